@@ -1,0 +1,209 @@
+//! What the kernel reports about a link.
+
+use netlink_packet_route::link::{
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, State,
+};
+
+use crate::MacAddr;
+
+/// The kind of a link, as `ip -d link` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// A device with no kind: physical NICs and loopback.
+    Device,
+    /// `veth`
+    Veth,
+    /// `bridge`
+    Bridge,
+    /// `vxlan`
+    Vxlan,
+    /// `ipip`
+    IpIp,
+    /// `macvlan`
+    Macvlan,
+    /// `tun` (tun or tap: see [`Link::tun_is_tap`])
+    Tun,
+    /// `dummy`
+    Dummy,
+    /// `ipvlan`
+    Ipvlan,
+    /// `vrf`
+    Vrf,
+    /// `geneve`
+    Geneve,
+    /// `wireguard`
+    Wireguard,
+    /// Any other kind, by its name.
+    Other(String),
+}
+
+impl LinkKind {
+    fn from_info(kind: &InfoKind) -> Self {
+        match kind {
+            InfoKind::Veth => Self::Veth,
+            InfoKind::Bridge => Self::Bridge,
+            InfoKind::Vxlan => Self::Vxlan,
+            InfoKind::IpIp => Self::IpIp,
+            InfoKind::MacVlan => Self::Macvlan,
+            InfoKind::Tun => Self::Tun,
+            InfoKind::Dummy => Self::Dummy,
+            InfoKind::IpVlan => Self::Ipvlan,
+            InfoKind::Vrf => Self::Vrf,
+            InfoKind::Geneve => Self::Geneve,
+            InfoKind::Wireguard => Self::Wireguard,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// The kind as iproute2 spells it (`""` for [`LinkKind::Device`]).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Device => "",
+            Self::Veth => "veth",
+            Self::Bridge => "bridge",
+            Self::Vxlan => "vxlan",
+            Self::IpIp => "ipip",
+            Self::Macvlan => "macvlan",
+            Self::Tun => "tun",
+            Self::Dummy => "dummy",
+            Self::Ipvlan => "ipvlan",
+            Self::Vrf => "vrf",
+            Self::Geneve => "geneve",
+            Self::Wireguard => "wireguard",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == Self::Device { "device" } else { self.as_str() })
+    }
+}
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Kind (veth, bridge, …).
+    pub kind: LinkKind,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Operational state is "up" (carrier and lower layers ready).
+    pub oper_up: bool,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Hardware address when it is an Ethernet one.
+    pub mac: Option<MacAddr>,
+    /// Index of the bridge (or other master) this link is a port of.
+    pub master: Option<u32>,
+    /// Index of the parent / peer link (IFLA_LINK): the veth peer, the macvlan
+    /// or vxlan lower device. With `link_netnsid` set, the index is in
+    /// another namespace.
+    pub parent: Option<u32>,
+    /// Namespace id (as seen from this one) of the peer's namespace.
+    pub link_netnsid: Option<i32>,
+    /// The raw message, for attributes netkit does not lift into fields.
+    pub message: LinkMessage,
+}
+
+impl Link {
+    pub(crate) fn from_message(message: LinkMessage) -> Self {
+        let mut link = Link {
+            index: message.header.index,
+            name: String::new(),
+            kind: LinkKind::Device,
+            up: message.header.flags.contains(LinkFlags::Up),
+            oper_up: false,
+            mtu: None,
+            mac: None,
+            master: None,
+            parent: None,
+            link_netnsid: None,
+            message: LinkMessage::default(),
+        };
+        for attr in &message.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Mtu(m) => link.mtu = Some(*m),
+                LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(a),
+                LinkAttribute::Controller(m) => link.master = Some(*m),
+                LinkAttribute::Link(p) => link.parent = Some(*p),
+                LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+                LinkAttribute::OperState(s) => link.oper_up = *s == State::Up,
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            link.kind = LinkKind::from_info(k);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link.message = message;
+        link
+    }
+
+    fn link_infos(&self) -> impl Iterator<Item = &LinkInfo> {
+        self.message.attributes.iter().flat_map(|a| match a {
+            LinkAttribute::LinkInfo(i) => i.as_slice(),
+            _ => &[],
+        })
+    }
+
+    /// Kind-specific data (IFLA_INFO_DATA), if the kernel sent it.
+    pub fn info_data(&self) -> Option<&InfoData> {
+        self.link_infos().find_map(|i| match i {
+            LinkInfo::Data(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// VXLAN attributes, for a vxlan link.
+    pub fn vxlan_info(&self) -> &[InfoVxlan] {
+        match self.info_data() {
+            Some(InfoData::Vxlan(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Bridge attributes, for a bridge.
+    pub fn bridge_info(&self) -> &[InfoBridge] {
+        match self.info_data() {
+            Some(InfoData::Bridge(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Bridge-port attributes (hairpin, learning, …) of a link enslaved to a bridge.
+    pub fn bridge_port_info(&self) -> &[InfoBridgePort] {
+        self.link_infos()
+            .find_map(|i| match i {
+                LinkInfo::PortData(InfoPortData::BridgePort(p)) => Some(p.as_slice()),
+                _ => None,
+            })
+            .unwrap_or(&[])
+    }
+
+    /// For a `tun` link: true when it is a tap (Ethernet) device.
+    pub fn tun_is_tap(&self) -> Option<bool> {
+        if self.kind != LinkKind::Tun {
+            return None;
+        }
+        // IFLA_TUN_TYPE (1) is a u8: 1 = tun, 2 = tap.
+        match self.info_data() {
+            Some(InfoData::Tun(attrs)) => attrs.iter().find_map(|a| {
+                use netlink_packet_core::Nla;
+                let mut buf = vec![0u8; a.value_len()];
+                a.emit_value(&mut buf);
+                (a.kind() == 1 && !buf.is_empty()).then(|| buf[0] == 2)
+            }),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Links (network devices): create by kind, get, list, change, move, delete.
+//!
+//! Methods live on [`Handle`] and mirror `ip link`:
+//!
+//! | iproute2 | netkit |
+//! |---|---|
+//! | `ip link add … type KIND` | [`Handle::link_add`] with a [`LinkSpec`] ([`Veth`], [`Bridge`], [`Vxlan`], [`IpIp`], [`Macvlan`], …) |
+//! | `ip link show DEV` | [`Handle::link_get`] / [`Handle::link_get_by_index`] |
+//! | `ip link show` | [`Handle::link_list`] |
+//! | `ip link set DEV …` | [`Handle::link_set`] (up, down, mtu, address, name, master, netns) |
+//! | `ip link del DEV` | [`Handle::link_del`] (idempotent) |
+//! | `ip tuntap add …` | [`Handle::tuntap_add`] |
+//!
+//! Creating a kind the running kernel lacks (no module) returns
+//! [`LinkError::Unsupported`] naming the kind.
+
+mod bridge;
+mod ensure;
+mod info;
+mod kinds;
+mod set;
+mod tuntap;
+mod veth;
+mod vxlan;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+
+pub use bridge::{Bridge, BridgePort};
+pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
+pub use info::{Link, LinkKind};
+pub use kinds::{Dummy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
+pub use set::LinkSet;
+pub use tuntap::{TunTap, TunTapMode};
+pub use veth::Veth;
+pub use vxlan::Vxlan;
+
+use crate::{Handle, NetlinkError};
+
+/// Errors from link operations: each names the operation, the link and the netns.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The kernel refused the request; `source` keeps the errno.
+    #[error("{op} link {link:?} in netns {netns}: {source}")]
+    Netlink {
+        /// Operation, e.g. "add veth", "set mtu of", "delete".
+        op: String,
+        /// Link name (or `#index`).
+        link: String,
+        /// Namespace the request went to.
+        netns: String,
+        /// Kernel answer with errno.
+        #[source]
+        source: NetlinkError,
+    },
+    /// The running kernel has no driver for this kind (module missing).
+    #[error("link kind {kind:?} is not supported by this kernel (creating {link:?} in netns {netns})")]
+    Unsupported {
+        /// The kind, as `ip link add … type KIND` spells it.
+        kind: String,
+        /// The link that was being created.
+        link: String,
+        /// Namespace of the request.
+        netns: String,
+    },
+    /// `ensure` found a link with the wanted name but different attributes,
+    /// and the policy said to report rather than recreate.
+    #[error("link {link:?} in netns {netns} differs from the wanted {kind}: {}", differences.join("; "))]
+    Mismatch {
+        /// Link name.
+        link: String,
+        /// Wanted kind.
+        kind: String,
+        /// Namespace.
+        netns: String,
+        /// One line per differing attribute: "mtu: have 1500, want 1450".
+        differences: Vec<String>,
+    },
+    /// A parameter was rejected before anything was sent to the kernel.
+    #[error("invalid {what} for link {link:?}: {reason}")]
+    Invalid {
+        /// Link name.
+        link: String,
+        /// Which parameter.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A system call outside netlink failed (tun/tap ioctls).
+    #[error("{op} link {link:?} in netns {netns}: {source}")]
+    Io {
+        /// Operation.
+        op: String,
+        /// Link name.
+        link: String,
+        /// Namespace.
+        netns: String,
+        /// The failure with its errno.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LinkError {
+    pub(crate) fn netlink(op: impl Into<String>, link: impl Into<String>, h: &Handle, source: NetlinkError) -> Self {
+        Self::Netlink {
+            op: op.into(),
+            link: link.into(),
+            netns: h.ns_label(),
+            source,
+        }
+    }
+
+    /// The errno behind this error, when the kernel or a syscall returned one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Netlink { source, .. } => source.errno,
+            Self::Io { source, .. } => source.raw_os_error(),
+            Self::Unsupported { .. } => Some(libc::EOPNOTSUPP),
+            _ => None,
+        }
+    }
+
+    /// True when the link already exists (`EEXIST`).
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc::EEXIST)
+    }
+
+    /// True when the link (or a device it names) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT))
+    }
+
+    /// True for [`LinkError::Unsupported`].
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Self::Unsupported { .. })
+    }
+}
+
+/// A description of a link to create, one type per kind.
+///
+/// Implemented by [`Veth`], [`Bridge`], [`Vxlan`], [`IpIp`], [`Macvlan`],
+/// [`Dummy`], [`Ipvlan`], [`Vrf`], [`Geneve`] and [`Wireguard`]; implement it
+/// for other kinds by building the RTM_NEWLINK message yourself.
+pub trait LinkSpec: Send + Sync {
+    /// Name of the link to create.
+    fn name(&self) -> &str;
+    /// Kind as iproute2 spells it (`"veth"`, `"vxlan"`, …).
+    fn kind(&self) -> &'static str;
+    /// Build the RTM_NEWLINK request. `parent` resolves a device name in the
+    /// handle's namespace to an index when the kind needs one.
+    fn message(&self, h: &Handle) -> impl std::future::Future<Output = Result<LinkMessage, LinkError>> + Send;
+    /// Compare an existing link with this spec: one line per difference.
+    fn differences(&self, existing: &Link) -> Vec<String>;
+}
+
+/// The start of every RTM_NEWLINK: name, kind and optional kind data.
+pub(crate) fn new_link_message(name: &str, kind: InfoKind, data: Option<InfoData>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let mut info = vec![LinkInfo::Kind(kind)];
+    if let Some(d) = data {
+        info.push(LinkInfo::Data(d));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(info));
+    msg
+}
+
+/// Check a name before sending it: the kernel limit is 15 bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), LinkError> {
+    let bad = name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':', '\0']) || name == "." || name == "..";
+    if bad {
+        return Err(LinkError::Invalid {
+            link: name.to_string(),
+            what: "name",
+            reason: "must be 1-15 bytes without '/', ':', spaces, and not '.' or '..'".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Handle {
+    /// Create a link, like `ip link add`. Fails with `EEXIST` (see
+    /// [`LinkError::is_exists`]) if the name is taken; see
+    /// [`Handle::link_ensure`] for the create-or-compare form.
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::link::LinkError> {
+    /// use netkit_core::link::Bridge;
+    /// let br = h.link_add(&Bridge::new("br0").vlan_filtering(false)).await?;
+    /// println!("created {} with index {}", br.name, br.index);
+    /// # Ok(()) }
+    /// ```
+    pub async fn link_add<S: LinkSpec>(&self, spec: &S) -> Result<Link, LinkError> {
+        self.link_create(spec).await?;
+        self.link_get(spec.name()).await
+    }
+
+    /// Create without reading the link back (one round trip less).
+    pub(crate) async fn link_create<S: LinkSpec>(&self, spec: &S) -> Result<(), LinkError> {
+        check_name(spec.name())?;
+        let msg = spec.message(self).await?;
+        self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .await
+            .map_err(|e| self.add_error(spec.kind(), spec.name(), e))
+    }
+
+    /// Map a failed RTM_NEWLINK to a typed error ("unsupported kind" when the
+    /// kernel has no driver for it).
+    pub(crate) fn add_error(&self, kind: &str, name: &str, e: NetlinkError) -> LinkError {
+        if e.is_not_supported() {
+            LinkError::Unsupported {
+                kind: kind.to_string(),
+                link: name.to_string(),
+                netns: self.ns_label(),
+            }
+        } else {
+            LinkError::netlink(format!("add {kind}"), name, self, e)
+        }
+    }
+
+    /// Get a link by name, like `ip link show NAME`.
+    pub async fn link_get(&self, name: &str) -> Result<Link, LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.link_get_msg(msg, name).await
+    }
+
+    /// Get a link by index.
+    pub async fn link_get_by_index(&self, index: u32) -> Result<Link, LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.link_get_msg(msg, &format!("#{index}")).await
+    }
+
+    async fn link_get_msg(&self, msg: LinkMessage, label: &str) -> Result<Link, LinkError> {
+        match self.get(RouteNetlinkMessage::GetLink(msg)).await {
+            Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Link::from_message(m)),
+            Ok(other) => Err(LinkError::netlink(
+                "get",
+                label,
+                self,
+                NetlinkError::local(format!("unexpected answer {other:?}")),
+            )),
+            Err(e) => Err(LinkError::netlink("get", label, self, e)),
+        }
+    }
+
+    /// Index of the link called `name`.
+    pub async fn link_index(&self, name: &str) -> Result<u32, LinkError> {
+        Ok(self.link_get(name).await?.index)
+    }
+
+    /// Every link in the namespace, like `ip -d link show`.
+    pub async fn link_list(&self) -> Result<Vec<Link>, LinkError> {
+        let msgs = self
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .await
+            .map_err(|e| LinkError::netlink("list", "*", self, e))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Delete a link by name, like `ip link del NAME`. Idempotent: a link
+    /// that is already gone is success. Deleting one end of a veth pair
+    /// deletes both.
+    pub async fn link_del(&self, name: &str) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.ack(RouteNetlinkMessage::DelLink(msg), 0).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(LinkError::netlink("delete", name, self, e)),
+        }
+    }
+
+    /// Delete a link by index (idempotent).
+    pub async fn link_del_by_index(&self, index: u32) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.ack(RouteNetlinkMessage::DelLink(msg), 0).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(LinkError::netlink("delete", format!("#{index}"), self, e)),
+        }
+    }
+
+    /// Set a link administratively up (`ip link set NAME up`).
+    pub async fn link_set_up(&self, name: &str) -> Result<(), LinkError> {
+        self.link_set(name).up().apply().await
+    }
+
+    /// Set a link administratively down (`ip link set NAME down`).
+    pub async fn link_set_down(&self, name: &str) -> Result<(), LinkError> {
+        self.link_set(name).down().apply().await
+    }
+
+    /// Change a link: chain the changes, then [`LinkSet::apply`] sends them
+    /// in one request.
+    pub fn link_set<'a>(&'a self, name: &str) -> LinkSet<'a> {
+        LinkSet::new(self, set::Target::Name(name.to_string()))
+    }
+
+    /// Like [`Handle::link_set`], addressing the link by index.
+    pub fn link_set_by_index(&self, index: u32) -> LinkSet<'_> {
+        LinkSet::new(self, set::Target::Index(index))
+    }
+}
+
+pub(crate) fn up_flags(up: bool) -> (LinkFlags, LinkFlags) {
+    (if up { LinkFlags::Up } else { LinkFlags::empty() }, LinkFlags::Up)
+}

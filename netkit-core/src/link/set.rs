@@ -1,0 +1,177 @@
+//! `ip link set`: change several properties of a link in one request.
+
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use std::os::fd::AsRawFd;
+
+use super::{check_name, up_flags, LinkError};
+use crate::{Handle, MacAddr, NetNs};
+
+pub(crate) enum Target {
+    Name(String),
+    Index(u32),
+}
+
+/// Pending changes to one link, sent together by [`LinkSet::apply`].
+///
+/// ```no_run
+/// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::link::LinkError> {
+/// h.link_set("veth0").mtu(1450).master("br0").up().apply().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "nothing changes until apply() is awaited"]
+pub struct LinkSet<'a> {
+    h: &'a Handle,
+    target: Target,
+    up: Option<bool>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    rename: Option<String>,
+    master: Option<MasterChange>,
+    netns: Option<NetNs>,
+}
+
+enum MasterChange {
+    Name(String),
+    Index(u32),
+    None,
+}
+
+impl<'a> LinkSet<'a> {
+    pub(crate) fn new(h: &'a Handle, target: Target) -> Self {
+        Self {
+            h,
+            target,
+            up: None,
+            mtu: None,
+            mac: None,
+            rename: None,
+            master: None,
+            netns: None,
+        }
+    }
+
+    /// Administratively up.
+    pub fn up(mut self) -> Self {
+        self.up = Some(true);
+        self
+    }
+    /// Administratively down.
+    pub fn down(mut self) -> Self {
+        self.up = Some(false);
+        self
+    }
+    /// Set the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+    /// Set the hardware address.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+    /// Rename (the link must be down for most kinds).
+    pub fn name(mut self, new_name: &str) -> Self {
+        self.rename = Some(new_name.to_string());
+        self
+    }
+    /// Enslave to a bridge (or other master) by name, like `ip link set … master BR`.
+    pub fn master(mut self, master: &str) -> Self {
+        self.master = Some(MasterChange::Name(master.to_string()));
+        self
+    }
+    /// Enslave to a master by index.
+    pub fn master_index(mut self, index: u32) -> Self {
+        self.master = Some(MasterChange::Index(index));
+        self
+    }
+    /// Release from its master (`nomaster`).
+    pub fn nomaster(mut self) -> Self {
+        self.master = Some(MasterChange::None);
+        self
+    }
+    /// Move to another namespace (`netns`). Prefer creating links directly in
+    /// their namespace (see [`crate::link::Veth::peer_netns`]): a move costs an
+    /// RCU barrier under the rtnl lock.
+    pub fn netns(mut self, ns: &NetNs) -> Self {
+        self.netns = Some(ns.clone());
+        self
+    }
+
+    fn label(&self) -> String {
+        match &self.target {
+            Target::Name(n) => n.clone(),
+            Target::Index(i) => format!("#{i}"),
+        }
+    }
+
+    fn op(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(u) = self.up {
+            parts.push(if u { "up" } else { "down" }.to_string());
+        }
+        if let Some(m) = self.mtu {
+            parts.push(format!("mtu {m}"));
+        }
+        if let Some(m) = self.mac {
+            parts.push(format!("address {m}"));
+        }
+        if let Some(n) = &self.rename {
+            parts.push(format!("name {n}"));
+        }
+        match &self.master {
+            Some(MasterChange::Name(n)) => parts.push(format!("master {n}")),
+            Some(MasterChange::Index(i)) => parts.push(format!("master #{i}")),
+            Some(MasterChange::None) => parts.push("nomaster".into()),
+            None => {}
+        }
+        if let Some(ns) = &self.netns {
+            parts.push(format!("netns {ns}"));
+        }
+        format!("set {}", parts.join(" "))
+    }
+
+    /// Send every change in one RTM_SETLINK.
+    pub async fn apply(self) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        match &self.target {
+            Target::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
+            Target::Index(i) => msg.header.index = *i,
+        }
+        if let Some(up) = self.up {
+            (msg.header.flags, msg.header.change_mask) = up_flags(up);
+        }
+        if let Some(m) = self.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(m) = self.mac {
+            msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
+        }
+        if let Some(n) = &self.rename {
+            check_name(n)?;
+            // Renaming by name needs the index: the name attribute is the new name.
+            if let Target::Name(old) = &self.target {
+                msg.header.index = self.h.link_index(old).await?;
+                msg.attributes.retain(|a| !matches!(a, LinkAttribute::IfName(_)));
+            }
+            msg.attributes.push(LinkAttribute::IfName(n.clone()));
+        }
+        match &self.master {
+            Some(MasterChange::Name(n)) => {
+                let idx = self.h.link_index(n).await?;
+                msg.attributes.push(LinkAttribute::Controller(idx));
+            }
+            Some(MasterChange::Index(i)) => msg.attributes.push(LinkAttribute::Controller(*i)),
+            Some(MasterChange::None) => msg.attributes.push(LinkAttribute::Controller(0)),
+            None => {}
+        }
+        if let Some(ns) = &self.netns {
+            msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        }
+        // RTM_NEWLINK without NLM_F_CREATE changes an existing link and, unlike
+        // RTM_SETLINK, accepts IFLA_IFNAME as the key.
+        let res = self.h.ack(RouteNetlinkMessage::NewLink(msg), 0).await;
+        res.map_err(|e| LinkError::netlink(self.op(), self.label(), self.h, e))
+    }
+}

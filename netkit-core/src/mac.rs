@@ -1,0 +1,105 @@
+//! Ethernet (MAC) addresses.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A 48-bit Ethernet address, printed and parsed as `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// The bytes.
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+
+    /// From a slice of exactly 6 bytes.
+    pub fn from_slice(b: &[u8]) -> Option<Self> {
+        Some(Self(b.try_into().ok()?))
+    }
+
+    /// A random locally administered unicast address (like the kernel's
+    /// `eth_random_addr`).
+    pub fn random() -> Self {
+        let mut b = [0u8; 6];
+        // SAFETY: getrandom writes at most b.len() bytes into a valid buffer.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n != 6 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            b.copy_from_slice(&t.as_nanos().to_le_bytes()[..6]);
+        }
+        b[0] = (b[0] & 0xfe) | 0x02;
+        Self(b)
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+/// Error parsing a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: want six hex bytes like 02:42:ac:11:00:02")]
+pub struct MacParseError(pub String);
+
+impl FromStr for MacAddr {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || MacParseError(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for b in out.iter_mut() {
+            let p = parts.next().ok_or_else(err)?;
+            if p.is_empty() || p.len() > 2 {
+                return Err(err());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(Self(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_round_trip() {
+        let m: MacAddr = "ee:EE:0:1:a:ff".parse().unwrap();
+        assert_eq!(m.to_string(), "ee:ee:00:01:0a:ff");
+        assert_eq!(m.to_string().parse::<MacAddr>().unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for bad in [
+            "",
+            "1:2:3:4:5",
+            "1:2:3:4:5:6:7",
+            "zz:00:00:00:00:00",
+            "100:0:0:0:0:0",
+            "::::::",
+            "1:2:3:4:5:6:",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn random_is_local_unicast() {
+        let m = MacAddr::random();
+        assert_eq!(m.0[0] & 0x03, 0x02);
+    }
+}

@@ -1,0 +1,263 @@
+//! The netlink connection every kernel call goes through.
+//!
+//! A [`Handle`] owns an rtnetlink socket opened *inside* a namespace (the
+//! socket keeps that namespace for its whole life), driven by a tokio task.
+//! Requests are built with `netlink-packet-route` types by the modules that
+//! own each object type; this module sends them, waits for acks, collects
+//! dumps and retries dumps the kernel marks interrupted (`NLM_F_DUMP_INTR`),
+//! so a caller never sees a partial or inconsistent listing.
+
+mod error;
+
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+use futures::StreamExt;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_proto::ConnectionHandle;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr, TokioSocket};
+
+pub use error::NetlinkError;
+
+use crate::netns::NetNs;
+
+/// How many times a dump interrupted by concurrent changes is retried before
+/// giving up with `EINTR`.
+const DUMP_RETRIES: usize = 32;
+
+/// A netlink connection bound to one network namespace.
+///
+/// Clone it freely: clones share the socket. Every operation of the link,
+/// address, route, rule and neighbour modules is a method on `Handle`, named
+/// after the iproute2 command it mirrors (`link_add`, `addr_add`, `route_get`,
+/// …). Create one with [`NetNs::handle`] or [`Handle::current`].
+#[derive(Clone, Debug)]
+pub struct Handle {
+    conn: ConnectionHandle<RouteNetlinkMessage>,
+    netns: NetnsLabel,
+}
+
+/// Which namespace a handle talks to: kept for error messages and for work
+/// that must run inside it (sysctls, tun devices).
+#[derive(Clone, Debug)]
+pub(crate) enum NetnsLabel {
+    Ns(NetNs),
+    Current,
+}
+
+impl std::fmt::Display for NetnsLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ns(ns) => ns.fmt(f),
+            Self::Current => f.write_str("(current)"),
+        }
+    }
+}
+
+fn open_socket() -> std::io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    // Short acks (no echo of the request) and the kernel's error text.
+    socket.set_cap_ack(true)?;
+    socket.set_ext_ack(true)?;
+    // Large dumps of a busy namespace should not overflow the socket.
+    socket.set_rx_buf_sz(4 * 1024 * 1024)?;
+    Ok(socket)
+}
+
+impl Handle {
+    /// Open a handle whose socket lives in `netns`. The socket is created on
+    /// a short-lived thread inside the namespace; the caller's thread never
+    /// moves. Must be called from within a tokio runtime.
+    pub async fn new(netns: &NetNs) -> Result<Self, NetlinkError> {
+        let socket = netns
+            .exec(open_socket)
+            .await
+            .map_err(|e| NetlinkError::local(e.to_string()))?
+            .map_err(|e| io_error(&e))?;
+        Ok(Self::from_socket(socket, NetnsLabel::Ns(netns.clone())))
+    }
+
+    /// Open a handle in the namespace of the calling thread.
+    pub fn current() -> Result<Self, NetlinkError> {
+        let socket = open_socket().map_err(|e| io_error(&e))?;
+        Ok(Self::from_socket(socket, NetnsLabel::Current))
+    }
+
+    fn from_socket(socket: Socket, netns: NetnsLabel) -> Self {
+        socket.set_non_blocking(true).ok();
+        // SAFETY: the fd was just taken out of a valid, owned netlink socket
+        // (into_raw_fd relinquishes ownership), so TokioSocket becomes its
+        // only owner.
+        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (mut conn, handle, _unsolicited) =
+            netlink_proto::from_socket_with_codec::<RouteNetlinkMessage, _, netlink_proto::NetlinkCodec>(socket);
+        // Acks and the final NLMSG_DONE are needed: acks to report success,
+        // DONE because it can carry NLM_F_DUMP_INTR.
+        conn.set_forward_ack(true);
+        conn.set_forward_done(true);
+        tokio::spawn(conn);
+        Self { conn: handle, netns }
+    }
+
+    /// The namespace this handle talks to (`None` for [`Handle::current`]).
+    pub fn netns(&self) -> Option<&NetNs> {
+        match &self.netns {
+            NetnsLabel::Ns(ns) => Some(ns),
+            NetnsLabel::Current => None,
+        }
+    }
+
+    /// The namespace as it appears in error messages.
+    pub(crate) fn ns_label(&self) -> String {
+        self.netns.to_string()
+    }
+
+    /// Run blocking work inside this handle's namespace (sysctls, ioctls).
+    pub(crate) async fn exec_in<F, T>(&self, f: F) -> Result<T, NetlinkError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.netns {
+            NetnsLabel::Ns(ns) => ns.exec(f).await.map_err(|e| NetlinkError::local(e.to_string())),
+            NetnsLabel::Current => Ok(f()),
+        }
+    }
+
+    /// The underlying netlink-proto connection, for requests netkit does not
+    /// model yet. Messages sent here go to the same namespace.
+    pub fn connection(&self) -> &ConnectionHandle<RouteNetlinkMessage> {
+        &self.conn
+    }
+
+    fn message(payload: RouteNetlinkMessage, flags: u16) -> NetlinkMessage<RouteNetlinkMessage> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+        msg.finalize();
+        msg
+    }
+
+    /// Send a request that expects an ack (`flags` adds NLM_F_CREATE,
+    /// NLM_F_EXCL, NLM_F_REPLACE, …).
+    pub(crate) async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), NetlinkError> {
+        let mut responses = self
+            .conn
+            .request(Self::message(payload, flags | NLM_F_ACK), SocketAddr::new(0, 0))
+            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
+        while let Some(msg) = responses.next().await {
+            if let NetlinkPayload::Error(err) = &msg.payload {
+                if err.code.is_some() {
+                    return Err(NetlinkError::from_kernel(err, msg.header.flags));
+                }
+                return Ok(());
+            }
+        }
+        Err(NetlinkError::local("netlink connection closed before the ack"))
+    }
+
+    /// Send several requests in one `sendmsg` and wait for every ack. Results
+    /// come back in request order. Used where many small independent objects
+    /// are created at once.
+    #[allow(dead_code)]
+    pub(crate) async fn ack_batch(&self, requests: Vec<(RouteNetlinkMessage, u16)>) -> Vec<Result<(), NetlinkError>> {
+        let n = requests.len();
+        let mut out: Vec<Result<(), NetlinkError>> =
+            (0..n).map(|_| Err(NetlinkError::local("no ack received"))).collect();
+        let messages = requests.into_iter().map(|(p, f)| Self::message(p, f | NLM_F_ACK));
+        let mut responses = match self.conn.request_batch(messages, SocketAddr::new(0, 0)) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = NetlinkError::local(format!("netlink connection closed: {e}"));
+                return out.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        // Acks come back in order, one per request.
+        let mut i = 0;
+        while let Some(msg) = responses.next().await {
+            if let NetlinkPayload::Error(err) = &msg.payload {
+                if i < n {
+                    out[i] = match err.code {
+                        Some(_) => Err(NetlinkError::from_kernel(err, msg.header.flags)),
+                        None => Ok(()),
+                    };
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Send a request answered by exactly one message (a `get` by key).
+    pub(crate) async fn get(&self, payload: RouteNetlinkMessage) -> Result<RouteNetlinkMessage, NetlinkError> {
+        let mut responses = self
+            .conn
+            .request(Self::message(payload, 0), SocketAddr::new(0, 0))
+            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
+        let mut found = None;
+        while let Some(msg) = responses.next().await {
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => found = Some(m),
+                NetlinkPayload::Error(err) if err.code.is_some() => {
+                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
+                }
+                _ => {}
+            }
+        }
+        found.ok_or_else(|| NetlinkError::local("the kernel sent no answer"))
+    }
+
+    /// Dump every object matching `payload`. A dump the kernel flags as
+    /// interrupted (the table changed while it was being read) is thrown away
+    /// and started again, so the result is always one consistent snapshot.
+    pub(crate) async fn dump(&self, payload: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        for _ in 0..DUMP_RETRIES {
+            match self.dump_once(payload.clone()).await? {
+                Some(items) => return Ok(items),
+                None => continue,
+            }
+        }
+        Err(NetlinkError {
+            errno: Some(libc::EINTR),
+            message: Some(format!(
+                "dump interrupted {DUMP_RETRIES} times in a row by concurrent changes"
+            )),
+        })
+    }
+
+    /// One dump attempt: `Ok(None)` when the kernel flagged it interrupted.
+    async fn dump_once(&self, payload: RouteNetlinkMessage) -> Result<Option<Vec<RouteNetlinkMessage>>, NetlinkError> {
+        let mut responses = self
+            .conn
+            .request(Self::message(payload, NLM_F_DUMP), SocketAddr::new(0, 0))
+            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
+        let mut items = Vec::new();
+        let mut interrupted = false;
+        while let Some(msg) = responses.next().await {
+            interrupted |= is_interrupted(msg.header.flags);
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => items.push(m),
+                NetlinkPayload::Error(err) if err.code.is_some() => {
+                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
+                }
+                _ => {}
+            }
+        }
+        Ok((!interrupted).then_some(items))
+    }
+}
+
+/// True when a dump part carries NLM_F_DUMP_INTR.
+pub(crate) fn is_interrupted(flags: u16) -> bool {
+    flags & NLM_F_DUMP_INTR != 0
+}
+
+fn io_error(e: &std::io::Error) -> NetlinkError {
+    NetlinkError {
+        errno: e.raw_os_error(),
+        message: Some(format!("netlink socket: {e}")),
+    }
+}

@@ -1,0 +1,72 @@
+//! Running work inside a namespace on a dedicated OS thread.
+
+use std::future::Future;
+
+use nix::sched::{setns, CloneFlags};
+
+use super::{NetNs, NetnsError};
+
+impl NetNs {
+    fn enter(&self) -> Result<(), NetnsError> {
+        setns(self, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("enter", self, e))
+    }
+
+    /// Run `f` inside this namespace and return its result.
+    ///
+    /// `f` runs on a new OS thread that enters the namespace and ends with
+    /// `f`; the calling thread never changes namespace. The call blocks until
+    /// `f` returns, so from async code prefer [`NetNs::exec`].
+    pub fn run<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter()?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| NetnsError::Panicked(self.to_string()))?
+        })
+    }
+
+    /// Run the blocking closure `f` inside this namespace without blocking
+    /// the async caller: `f` runs on a dedicated OS thread and the returned
+    /// future completes when it does.
+    pub async fn exec<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ns = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let out = ns.enter().map(|()| f());
+            let _ = tx.send(out);
+        });
+        rx.await.map_err(|_| NetnsError::Panicked(self.to_string()))?
+    }
+
+    /// Run the future made by `f` inside this namespace.
+    ///
+    /// A dedicated OS thread enters the namespace and drives the future on
+    /// its own single-threaded tokio runtime, so sockets the future opens
+    /// (TCP, UDP, netlink) belong to this namespace. The caller's tokio
+    /// workers never change namespace.
+    pub async fn run_async<F, Fut, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        self.exec(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| NetnsError::io("start runtime in", "thread", e))?;
+            Ok(rt.block_on(f()))
+        })
+        .await?
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared helpers for netkit-core's integration tests: unique names and
+//! namespaces that are deleted when the test ends, even on panic.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use netkit_core::{Handle, NetNsGuard};
+
+/// A name unique to this process and call: `nk<pid><counter><tag>`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("nk{}x{}{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag)
+}
+
+/// A fresh namespace (deleted on drop) with loopback up, and a handle in it.
+pub struct TestNs {
+    pub ns: NetNsGuard,
+    pub h: Handle,
+}
+
+impl TestNs {
+    pub async fn new(tag: &str) -> Self {
+        let ns = NetNsGuard::create(&unique(tag)).expect("create test netns");
+        let h = ns.handle().await.expect("handle in test netns");
+        h.link_set_up("lo").await.expect("lo up");
+        Self { ns, h }
+    }
+
+    /// Run a command inside this namespace (`ip netns exec`), returning stdout;
+    /// panics with stderr when it fails.
+    pub fn sh(&self, cmd: &str) -> String {
+        let name = self.ns.name().unwrap();
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", name, "sh", "-c", cmd])
+            .output()
+            .expect("run ip netns exec");
+        assert!(
+            out.status.success(),
+            "`{cmd}` in {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Like `sh` but returns whether the command succeeded.
+    pub fn try_sh(&self, cmd: &str) -> bool {
+        let name = self.ns.name().unwrap();
+        std::process::Command::new("ip")
+            .args(["netns", "exec", name, "sh", "-c", cmd])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}
