@@ -1,0 +1,170 @@
+//! Change notifications (`ip monitor`) as an async stream.
+//!
+//! [`Handle::subscribe`] opens a second netlink socket inside the handle's
+//! namespace, joined to the multicast groups of the chosen [`EventKind`]s,
+//! and yields one [`Event`] per kernel notification.
+//!
+//! ```no_run
+//! # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::events::EventError> {
+//! use futures::StreamExt;
+//! use netkit_core::events::{Event, EventKind};
+//! let mut events = h.subscribe(&[EventKind::Link, EventKind::Address]).await?;
+//! while let Some(ev) = events.next().await {
+//!     if let Event::NewLink(l) = ev { println!("link {} is {}", l.name, if l.up { "up" } else { "down" }); }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::Stream;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr, TokioSocket};
+
+use crate::addr::Address;
+use crate::link::Link;
+use crate::neigh::NeighInfo;
+use crate::route::RouteInfo;
+use crate::{Handle, NetlinkError};
+
+/// Which changes to watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Links appearing, changing state, disappearing.
+    Link,
+    /// IPv4 and IPv6 addresses.
+    Address,
+    /// IPv4 and IPv6 routes.
+    Route,
+    /// Neighbour (ARP/NDP) and FDB entries.
+    Neighbour,
+}
+
+impl EventKind {
+    /// RTNLGRP_* multicast groups carrying this kind.
+    fn groups(self) -> &'static [u32] {
+        match self {
+            Self::Link => &[1],         // RTNLGRP_LINK
+            Self::Address => &[5, 9],   // RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR
+            Self::Route => &[7, 11],    // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE
+            Self::Neighbour => &[3],    // RTNLGRP_NEIGH
+        }
+    }
+}
+
+/// One change reported by the kernel.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A link was created or changed (RTM_NEWLINK).
+    NewLink(Link),
+    /// A link was deleted.
+    DelLink(Link),
+    /// An address was added or changed.
+    NewAddress(Address),
+    /// An address was removed.
+    DelAddress(Address),
+    /// A route was added or changed.
+    NewRoute(RouteInfo),
+    /// A route was removed.
+    DelRoute(RouteInfo),
+    /// A neighbour or FDB entry was added or changed.
+    NewNeighbour(NeighInfo),
+    /// A neighbour or FDB entry was removed.
+    DelNeighbour(NeighInfo),
+    /// The socket buffer overflowed and notifications were lost: re-read the
+    /// state you track (list again) before trusting later events.
+    Overrun,
+}
+
+/// Errors opening a subscription.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The socket could not be opened or joined to its groups.
+    #[error("subscribe to {kinds:?} events in netns {netns}: {source}")]
+    Subscribe {
+        /// What was asked for.
+        kinds: Vec<EventKind>,
+        /// Namespace.
+        netns: String,
+        /// The failure with its errno.
+        #[source]
+        source: NetlinkError,
+    },
+}
+
+/// The stream returned by [`Handle::subscribe`]. Ends only when dropped.
+pub struct EventStream {
+    rx: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        loop {
+            match Pin::new(&mut self.rx).poll_next(cx) {
+                Poll::Ready(Some((msg, _))) => {
+                    if let Some(ev) = to_event(msg) {
+                        return Poll::Ready(Some(ev));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+fn to_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<Event> {
+    use RouteNetlinkMessage as M;
+    match msg.payload {
+        NetlinkPayload::Overrun(_) => Some(Event::Overrun),
+        NetlinkPayload::InnerMessage(m) => match m {
+            M::NewLink(l) => Some(Event::NewLink(Link::from_message(l))),
+            M::DelLink(l) => Some(Event::DelLink(Link::from_message(l))),
+            M::NewAddress(a) => Address::from_message(&a).map(Event::NewAddress),
+            M::DelAddress(a) => Address::from_message(&a).map(Event::DelAddress),
+            M::NewRoute(r) => Some(Event::NewRoute(RouteInfo::from_message(&r))),
+            M::DelRoute(r) => Some(Event::DelRoute(RouteInfo::from_message(&r))),
+            M::NewNeighbour(n) => NeighInfo::from_message(&n).map(Event::NewNeighbour),
+            M::DelNeighbour(n) => NeighInfo::from_message(&n).map(Event::DelNeighbour),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn open_subscriber(groups: Vec<u32>) -> std::io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    for g in groups {
+        socket.add_membership(g)?;
+    }
+    socket.set_rx_buf_sz(8 * 1024 * 1024)?;
+    Ok(socket)
+}
+
+impl Handle {
+    /// Watch changes of the given kinds in this handle's namespace, like
+    /// `ip monitor link address route neigh`. Events that happen after this
+    /// returns are delivered in kernel order.
+    pub async fn subscribe(&self, kinds: &[EventKind]) -> Result<EventStream, EventError> {
+        let groups: Vec<u32> = kinds.iter().flat_map(|k| k.groups().iter().copied()).collect();
+        let err = |source| EventError::Subscribe { kinds: kinds.to_vec(), netns: self.ns_label(), source };
+        let socket = self
+            .exec_in(move || open_subscriber(groups))
+            .await
+            .map_err(err)?
+            .map_err(|e| err(NetlinkError { errno: e.raw_os_error(), message: Some(e.to_string()) }))?;
+        socket.set_non_blocking(true).map_err(|e| err(NetlinkError::local(e.to_string())))?;
+        // SAFETY: into_raw_fd hands over sole ownership of a valid netlink socket fd.
+        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, _handle, rx) =
+            netlink_proto::from_socket_with_codec::<RouteNetlinkMessage, _, netlink_proto::NetlinkCodec>(socket);
+        tokio::spawn(conn);
+        Ok(EventStream { rx })
+    }
+}
