@@ -406,6 +406,8 @@ impl Handle {
     /// Add a neighbour entry, like `ip neigh add`. Fails with `EEXIST` (see
     /// [`NeighError::is_exists`]) when an entry for the address already
     /// exists on the device; use [`Handle::neigh_replace`] to overwrite.
+    /// Proxy entries are the exception: the kernel accepts adding an existing
+    /// proxy entry again.
     ///
     /// ```no_run
     /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::neigh::NeighError> {
