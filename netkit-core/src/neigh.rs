@@ -99,7 +99,10 @@ impl NeighError {
 
     /// True when the entry or its device does not exist (`ENOENT`, `ENODEV`, `ESRCH`).
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH))
+        matches!(
+            self.errno(),
+            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
+        )
     }
 }
 

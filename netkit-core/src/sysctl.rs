@@ -409,13 +409,11 @@ impl Handle {
     ) -> Result<T, SysctlError> {
         let label = self.ns_label();
         let inner = label.clone();
-        self.exec_in(move || f(&inner))
-            .await
-            .map_err(|e| SysctlError::Enter {
-                key: first_key.to_string(),
-                netns: label,
-                message: e.to_string(),
-            })?
+        self.exec_in(move || f(&inner)).await.map_err(|e| SysctlError::Enter {
+            key: first_key.to_string(),
+            netns: label,
+            message: e.to_string(),
+        })?
     }
 
     async fn sysctl_write(&self, k: Key, value: String) -> Result<(), SysctlError> {
@@ -485,8 +483,15 @@ impl Handle {
     /// h.iface_sysctl_set(Family::V4, "eth0.100", "arp_ignore", "1").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn iface_sysctl_set(&self, family: Family, dev: &str, name: &str, value: &str) -> Result<(), SysctlError> {
-        self.sysctl_write(Key::iface(family, dev, name)?, value.to_string()).await
+    pub async fn iface_sysctl_set(
+        &self,
+        family: Family,
+        dev: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), SysctlError> {
+        self.sysctl_write(Key::iface(family, dev, name)?, value.to_string())
+            .await
     }
 
     /// Turn IPv4 forwarding on or off for the namespace (`net.ipv4.ip_forward`).

@@ -33,10 +33,7 @@ async fn permanent_arp_entry_v4() {
         .await
         .unwrap();
     let shown = t.sh("ip neigh show dev v0");
-    assert!(
-        shown.contains("10.1.0.2 lladdr 02:00:00:00:00:02 PERMANENT"),
-        "{shown}"
-    );
+    assert!(shown.contains("10.1.0.2 lladdr 02:00:00:00:00:02 PERMANENT"), "{shown}");
     let idx = t.h.link_index("v0").await.unwrap();
     let list = t.h.neigh_list(Some("v0"), Some(Family::V4)).await.unwrap();
     let n = list.iter().find(|n| n.ip == a).expect("entry listed");
@@ -58,7 +55,10 @@ async fn permanent_ndp_entry_v6_by_index() {
         .await
         .unwrap();
     let shown = t.sh("ip -6 neigh show dev v0");
-    assert!(shown.contains("fd00:1::2 lladdr 02:00:00:00:00:06 router PERMANENT"), "{shown}");
+    assert!(
+        shown.contains("fd00:1::2 lladdr 02:00:00:00:00:06 router PERMANENT"),
+        "{shown}"
+    );
     let list = t.h.neigh_list(None, Some(Family::V6)).await.unwrap();
     let n = list.iter().find(|n| n.ip == a).expect("entry listed");
     assert_eq!((n.index, n.state, n.router), (idx, NeighState::Permanent, true));
@@ -74,7 +74,10 @@ async fn replace_changes_mac_and_add_twice_is_exists() {
     let e = t.h.neigh_add(&n1).await.unwrap_err();
     assert!(e.is_exists(), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("10.1.0.3") && msg.contains("v0") && msg.contains(t.ns.name().unwrap()), "{msg}");
+    assert!(
+        msg.contains("10.1.0.3") && msg.contains("v0") && msg.contains(t.ns.name().unwrap()),
+        "{msg}"
+    );
 
     t.h.neigh_replace(&Neighbour::new("v0", a, mac("02:00:00:00:00:33")))
         .await
@@ -106,7 +109,13 @@ async fn delete_is_idempotent() {
     t.h.neigh_del("v0", a).await.unwrap();
     t.h.neigh_del("v0", ip("fd00:1::4")).await.unwrap();
     t.h.neigh_del("nosuchdev", a).await.unwrap();
-    assert!(t.h.neigh_list(Some("v0"), None).await.unwrap().iter().all(|n| n.ip != a));
+    assert!(t
+        .h
+        .neigh_list(Some("v0"), None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|n| n.ip != a));
 }
 
 #[tokio::test]
@@ -196,29 +205,47 @@ async fn fdb_self_permanent_on_vxlan() {
         .await
         .unwrap();
     let shown = t.sh("bridge fdb show dev vx0");
-    assert!(shown.contains("02:00:00:00:0c:01 dst 192.0.2.10 self permanent"), "{shown}");
+    assert!(
+        shown.contains("02:00:00:00:0c:01 dst 192.0.2.10 self permanent"),
+        "{shown}"
+    );
 
     let list = t.h.fdb_list(Some("vx0")).await.unwrap();
     let f = list.iter().find(|f| f.mac == m).expect("entry listed");
-    assert_eq!((f.dst, f.is_self, f.permanent, f.master), (Some(remote), true, true, None));
+    assert_eq!(
+        (f.dst, f.is_self, f.permanent, f.master),
+        (Some(remote), true, true, None)
+    );
 
     // Replace moves the MAC to another VTEP.
     t.h.fdb_replace(&FdbEntry::new("vx0", m).dst(ip("192.0.2.11")).self_().permanent())
         .await
         .unwrap();
     let shown = t.sh("bridge fdb show dev vx0");
-    assert!(shown.contains("02:00:00:00:0c:01 dst 192.0.2.11 self permanent"), "{shown}");
+    assert!(
+        shown.contains("02:00:00:00:0c:01 dst 192.0.2.11 self permanent"),
+        "{shown}"
+    );
     assert!(!shown.contains("192.0.2.10"), "{shown}");
 
     // VNI and port of the remote.
     let m2 = mac("02:00:00:00:0c:02");
-    t.h.fdb_add(&FdbEntry::new("vx0", m2).dst(ip("192.0.2.30")).vni(77).port(8472).self_().permanent())
-        .await
-        .unwrap();
+    t.h.fdb_add(
+        &FdbEntry::new("vx0", m2)
+            .dst(ip("192.0.2.30"))
+            .vni(77)
+            .port(8472)
+            .self_()
+            .permanent(),
+    )
+    .await
+    .unwrap();
     let list = t.h.fdb_list(Some("vx0")).await.unwrap();
     let f = list.iter().find(|f| f.mac == m2).unwrap();
     assert_eq!((f.dst, f.vni), (Some(ip("192.0.2.30")), Some(77)));
-    assert!(t.sh("bridge fdb show dev vx0").contains("dst 192.0.2.30 port 8472 vni 77 self permanent"));
+    assert!(t
+        .sh("bridge fdb show dev vx0")
+        .contains("dst 192.0.2.30 port 8472 vni 77 self permanent"));
 
     t.h.fdb_del(&FdbEntry::new("vx0", m).self_()).await.unwrap();
     t.h.fdb_del(&FdbEntry::new("vx0", m).self_()).await.unwrap();
@@ -237,7 +264,10 @@ async fn fdb_append_two_flood_remotes() {
     }
     let shown = t.sh("bridge fdb show dev vx0");
     for r in ["192.0.2.21", "192.0.2.22"] {
-        assert!(shown.contains(&format!("00:00:00:00:00:00 dst {r} self permanent")), "{shown}");
+        assert!(
+            shown.contains(&format!("00:00:00:00:00:00 dst {r} self permanent")),
+            "{shown}"
+        );
     }
     let dsts: Vec<_> =
         t.h.fdb_list(Some("vx0"))
@@ -262,9 +292,8 @@ async fn fdb_append_two_flood_remotes() {
 
 /// Send one UDP datagram from `a` to `to` and report whether `b`'s socket got it.
 async fn udp_delivered(a: &TestNs, b: &TestNs, to: &str, port: u16) -> bool {
-    let rx = b
-        .ns
-        .run(move || {
+    let rx =
+        b.ns.run(move || {
             let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
             s
@@ -298,12 +327,18 @@ async fn permanent_arp_entry_carries_packets_when_arp_is_off() {
     let to = ip("10.77.0.2");
 
     // b ignores ARP: without a static entry nothing gets through.
-    assert!(!udp_delivered(&a, &b, "10.77.0.2", 7001).await, "delivered without an ARP entry");
+    assert!(
+        !udp_delivered(&a, &b, "10.77.0.2", 7001).await,
+        "delivered without an ARP entry"
+    );
     a.h.neigh_del("v0", to).await.unwrap();
 
     a.h.neigh_add(&Neighbour::new("v0", to, v1_mac)).await.unwrap();
     assert!(udp_delivered(&a, &b, "10.77.0.2", 7002).await, "static entry not used");
 
     a.h.neigh_del("v0", to).await.unwrap();
-    assert!(!udp_delivered(&a, &b, "10.77.0.2", 7003).await, "delivered after the entry was removed");
+    assert!(
+        !udp_delivered(&a, &b, "10.77.0.2", 7003).await,
+        "delivered after the entry was removed"
+    );
 }
