@@ -11,7 +11,11 @@ use netkit_examples::{unique_prefix, Error};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let lab = build(&unique_prefix("ex"), 3).await?;
-    println!("host {} with br0 ({}) and 3 containers", lab.host.name().unwrap(), BridgeLab::GATEWAY);
+    println!(
+        "host {} with br0 ({}) and 3 containers",
+        lab.host.name().unwrap(),
+        BridgeLab::GATEWAY
+    );
     for (i, c) in lab.containers.iter().enumerate() {
         let gw = ping(c, IpAddr::V4(BridgeLab::GATEWAY));
         let next = BridgeLab::container_ip((i + 1) % 3);

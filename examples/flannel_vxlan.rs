@@ -14,12 +14,22 @@ use netkit_examples::{unique_prefix, Error};
 async fn main() -> Result<(), Error> {
     let lab = build(&unique_prefix("ex")).await?;
     let (p1, p2) = (IpAddr::V4(lab.n1.pod_ip), IpAddr::V4(lab.n2.pod_ip));
-    println!("before programming peers: pod1 -> pod2 {}", ping_retry(&lab.n1.pod, p2, 1));
+    println!(
+        "before programming peers: pod1 -> pod2 {}",
+        ping_retry(&lab.n1.pod, p2, 1)
+    );
     lab.connect().await?;
-    println!("after programming peers:  pod1 -> pod2 {}", ping_retry(&lab.n1.pod, p2, 3));
+    println!(
+        "after programming peers:  pod1 -> pod2 {}",
+        ping_retry(&lab.n1.pod, p2, 3)
+    );
     tcp_exchange(&lab.n2.pod, &lab.n1.pod, SocketAddr::new(p2, 7000)).await?;
     println!("TCP pod1 -> pod2 across the overlay ok");
     lab.n2.overlay.remove_peer(&lab.n1.as_peer).await?;
-    println!("after node2 forgets node1:  pod1 -> pod2 {}, pod2 -> pod1 {}", ping_retry(&lab.n1.pod, p2, 1), ping_retry(&lab.n2.pod, p1, 1));
+    println!(
+        "after node2 forgets node1:  pod1 -> pod2 {}, pod2 -> pod1 {}",
+        ping_retry(&lab.n1.pod, p2, 1),
+        ping_retry(&lab.n2.pod, p1, 1)
+    );
     Ok(())
 }

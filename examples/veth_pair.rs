@@ -12,7 +12,11 @@ use netkit_examples::{unique_prefix, Error};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let lab = build(&unique_prefix("ex")).await?;
-    println!("namespaces {} and {} joined by a veth pair", lab.a.name().unwrap(), lab.b.name().unwrap());
+    println!(
+        "namespaces {} and {} joined by a veth pair",
+        lab.a.name().unwrap(),
+        lab.b.name().unwrap()
+    );
     for dst in [VethPair::B4, VethPair::B6] {
         let ok = ping(&lab.a, VethPair::ip(dst));
         println!("ping {dst} from a: {}", if ok { "ok" } else { "FAILED" });

@@ -14,9 +14,13 @@ async fn a_veth_pair_reaches_over_ipv4_and_ipv6_without_dad_wait() {
     assert!(ping(&lab.a, V::ip(V::B6)), "IPv6 ping a -> b");
     assert!(ping(&lab.b, V::ip(V::A6)), "IPv6 ping b -> a");
     assert!(ping(&lab.a, V::ip(V::B4)), "IPv4 ping a -> b");
-    let peer = tcp_exchange(&lab.b, &lab.a, SocketAddr::new(V::ip(V::B4), 7001)).await.unwrap();
+    let peer = tcp_exchange(&lab.b, &lab.a, SocketAddr::new(V::ip(V::B4), 7001))
+        .await
+        .unwrap();
     assert_eq!(peer.ip(), V::ip(V::A4));
-    let peer = tcp_exchange(&lab.a, &lab.b, SocketAddr::new(V::ip(V::A6), 7002)).await.unwrap();
+    let peer = tcp_exchange(&lab.a, &lab.b, SocketAddr::new(V::ip(V::A6), 7002))
+        .await
+        .unwrap();
     assert_eq!(peer.ip(), V::ip(V::B6));
 }
 
@@ -33,21 +37,34 @@ async fn b_three_containers_on_a_bridge_reach_each_other_and_the_bridge() {
         }
     }
     let addr = SocketAddr::new(bridge::BridgeLab::container_ip(1), 7003);
-    let peer = tcp_exchange(&lab.containers[1], &lab.containers[0], addr).await.unwrap();
+    let peer = tcp_exchange(&lab.containers[1], &lab.containers[0], addr)
+        .await
+        .unwrap();
     assert_eq!(peer.ip(), bridge::BridgeLab::container_ip(0), "no NAT between pods");
     // The host reaches a container too.
-    tcp_exchange(&lab.containers[2], &lab.host, SocketAddr::new(bridge::BridgeLab::container_ip(2), 7004)).await.unwrap();
+    tcp_exchange(
+        &lab.containers[2],
+        &lab.host,
+        SocketAddr::new(bridge::BridgeLab::container_ip(2), 7004),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn c_flannel_vxlan_overlay_carries_pod_traffic_and_stops_without_entries() {
     let lab = flannel::build(&unique_prefix("sc")).await.unwrap();
     let (p1, p2) = (IpAddr::V4(lab.n1.pod_ip), IpAddr::V4(lab.n2.pod_ip));
-    assert!(!ping(&lab.n1.pod, p2), "pods must not reach each other before the overlay is programmed");
+    assert!(
+        !ping(&lab.n1.pod, p2),
+        "pods must not reach each other before the overlay is programmed"
+    );
     lab.connect().await.unwrap();
     assert!(ping_retry(&lab.n1.pod, p2, 3), "pod1 -> pod2 over VXLAN");
     assert!(ping_retry(&lab.n2.pod, p1, 3), "pod2 -> pod1 over VXLAN");
-    let peer = tcp_exchange(&lab.n2.pod, &lab.n1.pod, SocketAddr::new(p2, 7005)).await.unwrap();
+    let peer = tcp_exchange(&lab.n2.pod, &lab.n1.pod, SocketAddr::new(p2, 7005))
+        .await
+        .unwrap();
     assert_eq!(peer.ip(), p1, "pod addresses are seen unchanged across nodes (no NAT)");
     // Remove node1's entries from node2: replies from pod2 can no longer go back.
     lab.n2.overlay.remove_peer(&lab.n1.as_peer).await.unwrap();
@@ -56,5 +73,8 @@ async fn c_flannel_vxlan_overlay_carries_pod_traffic_and_stops_without_entries()
     // Removing again is fine (idempotent), and re-adding restores traffic.
     lab.n2.overlay.remove_peer(&lab.n1.as_peer).await.unwrap();
     lab.n2.overlay.add_peer(&lab.n1.as_peer).await.unwrap();
-    assert!(ping_retry(&lab.n1.pod, p2, 3), "traffic restored after re-adding the peer");
+    assert!(
+        ping_retry(&lab.n1.pod, p2, 3),
+        "traffic restored after re-adding the peer"
+    );
 }

@@ -46,10 +46,14 @@ pub async fn tcp_exchange(server: &NetNs, client: &NetNs, addr: SocketAddr) -> R
         client
             .run_async(move || async move {
                 let connect = tokio::net::TcpStream::connect(addr);
-                let mut s = tokio::time::timeout(Duration::from_secs(3), connect).await.map_err(|_| "connect timed out")??;
+                let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
+                    .await
+                    .map_err(|_| "connect timed out")??;
                 s.write_all(b"netkit").await?;
                 let mut buf = [0u8; 6];
-                tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut buf)).await.map_err(|_| "read timed out")??;
+                tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut buf))
+                    .await
+                    .map_err(|_| "read timed out")??;
                 if &buf != b"netkit" {
                     return Err::<(), ProbeError>("echo mismatch".into());
                 }

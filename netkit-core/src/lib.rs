@@ -12,8 +12,8 @@
 pub mod addr;
 pub mod link;
 mod mac;
-pub mod netlink;
 pub mod neigh;
+pub mod netlink;
 pub mod netns;
 pub mod route;
 pub mod rule;

@@ -34,7 +34,8 @@ pub async fn build(prefix: &str, n: usize) -> Result<BridgeLab, Error> {
     let hh = host.handle().await?;
     hh.link_set_up("lo").await?;
     hh.link_add(&Bridge::new("br0").up()).await?;
-    hh.addr_add("br0", IpNetwork::new(IpAddr::V4(BridgeLab::GATEWAY), 24)?).await?;
+    hh.addr_add("br0", IpNetwork::new(IpAddr::V4(BridgeLab::GATEWAY), 24)?)
+        .await?;
     let mut containers = Vec::new();
     for i in 0..n {
         let c = NetNsGuard::create(&format!("{prefix}-c{i}"))?;
@@ -44,8 +45,10 @@ pub async fn build(prefix: &str, n: usize) -> Result<BridgeLab, Error> {
         hh.link_set(&host_end).master("br0").up().apply().await?;
         hc.link_set_up("lo").await?;
         hc.link_set_up("eth0").await?;
-        hc.addr_add("eth0", IpNetwork::new(BridgeLab::container_ip(i), 24)?).await?;
-        hc.route_add(&Route::default_v4().gateway(IpAddr::V4(BridgeLab::GATEWAY))).await?;
+        hc.addr_add("eth0", IpNetwork::new(BridgeLab::container_ip(i), 24)?)
+            .await?;
+        hc.route_add(&Route::default_v4().gateway(IpAddr::V4(BridgeLab::GATEWAY)))
+            .await?;
         containers.push(c);
     }
     Ok(BridgeLab { host, containers })

@@ -67,8 +67,18 @@ async fn node(prefix: &str, i: u8, underlay: &Handle, host: NetNsGuard) -> Resul
     cfg.parent = Some("eth0".into());
     cfg.mtu = Some(1450);
     let overlay = VxlanOverlay::setup(h, cfg).await?;
-    let as_peer = VxlanPeer { subnet, vtep_mac: overlay.vtep_mac(), public_ip: IpAddr::V4(public_ip) };
-    Ok(Node { host, pod, overlay, as_peer, pod_ip })
+    let as_peer = VxlanPeer {
+        subnet,
+        vtep_mac: overlay.vtep_mac(),
+        public_ip: IpAddr::V4(public_ip),
+    };
+    Ok(Node {
+        host,
+        pod,
+        overlay,
+        as_peer,
+        pod_ip,
+    })
 }
 
 /// Build both nodes and the underlay; the overlay peers are not programmed

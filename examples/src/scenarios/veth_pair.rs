@@ -44,7 +44,9 @@ pub async fn build(prefix: &str) -> Result<VethPair, Error> {
         h.link_set_up("lo").await?;
         h.addr_add("eth0", format!("{v4}/24").parse::<IpNetwork>()?).await?;
         // nodad: the address is usable at once instead of after ~1-2 s of DAD.
-        h.addr_add("eth0", format!("{v6}/64").parse::<IpNetwork>()?).nodad().await?;
+        h.addr_add("eth0", format!("{v6}/64").parse::<IpNetwork>()?)
+            .nodad()
+            .await?;
     }
     Ok(VethPair { a, b })
 }

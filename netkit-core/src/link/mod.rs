@@ -209,7 +209,11 @@ impl Handle {
     /// Map a failed RTM_NEWLINK to a typed error ("unsupported kind" when the
     /// kernel has no driver for it).
     pub(crate) fn add_error(&self, kind: &str, name: &str, e: NetlinkError) -> LinkError {
-        if e.is_not_supported() {
+        // "Unknown device type" is the kernel's answer when no driver
+        // registered this kind; other EOPNOTSUPP answers concern an option
+        // (e.g. vlan_filtering on a kernel built without it).
+        let unknown_kind = e.message.as_deref().is_none_or(|m| m.contains("Unknown device type"));
+        if e.is_not_supported() && unknown_kind {
             LinkError::Unsupported {
                 kind: kind.to_string(),
                 link: name.to_string(),
