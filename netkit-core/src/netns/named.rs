@@ -61,7 +61,12 @@ impl NetNs {
         prepare_run_dir()?;
         // The mount target: an empty file, created exclusively so two callers
         // cannot both think they created the same name.
-        match fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&path) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(&path)
+        {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(NetnsError::Exists(name.into())),
             Err(e) => return Err(NetnsError::io("create", name, e)),
