@@ -387,6 +387,13 @@ async fn tun_and_tap_persistent_with_owner() {
         assert_contains(&d, &[ty, "persist on", "user 4242", "group 4343", "pi off"]);
         // It survives the creating descriptor (persistent) ...
         assert!(t.h.link_get(name).await.is_ok());
+        // Adding it again fails (no silent attach), as with `ip tuntap add`.
+        let e = t.h.tuntap_add(&TunTap::new(name, mode)).await.unwrap_err();
+        assert!(e.is_exists(), "{e}");
+        assert!(
+            e.to_string().contains(name) && e.to_string().contains(t.ns.name().unwrap()),
+            "{e}"
+        );
         // ... until deleted.
         del_and_check(&t, name).await;
     }
