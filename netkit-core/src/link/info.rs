@@ -195,13 +195,15 @@ impl Link {
         if self.kind != LinkKind::Tun {
             return None;
         }
-        // IFLA_TUN_TYPE (1) is a u8: 1 = tun, 2 = tap.
+        // IFLA_TUN_TYPE is attribute 3 (after IFLA_TUN_OWNER = 1 and
+        // IFLA_TUN_GROUP = 2), a u8 holding IFF_TUN (1) or IFF_TAP (2).
+        const IFLA_TUN_TYPE: u16 = 3;
         match self.info_data() {
             Some(InfoData::Tun(attrs)) => attrs.iter().find_map(|a| {
                 use netlink_packet_core::Nla;
                 let mut buf = vec![0u8; a.value_len()];
                 a.emit_value(&mut buf);
-                (a.kind() == 1 && !buf.is_empty()).then(|| buf[0] == 2)
+                (a.kind() == IFLA_TUN_TYPE && !buf.is_empty()).then(|| buf[0] == 2)
             }),
             _ => None,
         }

@@ -201,19 +201,23 @@ impl Handle {
     pub(crate) async fn link_create<S: LinkSpec>(&self, spec: &S) -> Result<(), LinkError> {
         check_name(spec.name())?;
         let msg = spec.message(self).await?;
-        self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        match self
+            .ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
             .await
-            .map_err(|e| self.add_error(spec.kind(), spec.name(), e))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.add_error(spec.kind(), spec.name(), e).await),
+        }
     }
 
-    /// Map a failed RTM_NEWLINK to a typed error ("unsupported kind" when the
-    /// kernel has no driver for it).
-    pub(crate) fn add_error(&self, kind: &str, name: &str, e: NetlinkError) -> LinkError {
-        // "Unknown device type" is the kernel's answer when no driver
-        // registered this kind; other EOPNOTSUPP answers concern an option
-        // (e.g. vlan_filtering on a kernel built without it).
-        let unknown_kind = e.message.as_deref().is_none_or(|m| m.contains("Unknown device type"));
-        if e.is_not_supported() && unknown_kind {
+    /// Map a failed RTM_NEWLINK to a typed error: [`LinkError::Unsupported`]
+    /// only when the kernel has no driver for the kind itself. `EOPNOTSUPP`
+    /// also answers an unsupported *feature* of a known kind (a bridge with
+    /// `vlan_filtering` on a kernel without CONFIG_BRIDGE_VLAN_FILTERING);
+    /// that stays a [`LinkError::Netlink`] error so it is not mistaken for a
+    /// missing module.
+    pub(crate) async fn add_error(&self, kind: &str, name: &str, e: NetlinkError) -> LinkError {
+        if e.is_not_supported() && self.kind_is_unknown(kind, &e).await {
             LinkError::Unsupported {
                 kind: kind.to_string(),
                 link: name.to_string(),
@@ -224,8 +228,34 @@ impl Handle {
         }
     }
 
+    /// Does the kernel lack a driver for `kind`? The kernel says so with the
+    /// extended-ack text "Unknown device type". Without any text (no extack),
+    /// ask again with a bare request for that kind under a name the kernel
+    /// can never accept: the driver lookup happens before the name is
+    /// checked, so `EOPNOTSUPP` means "no such kind" and anything else (the
+    /// kind's own validation, or `EINVAL` for the name) means the kind exists.
+    /// The probe cannot create anything.
+    async fn kind_is_unknown(&self, kind: &str, e: &NetlinkError) -> bool {
+        const UNKNOWN: &str = "Unknown device type";
+        match &e.message {
+            Some(m) => m.contains(UNKNOWN),
+            None => {
+                let probe = new_link_message("nk/probe", InfoKind::Other(kind.to_string()), None);
+                match self
+                    .ack(RouteNetlinkMessage::NewLink(probe), NLM_F_CREATE | NLM_F_EXCL)
+                    .await
+                {
+                    Err(p) => p.is_not_supported() && p.message.as_deref().is_none_or(|m| m.contains(UNKNOWN)),
+                    // Cannot happen ('/' is never a valid name); be conservative.
+                    Ok(()) => false,
+                }
+            }
+        }
+    }
+
     /// Get a link by name, like `ip link show NAME`.
     pub async fn link_get(&self, name: &str) -> Result<Link, LinkError> {
+        check_name(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         self.link_get_msg(msg, name).await
@@ -275,6 +305,7 @@ impl Handle {
     /// that is already gone is success. Deleting one end of a veth pair
     /// deletes both.
     pub async fn link_del(&self, name: &str) -> Result<(), LinkError> {
+        check_name(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.ack(RouteNetlinkMessage::DelLink(msg), 0).await {

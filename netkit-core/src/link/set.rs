@@ -136,7 +136,10 @@ impl<'a> LinkSet<'a> {
     pub async fn apply(self) -> Result<(), LinkError> {
         let mut msg = LinkMessage::default();
         match &self.target {
-            Target::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
+            Target::Name(n) => {
+                check_name(n)?;
+                msg.attributes.push(LinkAttribute::IfName(n.clone()))
+            }
             Target::Index(i) => msg.header.index = *i,
         }
         if let Some(up) = self.up {

@@ -44,6 +44,8 @@ const IFF_TUN: libc::c_short = 0x0001;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+/// Fail with EBUSY instead of attaching when the device already exists.
+const IFF_TUN_EXCL: libc::c_short = 0x8000u16 as libc::c_short;
 
 #[repr(C)]
 struct IfReq {
@@ -108,6 +110,10 @@ impl TunTap {
         if self.multi_queue {
             req.flags |= IFF_MULTI_QUEUE;
         }
+        if persist {
+            // `ip tuntap add` semantics: creating never attaches to an existing device.
+            req.flags |= IFF_TUN_EXCL;
+        }
         let fd = file.as_raw_fd();
         // SAFETY: fd is an open /dev/net/tun; req is a properly sized, initialised
         // struct ifreq that lives across the call.
@@ -138,14 +144,22 @@ fn cvt(r: libc::c_int) -> std::io::Result<()> {
 
 impl Handle {
     /// Create a persistent tun/tap device, like `ip tuntap add`. It stays
-    /// until deleted with [`Handle::link_del`].
+    /// until deleted with [`Handle::link_del`]. Fails with an error for which
+    /// [`LinkError::is_exists`] is true if a device with that name exists.
     pub async fn tuntap_add(&self, spec: &TunTap) -> Result<Link, LinkError> {
         check_name(&spec.name)?;
         let s = spec.clone();
         self.exec_in(move || s.open(true))
             .await
             .map_err(|e| LinkError::netlink("add tuntap", &spec.name, self, e))?
-            .map_err(|e| self.tun_error(spec, e))?;
+            .map_err(|e| {
+                // With IFF_TUN_EXCL the kernel answers EBUSY for "exists".
+                let e = match e.raw_os_error() {
+                    Some(libc::EBUSY) => std::io::Error::from_raw_os_error(libc::EEXIST),
+                    _ => e,
+                };
+                self.tun_error(spec, e)
+            })?;
         self.link_get(&spec.name).await
     }
 

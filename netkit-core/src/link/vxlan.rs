@@ -210,6 +210,15 @@ impl LinkSpec for Vxlan {
             self.local.map(|a| a.to_string()),
         );
         cmp(
+            "remote",
+            find(|i| match i {
+                InfoVxlan::Group(a) => Some(a.to_string()),
+                InfoVxlan::Group6(a) => Some(a.to_string()),
+                _ => None,
+            }),
+            self.remote.map(|a| a.to_string()),
+        );
+        cmp(
             "ttl",
             find(|i| {
                 if let InfoVxlan::Ttl(v) = i {
