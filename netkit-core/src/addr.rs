@@ -21,9 +21,7 @@ use std::pin::Pin;
 
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
-};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::{Handle, LinkError, NetlinkError};
@@ -394,7 +392,9 @@ impl<'a> AddrRequest<'a> {
         msg.header.prefix_len = self.prefix.prefix();
         msg.header.index = index;
         msg.header.flags = AddressHeaderFlags::from_bits_retain((self.flags & 0xff) as u8);
-        let scope = self.scope.unwrap_or(if ip.is_loopback() { Scope::Host } else { Scope::Universe });
+        let scope = self
+            .scope
+            .unwrap_or(if ip.is_loopback() { Scope::Host } else { Scope::Universe });
         msg.header.scope = AddressScope::from(u8::from(scope));
         msg.attributes.push(AddressAttribute::Local(ip));
         msg.attributes.push(AddressAttribute::Address(ip));
@@ -523,13 +523,15 @@ impl Handle {
 
     /// Like [`Handle::addr_del`], addressing the device by index (idempotent).
     pub async fn addr_del_index(&self, index: u32, prefix: IpNetwork) -> Result<(), AddrError> {
-        self.addr_del_inner(index, prefix).await.map_err(|source| AddrError::Netlink {
-            op: "delete".into(),
-            addr: prefix.to_string(),
-            dev: format!("#{index}"),
-            netns: self.ns_label(),
-            source,
-        })
+        self.addr_del_inner(index, prefix)
+            .await
+            .map_err(|source| AddrError::Netlink {
+                op: "delete".into(),
+                addr: prefix.to_string(),
+                dev: format!("#{index}"),
+                netns: self.ns_label(),
+                source,
+            })
     }
 
     async fn addr_del_inner(&self, index: u32, prefix: IpNetwork) -> Result<(), NetlinkError> {
@@ -541,7 +543,14 @@ impl Handle {
         msg.attributes.push(AddressAttribute::Local(ip));
         msg.attributes.push(AddressAttribute::Address(ip));
         match self.ack(RouteNetlinkMessage::DelAddress(msg), 0).await {
-            Err(e) if matches!(e.errno, Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.errno,
+                    Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)
+                ) =>
+            {
+                Ok(())
+            }
             other => other,
         }
     }
@@ -603,7 +612,8 @@ mod tests {
         msg.header.index = 7;
         msg.attributes
             .push(AddressAttribute::Address("10.0.0.2".parse().unwrap()));
-        msg.attributes.push(AddressAttribute::Local("10.0.0.1".parse().unwrap()));
+        msg.attributes
+            .push(AddressAttribute::Local("10.0.0.1".parse().unwrap()));
         msg.attributes.push(AddressAttribute::Flags(AddressFlags::Permanent));
         let a = Address::from_message(msg).unwrap();
         assert_eq!(a.prefix, "10.0.0.1/32".parse::<IpNetwork>().unwrap());

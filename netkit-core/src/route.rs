@@ -21,8 +21,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
-    RouteNextHopFlags, RouteProtocol, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
+    RouteProtocol, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -150,7 +150,10 @@ impl RouteError {
     /// True when the route, or a device it names, does not exist (`ESRCH`,
     /// `ENOENT`, `ENODEV`).
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ESRCH) | Some(libc::ENOENT) | Some(libc::ENODEV))
+        matches!(
+            self.errno(),
+            Some(libc::ESRCH) | Some(libc::ENOENT) | Some(libc::ENODEV)
+        )
     }
 
     /// True when `route_get` found no route (`ENETUNREACH`, `EHOSTUNREACH`).
@@ -515,7 +518,7 @@ impl Route {
         }
         match self.effective_kind() {
             RouteKind::Local => RouteScope::Host,
-            RouteKind::Other(3 | 4 | 5) => RouteScope::Link,
+            RouteKind::Other(3..=5) => RouteScope::Link, // broadcast, anycast, multicast
             RouteKind::Unicast if self.gateway.is_none() && self.nexthops.is_empty() => RouteScope::Link,
             _ => RouteScope::Universe,
         }
@@ -738,7 +741,9 @@ impl RouteInfo {
                             oif: nh.interface_index,
                             weight: u16::from(nh.hops) + 1,
                             onlink: nh.flags.contains(RouteNextHopFlags::Onlink),
-                            dead: nh.flags.intersects(RouteNextHopFlags::Dead | RouteNextHopFlags::Linkdown),
+                            dead: nh
+                                .flags
+                                .intersects(RouteNextHopFlags::Dead | RouteNextHopFlags::Linkdown),
                         })
                         .collect()
                 }
@@ -916,8 +921,11 @@ impl Handle {
             source,
         };
         match self.get(RouteNetlinkMessage::GetRoute(msg)).await.map_err(err)? {
-            RouteNetlinkMessage::NewRoute(m) => RouteInfo::from_message(m)
-                .ok_or_else(|| err(NetlinkError::local("the kernel answered with a route of another family"))),
+            RouteNetlinkMessage::NewRoute(m) => RouteInfo::from_message(m).ok_or_else(|| {
+                err(NetlinkError::local(
+                    "the kernel answered with a route of another family",
+                ))
+            }),
             other => Err(err(NetlinkError::local(format!("unexpected answer {other:?}")))),
         }
     }

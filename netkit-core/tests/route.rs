@@ -42,12 +42,21 @@ async fn gateway_route_v4_and_v6() {
         .unwrap();
 
     let shown = t.sh("ip route show 192.168.10.0/24");
-    assert!(shown.contains("192.168.10.0/24 via 10.1.0.254 dev v0 proto static"), "{shown}");
+    assert!(
+        shown.contains("192.168.10.0/24 via 10.1.0.254 dev v0 proto static"),
+        "{shown}"
+    );
     let shown = t.sh("ip -6 route show fd00:10::/48");
-    assert!(shown.contains("fd00:10::/48 via fd00:1::fe dev v0 proto static"), "{shown}");
+    assert!(
+        shown.contains("fd00:10::/48 via fd00:1::fe dev v0 proto static"),
+        "{shown}"
+    );
 
     let v4 = t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN)).await.unwrap();
-    let r = v4.iter().find(|r| r.dst == Some(net("192.168.10.0/24"))).expect("listed");
+    let r = v4
+        .iter()
+        .find(|r| r.dst == Some(net("192.168.10.0/24")))
+        .expect("listed");
     assert_eq!(r.gateway, Some(ip("10.1.0.254")));
     assert_eq!(r.oif, Some(v0));
     assert_eq!(r.table, TABLE_MAIN);
@@ -60,7 +69,10 @@ async fn gateway_route_v4_and_v6() {
     assert_eq!((pfx.scope, pfx.protocol), (RouteScope::Link, protocol::KERNEL));
 
     let v6 = t.h.route_list(Some(IpFamily::V6), None).await.unwrap();
-    let r = v6.iter().find(|r| r.dst == Some(net("fd00:10::/48"))).expect("listed v6");
+    let r = v6
+        .iter()
+        .find(|r| r.dst == Some(net("fd00:10::/48")))
+        .expect("listed v6");
     assert_eq!(r.gateway, Some(ip("fd00:1::fe")));
     assert_eq!(r.oif, Some(v0));
 
@@ -74,20 +86,21 @@ async fn default_routes_and_route_get() {
     let t = setup("def").await;
     let v0 = t.h.link_index("v0").await.unwrap();
     let w0 = t.h.link_index("w0").await.unwrap();
-    t.h.route_add(&Route::default_v4().gateway(ip("10.1.0.254"))).await.unwrap();
+    t.h.route_add(&Route::default_v4().gateway(ip("10.1.0.254")))
+        .await
+        .unwrap();
     t.h.route_add(&Route::default_v6().gateway(ip("fd00:2::fe")).dev("w0"))
         .await
         .unwrap();
     assert!(t.sh("ip route show default").contains("default via 10.1.0.254 dev v0"));
 
-    let d = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.is_default())
-        .unwrap();
+    let d =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.is_default())
+            .unwrap();
     assert_eq!(d.dst, None);
     assert_eq!(d.destination(), net("0.0.0.0/0"));
 
@@ -120,33 +133,37 @@ async fn onlink_gateway_outside_connected_subnets() {
     // ...accepted with it.
     t.h.route_add(&plain.clone().onlink()).await.unwrap();
     let shown = t.sh("ip route show 192.168.20.0/24");
-    assert!(shown.contains("via 172.31.0.1 dev v0") && shown.contains("onlink"), "{shown}");
-    let r = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("192.168.20.0/24")))
-        .unwrap();
+    assert!(
+        shown.contains("via 172.31.0.1 dev v0") && shown.contains("onlink"),
+        "{shown}"
+    );
+    let r =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("192.168.20.0/24")))
+            .unwrap();
     assert!(r.onlink);
     assert_eq!(r.oif, Some(v0));
-    assert_eq!(t.h.route_get(ip("192.168.20.5")).await.unwrap().gateway, Some(ip("172.31.0.1")));
+    assert_eq!(
+        t.h.route_get(ip("192.168.20.5")).await.unwrap().gateway,
+        Some(ip("172.31.0.1"))
+    );
 }
 
 #[tokio::test]
 async fn tables_small_and_large() {
     let t = setup("tbl").await;
     for table in [100u32, 1000, 100_000] {
-        t.h.route_add(
-            &Route::new(net("10.50.0.0/16"))
-                .gateway(ip("10.1.0.254"))
-                .table(table),
-        )
-        .await
-        .unwrap();
+        t.h.route_add(&Route::new(net("10.50.0.0/16")).gateway(ip("10.1.0.254")).table(table))
+            .await
+            .unwrap();
         let shown = t.sh(&format!("ip route show table {table}"));
-        assert!(shown.contains("10.50.0.0/16 via 10.1.0.254 dev v0"), "table {table}: {shown}");
+        assert!(
+            shown.contains("10.50.0.0/16 via 10.1.0.254 dev v0"),
+            "table {table}: {shown}"
+        );
         let listed = t.h.route_list(Some(IpFamily::V4), Some(table)).await.unwrap();
         assert_eq!(listed.len(), 1, "table {table}: {listed:?}");
         assert_eq!(listed[0].table, table);
@@ -160,11 +177,20 @@ async fn tables_small_and_large() {
     assert!(t.sh("ip -6 route show table 70000").contains("fd00:50::/48 dev v0"));
     // All tables: every one of them shows up.
     let all = t.h.route_list(None, None).await.unwrap();
-    for table in [100u32, 1000, 100_000, 70_000, TABLE_MAIN, netkit_core::route::TABLE_LOCAL] {
+    for table in [
+        100u32,
+        1000,
+        100_000,
+        70_000,
+        TABLE_MAIN,
+        netkit_core::route::TABLE_LOCAL,
+    ] {
         assert!(all.iter().any(|r| r.table == table), "table {table} missing");
     }
     // Deleting from the large table leaves the others.
-    t.h.route_del(&Route::new(net("10.50.0.0/16")).table(100_000)).await.unwrap();
+    t.h.route_del(&Route::new(net("10.50.0.0/16")).table(100_000))
+        .await
+        .unwrap();
     assert!(t.h.route_list(None, Some(100_000)).await.unwrap().is_empty());
     assert_eq!(t.h.route_list(None, Some(1000)).await.unwrap().len(), 1);
 }
@@ -174,28 +200,48 @@ async fn metric_scope_protocol() {
     let t = setup("msp").await;
     // Same prefix, two metrics: both can coexist, the lower one wins.
     let dst = net("192.168.30.0/24");
-    t.h.route_add(&Route::new(dst).gateway(ip("10.1.0.254")).metric(200)).await.unwrap();
-    t.h.route_add(&Route::new(dst).gateway(ip("10.2.0.254")).metric(100)).await.unwrap();
-    let shown = t.sh("ip route show 192.168.30.0/24");
-    assert!(shown.contains("via 10.1.0.254 dev v0 proto static metric 200"), "{shown}");
-    assert!(shown.contains("via 10.2.0.254 dev w0 proto static metric 100"), "{shown}");
-    assert_eq!(t.h.route_get(ip("192.168.30.1")).await.unwrap().gateway, Some(ip("10.2.0.254")));
-    let metrics: Vec<_> = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+    t.h.route_add(&Route::new(dst).gateway(ip("10.1.0.254")).metric(200))
         .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.dst == Some(dst))
-        .map(|r| r.metric)
-        .collect();
-    assert!(metrics.contains(&Some(100)) && metrics.contains(&Some(200)), "{metrics:?}");
+        .unwrap();
+    t.h.route_add(&Route::new(dst).gateway(ip("10.2.0.254")).metric(100))
+        .await
+        .unwrap();
+    let shown = t.sh("ip route show 192.168.30.0/24");
+    assert!(
+        shown.contains("via 10.1.0.254 dev v0 proto static metric 200"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("via 10.2.0.254 dev w0 proto static metric 100"),
+        "{shown}"
+    );
+    assert_eq!(
+        t.h.route_get(ip("192.168.30.1")).await.unwrap().gateway,
+        Some(ip("10.2.0.254"))
+    );
+    let metrics: Vec<_> =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.dst == Some(dst))
+            .map(|r| r.metric)
+            .collect();
+    assert!(
+        metrics.contains(&Some(100)) && metrics.contains(&Some(200)),
+        "{metrics:?}"
+    );
     // Deleting by metric removes only that one.
     t.h.route_del(&Route::new(dst).metric(100)).await.unwrap();
-    assert_eq!(t.h.route_get(ip("192.168.30.1")).await.unwrap().gateway, Some(ip("10.1.0.254")));
+    assert_eq!(
+        t.h.route_get(ip("192.168.30.1")).await.unwrap().gateway,
+        Some(ip("10.1.0.254"))
+    );
 
     // Device route: link scope by default; explicit scope and protocol are kept.
-    t.h.route_add(&Route::new(net("192.168.31.0/24")).dev("w0")).await.unwrap();
+    t.h.route_add(&Route::new(net("192.168.31.0/24")).dev("w0"))
+        .await
+        .unwrap();
     t.h.route_add(
         &Route::new(net("192.168.32.0/24"))
             .dev("w0")
@@ -234,17 +280,19 @@ async fn reject_routes() {
     ];
     for (dst, kind, word) in cases {
         t.h.route_add(&Route::new(net(dst)).kind(kind)).await.unwrap();
-        let shown = t.sh(&format!("ip -{} route show {dst}", if dst.contains(':') { 6 } else { 4 }));
+        let shown = t.sh(&format!(
+            "ip -{} route show {dst}",
+            if dst.contains(':') { 6 } else { 4 }
+        ));
         assert!(shown.starts_with(&format!("{word} {dst}")), "{dst}: {shown:?}");
         let fam = Some(IpFamily::of(net(dst).ip()));
-        let r = t
-            .h
-            .route_list(fam, Some(TABLE_MAIN))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.dst == Some(net(dst)))
-            .unwrap();
+        let r =
+            t.h.route_list(fam, Some(TABLE_MAIN))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.dst == Some(net(dst)))
+                .unwrap();
         assert_eq!(r.kind, kind, "{dst}");
     }
     // Packets to them really are refused, and the kernel says why.
@@ -258,16 +306,18 @@ async fn reject_routes() {
     let err = t.h.route_get(ip("10.62.0.1")).await.unwrap_err();
     assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
     // A reject route with a device is refused before anything is sent.
-    let err = t
-        .h
-        .route_add(&Route::new(net("10.63.0.0/16")).kind(RouteKind::Blackhole).dev("v0"))
-        .await
-        .unwrap_err();
+    let err =
+        t.h.route_add(&Route::new(net("10.63.0.0/16")).kind(RouteKind::Blackhole).dev("v0"))
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("blackhole"), "{err}");
     // Deleting without giving the type works, like `ip route del`.
     for (dst, _, _) in cases {
         t.h.route_del(&Route::new(net(dst))).await.unwrap();
-        let shown = t.sh(&format!("ip -{} route show {dst}", if dst.contains(':') { 6 } else { 4 }));
+        let shown = t.sh(&format!(
+            "ip -{} route show {dst}",
+            if dst.contains(':') { 6 } else { 4 }
+        ));
         assert!(shown.trim().is_empty(), "{dst} still there: {shown}");
     }
 }
@@ -284,17 +334,19 @@ async fn local_route_in_table_local() {
     .await
     .unwrap();
     let shown = t.sh("ip route show table local 10.70.0.1");
-    assert!(shown.contains("local 10.70.0.1 dev lo") && shown.contains("scope host"), "{shown}");
+    assert!(
+        shown.contains("local 10.70.0.1 dev lo") && shown.contains("scope host"),
+        "{shown}"
+    );
     let g = t.h.route_get(ip("10.70.0.1")).await.unwrap();
     assert_eq!(g.kind, RouteKind::Local);
-    let r = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(netkit_core::route::TABLE_LOCAL))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("10.70.0.1/32")))
-        .unwrap();
+    let r =
+        t.h.route_list(Some(IpFamily::V4), Some(netkit_core::route::TABLE_LOCAL))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("10.70.0.1/32")))
+            .unwrap();
     assert_eq!((r.kind, r.scope), (RouteKind::Local, RouteScope::Host));
     // The host now answers on that address.
     assert!(t.try_sh("ping -c1 -W1 10.70.0.1"));
@@ -313,14 +365,13 @@ async fn mtu_and_prefsrc() {
     .unwrap();
     let shown = t.sh("ip route show 192.168.40.0/24");
     assert!(shown.contains("src 10.2.0.1") && shown.contains("mtu 1400"), "{shown}");
-    let r = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("192.168.40.0/24")))
-        .unwrap();
+    let r =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("192.168.40.0/24")))
+            .unwrap();
     assert_eq!(r.mtu, Some(1400));
     assert_eq!(r.prefsrc, Some(ip("10.2.0.1")));
     let g = t.h.route_get(ip("192.168.40.9")).await.unwrap();
@@ -328,18 +379,22 @@ async fn mtu_and_prefsrc() {
     assert_eq!(g.mtu, Some(1400));
 
     // IPv6 mtu too.
-    t.h.route_add(&Route::new(net("fd00:40::/48")).dev("v0").mtu(1300)).await.unwrap();
+    t.h.route_add(&Route::new(net("fd00:40::/48")).dev("v0").mtu(1300))
+        .await
+        .unwrap();
     assert!(t.sh("ip -6 route show fd00:40::/48").contains("mtu 1300"));
 
     // A prefsrc that is not local is refused by the kernel, with context.
-    let err = t
-        .h
-        .route_add(&Route::new(net("192.168.41.0/24")).dev("v0").prefsrc(ip("10.99.0.1")))
-        .await
-        .unwrap_err();
+    let err =
+        t.h.route_add(&Route::new(net("192.168.41.0/24")).dev("v0").prefsrc(ip("10.99.0.1")))
+            .await
+            .unwrap_err();
     assert_eq!(err.errno(), Some(libc::EINVAL), "{err}");
     let text = err.to_string();
-    assert!(text.contains("add route 192.168.41.0/24") && text.contains("src 10.99.0.1"), "{text}");
+    assert!(
+        text.contains("add route 192.168.41.0/24") && text.contains("src 10.99.0.1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -358,14 +413,13 @@ async fn ecmp_multipath() {
     assert!(shown.contains("nexthop via 10.1.0.254 dev v0 weight 1"), "{shown}");
     assert!(shown.contains("nexthop via 10.2.0.254 dev w0 weight 3"), "{shown}");
 
-    let r = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("192.168.50.0/24")))
-        .unwrap();
+    let r =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("192.168.50.0/24")))
+            .unwrap();
     assert_eq!(r.nexthops.len(), 2, "{r:?}");
     assert_eq!(r.gateway, None);
     assert_eq!(r.nexthops[0].gateway, Some(ip("10.1.0.254")));
@@ -384,15 +438,17 @@ async fn ecmp_multipath() {
     .await
     .unwrap();
     let shown = t.sh("ip -6 route show fd00:50::/48");
-    assert!(shown.contains("via fd00:1::fe dev v0") && shown.contains("via fd00:2::fe dev w0"), "{shown}");
-    let r6 = t
-        .h
-        .route_list(Some(IpFamily::V6), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("fd00:50::/48")))
-        .unwrap();
+    assert!(
+        shown.contains("via fd00:1::fe dev v0") && shown.contains("via fd00:2::fe dev w0"),
+        "{shown}"
+    );
+    let r6 =
+        t.h.route_list(Some(IpFamily::V6), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("fd00:50::/48")))
+            .unwrap();
     assert_eq!(r6.nexthops.len(), 2, "{r6:?}");
 
     t.h.route_add(
@@ -402,20 +458,18 @@ async fn ecmp_multipath() {
     )
     .await
     .unwrap();
-    let r = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == Some(net("192.168.51.0/24")))
-        .unwrap();
+    let r =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.dst == Some(net("192.168.51.0/24")))
+            .unwrap();
     assert!(r.nexthops[0].onlink && !r.nexthops[1].onlink, "{r:?}");
 
     // Mixing nexthops with a route-level gateway is refused locally.
-    let err = t
-        .h
-        .route_add(
+    let err =
+        t.h.route_add(
             &Route::new(net("192.168.52.0/24"))
                 .gateway(ip("10.1.0.254"))
                 .nexthop(NextHop::new().gateway(ip("10.2.0.254"))),
@@ -431,16 +485,19 @@ async fn replace_changes_the_gateway() {
     let w0 = t.h.link_index("w0").await.unwrap();
     let dst = net("192.168.60.0/24");
     // Replace creates when missing.
-    t.h.route_replace(&Route::new(dst).gateway(ip("10.1.0.254"))).await.unwrap();
-    t.h.route_replace(&Route::new(dst).gateway(ip("10.2.0.254"))).await.unwrap();
-    let matching: Vec<_> = t
-        .h
-        .route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+    t.h.route_replace(&Route::new(dst).gateway(ip("10.1.0.254")))
         .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.dst == Some(dst))
-        .collect();
+        .unwrap();
+    t.h.route_replace(&Route::new(dst).gateway(ip("10.2.0.254")))
+        .await
+        .unwrap();
+    let matching: Vec<_> =
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.dst == Some(dst))
+            .collect();
     assert_eq!(matching.len(), 1, "{matching:?}");
     assert_eq!(matching[0].gateway, Some(ip("10.2.0.254")));
     let g = t.h.route_get(ip("192.168.60.1")).await.unwrap();
@@ -449,10 +506,17 @@ async fn replace_changes_the_gateway() {
 
     // IPv6 as well.
     let dst6 = net("fd00:60::/48");
-    t.h.route_replace(&Route::new(dst6).gateway(ip("fd00:1::fe"))).await.unwrap();
-    t.h.route_replace(&Route::new(dst6).gateway(ip("fd00:2::fe"))).await.unwrap();
+    t.h.route_replace(&Route::new(dst6).gateway(ip("fd00:1::fe")))
+        .await
+        .unwrap();
+    t.h.route_replace(&Route::new(dst6).gateway(ip("fd00:2::fe")))
+        .await
+        .unwrap();
     let shown = t.sh("ip -6 route show fd00:60::/48");
-    assert!(shown.contains("via fd00:2::fe dev w0") && !shown.contains("fd00:1::fe"), "{shown}");
+    assert!(
+        shown.contains("via fd00:2::fe dev w0") && !shown.contains("fd00:1::fe"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
@@ -467,7 +531,10 @@ async fn add_twice_exists_delete_twice_ok() {
         assert!(err.is_exists(), "{err}");
         let text = err.to_string();
         assert!(text.starts_with("add route"), "{text}");
-        assert!(text.contains(&r.dst().to_string()) && text.contains("table 100"), "{text}");
+        assert!(
+            text.contains(&r.dst().to_string()) && text.contains("table 100"),
+            "{text}"
+        );
         assert!(text.contains(t.ns.name().unwrap()), "{text}");
         t.h.route_del(&r).await.unwrap();
         assert!(t.h.route_list(None, Some(100)).await.unwrap().is_empty());
@@ -488,8 +555,12 @@ async fn routes_carry_real_traffic() {
     let a = TestNs::new("ra").await;
     let b = TestNs::new("rb").await;
     let c = TestNs::new("rc").await;
-    a.h.link_add(&Veth::new("eth0", "ba").peer_netns(&b.ns).up()).await.unwrap();
-    c.h.link_add(&Veth::new("eth0", "bc").peer_netns(&b.ns).up()).await.unwrap();
+    a.h.link_add(&Veth::new("eth0", "ba").peer_netns(&b.ns).up())
+        .await
+        .unwrap();
+    c.h.link_add(&Veth::new("eth0", "bc").peer_netns(&b.ns).up())
+        .await
+        .unwrap();
     b.h.link_set_up("ba").await.unwrap();
     b.h.link_set_up("bc").await.unwrap();
     a.h.addr_add("eth0", net("10.80.1.1/24")).await.unwrap();
@@ -499,13 +570,22 @@ async fn routes_carry_real_traffic() {
     b.sh("sysctl -qw net.ipv4.ip_forward=1");
 
     assert!(!a.try_sh("ping -c1 -W1 10.80.2.2"), "reachable before any route");
-    a.h.route_add(&Route::default_v4().gateway(ip("10.80.1.254"))).await.unwrap();
-    // c gets a specific route, through an onlink gateway on its device.
-    c.h.route_add(&Route::new(net("10.80.1.0/24")).gateway(ip("10.80.2.254")).dev("eth0").onlink())
+    a.h.route_add(&Route::default_v4().gateway(ip("10.80.1.254")))
         .await
         .unwrap();
+    // c gets a specific route, through an onlink gateway on its device.
+    c.h.route_add(
+        &Route::new(net("10.80.1.0/24"))
+            .gateway(ip("10.80.2.254"))
+            .dev("eth0")
+            .onlink(),
+    )
+    .await
+    .unwrap();
     assert!(a.try_sh("ping -c1 -W1 10.80.2.2"), "routed ping failed");
     // A blackhole in the router cuts it.
-    b.h.route_add(&Route::new(net("10.80.2.2/32")).kind(RouteKind::Blackhole)).await.unwrap();
+    b.h.route_add(&Route::new(net("10.80.2.2/32")).kind(RouteKind::Blackhole))
+        .await
+        .unwrap();
     assert!(!a.try_sh("ping -c1 -W1 10.80.2.2"), "blackhole did not drop");
 }
