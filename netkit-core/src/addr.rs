@@ -556,7 +556,8 @@ impl Handle {
     }
 
     /// List addresses, like `ip address show [dev DEV]`: every address of the
-    /// namespace (IPv4 and IPv6) when `dev` is `None`.
+    /// namespace (IPv4 and IPv6) when `dev` is `None`. A `dev` that does not
+    /// exist is an error ([`AddrError::is_not_found`]).
     ///
     /// ```no_run
     /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::addr::AddrError> {
