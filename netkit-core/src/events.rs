@@ -27,7 +27,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr, TokioSocket};
 
 use crate::addr::Address;
 use crate::link::Link;
-use crate::neigh::NeighInfo;
+use crate::neigh::{FdbInfo, NeighInfo};
 use crate::route::RouteInfo;
 use crate::{Handle, NetlinkError};
 
@@ -48,10 +48,10 @@ impl EventKind {
     /// RTNLGRP_* multicast groups carrying this kind.
     fn groups(self) -> &'static [u32] {
         match self {
-            Self::Link => &[1],         // RTNLGRP_LINK
-            Self::Address => &[5, 9],   // RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR
-            Self::Route => &[7, 11],    // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE
-            Self::Neighbour => &[3],    // RTNLGRP_NEIGH
+            Self::Link => &[1],       // RTNLGRP_LINK
+            Self::Address => &[5, 9], // RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR
+            Self::Route => &[7, 11],  // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE
+            Self::Neighbour => &[3],  // RTNLGRP_NEIGH
         }
     }
 }
@@ -71,10 +71,14 @@ pub enum Event {
     NewRoute(RouteInfo),
     /// A route was removed.
     DelRoute(RouteInfo),
-    /// A neighbour or FDB entry was added or changed.
+    /// A neighbour (ARP/NDP) entry was added or changed.
     NewNeighbour(NeighInfo),
-    /// A neighbour or FDB entry was removed.
+    /// A neighbour entry was removed.
     DelNeighbour(NeighInfo),
+    /// A bridge FDB entry was added or changed.
+    NewFdb(FdbInfo),
+    /// A bridge FDB entry was removed.
+    DelFdb(FdbInfo),
     /// The socket buffer overflowed and notifications were lost: re-read the
     /// state you track (list again) before trusting later events.
     Overrun,
@@ -125,16 +129,23 @@ fn to_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<Event> {
         NetlinkPayload::InnerMessage(m) => match m {
             M::NewLink(l) => Some(Event::NewLink(Link::from_message(l))),
             M::DelLink(l) => Some(Event::DelLink(Link::from_message(l))),
-            M::NewAddress(a) => Address::from_message(&a).map(Event::NewAddress),
-            M::DelAddress(a) => Address::from_message(&a).map(Event::DelAddress),
-            M::NewRoute(r) => Some(Event::NewRoute(RouteInfo::from_message(&r))),
-            M::DelRoute(r) => Some(Event::DelRoute(RouteInfo::from_message(&r))),
-            M::NewNeighbour(n) => NeighInfo::from_message(&n).map(Event::NewNeighbour),
-            M::DelNeighbour(n) => NeighInfo::from_message(&n).map(Event::DelNeighbour),
+            M::NewAddress(a) => Address::from_message(a).map(Event::NewAddress),
+            M::DelAddress(a) => Address::from_message(a).map(Event::DelAddress),
+            M::NewRoute(r) => RouteInfo::from_message(r).map(Event::NewRoute),
+            M::DelRoute(r) => RouteInfo::from_message(r).map(Event::DelRoute),
+            M::NewNeighbour(n) if is_bridge(&n) => FdbInfo::from_message(n).map(Event::NewFdb),
+            M::DelNeighbour(n) if is_bridge(&n) => FdbInfo::from_message(n).map(Event::DelFdb),
+            M::NewNeighbour(n) => NeighInfo::from_message(n).map(Event::NewNeighbour),
+            M::DelNeighbour(n) => NeighInfo::from_message(n).map(Event::DelNeighbour),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// FDB entries travel as neighbour messages of family AF_BRIDGE.
+fn is_bridge(n: &netlink_packet_route::neighbour::NeighbourMessage) -> bool {
+    n.header.family == netlink_packet_route::AddressFamily::Bridge
 }
 
 fn open_subscriber(groups: Vec<u32>) -> std::io::Result<Socket> {
@@ -153,13 +164,24 @@ impl Handle {
     /// returns are delivered in kernel order.
     pub async fn subscribe(&self, kinds: &[EventKind]) -> Result<EventStream, EventError> {
         let groups: Vec<u32> = kinds.iter().flat_map(|k| k.groups().iter().copied()).collect();
-        let err = |source| EventError::Subscribe { kinds: kinds.to_vec(), netns: self.ns_label(), source };
+        let err = |source| EventError::Subscribe {
+            kinds: kinds.to_vec(),
+            netns: self.ns_label(),
+            source,
+        };
         let socket = self
             .exec_in(move || open_subscriber(groups))
             .await
             .map_err(err)?
-            .map_err(|e| err(NetlinkError { errno: e.raw_os_error(), message: Some(e.to_string()) }))?;
-        socket.set_non_blocking(true).map_err(|e| err(NetlinkError::local(e.to_string())))?;
+            .map_err(|e| {
+                err(NetlinkError {
+                    errno: e.raw_os_error(),
+                    message: Some(e.to_string()),
+                })
+            })?;
+        socket
+            .set_non_blocking(true)
+            .map_err(|e| err(NetlinkError::local(e.to_string())))?;
         // SAFETY: into_raw_fd hands over sole ownership of a valid netlink socket fd.
         let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
         let (conn, _handle, rx) =

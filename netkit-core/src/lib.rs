@@ -5,21 +5,28 @@
 //!   after iproute2's commands for [`link`]s, [`addr`]esses, [`route`]s, [`rule`]s
 //!   and [`neigh`]bours / bridge FDB;
 //! * [`sysctl`]: per-namespace and per-interface sysctls;
+//! * [`events`]: change notifications as an async stream;
+//! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback.
 //!
 //! Every error names the operation, the object and the namespace, and keeps the
 //! errno so callers can match "exists" or "no such device".
 
 pub mod addr;
+pub mod events;
 pub mod link;
 mod mac;
 pub mod neigh;
 pub mod netlink;
 pub mod netns;
+pub mod overlay;
 pub mod route;
 pub mod rule;
 pub mod sysctl;
 
+pub use addr::{AddrError, Address};
 pub use link::{Link, LinkError, LinkKind, LinkSpec};
 pub use mac::{MacAddr, MacParseError};
 pub use netlink::{Handle, NetlinkError};
 pub use netns::{NetNs, NetNsGuard, NetnsError};
+pub use route::{IpFamily, Route, RouteError, RouteInfo};
+pub use rule::{Rule, RuleError};

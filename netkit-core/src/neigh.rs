@@ -376,7 +376,7 @@ pub struct NeighInfo {
 }
 
 impl NeighInfo {
-    fn from_message(m: NeighbourMessage) -> Option<Self> {
+    pub(crate) fn from_message(m: NeighbourMessage) -> Option<Self> {
         let mut ip = None;
         let mut mac = None;
         for a in &m.attributes {
@@ -726,7 +726,7 @@ pub struct FdbInfo {
 }
 
 impl FdbInfo {
-    fn from_message(m: NeighbourMessage) -> Option<Self> {
+    pub(crate) fn from_message(m: NeighbourMessage) -> Option<Self> {
         let mut info = Self {
             index: m.header.ifindex,
             mac: MacAddr::default(),

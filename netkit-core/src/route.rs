@@ -693,7 +693,7 @@ pub struct RouteInfo {
 }
 
 impl RouteInfo {
-    fn from_message(msg: RouteMessage) -> Option<Self> {
+    pub(crate) fn from_message(msg: RouteMessage) -> Option<Self> {
         let family = IpFamily::from_af(msg.header.address_family)?;
         let mut info = Self {
             family,

@@ -83,7 +83,16 @@ pub struct VxlanOverlayConfig {
 impl VxlanOverlayConfig {
     /// Flannel's defaults for a node with this underlay IP and pod subnet.
     pub fn flannel(local_ip: IpAddr, subnet: Ipv4Network) -> Self {
-        Self { dev: "flannel.1".into(), vni: 1, port: 8472, local_ip, parent: None, mtu: None, subnet, mac: None }
+        Self {
+            dev: "flannel.1".into(),
+            vni: 1,
+            port: 8472,
+            local_ip,
+            parent: None,
+            mtu: None,
+            subnet,
+            mac: None,
+        }
     }
 }
 
@@ -133,26 +142,53 @@ impl VxlanOverlay {
     /// learning differ) the VXLAN device, put the subnet's network address on
     /// it as /32 and bring it up.
     pub async fn setup(h: &Handle, cfg: VxlanOverlayConfig) -> Result<Self, OverlayError> {
-        let link_err = |source| OverlayError::Link { dev: cfg.dev.clone(), source };
+        let link_err = |source| OverlayError::Link {
+            dev: cfg.dev.clone(),
+            source,
+        };
         let mac = cfg.mac.unwrap_or_else(MacAddr::random);
-        let mut spec = Vxlan::new(&cfg.dev, cfg.vni).port(cfg.port).local(cfg.local_ip).learning(false).mac(mac);
+        let mut spec = Vxlan::new(&cfg.dev, cfg.vni)
+            .port(cfg.port)
+            .local(cfg.local_ip)
+            .learning(false)
+            .mac(mac);
         if let Some(p) = &cfg.parent {
             spec = spec.parent(p);
         }
         if let Some(m) = cfg.mtu {
             spec = spec.mtu(m);
         }
-        let link = h.link_ensure(&spec, EnsurePolicy::Recreate).await.map_err(link_err)?.link;
+        let link = h
+            .link_ensure(&spec, EnsurePolicy::Recreate)
+            .await
+            .map_err(link_err)?
+            .link;
         let vtep = IpNetwork::V4(Ipv4Network::new(cfg.subnet.network(), 32).expect("/32 is valid"));
-        h.addr_replace(&cfg.dev, vtep).await.map_err(|source| OverlayError::Addr { dev: cfg.dev.clone(), source })?;
+        h.addr_replace(&cfg.dev, vtep)
+            .await
+            .map_err(|source| OverlayError::Addr {
+                dev: cfg.dev.clone(),
+                source,
+            })?;
         h.link_set_up(&cfg.dev).await.map_err(link_err)?;
-        Ok(Self { h: h.clone(), dev: cfg.dev, mac: link.mac.unwrap_or(mac) })
+        Ok(Self {
+            h: h.clone(),
+            dev: cfg.dev,
+            mac: link.mac.unwrap_or(mac),
+        })
     }
 
     /// Attach to an existing overlay device without changing it.
     pub async fn open(h: &Handle, dev: &str) -> Result<Self, OverlayError> {
-        let link = h.link_get(dev).await.map_err(|source| OverlayError::Link { dev: dev.into(), source })?;
-        Ok(Self { h: h.clone(), dev: dev.into(), mac: link.mac.unwrap_or_default() })
+        let link = h.link_get(dev).await.map_err(|source| OverlayError::Link {
+            dev: dev.into(),
+            source,
+        })?;
+        Ok(Self {
+            h: h.clone(),
+            dev: dev.into(),
+            mac: link.mac.unwrap_or_default(),
+        })
     }
 
     /// This node's VTEP MAC, to publish to the other nodes.
@@ -165,8 +201,19 @@ impl VxlanOverlay {
         &self.dev
     }
 
-    fn peer_error(&self, peer: &VxlanPeer, step: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> OverlayError {
-        OverlayError::Peer { step, subnet: peer.subnet, public_ip: peer.public_ip, dev: self.dev.clone(), source: Box::new(e) }
+    fn peer_error(
+        &self,
+        peer: &VxlanPeer,
+        step: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> OverlayError {
+        OverlayError::Peer {
+            step,
+            subnet: peer.subnet,
+            public_ip: peer.public_ip,
+            dev: self.dev.clone(),
+            source: Box::new(e),
+        }
     }
 
     fn neighbour(&self, peer: &VxlanPeer) -> Neighbour {
@@ -174,11 +221,17 @@ impl VxlanOverlay {
     }
 
     fn fdb(&self, peer: &VxlanPeer) -> FdbEntry {
-        FdbEntry::new(&self.dev, peer.vtep_mac).dst(peer.public_ip).self_().permanent()
+        FdbEntry::new(&self.dev, peer.vtep_mac)
+            .dst(peer.public_ip)
+            .self_()
+            .permanent()
     }
 
     fn route(&self, peer: &VxlanPeer) -> Route {
-        Route::new(IpNetwork::V4(peer.subnet)).gateway(IpAddr::V4(peer.vtep_ip())).dev(&self.dev).onlink()
+        Route::new(IpNetwork::V4(peer.subnet))
+            .gateway(IpAddr::V4(peer.vtep_ip()))
+            .dev(&self.dev)
+            .onlink()
     }
 
     /// Program a remote node, in Flannel's order: permanent ARP entry
@@ -187,7 +240,10 @@ impl VxlanOverlay {
     /// replaced). If a step fails, the entries this call made are removed
     /// before the error is returned.
     pub async fn add_peer(&self, peer: &VxlanPeer) -> Result<(), OverlayError> {
-        self.h.neigh_replace(&self.neighbour(peer)).await.map_err(|e| self.peer_error(peer, "ARP entry", e))?;
+        self.h
+            .neigh_replace(&self.neighbour(peer))
+            .await
+            .map_err(|e| self.peer_error(peer, "ARP entry", e))?;
         if let Err(e) = self.h.fdb_replace(&self.fdb(peer)).await {
             let _ = self.h.neigh_del(&self.dev, IpAddr::V4(peer.vtep_ip())).await;
             return Err(self.peer_error(peer, "FDB entry", e));
@@ -216,8 +272,10 @@ impl VxlanOverlay {
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
-            _ => Err(OverlayError::Multiple { subnet: peer.subnet, errors }),
+            _ => Err(OverlayError::Multiple {
+                subnet: peer.subnet,
+                errors,
+            }),
         }
     }
 }
-
