@@ -39,9 +39,7 @@ fn vni_of(l: &Link) -> Option<u32> {
 
 /// Print a skip line the way the test suite reports them.
 fn skip(test: &str, why: &str) {
-    let line = format!("SKIP link::{test}: {why}");
-    eprintln!("{line}");
-    println!("{line}");
+    report_skip(&format!("link::{test}"), why);
 }
 
 /// Create `spec` in `t`. When the kernel lacks the kind, check the error is

@@ -181,8 +181,10 @@ async fn fdb_master_with_vlan() {
         Err(e) if e.errno() == Some(libc::EOPNOTSUPP) && !e.is_unsupported() => {
             // The bridge driver is there, its VLAN filtering option is not
             // (CONFIG_BRIDGE_VLAN_FILTERING=n): report the skip by name.
-            println!("SKIP neigh::fdb_master_with_vlan: bridge vlan_filtering not supported by this kernel ({e})");
-            eprintln!("SKIP neigh::fdb_master_with_vlan: bridge vlan_filtering not supported by this kernel ({e})");
+            report_skip(
+                "neigh::fdb_master_with_vlan",
+                &format!("bridge vlan_filtering not supported by this kernel ({e})"),
+            );
             return;
         }
         Err(e) => panic!("{e}"),

@@ -52,3 +52,18 @@ impl TestNs {
             .unwrap_or(false)
     }
 }
+
+/// Report a test skipped by name: printed, and appended to the file named by
+/// `NETKIT_SKIP_LOG` so the test script lists every skip at the end (cargo
+/// hides the output of passing tests).
+pub fn report_skip(test: &str, why: &str) {
+    let line = format!("SKIP {test}: {why}");
+    println!("{line}");
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("NETKIT_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
