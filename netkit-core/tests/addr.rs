@@ -9,17 +9,9 @@ fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()
 }
 
-/// A veth pair v0/v1 inside one namespace, both up.
-async fn with_veth(tag: &str) -> TestNs {
-    let t = TestNs::new(tag).await;
-    t.h.link_add(&Veth::new("v0", "v1").up()).await.unwrap();
-    t.h.link_set_up("v1").await.unwrap();
-    t
-}
-
 #[tokio::test]
 async fn add_list_delete_v4() {
-    let t = with_veth("a4").await;
+    let t = TestNs::with_veth("a4").await;
     t.h.addr_add("v0", net("10.9.0.1/24")).await.unwrap();
 
     let addrs = t.h.addr_list(Some("v0")).await.unwrap();
@@ -71,7 +63,7 @@ async fn add_list_delete_v4() {
 
 #[tokio::test]
 async fn add_list_delete_v6_nodad_is_not_tentative() {
-    let t = with_veth("a6").await;
+    let t = TestNs::with_veth("a6").await;
     t.h.addr_add("v0", net("fd00:9::1/64")).nodad().await.unwrap();
 
     let a =
@@ -100,7 +92,7 @@ async fn add_list_delete_v6_nodad_is_not_tentative() {
 async fn v6_without_nodad_starts_tentative() {
     // The contrast that makes the nodad test meaningful: on a link that is up
     // with carrier, a plain address goes through DAD first.
-    let t = with_veth("dad").await;
+    let t = TestNs::with_veth("dad").await;
     t.sh("sysctl -qw net.ipv6.conf.v0.accept_dad=1");
     t.h.addr_add("v0", net("fd00:7::1/64")).await.unwrap();
     let a =
@@ -116,7 +108,7 @@ async fn v6_without_nodad_starts_tentative() {
 
 #[tokio::test]
 async fn add_twice_is_exists_and_error_names_everything() {
-    let t = with_veth("twice").await;
+    let t = TestNs::with_veth("twice").await;
     t.h.addr_add("v0", net("10.9.1.1/24")).await.unwrap();
     let err = t.h.addr_add("v0", net("10.9.1.1/24")).await.unwrap_err();
     assert!(err.is_exists(), "{err}");
@@ -147,7 +139,7 @@ async fn missing_device_is_not_found_with_context() {
 
 #[tokio::test]
 async fn delete_twice_is_ok() {
-    let t = with_veth("del2").await;
+    let t = TestNs::with_veth("del2").await;
     for p in ["10.9.3.1/24", "fd00:9:3::1/64"] {
         t.h.addr_add("v0", net(p)).nodad().await.unwrap();
         t.h.addr_del("v0", net(p)).await.unwrap();
@@ -166,7 +158,7 @@ async fn delete_twice_is_ok() {
 
 #[tokio::test]
 async fn replace_updates_in_place() {
-    let t = with_veth("repl").await;
+    let t = TestNs::with_veth("repl").await;
     // Replace creates when missing.
     t.h.addr_replace("v0", net("10.9.4.1/24")).await.unwrap();
     // A second replace succeeds where add would fail. For IPv4 the kernel
@@ -210,7 +202,7 @@ async fn replace_updates_in_place() {
 
 #[tokio::test]
 async fn noprefixroute_scope_metric_and_index() {
-    let t = with_veth("opts").await;
+    let t = TestNs::with_veth("opts").await;
     let v0 = t.h.link_index("v0").await.unwrap();
     t.h.addr_add_index(v0, net("10.9.5.1/24"))
         .noprefixroute()

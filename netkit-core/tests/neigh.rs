@@ -18,16 +18,9 @@ fn mac(s: &str) -> MacAddr {
     s.parse().unwrap()
 }
 
-async fn with_veth(tag: &str) -> TestNs {
-    let t = TestNs::new(tag).await;
-    t.h.link_add(&Veth::new("v0", "v1").up()).await.unwrap();
-    t.h.link_set_up("v1").await.unwrap();
-    t
-}
-
 #[tokio::test]
 async fn permanent_arp_entry_v4() {
-    let t = with_veth("n4").await;
+    let t = TestNs::with_veth("n4").await;
     let a = ip("10.1.0.2");
     t.h.neigh_add(&Neighbour::new("v0", a, mac("02:00:00:00:00:02")))
         .await
@@ -48,7 +41,7 @@ async fn permanent_arp_entry_v4() {
 
 #[tokio::test]
 async fn permanent_ndp_entry_v6_by_index() {
-    let t = with_veth("n6").await;
+    let t = TestNs::with_veth("n6").await;
     let a = ip("fd00:1::2");
     let idx = t.h.link_index("v0").await.unwrap();
     t.h.neigh_add(&Neighbour::with_index(idx, a, mac("02:00:00:00:00:06")).router())
@@ -67,7 +60,7 @@ async fn permanent_ndp_entry_v6_by_index() {
 
 #[tokio::test]
 async fn replace_changes_mac_and_add_twice_is_exists() {
-    let t = with_veth("nr").await;
+    let t = TestNs::with_veth("nr").await;
     let a = ip("10.1.0.3");
     let n1 = Neighbour::new("v0", a, mac("02:00:00:00:00:03"));
     t.h.neigh_add(&n1).await.unwrap();
@@ -99,7 +92,7 @@ async fn replace_changes_mac_and_add_twice_is_exists() {
 
 #[tokio::test]
 async fn delete_is_idempotent() {
-    let t = with_veth("nd").await;
+    let t = TestNs::with_veth("nd").await;
     let a = ip("10.1.0.4");
     t.h.neigh_add(&Neighbour::new("v0", a, mac("02:00:00:00:00:04")))
         .await
@@ -131,7 +124,7 @@ async fn missing_device_is_not_found() {
 
 #[tokio::test]
 async fn proxy_entry() {
-    let t = with_veth("np").await;
+    let t = TestNs::with_veth("np").await;
     let a = ip("10.1.0.9");
     t.h.neigh_add(&Neighbour::new_proxy("v0", a)).await.unwrap();
     let shown = t.sh("ip neigh show proxy");
@@ -150,7 +143,7 @@ async fn proxy_entry() {
 
 #[tokio::test]
 async fn fdb_master_static_on_bridge_port() {
-    let t = with_veth("fb").await;
+    let t = TestNs::with_veth("fb").await;
     t.h.link_add(&Bridge::new("br0").up()).await.unwrap();
     t.h.bridge_attach("br0", "v0").await.unwrap();
     let m = mac("02:00:00:00:0b:01");
@@ -175,7 +168,7 @@ async fn fdb_master_static_on_bridge_port() {
 
 #[tokio::test]
 async fn fdb_master_with_vlan() {
-    let t = with_veth("fv").await;
+    let t = TestNs::with_veth("fv").await;
     match t.h.link_add(&Bridge::new("br0").vlan_filtering(true).up()).await {
         Ok(_) => {}
         Err(e) if e.errno() == Some(libc::EOPNOTSUPP) && !e.is_unsupported() => {

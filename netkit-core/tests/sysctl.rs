@@ -16,12 +16,6 @@ fn sysctl_n(t: &TestNs, key: &str) -> String {
     t.sh(&format!("sysctl -n {key}")).trim().to_string()
 }
 
-async fn with_veth(tag: &str) -> TestNs {
-    let t = TestNs::new(tag).await;
-    t.h.link_add(&Veth::new("v0", "v1").up()).await.unwrap();
-    t
-}
-
 #[tokio::test]
 async fn ip_forward_is_per_netns() {
     let before = own_ns_value("/proc/sys/net/ipv4/ip_forward");
@@ -67,7 +61,7 @@ async fn free_functions_act_inside_the_namespace() {
 
 #[tokio::test]
 async fn per_interface_settings() {
-    let t = with_veth("si").await;
+    let t = TestNs::with_veth("si").await;
     let h = &t.h;
     h.proxy_arp("v0", true).await.unwrap();
     assert_eq!(sysctl_n(&t, "net.ipv4.conf.v0.proxy_arp"), "1");
@@ -125,7 +119,7 @@ async fn interface_names_with_dots() {
 
 #[tokio::test]
 async fn set_many_in_one_hop() {
-    let t = with_veth("sm").await;
+    let t = TestNs::with_veth("sm").await;
     t.h.sysctl_set_many(&[
         ("net.ipv4.conf.v0.proxy_arp", "1"),
         ("net.ipv4.conf.v0.forwarding", "1"),

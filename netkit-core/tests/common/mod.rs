@@ -26,6 +26,16 @@ impl TestNs {
         Self { ns, h }
     }
 
+    /// A fresh namespace with a veth pair `v0`/`v1` inside it, both up.
+    pub async fn with_veth(tag: &str) -> Self {
+        let t = Self::new(tag).await;
+        t.h.link_add(&netkit_core::link::Veth::new("v0", "v1").up())
+            .await
+            .expect("veth v0/v1");
+        t.h.link_set_up("v1").await.expect("v1 up");
+        t
+    }
+
     /// Run a command inside this namespace (`ip netns exec`), returning stdout;
     /// panics with stderr when it fails.
     pub fn sh(&self, cmd: &str) -> String {
