@@ -10,6 +10,8 @@
 mod error;
 
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use netlink_packet_core::{
@@ -37,6 +39,8 @@ const DUMP_RETRIES: usize = 32;
 pub struct Handle {
     conn: ConnectionHandle<RouteNetlinkMessage>,
     netns: NetnsLabel,
+    /// Dumps thrown away because the kernel flagged them interrupted.
+    dump_restarts: Arc<AtomicU64>,
 }
 
 /// Which namespace a handle talks to: kept for error messages and for work
@@ -99,7 +103,11 @@ impl Handle {
         conn.set_forward_ack(true);
         conn.set_forward_done(true);
         tokio::spawn(conn);
-        Self { conn: handle, netns }
+        Self {
+            conn: handle,
+            netns,
+            dump_restarts: Arc::default(),
+        }
     }
 
     /// The namespace this handle talks to (`None` for [`Handle::current`]).
@@ -125,6 +133,12 @@ impl Handle {
             NetnsLabel::Ns(ns) => ns.exec(f).await.map_err(|e| NetlinkError::local(e.to_string())),
             NetnsLabel::Current => Ok(f()),
         }
+    }
+
+    /// How many dumps this handle (and its clones) restarted because the
+    /// kernel flagged them interrupted by a concurrent change.
+    pub fn dump_restarts(&self) -> u64 {
+        self.dump_restarts.load(Ordering::Relaxed)
     }
 
     /// The underlying netlink-proto connection, for requests netkit does not
@@ -217,7 +231,9 @@ impl Handle {
         for _ in 0..DUMP_RETRIES {
             match self.dump_once(payload.clone()).await? {
                 Some(items) => return Ok(items),
-                None => continue,
+                None => {
+                    self.dump_restarts.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Err(NetlinkError {
