@@ -100,9 +100,20 @@ pub enum EventError {
     },
 }
 
-/// The stream returned by [`Handle::subscribe`]. Ends only when dropped.
+/// The stream returned by [`Handle::subscribe`]. Ends only when dropped;
+/// dropping it stops the background task and closes its socket.
 pub struct EventStream {
     rx: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
+    // The connection task only notices a dropped receiver when the next
+    // notification arrives, which may be never (and its socket keeps the
+    // namespace alive meanwhile): abort it explicitly.
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Stream for EventStream {
@@ -186,7 +197,7 @@ impl Handle {
         let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
         let (conn, _handle, rx) =
             netlink_proto::from_socket_with_codec::<RouteNetlinkMessage, _, netlink_proto::NetlinkCodec>(socket);
-        tokio::spawn(conn);
-        Ok(EventStream { rx })
+        let task = tokio::spawn(conn).abort_handle();
+        Ok(EventStream { rx, task })
     }
 }

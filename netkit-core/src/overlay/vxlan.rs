@@ -146,12 +146,17 @@ impl VxlanOverlay {
             dev: cfg.dev.clone(),
             source,
         };
-        let mac = cfg.mac.unwrap_or_else(MacAddr::random);
         let mut spec = Vxlan::new(&cfg.dev, cfg.vni)
             .port(cfg.port)
             .local(cfg.local_ip)
-            .learning(false)
-            .mac(mac);
+            .learning(false);
+        // Only a MAC that was asked for is part of the wanted state: a fresh
+        // random one would differ from the existing device's every time and
+        // make each call recreate it (dropping every peer's entries). A new
+        // device gets a random MAC from the kernel.
+        if let Some(m) = cfg.mac {
+            spec = spec.mac(m);
+        }
         if let Some(p) = &cfg.parent {
             spec = spec.parent(p);
         }
@@ -164,17 +169,26 @@ impl VxlanOverlay {
             .map_err(link_err)?
             .link;
         let vtep = IpNetwork::V4(Ipv4Network::new(cfg.subnet.network(), 32).expect("/32 is valid"));
-        h.addr_replace(&cfg.dev, vtep)
-            .await
-            .map_err(|source| OverlayError::Addr {
-                dev: cfg.dev.clone(),
-                source,
-            })?;
+        let addr_err = |source| OverlayError::Addr {
+            dev: cfg.dev.clone(),
+            source,
+        };
+        h.addr_replace(&cfg.dev, vtep).await.map_err(addr_err)?;
+        // A reused device may still carry the VTEP address of an earlier
+        // subnet: the node would keep answering for it. Like Flannel, keep
+        // only the current one.
+        for old in h.addr_list(Some(&cfg.dev)).await.map_err(addr_err)? {
+            if old.prefix.is_ipv4() && old.prefix != vtep {
+                h.addr_del_index(old.index, old.prefix).await.map_err(addr_err)?;
+            }
+        }
         h.link_set_up(&cfg.dev).await.map_err(link_err)?;
+        // link_add and link_get report the device as the kernel has it.
+        let mac = link.mac.or(cfg.mac).unwrap_or_default();
         Ok(Self {
             h: h.clone(),
             dev: cfg.dev,
-            mac: link.mac.unwrap_or(mac),
+            mac,
         })
     }
 
