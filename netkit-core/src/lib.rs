@@ -11,6 +11,8 @@
 //! Every error names the operation, the object and the namespace, and keeps the
 //! errno so callers can match "exists" or "no such device".
 
+#![warn(missing_docs)]
+
 pub mod addr;
 pub mod events;
 pub mod link;
