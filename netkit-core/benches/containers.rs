@@ -26,9 +26,8 @@
 //! is timed until the calls return, for all methods alike, and the bench waits for the
 //! machine to go idle before the next phase.
 //!
-//! Two work profiles: `full` (the task above) and `links` (steps 1, 2, 4, 5 only). The
-//! netkit `full` path needs the addr/route API; until it is merged, netkit runs `links`
-//! only and is compared with `ip` doing the identical `links` work (see `TODO(merge)`).
+//! Two work profiles: `full` (the task above) and `links` (steps 1, 2, 4, 5 only), each
+//! method compared with the others doing identical work.
 //!
 //! Nothing touches the machine's own network: links and addresses exist only in the
 //! namespaces created here, and a guard deletes every one of them on exit, error, panic
@@ -48,8 +47,6 @@ use netkit_core::{Handle, NetNs};
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Whether netkit's `full` profile is compiled in (addr/route API available).
-/// TODO(merge): flip to `true` together with the two `cfg(any())` below.
-const NETKIT_FULL: bool = false;
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -410,11 +407,8 @@ async fn netkit_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr], bd: &mut Breakd
     Ok(())
 }
 
-/// TODO(merge): enable when addr/route land — replace `cfg(any())` with `cfg(all())`
-/// here, delete the stub below, and set `NETKIT_FULL = true`. Written against the API as
-/// announced: `addr_add_index(index, IpNetwork)`, `addr_add(dev, IpNetwork)` (IntoFuture
-/// builders; IPv4 has no DAD so `.nodad()` is not needed), `route_add(&Route)`.
-#[cfg(any())]
+/// Steps 3 and 6 for netkit: the host end's address by index (known from `link_add`),
+/// eth0's address by name, and the default route. IPv4 has no DAD, so no `.nodad()`.
 async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, c: &Ctr) -> Res<()> {
     use ipnetwork::{IpNetwork, Ipv4Network};
     use netkit_core::route::Route;
@@ -423,19 +417,12 @@ async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, c: &
     inside
         .addr_add("eth0", IpNetwork::V4(Ipv4Network::new(c.ctr_ip, 30)?))
         .await?;
-    // If `gateway` takes `IpAddr` rather than `impl Into<IpAddr>`, wrap in `IpAddr::V4`.
     inside
-        .route_add(&Route::default_v4().gateway(c.host_ip).dev("eth0"))
+        .route_add(&Route::default_v4().gateway(std::net::IpAddr::V4(c.host_ip)).dev("eth0"))
         .await?;
     Ok(())
 }
 
-/// Stub until addr/route land (see the `TODO(merge)` above); never called while
-/// `NETKIT_FULL` is false.
-#[cfg(not(any()))]
-async fn netkit_addr_route(_host: &Handle, _inside: &Handle, _host_index: u32, _c: &Ctr) -> Res<()> {
-    Err("netkit addr/route API not merged yet (TODO(merge) in benches/containers.rs)".into())
-}
 
 async fn netkit_teardown(host_ns: &NetNs, ctrs: &[Ctr]) -> Res<()> {
     let host = host_ns.handle().await?;
@@ -654,11 +641,8 @@ fn stats(samples: &[Sample], work: Work, method: Method, n: usize, phase: Phase)
     Some((median(v), min, max))
 }
 
-fn methods_for(work: Work) -> Vec<Method> {
-    Method::ALL
-        .into_iter()
-        .filter(|&m| m != Method::Netkit || work == Work::Links || NETKIT_FULL)
-        .collect()
+fn methods_for(_work: Work) -> Vec<Method> {
+    Method::ALL.to_vec()
 }
 
 fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usize)]) -> String {
@@ -685,11 +669,7 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
                     continue;
                 };
                 let ratio = |x: f64, b: Option<f64>| b.map_or("–".into(), |b| format!("{:.2}", x / b));
-                let label = if m == Method::Netkit && work == Work::Full && !NETKIT_FULL {
-                    "netkit (partial)".to_string()
-                } else {
-                    m.label().to_string()
-                };
+                let label = m.label();
                 let _ = writeln!(
                     o,
                     "| {} | {label} | {n} | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {} | {} |",
@@ -705,12 +685,6 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
                 );
             }
         }
-    }
-    if !NETKIT_FULL && cfg.works.contains(&Work::Full) {
-        let _ = writeln!(
-            o,
-            "\nnetkit has no `full` rows yet: its addr/route API is not merged (TODO(merge) in benches/containers.rs)."
-        );
     }
 
     if cfg.ns.len() >= 2 {
