@@ -423,7 +423,6 @@ async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, c: &
     Ok(())
 }
 
-
 async fn netkit_teardown(host_ns: &NetNs, ctrs: &[Ctr]) -> Res<()> {
     let host = host_ns.handle().await?;
     for c in ctrs {

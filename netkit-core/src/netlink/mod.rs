@@ -173,38 +173,6 @@ impl Handle {
         Err(NetlinkError::local("netlink connection closed before the ack"))
     }
 
-    /// Send several requests in one `sendmsg` and wait for every ack. Results
-    /// come back in request order. Used where many small independent objects
-    /// are created at once.
-    #[allow(dead_code)]
-    pub(crate) async fn ack_batch(&self, requests: Vec<(RouteNetlinkMessage, u16)>) -> Vec<Result<(), NetlinkError>> {
-        let n = requests.len();
-        let mut out: Vec<Result<(), NetlinkError>> =
-            (0..n).map(|_| Err(NetlinkError::local("no ack received"))).collect();
-        let messages = requests.into_iter().map(|(p, f)| Self::message(p, f | NLM_F_ACK));
-        let mut responses = match self.conn.request_batch(messages, SocketAddr::new(0, 0)) {
-            Ok(r) => r,
-            Err(e) => {
-                let e = NetlinkError::local(format!("netlink connection closed: {e}"));
-                return out.iter().map(|_| Err(e.clone())).collect();
-            }
-        };
-        // Acks come back in order, one per request.
-        let mut i = 0;
-        while let Some(msg) = responses.next().await {
-            if let NetlinkPayload::Error(err) = &msg.payload {
-                if i < n {
-                    out[i] = match err.code {
-                        Some(_) => Err(NetlinkError::from_kernel(err, msg.header.flags)),
-                        None => Ok(()),
-                    };
-                }
-                i += 1;
-            }
-        }
-        out
-    }
-
     /// Send a request answered by exactly one message (a `get` by key).
     pub(crate) async fn get(&self, payload: RouteNetlinkMessage) -> Result<RouteNetlinkMessage, NetlinkError> {
         let mut responses = self
