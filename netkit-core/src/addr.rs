@@ -24,7 +24,8 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::{Handle, LinkError, NetlinkError};
+use crate::link::Dev;
+use crate::{Handle, NetlinkError};
 
 /// `IFA_F_SECONDARY`: a secondary IPv4 address (another one in the same subnet came first).
 pub const IFA_F_SECONDARY: u32 = 0x01;
@@ -98,18 +99,6 @@ impl AddrError {
             self.errno(),
             Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)
         )
-    }
-}
-
-/// The kernel error inside a [`LinkError`] met while resolving a device name,
-/// so address, route and rule errors keep the errno (`ENODEV`).
-pub(crate) fn link_error_source(e: LinkError) -> NetlinkError {
-    match e {
-        LinkError::Netlink { source, .. } => source,
-        other => NetlinkError {
-            errno: other.errno(),
-            message: Some(other.to_string()),
-        },
     }
 }
 
@@ -240,22 +229,6 @@ impl Address {
     }
 }
 
-/// Which device a request addresses.
-#[derive(Debug, Clone)]
-enum Dev {
-    Name(String),
-    Index(u32),
-}
-
-impl Dev {
-    fn label(&self) -> String {
-        match self {
-            Self::Name(n) => n.clone(),
-            Self::Index(i) => format!("#{i}"),
-        }
-    }
-}
-
 /// How the IPv4 broadcast address is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Broadcast {
@@ -379,7 +352,7 @@ impl<'a> AddrRequest<'a> {
         AddrError::Netlink {
             op: self.op().to_string(),
             addr: self.prefix.to_string(),
-            dev: self.dev.label(),
+            dev: self.dev.to_string(),
             netns: self.h.ns_label(),
             source,
         }
@@ -427,20 +400,13 @@ impl<'a> AddrRequest<'a> {
             if l.is_empty() || l.len() > 15 {
                 return Err(AddrError::Invalid {
                     addr: self.prefix.to_string(),
-                    dev: self.dev.label(),
+                    dev: self.dev.to_string(),
                     what: "label",
                     reason: "must be 1-15 bytes".into(),
                 });
             }
         }
-        let index = match &self.dev {
-            Dev::Index(i) => *i,
-            Dev::Name(n) => self
-                .h
-                .link_index(n)
-                .await
-                .map_err(|e| self.error(link_error_source(e)))?,
-        };
+        let index = self.h.dev_index(&self.dev).await.map_err(|e| self.error(e))?;
         let flags = NLM_F_CREATE | if self.replace { NLM_F_REPLACE } else { NLM_F_EXCL };
         self.h
             .ack(RouteNetlinkMessage::NewAddress(self.message(index)), flags)
@@ -513,10 +479,10 @@ impl Handle {
             netns: self.ns_label(),
             source,
         };
-        let index = match self.link_index(dev).await {
+        let index = match self.ifindex(dev).await {
             Ok(i) => i,
             Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(err(link_error_source(e))),
+            Err(e) => return Err(err(e)),
         };
         self.addr_del_inner(index, prefix).await.map_err(err)
     }
@@ -575,7 +541,7 @@ impl Handle {
             source,
         };
         let index = match dev {
-            Some(d) => Some(self.link_index(d).await.map_err(|e| err(link_error_source(e)))?),
+            Some(d) => Some(self.ifindex(d).await.map_err(err)?),
             None => None,
         };
         let msgs = self

@@ -35,12 +35,12 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use crate::link::Dev;
 pub use crate::sysctl::Family;
 use crate::{Handle, MacAddr, NetlinkError};
 
@@ -189,39 +189,6 @@ impl fmt::Display for NeighState {
             Self::Noarp => f.write_str("noarp"),
             Self::Permanent => f.write_str("permanent"),
             Self::Other(b) => write!(f, "{b:#x}"),
-        }
-    }
-}
-
-/// A device given by name or by index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Dev {
-    Name(String),
-    Index(u32),
-}
-
-impl fmt::Display for Dev {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Name(n) => f.write_str(n),
-            Self::Index(i) => write!(f, "#{i}"),
-        }
-    }
-}
-
-impl Handle {
-    /// Resolve a device to its index (one RTM_GETLINK for names).
-    async fn neigh_dev_index(&self, dev: &Dev) -> Result<u32, NetlinkError> {
-        match dev {
-            Dev::Index(i) => Ok(*i),
-            Dev::Name(name) => {
-                let mut msg = LinkMessage::default();
-                msg.attributes.push(LinkAttribute::IfName(name.clone()));
-                match self.get(RouteNetlinkMessage::GetLink(msg)).await? {
-                    RouteNetlinkMessage::NewLink(m) => Ok(m.header.index),
-                    other => Err(NetlinkError::local(format!("unexpected answer {other:?}"))),
-                }
-            }
         }
     }
 }
@@ -400,7 +367,7 @@ impl NeighInfo {
 impl Handle {
     async fn neigh_send(&self, n: &Neighbour, op: &'static str, flags: u16) -> Result<(), NeighError> {
         let err = |e| NeighError::netlink(op, n.describe(), n.dev.to_string(), self, e);
-        let index = self.neigh_dev_index(&n.dev).await.map_err(err)?;
+        let index = self.dev_index(&n.dev).await.map_err(err)?;
         self.ack(RouteNetlinkMessage::NewNeighbour(n.message(index)), flags)
             .await
             .map_err(err)
@@ -442,7 +409,7 @@ impl Handle {
             format!("neighbour {ip}")
         };
         let err = |e| NeighError::netlink("delete", object.clone(), dev.to_string(), self, e);
-        let index = match self.neigh_dev_index(&Dev::Name(dev.to_string())).await {
+        let index = match self.dev_index(&Dev::Name(dev.to_string())).await {
             Ok(i) => i,
             // No device, no entry.
             Err(e) if e.is_not_found() => return Ok(()),
@@ -501,7 +468,7 @@ impl Handle {
         let device = dev.unwrap_or("*").to_string();
         let err = |e| NeighError::netlink("list", "neighbours".into(), device.clone(), self, e);
         let index = match dev {
-            Some(d) => Some(self.neigh_dev_index(&Dev::Name(d.to_string())).await.map_err(err)?),
+            Some(d) => Some(self.dev_index(&Dev::Name(d.to_string())).await.map_err(err)?),
             None => None,
         };
         let af = match family {
@@ -756,7 +723,7 @@ impl FdbInfo {
 impl Handle {
     async fn fdb_send(&self, e: &FdbEntry, op: &'static str, flags: u16) -> Result<(), NeighError> {
         let err = |x| NeighError::netlink(op, e.describe(), e.dev.to_string(), self, x);
-        let index = self.neigh_dev_index(&e.dev).await.map_err(err)?;
+        let index = self.dev_index(&e.dev).await.map_err(err)?;
         self.ack(RouteNetlinkMessage::NewNeighbour(e.message(index)), flags)
             .await
             .map_err(err)
@@ -819,7 +786,7 @@ impl Handle {
     /// ```
     pub async fn fdb_del(&self, e: &FdbEntry) -> Result<(), NeighError> {
         let err = |x| NeighError::netlink("delete", e.describe(), e.dev.to_string(), self, x);
-        let index = match self.neigh_dev_index(&e.dev).await {
+        let index = match self.dev_index(&e.dev).await {
             Ok(i) => i,
             Err(x) if x.is_not_found() => return Ok(()),
             Err(x) => return Err(err(x)),
@@ -846,7 +813,7 @@ impl Handle {
         let device = dev.unwrap_or("*").to_string();
         let err = |e| NeighError::netlink("list", "fdb entries".into(), device.clone(), self, e);
         let index = match dev {
-            Some(d) => Some(self.neigh_dev_index(&Dev::Name(d.to_string())).await.map_err(err)?),
+            Some(d) => Some(self.dev_index(&Dev::Name(d.to_string())).await.map_err(err)?),
             None => None,
         };
         let mut req = NeighbourMessage::default();

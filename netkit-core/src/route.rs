@@ -26,7 +26,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::addr::link_error_source;
+use crate::link::Dev;
 use crate::{Handle, NetlinkError};
 
 pub use crate::addr::Scope as RouteScope;
@@ -219,29 +219,6 @@ impl fmt::Display for RouteKind {
             Self::Local => f.write_str("local"),
             Self::Other(n) => write!(f, "type {n}"),
         }
-    }
-}
-
-/// A device given by name (resolved in the handle's namespace) or by index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Dev {
-    Name(String),
-    Index(u32),
-}
-
-impl fmt::Display for Dev {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Name(n) => f.write_str(n),
-            Self::Index(i) => write!(f, "#{i}"),
-        }
-    }
-}
-
-async fn resolve(h: &Handle, dev: &Dev) -> Result<u32, NetlinkError> {
-    match dev {
-        Dev::Index(i) => Ok(*i),
-        Dev::Name(n) => h.link_index(n).await.map_err(link_error_source),
     }
 }
 
@@ -554,7 +531,7 @@ impl Route {
             attrs.push(gateway_attr(family, gw));
         }
         if let Some(dev) = &self.dev {
-            attrs.push(RouteAttribute::Oif(resolve(h, dev).await?));
+            attrs.push(RouteAttribute::Oif(h.dev_index(dev).await?));
         }
         if let Some(m) = self.metric {
             attrs.push(RouteAttribute::Priority(m));
@@ -574,7 +551,7 @@ impl Route {
                 }
                 hop.hops = (nh.weight.clamp(1, 256) - 1) as u8;
                 if let Some(dev) = &nh.dev {
-                    hop.interface_index = resolve(h, dev).await?;
+                    hop.interface_index = h.dev_index(dev).await?;
                 }
                 if let Some(gw) = nh.gateway {
                     hop.attributes.push(gateway_attr(family, gw));

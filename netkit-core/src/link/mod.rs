@@ -15,6 +15,7 @@
 //! [`LinkError::Unsupported`] naming the kind.
 
 mod bridge;
+mod dev;
 mod ensure;
 mod info;
 mod kinds;
@@ -28,6 +29,7 @@ use netlink_packet_route::link::{InfoData, InfoKind, LinkAttribute, LinkFlags, L
 use netlink_packet_route::RouteNetlinkMessage;
 
 pub use bridge::{Bridge, BridgePort};
+pub(crate) use dev::Dev;
 pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
 pub use info::{Link, LinkKind};
 pub use kinds::{Dummy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
@@ -283,7 +285,10 @@ impl Handle {
 
     /// Index of the link called `name`.
     pub async fn link_index(&self, name: &str) -> Result<u32, LinkError> {
-        Ok(self.link_get(name).await?.index)
+        check_name(name)?;
+        self.ifindex(name)
+            .await
+            .map_err(|e| LinkError::netlink("get", name, self, e))
     }
 
     /// Every link in the namespace, like `ip -d link show`.
@@ -339,12 +344,12 @@ impl Handle {
     /// Change a link: chain the changes, then [`LinkSet::apply`] sends them
     /// in one request.
     pub fn link_set<'a>(&'a self, name: &str) -> LinkSet<'a> {
-        LinkSet::new(self, set::Target::Name(name.to_string()))
+        LinkSet::new(self, Dev::Name(name.to_string()))
     }
 
     /// Like [`Handle::link_set`], addressing the link by index.
     pub fn link_set_by_index(&self, index: u32) -> LinkSet<'_> {
-        LinkSet::new(self, set::Target::Index(index))
+        LinkSet::new(self, Dev::Index(index))
     }
 }
 

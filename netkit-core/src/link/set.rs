@@ -4,13 +4,9 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use std::os::fd::AsRawFd;
 
+use super::Dev;
 use super::{check_name, up_flags, LinkError};
 use crate::{Handle, MacAddr, NetNs};
-
-pub(crate) enum Target {
-    Name(String),
-    Index(u32),
-}
 
 /// Pending changes to one link, sent together by [`LinkSet::apply`].
 ///
@@ -22,7 +18,7 @@ pub(crate) enum Target {
 #[must_use = "nothing changes until apply() is awaited"]
 pub struct LinkSet<'a> {
     h: &'a Handle,
-    target: Target,
+    target: Dev,
     up: Option<bool>,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
@@ -38,7 +34,7 @@ enum MasterChange {
 }
 
 impl<'a> LinkSet<'a> {
-    pub(crate) fn new(h: &'a Handle, target: Target) -> Self {
+    pub(crate) fn new(h: &'a Handle, target: Dev) -> Self {
         Self {
             h,
             target,
@@ -101,8 +97,8 @@ impl<'a> LinkSet<'a> {
 
     fn label(&self) -> String {
         match &self.target {
-            Target::Name(n) => n.clone(),
-            Target::Index(i) => format!("#{i}"),
+            Dev::Name(n) => n.clone(),
+            Dev::Index(i) => format!("#{i}"),
         }
     }
 
@@ -136,11 +132,11 @@ impl<'a> LinkSet<'a> {
     pub async fn apply(self) -> Result<(), LinkError> {
         let mut msg = LinkMessage::default();
         match &self.target {
-            Target::Name(n) => {
+            Dev::Name(n) => {
                 check_name(n)?;
                 msg.attributes.push(LinkAttribute::IfName(n.clone()))
             }
-            Target::Index(i) => msg.header.index = *i,
+            Dev::Index(i) => msg.header.index = *i,
         }
         if let Some(up) = self.up {
             (msg.header.flags, msg.header.change_mask) = up_flags(up);
@@ -154,7 +150,7 @@ impl<'a> LinkSet<'a> {
         if let Some(n) = &self.rename {
             check_name(n)?;
             // Renaming by name needs the index: the name attribute is the new name.
-            if let Target::Name(old) = &self.target {
+            if let Dev::Name(old) = &self.target {
                 msg.header.index = self.h.link_index(old).await?;
                 msg.attributes.retain(|a| !matches!(a, LinkAttribute::IfName(_)));
             }
