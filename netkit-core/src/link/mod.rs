@@ -24,7 +24,7 @@ mod tuntap;
 mod veth;
 mod vxlan;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::link::{InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -195,19 +195,25 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn link_add<S: LinkSpec>(&self, spec: &S) -> Result<Link, LinkError> {
-        self.link_create(spec).await?;
-        self.link_get(spec.name()).await
-    }
-
-    /// Create without reading the link back (one round trip less).
-    pub(crate) async fn link_create<S: LinkSpec>(&self, spec: &S) -> Result<(), LinkError> {
         check_name(spec.name())?;
         let msg = spec.message(self).await?;
-        match self
-            .ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .await
-        {
-            Ok(()) => Ok(()),
+        // NLM_F_ECHO returns the new link with the ack (one round trip);
+        // kernels before 6.3 echo nothing: then read it back by name.
+        let echo = self
+            .ack_echo(
+                RouteNetlinkMessage::NewLink(msg),
+                NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+            )
+            .await;
+        match echo {
+            Ok(Some(RouteNetlinkMessage::NewLink(m)))
+                if m.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::IfName(n) if n == spec.name())) =>
+            {
+                Ok(Link::from_message(m))
+            }
+            Ok(_) => self.link_get(spec.name()).await,
             Err(e) => Err(self.add_error(spec.kind(), spec.name(), e).await),
         }
     }

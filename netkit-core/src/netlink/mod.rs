@@ -76,8 +76,7 @@ impl Handle {
     /// a short-lived thread inside the namespace; the caller's thread never
     /// moves. Must be called from within a tokio runtime.
     pub async fn new(netns: &NetNs) -> Result<Self, NetlinkError> {
-        let socket = netns
-            .exec(open_socket)
+        let socket = crate::netns::worker::run(crate::netns::worker::Place::In(netns.clone()), open_socket)
             .await
             .map_err(|e| NetlinkError::local(e.to_string()))?
             .map_err(|e| io_error(&e))?;
@@ -123,14 +122,17 @@ impl Handle {
         self.netns.to_string()
     }
 
-    /// Run blocking work inside this handle's namespace (sysctls, ioctls).
+    /// Run short blocking work inside this handle's namespace (sysctls,
+    /// ioctls) on netkit's helper thread.
     pub(crate) async fn exec_in<F, T>(&self, f: F) -> Result<T, NetlinkError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         match &self.netns {
-            NetnsLabel::Ns(ns) => ns.exec(f).await.map_err(|e| NetlinkError::local(e.to_string())),
+            NetnsLabel::Ns(ns) => crate::netns::worker::run(crate::netns::worker::Place::In(ns.clone()), f)
+                .await
+                .map_err(|e| NetlinkError::local(e.to_string())),
             NetnsLabel::Current => Ok(f()),
         }
     }
@@ -158,16 +160,31 @@ impl Handle {
     /// Send a request that expects an ack (`flags` adds NLM_F_CREATE,
     /// NLM_F_EXCL, NLM_F_REPLACE, …).
     pub(crate) async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), NetlinkError> {
+        self.ack_echo(payload, flags).await.map(drop)
+    }
+
+    /// Like [`Handle::ack`], and return the last object the kernel sent back
+    /// before the ack: with `NLM_F_ECHO` in `flags` (kernel 6.3+ for links) the
+    /// created object comes back in the same round trip. `None` when the
+    /// kernel echoed nothing.
+    pub(crate) async fn ack_echo(
+        &self,
+        payload: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
         let mut responses = self
             .conn
             .request(Self::message(payload, flags | NLM_F_ACK), SocketAddr::new(0, 0))
             .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
+        let mut echoed = None;
         while let Some(msg) = responses.next().await {
-            if let NetlinkPayload::Error(err) = &msg.payload {
-                if err.code.is_some() {
-                    return Err(NetlinkError::from_kernel(err, msg.header.flags));
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => echoed = Some(m),
+                NetlinkPayload::Error(err) if err.code.is_some() => {
+                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
                 }
-                return Ok(());
+                NetlinkPayload::Error(_) => return Ok(echoed),
+                _ => {}
             }
         }
         Err(NetlinkError::local("netlink connection closed before the ack"))

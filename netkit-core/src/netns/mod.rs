@@ -25,6 +25,7 @@
 
 mod exec;
 mod named;
+pub(crate) mod worker;
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

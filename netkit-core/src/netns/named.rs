@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 
+use super::worker::{self, Place};
 use super::{open_ns_file, NetNs, NetnsError};
 
 /// Directory holding named namespaces, as iproute2 uses it.
@@ -72,24 +72,19 @@ impl NetNs {
             Err(e) => return Err(NetnsError::io("create", name, e)),
         }
         let target = path.clone();
-        let made = std::thread::spawn(move || -> io::Result<()> {
-            // This thread is private and ends right after, so leaving it in the
-            // new namespace is harmless.
-            unshare(CloneFlags::CLONE_NEWNET)?;
+        let made = worker::run_blocking(Place::New, move || {
             mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
                 Some("none"),
                 MsFlags::MS_BIND,
                 None::<&str>,
-            )?;
-            Ok(())
+            )
         })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
+        .and_then(|r| r.map_err(|e| NetnsError::io("create", name, e)));
         if let Err(e) = made {
             let _ = fs::remove_file(&path);
-            return Err(NetnsError::io("create", name, e));
+            return Err(e);
         }
         let fd = open_ns_file(&path).map_err(|e| NetnsError::io("open", name, e))?;
         Ok(Self::from_parts(fd, Some(name.to_string()), path))

@@ -1,0 +1,119 @@
+//! One long-lived helper thread for netkit's own short jobs inside a
+//! namespace (opening a netlink socket, writing a sysctl, creating a
+//! namespace), so such a job costs two `setns` calls instead of a thread
+//! spawn and join.
+//!
+//! The thread enters the target namespace, runs the job, and returns to its
+//! home namespace before taking the next job. If it cannot return, it exits
+//! and the next job starts a fresh thread. User closures never run here
+//! ([`NetNs::run`] and friends use a thread of their own), because a job must
+//! not leave state behind on a shared thread.
+
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Mutex;
+
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::{open_ns_file, NetNs, NetnsError};
+
+/// Where a job runs.
+pub(crate) enum Place {
+    /// Inside this existing namespace.
+    In(NetNs),
+    /// Inside a brand-new namespace (`unshare(CLONE_NEWNET)`), which the job
+    /// must pin (bind-mount, open) before it ends.
+    New,
+}
+
+type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
+
+static WORKER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+
+fn spawn_worker() -> std::io::Result<Sender<Job>> {
+    let (tx, rx) = channel::<Job>();
+    let home = open_ns_file("/proc/thread-self/ns/net".as_ref())?;
+    std::thread::Builder::new().name("netkit-netns".into()).spawn(move || {
+        for job in rx {
+            if !job(&home) {
+                // Could not return home: this thread is no longer fit for jobs.
+                return;
+            }
+        }
+    })?;
+    Ok(tx)
+}
+
+/// Run `f` inside `place` on the helper thread; `done` receives the outcome.
+fn submit<T, F, D>(place: Place, f: F, done: D) -> Result<(), NetnsError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    D: FnOnce(Result<T, NetnsError>) + Send + 'static,
+    T: Send + 'static,
+{
+    let mut job: Job = Box::new(move |home: &OwnedFd| {
+        let entered = match &place {
+            Place::In(ns) => setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("enter", ns, e)),
+            Place::New => unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("create", "(new)", e)),
+        };
+        let out =
+            entered.and_then(|()| catch_unwind(AssertUnwindSafe(f)).map_err(|_| NetnsError::Panicked(label(&place))));
+        let back_home = setns(home, CloneFlags::CLONE_NEWNET).is_ok();
+        done(out);
+        back_home
+    });
+    let mut worker = WORKER.lock().unwrap_or_else(|p| p.into_inner());
+    // A worker that exited (could not go home) refuses the job: start another.
+    for _ in 0..2 {
+        let tx = match worker.as_ref() {
+            Some(tx) => tx.clone(),
+            None => {
+                let tx = spawn_worker().map_err(|e| NetnsError::io("start helper thread for", "(any)", e))?;
+                *worker = Some(tx.clone());
+                tx
+            }
+        };
+        match tx.send(job) {
+            Ok(()) => return Ok(()),
+            Err(back) => {
+                job = back.0;
+                *worker = None;
+            }
+        }
+    }
+    Err(NetnsError::Panicked("(helper thread)".into()))
+}
+
+fn label(place: &Place) -> String {
+    match place {
+        Place::In(ns) => ns.to_string(),
+        Place::New => "(new)".into(),
+    }
+}
+
+/// Run `f` inside `place` on the helper thread, blocking until it is done.
+pub(crate) fn run_blocking<T, F>(place: Place, f: F) -> Result<T, NetnsError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    submit(place, f, move |out| {
+        let _ = tx.send(out);
+    })?;
+    rx.recv().map_err(|_| NetnsError::Panicked("(helper thread)".into()))?
+}
+
+/// Run `f` inside `place` on the helper thread; the future completes when it is done.
+pub(crate) async fn run<T, F>(place: Place, f: F) -> Result<T, NetnsError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    submit(place, f, move |out| {
+        let _ = tx.send(out);
+    })?;
+    rx.await.map_err(|_| NetnsError::Panicked("(helper thread)".into()))?
+}
