@@ -391,10 +391,12 @@ async fn netkit_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr], bd: &mut Breakd
             .await?;
         let t3 = Instant::now();
         inside.link_set_up("lo").await?;
-        inside.link_set_up("eth0").await?;
+        // The host end's IFLA_LINK is eth0's index inside the container: no lookup.
+        let eth0 = host_end.parent.ok_or("veth host end without peer index")?;
+        inside.link_set_by_index(eth0).up().apply().await?;
         let t4 = Instant::now();
         if work == Work::Full {
-            netkit_addr_route(&host, &inside, host_end.index, c).await?;
+            netkit_addr_route(&host, &inside, host_end.index, eth0, c).await?;
         }
         let t5 = Instant::now();
         bd.netns += t1 - t0;
@@ -407,18 +409,22 @@ async fn netkit_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr], bd: &mut Breakd
     Ok(())
 }
 
-/// Steps 3 and 6 for netkit: the host end's address by index (known from `link_add`),
-/// eth0's address by name, and the default route. IPv4 has no DAD, so no `.nodad()`.
-async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, c: &Ctr) -> Res<()> {
+/// Steps 3 and 6 for netkit: both addresses and the route by index (the host end's from
+/// `link_add`, eth0's from the host end's peer index), so no name lookups. IPv4 has no DAD, so no `.nodad()`.
+async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, eth0: u32, c: &Ctr) -> Res<()> {
     use ipnetwork::{IpNetwork, Ipv4Network};
     use netkit_core::route::Route;
     host.addr_add_index(host_index, IpNetwork::V4(Ipv4Network::new(c.host_ip, 30)?))
         .await?;
     inside
-        .addr_add("eth0", IpNetwork::V4(Ipv4Network::new(c.ctr_ip, 30)?))
+        .addr_add_index(eth0, IpNetwork::V4(Ipv4Network::new(c.ctr_ip, 30)?))
         .await?;
     inside
-        .route_add(&Route::default_v4().gateway(std::net::IpAddr::V4(c.host_ip)).dev("eth0"))
+        .route_add(
+            &Route::default_v4()
+                .gateway(std::net::IpAddr::V4(c.host_ip))
+                .dev_index(eth0),
+        )
         .await?;
     Ok(())
 }

@@ -11,7 +11,9 @@ use crate::{Handle, MacAddr, NetNs};
 ///
 /// The peer is created directly inside its target namespace with its final
 /// name; it is never moved after creation (a move costs an RCU barrier
-/// under the rtnl lock).
+/// under the rtnl lock). The [`Link`] that `link_add` returns for this end
+/// has the peer's index (in the peer's namespace) in [`Link::parent`], so
+/// the peer can be configured by index without a lookup.
 ///
 /// ```no_run
 /// # async fn f(host: &netkit_core::Handle, pod: &netkit_core::NetNs) -> Result<(), Box<dyn std::error::Error>> {
