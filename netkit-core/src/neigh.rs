@@ -427,6 +427,32 @@ impl Handle {
         }
     }
 
+    /// Look up the neighbour entry for `ip` on `dev`, like `ip neigh get IP dev DEV`
+    /// (one request, no dump). `None` when there is no such entry.
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::neigh::NeighError> {
+    /// if let Some(n) = h.neigh_get("v0", "10.0.0.2".parse().unwrap()).await? {
+    ///     println!("{} is at {:?} ({})", n.ip, n.mac, n.state);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn neigh_get(&self, dev: &str, ip: IpAddr) -> Result<Option<NeighInfo>, NeighError> {
+        let err = |e| NeighError::netlink("get", format!("neighbour {ip}"), dev.to_string(), self, e);
+        let index = self.dev_index(&Dev::Name(dev.to_string())).await.map_err(err)?;
+        let mut msg = Neighbour::new(dev, ip, MacAddr::default())
+            .state(NeighState::None)
+            .message(index);
+        msg.attributes
+            .retain(|a| !matches!(a, NeighbourAttribute::LinkLayerAddress(_)));
+        match self.get(RouteNetlinkMessage::GetNeighbour(msg)).await {
+            Ok(RouteNetlinkMessage::NewNeighbour(m)) => Ok(NeighInfo::from_message(m)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// Delete the neighbour entry for `ip` on `dev`, like `ip neigh del IP dev DEV`.
     /// Idempotent: a missing entry (or device) is success.
     ///

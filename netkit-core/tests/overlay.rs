@@ -245,6 +245,33 @@ async fn route_failure_rolls_back_arp_and_fdb() {
         .contains("inet 10.244.1.0/32 "));
 }
 
+/// A failed re-add of a peer that was programmed before must not take the
+/// earlier entries with it: the rollback only removes what the call made and
+/// restores the ARP entry it overwrote.
+#[tokio::test]
+async fn failed_readd_keeps_the_earlier_entries() {
+    let (t, cfg) = node("ovr").await;
+    let o = VxlanOverlay::setup(&t.h, cfg).await.unwrap();
+    let p = peer();
+    o.add_peer(&p).await.unwrap();
+    assert_programmed(&t, &p).await;
+    // Make the route step fail for the same peer: its VTEP address becomes
+    // local, and the kernel refuses an onlink route through a local address.
+    t.h.addr_add("eth0p", "10.244.2.0/32".parse().unwrap()).await.unwrap();
+    let moved = VxlanPeer {
+        vtep_mac: "02:00:00:00:02:99".parse().unwrap(),
+        ..p
+    };
+    let e = o.add_peer(&moved).await.unwrap_err();
+    assert!(matches!(&e, OverlayError::Peer { step: "route", .. }), "{e}");
+    t.h.addr_del("eth0p", "10.244.2.0/32".parse().unwrap()).await.unwrap();
+    // The first call's ARP entry is back with its MAC, its FDB entry stayed,
+    // and the failed call's FDB entry is gone.
+    assert_programmed(&t, &p).await;
+    let (_, fdb, _) = state(&t, &moved);
+    assert!(fdb.is_empty(), "{fdb:?}");
+}
+
 /// An IPv6 underlay address on an IPv4 VXLAN device: the kernel refuses the
 /// FDB entry (EAFNOSUPPORT); the ARP entry made first must be undone.
 #[tokio::test]

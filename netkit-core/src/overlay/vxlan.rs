@@ -251,20 +251,48 @@ impl VxlanOverlay {
     /// Program a remote node, in Flannel's order: permanent ARP entry
     /// (remote VTEP IP → VTEP MAC), FDB entry (VTEP MAC → public IP, `self`),
     /// then the onlink route for its subnet. Idempotent (entries are
-    /// replaced). If a step fails, the entries this call made are removed
-    /// before the error is returned.
+    /// replaced). If a step fails, the entries this call made are removed,
+    /// and an ARP entry it overwrote is put back, before the error is
+    /// returned; entries that were already there stay.
     pub async fn add_peer(&self, peer: &VxlanPeer) -> Result<(), OverlayError> {
+        let vtep_ip = IpAddr::V4(peer.vtep_ip());
+        // What this call may overwrite, so a rollback puts it back instead of
+        // deleting entries an earlier call (or another agent) made.
+        let old_arp = self
+            .h
+            .neigh_get(&self.dev, vtep_ip)
+            .await
+            .map_err(|e| self.peer_error(peer, "ARP entry", e))?;
+        let had_fdb = self
+            .h
+            .fdb_list(Some(&self.dev))
+            .await
+            .map_err(|e| self.peer_error(peer, "FDB entry", e))?
+            .iter()
+            .any(|f| f.mac == peer.vtep_mac && f.dst == Some(peer.public_ip));
         self.h
             .neigh_replace(&self.neighbour(peer))
             .await
             .map_err(|e| self.peer_error(peer, "ARP entry", e))?;
+        let undo_arp = || async {
+            let _ = match old_arp.as_ref().and_then(|n| n.mac.map(|m| (n, m))) {
+                Some((n, mac)) => {
+                    self.h
+                        .neigh_replace(&Neighbour::new(&self.dev, vtep_ip, mac).state(n.state))
+                        .await
+                }
+                None => self.h.neigh_del(&self.dev, vtep_ip).await,
+            };
+        };
         if let Err(e) = self.h.fdb_replace(&self.fdb(peer)).await {
-            let _ = self.h.neigh_del(&self.dev, IpAddr::V4(peer.vtep_ip())).await;
+            undo_arp().await;
             return Err(self.peer_error(peer, "FDB entry", e));
         }
         if let Err(e) = self.h.route_replace(&self.route(peer)).await {
-            let _ = self.h.fdb_del(&self.fdb(peer)).await;
-            let _ = self.h.neigh_del(&self.dev, IpAddr::V4(peer.vtep_ip())).await;
+            if !had_fdb {
+                let _ = self.h.fdb_del(&self.fdb(peer)).await;
+            }
+            undo_arp().await;
             return Err(self.peer_error(peer, "route", e));
         }
         Ok(())
