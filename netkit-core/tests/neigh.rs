@@ -340,3 +340,17 @@ async fn permanent_arp_entry_carries_packets_when_arp_is_off() {
         "delivered after the entry was removed"
     );
 }
+
+#[tokio::test]
+async fn get_finds_one_entry_without_a_dump() {
+    let t = TestNs::with_veth("ng").await;
+    let (a, m) = (ip("10.1.0.7"), mac("02:00:00:00:00:07"));
+    assert!(t.h.neigh_get("v0", a).await.unwrap().is_none());
+    t.h.neigh_add(&Neighbour::new("v0", a, m)).await.unwrap();
+    let n = t.h.neigh_get("v0", a).await.unwrap().expect("entry just added");
+    assert_eq!((n.ip, n.mac, n.state), (a, Some(m), NeighState::Permanent));
+    t.h.neigh_del("v0", a).await.unwrap();
+    assert!(t.h.neigh_get("v0", a).await.unwrap().is_none());
+    let e = t.h.neigh_get("nosuchdev", a).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}
