@@ -43,3 +43,14 @@ async fn veth_variants() {
             .map(|l| l.index)
     );
 }
+
+#[tokio::test]
+async fn rtnetlink_handle_talks_to_the_same_namespace() {
+    use futures::TryStreamExt;
+    let t = TestNs::new("rt").await;
+    t.h.link_add(&Veth::new("only0", "only1")).await.unwrap();
+    let rt = t.h.rtnetlink().await.unwrap();
+    let links: Vec<_> = rt.link().get().execute().try_collect().await.unwrap();
+    // lo plus the pair, nothing from the caller's own namespace.
+    assert_eq!(links.len(), 3, "{links:?}");
+}

@@ -143,6 +143,36 @@ impl Handle {
         self.dump_restarts.load(Ordering::Relaxed)
     }
 
+    /// An [`rtnetlink::Handle`] on a new socket in the same namespace, for
+    /// code written against rtnetlink's builders (or requests netkit does not
+    /// model yet). Must be called from within a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::TryStreamExt;
+    /// let rt = h.rtnetlink().await?;
+    /// let mut links = rt.link().get().execute();
+    /// while let Some(l) = links.try_next().await? {
+    ///     println!("{}", l.header.index);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn rtnetlink(&self) -> Result<rtnetlink::Handle, NetlinkError> {
+        let socket = match &self.netns {
+            NetnsLabel::Ns(ns) => crate::netns::worker::run(crate::netns::worker::Place::In(ns.clone()), open_socket)
+                .await
+                .map_err(|e| NetlinkError::local(e.to_string()))?,
+            NetnsLabel::Current => open_socket(),
+        }
+        .map_err(|e| io_error(&e))?;
+        socket.set_non_blocking(true).map_err(|e| io_error(&e))?;
+        // SAFETY: into_raw_fd hands over sole ownership of a valid netlink socket fd.
+        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Ok(handle)
+    }
+
     /// The underlying netlink-proto connection, for requests netkit does not
     /// model yet. Messages sent here go to the same namespace.
     pub fn connection(&self) -> &ConnectionHandle<RouteNetlinkMessage> {
