@@ -78,6 +78,8 @@ pub enum AddrError {
     },
 }
 
+crate::netlink::errno_predicates!(AddrError);
+
 impl AddrError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
@@ -85,20 +87,6 @@ impl AddrError {
             Self::Netlink { source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
-    }
-
-    /// True when the address already exists on the device (`EEXIST`).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-
-    /// True when the address or the device does not exist (`EADDRNOTAVAIL`,
-    /// `ENODEV`, `ENOENT`).
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV) | Some(libc::ENOENT)
-        )
     }
 }
 

@@ -74,6 +74,8 @@ pub enum NeighError {
     },
 }
 
+crate::netlink::errno_predicates!(NeighError);
+
 impl NeighError {
     fn netlink(op: &'static str, object: String, device: String, h: &Handle, source: NetlinkError) -> Self {
         Self::Netlink {
@@ -90,19 +92,6 @@ impl NeighError {
         match self {
             Self::Netlink { source, .. } => source.errno,
         }
-    }
-
-    /// True when the entry already exists (`EEXIST`), e.g. after [`Handle::neigh_add`] twice.
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-
-    /// True when the entry or its device does not exist (`ENOENT`, `ENODEV`, `ESRCH`).
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
-        )
     }
 }
 

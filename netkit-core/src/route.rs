@@ -133,6 +133,8 @@ pub enum RouteError {
     },
 }
 
+crate::netlink::errno_predicates!(RouteError);
+
 impl RouteError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
@@ -140,20 +142,6 @@ impl RouteError {
             Self::Netlink { source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
-    }
-
-    /// True when the route already exists (`EEXIST`).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-
-    /// True when the route, or a device it names, does not exist (`ESRCH`,
-    /// `ENOENT`, `ENODEV`).
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::ESRCH) | Some(libc::ENOENT) | Some(libc::ENODEV)
-        )
     }
 
     /// True when `route_get` found no route (`ENETUNREACH`, `EHOSTUNREACH`).

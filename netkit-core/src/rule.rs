@@ -47,6 +47,8 @@ pub enum RuleError {
     },
 }
 
+crate::netlink::errno_predicates!(RuleError);
+
 impl RuleError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
@@ -54,16 +56,6 @@ impl RuleError {
             Self::Netlink { source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
-    }
-
-    /// True when an identical rule exists already (`EEXIST`).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-
-    /// True when no rule matched (`ENOENT`).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENOENT) | Some(libc::ESRCH))
     }
 }
 

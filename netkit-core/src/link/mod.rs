@@ -104,6 +104,8 @@ pub enum LinkError {
     },
 }
 
+crate::netlink::errno_predicates!(LinkError);
+
 impl LinkError {
     pub(crate) fn netlink(op: impl Into<String>, link: impl Into<String>, h: &Handle, source: NetlinkError) -> Self {
         Self::Netlink {
@@ -122,16 +124,6 @@ impl LinkError {
             Self::Unsupported { .. } => Some(libc::EOPNOTSUPP),
             _ => None,
         }
-    }
-
-    /// True when the link already exists (`EEXIST`).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-
-    /// True when the link (or a device it names) does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT))
     }
 
     /// True for [`LinkError::Unsupported`].

@@ -53,11 +53,10 @@ impl NetlinkError {
         self.errno == Some(libc::EEXIST)
     }
 
-    /// True when the object (or the device it refers to) does not exist:
-    /// `ENODEV`, `ENOENT` or `ESRCH`, the three answers the kernel gives for
-    /// "already gone" depending on the object type.
+    /// True when the object (or the device it refers to) does not exist; see
+    /// [`errno_not_found`].
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno, Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH))
+        errno_not_found(self.errno)
     }
 
     /// True when the kernel does not know the requested kind or feature.
@@ -78,6 +77,35 @@ impl fmt::Display for NetlinkError {
 }
 
 impl std::error::Error for NetlinkError {}
+
+/// The answers the kernel gives for "no such object", depending on the
+/// object type: `ENODEV` (device), `ENOENT` (neighbour, rule, …), `ESRCH`
+/// (route), `EADDRNOTAVAIL` (address).
+pub(crate) fn errno_not_found(errno: Option<i32>) -> bool {
+    matches!(
+        errno,
+        Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::EADDRNOTAVAIL)
+    )
+}
+
+/// `is_exists` and `is_not_found` for a module's error type, from its `errno()`.
+macro_rules! errno_predicates {
+    ($t:ty) => {
+        impl $t {
+            /// True when the object already exists (`EEXIST`).
+            pub fn is_exists(&self) -> bool {
+                self.errno() == Some(libc::EEXIST)
+            }
+
+            /// True when the object, or a device it names, does not exist
+            /// (`ENODEV`, `ENOENT`, `ESRCH` or `EADDRNOTAVAIL`, as the object type has it).
+            pub fn is_not_found(&self) -> bool {
+                $crate::netlink::errno_not_found(self.errno())
+            }
+        }
+    };
+}
+pub(crate) use errno_predicates;
 
 /// Find NLMSGERR_ATTR_MSG in the TLVs that follow the echoed request.
 fn ext_ack_message(payload: &[u8], capped: bool) -> Option<String> {

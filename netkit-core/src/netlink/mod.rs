@@ -22,6 +22,7 @@ use netlink_proto::ConnectionHandle;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr, TokioSocket};
 
 pub use error::NetlinkError;
+pub(crate) use error::{errno_not_found, errno_predicates};
 
 use crate::netns::NetNs;
 
