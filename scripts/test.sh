@@ -12,10 +12,10 @@ log="$PWD/target/test-output.txt"
 : > "$log"
 
 cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-features --all-targets -- -D warnings
 # Benches are not tests: `cargo test --all-targets` would run the 15-minute benchmark.
-cargo test --workspace --lib --bins --tests --examples 2>&1 | tee -a "$log"
-cargo test --workspace --doc 2>&1 | tee -a "$log"
+cargo test --workspace --all-features --lib --bins --tests --examples 2>&1 | tee -a "$log"
+cargo test --workspace --all-features --doc 2>&1 | tee -a "$log"
 
 skipped=$(wc -l < "$NETKIT_SKIP_LOG")
 if [ "$skipped" -gt 0 ]; then

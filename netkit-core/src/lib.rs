@@ -15,6 +15,7 @@
 
 pub mod addr;
 pub mod events;
+pub mod ipam;
 pub mod link;
 mod mac;
 pub mod neigh;

@@ -1,0 +1,1 @@
+//! Node subnet leases: a cluster network carved into per-node subnets (Flannel and Calico style).
