@@ -1,4 +1,36 @@
 //! IP address management: pools of address ranges, a crash-safe on-disk allocator shared by many
 //! processes, garbage collection, import from host-local, and per-node subnet leases.
+//!
+//! * [`IpamConfig`] reads host-local's keys (`ranges`, `routes`, `dataDir`, `resolvConf`) and
+//!   validates them into a [`Pool`];
+//! * [`Ipam`] hands one address per range set to an [`Owner`] (container ID, interface), keeps
+//!   the records in a [`Store`] directory that many processes share, and offers
+//!   [`Ipam::release`], [`Ipam::lookup`], [`Ipam::gc`], [`Ipam::check`] and
+//!   [`Ipam::import_host_local`];
+//! * [`lease`] carves a cluster network into per-node subnets (Flannel / Calico style).
+//!
+//! Differences from host-local, on purpose: lookups and releases by owner read one record
+//! instead of every file; owners are locked on 64 shards instead of one lock for the pool; a
+//! claim is one atomic rename, so no record is ever seen half written; GC exists; a gateway
+//! outside its subnet and overlapping ranges are refused.
 
+mod allocator;
+mod config;
+mod error;
+mod gc;
+mod import;
 pub mod lease;
+mod owner;
+mod range;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+pub use allocator::{AllocatedIp, Allocation, Ipam};
+pub use config::{ConfigError, Dns, IpamConfig, Pool, PoolRoute, RangeConfig, RouteConfig};
+pub use error::IpamError;
+pub use gc::{GcReport, StoreCheck};
+pub use import::ImportReport;
+pub use owner::Owner;
+pub use range::{IpRange, RangeSet};
+pub use store::{Store, StoreOptions};

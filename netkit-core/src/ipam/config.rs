@@ -1,0 +1,412 @@
+//! Pool configuration in host-local's JSON shape, validated into a [`Pool`].
+//!
+//! Accepted keys (the `ipam` object of a CNI config): `ranges: [[{subnet, rangeStart, rangeEnd,
+//! gateway}]]`, the older top-level `subnet`/`rangeStart`/`rangeEnd`/`gateway`, `routes: [{dst,
+//! gw}]`, `dataDir`, `resolvConf`. Unknown keys are ignored, as CNI plugins must.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use serde::Deserialize;
+
+use super::range::{IpRange, RangeSet};
+
+/// Why a pool configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The JSON itself could not be read.
+    #[error("ipam config is not valid JSON for host-local's keys: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field that must hold a CIDR or an address does not.
+    #[error("ipam config: {field} {value:?} is not a valid {expected}")]
+    Parse {
+        /// The JSON key.
+        field: &'static str,
+        /// What it held.
+        value: String,
+        /// "CIDR" or "IP address".
+        expected: &'static str,
+    },
+    /// A range is inconsistent.
+    #[error("ipam config: range {subnet}: {reason}")]
+    Range {
+        /// The range's subnet.
+        subnet: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Neither `ranges` nor `subnet` was given.
+    #[error("ipam config: no ranges (give \"ranges\": [[{{\"subnet\": …}}]] or \"subnet\")")]
+    NoRanges,
+    /// A range set is empty.
+    #[error("ipam config: an inner list of \"ranges\" is empty")]
+    EmptyRangeSet,
+    /// One range set mixes IPv4 and IPv6.
+    #[error("ipam config: range set {set} mixes IPv4 and IPv6")]
+    MixedFamilies {
+        /// The set.
+        set: String,
+    },
+    /// Two ranges overlap (in one set or across sets).
+    #[error("ipam config: ranges {a} and {b} overlap")]
+    Overlap {
+        /// One range.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// A route is malformed.
+    #[error("ipam config: route {dst}: {reason}")]
+    Route {
+        /// The route's destination as given.
+        dst: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The pool name cannot name a directory.
+    #[error("ipam config: network name {0:?} is not usable as a store directory name")]
+    BadName(String),
+    /// The resolv.conf named by `resolvConf` could not be read.
+    #[error("ipam config: reading resolvConf {path}: {source}")]
+    ResolvConf {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One range as written in JSON (strings, validated later).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeConfig {
+    /// CIDR the addresses come from.
+    pub subnet: String,
+    /// First address handed out (default: network + 1).
+    #[serde(default)]
+    pub range_start: Option<String>,
+    /// Last address handed out (default: last host).
+    #[serde(default)]
+    pub range_end: Option<String>,
+    /// Gateway reported with the address (default: network + 1).
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+/// A route as written in JSON.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Destination CIDR.
+    pub dst: String,
+    /// Next hop; absent means "through the range's gateway" for the plugin to decide.
+    #[serde(default)]
+    pub gw: Option<String>,
+}
+
+/// host-local's `ipam` object.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamConfig {
+    /// `ranges: [[range, …], …]`: one address per inner list.
+    #[serde(default)]
+    pub ranges: Option<Vec<Vec<RangeConfig>>>,
+    /// Legacy single range: subnet.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Legacy single range: first address.
+    #[serde(default)]
+    pub range_start: Option<String>,
+    /// Legacy single range: last address.
+    #[serde(default)]
+    pub range_end: Option<String>,
+    /// Legacy single range: gateway.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Routes handed to the container.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Where the store lives (the pool's directory is `dataDir/<network name>`).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// A resolv.conf whose nameservers, domain, search and options go into the result.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
+}
+
+impl IpamConfig {
+    /// Parse the `ipam` object from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// Validate into a pool named `name` (the CNI network name).
+    pub fn pool(&self, name: &str) -> Result<Pool, ConfigError> {
+        let sets: Vec<Vec<RangeConfig>> = match (&self.ranges, &self.subnet) {
+            (Some(r), _) if !r.is_empty() => r.clone(),
+            (_, Some(subnet)) => vec![vec![RangeConfig {
+                subnet: subnet.clone(),
+                range_start: self.range_start.clone(),
+                range_end: self.range_end.clone(),
+                gateway: self.gateway.clone(),
+            }]],
+            _ => return Err(ConfigError::NoRanges),
+        };
+        let sets = sets
+            .iter()
+            .map(|set| RangeSet::new(set.iter().map(RangeConfig::validate).collect::<Result<_, _>>()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = self
+            .routes
+            .iter()
+            .map(RouteConfig::validate)
+            .collect::<Result<_, _>>()?;
+        Pool::new(name, sets)?.with_routes(routes)
+    }
+
+    /// Read `resolvConf`, if set.
+    pub fn dns(&self) -> Result<Option<Dns>, ConfigError> {
+        self.resolv_conf.as_deref().map(Dns::from_resolv_conf).transpose()
+    }
+}
+
+impl RangeConfig {
+    /// Validate into an [`IpRange`].
+    pub fn validate(&self) -> Result<IpRange, ConfigError> {
+        let subnet: IpNetwork = self.subnet.parse().map_err(|_| ConfigError::Parse {
+            field: "subnet",
+            value: self.subnet.clone(),
+            expected: "CIDR",
+        })?;
+        IpRange::new(
+            subnet,
+            parse_ip("rangeStart", &self.range_start)?,
+            parse_ip("rangeEnd", &self.range_end)?,
+            parse_ip("gateway", &self.gateway)?,
+        )
+    }
+}
+
+impl RouteConfig {
+    fn validate(&self) -> Result<PoolRoute, ConfigError> {
+        let dst: IpNetwork = self.dst.parse().map_err(|_| ConfigError::Parse {
+            field: "routes.dst",
+            value: self.dst.clone(),
+            expected: "CIDR",
+        })?;
+        let gw = parse_ip("routes.gw", &self.gw)?;
+        if let Some(gw) = gw {
+            if gw.is_ipv4() != dst.is_ipv4() {
+                return Err(ConfigError::Route {
+                    dst: self.dst.clone(),
+                    reason: format!("gateway {gw} is not of the destination's address family"),
+                });
+            }
+        }
+        Ok(PoolRoute { dst, gw })
+    }
+}
+
+fn parse_ip(field: &'static str, value: &Option<String>) -> Result<Option<IpAddr>, ConfigError> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse().map_err(|_| ConfigError::Parse {
+                field,
+                value: v.to_string(),
+                expected: "IP address",
+            })
+        })
+        .transpose()
+}
+
+/// A route that travels into allocation results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRoute {
+    /// Destination.
+    pub dst: IpNetwork,
+    /// Next hop, if given.
+    pub gw: Option<IpAddr>,
+}
+
+/// DNS settings read from a resolv.conf, as host-local reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// `nameserver` lines.
+    pub nameservers: Vec<String>,
+    /// The `domain` line.
+    pub domain: Option<String>,
+    /// `search` domains.
+    pub search: Vec<String>,
+    /// `options`.
+    pub options: Vec<String>,
+}
+
+impl Dns {
+    /// Parse resolv.conf text (comments with `#` or `;`, unknown keywords ignored).
+    pub fn parse(text: &str) -> Self {
+        let mut dns = Dns::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => dns.nameservers.extend(words.next().map(str::to_string)),
+                Some("domain") => dns.domain = words.next().map(str::to_string),
+                Some("search") => dns.search = words.map(str::to_string).collect(),
+                Some("options") => dns.options.extend(words.map(str::to_string)),
+                _ => {}
+            }
+        }
+        dns
+    }
+
+    /// Read and parse a resolv.conf file.
+    pub fn from_resolv_conf(path: &Path) -> Result<Self, ConfigError> {
+        std::fs::read_to_string(path)
+            .map(|t| Dns::parse(&t))
+            .map_err(|source| ConfigError::ResolvConf {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+}
+
+/// A validated pool: a name and the range sets one address each is taken from, plus the routes
+/// that travel into results.
+///
+/// ```
+/// use netkit_core::ipam::IpamConfig;
+///
+/// let cfg = IpamConfig::from_json(r#"{"ranges": [[{"subnet": "10.22.0.0/16"}], [{"subnet": "fd22::/64"}]],
+///                                     "routes": [{"dst": "0.0.0.0/0"}]}"#)?;
+/// let pool = cfg.pool("podnet")?;
+/// assert_eq!(pool.sets().len(), 2); // one IPv4 and one IPv6 address per owner
+/// # Ok::<(), netkit_core::ipam::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    name: String,
+    sets: Vec<RangeSet>,
+    routes: Vec<PoolRoute>,
+}
+
+impl Pool {
+    /// A pool of these range sets. Errors when there are none, when two sets overlap, or when
+    /// the name cannot name a directory (empty, `.`/`..`, a `/`, a NUL, or over 200 bytes).
+    pub fn new(name: &str, sets: Vec<RangeSet>) -> Result<Self, ConfigError> {
+        if name.is_empty() || name == "." || name == ".." || name.len() > 200 || name.contains(['/', '\0']) {
+            return Err(ConfigError::BadName(name.to_string()));
+        }
+        if sets.is_empty() {
+            return Err(ConfigError::NoRanges);
+        }
+        for (i, s) in sets.iter().enumerate() {
+            if let Some(o) = sets[..i].iter().find(|o| o.overlaps(s)) {
+                return Err(ConfigError::Overlap {
+                    a: o.to_string(),
+                    b: s.to_string(),
+                });
+            }
+        }
+        Ok(Self {
+            name: name.to_string(),
+            sets,
+            routes: Vec::new(),
+        })
+    }
+
+    /// Attach routes that travel into results.
+    pub fn with_routes(mut self, routes: Vec<PoolRoute>) -> Result<Self, ConfigError> {
+        self.routes = routes;
+        Ok(self)
+    }
+
+    /// The pool's name (the CNI network name; names the store directory).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The range sets, one address from each.
+    pub fn sets(&self) -> &[RangeSet] {
+        &self.sets
+    }
+
+    /// Routes for results.
+    pub fn routes(&self) -> &[PoolRoute] {
+        &self.routes
+    }
+
+    /// The index of the set `ip` can be handed out from.
+    pub fn set_of(&self, ip: IpAddr) -> Option<usize> {
+        self.sets.iter().position(|s| s.range_of(ip).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(json: &str) -> Result<Pool, ConfigError> {
+        IpamConfig::from_json(json)?.pool("net")
+    }
+
+    #[test]
+    fn legacy_and_ranges_forms() {
+        let a = pool(r#"{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.10", "unknownKey": 1}"#).unwrap();
+        assert_eq!(a.sets()[0].ranges()[0].start().to_string(), "10.1.0.10");
+        let b = pool(r#"{"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "10.2.0.0/24"}]]}"#).unwrap();
+        assert_eq!(b.sets()[0].ranges().len(), 2);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let cases = [
+            (r#"{"ranges": [[{"subnet": "10.1.0.0/33"}]]}"#, "not a valid CIDR"),
+            (r#"{"ranges": [[{"subnet": "10.1.0.5/24"}]]}"#, "host bits"),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24", "gateway": "10.2.0.1"}]]}"#,
+                "outside the subnet",
+            ),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.100", "rangeEnd": "10.1.0.50"}]]}"#,
+                "after rangeEnd",
+            ),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.1.0.0/25"}]]}"#,
+                "overlap",
+            ),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "fd00::/64"}]]}"#,
+                "mixes",
+            ),
+            (r#"{"ranges": [[]]}"#, "empty"),
+            (r#"{"routes": []}"#, "no ranges"),
+            (r#"{"ranges": [[{"subnet": "10.1.0.0/31"}]]}"#, "too small"),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24", "rangeEnd": "10.1.0.255"}]]}"#,
+                "broadcast",
+            ),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "fd00::1"}]]}"#,
+                "family",
+            ),
+            (
+                r#"{"ranges": [[{"subnet": "10.1.0.0/24"}]], "routes": [{"dst": "x"}]}"#,
+                "routes.dst",
+            ),
+            (r#"{"ranges": "#, "JSON"),
+        ];
+        for (json, want) in cases {
+            let err = pool(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf() {
+        let d = Dns::parse("# c\nnameserver 1.1.1.1\nnameserver fd00::53\nsearch a.b c.d\noptions ndots:5\ndomain x\n");
+        assert_eq!(d.nameservers, ["1.1.1.1", "fd00::53"]);
+        assert_eq!(d.search, ["a.b", "c.d"]);
+        assert_eq!(d.options, ["ndots:5"]);
+        assert_eq!(d.domain.as_deref(), Some("x"));
+    }
+}

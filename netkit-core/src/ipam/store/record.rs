@@ -1,0 +1,109 @@
+//! The text records the store keeps, one line per file, checksummed so a truncated or damaged
+//! file is recognised instead of misread.
+//!
+//! * address file `ip/<address>`: `nk1 <container ID> <ifname> <checksum>`
+//! * owner file `owner/<container ID>:<ifname>`: `nk1 <container ID> <ifname> <addr,addr…|-> <checksum>`
+//!
+//! The checksum is FNV-1a (64 bit, hex) of everything before it on the line.
+
+use std::net::IpAddr;
+
+use super::super::Owner;
+
+const MAGIC: &str = "nk1";
+
+/// FNV-1a, 64 bit: cheap, stable across builds and processes (unlike std's `DefaultHasher`),
+/// and enough to tell a cut or edited line from a whole one.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn checksum(text: &str) -> String {
+    format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
+fn seal(body: String) -> String {
+    let sum = checksum(&body);
+    format!("{body} {sum}\n")
+}
+
+/// Split a sealed line into its fields (checksum and magic checked), or say what is wrong.
+fn open(text: &str, fields: usize) -> Result<Vec<&str>, String> {
+    let line = text
+        .strip_suffix('\n')
+        .ok_or_else(|| "no end of line (truncated?)".to_string())?;
+    let (body, sum) = line.rsplit_once(' ').ok_or("no checksum")?;
+    if checksum(body) != sum {
+        return Err("checksum mismatch".into());
+    }
+    let parts: Vec<&str> = body.split(' ').collect();
+    if parts.len() != fields || parts[0] != MAGIC {
+        return Err(format!("expected {fields} fields starting with {MAGIC}"));
+    }
+    Ok(parts)
+}
+
+fn owner_of(id: &str, ifname: &str) -> Result<Owner, String> {
+    Owner::new(id, ifname).map_err(|e| e.to_string())
+}
+
+/// The address file's content for `owner`.
+pub(crate) fn encode_address(owner: &Owner) -> String {
+    seal(format!("{MAGIC} {} {}", owner.container_id(), owner.ifname()))
+}
+
+/// Parse an address file.
+pub(crate) fn decode_address(text: &str) -> Result<Owner, String> {
+    let p = open(text, 3)?;
+    owner_of(p[1], p[2])
+}
+
+/// The owner file's content: the addresses it holds or is claiming.
+pub(crate) fn encode_owner(owner: &Owner, ips: &[IpAddr]) -> String {
+    let list = if ips.is_empty() {
+        "-".to_string()
+    } else {
+        ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    };
+    seal(format!("{MAGIC} {} {} {list}", owner.container_id(), owner.ifname()))
+}
+
+/// Parse an owner file.
+pub(crate) fn decode_owner(text: &str) -> Result<(Owner, Vec<IpAddr>), String> {
+    let p = open(text, 4)?;
+    let owner = owner_of(p[1], p[2])?;
+    let ips = if p[3] == "-" {
+        Vec::new()
+    } else {
+        p[3].split(',')
+            .map(|s| s.parse().map_err(|_| format!("bad address {s:?}")))
+            .collect::<Result<_, _>>()?
+    };
+    Ok((owner, ips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let o = Owner::new("c1", "eth0").unwrap();
+        assert_eq!(decode_address(&encode_address(&o)).unwrap(), o);
+        let ips: Vec<IpAddr> = vec!["10.0.0.12".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let text = encode_owner(&o, &ips);
+        assert_eq!(decode_owner(&text).unwrap(), (o.clone(), ips));
+        assert!(decode_owner(&encode_owner(&o, &[])).unwrap().1.is_empty());
+        // Every truncation of a record is recognised.
+        for cut in 0..text.len() {
+            assert!(decode_owner(&text[..cut]).is_err(), "cut at {cut}");
+        }
+        let edited = text.replace("10.0.0.12", "10.0.0.13");
+        assert!(decode_owner(&edited).unwrap_err().contains("checksum"));
+    }
+}
