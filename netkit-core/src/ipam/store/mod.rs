@@ -108,7 +108,8 @@ impl Store {
             .map_err(io_err("list", root))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| !["ip", "owner", "lock", "tmp"].contains(&n.as_str()) && !n.starts_with(MARKER));
+            // Another process may be initialising (or already using) the store right now.
+            .find(|n| !["ip", "owner", "lock", "tmp", MARKER].contains(&n.as_str()) && !n.starts_with("last."));
         if let Some(name) = foreign {
             return Err(IpamError::NotAStore {
                 dir: root.clone(),
@@ -126,6 +127,23 @@ impl Store {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.root
+    }
+
+    /// Check the store is usable: its directories exist and a scratch file can be written and
+    /// removed (CNI STATUS).
+    pub fn probe(&self) -> Result<()> {
+        for d in [&self.ip_dir, &self.owner_dir, &self.lock_dir] {
+            if !d.is_dir() {
+                return Err(IpamError::NotAStore {
+                    dir: self.root.clone(),
+                    reason: format!("{} is missing", d.display()),
+                });
+            }
+        }
+        let scratch = fs::write_scratch(&self.tmp_dir, "probe\n", false).map_err(io_err("write", &self.tmp_dir))?;
+        fs::remove(&scratch, false)
+            .map(drop)
+            .map_err(io_err("remove", &scratch))
     }
 
     /// Lock the shard `owner` belongs to; every change to an owner's records happens under it.

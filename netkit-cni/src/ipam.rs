@@ -1,0 +1,317 @@
+//! `netkit-ipam`: netkit's allocator as a CNI IPAM plugin, configured with host-local's keys.
+//!
+//! ```json
+//! {"cniVersion": "1.1.0", "name": "podnet", "type": "bridge",
+//!  "ipam": {"type": "netkit-ipam", "dataDir": "/var/lib/cni/netkit",
+//!           "ranges": [[{"subnet": "10.22.0.0/16"}], [{"subnet": "fd22::/64"}]],
+//!           "routes": [{"dst": "0.0.0.0/0"}], "resolvConf": "/etc/resolv.conf"}}
+//! ```
+//!
+//! Verbs: ADD allocates (the same owner gets the same addresses back), DEL releases (idempotent),
+//! CHECK verifies the owner still holds its addresses (and those of `prevResult`), GC releases
+//! everything not in `cni.dev/valid-attachments`, STATUS answers 50 when the store is unusable,
+//! VERSION lists 0.3.0 – 1.1.0. Specific addresses come from `CNI_ARGS` `IP=a[,b]`,
+//! `args.cni.ips` or the `ips` capability (`runtimeConfig.ips`).
+//!
+//! Decisions: the default `dataDir` is `/var/lib/cni/netkit` (not host-local's
+//! `/var/lib/cni/networks`, so the two never share a directory; move a node over with
+//! `netkit-ipam import`); netkit's own error codes are 100 (pool exhausted), 101 (requested
+//! address unavailable) and 102 (CHECK mismatch).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use netkit_core::ipam::{Allocation, ConfigError, Ipam, IpamConfig, IpamError, Owner, StoreOptions};
+use serde_json::{json, Value};
+
+use crate::spec::{
+    CniEnv, CniError, Command, DnsResult, ErrorCode, IpResult, IpamResult, RouteResult, Version, SUPPORTED_VERSIONS,
+};
+
+/// Where stores live when the config names no `dataDir`.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/netkit";
+
+/// The parts of a network configuration the IPAM plugin reads.
+#[derive(Debug, Clone)]
+pub struct NetConf {
+    /// `cniVersion`.
+    pub version: Version,
+    /// `name`: the pool's name.
+    pub name: String,
+    /// The `ipam` object.
+    pub ipam: IpamConfig,
+    /// The whole configuration, for the keys only some verbs read.
+    pub raw: Value,
+}
+
+impl NetConf {
+    /// Parse stdin. Not JSON → code 6; unsupported `cniVersion` → 1; no `name` or `ipam`, or
+    /// `ipam` not of host-local's shape → 7. Unknown keys are ignored.
+    pub fn parse(input: &[u8]) -> Result<Self, CniError> {
+        if input.len() > crate::spec::MAX_CONFIG_BYTES {
+            return Err(CniError::new(
+                ErrorCode::Decode,
+                format!("network configuration of {} bytes is too large", input.len()),
+            ));
+        }
+        let raw: Value = serde_json::from_slice(input)
+            .map_err(|e| CniError::new(ErrorCode::Decode, format!("network configuration is not JSON: {e}")))?;
+        let Some(obj) = raw.as_object() else {
+            return Err(CniError::new(
+                ErrorCode::Decode,
+                "network configuration is not a JSON object",
+            ));
+        };
+        let version = match obj.get("cniVersion") {
+            Some(Value::String(v)) => Version::parse(v)?,
+            _ => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidConfig,
+                    "cniVersion is missing or not a string",
+                ))
+            }
+        };
+        let name = match obj.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            _ => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidConfig,
+                    "name is missing or not a string",
+                ))
+            }
+        };
+        let ipam = obj
+            .get("ipam")
+            .ok_or_else(|| CniError::new(ErrorCode::InvalidConfig, "ipam is missing"))?;
+        let ipam: IpamConfig = serde_json::from_value(ipam.clone()).map_err(|e| config_error(ConfigError::Json(e)))?;
+        Ok(NetConf {
+            version,
+            name,
+            ipam,
+            raw,
+        })
+    }
+
+    /// Open the pool's allocator.
+    pub fn open(&self) -> Result<Ipam, CniError> {
+        let pool = self.ipam.pool(&self.name).map_err(config_error)?;
+        let dns = self.ipam.dns().map_err(config_error)?;
+        let dir = self
+            .ipam
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Ipam::open(pool, &dir, StoreOptions::default())
+            .map_err(ipam_error)?
+            .with_dns(dns))
+    }
+
+    /// Addresses asked for through `args.cni.ips` and `runtimeConfig.ips`.
+    fn requested_ips(&self) -> Result<Vec<IpAddr>, CniError> {
+        let mut out = Vec::new();
+        for list in [&self.raw["args"]["cni"]["ips"], &self.raw["runtimeConfig"]["ips"]] {
+            for v in list.as_array().into_iter().flatten() {
+                let s = v.as_str().ok_or_else(|| {
+                    CniError::new(ErrorCode::InvalidConfig, format!("requested ip {v} is not a string"))
+                })?;
+                out.push(parse_ip(s).map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `cni.dev/valid-attachments` of a GC request.
+    fn valid_attachments(&self) -> Result<Vec<Owner>, CniError> {
+        let list = &self.raw["cni.dev/valid-attachments"];
+        let mut out = Vec::new();
+        for a in list.as_array().into_iter().flatten() {
+            let id = a["containerID"].as_str().unwrap_or_default();
+            let ifname = a["ifname"].as_str().unwrap_or_default();
+            out.push(
+                Owner::new(id, ifname)
+                    .map_err(|e| CniError::new(ErrorCode::InvalidConfig, format!("cni.dev/valid-attachments: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse::<IpAddr>()
+        .or_else(|_| s.parse::<IpNetwork>().map(|n| n.ip()))
+        .map_err(|_| format!("requested ip {s:?} is not an address"))
+}
+
+/// Map a configuration error to CNI code 7.
+pub fn config_error(e: ConfigError) -> CniError {
+    CniError::new(ErrorCode::InvalidConfig, e.to_string())
+}
+
+/// Map an allocator error to its CNI code.
+pub fn ipam_error(e: IpamError) -> CniError {
+    let code = match &e {
+        IpamError::Config(_) | IpamError::NotAStore { .. } => ErrorCode::InvalidConfig,
+        IpamError::BadOwner { .. } => ErrorCode::InvalidEnv,
+        IpamError::Io { .. } | IpamError::Corrupt { .. } => ErrorCode::Io,
+        IpamError::Exhausted { .. } => ErrorCode::PoolExhausted,
+        IpamError::OutsidePool { .. }
+        | IpamError::Reserved { .. }
+        | IpamError::InUse { .. }
+        | IpamError::AlreadyHolds { .. }
+        | IpamError::SameSet { .. } => ErrorCode::AddressUnavailable,
+    };
+    CniError::new(code, e.to_string())
+}
+
+/// The CNI result of an allocation.
+pub fn to_result(a: &Allocation) -> IpamResult {
+    IpamResult {
+        ips: a
+            .ips
+            .iter()
+            .map(|ip| IpResult {
+                address: ip.address,
+                gateway: Some(ip.gateway),
+                interface: None,
+            })
+            .collect(),
+        routes: a.routes.iter().map(|r| RouteResult { dst: r.dst, gw: r.gw }).collect(),
+        dns: a
+            .dns
+            .as_ref()
+            .map(|d| DnsResult {
+                nameservers: d.nameservers.clone(),
+                domain: d.domain.clone(),
+                search: d.search.clone(),
+                options: d.options.clone(),
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn owner(env: &CniEnv) -> Result<Owner, CniError> {
+    Owner::new(
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default(),
+    )
+    .map_err(ipam_error)
+}
+
+/// Run one plugin invocation: `env` and stdin in, stdout text (if any) out.
+pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
+    if env.command == Command::Version {
+        return Ok(Some(version_answer(stdin)));
+    }
+    let conf = NetConf::parse(stdin)?;
+    match env.command {
+        Command::Add => {
+            env.args.check_known(&["IP"])?;
+            let mut wanted = Vec::new();
+            for s in env.args.get("IP").into_iter().flat_map(|v| v.split(',')) {
+                wanted
+                    .push(parse_ip(s).map_err(|m| CniError::new(ErrorCode::InvalidEnv, format!("CNI_ARGS IP: {m}")))?);
+            }
+            wanted.extend(conf.requested_ips()?);
+            wanted.sort();
+            wanted.dedup();
+            let ipam = conf.open()?;
+            let got = ipam.allocate(&owner(env)?, &wanted).map_err(ipam_error)?;
+            Ok(Some(to_result(&got).to_json(conf.version).to_string()))
+        }
+        Command::Del => {
+            conf.open()?.release(&owner(env)?).map_err(ipam_error)?;
+            Ok(None)
+        }
+        Command::Check => {
+            if !conf.version.has_check() {
+                return Err(CniError::new(
+                    ErrorCode::IncompatibleVersion,
+                    format!("CHECK needs cniVersion 0.4.0 or later, not {}", conf.version),
+                ));
+            }
+            check(&conf, &owner(env)?)?;
+            Ok(None)
+        }
+        Command::Gc => {
+            if !conf.version.has_gc_and_status() {
+                return Err(CniError::new(
+                    ErrorCode::IncompatibleVersion,
+                    format!("GC needs cniVersion 1.1.0, not {}", conf.version),
+                ));
+            }
+            conf.open()?.gc(&conf.valid_attachments()?).map_err(ipam_error)?;
+            Ok(None)
+        }
+        Command::Status => {
+            let ipam = conf.open().map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+            ipam.store()
+                .probe()
+                .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.to_string()))?;
+            Ok(None)
+        }
+        Command::Version => unreachable!("answered above"),
+    }
+}
+
+fn check(conf: &NetConf, owner: &Owner) -> Result<(), CniError> {
+    let ipam = conf.open()?;
+    let held = ipam.lookup(owner).map_err(ipam_error)?;
+    if held.is_empty() {
+        return Err(CniError::new(
+            ErrorCode::CheckFailed,
+            format!("{owner} holds no address in pool {:?}", conf.name),
+        ));
+    }
+    if let Some(prev) = conf.raw.get("prevResult") {
+        for ip in IpamResult::from_json(prev)?.ips {
+            let addr = ip.address.ip();
+            if ipam.pool().set_of(addr).is_some() && !held.contains(&addr) {
+                return Err(CniError::new(
+                    ErrorCode::CheckFailed,
+                    format!("{owner} does not hold {addr} of its prevResult in pool {:?}", conf.name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn version_answer(stdin: &[u8]) -> String {
+    let asked = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| Version::LATEST.to_string());
+    json!({"cniVersion": asked, "supportedVersions": SUPPORTED_VERSIONS}).to_string()
+}
+
+/// The version errors are reported in: the config's, when it names a supported one.
+pub fn error_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| Version::LATEST.to_string())
+}
+
+/// `netkit-ipam import <host-local dir>` with the network configuration on stdin: copy a
+/// host-local data directory's reservations into the pool's netkit store. Returns a report.
+pub fn import(from: &Path, stdin: &[u8]) -> Result<String, CniError> {
+    let conf = NetConf::parse(stdin)?;
+    let ipam = conf.open()?;
+    let r = ipam.import_host_local(from, "eth0").map_err(ipam_error)?;
+    let mut out = format!(
+        "imported {} addresses ({} already held) into {}\n",
+        r.imported.len(),
+        r.already_held,
+        ipam.store().dir().display()
+    );
+    for (ip, theirs, ours) in &r.conflicts {
+        out += &format!("conflict: {ip} is held by {theirs} in netkit's store, host-local gave it to {ours}\n");
+    }
+    for (path, why) in &r.skipped {
+        out += &format!("skipped {}: {why}\n", path.display());
+    }
+    Ok(out)
+}

@@ -1,0 +1,9 @@
+//! CNI plugins built on netkit-core.
+//!
+//! * [`spec`]: the CNI protocol: environment, versions, errors, results (spec 0.3.0 – 1.1.0);
+//! * [`ipam`]: the `netkit-ipam` IPAM plugin: netkit's allocator behind host-local's keys.
+
+#![warn(missing_docs)]
+
+pub mod ipam;
+pub mod spec;

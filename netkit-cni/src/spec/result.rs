@@ -1,0 +1,153 @@
+//! Results of ADD (the IPAM part: addresses, routes, DNS), written in any supported version.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use serde_json::{json, Map, Value};
+
+use super::{CniError, ErrorCode, Version};
+
+/// One address of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpResult {
+    /// Address with prefix length.
+    pub address: IpNetwork,
+    /// Gateway, if any.
+    pub gateway: Option<IpAddr>,
+    /// Index into the result's interfaces, if the plugin reports interfaces.
+    pub interface: Option<usize>,
+}
+
+/// One route of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteResult {
+    /// Destination.
+    pub dst: IpNetwork,
+    /// Next hop.
+    pub gw: Option<IpAddr>,
+}
+
+/// DNS settings of a result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsResult {
+    /// Name servers.
+    pub nameservers: Vec<String>,
+    /// Local domain.
+    pub domain: Option<String>,
+    /// Search domains.
+    pub search: Vec<String>,
+    /// Resolver options.
+    pub options: Vec<String>,
+}
+
+/// What an IPAM plugin returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpamResult {
+    /// Addresses.
+    pub ips: Vec<IpResult>,
+    /// Routes.
+    pub routes: Vec<RouteResult>,
+    /// DNS.
+    pub dns: DnsResult,
+}
+
+impl IpamResult {
+    /// The result as JSON in `version` (0.3.x/0.4.0 add `"version": "4"|"6"` to each address).
+    pub fn to_json(&self, version: Version) -> Value {
+        let ips: Vec<Value> = self
+            .ips
+            .iter()
+            .map(|ip| {
+                let mut o = Map::new();
+                if version.has_ip_version_field() {
+                    o.insert("version".into(), json!(if ip.address.is_ipv4() { "4" } else { "6" }));
+                }
+                o.insert("address".into(), json!(ip.address.to_string()));
+                if let Some(gw) = ip.gateway {
+                    o.insert("gateway".into(), json!(gw.to_string()));
+                }
+                if let Some(i) = ip.interface {
+                    o.insert("interface".into(), json!(i));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let mut out = Map::new();
+        out.insert("cniVersion".into(), json!(version.to_string()));
+        out.insert("ips".into(), Value::Array(ips));
+        if !self.routes.is_empty() {
+            let routes: Vec<Value> = self
+                .routes
+                .iter()
+                .map(|r| match r.gw {
+                    Some(gw) => json!({"dst": r.dst.to_string(), "gw": gw.to_string()}),
+                    None => json!({"dst": r.dst.to_string()}),
+                })
+                .collect();
+            out.insert("routes".into(), Value::Array(routes));
+        }
+        let d = &self.dns;
+        let mut dns = Map::new();
+        if !d.nameservers.is_empty() {
+            dns.insert("nameservers".into(), json!(d.nameservers));
+        }
+        if let Some(domain) = &d.domain {
+            dns.insert("domain".into(), json!(domain));
+        }
+        if !d.search.is_empty() {
+            dns.insert("search".into(), json!(d.search));
+        }
+        if !d.options.is_empty() {
+            dns.insert("options".into(), json!(d.options));
+        }
+        out.insert("dns".into(), Value::Object(dns));
+        Value::Object(out)
+    }
+
+    /// Read the addresses of a result (a `prevResult`), whatever its version.
+    pub fn from_json(value: &Value) -> Result<Self, CniError> {
+        let bad = |what: String| CniError::new(ErrorCode::Decode, format!("prevResult: {what}"));
+        let mut out = IpamResult::default();
+        for ip in value.get("ips").and_then(Value::as_array).into_iter().flatten() {
+            let addr = ip
+                .get("address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("an ip has no address".into()))?;
+            let address: IpNetwork = addr.parse().map_err(|_| bad(format!("bad address {addr:?}")))?;
+            let gateway = match ip.get("gateway").and_then(Value::as_str) {
+                Some(g) => Some(g.parse().map_err(|_| bad(format!("bad gateway {g:?}")))?),
+                None => None,
+            };
+            let interface = ip.get("interface").and_then(Value::as_u64).map(|i| i as usize);
+            out.ips.push(IpResult {
+                address,
+                gateway,
+                interface,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_field_only_before_1_0() {
+        let r = IpamResult {
+            ips: vec![IpResult {
+                address: "10.0.0.2/24".parse().unwrap(),
+                gateway: Some("10.0.0.1".parse().unwrap()),
+                interface: None,
+            }],
+            ..Default::default()
+        };
+        let old = r.to_json(Version::parse("0.3.1").unwrap());
+        assert_eq!(old["ips"][0]["version"], "4");
+        assert_eq!(old["cniVersion"], "0.3.1");
+        let new = r.to_json(Version::parse("1.1.0").unwrap());
+        assert!(new["ips"][0].get("version").is_none());
+        assert_eq!(IpamResult::from_json(&new).unwrap(), r);
+    }
+}
