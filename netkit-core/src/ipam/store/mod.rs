@@ -10,6 +10,7 @@
 //! lock/<0..63>     flock shards: an owner's operations take shard hash(owner) % 64
 //! last.<set>       the last address handed out of each range set (round-robin hint)
 //! tmp/             scratch files, renamed into place; leftovers of killed processes are GC'd
+//! spare/           released record files, reused as scratch files (creating inodes is slow)
 //! ```
 //!
 //! Lookup and release by owner read one owner file and the address files it names: O(1) in the
@@ -38,6 +39,8 @@ use super::{IpamError, Owner};
 
 const MARKER: &str = "netkit-ipam";
 const LOCK_SHARDS: u64 = 64;
+/// Spare files GC leaves in `spare/`.
+const SPARE_KEEP: usize = 256;
 
 /// How a store writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +57,7 @@ pub struct Store {
     owner_dir: PathBuf,
     lock_dir: PathBuf,
     tmp_dir: PathBuf,
-    sync: bool,
+    files: fs::Files,
 }
 
 /// An owner file as read: the owner and the addresses it lists (held or intended).
@@ -84,7 +87,11 @@ impl Store {
             owner_dir: dir.join("owner"),
             lock_dir: dir.join("lock"),
             tmp_dir: dir.join("tmp"),
-            sync: options.sync,
+            files: fs::Files {
+                tmp: dir.join("tmp"),
+                spare: dir.join("spare"),
+                sync: options.sync,
+            },
         };
         let marker = dir.join(MARKER);
         match fs::read(&marker).map_err(io_err("read", &marker))? {
@@ -109,19 +116,27 @@ impl Store {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             // Another process may be initialising (or already using) the store right now.
-            .find(|n| !["ip", "owner", "lock", "tmp", MARKER].contains(&n.as_str()) && !n.starts_with("last."));
+            .find(|n| {
+                !["ip", "owner", "lock", "tmp", "spare", MARKER].contains(&n.as_str()) && !n.starts_with("last.")
+            });
         if let Some(name) = foreign {
             return Err(IpamError::NotAStore {
                 dir: root.clone(),
                 reason: format!("it holds {name:?} and no {MARKER} marker (a host-local directory? import it instead)"),
             });
         }
-        for d in [&self.ip_dir, &self.owner_dir, &self.lock_dir, &self.tmp_dir] {
+        for d in [
+            &self.ip_dir,
+            &self.owner_dir,
+            &self.lock_dir,
+            &self.tmp_dir,
+            &self.files.spare,
+        ] {
             std::fs::create_dir_all(d).map_err(io_err("create directory", d))?;
         }
         let marker = root.join(MARKER);
         // Several processes may initialise at once: each writes the same marker atomically.
-        fs::replace(&self.tmp_dir, &marker, "nk1\n", self.sync).map_err(io_err("write", &marker))
+        self.files.replace(&marker, "nk1\n").map_err(io_err("write", &marker))
     }
 
     /// The store's directory.
@@ -140,8 +155,9 @@ impl Store {
                 });
             }
         }
-        let scratch = fs::write_scratch(&self.tmp_dir, "probe\n", false).map_err(io_err("write", &self.tmp_dir))?;
-        fs::remove(&scratch, false)
+        let scratch = self.files.scratch("probe\n").map_err(io_err("write", &self.tmp_dir))?;
+        self.files
+            .retire(&scratch)
             .map(drop)
             .map_err(io_err("remove", &scratch))
     }
@@ -164,13 +180,7 @@ impl Store {
 
     /// Who holds `ip`, if anyone.
     pub(crate) fn holder(&self, ip: IpAddr) -> Result<Option<Owner>> {
-        let path = self.ip_path(ip);
-        let Some(text) = fs::read(&path).map_err(io_err("read", &path))? else {
-            return Ok(None);
-        };
-        record::decode_address(&text)
-            .map(Some)
-            .map_err(|reason| IpamError::Corrupt { path, reason })
+        read_record(&self.ip_path(ip), record::decode_address)
     }
 
     /// True when some owner holds `ip` (a `stat`, no read).
@@ -182,14 +192,15 @@ impl Store {
     /// Claim `ip` for `owner`: `false` when it is already held (by anyone).
     pub(crate) fn claim(&self, ip: IpAddr, owner: &Owner) -> Result<bool> {
         let path = self.ip_path(ip);
-        fs::create_exclusive(&self.tmp_dir, &path, &record::encode_address(owner), self.sync)
+        self.files
+            .create_exclusive(&path, &record::encode_address(owner))
             .map_err(io_err("create", &path))
     }
 
     /// Remove the address file of `ip` (the caller checked it names the right owner).
     pub(crate) fn unclaim(&self, ip: IpAddr) -> Result<bool> {
         let path = self.ip_path(ip);
-        fs::remove(&path, self.sync).map_err(io_err("remove", &path))
+        self.files.retire(&path).map_err(io_err("remove", &path))
     }
 
     /// The owner file of `owner`, if any.
@@ -198,30 +209,25 @@ impl Store {
     }
 
     fn read_owner_file(&self, path: &Path) -> Result<Option<OwnerRecord>> {
-        let Some(text) = fs::read(path).map_err(io_err("read", path))? else {
-            return Ok(None);
-        };
-        let corrupt = |reason| IpamError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let (owner, ips) = record::decode_owner(&text).map_err(corrupt)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name.as_deref() != Some(owner.key().as_str()) {
-            return Err(corrupt(format!("it names {owner}, not the owner of its file name")));
-        }
-        Ok(Some(OwnerRecord { owner, ips }))
+        read_record(path, |text| {
+            let (owner, ips) = record::decode_owner(text)?;
+            if name.as_deref() != Some(owner.key().as_str()) {
+                return Err(format!("it names {owner}, not the owner of its file name"));
+            }
+            Ok(OwnerRecord { owner, ips })
+        })
     }
 
     /// Replace the owner file of `owner` with this list (removing it when the list is empty).
     pub(crate) fn write_owner(&self, owner: &Owner, ips: &[IpAddr]) -> Result<()> {
         let path = self.owner_path(owner);
         if ips.is_empty() {
-            return fs::remove(&path, self.sync)
-                .map(|_| ())
-                .map_err(io_err("remove", &path));
+            return self.files.retire(&path).map(|_| ()).map_err(io_err("remove", &path));
         }
-        fs::replace(&self.tmp_dir, &path, &record::encode_owner(owner, ips), self.sync).map_err(io_err("write", &path))
+        self.files
+            .replace(&path, &record::encode_owner(owner, ips))
+            .map_err(io_err("write", &path))
     }
 
     /// The last address handed out of range set `set` (a hint: a damaged file reads as none).
@@ -231,9 +237,12 @@ impl Store {
     }
 
     /// Remember the last address handed out of range set `set`.
+    ///
+    /// Written in place, not through a scratch file: creating an inode is the dearest file
+    /// operation (about 1 ms on some virtual disks), and a torn hint only reads as "none".
     pub(crate) fn set_last(&self, set: usize, ip: IpAddr) -> Result<()> {
         let path = self.root.join(format!("last.{set}"));
-        fs::replace(&self.tmp_dir, &path, &format!("{ip}\n"), self.sync).map_err(io_err("write", &path))
+        fs::overwrite(&path, &format!("{ip}\n"), self.files.sync).map_err(io_err("write", &path))
     }
 
     /// Every owner file (a scan: for GC, checks and listings only).
@@ -276,7 +285,39 @@ impl Store {
                 removed += 1;
             }
         }
+        // Keep a bounded number of spares (a mass release can leave thousands).
+        for path in list_dir(&self.files.spare)?.iter().skip(SPARE_KEEP) {
+            fs::remove(path, false).map_err(io_err("remove", path))?;
+        }
         Ok(removed)
+    }
+}
+
+/// Read and decode a record; `None` when the file does not exist.
+///
+/// A record is never torn at its name, but a reader holding a file that is retired and recycled
+/// under it (see [`fs::Files`]) can read a spare being rewritten. Such a read fails to decode
+/// and is retried; damage that persists over the retries is real and reported as
+/// [`IpamError::Corrupt`].
+fn read_record<T>(path: &Path, decode: impl Fn(&str) -> std::result::Result<T, String>) -> Result<Option<T>> {
+    let mut tries = 0;
+    loop {
+        let Some(text) = fs::read(path).map_err(io_err("read", path))? else {
+            return Ok(None);
+        };
+        match decode(&text) {
+            Ok(v) => return Ok(Some(v)),
+            Err(_) if tries < 3 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(reason) => {
+                return Err(IpamError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason,
+                })
+            }
+        }
     }
 }
 
