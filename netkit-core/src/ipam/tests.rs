@@ -46,7 +46,11 @@ fn pool() -> Pool {
 }
 
 fn owner(i: u8) -> Owner {
-    Owner::new(&format!("c{}", i / 2), if i.is_multiple_of(2) { "eth0" } else { "net1" }).unwrap()
+    Owner::new(
+        &format!("c{}", i / 2),
+        if i.is_multiple_of(2) { "eth0" } else { "net1" },
+    )
+    .unwrap()
 }
 
 #[derive(Debug, Clone)]
