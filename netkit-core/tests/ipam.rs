@@ -746,6 +746,37 @@ fn open_refuses_a_host_local_directory_and_a_foreign_marker() {
     assert_eq!(snapshot(&store).len(), 1);
 }
 
+// 9, the other side: a new store opened by several processes at once is a netkit store for
+// every one of them, whatever the first of them already did with it.
+#[test]
+fn concurrent_first_opens_of_a_new_store_all_succeed() {
+    // A race: one round rarely hits it, so run rounds (fresh directory each) for a while.
+    let pool = pool("firstopen", json!({"ranges": [[{"subnet": "10.75.0.0/24"}]]}));
+    let start = std::time::Instant::now();
+    let mut round = 0;
+    while round < 600 && start.elapsed() < std::time::Duration::from_secs(8) {
+        let dir = TempDir::new("firstopen");
+        let barrier = Arc::new(Barrier::new(9));
+        let handles: Vec<_> = (0..9)
+            .map(|t| {
+                let (pool, data, barrier) = (pool.clone(), dir.path().to_path_buf(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let ipam = Ipam::open(pool, &data, StoreOptions::default())?;
+                    ipam.allocate(&owner(&format!("fo{t}"), "eth0"), &[])
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Err(e) = h.join().unwrap() {
+                panic!("round {round}: Ipam::open or allocate of a store being created by others failed: {e}");
+            }
+        }
+        assert_clean(&open(&pool, dir.path()), 9, 9);
+        round += 1;
+    }
+}
+
 // 10.
 #[test]
 fn import_from_a_real_host_local_directory() {
