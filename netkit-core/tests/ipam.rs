@@ -633,6 +633,79 @@ fn threads_racing_for_a_full_24_get_all_253_addresses_and_the_rest_exhausted() {
     assert_clean(&ipam, 253, 253);
 }
 
+// 7, across processes: this test runs itself as 4 child processes (the same test binary,
+// this test only) that allocate beside the parent, each with its own pid in scratch names.
+#[test]
+fn processes_sharing_one_store_get_distinct_addresses() {
+    const CHILD: &str = "NETKIT_IPAM_IT_CHILD";
+    let pool = pool(
+        "procs",
+        json!({"ranges": [[{"subnet": "10.76.0.0/24"}], [{"subnet": "fd76::/120"}]]}),
+    );
+    let alloc = |ipam: &Ipam, tag: &str| -> Vec<(Owner, Vec<IpAddr>)> {
+        (0..24)
+            .map(|k| {
+                let o = owner(&format!("{tag}-{k}"), "eth0");
+                let got = ipam.allocate(&o, &[]).unwrap_or_else(|e| panic!("{o}: {e}"));
+                (o, got.ips.iter().map(|i| i.address.ip()).collect())
+            })
+            .collect()
+    };
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (data, tag) = spec.rsplit_once('|').expect("child spec");
+        for (o, ips) in alloc(&open(&pool, Path::new(data)), tag) {
+            let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+            println!("NKIPAM {} {}", o.container_id(), ips.join(","));
+        }
+        return;
+    }
+    let dir = TempDir::new("procs");
+    let ipam = open(&pool, dir.path()); // the store exists before the children start
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|c| {
+            Command::new(&exe)
+                .args(["--exact", "processes_sharing_one_store_get_distinct_addresses"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(CHILD, format!("{}|proc{c}", dir.path().display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a child test process")
+        })
+        .collect();
+    let mut got: BTreeMap<String, Vec<IpAddr>> = alloc(&ipam, "parent")
+        .into_iter()
+        .map(|(o, ips)| (o.container_id().to_string(), ips))
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // libtest prints "test <name> ... " before the first line, without a newline.
+        for line in stdout.lines().filter_map(|l| l.split_once("NKIPAM ").map(|(_, r)| r)) {
+            let (id, ips) = line.split_once(' ').unwrap();
+            got.insert(id.to_string(), ips.split(',').map(ip).collect());
+        }
+    }
+    assert_eq!(got.len(), 5 * 24, "every owner of every process reported");
+    let all: BTreeSet<IpAddr> = got.values().flatten().copied().collect();
+    assert_eq!(all.len(), 2 * 5 * 24, "an address was handed out twice");
+    for (id, ips) in &got {
+        assert_eq!(ips.len(), 2);
+        let mut held = ipam.lookup(&owner(id, "eth0")).unwrap();
+        held.sort();
+        let mut ips = ips.clone();
+        ips.sort();
+        assert_eq!(held, ips, "{id}");
+    }
+    assert_clean(&ipam, 2 * 5 * 24, 5 * 24);
+}
+
 // 8 (a).
 #[test]
 fn truncated_owner_file_is_reported_corrupt_and_nothing_changes() {
