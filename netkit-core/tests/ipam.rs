@@ -1012,6 +1012,85 @@ fn gc_releases_exactly_the_invalid_owners_and_removes_dead_scratch_files() {
     std::fs::remove_file(&alive).unwrap();
 }
 
+// 11, beside allocations: GC's docs say it runs safely while owners allocate and release,
+// and never releases an owner in the valid list.
+#[test]
+fn gc_running_beside_allocations_never_releases_a_valid_owner() {
+    let dir = TempDir::new("gc-concurrent");
+    let pool = pool(
+        "gcc",
+        json!({"ranges": [[{"subnet": "10.78.0.0/24"}], [{"subnet": "fd78::/120"}]]}),
+    );
+    let ipam = open(&pool, dir.path());
+    let valid: Vec<Owner> = (0..32).map(|i| owner(&format!("gcv{i}"), "eth0")).collect();
+    let invalid: Vec<Owner> = (0..16).map(|i| owner(&format!("gci{i}"), "eth0")).collect();
+    for o in &invalid {
+        ipam.allocate(o, &[]).unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc = {
+        let (pool, data, valid, stop) = (pool.clone(), dir.path().to_path_buf(), valid.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let ipam = open(&pool, &data);
+            let mut released = BTreeSet::new();
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) || runs == 0 {
+                let report = ipam.gc(&valid).unwrap_or_else(|e| panic!("gc run {runs}: {e}"));
+                for (o, _) in &report.released {
+                    assert!(!valid.contains(o), "gc released valid {o}");
+                    released.insert(o.clone());
+                }
+                for (ip, o) in &report.orphans_released {
+                    assert!(!valid.contains(o), "gc released {ip} of valid {o}");
+                    released.insert(o.clone());
+                }
+                runs += 1;
+            }
+            (released, runs)
+        })
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (pool, data, valid) = (pool.clone(), dir.path().to_path_buf(), valid.clone());
+            std::thread::spawn(move || {
+                let ipam = open(&pool, &data);
+                let mine: Vec<&Owner> = valid.iter().skip(w * 8).take(8).collect();
+                for round in 0..30 {
+                    if round > 0 {
+                        for o in &mine {
+                            assert_eq!(ipam.release(o).unwrap().len(), 2, "{o}");
+                        }
+                    }
+                    for o in &mine {
+                        let got = ipam.allocate(o, &[]).unwrap_or_else(|e| panic!("{o}: {e}"));
+                        assert_eq!(got.ips.len(), 2);
+                        let mut want: Vec<IpAddr> = got.ips.iter().map(|i| i.address.ip()).collect();
+                        let mut held = ipam.lookup(o).unwrap();
+                        want.sort();
+                        held.sort();
+                        assert_eq!(held, want, "{o} lost an address while gc ran");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (released, runs) = gc.join().unwrap();
+    assert!(runs > 0);
+    // Every invalid owner was released by some run (the first run, in fact).
+    assert_eq!(released, invalid.iter().cloned().collect::<BTreeSet<_>>());
+    for o in &invalid {
+        assert!(ipam.lookup(o).unwrap().is_empty());
+    }
+    for o in &valid {
+        assert_eq!(ipam.lookup(o).unwrap().len(), 2, "{o}");
+    }
+    assert_clean(&ipam, 64, 32);
+}
+
 // 11, damaged stores: address files their owner's record does not list.
 #[test]
 fn gc_adopts_orphans_of_valid_owners_and_releases_those_of_others() {
