@@ -110,6 +110,16 @@ fn assert_clean(ipam: &Ipam, held: usize, owners: usize) {
     );
 }
 
+/// Join every thread, then re-raise the first panic: no thread outlives a failing test and its
+/// temporary directory.
+fn join_all<T>(handles: Vec<std::thread::JoinHandle<T>>) -> Vec<T> {
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        .collect()
+}
+
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
 
 /// Run the reference host-local plugin as CNI runs an IPAM plugin; returns its JSON result
@@ -550,7 +560,7 @@ fn allocate_from_threads(pool: &Pool, data_dir: &Path) -> Vec<(Owner, Result<IpA
             })
         })
         .collect();
-    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    join_all(handles).into_iter().flatten().collect()
 }
 
 // 7.
@@ -595,9 +605,7 @@ fn threads_with_separate_instances_get_distinct_addresses_and_release_everything
             })
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    join_all(handles);
     assert!(ipam.list().unwrap().is_empty());
     assert_clean(&ipam, 0, 0);
     assert!(std::fs::read_dir(dir.path().join("threads/tmp"))
@@ -840,8 +848,8 @@ fn concurrent_first_opens_of_a_new_store_all_succeed() {
                 })
             })
             .collect();
-        for h in handles {
-            if let Err(e) = h.join().unwrap() {
+        for r in join_all(handles) {
+            if let Err(e) = r {
                 panic!("round {round}: Ipam::open or allocate of a store being created by others failed: {e}");
             }
         }
@@ -1074,11 +1082,12 @@ fn gc_running_beside_allocations_never_releases_a_valid_owner() {
             })
         })
         .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    let workers: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
     stop.store(true, Ordering::Relaxed);
-    let (released, runs) = gc.join().unwrap();
+    let (released, runs) = join_all(vec![gc]).pop().unwrap();
+    for w in workers {
+        w.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    }
     assert!(runs > 0);
     // Every invalid owner was released by some run (the first run, in fact).
     assert_eq!(released, invalid.iter().cloned().collect::<BTreeSet<_>>());
