@@ -88,7 +88,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
 /// time an owner of that shard takes its lock; they carry no record.
 fn records_snapshot(store_dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut s = snapshot(store_dir);
-    s.retain(|k, _| !k.starts_with("lock/"));
+    // Not records: empty lock files, and spare files (released records kept for reuse as
+    // scratch files; a refused call may park the scratch file it wrote there).
+    s.retain(|k, _| !k.starts_with("lock/") && !k.starts_with("spare/"));
     s
 }
 

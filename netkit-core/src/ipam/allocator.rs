@@ -181,7 +181,11 @@ impl Ipam {
         for ip in requested {
             let pool = self.pool.name().to_string();
             let Some(i) = self.pool.set_of(*ip) else {
-                return Err(IpamError::OutsidePool { ip: *ip, pool });
+                // No range holds a subnet's network or broadcast address: say why it is refused.
+                return Err(match self.pool.is_subnet_boundary(*ip) {
+                    true => IpamError::Reserved { ip: *ip, pool },
+                    false => IpamError::OutsidePool { ip: *ip, pool },
+                });
             };
             let set = &self.pool.sets()[i];
             if !set.assignable(*ip) {

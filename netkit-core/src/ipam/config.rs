@@ -335,6 +335,15 @@ impl Pool {
         &self.routes
     }
 
+    /// True when `ip` is the network address (or the IPv4 broadcast address) of one of the
+    /// pool's subnets.
+    pub fn is_subnet_boundary(&self, ip: IpAddr) -> bool {
+        self.sets.iter().flat_map(|s| s.ranges()).any(|r| {
+            let net = r.subnet();
+            ip == net.network() || (net.is_ipv4() && ip == net.broadcast())
+        })
+    }
+
     /// The index of the set `ip` can be handed out from.
     pub fn set_of(&self, ip: IpAddr) -> Option<usize> {
         self.sets.iter().position(|s| s.range_of(ip).is_some())

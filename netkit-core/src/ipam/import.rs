@@ -91,6 +91,10 @@ impl Ipam {
             report.already_held += 1;
             return Ok(());
         }
+        if let Some(holder) = store.holder(ip)? {
+            report.conflicts.push((ip, holder, owner.clone()));
+            return Ok(());
+        }
         list.push(ip);
         store.write_owner(owner, &list)?;
         if store.claim(ip, owner)? {
