@@ -2,7 +2,7 @@
 //! threads and processes racing.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -452,6 +452,16 @@ fn threads_racing_never_share_a_subnet() {
     assert_eq!(listed.len(), 90);
 }
 
+/// A child process, killed (SIGKILL) and reaped when dropped, so a failing test leaves none.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const CHILD_ENV: &str = "NETKIT_LEASE_TEST_CHILD";
 
 /// Run `child_process` of this test binary with `mode` in the environment.
@@ -472,22 +482,21 @@ fn child(mode: &str) -> Command {
 #[test]
 fn processes_racing_never_share_a_subnet() {
     let dir = TempDir::new("procs");
-    let children: Vec<_> = (0..4)
+    let mut children: Vec<_> = (0..4)
         .map(|p| {
-            child(&format!("race\n{}\n{p}", dir.path().display()))
-                .spawn()
-                .expect("spawn child test process")
+            KillOnDrop(
+                child(&format!("race\n{}\n{p}", dir.path().display()))
+                    .spawn()
+                    .expect("spawn child test process"),
+            )
         })
         .collect();
     let mut got: Vec<(String, String)> = Vec::new();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "child failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+    for c in &mut children {
+        let mut text = String::new();
+        c.0.stdout.as_mut().unwrap().read_to_string(&mut text).unwrap();
+        let status = c.0.wait().unwrap();
+        assert!(status.success(), "child failed ({status}): {text}");
         // libtest may print "test child_process ... " ahead of the first line.
         for line in text.lines().filter_map(|l| l.split_once("LEASE ").map(|(_, l)| l)) {
             let (node, subnet) = line.split_once(' ').unwrap();
@@ -513,11 +522,13 @@ fn kill_9_mid_write_never_leaves_a_torn_lease() {
         .build()
         .unwrap();
     for round in 0..6u64 {
-        let mut c = child(&format!("churn\n{}\n{round}", dir.path().display()))
-            .spawn()
-            .expect("spawn child test process");
+        let mut c = KillOnDrop(
+            child(&format!("churn\n{}\n{round}", dir.path().display()))
+                .spawn()
+                .expect("spawn child test process"),
+        );
         // Wait until the child is writing, then kill it at some point of its churn.
-        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        let mut lines = BufReader::new(c.0.stdout.take().unwrap()).lines();
         loop {
             let line = lines.next().expect("child ended before churning").unwrap();
             if line.ends_with("CHURNING") {
@@ -534,8 +545,8 @@ fn kill_9_mid_write_never_leaves_a_torn_lease() {
                 .unwrap_or_else(|e| panic!("round {round}: torn lease seen while a writer runs: {e}"));
             reads += 1;
         }
-        c.kill().unwrap(); // SIGKILL
-        c.wait().unwrap();
+        c.0.kill().unwrap(); // SIGKILL
+        c.0.wait().unwrap();
 
         let leases = rt
             .block_on(store.list())

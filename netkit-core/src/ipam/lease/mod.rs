@@ -40,9 +40,24 @@
 //! store.release(&lease).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! With etcd (feature `etcd`), only the store changes:
+//!
+#![cfg_attr(feature = "etcd", doc = "```no_run")]
+#![cfg_attr(not(feature = "etcd"), doc = "```ignore")]
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use netkit_core::ipam::lease::{EtcdLeaseStore, LeaseRequest, LeaseStore, SubnetPlan};
+//! let plan = SubnetPlan::calico("10.244.0.0/16".parse()?)?;
+//! let store = EtcdLeaseStore::connect(&["http://127.0.0.1:2379"], "/netkit/leases", plan).await?;
+//! let lease = store.acquire(&LeaseRequest::new("node-a", "192.0.2.10".parse()?, "host-gw")).await?;
+//! println!("node-a has {}", lease.subnet); // 10.244.0.0/26
+//! # Ok(()) }
+//! ```
 
 mod alloc;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod file;
 mod plan;
 mod record;
@@ -51,6 +66,8 @@ mod store;
 mod watch;
 
 pub use error::LeaseError;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdLeaseStore;
 pub use file::FileLeaseStore;
 pub use plan::SubnetPlan;
 pub use record::Lease;
