@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{
     FileLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
@@ -85,9 +84,9 @@ async fn wait_list<S: LeaseStore>(store: &S, what: &str, pred: impl Fn(&[Lease])
     }
 }
 
-/// The next event, within 15 s.
+/// The next event, within 15 s (through `next_event`; the etcd tests use `StreamExt::next`).
 async fn next_event(watch: &mut LeaseWatch) -> LeaseEvent {
-    tokio::time::timeout(Duration::from_secs(15), watch.next())
+    tokio::time::timeout(Duration::from_secs(15), watch.next_event())
         .await
         .expect("no lease event within 15 s")
         .expect("watch stream ended")

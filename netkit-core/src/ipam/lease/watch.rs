@@ -28,10 +28,13 @@ impl LeaseEvent {
     }
 }
 
-/// The stream returned by [`LeaseStore::watch`](super::LeaseStore::watch): every change made
-/// after `watch` returned, in order. An `Err` item reports a failed poll or a broken watch;
-/// the file store's stream keeps polling after one, the etcd stream ends after one.
-/// Dropping the stream stops watching.
+/// The stream returned by [`LeaseStore::watch`](super::LeaseStore::watch): the changes made
+/// after `watch` returned, in order. The etcd store reports every change; the file store
+/// reports the difference between two polls of its directory, so changes faster than its poll
+/// interval are merged (a lease added and released in between is not seen at all).
+///
+/// An `Err` item reports a failed poll or a broken watch; the file store's stream keeps
+/// polling after one, the etcd stream ends after one. Dropping the stream stops watching.
 pub struct LeaseWatch {
     inner: Pin<Box<dyn Stream<Item = Result<LeaseEvent, LeaseError>> + Send>>,
 }
@@ -41,6 +44,14 @@ impl LeaseWatch {
         Self {
             inner: Box::pin(stream),
         }
+    }
+}
+
+impl LeaseWatch {
+    /// The next event, or `None` once the stream has ended: `StreamExt::next` without
+    /// importing `futures`.
+    pub async fn next_event(&mut self) -> Option<Result<LeaseEvent, LeaseError>> {
+        std::future::poll_fn(|cx| self.inner.as_mut().poll_next(cx)).await
     }
 }
 

@@ -33,7 +33,8 @@ use super::{Lease, LeaseError, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan}
 /// other preferred subnet). Expired lease files stay until the next `acquire` removes them;
 /// [`list`](LeaseStore::list) and [`watch`](LeaseStore::watch) never report them. Watching
 /// polls the directory (every [`DEFAULT_WATCH_INTERVAL`](Self::DEFAULT_WATCH_INTERVAL) unless
-/// set with [`with_watch_interval`](Self::with_watch_interval)), which also notices expiry.
+/// set with [`with_watch_interval`](Self::with_watch_interval)), which also notices expiry;
+/// it reports what changed between two polls, so faster changes are merged.
 ///
 /// The blocking file work runs on tokio's blocking thread pool.
 #[derive(Clone, Debug)]
