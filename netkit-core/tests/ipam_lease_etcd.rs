@@ -1,0 +1,414 @@
+//! The etcd lease store against a real etcd: each test starts its own `etcd` server on
+//! 127.0.0.1 with a temporary data directory, and kills it when the test ends (even on panic).
+//! A missing `/usr/bin/etcd` fails the tests (CI installs Debian's etcd-server).
+#![cfg(feature = "etcd")]
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ipnetwork::IpNetwork;
+use netkit_core::ipam::lease::{
+    EtcdLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
+};
+use serde_json::json;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+// ---------------------------------------------------------------- an etcd of our own
+
+/// A directory unique to this process and call, removed (with its content) on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "netkit-lease-etcd-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A single-member etcd cluster on free loopback ports, killed on drop.
+struct EtcdServer {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    // Dropped after the child is killed (fields drop in order, after `Drop::drop`).
+    _dir: TempDir,
+}
+
+impl EtcdServer {
+    /// Start etcd and wait until it answers; retries with new ports if one was taken meanwhile.
+    async fn start() -> Self {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: the etcd lease store tests need a real etcd server \
+             (Debian package etcd-server; .ci/run installs it)"
+        );
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let mut server = Self::spawn();
+            match server.wait_ready().await {
+                Ok(()) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("etcd did not start; its log:\n{last_log}");
+    }
+
+    fn spawn() -> Self {
+        let dir = TempDir::new("etcd");
+        // Hold both listeners until both ports are chosen, then free them for etcd.
+        let (l1, l2) = (free_port(), free_port());
+        let (client, peer) = (
+            format!("http://127.0.0.1:{}", l1.local_addr().unwrap().port()),
+            format!("http://127.0.0.1:{}", l2.local_addr().unwrap().port()),
+        );
+        drop((l1, l2));
+        let log = dir.0.join("etcd.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(ETCD)
+            .args(["--name", "netkit-test", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("netkit-test={peer}")])
+            .args(["--initial-cluster-state", "new"])
+            // Short raft timings: etcd's minimum lease TTL becomes 1 s (default 2 s).
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"));
+        Self {
+            child,
+            endpoint: client,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Wait (at most 30 s) until etcd answers a status request; `Err(log)` if it died or never
+    /// answered.
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("(exited: {status})\n{}", self.log()));
+            }
+            let options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(1))
+                .with_timeout(Duration::from_secs(1));
+            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await {
+                if c.status().await.is_ok() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("(no answer within 30 s)\n{}", self.log()))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn store(&self, plan: SubnetPlan) -> EtcdLeaseStore {
+        EtcdLeaseStore::connect(&[&self.endpoint], EtcdLeaseStore::DEFAULT_PREFIX, plan)
+            .await
+            .unwrap_or_else(|e| panic!("connect to our etcd: {e}\netcd log:\n{}", self.log()))
+    }
+
+    /// A raw client, to write what a store would not.
+    async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([&self.endpoint], None).await.unwrap()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port")
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().unwrap()
+}
+
+fn flannel() -> SubnetPlan {
+    SubnetPlan::flannel(net("10.244.0.0/16")).unwrap()
+}
+
+fn four_blocks() -> SubnetPlan {
+    SubnetPlan::new(net("10.0.0.0/24"), 26).unwrap()
+}
+
+fn req(node: &str) -> LeaseRequest {
+    LeaseRequest::new(node, "192.0.2.1".parse().unwrap(), "vxlan")
+        .backend_data(json!({"VtepMAC": "52:54:00:00:00:01"}))
+        .ttl(Duration::from_secs(3600))
+}
+
+/// Poll `list` until `pred` holds for it, for at most 20 s (etcd checks expiry every 500 ms).
+async fn wait_list(store: &EtcdLeaseStore, what: &str, pred: impl Fn(&[Lease]) -> bool) -> Vec<Lease> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leases = store.list().await.expect("list");
+        if pred(&leases) {
+            return leases;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; leases: {leases:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn next_event(watch: &mut LeaseWatch) -> LeaseEvent {
+    tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("no lease event within 20 s")
+        .expect("watch stream ended")
+        .expect("watch error")
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_never_share_a_subnet() {
+    let etcd = EtcdServer::start().await;
+    let (s1, s2) = (etcd.store(flannel()).await, etcd.store(flannel()).await);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        for (name, store) in [("one", &s1), ("two", &s2)] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.acquire(&req(&format!("{name}-{i}"))).await
+            }));
+        }
+    }
+    // The same node asking through both stores at once gets one subnet, not two.
+    let twins: Vec<_> = [&s1, &s2]
+        .into_iter()
+        .map(|s| {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire(&req("twin")).await })
+        })
+        .collect();
+
+    let mut leases = Vec::new();
+    for t in tasks {
+        leases.push(t.await.unwrap().expect("acquire"));
+    }
+    let twins: Vec<Lease> = futures::future::join_all(twins)
+        .await
+        .into_iter()
+        .map(|t| t.unwrap().expect("twin acquire"))
+        .collect();
+    assert_eq!(twins[0].subnet, twins[1].subnet, "one node, one subnet");
+    leases.push(twins[0].clone());
+
+    let subnets: HashSet<_> = leases.iter().map(|l| l.subnet).collect();
+    assert_eq!(subnets.len(), 41, "a subnet was leased twice: {leases:?}");
+    let listed = s1.list().await.unwrap();
+    assert_eq!(listed.len(), 41);
+    assert_eq!(listed.iter().map(|l| l.subnet).collect::<HashSet<_>>(), subnets);
+    assert_eq!(s2.list().await.unwrap(), listed, "both stores see the same leases");
+    assert!(
+        listed.windows(2).all(|w| w[0].subnet < w[1].subnet),
+        "ordered by subnet"
+    );
+}
+
+#[tokio::test]
+async fn acquire_is_idempotent_preferred_and_listed() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    let a = store.acquire(&req("a")).await.unwrap();
+    assert_eq!(a.subnet, net("10.244.0.0/24"));
+    assert_eq!(a.ttl, Duration::from_secs(3600));
+    let b = store.acquire(&req("b").preferred(net("10.244.42.0/24"))).await.unwrap();
+    assert_eq!(b.subnet, net("10.244.42.0/24"));
+
+    let changed = LeaseRequest::new("a", "198.51.100.7".parse().unwrap(), "host-gw")
+        .backend_data(json!({"VtepMAC": "52:54:00:00:00:99"}))
+        .ttl(Duration::from_secs(7200));
+    let again = store.acquire(&changed).await.unwrap();
+    assert_eq!(again.subnet, a.subnet, "a node with a live lease keeps its subnet");
+    assert_eq!(again.meta, changed.meta);
+    assert_eq!(again.ttl, Duration::from_secs(7200));
+
+    assert_eq!(store.list().await.unwrap(), vec![again, b]);
+    let err = store
+        .acquire(&req("c").preferred(net("10.9.0.0/24")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LeaseError::SubnetNotInPlan { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn ttl_expiry_frees_the_subnet() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(four_blocks()).await;
+    let a = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
+    assert_eq!(a.ttl, Duration::from_secs(1));
+    for n in ["b", "c", "d"] {
+        store.acquire(&req(n)).await.unwrap();
+    }
+    let err = store.acquire(&req("e")).await.unwrap_err();
+    assert!(err.is_exhausted(), "{err:?}");
+    assert!(err.to_string().contains("10.0.0.0/24"), "{err}");
+
+    wait_list(&store, "a's lease to expire", |l| l.iter().all(|l| l.node() != "a")).await;
+    let e = store.acquire(&req("e")).await.unwrap();
+    assert_eq!(e.subnet, a.subnet, "the expired subnet is free again");
+    let err = store.renew(&a).await.unwrap_err();
+    assert!(
+        matches!(&err, LeaseError::LeaseLost { holder: Some(h), .. } if h == "e"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn renewal_keeps_the_lease_alive_until_it_stops() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    let first = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
+    let mut current = first.clone();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let renewed = store.renew(&current).await.unwrap();
+        assert_eq!(renewed.subnet, first.subnet);
+        assert!(renewed.expires_at >= current.expires_at);
+        current = renewed;
+    }
+    assert!(current.expires_at > first.expires_at + Duration::from_secs(2));
+    assert_eq!(
+        store.list().await.unwrap(),
+        vec![current.clone()],
+        "alive 3 s after a 1 s TTL"
+    );
+
+    wait_list(&store, "the lease to expire", |l| l.is_empty()).await;
+    let err = store.renew(&current).await.unwrap_err();
+    assert!(matches!(err, LeaseError::LeaseLost { holder: None, .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("lease of 10.244.0.0/24 by node a is lost"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn release_is_idempotent_and_never_touches_another_node() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    let a = store.acquire(&req("a")).await.unwrap();
+    store.release(&a).await.unwrap();
+    store.release(&a).await.unwrap();
+    assert!(store.list().await.unwrap().is_empty());
+    let b = store.acquire(&req("b")).await.unwrap();
+    assert_eq!(b.subnet, a.subnet, "released subnet is free");
+    store.release(&a).await.unwrap();
+    assert_eq!(store.list().await.unwrap(), vec![b.clone()]);
+    // The node key went with the subnet key: a gets a fresh subnet.
+    assert_eq!(store.acquire(&req("a")).await.unwrap().subnet, net("10.244.1.0/24"));
+}
+
+#[tokio::test]
+async fn watch_sees_add_change_release_and_expiry() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    store.acquire(&req("before")).await.unwrap();
+    let mut w = store.watch().await.unwrap();
+
+    let a = store.acquire(&req("a")).await.unwrap();
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Added(a.clone()));
+    let a = store.renew(&a).await.unwrap();
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Changed(a.clone()));
+    let a = store
+        .acquire(&req("a").backend_data(json!({"VtepMAC": "52:54:00:00:00:02"})))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Changed(a.clone()));
+
+    // Another client's changes are seen too.
+    let other = etcd.store(flannel()).await;
+    let b = other.acquire(&req("b").ttl(Duration::from_secs(1))).await.unwrap();
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Added(b.clone()));
+
+    store.release(&a).await.unwrap();
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(a));
+    assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(b), "expiry");
+}
+
+#[tokio::test]
+async fn another_plan_or_a_corrupt_record_is_a_clear_error() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    store.acquire(&req("a")).await.unwrap();
+
+    let calico = SubnetPlan::calico(net("10.244.0.0/16")).unwrap();
+    let err = EtcdLeaseStore::connect(&[&etcd.endpoint], EtcdLeaseStore::DEFAULT_PREFIX, calico)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LeaseError::PlanMismatch { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/netkit/leases/config") && msg.contains(&etcd.endpoint),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("10.244.0.0/16 split into /24, not for 10.244.0.0/16 split into /26"),
+        "{msg}"
+    );
+    // Another prefix is another store.
+    EtcdLeaseStore::connect(&[&etcd.endpoint], "/other/", calico)
+        .await
+        .unwrap();
+
+    let key = "/netkit/leases/subnets/10.244.5.0-24";
+    etcd.client().await.put(key, "garbage", None).await.unwrap();
+    let err = store.list().await.unwrap_err();
+    assert!(matches!(err, LeaseError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(key) && msg.contains(&etcd.endpoint) && msg.contains("not a lease record"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_etcd_names_the_endpoint() {
+    let port = free_port().local_addr().unwrap().port(); // closed again: nothing listens
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let err = EtcdLeaseStore::connect(&[&endpoint], "/x", flannel())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LeaseError::Etcd { .. }), "{err:?}");
+    assert!(err.to_string().contains(&endpoint), "{err}");
+}
