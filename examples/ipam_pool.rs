@@ -55,6 +55,9 @@ fn main() -> Result<(), Error> {
     let report = ipam.gc(&[b.clone()])?;
     println!("gc keeping only {b}: released {:?}", report.released_ips());
     let check = ipam.check()?;
-    println!("store: {} held, {} owners, problems {:?}", check.held, check.owners, check.problems);
+    println!(
+        "store: {} held, {} owners, problems {:?}",
+        check.held, check.owners, check.problems
+    );
     Ok(())
 }
