@@ -52,7 +52,7 @@ fn main() -> Result<(), Error> {
     println!("after {n} more: {err}");
 
     println!("release {a}: {:?}", ipam.release(&a)?);
-    let report = ipam.gc(&[b.clone()])?;
+    let report = ipam.gc(std::slice::from_ref(&b))?;
     println!("gc keeping only {b}: released {:?}", report.released_ips());
     let check = ipam.check()?;
     println!(
