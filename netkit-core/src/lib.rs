@@ -15,6 +15,8 @@
 
 pub mod addr;
 pub mod events;
+pub mod firewall;
+mod fsutil;
 pub mod ipam;
 pub mod link;
 mod mac;

@@ -4,6 +4,8 @@ use std::future::Future;
 
 use nix::sched::{setns, CloneFlags};
 
+use std::os::fd::AsFd;
+
 use super::{NetNs, NetnsError};
 
 impl NetNs {
@@ -46,6 +48,32 @@ impl NetNs {
             let _ = tx.send(out);
         });
         rx.await.map_err(|_| NetnsError::Panicked(self.to_string()))?
+    }
+
+    /// A [`std::process::Command`] for `program` that starts inside this namespace, like
+    /// `ip netns exec NAME program` (without mounting a per-namespace /etc or /sys).
+    ///
+    /// The child enters the namespace between fork and exec; the caller's thread never does.
+    /// Spawn the command while this `NetNs` (which owns the descriptor) is alive.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(program);
+        let fd = self.as_fd().as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and only calls setns(2), a
+        // plain system call that is async-signal-safe; it allocates nothing and takes no lock.
+        // `fd` stays open in the child: the parent's NetNs (borrowed by `self`) owns it and the
+        // fork copies the descriptor table.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        cmd
     }
 
     /// Run the future made by `f` inside this namespace.

@@ -6,21 +6,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 
 /// A unique scratch file name in `tmp`: `<pid>.<counter>`; [`tmp_owner_pid`] reads the pid back
 /// so garbage collection can remove scratch files of dead processes.
-pub(crate) fn tmp_name(tmp: &Path) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    tmp.join(format!(
-        "{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
-}
+pub(crate) use crate::fsutil::unique_name as tmp_name;
+pub(crate) use crate::fsutil::{lock, read, Lock};
 
 /// The pid a scratch file name was made by.
 pub(crate) fn tmp_owner_pid(name: &str) -> Option<i32> {
@@ -147,34 +140,9 @@ pub(crate) fn remove(path: &Path, sync: bool) -> io::Result<bool> {
     }
 }
 
-/// Read a whole file; `None` when it does not exist.
-pub(crate) fn read(path: &Path) -> io::Result<Option<String>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// True when `path` exists (one `stat`, no read).
 pub(crate) fn exists(path: &Path) -> io::Result<bool> {
     path.try_exists()
-}
-
-/// An exclusive `flock` on a lock file, released on drop (or when the process dies).
-pub(crate) struct Lock(#[allow(dead_code)] Flock<File>);
-
-/// Take an exclusive lock on `path`, creating the file if needed.
-pub(crate) fn lock(path: &Path) -> io::Result<Lock> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    Flock::lock(f, FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, e)| io::Error::from(e))
 }
 
 fn sync_parent(path: &Path, sync: bool) -> io::Result<()> {

@@ -12,16 +12,7 @@ use super::super::Owner;
 
 const MAGIC: &str = "nk1";
 
-/// FNV-1a, 64 bit: cheap, stable across builds and processes (unlike std's `DefaultHasher`),
-/// and enough to tell a cut or edited line from a whole one.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub(crate) use crate::fsutil::fnv1a;
 
 fn checksum(text: &str) -> String {
     format!("{:016x}", fnv1a(text.as_bytes()))

@@ -1,0 +1,258 @@
+//! What both drivers share: validation, owners, conflict checks and the state directory. A
+//! driver only turns "owner goes from these rules to those" into kernel changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::error::Result;
+use super::model::{check_owner, Endpoint, Rules};
+use super::state::StateDir;
+use super::{FirewallError, FirewallOptions};
+use crate::sysctl::{self, Family};
+use crate::NetNs;
+
+/// The kernel side of a driver.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Make the kernel hold `new` instead of `old` for `owner`, atomically. `state` holds every
+    /// owner's rules (already updated for an addition, not yet for a removal).
+    fn apply(&self, owner: &str, old: &Rules, new: &Rules, state: &StateDir) -> Result<()>;
+    /// Replace every kernel object of ours by these owners' rules.
+    fn rebuild(&self, all: &[(String, Rules)]) -> Result<()>;
+    /// Remove every kernel object of ours (no owner is left). Idempotent.
+    fn clear(&self) -> Result<()>;
+}
+
+/// Run a blocking firewall operation on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FirewallError::Aborted(e.to_string()))?
+}
+
+/// The state directory used when the options name none: per namespace (by inode), under /run.
+pub(crate) fn default_state_dir(ns: &NetNs) -> Result<PathBuf> {
+    let id = ns.id()?;
+    Ok(PathBuf::from(format!("/run/netkit/firewall/{}", id.ino)))
+}
+
+/// A driver's shared part: the namespace, its state directory and the backend.
+pub(crate) struct Engine<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for Engine<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<B> {
+    ns: NetNs,
+    state: StateDir,
+    backend: B,
+}
+
+impl<B: Backend> Engine<B> {
+    pub(crate) fn new(ns: &NetNs, state_dir: PathBuf, backend: B) -> Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ns: ns.clone(),
+                state: StateDir::open(&state_dir)?,
+                backend,
+            }),
+        })
+    }
+
+    fn state(&self) -> &StateDir {
+        &self.inner.state
+    }
+
+    fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    /// See [`super::Firewall::add`].
+    pub(crate) fn add(&self, owner: &str, rules: &Rules) -> Result<()> {
+        check_owner(owner)?;
+        rules.validate()?;
+        let state = self.state();
+        let _lock = state.lock()?;
+        let old = state.rules(owner)?;
+        let new = old.union(rules);
+        new.validate()?;
+        if new == old {
+            return Ok(());
+        }
+        let added = new.minus(&old);
+        for m in &added.port_mappings {
+            if let Some((port, c)) = state.port_conflict(owner, m)? {
+                return Err(FirewallError::Conflict {
+                    what: m.to_string(),
+                    other: format!(
+                        "{}/{}:{port}",
+                        m.protocol,
+                        c.host_ip.map(|i| i.to_string()).unwrap_or("*".into())
+                    ),
+                    owner: c.owner,
+                });
+            }
+        }
+        for s in &added.services {
+            match state.service_owner(&s.name)? {
+                Some(o) if o != owner => {
+                    return Err(FirewallError::Conflict {
+                        what: format!("service {}", s.name),
+                        other: format!("service {}", s.name),
+                        owner: o,
+                    })
+                }
+                _ => {}
+            }
+        }
+        // Intent first: a process killed after this point leaves a state that names everything
+        // the kernel may hold.
+        state.set_rules(owner, &new)?;
+        let indexed = self.index(owner, &added, true);
+        let applied = indexed.and_then(|()| self.backend().apply(owner, &old, &new, state));
+        if let Err(e) = applied {
+            let _ = self.index(owner, &added, false);
+            let _ = state.set_rules(owner, &old);
+            return Err(e);
+        }
+        for n in added.networks.iter().filter(|n| n.subnet.is_ipv4()) {
+            sysctl::set_iface(&self.inner.ns, Family::V4, &n.interface, "route_localnet", "1")?;
+        }
+        Ok(())
+    }
+
+    fn index(&self, owner: &str, rules: &Rules, add: bool) -> Result<()> {
+        for m in &rules.port_mappings {
+            self.state().index_ports(owner, m, add)?;
+        }
+        for s in &rules.services {
+            self.state().set_service_owner(&s.name, add.then_some(owner))?;
+        }
+        Ok(())
+    }
+
+    /// See [`super::Firewall::remove`].
+    pub(crate) fn remove(&self, owner: &str, rules: &Rules) -> Result<()> {
+        check_owner(owner)?;
+        let _lock = self.state().lock()?;
+        self.remove_locked(owner, rules).map(drop)
+    }
+
+    /// Remove `rules` from `owner` with the lock held; returns what was removed.
+    fn remove_locked(&self, owner: &str, rules: &Rules) -> Result<Rules> {
+        let state = self.state();
+        let old = state.rules(owner)?;
+        let new = old.minus(rules);
+        if new == old {
+            return Ok(Rules::default());
+        }
+        let removed = old.minus(&new);
+        // Kernel first, state last: the state keeps naming what the kernel may still hold.
+        self.backend().apply(owner, &old, &new, state)?;
+        self.index(owner, &removed, false)?;
+        state.set_rules(owner, &new)?;
+        if state.no_owners()? {
+            self.backend().clear()?;
+        }
+        Ok(removed)
+    }
+
+    /// See [`super::Firewall::teardown`].
+    pub(crate) fn teardown(&self, owner: &str) -> Result<Rules> {
+        check_owner(owner)?;
+        let _lock = self.state().lock()?;
+        let all = self.state().rules(owner)?;
+        self.remove_locked(owner, &all)
+    }
+
+    /// See [`super::Firewall::add_endpoint`] and `remove_endpoint`.
+    pub(crate) fn set_endpoint(&self, service: &str, ep: Endpoint, add: bool) -> Result<()> {
+        let state = self.state();
+        let _lock = state.lock()?;
+        let owner = state
+            .service_owner(service)?
+            .ok_or_else(|| FirewallError::NotFound(format!("service {service}")))?;
+        let old = state.rules(&owner)?;
+        let mut new = old.clone();
+        let svc = new
+            .services
+            .iter_mut()
+            .find(|s| s.name == service)
+            .ok_or_else(|| FirewallError::NotFound(format!("service {service}")))?;
+        let present = svc.endpoints.contains(&ep);
+        match (add, present) {
+            (true, false) => svc.endpoints.push(ep),
+            (false, true) => svc.endpoints.retain(|e| *e != ep),
+            _ => return Ok(()),
+        }
+        svc.validate()?;
+        if add {
+            state.set_rules(&owner, &new)?;
+            if let Err(e) = self.backend().apply(&owner, &old, &new, state) {
+                let _ = state.set_rules(&owner, &old);
+                return Err(e);
+            }
+        } else {
+            self.backend().apply(&owner, &old, &new, state)?;
+            state.set_rules(&owner, &new)?;
+        }
+        Ok(())
+    }
+
+    /// See [`super::Firewall::rules`].
+    pub(crate) fn rules(&self, owner: &str) -> Result<Rules> {
+        self.state().rules(owner)
+    }
+
+    /// See [`super::Firewall::owners`].
+    pub(crate) fn owners(&self) -> Result<Vec<String>> {
+        self.state().owners()
+    }
+
+    /// See [`super::Firewall::gc`].
+    pub(crate) fn gc(&self, valid: &[String]) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for owner in self.owners()? {
+            if !valid.contains(&owner) {
+                self.teardown(&owner)?;
+                removed.push(owner);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// See [`super::Firewall::reconcile`].
+    pub(crate) fn reconcile(&self) -> Result<()> {
+        let state = self.state();
+        let _lock = state.lock()?;
+        let mut all = Vec::new();
+        for owner in state.owners()? {
+            let rules = state.rules(&owner)?;
+            all.push((owner, rules));
+        }
+        if all.is_empty() {
+            return self.backend().clear();
+        }
+        self.backend().rebuild(&all)?;
+        for (_, rules) in &all {
+            for n in rules.networks.iter().filter(|n| n.subnet.is_ipv4()) {
+                sysctl::set_iface(&self.inner.ns, Family::V4, &n.interface, "route_localnet", "1")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolve the state directory of `options` for `ns`.
+pub(crate) fn state_dir(ns: &NetNs, options: &FirewallOptions) -> Result<PathBuf> {
+    match &options.state_dir {
+        Some(d) => Ok(d.clone()),
+        None => default_state_dir(ns),
+    }
+}

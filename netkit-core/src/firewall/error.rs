@@ -1,0 +1,91 @@
+//! The firewall's error type.
+
+use std::path::PathBuf;
+
+/// Why a firewall operation failed. Each variant names the object, owner, driver or file.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// Bad input (a port of 0, an unknown protocol, a bad address, …). Nothing was changed.
+    #[error("firewall: invalid input: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object collides with one another owner holds (a host port, a service name, a
+    /// masquerade source). Nothing was changed.
+    #[error("firewall: {what} conflicts with {other} held by owner {owner:?}")]
+    Conflict {
+        /// The object asked for.
+        what: String,
+        /// The object in the way.
+        other: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// The chosen driver cannot run here.
+    #[error("firewall: the {driver} driver is unavailable: {reason}")]
+    Unavailable {
+        /// "nftables" or "iptables".
+        driver: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The kernel refused a change.
+    #[error("firewall ({driver}) in netns {netns}: {op}: {reason}")]
+    Kernel {
+        /// The driver.
+        driver: &'static str,
+        /// The namespace.
+        netns: String,
+        /// What was being done.
+        op: String,
+        /// The kernel's (or the tool's) answer.
+        reason: String,
+    },
+    /// The state directory could not be read or written.
+    #[error("firewall state: {op} {path}: {source}")]
+    State {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A state file does not hold what netkit wrote.
+    #[error("firewall state: corrupt {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An object to change does not exist (an endpoint of an unknown service, say).
+    #[error("firewall: {0} does not exist")]
+    NotFound(String),
+    /// The worker running the change panicked or was cancelled.
+    #[error("firewall: the operation did not complete: {0}")]
+    Aborted(String),
+    /// Entering the namespace failed.
+    #[error(transparent)]
+    Netns(#[from] crate::NetnsError),
+    /// A sysctl (route_localnet) could not be set.
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
+}
+
+impl FirewallError {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        FirewallError::Invalid { reason: reason.into() }
+    }
+
+    pub(crate) fn state<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| FirewallError::State {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, FirewallError>;

@@ -1,0 +1,301 @@
+//! Firewall and NAT for containers: masquerade, port mappings, services (ClusterIP and
+//! NodePort, with optional client affinity), isolation between networks.
+//!
+//! A [`Firewall`] lives in one network namespace (the caller names it; never implicitly the
+//! machine's own) and has two drivers:
+//!
+//! * [`Nftables`] (the default): one table, `inet netkit`. Port mappings, masquerade sources,
+//!   container networks, isolated pairs and service addresses are elements of sets and verdict
+//!   maps, so a packet costs one hash lookup and a change one small netlink transaction
+//!   whatever the number of objects. Element changes are sent as nf_tables netlink batches by
+//!   netkit itself; the table, chains and per-service chains are written in nft syntax and run
+//!   through libnftables in-process (no `nft` process).
+//! * [`Iptables`], for hosts without nftables: netkit's own chains (`NETKIT-…`) in the nat and
+//!   filter tables, rewritten with one `iptables-restore --noflush` per change (atomic; its cost
+//!   grows with the number of rules, as iptables' does).
+//!
+//! [`open`] picks nftables when libnftables loads and the kernel accepts an nftables table, and
+//! iptables otherwise; [`FirewallOptions::driver`] overrides.
+//!
+//! Every object belongs to an owner (a container attachment, a service): [`Firewall::teardown`]
+//! removes exactly one owner's objects and is idempotent, [`Firewall::gc`] removes owners not in
+//! a list, [`Firewall::reconcile`] re-applies the wanted state (kept in a state directory) after
+//! someone flushed the ruleset. When the last owner goes, netkit's table or chains go too, so
+//! the ruleset is what it was before.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use netkit_core::firewall::{self, Firewall, FirewallOptions, Masquerade, Network, PortMapping, Protocol, Rules};
+//! use netkit_core::NetNs;
+//!
+//! let host = NetNs::open("host")?;
+//! let fw = firewall::open(&host, FirewallOptions::default()).await?;
+//! fw.add("ctr1:eth0", &Rules {
+//!     networks: vec![Network::new("cni0", "10.88.0.0/16".parse()?)],
+//!     masquerades: vec![Masquerade::address("10.88.0.5".parse()?, "10.88.0.0/16".parse()?)],
+//!     port_mappings: vec![PortMapping::new(Protocol::Tcp, 8080, "10.88.0.5".parse()?, 80)],
+//!     ..Default::default()
+//! }).await?;
+//! fw.teardown("ctr1:eth0").await?;
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod error;
+pub mod iptables;
+mod model;
+pub mod nftables;
+mod state;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use error::FirewallError;
+pub use iptables::Iptables;
+pub use model::{
+    check_owner, Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, MAX_PORT_RANGE,
+};
+pub use nftables::Nftables;
+
+use crate::NetNs;
+
+/// Which kernel interface programs the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// nftables (sets and verdict maps; netlink batches).
+    Nftables,
+    /// iptables (iptables-restore batches).
+    Iptables,
+}
+
+impl Driver {
+    /// "nftables" or "iptables".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Nftables => "nftables",
+            Driver::Iptables => "iptables",
+        }
+    }
+}
+
+/// How to open a firewall.
+#[derive(Debug, Clone)]
+pub struct FirewallOptions {
+    /// Force a driver (`None`: nftables when usable, else iptables).
+    pub driver: Option<Driver>,
+    /// Where the wanted state lives (default: `/run/netkit/firewall/<netns inode>`). Every process
+    /// working on the same namespace must use the same directory.
+    pub state_dir: Option<PathBuf>,
+    /// The nftables table name, and the iptables chain prefix (upper-cased). Default `netkit`.
+    pub name: String,
+    /// The packet-mark bit that asks for masquerading (services with `masquerade`, a service
+    /// endpoint reaching itself). Default `0x2000`.
+    pub masquerade_mark: u32,
+}
+
+impl Default for FirewallOptions {
+    fn default() -> Self {
+        Self {
+            driver: None,
+            state_dir: None,
+            name: "netkit".into(),
+            masquerade_mark: 0x2000,
+        }
+    }
+}
+
+impl FirewallOptions {
+    /// Use this driver.
+    pub fn driver(mut self, driver: Driver) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// Keep the state here.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Name the table (nftables) / prefix the chains (iptables).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+/// The operations both drivers offer. Every change is atomic in the kernel and recorded in the
+/// state directory first, so a process killed mid-way leaves nothing `teardown` or `gc` cannot
+/// find.
+///
+/// The futures are `Send`; the work runs on tokio's blocking pool.
+pub trait Firewall: Send + Sync {
+    /// The driver.
+    fn driver(&self) -> Driver;
+
+    /// Give `owner` these objects as well (idempotent; a service replaces the owner's service of
+    /// the same name). A host port another owner maps, or a service name another owner has,
+    /// is a [`FirewallError::Conflict`] and changes nothing.
+    fn add(&self, owner: &str, rules: &Rules) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// Take these objects from `owner` (those it does not hold are ignored).
+    fn remove(&self, owner: &str, rules: &Rules) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// Remove everything `owner` holds; returns what it held. Idempotent.
+    fn teardown(&self, owner: &str) -> impl Future<Output = Result<Rules, FirewallError>> + Send;
+
+    /// Add one endpoint to a service, touching no other service.
+    fn add_endpoint(&self, service: &str, ep: Endpoint) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// Remove one endpoint from a service (absent: no change).
+    fn remove_endpoint(&self, service: &str, ep: Endpoint) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// What `owner` holds.
+    fn rules(&self, owner: &str) -> impl Future<Output = Result<Rules, FirewallError>> + Send;
+
+    /// Every owner holding something.
+    fn owners(&self) -> impl Future<Output = Result<Vec<String>, FirewallError>> + Send;
+
+    /// Tear down every owner not in `valid`; returns the owners removed.
+    fn gc(&self, valid: &[String]) -> impl Future<Output = Result<Vec<String>, FirewallError>> + Send;
+
+    /// Re-apply the whole wanted state (after a flush of the ruleset or a firewall reload).
+    fn reconcile(&self) -> impl Future<Output = Result<(), FirewallError>> + Send;
+}
+
+/// A firewall with the driver chosen at run time.
+#[derive(Clone)]
+pub enum AnyFirewall {
+    /// nftables.
+    Nftables(Nftables),
+    /// iptables.
+    Iptables(Iptables),
+}
+
+/// Open the firewall of namespace `ns`, choosing the driver (see [`FirewallOptions::driver`]).
+pub async fn open(ns: &NetNs, options: FirewallOptions) -> Result<AnyFirewall, FirewallError> {
+    match options.driver {
+        Some(Driver::Nftables) => Ok(AnyFirewall::Nftables(Nftables::open(ns, options).await?)),
+        Some(Driver::Iptables) => Ok(AnyFirewall::Iptables(Iptables::open(ns, options).await?)),
+        None => match Nftables::open(ns, options.clone()).await {
+            Ok(nft) => Ok(AnyFirewall::Nftables(nft)),
+            Err(FirewallError::Unavailable { .. }) => Ok(AnyFirewall::Iptables(Iptables::open(ns, options).await?)),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $fw:ident => $e:expr) => {
+        match $self {
+            AnyFirewall::Nftables($fw) => $e,
+            AnyFirewall::Iptables($fw) => $e,
+        }
+    };
+}
+
+impl Firewall for AnyFirewall {
+    fn driver(&self) -> Driver {
+        dispatch!(self, fw => fw.driver())
+    }
+    async fn add(&self, owner: &str, rules: &Rules) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.add(owner, rules).await)
+    }
+    async fn remove(&self, owner: &str, rules: &Rules) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.remove(owner, rules).await)
+    }
+    async fn teardown(&self, owner: &str) -> Result<Rules, FirewallError> {
+        dispatch!(self, fw => fw.teardown(owner).await)
+    }
+    async fn add_endpoint(&self, service: &str, ep: Endpoint) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.add_endpoint(service, ep).await)
+    }
+    async fn remove_endpoint(&self, service: &str, ep: Endpoint) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.remove_endpoint(service, ep).await)
+    }
+    async fn rules(&self, owner: &str) -> Result<Rules, FirewallError> {
+        dispatch!(self, fw => fw.rules(owner).await)
+    }
+    async fn owners(&self) -> Result<Vec<String>, FirewallError> {
+        dispatch!(self, fw => fw.owners().await)
+    }
+    async fn gc(&self, valid: &[String]) -> Result<Vec<String>, FirewallError> {
+        dispatch!(self, fw => fw.gc(valid).await)
+    }
+    async fn reconcile(&self) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.reconcile().await)
+    }
+}
+
+/// Implement [`Firewall`] for a driver type wrapping an `Engine` in field `0`.
+macro_rules! firewall_via_engine {
+    ($ty:ty, $driver:expr) => {
+        impl $crate::firewall::Firewall for $ty {
+            fn driver(&self) -> $crate::firewall::Driver {
+                $driver
+            }
+            async fn add(
+                &self,
+                owner: &str,
+                rules: &$crate::firewall::Rules,
+            ) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let (e, o, r) = (self.0.clone(), owner.to_string(), rules.clone());
+                $crate::firewall::engine::blocking(move || e.add(&o, &r)).await
+            }
+            async fn remove(
+                &self,
+                owner: &str,
+                rules: &$crate::firewall::Rules,
+            ) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let (e, o, r) = (self.0.clone(), owner.to_string(), rules.clone());
+                $crate::firewall::engine::blocking(move || e.remove(&o, &r)).await
+            }
+            async fn teardown(
+                &self,
+                owner: &str,
+            ) -> ::std::result::Result<$crate::firewall::Rules, $crate::firewall::FirewallError> {
+                let (e, o) = (self.0.clone(), owner.to_string());
+                $crate::firewall::engine::blocking(move || e.teardown(&o)).await
+            }
+            async fn add_endpoint(
+                &self,
+                service: &str,
+                ep: $crate::firewall::Endpoint,
+            ) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let (e, s) = (self.0.clone(), service.to_string());
+                $crate::firewall::engine::blocking(move || e.set_endpoint(&s, ep, true)).await
+            }
+            async fn remove_endpoint(
+                &self,
+                service: &str,
+                ep: $crate::firewall::Endpoint,
+            ) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let (e, s) = (self.0.clone(), service.to_string());
+                $crate::firewall::engine::blocking(move || e.set_endpoint(&s, ep, false)).await
+            }
+            async fn rules(
+                &self,
+                owner: &str,
+            ) -> ::std::result::Result<$crate::firewall::Rules, $crate::firewall::FirewallError> {
+                let (e, o) = (self.0.clone(), owner.to_string());
+                $crate::firewall::engine::blocking(move || e.rules(&o)).await
+            }
+            async fn owners(&self) -> ::std::result::Result<Vec<String>, $crate::firewall::FirewallError> {
+                let e = self.0.clone();
+                $crate::firewall::engine::blocking(move || e.owners()).await
+            }
+            async fn gc(
+                &self,
+                valid: &[String],
+            ) -> ::std::result::Result<Vec<String>, $crate::firewall::FirewallError> {
+                let (e, v) = (self.0.clone(), valid.to_vec());
+                $crate::firewall::engine::blocking(move || e.gc(&v)).await
+            }
+            async fn reconcile(&self) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let e = self.0.clone();
+                $crate::firewall::engine::blocking(move || e.reconcile()).await
+            }
+        }
+    };
+}
+pub(crate) use firewall_via_engine;

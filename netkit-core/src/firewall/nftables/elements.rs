@@ -1,0 +1,191 @@
+//! The firewall's objects as nftables set and map elements, independent of how they are sent
+//! (nft text through libnftables, or nf_tables netlink batches).
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::firewall::model::{Isolation, Masquerade, Network, PortMapping, Rules};
+
+/// One field of a concatenated key or value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// An address (ipv4_addr or ipv6_addr).
+    Ip(IpAddr),
+    /// A transport protocol number (inet_proto).
+    Proto(u8),
+    /// A port (inet_service).
+    Port(u16),
+    /// An interface name (ifname).
+    Ifname(String),
+}
+
+/// An element's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Data {
+    /// A concatenated value (a DNAT target).
+    Value(Vec<Field>),
+}
+
+/// One element of one set: `key` (to `key_end` for intervals), with optional data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Element {
+    pub(crate) set: &'static str,
+    pub(crate) key: Vec<Field>,
+    pub(crate) key_end: Option<Vec<Field>>,
+    pub(crate) data: Option<Data>,
+    pub(crate) comment: String,
+}
+
+fn fam(v4: bool, base: &'static str, base6: &'static str) -> &'static str {
+    if v4 {
+        base
+    } else {
+        base6
+    }
+}
+
+fn first_last(net: IpNetwork) -> (Field, Field) {
+    let last = match net {
+        IpNetwork::V4(n) => IpAddr::V4(n.broadcast()),
+        IpNetwork::V6(n) => {
+            let host = 128 - u32::from(n.prefix());
+            let mask = if host == 128 { u128::MAX } else { (1u128 << host) - 1 };
+            IpAddr::V6((u128::from(n.network()) | mask).into())
+        }
+    };
+    (Field::Ip(net.network()), Field::Ip(last))
+}
+
+/// The elements a port mapping is made of (one per port of a range).
+pub(crate) fn port_mapping(m: &PortMapping, owner: &str) -> Vec<Element> {
+    let v4 = m.is_ipv4();
+    m.ports()
+        .map(|(host, ctr)| {
+            let mut key = Vec::new();
+            if let Some(h) = m.host_ip {
+                key.push(Field::Ip(h));
+            }
+            key.extend([Field::Proto(m.protocol.number()), Field::Port(host)]);
+            let set = match m.host_ip {
+                Some(_) => fam(v4, "hostipport4", "hostipport6"),
+                None => fam(v4, "hostport4", "hostport6"),
+            };
+            Element {
+                set,
+                key,
+                key_end: None,
+                data: Some(Data::Value(vec![Field::Ip(m.container_ip), Field::Port(ctr)])),
+                comment: owner.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// A masquerade: "keep within the network" and "masquerade the rest".
+pub(crate) fn masquerade(m: &Masquerade, owner: &str) -> Vec<Element> {
+    let v4 = m.source.is_ipv4();
+    let (s0, s1) = first_last(m.source);
+    let (n0, n1) = first_last(m.network);
+    let all: IpNetwork = if v4 { "0.0.0.0/0".parse() } else { "::/0".parse() }.expect("literal");
+    let (a0, a1) = first_last(all);
+    vec![
+        Element {
+            set: fam(v4, "masqskip4", "masqskip6"),
+            key: vec![s0.clone(), n0],
+            key_end: Some(vec![s1.clone(), n1]),
+            data: None,
+            comment: owner.to_string(),
+        },
+        Element {
+            set: fam(v4, "masq4", "masq6"),
+            key: vec![s0, a0],
+            key_end: Some(vec![s1, a1]),
+            data: None,
+            comment: owner.to_string(),
+        },
+    ]
+}
+
+/// A container network: `interface . subnet` for hairpin masquerading.
+pub(crate) fn network(n: &Network, owner: &str) -> Vec<Element> {
+    let (a, b) = first_last(n.subnet);
+    vec![Element {
+        set: fam(n.subnet.is_ipv4(), "localnet4", "localnet6"),
+        key: vec![Field::Ifname(n.interface.clone()), a],
+        key_end: Some(vec![Field::Ifname(n.interface.clone()), b]),
+        data: None,
+        comment: owner.to_string(),
+    }]
+}
+
+/// An isolated pair, both directions.
+pub(crate) fn isolation(i: &Isolation, owner: &str) -> Vec<Element> {
+    [(&i.a, &i.b), (&i.b, &i.a)]
+        .into_iter()
+        .map(|(x, y)| Element {
+            set: "isolation",
+            key: vec![Field::Ifname(x.clone()), Field::Ifname(y.clone())],
+            key_end: None,
+            data: None,
+            comment: owner.to_string(),
+        })
+        .collect()
+}
+
+/// Every element of `rules` except services' (which come with their chains).
+pub(crate) fn of_rules(rules: &Rules, owner: &str) -> Vec<Element> {
+    let mut out = Vec::new();
+    for m in &rules.port_mappings {
+        out.extend(port_mapping(m, owner));
+    }
+    for m in &rules.masquerades {
+        out.extend(masquerade(m, owner));
+    }
+    for n in &rules.networks {
+        out.extend(network(n, owner));
+    }
+    for i in &rules.isolations {
+        out.extend(isolation(i, owner));
+    }
+    out
+}
+
+fn field_text(f: &Field) -> String {
+    match f {
+        Field::Ip(ip) => ip.to_string(),
+        Field::Proto(p) => p.to_string(),
+        Field::Port(p) => p.to_string(),
+        Field::Ifname(n) => format!("\"{n}\""),
+    }
+}
+
+/// The element in nft syntax (inside `{ … }`).
+pub(crate) fn text(e: &Element) -> String {
+    let mut s = format!("{} comment \"{}\"", key_text(e), e.comment);
+    match &e.data {
+        None => {}
+        Some(Data::Value(v)) => s += &format!(" : {}", v.iter().map(field_text).collect::<Vec<_>>().join(" . ")),
+    }
+    s
+}
+
+/// The element's key only, for `delete element` (nft wants no comment or data there).
+pub(crate) fn key_text(e: &Element) -> String {
+    let fields: Vec<String> = match &e.key_end {
+        None => e.key.iter().map(field_text).collect(),
+        Some(end) => e
+            .key
+            .iter()
+            .zip(end)
+            .map(|(a, b)| {
+                if a == b {
+                    field_text(a)
+                } else {
+                    format!("{}-{}", field_text(a), field_text(b))
+                }
+            })
+            .collect(),
+    };
+    fields.join(" . ")
+}

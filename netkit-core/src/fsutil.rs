@@ -1,0 +1,77 @@
+//! Small file primitives shared by the stores that keep state on disk (IPAM, firewall): whole
+//! files replaced atomically, `flock` locks, reads where "missing" is an answer.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// A name no other writer uses: `<dir>/<pid>.<counter>`.
+pub(crate) fn unique_name(dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!(
+        "{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Replace `path` with `content` atomically (write a sibling scratch file, rename it over).
+pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let scratch = dir.join(format!(".{}.tmp", unique_name(Path::new("")).display()));
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&scratch)?;
+    f.write_all(content)?;
+    drop(f);
+    fs::rename(&scratch, path).inspect_err(|_| {
+        let _ = fs::remove_file(&scratch);
+    })
+}
+
+/// Read a whole file as text; `None` when it does not exist.
+pub(crate) fn read(path: &Path) -> io::Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove a file; "already gone" is success (`Ok(false)`).
+pub(crate) fn remove(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// An exclusive `flock`, released on drop (or when the process dies). Each call opens the file
+/// anew, so threads of one process exclude each other as processes do.
+pub(crate) struct Lock(#[allow(dead_code)] Flock<File>);
+
+/// Take an exclusive lock on `path`, creating the file if needed.
+pub(crate) fn lock(path: &Path) -> io::Result<Lock> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| io::Error::from(e))
+}
+
+/// FNV-1a, 64 bit: cheap, stable across builds and processes (unlike std's `DefaultHasher`), so
+/// names and checksums derived from it on disk or in the kernel stay the same for every binary.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
