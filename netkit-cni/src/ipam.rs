@@ -93,9 +93,20 @@ impl NetConf {
         })
     }
 
-    /// Open the pool's allocator.
+    /// Open the pool's allocator. The `ipRanges` capability (`runtimeConfig.ipRanges`), when
+    /// given, replaces the configured ranges, as host-local does.
     pub fn open(&self) -> Result<Ipam, CniError> {
-        let pool = self.ipam.pool(&self.name).map_err(config_error)?;
+        let mut ipam = self.ipam.clone();
+        if let Some(ranges) = self.raw.get("runtimeConfig").and_then(|r| r.get("ipRanges")) {
+            if !ranges.is_null() {
+                ipam.ranges =
+                    Some(serde_json::from_value(ranges.clone()).map_err(|e| {
+                        CniError::new(ErrorCode::InvalidConfig, format!("runtimeConfig.ipRanges: {e}"))
+                    })?);
+                ipam.subnet = None;
+            }
+        }
+        let pool = ipam.pool(&self.name).map_err(config_error)?;
         let dns = self.ipam.dns().map_err(config_error)?;
         let dir = self
             .ipam
@@ -121,17 +132,27 @@ impl NetConf {
         Ok(out)
     }
 
-    /// `cni.dev/valid-attachments` of a GC request.
+    /// `cni.dev/valid-attachments` of a GC request (also read as `cni.dev/attachments`, the
+    /// name a draft of spec 1.1.0 used). A missing or malformed list is an error: releasing
+    /// every address because a runtime spelled the key differently would be a disaster.
     fn valid_attachments(&self) -> Result<Vec<Owner>, CniError> {
-        let list = &self.raw["cni.dev/valid-attachments"];
+        let bad = |m: String| CniError::new(ErrorCode::InvalidConfig, format!("GC: {m}"));
+        let list = ["cni.dev/valid-attachments", "cni.dev/attachments"]
+            .iter()
+            .find_map(|k| self.raw.get(*k))
+            .ok_or_else(|| bad("cni.dev/valid-attachments is missing".into()))?
+            .as_array()
+            .ok_or_else(|| bad("cni.dev/valid-attachments is not a list".into()))?;
         let mut out = Vec::new();
-        for a in list.as_array().into_iter().flatten() {
-            let id = a["containerID"].as_str().unwrap_or_default();
-            let ifname = a["ifname"].as_str().unwrap_or_default();
-            out.push(
-                Owner::new(id, ifname)
-                    .map_err(|e| CniError::new(ErrorCode::InvalidConfig, format!("cni.dev/valid-attachments: {e}")))?,
-            );
+        for a in list {
+            let field = |k: &str| {
+                a.get(k)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(format!("attachment {a} has no string {k}")))
+            };
+            let owner = Owner::new(field("containerID")?, field("ifname")?)
+                .map_err(|e| bad(format!("cni.dev/valid-attachments: {e}")))?;
+            out.push(owner);
         }
         Ok(out)
     }
@@ -140,6 +161,7 @@ impl NetConf {
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse::<IpAddr>()
         .or_else(|_| s.parse::<IpNetwork>().map(|n| n.ip()))
+        .map(|ip| ip.to_canonical())
         .map_err(|_| format!("requested ip {s:?} is not an address"))
 }
 

@@ -205,7 +205,16 @@ fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
     assert_eq!(ipam.list().unwrap().len(), valid.len() * 2);
     let check = ipam.check().unwrap();
     assert_eq!((check.stale_intents, check.problems.len()), (0, 0));
-    let tmp_left = std::fs::read_dir(dir.0.join("pool-under-test/tmp")).unwrap().count();
+    // Scratch files of the killed processes: GC removes them once they are older than any
+    // live write could be (age the ones left, as time would).
+    let tmp = dir.0.join("pool-under-test/tmp");
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for e in std::fs::read_dir(&tmp).unwrap() {
+        let f = std::fs::File::options().write(true).open(e.unwrap().path()).unwrap();
+        f.set_modified(long_ago).unwrap();
+    }
+    ipam.gc(&valid).unwrap();
+    let tmp_left = std::fs::read_dir(&tmp).unwrap().count();
     assert_eq!(tmp_left, 0, "GC left scratch files of killed processes");
 }
 
@@ -397,4 +406,140 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
         assert_eq!(parse(&out)["code"], 4, "{env:?}");
     }
     assert_eq!(snapshot(), before, "a refused call changed the store");
+}
+
+#[test]
+fn gc_without_a_valid_attachment_list_releases_nothing() {
+    let dir = TempDir::new("gcstrict");
+    let config = conf(&dir.0, "1.1.0", V4_24);
+    assert!(call("ADD", "keep", &config).0);
+    let cases = [
+        ("missing", String::new()),
+        (
+            "not a list",
+            r#""cni.dev/valid-attachments":{"containerID":"keep","ifname":"eth0"},"#.to_string(),
+        ),
+        (
+            "entry without ifname",
+            r#""cni.dev/valid-attachments":[{"containerID":"keep"}],"#.to_string(),
+        ),
+    ];
+    for (what, extra) in cases {
+        let (ok, v) = call("GC", "", &config.replacen('{', &format!("{{{extra}"), 1));
+        assert!(!ok, "{what}: GC succeeded");
+        assert_eq!(v["code"], 7, "{what}: {v}");
+        assert_eq!(
+            open(&dir.0, V4_24).list().unwrap().len(),
+            1,
+            "{what}: GC released a valid owner"
+        );
+    }
+    // The spelling of a draft of spec 1.1.0 is understood.
+    let draft = config.replacen(
+        '{',
+        r#"{"cni.dev/attachments":[{"containerID":"keep","ifname":"eth0"}],"#,
+        1,
+    );
+    assert!(call("GC", "", &draft).0);
+    assert_eq!(open(&dir.0, V4_24).list().unwrap().len(), 1);
+}
+
+#[test]
+fn host_local_spellings_empty_strings_null_and_legacy_beside_ranges() {
+    let dir = TempDir::new("spellings");
+    let cfg = format!(
+        r#"{{"cniVersion":"1.0.0","name":"pool-under-test","ipam":{{"type":"netkit-ipam","dataDir":"{}",
+            "resolvConf":"","routes":null,"subnet":"10.63.0.0/24","ranges":[[{{"subnet":"fd63::/64"}}]]}}}}"#,
+        dir.0.display()
+    );
+    let (ok, v) = call("ADD", "c1", &cfg);
+    assert!(ok, "{v}");
+    let ips: Vec<&str> = v["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ips,
+        ["10.63.0.2/24", "fd63::2/64"],
+        "host-local puts the legacy range first"
+    );
+    // `ipRanges` replaces the configured ranges.
+    let rc = cfg.replacen(
+        '{',
+        r#"{"runtimeConfig":{"ipRanges":[[{"subnet":"10.64.0.0/24"}]]},"#,
+        1,
+    );
+    let (ok, v) = call("ADD", "c2", &rc);
+    assert!(ok, "{v}");
+    assert_eq!(v["ips"][0]["address"], "10.64.0.2/24");
+}
+
+#[test]
+fn round_robin_past_the_top_of_the_v6_space() {
+    let dir = TempDir::new("top");
+    let config = conf(
+        &dir.0,
+        "1.0.0",
+        r#"[[{"subnet":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126"}]]"#,
+    );
+    assert!(call("ADD", "c1", &config).0);
+    let (ok, v) = call("ADD", "c2", &config);
+    assert!(ok);
+    assert_eq!(v["ips"][0]["address"], "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/126");
+    assert!(call("DEL", "c1", &config).0);
+    let (ok, v) = call("ADD", "c3", &config);
+    assert!(ok, "{v}");
+    assert_eq!(v["ips"][0]["address"], "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/126");
+}
+
+/// Plugins of different containers run in different PID namespaces and can share a pid: their
+/// scratch and spare files must never collide.
+#[test]
+fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
+    let dir = TempDir::new("pidns");
+    let config = conf(&dir.0, "1.0.0", r#"[[{"subnet":"10.70.0.0/16"}]]"#);
+    // Fill spare/ with released record files to recycle.
+    for i in 0..100 {
+        assert!(call("ADD", &format!("warm{i}"), &config).0);
+        assert!(call("DEL", &format!("warm{i}"), &config).0);
+    }
+    let spawn_in_pidns = |id: String| {
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", BIN])
+            .env_clear()
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", &id)
+            .env("CNI_NETNS", "/x")
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        child.stdin.take().unwrap().write_all(config.as_bytes()).unwrap();
+        (id, child)
+    };
+    let children: Vec<_> = (0..40).map(|i| spawn_in_pidns(format!("p{i}"))).collect();
+    let ipam = open(&dir.0, r#"[[{"subnet":"10.70.0.0/16"}]]"#);
+    for (id, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let v = parse(&out);
+        assert!(out.status.success(), "{id}: {v}");
+        let addr: std::net::IpAddr = v["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            ipam.holder(addr).unwrap(),
+            Some(Owner::new(&id, "eth0").unwrap()),
+            "{id} got {addr}"
+        );
+    }
+    let check = ipam.check().unwrap();
+    assert_eq!((check.held, check.problems.len()), (40, 0), "{:?}", check.problems);
 }

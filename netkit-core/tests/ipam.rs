@@ -984,14 +984,19 @@ fn gc_releases_exactly_the_invalid_owners_and_removes_dead_scratch_files() {
     let (a_ips, b_ips, c_ips) = (held(&a), held(&b), held(&c));
     assert_eq!(a_ips.len(), 2);
 
-    // A scratch file of a process that is gone, and one of a process that runs (this one).
-    let mut child = Command::new("true").spawn().expect("spawn true");
-    let dead_pid = child.id();
-    child.wait().unwrap();
+    // A scratch file a killed process left long ago, and one being written right now. GC goes
+    // by age, not by pid: plugins in other PID namespaces share the directory.
     let tmp = dir.path().join("gcnet/tmp");
-    let dead = tmp.join(format!("{dead_pid}.0"));
-    let alive = tmp.join(format!("{}.999999", std::process::id()));
+    let dead = tmp.join("4242.00000000deadbeef.0");
+    let alive = tmp.join(format!("{}.0000000000000001.999999", std::process::id()));
     std::fs::write(&dead, "left by a killed process").unwrap();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&dead)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     std::fs::write(&alive, "being written right now").unwrap();
 
     let report = ipam.gc(std::slice::from_ref(&a)).unwrap();

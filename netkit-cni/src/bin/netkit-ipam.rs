@@ -26,13 +26,22 @@ fn main() -> ExitCode {
         .as_deref()
         .map(ipam::error_version)
         .unwrap_or_else(|_| "1.1.0".into());
-    let outcome = stdin.and_then(|input| match args.as_slice() {
-        [] => CniEnv::from_process().and_then(|env| ipam::run(&env, &input)),
-        [cmd, from] if cmd == "import" => ipam::import(from.as_ref(), &input).map(Some),
-        _ => Err(CniError::new(
-            ErrorCode::InvalidEnv,
-            "usage: netkit-ipam (as a CNI plugin) | netkit-ipam import <host-local dir>",
-        )),
+    // A bug must still answer with CNI error JSON, not a bare panic and exit status 101.
+    let outcome = std::panic::catch_unwind(|| {
+        stdin.and_then(|input| match args.as_slice() {
+            [] => CniEnv::from_process().and_then(|env| ipam::run(&env, &input)),
+            [cmd, from] if cmd == "import" => ipam::import(from.as_ref(), &input).map(Some),
+            _ => Err(CniError::new(
+                ErrorCode::InvalidEnv,
+                "usage: netkit-ipam (as a CNI plugin) | netkit-ipam import <host-local dir>",
+            )),
+        })
+    })
+    .unwrap_or_else(|_| {
+        Err(CniError::new(
+            ErrorCode::Io,
+            "netkit-ipam hit an internal error (panic)",
+        ))
     });
     let mut out = std::io::stdout().lock();
     match outcome {

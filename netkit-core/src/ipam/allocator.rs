@@ -103,6 +103,7 @@ impl Ipam {
             owner,
             base: held.clone(),
             new: Vec::new(),
+            uncertain: None,
         };
         let result = self.fill(&mut txn, &mut got, &wanted);
         if let Err(e) = result {
@@ -284,6 +285,8 @@ struct Claims<'a> {
     base: Vec<IpAddr>,
     /// What this call claimed.
     new: Vec<IpAddr>,
+    /// A claim that failed with an error after which the address may be held anyway.
+    uncertain: Option<IpAddr>,
 }
 
 impl Claims<'_> {
@@ -294,11 +297,18 @@ impl Claims<'_> {
         list.extend(&self.new);
         list.push(ip);
         self.store.write_owner(self.owner, &list)?;
-        if self.store.claim(ip, self.owner)? {
-            self.new.push(ip);
-            return Ok(true);
+        match self.store.claim(ip, self.owner) {
+            Ok(true) => {
+                self.new.push(ip);
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                // The rename may have happened before the error (a failed fsync, say).
+                self.uncertain = Some(ip);
+                Err(e)
+            }
         }
-        Ok(false)
     }
 
     /// Undo this call's claims (best effort: the call is failing anyway; what cannot be undone
@@ -307,6 +317,13 @@ impl Claims<'_> {
         let mut undone = true;
         for ip in &self.new {
             undone &= self.store.unclaim(*ip).is_ok();
+        }
+        if let Some(ip) = self.uncertain {
+            undone &= match self.store.holder(ip) {
+                Ok(Some(o)) if o == *self.owner => self.store.unclaim(ip).is_ok(),
+                Ok(_) => true,
+                Err(_) => false,
+            };
         }
         if undone {
             let _ = self.store.write_owner(self.owner, &self.base);

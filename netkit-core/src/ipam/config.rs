@@ -123,15 +123,29 @@ pub struct IpamConfig {
     /// Legacy single range: gateway.
     #[serde(default)]
     pub gateway: Option<String>,
-    /// Routes handed to the container.
-    #[serde(default)]
+    /// Routes handed to the container (`null` reads as none).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub routes: Vec<RouteConfig>,
-    /// Where the store lives (the pool's directory is `dataDir/<network name>`).
-    #[serde(default)]
+    /// Where the store lives (the pool's directory is `dataDir/<network name>`); `""` reads as
+    /// unset.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub data_dir: Option<PathBuf>,
-    /// A resolv.conf whose nameservers, domain, search and options go into the result.
-    #[serde(default)]
+    /// A resolv.conf whose nameservers, domain, search and options go into the result; `""`
+    /// reads as unset.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub resolv_conf: Option<PathBuf>,
+}
+
+/// `null` as an empty list, as host-local (Go) reads it.
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `""` (and `null`) as unset, as host-local (Go) reads an empty string.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from))
 }
 
 impl IpamConfig {
@@ -142,16 +156,20 @@ impl IpamConfig {
 
     /// Validate into a pool named `name` (the CNI network name).
     pub fn pool(&self, name: &str) -> Result<Pool, ConfigError> {
-        let sets: Vec<Vec<RangeConfig>> = match (&self.ranges, &self.subnet) {
-            (Some(r), _) if !r.is_empty() => r.clone(),
-            (_, Some(subnet)) => vec![vec![RangeConfig {
+        // As host-local: the legacy top-level range, if any, comes first, then `ranges`.
+        let mut sets: Vec<Vec<RangeConfig>> = Vec::new();
+        if let Some(subnet) = self.subnet.as_ref().filter(|s| !s.is_empty()) {
+            sets.push(vec![RangeConfig {
                 subnet: subnet.clone(),
                 range_start: self.range_start.clone(),
                 range_end: self.range_end.clone(),
                 gateway: self.gateway.clone(),
-            }]],
-            _ => return Err(ConfigError::NoRanges),
-        };
+            }]);
+        }
+        sets.extend(self.ranges.iter().flatten().cloned());
+        if sets.is_empty() {
+            return Err(ConfigError::NoRanges);
+        }
         let sets = sets
             .iter()
             .map(|set| RangeSet::new(set.iter().map(RangeConfig::validate).collect::<Result<_, _>>()?))
@@ -364,6 +382,19 @@ mod tests {
         assert_eq!(a.sets()[0].ranges()[0].start().to_string(), "10.1.0.10");
         let b = pool(r#"{"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "10.2.0.0/24"}]]}"#).unwrap();
         assert_eq!(b.sets()[0].ranges().len(), 2);
+    }
+
+    #[test]
+    fn legacy_beside_ranges_and_go_style_empties() {
+        let p = pool(
+            r#"{"subnet": "10.9.0.0/24", "ranges": [[{"subnet": "fd09::/64"}]], "routes": null,
+                         "dataDir": "", "resolvConf": ""}"#,
+        )
+        .unwrap();
+        assert_eq!(p.sets().len(), 2, "host-local puts the legacy range first");
+        assert!(p.sets()[0].is_ipv4() && !p.sets()[1].is_ipv4());
+        let cfg = IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24", "dataDir": "", "resolvConf": ""}"#).unwrap();
+        assert_eq!((cfg.data_dir, cfg.resolv_conf), (None, None));
     }
 
     #[test]

@@ -205,15 +205,20 @@ impl RangeSet {
     /// Every address of the set in allocation order, starting just after `last` (round robin,
     /// as host-local does) and wrapping around once. Reserved addresses are skipped.
     pub fn iter_after(&self, last: Option<IpAddr>) -> impl Iterator<Item = IpAddr> + '_ {
+        let n = self.ranges.len();
+        let v4 = self.is_ipv4();
         // Position of `last`: (range index, next address as u128). Unknown `last`: from the top.
+        // After a range's last address (which may be the top of the IPv6 space) comes the next
+        // range's first.
         let (ri, next) = last
             .and_then(|ip| {
                 let i = self.ranges.iter().position(|r| r.contains(ip))?;
-                Some((i, to_u128(ip) + 1))
+                Some(match to_u128(ip).checked_add(1) {
+                    Some(x) if x <= to_u128(self.ranges[i].end) => (i, x),
+                    _ => ((i + 1) % n, to_u128(self.ranges[(i + 1) % n].start)),
+                })
             })
             .unwrap_or((0, to_u128(self.ranges[0].start)));
-        let n = self.ranges.len();
-        let v4 = self.is_ipv4();
         // Range ri from `next`, the other ranges in order, then range ri up to `next`.
         (0..=n)
             .map(move |k| {
@@ -221,7 +226,8 @@ impl RangeSet {
                 let (s, e) = (to_u128(r.start), to_u128(r.end));
                 match k {
                     0 => (next, e),
-                    k if k == n => (s, next.saturating_sub(1).min(e)),
+                    k if k == n && next > s => (s, next - 1),
+                    k if k == n => (1, 0), // empty
                     _ => (s, e),
                 }
             })
@@ -354,5 +360,17 @@ mod tests {
     fn iterates_to_the_top_of_the_v6_space() {
         let set = RangeSet::new(vec![r("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126")]).unwrap();
         assert_eq!(set.iter_after(None).count(), 2);
+        // After the very last address of the space, round robin wraps instead of overflowing.
+        let top: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let after: Vec<String> = set.iter_after(Some(top)).map(|i| i.to_string()).collect();
+        assert_eq!(
+            after,
+            [
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            ]
+        );
+        let all = RangeSet::new(vec![r("::/0")]).unwrap();
+        assert_eq!(all.iter_after(Some(top)).next().unwrap().to_string(), "::2");
     }
 }

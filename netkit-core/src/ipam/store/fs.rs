@@ -15,11 +15,6 @@ use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 pub(crate) use crate::fsutil::unique_name as tmp_name;
 pub(crate) use crate::fsutil::{lock, read, Lock};
 
-/// The pid a scratch file name was made by.
-pub(crate) fn tmp_owner_pid(name: &str) -> Option<i32> {
-    name.split_once('.')?.0.parse().ok()
-}
-
 /// Where a store's scratch files come from and go to.
 ///
 /// Creating an inode is the dearest step of a record write (about 1 ms on some virtual disks,
@@ -63,11 +58,12 @@ impl Files {
             Err(e) => return Err(e),
         };
         for entry in entries.take(SPARE_TRIES) {
-            match fs::rename(entry?.path(), to) {
+            // NOREPLACE: never clobber a file at `to`, whoever put it there.
+            match renameat2(AT_FDCWD, &entry?.path(), AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => return Ok(true),
                 // Another process took it first.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(io::Error::from(e)),
             }
         }
         Ok(false)
@@ -112,7 +108,8 @@ impl Files {
         crash_point()?;
         match fs::rename(path, tmp_name(&self.spare)) {
             Ok(()) => sync_parent(path, self.sync).map(|()| true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            // Gone already, unless it is `spare/` that is missing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => Ok(false),
             Err(e) => Err(e),
         }
     }

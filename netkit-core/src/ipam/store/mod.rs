@@ -39,6 +39,8 @@ use super::{IpamError, Owner};
 
 const MARKER: &str = "netkit-ipam";
 const LOCK_SHARDS: u64 = 64;
+/// Scratch files older than this are leftovers of killed processes.
+pub const SCRATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Spare files GC leaves in `spare/`.
 const SPARE_KEEP: usize = 256;
 
@@ -104,6 +106,9 @@ impl Store {
             }
             None => store.init()?,
         }
+        // Stores made before `spare/` existed, or an admin who emptied it out: releases move
+        // files there, so it must exist (one mkdir, EEXIST as a rule).
+        std::fs::create_dir_all(&store.files.spare).map_err(io_err("create directory", &store.files.spare))?;
         Ok(store)
     }
 
@@ -180,7 +185,7 @@ impl Store {
 
     /// Who holds `ip`, if anyone.
     pub(crate) fn holder(&self, ip: IpAddr) -> Result<Option<Owner>> {
-        read_record(&self.ip_path(ip), record::decode_address)
+        read_record(&self.ip_path(ip), |text| record::decode_address(text, ip))
     }
 
     /// True when some owner holds `ip` (a `stat`, no read).
@@ -193,7 +198,7 @@ impl Store {
     pub(crate) fn claim(&self, ip: IpAddr, owner: &Owner) -> Result<bool> {
         let path = self.ip_path(ip);
         self.files
-            .create_exclusive(&path, &record::encode_address(owner))
+            .create_exclusive(&path, &record::encode_address(ip, owner))
             .map_err(io_err("create", &path))
     }
 
@@ -272,16 +277,20 @@ impl Store {
         Ok(out)
     }
 
-    /// Remove scratch files left by processes that no longer run; returns how many.
+    /// Remove scratch files left by killed processes; returns how many.
+    ///
+    /// A scratch file lives for microseconds, so one older than [`SCRATCH_MAX_AGE`] is
+    /// abandoned. Age, not "is its pid alive": plugins in other PID namespaces share this
+    /// directory and their pids mean nothing here.
     pub(crate) fn clean_scratch(&self) -> Result<usize> {
         let mut removed = 0;
+        let now = std::time::SystemTime::now();
         for path in list_dir(&self.tmp_dir)? {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let alive = fs::tmp_owner_pid(&name).is_some_and(|pid| {
-                pid == std::process::id() as i32
-                    || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(nix::errno::Errno::ESRCH)
-            });
-            if !alive && fs::remove(&path, false).map_err(io_err("remove", &path))? {
+            let old = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > SCRATCH_MAX_AGE)
+                .unwrap_or(false);
+            if old && fs::remove(&path, false).map_err(io_err("remove", &path))? {
                 removed += 1;
             }
         }

@@ -1,7 +1,8 @@
 //! The text records the store keeps, one line per file, checksummed so a truncated or damaged
 //! file is recognised instead of misread.
 //!
-//! * address file `ip/<address>`: `nk1 <container ID> <ifname> <checksum>`
+//! * address file `ip/<address>`: `nk1 <container ID> <ifname> <address> <checksum>` (the
+//!   address is checked against the file name: a record in the wrong place is corrupt)
 //! * owner file `owner/<container ID>:<ifname>`: `nk1 <container ID> <ifname> <addr,addr…|-> <checksum>`
 //!
 //! The checksum is FNV-1a (64 bit, hex) of everything before it on the line.
@@ -43,14 +44,17 @@ fn owner_of(id: &str, ifname: &str) -> Result<Owner, String> {
     Owner::new(id, ifname).map_err(|e| e.to_string())
 }
 
-/// The address file's content for `owner`.
-pub(crate) fn encode_address(owner: &Owner) -> String {
-    seal(format!("{MAGIC} {} {}", owner.container_id(), owner.ifname()))
+/// The address file's content for `ip` held by `owner`.
+pub(crate) fn encode_address(ip: IpAddr, owner: &Owner) -> String {
+    seal(format!("{MAGIC} {} {} {ip}", owner.container_id(), owner.ifname()))
 }
 
-/// Parse an address file.
-pub(crate) fn decode_address(text: &str) -> Result<Owner, String> {
-    let p = open(text, 3)?;
+/// Parse the address file of `ip`.
+pub(crate) fn decode_address(text: &str, ip: IpAddr) -> Result<Owner, String> {
+    let p = open(text, 4)?;
+    if p[3].parse::<IpAddr>().ok() != Some(ip) {
+        return Err(format!("it is the record of {}, not of {ip}", p[3]));
+    }
     owner_of(p[1], p[2])
 }
 
@@ -85,7 +89,12 @@ mod tests {
     #[test]
     fn round_trip_and_damage() {
         let o = Owner::new("c1", "eth0").unwrap();
-        assert_eq!(decode_address(&encode_address(&o)).unwrap(), o);
+        let ip: IpAddr = "10.0.0.12".parse().unwrap();
+        assert_eq!(decode_address(&encode_address(ip, &o), ip).unwrap(), o);
+        let other: IpAddr = "10.0.0.13".parse().unwrap();
+        assert!(decode_address(&encode_address(ip, &o), other)
+            .unwrap_err()
+            .contains("not of"));
         let ips: Vec<IpAddr> = vec!["10.0.0.12".parse().unwrap(), "fd00::2".parse().unwrap()];
         let text = encode_owner(&o, &ips);
         assert_eq!(decode_owner(&text).unwrap(), (o.clone(), ips));
