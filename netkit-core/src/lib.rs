@@ -15,6 +15,7 @@
 
 pub mod addr;
 pub mod events;
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 mod mac;

@@ -1,0 +1,3 @@
+//! Firewall support (nftables).
+
+pub(crate) mod nft;

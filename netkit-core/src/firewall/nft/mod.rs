@@ -1,0 +1,3 @@
+//! nftables.
+
+pub(crate) mod netlink;
