@@ -17,7 +17,7 @@
 //! registers want them: each field of a concatenation padded to 4 bytes,
 //! integers in the byte order of their nftables type.
 //!
-//! ```ignore
+//! ```text
 //! let sock = NftSocket::open(&ns)?;
 //! let mut batch = Batch::new();
 //! batch.add(Family::Inet, "t", "pm4", [Element::new(Data::new().inet_proto(6).inet_service(8080))
