@@ -289,16 +289,7 @@ async fn main() {
         } else {
             (Duration::ZERO, Duration::ZERO)
         };
-        let pm = bench_portmap(
-            n,
-            if n >= 10000 {
-                5
-            } else if quick {
-                5
-            } else {
-                20
-            },
-        );
+        let pm = bench_portmap(n, if n >= 10000 || quick { 5 } else { 20 });
         println!(
             "| {n} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
             ms(nft.0),

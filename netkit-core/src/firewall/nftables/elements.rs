@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
+use super::netlink;
 use crate::firewall::model::{Isolation, Masquerade, Network, PortMapping, Rules};
 
 /// One field of a concatenated key or value.
@@ -188,4 +189,29 @@ pub(crate) fn key_text(e: &Element) -> String {
             .collect(),
     };
     fields.join(" . ")
+}
+
+fn to_data(fields: &[Field]) -> Result<netlink::Data, netlink::NftError> {
+    let mut d = netlink::Data::new();
+    for f in fields {
+        d = match f {
+            Field::Ip(ip) => d.ip_addr(*ip),
+            Field::Proto(p) => d.inet_proto(*p),
+            Field::Port(p) => d.inet_service(*p),
+            Field::Ifname(n) => d.ifname(n)?,
+        };
+    }
+    Ok(d)
+}
+
+/// The element for a netlink batch.
+pub(crate) fn to_netlink(e: &Element) -> Result<netlink::Element, netlink::NftError> {
+    let mut el = match &e.key_end {
+        None => netlink::Element::new(to_data(&e.key)?),
+        Some(end) => netlink::Element::range(to_data(&e.key)?, to_data(end)?),
+    };
+    if let Some(Data::Value(v)) = &e.data {
+        el = el.value(to_data(v)?);
+    }
+    Ok(el.comment(e.comment.clone()))
 }

@@ -6,6 +6,7 @@
 
 mod elements;
 mod libnft;
+pub(crate) mod netlink;
 pub mod ruleset;
 
 use std::fmt::Write;
@@ -34,9 +35,13 @@ impl Nftables {
                 reason,
             };
             libnft::available().map_err(unavailable)?;
-            libnft::run(&ns, "list tables").map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;
+            let socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
+            socket
+                .table_exists(netlink::Family::Inet, &options.name)
+                .map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;
             let backend = NftBackend {
                 ns: ns.clone(),
+                socket,
                 table: options.name.clone(),
                 mark: options.masquerade_mark,
             };
@@ -53,6 +58,8 @@ impl Nftables {
 
 pub(crate) struct NftBackend {
     ns: NetNs,
+    /// nf_tables netlink, for element changes (the hot path).
+    socket: netlink::NftSocket,
     table: String,
     mark: u32,
 }
@@ -67,10 +74,37 @@ impl NftBackend {
         })
     }
 
+    fn kernel_err(&self, op: &str) -> impl FnOnce(netlink::NftError) -> FirewallError + '_ {
+        let op = op.to_string();
+        move |e| FirewallError::Kernel {
+            driver: "nftables",
+            netns: self.ns.to_string(),
+            op,
+            reason: e.to_string(),
+        }
+    }
+
     fn table_exists(&self) -> Result<bool> {
-        let out = self.run("list tables", "list tables")?;
-        let want = format!("table inet {}", self.table);
-        Ok(out.lines().any(|l| l.trim() == want))
+        self.socket
+            .table_exists(netlink::Family::Inet, &self.table)
+            .map_err(self.kernel_err("look up table"))
+    }
+
+    /// One netlink batch: destroy `removed`'s elements, create `added`'s ("create": a key
+    /// another owner holds fails the whole batch with EEXIST).
+    fn element_batch(&self, owner: &str, removed: &Rules, added: &Rules) -> Result<netlink::Batch> {
+        let mut batch = netlink::Batch::new();
+        for (rules, create) in [(removed, false), (added, true)] {
+            for e in elements::of_rules(rules, owner) {
+                let el = elements::to_netlink(&e).map_err(self.kernel_err("encode element"))?;
+                if create {
+                    batch.create(netlink::Family::Inet, &self.table, e.set, [el]);
+                } else {
+                    batch.destroy(netlink::Family::Inet, &self.table, e.set, [el]);
+                }
+            }
+        }
+        Ok(batch)
     }
 
     /// Element commands for `rules` of `owner`.
@@ -104,35 +138,37 @@ impl Backend for NftBackend {
     fn apply(&self, owner: &str, old: &Rules, new: &Rules, _state: &StateDir) -> Result<()> {
         let removed = old.minus(new);
         let added = new.minus(old);
-        let mut deletes = String::new();
-        self.element_commands("delete", &removed, owner, &mut deletes);
-        let mut rest = String::new();
-        // "create": a key another owner holds fails the whole transaction (EEXIST).
-        self.element_commands("create", &added, owner, &mut rest);
-        self.service_commands(old, new, &mut rest);
-        let mut text = String::new();
-        if !self.table_exists()? {
-            if added.is_empty() && new.services == old.services {
-                // Nothing to add and no table: whatever was to be removed is gone already.
+        let batch = self.element_batch(owner, &removed, &added)?;
+        let mut services = String::new();
+        self.service_commands(old, new, &mut services);
+        let send = |batch: &netlink::Batch| -> Result<()> {
+            if batch.is_empty() {
                 return Ok(());
             }
-            text.push_str(&ruleset::skeleton(&self.table, self.mark));
-            deletes.clear();
-        }
-        text.push_str(&deletes);
-        text.push_str(&rest);
-        match self.run("apply", &text) {
-            Ok(_) => Ok(()),
-            // An element recorded in the state but never applied (a process killed between
-            // the two): delete the rest one by one, then apply the additions.
-            Err(_) if !deletes.is_empty() => {
-                for cmd in deletes.lines() {
-                    let _ = self.run("delete element", cmd);
-                }
-                self.run("apply", &rest).map(drop)
+            self.socket.send(batch).map_err(self.kernel_err("apply"))
+        };
+        if services.is_empty() {
+            // The hot path: elements only, one netlink batch, no libnftables.
+            match send(&batch) {
+                Err(FirewallError::Kernel { .. }) if !self.table_exists()? => {}
+                other => return other,
             }
-            Err(e) => Err(e),
+            // No table (first owner, or someone flushed the ruleset): only additions matter.
+            if added.is_empty() {
+                return Ok(());
+            }
+            self.run("create table", &ruleset::skeleton(&self.table, self.mark))?;
+            let only_added = self.element_batch(owner, &Rules::default(), &added)?;
+            return send(&only_added);
         }
+        // Services change chains: nft text through libnftables, after the element batch.
+        if !self.table_exists()? {
+            self.run("create table", &ruleset::skeleton(&self.table, self.mark))?;
+            send(&self.element_batch(owner, &Rules::default(), &added)?)?;
+        } else {
+            send(&batch)?;
+        }
+        self.run("apply services", &services).map(drop)
     }
 
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()> {
