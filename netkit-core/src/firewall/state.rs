@@ -6,6 +6,7 @@
 //! owners/<hex>.json     one owner's Rules (file name: the owner string, hex-encoded)
 //! ports/<proto>.<port>  index: which owners map this host port (conflict checks without a scan)
 //! services/<hex>        index: the owner of each service name
+//! tmp/, spare/          scratch files, and released files kept for reuse (see fsutil::files)
 //! ```
 //!
 //! Order of writes, so a process killed at any instant leaves nothing unaccounted for: an owner's
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::error::Result;
 use super::model::{PortMapping, Rules};
 use super::FirewallError;
-use crate::fsutil;
+use crate::fsutil::{self, files};
 
 /// The state directory of one firewall (one namespace).
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ pub(crate) struct StateDir {
     owners: PathBuf,
     ports: PathBuf,
     services: PathBuf,
+    files: files::Files,
 }
 
 /// One claim in the port index.
@@ -58,8 +60,20 @@ impl StateDir {
             owners: root.join("owners"),
             ports: root.join("ports"),
             services: root.join("services"),
+            files: files::Files {
+                tmp: root.join("tmp"),
+                spare: root.join("spare"),
+                sync: false,
+            },
         };
-        for d in [&dir.root, &dir.owners, &dir.ports, &dir.services] {
+        for d in [
+            &dir.root,
+            &dir.owners,
+            &dir.ports,
+            &dir.services,
+            &dir.files.tmp,
+            &dir.files.spare,
+        ] {
             std::fs::create_dir_all(d).map_err(FirewallError::state("create directory", d))?;
         }
         Ok(dir)
@@ -91,12 +105,16 @@ impl StateDir {
     pub(crate) fn set_rules(&self, owner: &str, rules: &Rules) -> Result<()> {
         let path = self.owner_path(owner);
         if rules.is_empty() {
-            return fsutil::remove(&path)
+            return self
+                .files
+                .retire(&path)
                 .map(drop)
                 .map_err(FirewallError::state("remove", &path));
         }
-        let text = serde_json::to_vec_pretty(rules).expect("rules serialise");
-        fsutil::write_atomic(&path, &text).map_err(FirewallError::state("write", &path))
+        let text = serde_json::to_string_pretty(rules).expect("rules serialise");
+        self.files
+            .replace(&path, &text)
+            .map_err(FirewallError::state("write", &path))
     }
 
     /// Every owner with a state file (a scan: GC, reconcile).
@@ -135,8 +153,13 @@ impl StateDir {
     pub(crate) fn set_service_owner(&self, name: &str, owner: Option<&str>) -> Result<()> {
         let path = self.services.join(hex(name));
         match owner {
-            Some(o) => fsutil::write_atomic(&path, o.as_bytes()).map_err(FirewallError::state("write", &path)),
-            None => fsutil::remove(&path)
+            Some(o) => self
+                .files
+                .replace(&path, o)
+                .map_err(FirewallError::state("write", &path)),
+            None => self
+                .files
+                .retire(&path)
                 .map(drop)
                 .map_err(FirewallError::state("remove", &path)),
         }
@@ -176,7 +199,9 @@ impl StateDir {
 
     fn write_claims(&self, path: &Path, claims: &[PortClaim]) -> Result<()> {
         if claims.is_empty() {
-            return fsutil::remove(path)
+            return self
+                .files
+                .retire(path)
                 .map(drop)
                 .map_err(FirewallError::state("remove", path));
         }
@@ -187,7 +212,9 @@ impl StateDir {
                 format!("{}\t{ip}\t{}\n", hex(&c.owner), if c.ipv4 { 4 } else { 6 })
             })
             .collect();
-        fsutil::write_atomic(path, text.as_bytes()).map_err(FirewallError::state("write", path))
+        self.files
+            .replace(path, &text)
+            .map_err(FirewallError::state("write", path))
     }
 
     /// Who else maps a host port `m` covers in a way that overlaps it.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use proptest::prelude::*;
 
-use super::store::fs::crash_after;
 use super::*;
+use crate::fsutil::files::crash_after;
 
 /// A temp directory removed on drop.
 struct TempDir(PathBuf);

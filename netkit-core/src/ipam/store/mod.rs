@@ -28,7 +28,7 @@
 //! kernel's). With [`StoreOptions::sync`] every change is fsynced (file and directory) so it
 //! also survives a power cut, at a cost of milliseconds per change on most disks.
 
-pub(crate) mod fs;
+pub(crate) use crate::fsutil::files as fs;
 mod record;
 
 use std::net::IpAddr;

@@ -1,13 +1,16 @@
 //! Small file primitives shared by the stores that keep state on disk (IPAM, firewall): whole
-//! files replaced atomically, `flock` locks, reads where "missing" is an answer.
+//! files replaced atomically with recycled inodes ([`files`]), `flock` locks, reads where
+//! "missing" is an answer, a stable hash.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
+
+pub(crate) mod files;
 
 /// A name no other writer uses: `<dir>/<pid>.<token>.<counter>`. The random per-process token
 /// keeps names apart across PID namespaces (two containers' plugins can share a pid).
@@ -37,32 +40,11 @@ fn random_u64() -> u64 {
     t ^ (&buf as *const _ as u64).rotate_left(32)
 }
 
-/// Replace `path` with `content` atomically (write a sibling scratch file, rename it over).
-pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let scratch = dir.join(format!(".{}.tmp", unique_name(Path::new("")).display()));
-    let mut f = OpenOptions::new().write(true).create_new(true).open(&scratch)?;
-    f.write_all(content)?;
-    drop(f);
-    fs::rename(&scratch, path).inspect_err(|_| {
-        let _ = fs::remove_file(&scratch);
-    })
-}
-
 /// Read a whole file as text; `None` when it does not exist.
 pub(crate) fn read(path: &Path) -> io::Result<Option<String>> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Remove a file; "already gone" is success (`Ok(false)`).
-pub(crate) fn remove(path: &Path) -> io::Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -1,4 +1,5 @@
-//! The few file operations the store is built from, each atomic on its own:
+//! The few file operations record stores (IPAM, firewall state) are built from, each atomic on
+//! its own:
 //! a whole file appears at its name or nothing does (write to `tmp/`, then rename), and an
 //! address is claimed by one rename that refuses to replace (`RENAME_NOREPLACE`, or `link(2)` on
 //! file systems without it). A process killed between two of these leaves only whole files.
@@ -10,10 +11,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 
-/// A unique scratch file name in `tmp`: `<pid>.<counter>`; [`tmp_owner_pid`] reads the pid back
-/// so garbage collection can remove scratch files of dead processes.
-pub(crate) use crate::fsutil::unique_name as tmp_name;
-pub(crate) use crate::fsutil::{lock, read, Lock};
+/// A unique scratch file name in `tmp`.
+pub(crate) use super::unique_name as tmp_name;
+pub(crate) use super::{lock, read, Lock};
 
 /// Where a store's scratch files come from and go to.
 ///
