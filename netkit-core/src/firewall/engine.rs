@@ -76,16 +76,38 @@ impl<B: Backend> Engine<B> {
     /// See [`super::Firewall::add`].
     pub(crate) fn add(&self, owner: &str, rules: &Rules) -> Result<()> {
         check_owner(owner)?;
+        let rules = rules.normalized();
         rules.validate()?;
         let state = self.state();
         let _lock = state.lock()?;
         let old = state.rules(owner)?;
-        let new = old.union(rules);
+        let new = old.union(&rules);
         new.validate()?;
         if new == old {
             return Ok(());
         }
+        if let Some((a, b)) = new.overlap() {
+            return Err(FirewallError::Conflict {
+                what: b.to_string(),
+                other: a.to_string(),
+                owner: owner.to_string(),
+            });
+        }
         let added = new.minus(&old);
+        for m in &added.masquerades {
+            let key = shared_key_masq(m);
+            if let Some((o, net)) = state
+                .sharers(&key)?
+                .into_iter()
+                .find(|(o, net)| o != owner && *net != m.network.to_string())
+            {
+                return Err(FirewallError::Conflict {
+                    what: format!("masquerade of {} (network {})", m.source, m.network),
+                    other: format!("masquerade of {} (network {net})", m.source),
+                    owner: o,
+                });
+            }
+        }
         for m in &added.port_mappings {
             if let Some((port, c)) = state.port_conflict(owner, m)? {
                 return Err(FirewallError::Conflict {
@@ -115,7 +137,7 @@ impl<B: Backend> Engine<B> {
         // the kernel may hold.
         state.set_rules(owner, &new)?;
         let indexed = self.index(owner, &added, true);
-        let applied = indexed.and_then(|()| self.backend().apply(owner, &old, &new, state));
+        let applied = indexed.and_then(|()| self.apply_shared(owner, &old, &new));
         if let Err(e) = applied {
             let _ = self.index(owner, &added, false);
             let _ = state.set_rules(owner, &old);
@@ -128,20 +150,54 @@ impl<B: Backend> Engine<B> {
     }
 
     fn index(&self, owner: &str, rules: &Rules, add: bool) -> Result<()> {
+        let state = self.state();
         for m in &rules.port_mappings {
-            self.state().index_ports(owner, m, add)?;
+            state.index_ports(owner, m, add)?;
         }
         for s in &rules.services {
-            self.state().set_service_owner(&s.name, add.then_some(owner))?;
+            state.set_service_owner(&s.name, add.then_some(owner))?;
+        }
+        for (key, detail) in shared_keys(rules) {
+            state.index_shared(&key, owner, &detail, add)?;
         }
         Ok(())
+    }
+
+    /// Objects of `rules` that another owner holds too (the kernel holds them once, for all).
+    fn shared_elsewhere(&self, owner: &str, rules: &Rules) -> Result<Rules> {
+        let state = self.state();
+        let mut out = Rules::default();
+        let held = |key: &str| -> Result<bool> { Ok(state.sharers(key)?.iter().any(|(o, _)| o != owner)) };
+        for n in &rules.networks {
+            if held(&shared_key_network(n))? {
+                out.networks.push(n.clone());
+            }
+        }
+        for i in &rules.isolations {
+            if held(&shared_key_isolation(i))? {
+                out.isolations.push(i.clone());
+            }
+        }
+        for m in &rules.masquerades {
+            if held(&shared_key_masq(m))? {
+                out.masquerades.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apply `old` → `new` for `owner`, leaving alone the objects other owners hold too.
+    fn apply_shared(&self, owner: &str, old: &Rules, new: &Rules) -> Result<()> {
+        let elsewhere = self.shared_elsewhere(owner, &old.union(new))?;
+        self.backend()
+            .apply(owner, &old.minus(&elsewhere), &new.minus(&elsewhere), self.state())
     }
 
     /// See [`super::Firewall::remove`].
     pub(crate) fn remove(&self, owner: &str, rules: &Rules) -> Result<()> {
         check_owner(owner)?;
         let _lock = self.state().lock()?;
-        self.remove_locked(owner, rules).map(drop)
+        self.remove_locked(owner, &rules.normalized()).map(drop)
     }
 
     /// Remove `rules` from `owner` with the lock held; returns what was removed.
@@ -154,7 +210,7 @@ impl<B: Backend> Engine<B> {
         }
         let removed = old.minus(&new);
         // Kernel first, state last: the state keeps naming what the kernel may still hold.
-        self.backend().apply(owner, &old, &new, state)?;
+        self.apply_shared(owner, &old, &new)?;
         self.index(owner, &removed, false)?;
         state.set_rules(owner, &new)?;
         if state.no_owners()? {
@@ -194,12 +250,12 @@ impl<B: Backend> Engine<B> {
         svc.validate()?;
         if add {
             state.set_rules(&owner, &new)?;
-            if let Err(e) = self.backend().apply(&owner, &old, &new, state) {
+            if let Err(e) = self.apply_shared(&owner, &old, &new) {
                 let _ = state.set_rules(&owner, &old);
                 return Err(e);
             }
         } else {
-            self.backend().apply(&owner, &old, &new, state)?;
+            self.apply_shared(&owner, &old, &new)?;
             state.set_rules(&owner, &new)?;
         }
         Ok(())
@@ -255,4 +311,38 @@ pub(crate) fn state_dir(ns: &NetNs, options: &FirewallOptions) -> Result<PathBuf
         Some(d) => Ok(d.clone()),
         None => default_state_dir(ns),
     }
+}
+
+fn shared_key_network(n: &super::Network) -> String {
+    format!("net:{}:{}", n.interface, n.subnet)
+}
+
+fn shared_key_isolation(i: &super::Isolation) -> String {
+    format!("iso:{}:{}", i.a, i.b)
+}
+
+fn shared_key_masq(m: &super::Masquerade) -> String {
+    format!("masq:{}", m.source)
+}
+
+/// The shared-object index entries of `rules`: (key, detail).
+fn shared_keys(rules: &Rules) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = rules
+        .networks
+        .iter()
+        .map(|n| (shared_key_network(n), String::new()))
+        .collect();
+    out.extend(
+        rules
+            .isolations
+            .iter()
+            .map(|i| (shared_key_isolation(i), String::new())),
+    );
+    out.extend(
+        rules
+            .masquerades
+            .iter()
+            .map(|m| (shared_key_masq(m), m.network.to_string())),
+    );
+    out
 }

@@ -563,13 +563,32 @@ impl Rules {
         }
     }
 
-    /// Validate every object, and refuse overlapping host ports within the set.
-    pub fn validate(&self) -> Result<(), FirewallError> {
-        for (i, m) in self.port_mappings.iter().enumerate() {
-            m.validate()?;
-            if let Some(o) = self.port_mappings[..i].iter().find(|o| o.overlaps(m) && *o != m) {
-                return Err(FirewallError::invalid(format!("port mappings {o} and {m} overlap")));
+    /// Two different port mappings of the set that would catch the same packet.
+    pub fn overlap(&self) -> Option<(&PortMapping, &PortMapping)> {
+        self.port_mappings.iter().enumerate().find_map(|(i, m)| {
+            self.port_mappings[..i]
+                .iter()
+                .find(|o| o.overlaps(m) && *o != m)
+                .map(|o| (o, m))
+        })
+    }
+
+    /// The same rules with each isolated pair in one canonical order (`a` < `b`).
+    pub fn normalized(&self) -> Rules {
+        let mut r = self.clone();
+        for i in &mut r.isolations {
+            if i.a > i.b {
+                std::mem::swap(&mut i.a, &mut i.b);
             }
+        }
+        r
+    }
+
+    /// Validate every object (overlaps between objects are the firewall's to judge: see
+    /// [`Rules::overlap`]).
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        for m in &self.port_mappings {
+            m.validate()?;
         }
         self.masquerades.iter().try_for_each(Masquerade::validate)?;
         self.networks.iter().try_for_each(Network::validate)?;
@@ -634,10 +653,10 @@ mod tests {
         let e = PortMapping::new(Protocol::Tcp, 8010, ip("10.0.0.3"), 80).host_ip(ip("192.0.2.2"));
         assert!(a.overlaps(&b) && !a.overlaps(&c) && a.overlaps(&d) && !d.overlaps(&e));
         let rules = Rules {
-            port_mappings: vec![a, b],
+            port_mappings: vec![a.clone(), b.clone()],
             ..Default::default()
         };
-        assert!(rules.validate().unwrap_err().to_string().contains("overlap"));
+        assert_eq!(rules.overlap(), Some((&a, &b)));
     }
 
     #[test]

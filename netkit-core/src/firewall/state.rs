@@ -6,6 +6,8 @@
 //! owners/<hex>.json     one owner's Rules (file name: the owner string, hex-encoded)
 //! ports/<proto>.<port>  index: which owners map this host port (conflict checks without a scan)
 //! services/<hex>        index: the owner of each service name
+//! shared/<hex>          index: owners of an object several may hold (a network, an isolated
+//!                       pair, a masquerade source); the kernel holds it once
 //! tmp/, spare/          scratch files, and released files kept for reuse (see fsutil::files)
 //! ```
 //!
@@ -29,6 +31,7 @@ pub(crate) struct StateDir {
     owners: PathBuf,
     ports: PathBuf,
     services: PathBuf,
+    shared: PathBuf,
     files: files::Files,
 }
 
@@ -60,6 +63,7 @@ impl StateDir {
             owners: root.join("owners"),
             ports: root.join("ports"),
             services: root.join("services"),
+            shared: root.join("shared"),
             files: files::Files {
                 tmp: root.join("tmp"),
                 spare: root.join("spare"),
@@ -163,6 +167,48 @@ impl StateDir {
                 .map(drop)
                 .map_err(FirewallError::state("remove", &path)),
         }
+    }
+
+    /// Holders of a shared object: `(owner, detail)` pairs.
+    pub(crate) fn sharers(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let path = self.shared.join(hex(key));
+        let Some(text) = fsutil::read(&path).map_err(FirewallError::state("read", &path))? else {
+            return Ok(Vec::new());
+        };
+        text.lines()
+            .map(|l| {
+                let (o, d) = l.split_once('\t').unwrap_or((l, ""));
+                unhex(o)
+                    .map(|o| (o, d.to_string()))
+                    .ok_or_else(|| FirewallError::Corrupt {
+                        path: path.clone(),
+                        reason: format!("bad line {l:?}"),
+                    })
+            })
+            .collect()
+    }
+
+    /// Record (`add`) or drop `owner` as a holder of a shared object.
+    pub(crate) fn index_shared(&self, key: &str, owner: &str, detail: &str, add: bool) -> Result<()> {
+        let path = self.shared.join(hex(key));
+        let mut holders = self.sharers(key)?;
+        let had = holders.iter().any(|(o, _)| o == owner);
+        match (add, had) {
+            (true, false) => holders.push((owner.to_string(), detail.to_string())),
+            (false, true) => holders.retain(|(o, _)| o != owner),
+            _ => return Ok(()),
+        }
+        if holders.is_empty() {
+            return self
+                .files
+                .retire(&path)
+                .map(drop)
+                .map_err(FirewallError::state("remove", &path));
+        }
+        let text: String = holders.iter().map(|(o, d)| format!("{}\t{d}\n", hex(o))).collect();
+        self.files
+            .replace(&path, &text)
+            .map_err(FirewallError::state("write", &path))
     }
 
     fn port_path(&self, m: &PortMapping, port: u16) -> PathBuf {
