@@ -215,7 +215,17 @@ fn proto_port(p: Protocol, port: u16) -> String {
 }
 
 fn comment(owner: &str) -> String {
-    format!("-m comment --comment \"{owner}\"")
+    format!("-m comment --comment {}", save_string(owner))
+}
+
+/// A string argument as `iptables-save` prints it: bare when made of letters, digits, `_`
+/// and `-` only, else in double quotes (the strings netkit writes hold no quote or backslash).
+pub(crate) fn save_string(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        s.to_string()
+    } else {
+        format!("\"{s}\"")
+    }
 }
 
 fn dnat_target(ip: IpAddr, port: u16) -> String {
@@ -500,7 +510,7 @@ pub(crate) fn restore_input(
     }
     for (b, c) in &jumps {
         if !kept.contains(&(*b, c.as_str())) {
-            let _ = writeln!(text, "-I {b} 1 -m comment --comment \"{label}\" -j {c}");
+            let _ = writeln!(text, "-I {b} 1 -m comment --comment {} -j {c}", save_string(label));
         }
     }
     Some(format!("*{table}\n{text}COMMIT\n"))
@@ -593,8 +603,8 @@ mod tests {
         let saved = save::parse(
             "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
              :NETKIT-PREROUTING - [0:0]\n:NETKIT-SVC-old - [0:0]\n:OTHER - [0:0]\n\
-             -A PREROUTING -m comment --comment \"netkit\" -j NETKIT-PREROUTING\n\
-             -A PREROUTING -m comment --comment \"netkit\" -j NETKIT-PREROUTING\n\
+             -A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING\n\
+             -A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING\n\
              -A OUTPUT -j NETKIT-SVC-old\nCOMMIT\n",
         );
         let nat = saved.table("nat");
@@ -604,14 +614,14 @@ mod tests {
         }];
         let text = restore_input(&n, "nat", "netkit", Some(&want), &nat).unwrap();
         let expect = "*nat\n\
-            -D PREROUTING -m comment --comment \"netkit\" -j NETKIT-PREROUTING\n\
+            -D PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING\n\
             -D OUTPUT -j NETKIT-SVC-old\n\
             :NETKIT-PREROUTING - [0:0]\n\
             :NETKIT-SVC-old - [0:0]\n\
             -A NETKIT-PREROUTING -j RETURN\n\
             -X NETKIT-SVC-old\n\
-            -I OUTPUT 1 -m comment --comment \"netkit\" -j NETKIT-OUTPUT\n\
-            -I POSTROUTING 1 -m comment --comment \"netkit\" -j NETKIT-POSTROUTING\n\
+            -I OUTPUT 1 -m comment --comment netkit -j NETKIT-OUTPUT\n\
+            -I POSTROUTING 1 -m comment --comment netkit -j NETKIT-POSTROUTING\n\
             COMMIT\n";
         assert_eq!(text, expect);
         let clear = restore_input(&n, "nat", "netkit", None, &nat).unwrap();
