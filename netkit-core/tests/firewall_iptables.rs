@@ -25,7 +25,10 @@ fn usable(test: &str) -> bool {
         .iter()
         .any(|p| std::path::Path::new(p).exists());
     if !found {
-        report_skip(&format!("firewall_iptables::{test}"), "iptables-restore is not installed");
+        report_skip(
+            &format!("firewall_iptables::{test}"),
+            "iptables-restore is not installed",
+        );
         return false;
     }
     true
@@ -108,7 +111,10 @@ fn without_empty_tables(text: &str) -> String {
 /// The rules (`-A CHAIN …` lines) of one chain, in order.
 fn chain(save: &str, name: &str) -> Vec<String> {
     let head = format!("-A {name} ");
-    save.lines().filter(|l| l.starts_with(&head)).map(str::to_string).collect()
+    save.lines()
+        .filter(|l| l.starts_with(&head))
+        .map(str::to_string)
+        .collect()
 }
 
 /// One table's part of a save text.
@@ -199,7 +205,10 @@ async fn port_mappings_add_and_remove() {
         ["-A NETKIT-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"c1:eth0\" -j DNAT --to-destination [fd00::5]:80"]
     );
     assert!(!s6.contains("127.0.0.0/8"), "no localhost rule in IPv6:\n{s6}");
-    assert_has(&s6, &["-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE"]);
+    assert_has(
+        &s6,
+        &["-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE"],
+    );
 
     // Removing the only IPv6 object removes every IPv6 chain and jump.
     f.fw.remove(
@@ -322,7 +331,10 @@ async fn masquerades_networks_and_isolation() {
     assert_eq!(u4.len(), 10);
     assert!(u4[9].contains("-s 10.99.0.2/32 -m comment --comment net2 -j MASQUERADE"));
     f.fw.teardown("net2").await.unwrap();
-    assert_eq!(chain(&f.save4(), "NETKIT-POSTROUTING"), chain(&s4, "NETKIT-POSTROUTING"));
+    assert_eq!(
+        chain(&f.save4(), "NETKIT-POSTROUTING"),
+        chain(&s4, "NETKIT-POSTROUTING")
+    );
 
     f.fw.teardown("net1").await.unwrap();
     assert!(!f.save4().contains("NETKIT") && !f.save6().contains("NETKIT"));
@@ -349,7 +361,8 @@ async fn services_and_endpoints() {
         .masquerade(true)
         .endpoint(Endpoint::new(ip("10.88.0.5"), 8080))
         .endpoint(Endpoint::new(ip("10.88.0.6"), 8080));
-    let db = Service::new("default/db", Protocol::Udp, ip("10.96.0.11"), 53).endpoint(Endpoint::new(ip("10.88.0.9"), 5353));
+    let db =
+        Service::new("default/db", Protocol::Udp, ip("10.96.0.11"), 53).endpoint(Endpoint::new(ip("10.88.0.9"), 5353));
     let web6 = Service::new("default/web6", Protocol::Tcp, ip("fd00:96::10"), 80)
         .affinity(Duration::from_secs(5))
         .endpoint(Endpoint::new(ip("fd00::5"), 8080));
@@ -428,7 +441,9 @@ async fn services_and_endpoints() {
         &s6,
         &[
             &format!("-A {sep6} -s fd00::5/128 {c} -j MARK --set-xmark 0x2000/0x2000"),
-            &format!("-A {sep6} -m recent --set --name {sep6} --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource {c}"),
+            &format!(
+                "-A {sep6} -m recent --set --name {sep6} --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource {c}"
+            ),
             &format!("-A {sep6} -p tcp {c} -j DNAT --to-destination [fd00::5]:8080"),
         ],
     );
@@ -451,7 +466,10 @@ async fn services_and_endpoints() {
     assert!(rules[4].contains(&format!("--probability 0.33333333349 {c} -j {sep0}")));
     assert!(rules[5].contains(&format!("--probability 0.50000000000 {c} -j {sep1}")));
     assert_eq!(rules[6], format!("-A {svc} {c} -j {sep2}"));
-    assert_has(&t, &[&format!("-A {sep2} -p tcp {c} -j DNAT --to-destination 10.88.0.7:8080")]);
+    assert_has(
+        &t,
+        &[&format!("-A {sep2} -p tcp {c} -j DNAT --to-destination 10.88.0.7:8080")],
+    );
 
     // Back to two: the same rules as before, the third chain gone.
     f.fw.remove_endpoint("default/web", third).await.unwrap();
@@ -462,7 +480,10 @@ async fn services_and_endpoints() {
         f.fw.remove_endpoint("default/web", *ep).await.unwrap();
     }
     let u = f.save4();
-    assert_eq!(chain(&u, &svc), [format!("-A {svc} {c} -j MARK --set-xmark 0x2000/0x2000")]);
+    assert_eq!(
+        chain(&u, &svc),
+        [format!("-A {svc} {c} -j MARK --set-xmark 0x2000/0x2000")]
+    );
     assert!(!u.contains(&format!("-SEP-{id}-")), "{u}");
     assert_eq!(
         chain(&u, "NETKIT-SERVICES")
@@ -554,7 +575,14 @@ async fn teardown_of_every_owner_restores_the_original_ruleset() {
             "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
         ]
     );
-    assert_has(&s4, &[":FORWARD DROP [0:0]", "-A FORWARD -j DOCKER-USER", "-A DOCKER -i docker0 -j RETURN"]);
+    assert_has(
+        &s4,
+        &[
+            ":FORWARD DROP [0:0]",
+            "-A FORWARD -j DOCKER-USER",
+            "-A DOCKER -i docker0 -j RETURN",
+        ],
+    );
     assert_eq!(chain(&s4, "NETKIT-HOSTPORTS").len(), 3);
 
     // Adding the same again changes nothing.
@@ -616,8 +644,16 @@ async fn reconcile_restores_flushed_rules() {
     f.fw.reconcile().await.unwrap();
     // The flush took the other program's nat rules too; ours are back, jumps first.
     let r4 = f.save4();
-    assert_eq!(chain(&table(&r4, "nat"), "PREROUTING"), ["-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING"]);
-    let ours = |text: &str| -> Vec<String> { text.lines().filter(|l| l.contains("NETKIT")).map(str::to_string).collect() };
+    assert_eq!(
+        chain(&table(&r4, "nat"), "PREROUTING"),
+        ["-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING"]
+    );
+    let ours = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("NETKIT"))
+            .map(str::to_string)
+            .collect()
+    };
     assert_eq!(ours(&r4), ours(&s4));
     assert_eq!(f.save6(), s6);
 
@@ -675,7 +711,11 @@ async fn conflicts_and_kernel_errors() {
     assert!(!f.save4().contains("NETKIT"));
 
     // A name that makes no chain prefix.
-    let bad = Iptables::open(&f.t.ns, FirewallOptions::default().name("much-too-long").state_dir(&f.dir)).await;
+    let bad = Iptables::open(
+        &f.t.ns,
+        FirewallOptions::default().name("much-too-long").state_dir(&f.dir),
+    )
+    .await;
     assert!(matches!(bad, Err(FirewallError::Invalid { .. })));
     // A custom prefix.
     let dir = std::env::temp_dir().join(unique("iptstate"));
@@ -743,9 +783,9 @@ async fn tcp_through_a_port_mapping_and_a_service() {
         networks: vec![Network::new("cni0", "10.88.0.0/24".parse().unwrap())],
         port_mappings: vec![PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.5"), 80)],
         masquerades: vec![Masquerade::address(ip("10.88.0.5"), "10.88.0.0/24".parse().unwrap())],
-        services: vec![
-            Service::new("default/web", Protocol::Tcp, ip("10.96.0.10"), 80).endpoint(Endpoint::new(ip("10.88.0.5"), 80))
-        ],
+        services: vec![Service::new("default/web", Protocol::Tcp, ip("10.96.0.10"), 80)
+            .affinity(Duration::from_secs(60))
+            .endpoint(Endpoint::new(ip("10.88.0.5"), 80))],
         ..Default::default()
     };
     f.fw.add("ctr:eth0", &rules).await.unwrap();
@@ -762,6 +802,23 @@ async fn tcp_through_a_port_mapping_and_a_service() {
     assert_eq!(ask(&client.ns, "10.96.0.10:80").unwrap(), "hello 192.0.2.2");
     assert_eq!(ask(&ctr.ns, "10.96.0.10:80").unwrap(), "hello 10.88.0.1");
     server.join().unwrap();
+
+    // The affinity list remembers both clients, and survives the rewrite of every chain that
+    // another owner's change makes.
+    let svc = jump_target(&f.save4(), "NETKIT-SERVICES", "-d 10.96.0.10/32");
+    let recent = format!("cat /proc/net/xt_recent/{}-0", svc.replace("-SVC-", "-SEP-"));
+    let seen = f.t.sh(&recent);
+    assert!(
+        seen.contains("src=192.0.2.2 ") && seen.contains("src=10.88.0.5 "),
+        "{seen}"
+    );
+    let other = Rules {
+        port_mappings: vec![PortMapping::new(Protocol::Udp, 9999, ip("10.88.0.9"), 53)],
+        ..Default::default()
+    };
+    f.fw.add("other", &other).await.unwrap();
+    assert_eq!(f.t.sh(&recent), seen);
+    f.fw.teardown("other").await.unwrap();
 
     f.fw.teardown("ctr:eth0").await.unwrap();
     assert!(ask(&client.ns, "192.0.2.1:8080").is_err(), "the mapping is gone");

@@ -17,9 +17,9 @@
 //!   endpoints drops its connections: iptables forbids DROP in the nat table, so this lives in
 //!   filter, reached from INPUT, OUTPUT and FORWARD).
 //!
-//! The built-in chains get one jump each (`-m comment --comment "netkit"`), inserted at the
-//! top: nat PREROUTING, OUTPUT, POSTROUTING; filter FORWARD, INPUT, OUTPUT. Other rules there
-//! are never touched.
+//! The built-in chains get one jump each (`-m comment --comment netkit`, the firewall's name),
+//! inserted at the top: nat PREROUTING, OUTPUT, POSTROUTING; filter FORWARD, INPUT, OUTPUT.
+//! Other rules there are never touched.
 //!
 //! Every rule that stems from an object carries `-m comment --comment "<owner>"`, so
 //! `iptables-save` shows who holds it. A family's chains exist only while some owner has an
@@ -40,7 +40,13 @@
 //! the same).
 //!
 //! If the IPv4 load succeeds and the IPv6 one fails, the IPv4 family is set back to its
-//! previous state (best effort) before the error is returned.
+//! previous state (best effort) before the error is returned. A failed load is
+//! [`FirewallError::Kernel`] with the tool's message (and the input line it names); a rule of
+//! another program that jumps into one of netkit's chains keeps that chain from being deleted,
+//! and so makes the change that would delete it fail.
+//!
+//! Session-affinity lists (`xt_recent`) keep their entries across these rewrites: the new
+//! rules take hold of a list before the old ones let go of it.
 //!
 //! Tools: `iptables-restore`/`iptables-save` and `ip6tables-restore`/`ip6tables-save` as the
 //! system names them (on Debian, the `nf_tables` variants by default; the legacy variants work
@@ -53,6 +59,8 @@
 //! * Session affinity uses `xt_recent` lists named after the endpoint chains (like the
 //!   nftables driver's per-index sets: a client sticks to an endpoint *position*); a list holds
 //!   at most 100 addresses by default (the module parameter `ip_list_tot`).
+//! * A service without endpoints drops its connections in the filter table (INPUT, OUTPUT,
+//!   FORWARD), not in nat; a packet another rule DNATs elsewhere first is not dropped.
 //! * Endpoints per service: at most 10000 with the default prefix (chain names are limited to
 //!   28 characters; 100 with an 8-character prefix).
 //! * After the last owner goes, netkit's chains and jumps are gone and every other rule is as
@@ -157,11 +165,17 @@ fn run(ns: &NetNs, program: &Path, args: &[&str], input: Option<&str>) -> std::r
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {name}: {e}"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A tool that fails early closes its end: its stderr says why.
-        let _ = stdin.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| format!("{name}: {e}"))?;
+    let stdin = child.stdin.take();
+    let out = std::thread::scope(|s| {
+        // Feed stdin from another thread while this one drains stdout and stderr, so a large
+        // input cannot deadlock against a full output pipe.
+        if let (Some(text), Some(mut stdin)) = (input, stdin) {
+            // A tool that fails early closes its end: its stderr says why.
+            s.spawn(move || drop(stdin.write_all(text.as_bytes())));
+        }
+        child.wait_with_output()
+    })
+    .map_err(|e| format!("{name}: {e}"))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
