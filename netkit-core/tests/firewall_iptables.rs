@@ -1,0 +1,825 @@
+//! The iptables firewall driver, checked through `iptables-save` / `ip6tables-save` run inside
+//! namespaces the tests create (never the machine's own firewall), plus one real-traffic smoke
+//! test across three namespaces.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use netkit_core::firewall::{
+    Endpoint, Firewall, FirewallError, FirewallOptions, Iptables, Isolation, Masquerade, Network, PortMapping,
+    Protocol, Rules, Service,
+};
+
+/// True when the test can run (root, iptables tools); otherwise reports the skip.
+fn usable(test: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        report_skip(&format!("firewall_iptables::{test}"), "needs root");
+        return false;
+    }
+    let found = ["/usr/sbin/iptables-restore", "/sbin/iptables-restore"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    if !found {
+        report_skip(
+            &format!("firewall_iptables::{test}"),
+            "iptables-restore is not installed",
+        );
+        return false;
+    }
+    true
+}
+
+/// A namespace with an iptables firewall in it and a private state directory.
+struct Fw {
+    t: TestNs,
+    fw: Iptables,
+    dir: PathBuf,
+}
+
+impl Drop for Fw {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Fw {
+    async fn new(tag: &str) -> Self {
+        let t = TestNs::new(tag).await;
+        Self::in_ns(t).await
+    }
+
+    async fn in_ns(t: TestNs) -> Self {
+        let dir = std::env::temp_dir().join(unique("iptstate"));
+        let fw = Iptables::open(&t.ns, FirewallOptions::default().state_dir(&dir))
+            .await
+            .expect("open the iptables firewall");
+        Fw { t, fw, dir }
+    }
+
+    /// `iptables-save` (or `ip6tables-save`) in the namespace, without the timestamp comments
+    /// and with counters zeroed.
+    fn save(&self, v6: bool) -> String {
+        let tool = if v6 { "ip6tables-save" } else { "iptables-save" };
+        normalize(&self.t.sh(tool))
+    }
+
+    fn save4(&self) -> String {
+        self.save(false)
+    }
+
+    fn save6(&self) -> String {
+        self.save(true)
+    }
+}
+
+fn normalize(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(at)) => format!("{} [0:0]", &l[..at]),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `normalize`d save text without the tables that hold nothing (only built-in chains with an
+/// ACCEPT policy, no rule): what iptables-nft leaves behind in a namespace that had no table.
+fn without_empty_tables(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut table: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        table.push(line);
+        if line == "COMMIT" {
+            let empty = table
+                .iter()
+                .all(|l| l.starts_with('*') || *l == "COMMIT" || (l.starts_with(':') && l.contains(" ACCEPT [")));
+            if !empty {
+                out.extend(table.iter().map(|l| l.to_string()));
+            }
+            table.clear();
+        }
+    }
+    out.join("\n")
+}
+
+/// The rules (`-A CHAIN …` lines) of one chain, in order.
+fn chain(save: &str, name: &str) -> Vec<String> {
+    let head = format!("-A {name} ");
+    save.lines()
+        .filter(|l| l.starts_with(&head))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One table's part of a save text.
+fn table(save: &str, name: &str) -> String {
+    let head = format!("*{name}");
+    save.lines()
+        .skip_while(|l| *l != head)
+        .take_while(|l| *l != "COMMIT")
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The chain a rule of `chain` whose text contains `needle` jumps to.
+fn jump_target(save: &str, from: &str, needle: &str) -> String {
+    let rule = chain(save, from)
+        .into_iter()
+        .find(|r| r.contains(needle))
+        .unwrap_or_else(|| panic!("no rule with {needle:?} in {from}:\n{save}"));
+    rule.rsplit(' ').next().unwrap().to_string()
+}
+
+fn assert_has(save: &str, lines: &[&str]) {
+    for l in lines {
+        assert!(save.lines().any(|x| x == *l), "missing line\n  {l}\nin\n{save}");
+    }
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+fn jumps_v4() -> Vec<&'static str> {
+    vec![
+        "-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING",
+        "-A OUTPUT -m comment --comment netkit -j NETKIT-OUTPUT",
+        "-A POSTROUTING -m comment --comment netkit -j NETKIT-POSTROUTING",
+        "-A FORWARD -m comment --comment netkit -j NETKIT-FORWARD",
+        "-A INPUT -m comment --comment netkit -j NETKIT-SERVICES",
+        "-A OUTPUT -m comment --comment netkit -j NETKIT-SERVICES",
+    ]
+}
+
+#[tokio::test]
+async fn port_mappings_add_and_remove() {
+    if !usable("port_mappings_add_and_remove") {
+        return;
+    }
+    let f = Fw::new("iptpm").await;
+    let (before4, before6) = (f.save4(), f.save6());
+    let web = PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.5"), 80);
+    let dns = PortMapping::new(Protocol::Udp, 5353, ip("10.88.0.6"), 53).host_ip(ip("192.0.2.10"));
+    let range = PortMapping::new(Protocol::Sctp, 9000, ip("10.88.0.7"), 7000).range_end(9002);
+    let web6 = PortMapping::new(Protocol::Tcp, 8080, ip("fd00::5"), 80);
+    let all = Rules {
+        port_mappings: vec![web.clone(), dns, range.clone(), web6.clone()],
+        ..Default::default()
+    };
+    f.fw.add("c1:eth0", &all).await.unwrap();
+
+    let s4 = f.save4();
+    assert_has(&s4, &jumps_v4());
+    assert_has(
+        &s4,
+        &[
+            "-A NETKIT-PREROUTING -j NETKIT-SERVICES",
+            "-A NETKIT-OUTPUT -j NETKIT-SERVICES",
+            "-A NETKIT-SERVICES -m addrtype --dst-type LOCAL -j NETKIT-NODEPORTS",
+            "-A NETKIT-SERVICES -m addrtype --dst-type LOCAL -j NETKIT-HOSTPORTS",
+            "-A NETKIT-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -j MASQUERADE",
+            "-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+            "-A NETKIT-FORWARD -j NETKIT-SERVICES",
+        ],
+    );
+    // Mappings on one host address come before those on every address.
+    assert_eq!(
+        chain(&s4, "NETKIT-HOSTPORTS"),
+        [
+            "-A NETKIT-HOSTPORTS -d 192.0.2.10/32 -p udp -m udp --dport 5353 -m comment --comment \"c1:eth0\" -j DNAT --to-destination 10.88.0.6:53",
+            "-A NETKIT-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"c1:eth0\" -j DNAT --to-destination 10.88.0.5:80",
+            "-A NETKIT-HOSTPORTS -p sctp -m sctp --dport 9000 -m comment --comment \"c1:eth0\" -j DNAT --to-destination 10.88.0.7:7000",
+            "-A NETKIT-HOSTPORTS -p sctp -m sctp --dport 9001 -m comment --comment \"c1:eth0\" -j DNAT --to-destination 10.88.0.7:7001",
+            "-A NETKIT-HOSTPORTS -p sctp -m sctp --dport 9002 -m comment --comment \"c1:eth0\" -j DNAT --to-destination 10.88.0.7:7002",
+        ]
+    );
+    let s6 = f.save6();
+    assert_eq!(
+        chain(&s6, "NETKIT-HOSTPORTS"),
+        ["-A NETKIT-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"c1:eth0\" -j DNAT --to-destination [fd00::5]:80"]
+    );
+    assert!(!s6.contains("127.0.0.0/8"), "no localhost rule in IPv6:\n{s6}");
+    assert_has(
+        &s6,
+        &["-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE"],
+    );
+
+    // Removing the only IPv6 object removes every IPv6 chain and jump.
+    f.fw.remove(
+        "c1:eth0",
+        &Rules {
+            port_mappings: vec![web6],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s6 = f.save6();
+    assert!(!s6.contains("NETKIT"), "{s6}");
+    assert_eq!(without_empty_tables(&s6), without_empty_tables(&before6));
+    assert_eq!(f.save4(), s4, "the IPv4 rules did not change");
+
+    // Removing the range takes its three rules only.
+    f.fw.remove(
+        "c1:eth0",
+        &Rules {
+            port_mappings: vec![range],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s4b = f.save4();
+    assert_eq!(chain(&s4b, "NETKIT-HOSTPORTS").len(), 2);
+    let gone: Vec<&str> = s4.lines().filter(|l| !s4b.lines().any(|x| x == *l)).collect();
+    assert_eq!(gone.len(), 3, "{gone:#?}");
+    assert!(gone.iter().all(|l| l.contains("--dport 900")));
+
+    let held = f.fw.teardown("c1:eth0").await.unwrap();
+    assert_eq!(held.port_mappings.len(), 2);
+    assert!(!f.save4().contains("NETKIT"));
+    assert_eq!(without_empty_tables(&f.save4()), without_empty_tables(&before4));
+    assert!(f.fw.owners().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn masquerades_networks_and_isolation() {
+    if !usable("masquerades_networks_and_isolation") {
+        return;
+    }
+    let f = Fw::new("iptmasq").await;
+    f.t.sh("ip link add cni0 type bridge && ip link add cni6 type bridge");
+    let rules = Rules {
+        networks: vec![
+            Network::new("cni0", "10.88.0.0/16".parse().unwrap()),
+            Network::new("cni6", "fd00::/64".parse().unwrap()),
+        ],
+        masquerades: vec![
+            Masquerade::address(ip("10.88.0.5"), "10.88.0.0/16".parse().unwrap()),
+            Masquerade::subnet("10.77.0.9/24".parse().unwrap()),
+            Masquerade::address(ip("fd00::5"), "fd00::/64".parse().unwrap()),
+        ],
+        isolations: vec![Isolation::new("br0", "br1")],
+        ..Default::default()
+    };
+    f.fw.add("net1", &rules).await.unwrap();
+    assert_eq!(f.t.sh("cat /proc/sys/net/ipv4/conf/cni0/route_localnet").trim(), "1");
+
+    let c = "-m comment --comment net1";
+    let s4 = f.save4();
+    assert_eq!(
+        chain(&s4, "NETKIT-POSTROUTING"),
+        [
+            format!("-A NETKIT-POSTROUTING -s 10.88.0.0/16 -o cni0 -m conntrack --ctstate DNAT {c} -j MASQUERADE"),
+            "-A NETKIT-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -j MASQUERADE".into(),
+            "-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE".into(),
+            "-A NETKIT-POSTROUTING -d 224.0.0.0/4 -j RETURN".into(),
+            format!("-A NETKIT-POSTROUTING -s 10.88.0.5/32 -d 10.88.0.0/16 {c} -j RETURN"),
+            format!("-A NETKIT-POSTROUTING -s 10.77.0.0/24 -d 10.77.0.0/24 {c} -j RETURN"),
+            format!("-A NETKIT-POSTROUTING -s 10.88.0.5/32 {c} -j MASQUERADE --random-fully"),
+            format!("-A NETKIT-POSTROUTING -s 10.77.0.0/24 {c} -j MASQUERADE --random-fully"),
+        ]
+    );
+    let s6 = f.save6();
+    assert_eq!(
+        chain(&s6, "NETKIT-POSTROUTING"),
+        [
+            format!("-A NETKIT-POSTROUTING -s fd00::/64 -o cni6 -m conntrack --ctstate DNAT {c} -j MASQUERADE"),
+            "-A NETKIT-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE".into(),
+            "-A NETKIT-POSTROUTING -d ff00::/8 -j RETURN".into(),
+            format!("-A NETKIT-POSTROUTING -s fd00::5/128 -d fd00::/64 {c} -j RETURN"),
+            format!("-A NETKIT-POSTROUTING -s fd00::5/128 {c} -j MASQUERADE --random-fully"),
+        ]
+    );
+    let forward = [
+        format!("-A NETKIT-FORWARD -i br0 -o br1 {c} -j DROP"),
+        format!("-A NETKIT-FORWARD -i br1 -o br0 {c} -j DROP"),
+        "-A NETKIT-FORWARD -j NETKIT-SERVICES".into(),
+    ];
+    assert_eq!(chain(&s4, "NETKIT-FORWARD"), forward);
+    assert_eq!(chain(&s6, "NETKIT-FORWARD"), forward);
+
+    // Isolation lives in both families; removing it changes both FORWARD chains only.
+    f.fw.remove(
+        "net1",
+        &Rules {
+            isolations: vec![Isolation::new("br0", "br1")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (t4, t6) = (f.save4(), f.save6());
+    assert_eq!(chain(&t4, "NETKIT-FORWARD"), ["-A NETKIT-FORWARD -j NETKIT-SERVICES"]);
+    assert_eq!(chain(&t6, "NETKIT-FORWARD"), ["-A NETKIT-FORWARD -j NETKIT-SERVICES"]);
+    assert_eq!(chain(&t4, "NETKIT-POSTROUTING"), chain(&s4, "NETKIT-POSTROUTING"));
+
+    // Another owner's masquerade goes after this one's (owners in name order), and leaves
+    // with its owner.
+    let other = Rules {
+        masquerades: vec![Masquerade::address(ip("10.99.0.2"), "10.99.0.0/16".parse().unwrap())],
+        ..Default::default()
+    };
+    f.fw.add("net2", &other).await.unwrap();
+    let u4 = chain(&f.save4(), "NETKIT-POSTROUTING");
+    assert_eq!(u4.len(), 10);
+    assert!(u4[9].contains("-s 10.99.0.2/32 -m comment --comment net2 -j MASQUERADE"));
+    f.fw.teardown("net2").await.unwrap();
+    assert_eq!(
+        chain(&f.save4(), "NETKIT-POSTROUTING"),
+        chain(&s4, "NETKIT-POSTROUTING")
+    );
+
+    f.fw.teardown("net1").await.unwrap();
+    assert!(!f.save4().contains("NETKIT") && !f.save6().contains("NETKIT"));
+}
+
+/// The rules of every chain of the service behind `vip` (its SVC chain and endpoint chains).
+fn service_chains(save: &str, svc_chain: &str) -> Vec<String> {
+    let id = svc_chain.trim_start_matches("NETKIT-SVC-");
+    save.lines()
+        .filter(|l| l.contains(&format!("-SVC-{id}")) || l.contains(&format!("-SEP-{id}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn services_and_endpoints() {
+    if !usable("services_and_endpoints") {
+        return;
+    }
+    let f = Fw::new("iptsvc").await;
+    let web = Service::new("default/web", Protocol::Tcp, ip("10.96.0.10"), 80)
+        .node_port(30080)
+        .affinity(Duration::from_secs(600))
+        .masquerade(true)
+        .endpoint(Endpoint::new(ip("10.88.0.5"), 8080))
+        .endpoint(Endpoint::new(ip("10.88.0.6"), 8080));
+    let db =
+        Service::new("default/db", Protocol::Udp, ip("10.96.0.11"), 53).endpoint(Endpoint::new(ip("10.88.0.9"), 5353));
+    let web6 = Service::new("default/web6", Protocol::Tcp, ip("fd00:96::10"), 80)
+        .affinity(Duration::from_secs(5))
+        .endpoint(Endpoint::new(ip("fd00::5"), 8080));
+    f.fw.add(
+        "svc:web",
+        &Rules {
+            services: vec![web.clone(), web6],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    f.fw.add(
+        "svc:db",
+        &Rules {
+            services: vec![db],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let s = f.save4();
+    let c = "-m comment --comment \"svc:web\"";
+    let svc = jump_target(&s, "NETKIT-SERVICES", "-d 10.96.0.10/32");
+    assert!(svc.starts_with("NETKIT-SVC-") && svc.len() <= 28, "{svc}");
+    let id = &svc["NETKIT-SVC-".len()..];
+    let (sep0, sep1) = (format!("NETKIT-SEP-{id}-0"), format!("NETKIT-SEP-{id}-1"));
+    assert_has(
+        &s,
+        &[
+            &format!("-A NETKIT-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 80 {c} -j {svc}"),
+            &format!("-A NETKIT-NODEPORTS -p tcp -m tcp --dport 30080 {c} -j {svc}"),
+        ],
+    );
+    let m = "--mask 255.255.255.255 --rsource";
+    assert_eq!(
+        chain(&s, &svc),
+        [
+            format!("-A {svc} {c} -j MARK --set-xmark 0x2000/0x2000"),
+            format!("-A {svc} -m recent --rcheck --seconds 600 --reap --name {sep0} {m} {c} -j {sep0}"),
+            format!("-A {svc} -m recent --rcheck --seconds 600 --reap --name {sep1} {m} {c} -j {sep1}"),
+            format!("-A {svc} -m statistic --mode random --probability 0.50000000000 {c} -j {sep0}"),
+            format!("-A {svc} {c} -j {sep1}"),
+        ]
+    );
+    assert_eq!(
+        chain(&s, &sep0),
+        [
+            format!("-A {sep0} -s 10.88.0.5/32 {c} -j MARK --set-xmark 0x2000/0x2000"),
+            format!("-A {sep0} -m recent --set --name {sep0} {m} {c}"),
+            format!("-A {sep0} -p tcp {c} -j DNAT --to-destination 10.88.0.5:8080"),
+        ]
+    );
+    let dbsvc = jump_target(&s, "NETKIT-SERVICES", "-d 10.96.0.11/32");
+    let dbsep = dbsvc.replace("-SVC-", "-SEP-") + "-0";
+    let cdb = "-m comment --comment \"svc:db\"";
+    assert_eq!(chain(&s, &dbsvc), [format!("-A {dbsvc} {cdb} -j {dbsep}")]);
+    assert_eq!(
+        chain(&s, &dbsep),
+        [
+            format!("-A {dbsep} -s 10.88.0.9/32 {cdb} -j MARK --set-xmark 0x2000/0x2000"),
+            format!("-A {dbsep} -p udp {cdb} -j DNAT --to-destination 10.88.0.9:5353"),
+        ]
+    );
+    // Services come before the local-address chains.
+    let services = chain(&s, "NETKIT-SERVICES");
+    assert_eq!(services.len(), 4);
+    assert!(services[2].contains("NETKIT-NODEPORTS") && services[3].contains("NETKIT-HOSTPORTS"));
+    assert!(chain(&s, "NETKIT-SERVICES").iter().all(|r| !r.contains("DROP")));
+
+    let s6 = f.save6();
+    let svc6 = jump_target(&s6, "NETKIT-SERVICES", "-d fd00:96::10/128");
+    let sep6 = svc6.replace("-SVC-", "-SEP-") + "-0";
+    assert_has(
+        &s6,
+        &[
+            &format!("-A {sep6} -s fd00::5/128 {c} -j MARK --set-xmark 0x2000/0x2000"),
+            &format!(
+                "-A {sep6} -m recent --set --name {sep6} --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource {c}"
+            ),
+            &format!("-A {sep6} -p tcp {c} -j DNAT --to-destination [fd00::5]:8080"),
+        ],
+    );
+
+    // A third endpoint: only web's chains change.
+    let third = Endpoint::new(ip("10.88.0.7"), 8080);
+    f.fw.add_endpoint("default/web", third).await.unwrap();
+    let t = f.save4();
+    let outside = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.contains(&format!("-SVC-{id}")) && !l.contains(&format!("-SEP-{id}-")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(outside(&t), outside(&s), "only the service's chains change");
+    assert_eq!(f.save6(), s6);
+    let sep2 = format!("NETKIT-SEP-{id}-2");
+    let rules = chain(&t, &svc);
+    assert_eq!(rules.len(), 1 + 3 + 3);
+    assert!(rules[4].contains(&format!("--probability 0.33333333349 {c} -j {sep0}")));
+    assert!(rules[5].contains(&format!("--probability 0.50000000000 {c} -j {sep1}")));
+    assert_eq!(rules[6], format!("-A {svc} {c} -j {sep2}"));
+    assert_has(
+        &t,
+        &[&format!("-A {sep2} -p tcp {c} -j DNAT --to-destination 10.88.0.7:8080")],
+    );
+
+    // Back to two: the same rules as before, the third chain gone.
+    f.fw.remove_endpoint("default/web", third).await.unwrap();
+    assert_eq!(f.save4(), s);
+
+    // No endpoints: the service's connections are dropped (in filter: nat refuses DROP).
+    for ep in &web.endpoints {
+        f.fw.remove_endpoint("default/web", *ep).await.unwrap();
+    }
+    let u = f.save4();
+    assert_eq!(
+        chain(&u, &svc),
+        [format!("-A {svc} {c} -j MARK --set-xmark 0x2000/0x2000")]
+    );
+    assert!(!u.contains(&format!("-SEP-{id}-")), "{u}");
+    assert_eq!(
+        chain(&u, "NETKIT-SERVICES")
+            .into_iter()
+            .filter(|r| r.contains("DROP"))
+            .collect::<Vec<_>>(),
+        [
+            format!("-A NETKIT-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 80 {c} -j DROP"),
+            format!("-A NETKIT-SERVICES -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 30080 {c} -j DROP"),
+        ]
+    );
+    assert_eq!(service_chains(&u, &dbsvc), service_chains(&s, &dbsvc));
+
+    // An unknown service is NotFound.
+    let e = f.fw.add_endpoint("default/none", third).await.unwrap_err();
+    assert!(matches!(e, FirewallError::NotFound(_)), "{e}");
+
+    f.fw.teardown("svc:web").await.unwrap();
+    let v = f.save4();
+    assert!(!v.contains(&format!("-SVC-{id}")) && !v.contains("DROP"), "{v}");
+    assert!(!f.save6().contains("NETKIT"));
+    assert_eq!(service_chains(&v, &dbsvc), service_chains(&s, &dbsvc));
+    f.fw.teardown("svc:db").await.unwrap();
+    assert!(!f.save4().contains("NETKIT"));
+}
+
+/// Rules of other programs in every table of both families.
+fn foreign_rules(t: &TestNs) {
+    t.sh(
+        "iptables -t nat -N DOCKER && iptables -t nat -A DOCKER -i docker0 -j RETURN && \
+         iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER && \
+         iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE && \
+         iptables -P FORWARD DROP && iptables -N DOCKER-USER && iptables -A DOCKER-USER -j RETURN && \
+         iptables -A FORWARD -j DOCKER-USER && iptables -A INPUT -i lo -j ACCEPT && \
+         iptables -t mangle -A PREROUTING -j MARK --set-mark 1 && \
+         ip6tables -t nat -A POSTROUTING -s fd17::/64 -j MASQUERADE && \
+         ip6tables -A FORWARD -p icmpv6 -j ACCEPT && ip6tables -A OUTPUT -o lo -j ACCEPT",
+    );
+}
+
+fn everything(n: u8) -> Rules {
+    let v4 = |s: &str| ip(&s.replace('N', &n.to_string()));
+    Rules {
+        port_mappings: vec![
+            PortMapping::new(Protocol::Tcp, 8000 + u16::from(n), v4("10.88.0.N"), 80),
+            PortMapping::new(Protocol::Udp, 7000 + u16::from(n), ip(&format!("fd00::{n}")), 53),
+        ],
+        masquerades: vec![
+            Masquerade::address(v4("10.88.0.N"), "10.88.0.0/16".parse().unwrap()),
+            Masquerade::address(ip(&format!("fd00::{n}")), "fd00::/64".parse().unwrap()),
+        ],
+        networks: vec![
+            Network::new("cni0", "10.88.0.0/16".parse().unwrap()),
+            Network::new("cni0", "fd00::/64".parse().unwrap()),
+        ],
+        isolations: vec![Isolation::new("cni0", &format!("br{n}"))],
+        services: vec![
+            Service::new(&format!("ns/s{n}"), Protocol::Tcp, v4("10.96.0.N"), 80)
+                .node_port(30000 + u16::from(n))
+                .affinity(Duration::from_secs(60))
+                .endpoint(Endpoint::new(v4("10.88.0.N"), 80)),
+            Service::new(&format!("ns/e{n}"), Protocol::Tcp, ip(&format!("fd00:96::{n}")), 80),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn teardown_of_every_owner_restores_the_original_ruleset() {
+    if !usable("teardown_of_every_owner_restores_the_original_ruleset") {
+        return;
+    }
+    let t = TestNs::new("iptorig").await;
+    t.sh("ip link add cni0 type bridge");
+    foreign_rules(&t);
+    let f = Fw::in_ns(t).await;
+    let (before4, before6) = (f.save4(), f.save6());
+    assert!(before4.contains("DOCKER-USER") && before6.contains("fd17::/64"));
+
+    for n in 1..=3 {
+        f.fw.add(&format!("ctr{n}:eth0"), &everything(n)).await.unwrap();
+    }
+    let s4 = f.save4();
+    // Our jumps come first; the other rules stay, in their order.
+    let pre = chain(&table(&s4, "nat"), "PREROUTING");
+    assert_eq!(
+        pre,
+        [
+            "-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING",
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        ]
+    );
+    assert_has(
+        &s4,
+        &[
+            ":FORWARD DROP [0:0]",
+            "-A FORWARD -j DOCKER-USER",
+            "-A DOCKER -i docker0 -j RETURN",
+        ],
+    );
+    assert_eq!(chain(&s4, "NETKIT-HOSTPORTS").len(), 3);
+
+    // Adding the same again changes nothing.
+    f.fw.add("ctr2:eth0", &everything(2)).await.unwrap();
+    assert_eq!(f.save4(), s4);
+
+    f.fw.teardown("ctr2:eth0").await.unwrap();
+    let mid = f.save4();
+    assert_eq!(chain(&mid, "NETKIT-HOSTPORTS").len(), 2);
+    assert!(!mid.contains("ctr2:eth0"));
+    assert_eq!(f.fw.gc(&["ctr3:eth0".to_string()]).await.unwrap(), ["ctr1:eth0"]);
+    f.fw.teardown("ctr3:eth0").await.unwrap();
+
+    assert_eq!(f.save4(), before4);
+    assert_eq!(f.save6(), before6);
+
+    // Idempotent: tearing down again (or an owner that never was) changes nothing.
+    assert_eq!(f.fw.teardown("ctr3:eth0").await.unwrap(), Rules::default());
+    assert_eq!(f.fw.teardown("never").await.unwrap(), Rules::default());
+    f.fw.reconcile().await.unwrap();
+    assert_eq!(f.save4(), before4);
+    assert_eq!(f.save6(), before6);
+}
+
+#[tokio::test]
+async fn fresh_namespace_keeps_only_empty_tables() {
+    if !usable("fresh_namespace_keeps_only_empty_tables") {
+        return;
+    }
+    let f = Fw::new("iptfresh").await;
+    f.t.sh("ip link add cni0 type bridge");
+    let (before4, before6) = (f.save4(), f.save6());
+    f.fw.add("a", &everything(1)).await.unwrap();
+    f.fw.add("b", &everything(2)).await.unwrap();
+    f.fw.teardown("a").await.unwrap();
+    f.fw.teardown("b").await.unwrap();
+    let (after4, after6) = (f.save4(), f.save6());
+    assert!(!after4.contains("NETKIT") && !after6.contains("NETKIT"));
+    assert!(!after4.contains("-A ") && !after6.contains("-A "), "{after4}\n{after6}");
+    assert_eq!(without_empty_tables(&after4), without_empty_tables(&before4));
+    assert_eq!(without_empty_tables(&after6), without_empty_tables(&before6));
+}
+
+#[tokio::test]
+async fn reconcile_restores_flushed_rules() {
+    if !usable("reconcile_restores_flushed_rules") {
+        return;
+    }
+    let t = TestNs::new("iptrec").await;
+    t.sh("ip link add cni0 type bridge");
+    foreign_rules(&t);
+    let f = Fw::in_ns(t).await;
+    f.fw.add("a", &everything(1)).await.unwrap();
+    f.fw.add("b", &everything(2)).await.unwrap();
+    let (s4, s6) = (f.save4(), f.save6());
+
+    f.t.sh("iptables -t nat -F");
+    assert!(!f.save4().contains("-j NETKIT-PREROUTING"));
+    f.fw.reconcile().await.unwrap();
+    // The flush took the other program's nat rules too; ours are back, jumps first.
+    let r4 = f.save4();
+    assert_eq!(
+        chain(&table(&r4, "nat"), "PREROUTING"),
+        ["-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING"]
+    );
+    let ours = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("NETKIT"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(ours(&r4), ours(&s4));
+    assert_eq!(f.save6(), s6);
+
+    // Flushed and deleted chains, both families, and a stray chain of ours: all put right.
+    f.t.sh(
+        "iptables -t nat -F && iptables -t nat -X && iptables -F && iptables -X NETKIT-FORWARD && \
+         iptables -t nat -N NETKIT-SVC-0123456789ab && ip6tables -t nat -F && ip6tables -F FORWARD",
+    );
+    f.fw.reconcile().await.unwrap();
+    assert_eq!(ours(&f.save4()), ours(&s4));
+    assert_eq!(ours(&f.save6()), ours(&s6));
+
+    // A change after the reconcile finds everything in place.
+    f.fw.teardown("a").await.unwrap();
+    f.fw.teardown("b").await.unwrap();
+    assert!(!f.save4().contains("NETKIT") && !f.save6().contains("NETKIT"));
+}
+
+#[tokio::test]
+async fn conflicts_and_kernel_errors() {
+    if !usable("conflicts_and_kernel_errors") {
+        return;
+    }
+    let f = Fw::new("ipterr").await;
+    let m = PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.5"), 80);
+    let one = Rules {
+        port_mappings: vec![m],
+        ..Default::default()
+    };
+    f.fw.add("a", &one).await.unwrap();
+    let s = f.save4();
+    let clash = Rules {
+        port_mappings: vec![PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.6"), 80)],
+        ..Default::default()
+    };
+    let e = f.fw.add("b", &clash).await.unwrap_err();
+    assert!(matches!(e, FirewallError::Conflict { .. }), "{e}");
+    assert_eq!(f.save4(), s);
+
+    // Another program jumps into one of our chains: deleting it fails, with the tool's words.
+    f.t.sh("iptables -t nat -N OTHER && iptables -t nat -A OTHER -j NETKIT-HOSTPORTS");
+    let e = f.fw.teardown("a").await.unwrap_err();
+    match &e {
+        FirewallError::Kernel { driver, op, reason, .. } => {
+            assert_eq!(*driver, "iptables");
+            assert_eq!(op, "iptables-restore");
+            assert!(reason.contains("NETKIT-HOSTPORTS"), "{reason}");
+        }
+        other => panic!("expected a kernel error, got {other}"),
+    }
+    // The owner is still recorded, so the teardown can be repeated once the jump is gone.
+    assert_eq!(f.fw.owners().await.unwrap(), ["a"]);
+    f.t.sh("iptables -t nat -F OTHER && iptables -t nat -X OTHER");
+    f.fw.teardown("a").await.unwrap();
+    assert!(!f.save4().contains("NETKIT"));
+
+    // A name that makes no chain prefix.
+    let bad = Iptables::open(
+        &f.t.ns,
+        FirewallOptions::default().name("much-too-long").state_dir(&f.dir),
+    )
+    .await;
+    assert!(matches!(bad, Err(FirewallError::Invalid { .. })));
+    // A custom prefix.
+    let dir = std::env::temp_dir().join(unique("iptstate"));
+    let kube = Iptables::open(&f.t.ns, FirewallOptions::default().name("kn").state_dir(&dir))
+        .await
+        .unwrap();
+    kube.add("a", &one).await.unwrap();
+    let k = f.save4();
+    assert_has(&k, &["-A PREROUTING -m comment --comment kn -j KN-PREROUTING"]);
+    assert!(!k.contains("NETKIT"));
+    kube.teardown("a").await.unwrap();
+    assert!(!f.save4().contains("KN-"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One line over TCP: the server answers with the address it sees the client at.
+fn serve(listener: TcpListener, n: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for _ in 0..n {
+            let (mut s, peer) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            writeln!(s, "{} {}", line.trim(), peer.ip()).unwrap();
+        }
+    })
+}
+
+fn ask(ns: &netkit_core::NetNs, to: &str) -> std::io::Result<String> {
+    let to: SocketAddr = to.parse().unwrap();
+    let mut s = ns
+        .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+        .unwrap()?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    writeln!(s, "hello")?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+/// host (firewall, 192.0.2.1 towards the client, 10.88.0.1 on bridge cni0) between a
+/// container (10.88.0.5) and a client (192.0.2.2). The container's bridge port is in hairpin
+/// mode, as CNI's bridge plugin sets it: with br_netfilter loaded, a connection from the
+/// container to itself through the host is DNATed on the bridge and leaves by the port it came
+/// in by.
+#[tokio::test]
+async fn tcp_through_a_port_mapping_and_a_service() {
+    if !usable("tcp_through_a_port_mapping_and_a_service") {
+        return;
+    }
+    let host = TestNs::new("ipth").await;
+    let ctr = TestNs::new("iptc").await;
+    let client = TestNs::new("iptx").await;
+    let (cn, xn) = (ctr.ns.name().unwrap(), client.ns.name().unwrap());
+    host.sh(&format!(
+        "sysctl -qw net.ipv4.ip_forward=1 && \
+         ip link add cni0 type bridge && ip addr add 10.88.0.1/24 dev cni0 && ip link set cni0 up && \
+         ip link add vc0 type veth peer name eth0 netns {cn} && ip link set vc0 master cni0 up && \
+         ip link set vc0 type bridge_slave hairpin on && \
+         ip link add vx0 type veth peer name eth0 netns {xn} && ip addr add 192.0.2.1/24 dev vx0 && ip link set vx0 up"
+    ));
+    ctr.sh("ip addr add 10.88.0.5/24 dev eth0 && ip link set eth0 up && ip route add default via 10.88.0.1");
+    client.sh("ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up && ip route add default via 192.0.2.1");
+    let f = Fw::in_ns(host).await;
+    let rules = Rules {
+        networks: vec![Network::new("cni0", "10.88.0.0/24".parse().unwrap())],
+        port_mappings: vec![PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.5"), 80)],
+        masquerades: vec![Masquerade::address(ip("10.88.0.5"), "10.88.0.0/24".parse().unwrap())],
+        services: vec![Service::new("default/web", Protocol::Tcp, ip("10.96.0.10"), 80)
+            .affinity(Duration::from_secs(60))
+            .endpoint(Endpoint::new(ip("10.88.0.5"), 80))],
+        ..Default::default()
+    };
+    f.fw.add("ctr:eth0", &rules).await.unwrap();
+
+    let listener = ctr.ns.run(|| TcpListener::bind("10.88.0.5:80")).unwrap().unwrap();
+    let server = serve(listener, 5);
+    // From outside: DNAT, the client's own address kept.
+    assert_eq!(ask(&client.ns, "192.0.2.1:8080").unwrap(), "hello 192.0.2.2");
+    // From the host, over 127.0.0.1 (route_localnet, masqueraded to the bridge address).
+    assert_eq!(ask(&f.t.ns, "127.0.0.1:8080").unwrap(), "hello 10.88.0.1");
+    // From the container to itself through the host port (hairpin, masqueraded).
+    assert_eq!(ask(&ctr.ns, "192.0.2.1:8080").unwrap(), "hello 10.88.0.1");
+    // The service address, from the client and from the endpoint itself (marked, masqueraded).
+    assert_eq!(ask(&client.ns, "10.96.0.10:80").unwrap(), "hello 192.0.2.2");
+    assert_eq!(ask(&ctr.ns, "10.96.0.10:80").unwrap(), "hello 10.88.0.1");
+    server.join().unwrap();
+
+    // The affinity list remembers both clients, and survives the rewrite of every chain that
+    // another owner's change makes.
+    let svc = jump_target(&f.save4(), "NETKIT-SERVICES", "-d 10.96.0.10/32");
+    let recent = format!("cat /proc/net/xt_recent/{}-0", svc.replace("-SVC-", "-SEP-"));
+    let seen = f.t.sh(&recent);
+    assert!(
+        seen.contains("src=192.0.2.2 ") && seen.contains("src=10.88.0.5 "),
+        "{seen}"
+    );
+    let other = Rules {
+        port_mappings: vec![PortMapping::new(Protocol::Udp, 9999, ip("10.88.0.9"), 53)],
+        ..Default::default()
+    };
+    f.fw.add("other", &other).await.unwrap();
+    assert_eq!(f.t.sh(&recent), seen);
+    f.fw.teardown("other").await.unwrap();
+
+    f.fw.teardown("ctr:eth0").await.unwrap();
+    assert!(ask(&client.ns, "192.0.2.1:8080").is_err(), "the mapping is gone");
+}
