@@ -728,8 +728,10 @@ async fn reconcile_after_flush(d: Driver, _test: &str) {
             .unwrap_or_else(|e| panic!("reconcile #{round}: {e}"));
         let got = tcp(o, sa(EXT, 8080)).await;
         assert_eq!(got.expect("O -> 8080 after reconcile").name, "C1");
-        let got = tcp(lab.c(2), sa(GW, 8080)).await;
-        assert_eq!(got.expect("hairpin C2 -> 8080 after reconcile").name, "C1");
+        let got = tcp(lab.c(2), sa(GW, 8080))
+            .await
+            .expect("hairpin C2 -> 8080 after reconcile");
+        assert_eq!((got.name.as_str(), got.peer.ip()), ("C1", GW), "hairpin, masqueraded");
         let got = tcp(h, sa(ip(VIP), 80)).await;
         assert_eq!(got.expect("H -> VIP after reconcile").name, "C1");
         let rs = ruleset_plain(h, d);

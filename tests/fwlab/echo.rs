@@ -73,6 +73,7 @@ fn serve_stream(listener: tokio::net::TcpListener, name: &str) -> Server {
     Server(tokio::spawn(async move {
         loop {
             let Ok((mut sock, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -102,6 +103,7 @@ pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
         let mut buf = [0u8; 512];
         loop {
             let Ok((_, peer)) = sock.recv_from(&mut buf).await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let line = format!("{name} {addr} {peer}\n");
