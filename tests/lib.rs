@@ -1,1 +1,4 @@
-//! End-to-end tests live in the test targets of this package.
+//! End-to-end tests live in the test targets of this package; this library holds what they
+//! share: [`fwlab`], the namespaces and probes of the firewall tests.
+
+pub mod fwlab;

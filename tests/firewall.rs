@@ -1,0 +1,1231 @@
+//! The firewall (netkit_core::firewall) end to end, with real traffic between private
+//! namespaces: a "host" H with container bridges, "containers" behind them and an "outside"
+//! namespace O that only NAT lets reach the containers (see `netkit_tests::fwlab`).
+//!
+//! Every scenario is written once and run with each driver: `<scenario>::nftables` and
+//! `<scenario>::iptables` (run one driver with `cargo test --test firewall nftables`).
+//! Run as root; nothing outside the test's own namespaces is touched.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use netkit_core::firewall::{
+    AnyFirewall, Driver, Endpoint, Firewall, FirewallError, Isolation, Masquerade, Network, PortMapping, Protocol,
+    Rules, Service, MAX_PORT_RANGE,
+};
+use netkit_core::NetNs;
+use netkit_examples::probe::ping;
+use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
+use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
+use netkit_tests::fwlab::{
+    cip, cip6, report_skip, sa, subnet, subnet1, subnet6, Lab, LabSpec, BR0, BR1, D1, EXT, EXT2, EXT6, GW, GW6, OUT,
+    OUT6,
+};
+
+/// One `#[tokio::test]` per driver for each scenario `async fn NAME(driver, test_name)`:
+/// `NAME::nftables` and `NAME::iptables`.
+macro_rules! per_driver {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use netkit_core::firewall::Driver;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nftables() {
+                super::$scenario(Driver::Nftables, concat!(stringify!($scenario), "::nftables")).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn iptables() {
+                super::$scenario(Driver::Iptables, concat!(stringify!($scenario), "::iptables")).await
+            }
+        }
+    )*};
+}
+
+per_driver!(
+    port_mapping_tcp,
+    port_mapping_udp,
+    port_mapping_sctp,
+    port_mapping_ipv6,
+    cluster_ip,
+    service_affinity,
+    masquerade,
+    masquerade_source_conflict,
+    isolation,
+    teardown_restores_ruleset,
+    gc_removes_exactly_the_others,
+    reconcile_after_flush,
+    network_shared_by_two_owners,
+    concurrent_processes,
+    bad_input_is_refused_and_changes_nothing,
+    bad_input_overlap_same_owner,
+);
+
+const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address literal")
+}
+
+fn mappings(m: Vec<PortMapping>) -> Rules {
+    Rules {
+        port_mappings: m,
+        ..Default::default()
+    }
+}
+
+fn tcp_map(host_port: u16, ip: IpAddr, port: u16) -> PortMapping {
+    PortMapping::new(Protocol::Tcp, host_port, ip, port)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Port mappings
+// ---------------------------------------------------------------------------------------------
+
+/// Host port 8080 -> C1:80 from outside, from another container (hairpin, both host addresses)
+/// and from the host itself (127.0.0.1 and its own address); a host-IP-specific mapping; a range.
+async fn port_mapping_tcp(d: Driver, _test: &str) {
+    let lab = Lab::build("pmt", LabSpec::containers(3)).await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let _c2 = tcp_server(lab.c(2), "C2", sa(ANY4, 80)).await;
+    let mut _c3 = Vec::new();
+    for p in 7000..7005 {
+        _c3.push(tcp_server(lab.c(3), "C3", sa(ANY4, p)).await);
+    }
+    let fw = lab.firewall(d).await;
+    let o = &lab.outside;
+
+    assert!(
+        tcp(o, sa(EXT, 8080)).await.is_err(),
+        "nothing is mapped yet, yet O reached 192.0.2.1:8080"
+    );
+    let c1_rules = Rules {
+        networks: vec![lab.network()],
+        port_mappings: vec![tcp_map(8080, cip(1), 80)],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &c1_rules).await.expect("add C1's mapping");
+
+    let h = tcp(o, sa(EXT, 8080)).await.expect("O -> 192.0.2.1:8080");
+    assert_eq!(h.name, "C1");
+    assert_eq!(
+        h.peer.ip(),
+        OUT,
+        "an outside client's address reaches the container unchanged"
+    );
+    for dst in [GW, EXT] {
+        let h = tcp(lab.c(2), sa(dst, 8080))
+            .await
+            .unwrap_or_else(|e| panic!("hairpin C2 -> {dst}:8080: {e}"));
+        assert_eq!(h.name, "C1", "hairpin C2 -> {dst}:8080");
+        assert_eq!(
+            h.peer.ip(),
+            GW,
+            "hairpin C2 -> {dst}:8080 is masqueraded to the bridge address"
+        );
+    }
+    for dst in [LOCALHOST, EXT] {
+        let h = tcp(&lab.host, sa(dst, 8080))
+            .await
+            .unwrap_or_else(|e| panic!("H -> {dst}:8080: {e}"));
+        assert_eq!(h.name, "C1", "H -> {dst}:8080");
+    }
+
+    // Only on 192.0.2.1, not on H's other address.
+    fw.add("c2:eth0", &mappings(vec![tcp_map(8081, cip(2), 80).host_ip(EXT)]))
+        .await
+        .expect("add the host-IP-specific mapping");
+    let h = tcp(o, sa(EXT, 8081)).await.expect("O -> 192.0.2.1:8081");
+    assert_eq!(h.name, "C2");
+    assert!(
+        tcp(o, sa(EXT2, 8081)).await.is_err(),
+        "a mapping on 192.0.2.1 answered on 192.0.2.3"
+    );
+
+    // A range maps port by port.
+    fw.add("c3:eth0", &mappings(vec![tcp_map(9000, cip(3), 7000).range_end(9004)]))
+        .await
+        .expect("add the range");
+    for i in 0..5u16 {
+        let h = tcp(o, sa(EXT, 9000 + i))
+            .await
+            .unwrap_or_else(|e| panic!("O -> 192.0.2.1:{}: {e}", 9000 + i));
+        assert_eq!(
+            (h.name.as_str(), h.local.port()),
+            ("C3", 7000 + i),
+            "host port {} maps to container port {}",
+            9000 + i,
+            7000 + i
+        );
+    }
+    assert!(tcp(o, sa(EXT, 9005)).await.is_err(), "the range ends at 9004");
+
+    // Teardown takes C1's port only.
+    assert_eq!(fw.teardown("c1:eth0").await.expect("teardown"), c1_rules);
+    assert!(
+        tcp(o, sa(EXT, 8080)).await.is_err(),
+        "8080 still answers after teardown"
+    );
+    assert_eq!(
+        tcp(o, sa(EXT, 8081)).await.expect("8081 after C1's teardown").name,
+        "C2"
+    );
+    assert_eq!(
+        tcp(o, sa(EXT, 9002)).await.expect("9002 after C1's teardown").name,
+        "C3"
+    );
+}
+
+/// UDP host port 5353 -> C1:53 from outside.
+async fn port_mapping_udp(d: Driver, _test: &str) {
+    let lab = Lab::build("pmu", LabSpec::containers(1)).await;
+    let _c1 = udp_server(lab.c(1), "C1", sa(ANY4, 53)).await;
+    let fw = lab.firewall(d).await;
+    let o = &lab.outside;
+    assert!(udp(o, sa(EXT, 5353)).await.is_err(), "nothing is mapped yet");
+    let m = PortMapping::new(Protocol::Udp, 5353, cip(1), 53);
+    fw.add("c1:eth0", &mappings(vec![m])).await.expect("add UDP mapping");
+    let h = udp(o, sa(EXT, 5353)).await.expect("O -> udp 192.0.2.1:5353");
+    assert_eq!((h.name.as_str(), h.peer.ip()), ("C1", OUT));
+    // A TCP mapping of the same number is another mapping: nothing answers there.
+    assert!(tcp(o, sa(EXT, 5353)).await.is_err(), "UDP mapping answered TCP");
+    fw.teardown("c1:eth0").await.expect("teardown");
+    assert!(
+        udp(o, sa(EXT, 5353)).await.is_err(),
+        "UDP 5353 still mapped after teardown"
+    );
+}
+
+/// SCTP host port 8132 -> C1:132 from outside, when the kernel has SCTP sockets (the mapping
+/// itself is added and checked in the ruleset either way).
+async fn port_mapping_sctp(d: Driver, test: &str) {
+    let lab = Lab::build("pms", LabSpec::containers(1)).await;
+    let fw = lab.firewall(d).await;
+    let m = PortMapping::new(Protocol::Sctp, 8132, cip(1), 132);
+    fw.add("c1:eth0", &mappings(vec![m])).await.expect("add SCTP mapping");
+    let rs = ruleset_plain(&lab.host, d);
+    assert_eq!(
+        mapping_entries(&rs, d, 8132),
+        1,
+        "the SCTP mapping in the ruleset:\n{rs}"
+    );
+    if !(sctp::supported(lab.c(1)).await && sctp::supported(&lab.outside).await) {
+        report_skip(
+            test,
+            "no SCTP sockets in this kernel (socket(IPPROTO_SCTP): protocol not supported); \
+             the mapping was added and found in the ruleset, no SCTP traffic was sent",
+        );
+        return;
+    }
+    let _c1 = sctp::server(lab.c(1), "C1", sa(ANY4, 132)).await;
+    let h = sctp::hello(&lab.outside, sa(EXT, 8132))
+        .await
+        .expect("O -> sctp 192.0.2.1:8132");
+    assert_eq!((h.name.as_str(), h.peer.ip()), ("C1", OUT));
+    fw.teardown("c1:eth0").await.expect("teardown");
+    assert!(sctp::hello(&lab.outside, sa(EXT, 8132)).await.is_err());
+}
+
+/// An IPv6 mapping [::]:8080 -> [fd88::2]:80 from outside and hairpin; IPv4 8080 stays unmapped.
+async fn port_mapping_ipv6(d: Driver, _test: &str) {
+    let lab = Lab::build(
+        "pm6",
+        LabSpec {
+            containers: 2,
+            ipv6: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY6, 80)).await;
+    let fw = lab.firewall(d).await;
+    let o = &lab.outside;
+    assert!(tcp(o, sa(EXT6, 8080)).await.is_err(), "nothing is mapped yet");
+    let rules = Rules {
+        networks: vec![Network::new(BR0, subnet6())],
+        port_mappings: vec![tcp_map(8080, cip6(1), 80)],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &rules).await.expect("add IPv6 mapping");
+    let h = tcp(o, sa(EXT6, 8080)).await.expect("O -> [2001:db8::1]:8080");
+    assert_eq!((h.name.as_str(), h.peer.ip()), ("C1", OUT6));
+    let h = tcp(lab.c(2), sa(GW6, 8080))
+        .await
+        .expect("hairpin C2 -> [fd88::1]:8080");
+    assert_eq!(
+        (h.name.as_str(), h.peer.ip()),
+        ("C1", GW6),
+        "IPv6 hairpin is masqueraded"
+    );
+    assert!(tcp(o, sa(EXT, 8080)).await.is_err(), "an IPv6 mapping answered on IPv4");
+    fw.teardown("c1:eth0").await.expect("teardown");
+    assert!(tcp(o, sa(EXT6, 8080)).await.is_err(), "still mapped after teardown");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Services
+// ---------------------------------------------------------------------------------------------
+
+const VIP: &str = "10.96.0.10";
+const VIP2: &str = "10.96.0.11";
+const VIP3: &str = "10.96.0.12";
+
+fn three_endpoints(svc: Service) -> Service {
+    (1..=3).fold(svc, |s, i| s.endpoint(Endpoint::new(cip(i), 80)))
+}
+
+async fn echo_containers(lab: &Lab, n: usize) -> Vec<echo::Server> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        out.push(tcp_server(lab.c(i), &format!("C{i}"), sa(ANY4, 80)).await);
+    }
+    out
+}
+
+fn share_check(counts: &std::collections::BTreeMap<String, usize>, total: usize, names: &[&str]) {
+    let seen: Vec<&str> = counts.keys().map(String::as_str).collect();
+    assert_eq!(seen, names, "endpoints reached: {counts:?}");
+    for (name, n) in counts {
+        let pct = 100.0 * *n as f64 / total as f64;
+        assert!(
+            (20.0..=46.0).contains(&pct),
+            "{name} got {n} of {total} connections ({pct:.0}%), outside 20-46%: {counts:?}"
+        );
+    }
+}
+
+/// A ClusterIP spread over three endpoints; one endpoint removed; another service untouched by
+/// that; NodePort from outside; a masquerading service reached from its own endpoints' network.
+async fn cluster_ip(d: Driver, _test: &str) {
+    let lab = Lab::build("cip", LabSpec::containers(3)).await;
+    let _servers = echo_containers(&lab, 3).await;
+    lab.outside_route("10.96.0.0/16").await;
+    let fw = lab.firewall(d).await;
+    let (h, o) = (&lab.host, &lab.outside);
+    assert!(
+        tcp(h, sa(ip(VIP), 80)).await.is_err(),
+        "no service yet, yet the VIP answered"
+    );
+
+    let web = three_endpoints(Service::new("default/web", Protocol::Tcp, ip(VIP), 80).node_port(30080));
+    let web2 = Service::new("default/web2", Protocol::Tcp, ip(VIP2), 80)
+        .masquerade(true)
+        .endpoint(Endpoint::new(cip(1), 80))
+        .endpoint(Endpoint::new(cip(2), 80));
+    for (owner, svc) in [("svc/default/web", &web), ("svc/default/web2", &web2)] {
+        let rules = Rules {
+            services: vec![svc.clone()],
+            ..Default::default()
+        };
+        fw.add(owner, &rules)
+            .await
+            .unwrap_or_else(|e| panic!("add {owner}: {e}"));
+    }
+
+    let counts = tally(&tcp_many(h, sa(ip(VIP), 80), 300).await);
+    share_check(&counts, 300, &["C1", "C2", "C3"]);
+    let from_o = tally(&tcp_many(o, sa(ip(VIP), 80), 30).await);
+    assert!(
+        from_o.len() >= 2,
+        "30 connections from O all hit one endpoint: {from_o:?}"
+    );
+    let node_port = tally(&tcp_many(o, sa(EXT, 30080), 30).await);
+    assert!(
+        node_port.len() >= 2,
+        "30 NodePort connections from O all hit one endpoint: {node_port:?}"
+    );
+    // web2 masquerades: C1 reaches it whether the pick is C1 itself or its neighbour C2.
+    let inside = tcp_many(lab.c(1), sa(ip(VIP2), 80), 30).await;
+    let names = tally(&inside);
+    assert_eq!(
+        names.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["C1", "C2"],
+        "C1 -> web2: {names:?}"
+    );
+    for a in inside.iter().flatten() {
+        assert_eq!(a.peer.ip(), GW, "web2 (masquerade) is reached from the bridge address");
+    }
+
+    let web2_before = service_snapshot(h, d, VIP2);
+    assert!(!web2_before.is_empty(), "found nothing of web2 in the ruleset");
+    fw.remove_endpoint("default/web", Endpoint::new(cip(3), 80))
+        .await
+        .expect("remove C3 from web");
+    let after = tally(&tcp_many(h, sa(ip(VIP), 80), 100).await);
+    assert!(
+        !after.contains_key("C3"),
+        "a removed endpoint was still reached: {after:?}"
+    );
+    assert_eq!(after.len(), 2, "100 connections after the removal: {after:?}");
+    let node_port = tally(&tcp_many(o, sa(EXT, 30080), 20).await);
+    assert!(
+        !node_port.contains_key("C3"),
+        "NodePort still reached C3: {node_port:?}"
+    );
+    assert_eq!(
+        service_snapshot(h, d, VIP2),
+        web2_before,
+        "removing an endpoint of web touched web2"
+    );
+    let web2_now = tally(&tcp_many(h, sa(ip(VIP2), 80), 20).await);
+    assert!(web2_now.keys().all(|n| n == "C1" || n == "C2"), "{web2_now:?}");
+    let held = fw.rules("svc/default/web").await.expect("rules");
+    assert_eq!(
+        held.services[0].endpoints.len(),
+        2,
+        "the state keeps the removal: {held:?}"
+    );
+}
+
+/// Client-IP affinity: every connection of one client hits one endpoint; without it, the same
+/// service spreads.
+async fn service_affinity(d: Driver, _test: &str) {
+    let lab = Lab::build("aff", LabSpec::containers(3)).await;
+    let _servers = echo_containers(&lab, 3).await;
+    lab.outside_route("10.96.0.0/16").await;
+    let fw = lab.firewall(d).await;
+    let sticky =
+        three_endpoints(Service::new("default/sticky", Protocol::Tcp, ip(VIP3), 80)).affinity(Duration::from_secs(60));
+    fw.add(
+        "svc/default/sticky",
+        &Rules {
+            services: vec![sticky.clone()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("add sticky service");
+    for (who, ns) in [("H", &*lab.host), ("O", &*lab.outside)] {
+        let counts = tally(&tcp_many(ns, sa(ip(VIP3), 80), 50).await);
+        assert_eq!(counts.len(), 1, "50 connections from {who} with affinity: {counts:?}");
+    }
+    // The same service without affinity (replaces it: same owner, same name) spreads.
+    let mut loose = sticky;
+    loose.affinity = None;
+    fw.add(
+        "svc/default/sticky",
+        &Rules {
+            services: vec![loose],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("replace with a service without affinity");
+    let counts = tally(&tcp_many(&lab.host, sa(ip(VIP3), 80), 50).await);
+    assert!(
+        counts.len() >= 2,
+        "without affinity 50 connections hit one endpoint: {counts:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Masquerade
+// ---------------------------------------------------------------------------------------------
+
+/// C1 -> O is masqueraded to 192.0.2.1; without it O cannot answer; C1 -> C2 keeps its source;
+/// another container is not masqueraded by C1's entry.
+async fn masquerade(d: Driver, _test: &str) {
+    let lab = Lab::build("msq", LabSpec::containers(2)).await;
+    let _o = tcp_server(&lab.outside, "O", sa(ANY4, 7777)).await;
+    let _c2 = tcp_server(lab.c(2), "C2", sa(ANY4, 80)).await;
+    let fw = lab.firewall(d).await;
+    let out = sa(OUT, 7777);
+    assert!(
+        tcp(lab.c(1), out).await.is_err(),
+        "C1 reached O without masquerade (O has no route back to 10.88.0.0/24)"
+    );
+    let rules = Rules {
+        masquerades: vec![Masquerade::address(cip(1), subnet())],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &rules).await.expect("add masquerade");
+    let h = tcp(lab.c(1), out).await.expect("C1 -> O with masquerade");
+    assert_eq!((h.name.as_str(), h.peer.ip()), ("O", EXT), "O sees H's address");
+    let h = tcp(lab.c(1), sa(cip(2), 80)).await.expect("C1 -> C2");
+    assert_eq!(h.peer.ip(), cip(1), "traffic within the network keeps its source");
+    assert!(tcp(lab.c(2), out).await.is_err(), "C2 was masqueraded by C1's entry");
+    fw.teardown("c1:eth0").await.expect("teardown");
+    assert!(tcp(lab.c(1), out).await.is_err(), "still masqueraded after teardown");
+}
+
+/// The same masquerade source for a second owner: `FirewallError::Conflict` (its docs name "a
+/// masquerade source"), and nothing changes.
+async fn masquerade_source_conflict(d: Driver, _test: &str) {
+    let lab = Lab::build("msc", LabSpec::containers(1)).await;
+    let fw = lab.firewall(d).await;
+    let rules = Rules {
+        masquerades: vec![Masquerade::address(cip(1), subnet())],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &rules).await.expect("add masquerade");
+    let before = ruleset(&lab.host, d);
+    let got = fw.add("intruder", &rules).await;
+    match &got {
+        Err(e) => assert_eq!(kind(e), "Conflict", "the same masquerade source for another owner: {e}"),
+        Ok(()) => panic!("the same masquerade source was given to a second owner"),
+    }
+    assert_eq!(
+        ruleset(&lab.host, d),
+        before,
+        "a refused masquerade changed the ruleset"
+    );
+    assert_eq!(fw.owners().await.expect("owners"), ["c1:eth0"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Isolation
+// ---------------------------------------------------------------------------------------------
+
+/// Two bridges isolated from each other: their containers cannot talk, each still reaches O.
+async fn isolation(d: Driver, _test: &str) {
+    let lab = Lab::build(
+        "iso",
+        LabSpec {
+            containers: 1,
+            second_bridge: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (c1, d1) = (lab.c(1), lab.d1());
+    let _s = [
+        tcp_server(c1, "C1", sa(ANY4, 80)).await,
+        tcp_server(d1, "D1", sa(ANY4, 80)).await,
+        tcp_server(&lab.outside, "O", sa(ANY4, 7777)).await,
+    ];
+    // Before: the host routes between its bridges.
+    assert!(
+        ping(c1, D1) && ping(d1, cip(1)),
+        "the bridges should route to each other before isolation"
+    );
+    assert_eq!(tcp(c1, sa(D1, 80)).await.expect("C1 -> D1 before isolation").name, "D1");
+
+    let fw = lab.firewall(d).await;
+    for (owner, br, net) in [("net:nkbr0", BR0, subnet()), ("net:nkbr1", BR1, subnet1())] {
+        let rules = Rules {
+            networks: vec![Network::new(br, net)],
+            masquerades: vec![Masquerade::subnet(net)],
+            ..Default::default()
+        };
+        fw.add(owner, &rules)
+            .await
+            .unwrap_or_else(|e| panic!("add {owner}: {e}"));
+    }
+    let iso = Rules {
+        isolations: vec![Isolation::new(BR0, BR1)],
+        ..Default::default()
+    };
+    fw.add("isolate", &iso).await.expect("add isolation");
+    assert!(!ping(c1, D1), "C1 pings D1 through the isolation");
+    assert!(!ping(d1, cip(1)), "D1 pings C1 through the isolation");
+    assert!(tcp(c1, sa(D1, 80)).await.is_err(), "C1 -> D1 TCP through the isolation");
+    assert!(
+        tcp(d1, sa(cip(1), 80)).await.is_err(),
+        "D1 -> C1 TCP through the isolation"
+    );
+    for (who, ns) in [("C1", c1), ("D1", d1)] {
+        let h = tcp(ns, sa(OUT, 7777))
+            .await
+            .unwrap_or_else(|e| panic!("{who} -> O with isolation on: {e}"));
+        assert_eq!(h.peer.ip(), EXT, "{who} -> O is masqueraded");
+    }
+    fw.teardown("isolate").await.expect("teardown isolation");
+    assert_eq!(tcp(c1, sa(D1, 80)).await.expect("C1 -> D1 after teardown").name, "D1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Teardown, GC, reconcile
+// ---------------------------------------------------------------------------------------------
+
+/// Owners holding every kind of object, IPv4 and IPv6.
+fn every_kind() -> Vec<(&'static str, Rules)> {
+    let a = Rules {
+        networks: vec![Network::new(BR0, subnet()), Network::new(BR0, subnet6())],
+        masquerades: vec![
+            Masquerade::address(cip(1), subnet()),
+            Masquerade::address(cip6(1), subnet6()),
+        ],
+        port_mappings: vec![
+            tcp_map(8080, cip(1), 80),
+            PortMapping::new(Protocol::Udp, 5353, cip(1), 53),
+            PortMapping::new(Protocol::Sctp, 8132, cip(1), 132),
+            tcp_map(9000, cip(1), 7000).range_end(9004),
+            tcp_map(8081, cip(1), 81).host_ip(EXT),
+            tcp_map(8080, cip6(1), 80),
+        ],
+        ..Default::default()
+    };
+    let b = Rules {
+        masquerades: vec![Masquerade::address(cip(2), subnet())],
+        port_mappings: vec![tcp_map(8082, cip(2), 80)],
+        isolations: vec![Isolation::new(BR0, BR1)],
+        ..Default::default()
+    };
+    let web = three_endpoints(Service::new("default/web", Protocol::Tcp, ip(VIP), 80))
+        .node_port(30080)
+        .affinity(Duration::from_secs(30))
+        .masquerade(true);
+    let web6 = Service::new("default/web6", Protocol::Tcp, "fd96::10".parse().expect("literal"), 80)
+        .endpoint(Endpoint::new(cip6(2), 80));
+    let dns = Service::new("default/dns", Protocol::Udp, ip("10.96.0.53"), 53)
+        .node_port(30053)
+        .endpoint(Endpoint::new(cip(1), 53))
+        .endpoint(Endpoint::new(cip(2), 53));
+    let empty = Service::new("default/empty", Protocol::Tcp, ip("10.96.0.99"), 80);
+    vec![
+        ("ctr-a:eth0", a),
+        ("ctr-b:eth0", b),
+        (
+            "svc/default/web",
+            Rules {
+                services: vec![web, web6],
+                ..Default::default()
+            },
+        ),
+        (
+            "svc/default/dns",
+            Rules {
+                services: vec![dns, empty],
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+fn state_owner_files(lab: &Lab) -> Vec<String> {
+    let dir = lab.state.path().join("owners");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Adding owners with every kind of object and tearing each down (twice) gives back the
+/// ruleset as it was, someone else's rules included.
+async fn teardown_restores_ruleset(d: Driver, _test: &str) {
+    let lab = Lab::build("tdn", LabSpec::containers(3)).await;
+    dump::add_foreign_rules(&lab.host, d);
+    let before = ruleset(&lab.host, d);
+    let fw = lab.firewall(d).await;
+    let owners = every_kind();
+    for (owner, rules) in &owners {
+        fw.add(owner, rules)
+            .await
+            .unwrap_or_else(|e| panic!("add {owner}: {e}"));
+    }
+    // Endpoint changes are part of the state teardown must undo too.
+    fw.remove_endpoint("default/web", Endpoint::new(cip(3), 80))
+        .await
+        .expect("remove endpoint");
+    fw.add_endpoint("default/web", Endpoint::new(cip(3), 80))
+        .await
+        .expect("add endpoint back");
+    let full = ruleset(&lab.host, d);
+    assert_ne!(
+        full, before,
+        "adding every kind of object changed nothing in the ruleset"
+    );
+    assert!(
+        full.contains("198.51.100.0/24"),
+        "someone else's rules vanished:\n{full}"
+    );
+
+    for (owner, rules) in &owners {
+        let held = fw
+            .teardown(owner)
+            .await
+            .unwrap_or_else(|e| panic!("teardown {owner}: {e}"));
+        assert_eq!(&held, rules, "teardown {owner} returns what it held");
+        let again = fw
+            .teardown(owner)
+            .await
+            .unwrap_or_else(|e| panic!("second teardown {owner}: {e}"));
+        assert!(again.is_empty(), "second teardown of {owner} found {again:?}");
+    }
+    assert_eq!(ruleset(&lab.host, d), before, "the ruleset after every teardown");
+    assert!(fw.owners().await.expect("owners").is_empty());
+    assert!(state_owner_files(&lab).is_empty(), "owner files left in the state dir");
+}
+
+/// GC with a list of valid owners removes exactly the others, and nothing of theirs is left.
+async fn gc_removes_exactly_the_others(d: Driver, _test: &str) {
+    let lab = Lab::build("gcx", LabSpec::containers(1)).await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let before = ruleset(&lab.host, d);
+    let fw = lab.firewall(d).await;
+    let all = [("gc-a", 18001), ("gc-b", 18002), ("gc-c", 18003), ("gc-d", 18004)];
+    for (owner, port) in all {
+        fw.add(owner, &mappings(vec![tcp_map(port, cip(1), 80)]))
+            .await
+            .unwrap_or_else(|e| panic!("add {owner}: {e}"));
+    }
+    let valid = vec!["gc-a".to_string(), "gc-c".to_string()];
+    let mut removed = fw.gc(&valid).await.expect("gc");
+    removed.sort();
+    assert_eq!(removed, ["gc-b", "gc-d"]);
+    assert_eq!(fw.owners().await.expect("owners"), valid);
+    let rs = ruleset_plain(&lab.host, d);
+    for (owner, port) in all {
+        let keep = valid.iter().any(|v| v == owner);
+        assert_eq!(
+            mapping_entries(&rs, d, port),
+            usize::from(keep),
+            "port {port} of {owner} after gc:\n{rs}"
+        );
+        if !keep {
+            assert!(!rs.contains(owner), "{owner} still named in the ruleset:\n{rs}");
+        }
+        let reached = tcp(&lab.outside, sa(EXT, port)).await;
+        assert_eq!(reached.is_ok(), keep, "O -> {port} ({owner}) after gc: {reached:?}");
+    }
+    assert!(
+        fw.gc(&valid).await.expect("gc again").is_empty(),
+        "a second gc removed more"
+    );
+    fw.gc(&[]).await.expect("gc of everything");
+    assert_eq!(ruleset(&lab.host, d), before, "the ruleset after gc of every owner");
+}
+
+/// After someone flushes the ruleset, reconcile brings the port mapping and the service back
+/// (once: a second reconcile duplicates nothing).
+async fn reconcile_after_flush(d: Driver, _test: &str) {
+    let lab = Lab::build("rec", LabSpec::containers(2)).await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let fw = lab.firewall(d).await;
+    let rules = Rules {
+        networks: vec![lab.network()],
+        port_mappings: vec![tcp_map(8080, cip(1), 80)],
+        services: vec![Service::new("default/web", Protocol::Tcp, ip(VIP), 80).endpoint(Endpoint::new(cip(1), 80))],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &rules).await.expect("add");
+    let (h, o) = (&lab.host, &lab.outside);
+    tcp(o, sa(EXT, 8080)).await.expect("O -> 8080 before the flush");
+    tcp(h, sa(ip(VIP), 80)).await.expect("H -> VIP before the flush");
+
+    dump::flush(h, d);
+    assert!(
+        tcp(o, sa(EXT, 8080)).await.is_err(),
+        "8080 still mapped after the flush"
+    );
+    assert!(
+        tcp(h, sa(ip(VIP), 80)).await.is_err(),
+        "VIP still answers after the flush"
+    );
+
+    for round in 1..=2 {
+        fw.reconcile()
+            .await
+            .unwrap_or_else(|e| panic!("reconcile #{round}: {e}"));
+        let got = tcp(o, sa(EXT, 8080)).await;
+        assert_eq!(got.expect("O -> 8080 after reconcile").name, "C1");
+        let got = tcp(lab.c(2), sa(GW, 8080))
+            .await
+            .expect("hairpin C2 -> 8080 after reconcile");
+        assert_eq!((got.name.as_str(), got.peer.ip()), ("C1", GW), "hairpin, masqueraded");
+        let got = tcp(h, sa(ip(VIP), 80)).await;
+        assert_eq!(got.expect("H -> VIP after reconcile").name, "C1");
+        let rs = ruleset_plain(h, d);
+        assert_eq!(mapping_entries(&rs, d, 8080), 1, "after reconcile #{round}:\n{rs}");
+    }
+    assert_eq!(fw.rules("c1:eth0").await.expect("rules"), rules);
+}
+
+/// Two containers on one bridge each register the bridge's network, one owner per container
+/// attachment as in the firewall module's example: both are accepted, and tearing one down
+/// leaves the other's hairpin working.
+async fn network_shared_by_two_owners(d: Driver, _test: &str) {
+    let lab = Lab::build("shn", LabSpec::containers(3)).await;
+    let _servers = echo_containers(&lab, 2).await;
+    let fw = lab.firewall(d).await;
+    for (i, port) in [(1, 8080), (2, 8081)] {
+        let owner = format!("c{i}:eth0");
+        let rules = Rules {
+            networks: vec![lab.network()],
+            port_mappings: vec![tcp_map(port, cip(i), 80)],
+            ..Default::default()
+        };
+        fw.add(&owner, &rules)
+            .await
+            .unwrap_or_else(|e| panic!("add {owner} (the network again, as a second owner): {e}"));
+    }
+    for (port, name) in [(8080, "C1"), (8081, "C2")] {
+        let h = tcp(lab.c(3), sa(GW, port)).await.expect("hairpin from C3");
+        assert_eq!((h.name.as_str(), h.peer.ip()), (name, GW), "hairpin C3 -> {port}");
+    }
+    fw.teardown("c1:eth0").await.expect("teardown c1");
+    let h = tcp(lab.c(3), sa(GW, 8081))
+        .await
+        .expect("hairpin to C2 after C1's teardown (C2 still registers the network)");
+    assert_eq!((h.name.as_str(), h.peer.ip()), ("C2", GW));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Concurrency
+// ---------------------------------------------------------------------------------------------
+
+fn fwctl(lab: &Lab, d: Driver, args: &[String]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netkit-fwctl"))
+        .arg(lab.host_name())
+        .arg(d.as_str())
+        .arg(lab.state.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn netkit-fwctl")
+}
+
+fn wait_all(children: Vec<(String, std::process::Child)>) {
+    let mut failed = Vec::new();
+    for (what, child) in children {
+        let out = child.wait_with_output().expect("wait for netkit-fwctl");
+        if !out.status.success() {
+            failed.push(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} processes failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// 50 owners add their mappings in 50 parallel processes; then half tear down while the other
+/// half add a second mapping, all at once. The state and the ruleset hold exactly the rest.
+async fn concurrent_processes(d: Driver, _test: &str) {
+    let lab = Lab::build("cc", LabSpec::containers(1)).await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let before = ruleset(&lab.host, d);
+    let owner = |i: u16| format!("own-{i:02}");
+    let json = |port: u16| serde_json::to_string(&mappings(vec![tcp_map(port, cip(1), 80)])).expect("json");
+
+    let adds = (0..50u16)
+        .map(|i| {
+            let args = vec!["add".into(), owner(i), json(20000 + i)];
+            (format!("add {}", owner(i)), fwctl(&lab, d, &args))
+        })
+        .collect();
+    wait_all(adds);
+    let fw = lab.firewall(d).await;
+    assert_eq!(
+        fw.owners().await.expect("owners").len(),
+        50,
+        "owners after 50 parallel adds"
+    );
+
+    let mixed = (0..50u16)
+        .map(|i| {
+            let args = if i % 2 == 0 {
+                vec!["teardown".into(), owner(i)]
+            } else {
+                vec!["add".into(), owner(i), json(21000 + i)]
+            };
+            (format!("{} {}", args[0], owner(i)), fwctl(&lab, d, &args))
+        })
+        .collect();
+    wait_all(mixed);
+
+    let kept: Vec<u16> = (0..50).filter(|i| i % 2 == 1).collect();
+    let want: Vec<String> = kept.iter().map(|&i| owner(i)).collect();
+    assert_eq!(fw.owners().await.expect("owners"), want, "owners in the state");
+    let files: BTreeSet<String> = state_owner_files(&lab).into_iter().collect();
+    let want_files: BTreeSet<String> = want
+        .iter()
+        .map(|o| format!("{}.json", o.bytes().map(|b| format!("{b:02x}")).collect::<String>()))
+        .collect();
+    assert_eq!(files, want_files, "owner files in the state dir");
+
+    let rs = ruleset_plain(&lab.host, d);
+    for i in 0..50u16 {
+        if i % 2 == 1 {
+            for port in [20000 + i, 21000 + i] {
+                assert_eq!(mapping_entries(&rs, d, port), 1, "port {port} of {}:\n{rs}", owner(i));
+            }
+        } else {
+            assert_eq!(
+                mapping_entries(&rs, d, 20000 + i),
+                0,
+                "port of removed {}:\n{rs}",
+                owner(i)
+            );
+            assert!(
+                !rs.contains(&owner(i)),
+                "removed {} still named in the ruleset",
+                owner(i)
+            );
+        }
+    }
+    let o = &lab.outside;
+    for &i in &kept {
+        for port in [20000 + i, 21000 + i] {
+            let got = tcp(o, sa(EXT, port)).await;
+            assert_eq!(got.expect("O -> a kept owner's port").name, "C1", "port {port}");
+        }
+    }
+    for i in (0..50u16).filter(|i| i % 2 == 0) {
+        assert!(
+            tcp(o, sa(EXT, 20000 + i)).await.is_err(),
+            "removed {}'s port answers",
+            owner(i)
+        );
+    }
+    // No stale claim: a removed owner's port is free for someone else.
+    fw.add("newcomer", &mappings(vec![tcp_map(20000, cip(1), 80)]))
+        .await
+        .expect("map a removed owner's port");
+    fw.gc(&[]).await.expect("gc everything");
+    assert_eq!(ruleset(&lab.host, d), before, "the ruleset after removing every owner");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Bad input
+// ---------------------------------------------------------------------------------------------
+
+fn kind(e: &FirewallError) -> &'static str {
+    match e {
+        FirewallError::Invalid { .. } => "Invalid",
+        FirewallError::Conflict { .. } => "Conflict",
+        FirewallError::NotFound(_) => "NotFound",
+        FirewallError::Unavailable { .. } => "Unavailable",
+        FirewallError::Kernel { .. } => "Kernel",
+        _ => "other",
+    }
+}
+
+/// Checks that a refused call changed nothing: the ruleset, the owners and the base owner's rules.
+struct Unchanged<'a> {
+    fw: &'a AnyFirewall,
+    host: &'a NetNs,
+    driver: Driver,
+    ruleset: String,
+    base: Rules,
+}
+
+impl Unchanged<'_> {
+    async fn refused<T: std::fmt::Debug>(&self, what: &str, got: Result<T, FirewallError>, want: &str) {
+        match got {
+            Ok(v) => panic!("{what}: accepted ({v:?}), want {want}"),
+            Err(e) => {
+                assert_eq!(kind(&e), want, "{what}: wrong error: {e}");
+                println!("{what}: {e}");
+            }
+        }
+        assert_eq!(
+            ruleset(self.host, self.driver),
+            self.ruleset,
+            "{what}: the ruleset changed"
+        );
+        assert_eq!(
+            self.fw.owners().await.expect("owners"),
+            ["base"],
+            "{what}: owners changed"
+        );
+        assert_eq!(
+            self.fw.rules("base").await.expect("rules"),
+            self.base,
+            "{what}: base changed"
+        );
+    }
+}
+
+async fn base_firewall(lab: &Lab, d: Driver) -> (AnyFirewall, Rules) {
+    let fw = lab.firewall(d).await;
+    let base = Rules {
+        networks: vec![lab.network()],
+        port_mappings: vec![tcp_map(8080, cip(1), 80)],
+        services: vec![
+            Service::new("default/base", Protocol::Tcp, ip("10.96.0.20"), 80).endpoint(Endpoint::new(cip(1), 80))
+        ],
+        ..Default::default()
+    };
+    fw.add("base", &base).await.expect("add the base owner");
+    (fw, base)
+}
+
+/// Every kind of bad input gets a clear error and changes nothing (ruleset, owners, state).
+async fn bad_input_is_refused_and_changes_nothing(d: Driver, _test: &str) {
+    let lab = Lab::build("bad", LabSpec::containers(2)).await;
+    let (fw, base) = base_firewall(&lab, d).await;
+    let u = Unchanged {
+        fw: &fw,
+        host: &lab.host,
+        driver: d,
+        ruleset: ruleset(&lab.host, d),
+        base,
+    };
+    let one = |m: PortMapping| mappings(vec![m]);
+    let svc = |s: Service| Rules {
+        services: vec![s],
+        ..Default::default()
+    };
+    let web = || Service::new("default/other", Protocol::Tcp, ip(VIP), 80);
+
+    // Ports.
+    for (what, m) in [
+        ("host port 0", tcp_map(0, cip(2), 80)),
+        ("container port 0", tcp_map(8090, cip(2), 0)),
+        (
+            "range ending before it starts",
+            tcp_map(9010, cip(2), 80).range_end(9000),
+        ),
+        (
+            "container ports past 65535",
+            tcp_map(1000, cip(2), 65535).range_end(1001),
+        ),
+        (
+            "range wider than MAX_PORT_RANGE",
+            tcp_map(1, cip(2), 1).range_end(1 + MAX_PORT_RANGE),
+        ),
+    ] {
+        u.refused(what, fw.add("bad", &one(m)).await, "Invalid").await;
+    }
+    // Ports above 65535 cannot be built (u16); the only parser is serde: JSON refuses them.
+    let json = |host_port: &str, proto: &str| {
+        format!(
+            r#"{{"port_mappings":[{{"protocol":"{proto}","host_ip":null,"host_port":{host_port},"host_port_end":{host_port},"container_ip":"10.88.0.3","container_port":80}}]}}"#
+        )
+    };
+    let e = serde_json::from_str::<Rules>(&json("65536", "tcp")).expect_err("port 65536 from JSON");
+    assert!(e.to_string().contains("65536"), "JSON port 65536: {e}");
+    let zero: Rules = serde_json::from_str(&json("0", "tcp")).expect("port 0 parses; validation refuses it");
+    u.refused("host port 0 from JSON", fw.add("bad", &zero).await, "Invalid")
+        .await;
+    assert!(
+        serde_json::from_str::<Rules>(&json("8090", "icmp")).is_err(),
+        "JSON protocol icmp"
+    );
+    // Protocols.
+    let e = "icmp".parse::<Protocol>().expect_err("icmp is no transport protocol");
+    assert_eq!(kind(&e), "Invalid", "{e}");
+    assert!(e.to_string().contains("icmp"), "{e}");
+
+    // Addresses.
+    for (what, m) in [
+        ("unspecified container address", tcp_map(8090, ip("0.0.0.0"), 80)),
+        ("unspecified IPv6 container address", tcp_map(8090, ANY6, 80)),
+        ("multicast container address", tcp_map(8090, ip("224.0.0.1"), 80)),
+        ("multicast IPv6 container address", tcp_map(8090, ip("ff02::1"), 80)),
+        ("broadcast container address", tcp_map(8090, ip("255.255.255.255"), 80)),
+        (
+            "multicast host address",
+            tcp_map(8090, cip(2), 80).host_ip(ip("224.0.0.1")),
+        ),
+        (
+            "host and container of different families",
+            tcp_map(8090, cip(2), 80).host_ip(ip("fd88::1")),
+        ),
+    ] {
+        u.refused(what, fw.add("bad", &one(m)).await, "Invalid").await;
+    }
+    let masq = |m: Masquerade| Rules {
+        masquerades: vec![m],
+        ..Default::default()
+    };
+    let mixed = Masquerade {
+        source: "fd88::2/128".parse().expect("literal"),
+        network: subnet(),
+    };
+    u.refused(
+        "masquerade of mixed families",
+        fw.add("bad", &masq(mixed)).await,
+        "Invalid",
+    )
+    .await;
+    let outside_net = Masquerade::address(ip("10.89.0.5"), subnet());
+    u.refused(
+        "masquerade source outside its network",
+        fw.add("bad", &masq(outside_net)).await,
+        "Invalid",
+    )
+    .await;
+
+    // Interfaces.
+    for (what, r) in [
+        (
+            "interface name with a space",
+            Rules {
+                networks: vec![Network::new("nk br0", subnet())],
+                ..Default::default()
+            },
+        ),
+        (
+            "interface name of 16 characters",
+            Rules {
+                networks: vec![Network::new("nkbr0123456789ab", subnet())],
+                ..Default::default()
+            },
+        ),
+        (
+            "isolating a bridge from itself",
+            Rules {
+                isolations: vec![Isolation::new(BR0, BR0)],
+                ..Default::default()
+            },
+        ),
+    ] {
+        u.refused(what, fw.add("bad", &r).await, "Invalid").await;
+    }
+
+    // Services.
+    let dup = web()
+        .endpoint(Endpoint::new(cip(1), 80))
+        .endpoint(Endpoint::new(cip(1), 80));
+    for (what, s) in [
+        ("service with a duplicate endpoint", dup),
+        ("endpoint of another family", web().endpoint(Endpoint::new(cip6(1), 80))),
+        (
+            "multicast service address",
+            Service::new("default/other", Protocol::Tcp, ip("239.1.1.1"), 80),
+        ),
+        (
+            "service port 0",
+            Service::new("default/other", Protocol::Tcp, ip(VIP), 0),
+        ),
+        ("node port 0", web().node_port(0)),
+        ("endpoint port 0", web().endpoint(Endpoint::new(cip(1), 0))),
+        (
+            "service name with a space",
+            Service::new("default/a b", Protocol::Tcp, ip(VIP), 80),
+        ),
+        ("affinity of 0 s", web().affinity(Duration::ZERO)),
+    ] {
+        u.refused(what, fw.add("bad", &svc(s)).await, "Invalid").await;
+    }
+    u.refused(
+        "endpoint of another family (add_endpoint)",
+        fw.add_endpoint("default/base", Endpoint::new(cip6(1), 80)).await,
+        "Invalid",
+    )
+    .await;
+    u.refused(
+        "endpoint port 0 (add_endpoint)",
+        fw.add_endpoint("default/base", Endpoint::new(cip(2), 0)).await,
+        "Invalid",
+    )
+    .await;
+    u.refused(
+        "endpoint of an unknown service",
+        fw.remove_endpoint("default/nosuch", Endpoint::new(cip(1), 80)).await,
+        "NotFound",
+    )
+    .await;
+
+    // Owner names.
+    let good = one(tcp_map(8090, cip(2), 80));
+    let long = "x".repeat(201);
+    for owner in [
+        "",
+        "a b",
+        "a;b",
+        "a\"b",
+        "ctr\n1",
+        "ctr\u{e9}",
+        "$(reboot)",
+        long.as_str(),
+    ] {
+        u.refused(&format!("owner {owner:?}"), fw.add(owner, &good).await, "Invalid")
+            .await;
+        u.refused(
+            &format!("teardown of owner {owner:?}"),
+            fw.teardown(owner).await,
+            "Invalid",
+        )
+        .await;
+    }
+
+    // Conflicts with another owner.
+    for (what, m) in [
+        ("the same host port as another owner", tcp_map(8080, cip(2), 80)),
+        (
+            "a range over another owner's port",
+            tcp_map(8075, cip(2), 80).range_end(8085),
+        ),
+        (
+            "one host address over another owner's wildcard",
+            tcp_map(8080, cip(2), 80).host_ip(EXT),
+        ),
+    ] {
+        u.refused(what, fw.add("other", &one(m)).await, "Conflict").await;
+    }
+    let taken = Service::new("default/base", Protocol::Tcp, ip(VIP), 80).endpoint(Endpoint::new(cip(2), 80));
+    u.refused(
+        "a service name another owner has",
+        fw.add("other", &svc(taken)).await,
+        "Conflict",
+    )
+    .await;
+
+    // One bad object refuses the whole set: its good objects are not added either.
+    let partly_bad = mappings(vec![tcp_map(8091, cip(2), 80), tcp_map(0, cip(2), 80)]);
+    u.refused(
+        "a set with one bad mapping",
+        fw.add("other", &partly_bad).await,
+        "Invalid",
+    )
+    .await;
+    let partly_taken = mappings(vec![tcp_map(8092, cip(2), 80), tcp_map(8080, cip(2), 80)]);
+    u.refused(
+        "a set with one taken port",
+        fw.add("other", &partly_taken).await,
+        "Conflict",
+    )
+    .await;
+
+    // Control: the same number in another protocol or family is no conflict.
+    let udp_same = PortMapping::new(Protocol::Udp, 8080, cip(2), 80);
+    fw.add("other", &one(udp_same)).await.expect("udp 8080 beside tcp 8080");
+    fw.add("other6", &one(tcp_map(8080, cip6(2), 80)))
+        .await
+        .expect("IPv6 tcp 8080 beside IPv4 tcp 8080");
+}
+
+/// Overlapping host ports of one owner: the issue asks for `FirewallError::Conflict`, as across
+/// owners; nothing may change.
+async fn bad_input_overlap_same_owner(d: Driver, _test: &str) {
+    let lab = Lab::build("ovl", LabSpec::containers(2)).await;
+    let (fw, base) = base_firewall(&lab, d).await;
+    let u = Unchanged {
+        fw: &fw,
+        host: &lab.host,
+        driver: d,
+        ruleset: ruleset(&lab.host, d),
+        base,
+    };
+    // Across two calls: base already maps 8080.
+    let over = mappings(vec![tcp_map(8075, cip(2), 80).range_end(8085)]);
+    u.refused(
+        "a range over the owner's own port",
+        fw.add("base", &over).await,
+        "Conflict",
+    )
+    .await;
+    let other_target = mappings(vec![tcp_map(8080, cip(2), 80)]);
+    u.refused(
+        "the owner's own port to another container",
+        fw.add("base", &other_target).await,
+        "Conflict",
+    )
+    .await;
+    // Within one call.
+    let twice = mappings(vec![
+        tcp_map(8070, cip(2), 80).range_end(8079),
+        tcp_map(8075, cip(2), 81),
+    ]);
+    u.refused(
+        "two overlapping mappings in one call",
+        fw.add("base", &twice).await,
+        "Conflict",
+    )
+    .await;
+}
