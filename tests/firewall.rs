@@ -462,10 +462,14 @@ async fn masquerade_source_conflict(d: Driver, _test: &str) {
     };
     fw.add("c1:eth0", &rules).await.expect("add masquerade");
     let before = ruleset(&lab.host, d);
-    let got = fw.add("intruder", &rules).await;
-    match &got {
-        Err(e) => assert_eq!(kind(e), "Conflict", "the same masquerade source for another owner: {e}"),
-        Ok(()) => panic!("the same masquerade source was given to a second owner"),
+    // The same source with another network: a real conflict, nothing changes.
+    let other_net = Rules {
+        masquerades: vec![Masquerade::address(cip(1), "10.88.0.0/16".parse().unwrap())],
+        ..Default::default()
+    };
+    match fw.add("intruder", &other_net).await {
+        Err(e) => assert_eq!(kind(&e), "Conflict", "same source, other network: {e}"),
+        Ok(()) => panic!("a masquerade source was given to a second owner with another network"),
     }
     assert_eq!(
         ruleset(&lab.host, d),
@@ -473,6 +477,20 @@ async fn masquerade_source_conflict(d: Driver, _test: &str) {
         "a refused masquerade changed the ruleset"
     );
     assert_eq!(fw.owners().await.expect("owners"), ["c1:eth0"]);
+    // The identical masquerade is shared (an address reused before the old owner's DEL ran):
+    // the kernel holds it once, and it stays until its last holder goes.
+    fw.add("newcomer", &rules)
+        .await
+        .expect("identical masquerade is shared");
+    assert_eq!(ruleset(&lab.host, d), before, "a shared masquerade was added twice");
+    fw.teardown("c1:eth0").await.expect("teardown first holder");
+    assert_eq!(
+        ruleset(&lab.host, d),
+        before,
+        "the masquerade went with its first holder"
+    );
+    fw.teardown("newcomer").await.expect("teardown last holder");
+    assert_ne!(ruleset(&lab.host, d), before, "the masquerade outlived its last holder");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ impl StateDir {
             &dir.owners,
             &dir.ports,
             &dir.services,
+            &dir.shared,
             &dir.files.tmp,
             &dir.files.spare,
         ] {

@@ -284,6 +284,11 @@ pub(crate) fn render(
     let mut hairpin = Vec::new();
     let mut masq_skip = Vec::new();
     let mut masq = Vec::new();
+    // Objects several owners hold (a bridge network, an isolated pair, an identical
+    // masquerade) are rendered once, under the first owner that holds them.
+    let mut seen_nets = std::collections::HashSet::new();
+    let mut seen_masq = std::collections::HashSet::new();
+    let mut seen_iso = std::collections::HashSet::new();
     for (owner, rules) in all {
         let cm = comment(owner);
         for m in rules.port_mappings.iter().filter(|m| mine(m.container_ip)) {
@@ -294,15 +299,23 @@ pub(crate) fn render(
             };
             port_mapping(family, m, &cm, out);
         }
-        for n in rules.networks.iter().filter(|n| mine(n.subnet.ip())) {
+        for n in rules
+            .networks
+            .iter()
+            .filter(|n| mine(n.subnet.ip()) && seen_nets.insert(*n))
+        {
             hairpin.push(network(n, &cm));
         }
-        for m in rules.masquerades.iter().filter(|m| mine(m.source.ip())) {
+        for m in rules
+            .masquerades
+            .iter()
+            .filter(|m| mine(m.source.ip()) && seen_masq.insert(*m))
+        {
             let (skip, on) = masquerade(m, &cm);
             masq_skip.push(skip);
             masq.push(on);
         }
-        for i in &rules.isolations {
+        for i in rules.isolations.iter().filter(|i| seen_iso.insert(*i)) {
             forward.rules.extend(isolation(i, &cm));
         }
         for s in rules.services.iter().filter(|s| mine(s.vip)) {
