@@ -3,11 +3,12 @@
 //! A missing `/usr/bin/etcd` fails the tests (CI installs Debian's etcd-server).
 #![cfg(feature = "etcd")]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -343,8 +344,9 @@ async fn release_is_idempotent_and_never_touches_another_node() {
 async fn watch_sees_add_change_release_and_expiry() {
     let etcd = EtcdServer::start().await;
     let store = etcd.store(flannel()).await;
-    store.acquire(&req("before")).await.unwrap();
+    let before = store.acquire(&req("before")).await.unwrap();
     let mut w = store.watch().await.unwrap();
+    assert_eq!(w.snapshot(), [before], "the watch starts from the live leases");
 
     let a = store.acquire(&req("a")).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Added(a.clone()));
@@ -364,6 +366,110 @@ async fn watch_sees_add_change_release_and_expiry() {
     store.release(&a).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(a));
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(b), "expiry");
+}
+
+/// The live leases as a watcher sees them: the watch's snapshot, then its events applied.
+type View = BTreeMap<IpNetwork, Lease>;
+
+/// Open a watch and the view it starts from: its snapshot (a `list()` here instead loses the
+/// changes made before the watch starts).
+async fn open_view(store: &EtcdLeaseStore) -> (View, LeaseWatch) {
+    let w = store.watch().await.expect("watch");
+    (w.snapshot().iter().map(|l| (l.subnet, l.clone())).collect(), w)
+}
+
+fn apply(view: &mut View, event: LeaseEvent) {
+    match event {
+        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
+            view.insert(l.subnet, l);
+        }
+        LeaseEvent::Removed(l) => {
+            view.remove(&l.subnet);
+        }
+    }
+}
+
+/// `want` and `got` as the lines where they differ, for a readable assertion message.
+fn view_diff(want: &[Lease], got: &View) -> String {
+    let want: BTreeMap<_, _> = want.iter().map(|l| (l.subnet, l)).collect();
+    let mut out = String::new();
+    for (s, l) in &want {
+        if got.get(s) != Some(*l) {
+            let seen = got.get(s).map(|g| (g.node(), g.expires_at));
+            out += &format!(
+                "\n  store has {s} -> {} ({:?}), view has {seen:?}",
+                l.node(),
+                l.expires_at
+            );
+        }
+    }
+    for (s, l) in got {
+        if !want.contains_key(s) {
+            out += &format!("\n  view has {s} -> {}, store has nothing", l.node());
+        }
+    }
+    out
+}
+
+/// Writers (through another client) keep leasing, renewing and releasing while a watcher opens
+/// watch after watch: each view (snapshot plus events) must end equal to `list()`, so no change
+/// fell between the snapshot and the first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_snapshot_and_events_miss_nothing_under_churn() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    let writer_store = etcd.store(flannel()).await;
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (store, gate, stop) = (writer_store.clone(), gate.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut held: Vec<Option<Lease>> = vec![None; 4];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = gate.lock().await;
+                    let slot = &mut held[i % 4];
+                    *slot = match slot.take() {
+                        Some(l) if i % 3 == 0 => Some(store.renew(&l).await.unwrap()),
+                        Some(l) => {
+                            store.release(&l).await.unwrap();
+                            None
+                        }
+                        None => Some(store.acquire(&req(&format!("w{w}-{}", i % 4))).await.unwrap()),
+                    };
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    for round in 0..100 {
+        let (mut view, mut w) = open_view(&store).await;
+        // Take events while the writers go on.
+        let until = Instant::now() + Duration::from_millis(30);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until.into(), w.next()).await {
+            apply(&mut view, ev.expect("watch error"));
+        }
+        // Pause the writers, lease a sentinel, and read events until it shows: etcd reports
+        // changes in order, so by then every earlier change has been reported.
+        let _paused = gate.lock().await;
+        let sentinel = store.acquire(&req(&format!("sentinel-{round}"))).await.unwrap();
+        while view.get(&sentinel.subnet) != Some(&sentinel) {
+            apply(&mut view, next_event(&mut w).await);
+        }
+        let listed = store.list().await.unwrap();
+        assert!(
+            view.values().eq(listed.iter()),
+            "round {round}: the watcher's view differs from the store:{}",
+            view_diff(&listed, &view)
+        );
+        store.release(&sentinel).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
 }
 
 #[tokio::test]

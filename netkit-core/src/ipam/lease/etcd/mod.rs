@@ -46,7 +46,8 @@ const CANDIDATES_PER_ROUND: usize = 16;
 /// * **Re-acquire** moves both keys to a fresh etcd lease (new TTL, new metadata) in one
 ///   transaction that checks they are still on the old one, then revokes the old lease.
 /// * **Release** revokes the node's etcd lease, deleting both keys at once.
-/// * **Watch** is an etcd watch on `PREFIX/subnets/`: a created key is
+/// * **Watch** reads the subnet keys at one etcd revision (the snapshot) and watches
+///   `PREFIX/subnets/` from the next revision, so no change falls in between: a created key is
 ///   [`Added`](super::LeaseEvent::Added), a rewritten one [`Changed`](super::LeaseEvent::Changed),
 ///   a deleted one (released or expired) [`Removed`](super::LeaseEvent::Removed).
 #[derive(Clone)]
@@ -147,25 +148,9 @@ impl EtcdLeaseStore {
         Ok(resp.take_kvs().into_iter().next())
     }
 
-    /// Every subnet key-value.
-    async fn subnet_kvs(&self, keys_only: bool) -> Result<Vec<KeyValue>, LeaseError> {
-        let prefix = self.keys.subnets();
-        let mut options = GetOptions::new().with_prefix();
-        if keys_only {
-            options = options.with_keys_only();
-        }
-        let mut resp = self
-            .client
-            .kv_client()
-            .get(prefix.clone(), Some(options))
-            .await
-            .map_err(|e| self.keys.error(format!("list {prefix}"), e))?;
-        Ok(resp.take_kvs())
-    }
-
     /// The numbers of the leased subnets.
     async fn taken(&self) -> Result<BTreeSet<u128>, LeaseError> {
-        let kvs = self.subnet_kvs(true).await?;
+        let (kvs, _) = subnet_kvs(&self.client, &self.keys, GetOptions::new().with_keys_only()).await?;
         kvs.iter()
             .map(|kv| self.keys.subnet_of(kv.key(), &self.plan).map(|(i, _)| i))
             .collect()
@@ -293,6 +278,32 @@ impl EtcdLeaseStore {
     }
 }
 
+/// Every subnet key-value (read with `options`, plus the prefix), and the revision of the store
+/// they were read at.
+async fn subnet_kvs(client: &Client, keys: &Keys, options: GetOptions) -> Result<(Vec<KeyValue>, i64), LeaseError> {
+    let prefix = keys.subnets();
+    let mut resp = client
+        .kv_client()
+        .get(prefix.clone(), Some(options.with_prefix()))
+        .await
+        .map_err(|e| keys.error(format!("list {prefix}"), e))?;
+    let revision = resp.header().map(|h| h.revision()).ok_or_else(|| {
+        let err = etcd_client::Error::InvalidArgs("etcd answered without a response header".to_string());
+        keys.error(format!("list {prefix}"), err)
+    })?;
+    Ok((resp.take_kvs(), revision))
+}
+
+/// The leases stored in subnet key-values, ordered by subnet.
+fn decode_all(kvs: &[KeyValue], keys: &Keys, plan: &SubnetPlan) -> Result<Vec<Lease>, LeaseError> {
+    let mut leases = kvs
+        .iter()
+        .map(|kv| keys.decode(kv, plan))
+        .collect::<Result<Vec<_>, _>>()?;
+    leases.sort_by_key(|(i, _)| *i);
+    Ok(leases.into_iter().map(|(_, l)| l).collect())
+}
+
 /// The first key-value of the first `get` in a transaction's answer.
 fn txn_get(resp: &TxnResponse) -> Option<KeyValue> {
     resp.op_responses().into_iter().find_map(|op| match op {
@@ -392,14 +403,8 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        let mut leases = self
-            .subnet_kvs(false)
-            .await?
-            .iter()
-            .map(|kv| self.keys.decode(kv, &self.plan))
-            .collect::<Result<Vec<_>, _>>()?;
-        leases.sort_by_key(|(i, _)| *i);
-        Ok(leases.into_iter().map(|(_, l)| l).collect())
+        let (kvs, _) = subnet_kvs(&self.client, &self.keys, GetOptions::new()).await?;
+        decode_all(&kvs, &self.keys, &self.plan)
     }
 
     async fn watch(&self) -> Result<LeaseWatch, LeaseError> {
