@@ -472,6 +472,171 @@ async fn watch_snapshot_and_events_miss_nothing_under_churn() {
     }
 }
 
+// ---------------------------------------------------------------- lost replies
+
+/// A TCP proxy in front of etcd that can lose a reply the way a network does: once armed with a
+/// marker, the first request whose bytes carry the marker goes through to etcd, and from then on
+/// everything etcd sends back is held for `hold` (then delivered, in order, so HTTP/2 stays
+/// intact). With a client timeout shorter than `hold` the request commits in etcd while the
+/// client sees it fail, and the client's next requests still go through.
+struct ReplyHoldingProxy {
+    endpoint: String,
+    armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// Until when etcd's replies are held, once the marker went through.
+    fired: Arc<std::sync::Mutex<Option<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyHoldingProxy {
+    async fn start(upstream: &str, hold: Duration) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let armed: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let fired: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let (a, f) = (armed.clone(), fired.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (a, f1, f2) = (a.clone(), f.clone(), f.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut tail: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        tail.extend_from_slice(&buf[..n]);
+                        {
+                            let mut armed = a.lock().unwrap();
+                            if let Some(marker) = armed.as_ref() {
+                                if tail.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                                    *f1.lock().unwrap() = Some(Instant::now() + hold);
+                                    *armed = None;
+                                }
+                            }
+                        }
+                        let keep = tail.len().saturating_sub(256);
+                        tail.drain(..keep);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let until = *f2.lock().unwrap();
+                        if let Some(until) = until {
+                            tokio::time::sleep_until(until.into()).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            armed,
+            fired,
+            task,
+        }
+    }
+
+    /// Lose the reply to the next request carrying `marker`.
+    fn arm(&self, marker: &str) {
+        *self.fired.lock().unwrap() = None;
+        *self.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    fn has_fired(&self) -> bool {
+        self.fired.lock().unwrap().is_some()
+    }
+
+    /// A store talking to etcd through the proxy, giving up on a request after `timeout`.
+    async fn store(&self, plan: SubnetPlan, timeout: Duration) -> EtcdLeaseStore {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(timeout);
+        let client = etcd_client::Client::connect([&self.endpoint], Some(options))
+            .await
+            .unwrap();
+        EtcdLeaseStore::with_client(client, &self.endpoint, EtcdLeaseStore::DEFAULT_PREFIX, plan)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ReplyHoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request whose transaction commits in etcd but whose reply is lost must not end with the
+/// node's subnet deleted: acquire reads the keys back, and never revokes an etcd lease that may
+/// hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acquire_reply_never_deletes_the_nodes_subnet() {
+    let etcd = EtcdServer::start().await;
+    let direct = etcd.store(flannel()).await;
+    // The transaction is sent at t, commits, and times out at t + 2 s; the read-back sent then
+    // is answered at t + 3 s, when the proxy lets etcd's replies through: within its timeout.
+    // (Before the fix, the revoke sent at t + 2 s deleted the node's keys.)
+    let (timeout, hold) = (Duration::from_secs(2), Duration::from_secs(3));
+    let proxy = ReplyHoldingProxy::start(&etcd.endpoint, hold).await;
+    let proxied = proxy.store(flannel(), timeout).await;
+
+    // Re-acquire: node a holds a subnet; the transaction moving its keys to a new etcd lease
+    // commits, its reply is lost.
+    let a = direct.acquire(&req("a")).await.unwrap();
+    let marker = "lost-reply-reacquire";
+    let again = req("a").backend_data(json!({"VtepMAC": "52:54:00:00:00:0a", "marker": marker}));
+    proxy.arm(marker);
+    let result = proxied.acquire(&again).await;
+    assert!(proxy.has_fired(), "the proxy never saw the transaction");
+    tokio::time::sleep(hold).await; // let anything held back arrive
+    let stored = direct.list().await.unwrap().into_iter().find(|l| l.node() == "a");
+    let stored = stored.unwrap_or_else(|| panic!("node a lost its subnet; acquire said {result:?}"));
+    assert_eq!(stored.subnet, a.subnet);
+    assert_eq!(stored.meta, again.meta, "the transaction did commit");
+    let got = result.expect("the committed re-acquire is read back and reported");
+    assert_eq!(got.subnet, a.subnet);
+    assert_eq!(got.meta, again.meta);
+    // The keys work: renewing and re-acquiring keep the subnet.
+    direct.renew(&got).await.unwrap();
+    assert_eq!(direct.acquire(&req("a")).await.unwrap().subnet, a.subnet);
+    let node_key = etcd.client().await.get("/netkit/leases/nodes/a", None).await.unwrap();
+    assert_eq!(node_key.kvs().len(), 1, "the node key is there");
+
+    // First acquire: the claim transaction commits, its reply is lost.
+    let marker = "lost-reply-claim";
+    let b_req = req("b").backend_data(json!({"marker": marker}));
+    proxy.arm(marker);
+    let result = proxied.acquire(&b_req).await;
+    assert!(proxy.has_fired(), "the proxy never saw the transaction");
+    tokio::time::sleep(hold).await;
+    let b = result.expect("the committed claim is read back and reported");
+    let listed = direct.list().await.unwrap();
+    assert!(listed.contains(&b), "b's lease {b:?} is not in {listed:?}");
+}
+
 #[tokio::test]
 async fn another_plan_or_a_corrupt_record_is_a_clear_error() {
     let etcd = EtcdServer::start().await;
