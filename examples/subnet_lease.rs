@@ -1,10 +1,12 @@
 //! Node subnet leases with the file store: carve 10.244.0.0/16 the Flannel and Calico ways,
-//! lease subnets to three "nodes", watch the leases change, let one expire.
+//! lease subnets to three "nodes", watch the leases change as a Flannel-style daemon does
+//! (the watch's snapshot, then its events), let one expire.
 //!
 //! `cargo run -p netkit-examples --example subnet_lease` (no root needed). The store lives in a
 //! temporary directory, removed at the end. The etcd store (`EtcdLeaseStore`, feature `etcd`
 //! of netkit-core) has the same `LeaseStore` methods.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseEvent, LeaseRequest, LeaseStore, SubnetPlan};
@@ -42,7 +44,6 @@ async fn main() -> Result<(), Error> {
         .await?
         .with_watch_interval(Duration::from_millis(50));
     println!("store in {}", store.dir().display());
-    let mut events = store.watch().await?;
 
     let a = LeaseRequest::new("node-a", "192.0.2.10".parse()?, "vxlan")
         .backend_data(r#"{"VtepMAC": "52:54:00:00:00:0a"}"#.parse()?)
@@ -51,6 +52,15 @@ async fn main() -> Result<(), Error> {
     let c = LeaseRequest::new("node-c", "192.0.2.12".parse()?, "udp").ttl(Duration::from_secs(1));
 
     let lease_a = store.acquire(&a).await?;
+
+    // A daemon's view of the other nodes (its routes): the watch's snapshot, then its events.
+    // No change falls between the two (a `list()` followed by a `watch()` could lose some).
+    let mut events = store.watch().await?;
+    let mut routes: BTreeMap<_, _> = events.snapshot().iter().map(|l| (l.subnet, l.clone())).collect();
+    for l in events.snapshot() {
+        println!("snapshot: {} -> {}", l.subnet, l.node());
+    }
+
     let lease_b = store.acquire(&b).await?;
     let lease_c = store.acquire(&c).await?;
     for l in [&lease_a, &lease_b, &lease_c] {
@@ -76,13 +86,31 @@ async fn main() -> Result<(), Error> {
         let event = tokio::time::timeout(Duration::from_secs(10), events.next_event())
             .await?
             .expect("the watch does not end")?;
-        match &event {
-            LeaseEvent::Added(l) => println!("event: added   {} -> {}", l.subnet, l.node()),
-            LeaseEvent::Changed(l) => println!("event: changed {} -> {}", l.subnet, l.node()),
-            LeaseEvent::Removed(l) => println!("event: removed {} (was {})", l.subnet, l.node()),
-        }
         seen_c_expire = matches!(&event, LeaseEvent::Removed(l) if l.node() == "node-c");
+        match event {
+            LeaseEvent::Added(l) => {
+                println!("event: added   {} -> {}", l.subnet, l.node());
+                routes.insert(l.subnet, l);
+            }
+            LeaseEvent::Changed(l) => {
+                println!("event: changed {} -> {}", l.subnet, l.node());
+                routes.insert(l.subnet, l);
+            }
+            LeaseEvent::Removed(l) => {
+                println!("event: removed {} (was {})", l.subnet, l.node());
+                routes.remove(&l.subnet);
+            }
+        }
     }
+    let nodes: Vec<_> = routes
+        .values()
+        .map(|l| format!("{} -> {}", l.subnet, l.node()))
+        .collect();
+    println!("the daemon's routes: {}", nodes.join(", "));
+    assert!(
+        routes.values().eq(store.list().await?.iter()),
+        "the view matches the store"
+    );
 
     match store.renew(&lease_c).await {
         Err(e) => println!("node-c renews too late: {e}"),

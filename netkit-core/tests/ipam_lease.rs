@@ -1,11 +1,12 @@
 //! Node subnet leases: subnet carving and the file store, on the real file system, with real
 //! threads and processes racing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnetwork::IpNetwork;
@@ -380,6 +381,11 @@ async fn watch_sees_add_change_release_and_expiry() {
     let store = open(&dir, flannel()).await;
     let before = store.acquire(&req("before")).await.unwrap();
     let mut w = store.watch().await.unwrap();
+    assert_eq!(
+        w.snapshot(),
+        std::slice::from_ref(&before),
+        "the watch starts from the live leases"
+    );
 
     let a = store.acquire(&req("a")).await.unwrap();
     assert_eq!(
@@ -407,6 +413,108 @@ async fn watch_sees_add_change_release_and_expiry() {
     assert_eq!(next_event(&mut w).await, LeaseEvent::Added(c));
     assert_eq!(store.list().await.unwrap().len(), 2);
     drop(before);
+}
+
+/// The live leases as a watcher sees them: the watch's snapshot, then its events applied.
+type View = BTreeMap<IpNetwork, Lease>;
+
+/// Open a watch and the view it starts from: its snapshot (a `list()` here instead loses the
+/// changes made before the watch starts).
+async fn open_view<S: LeaseStore>(store: &S) -> (View, LeaseWatch) {
+    let w = store.watch().await.expect("watch");
+    (w.snapshot().iter().map(|l| (l.subnet, l.clone())).collect(), w)
+}
+
+fn apply(view: &mut View, event: LeaseEvent) {
+    match event {
+        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
+            view.insert(l.subnet, l);
+        }
+        LeaseEvent::Removed(l) => {
+            view.remove(&l.subnet);
+        }
+    }
+}
+
+/// `want` and `got` as the lines where they differ, for a readable assertion message.
+fn view_diff(want: &[Lease], got: &View) -> String {
+    let want: BTreeMap<_, _> = want.iter().map(|l| (l.subnet, l)).collect();
+    let mut out = String::new();
+    for (s, l) in &want {
+        if got.get(s) != Some(*l) {
+            let seen = got.get(s).map(|g| (g.node(), g.expires_at));
+            out += &format!(
+                "\n  store has {s} -> {} ({:?}), view has {seen:?}",
+                l.node(),
+                l.expires_at
+            );
+        }
+    }
+    for (s, l) in got {
+        if !want.contains_key(s) {
+            out += &format!("\n  view has {s} -> {}, store has nothing", l.node());
+        }
+    }
+    out
+}
+
+/// Writers keep leasing and releasing while a watcher opens watch after watch: each view
+/// (snapshot plus events) must come to equal `list()` once the writers pause, so no change
+/// fell between the snapshot and the first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_snapshot_and_events_miss_nothing_under_churn() {
+    let dir = TempDir::new("watch-churn");
+    let store = open(&dir, flannel())
+        .await
+        .with_watch_interval(Duration::from_millis(20));
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (store, gate, stop) = (store.clone(), gate.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut held: Vec<Option<Lease>> = vec![None; 4];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = gate.lock().await;
+                    let slot = &mut held[i % 4];
+                    match slot.take() {
+                        Some(l) => store.release(&l).await.unwrap(),
+                        None => *slot = Some(store.acquire(&req(&format!("w{w}-{}", i % 4))).await.unwrap()),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    for round in 0..40 {
+        let (mut view, mut w) = open_view(&store).await;
+        // Take events while the writers go on.
+        let until = Instant::now() + Duration::from_millis(40);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until.into(), w.next_event()).await {
+            apply(&mut view, ev.expect("watch error"));
+        }
+        // Pause the writers; the directory stands still. The polls may have read it while it
+        // changed (a directory read is no atomic snapshot), so the view may lag a poll or
+        // two, but it must come to match: a view that still differs when the watch has
+        // nothing more to say missed a change.
+        let _paused = gate.lock().await;
+        let listed = store.list().await.unwrap();
+        while !view.values().eq(listed.iter()) {
+            match tokio::time::timeout(Duration::from_secs(1), w.next_event()).await {
+                Ok(ev) => apply(&mut view, ev.expect("watch stream ended").expect("watch error")),
+                Err(_) => panic!(
+                    "round {round}: the watcher's view differs from the store:{}",
+                    view_diff(&listed, &view)
+                ),
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
 }
 
 // ---------------------------------------------------------------- races

@@ -3,11 +3,12 @@
 //! A missing `/usr/bin/etcd` fails the tests (CI installs Debian's etcd-server).
 #![cfg(feature = "etcd")]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -343,8 +344,9 @@ async fn release_is_idempotent_and_never_touches_another_node() {
 async fn watch_sees_add_change_release_and_expiry() {
     let etcd = EtcdServer::start().await;
     let store = etcd.store(flannel()).await;
-    store.acquire(&req("before")).await.unwrap();
+    let before = store.acquire(&req("before")).await.unwrap();
     let mut w = store.watch().await.unwrap();
+    assert_eq!(w.snapshot(), [before], "the watch starts from the live leases");
 
     let a = store.acquire(&req("a")).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Added(a.clone()));
@@ -364,6 +366,275 @@ async fn watch_sees_add_change_release_and_expiry() {
     store.release(&a).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(a));
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(b), "expiry");
+}
+
+/// The live leases as a watcher sees them: the watch's snapshot, then its events applied.
+type View = BTreeMap<IpNetwork, Lease>;
+
+/// Open a watch and the view it starts from: its snapshot (a `list()` here instead loses the
+/// changes made before the watch starts).
+async fn open_view(store: &EtcdLeaseStore) -> (View, LeaseWatch) {
+    let w = store.watch().await.expect("watch");
+    (w.snapshot().iter().map(|l| (l.subnet, l.clone())).collect(), w)
+}
+
+fn apply(view: &mut View, event: LeaseEvent) {
+    match event {
+        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
+            view.insert(l.subnet, l);
+        }
+        LeaseEvent::Removed(l) => {
+            view.remove(&l.subnet);
+        }
+    }
+}
+
+/// `want` and `got` as the lines where they differ, for a readable assertion message.
+fn view_diff(want: &[Lease], got: &View) -> String {
+    let want: BTreeMap<_, _> = want.iter().map(|l| (l.subnet, l)).collect();
+    let mut out = String::new();
+    for (s, l) in &want {
+        if got.get(s) != Some(*l) {
+            let seen = got.get(s).map(|g| (g.node(), g.expires_at));
+            out += &format!(
+                "\n  store has {s} -> {} ({:?}), view has {seen:?}",
+                l.node(),
+                l.expires_at
+            );
+        }
+    }
+    for (s, l) in got {
+        if !want.contains_key(s) {
+            out += &format!("\n  view has {s} -> {}, store has nothing", l.node());
+        }
+    }
+    out
+}
+
+/// Writers (through another client) keep leasing, renewing and releasing while a watcher opens
+/// watch after watch: each view (snapshot plus events) must end equal to `list()`, so no change
+/// fell between the snapshot and the first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_snapshot_and_events_miss_nothing_under_churn() {
+    let etcd = EtcdServer::start().await;
+    let store = etcd.store(flannel()).await;
+    let writer_store = etcd.store(flannel()).await;
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (store, gate, stop) = (writer_store.clone(), gate.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut held: Vec<Option<Lease>> = vec![None; 4];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = gate.lock().await;
+                    let slot = &mut held[i % 4];
+                    *slot = match slot.take() {
+                        Some(l) if i % 3 == 0 => Some(store.renew(&l).await.unwrap()),
+                        Some(l) => {
+                            store.release(&l).await.unwrap();
+                            None
+                        }
+                        None => Some(store.acquire(&req(&format!("w{w}-{}", i % 4))).await.unwrap()),
+                    };
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    for round in 0..100 {
+        let (mut view, mut w) = open_view(&store).await;
+        // Take events while the writers go on.
+        let until = Instant::now() + Duration::from_millis(30);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until.into(), w.next()).await {
+            apply(&mut view, ev.expect("watch error"));
+        }
+        // Pause the writers, lease a sentinel, and read events until it shows: etcd reports
+        // changes in order, so by then every earlier change has been reported.
+        let _paused = gate.lock().await;
+        let sentinel = store.acquire(&req(&format!("sentinel-{round}"))).await.unwrap();
+        while view.get(&sentinel.subnet) != Some(&sentinel) {
+            apply(&mut view, next_event(&mut w).await);
+        }
+        let listed = store.list().await.unwrap();
+        assert!(
+            view.values().eq(listed.iter()),
+            "round {round}: the watcher's view differs from the store:{}",
+            view_diff(&listed, &view)
+        );
+        store.release(&sentinel).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- lost replies
+
+/// A TCP proxy in front of etcd that can lose a reply the way a network does: once armed with a
+/// marker, the first request whose bytes carry the marker goes through to etcd, and from then on
+/// everything etcd sends back is held for `hold` (then delivered, in order, so HTTP/2 stays
+/// intact). With a client timeout shorter than `hold` the request commits in etcd while the
+/// client sees it fail, and the client's next requests still go through.
+struct ReplyHoldingProxy {
+    endpoint: String,
+    armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// Until when etcd's replies are held, once the marker went through.
+    fired: Arc<std::sync::Mutex<Option<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyHoldingProxy {
+    async fn start(upstream: &str, hold: Duration) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let armed: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let fired: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let (a, f) = (armed.clone(), fired.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (a, f1, f2) = (a.clone(), f.clone(), f.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut tail: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        tail.extend_from_slice(&buf[..n]);
+                        {
+                            let mut armed = a.lock().unwrap();
+                            if let Some(marker) = armed.as_ref() {
+                                if tail.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                                    *f1.lock().unwrap() = Some(Instant::now() + hold);
+                                    *armed = None;
+                                }
+                            }
+                        }
+                        let keep = tail.len().saturating_sub(256);
+                        tail.drain(..keep);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let until = *f2.lock().unwrap();
+                        if let Some(until) = until {
+                            tokio::time::sleep_until(until.into()).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            armed,
+            fired,
+            task,
+        }
+    }
+
+    /// Lose the reply to the next request carrying `marker`.
+    fn arm(&self, marker: &str) {
+        *self.fired.lock().unwrap() = None;
+        *self.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    fn has_fired(&self) -> bool {
+        self.fired.lock().unwrap().is_some()
+    }
+
+    /// A store talking to etcd through the proxy, giving up on a request after `timeout`.
+    async fn store(&self, plan: SubnetPlan, timeout: Duration) -> EtcdLeaseStore {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(timeout);
+        let client = etcd_client::Client::connect([&self.endpoint], Some(options))
+            .await
+            .unwrap();
+        EtcdLeaseStore::with_client(client, &self.endpoint, EtcdLeaseStore::DEFAULT_PREFIX, plan)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ReplyHoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request whose transaction commits in etcd but whose reply is lost must not end with the
+/// node's subnet deleted: acquire reads the keys back, and never revokes an etcd lease that may
+/// hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acquire_reply_never_deletes_the_nodes_subnet() {
+    let etcd = EtcdServer::start().await;
+    let direct = etcd.store(flannel()).await;
+    // The transaction is sent at t, commits, and times out at t + 2 s; the read-back sent then
+    // is answered at t + 3 s, when the proxy lets etcd's replies through: within its timeout.
+    // (Before the fix, the revoke sent at t + 2 s deleted the node's keys.)
+    let (timeout, hold) = (Duration::from_secs(2), Duration::from_secs(3));
+    let proxy = ReplyHoldingProxy::start(&etcd.endpoint, hold).await;
+    let proxied = proxy.store(flannel(), timeout).await;
+
+    // Re-acquire: node a holds a subnet; the transaction moving its keys to a new etcd lease
+    // commits, its reply is lost.
+    let a = direct.acquire(&req("a")).await.unwrap();
+    let marker = "lost-reply-reacquire";
+    let again = req("a").backend_data(json!({"VtepMAC": "52:54:00:00:00:0a", "marker": marker}));
+    proxy.arm(marker);
+    let result = proxied.acquire(&again).await;
+    assert!(proxy.has_fired(), "the proxy never saw the transaction");
+    tokio::time::sleep(hold).await; // let anything held back arrive
+    let stored = direct.list().await.unwrap().into_iter().find(|l| l.node() == "a");
+    let stored = stored.unwrap_or_else(|| panic!("node a lost its subnet; acquire said {result:?}"));
+    assert_eq!(stored.subnet, a.subnet);
+    assert_eq!(stored.meta, again.meta, "the transaction did commit");
+    let got = result.expect("the committed re-acquire is read back and reported");
+    assert_eq!(got.subnet, a.subnet);
+    assert_eq!(got.meta, again.meta);
+    // The keys work: renewing and re-acquiring keep the subnet.
+    direct.renew(&got).await.unwrap();
+    assert_eq!(direct.acquire(&req("a")).await.unwrap().subnet, a.subnet);
+    let node_key = etcd.client().await.get("/netkit/leases/nodes/a", None).await.unwrap();
+    assert_eq!(node_key.kvs().len(), 1, "the node key is there");
+
+    // First acquire: the claim transaction commits, its reply is lost.
+    let marker = "lost-reply-claim";
+    let b_req = req("b").backend_data(json!({"marker": marker}));
+    proxy.arm(marker);
+    let result = proxied.acquire(&b_req).await;
+    assert!(proxy.has_fired(), "the proxy never saw the transaction");
+    tokio::time::sleep(hold).await;
+    let b = result.expect("the committed claim is read back and reported");
+    let listed = direct.list().await.unwrap();
+    assert!(listed.contains(&b), "b's lease {b:?} is not in {listed:?}");
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //!   does ([`SubnetPlan::calico`]), or any length ([`SubnetPlan::new`]).
 //! * A [`LeaseStore`] leases one subnet to each node for a TTL, with the node's metadata
 //!   ([`NodeMeta`]: public IP, backend type, backend data), and renews, releases, lists and
-//!   watches leases. Acquiring is idempotent per node, expired leases free their subnet.
+//!   watches leases. Acquiring is idempotent per node, expired leases free their subnet. A
+//!   watch ([`LeaseWatch`]) starts with a snapshot of the live leases and then streams every
+//!   change after it, so a node can follow the others without missing one.
 //! * Two stores: [`FileLeaseStore`], a directory shared by the threads and processes of one
 //!   host, and `EtcdLeaseStore` (feature `etcd`), shared by a cluster through etcd.
 //! * Every failure is a [`LeaseError`] naming the subnet, node, file or etcd endpoint.
@@ -21,7 +23,11 @@
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let plan = SubnetPlan::flannel("10.244.0.0/16".parse()?)?;
 //! let store = FileLeaseStore::open("/var/lib/netkit/leases", plan).await?;
+//! // The leases now, then every change after them: nothing falls in between.
 //! let mut events = store.watch().await?;
+//! for lease in events.snapshot() {
+//!     println!("{} is at {}", lease.subnet, lease.meta.public_ip);
+//! }
 //!
 //! let req = LeaseRequest::new("node-a", "192.0.2.10".parse()?, "vxlan")
 //!     .backend_data(serde_json::json!({"VtepMAC": "52:54:00:12:34:56"}))

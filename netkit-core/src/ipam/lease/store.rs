@@ -37,9 +37,24 @@ pub trait LeaseStore: Send + Sync {
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
     /// Every live lease, ordered by subnet.
+    ///
+    /// For a one-off look. To follow the leases, use [`watch`](Self::watch) alone: a `list`
+    /// followed by a `watch` loses the changes made between the two calls.
     fn list(&self) -> impl Future<Output = Result<Vec<Lease>, LeaseError>> + Send;
 
-    /// Watch the leases: a stream of the changes made after this returns (take a
-    /// [`list`](Self::list) first for the current state).
+    /// Watch the leases: a [`LeaseWatch`] holding a snapshot of the live leases
+    /// ([`LeaseWatch::snapshot`], ordered by subnet) and a stream of the changes made after
+    /// that snapshot, none missed in between. Apply the events in order to the snapshot to
+    /// track the store, as a Flannel-style daemon does to keep its routes:
+    ///
+    /// 1. `let mut w = store.watch().await?;` and set things up for `w.snapshot()`;
+    /// 2. apply each event of `w` as it comes;
+    /// 3. when the stream reports a broken watch or ends, `watch` again and reconcile what
+    ///    is set up with the new snapshot (add what it has, remove what it lacks): changes
+    ///    made while no watch was open show only there.
+    ///
+    /// The etcd store reads the snapshot at one revision and watches from the next; the file
+    /// store polls its directory, comparing the first poll with the snapshot (see
+    /// [`LeaseWatch`] for how each reports).
     fn watch(&self) -> impl Future<Output = Result<LeaseWatch, LeaseError>> + Send;
 }

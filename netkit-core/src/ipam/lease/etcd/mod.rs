@@ -26,6 +26,17 @@ const MAX_ROUNDS: u32 = 100;
 /// How many free subnets one round tries before reading the leases again.
 const CANDIDATES_PER_ROUND: usize = 16;
 
+/// The etcd lease one acquire granted.
+#[derive(Clone, Copy, Debug)]
+struct Grant {
+    id: i64,
+    /// The TTL etcd granted.
+    ttl: Duration,
+    /// A transaction attaching the node's keys to it failed without an answer, so it may hold
+    /// them (now, or once that transaction commits late): never revoke it then.
+    maybe_in_use: bool,
+}
+
 /// Leases kept in etcd under a key prefix, shared by every node of a cluster (feature `etcd`).
 ///
 /// Key layout under the prefix (default [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX)):
@@ -45,8 +56,16 @@ const CANDIDATES_PER_ROUND: usize = 16;
 ///   loses a race tries the next free subnet.
 /// * **Re-acquire** moves both keys to a fresh etcd lease (new TTL, new metadata) in one
 ///   transaction that checks they are still on the old one, then revokes the old lease.
+/// * **Lost replies**: a transaction that attaches the keys to the new etcd lease and fails
+///   without an answer (timeout, connection reset) may have committed. `acquire` then reads
+///   the node key back: if it is on the new etcd lease the transaction did commit and the
+///   lease is returned; otherwise the error is. The new etcd lease is never revoked after
+///   such a failure (a late commit may still attach the node's keys to it, and revoking it
+///   would delete them): it expires by itself after the TTL. Acquiring again is safe, as
+///   always.
 /// * **Release** revokes the node's etcd lease, deleting both keys at once.
-/// * **Watch** is an etcd watch on `PREFIX/subnets/`: a created key is
+/// * **Watch** reads the subnet keys at one etcd revision (the snapshot) and watches
+///   `PREFIX/subnets/` from the next revision, so no change falls in between: a created key is
 ///   [`Added`](super::LeaseEvent::Added), a rewritten one [`Changed`](super::LeaseEvent::Changed),
 ///   a deleted one (released or expired) [`Removed`](super::LeaseEvent::Removed).
 #[derive(Clone)]
@@ -147,25 +166,9 @@ impl EtcdLeaseStore {
         Ok(resp.take_kvs().into_iter().next())
     }
 
-    /// Every subnet key-value.
-    async fn subnet_kvs(&self, keys_only: bool) -> Result<Vec<KeyValue>, LeaseError> {
-        let prefix = self.keys.subnets();
-        let mut options = GetOptions::new().with_prefix();
-        if keys_only {
-            options = options.with_keys_only();
-        }
-        let mut resp = self
-            .client
-            .kv_client()
-            .get(prefix.clone(), Some(options))
-            .await
-            .map_err(|e| self.keys.error(format!("list {prefix}"), e))?;
-        Ok(resp.take_kvs())
-    }
-
     /// The numbers of the leased subnets.
     async fn taken(&self) -> Result<BTreeSet<u128>, LeaseError> {
-        let kvs = self.subnet_kvs(true).await?;
+        let (kvs, _) = subnet_kvs(&self.client, &self.keys, GetOptions::new().with_keys_only()).await?;
         kvs.iter()
             .map(|kv| self.keys.subnet_of(kv.key(), &self.plan).map(|(i, _)| i))
             .collect()
@@ -181,22 +184,22 @@ impl EtcdLeaseStore {
 
     /// The etcd lease of this acquire: granted on first use, then reused. Returns its id and
     /// the TTL etcd granted.
-    async fn grant_once(
-        &self,
-        grant: &mut Option<(i64, Duration)>,
-        req: &LeaseRequest,
-    ) -> Result<(i64, Duration), LeaseError> {
+    async fn grant_once(&self, grant: &mut Option<Grant>, req: &LeaseRequest) -> Result<(i64, Duration), LeaseError> {
         if let Some(g) = *grant {
-            return Ok(g);
+            return Ok((g.id, g.ttl));
         }
         let secs = req.ttl.as_millis().div_ceil(1000).max(1) as i64;
         let resp = self.client.lease_client().grant(secs, None).await.map_err(|e| {
             self.keys
                 .error(format!("grant a {secs} s lease for node {}", req.meta.node), e)
         })?;
-        let g = (resp.id(), Duration::from_secs(resp.ttl().max(1) as u64));
-        *grant = Some(g);
-        Ok(g)
+        let (id, ttl) = (resp.id(), Duration::from_secs(resp.ttl().max(1) as u64));
+        *grant = Some(Grant {
+            id,
+            ttl,
+            maybe_in_use: false,
+        });
+        Ok((id, ttl))
     }
 
     /// Revoke an etcd lease, deleting its keys; "not found" (expired or revoked) is success.
@@ -208,11 +211,42 @@ impl EtcdLeaseStore {
         }
     }
 
+    /// A transaction putting the node's keys (`node_key` and the key of `lease.subnet`) on the
+    /// etcd lease of `grant` failed with `err`, without an answer: it may have committed (its
+    /// reply lost or late) or may still commit. Read the node key back: if it is on the grant's
+    /// etcd lease, the transaction committed and `lease` is the node's (`replaced`, the etcd
+    /// lease the keys were on before, is revoked then). Otherwise `err` is returned, and the
+    /// grant is kept from being revoked: it may own the node's keys, now or after a late commit.
+    async fn after_unanswered_txn(
+        &self,
+        err: LeaseError,
+        grant: &mut Option<Grant>,
+        node_key: &str,
+        lease: Lease,
+        replaced: Option<i64>,
+    ) -> Result<Lease, LeaseError> {
+        let Some(g) = grant.as_mut() else {
+            return Err(err);
+        };
+        g.maybe_in_use = true;
+        let id = g.id;
+        match self.get_one(node_key).await {
+            Ok(Some(kv)) if kv.lease() == id && self.keys.decode_node(&kv, &self.plan).ok() == Some(lease.subnet) => {
+                if let Some(old) = replaced.filter(|&old| old != 0) {
+                    // Best effort, as after an answered re-acquire.
+                    let _ = self.revoke(old, String::new).await;
+                }
+                Ok(lease)
+            }
+            _ => Err(err),
+        }
+    }
+
     async fn acquire_rounds(
         &self,
         req: &LeaseRequest,
         preferred: Option<u128>,
-        grant: &mut Option<(i64, Duration)>,
+        grant: &mut Option<Grant>,
     ) -> Result<Lease, LeaseError> {
         let node = &req.meta.node;
         let node_key = self.keys.node(node);
@@ -234,9 +268,13 @@ impl EtcdLeaseStore {
                         TxnOp::put(subnet_key.clone(), lease.to_json(), with_lease(id)),
                         TxnOp::put(node_key.clone(), subnet.to_string(), with_lease(id)),
                     ]);
-                let resp = self
+                let resp = match self
                     .txn(txn, || format!("renew {subnet} for node {node} (txn on {subnet_key})"))
-                    .await?;
+                    .await
+                {
+                    Ok(resp) => resp,
+                    Err(e) => return self.after_unanswered_txn(e, grant, &node_key, lease, Some(old)).await,
+                };
                 if resp.succeeded() {
                     if old != 0 {
                         // Best effort: no key is attached to it any more, and it expires anyway.
@@ -274,9 +312,13 @@ impl EtcdLeaseStore {
                         TxnOp::put(node_key.clone(), subnet.to_string(), with_lease(id)),
                     ])
                     .or_else([TxnOp::get(node_key.clone(), None)]);
-                let resp = self
+                let resp = match self
                     .txn(txn, || format!("claim {subnet} for node {node} (txn on {subnet_key})"))
-                    .await?;
+                    .await
+                {
+                    Ok(resp) => resp,
+                    Err(e) => return self.after_unanswered_txn(e, grant, &node_key, lease, None).await,
+                };
                 if resp.succeeded() {
                     return Ok(lease);
                 }
@@ -291,6 +333,32 @@ impl EtcdLeaseStore {
             attempts: MAX_ROUNDS,
         })
     }
+}
+
+/// Every subnet key-value (read with `options`, plus the prefix), and the revision of the store
+/// they were read at.
+async fn subnet_kvs(client: &Client, keys: &Keys, options: GetOptions) -> Result<(Vec<KeyValue>, i64), LeaseError> {
+    let prefix = keys.subnets();
+    let mut resp = client
+        .kv_client()
+        .get(prefix.clone(), Some(options.with_prefix()))
+        .await
+        .map_err(|e| keys.error(format!("list {prefix}"), e))?;
+    let revision = resp.header().map(|h| h.revision()).ok_or_else(|| {
+        let err = etcd_client::Error::InvalidArgs("etcd answered without a response header".to_string());
+        keys.error(format!("list {prefix}"), err)
+    })?;
+    Ok((resp.take_kvs(), revision))
+}
+
+/// The leases stored in subnet key-values, ordered by subnet.
+fn decode_all(kvs: &[KeyValue], keys: &Keys, plan: &SubnetPlan) -> Result<Vec<Lease>, LeaseError> {
+    let mut leases = kvs
+        .iter()
+        .map(|kv| keys.decode(kv, plan))
+        .collect::<Result<Vec<_>, _>>()?;
+    leases.sort_by_key(|(i, _)| *i);
+    Ok(leases.into_iter().map(|(_, l)| l).collect())
 }
 
 /// The first key-value of the first `get` in a transaction's answer.
@@ -311,9 +379,13 @@ impl LeaseStore for EtcdLeaseStore {
         let preferred = request.preferred.map(|p| self.plan.check(p)).transpose()?;
         let mut grant = None;
         let result = self.acquire_rounds(request, preferred, &mut grant).await;
-        if let (Err(_), Some((id, _))) = (&result, grant) {
-            // Best effort: an unused etcd lease holds no key and expires by itself anyway.
-            let _ = self.revoke(id, String::new).await;
+        if let (Err(_), Some(g)) = (&result, grant) {
+            if !g.maybe_in_use {
+                // Best effort: an unused etcd lease holds no key and expires by itself anyway.
+                // One that may hold the node's keys is left to expire: revoking it would
+                // delete them.
+                let _ = self.revoke(g.id, String::new).await;
+            }
         }
         result
     }
@@ -392,14 +464,8 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        let mut leases = self
-            .subnet_kvs(false)
-            .await?
-            .iter()
-            .map(|kv| self.keys.decode(kv, &self.plan))
-            .collect::<Result<Vec<_>, _>>()?;
-        leases.sort_by_key(|(i, _)| *i);
-        Ok(leases.into_iter().map(|(_, l)| l).collect())
+        let (kvs, _) = subnet_kvs(&self.client, &self.keys, GetOptions::new()).await?;
+        decode_all(&kvs, &self.keys, &self.plan)
     }
 
     async fn watch(&self) -> Result<LeaseWatch, LeaseError> {

@@ -31,10 +31,12 @@ use super::{Lease, LeaseError, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan}
 /// A node whose lease expired gets its old subnet back from its next
 /// [`acquire`](LeaseStore::acquire) if no other node took it meanwhile (and it asks for no
 /// other preferred subnet). Expired lease files stay until the next `acquire` removes them;
-/// [`list`](LeaseStore::list) and [`watch`](LeaseStore::watch) never report them. Watching
-/// polls the directory (every [`DEFAULT_WATCH_INTERVAL`](Self::DEFAULT_WATCH_INTERVAL) unless
-/// set with [`with_watch_interval`](Self::with_watch_interval)), which also notices expiry;
-/// it reports what changed between two polls, so faster changes are merged.
+/// [`list`](LeaseStore::list) and [`watch`](LeaseStore::watch) never report them. A watch
+/// reads the live leases (its snapshot), then polls the directory (every
+/// [`DEFAULT_WATCH_INTERVAL`](Self::DEFAULT_WATCH_INTERVAL) unless set with
+/// [`with_watch_interval`](Self::with_watch_interval)), which also notices expiry; it reports
+/// what changed between the snapshot and the first poll, then between two polls, so faster
+/// changes are merged but none is missed.
 ///
 /// The blocking file work runs on tokio's blocking thread pool.
 #[derive(Clone, Debug)]
@@ -193,6 +195,7 @@ impl LeaseStore for FileLeaseStore {
     }
 
     async fn watch(&self) -> Result<LeaseWatch, LeaseError> {
+        // The snapshot is the state the first poll is compared with: nothing falls in between.
         let first = self.live().await?;
         Ok(poll::watch(self.clone(), first, self.watch_interval))
     }

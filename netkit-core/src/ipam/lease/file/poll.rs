@@ -18,8 +18,10 @@ struct State {
     ticker: tokio::time::Interval,
 }
 
-/// A stream of the changes from `first` on, polling every `interval`.
+/// The watch starting at `first` (the live leases read just before): its snapshot, then the
+/// changes from `first` on, polling every `interval`.
 pub(super) fn watch(store: FileLeaseStore, first: Snapshot, interval: Duration) -> LeaseWatch {
+    let snapshot = first.values().cloned().collect();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = State {
@@ -28,21 +30,24 @@ pub(super) fn watch(store: FileLeaseStore, first: Snapshot, interval: Duration) 
         pending: VecDeque::new(),
         ticker,
     };
-    LeaseWatch::new(futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(event) = st.pending.pop_front() {
-                return Some((Ok(event), st));
-            }
-            st.ticker.tick().await;
-            match st.store.live().await {
-                Ok(now) => {
-                    st.pending.extend(diff(&st.last, &now));
-                    st.last = now;
+    LeaseWatch::new(
+        snapshot,
+        futures::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(event) = st.pending.pop_front() {
+                    return Some((Ok(event), st));
                 }
-                Err(e) => return Some((Err::<LeaseEvent, LeaseError>(e), st)),
+                st.ticker.tick().await;
+                match st.store.live().await {
+                    Ok(now) => {
+                        st.pending.extend(diff(&st.last, &now));
+                        st.last = now;
+                    }
+                    Err(e) => return Some((Err::<LeaseEvent, LeaseError>(e), st)),
+                }
             }
-        }
-    }))
+        }),
+    )
 }
 
 /// The events that turn `old` into `new`: removals first, then additions and changes.
