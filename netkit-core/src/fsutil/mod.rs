@@ -55,15 +55,20 @@ pub(crate) struct Lock(#[allow(dead_code)] Flock<File>);
 
 /// Take an exclusive lock on `path`, creating the file if needed.
 pub(crate) fn lock(path: &Path) -> io::Result<Lock> {
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    Flock::lock(f, FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, e)| io::Error::from(e))
+    loop {
+        match Flock::lock(f, FlockArg::LockExclusive) {
+            Ok(l) => return Ok(Lock(l)),
+            // A signal interrupted the wait: wait again.
+            Err((back, nix::errno::Errno::EINTR)) => f = back,
+            Err((_, e)) => return Err(io::Error::from(e)),
+        }
+    }
 }
 
 /// FNV-1a, 64 bit: cheap, stable across builds and processes (unlike std's `DefaultHasher`), so
