@@ -157,18 +157,32 @@ impl Backend for NftBackend {
             if added.is_empty() {
                 return Ok(());
             }
-            self.run("create table", &ruleset::skeleton(&self.table, self.mark))?;
-            let only_added = self.element_batch(owner, &Rules::default(), &added)?;
-            return send(&only_added);
+            // One transaction: the table's fixed part and the new elements.
+            let mut text = ruleset::skeleton(&self.table, self.mark);
+            self.element_commands("create", &added, owner, &mut text);
+            return self.run("create table", &text).map(drop);
         }
-        // Services change chains: nft text through libnftables, after the element batch.
+        // Services change chains: the whole change as one libnftables transaction (elements in
+        // nft text too), the table's fixed part first when it is missing.
+        let mut deletes = String::new();
+        self.element_commands("delete", &removed, owner, &mut deletes);
+        let mut rest = String::new();
+        self.element_commands("create", &added, owner, &mut rest);
+        rest.push_str(&services);
         if !self.table_exists()? {
-            self.run("create table", &ruleset::skeleton(&self.table, self.mark))?;
-            send(&self.element_batch(owner, &Rules::default(), &added)?)?;
-        } else {
-            send(&batch)?;
+            let text = ruleset::skeleton(&self.table, self.mark) + &rest;
+            return self.run("apply", &text).map(drop);
         }
-        self.run("apply services", &services).map(drop)
+        match self.run("apply", &(deletes.clone() + &rest)) {
+            Ok(_) => Ok(()),
+            // An element the state names but the kernel lacks (a process killed between the
+            // two, or a flush): drop the rest by netlink (missing ones ignored), then apply.
+            Err(_) if !deletes.is_empty() => {
+                send(&self.element_batch(owner, &removed, &Rules::default())?)?;
+                self.run("apply", &rest).map(drop)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()> {
