@@ -1,6 +1,6 @@
 //! `ip link set`: change several properties of a link in one request.
 
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use std::os::fd::AsRawFd;
 
@@ -20,6 +20,7 @@ pub struct LinkSet<'a> {
     h: &'a Handle,
     target: Dev,
     up: Option<bool>,
+    promisc: Option<bool>,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     rename: Option<String>,
@@ -39,6 +40,7 @@ impl<'a> LinkSet<'a> {
             h,
             target,
             up: None,
+            promisc: None,
             mtu: None,
             mac: None,
             rename: None,
@@ -55,6 +57,11 @@ impl<'a> LinkSet<'a> {
     /// Administratively down.
     pub fn down(mut self) -> Self {
         self.up = Some(false);
+        self
+    }
+    /// Promiscuous mode on or off (`ip link set DEV promisc on|off`).
+    pub fn promisc(mut self, on: bool) -> Self {
+        self.promisc = Some(on);
         self
     }
     /// Set the MTU.
@@ -107,6 +114,9 @@ impl<'a> LinkSet<'a> {
         if let Some(u) = self.up {
             parts.push(if u { "up" } else { "down" }.to_string());
         }
+        if let Some(p) = self.promisc {
+            parts.push(format!("promisc {}", if p { "on" } else { "off" }));
+        }
         if let Some(m) = self.mtu {
             parts.push(format!("mtu {m}"));
         }
@@ -140,6 +150,12 @@ impl<'a> LinkSet<'a> {
         }
         if let Some(up) = self.up {
             (msg.header.flags, msg.header.change_mask) = up_flags(up);
+        }
+        if let Some(on) = self.promisc {
+            msg.header.change_mask |= LinkFlags::Promisc;
+            if on {
+                msg.header.flags |= LinkFlags::Promisc;
+            }
         }
         if let Some(m) = self.mtu {
             msg.attributes.push(LinkAttribute::Mtu(m));
