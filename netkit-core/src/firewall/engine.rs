@@ -29,10 +29,44 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
         .map_err(|e| FirewallError::Aborted(e.to_string()))?
 }
 
-/// The state directory used when the options name none: per namespace (by inode), under /run.
+/// The state directory used when the options name none: per namespace, under /run, named by
+/// the namespace's cookie (`SO_NETNS_COOKIE`), which unlike its inode number is never reused
+/// while the machine runs — a new namespace never inherits a dead one's state.
 pub(crate) fn default_state_dir(ns: &NetNs) -> Result<PathBuf> {
-    let id = ns.id()?;
-    Ok(PathBuf::from(format!("/run/netkit/firewall/{}", id.ino)))
+    let cookie = crate::netns::worker::run_blocking(crate::netns::worker::Place::In(ns.clone()), netns_cookie)?
+        .map_err(|e| FirewallError::State {
+            op: "read the namespace cookie of",
+            path: ns.path().to_path_buf(),
+            source: e,
+        })?;
+    Ok(PathBuf::from(format!("/run/netkit/firewall/{cookie:016x}")))
+}
+
+/// The cookie of the calling thread's network namespace.
+fn netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the descriptor is owned (and closed) by `sock`.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    cookie_of(sock.as_raw_fd())
+}
+
+fn cookie_of(fd: std::os::fd::RawFd) -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a valid u64.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, SO_NETNS_COOKIE, (&mut cookie as *mut u64).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// A driver's shared part: the namespace, its state directory and the backend.
