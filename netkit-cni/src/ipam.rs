@@ -49,6 +49,16 @@ impl NetConf {
     /// Parse stdin. Not JSON → code 6; unsupported `cniVersion` → 1; no `name` or `ipam`, or
     /// `ipam` not of host-local's shape → 7. Unknown keys are ignored.
     pub fn parse(input: &[u8]) -> Result<Self, CniError> {
+        let base = NetConf::parse_base(input)?;
+        let ipam = base
+            .raw
+            .get("ipam")
+            .ok_or_else(|| CniError::new(ErrorCode::InvalidConfig, "ipam is missing"))?;
+        let ipam: IpamConfig = serde_json::from_value(ipam.clone()).map_err(|e| config_error(ConfigError::Json(e)))?;
+        Ok(NetConf { ipam, ..base })
+    }
+
+    fn parse_base(input: &[u8]) -> Result<Self, CniError> {
         if input.len() > crate::spec::MAX_CONFIG_BYTES {
             return Err(CniError::new(
                 ErrorCode::Decode,
@@ -81,16 +91,18 @@ impl NetConf {
                 ))
             }
         };
-        let ipam = obj
-            .get("ipam")
-            .ok_or_else(|| CniError::new(ErrorCode::InvalidConfig, "ipam is missing"))?;
-        let ipam: IpamConfig = serde_json::from_value(ipam.clone()).map_err(|e| config_error(ConfigError::Json(e)))?;
         Ok(NetConf {
             version,
             name,
-            ipam,
+            ipam: IpamConfig::default(),
             raw,
         })
+    }
+
+    /// Parse the parts every plugin needs (version, name, the raw JSON) without reading `ipam`
+    /// as host-local's keys (a delegated IPAM plugin has its own).
+    pub fn parse_without_ipam(input: &[u8]) -> Result<Self, CniError> {
+        NetConf::parse_base(input)
     }
 
     /// Open the pool's allocator. The `ipRanges` capability (`runtimeConfig.ipRanges`), when
@@ -135,7 +147,7 @@ impl NetConf {
     /// `cni.dev/valid-attachments` of a GC request (also read as `cni.dev/attachments`, the
     /// name a draft of spec 1.1.0 used). A missing or malformed list is an error: releasing
     /// every address because a runtime spelled the key differently would be a disaster.
-    fn valid_attachments(&self) -> Result<Vec<Owner>, CniError> {
+    pub fn valid_attachments(&self) -> Result<Vec<Owner>, CniError> {
         let bad = |m: String| CniError::new(ErrorCode::InvalidConfig, format!("GC: {m}"));
         let list = ["cni.dev/valid-attachments", "cni.dev/attachments"]
             .iter()
@@ -189,6 +201,7 @@ pub fn ipam_error(e: IpamError) -> CniError {
 /// The CNI result of an allocation.
 pub fn to_result(a: &Allocation) -> IpamResult {
     IpamResult {
+        interfaces: Vec::new(),
         ips: a
             .ips
             .iter()
@@ -212,7 +225,8 @@ pub fn to_result(a: &Allocation) -> IpamResult {
     }
 }
 
-fn owner(env: &CniEnv) -> Result<Owner, CniError> {
+/// The IPAM owner of the attachment `env` names.
+pub fn owner(env: &CniEnv) -> Result<Owner, CniError> {
     Owner::new(
         env.container_id.as_deref().unwrap_or_default(),
         env.ifname.as_deref().unwrap_or_default(),
@@ -229,20 +243,10 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     match env.command {
         Command::Add => {
             env.args.check_known(&["IP"])?;
-            let mut wanted = Vec::new();
-            for s in env.args.get("IP").into_iter().flat_map(|v| v.split(',')) {
-                wanted
-                    .push(parse_ip(s).map_err(|m| CniError::new(ErrorCode::InvalidEnv, format!("CNI_ARGS IP: {m}")))?);
-            }
-            wanted.extend(conf.requested_ips()?);
-            wanted.sort();
-            wanted.dedup();
-            let ipam = conf.open()?;
-            let got = ipam.allocate(&owner(env)?, &wanted).map_err(ipam_error)?;
-            Ok(Some(to_result(&got).to_json(conf.version).to_string()))
+            Ok(Some(add(&conf, env)?.to_json(conf.version).to_string()))
         }
         Command::Del => {
-            conf.open()?.release(&owner(env)?).map_err(ipam_error)?;
+            del(&conf, env)?;
             Ok(None)
         }
         Command::Check => {
@@ -262,7 +266,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
                     format!("GC needs cniVersion 1.1.0, not {}", conf.version),
                 ));
             }
-            conf.open()?.gc(&conf.valid_attachments()?).map_err(ipam_error)?;
+            gc(&conf)?;
             Ok(None)
         }
         Command::Status => {
@@ -276,7 +280,36 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     }
 }
 
-fn check(conf: &NetConf, owner: &Owner) -> Result<(), CniError> {
+/// ADD: allocate for the attachment `env` names (specific addresses from `CNI_ARGS` `IP=`,
+/// `args.cni.ips` and the `ips` capability).
+pub fn add(conf: &NetConf, env: &CniEnv) -> Result<IpamResult, CniError> {
+    let mut wanted = Vec::new();
+    for s in env.args.get("IP").into_iter().flat_map(|v| v.split(',')) {
+        wanted.push(parse_ip(s).map_err(|m| CniError::new(ErrorCode::InvalidEnv, format!("CNI_ARGS IP: {m}")))?);
+    }
+    wanted.extend(conf.requested_ips()?);
+    wanted.sort();
+    wanted.dedup();
+    let ipam = conf.open()?;
+    let got = ipam.allocate(&owner(env)?, &wanted).map_err(ipam_error)?;
+    Ok(to_result(&got))
+}
+
+/// DEL: release what the attachment holds (idempotent).
+pub fn del(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
+    conf.open()?.release(&owner(env)?).map_err(ipam_error).map(drop)
+}
+
+/// GC: release everything not in `cni.dev/valid-attachments`.
+pub fn gc(conf: &NetConf) -> Result<(), CniError> {
+    conf.open()?
+        .gc(&conf.valid_attachments()?)
+        .map_err(ipam_error)
+        .map(drop)
+}
+
+/// CHECK: the attachment still holds its addresses (and those of `prevResult`).
+pub fn check(conf: &NetConf, owner: &Owner) -> Result<(), CniError> {
     let ipam = conf.open()?;
     let held = ipam.lookup(owner).map_err(ipam_error)?;
     if held.is_empty() {
@@ -299,7 +332,8 @@ fn check(conf: &NetConf, owner: &Owner) -> Result<(), CniError> {
     Ok(())
 }
 
-fn version_answer(stdin: &[u8]) -> String {
+/// The VERSION answer, in the version the request names (or the latest).
+pub fn version_answer(stdin: &[u8]) -> String {
     let asked = serde_json::from_slice::<Value>(stdin)
         .ok()
         .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))

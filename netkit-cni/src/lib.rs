@@ -1,9 +1,11 @@
 //! CNI plugins built on netkit-core.
 //!
 //! * [`spec`]: the CNI protocol: environment, versions, errors, results (spec 0.3.0 – 1.1.0);
-//! * [`ipam`]: the `netkit-ipam` IPAM plugin: netkit's allocator behind host-local's keys.
+//! * [`ipam`]: the `netkit-ipam` IPAM plugin: netkit's allocator behind host-local's keys;
+//! * [`plugin`]: the `netkit-cni` plugin: containers on a bridge, with netkit's IPAM and firewall.
 
 #![warn(missing_docs)]
 
 pub mod ipam;
+pub mod plugin;
 pub mod spec;

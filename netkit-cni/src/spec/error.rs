@@ -30,6 +30,10 @@ pub enum ErrorCode {
     AddressUnavailable,
     /// 102: CHECK found the attachment differs from what was set up.
     CheckFailed,
+    /// 103: an object the configuration asks for is not supported by this kernel.
+    KernelUnsupported,
+    /// A delegated plugin's own code, passed on.
+    Other(u32),
 }
 
 impl ErrorCode {
@@ -48,6 +52,8 @@ impl ErrorCode {
             ErrorCode::PoolExhausted => 100,
             ErrorCode::AddressUnavailable => 101,
             ErrorCode::CheckFailed => 102,
+            ErrorCode::KernelUnsupported => 103,
+            ErrorCode::Other(c) => c,
         }
     }
 }

@@ -7,7 +7,7 @@ mod version;
 
 pub use env::{CniArgs, CniEnv, Command};
 pub use error::{CniError, ErrorCode};
-pub use result::{DnsResult, IpResult, IpamResult, RouteResult};
+pub use result::{DnsResult, InterfaceResult, IpResult, IpamResult, RouteResult};
 pub use version::{Version, SUPPORTED_VERSIONS};
 
 /// The largest network configuration read from stdin (larger input is refused with

@@ -40,9 +40,22 @@ pub struct DnsResult {
     pub options: Vec<String>,
 }
 
-/// What an IPAM plugin returns.
+/// One interface of a result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceResult {
+    /// Name.
+    pub name: String,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// The netns path, for interfaces inside the container.
+    pub sandbox: Option<String>,
+}
+
+/// What a plugin returns (an IPAM plugin leaves `interfaces` empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpamResult {
+    /// Interfaces (main plugins).
+    pub interfaces: Vec<InterfaceResult>,
     /// Addresses.
     pub ips: Vec<IpResult>,
     /// Routes.
@@ -74,6 +87,24 @@ impl IpamResult {
             .collect();
         let mut out = Map::new();
         out.insert("cniVersion".into(), json!(version.to_string()));
+        if !self.interfaces.is_empty() {
+            let ifs: Vec<Value> = self
+                .interfaces
+                .iter()
+                .map(|i| {
+                    let mut o = Map::new();
+                    o.insert("name".into(), json!(i.name));
+                    if let Some(m) = &i.mac {
+                        o.insert("mac".into(), json!(m));
+                    }
+                    if let Some(s) = &i.sandbox {
+                        o.insert("sandbox".into(), json!(s));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            out.insert("interfaces".into(), Value::Array(ifs));
+        }
         out.insert("ips".into(), Value::Array(ips));
         if !self.routes.is_empty() {
             let routes: Vec<Value> = self
@@ -104,7 +135,7 @@ impl IpamResult {
         Value::Object(out)
     }
 
-    /// Read the addresses of a result (a `prevResult`), whatever its version.
+    /// Read a result (a `prevResult`, or a delegated IPAM plugin's answer), whatever its version.
     pub fn from_json(value: &Value) -> Result<Self, CniError> {
         let bad = |what: String| CniError::new(ErrorCode::Decode, format!("prevResult: {what}"));
         let mut out = IpamResult::default();
@@ -124,6 +155,42 @@ impl IpamResult {
                 gateway,
                 interface,
             });
+        }
+        for i in value.get("interfaces").and_then(Value::as_array).into_iter().flatten() {
+            let text = |k: &str| i.get(k).and_then(Value::as_str).map(str::to_string);
+            out.interfaces.push(InterfaceResult {
+                name: text("name").ok_or_else(|| bad("an interface has no name".into()))?,
+                mac: text("mac"),
+                sandbox: text("sandbox"),
+            });
+        }
+        for r in value.get("routes").and_then(Value::as_array).into_iter().flatten() {
+            let dst = r
+                .get("dst")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("a route has no dst".into()))?;
+            let gw = match r.get("gw").and_then(Value::as_str) {
+                Some(g) => Some(g.parse().map_err(|_| bad(format!("bad route gw {g:?}")))?),
+                None => None,
+            };
+            out.routes.push(RouteResult {
+                dst: dst.parse().map_err(|_| bad(format!("bad route dst {dst:?}")))?,
+                gw,
+            });
+        }
+        if let Some(d) = value.get("dns") {
+            let list = |k: &str| -> Vec<String> {
+                d.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default()
+            };
+            out.dns = DnsResult {
+                nameservers: list("nameservers"),
+                domain: d.get("domain").and_then(Value::as_str).map(str::to_string),
+                search: list("search"),
+                options: list("options"),
+            };
         }
         Ok(out)
     }

@@ -1,0 +1,40 @@
+//! The `netkit-cni` CNI plugin (see `netkit_cni::plugin`): run by a container runtime with
+//! `CNI_*` set and the network configuration on stdin.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use netkit_cni::spec::{CniEnv, CniError, ErrorCode, MAX_CONFIG_BYTES};
+
+fn main() -> ExitCode {
+    let mut input = Vec::new();
+    let read = std::io::stdin()
+        .take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| CniError::new(ErrorCode::Io, format!("reading stdin: {e}")));
+    let version = netkit_cni::ipam::error_version(&input);
+    // A bug must still answer with CNI error JSON, not a bare panic.
+    let outcome = std::panic::catch_unwind(|| {
+        read.and_then(|_| CniEnv::from_process()).and_then(|env| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CniError::new(ErrorCode::Io, format!("starting the runtime: {e}")))?;
+            rt.block_on(netkit_cni::plugin::run(&env, &input))
+        })
+    })
+    .unwrap_or_else(|_| Err(CniError::new(ErrorCode::Io, "netkit-cni hit an internal error (panic)")));
+    let mut out = std::io::stdout().lock();
+    match outcome {
+        Ok(text) => {
+            if let Some(text) = text {
+                let _ = writeln!(out, "{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{}", e.to_json(&version));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Attaching a container (ADD), detaching it (DEL) and verifying it (CHECK), in bridge mode.
+//!
+//! ADD, in order, each step recorded so a failure undoes exactly what was made: the bridge
+//! (created if missing, never removed: other containers share it), IPAM, the veth pair (the
+//! container end born inside the container's namespace), addresses and routes inside, the
+//! gateway address on the bridge, the firewall (masquerade, port mappings).
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use netkit_core::firewall::{self, Firewall, FirewallOptions, Masquerade, Network, Rules};
+use netkit_core::link::{Bridge, BridgePort, Veth};
+use netkit_core::route::Route;
+use netkit_core::{Handle, NetNs};
+
+use super::config::PluginConf;
+use super::ipam::Ipam;
+use crate::spec::{CniEnv, CniError, ErrorCode, InterfaceResult, IpamResult, RouteResult};
+
+fn io(what: impl std::fmt::Display) -> CniError {
+    CniError::new(ErrorCode::Io, what.to_string())
+}
+
+/// The firewall owner of an attachment: `<container ID>:<ifname>`.
+pub fn owner(env: &CniEnv) -> Result<String, CniError> {
+    let o = format!(
+        "{}:{}",
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default()
+    );
+    firewall::check_owner(&o).map_err(|e| CniError::new(ErrorCode::InvalidEnv, e.to_string()))?;
+    Ok(o)
+}
+
+/// The host end's name: `veth` + 8 hex digits of a hash of the attachment, so DEL finds it even
+/// when the container's namespace is gone.
+pub fn host_veth(env: &CniEnv) -> String {
+    let key = format!(
+        "{}\0{}",
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default()
+    );
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("veth{:08x}", (h ^ (h >> 32)) as u32)
+}
+
+/// The firewall of the host namespace (the one the plugin runs in), as the config asks.
+pub(crate) async fn open_firewall(conf: &PluginConf, host: &NetNs) -> Result<firewall::AnyFirewall, CniError> {
+    let opts = FirewallOptions {
+        driver: conf.firewall_backend,
+        state_dir: conf.firewall_state_dir.clone(),
+        ..Default::default()
+    };
+    firewall::open(host, opts).await.map_err(io)
+}
+
+/// What ADD made so far, undone in reverse when a later step fails.
+#[derive(Default)]
+struct Made {
+    ipam: bool,
+    veth: Option<String>,
+    firewall: bool,
+}
+
+/// ADD in bridge mode.
+pub async fn add(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<IpamResult, CniError> {
+    let netns_path = env.netns.as_deref().unwrap_or_default();
+    let ctr_ns = NetNs::open_path(netns_path)
+        .map_err(|e| CniError::new(ErrorCode::UnknownContainer, format!("container netns: {e}")))?;
+    let host_ns = NetNs::current().map_err(io)?;
+    let host = Handle::current().map_err(io)?;
+    let ctr = ctr_ns.handle().await.map_err(io)?;
+    if let Some(v) = conf.vlan {
+        return Err(CniError::new(
+            ErrorCode::KernelUnsupported,
+            format!("vlan {v}: tagging a bridge port needs bridge VLAN filtering, which netkit-cni does not drive yet"),
+        ));
+    }
+    let mut made = Made::default();
+    let result = attach(conf, env, ipam, &host, &ctr, &ctr_ns, &host_ns, netns_path, &mut made).await;
+    if result.is_err() {
+        undo(conf, env, ipam, &host, &host_ns, &made).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attach(
+    conf: &PluginConf,
+    env: &CniEnv,
+    ipam: &Ipam<'_>,
+    host: &Handle,
+    ctr: &Handle,
+    ctr_ns: &NetNs,
+    host_ns: &NetNs,
+    netns_path: &str,
+    made: &mut Made,
+) -> Result<IpamResult, CniError> {
+    let ifname = env.ifname.as_deref().unwrap_or_default();
+    let bridge = ensure_bridge(conf, host).await?;
+
+    let mut result = ipam.add(env)?;
+    made.ipam = true;
+
+    let host_end = host_veth(env);
+    let mut veth = Veth::new(&host_end, ifname).peer_netns(ctr_ns);
+    if let Some(m) = conf.mtu {
+        veth = veth.mtu(m);
+    }
+    if let Some(mac) = conf.mac {
+        veth = veth.peer_mac(mac);
+    }
+    let host_link = host.link_add(&veth).await.map_err(io)?;
+    made.veth = Some(host_end.clone());
+    host.link_set(&host_end)
+        .master(&conf.bridge)
+        .up()
+        .apply()
+        .await
+        .map_err(io)?;
+    if conf.hairpin_mode {
+        host.bridge_port_set(&host_end, &BridgePort::new().hairpin(true))
+            .await
+            .map_err(io)?;
+    }
+
+    // Inside the container: addresses (no DAD wait unless asked), up, routes.
+    let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
+    if has_v6 && !conf.enable_dad {
+        ctr.accept_dad(ifname, 0).await.map_err(io)?;
+    }
+    for ip in &result.ips {
+        let req = ctr.addr_add(ifname, ip.address);
+        let req = if ip.address.is_ipv6() && !conf.enable_dad {
+            req.nodad()
+        } else {
+            req
+        };
+        req.await.map_err(io)?;
+    }
+    ctr.link_set_up(ifname).await.map_err(io)?;
+    let mut routes = result.routes.clone();
+    if conf.is_default_gateway {
+        for ip in &result.ips {
+            let dst: IpNetwork = if ip.address.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                .parse()
+                .expect("literal");
+            if !routes.iter().any(|r| r.dst == dst) {
+                routes.push(RouteResult { dst, gw: ip.gateway });
+            }
+        }
+    }
+    for r in &routes {
+        let gw = r.gw.or_else(|| gateway_for(&result, r.dst));
+        let mut route = Route::new(r.dst).dev(ifname);
+        if let Some(gw) = gw {
+            route = route.gateway(gw);
+        }
+        ctr.route_replace(&route).await.map_err(io)?;
+    }
+    result.routes = routes;
+
+    // The bridge as the containers' gateway.
+    if conf.is_gateway {
+        for ip in &result.ips {
+            if let Some(gw) = ip.gateway {
+                let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
+                let present = host.addr_list(Some(&conf.bridge)).await.map_err(io)?;
+                if !present.iter().any(|a| a.prefix.ip() == gw) {
+                    let req = host.addr_add(&conf.bridge, addr);
+                    let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
+                    // A parallel ADD may have added it first.
+                    if let Err(e) = res {
+                        if !e.is_exists() {
+                            return Err(io(e));
+                        }
+                    }
+                }
+            }
+        }
+        host.ip_forward(true).await.map_err(io)?;
+        if has_v6 {
+            host.ipv6_forwarding(true).await.map_err(io)?;
+        }
+    }
+
+    // Firewall: masquerade and port mappings, owned by this attachment.
+    let ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.ip()).collect();
+    let mappings = conf.mappings_for(&ips)?;
+    if conf.ip_masq || !mappings.is_empty() {
+        let mut rules = Rules {
+            port_mappings: mappings,
+            ..Default::default()
+        };
+        for ip in &result.ips {
+            let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(io)?;
+            rules.networks.push(Network::new(&conf.bridge, subnet));
+            if conf.ip_masq {
+                rules.masquerades.push(Masquerade::address(ip.address.ip(), subnet));
+            }
+        }
+        let fw = open_firewall(conf, host_ns).await?;
+        made.firewall = true;
+        fw.add(&owner(env)?, &rules).await.map_err(|e| match e {
+            firewall::FirewallError::Conflict { .. } | firewall::FirewallError::Invalid { .. } => {
+                CniError::new(ErrorCode::InvalidConfig, e.to_string())
+            }
+            e => io(e),
+        })?;
+    }
+
+    let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
+    result.interfaces = vec![
+        InterfaceResult {
+            name: conf.bridge.clone(),
+            mac: bridge.mac.map(|m| m.to_string()),
+            sandbox: None,
+        },
+        InterfaceResult {
+            name: host_end,
+            mac: host_link.mac.map(|m| m.to_string()),
+            sandbox: None,
+        },
+        InterfaceResult {
+            name: ifname.to_string(),
+            mac: ctr_link.mac.map(|m| m.to_string()),
+            sandbox: Some(netns_path.to_string()),
+        },
+    ];
+    for ip in &mut result.ips {
+        ip.interface = Some(2);
+    }
+    Ok(result)
+}
+
+fn gateway_for(result: &IpamResult, dst: IpNetwork) -> Option<IpAddr> {
+    result
+        .ips
+        .iter()
+        .find(|i| i.address.is_ipv4() == dst.is_ipv4())
+        .and_then(|i| i.gateway)
+}
+
+/// The bridge, created (up, with the configured MTU and promiscuity) when missing.
+async fn ensure_bridge(conf: &PluginConf, host: &Handle) -> Result<netkit_core::Link, CniError> {
+    let link = match host.link_get(&conf.bridge).await {
+        Ok(l) => l,
+        Err(e) if e.is_not_found() => {
+            let mut spec = Bridge::new(&conf.bridge);
+            if let Some(m) = conf.mtu {
+                spec = spec.mtu(m);
+            }
+            match host.link_add(&spec).await {
+                Ok(l) => l,
+                // Another ADD created it at the same moment.
+                Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(io)?,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(e) => return Err(io(e)),
+    };
+    if link.kind.as_str() != "bridge" {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("{} exists and is a {}, not a bridge", conf.bridge, link.kind.as_str()),
+        ));
+    }
+    let mut set = host.link_set(&conf.bridge).up();
+    if conf.promisc_mode {
+        set = set.promisc(true);
+    }
+    set.apply().await.map_err(io)?;
+    Ok(link)
+}
+
+async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, host_ns: &NetNs, made: &Made) {
+    if made.firewall {
+        if let (Ok(fw), Ok(o)) = (open_firewall(conf, host_ns).await, owner(env)) {
+            let _ = fw.teardown(&o).await;
+        }
+    }
+    if let Some(v) = &made.veth {
+        let _ = host.link_del(v).await;
+    }
+    if made.ipam {
+        let _ = ipam.del(env);
+    }
+}
+
+/// DEL: everything ADD made for this attachment, whatever is left of it; missing pieces are
+/// fine. Every step runs even when an earlier one fails; the first error is returned.
+pub async fn del(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
+    let mut first: Option<CniError> = None;
+    let mut keep = |r: Result<(), CniError>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
+    keep(ipam.del(env));
+    let host_ns = NetNs::current().map_err(io)?;
+    let fw = open_firewall(conf, &host_ns).await;
+    match fw {
+        Ok(fw) => keep(match owner(env) {
+            Ok(o) => fw.teardown(&o).await.map(drop).map_err(io),
+            Err(e) => Err(e),
+        }),
+        Err(e) => keep(Err(e)),
+    }
+    let host = Handle::current().map_err(io)?;
+    // The container end, when its namespace still exists; the host end is deleted with it. If
+    // the namespace is gone, so is the pair; the host end is removed by name in any case.
+    if let Some(path) = env.netns.as_deref().filter(|p| !p.is_empty()) {
+        if let Ok(ns) = NetNs::open_path(path) {
+            if let Ok(ctr) = ns.handle().await {
+                let ifname = env.ifname.as_deref().unwrap_or_default();
+                if let Err(e) = ctr.link_del(ifname).await {
+                    keep(Err(io(e)));
+                }
+            }
+        }
+    }
+    if let Err(e) = host.link_del(&host_veth(env)).await {
+        keep(Err(io(e)));
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// CHECK: the container interface exists with `prevResult`'s addresses and routes, the host end
+/// is on the bridge, IPAM still holds the addresses.
+pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
+    let fail = |m: String| CniError::new(ErrorCode::CheckFailed, m);
+    let prev = match conf.raw.get("prevResult") {
+        Some(p) => IpamResult::from_json(p)?,
+        None => return Err(fail("CHECK needs prevResult".into())),
+    };
+    let ns = NetNs::open_path(env.netns.as_deref().unwrap_or_default())
+        .map_err(|e| CniError::new(ErrorCode::UnknownContainer, format!("container netns: {e}")))?;
+    let ctr = ns.handle().await.map_err(io)?;
+    let ifname = env.ifname.as_deref().unwrap_or_default();
+    ctr.link_get(ifname)
+        .await
+        .map_err(|e| fail(format!("interface {ifname} in the container: {e}")))?;
+    let addrs = ctr.addr_list(Some(ifname)).await.map_err(io)?;
+    for ip in &prev.ips {
+        if !addrs.iter().any(|a| a.prefix == ip.address) {
+            return Err(fail(format!("address {} is missing from {ifname}", ip.address)));
+        }
+    }
+    let routes = ctr.route_list(None, None).await.map_err(io)?;
+    for r in &prev.routes {
+        let want = (r.dst.prefix() != 0).then_some(r.dst);
+        if !routes.iter().any(|x| x.dst == want) {
+            return Err(fail(format!("route to {} is missing in the container", r.dst)));
+        }
+    }
+    let host = Handle::current().map_err(io)?;
+    let br = host
+        .link_index(&conf.bridge)
+        .await
+        .map_err(|e| fail(format!("bridge: {e}")))?;
+    let hv = host
+        .link_get(&host_veth(env))
+        .await
+        .map_err(|e| fail(format!("host end: {e}")))?;
+    if hv.master != Some(br) {
+        return Err(fail(format!("{} is not a port of {}", hv.name, conf.bridge)));
+    }
+    ipam.check(env)
+}

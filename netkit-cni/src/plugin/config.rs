@@ -1,0 +1,239 @@
+//! The `netkit-cni` network configuration: the reference bridge plugin's keys, netkit's own,
+//! and the runtime's capabilities.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use netkit_core::firewall::{Driver, PortMapping, Protocol};
+use netkit_core::MacAddr;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::spec::{CniError, ErrorCode, Version};
+
+/// How containers are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A veth per container on a Linux bridge (the reference bridge plugin's model).
+    Bridge,
+    /// A veth per container, no bridge: /32 host routes and proxy ARP (Calico's model).
+    Routed,
+}
+
+/// One entry of the `portMappings` capability.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimePortMapping {
+    /// Host port.
+    pub host_port: i64,
+    /// Container port.
+    pub container_port: i64,
+    /// "tcp" (default), "udp" or "sctp".
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Host address (empty: every address).
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+/// The raw keys, as JSON has them (unknown keys are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    bridge: Option<String>,
+    #[serde(default)]
+    is_gateway: bool,
+    #[serde(default)]
+    is_default_gateway: bool,
+    #[serde(default)]
+    force_address: bool,
+    #[serde(default)]
+    ip_masq: bool,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    hairpin_mode: bool,
+    #[serde(default)]
+    promisc_mode: bool,
+    #[serde(default)]
+    vlan: Option<u32>,
+    #[serde(default)]
+    enabledad: bool,
+    #[serde(default)]
+    firewall_backend: Option<String>,
+    #[serde(default)]
+    firewall_state_dir: Option<PathBuf>,
+}
+
+/// A validated `netkit-cni` configuration.
+#[derive(Debug, Clone)]
+pub struct PluginConf {
+    /// `cniVersion`.
+    pub version: Version,
+    /// `name`.
+    pub name: String,
+    /// `mode`: "bridge" (default) or "routed".
+    pub mode: Mode,
+    /// `bridge` (default `cni0`).
+    pub bridge: String,
+    /// `isGateway`: give the bridge the gateway address (implied by `isDefaultGateway`).
+    pub is_gateway: bool,
+    /// `isDefaultGateway`: default route in the container through the bridge.
+    pub is_default_gateway: bool,
+    /// `forceAddress`: accepted; netkit adds the gateway address beside any others.
+    pub force_address: bool,
+    /// `ipMasq`: masquerade the container's traffic leaving its network.
+    pub ip_masq: bool,
+    /// `mtu` of the bridge and veths.
+    pub mtu: Option<u32>,
+    /// `hairpinMode` on the bridge port.
+    pub hairpin_mode: bool,
+    /// `promiscMode` on the bridge.
+    pub promisc_mode: bool,
+    /// `vlan` tag of the port (needs bridge VLAN filtering).
+    pub vlan: Option<u16>,
+    /// `enabledad`: keep IPv6 duplicate address detection on in the container.
+    pub enable_dad: bool,
+    /// `ipam.type`.
+    pub ipam_type: String,
+    /// Port mappings from `runtimeConfig.portMappings`.
+    pub port_mappings: Vec<RuntimePortMapping>,
+    /// `runtimeConfig.mac`.
+    pub mac: Option<MacAddr>,
+    /// `firewallBackend`: "nftables" or "iptables" (default: chosen automatically).
+    pub firewall_backend: Option<Driver>,
+    /// `firewallStateDir` (default: per namespace under /run/netkit/firewall).
+    pub firewall_state_dir: Option<PathBuf>,
+    /// The whole configuration (for IPAM and `prevResult`).
+    pub raw: Value,
+}
+
+fn bad(msg: impl Into<String>) -> CniError {
+    CniError::new(ErrorCode::InvalidConfig, msg)
+}
+
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+impl PluginConf {
+    /// Parse stdin. Not JSON → 6; unsupported version → 1; bad values → 7.
+    pub fn parse(input: &[u8]) -> Result<Self, CniError> {
+        let net = crate::ipam::NetConf::parse_without_ipam(input)?;
+        let raw: Raw =
+            serde_json::from_value(net.raw.clone()).map_err(|e| bad(format!("network configuration: {e}")))?;
+        let mode = match raw.mode.as_deref() {
+            None | Some("bridge") => Mode::Bridge,
+            Some("routed") => Mode::Routed,
+            Some(m) => return Err(bad(format!("mode {m:?}: \"bridge\" or \"routed\""))),
+        };
+        let bridge = raw.bridge.unwrap_or_else(|| "cni0".into());
+        if !valid_ifname(&bridge) {
+            return Err(bad(format!("bridge {bridge:?} is not a valid interface name")));
+        }
+        if let Some(m) = raw.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(bad(format!("mtu {m} is outside 68-65535")));
+            }
+        }
+        let vlan = match raw.vlan {
+            None | Some(0) => None,
+            Some(v) if v < 4095 => Some(v as u16),
+            Some(v) => return Err(bad(format!("vlan {v} is outside 0-4094"))),
+        };
+        let ipam_type = net.raw["ipam"]["type"]
+            .as_str()
+            .ok_or_else(|| bad("ipam.type is missing"))?
+            .to_string();
+        let rc = &net.raw["runtimeConfig"];
+        let port_mappings = match rc.get("portMappings") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| bad(format!("runtimeConfig.portMappings: {e}")))?
+            }
+        };
+        let mac = match rc.get("mac").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            Some(m) => Some(
+                m.parse()
+                    .map_err(|_| bad(format!("runtimeConfig.mac {m:?} is not a MAC address")))?,
+            ),
+            None => None,
+        };
+        let firewall_backend = match raw.firewall_backend.as_deref() {
+            None => None,
+            Some("nftables") => Some(Driver::Nftables),
+            Some("iptables") => Some(Driver::Iptables),
+            Some(b) => return Err(bad(format!("firewallBackend {b:?}: \"nftables\" or \"iptables\""))),
+        };
+        Ok(PluginConf {
+            version: net.version,
+            name: net.name,
+            mode,
+            bridge,
+            is_gateway: raw.is_gateway || raw.is_default_gateway,
+            is_default_gateway: raw.is_default_gateway,
+            force_address: raw.force_address,
+            ip_masq: raw.ip_masq,
+            mtu: raw.mtu,
+            hairpin_mode: raw.hairpin_mode,
+            promisc_mode: raw.promisc_mode,
+            vlan,
+            enable_dad: raw.enabledad,
+            ipam_type,
+            port_mappings,
+            mac,
+            firewall_backend,
+            firewall_state_dir: raw.firewall_state_dir,
+            raw: net.raw,
+        })
+    }
+
+    /// The port mappings for a container with these addresses: each mapping goes to the
+    /// container address of its host address's family (both families when it names none).
+    pub fn mappings_for(&self, ips: &[IpAddr]) -> Result<Vec<PortMapping>, CniError> {
+        let mut out = Vec::new();
+        for pm in &self.port_mappings {
+            let port = |what: &str, p: i64| -> Result<u16, CniError> {
+                u16::try_from(p)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad(format!("portMappings: {what} {p} is not a port (1-65535)")))
+            };
+            let (host, ctr) = (
+                port("hostPort", pm.host_port)?,
+                port("containerPort", pm.container_port)?,
+            );
+            let proto: Protocol = pm
+                .protocol
+                .as_deref()
+                .unwrap_or("tcp")
+                .parse()
+                .map_err(|e: netkit_core::firewall::FirewallError| bad(format!("portMappings: {e}")))?;
+            let host_ip: Option<IpAddr> = match pm.host_ip.as_deref().filter(|s| !s.is_empty()) {
+                Some(h) => Some(
+                    h.parse()
+                        .map_err(|_| bad(format!("portMappings: hostIP {h:?} is not an address")))?,
+                ),
+                None => None,
+            };
+            for ip in ips {
+                if host_ip.is_some_and(|h| h.is_ipv4() != ip.is_ipv4()) {
+                    continue;
+                }
+                let mut m = PortMapping::new(proto, host, *ip, ctr);
+                if let Some(h) = host_ip {
+                    m = m.host_ip(h);
+                }
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}

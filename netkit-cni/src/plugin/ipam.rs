@@ -1,0 +1,140 @@
+//! The plugin's IPAM step: netkit's allocator in-process for `"type": "netkit-ipam"`, any other
+//! type executed as a delegated plugin from `CNI_PATH`, as the spec describes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::ipam::{self as nkipam, NetConf};
+use crate::spec::{CniEnv, CniError, ErrorCode, IpamResult};
+
+/// The IPAM of one network configuration.
+pub enum Ipam<'a> {
+    /// netkit's allocator, in this process.
+    InProcess(Box<NetConf>),
+    /// Another plugin, run with the same environment and configuration.
+    Delegate {
+        /// Its type (file name in `CNI_PATH`).
+        kind: String,
+        /// The configuration, as the runtime gave it.
+        stdin: &'a [u8],
+    },
+}
+
+impl<'a> Ipam<'a> {
+    /// The IPAM named by `ipam.type`.
+    pub fn of(kind: &str, stdin: &'a [u8]) -> Result<Self, CniError> {
+        if kind == "netkit-ipam" {
+            Ok(Ipam::InProcess(Box::new(NetConf::parse(stdin)?)))
+        } else {
+            Ok(Ipam::Delegate {
+                kind: kind.to_string(),
+                stdin,
+            })
+        }
+    }
+
+    /// Allocate.
+    pub fn add(&self, env: &CniEnv) -> Result<IpamResult, CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::add(conf, env),
+            Ipam::Delegate { kind, stdin } => {
+                let out = delegate(env, kind, "ADD", stdin)?;
+                let value = serde_json::from_str(&out).map_err(|e| {
+                    CniError::new(
+                        ErrorCode::Decode,
+                        format!("IPAM plugin {kind} answered no JSON result: {e}"),
+                    )
+                })?;
+                IpamResult::from_json(&value)
+            }
+        }
+    }
+
+    /// Release (idempotent).
+    pub fn del(&self, env: &CniEnv) -> Result<(), CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::del(conf, env),
+            Ipam::Delegate { kind, stdin } => delegate(env, kind, "DEL", stdin).map(drop),
+        }
+    }
+
+    /// Verify.
+    pub fn check(&self, env: &CniEnv) -> Result<(), CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::check(conf, &nkipam::owner(env)?),
+            Ipam::Delegate { kind, stdin } => delegate(env, kind, "CHECK", stdin).map(drop),
+        }
+    }
+
+    /// Garbage-collect (spec 1.1).
+    pub fn gc(&self, env: &CniEnv) -> Result<(), CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::gc(conf),
+            Ipam::Delegate { kind, stdin } => delegate(env, kind, "GC", stdin).map(drop),
+        }
+    }
+
+    /// Readiness (spec 1.1).
+    pub fn status(&self, env: &CniEnv) -> Result<(), CniError> {
+        match self {
+            Ipam::InProcess(conf) => {
+                let ipam = conf.open().map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+                ipam.store()
+                    .probe()
+                    .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.to_string()))
+            }
+            Ipam::Delegate { kind, stdin } => delegate(env, kind, "STATUS", stdin).map(drop),
+        }
+    }
+}
+
+/// Find `kind` in `CNI_PATH`.
+fn find(env: &CniEnv, kind: &str) -> Result<PathBuf, CniError> {
+    if kind.is_empty() || kind.contains('/') {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {kind:?} is not a plugin name"),
+        ));
+    }
+    env.path
+        .iter()
+        .map(|d| d.join(kind))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                format!("IPAM plugin {kind:?} not found in CNI_PATH {:?}", env.path),
+            )
+        })
+}
+
+/// Run a delegated plugin: `CNI_COMMAND` set to `command`, the rest of the environment as this
+/// plugin got it, the same configuration on stdin. Its CNI error comes back as ours.
+fn delegate(env: &CniEnv, kind: &str, command: &str, stdin: &[u8]) -> Result<String, CniError> {
+    let bin = find(env, kind)?;
+    let mut child = Command::new(&bin)
+        .env("CNI_COMMAND", command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| CniError::new(ErrorCode::Io, format!("running IPAM plugin {}: {e}", bin.display())))?;
+    let mut pipe = child.stdin.take().expect("piped");
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| CniError::new(ErrorCode::Io, format!("waiting for IPAM plugin {kind}: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        return Ok(text);
+    }
+    let err: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let code = err["code"].as_u64().map(|c| c as u32).filter(|c| *c != 0).unwrap_or(5);
+    let msg = err["msg"].as_str().unwrap_or(text.trim());
+    Err(CniError::new(
+        ErrorCode::Other(code),
+        format!("IPAM plugin {kind} {command}: {msg}"),
+    ))
+}

@@ -1,0 +1,94 @@
+//! The `netkit-cni` plugin: containers on a bridge (the reference bridge plugin's model and
+//! keys) with netkit's IPAM and firewall.
+//!
+//! ```json
+//! {"cniVersion": "1.1.0", "name": "podnet", "type": "netkit-cni",
+//!  "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "ipMasq": true,
+//!  "capabilities": {"portMappings": true},
+//!  "ipam": {"type": "netkit-ipam", "ranges": [[{"subnet": "10.88.0.0/16"}]]}}
+//! ```
+//!
+//! Verbs: ADD (everything it made is undone if a step fails), DEL (idempotent; works with the
+//! container's namespace gone), CHECK, GC (IPAM reservations and firewall rules of attachments
+//! not in `cni.dev/valid-attachments`), STATUS (50 when the IPAM store or the firewall is
+//! unusable), VERSION.
+
+pub mod attach;
+pub mod config;
+pub mod ipam;
+
+use crate::spec::{CniEnv, CniError, Command, ErrorCode};
+use config::{Mode, PluginConf};
+use ipam::Ipam;
+use netkit_core::firewall::{self, Firewall};
+
+/// Run one invocation; `Ok(Some(text))` goes to stdout.
+pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
+    if env.command == Command::Version {
+        return Ok(Some(crate::ipam::version_answer(stdin)));
+    }
+    let conf = PluginConf::parse(stdin)?;
+    if conf.mode == Mode::Routed {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            "mode \"routed\" is not implemented yet",
+        ));
+    }
+    let ipam = Ipam::of(&conf.ipam_type, stdin)?;
+    match env.command {
+        Command::Add => {
+            env.args.check_known(&["IP", "MAC"])?;
+            let result = attach::add(&conf, env, &ipam).await?;
+            Ok(Some(result.to_json(conf.version).to_string()))
+        }
+        Command::Del => attach::del(&conf, env, &ipam).await.map(|()| None),
+        Command::Check => {
+            if !conf.version.has_check() {
+                return Err(CniError::new(
+                    ErrorCode::IncompatibleVersion,
+                    "CHECK needs cniVersion 0.4.0 or later",
+                ));
+            }
+            attach::check(&conf, env, &ipam).await.map(|()| None)
+        }
+        Command::Gc => {
+            if !conf.version.has_gc_and_status() {
+                return Err(CniError::new(
+                    ErrorCode::IncompatibleVersion,
+                    "GC needs cniVersion 1.1.0",
+                ));
+            }
+            gc(&conf, env, &ipam).await.map(|()| None)
+        }
+        Command::Status => {
+            ipam.status(env)?;
+            firewall_of(&conf)
+                .await
+                .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+            Ok(None)
+        }
+        Command::Version => unreachable!("answered above"),
+    }
+}
+
+async fn firewall_of(conf: &PluginConf) -> Result<firewall::AnyFirewall, CniError> {
+    let host = netkit_core::NetNs::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    attach::open_firewall(conf, &host).await
+}
+
+/// GC: IPAM first, then the firewall owners that belong to no valid attachment.
+async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
+    let valid = crate::ipam::NetConf::parse_without_ipam(&serde_json::to_vec(&conf.raw).unwrap_or_default())?
+        .valid_attachments()?;
+    let ipam_result = ipam.gc(env);
+    let owners: Vec<String> = valid
+        .iter()
+        .map(|o| format!("{}:{}", o.container_id(), o.ifname()))
+        .collect();
+    firewall_of(conf)
+        .await?
+        .gc(&owners)
+        .await
+        .map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    ipam_result
+}
