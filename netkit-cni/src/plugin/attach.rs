@@ -1,9 +1,16 @@
-//! Attaching a container (ADD), detaching it (DEL) and verifying it (CHECK), in bridge mode.
+//! Attaching a container (ADD), detaching it (DEL) and verifying it (CHECK).
 //!
 //! ADD, in order, each step recorded so a failure undoes exactly what was made: the bridge
-//! (created if missing, never removed: other containers share it), IPAM, the veth pair (the
-//! container end born inside the container's namespace), addresses and routes inside, the
-//! gateway address on the bridge, the firewall (masquerade, port mappings).
+//! (bridge mode; created if missing, never removed: other containers share it), IPAM, the veth
+//! pair (the container end born inside the container's namespace), addresses and routes inside,
+//! the gateway address on the bridge (bridge mode) or the host route and proxy ARP (routed mode),
+//! the firewall (masquerade, port mappings).
+//!
+//! Routed mode is Calico's: no bridge; the host end has no address, a fixed MAC
+//! (`ee:ee:ee:ee:ee:ee`) and proxy ARP; the container gets its address as /32 (/128), a link
+//! route to 169.254.1.1 and its default route through it (answered by proxy ARP); for IPv6 its
+//! default route goes through the host end's link-local address, with DAD off on both ends; the
+//! host reaches the container through a /32 (/128) route on the host end.
 
 use std::net::IpAddr;
 
@@ -13,7 +20,7 @@ use netkit_core::link::{Bridge, BridgePort, Veth};
 use netkit_core::route::Route;
 use netkit_core::{Handle, NetNs};
 
-use super::config::PluginConf;
+use super::config::{Mode, PluginConf};
 use super::ipam::Ipam;
 use crate::spec::{CniEnv, CniError, ErrorCode, InterfaceResult, IpamResult, RouteResult};
 
@@ -56,6 +63,21 @@ pub(crate) async fn open_firewall(conf: &PluginConf, host: &NetNs) -> Result<fir
         ..Default::default()
     };
     firewall::open(host, opts).await.map_err(io)
+}
+
+/// The host end's MAC in routed mode, so the container's IPv6 gateway (its link-local address)
+/// is known in advance.
+const ROUTED_HOST_MAC: [u8; 6] = [0xee; 6];
+/// The IPv4 gateway containers see in routed mode (answered by proxy ARP on the host end).
+const ROUTED_GW4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 1, 1));
+
+/// The link-local address the kernel gives the routed host end (EUI-64 of its MAC).
+fn routed_gw6() -> IpAddr {
+    IpAddr::V6("fe80::ecee:eeff:feee:eeee".parse().expect("literal"))
+}
+
+fn full_prefix(ip: IpAddr) -> IpNetwork {
+    IpNetwork::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("full-length prefix")
 }
 
 /// What ADD made so far, undone in reverse when a later step fails.
@@ -101,10 +123,23 @@ async fn attach(
     made: &mut Made,
 ) -> Result<IpamResult, CniError> {
     let ifname = env.ifname.as_deref().unwrap_or_default();
-    let bridge = ensure_bridge(conf, host).await?;
+    let routed = conf.mode == Mode::Routed;
+    let bridge = match conf.mode {
+        Mode::Bridge => Some(ensure_bridge(conf, host).await?),
+        Mode::Routed => None,
+    };
 
     let mut result = ipam.add(env)?;
     made.ipam = true;
+    if routed {
+        // The container holds its address alone; its gateway is the host end.
+        for ip in &mut result.ips {
+            ip.address = full_prefix(ip.address.ip());
+            ip.gateway = Some(if ip.address.is_ipv4() { ROUTED_GW4 } else { routed_gw6() });
+        }
+    }
+    let has_v4 = result.ips.iter().any(|i| i.address.is_ipv4());
+    let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
 
     let host_end = host_veth(env);
     let mut veth = Veth::new(&host_end, ifname).peer_netns(ctr_ns);
@@ -114,28 +149,40 @@ async fn attach(
     if let Some(mac) = conf.mac {
         veth = veth.peer_mac(mac);
     }
+    if routed {
+        veth = veth.mac(netkit_core::MacAddr(ROUTED_HOST_MAC));
+    }
     let host_link = host.link_add(&veth).await.map_err(io)?;
     made.veth = Some(host_end.clone());
-    host.link_set(&host_end)
-        .master(&conf.bridge)
-        .up()
-        .apply()
-        .await
-        .map_err(io)?;
-    if conf.hairpin_mode {
-        host.bridge_port_set(&host_end, &BridgePort::new().hairpin(true))
+    if routed {
+        if has_v4 {
+            host.proxy_arp(&host_end, true).await.map_err(io)?;
+        }
+        if has_v6 {
+            host.accept_dad(&host_end, 0).await.map_err(io)?;
+        }
+        host.link_set_up(&host_end).await.map_err(io)?;
+    } else {
+        host.link_set(&host_end)
+            .master(&conf.bridge)
+            .up()
+            .apply()
             .await
             .map_err(io)?;
+        if conf.hairpin_mode {
+            host.bridge_port_set(&host_end, &BridgePort::new().hairpin(true))
+                .await
+                .map_err(io)?;
+        }
     }
 
     // Inside the container: addresses (no DAD wait unless asked), up, routes.
-    let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
-    if has_v6 && !conf.enable_dad {
+    if has_v6 && (routed || !conf.enable_dad) {
         ctr.accept_dad(ifname, 0).await.map_err(io)?;
     }
     for ip in &result.ips {
         let req = ctr.addr_add(ifname, ip.address);
-        let req = if ip.address.is_ipv6() && !conf.enable_dad {
+        let req = if ip.address.is_ipv6() && (routed || !conf.enable_dad) {
             req.nodad()
         } else {
             req
@@ -143,8 +190,17 @@ async fn attach(
         req.await.map_err(io)?;
     }
     ctr.link_set_up(ifname).await.map_err(io)?;
+    if routed && has_v4 {
+        ctr.route_replace(&Route::new(full_prefix(ROUTED_GW4)).dev(ifname))
+            .await
+            .map_err(io)?;
+        // The gateway's MAC is known: no ARP needed (proxy ARP on the host answers only when
+        // the host has a route to 169.254.1.1, which a host without a default route lacks).
+        let gw = netkit_core::neigh::Neighbour::new(ifname, ROUTED_GW4, netkit_core::MacAddr(ROUTED_HOST_MAC));
+        ctr.neigh_replace(&gw).await.map_err(io)?;
+    }
     let mut routes = result.routes.clone();
-    if conf.is_default_gateway {
+    if conf.is_default_gateway || routed {
         for ip in &result.ips {
             let dst: IpNetwork = if ip.address.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
                 .parse()
@@ -154,8 +210,13 @@ async fn attach(
             }
         }
     }
-    for r in &routes {
-        let gw = r.gw.or_else(|| gateway_for(&result, r.dst));
+    for r in &mut routes {
+        let gw = if routed {
+            gateway_for(&result, r.dst)
+        } else {
+            r.gw.or_else(|| gateway_for(&result, r.dst))
+        };
+        r.gw = gw;
         let mut route = Route::new(r.dst).dev(ifname);
         if let Some(gw) = gw {
             route = route.gateway(gw);
@@ -164,8 +225,23 @@ async fn attach(
     }
     result.routes = routes;
 
+    if routed {
+        // The host reaches the container through its own end of the pair.
+        for ip in &result.ips {
+            host.route_replace(&Route::new(ip.address).dev(&host_end))
+                .await
+                .map_err(io)?;
+        }
+        if has_v4 {
+            host.ip_forward(true).await.map_err(io)?;
+        }
+        if has_v6 {
+            host.ipv6_forwarding(true).await.map_err(io)?;
+        }
+    }
+
     // The bridge as the containers' gateway.
-    if conf.is_gateway {
+    if conf.is_gateway && !routed {
         for ip in &result.ips {
             if let Some(gw) = ip.gateway {
                 let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
@@ -196,11 +272,24 @@ async fn attach(
             port_mappings: mappings,
             ..Default::default()
         };
+        let pools = ipam_subnets(&result, ipam, env);
         for ip in &result.ips {
             let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(io)?;
-            rules.networks.push(Network::new(&conf.bridge, subnet));
+            let (iface, local) = if routed {
+                (host_end.as_str(), subnet)
+            } else {
+                (conf.bridge.as_str(), subnet)
+            };
+            rules.networks.push(Network::new(iface, local));
             if conf.ip_masq {
-                rules.masquerades.push(Masquerade::address(ip.address.ip(), subnet));
+                // Routed: the address alone on its link, but traffic within the pool stays
+                // unmasqueraded (pod to pod, Kubernetes' rule).
+                let keep = pools
+                    .iter()
+                    .find(|p| p.contains(ip.address.ip()))
+                    .copied()
+                    .unwrap_or(subnet);
+                rules.masquerades.push(Masquerade::address(ip.address.ip(), keep));
             }
         }
         let fw = open_firewall(conf, host_ns).await?;
@@ -214,12 +303,15 @@ async fn attach(
     }
 
     let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
-    result.interfaces = vec![
-        InterfaceResult {
+    result.interfaces = bridge
+        .map(|b| InterfaceResult {
             name: conf.bridge.clone(),
-            mac: bridge.mac.map(|m| m.to_string()),
+            mac: b.mac.map(|m| m.to_string()),
             sandbox: None,
-        },
+        })
+        .into_iter()
+        .collect();
+    result.interfaces.extend([
         InterfaceResult {
             name: host_end,
             mac: host_link.mac.map(|m| m.to_string()),
@@ -230,11 +322,29 @@ async fn attach(
             mac: ctr_link.mac.map(|m| m.to_string()),
             sandbox: Some(netns_path.to_string()),
         },
-    ];
+    ]);
+    let ctr_index = result.interfaces.len() - 1;
     for ip in &mut result.ips {
-        ip.interface = Some(2);
+        ip.interface = Some(ctr_index);
     }
     Ok(result)
+}
+
+/// The pool subnets the addresses came from (the in-process allocator knows its ranges).
+fn ipam_subnets(result: &IpamResult, ipam: &Ipam<'_>, _env: &CniEnv) -> Vec<IpNetwork> {
+    match ipam {
+        Ipam::InProcess(conf) => conf
+            .ipam
+            .pool(&conf.name)
+            .map(|p| {
+                p.sets()
+                    .iter()
+                    .flat_map(|s| s.ranges().iter().map(|r| r.subnet()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Ipam::Delegate { .. } => result.ips.iter().map(|i| i.address).collect(),
+    }
 }
 
 fn gateway_for(result: &IpamResult, dst: IpNetwork) -> Option<IpAddr> {
@@ -361,16 +471,32 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
         }
     }
     let host = Handle::current().map_err(io)?;
-    let br = host
-        .link_index(&conf.bridge)
-        .await
-        .map_err(|e| fail(format!("bridge: {e}")))?;
     let hv = host
         .link_get(&host_veth(env))
         .await
         .map_err(|e| fail(format!("host end: {e}")))?;
-    if hv.master != Some(br) {
-        return Err(fail(format!("{} is not a port of {}", hv.name, conf.bridge)));
+    match conf.mode {
+        Mode::Bridge => {
+            let br = host
+                .link_index(&conf.bridge)
+                .await
+                .map_err(|e| fail(format!("bridge: {e}")))?;
+            if hv.master != Some(br) {
+                return Err(fail(format!("{} is not a port of {}", hv.name, conf.bridge)));
+            }
+        }
+        Mode::Routed => {
+            let host_routes = host.route_list(None, None).await.map_err(io)?;
+            for ip in &prev.ips {
+                let to_ctr = full_prefix(ip.address.ip());
+                if !host_routes
+                    .iter()
+                    .any(|r| r.dst == Some(to_ctr) && r.oif == Some(hv.index))
+                {
+                    return Err(fail(format!("the host route to {to_ctr} via {} is missing", hv.name)));
+                }
+            }
+        }
     }
     ipam.check(env)
 }

@@ -18,7 +18,7 @@ pub mod config;
 pub mod ipam;
 
 use crate::spec::{CniEnv, CniError, Command, ErrorCode};
-use config::{Mode, PluginConf};
+use config::PluginConf;
 use ipam::Ipam;
 use netkit_core::firewall::{self, Firewall};
 
@@ -28,12 +28,6 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
         return Ok(Some(crate::ipam::version_answer(stdin)));
     }
     let conf = PluginConf::parse(stdin)?;
-    if conf.mode == Mode::Routed {
-        return Err(CniError::new(
-            ErrorCode::InvalidConfig,
-            "mode \"routed\" is not implemented yet",
-        ));
-    }
     let ipam = Ipam::of(&conf.ipam_type, stdin)?;
     match env.command {
         Command::Add => {
