@@ -365,7 +365,7 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
             ),
             7,
         ),
-        (format!("{{\"pad\":\"{}\",{}", "x".repeat(17 << 20), &good[1..]), 6),
+        (format!("{{\"pad\":\"{}\",{}", "x".repeat(10 << 20), &good[1..]), 6),
     ];
     for (config, code) in &cases {
         let (ok, v) = call("ADD", "newcomer", config);

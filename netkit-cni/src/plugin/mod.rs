@@ -32,6 +32,17 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
     match env.command {
         Command::Add => {
             env.args.check_known(&["IP", "MAC"])?;
+            let mut conf = conf;
+            if conf.mac.is_none() {
+                if let Some(m) = env.args.get("MAC") {
+                    conf.mac = Some(m.parse().map_err(|_| {
+                        CniError::new(
+                            ErrorCode::InvalidEnv,
+                            format!("CNI_ARGS MAC {m:?} is not a MAC address"),
+                        )
+                    })?);
+                }
+            }
             let result = attach::add(&conf, env, &ipam).await?;
             Ok(Some(result.to_json(conf.version).to_string()))
         }

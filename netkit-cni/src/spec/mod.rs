@@ -11,5 +11,6 @@ pub use result::{DnsResult, InterfaceResult, IpResult, IpamResult, RouteResult};
 pub use version::{Version, SUPPORTED_VERSIONS};
 
 /// The largest network configuration read from stdin (larger input is refused with
-/// [`ErrorCode::Decode`] before parsing).
-pub const MAX_CONFIG_BYTES: usize = 16 << 20;
+/// [`ErrorCode::Decode`] before parsing). Real configurations, `prevResult` included, are a few
+/// kilobytes; 1 MiB leaves room and keeps a runaway input from costing memory and time.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
