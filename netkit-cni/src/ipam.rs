@@ -280,9 +280,9 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     }
 }
 
-/// ADD: allocate for the attachment `env` names (specific addresses from `CNI_ARGS` `IP=`,
-/// `args.cni.ips` and the `ips` capability).
-pub fn add(conf: &NetConf, env: &CniEnv) -> Result<IpamResult, CniError> {
+/// The addresses the attachment asks for: `CNI_ARGS` `IP=`, `args.cni.ips`, the `ips`
+/// capability.
+fn wanted(conf: &NetConf, env: &CniEnv) -> Result<Vec<IpAddr>, CniError> {
     let mut wanted = Vec::new();
     for s in env.args.get("IP").into_iter().flat_map(|v| v.split(',')) {
         wanted.push(parse_ip(s).map_err(|m| CniError::new(ErrorCode::InvalidEnv, format!("CNI_ARGS IP: {m}")))?);
@@ -290,6 +290,21 @@ pub fn add(conf: &NetConf, env: &CniEnv) -> Result<IpamResult, CniError> {
     wanted.extend(conf.requested_ips()?);
     wanted.sort();
     wanted.dedup();
+    Ok(wanted)
+}
+
+/// Check the pool, the owner and the requested addresses without touching the store.
+pub fn validate(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
+    owner(env)?;
+    wanted(conf, env)?;
+    conf.ipam.pool(&conf.name).map_err(config_error)?;
+    Ok(())
+}
+
+/// ADD: allocate for the attachment `env` names (specific addresses from `CNI_ARGS` `IP=`,
+/// `args.cni.ips` and the `ips` capability).
+pub fn add(conf: &NetConf, env: &CniEnv) -> Result<IpamResult, CniError> {
+    let wanted = wanted(conf, env)?;
     let ipam = conf.open()?;
     let got = ipam.allocate(&owner(env)?, &wanted).map_err(ipam_error)?;
     Ok(to_result(&got))

@@ -102,6 +102,12 @@ pub async fn add(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<Ipa
             format!("vlan {v}: tagging a bridge port needs bridge VLAN filtering, which netkit-cni does not drive yet"),
         ));
     }
+    // Everything that can be refused is checked before the host changes at all.
+    ipam.validate(env)?;
+    conf.mappings_for(&[])?;
+    if conf.ip_masq || !conf.port_mappings.is_empty() {
+        owner(env)?;
+    }
     let mut made = Made::default();
     let result = attach(conf, env, ipam, &host, &ctr, &ctr_ns, &host_ns, netns_path, &mut made).await;
     if result.is_err() {
@@ -303,6 +309,11 @@ async fn attach(
     }
 
     let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
+    // Read the bridge again: it takes a port's MAC when the first port joins.
+    let bridge = match bridge {
+        Some(_) => Some(host.link_get(&conf.bridge).await.map_err(io)?),
+        None => None,
+    };
     result.interfaces = bridge
         .map(|b| InterfaceResult {
             name: conf.bridge.clone(),
@@ -454,20 +465,41 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
         .map_err(|e| CniError::new(ErrorCode::UnknownContainer, format!("container netns: {e}")))?;
     let ctr = ns.handle().await.map_err(io)?;
     let ifname = env.ifname.as_deref().unwrap_or_default();
-    ctr.link_get(ifname)
+    let link = ctr
+        .link_get(ifname)
         .await
         .map_err(|e| fail(format!("interface {ifname} in the container: {e}")))?;
+    // The MAC the result reported for the container interface.
+    let reported = prev.interfaces.iter().find(|i| i.name == ifname && i.sandbox.is_some());
+    if let Some(want) = reported.and_then(|i| i.mac.as_deref()) {
+        let have = link.mac.map(|m| m.to_string()).unwrap_or_default();
+        if !have.eq_ignore_ascii_case(want) {
+            return Err(fail(format!("{ifname} has MAC {have}, the result said {want}")));
+        }
+    }
     let addrs = ctr.addr_list(Some(ifname)).await.map_err(io)?;
     for ip in &prev.ips {
         if !addrs.iter().any(|a| a.prefix == ip.address) {
             return Err(fail(format!("address {} is missing from {ifname}", ip.address)));
         }
     }
+    // Each route of the result: same destination (default routes per family), through the
+    // container interface, via the same gateway when the result names one.
     let routes = ctr.route_list(None, None).await.map_err(io)?;
     for r in &prev.routes {
         let want = (r.dst.prefix() != 0).then_some(r.dst);
-        if !routes.iter().any(|x| x.dst == want) {
-            return Err(fail(format!("route to {} is missing in the container", r.dst)));
+        let found = routes.iter().any(|x| {
+            x.dst == want
+                && (x.family == netkit_core::IpFamily::V4) == r.dst.is_ipv4()
+                && x.oif == Some(link.index)
+                && r.gw.is_none_or(|gw| x.gateway == Some(gw))
+        });
+        if !found {
+            let via = r.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            return Err(fail(format!(
+                "route to {}{via} dev {ifname} is missing in the container",
+                r.dst
+            )));
         }
     }
     let host = Handle::current().map_err(io)?;

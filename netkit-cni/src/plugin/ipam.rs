@@ -34,6 +34,15 @@ impl<'a> Ipam<'a> {
         }
     }
 
+    /// Check what can be checked without allocating (the pool, the owner, requested
+    /// addresses), so a bad request is refused before anything changes.
+    pub fn validate(&self, env: &CniEnv) -> Result<(), CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::validate(conf, env),
+            Ipam::Delegate { kind, .. } => find(env, kind).map(drop),
+        }
+    }
+
     /// Allocate.
     pub fn add(&self, env: &CniEnv) -> Result<IpamResult, CniError> {
         match self {

@@ -312,7 +312,14 @@ impl Pool {
     /// the name cannot name a directory (empty, `.`/`..`, a `/`, a NUL, or over 200 bytes).
     pub fn new(name: &str, sets: Vec<RangeSet>) -> Result<Self, ConfigError> {
         if name.is_empty() || name == "." || name == ".." || name.len() > 200 || name.contains(['/', '\0']) {
-            return Err(ConfigError::BadName(name.to_string()));
+            // A huge name must not make a huge message.
+            let shown: String = name.chars().take(64).collect();
+            let shown = if shown.len() < name.len() {
+                format!("{shown}… ({} bytes)", name.len())
+            } else {
+                shown
+            };
+            return Err(ConfigError::BadName(shown));
         }
         if sets.is_empty() {
             return Err(ConfigError::NoRanges);

@@ -108,20 +108,21 @@ pub(crate) fn masquerade(m: &Masquerade, owner: &str) -> Vec<Element> {
     ]
 }
 
-/// A container network: `interface . subnet` for hairpin masquerading.
-pub(crate) fn network(n: &Network, owner: &str) -> Vec<Element> {
+/// A container network: `interface . subnet` for hairpin masquerading. Networks are shared by
+/// every container on them, so the element names the network, not the owner that came first.
+pub(crate) fn network(n: &Network, _owner: &str) -> Vec<Element> {
     let (a, b) = first_last(n.subnet);
     vec![Element {
         set: fam(n.subnet.is_ipv4(), "localnet4", "localnet6"),
         key: vec![Field::Ifname(n.interface.clone()), a],
         key_end: Some(vec![Field::Ifname(n.interface.clone()), b]),
         data: None,
-        comment: owner.to_string(),
+        comment: format!("network {} {}", n.interface, n.subnet),
     }]
 }
 
-/// An isolated pair, both directions.
-pub(crate) fn isolation(i: &Isolation, owner: &str) -> Vec<Element> {
+/// An isolated pair, both directions (shared like networks: labelled by the pair).
+pub(crate) fn isolation(i: &Isolation, _owner: &str) -> Vec<Element> {
     [(&i.a, &i.b), (&i.b, &i.a)]
         .into_iter()
         .map(|(x, y)| Element {
@@ -129,7 +130,7 @@ pub(crate) fn isolation(i: &Isolation, owner: &str) -> Vec<Element> {
             key: vec![Field::Ifname(x.clone()), Field::Ifname(y.clone())],
             key_end: None,
             data: None,
-            comment: owner.to_string(),
+            comment: format!("isolation {} {}", i.a, i.b),
         })
         .collect()
 }
