@@ -23,6 +23,21 @@
 //! in the host's temp dir, and namespaces and files go when their guards drop (also on panic).
 //!
 //! `NETKIT_CNICTL=/path/to/cnictl` uses a prebuilt binary instead of building one.
+//!
+//! netkit's own plugins: a test of this package names them with `CARGO_BIN_EXE_cnilab-netkit-cni`
+//! and `CARGO_BIN_EXE_cnilab-netkit-ipam` (netkit-cni's mains, built as bins of this package so
+//! `cargo test` always runs the current code) and [`Host::with_netkit_plugins`] links them into
+//! the host's plugin directory under their real names, ahead of the reference plugins.
+//!
+//! CNI versions: Debian's libcni 1.1.2 reads results up to cniVersion 1.0.0, so ADD, CHECK and
+//! DEL go through 1.0.0 lists. GC and STATUS exist from 1.1.0 on: write the same list again with
+//! `"cniVersion": "1.1.0"` and the same `name` (libcni's cache is per network name) and call
+//! [`Host::gc`] / [`Host::status`] with it. Its DEL phase fails on a non-valid attachment a
+//! 1.0.0 ADD cached (libcni 1.1.2 cannot convert that result to 1.1.0): DEL those through the
+//! 1.0.0 list (or its GC) first. The 1.1.0 GC then sends the GC verb, which releases what no
+//! cache entry names any more (attachments the runtime lost track of): what it is for.
+
+pub mod reference;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -162,10 +177,22 @@ impl Drop for TempDir {
 /// plugin state. Dropping it deletes the namespace (and what plugins made in it) and the dir.
 #[derive(Debug)]
 pub struct Host {
+    // Dropped in this order: the namespace, then its files.
     ns: NetNsGuard,
     dir: TempDir,
     prefix: String,
     cni_path: String,
+    netkit_fw_state: Option<PathBuf>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // netkit-cni without `firewallStateDir` keeps its firewall state in
+        // /run/netkit/firewall/<netns cookie>; the cookie dies with the namespace.
+        if let Some(d) = &self.netkit_fw_state {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 impl Host {
@@ -177,11 +204,17 @@ impl Host {
         let dir = std::env::temp_dir().join(format!("netkit-cnilab-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the host's temp dir");
+        let netkit_fw_state = ns
+            .run(netns_cookie)
+            .ok()
+            .and_then(Result::ok)
+            .map(|c| PathBuf::from(format!("/run/netkit/firewall/{c:016x}")));
         let host = Host {
             ns,
             dir: TempDir(dir),
             prefix,
             cni_path: DEFAULT_CNI_PATH.to_string(),
+            netkit_fw_state,
         };
         host.run("ip", ["link", "set", "lo", "up"]);
         host
@@ -191,6 +224,25 @@ impl Host {
     pub fn with_cni_path(mut self, dirs: impl Into<String>) -> Host {
         self.cni_path = dirs.into();
         self
+    }
+
+    /// Run netkit's plugins: `netkit-cni` and `netkit-ipam` (the binaries at these paths,
+    /// normally `env!("CARGO_BIN_EXE_cnilab-netkit-cni")` and `…-ipam`) are linked into
+    /// `<dir>/bin` under those names, and plugins are looked up there first, then in
+    /// [`REFERENCE_PLUGINS`] (netkit-cni delegates other IPAM types, e.g. host-local, there).
+    pub fn with_netkit_plugins(self, netkit_cni: impl AsRef<Path>, netkit_ipam: impl AsRef<Path>) -> Host {
+        let bin = self.dir().join("bin");
+        std::fs::create_dir_all(&bin).expect("create the host's plugin dir");
+        for (name, target) in [
+            ("netkit-cni", netkit_cni.as_ref()),
+            ("netkit-ipam", netkit_ipam.as_ref()),
+        ] {
+            assert!(target.is_file(), "{name}: no binary at {}", target.display());
+            std::os::unix::fs::symlink(target, bin.join(name))
+                .unwrap_or_else(|e| panic!("link {name} into {}: {e}", bin.display()));
+        }
+        let path = format!("{}:{REFERENCE_PLUGINS}", bin.display());
+        self.with_cni_path(path)
     }
 
     /// The namespace's name (for `ip netns exec`).
@@ -397,6 +449,36 @@ impl Container {
     pub fn links(&self) -> Vec<String> {
         link_names(&self.run("ip", ["-j", "link", "show"]))
     }
+}
+
+/// `SO_NETNS_COOKIE` of the calling thread's network namespace (what netkit's firewall names
+/// its default state directory after).
+fn netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the descriptor is owned (and closed) by `sock`.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a valid u64.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 fn run_in<I, S>(netns: &str, program: &str, args: I) -> String
