@@ -376,7 +376,15 @@ async fn ensure_bridge(conf: &PluginConf, host: &Handle) -> Result<netkit_core::
                 spec = spec.mtu(m);
             }
             match host.link_add(&spec).await {
-                Ok(l) => l,
+                Ok(l) => {
+                    // Pin the MAC the kernel gave it: a bridge with no MAC of its own takes the
+                    // lowest of its ports' and changes it as containers come and go, which
+                    // breaks the gateway in every other container's neighbour cache.
+                    if let Some(mac) = l.mac {
+                        host.link_set(&conf.bridge).mac(mac).apply().await.map_err(io)?;
+                    }
+                    l
+                }
                 // Another ADD created it at the same moment.
                 Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(io)?,
                 Err(e) => return Err(io(e)),
