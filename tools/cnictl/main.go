@@ -16,10 +16,12 @@ import (
 	"flag"
 	"fmt"
 	"io/ioutil"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +35,7 @@ const usage = `usage:
   cnictl add|check|del <conflist.json> <netns path> <containerID> <ifname> [options]
   cnictl gc|status|version <conflist.json> [options]
   cnictl bench <conflist.json> <N> <netns-prefix> [options]
+  cnictl netavark-bench <network.json> <N> <netns-prefix> [options]
 
 options (anywhere after the command):
   --cni-path DIRS           plugin directories, ':'-separated
@@ -42,6 +45,12 @@ options (anywhere after the command):
   --capability-args JSON    capability arguments, e.g. '{"portMappings":[...]}'
   --valid-attachments JSON  gc: attachments to keep, '[{"containerID":"..","ifname":".."}]'
   --ifname NAME             bench: the interface in every container (default eth0)
+  --port-base P             bench, netavark-bench: give container i one TCP port mapping, host
+                            port P+i to container port 80 (replaces any portMappings of
+                            --capability-args)
+  --netavark BIN            netavark-bench: the netavark binary (default /usr/lib/podman/netavark)
+  --netavark-config DIR     netavark-bench: netavark's --config directory
+                            (default: $TMPDIR/cnictl-netavark)
 
 add prints the result on stdout; version and bench print JSON reports; check, del, gc and
 status print nothing. On failure the last line of stderr is {"code":N,"msg":"..","details":".."}
@@ -51,6 +60,13 @@ is 1. Usage errors exit with status 2.
 bench creates the namespaces <netns-prefix>0 .. <netns-prefix>N-1 with 'ip netns add' (in the
 mount namespace cnictl runs in), ADDs every container, then DELs every container, and deletes
 the namespaces again; only the ADD and DEL calls are timed.
+
+netavark-bench does the same with netavark (podman's network stack, not a CNI plugin): one
+'netavark --config DIR setup <netns>' per container, then one 'teardown' per container, with the
+network options on stdin as podman writes them. network.json is the network's definition (what
+podman passes as network_info: name, id, driver "bridge", network_interface, subnets, ...);
+netavark has no IPAM of its own, so container i gets the static address first-subnet + 2 + i (the
+gateway is + 1). It prints the same JSON report as bench.
 `
 
 const defaultCNIPath = "/opt/netkit-test/bin:/usr/lib/cni"
@@ -60,10 +76,14 @@ var pluginExec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}
 
 type options struct {
 	cniPath, cacheDir, cniArgs, capabilityArgs, validAttachments, ifname string
+	netavark, netavarkConfig                                             string
+	// portBase: bench and netavark-bench give container i host port portBase+i (0: none).
+	portBase int
 }
 
 // The number of positional arguments of each command.
-var arity = map[string]int{"add": 4, "check": 4, "del": 4, "gc": 1, "status": 1, "version": 1, "bench": 3}
+var arity = map[string]int{"add": 4, "check": 4, "del": 4, "gc": 1, "status": 1, "version": 1, "bench": 3,
+	"netavark-bench": 3}
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" {
@@ -96,6 +116,9 @@ func parseArgs(args []string) (options, []string, error) {
 	fs.StringVar(&o.capabilityArgs, "capability-args", "", "")
 	fs.StringVar(&o.validAttachments, "valid-attachments", "", "")
 	fs.StringVar(&o.ifname, "ifname", "eth0", "")
+	fs.StringVar(&o.netavark, "netavark", "/usr/lib/podman/netavark", "")
+	fs.StringVar(&o.netavarkConfig, "netavark-config", filepath.Join(os.TempDir(), "cnictl-netavark"), "")
+	fs.IntVar(&o.portBase, "port-base", 0, "")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -109,6 +132,9 @@ func parseArgs(args []string) (options, []string, error) {
 	}
 	if o.cniPath == "" {
 		o.cniPath = defaultCNIPath
+	}
+	if o.portBase < 0 || o.portBase > 65535 {
+		return o, nil, fmt.Errorf("--port-base: %d is not a port", o.portBase)
 	}
 	return o, pos, nil
 }
@@ -136,6 +162,13 @@ func fail(err error) {
 }
 
 func run(verb string, o options, pos []string) error {
+	if verb == "netavark-bench" {
+		n, err := benchN(pos[1], o)
+		if err != nil {
+			return err
+		}
+		return netavarkBench(pos[0], n, pos[2], o)
+	}
 	list, err := libcni.ConfListFromFile(pos[0])
 	if err != nil {
 		return err
@@ -174,13 +207,25 @@ func run(verb string, o options, pos []string) error {
 	case "version":
 		return versions(ctx, cni, list)
 	case "bench":
-		var n int
-		if _, err := fmt.Sscanf(pos[1], "%d", &n); err != nil || n < 1 {
-			return fmt.Errorf("bench: N must be a positive number, not %q", pos[1])
+		n, err := benchN(pos[1], o)
+		if err != nil {
+			return err
 		}
-		return bench(ctx, cni, list, rt, n, pos[2], o.ifname)
+		return bench(ctx, cni, list, rt, n, pos[2], o.ifname, o.portBase)
 	}
 	return nil
+}
+
+// benchN reads bench's N and checks that the host ports of --port-base fit.
+func benchN(arg string, o options) (int, error) {
+	n, err := strconv.Atoi(arg)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("bench: N must be a positive number, not %q", arg)
+	}
+	if o.portBase > 0 && o.portBase+n-1 > 65535 {
+		return 0, fmt.Errorf("bench: --port-base %d + N %d goes past port 65535", o.portBase, n)
+	}
+	return n, nil
 }
 
 // runtimeConf holds the options every command shares: CNI_ARGS and capability arguments.
@@ -395,24 +440,26 @@ func ipNetns(args ...string) error {
 // a failed ADD it DELs what it added (the failed one too, as a runtime does) before returning;
 // a failed DEL does not stop the others.
 func bench(ctx context.Context, cni *libcni.CNIConfig, list *libcni.NetworkConfigList, template *libcni.RuntimeConf,
-	n int, prefix, ifname string) (err error) {
-	var created []string
-	defer func() {
-		for _, name := range created {
-			if delErr := ipNetns("del", name); delErr != nil && err == nil {
-				err = delErr
-			}
-		}
-	}()
+	n int, prefix, ifname string, portBase int) (err error) {
+	names, cleanup, err := benchNamespaces(n, prefix)
+	defer cleanup(&err)
+	if err != nil {
+		return err
+	}
 	rts := make([]*libcni.RuntimeConf, n)
-	for i := range rts {
-		name := fmt.Sprintf("%s%d", prefix, i)
-		if err := ipNetns("add", name); err != nil {
-			return err
-		}
-		created = append(created, name)
+	for i, name := range names {
 		rt := *template
 		rt.ContainerID, rt.NetNS, rt.IfName = name, filepath.Join("/run/netns", name), ifname
+		if portBase > 0 {
+			// Every container its own host port: a copy of the capability arguments each.
+			caps := map[string]interface{}{}
+			for k, v := range template.CapabilityArgs {
+				caps[k] = v
+			}
+			caps["portMappings"] = []map[string]interface{}{
+				{"hostPort": portBase + i, "containerPort": 80, "protocol": "tcp"}}
+			rt.CapabilityArgs = caps
+		}
 		rts[i] = &rt
 	}
 
@@ -442,9 +489,140 @@ func bench(ctx context.Context, cni *libcni.CNIConfig, list *libcni.NetworkConfi
 	if delErr != nil {
 		return delErr
 	}
+	return printReport(n, addTotal, adds, delTotal, dels)
+}
+
+func printReport(n int, addTotal time.Duration, adds []time.Duration, delTotal time.Duration, dels []time.Duration) error {
 	return printJSON(struct {
 		N   int   `json:"n"`
 		Add phase `json:"add"`
 		Del phase `json:"del"`
 	}{n, summarize(addTotal, adds), summarize(delTotal, dels)})
+}
+
+// benchNamespaces creates the namespaces <prefix>0 .. <prefix>n-1 (untimed). cleanup deletes
+// those it created and records the first error in *err if there is none yet; call it (deferred)
+// also when benchNamespaces fails.
+func benchNamespaces(n int, prefix string) ([]string, func(*error), error) {
+	var created []string
+	cleanup := func(err *error) {
+		for _, name := range created {
+			if delErr := ipNetns("del", name); delErr != nil && *err == nil {
+				*err = delErr
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		if err := ipNetns("add", name); err != nil {
+			return nil, cleanup, err
+		}
+		created = append(created, name)
+	}
+	return created, cleanup, nil
+}
+
+// A netavark network definition: the keys netavark-bench reads; the rest is passed on as is.
+type netavarkNetwork struct {
+	Name    string `json:"name"`
+	Subnets []struct {
+		Subnet string `json:"subnet"`
+	} `json:"subnets"`
+}
+
+// netavarkBench is bench for netavark: setup then teardown of n containers, one netavark
+// process per call as podman runs it, with the options podman would write on stdin.
+func netavarkBench(networkFile string, n int, prefix string, o options) (err error) {
+	raw, err := ioutil.ReadFile(networkFile)
+	if err != nil {
+		return err
+	}
+	var network netavarkNetwork
+	var info map[string]interface{}
+	if err := json.Unmarshal(raw, &network); err != nil {
+		return fmt.Errorf("%s: %w", networkFile, err)
+	}
+	if err := json.Unmarshal(raw, &info); err != nil {
+		return fmt.Errorf("%s: %w", networkFile, err)
+	}
+	if network.Name == "" || len(network.Subnets) == 0 {
+		return fmt.Errorf("%s: a network needs a name and a subnet", networkFile)
+	}
+	base, subnet, err := net.ParseCIDR(network.Subnets[0].Subnet)
+	if err != nil || base.To4() == nil {
+		return fmt.Errorf("%s: the first subnet must be IPv4 (%q)", networkFile, network.Subnets[0].Subnet)
+	}
+	first := subnet.IP.To4()
+	ones, bits := subnet.Mask.Size()
+	if n+2 >= 1<<(bits-ones) {
+		return fmt.Errorf("netavark-bench: %d containers do not fit in %s", n, subnet)
+	}
+	if err := os.MkdirAll(o.netavarkConfig, 0o755); err != nil {
+		return err
+	}
+
+	names, cleanup, err := benchNamespaces(n, prefix)
+	defer cleanup(&err)
+	if err != nil {
+		return err
+	}
+	stdins := make([][]byte, n)
+	for i, name := range names {
+		ip := make(net.IP, 4)
+		v := uint32(first[0])<<24 | uint32(first[1])<<16 | uint32(first[2])<<8 | uint32(first[3])
+		v += uint32(i) + 2
+		ip[0], ip[1], ip[2], ip[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+		opts := map[string]interface{}{
+			"container_id":   name,
+			"container_name": name,
+			"networks": map[string]interface{}{
+				network.Name: map[string]interface{}{"static_ips": []string{ip.String()}, "interface_name": o.ifname},
+			},
+			"network_info": map[string]interface{}{network.Name: info},
+		}
+		if o.portBase > 0 {
+			opts["port_mappings"] = []map[string]interface{}{{"host_ip": "", "container_port": 80,
+				"host_port": o.portBase + i, "range": 1, "protocol": "tcp"}}
+		}
+		if stdins[i], err = json.Marshal(opts); err != nil {
+			return err
+		}
+	}
+	call := func(verb string, i int) error {
+		cmd := exec.Command(o.netavark, "--config", o.netavarkConfig, verb, filepath.Join("/run/netns", names[i]))
+		cmd.Stdin = strings.NewReader(string(stdins[i]))
+		cmd.Stderr = os.Stderr
+		if out, err := cmd.Output(); err != nil {
+			return fmt.Errorf("netavark %s of %s: %v: %s", verb, names[i], err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+
+	adds, dels := make([]time.Duration, n), make([]time.Duration, n)
+	start := time.Now()
+	for i := range names {
+		t := time.Now()
+		if err := call("setup", i); err != nil {
+			for j := i; j >= 0; j-- {
+				_ = call("teardown", j)
+			}
+			return err
+		}
+		adds[i] = time.Since(t)
+	}
+	addTotal := time.Since(start)
+	var delErr error
+	start = time.Now()
+	for i := range names {
+		t := time.Now()
+		if err := call("teardown", i); err != nil && delErr == nil {
+			delErr = err
+		}
+		dels[i] = time.Since(t)
+	}
+	delTotal := time.Since(start)
+	if delErr != nil {
+		return delErr
+	}
+	return printReport(n, addTotal, adds, delTotal, dels)
 }
