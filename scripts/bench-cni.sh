@@ -10,6 +10,7 @@
 # Run as root:   scripts/bench-cni.sh
 # Knobs:         NETKIT_BENCH_CNI_N="10 100 1000"  (the default)
 #                NETKIT_BENCH_CNI_QUICK=1          smoke run for CI: N=10 only, ~10 s
+#                NETKIT_BENCH_CNI_KEEP=DIR         keep cnictl's JSON reports (result-<stack>-<N>.json)
 #                CARGO_TARGET_DIR                  where the release build goes (default ./target)
 #
 # Every run gets its own "host" namespace (the bridge, veth host ends, firewall rules and sysctls
@@ -205,8 +206,8 @@ echo
 echo "Machine: $(nproc) CPUs, kernel $kernel, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)."
 echo "reference: containernetworking-plugins $refver; netavark $navver; libcni 1.1.2 (cnictl)."
 echo
-echo "| N | stack | ADD total (s) | ADD ms/container | DEL total (s) | DEL ms/container | ADD ÷ netkit | DEL ÷ netkit |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+echo "| N | stack | ADD total (s) | ADD ms/container | ADD median ms | DEL total (s) | DEL ms/container | DEL median ms | ADD ÷ netkit | DEL ÷ netkit |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $ns_list; do
   nk_add="$(field netkit "$n" .add.total_s)"
   nk_del="$(field netkit "$n" .del.total_s)"
@@ -215,6 +216,8 @@ for n in $ns_list; do
     del="$(field "$stack" "$n" .del.total_s)"
     add_ms="$(awk -v t="$add" -v n="$n" 'BEGIN { if (t != "") print t * 1000 / n }')"
     del_ms="$(awk -v t="$del" -v n="$n" 'BEGIN { if (t != "") print t * 1000 / n }')"
+    add_med="$(field "$stack" "$n" '.add.median_s * 1000')"
+    del_med="$(field "$stack" "$n" '.del.median_s * 1000')"
     if [ "$stack" = netkit ]; then
       ra="1.00"; rd="1.00"
       [ -z "$add" ] && ra="" && rd=""
@@ -223,7 +226,7 @@ for n in $ns_list; do
     fi
     label="$stack"
     [ -z "$add" ] && label="$stack (FAILED)"
-    echo "| $n | $label | $(fmt "$add" 2) | $(fmt "$add_ms" 1) | $(fmt "$del" 2) | $(fmt "$del_ms" 1) | $(times "$ra") | $(times "$rd") |"
+    echo "| $n | $label | $(fmt "$add" 2) | $(fmt "$add_ms" 1) | $(fmt "$add_med" 1) | $(fmt "$del" 2) | $(fmt "$del_ms" 1) | $(fmt "$del_med" 1) | $(times "$ra") | $(times "$rd") |"
   done
 done
 
@@ -255,12 +258,18 @@ fi
 if [ -n "$nk_add_1000" ] && [ -n "$nk_add_10" ]; then
   a1000="$(awk -v t="$nk_add_1000" 'BEGIN { print t * 1000 / 1000 }')"
   a10="$(awk -v t="$nk_add_10" 'BEGIN { print t * 1000 / 10 }')"
+  m1000="$(field netkit 1000 '.add.median_s * 1000')"
+  m10="$(field netkit 10 '.add.median_s * 1000')"
   check "netkit ADD per container, N=1000 ÷ N=10" "$(ratio "$a1000" "$a10")" "<=" 1.25 \
-    "$(fmt "$a1000" 2) ms at N=1000, $(fmt "$a10" 2) ms at N=10"
+    "$(fmt "$a1000" 2) ms at N=1000, $(fmt "$a10" 2) ms at N=10 (medians $(fmt "$m1000" 2) and $(fmt "$m10" 2) ms: $(ratio "$m1000" "$m10")×)"
 else
   check "netkit ADD per container, N=1000 ÷ N=10" "" "<=" 1.25 "needs N=10 and N=1000"
 fi
 
+if [ -n "${NETKIT_BENCH_CNI_KEEP:-}" ]; then
+  mkdir -p "$NETKIT_BENCH_CNI_KEEP"
+  cp "$work"/result-*.json "$NETKIT_BENCH_CNI_KEEP"/ 2>/dev/null || true
+fi
 if [ -e "$work/failed" ]; then
   echo "bench-cni: some runs failed (see above)" >&2
   exit 1
