@@ -1,7 +1,7 @@
 //! The `netkit-cni` CNI plugin (see `netkit_cni::plugin`): run by a container runtime with
 //! `CNI_*` set and the network configuration on stdin.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::ExitCode;
 
 use netkit_cni::spec::{CniEnv, CniError, ErrorCode, MAX_CONFIG_BYTES};
@@ -24,17 +24,5 @@ fn main() -> ExitCode {
         })
     })
     .unwrap_or_else(|_| Err(CniError::new(ErrorCode::Io, "netkit-cni hit an internal error (panic)")));
-    let mut out = std::io::stdout().lock();
-    match outcome {
-        Ok(text) => {
-            if let Some(text) = text {
-                let _ = writeln!(out, "{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            ExitCode::FAILURE
-        }
-    }
+    netkit_cni::spec::finish(outcome, &version)
 }

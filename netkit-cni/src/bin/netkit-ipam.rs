@@ -4,7 +4,7 @@
 //! configuration to stdin. `netkit-ipam import <host-local dir>` (configuration on stdin)
 //! migrates a node's host-local reservations.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::ExitCode;
 
 use netkit_cni::ipam;
@@ -43,17 +43,5 @@ fn main() -> ExitCode {
             "netkit-ipam hit an internal error (panic)",
         ))
     });
-    let mut out = std::io::stdout().lock();
-    match outcome {
-        Ok(text) => {
-            if let Some(text) = text {
-                let _ = writeln!(out, "{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            ExitCode::FAILURE
-        }
-    }
+    netkit_cni::spec::finish(outcome, &version)
 }

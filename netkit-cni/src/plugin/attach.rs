@@ -251,15 +251,13 @@ async fn attach(
         for ip in &result.ips {
             if let Some(gw) = ip.gateway {
                 let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
-                let present = host.addr_list(Some(&conf.bridge)).await.map_err(io)?;
-                if !present.iter().any(|a| a.prefix.ip() == gw) {
-                    let req = host.addr_add(&conf.bridge, addr);
-                    let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
-                    // A parallel ADD may have added it first.
-                    if let Err(e) = res {
-                        if !e.is_exists() {
-                            return Err(io(e));
-                        }
+                // No dump first (it lists every address of the host namespace): an address
+                // already there, from an earlier or a parallel ADD, answers EEXIST.
+                let req = host.addr_add(&conf.bridge, addr);
+                let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
+                if let Err(e) = res {
+                    if !e.is_exists() {
+                        return Err(io(e));
                     }
                 }
             }
