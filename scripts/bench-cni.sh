@@ -11,6 +11,7 @@
 # Knobs:         NETKIT_BENCH_CNI_N="10 100 1000"  (the default)
 #                NETKIT_BENCH_CNI_QUICK=1          smoke run for CI: N=10 only, ~10 s
 #                NETKIT_BENCH_CNI_KEEP=DIR         keep cnictl's JSON reports (result-<stack>-<N>.json)
+#                NETKIT_BENCH_CNI_STACKS="netkit reference netavark"  (the default: all three)
 #                CARGO_TARGET_DIR                  where the release build goes (default ./target)
 #
 # Every run gets its own "host" namespace (the bridge, veth host ends, firewall rules and sysctls
@@ -59,6 +60,18 @@ tools/cnictl/build.sh "$target/cnictl/cnictl" >&2
 # ---- state, and the cleanup of everything this script makes -------------------------------------
 prefix="nkbc$$-"                       # every namespace this run makes starts with this
 work="$(mktemp -d "${TMPDIR:-/tmp}/netkit-bench-cni.XXXXXX")"
+# State lives where a real node keeps it, not in $TMPDIR: IPAM data and libcni's cache under
+# /var/lib (host-local's and netkit-ipam's defaults are /var/lib/cni/...), the firewall state and
+# netavark's config under /run.
+varlib="$(mktemp -d /var/lib/netkit-bench-cni.XXXXXX)"
+runstate="$(mktemp -d /run/netkit-bench-cni.XXXXXX)"
+# /run is a tmpfs on any systemd host (netkit's firewall state defaults to /run/netkit/firewall);
+# where it is not (some sandboxes keep it on the root file system), mount one for the run.
+runstate_mounted=""
+if [ "$(stat -f -c %T /run)" != tmpfs ]; then
+  mount -t tmpfs -o size=512m,mode=0755 netkit-bench-cni "$runstate"
+  runstate_mounted=1
+fi
 child=""
 
 cleanup() {
@@ -75,7 +88,8 @@ cleanup() {
     [ -e "$f" ] || continue
     ip netns del "$(basename "$f")" 2>/dev/null || rm -f "$f"
   done
-  rm -rf "$work"
+  [ -n "$runstate_mounted" ] && umount "$runstate"
+  rm -rf "$work" "$varlib" "$runstate"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -92,6 +106,10 @@ cnictl="$work/cnictl"
 live_netns() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
 settle() {
   local prev cur stable=0 i
+  # Dirty pages of the build or of the last run written out first: ext4 file creation waits
+  # behind a busy journal (seen: 0.9 ms per file instead of 25 µs), which would tax whichever
+  # stack runs next.
+  sync
   prev="$(live_netns)"
   if [ -z "$prev" ]; then sleep 3; return; fi
   for ((i = 0; i < 600; i++)); do
@@ -111,18 +129,18 @@ settle() {
 port_base=20000
 netavark_id=$(printf 'b%.0s' {1..64})
 
-write_conf() { # stack dir -> the file to give cnictl
-  local stack="$1" dir="$2"
+write_conf() { # stack dir data rt -> the file to give cnictl (dir: configs; data: /var/lib; rt: /run)
+  local stack="$1" dir="$2" data="$3" rt="$4"
   case "$stack" in
     netkit)
-      jq -n --arg fw "$dir/firewall" --arg ipam "$dir/ipam" '{
+      jq -n --arg fw "$rt/firewall" --arg ipam "$data/ipam" '{
         cniVersion: "1.0.0", name: "bench",
         plugins: [{type: "netkit-cni", bridge: "nkbench0", isGateway: true, ipMasq: true,
                    capabilities: {portMappings: true}, firewallStateDir: $fw,
                    ipam: {type: "netkit-ipam", dataDir: $ipam, ranges: [[{subnet: "10.99.0.0/16"}]]}}]}' \
         > "$dir/net.conflist" ;;
     reference)
-      jq -n --arg ipam "$dir/ipam" '{
+      jq -n --arg ipam "$data/ipam" '{
         cniVersion: "1.0.0", name: "bench",
         plugins: [{type: "bridge", bridge: "cnibench0", isGateway: true, ipMasq: true,
                    ipam: {type: "host-local", dataDir: $ipam, ranges: [[{subnet: "10.98.0.0/16"}]]}},
@@ -143,18 +161,19 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   local stack="$1" n="$2"
   local dir="$work/$stack-$n" host="${prefix}h${stack:0:2}$n" ctr="${prefix}${stack:0:2}${n}c"
   local out="$work/result-$stack-$n.json"
-  mkdir -p "$dir"
+  local data="$varlib/$stack-$n" rt="$runstate/$stack-$n"
+  mkdir -p "$dir" "$data" "$rt"
   ip netns add "$host"
   ip -n "$host" link set lo up
-  write_conf "$stack" "$dir"
+  write_conf "$stack" "$dir" "$data" "$rt"
   local -a cmd
   case "$stack" in
     netkit) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$work/bin") ;;
     reference) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$REF_DIR") ;;
     netavark) cmd=("$cnictl" netavark-bench "$dir/net.json" "$n" "$ctr" --netavark "$NETAVARK"
-                   --netavark-config "$dir/netavark") ;;
+                   --netavark-config "$rt/netavark") ;;
   esac
-  cmd+=(--cache-dir "$dir/cache" --port-base "$port_base")
+  cmd+=(--cache-dir "$data/cache" --port-base "$port_base")
   echo "== $stack N=$n" >&2
   local rc=0
   ip netns exec "$host" "${cmd[@]}" > "$dir/out" 2> "$dir/err" &
@@ -177,12 +196,22 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
     touch "$work/failed"
   fi
   ip netns del "$host"
-  rm -rf "$dir"
+  rm -rf "$dir" "$data" "$rt"
   settle
 }
 
 stacks="netkit reference"
 [ "$have_netavark" -eq 1 ] && stacks="$stacks netavark"
+if [ -n "${NETKIT_BENCH_CNI_STACKS:-}" ]; then
+  for s in $NETKIT_BENCH_CNI_STACKS; do
+    case "$s" in
+      netkit | reference) ;;
+      netavark) [ "$have_netavark" -eq 1 ] || { echo "bench-cni: netavark is not installed" >&2; exit 3; } ;;
+      *) echo "bench-cni: unknown stack '$s' (netkit, reference, netavark)" >&2; exit 2 ;;
+    esac
+  done
+  stacks="$NETKIT_BENCH_CNI_STACKS"
+fi
 settle
 for n in $ns_list; do
   for stack in $stacks; do

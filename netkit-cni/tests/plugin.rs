@@ -1990,3 +1990,66 @@ fn a_shared_network_element_is_not_left_labelled_with_a_departed_owner() {
         "after DEL of ctr0 the ruleset still names it: {left:?}\n{nft}"
     );
 }
+
+/// IPv6 addresses of `dev` in namespace `ns` ("ip -6 -o addr show dev DEV", one per line).
+fn v6_addrs(ns: &str, dev: &str) -> Vec<String> {
+    let out = in_ns(ns, &["ip", "-6", "-o", "addr", "show", "dev", dev]);
+    assert!(out.status.success(), "ip -6 addr show dev {dev} in {ns}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Bridge mode: bridge ports get no IPv6 address, nor do containers without an IPv6 address
+/// (unless `ipv6LinkLocal`), so no IPv6 chatter is flooded over the bridge; dual-stack
+/// containers keep theirs. DEL (detached by default, or `waitLinkFree`) returns with the pair
+/// already gone.
+#[test]
+fn ipv4_only_containers_and_bridge_ports_get_no_ipv6_link_local() {
+    let mut lab = Lab::new("ll6");
+    let conf = lab.conf("1.0.0", v4());
+    let mut keep_ll = conf.clone();
+    keep_ll["ipv6LinkLocal"] = json!(true);
+    let dual_conf = lab.conf("1.0.0", dual());
+    let (c0, c1, c2) = (lab.container(), lab.container(), lab.container());
+    lab.add(c0, &conf);
+    lab.add(c1, &keep_ll);
+    lab.add(c2, &dual_conf);
+    // Addresses follow the carrier, which comes asynchronously: wait for the ones that must
+    // appear, then check the ones that must not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let has_ll = |i: usize| v6_addrs(&lab.ctrs[i].name, "eth0").iter().any(|a| a.contains("fe80::"));
+    while !(has_ll(c1) && has_ll(c2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c1/c2 never got an IPv6 link-local address"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        v6_addrs(&lab.ctrs[c0].name, "eth0"),
+        Vec::<String>::new(),
+        "c0 (IPv4 only)"
+    );
+    let shown =
+        String::from_utf8_lossy(&in_ns(&lab.ctrs[c0].name, &["ip", "-d", "link", "show", "eth0"]).stdout).into_owned();
+    assert!(shown.contains("addrgenmode none"), "{shown}");
+    let veths = lab.veths();
+    assert_eq!(veths.len(), 3, "{veths:?}");
+    for v in &veths {
+        assert_eq!(v6_addrs(lab.h(), v), Vec::<String>::new(), "bridge port {v}");
+    }
+
+    let mut wait = conf.clone();
+    wait["waitLinkFree"] = json!(true);
+    lab.call("DEL", c0, &wait).silent("DEL c0 (waitLinkFree)");
+    lab.assert_gone(c0);
+    lab.call("DEL", c1, &keep_ll).silent("DEL c1");
+    lab.assert_gone(c1);
+    lab.call("DEL", c2, &dual_conf).silent("DEL c2");
+    lab.assert_gone(c2);
+    assert_eq!(lab.veths(), Vec::<String>::new());
+    // DEL again: nothing there, still success.
+    lab.call("DEL", c1, &keep_ll).silent("DEL c1 twice");
+}

@@ -133,6 +133,15 @@ impl Stream for EventStream {
     }
 }
 
+impl EventStream {
+    /// The next notification as the kernel sent it (for callers that need fields [`Event`]
+    /// leaves out, such as a link message's address family). `None` when the stream ended.
+    pub(crate) async fn next_message(&mut self) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+        use futures::StreamExt;
+        self.rx.next().await.map(|(msg, _)| msg)
+    }
+}
+
 fn to_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<Event> {
     use RouteNetlinkMessage as M;
     match msg.payload {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use netkit_core::link::{
-    Bridge, BridgePort, Dummy, EnsureAction, EnsurePolicy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode,
-    TunTap, TunTapMode, Veth, Vrf, Vxlan, Wireguard,
+    AddrGenMode, Bridge, BridgePort, Dummy, EnsureAction, EnsurePolicy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan,
+    MacvlanMode, TunTap, TunTapMode, Veth, Vrf, Vxlan, Wireguard,
 };
 use netkit_core::{Link, LinkError, LinkKind, LinkSpec, MacAddr};
 use netlink_packet_route::link::{BridgeStpState, InfoBridge, InfoBridgePort, InfoVxlan};
@@ -903,4 +903,94 @@ async fn link_list_is_consistent_under_churn() {
     );
     assert_eq!(sizes.len(), 50);
     assert_eq!(t.h.link_list().await.unwrap().len(), 121);
+}
+
+/// `link_del_detached`: the pair is gone from both namespaces (names free, off the bridge)
+/// when the call returns; a second call finds nothing; the kernel's error comes back.
+#[tokio::test]
+async fn detached_delete_returns_once_the_pair_is_gone() {
+    let a = TestNs::new("dda").await;
+    let b = TestNs::new("ddb").await;
+    a.h.link_add(&Bridge::new("br0").up()).await.unwrap();
+    a.h.link_add(&Veth::new("vh", "eth0").peer_netns(&b.ns)).await.unwrap();
+    // A bridge port: the kernel also sends an AF_BRIDGE RTM_DELLINK for it, before the device
+    // is gone; the call must not take that one for the deletion.
+    a.h.link_set("vh").master("br0").up().apply().await.unwrap();
+    b.h.link_set_up("eth0").await.unwrap();
+
+    assert!(a.h.link_del_detached("vh").await.unwrap(), "the link existed");
+    assert!(a.h.link_get("vh").await.unwrap_err().is_not_found());
+    assert!(
+        b.h.link_get("eth0").await.unwrap_err().is_not_found(),
+        "the peer goes too"
+    );
+    assert!(!a.sh("bridge link show").contains("vh"), "the port left the bridge");
+    // Both names are free at once.
+    a.h.link_add(&Veth::new("vh", "eth0").peer_netns(&b.ns)).await.unwrap();
+    assert!(a.h.link_del_detached("vh").await.unwrap());
+    assert!(!a.h.link_del_detached("vh").await.unwrap(), "already gone: Ok(false)");
+
+    // A link the kernel refuses to delete: its error, not a silent success.
+    let err = a.h.link_del_detached("lo").await.unwrap_err();
+    assert!(err.errno().is_some(), "{err}");
+    assert!(a.h.link_get("lo").await.is_ok());
+}
+
+/// The detached deletion works for a handle opened on another namespace (the detached
+/// process enters it) as for one in the caller's own.
+#[tokio::test]
+async fn detached_delete_in_another_namespace_leaves_no_zombie() {
+    let t = TestNs::new("ddn").await;
+    t.h.link_add(&Veth::new("x0", "x1")).await.unwrap();
+    assert!(t.h.link_del_detached("x0").await.unwrap());
+    assert!(t.h.link_get("x1").await.unwrap_err().is_not_found());
+    // The intermediate child was reaped; the detached one is not our child: no zombie of ours.
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        if fields.len() > 2 && fields[1] == me {
+            assert_ne!(fields[0], "Z", "a zombie child of the test process: {stat}");
+        }
+    }
+}
+
+/// `addrgenmode none`, set in the same request as `up`: no IPv6 link-local address, on
+/// either end of a pair (one end up before the other, or after).
+#[tokio::test]
+async fn addr_gen_mode_none_gives_no_link_local() {
+    let a = TestNs::new("agm").await;
+    let b = TestNs::new("agn").await;
+    a.h.link_add(&Veth::new("va", "vb").peer_netns(&b.ns)).await.unwrap();
+    b.h.link_set("vb")
+        .addr_gen_mode(AddrGenMode::None)
+        .up()
+        .apply()
+        .await
+        .unwrap();
+    a.h.link_set("va")
+        .addr_gen_mode(AddrGenMode::None)
+        .up()
+        .apply()
+        .await
+        .unwrap();
+    a.h.link_add(&Veth::new("wa", "wb")).await.unwrap();
+    a.h.link_set_up("wb").await.unwrap();
+    a.h.link_set_up("wa").await.unwrap();
+    // Carrier comes asynchronously; addresses follow it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.h.link_get("wa").await.unwrap().oper_up || a.h.addr_list(Some("wa")).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the control link never got its link-local address"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.sh("ip -d link show va").contains("addrgenmode none"));
+    assert!(
+        a.h.addr_list(Some("va")).await.unwrap().is_empty(),
+        "{}",
+        a.sh("ip -d addr show; ip -d link show")
+    );
+    assert!(b.h.addr_list(Some("vb")).await.unwrap().is_empty());
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use netkit_cni::spec::{CniEnv, CniError, ErrorCode, MAX_CONFIG_BYTES};
 
 fn main() -> ExitCode {
+    netkit_cni::trace::start();
     let mut input = Vec::new();
     let read = std::io::stdin()
         .take(MAX_CONFIG_BYTES as u64 + 1)
@@ -24,5 +25,11 @@ fn main() -> ExitCode {
         })
     })
     .unwrap_or_else(|_| Err(CniError::new(ErrorCode::Io, "netkit-cni hit an internal error (panic)")));
-    netkit_cni::spec::finish(outcome, &version)
+    let code = netkit_cni::spec::finish(outcome, &version);
+    netkit_cni::trace::finish(&format!(
+        "{} {}",
+        std::env::var("CNI_COMMAND").unwrap_or_default(),
+        std::env::var("CNI_CONTAINERID").unwrap_or_default()
+    ));
+    code
 }

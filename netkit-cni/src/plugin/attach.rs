@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use netkit_core::firewall::{self, Firewall, FirewallOptions, Masquerade, Network, Rules};
-use netkit_core::link::{Bridge, BridgePort, Veth};
+use netkit_core::link::{AddrGenMode, Bridge, BridgePort, Veth};
 use netkit_core::route::Route;
 use netkit_core::{Handle, NetNs};
 
@@ -60,6 +60,9 @@ pub(crate) async fn open_firewall(conf: &PluginConf, host: &NetNs) -> Result<fir
     let opts = FirewallOptions {
         driver: conf.firewall_backend,
         state_dir: conf.firewall_state_dir.clone(),
+        // A plugin's caller waits for it to exit: nf_tables' cleanup wait is left to a
+        // detached process.
+        detached_close: true,
         ..Default::default()
     };
     firewall::open(host, opts).await.map_err(io)
@@ -135,8 +138,11 @@ async fn attach(
         Mode::Routed => None,
     };
 
+    crate::trace::mark("bridge");
     let mut result = ipam.add(env)?;
     made.ipam = true;
+    crate::trace::mark("ipam");
+    let pools = ipam_subnets(&result, ipam);
     if routed {
         // The container holds its address alone; its gateway is the host end.
         for ip in &mut result.ips {
@@ -144,10 +150,11 @@ async fn attach(
             ip.gateway = Some(if ip.address.is_ipv4() { ROUTED_GW4 } else { routed_gw6() });
         }
     }
-    let has_v4 = result.ips.iter().any(|i| i.address.is_ipv4());
-    let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
 
     let host_end = host_veth(env);
+    // Everything the firewall will be asked for is worked out (and refused) before the host
+    // changes.
+    let rules = firewall_rules(conf, env, &pools, &result, &host_end)?;
     let mut veth = Veth::new(&host_end, ifname).peer_netns(ctr_ns);
     if let Some(m) = conf.mtu {
         veth = veth.mtu(m);
@@ -160,151 +167,29 @@ async fn attach(
     }
     let host_link = host.link_add(&veth).await.map_err(io)?;
     made.veth = Some(host_end.clone());
-    if routed {
-        if has_v4 {
-            host.proxy_arp(&host_end, true).await.map_err(io)?;
-        }
-        if has_v6 {
-            host.accept_dad(&host_end, 0).await.map_err(io)?;
-        }
-        host.link_set_up(&host_end).await.map_err(io)?;
-    } else {
-        host.link_set(&host_end)
-            .master(&conf.bridge)
-            .up()
-            .apply()
-            .await
-            .map_err(io)?;
-        if conf.hairpin_mode {
-            host.bridge_port_set(&host_end, &BridgePort::new().hairpin(true))
-                .await
-                .map_err(io)?;
-        }
-    }
+    crate::trace::mark("veth");
 
-    // Inside the container: addresses (no DAD wait unless asked), up, routes.
-    if has_v6 && (routed || !conf.enable_dad) {
-        ctr.accept_dad(ifname, 0).await.map_err(io)?;
-    }
-    for ip in &result.ips {
-        let req = ctr.addr_add(ifname, ip.address);
-        let req = if ip.address.is_ipv6() && (routed || !conf.enable_dad) {
-            req.nodad()
-        } else {
-            req
-        };
-        req.await.map_err(io)?;
-    }
-    ctr.link_set_up(ifname).await.map_err(io)?;
-    if routed && has_v4 {
-        ctr.route_replace(&Route::new(full_prefix(ROUTED_GW4)).dev(ifname))
-            .await
-            .map_err(io)?;
-        // The gateway's MAC is known: no ARP needed (proxy ARP on the host answers only when
-        // the host has a route to 169.254.1.1, which a host without a default route lacks).
-        let gw = netkit_core::neigh::Neighbour::new(ifname, ROUTED_GW4, netkit_core::MacAddr(ROUTED_HOST_MAC));
-        ctr.neigh_replace(&gw).await.map_err(io)?;
-    }
-    let mut routes = result.routes.clone();
-    if conf.is_default_gateway || routed {
-        for ip in &result.ips {
-            let dst: IpNetwork = if ip.address.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
-                .parse()
-                .expect("literal");
-            if !routes.iter().any(|r| r.dst == dst) {
-                routes.push(RouteResult { dst, gw: ip.gateway });
-            }
-        }
-    }
-    for r in &mut routes {
-        let gw = if routed {
-            gateway_for(&result, r.dst)
-        } else {
-            r.gw.or_else(|| gateway_for(&result, r.dst))
-        };
-        r.gw = gw;
-        let mut route = Route::new(r.dst).dev(ifname);
-        if let Some(gw) = gw {
-            route = route.gateway(gw);
-        }
-        ctr.route_replace(&route).await.map_err(io)?;
-    }
-    result.routes = routes;
-
-    if routed {
-        // The host reaches the container through its own end of the pair.
-        for ip in &result.ips {
-            host.route_replace(&Route::new(ip.address).dev(&host_end))
-                .await
-                .map_err(io)?;
-        }
-        if has_v4 {
-            host.ip_forward(true).await.map_err(io)?;
-        }
-        if has_v6 {
-            host.ipv6_forwarding(true).await.map_err(io)?;
-        }
-    }
-
-    // The bridge as the containers' gateway.
-    if conf.is_gateway && !routed {
-        for ip in &result.ips {
-            if let Some(gw) = ip.gateway {
-                let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
-                // No dump first (it lists every address of the host namespace): an address
-                // already there, from an earlier or a parallel ADD, answers EEXIST.
-                let req = host.addr_add(&conf.bridge, addr);
-                let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
-                if let Err(e) = res {
-                    if !e.is_exists() {
-                        return Err(io(e));
-                    }
-                }
-            }
-        }
-        host.ip_forward(true).await.map_err(io)?;
-        if has_v6 {
-            host.ipv6_forwarding(true).await.map_err(io)?;
-        }
-    }
-
-    // Firewall: masquerade and port mappings, owned by this attachment.
-    let ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.ip()).collect();
-    let mappings = conf.mappings_for(&ips)?;
-    if conf.ip_masq || !mappings.is_empty() {
-        let mut rules = Rules {
-            port_mappings: mappings,
-            ..Default::default()
-        };
-        let pools = ipam_subnets(&result, ipam, env);
-        for ip in &result.ips {
-            let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(io)?;
-            let (iface, local) = if routed {
-                (host_end.as_str(), subnet)
-            } else {
-                (conf.bridge.as_str(), subnet)
-            };
-            rules.networks.push(Network::new(iface, local));
-            if conf.ip_masq {
-                // Routed: the address alone on its link, but traffic within the pool stays
-                // unmasqueraded (pod to pod, Kubernetes' rule).
-                let keep = pools
-                    .iter()
-                    .find(|p| p.contains(ip.address.ip()))
-                    .copied()
-                    .unwrap_or(subnet);
-                rules.masquerades.push(Masquerade::address(ip.address.ip(), keep));
-            }
-        }
+    // The firewall (on its own thread) while the links are wired up. It starts once the host
+    // end exists: in routed mode its network is that interface (route_localnet goes on it).
+    made.firewall = rules.is_some();
+    let firewall = async {
+        let Some(rules) = rules else { return Ok(None) };
         let fw = open_firewall(conf, host_ns).await?;
-        made.firewall = true;
         fw.add(&owner(env)?, &rules).await.map_err(|e| match e {
             firewall::FirewallError::Conflict { .. } | firewall::FirewallError::Invalid { .. } => {
                 CniError::new(ErrorCode::InvalidConfig, e.to_string())
             }
             e => io(e),
         })?;
-    }
+        crate::trace::mark("firewall");
+        Ok::<_, CniError>(Some(fw))
+    };
+    let (fw, wired) = tokio::join!(firewall, wire(conf, env, host, ctr, &host_end, &mut result));
+    wired?;
+    crate::trace::mark("wired");
+    // Kept open to the end: closing the nf_tables socket waits for nf_tables' deferred cleanup
+    // of the transaction, which by then has run.
+    let _fw = fw?;
 
     let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
     // Read the bridge again: it takes a port's MAC when the first port joins.
@@ -339,8 +224,191 @@ async fn attach(
     Ok(result)
 }
 
+/// The links once the pair exists: the host end (bridge port, or routed host end with proxy
+/// ARP), the container's addresses and routes, the host's routes and gateway addresses.
+async fn wire(
+    conf: &PluginConf,
+    env: &CniEnv,
+    host: &Handle,
+    ctr: &Handle,
+    host_end: &str,
+    result: &mut IpamResult,
+) -> Result<(), CniError> {
+    let ifname = env.ifname.as_deref().unwrap_or_default();
+    let routed = conf.mode == Mode::Routed;
+    let has_v4 = result.ips.iter().any(|i| i.address.is_ipv4());
+    let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
+    if routed {
+        if has_v4 {
+            host.proxy_arp(host_end, true).await.map_err(io)?;
+        }
+        if has_v6 {
+            host.accept_dad(host_end, 0).await.map_err(io)?;
+        }
+        host.link_set_up(host_end).await.map_err(io)?;
+    } else {
+        // A bridge port needs no IPv6 address of its own: without one the host namespace does
+        // not grow an address and routes per container, and the port sends no IPv6 chatter.
+        host.link_set(host_end)
+            .master(&conf.bridge)
+            .addr_gen_mode(AddrGenMode::None)
+            .up()
+            .apply()
+            .await
+            .map_err(io)?;
+        if conf.hairpin_mode {
+            host.bridge_port_set(host_end, &BridgePort::new().hairpin(true))
+                .await
+                .map_err(io)?;
+        }
+    }
+
+    crate::trace::mark("port");
+    // Inside the container: addresses (no DAD wait unless asked), up, routes.
+    if has_v6 && (routed || !conf.enable_dad) {
+        ctr.accept_dad(ifname, 0).await.map_err(io)?;
+    }
+    for ip in &result.ips {
+        let req = ctr.addr_add(ifname, ip.address);
+        let req = if ip.address.is_ipv6() && (routed || !conf.enable_dad) {
+            req.nodad()
+        } else {
+            req
+        };
+        req.await.map_err(io)?;
+    }
+    // A container without IPv6 addresses on a bridge gets no IPv6 link-local address either
+    // (unless `ipv6LinkLocal`): otherwise its duplicate address detection, MLD reports and
+    // router solicitations go to the bridge, which floods each to every port, a cost every
+    // ADD on a big bridge pays N times over (Docker does the same for IPv4-only networks).
+    let mut up = ctr.link_set(ifname).up();
+    if !routed && !has_v6 && !conf.ipv6_link_local {
+        up = up.addr_gen_mode(AddrGenMode::None);
+    }
+    up.apply().await.map_err(io)?;
+    crate::trace::mark("ctr-up");
+    if routed && has_v4 {
+        ctr.route_replace(&Route::new(full_prefix(ROUTED_GW4)).dev(ifname))
+            .await
+            .map_err(io)?;
+        // The gateway's MAC is known: no ARP needed (proxy ARP on the host answers only when
+        // the host has a route to 169.254.1.1, which a host without a default route lacks).
+        let gw = netkit_core::neigh::Neighbour::new(ifname, ROUTED_GW4, netkit_core::MacAddr(ROUTED_HOST_MAC));
+        ctr.neigh_replace(&gw).await.map_err(io)?;
+    }
+    let mut routes = result.routes.clone();
+    if conf.is_default_gateway || routed {
+        for ip in &result.ips {
+            let dst: IpNetwork = if ip.address.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                .parse()
+                .expect("literal");
+            if !routes.iter().any(|r| r.dst == dst) {
+                routes.push(RouteResult { dst, gw: ip.gateway });
+            }
+        }
+    }
+    for r in &mut routes {
+        let gw = if routed {
+            gateway_for(result, r.dst)
+        } else {
+            r.gw.or_else(|| gateway_for(result, r.dst))
+        };
+        r.gw = gw;
+        let mut route = Route::new(r.dst).dev(ifname);
+        if let Some(gw) = gw {
+            route = route.gateway(gw);
+        }
+        ctr.route_replace(&route).await.map_err(io)?;
+    }
+    result.routes = routes;
+
+    if routed {
+        // The host reaches the container through its own end of the pair.
+        for ip in &result.ips {
+            host.route_replace(&Route::new(ip.address).dev(host_end))
+                .await
+                .map_err(io)?;
+        }
+        if has_v4 {
+            host.ip_forward(true).await.map_err(io)?;
+        }
+        if has_v6 {
+            host.ipv6_forwarding(true).await.map_err(io)?;
+        }
+    }
+
+    crate::trace::mark("routes");
+    // The bridge as the containers' gateway.
+    if conf.is_gateway && !routed {
+        for ip in &result.ips {
+            if let Some(gw) = ip.gateway {
+                let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
+                // No dump first (it lists every address of the host namespace): an address
+                // already there, from an earlier or a parallel ADD, answers EEXIST.
+                let req = host.addr_add(&conf.bridge, addr);
+                let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
+                if let Err(e) = res {
+                    if !e.is_exists() {
+                        return Err(io(e));
+                    }
+                }
+            }
+        }
+        host.ip_forward(true).await.map_err(io)?;
+        if has_v6 {
+            host.ipv6_forwarding(true).await.map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// The firewall rules of an attachment (`None`: neither masquerade nor port mappings).
+fn firewall_rules(
+    conf: &PluginConf,
+    env: &CniEnv,
+    pools: &[IpNetwork],
+    result: &IpamResult,
+    host_end: &str,
+) -> Result<Option<Rules>, CniError> {
+    let ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.ip()).collect();
+    let mappings = conf.mappings_for(&ips)?;
+    if !conf.ip_masq && mappings.is_empty() {
+        return Ok(None);
+    }
+    owner(env)?;
+    let mut rules = Rules {
+        port_mappings: mappings,
+        ..Default::default()
+    };
+    for ip in &result.ips {
+        let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(io)?;
+        let iface = match conf.mode {
+            Mode::Routed => host_end,
+            Mode::Bridge => conf.bridge.as_str(),
+        };
+        rules.networks.push(Network::new(iface, subnet));
+        if conf.ip_masq {
+            // One masquerade per network (the IPAM pool, or the subnet the address came
+            // with), held by every container on it: the kernel keeps one entry whatever the
+            // number of containers, so ADD and DEL do not touch it but for the first and last
+            // container. Traffic within the network stays unmasqueraded (pod to pod,
+            // Kubernetes' rule; routed mode too, although each address is alone on its link).
+            let network = pools
+                .iter()
+                .find(|p| p.contains(ip.address.ip()))
+                .copied()
+                .unwrap_or(subnet);
+            rules.masquerades.push(Masquerade::subnet(network));
+        }
+    }
+    Ok(Some(rules))
+}
+
 /// The pool subnets the addresses came from (the in-process allocator knows its ranges).
-fn ipam_subnets(result: &IpamResult, ipam: &Ipam<'_>, _env: &CniEnv) -> Vec<IpNetwork> {
+///
+/// A delegated plugin's are the subnets its addresses came with (before routed mode narrows
+/// them to /32).
+fn ipam_subnets(result: &IpamResult, ipam: &Ipam<'_>) -> Vec<IpNetwork> {
     match ipam {
         Ipam::InProcess(conf) => conf
             .ipam
@@ -352,7 +420,11 @@ fn ipam_subnets(result: &IpamResult, ipam: &Ipam<'_>, _env: &CniEnv) -> Vec<IpNe
                     .collect()
             })
             .unwrap_or_default(),
-        Ipam::Delegate { .. } => result.ips.iter().map(|i| i.address).collect(),
+        Ipam::Delegate { .. } => result
+            .ips
+            .iter()
+            .filter_map(|i| IpNetwork::new(i.address.network(), i.address.prefix()).ok())
+            .collect(),
     }
 }
 
@@ -419,44 +491,56 @@ async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, h
 }
 
 /// DEL: everything ADD made for this attachment, whatever is left of it; missing pieces are
-/// fine. Every step runs even when an earlier one fails; the first error is returned.
+/// fine. Every step runs even when an earlier one fails; the first error is returned (IPAM's,
+/// then the firewall's, then the links').
+///
+/// The veth pair goes first and in parallel with the rest: unless `waitLinkFree` is set, it is
+/// deleted by a detached process and DEL goes on as soon as the pair has left both namespaces
+/// (see `Handle::link_del_detached`). IPAM and the firewall are released meanwhile.
 pub async fn del(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
-    let mut first: Option<CniError> = None;
-    let mut keep = |r: Result<(), CniError>| {
-        if let Err(e) = r {
-            first.get_or_insert(e);
-        }
-    };
-    keep(ipam.del(env));
     let host_ns = NetNs::current().map_err(io)?;
-    let fw = open_firewall(conf, &host_ns).await;
-    match fw {
-        Ok(fw) => keep(match owner(env) {
-            Ok(o) => fw.teardown(&o).await.map(drop).map_err(io),
-            Err(e) => Err(e),
-        }),
-        Err(e) => keep(Err(e)),
-    }
     let host = Handle::current().map_err(io)?;
-    // The container end, when its namespace still exists; the host end is deleted with it. If
-    // the namespace is gone, so is the pair; the host end is removed by name in any case.
+    let release = async {
+        let ipam_res = ipam.del(env);
+        let fw_res = match open_firewall(conf, &host_ns).await {
+            Ok(fw) => match owner(env) {
+                Ok(o) => fw.teardown(&o).await.map(drop).map_err(io),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        crate::trace::mark("released");
+        ipam_res.and(fw_res)
+    };
+    let (links, released) = tokio::join!(del_links(conf, env, &host), release);
+    released.and(links)
+}
+
+/// DEL's links: the host end by name (its peer, the container end, goes with it), or, when
+/// there is no host end, the container's interface if its namespace is still there.
+async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(), CniError> {
+    let host_end = host_veth(env);
+    let existed = if conf.wait_link_free {
+        let existed = host.link_get(&host_end).await.is_ok();
+        host.link_del(&host_end).await.map_err(io)?;
+        existed
+    } else {
+        host.link_del_detached(&host_end).await.map_err(io)?
+    };
+    crate::trace::mark("links");
+    if existed {
+        return Ok(());
+    }
     if let Some(path) = env.netns.as_deref().filter(|p| !p.is_empty()) {
         if let Ok(ns) = NetNs::open_path(path) {
             if let Ok(ctr) = ns.handle().await {
-                let ifname = env.ifname.as_deref().unwrap_or_default();
-                if let Err(e) = ctr.link_del(ifname).await {
-                    keep(Err(io(e)));
-                }
+                ctr.link_del(env.ifname.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(io)?;
             }
         }
     }
-    if let Err(e) = host.link_del(&host_veth(env)).await {
-        keep(Err(io(e)));
-    }
-    match first {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// CHECK: the container interface exists with `prevResult`'s addresses and routes, the host end

@@ -66,6 +66,10 @@ struct Raw {
     firewall_backend: Option<String>,
     #[serde(default)]
     firewall_state_dir: Option<PathBuf>,
+    #[serde(default)]
+    wait_link_free: bool,
+    #[serde(default, rename = "ipv6LinkLocal")]
+    ipv6_link_local: bool,
 }
 
 /// A validated `netkit-cni` configuration.
@@ -107,6 +111,14 @@ pub struct PluginConf {
     pub firewall_backend: Option<Driver>,
     /// `firewallStateDir` (default: per namespace under /run/netkit/firewall).
     pub firewall_state_dir: Option<PathBuf>,
+    /// `waitLinkFree`: DEL waits until the kernel has freed the veth pair (15–25 ms more).
+    /// By default DEL returns once the pair has left both namespaces and leaves the kernel's
+    /// final wait to a detached process (see `Handle::link_del_detached`).
+    pub wait_link_free: bool,
+    /// `ipv6LinkLocal`: in bridge mode, give a container that gets no IPv6 address the
+    /// kernel's IPv6 link-local address anyway. Default off: no link-local, so the container
+    /// sends no IPv6 chatter the bridge would flood to every port.
+    pub ipv6_link_local: bool,
     /// The whole configuration (for IPAM and `prevResult`).
     pub raw: Value,
 }
@@ -191,6 +203,8 @@ impl PluginConf {
             mac,
             firewall_backend,
             firewall_state_dir: raw.firewall_state_dir,
+            wait_link_free: raw.wait_link_free,
+            ipv6_link_local: raw.ipv6_link_local,
             raw: net.raw,
         })
     }

@@ -136,10 +136,11 @@ impl<B: Backend> Engine<B> {
         let added = new.minus(&old);
         for m in &added.masquerades {
             let key = shared_key_masq(m);
+            // Every holder has the same network (a different one is refused here), so one
+            // other holder tells.
             if let Some((o, net)) = state
-                .sharers(&key)?
-                .into_iter()
-                .find(|(o, net)| o != owner && *net != m.network.to_string())
+                .other_holder(&key, owner)?
+                .filter(|(_, net)| *net != m.network.to_string())
             {
                 return Err(FirewallError::Conflict {
                     what: format!("masquerade of {} (network {})", m.source, m.network),
@@ -207,7 +208,7 @@ impl<B: Backend> Engine<B> {
     fn shared_elsewhere(&self, owner: &str, rules: &Rules) -> Result<Rules> {
         let state = self.state();
         let mut out = Rules::default();
-        let held = |key: &str| -> Result<bool> { Ok(state.sharers(key)?.iter().any(|(o, _)| o != owner)) };
+        let held = |key: &str| -> Result<bool> { Ok(state.other_holder(key, owner)?.is_some()) };
         for n in &rules.networks {
             if held(&shared_key_network(n))? {
                 out.networks.push(n.clone());

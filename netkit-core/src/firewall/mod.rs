@@ -53,7 +53,8 @@ use std::path::PathBuf;
 pub use error::FirewallError;
 pub use iptables::Iptables;
 pub use model::{
-    check_owner, Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, MAX_PORT_RANGE,
+    check_owner, Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, MAX_OWNER_LEN,
+    MAX_PORT_RANGE,
 };
 pub use nftables::Nftables;
 
@@ -83,7 +84,7 @@ impl Driver {
 pub struct FirewallOptions {
     /// Force a driver (`None`: nftables when usable, else iptables).
     pub driver: Option<Driver>,
-    /// Where the wanted state lives (default: `/run/netkit/firewall/<netns inode>`). Every process
+    /// Where the wanted state lives (default: `/run/netkit/firewall/<netns cookie>`). Every process
     /// working on the same namespace must use the same directory.
     pub state_dir: Option<PathBuf>,
     /// The nftables table name, and the iptables chain prefix (upper-cased). Default `netkit`.
@@ -91,6 +92,11 @@ pub struct FirewallOptions {
     /// The packet-mark bit that asks for masquerading (services with `masquerade`, a service
     /// endpoint reaching itself). Default `0x2000`.
     pub masquerade_mark: u32,
+    /// nftables: close the nf_tables socket in a detached process after a change that removed
+    /// something. The kernel makes the closing thread wait for its deferred cleanup of removals
+    /// (an RCU grace period, 3–25 ms on a loaded machine); a short-lived process whose caller
+    /// waits for it to exit (a CNI plugin) should set this. Default `false`.
+    pub detached_close: bool,
 }
 
 impl Default for FirewallOptions {
@@ -100,6 +106,7 @@ impl Default for FirewallOptions {
             state_dir: None,
             name: "netkit".into(),
             masquerade_mark: 0x2000,
+            detached_close: false,
         }
     }
 }
@@ -120,6 +127,12 @@ impl FirewallOptions {
     /// Name the table (nftables) / prefix the chains (iptables).
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// See [`FirewallOptions::detached_close`].
+    pub fn detached_close(mut self, on: bool) -> Self {
+        self.detached_close = on;
         self
     }
 }

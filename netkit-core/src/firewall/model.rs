@@ -250,8 +250,10 @@ impl Masquerade {
         }
     }
 
-    /// A whole subnet; traffic within it is left alone.
+    /// A whole subnet; traffic within it is left alone. Host bits are cleared
+    /// (`10.88.0.7/16` means `10.88.0.0/16`).
     pub fn subnet(subnet: IpNetwork) -> Self {
+        let subnet = IpNetwork::new(subnet.network(), subnet.prefix()).expect("same prefix");
         Self {
             source: subnet,
             network: subnet,
@@ -603,13 +605,20 @@ impl Rules {
     }
 }
 
-/// Owner names: 1–200 of letters, digits, `_ . : - /` (a container ID with its interface, a
-/// service name, …).
+/// The longest owner name: state files are named by the owner, hex-encoded, plus `.json`, and
+/// a file name holds at most 255 bytes. A CNI attachment (`<64-hex container ID>:<ifname>`) is
+/// at most 80.
+pub const MAX_OWNER_LEN: usize = 125;
+
+/// Owner names: 1–[`MAX_OWNER_LEN`] of letters, digits, `_ . : - /` (a container ID with its
+/// interface, a service name, …).
 pub fn check_owner(owner: &str) -> Result<(), FirewallError> {
-    if owner.is_empty() || owner.len() > 200 || !owner.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-/".contains(c))
+    if owner.is_empty()
+        || owner.len() > MAX_OWNER_LEN
+        || !owner.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-/".contains(c))
     {
         return Err(FirewallError::invalid(format!(
-            "owner {owner:?}: 1-200 of letters, digits, '_', '.', ':', '-', '/'"
+            "owner {owner:?}: 1-{MAX_OWNER_LEN} of letters, digits, '_', '.', ':', '-', '/'"
         )));
     }
     Ok(())

@@ -6,8 +6,9 @@
 //! owners/<hex>.json     one owner's Rules (file name: the owner string, hex-encoded)
 //! ports/<proto>.<port>  index: which owners map this host port (conflict checks without a scan)
 //! services/<hex>        index: the owner of each service name
-//! shared/<hex>          index: owners of an object several may hold (a network, an isolated
-//!                       pair, a masquerade source); the kernel holds it once
+//! shared/<hex>/<hex>    index: holders of an object several may hold (a network, an isolated
+//!                       pair, a masquerade source), one file per holder (content: a detail,
+//!                       e.g. the masquerade's network); the kernel holds the object once
 //! tmp/, spare/          scratch files, and released files kept for reuse (see fsutil::files)
 //! ```
 //!
@@ -170,46 +171,140 @@ impl StateDir {
         }
     }
 
-    /// Holders of a shared object: `(owner, detail)` pairs.
+    /// The directory of a shared object's holders, in the current layout (one file per holder).
+    /// A shared index written by netkit before 0.2 (one file per object, a line per holder) is
+    /// converted on first use, so a plugin upgraded under live containers keeps their state.
+    fn shared_dir(&self, key: &str) -> Result<PathBuf> {
+        let dir = self.shared.join(hex(key));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_file() => self.convert_legacy_shared(&dir)?,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FirewallError::state("inspect", &dir)(e)),
+        }
+        Ok(dir)
+    }
+
+    /// Turn a legacy one-file index (`<hex owner>\t<detail>` lines) into a holder directory.
+    fn convert_legacy_shared(&self, path: &Path) -> Result<()> {
+        let text = fsutil::read(path)
+            .map_err(FirewallError::state("read", path))?
+            .unwrap_or_default();
+        let mut holders = Vec::new();
+        for l in text.lines() {
+            let (o, d) = l.split_once('\t').unwrap_or((l, ""));
+            let owner = unhex(o).ok_or_else(|| FirewallError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("bad line {l:?}"),
+            })?;
+            holders.push((owner, d.to_string()));
+        }
+        // Aside first: a process killed midway leaves the old file in tmp/ and a partial
+        // directory, which the owners' own files (the source of truth) still cover.
+        let aside = fsutil::unique_name(&self.files.tmp);
+        std::fs::rename(path, &aside).map_err(FirewallError::state("move aside", path))?;
+        std::fs::create_dir_all(path).map_err(FirewallError::state("create directory", path))?;
+        for (owner, detail) in holders {
+            let entry = path.join(hex(&owner));
+            self.files
+                .replace(&entry, &detail)
+                .map_err(FirewallError::state("write", &entry))?;
+        }
+        let _ = std::fs::remove_file(&aside);
+        Ok(())
+    }
+
+    /// Holders of a shared object: `(owner, detail)` pairs (reads every holder: GC and tests).
+    #[cfg(test)]
     pub(crate) fn sharers(&self, key: &str) -> Result<Vec<(String, String)>> {
-        let path = self.shared.join(hex(key));
-        let Some(text) = fsutil::read(&path).map_err(FirewallError::state("read", &path))? else {
-            return Ok(Vec::new());
-        };
-        text.lines()
-            .map(|l| {
-                let (o, d) = l.split_once('\t').unwrap_or((l, ""));
-                unhex(o)
-                    .map(|o| (o, d.to_string()))
-                    .ok_or_else(|| FirewallError::Corrupt {
-                        path: path.clone(),
-                        reason: format!("bad line {l:?}"),
-                    })
+        let dir = self.shared_dir(key)?;
+        let mut out = Vec::new();
+        self.each_holder(&dir, |owner| {
+            out.push(owner);
+            false
+        })?;
+        out.into_iter()
+            .map(|owner| {
+                let path = dir.join(hex(&owner));
+                let detail = fsutil::read(&path)
+                    .map_err(FirewallError::state("read", &path))?
+                    .unwrap_or_default();
+                Ok((owner, detail))
             })
             .collect()
     }
 
-    /// Record (`add`) or drop `owner` as a holder of a shared object.
-    pub(crate) fn index_shared(&self, key: &str, owner: &str, detail: &str, add: bool) -> Result<()> {
-        let path = self.shared.join(hex(key));
-        let mut holders = self.sharers(key)?;
-        let had = holders.iter().any(|(o, _)| o == owner);
-        match (add, had) {
-            (true, false) => holders.push((owner.to_string(), detail.to_string())),
-            (false, true) => holders.retain(|(o, _)| o != owner),
-            _ => return Ok(()),
+    /// Call `f` with each holder of the directory `dir` until it returns true.
+    fn each_holder(&self, dir: &Path, mut f: impl FnMut(String) -> bool) -> Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(FirewallError::state("list", dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(FirewallError::state("list", dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner = unhex(&name).ok_or_else(|| FirewallError::Corrupt {
+                path: e.path(),
+                reason: "not a hex-encoded owner".into(),
+            })?;
+            if f(owner) {
+                break;
+            }
         }
-        if holders.is_empty() {
+        Ok(())
+    }
+
+    /// A holder of a shared object other than `owner`, with its detail: `None` when `owner`
+    /// holds it alone or nobody does. Stops at the first other holder (O(1), not O(holders)).
+    pub(crate) fn other_holder(&self, key: &str, owner: &str) -> Result<Option<(String, String)>> {
+        let dir = self.shared_dir(key)?;
+        let mut found = None;
+        self.each_holder(&dir, |o| {
+            if o != owner {
+                found = Some(o);
+            }
+            found.is_some()
+        })?;
+        let Some(other) = found else { return Ok(None) };
+        let path = dir.join(hex(&other));
+        let detail = fsutil::read(&path)
+            .map_err(FirewallError::state("read", &path))?
+            .unwrap_or_default();
+        Ok(Some((other, detail)))
+    }
+
+    /// Record (`add`) or drop `owner` as a holder of a shared object: one file per holder in
+    /// the object's directory, so the cost does not grow with the number of holders; the
+    /// directory goes with its last holder.
+    pub(crate) fn index_shared(&self, key: &str, owner: &str, detail: &str, add: bool) -> Result<()> {
+        let dir = self.shared_dir(key)?;
+        let entry = dir.join(hex(owner));
+        if add {
+            if let Err(e) = std::fs::create_dir(&dir) {
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(FirewallError::state("create directory", &dir)(e));
+                }
+            }
             return self
                 .files
-                .retire(&path)
-                .map(drop)
-                .map_err(FirewallError::state("remove", &path));
+                .replace(&entry, detail)
+                .map_err(FirewallError::state("write", &entry));
         }
-        let text: String = holders.iter().map(|(o, d)| format!("{}\t{d}\n", hex(o))).collect();
         self.files
-            .replace(&path, &text)
-            .map_err(FirewallError::state("write", &path))
+            .retire(&entry)
+            .map_err(FirewallError::state("remove", &entry))?;
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTEMPTY)
+                    || e.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(FirewallError::state("remove directory", &dir)(e)),
+        }
     }
 
     fn port_path(&self, m: &PortMapping, port: u16) -> PathBuf {
@@ -315,5 +410,62 @@ mod tests {
             assert_eq!(unhex(&hex(s)).as_deref(), Some(s));
         }
         assert_eq!(unhex("zz"), None);
+    }
+
+    fn temp_state() -> (tempfile::TempDir, StateDir) {
+        let t = tempfile::tempdir().unwrap();
+        let s = StateDir::open(t.path()).unwrap();
+        (t, s)
+    }
+
+    #[test]
+    fn shared_holders_come_and_go_one_file_each() {
+        let (_t, s) = temp_state();
+        let key = "masq:10.88.0.0/16";
+        assert_eq!(s.other_holder(key, "a:eth0").unwrap(), None);
+        s.index_shared(key, "a:eth0", "10.88.0.0/16", true).unwrap();
+        s.index_shared(key, "a:eth0", "10.88.0.0/16", true).unwrap(); // idempotent
+        assert_eq!(s.other_holder(key, "a:eth0").unwrap(), None);
+        assert_eq!(
+            s.other_holder(key, "b:eth0").unwrap(),
+            Some(("a:eth0".into(), "10.88.0.0/16".into()))
+        );
+        s.index_shared(key, "b:eth0", "10.88.0.0/16", true).unwrap();
+        assert_eq!(s.sharers(key).unwrap().len(), 2);
+        s.index_shared(key, "a:eth0", "", false).unwrap();
+        s.index_shared(key, "a:eth0", "", false).unwrap(); // already gone: fine
+        assert_eq!(s.sharers(key).unwrap(), vec![("b:eth0".into(), "10.88.0.0/16".into())]);
+        assert!(s.shared.join(hex(key)).is_dir());
+        s.index_shared(key, "b:eth0", "", false).unwrap();
+        assert!(
+            !s.shared.join(hex(key)).exists(),
+            "the directory goes with its last holder"
+        );
+        assert!(s.sharers(key).unwrap().is_empty());
+    }
+
+    #[test]
+    fn legacy_one_file_index_is_converted() {
+        let (_t, s) = temp_state();
+        let key = "net:cni0:10.88.0.0/16";
+        let legacy = format!("{}\t\n{}\tdetail\n", hex("a:eth0"), hex("b:eth0"));
+        std::fs::write(s.shared.join(hex(key)), legacy).unwrap();
+        let mut holders = s.sharers(key).unwrap();
+        holders.sort();
+        assert_eq!(
+            holders,
+            vec![("a:eth0".into(), String::new()), ("b:eth0".into(), "detail".into())]
+        );
+        assert!(s.shared.join(hex(key)).is_dir());
+        s.index_shared(key, "a:eth0", "", false).unwrap();
+        assert!(s.other_holder(key, "x").unwrap().is_some());
+    }
+
+    #[test]
+    fn corrupt_legacy_index_is_reported() {
+        let (_t, s) = temp_state();
+        let key = "net:cni0:10.88.0.0/16";
+        std::fs::write(s.shared.join(hex(key)), "zz\t\n").unwrap();
+        assert!(matches!(s.other_holder(key, "a"), Err(FirewallError::Corrupt { .. })));
     }
 }

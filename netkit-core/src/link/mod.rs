@@ -7,14 +7,15 @@
 //! | `ip link add … type KIND` | [`Handle::link_add`] with a [`LinkSpec`] ([`Veth`], [`Bridge`], [`Vxlan`], [`IpIp`], [`Macvlan`], …) |
 //! | `ip link show DEV` | [`Handle::link_get`] / [`Handle::link_get_by_index`] |
 //! | `ip link show` | [`Handle::link_list`] |
-//! | `ip link set DEV …` | [`Handle::link_set`] (up, down, mtu, address, name, master, netns) |
-//! | `ip link del DEV` | [`Handle::link_del`] (idempotent) |
+//! | `ip link set DEV …` | [`Handle::link_set`] (up, down, mtu, address, name, master, netns, addrgenmode) |
+//! | `ip link del DEV` | [`Handle::link_del`] (idempotent); [`Handle::link_del_detached`] returns before the kernel frees it |
 //! | `ip tuntap add …` | [`Handle::tuntap_add`] |
 //!
 //! Creating a kind the running kernel lacks (no module) returns
 //! [`LinkError::Unsupported`] naming the kind.
 
 mod bridge;
+mod detach;
 mod dev;
 mod ensure;
 mod info;
@@ -33,7 +34,7 @@ pub(crate) use dev::Dev;
 pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
 pub use info::{Link, LinkKind};
 pub use kinds::{Dummy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
-pub use set::LinkSet;
+pub use set::{AddrGenMode, LinkSet};
 pub use tuntap::{TunTap, TunTapMode};
 pub use veth::Veth;
 pub use vxlan::Vxlan;

@@ -26,6 +26,21 @@ pub struct LinkSet<'a> {
     rename: Option<String>,
     master: Option<MasterChange>,
     netns: Option<NetNs>,
+    addr_gen_mode: Option<AddrGenMode>,
+}
+
+/// How the kernel makes a link's IPv6 link-local address (`ip link set DEV addrgenmode …`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrGenMode {
+    /// From the MAC address (the kernel's default).
+    Eui64,
+    /// No link-local address at all: the link sends no IPv6 duplicate address detection,
+    /// MLD report or router solicitation of its own (IPv6 still works for addresses added).
+    None,
+    /// RFC 7217 stable privacy address (needs a stable secret).
+    StablePrivacy,
+    /// A random interface identifier.
+    Random,
 }
 
 enum MasterChange {
@@ -46,7 +61,16 @@ impl<'a> LinkSet<'a> {
             rename: None,
             master: None,
             netns: None,
+            addr_gen_mode: None,
         }
+    }
+
+    /// How IPv6 link-local addresses are made (`ip link set DEV addrgenmode none`). Set it in
+    /// the same request as [`LinkSet::up`]: the kernel applies it before the link gets its
+    /// carrier and addresses.
+    pub fn addr_gen_mode(mut self, mode: AddrGenMode) -> Self {
+        self.addr_gen_mode = Some(mode);
+        self
     }
 
     /// Administratively up.
@@ -135,11 +159,14 @@ impl<'a> LinkSet<'a> {
         if let Some(ns) = &self.netns {
             parts.push(format!("netns {ns}"));
         }
+        if let Some(mode) = self.addr_gen_mode {
+            parts.push(format!("addrgenmode {mode:?}").to_lowercase());
+        }
         format!("set {}", parts.join(" "))
     }
 
-    /// Send every change in one RTM_SETLINK.
-    pub async fn apply(self) -> Result<(), LinkError> {
+    /// A request that names the target link and changes nothing yet.
+    fn target_message(&self) -> Result<LinkMessage, LinkError> {
         let mut msg = LinkMessage::default();
         match &self.target {
             Dev::Name(n) => {
@@ -148,6 +175,29 @@ impl<'a> LinkSet<'a> {
             }
             Dev::Index(i) => msg.header.index = *i,
         }
+        Ok(msg)
+    }
+
+    /// Send every change in one RTM_SETLINK (two when `addr_gen_mode` comes with `up`: the
+    /// kernel brings the link up before it applies the mode, so the mode goes first).
+    pub async fn apply(self) -> Result<(), LinkError> {
+        if let Some(mode) = self.addr_gen_mode {
+            use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+            let mode = match mode {
+                AddrGenMode::Eui64 => In6AddrGenMode::Eui64,
+                AddrGenMode::None => In6AddrGenMode::None,
+                AddrGenMode::StablePrivacy => In6AddrGenMode::StablePrivacy,
+                AddrGenMode::Random => In6AddrGenMode::Random,
+            };
+            let mut msg = self.target_message()?;
+            msg.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                    AfSpecInet6::AddrGenMode(mode),
+                ])]));
+            let res = self.h.ack(RouteNetlinkMessage::NewLink(msg), 0).await;
+            res.map_err(|e| LinkError::netlink("set addrgenmode of", self.label(), self.h, e))?;
+        }
+        let mut msg = self.target_message()?;
         if let Some(up) = self.up {
             (msg.header.flags, msg.header.change_mask) = up_flags(up);
         }

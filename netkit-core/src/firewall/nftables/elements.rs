@@ -83,8 +83,10 @@ pub(crate) fn port_mapping(m: &PortMapping, owner: &str) -> Vec<Element> {
         .collect()
 }
 
-/// A masquerade: "keep within the network" and "masquerade the rest".
-pub(crate) fn masquerade(m: &Masquerade, owner: &str) -> Vec<Element> {
+/// A masquerade: "keep within the network" and "masquerade the rest". Several owners may hold
+/// the same masquerade (every container of a network), so the elements name the masquerade,
+/// not the owner that came first.
+pub(crate) fn masquerade(m: &Masquerade, _owner: &str) -> Vec<Element> {
     let v4 = m.source.is_ipv4();
     let (s0, s1) = first_last(m.source);
     let (n0, n1) = first_last(m.network);
@@ -96,14 +98,14 @@ pub(crate) fn masquerade(m: &Masquerade, owner: &str) -> Vec<Element> {
             key: vec![s0.clone(), n0],
             key_end: Some(vec![s1.clone(), n1]),
             data: None,
-            comment: owner.to_string(),
+            comment: format!("masquerade {} keep {}", m.source, m.network),
         },
         Element {
             set: fam(v4, "masq4", "masq6"),
             key: vec![s0, a0],
             key_end: Some(vec![s1, a1]),
             data: None,
-            comment: owner.to_string(),
+            comment: format!("masquerade {}", m.source),
         },
     ]
 }

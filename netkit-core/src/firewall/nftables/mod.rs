@@ -34,7 +34,8 @@ impl Nftables {
                 driver: "nftables",
                 reason,
             };
-            let socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
+            let mut socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
+            socket.set_detached_close(options.detached_close);
             let exists = socket
                 .table_exists(netlink::Family::Inet, &options.name)
                 .map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;

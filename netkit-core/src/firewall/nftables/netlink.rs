@@ -749,6 +749,23 @@ pub(crate) struct NftSocket {
     /// NFT_MSG_DESTROYSETELEM; tests set a type no kernel knows to play an
     /// old kernel.
     destroy_msg: u16,
+    /// Close the socket in a detached process (see [`NftSocket::set_detached_close`]).
+    detached_close: bool,
+    /// A batch removed something: closing the socket will wait.
+    removed: std::sync::atomic::AtomicBool,
+    /// Set on drop when the close is handed over; dropped after `inner` (fields drop in
+    /// declaration order), which lets the detached process close the last copy.
+    close_guard: Option<std::os::fd::OwnedFd>,
+}
+
+impl Drop for NftSocket {
+    fn drop(&mut self) {
+        if self.detached_close && self.removed.load(Ordering::Relaxed) {
+            let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            use std::os::fd::AsRawFd;
+            self.close_guard = crate::detach::close_later(inner.socket.as_raw_fd()).ok();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -820,7 +837,18 @@ impl NftSocket {
             netns,
             destroy: AtomicU8::new(DESTROY_UNKNOWN),
             destroy_msg: NFT_MSG_DESTROYSETELEM,
+            detached_close: false,
+            removed: std::sync::atomic::AtomicBool::new(false),
+            close_guard: None,
         }
+    }
+
+    /// Hand the final close to a detached process when a batch removed something. Closing a
+    /// NETLINK_NETFILTER socket makes the closing thread wait for nf_tables' deferred cleanup
+    /// of removals (every removal anywhere on the machine, an RCU grace period: 3–25 ms on a
+    /// loaded machine); a short-lived process (a CNI plugin) should not wait for it.
+    pub(crate) fn set_detached_close(&mut self, on: bool) {
+        self.detached_close = on;
     }
 
     /// The namespace, as error messages show it.
@@ -851,6 +879,13 @@ impl NftSocket {
             check_name("table", &op.table)?;
             check_name("set", &op.set)?;
             op.elements.iter().try_for_each(Element::validate)?;
+        }
+        if batch
+            .ops
+            .iter()
+            .any(|op| !matches!(op.kind, OpKind::Add | OpKind::Create))
+        {
+            self.removed.store(true, Ordering::Relaxed);
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut skip: Vec<(usize, usize)> = Vec::new();
