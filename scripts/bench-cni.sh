@@ -3,6 +3,8 @@
 # host port), through libcni (tools/cnictl), for three network stacks in the same run:
 #
 #   netkit     netkit-cni + netkit-ipam (this repository, release build)
+#   netkit-wait  the same with "waitLinkFree": true (DEL waits for the kernel to free the veth
+#              pair, as the reference plugin's DEL does)
 #   reference  bridge + host-local + portmap (Debian containernetworking-plugins, /usr/lib/cni)
 #   netavark   podman's netavark (Debian package, /usr/lib/podman/netavark), driven with its own
 #              CLI (setup/teardown, one process per container, as podman runs it)
@@ -11,7 +13,7 @@
 # Knobs:         NETKIT_BENCH_CNI_N="10 100 1000"  (the default)
 #                NETKIT_BENCH_CNI_QUICK=1          smoke run for CI: N=10 only, ~10 s
 #                NETKIT_BENCH_CNI_KEEP=DIR         keep cnictl's JSON reports (result-<stack>-<N>.json)
-#                NETKIT_BENCH_CNI_STACKS="netkit reference netavark"  (the default: all three)
+#                NETKIT_BENCH_CNI_STACKS="netkit netkit-wait reference netavark"  (the default: all)
 #                CARGO_TARGET_DIR                  where the release build goes (default ./target)
 #
 # Every run gets its own "host" namespace (the bridge, veth host ends, firewall rules and sysctls
@@ -132,11 +134,11 @@ netavark_id=$(printf 'b%.0s' {1..64})
 write_conf() { # stack dir data rt -> the file to give cnictl (dir: configs; data: /var/lib; rt: /run)
   local stack="$1" dir="$2" data="$3" rt="$4"
   case "$stack" in
-    netkit)
-      jq -n --arg fw "$rt/firewall" --arg ipam "$data/ipam" '{
+    netkit | netkit-wait)
+      jq -n --arg fw "$rt/firewall" --arg ipam "$data/ipam" --argjson wait "$([ "$stack" = netkit-wait ] && echo true || echo false)" '{
         cniVersion: "1.0.0", name: "bench",
         plugins: [{type: "netkit-cni", bridge: "nkbench0", isGateway: true, ipMasq: true,
-                   capabilities: {portMappings: true}, firewallStateDir: $fw,
+                   capabilities: {portMappings: true}, firewallStateDir: $fw, waitLinkFree: $wait,
                    ipam: {type: "netkit-ipam", dataDir: $ipam, ranges: [[{subnet: "10.99.0.0/16"}]]}}]}' \
         > "$dir/net.conflist" ;;
     reference)
@@ -159,7 +161,9 @@ write_conf() { # stack dir data rt -> the file to give cnictl (dir: configs; dat
 
 run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   local stack="$1" n="$2"
-  local dir="$work/$stack-$n" host="${prefix}h${stack:0:2}$n" ctr="${prefix}${stack:0:2}${n}c"
+  local tag
+  case "$stack" in netkit) tag=nk ;; netkit-wait) tag=nw ;; reference) tag=rf ;; netavark) tag=nv ;; esac
+  local dir="$work/$stack-$n" host="${prefix}h$tag$n" ctr="${prefix}$tag${n}c"
   local out="$work/result-$stack-$n.json"
   local data="$varlib/$stack-$n" rt="$runstate/$stack-$n"
   mkdir -p "$dir" "$data" "$rt"
@@ -168,7 +172,7 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   write_conf "$stack" "$dir" "$data" "$rt"
   local -a cmd
   case "$stack" in
-    netkit) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$work/bin") ;;
+    netkit | netkit-wait) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$work/bin") ;;
     reference) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$REF_DIR") ;;
     netavark) cmd=("$cnictl" netavark-bench "$dir/net.json" "$n" "$ctr" --netavark "$NETAVARK"
                    --netavark-config "$rt/netavark") ;;
@@ -200,14 +204,14 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   settle
 }
 
-stacks="netkit reference"
+stacks="netkit netkit-wait reference"
 [ "$have_netavark" -eq 1 ] && stacks="$stacks netavark"
 if [ -n "${NETKIT_BENCH_CNI_STACKS:-}" ]; then
   for s in $NETKIT_BENCH_CNI_STACKS; do
     case "$s" in
-      netkit | reference) ;;
+      netkit | netkit-wait | reference) ;;
       netavark) [ "$have_netavark" -eq 1 ] || { echo "bench-cni: netavark is not installed" >&2; exit 3; } ;;
-      *) echo "bench-cni: unknown stack '$s' (netkit, reference, netavark)" >&2; exit 2 ;;
+      *) echo "bench-cni: unknown stack '$s' (netkit, netkit-wait, reference, netavark)" >&2; exit 2 ;;
     esac
   done
   stacks="$NETKIT_BENCH_CNI_STACKS"

@@ -349,12 +349,7 @@ pub fn check(conf: &NetConf, owner: &Owner) -> Result<(), CniError> {
 
 /// The VERSION answer, in the version the request names (or the latest).
 pub fn version_answer(stdin: &[u8]) -> String {
-    let asked = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_string))
-        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| Version::LATEST.to_string());
-    json!({"cniVersion": asked, "supportedVersions": SUPPORTED_VERSIONS}).to_string()
+    json!({"cniVersion": error_version(stdin), "supportedVersions": SUPPORTED_VERSIONS}).to_string()
 }
 
 /// The version errors are reported in: the config's, when it names a supported one.

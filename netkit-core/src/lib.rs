@@ -28,6 +28,7 @@ pub mod overlay;
 pub mod route;
 pub mod rule;
 pub mod sysctl;
+pub mod tc;
 
 pub use addr::{AddrError, Address};
 pub use link::{Link, LinkError, LinkKind, LinkSpec};

@@ -994,3 +994,33 @@ async fn addr_gen_mode_none_gives_no_link_local() {
     );
     assert!(b.h.addr_list(Some("vb")).await.unwrap().is_empty());
 }
+
+/// An access VLAN on a bridge port (`bridge vlan add … pvid untagged`, out of VLAN 1), the
+/// bridge device too; skipped by name on a kernel without bridge VLAN filtering.
+#[tokio::test]
+async fn bridge_access_vlan_on_a_port() {
+    let t = TestNs::new("bvl").await;
+    t.h.link_add(&Bridge::new("br0").up()).await.unwrap();
+    t.h.link_add(&Veth::new("p0", "p1")).await.unwrap();
+    t.h.link_set("p0").master("br0").up().apply().await.unwrap();
+    match t.h.bridge_vlan_filtering("br0", true).await {
+        Err(e) if e.is_unsupported() => {
+            assert!(e.to_string().contains("not supported by this kernel"), "{e}");
+            let e2 = t.h.bridge_vlan_access("p0", 10, true).await.unwrap_err();
+            assert!(e2.is_unsupported(), "{e2}");
+            report_skip("link::bridge_access_vlan_on_a_port", &e.to_string());
+            return;
+        }
+        other => other.unwrap(),
+    }
+    t.h.bridge_vlan_access("p0", 10, true).await.unwrap();
+    let shown = t.sh("bridge -j vlan show");
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    for dev in ["p0", "br0"] {
+        let entry = v.as_array().unwrap().iter().find(|e| e["ifname"] == dev).expect(dev);
+        let vlans = entry["vlans"].as_array().unwrap();
+        assert!(vlans.iter().any(|x| x["vlan"] == 10), "{dev}: {shown}");
+        assert!(!vlans.iter().any(|x| x["vlan"] == 1), "{dev} still in vlan 1: {shown}");
+    }
+    assert!(t.h.bridge_vlan_access("p0", 4095, false).await.is_err());
+}

@@ -42,17 +42,66 @@ pub fn owner(env: &CniEnv) -> Result<String, CniError> {
 /// The host end's name: `veth` + 8 hex digits of a hash of the attachment, so DEL finds it even
 /// when the container's namespace is gone.
 pub fn host_veth(env: &CniEnv) -> String {
-    let key = format!(
-        "{}\0{}",
-        env.container_id.as_deref().unwrap_or_default(),
-        env.ifname.as_deref().unwrap_or_default()
-    );
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    netkit_core::link::hashed_name(
+        "veth",
+        &[
+            env.container_id.as_deref().unwrap_or_default(),
+            env.ifname.as_deref().unwrap_or_default(),
+        ],
+    )
+    .expect("a valid literal prefix")
+}
+
+/// The ifb device that shapes the container's outgoing traffic (`bandwidth` egress limit):
+/// `nkbw` + 8 hex digits of a hash of the attachment.
+pub fn host_ifb(env: &CniEnv) -> String {
+    netkit_core::link::hashed_name(
+        "nkbw",
+        &[
+            env.container_id.as_deref().unwrap_or_default(),
+            env.ifname.as_deref().unwrap_or_default(),
+        ],
+    )
+    .expect("a valid literal prefix")
+}
+
+/// The `bandwidth` capability, on the host end of the pair: traffic to the container is held
+/// by a token bucket on the host end; traffic from it, which arrives at the host end, is
+/// redirected to an ifb device and held by a token bucket there (the reference bandwidth
+/// plugin's scheme). A kernel without tbf, ifb, u32 or mirred: code 103.
+async fn limit_bandwidth(
+    conf: &PluginConf,
+    env: &CniEnv,
+    host: &Handle,
+    host_end: &str,
+    made: &mut Made,
+) -> Result<(), CniError> {
+    let tc_err = |e: netkit_core::tc::TcError| {
+        let code = if e.is_unsupported() {
+            ErrorCode::KernelUnsupported
+        } else {
+            ErrorCode::Io
+        };
+        CniError::new(code, format!("bandwidth: {e}"))
+    };
+    if let Some(bucket) = &conf.bandwidth.ingress {
+        host.qdisc_tbf_replace(host_end, bucket).await.map_err(tc_err)?;
     }
-    format!("veth{:08x}", (h ^ (h >> 32)) as u32)
+    if let Some(bucket) = &conf.bandwidth.egress {
+        let ifb = host_ifb(env);
+        match host.link_add(&netkit_core::link::Ifb::new(&ifb).up()).await {
+            Ok(_) => {}
+            Err(e) if e.is_unsupported() => {
+                return Err(CniError::new(ErrorCode::KernelUnsupported, format!("bandwidth: {e}")))
+            }
+            Err(e) => return Err(io(e)),
+        }
+        made.ifb = Some(ifb.clone());
+        host.qdisc_tbf_replace(&ifb, bucket).await.map_err(tc_err)?;
+        host.qdisc_ingress_add(host_end).await.map_err(tc_err)?;
+        host.filter_redirect_ingress(host_end, &ifb).await.map_err(tc_err)?;
+    }
+    Ok(())
 }
 
 /// The firewall of the host namespace (the one the plugin runs in), as the config asks.
@@ -88,6 +137,7 @@ fn full_prefix(ip: IpAddr) -> IpNetwork {
 struct Made {
     ipam: bool,
     veth: Option<String>,
+    ifb: Option<String>,
     firewall: bool,
 }
 
@@ -99,10 +149,10 @@ pub async fn add(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<Ipa
     let host_ns = NetNs::current().map_err(io)?;
     let host = Handle::current().map_err(io)?;
     let ctr = ctr_ns.handle().await.map_err(io)?;
-    if let Some(v) = conf.vlan {
+    if conf.vlan.is_some() && conf.mode == Mode::Routed {
         return Err(CniError::new(
-            ErrorCode::KernelUnsupported,
-            format!("vlan {v}: tagging a bridge port needs bridge VLAN filtering, which netkit-cni does not drive yet"),
+            ErrorCode::InvalidConfig,
+            "vlan applies to bridge mode (routed mode has no bridge)",
         ));
     }
     // Everything that can be refused is checked before the host changes at all.
@@ -187,6 +237,7 @@ async fn attach(
     let (fw, wired) = tokio::join!(firewall, wire(conf, env, host, ctr, &host_end, &mut result));
     wired?;
     crate::trace::mark("wired");
+    limit_bandwidth(conf, env, host, &host_end, made).await?;
     // Kept open to the end: closing the nf_tables socket waits for nf_tables' deferred cleanup
     // of the transaction, which by then has run.
     let _fw = fw?;
@@ -256,6 +307,14 @@ async fn wire(
             .apply()
             .await
             .map_err(io)?;
+        // `vlan`: the port is an access port of that VLAN; with `isGateway` the bridge itself
+        // too, so its gateway address is reachable in the VLAN (one VLAN per bridge then, as
+        // the bridge device has one untagged VLAN).
+        if let Some(v) = conf.vlan {
+            host.bridge_vlan_access(host_end, v, conf.is_gateway)
+                .await
+                .map_err(vlan_error)?;
+        }
         if conf.hairpin_mode {
             host.bridge_port_set(host_end, &BridgePort::new().hairpin(true))
                 .await
@@ -473,7 +532,20 @@ async fn ensure_bridge(conf: &PluginConf, host: &Handle) -> Result<netkit_core::
         set = set.promisc(true);
     }
     set.apply().await.map_err(io)?;
+    if conf.vlan.is_some() {
+        host.bridge_vlan_filtering(&conf.bridge, true)
+            .await
+            .map_err(vlan_error)?;
+    }
     Ok(link)
+}
+
+/// A VLAN step's error: code 103 on a kernel without bridge VLAN filtering.
+fn vlan_error(e: netkit_core::LinkError) -> CniError {
+    if e.is_unsupported() {
+        return CniError::new(ErrorCode::KernelUnsupported, format!("vlan: {e}"));
+    }
+    io(e)
 }
 
 async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, host_ns: &NetNs, made: &Made) {
@@ -484,6 +556,9 @@ async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, h
     }
     if let Some(v) = &made.veth {
         let _ = host.link_del(v).await;
+    }
+    if let Some(i) = &made.ifb {
+        let _ = host.link_del(i).await;
     }
     if made.ipam {
         let _ = ipam.del(env);
@@ -528,6 +603,12 @@ async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(),
         host.link_del_detached(&host_end).await.map_err(io)?
     };
     crate::trace::mark("links");
+    // The bandwidth capability's ifb, if ADD made one.
+    if conf.wait_link_free {
+        host.link_del(&host_ifb(env)).await.map_err(io)?;
+    } else {
+        host.link_del_detached(&host_ifb(env)).await.map_err(io)?;
+    }
     if existed {
         return Ok(());
     }
@@ -619,6 +700,11 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
                 }
             }
         }
+    }
+    if conf.bandwidth.egress.is_some() {
+        host.link_get(&host_ifb(env))
+            .await
+            .map_err(|e| fail(format!("the ifb of the egress limit: {e}")))?;
     }
     ipam.check(env)
 }

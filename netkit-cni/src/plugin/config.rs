@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use netkit_core::firewall::{Driver, PortMapping, Protocol};
+use netkit_core::tc::TokenBucket;
 use netkit_core::MacAddr;
 use serde::Deserialize;
 use serde_json::Value;
@@ -107,6 +108,8 @@ pub struct PluginConf {
     pub port_mappings: Vec<RuntimePortMapping>,
     /// `runtimeConfig.mac`.
     pub mac: Option<MacAddr>,
+    /// `runtimeConfig.bandwidth` (the `bandwidth` capability).
+    pub bandwidth: Bandwidth,
     /// `firewallBackend`: "nftables" or "iptables" (default: chosen automatically).
     pub firewall_backend: Option<Driver>,
     /// `firewallStateDir` (default: per namespace under /run/netkit/firewall).
@@ -121,6 +124,54 @@ pub struct PluginConf {
     pub ipv6_link_local: bool,
     /// The whole configuration (for IPAM and `prevResult`).
     pub raw: Value,
+}
+
+/// Rate limits of an attachment (CNI's `bandwidth` capability: rates in bit/s, bursts in bits).
+/// Ingress is traffic to the container, egress traffic from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bandwidth {
+    /// `ingressRate` / `ingressBurst`.
+    pub ingress: Option<TokenBucket>,
+    /// `egressRate` / `egressBurst`.
+    pub egress: Option<TokenBucket>,
+}
+
+impl Bandwidth {
+    /// `runtimeConfig.bandwidth`: a rate needs a burst and a burst a rate (as the reference
+    /// bandwidth plugin has it); zero or absent means no limit that way.
+    fn parse(v: &Value) -> Result<Self, CniError> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("runtimeConfig.bandwidth must be an object"))?;
+        let num = |k: &str| -> Result<u64, CniError> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(0),
+                Some(n) => n
+                    .as_u64()
+                    .ok_or_else(|| bad(format!("runtimeConfig.bandwidth.{k} must be a non-negative integer"))),
+            }
+        };
+        let bucket = |dir: &str| -> Result<Option<TokenBucket>, CniError> {
+            let (rate, burst) = (num(&format!("{dir}Rate"))?, num(&format!("{dir}Burst"))?);
+            match (rate, burst) {
+                (0, 0) => Ok(None),
+                (0, _) => Err(bad(format!("runtimeConfig.bandwidth: {dir}Burst needs {dir}Rate"))),
+                (_, 0) => Err(bad(format!("runtimeConfig.bandwidth: {dir}Rate needs {dir}Burst"))),
+                (r, b) => TokenBucket::bits(r, b)
+                    .map(Some)
+                    .map_err(|e| bad(format!("runtimeConfig.bandwidth ({dir}): {e}"))),
+            }
+        };
+        Ok(Self {
+            ingress: bucket("ingress")?,
+            egress: bucket("egress")?,
+        })
+    }
+
+    /// True when no limit is asked for.
+    pub fn is_none(&self) -> bool {
+        self.ingress.is_none() && self.egress.is_none()
+    }
 }
 
 fn bad(msg: impl Into<String>) -> CniError {
@@ -178,6 +229,10 @@ impl PluginConf {
             ),
             None => None,
         };
+        let bandwidth = match rc.get("bandwidth").filter(|v| !v.is_null()) {
+            Some(v) => Bandwidth::parse(v)?,
+            None => Bandwidth::default(),
+        };
         let firewall_backend = match raw.firewall_backend.as_deref() {
             None => None,
             Some("nftables") => Some(Driver::Nftables),
@@ -201,6 +256,7 @@ impl PluginConf {
             ipam_type,
             port_mappings,
             mac,
+            bandwidth,
             firewall_backend,
             firewall_state_dir: raw.firewall_state_dir,
             wait_link_free: raw.wait_link_free,

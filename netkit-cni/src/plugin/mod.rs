@@ -12,6 +12,12 @@
 //! container's namespace gone), CHECK, GC (IPAM reservations and firewall rules of attachments
 //! not in `cni.dev/valid-attachments`), STATUS (50 when the IPAM store or the firewall is
 //! unusable), VERSION.
+//!
+//! Keys beyond the reference bridge plugin's (see [`config::PluginConf`]): `mode`
+//! (`bridge`/`routed`), `firewallBackend`, `firewallStateDir`, `waitLinkFree` (DEL waits for the
+//! kernel to free the veth pair; by default a detached process does), `ipv6LinkLocal` (keep the
+//! kernel's IPv6 link-local address on containers that get no IPv6 address; by default they and
+//! the bridge ports have none, so the bridge floods no IPv6 chatter).
 
 pub mod attach;
 pub mod config;
@@ -95,5 +101,23 @@ async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniE
         .gc(&owners)
         .await
         .map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    gc_ifbs(&valid).await?;
     ipam_result
+}
+
+/// The bandwidth capability's ifb devices (`nkbw…`) of attachments not in the valid list. (The
+/// veth pairs go with their containers' namespaces; an ifb lives in the host namespace.)
+async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
+    let io = |e: netkit_core::LinkError| CniError::new(ErrorCode::Io, e.to_string());
+    let host = netkit_core::Handle::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    let keep: Vec<String> = valid
+        .iter()
+        .filter_map(|o| netkit_core::link::hashed_name("nkbw", &[o.container_id(), o.ifname()]).ok())
+        .collect();
+    for l in host.link_list().await.map_err(io)? {
+        if l.name.starts_with("nkbw") && l.name.len() == 12 && !keep.contains(&l.name) {
+            host.link_del(&l.name).await.map_err(io)?;
+        }
+    }
+    Ok(())
 }

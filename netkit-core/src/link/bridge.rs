@@ -1,10 +1,10 @@
 //! Bridges and their ports.
 
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute,
-    LinkInfo, LinkMessage,
+    AfSpecBridge, BridgeFlag, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
+    InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::veth::kind_mtu_mac_differences;
 use super::{new_link_message, up_flags, Link, LinkError, LinkKind, LinkSpec};
@@ -171,6 +171,87 @@ impl Handle {
     /// Detach `port` from its bridge (`ip link set PORT nomaster`).
     pub async fn bridge_detach(&self, port: &str) -> Result<(), LinkError> {
         self.link_set(port).nomaster().apply().await
+    }
+
+    /// Turn VLAN filtering of an existing bridge on or off (`ip link set BRIDGE type bridge
+    /// vlan_filtering 1`). A kernel built without bridge VLAN filtering:
+    /// [`LinkError::Unsupported`].
+    pub async fn bridge_vlan_filtering(&self, bridge: &str, on: bool) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(bridge.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(msg), 0)
+            .await
+            .map_err(|e| self.vlan_error("set vlan_filtering of", bridge, e))
+    }
+
+    /// Make `port` an access port of VLAN `vid`: untagged frames arriving on it belong to
+    /// `vid` and frames of `vid` leave it untagged (`bridge vlan add dev PORT vid VID pvid
+    /// untagged`), and it leaves the default VLAN 1 (`bridge vlan del dev PORT vid 1`). With
+    /// `self_too`, the bridge device itself gets the same (`… self`), so an address on the
+    /// bridge talks in `vid`. The bridge must filter VLANs; a kernel without bridge VLAN
+    /// filtering: [`LinkError::Unsupported`].
+    pub async fn bridge_vlan_access(&self, port: &str, vid: u16, self_too: bool) -> Result<(), LinkError> {
+        if !(1..=4094).contains(&vid) {
+            return Err(LinkError::Invalid {
+                link: port.to_string(),
+                what: "vlan id",
+                reason: format!("{vid} is outside 1-4094"),
+            });
+        }
+        let link = self.link_get(port).await?;
+        // A port's VLANs go to its index; the bridge device's own go to the bridge's index with
+        // BRIDGE_FLAGS_SELF.
+        let vlan_msg = |index: u32, vid: u16, flags: BridgeVlanInfoFlags, on_bridge: bool| {
+            let mut msg = LinkMessage::default();
+            msg.header.interface_family = AddressFamily::Bridge;
+            msg.header.index = index;
+            let mut spec = vec![AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid })];
+            if on_bridge {
+                spec.insert(0, AfSpecBridge::Flags(BridgeFlag::LowerDev));
+            }
+            msg.attributes.push(LinkAttribute::AfSpecBridge(spec));
+            msg
+        };
+        let access = BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged;
+        let mut targets = vec![(link.index, false)];
+        if self_too {
+            let bridge = link.master.ok_or_else(|| LinkError::Invalid {
+                link: port.to_string(),
+                what: "bridge port",
+                reason: "not attached to a bridge".into(),
+            })?;
+            targets.push((bridge, true));
+        }
+        for (index, on_bridge) in targets {
+            self.ack(RouteNetlinkMessage::SetLink(vlan_msg(index, vid, access, on_bridge)), 0)
+                .await
+                .map_err(|e| self.vlan_error("add vlan to", port, e))?;
+            if vid != 1 {
+                let default = vlan_msg(index, 1, BridgeVlanInfoFlags::empty(), on_bridge);
+                match self.ack(RouteNetlinkMessage::DelLink(default), 0).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(self.vlan_error("remove vlan 1 from", port, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn vlan_error(&self, op: &str, link: &str, e: crate::NetlinkError) -> LinkError {
+        if e.is_not_supported() {
+            return LinkError::FeatureUnsupported {
+                feature: "bridge VLAN filtering",
+                op: op.to_string(),
+                link: link.to_string(),
+                netns: self.ns_label(),
+            };
+        }
+        LinkError::netlink(op, link, self, e)
     }
 
     /// Change bridge-port settings of `port` (which must be attached).

@@ -1,4 +1,4 @@
-//! Smaller link kinds: ipip, macvlan, dummy, ipvlan, vrf, geneve, wireguard.
+//! Smaller link kinds: ipip, macvlan, dummy, ifb, ipvlan, vrf, geneve, wireguard.
 //!
 //! Some kernels are built without some of these (no module): creating one
 //! then returns [`LinkError::Unsupported`] naming the kind.
@@ -232,6 +232,54 @@ impl LinkSpec for Dummy {
     }
 }
 
+/// An intermediate functional block: `ip link add NAME type ifb`. Traffic redirected to it
+/// (see [`crate::tc`]) can be shaped on its way out, which is how a link's *incoming* traffic
+/// gets a rate limit.
+///
+/// ```no_run
+/// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::link::LinkError> {
+/// h.link_add(&netkit_core::link::Ifb::new("ifb-ctr1").up()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Ifb {
+    name: String,
+    up: bool,
+}
+
+impl Ifb {
+    /// An ifb device named `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            up: false,
+        }
+    }
+    /// Administratively up at creation.
+    pub fn up(mut self) -> Self {
+        self.up = true;
+        self
+    }
+}
+
+impl LinkSpec for Ifb {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "ifb"
+    }
+    async fn message(&self, _h: &Handle) -> Result<LinkMessage, LinkError> {
+        let mut msg = new_link_message(&self.name, InfoKind::Ifb, None);
+        if self.up {
+            (msg.header.flags, msg.header.change_mask) = super::up_flags(true);
+        }
+        Ok(msg)
+    }
+    fn differences(&self, l: &Link) -> Vec<String> {
+        kind_mtu_mac_differences(l, LinkKind::Other("ifb".into()), None, None)
+    }
+}
 /// Ipvlan modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpvlanMode {

@@ -20,6 +20,7 @@ mod dev;
 mod ensure;
 mod info;
 mod kinds;
+mod naming;
 mod set;
 mod tuntap;
 mod veth;
@@ -33,7 +34,8 @@ pub use bridge::{Bridge, BridgePort};
 pub(crate) use dev::Dev;
 pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
 pub use info::{Link, LinkKind};
-pub use kinds::{Dummy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
+pub use kinds::{Dummy, Geneve, Ifb, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
+pub use naming::hashed_name;
 pub use set::{AddrGenMode, LinkSet};
 pub use tuntap::{TunTap, TunTapMode};
 pub use veth::Veth;
@@ -56,6 +58,19 @@ pub enum LinkError {
         /// Kernel answer with errno.
         #[source]
         source: NetlinkError,
+    },
+    /// A feature of an existing link the running kernel was built without (bridge VLAN
+    /// filtering, say).
+    #[error("{feature} is not supported by this kernel ({op} link {link:?} in netns {netns})")]
+    FeatureUnsupported {
+        /// The feature, e.g. "bridge VLAN filtering".
+        feature: &'static str,
+        /// Operation, e.g. "add vlan to".
+        op: String,
+        /// The link.
+        link: String,
+        /// Namespace of the request.
+        netns: String,
     },
     /// The running kernel has no driver for this kind (module missing).
     #[error("link kind {kind:?} is not supported by this kernel (creating {link:?} in netns {netns})")]
@@ -122,14 +137,14 @@ impl LinkError {
         match self {
             Self::Netlink { source, .. } => source.errno,
             Self::Io { source, .. } => source.raw_os_error(),
-            Self::Unsupported { .. } => Some(libc::EOPNOTSUPP),
+            Self::Unsupported { .. } | Self::FeatureUnsupported { .. } => Some(libc::EOPNOTSUPP),
             _ => None,
         }
     }
 
-    /// True for [`LinkError::Unsupported`].
+    /// True for [`LinkError::Unsupported`] and [`LinkError::FeatureUnsupported`].
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, Self::Unsupported { .. })
+        matches!(self, Self::Unsupported { .. } | Self::FeatureUnsupported { .. })
     }
 }
 
