@@ -52,6 +52,7 @@ per_driver!(
     service_affinity,
     masquerade,
     masquerade_source_conflict,
+    shared_masquerade_is_reasserted,
     isolation,
     teardown_restores_ruleset,
     gc_removes_exactly_the_others,
@@ -491,6 +492,39 @@ async fn masquerade_source_conflict(d: Driver, _test: &str) {
     );
     fw.teardown("newcomer").await.expect("teardown last holder");
     assert_ne!(ruleset(&lab.host, d), before, "the masquerade outlived its last holder");
+}
+
+/// A masquerade several owners hold (one per network, as netkit-cni sets it), lost from the
+/// kernel while its first holder is recorded (a flush here; a process killed between recording
+/// itself as a holder and changing the kernel has the same effect): the next owner that takes
+/// it on puts it back rather than trusting the record.
+async fn shared_masquerade_is_reasserted(d: Driver, _test: &str) {
+    let lab = Lab::build("msr", LabSpec::containers(1)).await;
+    let _o = tcp_server(&lab.outside, "O", sa(ANY4, 7777)).await;
+    let fw = lab.firewall(d).await;
+    let out = sa(OUT, 7777);
+    let rules = Rules {
+        masquerades: vec![Masquerade::subnet(subnet())],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &rules).await.expect("first holder");
+    tcp(lab.c(1), out).await.expect("C1 -> O with the network's masquerade");
+    dump::flush(&lab.host, d);
+    assert!(tcp(lab.c(1), out).await.is_err(), "still masqueraded after the flush");
+    fw.add("c2:eth0", &rules).await.expect("second holder");
+    let h = tcp(lab.c(1), out)
+        .await
+        .expect("the second holder put the masquerade back");
+    assert_eq!(h.peer.ip(), EXT, "O sees H's address");
+    fw.teardown("c1:eth0").await.expect("teardown first holder");
+    tcp(lab.c(1), out)
+        .await
+        .expect("the masquerade stays with its other holder");
+    fw.teardown("c2:eth0").await.expect("teardown last holder");
+    assert!(
+        tcp(lab.c(1), out).await.is_err(),
+        "the masquerade outlived its last holder"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

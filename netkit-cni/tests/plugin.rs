@@ -2089,32 +2089,63 @@ fn report_skip(test: &str, why: &str) {
     }
 }
 
+/// True when process `pid` has a TCP socket listening on `ip:port` (its namespace's
+/// /proc/PID/net/tcp).
+fn listening(pid: u32, ip: std::net::Ipv4Addr, port: u16) -> bool {
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), port);
+    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == local && f[3] == "0A"
+        })
+}
+
 /// TCP throughput (bit/s) of a 2-second iperf3 run from container `i` to H's bridge address
 /// (`reverse`: from H to the container).
 fn iperf(lab: &Lab, i: usize, reverse: bool) -> f64 {
     let mut server = lab
         .host
         .command("iperf3")
-        .args(["-s", "-1", "-B", V4_GW, "-p", "5201"])
+        .args(["-s", "-B", V4_GW, "-p", "5201"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("iperf3 server in H (Debian package iperf3)");
-    let mut args = vec!["iperf3", "-c", V4_GW, "-p", "5201", "-t", "2", "-J"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !listening(server.id(), V4_GW.parse().unwrap(), 5201) {
+        if Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("the iperf3 server in H never listened");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut args = vec![
+        "iperf3",
+        "-c",
+        V4_GW,
+        "-p",
+        "5201",
+        "-t",
+        "2",
+        "-J",
+        "--connect-timeout",
+        "5000",
+    ];
     if reverse {
         args.push("-R");
     }
-    let mut out = None;
-    for _ in 0..50 {
-        let o = in_ns(&lab.ctrs[i].name, &args);
-        if o.status.success() {
-            out = Some(o);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100)); // the server is still starting
-    }
+    let out = in_ns(&lab.ctrs[i].name, &args);
+    let _ = server.kill();
     let _ = server.wait();
-    let out = out.expect("iperf3 client never connected");
+    assert!(
+        out.status.success(),
+        "iperf3 client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -2178,12 +2209,28 @@ fn bandwidth_limits_traffic_both_ways() {
     lab.assert_gone(c0);
     assert!(!lab.links().iter().any(|(n, _, _)| *n == ifb), "DEL left {ifb}");
 
-    // An ifb whose attachment is gone (say, a plugin killed between ADD and the runtime's
-    // DEL): GC removes it, and keeps valid attachments' ones.
+    // An ifb whose attachment is gone (the sandbox deleted, its DEL never sent): GC removes it.
+    // One whose veth still exists (a live container, maybe of another network) stays.
     let c2 = lab.container();
     lab.add(c2, &limited);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr1", "ifname": "eth0"}]);
+    lab.call_global("GC", &gc).silent("GC with ctr2's veth still there");
+    assert!(
+        lab.links().iter().any(|(n, k, _)| k == "ifb" && n.starts_with("nkbw")),
+        "{:?}",
+        lab.links()
+    );
+    lab.remove_container(c2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.veths().len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "ctr2's veth outlived its namespace: {:?}",
+            lab.veths()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     lab.call_global("GC", &gc).silent("GC");
     assert!(
         !lab.links().iter().any(|(n, k, _)| k == "ifb" && n.starts_with("nkbw")),

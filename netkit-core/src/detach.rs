@@ -22,36 +22,43 @@ use std::os::fd::RawFd;
 /// async-signal-safe calls (raw system calls on memory prepared before the call; no
 /// allocation, no locks, no stdio) and must not panic.
 pub(crate) unsafe fn spawn(keep: &[RawFd], work: impl FnOnce() -> i32) -> std::io::Result<()> {
-    // Descriptors are moved out of the way first (to 1000+), so renumbering never clobbers one
-    // still to be moved.
-    const PARK: RawFd = 1000;
     if keep.len() > 16 {
         return Err(std::io::Error::other("detach::spawn keeps at most 16 descriptors"));
     }
     // SAFETY: the caller's contract covers the children: both only make async-signal-safe calls
-    // (fork, fcntl, dup2, close_range, close, _exit, and `work`) and neither returns.
+    // (clone, fcntl, dup2, close_range, close, _exit, and `work`) and neither returns.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(std::io::Error::last_os_error());
     }
     if child == 0 {
-        // SAFETY: as above.
-        let grandchild = unsafe { libc::fork() };
+        // A raw clone (fork semantics) rather than fork(3): fork(3) would run the atfork
+        // handlers libraries registered, which are not async-signal-safe.
+        // SAFETY: as above; SIGCHLD as the exit signal and no other flags make it a fork.
+        let grandchild = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
         if grandchild == 0 {
             let mut ok = true;
+            let k = keep.len() as RawFd;
             // SAFETY: descriptor-table operations on this process's own table.
             unsafe {
+                // Copies first, all numbered k or above (the lowest free number ≥ k), so
+                // renumbering them to 0..k never overwrites one still to be moved.
                 let mut parked = [0 as RawFd; 16];
                 for (i, fd) in keep.iter().enumerate() {
-                    parked[i] = libc::fcntl(*fd, libc::F_DUPFD, PARK + i as RawFd);
+                    parked[i] = libc::fcntl(*fd, libc::F_DUPFD, k);
                     ok &= parked[i] >= 0;
                 }
                 for (i, fd) in parked.iter().take(keep.len()).enumerate() {
                     ok &= libc::dup2(*fd, i as RawFd) == i as RawFd;
                 }
-                let first = keep.len() as libc::c_uint;
-                if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
-                    for fd in first as RawFd..PARK + 16 {
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    k as libc::c_uint,
+                    libc::c_uint::MAX,
+                    0 as libc::c_uint,
+                ) != 0
+                {
+                    for fd in k..4096 {
                         libc::close(fd);
                     }
                 }

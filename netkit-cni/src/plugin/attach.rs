@@ -110,8 +110,8 @@ pub(crate) async fn open_firewall(conf: &PluginConf, host: &NetNs) -> Result<fir
         driver: conf.firewall_backend,
         state_dir: conf.firewall_state_dir.clone(),
         // A plugin's caller waits for it to exit: nf_tables' cleanup wait is left to a
-        // detached process.
-        detached_close: true,
+        // detached process (unless `waitLinkFree` asks for no detached processes).
+        detached_close: !conf.wait_link_free,
         ..Default::default()
     };
     firewall::open(host, opts).await.map_err(io)
@@ -237,10 +237,10 @@ async fn attach(
     let (fw, wired) = tokio::join!(firewall, wire(conf, env, host, ctr, &host_end, &mut result));
     wired?;
     crate::trace::mark("wired");
-    limit_bandwidth(conf, env, host, &host_end, made).await?;
     // Kept open to the end: closing the nf_tables socket waits for nf_tables' deferred cleanup
     // of the transaction, which by then has run.
     let _fw = fw?;
+    limit_bandwidth(conf, env, host, &host_end, made).await?;
 
     let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
     // Read the bridge again: it takes a port's MAC when the first port joins.
@@ -339,7 +339,7 @@ async fn wire(
     // A container without IPv6 addresses on a bridge gets no IPv6 link-local address either
     // (unless `ipv6LinkLocal`): otherwise its duplicate address detection, MLD reports and
     // router solicitations go to the bridge, which floods each to every port, a cost every
-    // ADD on a big bridge pays N times over (Docker does the same for IPv4-only networks).
+    // ADD on a big bridge pays N times over.
     let mut up = ctr.link_set(ifname).up();
     if !routed && !has_v6 && !conf.ipv6_link_local {
         up = up.addr_gen_mode(AddrGenMode::None);
@@ -572,6 +572,11 @@ async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, h
 /// The veth pair goes first and in parallel with the rest: unless `waitLinkFree` is set, it is
 /// deleted by a detached process and DEL goes on as soon as the pair has left both namespaces
 /// (see `Handle::link_del_detached`). IPAM and the firewall are released meanwhile.
+///
+/// The detached processes (double-forked, at most a few per DEL, each gone within tens of
+/// milliseconds) are reparented to init or to the caller's nearest subreaper, which must reap
+/// them; a runtime that is a subreaper and reaps only its own children should set
+/// `waitLinkFree`, which makes DEL start none.
 pub async fn del(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
     let host_ns = NetNs::current().map_err(io)?;
     let host = Handle::current().map_err(io)?;
@@ -592,36 +597,45 @@ pub async fn del(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(),
 }
 
 /// DEL's links: the host end by name (its peer, the container end, goes with it), or, when
-/// there is no host end, the container's interface if its namespace is still there.
+/// there is no host end, the container's interface if its namespace is still there; then the
+/// bandwidth ifb. Every step runs; the first error is returned.
 async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(), CniError> {
-    let host_end = host_veth(env);
-    let existed = if conf.wait_link_free {
-        let existed = host.link_get(&host_end).await.is_ok();
-        host.link_del(&host_end).await.map_err(io)?;
-        existed
-    } else {
-        host.link_del_detached(&host_end).await.map_err(io)?
+    let del = |name: String| async move {
+        if conf.wait_link_free {
+            let existed = host.link_get(&name).await.is_ok();
+            host.link_del(&name).await.map(|()| existed)
+        } else {
+            host.link_del_detached(&name).await
+        }
+    };
+    let mut first: Option<CniError> = None;
+    let existed = match del(host_veth(env)).await {
+        Ok(existed) => existed,
+        Err(e) => {
+            first = Some(io(e));
+            true
+        }
     };
     crate::trace::mark("links");
-    // The bandwidth capability's ifb, if ADD made one.
-    if conf.wait_link_free {
-        host.link_del(&host_ifb(env)).await.map_err(io)?;
-    } else {
-        host.link_del_detached(&host_ifb(env)).await.map_err(io)?;
-    }
-    if existed {
-        return Ok(());
-    }
-    if let Some(path) = env.netns.as_deref().filter(|p| !p.is_empty()) {
-        if let Ok(ns) = NetNs::open_path(path) {
-            if let Ok(ctr) = ns.handle().await {
-                ctr.link_del(env.ifname.as_deref().unwrap_or_default())
-                    .await
-                    .map_err(io)?;
+    if !existed {
+        if let Some(path) = env.netns.as_deref().filter(|p| !p.is_empty()) {
+            if let Ok(ns) = NetNs::open_path(path) {
+                if let Ok(ctr) = ns.handle().await {
+                    if let Err(e) = ctr.link_del(env.ifname.as_deref().unwrap_or_default()).await {
+                        first.get_or_insert(io(e));
+                    }
+                }
             }
         }
     }
-    Ok(())
+    // The bandwidth capability's ifb, if ADD made one.
+    if let Err(e) = del(host_ifb(env)).await {
+        first.get_or_insert(io(e));
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// CHECK: the container interface exists with `prevResult`'s addresses and routes, the host end

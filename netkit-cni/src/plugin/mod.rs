@@ -96,17 +96,22 @@ async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniE
         .iter()
         .map(|o| format!("{}:{}", o.container_id(), o.ifname()))
         .collect();
-    firewall_of(conf)
-        .await?
-        .gc(&owners)
-        .await
-        .map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
-    gc_ifbs(&valid).await?;
-    ipam_result
+    let fw_result = match firewall_of(conf).await {
+        Ok(fw) => fw
+            .gc(&owners)
+            .await
+            .map(drop)
+            .map_err(|e| CniError::new(ErrorCode::Io, e.to_string())),
+        Err(e) => Err(e),
+    };
+    let ifb_result = gc_ifbs(&valid).await;
+    ipam_result.and(fw_result).and(ifb_result)
 }
 
-/// The bandwidth capability's ifb devices (`nkbw…`) of attachments not in the valid list. (The
-/// veth pairs go with their containers' namespaces; an ifb lives in the host namespace.)
+/// The bandwidth capability's ifb devices (`nkbw…`) left behind by attachments that are gone:
+/// an ifb is named like its attachment's host veth (`veth…`, same hash), so one whose veth is
+/// gone and whose attachment is not in the valid list is an orphan (a plugin killed mid-ADD).
+/// Another network's attachments keep theirs: their veths exist.
 async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
     let io = |e: netkit_core::LinkError| CniError::new(ErrorCode::Io, e.to_string());
     let host = netkit_core::Handle::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
@@ -114,8 +119,13 @@ async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
         .iter()
         .filter_map(|o| netkit_core::link::hashed_name("nkbw", &[o.container_id(), o.ifname()]).ok())
         .collect();
-    for l in host.link_list().await.map_err(io)? {
-        if l.name.starts_with("nkbw") && l.name.len() == 12 && !keep.contains(&l.name) {
+    let links = host.link_list().await.map_err(io)?;
+    for l in &links {
+        let Some(hash) = l.name.strip_prefix("nkbw").filter(|h| h.len() == 8) else {
+            continue;
+        };
+        let veth = format!("veth{hash}");
+        if !keep.contains(&l.name) && !links.iter().any(|o| o.name == veth) {
             host.link_del(&l.name).await.map_err(io)?;
         }
     }

@@ -14,8 +14,11 @@ use crate::NetNs;
 /// The kernel side of a driver.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Make the kernel hold `new` instead of `old` for `owner`, atomically. `state` holds every
-    /// owner's rules (already updated for an addition, not yet for a removal).
-    fn apply(&self, owner: &str, old: &Rules, new: &Rules, state: &StateDir) -> Result<()>;
+    /// owner's rules (already updated for an addition, not yet for a removal). `held`: shared
+    /// objects `owner` takes on that other owners already hold; the kernel should have them,
+    /// but a process killed between recording a holder and applying may have left them out,
+    /// so a driver that can re-assert them idempotently does.
+    fn apply(&self, owner: &str, old: &Rules, new: &Rules, held: &Rules, state: &StateDir) -> Result<()>;
     /// Replace every kernel object of ours by these owners' rules.
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()>;
     /// Remove every kernel object of ours (no owner is left). Idempotent.
@@ -227,11 +230,19 @@ impl<B: Backend> Engine<B> {
         Ok(out)
     }
 
-    /// Apply `old` → `new` for `owner`, leaving alone the objects other owners hold too.
+    /// Apply `old` → `new` for `owner`, leaving alone the objects other owners hold too (those
+    /// it takes on are re-asserted, see [`Backend::apply`]).
     fn apply_shared(&self, owner: &str, old: &Rules, new: &Rules) -> Result<()> {
         let elsewhere = self.shared_elsewhere(owner, &old.union(new))?;
-        self.backend()
-            .apply(owner, &old.minus(&elsewhere), &new.minus(&elsewhere), self.state())
+        let added = new.minus(old);
+        let held = added.minus(&added.minus(&elsewhere));
+        self.backend().apply(
+            owner,
+            &old.minus(&elsewhere),
+            &new.minus(&elsewhere),
+            &held,
+            self.state(),
+        )
     }
 
     /// See [`super::Firewall::remove`].

@@ -99,9 +99,13 @@ impl Handle {
                 errno if crate::netlink::errno_not_found(Some(errno)) => Ok(true),
                 errno => Err(fail(NetlinkError::from_errno(errno))),
             },
-            Err(e) => Err(fail(NetlinkError::local(format!(
-                "the detached process ended without an answer: {e}"
-            )))),
+            // The detached process ended without an answer (it could not set itself up): the
+            // link is still there, delete it the usual way.
+            Err(_) => match self.link_del_by_index(index).await {
+                Ok(()) => Ok(true),
+                Err(LinkError::Netlink { source, .. }) => Err(fail(source)),
+                Err(e) => Err(e),
+            },
         }
     }
 }

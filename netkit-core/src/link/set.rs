@@ -65,9 +65,9 @@ impl<'a> LinkSet<'a> {
         }
     }
 
-    /// How IPv6 link-local addresses are made (`ip link set DEV addrgenmode none`). Set it in
-    /// the same request as [`LinkSet::up`]: the kernel applies it before the link gets its
-    /// carrier and addresses.
+    /// How IPv6 link-local addresses are made (`ip link set DEV addrgenmode none`). It goes in
+    /// a request of its own, before the others (the kernel would bring the link up first and
+    /// give it an address by the old mode). On a host or link without IPv6 it is skipped.
     pub fn addr_gen_mode(mut self, mode: AddrGenMode) -> Self {
         self.addr_gen_mode = Some(mode);
         self
@@ -194,8 +194,13 @@ impl<'a> LinkSet<'a> {
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
                     AfSpecInet6::AddrGenMode(mode),
                 ])]));
-            let res = self.h.ack(RouteNetlinkMessage::NewLink(msg), 0).await;
-            res.map_err(|e| LinkError::netlink("set addrgenmode of", self.label(), self.h, e))?;
+            match self.h.ack(RouteNetlinkMessage::NewLink(msg), 0).await {
+                Ok(()) => {}
+                // No IPv6 on this host (booted with ipv6.disable=1) or on this link (MTU below
+                // 1280): no link-local address to make or to leave out.
+                Err(e) if matches!(e.errno, Some(libc::EAFNOSUPPORT) | Some(libc::EOPNOTSUPP)) => {}
+                Err(e) => return Err(LinkError::netlink("set addrgenmode of", self.label(), self.h, e)),
+            }
         }
         let mut msg = self.target_message()?;
         if let Some(up) = self.up {

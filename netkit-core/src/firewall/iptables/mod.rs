@@ -305,9 +305,11 @@ fn all_rules(state: &StateDir, owner: &str, rules: &Rules) -> Result<Vec<(String
 }
 
 impl Backend for IptBackend {
-    fn apply(&self, owner: &str, old: &Rules, new: &Rules, state: &StateDir) -> Result<()> {
+    // Every change rewrites the chains of the families it touches from all owners' state,
+    // which names the shared objects: `held` only adds its families to those rewritten.
+    fn apply(&self, owner: &str, old: &Rules, new: &Rules, held: &Rules, state: &StateDir) -> Result<()> {
         let all_new = all_rules(state, owner, new)?;
-        let plan = self.plan(old, new, &all_new)?;
+        let plan = self.plan(old, &new.union(held), &all_new)?;
         for (i, (tools, desired)) in plan.iter().enumerate() {
             if let Err(e) = self.sync(tools, desired.as_ref()) {
                 // Put the families already written back as they were.

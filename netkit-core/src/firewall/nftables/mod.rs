@@ -97,17 +97,22 @@ impl NftBackend {
     }
 
     /// One netlink batch: destroy `removed`'s elements, create `added`'s ("create": a key
-    /// another owner holds fails the whole batch with EEXIST).
-    fn element_batch(&self, owner: &str, removed: &Rules, added: &Rules) -> Result<netlink::Batch> {
+    /// another owner holds fails the whole batch with EEXIST), and add `held`'s (shared
+    /// elements others hold: "add" is idempotent for an identical element).
+    fn element_batch(&self, owner: &str, removed: &Rules, added: &Rules, held: &Rules) -> Result<netlink::Batch> {
         let mut batch = netlink::Batch::new();
-        for (rules, create) in [(removed, false), (added, true)] {
+        for (rules, kind) in [
+            (removed, netlink::OpKind::Destroy),
+            (added, netlink::OpKind::Create),
+            (held, netlink::OpKind::Add),
+        ] {
             for e in elements::of_rules(rules, owner) {
                 let el = elements::to_netlink(&e).map_err(self.kernel_err("encode element"))?;
-                if create {
-                    batch.create(netlink::Family::Inet, &self.table, e.set, [el]);
-                } else {
-                    batch.destroy(netlink::Family::Inet, &self.table, e.set, [el]);
-                }
+                match kind {
+                    netlink::OpKind::Create => batch.create(netlink::Family::Inet, &self.table, e.set, [el]),
+                    netlink::OpKind::Add => batch.add(netlink::Family::Inet, &self.table, e.set, [el]),
+                    _ => batch.destroy(netlink::Family::Inet, &self.table, e.set, [el]),
+                };
             }
         }
         Ok(batch)
@@ -141,10 +146,10 @@ impl NftBackend {
 }
 
 impl Backend for NftBackend {
-    fn apply(&self, owner: &str, old: &Rules, new: &Rules, _state: &StateDir) -> Result<()> {
+    fn apply(&self, owner: &str, old: &Rules, new: &Rules, held: &Rules, _state: &StateDir) -> Result<()> {
         let removed = old.minus(new);
         let added = new.minus(old);
-        let batch = self.element_batch(owner, &removed, &added)?;
+        let batch = self.element_batch(owner, &removed, &added, held)?;
         let mut services = String::new();
         self.service_commands(old, new, &mut services);
         let send = |batch: &netlink::Batch| -> Result<()> {
@@ -160,12 +165,13 @@ impl Backend for NftBackend {
                 other => return other,
             }
             // No table (first owner, or someone flushed the ruleset): only additions matter.
-            if added.is_empty() {
+            if added.is_empty() && held.is_empty() {
                 return Ok(());
             }
             // One transaction: the table's fixed part and the new elements.
             let mut text = ruleset::skeleton(&self.table, self.mark);
             self.element_commands("create", &added, owner, &mut text);
+            self.element_commands("add", held, owner, &mut text);
             return self.run("create table", &text).map(drop);
         }
         // Services change chains: the whole change as one libnftables transaction (elements in
@@ -174,6 +180,7 @@ impl Backend for NftBackend {
         self.element_commands("delete", &removed, owner, &mut deletes);
         let mut rest = String::new();
         self.element_commands("create", &added, owner, &mut rest);
+        self.element_commands("add", held, owner, &mut rest);
         rest.push_str(&services);
         if !self.table_exists()? {
             let text = ruleset::skeleton(&self.table, self.mark) + &rest;
@@ -184,7 +191,7 @@ impl Backend for NftBackend {
             // An element the state names but the kernel lacks (a process killed between the
             // two, or a flush): drop the rest by netlink (missing ones ignored), then apply.
             Err(_) if !deletes.is_empty() => {
-                send(&self.element_batch(owner, &removed, &Rules::default())?)?;
+                send(&self.element_batch(owner, &removed, &Rules::default(), &Rules::default())?)?;
                 self.run("apply", &rest).map(drop)
             }
             Err(e) => Err(e),
