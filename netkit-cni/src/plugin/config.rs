@@ -114,9 +114,10 @@ pub struct PluginConf {
     pub firewall_backend: Option<Driver>,
     /// `firewallStateDir` (default: per namespace under /run/netkit/firewall).
     pub firewall_state_dir: Option<PathBuf>,
-    /// `waitLinkFree`: DEL waits until the kernel has freed the veth pair (15–25 ms more).
-    /// By default DEL returns once the pair has left both namespaces and leaves the kernel's
-    /// final wait to a detached process (see `Handle::link_del_detached`).
+    /// `waitLinkFree`: DEL waits until the kernel has freed the veth pair (15–25 ms more) and
+    /// for nf_tables' cleanup, and starts no detached process. By default DEL returns once the
+    /// pair has left both namespaces and leaves the kernel's final waits to detached processes
+    /// (see `Handle::link_del_detached`, `FirewallOptions::detached_close`).
     pub wait_link_free: bool,
     /// `ipv6LinkLocal`: in bridge mode, give a container that gets no IPv6 address the
     /// kernel's IPv6 link-local address anyway. Default off: no link-local, so the container
