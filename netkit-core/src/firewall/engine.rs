@@ -181,12 +181,13 @@ impl<B: Backend> Engine<B> {
         // the kernel may hold.
         state.set_rules(owner, &new)?;
         let indexed = self.index(owner, &added, true);
-        let applied = indexed.and_then(|()| self.apply_shared(owner, &old, &new));
-        if let Err(e) = applied {
+        if let Err(e) = indexed.and_then(|()| self.apply_shared(owner, &old, &new)) {
             let _ = self.index(owner, &added, false);
             let _ = state.set_rules(owner, &old);
             return Err(e);
         }
+        // Set again by every owner of a network (cheap), so a bridge recreated under live
+        // owners gets it back.
         for n in added.networks.iter().filter(|n| n.subnet.is_ipv4()) {
             sysctl::set_iface(&self.inner.ns, Family::V4, &n.interface, "route_localnet", "1")?;
         }

@@ -234,25 +234,28 @@ impl StateDir {
             .collect()
     }
 
-    /// Call `f` with each holder of the directory `dir` until it returns true.
+    /// Call `f` with each holder of the directory `dir` until it returns true (a few entries
+    /// per system call, so stopping early costs O(1) however many hold the object).
     fn each_holder(&self, dir: &Path, mut f: impl FnMut(String) -> bool) -> Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(FirewallError::state("list", dir)(e)),
-        };
-        for e in entries {
-            let e = e.map_err(FirewallError::state("list", dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let owner = unhex(&name).ok_or_else(|| FirewallError::Corrupt {
-                path: e.path(),
-                reason: "not a hex-encoded owner".into(),
-            })?;
-            if f(owner) {
-                break;
+        let mut bad = None;
+        fsutil::dir::each_entry(dir, |name| {
+            let name = name.to_string_lossy();
+            match unhex(&name) {
+                Some(owner) => f(owner),
+                None => {
+                    bad = Some(dir.join(&*name));
+                    true
+                }
             }
+        })
+        .map_err(FirewallError::state("list", dir))?;
+        match bad {
+            Some(path) => Err(FirewallError::Corrupt {
+                path,
+                reason: "not a hex-encoded owner".into(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A holder of a shared object other than `owner`, with its detail: `None` when `owner`

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
 
+pub(crate) mod dir;
 pub(crate) mod files;
 
 /// A name no other writer uses: `<dir>/<pid>.<token>.<counter>`. The random per-process token

@@ -92,12 +92,30 @@ fn label(place: &Place) -> String {
     }
 }
 
-/// Run `f` inside `place` on the helper thread, blocking until it is done.
+/// True when `place` is the calling thread's own namespace: the job can run right here, with
+/// no hop to the helper thread (a CNI plugin works on the namespace it runs in).
+fn is_here(place: &Place) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Place::In(ns) = place else { return false };
+    let Ok(theirs) = nix::sys::stat::fstat(ns) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/thread-self/ns/net") {
+        Ok(mine) => mine.dev() == theirs.st_dev && mine.ino() == theirs.st_ino,
+        Err(_) => false,
+    }
+}
+
+/// Run `f` inside `place` on the helper thread (or right here when `place` is the caller's own
+/// namespace), blocking until it is done.
 pub(crate) fn run_blocking<T, F>(place: Place, f: F) -> Result<T, NetnsError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    if is_here(&place) {
+        return catch_unwind(AssertUnwindSafe(f)).map_err(|_| NetnsError::Panicked(label(&place)));
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     submit(place, f, move |out| {
         let _ = tx.send(out);
@@ -105,12 +123,16 @@ where
     rx.recv().map_err(|_| NetnsError::Panicked("(helper thread)".into()))?
 }
 
-/// Run `f` inside `place` on the helper thread; the future completes when it is done.
+/// Run `f` inside `place` on the helper thread (or right here when `place` is the caller's own
+/// namespace: jobs are short); the future completes when it is done.
 pub(crate) async fn run<T, F>(place: Place, f: F) -> Result<T, NetnsError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    if is_here(&place) {
+        return catch_unwind(AssertUnwindSafe(f)).map_err(|_| NetnsError::Panicked(label(&place)));
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     submit(place, f, move |out| {
         let _ = tx.send(out);
