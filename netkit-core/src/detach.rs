@@ -35,7 +35,12 @@ pub(crate) unsafe fn spawn(keep: &[RawFd], work: impl FnOnce() -> i32) -> std::i
         // A raw clone (fork semantics) rather than fork(3): fork(3) would run the atfork
         // handlers libraries registered, which are not async-signal-safe.
         // SAFETY: as above; SIGCHLD as the exit signal and no other flags make it a fork.
+        #[cfg(not(target_arch = "s390x"))]
         let grandchild = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+        // s390x takes the stack before the flags.
+        // SAFETY: as above.
+        #[cfg(target_arch = "s390x")]
+        let grandchild = unsafe { libc::syscall(libc::SYS_clone, 0, libc::SIGCHLD as libc::c_long, 0, 0, 0) };
         if grandchild == 0 {
             let mut ok = true;
             let k = keep.len() as RawFd;

@@ -397,7 +397,9 @@ async fn watch_sees_add_change_release_and_expiry() {
     let a2 = store.renew(&a).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Changed(a2.clone()));
 
-    let b = store.acquire(&req("b").ttl(Duration::from_secs(1))).await.unwrap();
+    // Long enough that a loaded machine's watch still sees b before it expires (with 1 s, b
+    // could come and go between two polls, and the Added event never came).
+    let b = store.acquire(&req("b").ttl(Duration::from_secs(4))).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Added(b.clone()));
 
     store.release(&a2).await.unwrap();

@@ -360,7 +360,8 @@ async fn watch_sees_add_change_release_and_expiry() {
 
     // Another client's changes are seen too.
     let other = etcd.store(flannel()).await;
-    let b = other.acquire(&req("b").ttl(Duration::from_secs(1))).await.unwrap();
+    // Long enough that b cannot expire before a's release below on a loaded machine.
+    let b = other.acquire(&req("b").ttl(Duration::from_secs(4))).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Added(b.clone()));
 
     store.release(&a).await.unwrap();

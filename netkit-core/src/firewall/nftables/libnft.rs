@@ -116,5 +116,12 @@ fn run_here(lib: &Lib, commands: &CStr) -> Result<String, String> {
 pub(crate) fn run(ns: &NetNs, commands: &str) -> Result<String, String> {
     let lib = lib()?;
     let text = CString::new(commands).map_err(|_| "nft commands contain a NUL byte".to_string())?;
-    worker::run_blocking(Place::In(ns.clone()), move || run_here(lib, &text)).map_err(|e| e.to_string())?
+    // libnftables promises no thread safety (a context's setup touches process-wide state), and
+    // a job in the caller's own namespace runs on the caller's thread: one run at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    worker::run_blocking(Place::In(ns.clone()), move || {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        run_here(lib, &text)
+    })
+    .map_err(|e| e.to_string())?
 }
