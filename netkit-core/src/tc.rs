@@ -226,7 +226,7 @@ impl Handle {
     /// Replace the root qdisc of `link` by a token bucket (`tc qdisc replace dev LINK root tbf
     /// …`): traffic leaving `link` is held to the bucket's rate.
     pub async fn qdisc_tbf_replace(&self, link: &str, bucket: &TokenBucket) -> Result<(), TcError> {
-        let index = self.link_get(link).await?.index;
+        let index = self.link_index(link).await?;
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.handle = TcHandle { major: 1, minor: 0 };
         msg.header.parent = TcHandle::ROOT;
@@ -243,7 +243,7 @@ impl Handle {
     /// Add the ingress qdisc to `link` (`tc qdisc add dev LINK ingress`), where filters on its
     /// incoming traffic attach. Already there: success.
     pub async fn qdisc_ingress_add(&self, link: &str) -> Result<(), TcError> {
-        let index = self.link_get(link).await?.index;
+        let index = self.link_index(link).await?;
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.handle = TcHandle {
             major: 0xffff,
@@ -265,8 +265,8 @@ impl Handle {
     /// parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev TO`). Needs
     /// [`Handle::qdisc_ingress_add`] first.
     pub async fn filter_redirect_ingress(&self, link: &str, to: &str) -> Result<(), TcError> {
-        let index = self.link_get(link).await?.index;
-        let target = self.link_get(to).await?.index;
+        let index = self.link_index(link).await?;
+        let target = self.link_index(to).await?;
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.parent = TcHandle {
             major: 0xffff,
@@ -302,8 +302,8 @@ impl Handle {
     /// Delete the root or ingress qdisc of `link` (`tc qdisc del dev LINK root|ingress`), with
     /// its filters. None there (or no such link): success.
     pub async fn qdisc_del(&self, link: &str, which: QdiscParent) -> Result<(), TcError> {
-        let index = match self.link_get(link).await {
-            Ok(l) => l.index,
+        let index = match self.link_index(link).await {
+            Ok(index) => index,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
         };

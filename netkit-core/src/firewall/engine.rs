@@ -234,7 +234,8 @@ impl<B: Backend> Engine<B> {
     /// Apply `old` → `new` for `owner`, leaving alone the objects other owners hold too (those
     /// it takes on are re-asserted, see [`Backend::apply`]).
     fn apply_shared(&self, owner: &str, old: &Rules, new: &Rules) -> Result<()> {
-        let elsewhere = self.shared_elsewhere(owner, &old.union(new))?;
+        // Only what changes needs asking about: objects in both `old` and `new` cancel out.
+        let elsewhere = self.shared_elsewhere(owner, &new.minus(old).union(&old.minus(new)))?;
         let added = new.minus(old);
         let held = added.minus(&added.minus(&elsewhere));
         self.backend().apply(

@@ -50,23 +50,33 @@ impl Files {
         Ok(path)
     }
 
-    /// Move one spare file to `to`: `false` when there is none to take.
+    /// Move one spare file to `to`: `false` when there is none to take. Reads the spare
+    /// directory a few entries at a time (it may hold thousands).
     fn take_spare(&self, to: &Path) -> io::Result<bool> {
-        let entries = match fs::read_dir(&self.spare) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        for entry in entries.take(SPARE_TRIES) {
+        let (mut tries, mut taken) = (0, Ok(false));
+        super::dir::each_entry(&self.spare, |name| {
+            tries += 1;
             // NOREPLACE: never clobber a file at `to`, whoever put it there.
-            match renameat2(AT_FDCWD, &entry?.path(), AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-                Ok(()) => return Ok(true),
+            match renameat2(
+                AT_FDCWD,
+                &self.spare.join(name),
+                AT_FDCWD,
+                to,
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => {
+                    taken = Ok(true);
+                    true
+                }
                 // Another process took it first.
-                Err(Errno::ENOENT) => continue,
-                Err(e) => return Err(io::Error::from(e)),
+                Err(Errno::ENOENT) => tries >= SPARE_TRIES,
+                Err(e) => {
+                    taken = Err(io::Error::from(e));
+                    true
+                }
             }
-        }
-        Ok(false)
+        })?;
+        taken
     }
 
     /// Replace `dst` by `content` atomically.

@@ -175,7 +175,7 @@ impl Handle {
 
     /// Turn VLAN filtering of an existing bridge on or off (`ip link set BRIDGE type bridge
     /// vlan_filtering 1`). A kernel built without bridge VLAN filtering:
-    /// [`LinkError::Unsupported`].
+    /// [`LinkError::FeatureUnsupported`].
     pub async fn bridge_vlan_filtering(&self, bridge: &str, on: bool) -> Result<(), LinkError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(bridge.to_string()));
@@ -193,7 +193,7 @@ impl Handle {
     /// untagged`), and it leaves the default VLAN 1 (`bridge vlan del dev PORT vid 1`). With
     /// `self_too`, the bridge device itself gets the same (`… self`), so an address on the
     /// bridge talks in `vid`. The bridge must filter VLANs; a kernel without bridge VLAN
-    /// filtering: [`LinkError::Unsupported`].
+    /// filtering: [`LinkError::FeatureUnsupported`].
     pub async fn bridge_vlan_access(&self, port: &str, vid: u16, self_too: bool) -> Result<(), LinkError> {
         if !(1..=4094).contains(&vid) {
             return Err(LinkError::Invalid {

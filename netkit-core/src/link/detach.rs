@@ -50,8 +50,8 @@ impl Handle {
     /// ```
     pub async fn link_del_detached(&self, name: &str) -> Result<bool, LinkError> {
         check_name(name)?;
-        let index = match self.link_get(name).await {
-            Ok(l) => l.index,
+        let index = match self.link_index(name).await {
+            Ok(index) => index,
             Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(e),
         };
@@ -64,13 +64,17 @@ impl Handle {
         let (rx, tx) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(NetlinkError::from_errno(e as i32)))?;
         let ns_fd = self.netns().map(|ns| ns.as_raw_fd());
-        if spawn_detached(&request, ns_fd, tx).is_err() {
-            drop(events);
-            return match self.link_del_by_index(index).await {
+        // Without a detached process, or without its answer: delete the usual way.
+        let delete_here = || async {
+            match self.link_del_by_index(index).await {
                 Ok(()) => Ok(true),
                 Err(LinkError::Netlink { source, .. }) => Err(fail(source)),
                 Err(e) => Err(e),
-            };
+            }
+        };
+        if spawn_detached(&request, ns_fd, tx).is_err() {
+            drop(events);
+            return delete_here().await;
         }
         let mut answer = tokio::net::unix::pipe::Receiver::from_owned_fd(rx).map_err(|e| {
             fail(NetlinkError::local(format!(
@@ -99,13 +103,8 @@ impl Handle {
                 errno if crate::netlink::errno_not_found(Some(errno)) => Ok(true),
                 errno => Err(fail(NetlinkError::from_errno(errno))),
             },
-            // The detached process ended without an answer (it could not set itself up): the
-            // link is still there, delete it the usual way.
-            Err(_) => match self.link_del_by_index(index).await {
-                Ok(()) => Ok(true),
-                Err(LinkError::Netlink { source, .. }) => Err(fail(source)),
-                Err(e) => Err(e),
-            },
+            // The detached process ended without an answer (it could not set itself up).
+            Err(_) => delete_here().await,
         }
     }
 }
