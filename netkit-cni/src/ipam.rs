@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnetwork::IpNetwork;
-use netkit_core::ipam::{Allocation, ConfigError, Ipam, IpamConfig, IpamError, Owner, StoreOptions};
+use netkit_core::ipam::{Allocation, ConfigError, Ipam, IpamConfig, IpamError, Owner, Pool, StoreOptions};
 use serde_json::{json, Value};
 
 use crate::spec::{
@@ -105,20 +105,26 @@ impl NetConf {
         NetConf::parse_base(input)
     }
 
-    /// Open the pool's allocator. The `ipRanges` capability (`runtimeConfig.ipRanges`), when
-    /// given, replaces the configured ranges, as host-local does.
-    pub fn open(&self) -> Result<Ipam, CniError> {
-        let mut ipam = self.ipam.clone();
-        if let Some(ranges) = self.raw.get("runtimeConfig").and_then(|r| r.get("ipRanges")) {
-            if !ranges.is_null() {
+    /// The pool: the configured ranges, or, when given, the `ipRanges` capability
+    /// (`runtimeConfig.ipRanges`) in their place, as host-local does.
+    pub fn pool(&self) -> Result<Pool, CniError> {
+        match self.raw.get("runtimeConfig").and_then(|r| r.get("ipRanges")) {
+            Some(ranges) if !ranges.is_null() => {
+                let mut ipam = self.ipam.clone();
                 ipam.ranges =
                     Some(serde_json::from_value(ranges.clone()).map_err(|e| {
                         CniError::new(ErrorCode::InvalidConfig, format!("runtimeConfig.ipRanges: {e}"))
                     })?);
                 ipam.subnet = None;
+                ipam.pool(&self.name).map_err(config_error)
             }
+            _ => self.ipam.pool(&self.name).map_err(config_error),
         }
-        let pool = ipam.pool(&self.name).map_err(config_error)?;
+    }
+
+    /// Open the pool's allocator (see [`NetConf::pool`]).
+    pub fn open(&self) -> Result<Ipam, CniError> {
+        let pool = self.pool()?;
         let dns = self.ipam.dns().map_err(config_error)?;
         let dir = self
             .ipam
@@ -297,7 +303,7 @@ fn wanted(conf: &NetConf, env: &CniEnv) -> Result<Vec<IpAddr>, CniError> {
 pub fn validate(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     owner(env)?;
     wanted(conf, env)?;
-    conf.ipam.pool(&conf.name).map_err(config_error)?;
+    conf.pool()?;
     Ok(())
 }
 

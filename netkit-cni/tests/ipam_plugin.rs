@@ -3,38 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use netkit_core::ipam::{Ipam, IpamConfig, Owner, StoreOptions};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netkit-ipam");
-
-/// A temp data directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "netkit-ipam-plugin-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn conf(dir: &Path, version: &str, ranges: &str) -> String {
     format!(
@@ -86,8 +62,11 @@ const V4_24: &str = r#"[[{"subnet":"10.50.0.0/24"}]]"#;
 
 #[test]
 fn sixty_four_parallel_adds_get_distinct_addresses() {
-    let dir = TempDir::new("par64");
-    let config = conf(&dir.0, "1.0.0", V4_24);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-par64-")
+        .tempdir()
+        .unwrap();
+    let config = conf(dir.path(), "1.0.0", V4_24);
     let children: Vec<Child> = (0..64).map(|i| spawn("ADD", &format!("c{i}"), &config, &[])).collect();
     let mut addrs = BTreeSet::new();
     for child in children {
@@ -97,7 +76,7 @@ fn sixty_four_parallel_adds_get_distinct_addresses() {
         addrs.insert(v["ips"][0]["address"].as_str().unwrap().to_string());
     }
     assert_eq!(addrs.len(), 64, "{addrs:?}");
-    let ipam = open(&dir.0, V4_24);
+    let ipam = open(dir.path(), V4_24);
     let check = ipam.check().unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     assert_eq!(check.held, 64);
@@ -105,9 +84,12 @@ fn sixty_four_parallel_adds_get_distinct_addresses() {
 
 #[test]
 fn a_pool_of_ten_serves_exactly_ten_of_sixty_four() {
-    let dir = TempDir::new("pool10");
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-pool10-")
+        .tempdir()
+        .unwrap();
     let ranges = r#"[[{"subnet":"10.51.0.0/24","rangeStart":"10.51.0.10","rangeEnd":"10.51.0.19"}]]"#;
-    let config = conf(&dir.0, "1.1.0", ranges);
+    let config = conf(dir.path(), "1.1.0", ranges);
     let children: Vec<Child> = (0..64).map(|i| spawn("ADD", &format!("c{i}"), &config, &[])).collect();
     let (mut ok, mut exhausted) = (BTreeSet::new(), 0);
     for child in children {
@@ -140,9 +122,12 @@ impl Rng {
 
 #[test]
 fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
-    let dir = TempDir::new("kill");
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-kill-")
+        .tempdir()
+        .unwrap();
     let ranges = r#"[[{"subnet":"10.52.0.0/16"}],[{"subnet":"fd52::/64"}]]"#;
-    let config = conf(&dir.0, "1.1.0", ranges);
+    let config = conf(dir.path(), "1.1.0", ranges);
     let seed = std::env::var("NETKIT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -184,7 +169,7 @@ fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
     println!("{killed} killed, {completed} completed");
     assert!(killed > 0, "no process was killed mid-way: the test proved nothing");
 
-    let ipam = open(&dir.0, ranges);
+    let ipam = open(dir.path(), ranges);
     let check = ipam.check().expect("the store loads after the kills");
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     // Nothing acknowledged was lost.
@@ -207,7 +192,7 @@ fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
     assert_eq!((check.stale_intents, check.problems.len()), (0, 0));
     // Scratch files of the killed processes: GC removes them once they are older than any
     // live write could be (age the ones left, as time would).
-    let tmp = dir.0.join("pool-under-test/tmp");
+    let tmp = dir.path().join("pool-under-test/tmp");
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     for e in std::fs::read_dir(&tmp).unwrap() {
         let f = std::fs::File::options().write(true).open(e.unwrap().path()).unwrap();
@@ -220,8 +205,11 @@ fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
 
 #[test]
 fn verbs_add_check_del_gc_version_status() {
-    let dir = TempDir::new("verbs");
-    let config = conf(&dir.0, "1.1.0", V4_24);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-verbs-")
+        .tempdir()
+        .unwrap();
+    let config = conf(dir.path(), "1.1.0", V4_24);
     let (ok, v) = call("ADD", "a", &config);
     assert!(ok, "{v}");
     assert_eq!(v["cniVersion"], "1.1.0");
@@ -250,7 +238,7 @@ fn verbs_add_check_del_gc_version_status() {
         1,
     );
     assert_eq!(call("GC", "", &gc), (true, Value::Null));
-    let holders: Vec<String> = open(&dir.0, V4_24)
+    let holders: Vec<String> = open(dir.path(), V4_24)
         .list()
         .unwrap()
         .iter()
@@ -264,7 +252,7 @@ fn verbs_add_check_del_gc_version_status() {
     assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 5);
     // STATUS: fine here, 50 when the data directory cannot be a directory.
     assert_eq!(call("STATUS", "", &config), (true, Value::Null));
-    let file = dir.0.join("a-file");
+    let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let (ok, v) = call("STATUS", "", &conf(&file, "1.1.0", V4_24));
     assert!(!ok);
@@ -273,10 +261,13 @@ fn verbs_add_check_del_gc_version_status() {
 
 #[test]
 fn results_in_every_supported_version() {
-    let dir = TempDir::new("versions");
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-versions-")
+        .tempdir()
+        .unwrap();
     for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
         let config = conf(
-            &dir.0,
+            dir.path(),
             version,
             r#"[[{"subnet":"10.53.0.0/24"}],[{"subnet":"fd53::/64"}]]"#,
         );
@@ -292,8 +283,11 @@ fn results_in_every_supported_version() {
 
 #[test]
 fn static_ips_from_cni_args_args_and_runtime_config() {
-    let dir = TempDir::new("static");
-    let config = conf(&dir.0, "1.0.0", V4_24);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-static-")
+        .tempdir()
+        .unwrap();
+    let config = conf(dir.path(), "1.0.0", V4_24);
     let out = spawn("ADD", "s1", &config, &[("CNI_ARGS", "IP=10.50.0.77")])
         .wait_with_output()
         .unwrap();
@@ -324,11 +318,14 @@ fn static_ips_from_cni_args_args_and_runtime_config() {
 
 #[test]
 fn bad_input_gets_the_right_code_and_changes_nothing() {
-    let dir = TempDir::new("bad");
-    let good = conf(&dir.0, "1.0.0", V4_24);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-bad-")
+        .tempdir()
+        .unwrap();
+    let good = conf(dir.path(), "1.0.0", V4_24);
     assert!(call("ADD", "keep", &good).0);
     let snapshot = || {
-        let ipam = open(&dir.0, V4_24);
+        let ipam = open(dir.path(), V4_24);
         ipam.list().unwrap()
     };
     let before = snapshot();
@@ -343,7 +340,7 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
         (good.replace(r#""ranges""#, r#""rangesX""#), 7),
         (
             conf(
-                &dir.0,
+                dir.path(),
                 "1.0.0",
                 r#"[[{"subnet":"10.50.0.0/24","gateway":"10.60.0.1"}]]"#,
             ),
@@ -351,7 +348,7 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
         ),
         (
             conf(
-                &dir.0,
+                dir.path(),
                 "1.0.0",
                 r#"[[{"subnet":"10.50.0.0/24","rangeStart":"10.50.0.9","rangeEnd":"10.50.0.3"}]]"#,
             ),
@@ -359,7 +356,7 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
         ),
         (
             conf(
-                &dir.0,
+                dir.path(),
                 "1.0.0",
                 r#"[[{"subnet":"10.50.0.0/24"}],[{"subnet":"10.50.0.0/25"}]]"#,
             ),
@@ -410,8 +407,11 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
 
 #[test]
 fn gc_without_a_valid_attachment_list_releases_nothing() {
-    let dir = TempDir::new("gcstrict");
-    let config = conf(&dir.0, "1.1.0", V4_24);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-gcstrict-")
+        .tempdir()
+        .unwrap();
+    let config = conf(dir.path(), "1.1.0", V4_24);
     assert!(call("ADD", "keep", &config).0);
     let cases = [
         ("missing", String::new()),
@@ -429,7 +429,7 @@ fn gc_without_a_valid_attachment_list_releases_nothing() {
         assert!(!ok, "{what}: GC succeeded");
         assert_eq!(v["code"], 7, "{what}: {v}");
         assert_eq!(
-            open(&dir.0, V4_24).list().unwrap().len(),
+            open(dir.path(), V4_24).list().unwrap().len(),
             1,
             "{what}: GC released a valid owner"
         );
@@ -441,16 +441,19 @@ fn gc_without_a_valid_attachment_list_releases_nothing() {
         1,
     );
     assert!(call("GC", "", &draft).0);
-    assert_eq!(open(&dir.0, V4_24).list().unwrap().len(), 1);
+    assert_eq!(open(dir.path(), V4_24).list().unwrap().len(), 1);
 }
 
 #[test]
 fn host_local_spellings_empty_strings_null_and_legacy_beside_ranges() {
-    let dir = TempDir::new("spellings");
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-spellings-")
+        .tempdir()
+        .unwrap();
     let cfg = format!(
         r#"{{"cniVersion":"1.0.0","name":"pool-under-test","ipam":{{"type":"netkit-ipam","dataDir":"{}",
             "resolvConf":"","routes":null,"subnet":"10.63.0.0/24","ranges":[[{{"subnet":"fd63::/64"}}]]}}}}"#,
-        dir.0.display()
+        dir.path().display()
     );
     let (ok, v) = call("ADD", "c1", &cfg);
     assert!(ok, "{v}");
@@ -478,9 +481,12 @@ fn host_local_spellings_empty_strings_null_and_legacy_beside_ranges() {
 
 #[test]
 fn round_robin_past_the_top_of_the_v6_space() {
-    let dir = TempDir::new("top");
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-top-")
+        .tempdir()
+        .unwrap();
     let config = conf(
-        &dir.0,
+        dir.path(),
         "1.0.0",
         r#"[[{"subnet":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126"}]]"#,
     );
@@ -498,8 +504,11 @@ fn round_robin_past_the_top_of_the_v6_space() {
 /// scratch and spare files must never collide.
 #[test]
 fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
-    let dir = TempDir::new("pidns");
-    let config = conf(&dir.0, "1.0.0", r#"[[{"subnet":"10.70.0.0/16"}]]"#);
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-pidns-")
+        .tempdir()
+        .unwrap();
+    let config = conf(dir.path(), "1.0.0", r#"[[{"subnet":"10.70.0.0/16"}]]"#);
     // Fill spare/ with released record files to recycle.
     for i in 0..100 {
         assert!(call("ADD", &format!("warm{i}"), &config).0);
@@ -521,7 +530,7 @@ fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
         (id, child)
     };
     let children: Vec<_> = (0..40).map(|i| spawn_in_pidns(format!("p{i}"))).collect();
-    let ipam = open(&dir.0, r#"[[{"subnet":"10.70.0.0/16"}]]"#);
+    let ipam = open(dir.path(), r#"[[{"subnet":"10.70.0.0/16"}]]"#);
     for (id, child) in children {
         let out = child.wait_with_output().unwrap();
         let v = parse(&out);

@@ -39,30 +39,39 @@ pub fn owner(env: &CniEnv) -> Result<String, CniError> {
     Ok(o)
 }
 
-/// The host end's name: `veth` + 8 hex digits of a hash of the attachment, so DEL finds it even
-/// when the container's namespace is gone.
+/// Prefix of the host end's name (see [`host_veth`]).
+pub const VETH_PREFIX: &str = "veth";
+/// Prefix of the bandwidth ifb's name (see [`host_ifb`]).
+pub const IFB_PREFIX: &str = "nkbw";
+
+/// `prefix` + 8 hex digits of a hash of the attachment (container ID, interface): the same in
+/// every process, so DEL and GC find what ADD made even when the container's namespace is gone.
+fn attachment_link(prefix: &str, container_id: &str, ifname: &str) -> String {
+    netkit_core::link::hashed_name(prefix, &[container_id, ifname]).expect("a valid literal prefix")
+}
+
+/// The host end's name: `veth` + the attachment's hash.
 pub fn host_veth(env: &CniEnv) -> String {
-    netkit_core::link::hashed_name(
-        "veth",
-        &[
-            env.container_id.as_deref().unwrap_or_default(),
-            env.ifname.as_deref().unwrap_or_default(),
-        ],
+    attachment_link(
+        VETH_PREFIX,
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default(),
     )
-    .expect("a valid literal prefix")
 }
 
 /// The ifb device that shapes the container's outgoing traffic (`bandwidth` egress limit):
-/// `nkbw` + 8 hex digits of a hash of the attachment.
+/// `nkbw` + the same hash as its host end's name.
 pub fn host_ifb(env: &CniEnv) -> String {
-    netkit_core::link::hashed_name(
-        "nkbw",
-        &[
-            env.container_id.as_deref().unwrap_or_default(),
-            env.ifname.as_deref().unwrap_or_default(),
-        ],
+    attachment_link(
+        IFB_PREFIX,
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default(),
     )
-    .expect("a valid literal prefix")
+}
+
+/// The bandwidth ifb of an attachment given by its owner.
+pub(crate) fn ifb_of(o: &netkit_core::ipam::Owner) -> String {
+    attachment_link(IFB_PREFIX, o.container_id(), o.ifname())
 }
 
 /// The `bandwidth` capability, on the host end of the pair: traffic to the container is held
@@ -209,9 +218,10 @@ async fn attach(
     if let Some(m) = conf.mtu {
         veth = veth.mtu(m);
     }
-    if let Some(mac) = conf.mac {
-        veth = veth.peer_mac(mac);
-    }
+    // The container end's MAC is chosen here (as the kernel would: random, locally
+    // administered) unless asked for, so the result needs no read-back from the container.
+    let ctr_mac = conf.mac.unwrap_or_else(netkit_core::MacAddr::random);
+    veth = veth.peer_mac(ctr_mac);
     if routed {
         veth = veth.mac(netkit_core::MacAddr(ROUTED_HOST_MAC));
     }
@@ -242,7 +252,6 @@ async fn attach(
     let _fw = fw?;
     limit_bandwidth(conf, env, host, &host_end, made).await?;
 
-    let ctr_link = ctr.link_get(ifname).await.map_err(io)?;
     // Read the bridge again: it takes a port's MAC when the first port joins.
     let bridge = match bridge {
         Some(_) => Some(host.link_get(&conf.bridge).await.map_err(io)?),
@@ -264,7 +273,7 @@ async fn attach(
         },
         InterfaceResult {
             name: ifname.to_string(),
-            mac: ctr_link.mac.map(|m| m.to_string()),
+            mac: Some(ctr_mac.to_string()),
             sandbox: Some(netns_path.to_string()),
         },
     ]);
@@ -470,8 +479,7 @@ fn firewall_rules(
 fn ipam_subnets(result: &IpamResult, ipam: &Ipam<'_>) -> Vec<IpNetwork> {
     match ipam {
         Ipam::InProcess(conf) => conf
-            .ipam
-            .pool(&conf.name)
+            .pool()
             .map(|p| {
                 p.sets()
                     .iter()

@@ -115,16 +115,13 @@ async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniE
 async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
     let io = |e: netkit_core::LinkError| CniError::new(ErrorCode::Io, e.to_string());
     let host = netkit_core::Handle::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
-    let keep: Vec<String> = valid
-        .iter()
-        .filter_map(|o| netkit_core::link::hashed_name("nkbw", &[o.container_id(), o.ifname()]).ok())
-        .collect();
+    let keep: Vec<String> = valid.iter().map(attach::ifb_of).collect();
     let links = host.link_list().await.map_err(io)?;
     for l in &links {
-        let Some(hash) = l.name.strip_prefix("nkbw").filter(|h| h.len() == 8) else {
+        let Some(hash) = l.name.strip_prefix(attach::IFB_PREFIX) else {
             continue;
         };
-        let veth = format!("veth{hash}");
+        let veth = format!("{}{hash}", attach::VETH_PREFIX);
         if !keep.contains(&l.name) && !links.iter().any(|o| o.name == veth) {
             host.link_del(&l.name).await.map_err(io)?;
         }
