@@ -149,7 +149,6 @@ impl Backend for NftBackend {
     fn apply(&self, owner: &str, old: &Rules, new: &Rules, held: &Rules, _state: &StateDir) -> Result<()> {
         let removed = old.minus(new);
         let added = new.minus(old);
-        let batch = self.element_batch(owner, &removed, &added, held)?;
         let mut services = String::new();
         self.service_commands(old, new, &mut services);
         let send = |batch: &netlink::Batch| -> Result<()> {
@@ -160,7 +159,7 @@ impl Backend for NftBackend {
         };
         if services.is_empty() {
             // The hot path: elements only, one netlink batch, no libnftables.
-            match send(&batch) {
+            match send(&self.element_batch(owner, &removed, &added, held)?) {
                 Err(FirewallError::Kernel { .. }) if !self.table_exists()? => {}
                 other => return other,
             }
