@@ -204,11 +204,7 @@ impl Host {
         let dir = std::env::temp_dir().join(format!("netkit-cnilab-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the host's temp dir");
-        let netkit_fw_state = ns
-            .run(netns_cookie)
-            .ok()
-            .and_then(Result::ok)
-            .map(|c| PathBuf::from(format!("/run/netkit/firewall/{c:016x}")));
+        let netkit_fw_state = netkit_core::firewall::default_state_dir(&ns).ok();
         let host = Host {
             ns,
             dir: TempDir(dir),
@@ -449,36 +445,6 @@ impl Container {
     pub fn links(&self) -> Vec<String> {
         link_names(&self.run("ip", ["-j", "link", "show"]))
     }
-}
-
-/// `SO_NETNS_COOKIE` of the calling thread's network namespace (what netkit's firewall names
-/// its default state directory after).
-fn netns_cookie() -> std::io::Result<u64> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    // SAFETY: plain socket(2); the descriptor is owned (and closed) by `sock`.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    const SO_NETNS_COOKIE: libc::c_int = 71;
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a valid u64.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cookie)
 }
 
 fn run_in<I, S>(netns: &str, program: &str, args: I) -> String

@@ -24,10 +24,6 @@ use super::config::{Mode, PluginConf};
 use super::ipam::Ipam;
 use crate::spec::{CniEnv, CniError, ErrorCode, InterfaceResult, IpamResult, RouteResult};
 
-fn io(what: impl std::fmt::Display) -> CniError {
-    CniError::new(ErrorCode::Io, what.to_string())
-}
-
 /// The firewall owner of an attachment: `<container ID>:<ifname>`.
 pub fn owner(env: &CniEnv) -> Result<String, CniError> {
     let o = format!(
@@ -103,7 +99,7 @@ async fn limit_bandwidth(
             Err(e) if e.is_unsupported() => {
                 return Err(CniError::new(ErrorCode::KernelUnsupported, format!("bandwidth: {e}")))
             }
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(CniError::io(e)),
         }
         made.ifb = Some(ifb.clone());
         host.qdisc_tbf_replace(&ifb, bucket).await.map_err(tc_err)?;
@@ -123,7 +119,7 @@ pub(crate) async fn open_firewall(conf: &PluginConf, host: &NetNs) -> Result<fir
         detached_close: !conf.wait_link_free,
         ..Default::default()
     };
-    firewall::open(host, opts).await.map_err(io)
+    firewall::open(host, opts).await.map_err(CniError::io)
 }
 
 /// The host end's MAC in routed mode, so the container's IPv6 gateway (its link-local address)
@@ -155,9 +151,9 @@ pub async fn add(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<Ipa
     let netns_path = env.netns.as_deref().unwrap_or_default();
     let ctr_ns = NetNs::open_path(netns_path)
         .map_err(|e| CniError::new(ErrorCode::UnknownContainer, format!("container netns: {e}")))?;
-    let host_ns = NetNs::current().map_err(io)?;
-    let host = Handle::current().map_err(io)?;
-    let ctr = ctr_ns.handle().await.map_err(io)?;
+    let host_ns = NetNs::current().map_err(CniError::io)?;
+    let host = Handle::current().map_err(CniError::io)?;
+    let ctr = ctr_ns.handle().await.map_err(CniError::io)?;
     if conf.vlan.is_some() && conf.mode == Mode::Routed {
         return Err(CniError::new(
             ErrorCode::InvalidConfig,
@@ -225,7 +221,7 @@ async fn attach(
     if routed {
         veth = veth.mac(netkit_core::MacAddr(ROUTED_HOST_MAC));
     }
-    let host_link = host.link_add(&veth).await.map_err(io)?;
+    let host_link = host.link_add(&veth).await.map_err(CniError::io)?;
     made.veth = Some(host_end.clone());
     crate::trace::mark("veth");
 
@@ -239,7 +235,7 @@ async fn attach(
             firewall::FirewallError::Conflict { .. } | firewall::FirewallError::Invalid { .. } => {
                 CniError::new(ErrorCode::InvalidConfig, e.to_string())
             }
-            e => io(e),
+            e => CniError::io(e),
         })?;
         crate::trace::mark("firewall");
         Ok::<_, CniError>(Some(fw))
@@ -254,7 +250,7 @@ async fn attach(
 
     // Read the bridge again: it takes a port's MAC when the first port joins.
     let bridge = match bridge {
-        Some(_) => Some(host.link_get(&conf.bridge).await.map_err(io)?),
+        Some(_) => Some(host.link_get(&conf.bridge).await.map_err(CniError::io)?),
         None => None,
     };
     result.interfaces = bridge
@@ -300,12 +296,12 @@ async fn wire(
     let has_v6 = result.ips.iter().any(|i| i.address.is_ipv6());
     if routed {
         if has_v4 {
-            host.proxy_arp(host_end, true).await.map_err(io)?;
+            host.proxy_arp(host_end, true).await.map_err(CniError::io)?;
         }
         if has_v6 {
-            host.accept_dad(host_end, 0).await.map_err(io)?;
+            host.accept_dad(host_end, 0).await.map_err(CniError::io)?;
         }
-        host.link_set_up(host_end).await.map_err(io)?;
+        host.link_set_up(host_end).await.map_err(CniError::io)?;
     } else {
         // A bridge port needs no IPv6 address of its own: without one the host namespace does
         // not grow an address and routes per container, and the port sends no IPv6 chatter.
@@ -315,7 +311,7 @@ async fn wire(
             .up()
             .apply()
             .await
-            .map_err(io)?;
+            .map_err(CniError::io)?;
         // `vlan`: the port is an access port of that VLAN; with `isGateway` the bridge itself
         // too, so its gateway address is reachable in the VLAN (one VLAN per bridge then, as
         // the bridge device has one untagged VLAN).
@@ -327,23 +323,24 @@ async fn wire(
         if conf.hairpin_mode {
             host.bridge_port_set(host_end, &BridgePort::new().hairpin(true))
                 .await
-                .map_err(io)?;
+                .map_err(CniError::io)?;
         }
     }
 
     crate::trace::mark("port");
     // Inside the container: addresses (no DAD wait unless asked), up, routes.
-    if has_v6 && (routed || !conf.enable_dad) {
-        ctr.accept_dad(ifname, 0).await.map_err(io)?;
+    let no_dad = routed || !conf.enable_dad;
+    if has_v6 && no_dad {
+        ctr.accept_dad(ifname, 0).await.map_err(CniError::io)?;
     }
     for ip in &result.ips {
         let req = ctr.addr_add(ifname, ip.address);
-        let req = if ip.address.is_ipv6() && (routed || !conf.enable_dad) {
+        let req = if ip.address.is_ipv6() && no_dad {
             req.nodad()
         } else {
             req
         };
-        req.await.map_err(io)?;
+        req.await.map_err(CniError::io)?;
     }
     // A container without IPv6 addresses on a bridge gets no IPv6 link-local address either
     // (unless `ipv6LinkLocal`): otherwise its duplicate address detection, MLD reports and
@@ -353,16 +350,16 @@ async fn wire(
     if !routed && !has_v6 && !conf.ipv6_link_local {
         up = up.addr_gen_mode(AddrGenMode::None);
     }
-    up.apply().await.map_err(io)?;
+    up.apply().await.map_err(CniError::io)?;
     crate::trace::mark("ctr-up");
     if routed && has_v4 {
         ctr.route_replace(&Route::new(full_prefix(ROUTED_GW4)).dev(ifname))
             .await
-            .map_err(io)?;
+            .map_err(CniError::io)?;
         // The gateway's MAC is known: no ARP needed (proxy ARP on the host answers only when
         // the host has a route to 169.254.1.1, which a host without a default route lacks).
         let gw = netkit_core::neigh::Neighbour::new(ifname, ROUTED_GW4, netkit_core::MacAddr(ROUTED_HOST_MAC));
-        ctr.neigh_replace(&gw).await.map_err(io)?;
+        ctr.neigh_replace(&gw).await.map_err(CniError::io)?;
     }
     let mut routes = result.routes.clone();
     if conf.is_default_gateway || routed {
@@ -386,7 +383,7 @@ async fn wire(
         if let Some(gw) = gw {
             route = route.gateway(gw);
         }
-        ctr.route_replace(&route).await.map_err(io)?;
+        ctr.route_replace(&route).await.map_err(CniError::io)?;
     }
     result.routes = routes;
 
@@ -395,13 +392,13 @@ async fn wire(
         for ip in &result.ips {
             host.route_replace(&Route::new(ip.address).dev(host_end))
                 .await
-                .map_err(io)?;
+                .map_err(CniError::io)?;
         }
         if has_v4 {
-            host.ip_forward(true).await.map_err(io)?;
+            host.ip_forward(true).await.map_err(CniError::io)?;
         }
         if has_v6 {
-            host.ipv6_forwarding(true).await.map_err(io)?;
+            host.ipv6_forwarding(true).await.map_err(CniError::io)?;
         }
     }
 
@@ -410,21 +407,21 @@ async fn wire(
     if conf.is_gateway && !routed {
         for ip in &result.ips {
             if let Some(gw) = ip.gateway {
-                let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(io)?;
+                let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(CniError::io)?;
                 // No dump first (it lists every address of the host namespace): an address
                 // already there, from an earlier or a parallel ADD, answers EEXIST.
                 let req = host.addr_add(&conf.bridge, addr);
                 let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
                 if let Err(e) = res {
                     if !e.is_exists() {
-                        return Err(io(e));
+                        return Err(CniError::io(e));
                     }
                 }
             }
         }
-        host.ip_forward(true).await.map_err(io)?;
+        host.ip_forward(true).await.map_err(CniError::io)?;
         if has_v6 {
-            host.ipv6_forwarding(true).await.map_err(io)?;
+            host.ipv6_forwarding(true).await.map_err(CniError::io)?;
         }
     }
     Ok(())
@@ -449,7 +446,7 @@ fn firewall_rules(
         ..Default::default()
     };
     for ip in &result.ips {
-        let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(io)?;
+        let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(CniError::io)?;
         let iface = match conf.mode {
             Mode::Routed => host_end,
             Mode::Bridge => conf.bridge.as_str(),
@@ -518,16 +515,20 @@ async fn ensure_bridge(conf: &PluginConf, host: &Handle) -> Result<netkit_core::
                     // lowest of its ports' and changes it as containers come and go, which
                     // breaks the gateway in every other container's neighbour cache.
                     if let Some(mac) = l.mac {
-                        host.link_set(&conf.bridge).mac(mac).apply().await.map_err(io)?;
+                        host.link_set(&conf.bridge)
+                            .mac(mac)
+                            .apply()
+                            .await
+                            .map_err(CniError::io)?;
                     }
                     l
                 }
                 // Another ADD created it at the same moment.
-                Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(io)?,
-                Err(e) => return Err(io(e)),
+                Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(CniError::io)?,
+                Err(e) => return Err(CniError::io(e)),
             }
         }
-        Err(e) => return Err(io(e)),
+        Err(e) => return Err(CniError::io(e)),
     };
     if link.kind.as_str() != "bridge" {
         return Err(CniError::new(
@@ -539,7 +540,7 @@ async fn ensure_bridge(conf: &PluginConf, host: &Handle) -> Result<netkit_core::
     if conf.promisc_mode {
         set = set.promisc(true);
     }
-    set.apply().await.map_err(io)?;
+    set.apply().await.map_err(CniError::io)?;
     if conf.vlan.is_some() {
         host.bridge_vlan_filtering(&conf.bridge, true)
             .await
@@ -553,7 +554,7 @@ fn vlan_error(e: netkit_core::LinkError) -> CniError {
     if e.is_unsupported() {
         return CniError::new(ErrorCode::KernelUnsupported, format!("vlan: {e}"));
     }
-    io(e)
+    CniError::io(e)
 }
 
 async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, host_ns: &NetNs, made: &Made) {
@@ -586,13 +587,13 @@ async fn undo(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>, host: &Handle, h
 /// them; a runtime that is a subreaper and reaps only its own children should set
 /// `waitLinkFree`, which makes DEL start none.
 pub async fn del(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
-    let host_ns = NetNs::current().map_err(io)?;
-    let host = Handle::current().map_err(io)?;
+    let host_ns = NetNs::current().map_err(CniError::io)?;
+    let host = Handle::current().map_err(CniError::io)?;
     let release = async {
         let ipam_res = ipam.del(env);
         let fw_res = match open_firewall(conf, &host_ns).await {
             Ok(fw) => match owner(env) {
-                Ok(o) => fw.teardown(&o).await.map(drop).map_err(io),
+                Ok(o) => fw.teardown(&o).await.map(drop).map_err(CniError::io),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -620,7 +621,7 @@ async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(),
     let existed = match del(host_veth(env)).await {
         Ok(existed) => existed,
         Err(e) => {
-            first = Some(io(e));
+            first = Some(CniError::io(e));
             true
         }
     };
@@ -630,7 +631,7 @@ async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(),
             if let Ok(ns) = NetNs::open_path(path) {
                 if let Ok(ctr) = ns.handle().await {
                     if let Err(e) = ctr.link_del(env.ifname.as_deref().unwrap_or_default()).await {
-                        first.get_or_insert(io(e));
+                        first.get_or_insert(CniError::io(e));
                     }
                 }
             }
@@ -638,7 +639,7 @@ async fn del_links(conf: &PluginConf, env: &CniEnv, host: &Handle) -> Result<(),
     }
     // The bandwidth capability's ifb, if ADD made one.
     if let Err(e) = del(host_ifb(env)).await {
-        first.get_or_insert(io(e));
+        first.get_or_insert(CniError::io(e));
     }
     match first {
         Some(e) => Err(e),
@@ -656,7 +657,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
     };
     let ns = NetNs::open_path(env.netns.as_deref().unwrap_or_default())
         .map_err(|e| CniError::new(ErrorCode::UnknownContainer, format!("container netns: {e}")))?;
-    let ctr = ns.handle().await.map_err(io)?;
+    let ctr = ns.handle().await.map_err(CniError::io)?;
     let ifname = env.ifname.as_deref().unwrap_or_default();
     let link = ctr
         .link_get(ifname)
@@ -670,7 +671,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             return Err(fail(format!("{ifname} has MAC {have}, the result said {want}")));
         }
     }
-    let addrs = ctr.addr_list(Some(ifname)).await.map_err(io)?;
+    let addrs = ctr.addr_list(Some(ifname)).await.map_err(CniError::io)?;
     for ip in &prev.ips {
         if !addrs.iter().any(|a| a.prefix == ip.address) {
             return Err(fail(format!("address {} is missing from {ifname}", ip.address)));
@@ -678,7 +679,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
     }
     // Each route of the result: same destination (default routes per family), through the
     // container interface, via the same gateway when the result names one.
-    let routes = ctr.route_list(None, None).await.map_err(io)?;
+    let routes = ctr.route_list(None, None).await.map_err(CniError::io)?;
     for r in &prev.routes {
         let want = (r.dst.prefix() != 0).then_some(r.dst);
         let found = routes.iter().any(|x| {
@@ -695,7 +696,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             )));
         }
     }
-    let host = Handle::current().map_err(io)?;
+    let host = Handle::current().map_err(CniError::io)?;
     let hv = host
         .link_get(&host_veth(env))
         .await
@@ -711,7 +712,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             }
         }
         Mode::Routed => {
-            let host_routes = host.route_list(None, None).await.map_err(io)?;
+            let host_routes = host.route_list(None, None).await.map_err(CniError::io)?;
             for ip in &prev.ips {
                 let to_ctr = full_prefix(ip.address.ip());
                 if !host_routes

@@ -83,7 +83,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
 }
 
 async fn firewall_of(conf: &PluginConf) -> Result<firewall::AnyFirewall, CniError> {
-    let host = netkit_core::NetNs::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    let host = netkit_core::NetNs::current().map_err(CniError::io)?;
     attach::open_firewall(conf, &host).await
 }
 
@@ -97,11 +97,7 @@ async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniE
         .map(|o| format!("{}:{}", o.container_id(), o.ifname()))
         .collect();
     let fw_result = match firewall_of(conf).await {
-        Ok(fw) => fw
-            .gc(&owners)
-            .await
-            .map(drop)
-            .map_err(|e| CniError::new(ErrorCode::Io, e.to_string())),
+        Ok(fw) => fw.gc(&owners).await.map(drop).map_err(CniError::io),
         Err(e) => Err(e),
     };
     let ifb_result = gc_ifbs(&valid).await;
@@ -113,17 +109,16 @@ async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniE
 /// gone and whose attachment is not in the valid list is an orphan (a plugin killed mid-ADD).
 /// Another network's attachments keep theirs: their veths exist.
 async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
-    let io = |e: netkit_core::LinkError| CniError::new(ErrorCode::Io, e.to_string());
-    let host = netkit_core::Handle::current().map_err(|e| CniError::new(ErrorCode::Io, e.to_string()))?;
+    let host = netkit_core::Handle::current().map_err(CniError::io)?;
     let keep: Vec<String> = valid.iter().map(attach::ifb_of).collect();
-    let links = host.link_list().await.map_err(io)?;
+    let links = host.link_list().await.map_err(CniError::io)?;
     for l in &links {
         let Some(hash) = l.name.strip_prefix(attach::IFB_PREFIX) else {
             continue;
         };
         let veth = format!("{}{hash}", attach::VETH_PREFIX);
         if !keep.contains(&l.name) && !links.iter().any(|o| o.name == veth) {
-            host.link_del(&l.name).await.map_err(io)?;
+            host.link_del(&l.name).await.map_err(CniError::io)?;
         }
     }
     Ok(())

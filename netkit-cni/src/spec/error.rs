@@ -90,6 +90,11 @@ impl CniError {
         }
     }
 
+    /// An I/O or kernel failure (code 5, "I/O failure"), its message the error's text.
+    pub fn io(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Io, what.to_string())
+    }
+
     /// Add details.
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = Some(details.into());

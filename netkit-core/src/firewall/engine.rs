@@ -32,10 +32,11 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
         .map_err(|e| FirewallError::Aborted(e.to_string()))?
 }
 
-/// The state directory used when the options name none: per namespace, under /run, named by
-/// the namespace's cookie (`SO_NETNS_COOKIE`), which unlike its inode number is never reused
-/// while the machine runs — a new namespace never inherits a dead one's state.
-pub(crate) fn default_state_dir(ns: &NetNs) -> Result<PathBuf> {
+/// The state directory a firewall of `ns` uses when [`FirewallOptions::state_dir`] names none:
+/// per namespace, under /run, named by the namespace's cookie (`SO_NETNS_COOKIE`), which unlike
+/// its inode number is never reused while the machine runs — a new namespace never inherits a
+/// dead one's state.
+pub fn default_state_dir(ns: &NetNs) -> Result<PathBuf> {
     let cookie = crate::netns::worker::run_blocking(crate::netns::worker::Place::In(ns.clone()), netns_cookie)?
         .map_err(|e| FirewallError::State {
             op: "read the namespace cookie of",

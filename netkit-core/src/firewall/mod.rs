@@ -50,6 +50,7 @@ mod state;
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use engine::default_state_dir;
 pub use error::FirewallError;
 pub use iptables::Iptables;
 pub use model::{
