@@ -15,7 +15,7 @@ use netkit_core::firewall::{
     Rules, Service, MAX_PORT_RANGE,
 };
 use netkit_core::NetNs;
-use netkit_examples::probe::ping;
+use netkit_examples::probe::{ping, ping_retry};
 use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
 use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
 use netkit_tests::fwlab::{
@@ -550,7 +550,7 @@ async fn isolation(d: Driver, _test: &str) {
     ];
     // Before: the host routes between its bridges.
     assert!(
-        ping(c1, D1) && ping(d1, cip(1)),
+        ping_retry(c1, D1, 5) && ping_retry(d1, cip(1), 5),
         "the bridges should route to each other before isolation"
     );
     assert_eq!(tcp(c1, sa(D1, 80)).await.expect("C1 -> D1 before isolation").name, "D1");

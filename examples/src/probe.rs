@@ -65,3 +65,95 @@ pub async fn tcp_exchange(server: &NetNs, client: &NetNs, addr: SocketAddr) -> R
     cli?;
     srv?
 }
+
+/// One IPv4 UDP datagram written straight onto a link as an Ethernet frame: what a hostile
+/// container can send whatever its routes say (any source, any destination, 127.0.0.1
+/// included), used to prove that the host drops what it must.
+#[derive(Debug, Clone)]
+pub struct RawUdp4 {
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC (e.g. the container's gateway).
+    pub dst_mac: [u8; 6],
+    /// Source address and port.
+    pub src: std::net::SocketAddrV4,
+    /// Destination address and port.
+    pub dst: std::net::SocketAddrV4,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+impl RawUdp4 {
+    /// The frame: Ethernet, IPv4 (TTL 64, checksummed), UDP (no checksum, allowed for IPv4).
+    pub fn frame(&self) -> Vec<u8> {
+        let udp_len = 8 + self.payload.len();
+        let ip_len = 20 + udp_len;
+        let mut f = Vec::with_capacity(14 + ip_len);
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&self.src.ip().octets());
+        ip[16..20].copy_from_slice(&self.dst.ip().octets());
+        let mut sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&self.src.port().to_be_bytes());
+        f.extend_from_slice(&self.dst.port().to_be_bytes());
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&self.payload);
+        f
+    }
+
+    /// Send the frame out of link `dev` of namespace `ns` (an `AF_PACKET` socket opened there).
+    pub fn send(&self, ns: &NetNs, dev: &str) -> std::io::Result<()> {
+        let frame = self.frame();
+        let dev = std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
+        let dst_mac = self.dst_mac;
+        ns.run(move || {
+            // SAFETY: plain socket(2); the descriptor is closed below on every path.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is ours and open; it is closed exactly once, when `_close` drops.
+            let _close = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // SAFETY: `dev` is a valid NUL-terminated string.
+            let index = unsafe { libc::if_nametoindex(dev.as_ptr()) };
+            if index == 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
+            let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_protocol = 0x0800u16.to_be();
+            to.sll_ifindex = index as i32;
+            to.sll_halen = 6;
+            to.sll_addr[..6].copy_from_slice(&dst_mac);
+            // SAFETY: `frame` and `to` are valid for the lengths given.
+            let sent = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&to as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if sent < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .map_err(std::io::Error::other)?
+    }
+}

@@ -2238,3 +2238,112 @@ fn ip_ranges_capability_supplies_the_pool() {
     lab.call("DEL", c, &conf).silent("DEL");
     lab.assert_gone(c);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Security: what a hostile container must not reach or break
+// ---------------------------------------------------------------------------------------------
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let v: Vec<u8> = mac.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    v.try_into().unwrap_or_else(|_| panic!("bad MAC {mac}"))
+}
+
+/// The host's sysctl `net.ipv4.conf.DEV.route_localnet` in H.
+fn route_localnet(lab: &Lab, dev: &str) -> String {
+    let out = in_ns(
+        lab.h(),
+        &["cat", &format!("/proc/sys/net/ipv4/conf/{dev}/route_localnet")],
+    );
+    assert!(out.status.success(), "read route_localnet of {dev}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A container sends UDP datagrams as raw frames to its gateway's MAC: one to 127.0.0.1:9999,
+/// then one to the gateway's own address (the oracle: it takes the same path, so once it has
+/// arrived the first one would have too). A socket on H's 127.0.0.1:9999 must get nothing.
+fn localhost_is_unreachable_from_a_container(backend: &str, with_mapping: bool) {
+    let mut lab = Lab::new(&format!("lo{}", &backend[..3]));
+    let mut conf = lab.conf("1.1.0", v4());
+    conf["ipMasq"] = json!(true);
+    conf["firewallBackend"] = json!(backend);
+    if with_mapping {
+        conf["capabilities"] = json!({"portMappings": true});
+        conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80}]});
+    }
+    let c = lab.container();
+    let r = lab.add(c, &conf);
+    let ctr_ip = match result_ip(&r, true) {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let bridge_mac = mac_bytes(r["interfaces"][0]["mac"].as_str().unwrap());
+    let ctr_mac = mac_bytes(&mac_of(&lab.ctrs[c].name, "eth0"));
+    let gw: std::net::Ipv4Addr = V4_GW.parse().unwrap();
+    let bind = |addr: std::net::SocketAddrV4| {
+        let s = lab
+            .host
+            .run(move || std::net::UdpSocket::bind(addr))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("bind {addr} in H: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let victim = bind(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9999));
+    let oracle = bind(std::net::SocketAddrV4::new(gw, 9998));
+    let frame = |dst: std::net::SocketAddrV4, payload: &[u8]| netkit_examples::probe::RawUdp4 {
+        src_mac: ctr_mac,
+        dst_mac: bridge_mac,
+        src: std::net::SocketAddrV4::new(ctr_ip, 5555),
+        dst,
+        payload: payload.to_vec(),
+    };
+    let ns = lab.ctrs[c].ns();
+    frame(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9999),
+        b"attack",
+    )
+    .send(ns, "eth0")
+    .expect("send the frame to 127.0.0.1");
+    frame(std::net::SocketAddrV4::new(gw, 9998), b"oracle")
+        .send(ns, "eth0")
+        .expect("send the oracle frame");
+    let mut buf = [0u8; 64];
+    let (n, _) = oracle
+        .recv_from(&mut buf)
+        .expect("the oracle datagram reaches H's gateway address (the path works)");
+    assert_eq!(&buf[..n], b"oracle");
+    victim.set_nonblocking(true).unwrap();
+    match victim.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("{backend}, mapping {with_mapping}: a container reached H's 127.0.0.1:9999: {other:?}"),
+    }
+    assert_eq!(
+        route_localnet(&lab, BRIDGE),
+        if with_mapping { "1" } else { "0" },
+        "route_localnet only where a mapping on 127.0.0.1 needs it"
+    );
+    if with_mapping {
+        // The mapping itself still answers on H's 127.0.0.1.
+        let _sc = Echo::start(lab.ctrs[c].ns(), "C", "0.0.0.0:80".parse().unwrap());
+        let (name, _, _) = hello(&lab.host, "127.0.0.1:8080".parse().unwrap()).expect("H -> 127.0.0.1:8080");
+        assert_eq!(name, "C");
+    }
+    lab.call("DEL", c, &conf).silent("DEL");
+    assert_eq!(
+        route_localnet(&lab, BRIDGE),
+        "0",
+        "route_localnet goes with the last mapping"
+    );
+}
+
+#[test]
+fn a_container_cannot_reach_the_hosts_localhost_nftables() {
+    localhost_is_unreachable_from_a_container("nftables", false);
+    localhost_is_unreachable_from_a_container("nftables", true);
+}
+
+#[test]
+fn a_container_cannot_reach_the_hosts_localhost_iptables() {
+    localhost_is_unreachable_from_a_container("iptables", false);
+    localhost_is_unreachable_from_a_container("iptables", true);
+}

@@ -152,7 +152,7 @@ fn jumps_v4() -> Vec<&'static str> {
         "-A OUTPUT -m comment --comment netkit -j NETKIT-OUTPUT",
         "-A POSTROUTING -m comment --comment netkit -j NETKIT-POSTROUTING",
         "-A FORWARD -m comment --comment netkit -j NETKIT-FORWARD",
-        "-A INPUT -m comment --comment netkit -j NETKIT-SERVICES",
+        "-A INPUT -m comment --comment netkit -j NETKIT-INPUT",
         "-A OUTPUT -m comment --comment netkit -j NETKIT-SERVICES",
     ]
 }
@@ -176,6 +176,18 @@ async fn port_mappings_add_and_remove() {
 
     let s4 = f.save4();
     assert_has(&s4, &jumps_v4());
+    // Traffic to 127.0.0.0/8 from outside lo that no DNAT sent there is dropped (IPv4 only).
+    assert_eq!(
+        chain(&s4, "NETKIT-INPUT"),
+        [
+            "-A NETKIT-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate DNAT -m comment --comment \"localhost is not reachable from outside lo\" -j DROP",
+            "-A NETKIT-INPUT -j NETKIT-SERVICES",
+        ]
+    );
+    assert_eq!(
+        chain(&f.save6(), "NETKIT-INPUT"),
+        ["-A NETKIT-INPUT -j NETKIT-SERVICES"]
+    );
     assert_has(
         &s4,
         &[
@@ -269,7 +281,8 @@ async fn masquerades_networks_and_isolation() {
         ..Default::default()
     };
     f.fw.add("net1", &rules).await.unwrap();
-    assert_eq!(f.t.sh("cat /proc/sys/net/ipv4/conf/cni0/route_localnet").trim(), "1");
+    // No port mapping answers on 127.0.0.1 here: route_localnet stays off.
+    assert_eq!(f.t.sh("cat /proc/sys/net/ipv4/conf/cni0/route_localnet").trim(), "0");
 
     let c = "-m comment --comment net1";
     let s4 = f.save4();
@@ -503,7 +516,10 @@ async fn services_and_endpoints() {
 
     f.fw.teardown("svc:web").await.unwrap();
     let v = f.save4();
-    assert!(!v.contains(&format!("-SVC-{id}")) && !v.contains("DROP"), "{v}");
+    assert!(
+        !v.contains(&format!("-SVC-{id}")) && chain(&v, "NETKIT-SERVICES").iter().all(|r| !r.contains("DROP")),
+        "{v}"
+    );
     assert!(!f.save6().contains("NETKIT"));
     assert_eq!(service_chains(&v, &dbsvc), service_chains(&s, &dbsvc));
     f.fw.teardown("svc:db").await.unwrap();

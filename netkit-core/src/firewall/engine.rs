@@ -187,10 +187,38 @@ impl<B: Backend> Engine<B> {
             let _ = state.set_rules(owner, &old);
             return Err(e);
         }
-        // Set again by every owner of a network (cheap), so a bridge recreated under live
-        // owners gets it back.
-        for n in added.networks.iter().filter(|n| n.subnet.is_ipv4()) {
-            sysctl::set_iface(&self.inner.ns, Family::V4, &n.interface, "route_localnet", "1")?;
+        // route_localnet only where a mapping answers on 127.0.0.1 (the drop rule for other
+        // traffic to 127.0.0.0/8 is in the kernel by now); set again by every owner that adds
+        // a network there (cheap), so a bridge recreated under live owners gets it back.
+        let (had, has) = (localnet_ifaces(&old), localnet_ifaces(&new));
+        for iface in &has {
+            let fresh = !had.contains(iface);
+            if fresh {
+                state.index_shared(&shared_key_localnet(iface), owner, "", true)?;
+            }
+            if fresh || added.networks.iter().any(|n| &n.interface == iface) {
+                sysctl::set_iface(&self.inner.ns, Family::V4, iface, "route_localnet", "1")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `owner` goes from `old` to `new`: interfaces it no longer needs `route_localnet` on are
+    /// dropped from the index, and the sysctl is turned off where nobody else needs it (a
+    /// vanished interface is fine). Runs before the rules change, so `route_localnet` is never
+    /// on without the rule that drops other traffic to 127.0.0.0/8.
+    fn release_localnet(&self, owner: &str, old: &Rules, new: &Rules) -> Result<()> {
+        let state = self.state();
+        let keep = localnet_ifaces(new);
+        for iface in localnet_ifaces(old).iter().filter(|i| !keep.contains(i)) {
+            let key = shared_key_localnet(iface);
+            if state.other_holder(&key, owner)?.is_none() {
+                match sysctl::set_iface(&self.inner.ns, Family::V4, iface, "route_localnet", "0") {
+                    Err(e) if e.is_not_found() => {}
+                    other => other?,
+                }
+            }
+            state.index_shared(&key, owner, "", false)?;
         }
         Ok(())
     }
@@ -264,6 +292,7 @@ impl<B: Backend> Engine<B> {
             return Ok(Rules::default());
         }
         let removed = old.minus(&new);
+        self.release_localnet(owner, &old, &new)?;
         // Kernel first, state last: the state keeps naming what the kernel may still hold.
         self.apply_shared(owner, &old, &new)?;
         self.index(owner, &removed, false)?;
@@ -326,11 +355,12 @@ impl<B: Backend> Engine<B> {
         self.state().owners()
     }
 
-    /// See [`super::Firewall::gc`].
-    pub(crate) fn gc(&self, valid: &[String]) -> Result<Vec<String>> {
+    /// See [`super::Firewall::gc`] and [`super::Firewall::gc_scope`]: owners starting with
+    /// `scope` (every owner for an empty scope) that are not in `valid`.
+    pub(crate) fn gc(&self, scope: &str, valid: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for owner in self.owners()? {
-            if !valid.contains(&owner) {
+            if owner.starts_with(scope) && !valid.contains(&owner) {
                 self.teardown(&owner)?;
                 removed.push(owner);
             }
@@ -351,9 +381,10 @@ impl<B: Backend> Engine<B> {
             return self.backend().clear();
         }
         self.backend().rebuild(&all)?;
-        for (_, rules) in &all {
-            for n in rules.networks.iter().filter(|n| n.subnet.is_ipv4()) {
-                sysctl::set_iface(&self.inner.ns, Family::V4, &n.interface, "route_localnet", "1")?;
+        for (owner, rules) in &all {
+            for iface in localnet_ifaces(rules) {
+                state.index_shared(&shared_key_localnet(&iface), owner, "", true)?;
+                sysctl::set_iface(&self.inner.ns, Family::V4, &iface, "route_localnet", "1")?;
             }
         }
         Ok(())
@@ -378,6 +409,29 @@ fn shared_key_isolation(i: &super::Isolation) -> String {
 
 fn shared_key_masq(m: &super::Masquerade) -> String {
     format!("masq:{}", m.source)
+}
+
+/// Holders of `route_localnet` on an interface (see [`localnet_ifaces`]).
+fn shared_key_localnet(iface: &str) -> String {
+    format!("localnet:{iface}")
+}
+
+/// The interfaces that need `route_localnet` for `rules`: those of the IPv4 networks that hold
+/// the container address of a port mapping answering on 127.0.0.1 (no host address, or a
+/// loopback one). Nothing else needs it: the kernel then drops packets to 127.0.0.0/8 that
+/// arrive on those interfaces as martians, as it should.
+pub(crate) fn localnet_ifaces(rules: &Rules) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in rules.networks.iter().filter(|n| n.subnet.is_ipv4()) {
+        let needed = rules
+            .port_mappings
+            .iter()
+            .any(|m| m.is_ipv4() && m.host_ip.is_none_or(|h| h.is_loopback()) && n.subnet.contains(m.container_ip));
+        if needed && !out.contains(&n.interface) {
+            out.push(n.interface.clone());
+        }
+    }
+    out
 }
 
 /// The shared-object index entries of `rules`: (key, detail).

@@ -173,6 +173,16 @@ pub trait Firewall: Send + Sync {
     /// Tear down every owner not in `valid`; returns the owners removed.
     fn gc(&self, valid: &[String]) -> impl Future<Output = Result<Vec<String>, FirewallError>> + Send;
 
+    /// Tear down every owner whose name starts with `scope` and is not in `valid`; owners
+    /// outside the scope are left alone. Returns the owners removed. A CNI network's GC uses
+    /// its own prefix (`<network>/`), so it never touches another network's owners that share
+    /// the namespace and the state directory.
+    fn gc_scope(
+        &self,
+        scope: &str,
+        valid: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, FirewallError>> + Send;
+
     /// Re-apply the whole wanted state (after a flush of the ruleset or a firewall reload).
     fn reconcile(&self) -> impl Future<Output = Result<(), FirewallError>> + Send;
 }
@@ -235,6 +245,9 @@ impl Firewall for AnyFirewall {
     }
     async fn gc(&self, valid: &[String]) -> Result<Vec<String>, FirewallError> {
         dispatch!(self, fw => fw.gc(valid).await)
+    }
+    async fn gc_scope(&self, scope: &str, valid: &[String]) -> Result<Vec<String>, FirewallError> {
+        dispatch!(self, fw => fw.gc_scope(scope, valid).await)
     }
     async fn reconcile(&self) -> Result<(), FirewallError> {
         dispatch!(self, fw => fw.reconcile().await)
@@ -303,7 +316,15 @@ macro_rules! firewall_via_engine {
                 valid: &[String],
             ) -> ::std::result::Result<Vec<String>, $crate::firewall::FirewallError> {
                 let (e, v) = (self.0.clone(), valid.to_vec());
-                $crate::firewall::engine::blocking(move || e.gc(&v)).await
+                $crate::firewall::engine::blocking(move || e.gc("", &v)).await
+            }
+            async fn gc_scope(
+                &self,
+                scope: &str,
+                valid: &[String],
+            ) -> ::std::result::Result<Vec<String>, $crate::firewall::FirewallError> {
+                let (e, s, v) = (self.0.clone(), scope.to_string(), valid.to_vec());
+                $crate::firewall::engine::blocking(move || e.gc(&s, &v)).await
             }
             async fn reconcile(&self) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
                 let e = self.0.clone();

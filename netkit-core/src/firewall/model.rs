@@ -281,8 +281,11 @@ impl Masquerade {
 /// A container network on the host: `subnet` behind `interface` (a bridge, usually).
 ///
 /// Registering it makes DNATed traffic that leaves through `interface` towards its own subnet
-/// masqueraded (hairpin: one container reaching another through a host port), and enables
-/// `route_localnet` on `interface` so port mappings answer on 127.0.0.1 (IPv4).
+/// masqueraded (hairpin: one container reaching another through a host port). When the same
+/// owner also maps a host port on 127.0.0.1 (no host address, or a loopback one) to an IPv4
+/// address of the subnet, `route_localnet` is turned on for `interface` so the mapping answers
+/// on 127.0.0.1 — only then, and only while the firewall's rule that drops other traffic to
+/// 127.0.0.0/8 from outside `lo` is in place (it goes off again with the last such mapping).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Network {
     /// The host-side interface the subnet lives behind.

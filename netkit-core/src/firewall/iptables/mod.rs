@@ -13,9 +13,11 @@
 //!   and `NETKIT-HOSTPORTS`), `NETKIT-SVC-<id>` and `NETKIT-SEP-<id>-<n>` per service and
 //!   endpoint (`<id>` as in the nftables driver), `NETKIT-POSTROUTING` (hairpin, 127.0.0.1,
 //!   marked traffic, masquerades).
-//! * filter: `NETKIT-FORWARD` (isolated pairs) and `NETKIT-SERVICES` (a service without
+//! * filter: `NETKIT-FORWARD` (isolated pairs), `NETKIT-INPUT` (IPv4: drops traffic to
+//!   127.0.0.0/8 that arrives from outside `lo` and was not DNATed there, kube-proxy's rule
+//!   against CVE-2020-8558; see the nftables driver) and `NETKIT-SERVICES` (a service without
 //!   endpoints drops its connections: iptables forbids DROP in the nat table, so this lives in
-//!   filter, reached from INPUT, OUTPUT and FORWARD).
+//!   filter, reached from INPUT (through `NETKIT-INPUT`), OUTPUT and FORWARD).
 //!
 //! The built-in chains get one jump each (`-m comment --comment netkit`, the firewall's name),
 //! inserted at the top: nat PREROUTING, OUTPUT, POSTROUTING; filter FORWARD, INPUT, OUTPUT.

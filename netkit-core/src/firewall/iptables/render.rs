@@ -19,8 +19,10 @@
 //!                 multicast RETURN, masquerade "network" RETURN, masquerade source MASQUERADE
 //! filter
 //!   FORWARD     ─► P-FORWARD: isolated pairs DROP (both ways), then ─► P-SERVICES
-//!   INPUT, OUTPUT ─► P-SERVICES: services without endpoints DROP (vip, and nodeport on a
-//!                 local address); iptables refuses DROP in the nat table
+//!   INPUT       ─► P-INPUT: [IPv4] traffic to 127.0.0.0/8 from outside lo, not DNATed: DROP
+//!                 (CVE-2020-8558, as kube-proxy), then ─► P-SERVICES
+//!   INPUT (via P-INPUT), OUTPUT ─► P-SERVICES: services without endpoints DROP (vip, and
+//!                 nodeport on a local address); iptables refuses DROP in the nat table
 //! ```
 
 use std::fmt::Write;
@@ -183,7 +185,7 @@ impl Names {
             ("nat", "OUTPUT", self.chain("OUTPUT")),
             ("nat", "POSTROUTING", self.chain("POSTROUTING")),
             ("filter", "FORWARD", self.chain("FORWARD")),
-            ("filter", "INPUT", self.chain("SERVICES")),
+            ("filter", "INPUT", self.chain("INPUT")),
             ("filter", "OUTPUT", self.chain("SERVICES")),
         ]
     }
@@ -274,6 +276,7 @@ pub(crate) fn render(
     let mut postrouting = Chain::new(c("POSTROUTING"));
     let mut per_service: Vec<Chain> = Vec::new();
     let mut forward = Chain::new(c("FORWARD"));
+    let mut input = Chain::new(c("INPUT"));
     let mut filter_services = Chain::new(c("SERVICES"));
 
     prerouting.rules.push(format!("-j {}", services.name));
@@ -365,14 +368,23 @@ pub(crate) fn render(
     postrouting.rules.extend(masq);
 
     forward.rules.push(format!("-j {}", filter_services.name));
+    if family == Family::V4 {
+        input.rules.push(LOCALHOST_DROP.into());
+    }
+    input.rules.push(format!("-j {}", filter_services.name));
 
     let mut nat = vec![prerouting, output, services, nodeports, hostports, postrouting];
     nat.extend(per_service);
     Ok(Some(Ruleset {
         nat,
-        filter: vec![forward, filter_services],
+        filter: vec![forward, input, filter_services],
     }))
 }
+
+/// Traffic to 127.0.0.0/8 that arrives from outside `lo` and that no DNAT sent there is dropped
+/// (kube-proxy's rule against CVE-2020-8558): `route_localnet`, which port mappings on
+/// 127.0.0.1 need, would otherwise let a container reach the host's loopback services.
+pub(crate) const LOCALHOST_DROP: &str = "! -s 127.0.0.0/8 -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate DNAT -m comment --comment \"localhost is not reachable from outside lo\" -j DROP";
 
 fn port_mapping(family: Family, m: &PortMapping, cm: &str, out: &mut Vec<String>) {
     let dst = m.host_ip.map(|h| format!("-d {} ", family.host(h))).unwrap_or_default();

@@ -14,7 +14,14 @@
 //! postrouting (nat, srcnat): hairpin and 127.0.0.1 masquerade of DNATed traffic, marked
 //!             traffic, then saddr . daddr @masqskip return, saddr . daddr @masq masquerade
 //! forward (filter): iifname . oifname @isolation drop
+//! input (filter): traffic to 127.0.0.0/8 from outside lo that no DNAT sent there: drop
 //! ```
+//!
+//! The `input` rule is kube-proxy's answer to CVE-2020-8558: an interface that needs
+//! `route_localnet` (a port mapping answering on 127.0.0.1 DNATs from there to a container)
+//! would otherwise let a neighbour on that interface reach the host's loopback services by
+//! sending packets to 127.0.0.1. The firewall sets `route_localnet` only on such interfaces, and
+//! only while this rule is in the kernel.
 
 use std::fmt::Write;
 
@@ -78,6 +85,10 @@ pub(crate) fn skeleton(table: &str, mark: u32) -> String {
     chain forward {{
         type filter hook forward priority filter; policy accept;
         iifname . oifname @isolation drop
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname != "lo" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status ! dnat drop comment "localhost is not reachable from outside lo"
     }}
 }}
 "#
