@@ -6,7 +6,11 @@
 //!   and [`neigh`]bours / bridge FDB;
 //! * [`sysctl`]: per-namespace and per-interface sysctls;
 //! * [`events`]: change notifications as an async stream;
-//! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback.
+//! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback;
+//! * [`ipam`]: address pools, a crash-safe allocator shared by processes, node subnet leases;
+//! * [`firewall`]: masquerade, port mappings, services and isolation (nftables or iptables);
+//! * [`tc`]: traffic control (token-bucket shaping, ingress redirect);
+//! * [`ifname`]: the one rule for interface names.
 //!
 //! Every error names the operation, the object and the namespace, and keeps the
 //! errno so callers can match "exists" or "no such device".
@@ -18,6 +22,7 @@ mod detach;
 pub mod events;
 pub mod firewall;
 mod fsutil;
+pub mod ifname;
 pub mod ipam;
 pub mod link;
 mod mac;

@@ -499,6 +499,18 @@ async fn get_list_and_set() {
     assert_eq!(t.h.link_get("ops1").await.unwrap().master, Some(br.index));
     assert_contains(&t.sh("ip -o link show ops1"), &["master obr"]);
 
+    // Alias: set, read back (also by `ip`), removed with an empty text; too long is refused.
+    t.h.link_set("ops0").alias("nk:podnet/ctr1:eth0").apply().await.unwrap();
+    assert_eq!(
+        t.h.link_get("ops0").await.unwrap().alias.as_deref(),
+        Some("nk:podnet/ctr1:eth0")
+    );
+    assert_contains(&t.sh("ip -d link show ops0"), &["alias nk:podnet/ctr1:eth0"]);
+    t.h.link_set("ops0").alias("").apply().await.unwrap();
+    assert_eq!(t.h.link_get("ops0").await.unwrap().alias, None);
+    let e = t.h.link_set("ops0").alias(&"x".repeat(256)).apply().await.unwrap_err();
+    assert!(matches!(e, LinkError::Invalid { what: "alias", .. }), "{e}");
+
     // Delete by index, idempotent.
     t.h.link_del_by_index(br.index).await.unwrap();
     t.h.link_del_by_index(br.index).await.unwrap();
@@ -585,7 +597,11 @@ async fn invalid_names_never_reach_the_kernel() {
     let before = t.h.link_list().await.unwrap().len();
     let long = "abcdefghijklmnop"; // 16 bytes
     assert_eq!(long.len(), 16);
-    for bad in [long, "a/b", "", "a b", "a:b", ".", ".."] {
+    // What the kernel refuses, and what netkit refuses on top: a name that would change the
+    // meaning of a firewall rule or command text (`eth+` is an iptables wildcard).
+    for bad in [
+        long, "a/b", "", "a b", "a:b", ".", "..", "eth+", "a\"b", "a\\b", "a'b", "a\u{7}b", "é0",
+    ] {
         let check = |r: Result<Link, LinkError>, what: &str| match r {
             Err(LinkError::Invalid { link, what: w, .. }) => {
                 assert_eq!(link, bad, "{what}");

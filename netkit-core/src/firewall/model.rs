@@ -339,19 +339,7 @@ impl Isolation {
 }
 
 fn check_ifname(name: &str) -> Result<(), FirewallError> {
-    if name.is_empty()
-        || name.len() > 15
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c == '"' || c.is_whitespace() || c.is_control())
-    {
-        return Err(FirewallError::invalid(format!(
-            "{name:?} is not a valid interface name"
-        )));
-    }
-    Ok(())
+    crate::ifname::check(name).map_err(|e| FirewallError::invalid(e.to_string()))
 }
 
 /// One backend of a service.

@@ -8,8 +8,7 @@ use super::IpamError;
 ///
 /// Validated as CNI 1.x requires: the container ID starts with a letter or digit followed by
 /// letters, digits, `_`, `.` or `-` (at most 200 bytes here, so it can name a file); the
-/// interface name is a valid Linux device name (1–15 bytes, no `/`, `:` or whitespace, not `.`
-/// or `..`).
+/// interface name follows netkit's one rule for interface names ([`crate::ifname`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Owner {
     container_id: String,
@@ -44,17 +43,8 @@ impl Owner {
             value: ifname.to_string(),
             reason,
         };
-        if ifname.is_empty() || ifname.len() > 15 {
-            return Err(bad_if("it must be 1 to 15 bytes long"));
-        }
-        if ifname == "." || ifname == ".." {
-            return Err(bad_if("it cannot be '.' or '..'"));
-        }
-        if ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        {
-            return Err(bad_if("'/', ':' and whitespace are not allowed"));
+        if let Err(e) = crate::ifname::check(ifname) {
+            return Err(bad_if(e.reason));
         }
         Ok(Self {
             container_id: container_id.to_string(),

@@ -107,6 +107,8 @@ pub struct Link {
     pub parent: Option<u32>,
     /// Namespace id (as seen from this one) of the peer's namespace.
     pub link_netnsid: Option<i32>,
+    /// The alias (IFLA_IFALIAS, `ip link set DEV alias TEXT`), when set.
+    pub alias: Option<String>,
     /// The raw message, for attributes netkit does not lift into fields.
     pub message: LinkMessage,
 }
@@ -124,6 +126,7 @@ impl Link {
             master: None,
             parent: None,
             link_netnsid: None,
+            alias: None,
             message: LinkMessage::default(),
         };
         for attr in &message.attributes {
@@ -134,6 +137,7 @@ impl Link {
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+                LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
                 LinkAttribute::OperState(s) => link.oper_up = *s == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {

@@ -35,7 +35,7 @@ pub(crate) use dev::Dev;
 pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
 pub use info::{Link, LinkKind};
 pub use kinds::{Dummy, Geneve, Ifb, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
-pub use naming::hashed_name;
+pub use naming::{hashed_name, hashed_name_with};
 pub use set::{AddrGenMode, LinkSet};
 pub use tuntap::{TunTap, TunTapMode};
 pub use veth::Veth;
@@ -179,15 +179,11 @@ pub(crate) fn new_link_message(name: &str, kind: InfoKind, data: Option<InfoData
 
 /// Check a name before sending it: the kernel limit is 15 bytes.
 pub(crate) fn check_name(name: &str) -> Result<(), LinkError> {
-    let bad = name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':', '\0']) || name == "." || name == "..";
-    if bad {
-        return Err(LinkError::Invalid {
-            link: name.to_string(),
-            what: "name",
-            reason: "must be 1-15 bytes without '/', ':', spaces, and not '.' or '..'".into(),
-        });
-    }
-    Ok(())
+    crate::ifname::check(name).map_err(|e| LinkError::Invalid {
+        link: e.name,
+        what: "name",
+        reason: e.reason.into(),
+    })
 }
 
 impl Handle {

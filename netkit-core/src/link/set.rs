@@ -23,6 +23,7 @@ pub struct LinkSet<'a> {
     promisc: Option<bool>,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
+    alias: Option<String>,
     rename: Option<String>,
     master: Option<MasterChange>,
     netns: Option<NetNs>,
@@ -58,6 +59,7 @@ impl<'a> LinkSet<'a> {
             promisc: None,
             mtu: None,
             mac: None,
+            alias: None,
             rename: None,
             master: None,
             netns: None,
@@ -96,6 +98,13 @@ impl<'a> LinkSet<'a> {
     /// Set the hardware address.
     pub fn mac(mut self, mac: MacAddr) -> Self {
         self.mac = Some(mac);
+        self
+    }
+    /// Set the alias (`alias TEXT`, IFLA_IFALIAS: free text up to 255 bytes, shown by `ip link`;
+    /// the kernel ignores it when a link is created, so it is set afterwards). An empty text
+    /// removes it. Useful to tag a link with who made it (see [`crate::Link::alias`]).
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_string());
         self
     }
     /// Rename (the link must be down for most kinds).
@@ -146,6 +155,9 @@ impl<'a> LinkSet<'a> {
         }
         if let Some(m) = self.mac {
             parts.push(format!("address {m}"));
+        }
+        if let Some(a) = &self.alias {
+            parts.push(format!("alias {a:?}"));
         }
         if let Some(n) = &self.rename {
             parts.push(format!("name {n}"));
@@ -217,6 +229,16 @@ impl<'a> LinkSet<'a> {
         }
         if let Some(m) = self.mac {
             msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
+        }
+        if let Some(a) = &self.alias {
+            if a.len() > 255 || a.contains('\0') {
+                return Err(LinkError::Invalid {
+                    link: self.label(),
+                    what: "alias",
+                    reason: "at most 255 bytes, without NUL".into(),
+                });
+            }
+            msg.attributes.push(LinkAttribute::IfAlias(a.clone()));
         }
         if let Some(n) = &self.rename {
             check_name(n)?;
