@@ -462,3 +462,30 @@ fn concurrent_create_of_one_name_has_one_winner() {
     assert_eq!(winners.len(), 1, "{results:?}");
     assert_eq!(losers, 7, "{results:?}");
 }
+
+/// A path that is no network namespace is refused (EINVAL), a FIFO without hanging: CNI_NETNS
+/// comes from a runtime, and a FIFO planted there must not block a plugin forever.
+#[test]
+fn open_path_refuses_what_is_no_network_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let probe = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(NetNs::open_path(&probe).map(drop).map_err(|e| e.errno()));
+    });
+    let fifo_result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("opening a FIFO as a namespace hangs");
+    assert_eq!(fifo_result, Err(Some(libc::EINVAL)), "FIFO");
+    for path in [file.as_path(), "/proc/self/ns/uts".as_ref(), "/dev/null".as_ref()] {
+        let e = NetNs::open_path(path).map(drop).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EINVAL), "{}: {e}", path.display());
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
+    }
+    let g = NetNsGuard::create(&unique("nsok")).unwrap();
+    assert_eq!(NetNs::open_path(g.path()).unwrap().id().unwrap(), g.id().unwrap());
+}

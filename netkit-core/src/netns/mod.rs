@@ -71,6 +71,10 @@ impl NetnsError {
     /// The errno behind this error, when it came from a system call.
     pub fn errno(&self) -> Option<i32> {
         match self {
+            // A file that is no network namespace (see `NetNs::open_path`).
+            Self::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                Some(source.raw_os_error().unwrap_or(libc::EINVAL))
+            }
             Self::Io { source, .. } => source.raw_os_error(),
             Self::Exists(_) => Some(libc::EEXIST),
             _ => None,
@@ -111,7 +115,8 @@ impl NetNs {
     }
 
     /// Open the namespace at `path` (a bind mount such as `/run/netns/x`, or
-    /// `/proc/PID/ns/net`).
+    /// `/proc/PID/ns/net`). Anything else at `path` (a regular file, a FIFO, another kind of
+    /// namespace) is refused with `EINVAL` and never waited on.
     pub fn open_path(path: impl AsRef<Path>) -> Result<Self, NetnsError> {
         let path = path.as_ref();
         let fd = open_ns_file(path).map_err(|e| NetnsError::io("open", path.display(), e))?;
@@ -184,11 +189,30 @@ impl fmt::Debug for NetNs {
     }
 }
 
+/// Open `path` and check it is a network namespace. `O_NONBLOCK`: opening a FIFO (or another
+/// special file) planted where a namespace should be must fail the check, not hang the caller.
 fn open_ns_file(path: &Path) -> std::io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
-    Ok(file.into())
+    let fd: OwnedFd = file.into();
+    // NS_GET_NSTYPE (_IO(0xb7, 0x3), Linux 4.11): the namespace type of an nsfs file; any
+    // other file answers ENOTTY (or EINVAL).
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without argument on a descriptor we own.
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind != libc::CLONE_NEWNET {
+        let why = if kind < 0 {
+            std::io::Error::last_os_error().to_string()
+        } else {
+            format!("namespace type {kind:#x}")
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a network namespace ({why})"),
+        ));
+    }
+    Ok(fd)
 }
