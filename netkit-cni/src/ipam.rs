@@ -83,7 +83,7 @@ impl NetConf {
             }
         };
         let name = match obj.get("name") {
-            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            Some(Value::String(n)) => n.clone(),
             _ => {
                 return Err(CniError::new(
                     ErrorCode::InvalidConfig,
@@ -91,6 +91,7 @@ impl NetConf {
                 ))
             }
         };
+        crate::plugin::attachment::check_network_name(&name).map_err(|m| CniError::new(ErrorCode::InvalidConfig, m))?;
         Ok(NetConf {
             version,
             name,
@@ -310,10 +311,17 @@ pub fn validate(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
 /// ADD: allocate for the attachment `env` names (specific addresses from `CNI_ARGS` `IP=`,
 /// `args.cni.ips` and the `ips` capability).
 pub fn add(conf: &NetConf, env: &CniEnv) -> Result<IpamResult, CniError> {
+    allocate(conf, env).map(|(result, _)| result)
+}
+
+/// [`add`], also telling whether the attachment held nothing before (`true`): a caller that
+/// undoes a failed ADD releases only then, never the addresses a live attachment of the same
+/// container ID and interface holds.
+pub fn allocate(conf: &NetConf, env: &CniEnv) -> Result<(IpamResult, bool), CniError> {
     let wanted = wanted(conf, env)?;
     let ipam = conf.open()?;
     let got = ipam.allocate(&owner(env)?, &wanted).map_err(ipam_error)?;
-    Ok(to_result(&got))
+    Ok((to_result(&got), got.held_before.is_empty()))
 }
 
 /// DEL: release what the attachment holds (idempotent).

@@ -38,17 +38,44 @@ pub fn mark(phase: &'static str) {
     }
 }
 
-/// Append the run's line (`head`: verb and container) to the file.
-pub fn finish(head: &str) {
+/// Append the run's line to the file: the verb and container ID as the runtime gave them,
+/// cleaned of anything but letters, digits, `_ . -` and cut to 64 characters (they come from
+/// the environment: a newline or an escape sequence must not forge or garble log lines).
+pub fn finish(verb: &str, container_id: &str) {
     use std::io::Write;
     let Ok(mut t) = TRACE.lock() else { return };
     let Some(t) = t.take() else { return };
-    let mut line = head.to_string();
+    let mut line = format!("{} {}", clean(verb), clean(container_id));
     for (phase, us) in &t.marks {
         line.push_str(&format!(" {phase}={us}"));
     }
     line.push_str(&format!(" done={}\n", t.start.elapsed().as_micros()));
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&t.file) {
         let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// `s` with every character outside letters, digits, `_ . -` replaced by `?`, at most 64.
+fn clean(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn environment_values_cannot_forge_lines() {
+        assert_eq!(super::clean("ADD"), "ADD");
+        assert_eq!(super::clean("c1\nDEL forged 1=2"), "c1?DEL?forged?1?2");
+        assert_eq!(super::clean("\u{1b}[31mred"), "??31mred");
+        assert_eq!(super::clean(&"x".repeat(500)).len(), 64);
     }
 }

@@ -378,6 +378,13 @@ impl Lab {
         self.host.name().unwrap()
     }
 
+    /// `ip -n H ARGS`.
+    fn ip_in_h(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.h()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
     fn o(&self) -> &NetNs {
         self.outside.as_ref().expect("lab with outside")
     }
@@ -573,7 +580,7 @@ impl Lab {
     #[track_caller]
     fn assert_gone(&self, i: usize) {
         let c = &self.ctrs[i];
-        let owner = format!("{}:eth0", c.id);
+        let owner = format!("{POOL}/{}:eth0", c.id);
         if c.ns.is_some() {
             assert!(
                 ipj(&c.name, &["link", "show", "eth0"]).is_none(),
@@ -941,7 +948,7 @@ fn del_after_the_container_namespace_is_gone_releases_everything() {
     let r = lab.add(c, &conf);
     let addr = result_ip(&r, true);
     let host_end = r["interfaces"][1]["name"].as_str().unwrap().to_string();
-    assert!(!nft_elements_of(&lab.nft(), "ctr0:eth0", false).is_empty());
+    assert!(!nft_elements_of(&lab.nft(), "podnet/ctr0:eth0", false).is_empty());
 
     lab.remove_container(c);
     lab.call("DEL", c, &conf).silent("DEL with the netns deleted");
@@ -1199,7 +1206,7 @@ fn sigkill_during_add_then_del_leaves_nothing() {
     let left = killed
         .iter()
         .filter(|&&c| {
-            let owner = format!("{}:eth0", lab.ctrs[c].id);
+            let owner = format!("{POOL}/{}:eth0", lab.ctrs[c].id);
             held.contains(&owner)
                 || owners.contains(&owner)
                 || ipj(&lab.ctrs[c].name, &["link", "show", "eth0"]).is_some()
@@ -1244,7 +1251,10 @@ fn sigkill_during_add_then_gc_leaves_nothing_of_the_killed() {
         lab.assert_gone(c);
     }
     // The kept attachments are intact.
-    let mut want_owners: Vec<String> = done.iter().map(|&c| format!("{}:eth0", lab.ctrs[c].id)).collect();
+    let mut want_owners: Vec<String> = done
+        .iter()
+        .map(|&c| format!("{POOL}/{}:eth0", lab.ctrs[c].id))
+        .collect();
     want_owners.sort();
     assert_eq!(lab.fw_owners(), want_owners);
     assert_eq!(lab.held().len(), done.len() * 2);
@@ -1309,7 +1319,7 @@ fn failed_add_rolls_back_a_host_port_conflict() {
     let out = add_fails_and_changes_nothing(&lab, c2, &conf, Some(7), "ADD of a host port C1 maps");
     assert!(out.v["msg"].as_str().unwrap().contains("8080"), "{}", out.describe());
     // C1 keeps its mapping.
-    assert!(lab.nft().contains("8080 comment \"ctr0:eth0\""), "{}", lab.nft());
+    assert!(lab.nft().contains("8080 comment \"podnet/ctr0:eth0\""), "{}", lab.nft());
     lab.call("DEL", c1, &conf).silent("DEL C1");
     lab.assert_clean();
 }
@@ -1412,7 +1422,7 @@ fn gc_releases_reservations_and_rules_of_attachments_not_listed() {
     lab.call_global("GC", &gc).silent("GC keeping ctr0");
     lab.assert_gone(cs[1]);
     lab.assert_gone(cs[2]);
-    assert_eq!(lab.fw_owners(), ["ctr0:eth0"]);
+    assert_eq!(lab.fw_owners(), ["podnet/ctr0:eth0"]);
     let mut held: Vec<String> = lab.held();
     held.sort();
     let mut want: Vec<String> = result_addrs(&results[0])
@@ -1423,7 +1433,7 @@ fn gc_releases_reservations_and_rules_of_attachments_not_listed() {
     assert_eq!(held, want);
     let nft = lab.nft();
     assert!(
-        nft.contains("\"ctr0:eth0\"") && !nft.contains("ctr1") && !nft.contains("ctr2"),
+        nft.contains("\"podnet/ctr0:eth0\"") && !nft.contains("ctr1") && !nft.contains("ctr2"),
         "{nft}"
     );
     // ctr0 is intact: CHECK passes, and the ports of the others can be mapped again.
@@ -1987,7 +1997,7 @@ fn a_shared_network_element_is_not_left_labelled_with_a_departed_owner() {
     lab.add(c2, &conf);
     lab.call("DEL", c1, &conf).silent("DEL C1");
     let nft = lab.nft();
-    let left = nft_elements_of(&nft, "ctr0:eth0", true);
+    let left = nft_elements_of(&nft, "podnet/ctr0:eth0", true);
     assert!(
         left.is_empty(),
         "after DEL of ctr0 the ruleset still names it: {left:?}\n{nft}"
@@ -2188,32 +2198,25 @@ fn bandwidth_limits_traffic_both_ways() {
     lab.assert_gone(c0);
     assert!(!lab.links().iter().any(|(n, _, _)| *n == ifb), "DEL left {ifb}");
 
-    // An ifb whose attachment is gone (the sandbox deleted, its DEL never sent): GC removes it.
-    // One whose veth still exists (a live container, maybe of another network) stays.
+    // GC keeps the ifb (and veth) of an attachment it is told is valid, and removes those of
+    // one it is not told about (the sandbox deleted, its DEL never sent): both carry this
+    // network's tag.
     let c2 = lab.container();
     lab.add(c2, &limited);
+    let nkbw = |lab: &Lab| lab.links().iter().any(|(n, k, _)| k == "ifb" && n.starts_with("nkbw"));
     let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] =
+        json!([{"containerID": "ctr1", "ifname": "eth0"}, {"containerID": "ctr2", "ifname": "eth0"}]);
+    lab.call_global("GC", &gc).silent("GC with ctr2 valid");
+    assert!(nkbw(&lab), "{:?}", lab.links());
+    assert_eq!(lab.veths().len(), 2, "{:?}", lab.links());
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr1", "ifname": "eth0"}]);
-    lab.call_global("GC", &gc).silent("GC with ctr2's veth still there");
-    assert!(
-        lab.links().iter().any(|(n, k, _)| k == "ifb" && n.starts_with("nkbw")),
-        "{:?}",
-        lab.links()
-    );
-    lab.remove_container(c2);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.veths().len() > 1 {
-        assert!(
-            Instant::now() < deadline,
-            "ctr2's veth outlived its namespace: {:?}",
-            lab.veths()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     lab.call_global("GC", &gc).silent("GC");
-    assert!(
-        !lab.links().iter().any(|(n, k, _)| k == "ifb" && n.starts_with("nkbw")),
-        "{:?}",
+    assert!(!nkbw(&lab), "{:?}", lab.links());
+    assert_eq!(
+        lab.veths().len(),
+        1,
+        "GC removes ctr2's host end too: {:?}",
         lab.links()
     );
     lab.call("DEL", c2, &limited).silent("DEL c2");
@@ -2346,4 +2349,303 @@ fn a_container_cannot_reach_the_hosts_localhost_nftables() {
 fn a_container_cannot_reach_the_hosts_localhost_iptables() {
     localhost_is_unreachable_from_a_container("iptables", false);
     localhost_is_unreachable_from_a_container("iptables", true);
+}
+
+/// Issue 10.2: GC of one network touches only its own attachments. Networks A and B (two
+/// bridges, `ipMasq`, one port mapping each) share H and the firewall state directory; a GC of A
+/// that lists A's only attachment as valid leaves B's mapping and masquerade working.
+#[test]
+fn gc_of_one_network_leaves_another_networks_rules() {
+    let mut lab = Lab::with_outside("gcnet");
+    let net = |name: &str, bridge: &str, subnet: &str, port: u16| {
+        let mut c = lab.conf("1.1.0", json!([[{ "subnet": subnet }]]));
+        c["name"] = json!(name);
+        c["bridge"] = json!(bridge);
+        c["ipMasq"] = json!(true);
+        c["capabilities"] = json!({"portMappings": true});
+        c["runtimeConfig"] = json!({"portMappings": [{"hostPort": port, "containerPort": 80}]});
+        c
+    };
+    let (a, b) = (
+        net("neta", "cnia", "10.211.0.0/24", 8081),
+        net("netb", "cnib", "10.212.0.0/24", 8082),
+    );
+    let (ca, cb) = (lab.container(), lab.container());
+    lab.add(ca, &a);
+    let rb = lab.add(cb, &b);
+    let b_ip = result_ip(&rb, true);
+    let mut gc = a.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": lab.ctrs[ca].id, "ifname": "eth0"}]);
+    lab.call_global("GC", &gc).silent("GC of neta");
+    assert_eq!(
+        lab.fw_owners(),
+        [
+            format!("neta/{}:eth0", lab.ctrs[ca].id),
+            format!("netb/{}:eth0", lab.ctrs[cb].id)
+        ]
+    );
+    let nft = lab.nft();
+    assert!(
+        nft.contains("10.212.0.0/24") && nft.contains("8082"),
+        "netb's rules are gone:\n{nft}"
+    );
+    // netb still works: O reaches B through its mapping, B reaches O masqueraded.
+    let _sb = Echo::start(lab.ctrs[cb].ns(), "B", "0.0.0.0:80".parse().unwrap());
+    let (name, local, _) = hello(lab.o(), format!("{EXT}:8082").parse().unwrap()).expect("O -> H:8082 -> B");
+    assert_eq!((name.as_str(), local), ("B", SocketAddr::new(b_ip, 80)));
+    let out: IpAddr = OUT.parse().unwrap();
+    let _so = Echo::start(lab.o(), "O", SocketAddr::new(out, 9000));
+    let (_, _, peer) = hello(lab.ctrs[cb].ns(), SocketAddr::new(out, 9000)).expect("B -> O");
+    assert_eq!(peer.ip().to_string(), EXT, "B is masqueraded");
+    // A GC of netb that lists nothing removes netb's attachment only.
+    let mut gc_b = b.clone();
+    gc_b["cni.dev/valid-attachments"] = json!([]);
+    lab.call_global("GC", &gc_b).silent("GC of netb");
+    assert_eq!(lab.fw_owners(), [format!("neta/{}:eth0", lab.ctrs[ca].id)]);
+    lab.call("DEL", ca, &a).silent("DEL A");
+    lab.call("DEL", cb, &b).silent("DEL B");
+}
+
+/// Issue 10.3: a second ADD of a live attachment fails and leaves the first one whole: its
+/// addresses stay held (netkit-ipam in-process, and a delegated host-local), it still works.
+#[test]
+fn a_failed_duplicate_add_leaves_the_live_attachment_alone() {
+    let mut lab = Lab::new("dupadd");
+    let hl_dir = lab.dir.path().join("host-local");
+    let mut delegated = lab.conf("1.0.0", json!(null));
+    delegated["ipam"] = json!({"type": "host-local", "dataDir": hl_dir, "ranges": [[{"subnet": "10.213.0.0/24"}]]});
+    delegated["bridge"] = json!("cnid");
+    for conf in [lab.conf("1.0.0", v4()), delegated] {
+        let c = lab.container();
+        let r = lab.add(c, &conf);
+        let ip = result_ip(&r, true);
+        let held_before = (lab.held(), host_local_held(&hl_dir));
+        let again = lab.call("ADD", c, &conf);
+        assert!(
+            !again.ok,
+            "a second ADD of a live attachment succeeded: {}",
+            again.describe()
+        );
+        assert_eq!(
+            (lab.held(), host_local_held(&hl_dir)),
+            held_before,
+            "the live attachment's addresses were released"
+        );
+        let gw = r["ips"][0]["gateway"].as_str().unwrap().to_string();
+        assert!(ping(&lab.ctrs[c].name, &gw), "{ip} no longer reaches its gateway");
+        lab.call("DEL", c, &conf).silent("DEL");
+    }
+}
+
+/// Issue 10.6: every verb checks an attachment the same way. An interface name ADD accepts
+/// (`net@1`) and a 130-character container ID are deleted too, with and without `ipMasq`.
+#[test]
+fn del_succeeds_for_every_attachment_add_accepted() {
+    let mut lab = Lab::new("delsame");
+    for masq in [false, true] {
+        let mut conf = lab.conf("1.1.0", v4());
+        conf["ipMasq"] = json!(masq);
+        for (id, ifname) in [("ctrat".to_string(), "net@1"), ("c".repeat(130), "eth0")] {
+            let c = lab.container();
+            lab.ctrs[c].id = id.clone();
+            let mut env = lab.env("ADD", c);
+            env.retain(|(k, _)| *k != "CNI_IFNAME");
+            env.push(("CNI_IFNAME", ifname.to_string()));
+            Out::of(lab.spawn_raw(&env, conf.to_string().as_bytes())).success(&format!("ADD {ifname} masq {masq}"));
+            env[0].1 = "DEL".into();
+            Out::of(lab.spawn_raw(&env, conf.to_string().as_bytes())).silent(&format!("DEL {ifname} masq {masq}"));
+            assert!(
+                lab.held().is_empty() && lab.fw_owners().is_empty(),
+                "{id}/{ifname} left state"
+            );
+        }
+    }
+    // DEL of an attachment ADD would refuse has nothing to delete, and succeeds.
+    let c = lab.container();
+    let mut env = lab.env("DEL", c);
+    env[1].1 = "-not/an id".into();
+    Out::of(lab.spawn_raw(&env, lab.conf("1.1.0", v4()).to_string().as_bytes())).silent("DEL of an invalid attachment");
+    lab.assert_clean();
+}
+
+/// Run the plugin in H where neither nftables (libnftables) nor iptables (the xtables tools)
+/// can be used: a private mount namespace with /dev/null over them.
+fn call_without_firewall_tools(lab: &Lab, env: &[(&str, String)], conf: &Value) -> Out {
+    let hide = [
+        "/usr/lib/x86_64-linux-gnu/libnftables.so.1.1.0",
+        "/usr/sbin/xtables-nft-multi",
+        "/usr/sbin/xtables-legacy-multi",
+    ];
+    let script = r#"for f in "$@"; do [ -e "$f" ] && mount --bind /dev/null "$f"; done; exec "$NK_PLUGIN""#;
+    let mut cmd = lab.host.command("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .args(hide)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("NK_PLUGIN", BIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn the plugin without firewall tools");
+    let _ = child.stdin.take().unwrap().write_all(conf.to_string().as_bytes());
+    Out::of(child)
+}
+
+/// Issue 10.6: a network without `ipMasq` or port mappings never needs a firewall: on a host
+/// without nftables and iptables its ADD, DEL, GC and STATUS all succeed.
+#[test]
+fn a_network_without_firewall_rules_works_without_nftables_and_iptables() {
+    let mut lab = Lab::new("nofw");
+    let conf = lab.conf("1.1.0", v4());
+    let c = lab.container();
+    // The tools are really gone in there: a network that masquerades cannot be attached.
+    let mut masq = conf.clone();
+    masq["ipMasq"] = json!(true);
+    masq["firewallBackend"] = Value::Null;
+    let out = call_without_firewall_tools(&lab, &lab.env("ADD", c), &masq);
+    assert!(
+        !out.ok,
+        "ADD with ipMasq succeeded without a firewall: {}",
+        out.describe()
+    );
+    call_without_firewall_tools(&lab, &lab.env("ADD", c), &conf).success("ADD without firewall tools");
+    call_without_firewall_tools(&lab, &lab.env("DEL", c), &conf).silent("DEL without firewall tools");
+    let global = vec![
+        ("CNI_COMMAND", "STATUS".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+    ];
+    call_without_firewall_tools(&lab, &global, &conf).silent("STATUS without firewall tools");
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let gc_env = vec![
+        ("CNI_COMMAND", "GC".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+    ];
+    call_without_firewall_tools(&lab, &gc_env, &gc).silent("GC without firewall tools");
+    lab.assert_clean();
+}
+
+/// Issue 10.7: routed mode routes only addresses of the configured pool, and never takes over
+/// a route the host already has. The reference `static` IPAM hands out whatever it is told.
+#[test]
+fn routed_mode_routes_only_pool_addresses_and_never_replaces_a_route() {
+    let mut lab = Lab::new("rtchk");
+    lab.ip_in_h(&["link", "add", "rtdummy", "type", "bridge"]);
+    lab.ip_in_h(&["link", "set", "rtdummy", "up"]);
+    lab.ip_in_h(&["route", "add", "10.201.0.50/32", "dev", "rtdummy"]);
+    let routes_before = ipj(lab.h(), &["route", "show"]);
+    let base = lab.conf("1.0.0", json!(null));
+    let conf_for = |addr: &str| {
+        let mut c = base.clone();
+        c["mode"] = json!("routed");
+        c["ipam"] = json!({"type": "static", "addresses": [{"address": addr}], "ranges": [[{"subnet": V4_NET}]]});
+        c
+    };
+    for (addr, code) in [("169.254.169.254/32", 101), ("10.201.0.50/24", 101)] {
+        let c = lab.container();
+        let out = lab.call("ADD", c, &conf_for(addr));
+        out.error(code, &format!("routed ADD of {addr}"));
+        assert_eq!(
+            ipj(lab.h(), &["route", "show"]),
+            routes_before,
+            "{addr}: H's routes changed"
+        );
+        assert!(lab.veths().is_empty(), "{addr}: a veth was left behind");
+    }
+    // Without host-local keys the delegated addresses cannot be checked: refused.
+    let c = lab.container();
+    let mut c_conf = conf_for("10.201.0.7/24");
+    c_conf["ipam"].as_object_mut().unwrap().remove("ranges");
+    lab.call("ADD", c, &c_conf)
+        .error(7, "routed ADD with an uncheckable IPAM");
+    // An address of the pool is routed as before.
+    let ok = conf_for("10.201.0.7/24");
+    lab.add(c, &ok);
+    lab.call("DEL", c, &ok).silent("DEL");
+}
+
+/// Issue 10.8: host-side links carry their attachment's tag, and DEL deletes a link by its
+/// hashed name only when the tag is its own (another attachment's colliding link stays).
+#[test]
+fn del_deletes_only_links_tagged_for_its_attachment() {
+    let mut lab = Lab::new("tag");
+    let conf = lab.conf("1.1.0", v4());
+    let c = lab.container();
+    lab.add(c, &conf);
+    let veth = lab.veths().pop().expect("the host end");
+    assert_eq!(veth.len(), 15, "veth + 11 hex digits");
+    let shown = ip(&["-n", lab.h(), "-d", "link", "show", &veth]);
+    assert!(shown.contains(&format!("alias nk:{POOL}/ctr0:eth0")), "{shown}");
+    lab.call("DEL", c, &conf).silent("DEL");
+    // Another attachment's link under the same name (a hash collision): DEL leaves it.
+    lab.ip_in_h(&["link", "add", &veth, "type", "veth", "peer", "name", "collide1"]);
+    lab.ip_in_h(&["link", "set", &veth, "alias", &format!("nk:{POOL}/someone:eth0")]);
+    lab.call("DEL", c, &conf).silent("DEL with a colliding link");
+    assert!(lab.veths().contains(&veth), "DEL deleted another attachment's link");
+    lab.ip_in_h(&["link", "del", &veth]);
+}
+
+/// Issue 10.11: bad input that would change the host is refused before anything changes: a
+/// bridge name with a quote, a FIFO as CNI_NETNS (no hang), the plugin's own namespace.
+#[test]
+fn bad_input_never_changes_the_host() {
+    let mut lab = Lab::new("badin");
+    let c = lab.container();
+    let before = lab.snapshot();
+    let mut conf = lab.conf("1.0.0", v4());
+    conf["bridge"] = json!("br\"x");
+    conf["ipMasq"] = json!(true);
+    lab.call("ADD", c, &conf).error(7, "bridge with a quote");
+    assert_eq!(before.diff(&lab.snapshot()), "", "a refused bridge name changed H");
+
+    let conf = lab.conf("1.0.0", v4());
+    let fifo = lab.dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut env = lab.env("ADD", c);
+    env[2].1 = fifo.display().to_string();
+    let mut child = lab.spawn_raw(&env, conf.to_string().as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ADD with a FIFO as CNI_NETNS hangs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Out::of(child).error(3, "FIFO as CNI_NETNS");
+
+    let routes_before = ipj(lab.h(), &["route", "show"]);
+    env[2].1 = lab.host.path().display().to_string();
+    Out::of(lab.spawn_raw(&env, conf.to_string().as_bytes())).error(4, "the plugin's own namespace as CNI_NETNS");
+    assert_eq!(ipj(lab.h(), &["route", "show"]), routes_before);
+    assert_eq!(before.diff(&lab.snapshot()), "", "refused input changed H");
+}
+
+/// Issue 10.12: unbounded input is refused: thousands of port mappings, an IPAM plugin that is
+/// the plugin itself (it would run itself without end).
+#[test]
+fn unbounded_input_is_refused() {
+    let mut lab = Lab::new("unbound");
+    let c = lab.container();
+    let before = lab.snapshot();
+    let mut conf = lab.conf("1.0.0", v4());
+    conf["capabilities"] = json!({"portMappings": true});
+    let many: Vec<Value> = (0..2000)
+        .map(|p| json!({"hostPort": 10000 + p, "containerPort": 80}))
+        .collect();
+    conf["runtimeConfig"] = json!({ "portMappings": many });
+    lab.call("ADD", c, &conf).error(7, "2000 port mappings");
+    // netkit-cni as its own IPAM, found in CNI_PATH under that name.
+    let bin_dir = lab.dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.join("netkit-cni")).unwrap();
+    let mut conf = lab.conf("1.0.0", v4());
+    conf["ipam"] = json!({"type": "netkit-cni"});
+    let mut env = lab.env("ADD", c);
+    env[4].1 = bin_dir.display().to_string();
+    Out::of(lab.spawn_raw(&env, conf.to_string().as_bytes())).error(7, "ipam.type naming the plugin itself");
+    assert_eq!(before.diff(&lab.snapshot()), "");
 }

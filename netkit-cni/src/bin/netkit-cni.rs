@@ -26,10 +26,9 @@ fn main() -> ExitCode {
     })
     .unwrap_or_else(|_| Err(CniError::new(ErrorCode::Io, "netkit-cni hit an internal error (panic)")));
     let code = netkit_cni::spec::finish(outcome, &version);
-    netkit_cni::trace::finish(&format!(
-        "{} {}",
-        std::env::var("CNI_COMMAND").unwrap_or_default(),
-        std::env::var("CNI_CONTAINERID").unwrap_or_default()
-    ));
+    netkit_cni::trace::finish(
+        &std::env::var("CNI_COMMAND").unwrap_or_default(),
+        &std::env::var("CNI_CONTAINERID").unwrap_or_default(),
+    );
     code
 }

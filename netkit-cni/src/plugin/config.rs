@@ -68,6 +68,8 @@ struct Raw {
     #[serde(default)]
     firewall_state_dir: Option<PathBuf>,
     #[serde(default)]
+    firewall_name: Option<String>,
+    #[serde(default)]
     wait_link_free: bool,
     #[serde(default, rename = "ipv6LinkLocal")]
     ipv6_link_local: bool,
@@ -114,6 +116,11 @@ pub struct PluginConf {
     pub firewall_backend: Option<Driver>,
     /// `firewallStateDir` (default: per namespace under /run/netkit/firewall).
     pub firewall_state_dir: Option<PathBuf>,
+    /// `firewallName`: the nftables table (`inet NAME`) and iptables chain prefix (upper-cased)
+    /// the rules live in; 1–8 letters, digits or `_`, default `netkit`. The kernel objects of
+    /// one name belong to one state directory: networks that keep their firewall state in
+    /// different `firewallStateDir`s need different names (the firewall refuses to share).
+    pub firewall_name: Option<String>,
     /// `waitLinkFree`: DEL waits until the kernel has freed the veth pair (15–25 ms more) and
     /// for nf_tables' cleanup, and starts no detached process. By default DEL returns once the
     /// pair has left both namespaces and leaves the kernel's final waits to detached processes
@@ -179,13 +186,9 @@ fn bad(msg: impl Into<String>) -> CniError {
     CniError::new(ErrorCode::InvalidConfig, msg)
 }
 
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
-}
+/// The most port mappings one attachment may ask for (each is a few kernel objects and a few
+/// bytes of state; real pods have a handful).
+pub const MAX_PORT_MAPPINGS: usize = 1024;
 
 impl PluginConf {
     /// Parse stdin. Not JSON → 6; unsupported version → 1; bad values → 7.
@@ -199,8 +202,14 @@ impl PluginConf {
             Some(m) => return Err(bad(format!("mode {m:?}: \"bridge\" or \"routed\""))),
         };
         let bridge = raw.bridge.unwrap_or_else(|| "cni0".into());
-        if !valid_ifname(&bridge) {
-            return Err(bad(format!("bridge {bridge:?} is not a valid interface name")));
+        netkit_core::ifname::check(&bridge).map_err(|e| bad(format!("bridge: {e}")))?;
+        if let Some(n) = &raw.firewall_name {
+            if n.is_empty() || n.len() > 8 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(bad(format!(
+                    "firewallName {:?}: 1-8 letters, digits or '_'",
+                    n.chars().take(32).collect::<String>()
+                )));
+            }
         }
         if let Some(m) = raw.mtu {
             if !(68..=65535).contains(&m) {
@@ -217,9 +226,14 @@ impl PluginConf {
             .ok_or_else(|| bad("ipam.type is missing"))?
             .to_string();
         let rc = &net.raw["runtimeConfig"];
-        let port_mappings = match rc.get("portMappings") {
+        let port_mappings: Vec<RuntimePortMapping> = match rc.get("portMappings") {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => {
+                if v.as_array().is_some_and(|a| a.len() > MAX_PORT_MAPPINGS) {
+                    return Err(bad(format!(
+                        "runtimeConfig.portMappings: more than {MAX_PORT_MAPPINGS} mappings"
+                    )));
+                }
                 serde_json::from_value(v.clone()).map_err(|e| bad(format!("runtimeConfig.portMappings: {e}")))?
             }
         };
@@ -260,10 +274,18 @@ impl PluginConf {
             bandwidth,
             firewall_backend,
             firewall_state_dir: raw.firewall_state_dir,
+            firewall_name: raw.firewall_name,
             wait_link_free: raw.wait_link_free,
             ipv6_link_local: raw.ipv6_link_local,
             raw: net.raw,
         })
+    }
+
+    /// True when the network uses the firewall: `ipMasq`, or port mappings (asked for, or the
+    /// capability declared). STATUS checks the firewall only then, and an attachment of a
+    /// network without it never needs nftables or iptables.
+    pub fn needs_firewall(&self) -> bool {
+        self.ip_masq || !self.port_mappings.is_empty() || self.raw["capabilities"]["portMappings"] == Value::Bool(true)
     }
 
     /// The port mappings for a container with these addresses: each mapping goes to the

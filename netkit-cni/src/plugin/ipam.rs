@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::ipam::{self as nkipam, NetConf};
 use crate::spec::{CniEnv, CniError, ErrorCode, IpamResult};
+use netkit_core::ipam::Pool;
 
 /// The IPAM of one network configuration.
 pub enum Ipam<'a> {
@@ -43,10 +44,37 @@ impl<'a> Ipam<'a> {
         }
     }
 
-    /// Allocate.
-    pub fn add(&self, env: &CniEnv) -> Result<IpamResult, CniError> {
+    /// True for a delegated plugin.
+    pub fn is_delegate(&self) -> bool {
+        matches!(self, Ipam::Delegate { .. })
+    }
+
+    /// The pool addresses must come from (routed mode installs a host route for each, so it
+    /// checks them first): the in-process allocator's, or, for a delegated plugin, the
+    /// host-local keys (`ranges`, `subnet`) or `ipRanges` capability of its configuration. A
+    /// delegated configuration without them cannot be checked, and routed mode refuses it.
+    pub fn pool(&self) -> Result<Pool, CniError> {
         match self {
-            Ipam::InProcess(conf) => nkipam::add(conf, env),
+            Ipam::InProcess(conf) => conf.pool(),
+            Ipam::Delegate { kind, stdin } => NetConf::parse(stdin).and_then(|c| c.pool()).map_err(|e| {
+                CniError::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "routed mode checks every address the IPAM plugin {kind} hands out against \
+                         the pool, which it reads from ipam.ranges or ipam.subnet (host-local's keys) \
+                         or the ipRanges capability: {}",
+                        e.msg
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Allocate; also whether the attachment held nothing before (see
+    /// [`nkipam::allocate`]; a delegated plugin's answer is taken as new).
+    pub fn add(&self, env: &CniEnv) -> Result<(IpamResult, bool), CniError> {
+        match self {
+            Ipam::InProcess(conf) => nkipam::allocate(conf, env),
             Ipam::Delegate { kind, stdin } => {
                 let out = delegate(env, kind, "ADD", stdin)?;
                 let value = serde_json::from_str(&out).map_err(|e| {
@@ -55,7 +83,7 @@ impl<'a> Ipam<'a> {
                         format!("IPAM plugin {kind} answered no JSON result: {e}"),
                     )
                 })?;
-                IpamResult::from_json(&value)
+                IpamResult::from_json(&value).map(|r| (r, true))
             }
         }
     }
@@ -98,15 +126,31 @@ impl<'a> Ipam<'a> {
     }
 }
 
-/// Find `kind` in `CNI_PATH`.
+/// Set in a delegated IPAM plugin's environment: a netkit plugin that finds it set refuses to
+/// delegate again, so no configuration can make plugins run each other without end.
+pub const DEPTH_VAR: &str = "NETKIT_CNI_DELEGATED";
+
+/// Find `kind` in `CNI_PATH`. Refused: a name that is no file name, this very program
+/// (`ipam.type` naming the main plugin would make it run itself), and any delegation from a
+/// process that is itself a delegate.
 fn find(env: &CniEnv, kind: &str) -> Result<PathBuf, CniError> {
-    if kind.is_empty() || kind.contains('/') {
+    if kind.is_empty() || kind.contains('/') || kind.len() > 255 {
         return Err(CniError::new(
             ErrorCode::InvalidConfig,
-            format!("ipam.type {kind:?} is not a plugin name"),
+            format!(
+                "ipam.type {:?} is not a plugin name",
+                kind.chars().take(64).collect::<String>()
+            ),
         ));
     }
-    env.path
+    if std::env::var_os(DEPTH_VAR).is_some() {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {kind:?}: this plugin runs as another plugin's IPAM and does not delegate again"),
+        ));
+    }
+    let bin = env
+        .path
         .iter()
         .map(|d| d.join(kind))
         .find(|p| p.is_file())
@@ -115,7 +159,23 @@ fn find(env: &CniEnv, kind: &str) -> Result<PathBuf, CniError> {
                 ErrorCode::InvalidConfig,
                 format!("IPAM plugin {kind:?} not found in CNI_PATH {:?}", env.path),
             )
-        })
+        })?;
+    if is_this_program(&bin) {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("ipam.type {kind:?} is this plugin itself ({})", bin.display()),
+        ));
+    }
+    Ok(bin)
+}
+
+/// True when `path` is the running executable (same device and inode).
+fn is_this_program(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Run a delegated plugin: `CNI_COMMAND` set to `command`, the rest of the environment as this
@@ -124,6 +184,7 @@ fn delegate(env: &CniEnv, kind: &str, command: &str, stdin: &[u8]) -> Result<Str
     let bin = find(env, kind)?;
     let mut child = Command::new(&bin)
         .env("CNI_COMMAND", command)
+        .env(DEPTH_VAR, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -19,14 +19,23 @@
 //! kernel's IPv6 link-local address on containers that get no IPv6 address; by default they and
 //! the bridge ports have none, so the bridge floods no IPv6 chatter).
 
-pub mod attach;
+mod add;
+pub mod attachment;
+mod bridge;
+mod check;
 pub mod config;
+mod del;
+mod fw;
 pub mod ipam;
+mod routed;
+
+pub use add::add;
+pub use check::check;
+pub use del::{del, gc};
 
 use crate::spec::{CniEnv, CniError, Command, ErrorCode};
 use config::PluginConf;
 use ipam::Ipam;
-use netkit_core::firewall::{self, Firewall};
 
 /// Run one invocation; `Ok(Some(text))` goes to stdout.
 pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
@@ -49,10 +58,10 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
                     })?);
                 }
             }
-            let result = attach::add(&conf, env, &ipam).await?;
+            let result = add(&conf, env, &ipam).await?;
             Ok(Some(result.to_json(conf.version).to_string()))
         }
-        Command::Del => attach::del(&conf, env, &ipam).await.map(|()| None),
+        Command::Del => del(&conf, env, &ipam).await.map(|()| None),
         Command::Check => {
             if !conf.version.has_check() {
                 return Err(CniError::new(
@@ -60,7 +69,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
                     "CHECK needs cniVersion 0.4.0 or later",
                 ));
             }
-            attach::check(&conf, env, &ipam).await.map(|()| None)
+            check(&conf, env, &ipam).await.map(|()| None)
         }
         Command::Gc => {
             if !conf.version.has_gc_and_status() {
@@ -73,53 +82,15 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
         }
         Command::Status => {
             ipam.status(env)?;
-            firewall_of(&conf)
-                .await
-                .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+            // The firewall matters only to a network that uses it.
+            if conf.needs_firewall() {
+                let host = netkit_core::NetNs::current().map_err(CniError::io)?;
+                fw::open(&conf, &host)
+                    .await
+                    .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+            }
             Ok(None)
         }
         Command::Version => unreachable!("answered above"),
     }
-}
-
-async fn firewall_of(conf: &PluginConf) -> Result<firewall::AnyFirewall, CniError> {
-    let host = netkit_core::NetNs::current().map_err(CniError::io)?;
-    attach::open_firewall(conf, &host).await
-}
-
-/// GC: IPAM first, then the firewall owners that belong to no valid attachment.
-async fn gc(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
-    let valid = crate::ipam::NetConf::parse_without_ipam(&serde_json::to_vec(&conf.raw).unwrap_or_default())?
-        .valid_attachments()?;
-    let ipam_result = ipam.gc(env);
-    let owners: Vec<String> = valid
-        .iter()
-        .map(|o| format!("{}:{}", o.container_id(), o.ifname()))
-        .collect();
-    let fw_result = match firewall_of(conf).await {
-        Ok(fw) => fw.gc(&owners).await.map(drop).map_err(CniError::io),
-        Err(e) => Err(e),
-    };
-    let ifb_result = gc_ifbs(&valid).await;
-    ipam_result.and(fw_result).and(ifb_result)
-}
-
-/// The bandwidth capability's ifb devices (`nkbw…`) left behind by attachments that are gone:
-/// an ifb is named like its attachment's host veth (`veth…`, same hash), so one whose veth is
-/// gone and whose attachment is not in the valid list is an orphan (a plugin killed mid-ADD).
-/// Another network's attachments keep theirs: their veths exist.
-async fn gc_ifbs(valid: &[netkit_core::ipam::Owner]) -> Result<(), CniError> {
-    let host = netkit_core::Handle::current().map_err(CniError::io)?;
-    let keep: Vec<String> = valid.iter().map(attach::ifb_of).collect();
-    let links = host.link_list().await.map_err(CniError::io)?;
-    for l in &links {
-        let Some(hash) = l.name.strip_prefix(attach::IFB_PREFIX) else {
-            continue;
-        };
-        let veth = format!("{}{hash}", attach::VETH_PREFIX);
-        if !keep.contains(&l.name) && !links.iter().any(|o| o.name == veth) {
-            host.link_del(&l.name).await.map_err(CniError::io)?;
-        }
-    }
-    Ok(())
 }

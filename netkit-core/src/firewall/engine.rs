@@ -399,6 +399,16 @@ pub(crate) fn state_dir(ns: &NetNs, options: &FirewallOptions) -> Result<PathBuf
     }
 }
 
+/// The state directory of `options` for `ns`, opened, when it exists (`None`: it was never
+/// made, so nobody holds anything).
+pub(crate) fn existing_state(ns: &NetNs, options: &FirewallOptions) -> Result<Option<StateDir>> {
+    let dir = state_dir(ns, options)?;
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    StateDir::open(&dir).map(Some)
+}
+
 fn shared_key_network(n: &super::Network) -> String {
     format!("net:{}:{}", n.interface, n.subnet)
 }

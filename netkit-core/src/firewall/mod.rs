@@ -209,6 +209,31 @@ pub async fn open(ns: &NetNs, options: FirewallOptions) -> Result<AnyFirewall, F
     }
 }
 
+/// What the state directory of `options` records for `owner`, read without opening a driver:
+/// it works on a host without nftables and iptables, and creates nothing when the directory
+/// does not exist (then nobody holds anything). A caller that only has to clean up (a CNI DEL)
+/// asks this first and opens the firewall only when there is something to remove.
+pub async fn recorded(ns: &NetNs, options: &FirewallOptions, owner: &str) -> Result<Rules, FirewallError> {
+    check_owner(owner)?;
+    let (ns, options, owner) = (ns.clone(), options.clone(), owner.to_string());
+    engine::blocking(move || match engine::existing_state(&ns, &options)? {
+        Some(state) => state.rules(&owner),
+        None => Ok(Rules::default()),
+    })
+    .await
+}
+
+/// Every owner the state directory of `options` records, read without opening a driver (see
+/// [`recorded`]).
+pub async fn recorded_owners(ns: &NetNs, options: &FirewallOptions) -> Result<Vec<String>, FirewallError> {
+    let (ns, options) = (ns.clone(), options.clone());
+    engine::blocking(move || match engine::existing_state(&ns, &options)? {
+        Some(state) => state.owners(),
+        None => Ok(Vec::new()),
+    })
+    .await
+}
+
 macro_rules! dispatch {
     ($self:ident, $fw:ident => $e:expr) => {
         match $self {

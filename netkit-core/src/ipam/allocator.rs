@@ -30,6 +30,10 @@ pub struct Allocation {
     pub routes: Vec<PoolRoute>,
     /// DNS settings from the pool's resolv.conf, if it named one.
     pub dns: Option<Dns>,
+    /// The addresses the owner held before this call (empty: everything was claimed by it).
+    /// A caller that undoes a failed step releases the owner only when this is empty, so a
+    /// second request for a live owner never frees what the first one holds.
+    pub held_before: Vec<IpAddr>,
 }
 
 /// A pool's allocator over its persistent store.
@@ -110,7 +114,9 @@ impl Ipam {
             txn.rollback();
             return Err(e);
         }
-        Ok(self.allocation(&got))
+        let mut allocation = self.allocation(&got);
+        allocation.held_before = held;
+        Ok(allocation)
     }
 
     fn fill(&self, txn: &mut Claims<'_>, got: &mut [Option<IpAddr>], wanted: &[Option<IpAddr>]) -> Result<()> {
@@ -225,6 +231,7 @@ impl Ipam {
             ips,
             routes: self.pool.routes().to_vec(),
             dns: self.dns.clone(),
+            held_before: Vec::new(),
         }
     }
 
