@@ -64,6 +64,9 @@ const NFT_MSG_DELSETELEM: u16 = 14;
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_USERDATA: u16 = 6;
+const NFTNL_UDATA_TABLE_COMMENT: u8 = 0;
+const NFT_MSG_NEWTABLE: u16 = 0;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -978,6 +981,12 @@ impl NftSocket {
 
     /// Whether `family name` exists (NFT_MSG_GETTABLE; `ENOENT` is `false`).
     pub(crate) fn table_exists(&self, family: Family, name: &str) -> Result<bool, NftError> {
+        self.table_comment(family, name).map(|t| t.is_some())
+    }
+
+    /// The comment of table `family name`: `None` when there is no such table, `Some(None)`
+    /// when it has no comment (NFT_MSG_GETTABLE; the comment is the userdata TLV nft writes).
+    pub(crate) fn table_comment(&self, family: Family, name: &str) -> Result<Option<Option<String>>, NftError> {
         check_name("table", name)?;
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let seq = inner.seq;
@@ -1000,11 +1009,15 @@ impl NftSocket {
         };
         inner.drain();
         inner.send_buf(&b.buf).map_err(err)?;
+        let mut comment = None;
         loop {
             let mut ack = None;
             inner
                 .recv(|m| {
                     // The reply (NFT_MSG_NEWTABLE) comes first, then the ack.
+                    if m.seq == seq && m.ty == nft_type(NFT_MSG_NEWTABLE) {
+                        comment = table_userdata_comment(m.payload);
+                    }
                     if m.seq == seq && m.ty == NLMSG_ERROR {
                         ack = Some(parse_error(m));
                     }
@@ -1012,8 +1025,8 @@ impl NftSocket {
                 .map_err(err)?;
             match ack {
                 None => continue,
-                Some((None, _)) => return Ok(true),
-                Some((Some(e), _)) if e.errno == Some(libc::ENOENT) => return Ok(false),
+                Some((None, _)) => return Ok(Some(comment)),
+                Some((Some(e), _)) if e.errno == Some(libc::ENOENT) => return Ok(None),
                 Some((Some(e), _)) => return Err(err(e)),
             }
         }
@@ -1289,6 +1302,35 @@ struct Msg<'a> {
     flags: u16,
     seq: u32,
     payload: &'a [u8],
+}
+
+/// The comment of an NFT_MSG_NEWTABLE payload (nfgenmsg, then attributes): the
+/// NFTNL_UDATA_TABLE_COMMENT entry of NFTA_TABLE_USERDATA, a NUL-terminated string.
+fn table_userdata_comment(payload: &[u8]) -> Option<String> {
+    let mut rest = payload.get(4..)?;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let ty = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if ty == NFTA_TABLE_USERDATA {
+            let mut ud = &rest[4..len];
+            // nftnl_udata TLVs: u8 type, u8 length, value.
+            while ud.len() >= 2 {
+                let (t, l) = (ud[0], usize::from(ud[1]));
+                let value = ud.get(2..2 + l)?;
+                if t == NFTNL_UDATA_TABLE_COMMENT {
+                    let text = value.split(|b| *b == 0).next().unwrap_or_default();
+                    return Some(String::from_utf8_lossy(text).into_owned());
+                }
+                ud = &ud[2 + l..];
+            }
+            return None;
+        }
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    None
 }
 
 /// The errno and the NLMSGERR_ATTR_OFFS of an NLMSG_ERROR; `None` errno for an ack.
