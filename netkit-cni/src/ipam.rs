@@ -202,6 +202,8 @@ pub fn ipam_error(e: IpamError) -> CniError {
         IpamError::Config(_) | IpamError::NotAStore { .. } => ErrorCode::InvalidConfig,
         IpamError::BadOwner { .. } => ErrorCode::InvalidEnv,
         IpamError::Io { .. } | IpamError::Corrupt { .. } => ErrorCode::Io,
+        // A lock held too long (a hung process): the runtime may retry later.
+        IpamError::LockTimeout { .. } => ErrorCode::TryAgainLater,
         IpamError::Exhausted { .. } => ErrorCode::PoolExhausted,
         IpamError::OutsidePool { .. }
         | IpamError::Reserved { .. }
