@@ -237,6 +237,40 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Test-only: the log lines this thread wrote (a process-wide logger that keeps each thread's
+/// lines apart, so tests running in parallel see only their own).
+#[cfg(test)]
+pub(crate) mod testlog {
+    use std::cell::RefCell;
+
+    thread_local!(static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) });
+
+    struct ThreadLog;
+
+    impl log::Log for ThreadLog {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LINES.with(|l| l.borrow_mut().push(format!("{} {}", record.level(), record.args())));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Install the logger (once per process) and forget this thread's earlier lines.
+    pub(crate) fn start() {
+        static LOGGER: ThreadLog = ThreadLog;
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Trace);
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// The lines this thread wrote since [`start`].
+    pub(crate) fn lines() -> Vec<String> {
+        LINES.with(|l| l.borrow().clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,3 +477,22 @@ fn the_id_is_made_once_and_every_open_agrees() {
     assert_ne!(again.id(), id);
     assert_eq!(quarantined(t.path(), "id").len(), 1);
 }
+
+#[test]
+fn each_quarantine_writes_one_log_line() {
+    let (t, s) = temp_state();
+    std::fs::write(t.path().join("owner/a:eth0.json"), "{").unwrap();
+    crate::fsutil::testlog::start();
+    assert_eq!(s.rules("a:eth0").unwrap(), Rules::default());
+    let lines = crate::fsutil::testlog::lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let moved = &quarantined(t.path(), "a:eth0.json")[0].0;
+    for part in [
+        "WARN",
+        &t.path().join("owner/a:eth0.json").display().to_string(),
+        &moved.display().to_string(),
+        "not netkit's rules",
+    ] {
+        assert!(lines[0].contains(part), "{part:?} missing from {}", lines[0]);
+    }
+}

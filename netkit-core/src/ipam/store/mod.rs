@@ -271,7 +271,8 @@ impl Store {
                     Read::Found(o) => return Ok(Some(o)),
                     Read::Damaged(reason) => reason,
                 };
-                let Some(moved) = self.quarantine(&self.ip_dir, "ip", &name, &reason)? else {
+                let then = format!("{ip} counts as free");
+                let Some(moved) = self.quarantine(&self.ip_dir, "ip", &name, &reason, &then)? else {
                     return Ok(None);
                 };
                 // What was moved must still be the damaged file (not a record written at the
@@ -288,14 +289,22 @@ impl Store {
         }
     }
 
-    /// Move `dir/name` into `quarantine/` with one warning in the log; `None` when it is gone.
-    fn quarantine(&self, dir: &Dir, label: &str, name: &str, reason: &str) -> Result<Option<fsutil::Quarantined>> {
+    /// Move `dir/name` into `quarantine/` with one warning in the log (`then`: what the store
+    /// does about it); `None` when it is gone.
+    fn quarantine(
+        &self,
+        dir: &Dir,
+        label: &str,
+        name: &str,
+        reason: &str,
+        then: &str,
+    ) -> Result<Option<fsutil::Quarantined>> {
         let path = dir.join(name);
         let moved =
             fsutil::quarantine(&self.root, dir, label, OsStr::new(name)).map_err(io_err("quarantine", &path))?;
         if let Some(m) = &moved {
             log::warn!(
-                "ipam store: damaged record {} ({reason}) moved to {}; going on without it",
+                "ipam store: damaged record {} ({reason}) moved to {}; {then}",
                 path.display(),
                 m.path().display()
             );
@@ -355,7 +364,8 @@ impl Store {
             Read::Found(r) => return Ok(Some(r)),
             Read::Damaged(reason) => reason,
         };
-        self.quarantine(&self.owner_dir, "owner", &key, &reason)?;
+        // What the owner holds: the address files naming it (they change only under this
+        // owner's lock, held here).
         let mut ips = Vec::new();
         for name in self.ip_dir.names().map_err(io_err("list", self.ip_dir.path()))? {
             let Some(ip) = name.to_str().and_then(|n| n.parse::<IpAddr>().ok()) else {
@@ -365,10 +375,8 @@ impl Store {
                 ips.push(ip);
             }
         }
-        log::warn!(
-            "ipam store: the record of {owner} in {} was rebuilt from the address files naming it: {ips:?}",
-            self.root_path.display()
-        );
+        let then = format!("rebuilt from the address files naming {owner}: {ips:?}");
+        self.quarantine(&self.owner_dir, "owner", &key, &reason, &then)?;
         self.write_owner(owner, &ips)?;
         Ok((!ips.is_empty()).then(|| OwnerRecord {
             owner: owner.clone(),
@@ -551,5 +559,52 @@ fn read_record<T>(dir: &Dir, name: &str, decode: impl Fn(&str) -> std::result::R
             }
             Err(reason) => return Ok(Read::Damaged(reason)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsutil::testlog;
+
+    /// Each damaged record is moved aside with exactly one warning naming the file, where it
+    /// went and why.
+    #[test]
+    fn a_damaged_record_is_quarantined_with_one_log_line() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let owner = Owner::new("c1", "eth0").unwrap();
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        store.write_owner(&owner, &[ip]).unwrap();
+        assert!(store.claim(ip, &owner).unwrap());
+        std::fs::write(d.path().join("owner/c1:eth0"), "").unwrap();
+
+        testlog::start();
+        let rec = store.owner_record(&owner).unwrap().expect("rebuilt");
+        assert_eq!(rec.ips, [ip]);
+        let lines = testlog::lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        let moved = std::fs::read_dir(d.path().join("quarantine"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("c1:eth0");
+        assert!(moved.is_file());
+        for part in [
+            "WARN",
+            &d.path().join("owner/c1:eth0").display().to_string(),
+            &moved.display().to_string(),
+            "no end of line",
+            "10.0.0.2",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        // The record is whole again: reading it logs nothing.
+        testlog::start();
+        assert_eq!(store.owner_record(&owner).unwrap(), Some(rec));
+        assert!(testlog::lines().is_empty());
     }
 }
