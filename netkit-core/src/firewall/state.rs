@@ -48,7 +48,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +73,6 @@ const MAX_STATE_FILE: u64 = 16 << 20;
 /// The state directory of one firewall (one namespace).
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
-    root_path: PathBuf,
     root: Arc<Dir>,
     owners: Arc<Dir>,
     services: Arc<Dir>,
@@ -238,7 +237,6 @@ impl StateDir {
             sync: false,
         };
         let mut dir = StateDir {
-            root_path: root_path.to_path_buf(),
             owners: sub(OWNER_DIR)?,
             services: sub(SERVICE_DIR)?,
             holders: sub(HOLDERS_DIR)?,
@@ -810,12 +808,6 @@ impl StateDir {
         files::remove(legacy, key, false)
             .map(drop)
             .map_err(state_err("remove", &legacy.join(key)))
-    }
-
-    /// The directory's path.
-    #[allow(dead_code)]
-    pub(crate) fn path(&self) -> &Path {
-        &self.root_path
     }
 }
 
