@@ -7,6 +7,11 @@
 //!           "routes": [{"dst": "0.0.0.0/0"}], "resolvConf": "/etc/resolv.conf"}}
 //! ```
 //!
+//! Besides host-local's keys, `ipam` takes `"sync": true` to fsync every change of the store
+//! (records then survive a power cut, not only a killed process; each change costs a few
+//! milliseconds more on most disks). `resolvConf` files are read up to 64 KiB; a larger one is
+//! a configuration error (code 7).
+//!
 //! Verbs: ADD allocates (the same owner gets the same addresses back), DEL releases (idempotent),
 //! CHECK verifies the owner still holds its addresses (and those of `prevResult`), GC releases
 //! everything not in `cni.dev/valid-attachments`, STATUS answers 50 when the store is unusable,
@@ -123,7 +128,8 @@ impl NetConf {
         }
     }
 
-    /// Open the pool's allocator (see [`NetConf::pool`]).
+    /// Open the pool's allocator (see [`NetConf::pool`]) in `dataDir`; the `ipam` key `sync`
+    /// (default `false`) makes the store fsync every change, so it survives a power cut.
     pub fn open(&self) -> Result<Ipam, CniError> {
         let pool = self.pool()?;
         let dns = self.ipam.dns().map_err(config_error)?;
@@ -132,9 +138,11 @@ impl NetConf {
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        Ok(Ipam::open(pool, &dir, StoreOptions::default())
-            .map_err(ipam_error)?
-            .with_dns(dns))
+        let options = StoreOptions {
+            sync: self.ipam.sync,
+            ..StoreOptions::default()
+        };
+        Ok(Ipam::open(pool, &dir, options).map_err(ipam_error)?.with_dns(dns))
     }
 
     /// Addresses asked for through `args.cni.ips` and `runtimeConfig.ips`.
@@ -195,6 +203,8 @@ pub fn ipam_error(e: IpamError) -> CniError {
         IpamError::Config(_) | IpamError::NotAStore { .. } => ErrorCode::InvalidConfig,
         IpamError::BadOwner { .. } => ErrorCode::InvalidEnv,
         IpamError::Io { .. } | IpamError::Corrupt { .. } => ErrorCode::Io,
+        // A lock held too long (a hung process): the runtime may retry later.
+        IpamError::LockTimeout { .. } => ErrorCode::TryAgainLater,
         IpamError::Exhausted { .. } => ErrorCode::PoolExhausted,
         IpamError::OutsidePool { .. }
         | IpamError::Reserved { .. }

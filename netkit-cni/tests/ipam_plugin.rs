@@ -552,3 +552,38 @@ fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
     let check = ipam.check().unwrap();
     assert_eq!((check.held, check.problems.len()), (40, 0), "{:?}", check.problems);
 }
+
+/// `"sync": true` in the `ipam` object opens the store with `StoreOptions::sync`; the plugin
+/// works the same with it; an oversized `resolvConf` is a configuration error (code 7).
+#[test]
+fn sync_key_reaches_the_store_and_an_oversized_resolv_conf_is_refused() {
+    let dir = tempfile::Builder::new()
+        .prefix("netkit-ipam-plugin-sync-")
+        .tempdir()
+        .unwrap();
+    let synced = conf(dir.path(), "1.1.0", V4_24).replacen(
+        r#""type":"netkit-ipam","#,
+        r#""type":"netkit-ipam","sync":true,"#,
+        1,
+    );
+    let parsed = netkit_cni::ipam::NetConf::parse(synced.as_bytes()).unwrap();
+    assert!(parsed.ipam.sync);
+    assert!(parsed.open().unwrap().store().options().sync);
+    let plain = netkit_cni::ipam::NetConf::parse(conf(dir.path(), "1.1.0", V4_24).as_bytes()).unwrap();
+    assert!(!plain.open().unwrap().store().options().sync);
+    let (ok, v) = call("ADD", "s1", &synced);
+    assert!(ok, "{v}");
+    assert_eq!(call("DEL", "s1", &synced), (true, Value::Null));
+
+    let big = dir.path().join("resolv.conf");
+    std::fs::write(&big, "#".repeat(64 * 1024 + 1)).unwrap();
+    let with_big = conf(dir.path(), "1.1.0", V4_24).replacen(
+        r#""type":"netkit-ipam","#,
+        &format!(r#""type":"netkit-ipam","resolvConf":"{}","#, big.display()),
+        1,
+    );
+    let (ok, v) = call("ADD", "s2", &with_big);
+    assert!(!ok);
+    assert_eq!(v["code"], 7, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("64 KiB"), "{v}");
+}

@@ -717,48 +717,83 @@ fn processes_sharing_one_store_get_distinct_addresses() {
 }
 
 // 8 (a).
+/// Files in the store's `quarantine/` whose name ends with `name`, with their contents.
+fn quarantined(store_dir: &Path, name: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (rel, content) in snapshot(&store_dir.join("quarantine")) {
+        if let Some(bytes) = content {
+            if rel.ends_with(&format!("/{name}")) {
+                out.push((store_dir.join("quarantine").join(rel), bytes));
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn truncated_owner_file_is_reported_corrupt_and_nothing_changes() {
+fn truncated_owner_file_is_quarantined_and_the_owner_still_released() {
     let dir = TempDir::new("corrupt-owner");
     let pool = pool(
         "corrupt",
         json!({"ranges": [[{"subnet": "10.71.0.0/24"}], [{"subnet": "fd71::/120"}]]}),
     );
     let ipam = open(&pool, dir.path());
-    let (bad, good) = (owner("c-bad", "eth0"), owner("c-good", "eth0"));
-    ipam.allocate(&bad, &[]).unwrap();
+    let (bad, good, again) = (
+        owner("c-bad", "eth0"),
+        owner("c-good", "eth0"),
+        owner("c-again", "eth0"),
+    );
+    let mut bad_ips: Vec<IpAddr> = ipam
+        .allocate(&bad, &[])
+        .unwrap()
+        .ips
+        .iter()
+        .map(|i| i.address.ip())
+        .collect();
+    bad_ips.sort();
     let good_got = ipam.allocate(&good, &[]).unwrap();
+    let again_got = ipam.allocate(&again, &[]).unwrap();
 
+    // A power cut leaves an owner file cut short.
     let store_dir = dir.path().join("corrupt");
     let path = store_dir.join("owner").join("c-bad:eth0");
     let bytes = std::fs::read(&path).expect("the owner file is where the docs say");
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-    let before = snapshot(&store_dir);
 
-    let assert_corrupt = |what: &str, r: Result<Vec<IpAddr>, IpamError>| match r {
-        Err(IpamError::Corrupt { path: p, reason }) => {
-            assert_eq!(p, path, "{what}: wrong file named ({reason})");
-        }
-        other => panic!("{what}: expected Corrupt, got {other:?}"),
-    };
-    assert_corrupt("release", ipam.release(&bad));
-    assert_corrupt("lookup", ipam.lookup(&bad));
-    assert_corrupt("allocate", ipam.allocate(&bad, &[]).map(|_| Vec::new()));
-    let msg = ipam.release(&bad).unwrap_err().to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert_eq!(snapshot(&store_dir), before, "a failed call changed the store");
+    // Release goes on: the damaged file is moved aside and what the owner holds (its address
+    // files name it) is released.
+    let mut released = ipam.release(&bad).expect("release of an owner with a damaged record");
+    released.sort();
+    assert_eq!(released, bad_ips);
+    assert!(!path.exists(), "the damaged record is still in place");
+    let q = quarantined(&store_dir, "c-bad:eth0");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        q[0].1,
+        &bytes[..bytes.len() - 3],
+        "the quarantined file is the damaged one"
+    );
+    for ip in &bad_ips {
+        assert_eq!(ipam.holder(*ip).unwrap(), None);
+    }
+    assert!(
+        ipam.release(&bad).unwrap().is_empty(),
+        "a second release has nothing left"
+    );
 
-    // Other owners still work, and the damaged owner's addresses are not handed out again.
+    // An empty record (the other common leftover of a power cut): the owner keeps what it
+    // holds, an allocation gives the same addresses back, and the record is whole again.
+    let path = store_dir.join("owner").join("c-again:eth0");
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(ipam.allocate(&again, &[]).unwrap(), again_got);
+    assert_eq!(quarantined(&store_dir, "c-again:eth0").len(), 1);
     assert_eq!(ipam.allocate(&good, &[]).unwrap(), good_got);
-    let fresh = ipam.allocate(&owner("c-new", "eth0"), &[]).unwrap();
-    assert_eq!(addrs(&fresh), ["10.71.0.4/24", "fd71::4/120"]);
-    assert_eq!(ipam.release(&good).unwrap().len(), 2);
-    assert_eq!(std::fs::read(&path).unwrap(), &bytes[..bytes.len() - 3]);
+    assert_clean(&ipam, 4, 2);
 }
 
 // 8 (b).
 #[test]
-fn garbage_address_file_fails_gc_with_corrupt_and_nothing_changes() {
+fn garbage_address_file_is_quarantined_and_gc_goes_on() {
     let dir = TempDir::new("corrupt-ip");
     let pool = pool("corrupt-ip", json!({"ranges": [[{"subnet": "10.72.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
@@ -770,30 +805,33 @@ fn garbage_address_file_fails_gc_with_corrupt_and_nothing_changes() {
     let path = store_dir.join("ip").join("10.72.0.3"); // y's address
     assert!(path.is_file());
     std::fs::write(&path, "this is not a record\n").unwrap();
-    let before = snapshot(&store_dir);
+    // A file whose name is no address at all.
+    std::fs::write(store_dir.join("ip").join("not-an-address"), "junk\n").unwrap();
 
-    // GC with only x valid would release y and z: it must refuse before touching either.
-    match ipam.gc(std::slice::from_ref(&x)) {
-        Err(IpamError::Corrupt { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    match ipam.release(&y) {
-        Err(IpamError::Corrupt { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    assert_eq!(snapshot(&store_dir), before, "a failed call changed the store");
-    assert_eq!(ipam.lookup(&z).unwrap(), [ip("10.72.0.4")]);
-
-    // Other owners still work; the damaged address is skipped, not handed out.
-    assert_eq!(ipam.release(&z).unwrap(), [ip("10.72.0.4")]);
-    let got = ipam.allocate(&owner("cw", "eth0"), &[]).unwrap();
-    assert_eq!(addrs(&got), ["10.72.0.5/24"]);
-    match ipam.allocate(&owner("cv", "eth0"), &[ip("10.72.0.3")]) {
-        Err(IpamError::Corrupt { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("a request for the damaged address: expected Corrupt, got {other:?}"),
-    }
-    assert!(ipam.lookup(&owner("cv", "eth0")).unwrap().is_empty());
-    assert_eq!(std::fs::read(&path).unwrap(), b"this is not a record\n");
+    // GC with only x valid releases z (and y, whose address record is gone) and goes on past
+    // the damaged files.
+    let report = ipam
+        .gc(std::slice::from_ref(&x))
+        .expect("gc goes on past damaged records");
+    assert_eq!(report.released_ips(), [ip("10.72.0.4")]);
+    assert!(!path.exists());
+    let q = quarantined(&store_dir, "10.72.0.3");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].1, b"this is not a record\n");
+    let junk = quarantined(&store_dir, "not-an-address");
+    assert_eq!(junk.len(), 1);
+    let mut reported = report.quarantined.clone();
+    reported.sort();
+    let mut want = vec![q[0].0.clone(), junk[0].0.clone()];
+    want.sort();
+    assert_eq!(reported, want, "GC reports where each damaged file went");
+    assert_eq!(ipam.lookup(&x).unwrap(), [ip("10.72.0.2")]);
+    assert!(ipam.lookup(&y).unwrap().is_empty() && ipam.lookup(&z).unwrap().is_empty());
+    assert_clean(&ipam, 1, 1);
+    // The damaged address is free again.
+    assert_eq!(ipam.holder(ip("10.72.0.3")).unwrap(), None);
+    let got = ipam.allocate(&owner("cv", "eth0"), &[ip("10.72.0.3")]).unwrap();
+    assert_eq!(addrs(&got), ["10.72.0.3/24"]);
 }
 
 // 9.
@@ -1157,4 +1195,139 @@ fn bad_owner_input_is_refused_with_bad_owner() {
     // The limits themselves are accepted.
     let o = Owner::new("a.b_c-9", "a23456789012345").unwrap();
     assert_eq!((o.container_id(), o.ifname()), ("a.b_c-9", "a23456789012345"));
+}
+
+// Hardening: symbolic links planted in a store are never followed, neither to read a record
+// nor to write one; the files they point to stay exactly as they were.
+#[test]
+fn symlinks_planted_in_a_store_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new("symlinks");
+    let outside = TempDir::new("symlinks-outside");
+    let pool = pool("links", json!({"ranges": [[{"subnet": "10.76.0.0/24"}]]}));
+    let ipam = open(&pool, dir.path());
+    let store_dir = dir.path().join("links");
+    let (a, evil) = (owner("ln-a", "eth0"), owner("ln-evil", "eth0"));
+    ipam.allocate(&a, &[]).unwrap();
+    // Genuine records of `evil`, copied outside the store, then released.
+    ipam.allocate(&evil, &[ip("10.76.0.9")]).unwrap();
+    let owner_copy = outside.path().join("owner-record");
+    let ip_copy = outside.path().join("ip-record");
+    std::fs::copy(store_dir.join("owner/ln-evil:eth0"), &owner_copy).unwrap();
+    std::fs::copy(store_dir.join("ip/10.76.0.9"), &ip_copy).unwrap();
+    ipam.release(&evil).unwrap();
+
+    // The round-robin hint, a record of each kind and a few spares point outside.
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::remove_file(store_dir.join("last.0")).unwrap();
+    symlink(&victim, store_dir.join("last.0")).unwrap();
+    symlink(&owner_copy, store_dir.join("owner/ln-evil:eth0")).unwrap();
+    symlink(&ip_copy, store_dir.join("ip/10.76.0.9")).unwrap();
+    for i in 0..6 {
+        symlink(&victim, store_dir.join(format!("spare/0.planted.{i}"))).unwrap();
+    }
+    let before = snapshot(outside.path());
+
+    // Nothing is read through a link...
+    assert!(ipam.lookup(&evil).unwrap().is_empty(), "read through a planted link");
+    assert_eq!(ipam.holder(ip("10.76.0.9")).unwrap(), None);
+    // ...and nothing written through one: allocations write the hint and take spares.
+    for i in 0..4 {
+        ipam.allocate(&owner(&format!("ln-b{i}"), "eth0"), &[]).unwrap();
+    }
+    ipam.release(&a).unwrap();
+    ipam.gc(&[]).unwrap();
+    assert_eq!(snapshot(outside.path()), before, "a file outside the store changed");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+
+    // A subdirectory replaced by a link to a directory outside: the store is refused rather
+    // than written through it.
+    std::fs::remove_dir_all(store_dir.join("spare")).unwrap();
+    let elsewhere = outside.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    symlink(&elsewhere, store_dir.join("spare")).unwrap();
+    let reopened = Ipam::open(pool.clone(), dir.path(), StoreOptions::default());
+    if let Ok(ipam) = reopened {
+        let _ = ipam.allocate(&owner("ln-c", "eth0"), &[]);
+        let _ = ipam.release(&owner("ln-c", "eth0"));
+        panic!("a store whose spare/ is a symbolic link was opened");
+    }
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "written through a link"
+    );
+}
+
+// Hardening: what the store creates is for root only (directories 0700, files 0600).
+#[test]
+fn store_directories_are_0700_and_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("modes");
+    let pool = pool("modes", json!({"ranges": [[{"subnet": "10.79.0.0/24"}]]}));
+    let ipam = open(&pool, dir.path());
+    let o = owner("md-a", "eth0");
+    ipam.allocate(&o, &[]).unwrap();
+    ipam.allocate(&owner("md-b", "eth0"), &[]).unwrap();
+    ipam.release(&o).unwrap(); // leaves a spare
+    let store_dir = dir.path().join("modes");
+    let mut seen = 0;
+    for (rel, content) in snapshot(&store_dir) {
+        let mode = std::fs::symlink_metadata(store_dir.join(&rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        let want = if content.is_none() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{rel}: mode {mode:o}");
+        seen += 1;
+    }
+    let root = std::fs::metadata(&store_dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(root, 0o700, "the store directory: mode {root:o}");
+    assert!(seen > 10, "{seen} entries");
+}
+
+// Hardening: a lock held too long (a hung process) is an error after the configured wait, not
+// a wait forever.
+#[test]
+fn a_lock_held_too_long_fails_after_the_lock_timeout() {
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("locktimeout");
+    let pool = pool("locks", json!({"ranges": [[{"subnet": "10.80.0.0/24"}]]}));
+    let options = StoreOptions {
+        lock_timeout: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
+    let ipam = Ipam::open(pool.clone(), dir.path(), options).unwrap();
+    let o = owner("lt-a", "eth0");
+    ipam.allocate(&o, &[]).unwrap(); // makes its lock shard
+                                     // The test holds every shard as another process would (its own open file descriptions).
+    let lock_dir = dir.path().join("locks/lock");
+    let held: Vec<_> = std::fs::read_dir(&lock_dir)
+        .unwrap()
+        .map(|e| {
+            let f = std::fs::File::open(e.unwrap().path()).unwrap();
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    match ipam.release(&o) {
+        Err(IpamError::LockTimeout { path, waited }) => {
+            assert!(path.starts_with(&lock_dir), "{}", path.display());
+            assert_eq!(waited, Duration::from_millis(100));
+        }
+        other => panic!("expected LockTimeout, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    let msg = ipam
+        .lookup(&o)
+        .map(drop)
+        .and_then(|()| ipam.release(&o).map(drop))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("lock") && msg.contains("100ms"), "{msg}");
+    assert_eq!(StoreOptions::default().lock_timeout, Duration::from_secs(30));
+    drop(held);
+    assert_eq!(ipam.release(&o).unwrap().len(), 1);
 }

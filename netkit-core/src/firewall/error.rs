@@ -52,7 +52,17 @@ pub enum FirewallError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A state file does not hold what netkit wrote.
+    /// The state directory's lock stayed taken for longer than the lock wait allows (another
+    /// process or thread holds it: a hung or very slow one). Nothing was changed.
+    #[error("firewall state: gave up waiting for lock {path} after {waited:?} (another process or thread holds it)")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long the operation waited.
+        waited: std::time::Duration,
+    },
+    /// A state file does not hold what netkit wrote. (The state directory itself no longer
+    /// fails with this: such files are quarantined and treated as absent.)
     #[error("firewall state: corrupt {path}: {reason}")]
     Corrupt {
         /// The file.

@@ -596,20 +596,32 @@ impl Rules {
     }
 }
 
-/// The longest owner name: state files are named by the owner, hex-encoded, plus `.json`, and
-/// a file name holds at most 255 bytes. A CNI attachment (`<64-hex container ID>:<ifname>`) is
-/// at most 80.
-pub const MAX_OWNER_LEN: usize = 125;
+/// The longest owner name, in bytes. State files are named by the owner (`/` written as `+`)
+/// plus `.json`, and a file name holds at most 255 bytes. A CNI attachment
+/// (`<64-hex container ID>:<ifname>`) is at most 80; a Kubernetes-style
+/// `<namespace>/<pod>@<uid>:<ifname>` fits too.
+pub const MAX_OWNER_LEN: usize = 250;
 
-/// Owner names: 1–[`MAX_OWNER_LEN`] of letters, digits, `_ . : - /` (a container ID with its
-/// interface, a service name, …).
+/// Owner names: 1–[`MAX_OWNER_LEN`] bytes of ASCII letters, digits and `_ . : / @ % -`,
+/// starting with a letter or a digit (a container ID with its interface, a service name, …).
 pub fn check_owner(owner: &str) -> Result<(), FirewallError> {
     if owner.is_empty()
         || owner.len() > MAX_OWNER_LEN
-        || !owner.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-/".contains(c))
+        || !owner.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !owner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:/@%-".contains(c))
     {
+        // A huge name must not make a huge message.
+        let shown: String = owner.chars().take(64).collect();
+        let shown = if shown.len() < owner.len() {
+            format!("{shown:?}… ({} bytes)", owner.len())
+        } else {
+            format!("{shown:?}")
+        };
         return Err(FirewallError::invalid(format!(
-            "owner {owner:?}: 1-{MAX_OWNER_LEN} of letters, digits, '_', '.', ':', '-', '/'"
+            "owner {shown}: 1-{MAX_OWNER_LEN} bytes of letters, digits, '_', '.', ':', '/', '@', '%', '-', \
+             starting with a letter or a digit"
         )));
     }
     Ok(())
@@ -673,5 +685,21 @@ mod tests {
             .validate()
             .is_err());
         assert!(check_owner("abc:eth0").is_ok() && check_owner("a b").is_err());
+        for ok in ["default/web@1%2:eth0", "9x", &"a".repeat(MAX_OWNER_LEN)] {
+            assert!(check_owner(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "/x",
+            ".x",
+            "a+b",
+            "a\"b",
+            "a\nb",
+            "é",
+            &"a".repeat(MAX_OWNER_LEN + 1),
+        ] {
+            assert!(check_owner(bad).is_err(), "{bad:?}");
+        }
     }
 }

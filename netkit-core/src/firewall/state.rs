@@ -1,39 +1,86 @@
 //! The wanted state, kept on disk so every process (a CNI plugin runs once per call) sees what
 //! every owner holds, `reconcile` can re-apply it after a flush, and GC knows the owners.
 //!
+//! Layout (version 2):
+//!
 //! ```text
-//! lock                  flock: one change at a time in this namespace (each change is short)
-//! owners/<hex>.json     one owner's Rules (file name: the owner string, hex-encoded)
-//! ports/<proto>.<port>  index: which owners map this host port (conflict checks without a scan)
-//! services/<hex>        index: the owner of each service name
-//! shared/<hex>/<hex>    index: holders of an object several may hold (a network, an isolated
-//!                       pair, a masquerade source), one file per holder (content: a detail,
-//!                       e.g. the masquerade's network); the kernel holds the object once
-//! tmp/, spare/          scratch files, and released files kept for reuse (see fsutil::files)
+//! id                       this state directory's identity: 16 lowercase hex digits, random,
+//!                          made by the first open
+//! lock                     flock: one change at a time in this namespace (each change is short)
+//! owner/<owner>.json       one owner's Rules
+//! service/<service name>   index: the owner of each service name (content: the owner)
+//! holders/<hex key>/<owner>
+//!                          index: holders of an object several may hold (a network, an isolated
+//!                          pair, a masquerade source), one file per holder (content: a detail,
+//!                          e.g. the masquerade's network); the kernel holds the object once
+//! ports/<proto>.<port>     index: which owners map this host port (conflict checks without a
+//!                          scan); lines of `<hex owner>\t<host ip or *>\t<4|6>`
+//! tmp/, spare/             scratch files, and released files kept for reuse (see fsutil::files)
+//! quarantine/              damaged or invalid files moved aside: <unique>.<where>/<name>
 //! ```
+//!
+//! Owner and service names are written as file names with every `/` replaced by `+` (neither
+//! may hold a `+`, so the mapping is reversible); owners are at most
+//! [`MAX_OWNER_LEN`](super::MAX_OWNER_LEN) bytes, so `<owner>.json` fits a file name. The
+//! service names `.` and `..` are written `%2e` and `%2e%2e` (service names hold no `%`).
+//!
+//! The first layout (netkit before 0.3: `owners/<hex owner>.json`, `services/<hex name>`,
+//! `shared/<hex key>/<hex owner>` and, older still, a `shared/<hex key>` file of
+//! `<hex owner>\t<detail>` lines) is migrated by [`StateDir::open`] under the lock, file by file
+//! with atomic renames, so an interrupted migration is finished by the next open; the old
+//! directories are then removed.
+//!
+//! Everything is root's: directories are 0700, files 0600. The state directory and its
+//! subdirectories are opened once as descriptors and every file is named relative to one of
+//! them without following symbolic links (see `fsutil::dir`).
+//!
+//! Nothing read back is trusted: an owner file must deserialize into [`Rules`] that validate,
+//! and name a valid owner; index entries must decode and name valid owners (and services). A
+//! file that does not — damaged by a power cut, or planted — is moved to `quarantine/` under
+//! the lock with a warning in the log (the `log` crate) and treated as absent, so it never
+//! turns into a rule.
 //!
 //! Order of writes, so a process killed at any instant leaves nothing unaccounted for: an owner's
 //! file is written (intent) before the kernel is changed, and removed after the kernel objects
 //! are gone. A kernel object therefore always has an owner file that names it; `teardown` and GC
 //! remove kernel objects idempotently.
 
+use std::ffi::OsStr;
+use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
 
 use super::error::Result;
-use super::model::{PortMapping, Rules};
+use super::model::{check_owner, PortMapping, Rules};
 use super::FirewallError;
-use crate::fsutil::{self, files};
+use crate::fsutil::{self, dir::Dir, files};
+
+const OWNER_DIR: &str = "owner";
+const SERVICE_DIR: &str = "service";
+const HOLDERS_DIR: &str = "holders";
+const PORTS_DIR: &str = "ports";
+const LEGACY_OWNERS: &str = "owners";
+const LEGACY_SERVICES: &str = "services";
+const LEGACY_SHARED: &str = "shared";
+const ID_FILE: &str = "id";
+/// The largest state file read; anything larger is not netkit's.
+const MAX_STATE_FILE: u64 = 16 << 20;
 
 /// The state directory of one firewall (one namespace).
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
-    root: PathBuf,
-    owners: PathBuf,
-    ports: PathBuf,
-    services: PathBuf,
-    shared: PathBuf,
+    root: Arc<Dir>,
+    owners: Arc<Dir>,
+    services: Arc<Dir>,
+    holders: Arc<Dir>,
+    ports: Arc<Dir>,
     files: files::Files,
+    lock_timeout: Duration,
+    id: String,
 }
 
 /// One claim in the port index.
@@ -49,6 +96,9 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
     let bytes: Option<Vec<u8>> = (0..s.len())
         .step_by(2)
         .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
@@ -56,299 +106,478 @@ fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// A name as one file name component: every `/` written as `+`.
+fn escape(name: &str) -> String {
+    name.replace('/', "+")
+}
+
+fn unescape(name: &str) -> String {
+    name.replace('+', "/")
+}
+
+/// The file of an owner's rules.
+fn owner_file(owner: &str) -> String {
+    format!("{}.json", escape(owner))
+}
+
+/// The owner a file name of `owner/` stands for, when it is one netkit writes.
+fn owner_of_file(name: &OsStr) -> Option<String> {
+    let owner = unescape(name.to_str()?.strip_suffix(".json")?);
+    (check_owner(&owner).is_ok() && OsStr::new(&owner_file(&owner)) == name).then_some(owner)
+}
+
+/// The owner a holder entry's file name stands for.
+fn owner_of_holder(name: &OsStr) -> Option<String> {
+    let owner = unescape(name.to_str()?);
+    (check_owner(&owner).is_ok() && OsStr::new(&escape(&owner)) == name).then_some(owner)
+}
+
+/// The file of a service name's index entry.
+fn service_file(name: &str) -> String {
+    match name {
+        "." => "%2e".into(),
+        ".." => "%2e%2e".into(),
+        n => escape(n),
+    }
+}
+
+/// The rule [`Service::validate`](super::Service::validate) applies to names.
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+}
+
+fn text(bytes: &[u8]) -> std::result::Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
+/// An owner file: rules that deserialize and validate.
+fn decode_rules(bytes: &[u8]) -> std::result::Result<Rules, String> {
+    let rules: Rules = serde_json::from_str(text(bytes)?).map_err(|e| format!("not netkit's rules: {e}"))?;
+    rules.validate().map_err(|e| e.to_string())?;
+    Ok(rules)
+}
+
+/// A service index entry: the owner's name.
+fn decode_owner_name(bytes: &[u8]) -> std::result::Result<String, String> {
+    let owner = text(bytes)?;
+    check_owner(owner).map_err(|e| e.to_string())?;
+    Ok(owner.to_string())
+}
+
+/// A holder entry's detail: nothing, or a network.
+fn decode_detail(bytes: &[u8]) -> std::result::Result<String, String> {
+    let detail = text(bytes)?;
+    if !detail.is_empty() && detail.parse::<IpNetwork>().is_err() {
+        return Err(format!("detail {detail:?} is neither empty nor a network"));
+    }
+    Ok(detail.to_string())
+}
+
+/// A port index file.
+fn decode_claims(bytes: &[u8]) -> std::result::Result<Vec<PortClaim>, String> {
+    text(bytes)?
+        .lines()
+        .map(|line| {
+            let bad = || format!("bad line {line:?}");
+            let mut f = line.split('\t');
+            let (owner, ip, fam, rest) = (f.next(), f.next(), f.next(), f.next());
+            let owner = owner
+                .and_then(unhex)
+                .filter(|o| check_owner(o).is_ok())
+                .ok_or_else(bad)?;
+            let host_ip: Option<IpAddr> = match ip {
+                Some("*") => None,
+                Some(s) => Some(s.parse().map_err(|_| bad())?),
+                None => return Err(bad()),
+            };
+            let ipv4 = match fam {
+                Some("4") => true,
+                Some("6") => false,
+                _ => return Err(bad()),
+            };
+            if rest.is_some() || host_ip.is_some_and(|i| i.is_ipv4() != ipv4) {
+                return Err(bad());
+            }
+            Ok(PortClaim { owner, host_ip, ipv4 })
+        })
+        .collect()
+}
+
+/// The `id` file: 16 lowercase hex digits and a newline.
+fn decode_id(bytes: &[u8]) -> std::result::Result<String, String> {
+    let id = text(bytes)?.strip_suffix('\n').unwrap_or_default();
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err("not 16 lowercase hex digits".into());
+    }
+    Ok(id.to_string())
+}
+
+fn state_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FirewallError + 'a {
+    FirewallError::state(op, path)
+}
+
 impl StateDir {
-    /// Open (creating) the directory.
+    /// Open (creating) the directory, migrating a first-layout directory (see the module docs),
+    /// with the default lock wait (30 s).
     pub(crate) fn open(root: &Path) -> Result<Self> {
-        let dir = StateDir {
-            root: root.to_path_buf(),
-            owners: root.join("owners"),
-            ports: root.join("ports"),
-            services: root.join("services"),
-            shared: root.join("shared"),
-            files: files::Files {
-                tmp: root.join("tmp"),
-                spare: root.join("spare"),
-                sync: false,
-            },
+        Self::open_with_lock_timeout(root, fsutil::DEFAULT_LOCK_TIMEOUT)
+    }
+
+    /// [`StateDir::open`] with locks waited for at most `lock_timeout`.
+    pub(crate) fn open_with_lock_timeout(root_path: &Path, lock_timeout: Duration) -> Result<Self> {
+        let root = Dir::root(root_path, true).map_err(state_err("open directory", root_path))?;
+        let sub = |name: &str| {
+            root.sub(name, true)
+                .map(Arc::new)
+                .map_err(|e| FirewallError::state("open directory", &root.join(name))(e))
         };
-        for d in [
-            &dir.root,
-            &dir.owners,
-            &dir.ports,
-            &dir.services,
-            &dir.shared,
-            &dir.files.tmp,
-            &dir.files.spare,
-        ] {
-            std::fs::create_dir_all(d).map_err(FirewallError::state("create directory", d))?;
+        let files = files::Files {
+            tmp: sub("tmp")?,
+            spare: sub("spare")?,
+            sync: false,
+        };
+        let mut dir = StateDir {
+            owners: sub(OWNER_DIR)?,
+            services: sub(SERVICE_DIR)?,
+            holders: sub(HOLDERS_DIR)?,
+            ports: sub(PORTS_DIR)?,
+            root: Arc::new(root),
+            files,
+            lock_timeout,
+            id: String::new(),
+        };
+        if dir.has_legacy()? {
+            let _lock = dir.lock()?;
+            dir.migrate()?;
         }
+        dir.id = dir.load_id()?;
         Ok(dir)
     }
 
-    /// Take the namespace's change lock.
+    /// Wait at most `timeout` for the lock from now on.
+    #[allow(dead_code)] // Wired to a public option by the firewall's options later.
+    pub(crate) fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+    }
+
+    /// This state directory's identity: 16 lowercase hex digits, random, the same for every
+    /// process and every open of the directory.
+    #[allow(dead_code)] // Not used inside the crate yet.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Take the namespace's change lock (nested when this thread holds it already). After
+    /// the lock wait: [`FirewallError::LockTimeout`].
     pub(crate) fn lock(&self) -> Result<fsutil::Lock> {
-        let path = self.root.join("lock");
-        fsutil::lock(&path).map_err(FirewallError::state("lock", &path))
+        fsutil::lock(&self.root, "lock", self.lock_timeout).map_err(|source| {
+            let path = self.root.join("lock");
+            match source.kind() {
+                io::ErrorKind::TimedOut => FirewallError::LockTimeout {
+                    path,
+                    waited: self.lock_timeout,
+                },
+                _ => FirewallError::State {
+                    op: "lock",
+                    path,
+                    source,
+                },
+            }
+        })
     }
 
-    fn owner_path(&self, owner: &str) -> PathBuf {
-        self.owners.join(format!("{}.json", hex(owner)))
-    }
-
-    /// An owner's rules (empty when it holds nothing).
-    pub(crate) fn rules(&self, owner: &str) -> Result<Rules> {
-        let path = self.owner_path(owner);
-        match fsutil::read(&path).map_err(FirewallError::state("read", &path))? {
-            None => Ok(Rules::default()),
-            Some(text) => serde_json::from_str(&text).map_err(|e| FirewallError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }),
+    /// Read `dir/name` and check it with `decode`: `Err(reason)` when it is not what netkit
+    /// writes (a link or other non-regular file included, never read through).
+    fn read_checked<T>(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        decode: &impl Fn(&[u8]) -> std::result::Result<T, String>,
+    ) -> Result<std::result::Result<Option<T>, String>> {
+        match dir.read(name, MAX_STATE_FILE) {
+            Ok(None) => Ok(Ok(None)),
+            Ok(Some(bytes)) => Ok(decode(&bytes).map(Some)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Err(e.to_string())),
+            Err(e) => Err(FirewallError::state("read", &dir.join(name))(e)),
         }
+    }
+
+    /// Read and check a state file; one that fails the check is quarantined and reads as
+    /// absent. Writers hold the lock, so a failed read is judged again under it (a file being
+    /// replaced can read as garbage for a moment: a recycled spare).
+    fn load<T>(
+        &self,
+        dir: &Dir,
+        label: &str,
+        name: impl AsRef<OsStr>,
+        decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        let name = name.as_ref();
+        if let Ok(v) = self.read_checked(dir, name, &decode)? {
+            return Ok(v);
+        }
+        let _lock = self.lock()?;
+        match self.read_checked(dir, name, &decode)? {
+            Ok(v) => Ok(v),
+            Err(reason) => {
+                self.quarantine(dir, label, name, &reason)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Move `dir/name` to `quarantine/` under the lock, with a warning in the log.
+    fn quarantine(&self, dir: &Dir, label: &str, name: &OsStr, reason: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let path = dir.join(name);
+        let moved = fsutil::quarantine(&self.root, dir, label, name).map_err(state_err("quarantine", &path))?;
+        if let Some(m) = moved {
+            log::warn!(
+                "firewall state: {} is damaged or invalid ({reason}); moved to {} and treated as absent",
+                path.display(),
+                m.path().display()
+            );
+        }
+        Ok(())
+    }
+
+    /// An owner's rules (empty when it holds nothing, or its file was invalid and quarantined).
+    pub(crate) fn rules(&self, owner: &str) -> Result<Rules> {
+        if check_owner(owner).is_err() {
+            // No file can exist for it.
+            return Ok(Rules::default());
+        }
+        Ok(self
+            .load(&self.owners, OWNER_DIR, owner_file(owner), decode_rules)?
+            .unwrap_or_default())
     }
 
     /// Replace an owner's rules (removing the file when they are empty).
     pub(crate) fn set_rules(&self, owner: &str, rules: &Rules) -> Result<()> {
-        let path = self.owner_path(owner);
+        check_owner(owner)?;
+        let name = owner_file(owner);
+        let path = self.owners.join(&name);
         if rules.is_empty() {
             return self
                 .files
-                .retire(&path)
+                .retire(&self.owners, &name)
                 .map(drop)
-                .map_err(FirewallError::state("remove", &path));
+                .map_err(state_err("remove", &path));
         }
         let text = serde_json::to_string_pretty(rules).expect("rules serialise");
         self.files
-            .replace(&path, &text)
-            .map_err(FirewallError::state("write", &path))
+            .replace(&self.owners, &name, &text)
+            .map_err(state_err("write", &path))
     }
 
-    /// Every owner with a state file (a scan: GC, reconcile).
+    /// Every owner with a valid state file (a scan that reads every file: GC, reconcile).
     pub(crate) fn owners(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.owners).map_err(FirewallError::state("list", &self.owners))? {
-            let e = e.map_err(FirewallError::state("list", &self.owners))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(owner) = name.strip_suffix(".json").and_then(unhex) {
-                out.push(owner);
+        let names = self.owners.names().map_err(state_err("list", self.owners.path()))?;
+        for name in names {
+            match owner_of_file(&name) {
+                Some(owner) => {
+                    if self.load(&self.owners, OWNER_DIR, &name, decode_rules)?.is_some() {
+                        out.push(owner);
+                    }
+                }
+                None => self.quarantine(&self.owners, OWNER_DIR, &name, "not <owner>.json of a valid owner")?,
             }
         }
         out.sort();
         Ok(out)
     }
 
-    /// True when no owner holds anything (stops at the first owner file found).
+    /// True when no owner holds anything (stops at the first valid owner file found).
     pub(crate) fn no_owners(&self) -> Result<bool> {
-        let entries = std::fs::read_dir(&self.owners).map_err(FirewallError::state("list", &self.owners))?;
-        for e in entries {
-            let e = e.map_err(FirewallError::state("list", &self.owners))?;
-            if e.file_name().to_string_lossy().ends_with(".json") {
+        // Each round either answers or quarantines the entry it looked at.
+        loop {
+            let mut first = None;
+            self.owners
+                .each_entry(|n| {
+                    first = Some(n.to_os_string());
+                    true
+                })
+                .map_err(state_err("list", self.owners.path()))?;
+            let Some(name) = first else { return Ok(true) };
+            if owner_of_file(&name).is_none() {
+                self.quarantine(&self.owners, OWNER_DIR, &name, "not <owner>.json of a valid owner")?;
+            } else if self.load(&self.owners, OWNER_DIR, &name, decode_rules)?.is_some() {
                 return Ok(false);
             }
         }
-        Ok(true)
     }
 
     /// The owner of a service name.
     pub(crate) fn service_owner(&self, name: &str) -> Result<Option<String>> {
-        let path = self.services.join(hex(name));
-        fsutil::read(&path).map_err(FirewallError::state("read", &path))
+        if !valid_service_name(name) {
+            return Ok(None);
+        }
+        self.load(&self.services, SERVICE_DIR, service_file(name), decode_owner_name)
     }
 
     /// Record (or, with `None`, forget) the owner of a service name.
     pub(crate) fn set_service_owner(&self, name: &str, owner: Option<&str>) -> Result<()> {
-        let path = self.services.join(hex(name));
+        if !valid_service_name(name) {
+            return Err(FirewallError::invalid(format!("service name {name:?}")));
+        }
+        let file = service_file(name);
+        let path = self.services.join(&file);
         match owner {
-            Some(o) => self
-                .files
-                .replace(&path, o)
-                .map_err(FirewallError::state("write", &path)),
+            Some(o) => {
+                check_owner(o)?;
+                self.files
+                    .replace(&self.services, &file, o)
+                    .map_err(state_err("write", &path))
+            }
             None => self
                 .files
-                .retire(&path)
+                .retire(&self.services, &file)
                 .map(drop)
-                .map_err(FirewallError::state("remove", &path)),
+                .map_err(state_err("remove", &path)),
         }
     }
 
-    /// The directory of a shared object's holders, in the current layout (one file per holder).
-    /// A shared index written by netkit before 0.2 (one file per object, a line per holder) is
-    /// converted on first use, so a plugin upgraded under live containers keeps their state.
-    fn shared_dir(&self, key: &str) -> Result<PathBuf> {
-        let dir = self.shared.join(hex(key));
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_file() => self.convert_legacy_shared(&dir)?,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FirewallError::state("inspect", &dir)(e)),
+    /// The holder directory of a shared object (`holders/<hex key>`), created when `create`;
+    /// `None` when it does not exist. Anything else at its name is quarantined.
+    fn holder_dir(&self, key: &str, create: bool) -> Result<Option<Dir>> {
+        let name = hex(key);
+        let path = self.holders.join(&name);
+        for _ in 0..2 {
+            if create {
+                self.holders
+                    .mkdir(&name)
+                    .map_err(|e| FirewallError::state("create directory", &path)(io::Error::from(e)))?;
+            }
+            match self.holders.sub(&name, false) {
+                Ok(d) => return Ok(Some(d)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.quarantine(&self.holders, HOLDERS_DIR, OsStr::new(&name), &e.to_string())?;
+                    if !create {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(FirewallError::state("open directory", &path)(e)),
+            }
         }
-        Ok(dir)
+        Err(FirewallError::state("open directory", &path)(io::Error::other(
+            "something else keeps appearing at its name",
+        )))
     }
 
-    /// Turn a legacy one-file index (`<hex owner>\t<detail>` lines) into a holder directory.
-    fn convert_legacy_shared(&self, path: &Path) -> Result<()> {
-        let text = fsutil::read(path)
-            .map_err(FirewallError::state("read", path))?
-            .unwrap_or_default();
-        let mut holders = Vec::new();
-        for l in text.lines() {
-            let (o, d) = l.split_once('\t').unwrap_or((l, ""));
-            let owner = unhex(o).ok_or_else(|| FirewallError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("bad line {l:?}"),
-            })?;
-            holders.push((owner, d.to_string()));
+    /// Call `f` with each valid holder of `dir` until it returns true (a few entries per system
+    /// call, so stopping early costs O(1) however many hold the object). Entries that name no
+    /// valid owner are quarantined.
+    fn each_holder(&self, dir: &Dir, label: &str, mut f: impl FnMut(String) -> bool) -> Result<()> {
+        let mut bad = Vec::new();
+        dir.each_entry(|name| match owner_of_holder(name) {
+            Some(owner) => f(owner),
+            None => {
+                bad.push(name.to_os_string());
+                false
+            }
+        })
+        .map_err(state_err("list", dir.path()))?;
+        for name in bad {
+            self.quarantine(dir, label, &name, "the name is no valid owner")?;
         }
-        // Aside first: a process killed midway leaves the old file in tmp/ and a partial
-        // directory, which the owners' own files (the source of truth) still cover.
-        let aside = fsutil::unique_name(&self.files.tmp);
-        std::fs::rename(path, &aside).map_err(FirewallError::state("move aside", path))?;
-        std::fs::create_dir_all(path).map_err(FirewallError::state("create directory", path))?;
-        for (owner, detail) in holders {
-            let entry = path.join(hex(&owner));
-            self.files
-                .replace(&entry, &detail)
-                .map_err(FirewallError::state("write", &entry))?;
-        }
-        let _ = std::fs::remove_file(&aside);
         Ok(())
     }
 
     /// Holders of a shared object: `(owner, detail)` pairs (reads every holder: GC and tests).
     #[cfg(test)]
     pub(crate) fn sharers(&self, key: &str) -> Result<Vec<(String, String)>> {
-        let dir = self.shared_dir(key)?;
-        let mut out = Vec::new();
-        self.each_holder(&dir, |owner| {
-            out.push(owner);
+        let Some(dir) = self.holder_dir(key, false)? else {
+            return Ok(Vec::new());
+        };
+        let label = format!("{HOLDERS_DIR}/{}", hex(key));
+        let mut owners = Vec::new();
+        self.each_holder(&dir, &label, |owner| {
+            owners.push(owner);
             false
         })?;
-        out.into_iter()
-            .map(|owner| {
-                let path = dir.join(hex(&owner));
-                let detail = fsutil::read(&path)
-                    .map_err(FirewallError::state("read", &path))?
-                    .unwrap_or_default();
-                Ok((owner, detail))
-            })
-            .collect()
-    }
-
-    /// Call `f` with each holder of the directory `dir` until it returns true (a few entries
-    /// per system call, so stopping early costs O(1) however many hold the object).
-    fn each_holder(&self, dir: &Path, mut f: impl FnMut(String) -> bool) -> Result<()> {
-        let mut bad = None;
-        fsutil::dir::each_entry(dir, |name| {
-            let name = name.to_string_lossy();
-            match unhex(&name) {
-                Some(owner) => f(owner),
-                None => {
-                    bad = Some(dir.join(&*name));
-                    true
-                }
+        let mut out = Vec::new();
+        for owner in owners {
+            if let Some(detail) = self.load(&dir, &label, escape(&owner), decode_detail)? {
+                out.push((owner, detail));
             }
-        })
-        .map_err(FirewallError::state("list", dir))?;
-        match bad {
-            Some(path) => Err(FirewallError::Corrupt {
-                path,
-                reason: "not a hex-encoded owner".into(),
-            }),
-            None => Ok(()),
         }
+        out.sort();
+        Ok(out)
     }
 
     /// A holder of a shared object other than `owner`, with its detail: `None` when `owner`
-    /// holds it alone or nobody does. Stops at the first other holder (O(1), not O(holders)).
+    /// holds it alone or nobody does. Stops at the first other valid holder (O(1), not
+    /// O(holders)).
     pub(crate) fn other_holder(&self, key: &str, owner: &str) -> Result<Option<(String, String)>> {
-        let dir = self.shared_dir(key)?;
-        let mut found = None;
-        self.each_holder(&dir, |o| {
-            if o != owner {
-                found = Some(o);
+        let Some(dir) = self.holder_dir(key, false)? else {
+            return Ok(None);
+        };
+        let label = format!("{HOLDERS_DIR}/{}", hex(key));
+        // Each round answers or quarantines the holder it found.
+        loop {
+            let mut found = None;
+            self.each_holder(&dir, &label, |o| {
+                if o != owner {
+                    found = Some(o);
+                }
+                found.is_some()
+            })?;
+            let Some(other) = found else { return Ok(None) };
+            if let Some(detail) = self.load(&dir, &label, escape(&other), decode_detail)? {
+                return Ok(Some((other, detail)));
             }
-            found.is_some()
-        })?;
-        let Some(other) = found else { return Ok(None) };
-        let path = dir.join(hex(&other));
-        let detail = fsutil::read(&path)
-            .map_err(FirewallError::state("read", &path))?
-            .unwrap_or_default();
-        Ok(Some((other, detail)))
+        }
     }
 
     /// Record (`add`) or drop `owner` as a holder of a shared object: one file per holder in
     /// the object's directory, so the cost does not grow with the number of holders; the
     /// directory goes with its last holder.
     pub(crate) fn index_shared(&self, key: &str, owner: &str, detail: &str, add: bool) -> Result<()> {
-        let dir = self.shared_dir(key)?;
-        let entry = dir.join(hex(owner));
+        check_owner(owner)?;
+        let entry = escape(owner);
         if add {
-            if let Err(e) = std::fs::create_dir(&dir) {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(FirewallError::state("create directory", &dir)(e));
-                }
-            }
+            let dir = self
+                .holder_dir(key, true)?
+                .expect("holder_dir makes the directory when asked to");
             return self
                 .files
-                .replace(&entry, detail)
-                .map_err(FirewallError::state("write", &entry));
+                .replace(&dir, &entry, detail)
+                .map_err(state_err("write", &dir.join(&entry)));
         }
+        let Some(dir) = self.holder_dir(key, false)? else {
+            return Ok(());
+        };
         self.files
-            .retire(&entry)
-            .map_err(FirewallError::state("remove", &entry))?;
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTEMPTY)
-                    || e.raw_os_error() == Some(libc::EEXIST) =>
-            {
+            .retire(&dir, &entry)
+            .map_err(state_err("remove", &dir.join(&entry)))?;
+        match self.holders.rmdir(hex(key)) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTEMPTY | nix::errno::Errno::EEXIST) => {
                 Ok(())
             }
-            Err(e) => Err(FirewallError::state("remove directory", &dir)(e)),
+            Err(e) => Err(FirewallError::state("remove directory", dir.path())(io::Error::from(e))),
         }
     }
 
-    fn port_path(&self, m: &PortMapping, port: u16) -> PathBuf {
-        self.ports.join(format!("{}.{port}", m.protocol))
+    fn port_file(m: &PortMapping, port: u16) -> String {
+        format!("{}.{port}", m.protocol)
     }
 
-    fn read_claims(&self, path: &Path) -> Result<Vec<PortClaim>> {
-        let Some(text) = fsutil::read(path).map_err(FirewallError::state("read", path))? else {
-            return Ok(Vec::new());
-        };
-        text.lines()
-            .map(|line| {
-                let mut f = line.split('\t');
-                let (owner, ip, fam) = (f.next(), f.next(), f.next());
-                let corrupt = || FirewallError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("bad line {line:?}"),
-                };
-                let owner = owner.and_then(unhex).ok_or_else(corrupt)?;
-                let host_ip = match ip {
-                    Some("*") => None,
-                    Some(s) => Some(s.parse().map_err(|_| corrupt())?),
-                    None => return Err(corrupt()),
-                };
-                let ipv4 = match fam {
-                    Some("4") => true,
-                    Some("6") => false,
-                    _ => return Err(corrupt()),
-                };
-                Ok(PortClaim { owner, host_ip, ipv4 })
-            })
-            .collect()
+    fn read_claims(&self, name: &str) -> Result<Vec<PortClaim>> {
+        Ok(self
+            .load(&self.ports, PORTS_DIR, name, decode_claims)?
+            .unwrap_or_default())
     }
 
-    fn write_claims(&self, path: &Path, claims: &[PortClaim]) -> Result<()> {
+    fn write_claims(&self, name: &str, claims: &[PortClaim]) -> Result<()> {
+        let path = self.ports.join(name);
         if claims.is_empty() {
             return self
                 .files
-                .retire(path)
+                .retire(&self.ports, name)
                 .map(drop)
-                .map_err(FirewallError::state("remove", path));
+                .map_err(state_err("remove", &path));
         }
         let text: String = claims
             .iter()
@@ -358,14 +587,14 @@ impl StateDir {
             })
             .collect();
         self.files
-            .replace(path, &text)
-            .map_err(FirewallError::state("write", path))
+            .replace(&self.ports, name, &text)
+            .map_err(state_err("write", &path))
     }
 
     /// Who else maps a host port `m` covers in a way that overlaps it.
     pub(crate) fn port_conflict(&self, owner: &str, m: &PortMapping) -> Result<Option<(u16, PortClaim)>> {
         for (port, _) in m.ports() {
-            for c in self.read_claims(&self.port_path(m, port))? {
+            for c in self.read_claims(&Self::port_file(m, port))? {
                 let overlaps = c.ipv4 == m.is_ipv4()
                     && match (c.host_ip, m.host_ip) {
                         (Some(a), Some(b)) => a == b,
@@ -381,14 +610,15 @@ impl StateDir {
 
     /// Record (`add`) or drop the index entries of `owner`'s mapping `m`.
     pub(crate) fn index_ports(&self, owner: &str, m: &PortMapping, add: bool) -> Result<()> {
+        check_owner(owner)?;
         let mine = PortClaim {
             owner: owner.to_string(),
             host_ip: m.host_ip,
             ipv4: m.is_ipv4(),
         };
         for (port, _) in m.ports() {
-            let path = self.port_path(m, port);
-            let mut claims = self.read_claims(&path)?;
+            let name = Self::port_file(m, port);
+            let mut claims = self.read_claims(&name)?;
             let had = claims.contains(&mine);
             if add && !had {
                 claims.push(mine.clone());
@@ -397,78 +627,189 @@ impl StateDir {
             } else {
                 continue;
             }
-            self.write_claims(&path, &claims)?;
+            self.write_claims(&name, &claims)?;
         }
         Ok(())
+    }
+
+    /// Read the `id` file, making it on first open. Concurrent first opens agree: each writes
+    /// its candidate with `RENAME_NOREPLACE`, and all read back the one that won.
+    fn load_id(&self) -> Result<String> {
+        for _ in 0..3 {
+            if let Some(id) = self.load(&self.root, "state", ID_FILE, decode_id)? {
+                return Ok(id);
+            }
+            let candidate = format!("{:016x}\n", fsutil::random_u64());
+            self.files
+                .create_exclusive(&self.root, ID_FILE, &candidate)
+                .map_err(state_err("create", &self.root.join(ID_FILE)))?;
+        }
+        Err(FirewallError::state("create", &self.root.join(ID_FILE))(
+            io::Error::other("no valid id could be made"),
+        ))
+    }
+
+    /// True when a directory of the first layout is present.
+    fn has_legacy(&self) -> Result<bool> {
+        for name in [LEGACY_OWNERS, LEGACY_SERVICES, LEGACY_SHARED] {
+            if self
+                .root
+                .stat(name)
+                .map_err(state_err("stat", &self.root.join(name)))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A directory of the first layout, if present (anything else at its name is quarantined).
+    fn legacy_dir(&self, name: &str) -> Result<Option<Dir>> {
+        match self.root.sub(name, false) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.quarantine(&self.root, "state", OsStr::new(name), &e.to_string())?;
+                Ok(None)
+            }
+            Err(e) => Err(FirewallError::state("open directory", &self.root.join(name))(e)),
+        }
+    }
+
+    /// Move one file of the first layout to its new name (atomic; a file already at the new
+    /// name wins, and the old one is quarantined).
+    fn move_legacy(&self, from: &Dir, label: &str, name: &OsStr, to: &Dir, to_name: &str) -> Result<()> {
+        match from.rename_noreplace(name, to, to_name) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(nix::errno::Errno::EEXIST) => self.quarantine(
+                from,
+                label,
+                name,
+                &format!("{} exists already", to.join(to_name).display()),
+            ),
+            Err(e) => Err(FirewallError::state("migrate", &from.join(name))(io::Error::from(e))),
+        }
+    }
+
+    /// Remove a directory of the first layout once it is empty (if something new appeared in
+    /// it, the next open migrates that too).
+    fn remove_legacy_dir(&self, dir: &Dir, name: &str) -> Result<()> {
+        match dir.rmdir(name) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTEMPTY | nix::errno::Errno::EEXIST) => {
+                Ok(())
+            }
+            Err(e) => Err(FirewallError::state("remove directory", &dir.join(name))(
+                io::Error::from(e),
+            )),
+        }
+    }
+
+    /// Migrate the first layout (see the module docs); the caller holds the lock.
+    fn migrate(&self) -> Result<()> {
+        if let Some(legacy) = self.legacy_dir(LEGACY_OWNERS)? {
+            for name in legacy.names().map_err(state_err("list", legacy.path()))? {
+                let owner = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(unhex)
+                    .filter(|o| check_owner(o).is_ok());
+                match owner {
+                    Some(o) => self.move_legacy(&legacy, LEGACY_OWNERS, &name, &self.owners, &owner_file(&o))?,
+                    None => self.quarantine(&legacy, LEGACY_OWNERS, &name, "not <hex owner>.json of a valid owner")?,
+                }
+            }
+            self.remove_legacy_dir(&self.root, LEGACY_OWNERS)?;
+        }
+        if let Some(legacy) = self.legacy_dir(LEGACY_SERVICES)? {
+            for name in legacy.names().map_err(state_err("list", legacy.path()))? {
+                match name.to_str().and_then(unhex).filter(|s| valid_service_name(s)) {
+                    Some(s) => self.move_legacy(&legacy, LEGACY_SERVICES, &name, &self.services, &service_file(&s))?,
+                    None => self.quarantine(&legacy, LEGACY_SERVICES, &name, "not a hex-encoded service name")?,
+                }
+            }
+            self.remove_legacy_dir(&self.root, LEGACY_SERVICES)?;
+        }
+        if let Some(legacy) = self.legacy_dir(LEGACY_SHARED)? {
+            for name in legacy.names().map_err(state_err("list", legacy.path()))? {
+                let Some(key) = name.to_str().filter(|n| unhex(n).is_some()) else {
+                    self.quarantine(&legacy, LEGACY_SHARED, &name, "not a hex-encoded object key")?;
+                    continue;
+                };
+                let st = legacy.stat(key).map_err(state_err("stat", &legacy.join(key)))?;
+                match st {
+                    None => {}
+                    Some(st) if fsutil::dir::is_dir(&st) => self.migrate_holders(&legacy, key)?,
+                    Some(st) if fsutil::dir::is_regular(&st) => self.convert_legacy_shared(&legacy, key)?,
+                    Some(_) => self.quarantine(&legacy, LEGACY_SHARED, &name, "neither a file nor a directory")?,
+                }
+            }
+            self.remove_legacy_dir(&self.root, LEGACY_SHARED)?;
+        }
+        Ok(())
+    }
+
+    /// `shared/<hex key>/<hex owner>` → `holders/<hex key>/<owner>`.
+    fn migrate_holders(&self, legacy: &Dir, key: &str) -> Result<()> {
+        let from = legacy
+            .sub(key, false)
+            .map_err(state_err("open directory", &legacy.join(key)))?;
+        let label = format!("{LEGACY_SHARED}/{key}");
+        let to_path = self.holders.join(key);
+        self.holders
+            .mkdir(key)
+            .map_err(|e| FirewallError::state("create directory", &to_path)(io::Error::from(e)))?;
+        let to = self
+            .holders
+            .sub(key, false)
+            .map_err(state_err("open directory", &to_path))?;
+        for name in from.names().map_err(state_err("list", from.path()))? {
+            match name.to_str().and_then(unhex).filter(|o| check_owner(o).is_ok()) {
+                Some(o) => self.move_legacy(&from, &label, &name, &to, &escape(&o))?,
+                None => self.quarantine(&from, &label, &name, "not a hex-encoded valid owner")?,
+            }
+        }
+        self.remove_legacy_dir(legacy, key)
+    }
+
+    /// The older one-file index `shared/<hex key>` (`<hex owner>\t<detail>` lines) → one file
+    /// per holder in `holders/<hex key>/`. Each holder is written atomically, and the old file
+    /// is removed last, so an interrupted conversion is done again (idempotently) next time.
+    fn convert_legacy_shared(&self, legacy: &Dir, key: &str) -> Result<()> {
+        let decode = |bytes: &[u8]| -> std::result::Result<Vec<(String, String)>, String> {
+            text(bytes)?
+                .lines()
+                .map(|l| {
+                    let (o, d) = l.split_once('\t').unwrap_or((l, ""));
+                    let owner = unhex(o)
+                        .filter(|o| check_owner(o).is_ok())
+                        .ok_or_else(|| format!("bad line {l:?}"))?;
+                    decode_detail(d.as_bytes()).map(|d| (owner, d))
+                })
+                .collect()
+        };
+        let Some(holders) = self.load(legacy, LEGACY_SHARED, key, decode)? else {
+            return Ok(());
+        };
+        let to_path = self.holders.join(key);
+        self.holders
+            .mkdir(key)
+            .map_err(|e| FirewallError::state("create directory", &to_path)(io::Error::from(e)))?;
+        let to = self
+            .holders
+            .sub(key, false)
+            .map_err(state_err("open directory", &to_path))?;
+        for (owner, detail) in holders {
+            let entry = escape(&owner);
+            self.files
+                .replace(&to, &entry, &detail)
+                .map_err(state_err("write", &to.join(&entry)))?;
+        }
+        files::remove(legacy, key, false)
+            .map(drop)
+            .map_err(state_err("remove", &legacy.join(key)))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        for s in ["abc:eth0", "svc/default/web", "x"] {
-            assert_eq!(unhex(&hex(s)).as_deref(), Some(s));
-        }
-        assert_eq!(unhex("zz"), None);
-    }
-
-    fn temp_state() -> (tempfile::TempDir, StateDir) {
-        let t = tempfile::tempdir().unwrap();
-        let s = StateDir::open(t.path()).unwrap();
-        (t, s)
-    }
-
-    #[test]
-    fn shared_holders_come_and_go_one_file_each() {
-        let (_t, s) = temp_state();
-        let key = "masq:10.88.0.0/16";
-        assert_eq!(s.other_holder(key, "a:eth0").unwrap(), None);
-        s.index_shared(key, "a:eth0", "10.88.0.0/16", true).unwrap();
-        s.index_shared(key, "a:eth0", "10.88.0.0/16", true).unwrap(); // idempotent
-        assert_eq!(s.other_holder(key, "a:eth0").unwrap(), None);
-        assert_eq!(
-            s.other_holder(key, "b:eth0").unwrap(),
-            Some(("a:eth0".into(), "10.88.0.0/16".into()))
-        );
-        s.index_shared(key, "b:eth0", "10.88.0.0/16", true).unwrap();
-        assert_eq!(s.sharers(key).unwrap().len(), 2);
-        s.index_shared(key, "a:eth0", "", false).unwrap();
-        s.index_shared(key, "a:eth0", "", false).unwrap(); // already gone: fine
-        assert_eq!(s.sharers(key).unwrap(), vec![("b:eth0".into(), "10.88.0.0/16".into())]);
-        assert!(s.shared.join(hex(key)).is_dir());
-        s.index_shared(key, "b:eth0", "", false).unwrap();
-        assert!(
-            !s.shared.join(hex(key)).exists(),
-            "the directory goes with its last holder"
-        );
-        assert!(s.sharers(key).unwrap().is_empty());
-    }
-
-    #[test]
-    fn legacy_one_file_index_is_converted() {
-        let (_t, s) = temp_state();
-        let key = "net:cni0:10.88.0.0/16";
-        let legacy = format!("{}\t\n{}\tdetail\n", hex("a:eth0"), hex("b:eth0"));
-        std::fs::write(s.shared.join(hex(key)), legacy).unwrap();
-        let mut holders = s.sharers(key).unwrap();
-        holders.sort();
-        assert_eq!(
-            holders,
-            vec![("a:eth0".into(), String::new()), ("b:eth0".into(), "detail".into())]
-        );
-        assert!(s.shared.join(hex(key)).is_dir());
-        s.index_shared(key, "a:eth0", "", false).unwrap();
-        assert!(s.other_holder(key, "x").unwrap().is_some());
-    }
-
-    #[test]
-    fn corrupt_legacy_index_is_reported() {
-        let (_t, s) = temp_state();
-        let key = "net:cni0:10.88.0.0/16";
-        std::fs::write(s.shared.join(hex(key)), "zz\t\n").unwrap();
-        assert!(matches!(s.other_holder(key, "a"), Err(FirewallError::Corrupt { .. })));
-    }
-}
+mod tests;

@@ -3,17 +3,21 @@
 //! a whole file appears at its name or nothing does (write to `tmp/`, then rename), and an
 //! address is claimed by one rename that refuses to replace (`RENAME_NOREPLACE`, or `link(2)` on
 //! file systems without it). A process killed between two of these leaves only whole files.
+//!
+//! Every operation works relative to directory descriptors ([`Dir`]) and never follows a
+//! symbolic link (see [`super::dir`]); files are created 0600.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+use nix::fcntl::RenameFlags;
+use nix::sys::stat;
+use nix::sys::time::TimeSpec;
 
-/// A unique scratch file name in `tmp`.
-pub(crate) use super::unique_name as tmp_name;
-pub(crate) use super::{lock, read, Lock};
+pub(crate) use super::dir::Dir;
+pub(crate) use super::{lock, Lock};
 
 /// Where a store's scratch files come from and go to.
 ///
@@ -21,25 +25,35 @@ pub(crate) use super::{lock, read, Lock};
 /// against tens of µs for a rename), so records the store lets go of are not unlinked but
 /// renamed into `spare/`, and new scratch files are taken from there first. Taking a spare is
 /// itself a rename (to a name in `tmp/` only this process uses), so two processes never get
-/// the same one. A spare's old content is overwritten before it is renamed anywhere visible.
+/// the same one; the taken file's times are set to now at once, so a scratch cleaner (which
+/// removes `tmp/` files by age) does not take a long-released spare for an abandoned scratch
+/// file. A spare's old content is overwritten before it is renamed anywhere visible.
 #[derive(Debug, Clone)]
 pub(crate) struct Files {
-    pub(crate) tmp: PathBuf,
-    pub(crate) spare: PathBuf,
+    pub(crate) tmp: Arc<Dir>,
+    pub(crate) spare: Arc<Dir>,
     pub(crate) sync: bool,
 }
 
 /// How many directory entries of `spare/` a writer tries before creating a new file.
 const SPARE_TRIES: usize = 4;
+/// How often a write starts over when a scratch cleaner removed its scratch file under it.
+const SCRATCH_TRIES: usize = 3;
+
+/// A scratch file name only this process uses: `<pid>.<token>.<counter>`.
+pub(crate) fn tmp_name() -> String {
+    super::unique_token()
+}
 
 impl Files {
-    /// A scratch file in `tmp/` holding exactly `content` (fsynced when `sync`).
-    pub(crate) fn scratch(&self, content: &str) -> io::Result<PathBuf> {
+    /// A scratch file in `tmp/` holding exactly `content` (fsynced when `sync`); returns its
+    /// name in `tmp/`.
+    pub(crate) fn scratch(&self, content: &str) -> io::Result<String> {
         crash_point()?;
-        let path = tmp_name(&self.tmp);
-        let mut f = match self.take_spare(&path)? {
-            true => OpenOptions::new().write(true).open(&path)?,
-            false => OpenOptions::new().write(true).create_new(true).open(&path)?,
+        let name = tmp_name();
+        let mut f = match self.take_spare(&name)? {
+            Some(f) => f,
+            None => self.tmp.create_new(&name)?,
         };
         // Write, then cut to length: cheaper than O_TRUNC, which frees the blocks first.
         f.write_all(content.as_bytes())?;
@@ -47,27 +61,38 @@ impl Files {
         if self.sync {
             f.sync_all()?;
         }
-        Ok(path)
+        Ok(name)
     }
 
-    /// Move one spare file to `to`: `false` when there is none to take. Reads the spare
-    /// directory a few entries at a time (it may hold thousands).
-    fn take_spare(&self, to: &Path) -> io::Result<bool> {
-        let (mut tries, mut taken) = (0, Ok(false));
-        super::dir::each_entry(&self.spare, |name| {
+    /// Move one spare file to `tmp/<to>` and open it: `None` when there is none to take. Reads
+    /// the spare directory a few entries at a time (it may hold thousands). Whatever is not a
+    /// regular file (a link planted there, say) is removed, never opened through.
+    fn take_spare(&self, to: &str) -> io::Result<Option<File>> {
+        let (mut tries, mut taken) = (0, Ok(None));
+        self.spare.each_entry(|name| {
             tries += 1;
             // NOREPLACE: never clobber a file at `to`, whoever put it there.
-            match renameat2(
-                AT_FDCWD,
-                &self.spare.join(name),
-                AT_FDCWD,
-                to,
-                RenameFlags::RENAME_NOREPLACE,
-            ) {
-                Ok(()) => {
-                    taken = Ok(true);
-                    true
-                }
+            match self.spare.rename(name, &self.tmp, to, RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => match self.tmp.open_write(to) {
+                    Ok(f) => {
+                        // Fresh times before anything else: see the type's docs.
+                        taken = stat::futimens(&f, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)
+                            .map(|()| Some(f))
+                            .map_err(io::Error::from);
+                        true
+                    }
+                    // Not a regular file: drop the entry itself and go on.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        let _ = self.tmp.unlink(to);
+                        tries >= SPARE_TRIES
+                    }
+                    // A scratch cleaner removed it between the rename and the open.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => tries >= SPARE_TRIES,
+                    Err(e) => {
+                        taken = Err(e);
+                        true
+                    }
+                },
                 // Another process took it first.
                 Err(Errno::ENOENT) => tries >= SPARE_TRIES,
                 Err(e) => {
@@ -79,84 +104,121 @@ impl Files {
         taken
     }
 
-    /// Replace `dst` by `content` atomically.
-    pub(crate) fn replace(&self, dst: &Path, content: &str) -> io::Result<()> {
-        let scratch = self.scratch(content)?;
-        crash_point()?;
-        fs::rename(&scratch, dst).inspect_err(|_| {
-            let _ = fs::remove_file(&scratch);
-        })?;
-        sync_parent(dst, self.sync)
+    /// Write a scratch file and move it to `dir/name` with `flags`; `Ok(false)` when the move
+    /// was refused with `EEXIST` (the scratch file is still there, its name returned in `Err`
+    /// of the inner result). Starts over when a scratch cleaner removed the scratch file.
+    fn place(
+        &self,
+        dir: &Dir,
+        name: &str,
+        content: &str,
+        flags: RenameFlags,
+    ) -> io::Result<Result<(), (String, Errno)>> {
+        let mut tries = 0;
+        loop {
+            let scratch = self.scratch(content)?;
+            crash_point()?;
+            match self.tmp.rename(&scratch, dir, name, flags) {
+                Ok(()) => return Ok(Ok(())),
+                Err(Errno::ENOENT) if tries + 1 < SCRATCH_TRIES && self.tmp.stat(&scratch)?.is_none() => {
+                    tries += 1;
+                }
+                Err(e) => return Ok(Err((scratch, e))),
+            }
+        }
     }
 
-    /// Create `dst` holding `content` unless it exists: `Ok(false)` when it did.
-    pub(crate) fn create_exclusive(&self, dst: &Path, content: &str) -> io::Result<bool> {
-        let scratch = self.scratch(content)?;
-        crash_point()?;
-        let moved = match renameat2(AT_FDCWD, &scratch, AT_FDCWD, dst, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => return sync_parent(dst, self.sync).map(|()| true),
-            Err(Errno::EEXIST) => false,
+    /// Replace `dir/name` by `content` atomically (a link at that name is replaced, not
+    /// followed).
+    pub(crate) fn replace(&self, dir: &Dir, name: &str, content: &str) -> io::Result<()> {
+        match self.place(dir, name, content, RenameFlags::empty())? {
+            Ok(()) => sync_dir(dir, self.sync),
+            Err((scratch, e)) => {
+                let _ = self.tmp.unlink(&scratch);
+                Err(io::Error::from(e))
+            }
+        }
+    }
+
+    /// Create `dir/name` holding `content` unless it exists: `Ok(false)` when it did.
+    pub(crate) fn create_exclusive(&self, dir: &Dir, name: &str, content: &str) -> io::Result<bool> {
+        let (scratch, moved) = match self.place(dir, name, content, RenameFlags::RENAME_NOREPLACE)? {
+            Ok(()) => return sync_dir(dir, self.sync).map(|()| true),
+            Err((scratch, Errno::EEXIST)) => (scratch, false),
             // File systems without RENAME_NOREPLACE: link(2) also refuses to replace.
-            Err(Errno::EINVAL | Errno::ENOSYS) => match fs::hard_link(&scratch, dst) {
-                Ok(()) => true,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(e),
+            Err((scratch, Errno::EINVAL | Errno::ENOSYS)) => match self.tmp.link(&scratch, dir, name) {
+                Ok(()) => (scratch, true),
+                Err(Errno::EEXIST) => (scratch, false),
+                Err(e) => {
+                    let _ = self.tmp.unlink(&scratch);
+                    return Err(io::Error::from(e));
+                }
             },
-            Err(e) => return Err(io::Error::from(e)),
+            Err((scratch, e)) => {
+                let _ = self.tmp.unlink(&scratch);
+                return Err(io::Error::from(e));
+            }
         };
         if moved {
             // link(2) left a second name: drop the scratch one (the inode is now the record).
-            fs::remove_file(&scratch)?;
-            return sync_parent(dst, self.sync).map(|()| true);
+            self.tmp.unlink(&scratch).map_err(io::Error::from)?;
+            return sync_dir(dir, self.sync).map(|()| true);
         }
-        self.retire(&scratch)?;
+        self.retire(&self.tmp, &scratch)?;
         Ok(false)
     }
 
-    /// Take `path` out of its directory into `spare/`; "already gone" is success (`Ok(false)`).
-    pub(crate) fn retire(&self, path: &Path) -> io::Result<bool> {
+    /// Take `dir/name` out of its directory into `spare/`; "already gone" is success
+    /// (`Ok(false)`).
+    pub(crate) fn retire(&self, dir: &Dir, name: &str) -> io::Result<bool> {
         crash_point()?;
-        match fs::rename(path, tmp_name(&self.spare)) {
-            Ok(()) => sync_parent(path, self.sync).map(|()| true),
+        // A name only this process uses: a plain rename replaces nothing.
+        match dir.rename(name, &self.spare, tmp_name(), RenameFlags::empty()) {
+            Ok(()) => sync_dir(dir, self.sync).map(|()| true),
             // Gone already, unless it is `spare/` that is missing.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => Ok(false),
-            Err(e) => Err(e),
+            Err(Errno::ENOENT) if dir.stat(name)?.is_none() => Ok(false),
+            Err(e) => Err(io::Error::from(e)),
         }
     }
-}
 
-/// Overwrite `path` in place (created if missing). Not atomic: only for hints that may be lost.
-pub(crate) fn overwrite(path: &Path, content: &str, sync: bool) -> io::Result<()> {
-    crash_point()?;
-    let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
-    f.write_all(content.as_bytes())?;
-    f.set_len(content.len() as u64)?;
-    if sync {
-        f.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Remove a file; "already gone" is success (`Ok(false)`).
-pub(crate) fn remove(path: &Path, sync: bool) -> io::Result<bool> {
-    crash_point()?;
-    match fs::remove_file(path) {
-        Ok(()) => sync_parent(path, sync).map(|()| true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// True when `path` exists (one `stat`, no read).
-pub(crate) fn exists(path: &Path) -> io::Result<bool> {
-    path.try_exists()
-}
-
-fn sync_parent(path: &Path, sync: bool) -> io::Result<()> {
-    if sync {
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
+    /// Overwrite `dir/name` in place (created 0600 if missing). Not atomic: only for hints
+    /// that may be lost. Anything at the name that is not a regular file (a planted link) is
+    /// replaced by a rename instead, never written through.
+    pub(crate) fn overwrite(&self, dir: &Dir, name: &str, content: &str) -> io::Result<()> {
+        crash_point()?;
+        let mut f = match dir.open_or_create(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return self.replace(dir, name, content),
+            Err(e) => return Err(e),
+        };
+        f.write_all(content.as_bytes())?;
+        f.set_len(content.len() as u64)?;
+        if self.sync {
+            f.sync_all()?;
         }
+        Ok(())
+    }
+}
+
+/// Remove `dir/name` (a link itself, never its target); "already gone" is success
+/// (`Ok(false)`).
+pub(crate) fn remove(dir: &Dir, name: &str, sync: bool) -> io::Result<bool> {
+    crash_point()?;
+    match dir.unlink(name) {
+        Ok(()) => sync_dir(dir, sync).map(|()| true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// True when `dir/name` exists (one `fstatat`, no read; a link counts, unfollowed).
+pub(crate) fn exists(dir: &Dir, name: &str) -> io::Result<bool> {
+    Ok(dir.stat(name)?.is_some())
+}
+
+fn sync_dir(dir: &Dir, sync: bool) -> io::Result<()> {
+    if sync {
+        dir.sync()?;
     }
     Ok(())
 }
@@ -194,5 +256,88 @@ mod crash {
             }
             None => Ok(()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::time::{Duration, SystemTime};
+
+    fn files(root: &Dir) -> Files {
+        Files {
+            tmp: Arc::new(root.sub("tmp", true).unwrap()),
+            spare: Arc::new(root.sub("spare", true).unwrap()),
+            sync: false,
+        }
+    }
+
+    #[test]
+    fn a_taken_spare_is_touched() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Dir::root(d.path(), false).unwrap();
+        let files = files(&root);
+        let spare = files.spare.join("old");
+        std::fs::write(&spare, "released record").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&spare)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert!(files.take_spare("mine").unwrap().is_some());
+        assert!(!spare.exists());
+        // Right after the take, before anything is written: a scratch cleaner looking now
+        // sees a fresh file.
+        let age = std::fs::metadata(files.tmp.join("mine"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(5), "{age:?}");
+    }
+
+    #[test]
+    fn overwrite_never_truncates_through_a_planted_link() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "precious, and longer than the hint\n").unwrap();
+        let root = Dir::root(&d.path().join("store"), true).unwrap();
+        let files = files(&root);
+        symlink(&victim, root.join("last.0")).unwrap();
+        files.overwrite(&root, "last.0", "10.0.0.2\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious, and longer than the hint\n"
+        );
+        // The link was replaced by a regular file holding the hint.
+        assert_eq!(root.read("last.0", 64).unwrap().unwrap(), b"10.0.0.2\n");
+        files.overwrite(&root, "last.0", "10.0.0.3\n").unwrap();
+        assert_eq!(root.read("last.0", 64).unwrap().unwrap(), b"10.0.0.3\n");
+
+        // Links in spare/ are dropped, not written through; records replace links in place.
+        for i in 0..3 {
+            symlink(&victim, files.spare.join(format!("planted.{i}"))).unwrap();
+        }
+        symlink(&victim, root.join("record")).unwrap();
+        files.replace(&root, "record", "content\n").unwrap();
+        assert!(!files.create_exclusive(&root, "record", "other\n").unwrap());
+        assert_eq!(root.read("record", 64).unwrap().unwrap(), b"content\n");
+        assert!(files.retire(&root, "record").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious, and longer than the hint\n"
+        );
+        // What is left in spare/ are regular files: the retired record and the refused
+        // scratch file of `create_exclusive`.
+        let spares = files.spare.names().unwrap();
+        assert_eq!(spares.len(), 2, "{spares:?}");
+        for n in spares {
+            assert!(super::super::dir::is_regular(&files.spare.stat(&n).unwrap().unwrap()));
+        }
     }
 }

@@ -264,8 +264,10 @@ impl Ipam {
     /// Release every address `owner` holds; returns them. Idempotent: an unknown owner, or one
     /// released before, gives an empty list.
     ///
-    /// Every record involved is read and checked before anything is removed, so a corrupt one
-    /// fails the call with nothing changed.
+    /// Every record involved is read and checked before anything is removed. A damaged owner
+    /// record is moved to the store's `quarantine/` and what the owner holds is found from the
+    /// address files that name it; a damaged address file is quarantined and its address
+    /// counts as free (see [`store`](super::store#damaged-records)).
     pub fn release(&self, owner: &Owner) -> Result<Vec<IpAddr>> {
         let _lock = self.store.lock(owner)?;
         let mine = self.confirmed(owner)?;

@@ -2,7 +2,8 @@
 //!
 //! Accepted keys (the `ipam` object of a CNI config): `ranges: [[{subnet, rangeStart, rangeEnd,
 //! gateway}]]`, the older top-level `subnet`/`rangeStart`/`rangeEnd`/`gateway`, `routes: [{dst,
-//! gw}]`, `dataDir`, `resolvConf`. Unknown keys are ignored, as CNI plugins must.
+//! gw}]`, `dataDir`, `resolvConf` (at most 64 KiB), and netkit's own `sync` (fsync every store
+//! change). Unknown keys are ignored, as CNI plugins must.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -131,9 +132,15 @@ pub struct IpamConfig {
     #[serde(default, deserialize_with = "empty_as_none")]
     pub data_dir: Option<PathBuf>,
     /// A resolv.conf whose nameservers, domain, search and options go into the result; `""`
-    /// reads as unset.
+    /// reads as unset. At most 64 KiB (a larger file is a [`ConfigError::ResolvConf`]).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub resolv_conf: Option<PathBuf>,
+    /// `sync` (netkit's own key, default `false`): fsync every change of the store (file and
+    /// directory), so allocations survive a power cut, not only the death of a process, at a
+    /// cost of milliseconds per change on most disks (see
+    /// [`StoreOptions::sync`](super::StoreOptions::sync)).
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// `null` as an empty list, as host-local (Go) reads it.
@@ -247,6 +254,9 @@ pub struct PoolRoute {
     pub gw: Option<IpAddr>,
 }
 
+/// The largest `resolvConf` file read: 64 KiB.
+const MAX_RESOLV_CONF: u64 = 64 * 1024;
+
 /// DNS settings read from a resolv.conf, as host-local reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dns {
@@ -277,14 +287,25 @@ impl Dns {
         dns
     }
 
-    /// Read and parse a resolv.conf file.
+    /// Read and parse a resolv.conf file of at most 64 KiB (a larger one is refused with
+    /// [`ConfigError::ResolvConf`]: it is no resolv.conf).
     pub fn from_resolv_conf(path: &Path) -> Result<Self, ConfigError> {
-        std::fs::read_to_string(path)
-            .map(|t| Dns::parse(&t))
-            .map_err(|source| ConfigError::ResolvConf {
-                path: path.to_path_buf(),
-                source,
-            })
+        use std::io::Read;
+        let err = |source| ConfigError::ResolvConf {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_RESOLV_CONF + 1).read_to_string(&mut text))
+            .map_err(err)?;
+        if text.len() as u64 > MAX_RESOLV_CONF {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("it is larger than {} KiB", MAX_RESOLV_CONF / 1024),
+            )));
+        }
+        Ok(Dns::parse(&text))
     }
 }
 
@@ -455,5 +476,35 @@ mod tests {
         assert_eq!(d.search, ["a.b", "c.d"]);
         assert_eq!(d.options, ["ndots:5"]);
         assert_eq!(d.domain.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn resolv_conf_larger_than_64_kib_is_a_config_error() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = d.path().join("ok.conf");
+        let mut text = "nameserver 192.0.2.53\n".to_string();
+        text.push_str(&"# padding\n".repeat((64 * 1024 - text.len()) / 10));
+        assert!(text.len() <= 64 * 1024);
+        std::fs::write(&ok, &text).unwrap();
+        assert_eq!(Dns::from_resolv_conf(&ok).unwrap().nameservers, ["192.0.2.53"]);
+        let big = d.path().join("big.conf");
+        std::fs::write(&big, "#".repeat(64 * 1024 + 1)).unwrap();
+        let err = Dns::from_resolv_conf(&big).unwrap_err();
+        assert!(matches!(err, ConfigError::ResolvConf { .. }), "{err:?}");
+        assert!(err.to_string().contains("64 KiB"), "{err}");
+        let cfg = IpamConfig::from_json(&format!(
+            r#"{{"subnet": "10.9.0.0/24", "resolvConf": "{}"}}"#,
+            big.display()
+        ))
+        .unwrap();
+        assert!(cfg.dns().is_err());
+    }
+
+    #[test]
+    fn sync_key() {
+        let on = IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24", "sync": true}"#).unwrap();
+        let off = IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24"}"#).unwrap();
+        assert!(on.sync && !off.sync);
+        assert!(IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24", "sync": "yes"}"#).is_err());
     }
 }

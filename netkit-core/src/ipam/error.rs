@@ -31,14 +31,27 @@ pub enum IpamError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A store file does not hold a valid record (truncated, edited, damaged). Nothing was
-    /// changed by the operation that found it.
+    /// A store file does not hold a valid record (truncated, edited, damaged).
+    ///
+    /// The store itself no longer fails with this: damaged records are moved to the store's
+    /// `quarantine/` and the operation goes on without them (see
+    /// [`store`](super::store#damaged-records)). Kept so code matching on it keeps compiling.
     #[error("ipam store: corrupt record {path}: {reason}")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A lock of the store stayed taken for longer than
+    /// [`StoreOptions::lock_timeout`](super::StoreOptions::lock_timeout) (another process or
+    /// thread holds it: a hung or very slow one). Nothing was changed.
+    #[error("ipam store: gave up waiting for lock {path} after {waited:?} (another process or thread holds it)")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long the operation waited.
+        waited: std::time::Duration,
     },
     /// The directory exists but is not a netkit store (for example a host-local data directory:
     /// import it with [`Ipam::import_host_local`](super::Ipam::import_host_local)).

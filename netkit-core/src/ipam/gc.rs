@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use super::error::Result;
 use super::{Ipam, Owner};
@@ -20,6 +21,9 @@ pub struct GcReport {
     pub stale_intents: usize,
     /// Scratch files of dead processes removed.
     pub scratch_removed: usize,
+    /// Damaged records (and entries that are no record) GC found and moved to the store's
+    /// `quarantine/`: where each is now (its original name is kept as the file name).
+    pub quarantined: Vec<PathBuf>,
 }
 
 impl GcReport {
@@ -49,10 +53,20 @@ impl Ipam {
     /// Release everything not held by one of the `valid` owners (CNI GC's
     /// `cni.dev/valid-attachments`), and tidy what killed processes left behind.
     ///
-    /// The whole store is read first: a corrupt record fails the call before anything changes.
-    /// Each owner is then handled under its own lock, so GC runs safely beside allocations; an
-    /// owner allocating while GC runs is never released unless it is missing from `valid`.
+    /// The whole store is read first. A damaged record does not stop GC: it is moved to the
+    /// store's `quarantine/` (a damaged owner record is rebuilt from the address files naming
+    /// the owner; a damaged address file frees its address), logged, and listed in
+    /// [`GcReport::quarantined`]. Each owner is then handled under its own lock, so GC runs
+    /// safely beside allocations; an owner allocating while GC runs is never released unless
+    /// it is missing from `valid`.
     pub fn gc(&self, valid: &[Owner]) -> Result<GcReport> {
+        let collector = crate::fsutil::Collector::start();
+        let mut report = self.gc_inner(valid)?;
+        report.quarantined = collector.take();
+        Ok(report)
+    }
+
+    fn gc_inner(&self, valid: &[Owner]) -> Result<GcReport> {
         let store = self.store();
         let valid: HashSet<&Owner> = valid.iter().collect();
         let records = store.owner_records()?;
@@ -114,7 +128,7 @@ impl Ipam {
     }
 
     /// Verify the store's invariant (every address file is listed by its owner's record) and
-    /// count what it holds. Corrupt records are errors.
+    /// count what it holds. Damaged records are quarantined as by [`Ipam::gc`].
     pub fn check(&self) -> Result<StoreCheck> {
         let records = self.store().owner_records()?;
         let held = self.store().held()?;
