@@ -21,6 +21,17 @@
 //! needs and closes every other one (stdio included), so locks, pipes and sockets of the caller
 //! do not live on in it.
 //!
+//! **A reaper that does not reap.** Under a runtime at PID 1 that does not reap orphans, or a
+//! subreaper that reaps only its own children, every detached process would stay a zombie.
+//! netkit records the last detached process started under each reaper (in
+//! `/run/netkit/detach/<PID namespace inode>/<reaper pid>`); once the one recorded for the
+//! caller's reaper has been seen a zombie for longer than a grace period (5 s, for inits that
+//! reap by polling every few seconds), the caller does the work itself and waits, instead of
+//! adding a zombie per call. [`reaper_reaps`] tells which case holds. A reaper slower than the
+//! grace period is taken for one that does not reap until it has reaped, which costs a wait per
+//! call meanwhile and nothing else; under one that never reaps, the detached processes started
+//! during the grace period stay zombies too, and after it no more are started.
+//!
 //! **Bounded waits.** The caller's wait for the intermediate child is bounded by construction
 //! (it forks and exits). A netlink job waits at most 30 s for the kernel's answer after its
 //! request went out (`SO_RCVTIMEO`) and then reports `ETIMEDOUT`; a held descriptor is closed
@@ -31,6 +42,7 @@
 //! [`Handle::link_del_detached`](crate::Handle::link_del_detached)).
 
 mod fork;
+mod reaper;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +51,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use fork::Job;
+use reaper::Reaper;
+pub(crate) use reaper::Unreaped;
 
 /// How long a netlink job waits for the kernel's answer once its request is sent.
 pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,9 +60,35 @@ pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a held descriptor is kept at most when the caller does not signal.
 pub(crate) const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Whether the detached processes netkit would start now are reaped, as far as it can tell.
+///
+/// `false` when the detached process netkit last recorded under this process's reaper (its
+/// nearest ancestor that is a child subreaper, or init of its PID namespace) has been a zombie
+/// child of that reaper for longer than a grace period (5 s): the reaper does not reap, and
+/// netkit then does the work in the caller (waiting for the kernel) rather than start another
+/// detached process. `true` otherwise, including when nothing is known yet (no detached process
+/// started under this reaper, or no record could be kept) and while the grace period runs.
+///
+/// It reads a few small files under `/proc` and `/run/netkit/detach/`, and notes in the record
+/// when its process was first seen a zombie (the grace period starts then).
+pub fn reaper_reaps() -> bool {
+    !matches!(reaper::check(), Reaper::DoesNotReap(_))
+}
+
+/// Whether to start a detached process, and whether to record it (see [`reaper`]).
+fn may_detach() -> Result<Reaper, NotDetached> {
+    match reaper::check() {
+        Reaper::DoesNotReap(u) => Err(NotDetached::Unreaped(u)),
+        r => Ok(r),
+    }
+}
+
 /// Why a job was not handed to a detached process. The caller does the work itself.
 #[derive(Debug)]
 pub(crate) enum NotDetached {
+    /// The detached process recorded under this process's reaper has been a zombie for longer
+    /// than the grace period: the reaper does not reap.
+    Unreaped(Unreaped),
     /// The fork or its preparation failed.
     Failed(io::Error),
 }
@@ -56,6 +96,11 @@ pub(crate) enum NotDetached {
 impl std::fmt::Display for NotDetached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Unreaped(u) => write!(
+                f,
+                "the reaper does not reap: detached process {} has long been a zombie child of {}",
+                u.pid, u.reaper
+            ),
             Self::Failed(e) => write!(f, "starting a detached process: {e}"),
         }
     }
@@ -115,8 +160,9 @@ impl Answer {
 }
 
 /// Send `req` from a detached process, which reports the kernel's answer (see [`Answer`]).
-/// Unless the fork fails: then nothing was sent.
+/// Unless the reaper does not reap or the fork fails: then nothing was sent.
 pub(crate) fn send_netlink(req: &NetlinkRequest<'_>) -> Result<Answer, NotDetached> {
+    let verdict = may_detach()?;
     let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let pid = fork::spawn(&Job::Netlink {
         request: req.bytes,
@@ -127,6 +173,7 @@ pub(crate) fn send_netlink(req: &NetlinkRequest<'_>) -> Result<Answer, NotDetach
     })?;
     // Only the detached process holds the write end now: EOF if it ends without answering.
     drop(tx);
+    reaper::record(pid, verdict);
     Ok(Answer { rx, pid })
 }
 
@@ -140,12 +187,14 @@ pub(crate) fn close_later(fd: BorrowedFd<'_>) -> Result<OwnedFd, NotDetached> {
 
 /// [`close_later`], giving up the wait for the caller after `max`.
 fn hold(fd: BorrowedFd<'_>, max: Duration) -> Result<OwnedFd, NotDetached> {
+    let verdict = may_detach()?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    fork::spawn(&Job::Hold {
+    let pid = fork::spawn(&Job::Hold {
         fd,
         signal: r.as_fd(),
         max,
     })?;
     drop(r);
+    reaper::record(pid, verdict);
     Ok(w)
 }

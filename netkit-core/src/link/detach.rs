@@ -32,16 +32,21 @@ impl Handle {
     /// taken it out of its namespace, without waiting for the kernel to free it. `Ok(false)`:
     /// there was no such link.
     ///
-    /// The request is sent by a detached process (forked twice) that waits for the kernel's
-    /// answer and exits on its own; this call returns when the kernel's `RTM_DELLINK`
-    /// notification for the link arrives (or, if that is missed, the detached process's
-    /// answer). By then the name is free, the link is gone from every listing, from its bridge,
-    /// with its addresses and routes; for a veth, both ends are. An error from the kernel is
-    /// returned as from `link_del`.
+    /// The request is sent by a detached process (forked twice, see [`crate::detach`]) that
+    /// waits for the kernel's answer and exits on its own; this call returns when the kernel's
+    /// `RTM_DELLINK` notification for the link arrives (or, if that is missed, the detached
+    /// process's answer). By then the name is free, the link is gone from every listing, from
+    /// its bridge, with its addresses and routes; for a veth, both ends are. An error from the
+    /// kernel is returned as from `link_del`.
     ///
     /// The link is deleted the usual way, in this call and waiting for the kernel to free it,
-    /// when no detached process can be started (the fork fails) and when the one started ends
-    /// without answering.
+    /// when no detached process can be started (the fork fails), when the one started ends
+    /// without answering, and when this process's reaper does not reap: if the detached process
+    /// netkit recorded last under the same reaper (init of the PID namespace, or the nearest
+    /// ancestor that is a child subreaper) has been a zombie for longer than a grace period
+    /// (5 s), no other one is started, so a runtime that does not reap orphans collects the
+    /// zombies of the first few seconds, not one per call forever (see
+    /// [`crate::detach::reaper_reaps`]).
     ///
     /// The wait is bounded: if neither the notification nor the answer comes within 10 s (a
     /// kernel stuck in `unregister_netdevice`), the call fails with `ETIMEDOUT` and a message
@@ -85,7 +90,7 @@ impl Handle {
         });
         match sent {
             Ok(answer) => self.await_deletion(name, index, events, answer, DELETE_DEADLINE).await,
-            // No fork: here, waiting.
+            // The reaper does not reap, or no fork: here, waiting.
             Err(_) => {
                 drop(events);
                 self.delete_here(name, index, DELETE_DEADLINE).await
