@@ -18,7 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
-mod detach;
+pub mod detach;
 pub mod events;
 pub mod firewall;
 mod fsutil;

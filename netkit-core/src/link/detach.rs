@@ -12,29 +12,49 @@
 //!
 //! See [`crate::detach`] for the process side.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use tokio::io::AsyncReadExt;
 
 use super::{check_name, LinkError};
-use crate::events::EventKind;
+use crate::detach::{self, Answer, NetlinkRequest};
+use crate::events::{EventKind, EventStream};
 use crate::{Handle, NetlinkError};
+
+/// How long [`Handle::link_del_detached`] waits for the link to leave its namespace.
+const DELETE_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Handle {
     /// Delete a link (idempotent, like [`Handle::link_del`]) and return once the kernel has
     /// taken it out of its namespace, without waiting for the kernel to free it. `Ok(false)`:
     /// there was no such link.
     ///
-    /// The request is sent by a detached process (forked twice) that waits for the kernel's
-    /// answer and exits on its own; this call returns when the kernel's `RTM_DELLINK`
-    /// notification for the link arrives (or, if that is missed, the detached process's
-    /// answer). By then the name is free, the link is gone from every listing, from its bridge,
-    /// with its addresses and routes; for a veth, both ends are. An error from the kernel is
-    /// returned as from `link_del`. If the process cannot fork, the link is deleted the usual
-    /// way.
+    /// The request is sent by a detached process (forked twice, see [`crate::detach`]) that
+    /// waits for the kernel's answer and exits on its own; this call returns when the kernel's
+    /// `RTM_DELLINK` notification for the link arrives (or, if that is missed, the detached
+    /// process's answer). By then the name is free, the link is gone from every listing, from
+    /// its bridge, with its addresses and routes; for a veth, both ends are. An error from the
+    /// kernel is returned as from `link_del`.
+    ///
+    /// The link is deleted the usual way, in this call and waiting for the kernel to free it,
+    /// when no detached process can be started (the fork fails), when the one started ends
+    /// without answering, and when this process's reaper does not reap: if the detached process
+    /// netkit recorded last under the same reaper (init of the PID namespace, or the nearest
+    /// ancestor that is a child subreaper) has been a zombie for longer than a grace period
+    /// (5 s), no other one is started, so a runtime that does not reap orphans collects the
+    /// zombies of the first few seconds, not one per call forever (see
+    /// [`crate::detach::reaper_reaps`]).
+    ///
+    /// The wait is bounded: if neither the notification nor the answer comes within 10 s (a
+    /// kernel stuck in `unregister_netdevice`), the call fails with `ETIMEDOUT` and a message
+    /// saying what it waited for; the deletion may still complete later. The detached process
+    /// itself gives up waiting for the kernel's answer after 30 s, but a kernel that hangs
+    /// inside the deletion keeps it (like any sender) stuck there. Deleting the link in this
+    /// call has a 10 s bound too, which only helps if the runtime has another thread to run the
+    /// timer: the kernel processes the request inside the sending thread's `sendmsg`.
     ///
     /// Meant for short-lived processes, such as CNI plugins, whose caller waits for them to
     /// exit: the kernel's final wait (an RCU barrier, 15–25 ms) then happens in the detached
@@ -56,55 +76,91 @@ impl Handle {
             Err(e) => return Err(e),
         };
         let fail = |e: NetlinkError| LinkError::netlink("delete", name, self, e);
-        let mut events = self
+        // Subscribed before the request is sent, so the notification cannot be missed.
+        let events = self
             .subscribe(&[EventKind::Link])
             .await
             .map_err(|e| fail(NetlinkError::local(e.to_string())))?;
         let request = del_request(index);
-        let (rx, tx) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(NetlinkError::from_errno(e as i32)))?;
-        let ns_fd = self.netns().map(|ns| ns.as_raw_fd());
-        // Without a detached process, or without its answer: delete the usual way.
-        let delete_here = || async {
-            match self.link_del_by_index(index).await {
-                Ok(()) => Ok(true),
-                Err(LinkError::Netlink { source, .. }) => Err(fail(source)),
-                Err(e) => Err(e),
+        let sent = detach::send_netlink(&NetlinkRequest {
+            bytes: &request,
+            protocol: libc::NETLINK_ROUTE,
+            netns: self.netns().map(|ns| ns.as_fd()),
+            recv_timeout: detach::RECV_TIMEOUT,
+        });
+        match sent {
+            Ok(answer) => self.await_deletion(name, index, events, answer, DELETE_DEADLINE).await,
+            // The reaper does not reap, or no fork: here, waiting.
+            Err(_) => {
+                drop(events);
+                self.delete_here(name, index, DELETE_DEADLINE).await
             }
-        };
-        if spawn_detached(&request, ns_fd, tx).is_err() {
-            drop(events);
-            return delete_here().await;
         }
-        let mut answer = tokio::net::unix::pipe::Receiver::from_owned_fd(rx).map_err(|e| {
-            fail(NetlinkError::local(format!(
-                "reading the detached process's answer: {e}"
-            )))
-        })?;
-        let mut buf = [0u8; 4];
-        let read = loop {
-            tokio::select! {
-                msg = events.next_message() => match msg {
-                    Some(m) if is_deleted(&m, index) => return Ok(true),
-                    // Notifications lost (socket overrun) or the stream ended: the detached
-                    // process's answer decides.
-                    Some(NetlinkMessage { payload: NetlinkPayload::Overrun(_), .. }) | None => {
-                        break answer.read_exact(&mut buf).await;
-                    }
-                    Some(_) => continue,
-                },
-                r = answer.read_exact(&mut buf) => break r,
+    }
+
+    /// After the detached process got the request: wait at most `deadline` for the link to
+    /// leave the namespace (the notification) or for the detached process's answer.
+    async fn await_deletion(
+        &self,
+        name: &str,
+        index: u32,
+        mut events: EventStream,
+        answer: Answer,
+        deadline: Duration,
+    ) -> Result<bool, LinkError> {
+        let fail = |e: NetlinkError| LinkError::netlink("delete", name, self, e);
+        let pid = answer.pid();
+        let answer = answer.errno();
+        tokio::pin!(answer);
+        let waited = tokio::time::timeout(deadline, async {
+            loop {
+                tokio::select! {
+                    msg = events.next_message() => match msg {
+                        Some(m) if is_deleted(&m, index) => return None,
+                        // Notifications lost (socket overrun) or the stream ended: the
+                        // detached process's answer decides.
+                        Some(NetlinkMessage { payload: NetlinkPayload::Overrun(_), .. }) | None => {
+                            return Some((&mut answer).await);
+                        }
+                        Some(_) => continue,
+                    },
+                    r = &mut answer => return Some(r),
+                }
             }
-        };
-        match read {
-            Ok(_) => match i32::from_ne_bytes(buf) {
-                0 => Ok(true),
-                // Gone meanwhile (another process deleted it).
-                errno if crate::netlink::errno_not_found(Some(errno)) => Ok(true),
-                errno => Err(fail(NetlinkError::from_errno(errno))),
-            },
+        })
+        .await;
+        match waited {
+            Ok(None) => Ok(true),
+            Ok(Some(Ok(0))) => Ok(true),
+            // Gone meanwhile (another process deleted it).
+            Ok(Some(Ok(errno))) if crate::netlink::errno_not_found(Some(errno)) => Ok(true),
+            Ok(Some(Ok(errno))) => Err(fail(NetlinkError::from_errno(errno))),
             // The detached process ended without an answer (it could not set itself up).
-            Err(_) => delete_here().await,
+            Ok(Some(Err(_))) => self.delete_here(name, index, deadline).await,
+            Err(_) => Err(fail(NetlinkError {
+                errno: Some(libc::ETIMEDOUT),
+                message: Some(format!(
+                    "timed out after {deadline:?} waiting for the link to leave the namespace \
+                     (neither its RTM_DELLINK notification nor the answer of detached process \
+                     {pid} came); the kernel may still delete it"
+                )),
+            })),
+        }
+    }
+
+    /// Delete link `index` in this call, waiting for the kernel (at most `deadline`).
+    async fn delete_here(&self, name: &str, index: u32, deadline: Duration) -> Result<bool, LinkError> {
+        let fail = |e: NetlinkError| LinkError::netlink("delete", name, self, e);
+        match tokio::time::timeout(deadline, self.link_del_by_index(index)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(LinkError::Netlink { source, .. })) => Err(fail(source)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(fail(NetlinkError {
+                errno: Some(libc::ETIMEDOUT),
+                message: Some(format!(
+                    "timed out after {deadline:?} waiting for the kernel to delete the link"
+                )),
+            })),
         }
     }
 }
@@ -133,87 +189,56 @@ fn is_deleted(msg: &NetlinkMessage<RouteNetlinkMessage>, index: u32) -> bool {
     )
 }
 
-/// Send `request` from a detached process (see [`crate::detach`]) that writes the kernel's
-/// errno (0: done) to `tx`.
-fn spawn_detached(request: &[u8], netns: Option<RawFd>, tx: OwnedFd) -> std::io::Result<()> {
-    let mut keep = vec![tx.as_raw_fd()];
-    keep.extend(netns);
-    let in_ns = netns.is_some();
-    // SAFETY: `send_and_report` makes only async-signal-safe calls on memory prepared before
-    // the fork (`request`, stack buffers).
-    let spawned = unsafe { crate::detach::spawn(&keep, || send_and_report(request, in_ns)) };
-    drop(tx);
-    spawned
-}
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
 
-/// The detached process: descriptor 0 is the answer pipe, 1 (when `in_ns`) the namespace to
-/// enter. Send `request` on a new NETLINK_ROUTE socket, wait for the ack, write its errno to 0.
-fn send_and_report(request: &[u8], in_ns: bool) -> i32 {
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    let mut err = 0;
-    if in_ns {
-        // SAFETY: setns and close on descriptors this process owns.
-        unsafe {
-            if libc::setns(1, libc::CLONE_NEWNET) != 0 {
-                err = errno();
-            }
-            libc::close(1);
-        }
-    }
-    if err == 0 {
-        err = delete(request);
-    }
-    let bytes = err.to_ne_bytes();
-    // SAFETY: write to our own pipe descriptor from a stack buffer.
-    unsafe { libc::write(0, bytes.as_ptr().cast(), bytes.len()) };
-    0
-}
+    use crate::detach::{self, NetlinkRequest};
+    use crate::events::EventKind;
+    use crate::link::Veth;
+    use crate::NetNsGuard;
 
-/// Send `request` on a new NETLINK_ROUTE socket and return the ack's errno (0: done).
-fn delete(request: &[u8]) -> i32 {
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    // SAFETY: plain socket(2).
-    let s = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if s < 0 {
-        return errno();
-    }
-    // SAFETY: an all-zero sockaddr_nl is valid; the kernel is the destination.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `request` is a valid buffer of its length; `addr` a valid sockaddr_nl.
-    let sent = unsafe {
-        libc::sendto(
-            s,
-            request.as_ptr().cast(),
-            request.len(),
+    /// The wait for the link to leave its namespace has a deadline: with a detached process
+    /// that cannot answer in time (its request asks for no answer, and it waits 5 s for one) and
+    /// no deletion under way, the call fails after the deadline, saying what it waited for.
+    #[tokio::test]
+    async fn the_wait_for_the_deletion_is_bounded() {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("nkld{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let ns = NetNsGuard::create(&name).expect("create test netns");
+        let h = ns.handle().await.expect("handle in test netns");
+        h.link_add(&Veth::new("a0", "a1")).await.unwrap();
+        let index = h.link_index("a0").await.unwrap();
+        let events = h.subscribe(&[EventKind::Link]).await.unwrap();
+        // NLMSG_NOOP without NLM_F_ACK: the kernel never answers it.
+        let mut noop = Vec::new();
+        for word in [
+            16u32,
+            u32::from(libc::NLMSG_NOOP as u16) | ((libc::NLM_F_REQUEST as u32) << 16),
+            1,
             0,
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return errno();
-    }
-    let mut buf = [0u8; 1024];
-    loop {
-        // SAFETY: `buf` is a valid, writable buffer of its length.
-        let n = unsafe { libc::recv(s, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return errno();
+        ] {
+            noop.extend(word.to_ne_bytes());
         }
-        // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; } then, for
-        // NLMSG_ERROR (type 2), the negative errno (0 for an ack).
-        if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
-            return -i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-        }
+        let answer = detach::send_netlink(&NetlinkRequest {
+            bytes: &noop,
+            protocol: libc::NETLINK_ROUTE,
+            netns: Some(ns.as_fd()),
+            recv_timeout: Duration::from_secs(5),
+        })
+        .expect("detached");
+        let start = Instant::now();
+        let deadline = Duration::from_millis(100);
+        let err = h
+            .await_deletion("a0", index, events, answer, deadline)
+            .await
+            .unwrap_err();
+        let waited = start.elapsed();
+        assert_eq!(err.errno(), Some(libc::ETIMEDOUT), "{err}");
+        assert!(err.to_string().contains("timed out after 100ms"), "{err}");
+        assert!(waited >= deadline && waited < Duration::from_secs(5), "{waited:?}");
+        assert!(h.link_get("a0").await.is_ok(), "nothing was deleted");
     }
 }

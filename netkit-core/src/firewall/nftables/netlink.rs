@@ -765,8 +765,8 @@ impl Drop for NftSocket {
     fn drop(&mut self) {
         if self.detached_close && self.removed.load(Ordering::Relaxed) {
             let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-            use std::os::fd::AsRawFd;
-            self.close_guard = crate::detach::close_later(inner.socket.as_raw_fd()).ok();
+            use std::os::fd::AsFd;
+            self.close_guard = crate::detach::close_later(inner.socket.as_fd()).ok();
         }
     }
 }
