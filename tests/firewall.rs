@@ -19,8 +19,8 @@ use netkit_examples::probe::{ping, ping_retry};
 use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
 use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
 use netkit_tests::fwlab::{
-    cip, cip6, report_skip, sa, subnet, subnet1, subnet6, Lab, LabSpec, BR0, BR1, D1, EXT, EXT2, EXT6, GW, GW6, OUT,
-    OUT6,
+    cip, cip6, report_skip, sa, subnet, subnet1, subnet6, Lab, LabSpec, TempDir, BR0, BR1, D1, EXT, EXT2, EXT6, GW,
+    GW6, OUT, OUT6,
 };
 
 /// One `#[tokio::test]` per driver for each scenario `async fn NAME(driver, test_name)`:
@@ -61,6 +61,7 @@ per_driver!(
     concurrent_processes,
     bad_input_is_refused_and_changes_nothing,
     bad_input_overlap_same_owner,
+    state_dirs_never_share_kernel_objects,
 );
 
 const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -892,10 +893,7 @@ async fn concurrent_processes(d: Driver, _test: &str) {
     let want: Vec<String> = kept.iter().map(|&i| owner(i)).collect();
     assert_eq!(fw.owners().await.expect("owners"), want, "owners in the state");
     let files: BTreeSet<String> = state_owner_files(&lab).into_iter().collect();
-    let want_files: BTreeSet<String> = want
-        .iter()
-        .map(|o| format!("{}.json", o.replace('/', "+")))
-        .collect();
+    let want_files: BTreeSet<String> = want.iter().map(|o| format!("{}.json", o.replace('/', "+"))).collect();
     assert_eq!(files, want_files, "owner files in the state dir");
 
     let rs = ruleset_plain(&lab.host, d);
@@ -1280,4 +1278,59 @@ async fn bad_input_overlap_same_owner(d: Driver, _test: &str) {
         "Conflict",
     )
     .await;
+}
+
+/// Issue 10.4: the kernel objects of one firewall name belong to one state directory. A second
+/// directory with the same name is refused (it would share the table, and the last owner of
+/// either would delete the other's rules); with its own name it works side by side, and the
+/// first one's last owner leaving takes nothing of the second's.
+async fn state_dirs_never_share_kernel_objects(d: Driver, test: &str) {
+    let lab = Lab::build("sdir", LabSpec::containers(2)).await;
+    let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let _c2 = tcp_server(lab.c(2), "C2", sa(ANY4, 80)).await;
+    let fw = lab.firewall(d).await;
+    let first = Rules {
+        networks: vec![lab.network()],
+        port_mappings: vec![tcp_map(8080, cip(1), 80)],
+        ..Default::default()
+    };
+    fw.add("c1:eth0", &first).await.expect("first state directory");
+    let before = ruleset(&lab.host, d);
+    let other = TempDir::new(&format!("sdir-{}-{}", d.as_str(), std::process::id()));
+    let opts = lab.options(d).state_dir(other.path());
+    match netkit_core::firewall::open(&lab.host, opts.clone()).await {
+        Err(FirewallError::Foreign { .. }) => {}
+        Err(e) => panic!("{test}: a second state directory for one name: {e}"),
+        Ok(_) => panic!("{test}: a second state directory for one name was accepted"),
+    }
+    assert_eq!(ruleset(&lab.host, d), before, "the refused open changed the ruleset");
+    let fw2 = netkit_core::firewall::open(&lab.host, opts.name("other"))
+        .await
+        .expect("a second state directory under its own name");
+    fw2.add(
+        "c2:eth0",
+        &Rules {
+            networks: vec![lab.network()],
+            port_mappings: vec![tcp_map(8082, cip(2), 80)],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("second firewall");
+    fw.teardown("c1:eth0")
+        .await
+        .expect("teardown of the first's last owner");
+    let o = &lab.outside;
+    assert_eq!(
+        tcp(o, sa(EXT, 8082))
+            .await
+            .expect("O -> 8082 after the first firewall emptied")
+            .name,
+        "C2"
+    );
+    assert!(
+        tcp(o, sa(EXT, 8080)).await.is_err(),
+        "the first firewall's mapping outlived its owner"
+    );
+    fw2.teardown("c2:eth0").await.expect("teardown of the second");
 }

@@ -2649,3 +2649,41 @@ fn unbounded_input_is_refused() {
     Out::of(lab.spawn_raw(&env, conf.to_string().as_bytes())).error(7, "ipam.type naming the plugin itself");
     assert_eq!(before.diff(&lab.snapshot()), "");
 }
+
+/// Issue 10.4: a network with its own `firewallStateDir` cannot use the table another state
+/// directory owns (the last owner of either would delete it under the other); with its own
+/// `firewallName` both work, and one network's last DEL leaves the other's rules.
+#[test]
+fn networks_with_their_own_state_dirs_need_their_own_firewall_names() {
+    let mut lab = Lab::new("fwname");
+    let mut a = lab.conf("1.1.0", json!([[{ "subnet": "10.214.0.0/24" }]]));
+    a["name"] = json!("neta");
+    a["bridge"] = json!("cnia");
+    a["ipMasq"] = json!(true);
+    let mut b = a.clone();
+    b["name"] = json!("netb");
+    b["bridge"] = json!("cnib");
+    b["ipam"]["ranges"] = json!([[{ "subnet": "10.215.0.0/24" }]]);
+    b["firewallStateDir"] = json!(lab.dir.path().join("fw-b"));
+    let (ca, cb) = (lab.container(), lab.container());
+    lab.add(ca, &a);
+    let (veths, held, nft) = (lab.veths(), lab.held(), lab.nft());
+    lab.call("ADD", cb, &b)
+        .error(7, "a second state directory for table inet netkit");
+    // Undone (the bridge, shared by design, stays).
+    assert_eq!(
+        (lab.veths(), lab.held(), lab.nft()),
+        (veths, held, nft),
+        "the refused ADD was not undone"
+    );
+    b["firewallName"] = json!("netkitb");
+    lab.add(cb, &b);
+    lab.call("DEL", ca, &a).silent("DEL of neta's last attachment");
+    let nft = lab.nft();
+    assert!(
+        !nft.contains("table inet netkit {") && nft.contains("table inet netkitb") && nft.contains("10.215.0.0/24"),
+        "{nft}"
+    );
+    lab.call("DEL", cb, &b).silent("DEL of netb's last attachment");
+    assert!(lab.nft().trim().is_empty(), "{}", lab.nft());
+}

@@ -61,6 +61,13 @@ impl Fw {
         Fw { t, fw, dir }
     }
 
+    /// `-m comment --comment "netkit state <id>"`: the comment of our jumps, naming the state
+    /// directory that owns the chains.
+    fn jump_comment(&self) -> String {
+        let id = std::fs::read_to_string(self.dir.join("id")).expect("the state directory's id");
+        format!("-m comment --comment \"netkit state {}\"", id.trim())
+    }
+
     /// `iptables-save` (or `ip6tables-save`) in the namespace, without the timestamp comments
     /// and with counters zeroed.
     fn save(&self, v6: bool) -> String {
@@ -146,14 +153,17 @@ fn ip(s: &str) -> std::net::IpAddr {
     s.parse().unwrap()
 }
 
-fn jumps_v4() -> Vec<&'static str> {
+/// The jumps from built-in chains, commented with the firewall's name and its state
+/// directory's id.
+fn jumps_v4(f: &Fw) -> Vec<String> {
+    let c = f.jump_comment();
     vec![
-        "-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING",
-        "-A OUTPUT -m comment --comment netkit -j NETKIT-OUTPUT",
-        "-A POSTROUTING -m comment --comment netkit -j NETKIT-POSTROUTING",
-        "-A FORWARD -m comment --comment netkit -j NETKIT-FORWARD",
-        "-A INPUT -m comment --comment netkit -j NETKIT-INPUT",
-        "-A OUTPUT -m comment --comment netkit -j NETKIT-SERVICES",
+        format!("-A PREROUTING {c} -j NETKIT-PREROUTING"),
+        format!("-A OUTPUT {c} -j NETKIT-OUTPUT"),
+        format!("-A POSTROUTING {c} -j NETKIT-POSTROUTING"),
+        format!("-A FORWARD {c} -j NETKIT-FORWARD"),
+        format!("-A INPUT {c} -j NETKIT-INPUT"),
+        format!("-A OUTPUT {c} -j NETKIT-SERVICES"),
     ]
 }
 
@@ -175,7 +185,7 @@ async fn port_mappings_add_and_remove() {
     f.fw.add("c1:eth0", &all).await.unwrap();
 
     let s4 = f.save4();
-    assert_has(&s4, &jumps_v4());
+    assert_has(&s4, &jumps_v4(&f).iter().map(String::as_str).collect::<Vec<_>>());
     // Traffic to 127.0.0.0/8 from outside lo that no DNAT sent there is dropped (IPv4 only).
     assert_eq!(
         chain(&s4, "NETKIT-INPUT"),
@@ -587,8 +597,8 @@ async fn teardown_of_every_owner_restores_the_original_ruleset() {
     assert_eq!(
         pre,
         [
-            "-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING",
-            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+            format!("-A PREROUTING {} -j NETKIT-PREROUTING", f.jump_comment()),
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_string(),
         ]
     );
     assert_has(
@@ -662,7 +672,7 @@ async fn reconcile_restores_flushed_rules() {
     let r4 = f.save4();
     assert_eq!(
         chain(&table(&r4, "nat"), "PREROUTING"),
-        ["-A PREROUTING -m comment --comment netkit -j NETKIT-PREROUTING"]
+        [format!("-A PREROUTING {} -j NETKIT-PREROUTING", f.jump_comment())]
     );
     let ours = |text: &str| -> Vec<String> {
         text.lines()
@@ -740,8 +750,25 @@ async fn conflicts_and_kernel_errors() {
         .unwrap();
     kube.add("a", &one).await.unwrap();
     let k = f.save4();
-    assert_has(&k, &["-A PREROUTING -m comment --comment kn -j KN-PREROUTING"]);
+    let kn_id = std::fs::read_to_string(dir.join("id")).unwrap();
+    assert_has(
+        &k,
+        &[&format!(
+            "-A PREROUTING -m comment --comment \"kn state {}\" -j KN-PREROUTING",
+            kn_id.trim()
+        )],
+    );
     assert!(!k.contains("NETKIT"));
+    // The KN- chains belong to `dir`: a firewall of the same name with another state directory
+    // is refused, and changes nothing.
+    let other = std::env::temp_dir().join(unique("iptstate"));
+    match Iptables::open(&f.t.ns, FirewallOptions::default().name("kn").state_dir(&other)).await {
+        Err(FirewallError::Foreign { theirs, .. }) => assert_eq!(theirs, kn_id.trim()),
+        Err(e) => panic!("a second state directory for the KN- chains: {e}"),
+        Ok(_) => panic!("a second state directory for the KN- chains was accepted"),
+    }
+    assert_eq!(f.save4(), k);
+    let _ = std::fs::remove_dir_all(&other);
     kube.teardown("a").await.unwrap();
     assert!(!f.save4().contains("KN-"));
     let _ = std::fs::remove_dir_all(dir);

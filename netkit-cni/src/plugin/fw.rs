@@ -38,12 +38,13 @@ pub async fn open(conf: &PluginConf, host: &NetNs) -> Result<AnyFirewall, CniErr
     firewall::open(host, options(conf)).await.map_err(fw_error)
 }
 
-/// A firewall error as a CNI error: refusals of the configuration are code 7.
+/// A firewall error as a CNI error: refusals of the configuration (a conflict, bad input, a
+/// `firewallName` another `firewallStateDir` owns) are code 7.
 pub fn fw_error(e: firewall::FirewallError) -> CniError {
     match e {
-        firewall::FirewallError::Conflict { .. } | firewall::FirewallError::Invalid { .. } => {
-            CniError::new(ErrorCode::InvalidConfig, e.to_string())
-        }
+        firewall::FirewallError::Conflict { .. }
+        | firewall::FirewallError::Invalid { .. }
+        | firewall::FirewallError::Foreign { .. } => CniError::new(ErrorCode::InvalidConfig, e.to_string()),
         e => CniError::io(e),
     }
 }

@@ -8,16 +8,25 @@
 //!  "ipam": {"type": "netkit-ipam", "ranges": [[{"subnet": "10.88.0.0/16"}]]}}
 //! ```
 //!
-//! Verbs: ADD (everything it made is undone if a step fails), DEL (idempotent; works with the
-//! container's namespace gone), CHECK, GC (IPAM reservations and firewall rules of attachments
-//! not in `cni.dev/valid-attachments`), STATUS (50 when the IPAM store or the firewall is
-//! unusable), VERSION.
+//! Verbs: ADD (checks everything before the host changes; undoes what it made if a step
+//! fails), DEL (idempotent; works with the container's namespace gone), CHECK, GC (this
+//! network's IPAM reservations, firewall rules and tagged host-side links of attachments not in
+//! `cni.dev/valid-attachments`; other networks are never touched), STATUS (50 when the IPAM
+//! store, or the firewall of a network that uses one, is unusable), VERSION. Every verb checks
+//! the attachment the same way ([`attachment`]); see the README's security section for what the
+//! plugin trusts.
 //!
 //! Keys beyond the reference bridge plugin's (see [`config::PluginConf`]): `mode`
-//! (`bridge`/`routed`), `firewallBackend`, `firewallStateDir`, `waitLinkFree` (DEL waits for the
-//! kernel to free the veth pair; by default a detached process does), `ipv6LinkLocal` (keep the
-//! kernel's IPv6 link-local address on containers that get no IPv6 address; by default they and
-//! the bridge ports have none, so the bridge floods no IPv6 chatter).
+//! (`bridge`/`routed`), `firewallBackend`, `firewallStateDir`, `firewallName` (the table / chain
+//! prefix; networks with their own `firewallStateDir` need their own name), `waitLinkFree` (DEL
+//! waits for the kernel to free the veth pair; by default a detached process does),
+//! `ipv6LinkLocal` (keep the kernel's IPv6 link-local address on containers that get no IPv6
+//! address; by default they and the bridge ports have none, so the bridge floods no IPv6
+//! chatter).
+//!
+//! Modules: [`attachment`] (names and checks), `add` (ADD), `bridge` and `routed` (the host side
+//! of each mode), `fw` (the firewall), `del` (DEL and GC), `check` (CHECK), [`config`], [`ipam`]
+//! (in-process or delegated IPAM).
 
 mod add;
 pub mod attachment;

@@ -23,6 +23,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()>;
     /// Remove every kernel object of ours (no owner is left). Idempotent.
     fn clear(&self) -> Result<()>;
+    /// Bind the backend to the state directory with this id: the kernel objects it makes carry
+    /// the id, and objects of the same name that carry another id (made for another state
+    /// directory) are [`FirewallError::Foreign`]: using them would let one directory's last
+    /// owner delete the other's rules. Objects without an id (made before 0.2) are adopted.
+    fn claim(&mut self, state_id: &str) -> Result<()>;
 }
 
 /// Run a blocking firewall operation on tokio's blocking pool.
@@ -99,11 +104,13 @@ struct Inner<B> {
 }
 
 impl<B: Backend> Engine<B> {
-    pub(crate) fn new(ns: &NetNs, state_dir: PathBuf, backend: B) -> Result<Self> {
+    pub(crate) fn new(ns: &NetNs, options: &FirewallOptions, mut backend: B) -> Result<Self> {
+        let state = StateDir::open_with_lock_timeout(&state_dir(ns, options)?, options.lock_timeout)?;
+        backend.claim(state.id())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ns: ns.clone(),
-                state: StateDir::open(&state_dir)?,
+                state,
                 backend,
             }),
         })
@@ -113,7 +120,7 @@ impl<B: Backend> Engine<B> {
         &self.inner.state
     }
 
-    fn backend(&self) -> &B {
+    pub(crate) fn backend(&self) -> &B {
         &self.inner.backend
     }
 

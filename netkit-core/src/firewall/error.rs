@@ -30,6 +30,24 @@ pub enum FirewallError {
         /// Why.
         reason: String,
     },
+    /// The kernel objects of this firewall's name (the nftables table, the iptables chains)
+    /// belong to another state directory. Nothing was changed.
+    #[error(
+        "firewall ({driver}) in netns {netns}: {objects} belong to another state directory (id {theirs}, this one is {ours}); \
+         use that state directory, or give this firewall another name"
+    )]
+    Foreign {
+        /// The driver.
+        driver: &'static str,
+        /// The namespace.
+        netns: String,
+        /// The objects ("table inet netkit", "chains NETKIT-…").
+        objects: String,
+        /// The id they carry.
+        theirs: String,
+        /// This state directory's id.
+        ours: String,
+    },
     /// The kernel refused a change.
     #[error("firewall ({driver}) in netns {netns}: {op}: {reason}")]
     Kernel {

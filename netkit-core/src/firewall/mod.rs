@@ -86,7 +86,9 @@ pub struct FirewallOptions {
     /// Force a driver (`None`: nftables when usable, else iptables).
     pub driver: Option<Driver>,
     /// Where the wanted state lives (default: `/run/netkit/firewall/<netns cookie>`). Every process
-    /// working on the same namespace must use the same directory.
+    /// working on the same namespace and [`name`](Self::name) must use the same directory: the
+    /// kernel objects carry the directory's id, and a firewall opened with another directory and
+    /// the same name is refused ([`FirewallError::Foreign`]).
     pub state_dir: Option<PathBuf>,
     /// The nftables table name, and the iptables chain prefix (upper-cased). Default `netkit`.
     pub name: String,
@@ -98,6 +100,9 @@ pub struct FirewallOptions {
     /// (an RCU grace period, 3–25 ms on a loaded machine); a short-lived process whose caller
     /// waits for it to exit (a CNI plugin) should set this. Default `false`.
     pub detached_close: bool,
+    /// The longest wait for the state directory's lock before a change fails with
+    /// [`FirewallError::LockTimeout`]. Default 30 s.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for FirewallOptions {
@@ -108,6 +113,7 @@ impl Default for FirewallOptions {
             name: "netkit".into(),
             masquerade_mark: 0x2000,
             detached_close: false,
+            lock_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -107,19 +107,26 @@ impl Iptables {
                 reason,
             };
             let v4 = Tools::find(Family::V4).map_err(unavailable)?;
-            run(&ns, &v4.save, &[], None).map_err(|e| unavailable(format!("iptables-save failed: {e}")))?;
+            let mut at_open =
+                vec![run(&ns, &v4.save, &[], None).map_err(|e| unavailable(format!("iptables-save failed: {e}")))?];
             let v6 = Tools::find(Family::V6)
-                .and_then(|t| run(&ns, &t.save, &[], None).map(|_| t))
+                .and_then(|t| run(&ns, &t.save, &[], None).map(|text| (t, text)))
+                .map(|(t, text)| {
+                    at_open.push(text);
+                    t
+                })
                 .map_err(|e| format!("IPv6 objects cannot be used: {e}"));
             let backend = IptBackend {
                 ns: ns.clone(),
                 names: Names::new(&prefix),
                 label: options.name.clone(),
+                state_id: String::new(),
+                at_open,
                 mark: options.masquerade_mark,
                 v4,
                 v6,
             };
-            Ok(Iptables(Engine::new(&ns, engine::state_dir(&ns, &options)?, backend)?))
+            Ok(Iptables(Engine::new(&ns, &options, backend)?))
         })
         .await
     }
@@ -222,8 +229,13 @@ fn error_line(stderr: &str) -> Option<usize> {
 pub(crate) struct IptBackend {
     ns: NetNs,
     names: Names,
-    /// The comment on the jumps from built-in chains (the firewall's name).
+    /// The firewall's name: the comment on the jumps from built-in chains is
+    /// `<label> state <state_id>`.
     label: String,
+    /// The id of the state directory the chains belong to (see [`Backend::claim`]).
+    state_id: String,
+    /// What `iptables-save` (and `ip6tables-save`) showed when the firewall was opened.
+    at_open: Vec<String>,
     mark: u32,
     v4: Tools,
     /// ip6tables, or why it cannot be used.
@@ -238,6 +250,11 @@ impl IptBackend {
             op: op.to_string(),
             reason,
         }
+    }
+
+    /// The comment of the jumps from built-in chains.
+    fn jump_comment(&self) -> String {
+        format!("{} state {}", self.label, self.state_id)
     }
 
     fn tools(&self, family: Family) -> Option<&Tools> {
@@ -255,7 +272,9 @@ impl IptBackend {
         let mut input = String::new();
         for table in ["nat", "filter"] {
             let chains = desired.map(|d| d.table(table));
-            if let Some(t) = render::restore_input(&self.names, table, &self.label, chains, &saved.table(table)) {
+            if let Some(t) =
+                render::restore_input(&self.names, table, &self.jump_comment(), chains, &saved.table(table))
+            {
                 input.push_str(&t);
             }
         }
@@ -344,6 +363,33 @@ impl Backend for IptBackend {
                     })
                 }
                 None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, state_id: &str) -> Result<()> {
+        self.state_id = state_id.to_string();
+        for text in std::mem::take(&mut self.at_open) {
+            let saved = save::parse(&text);
+            for table in ["nat", "filter"] {
+                let t = saved.table(table);
+                let jumps = t.rules.iter().filter(|r| {
+                    t.builtin.contains(&r.chain) && r.target.as_deref().is_some_and(|c| self.names.is_ours(c))
+                });
+                for rule in jumps {
+                    let theirs = save::comment(&rule.spec)
+                        .and_then(|c| c.strip_prefix(&format!("{} state ", self.label)).map(str::to_string));
+                    if let Some(theirs) = theirs.filter(|t| t != state_id) {
+                        return Err(FirewallError::Foreign {
+                            driver: "iptables",
+                            netns: self.ns.to_string(),
+                            objects: format!("chains {}", self.names.chain("…")),
+                            theirs,
+                            ours: state_id.to_string(),
+                        });
+                    }
+                }
             }
         }
         Ok(())

@@ -45,6 +45,26 @@ fn target(spec: &str) -> Option<String> {
     words.get(at + 1).map(|w| w.to_string())
 }
 
+/// The text of a rule's `-m comment --comment` (unquoted), if it has one.
+pub(crate) fn comment(spec: &str) -> Option<String> {
+    let rest = spec.split_once("--comment ")?.1;
+    match rest.strip_prefix('"') {
+        Some(quoted) => {
+            let mut out = String::new();
+            let mut chars = quoted.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(out),
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            None
+        }
+        None => rest.split_whitespace().next().map(str::to_string),
+    }
+}
+
 /// Parse `iptables-save` (or `ip6tables-save`) output.
 pub(crate) fn parse(text: &str) -> Saved {
     let mut saved = Saved::default();

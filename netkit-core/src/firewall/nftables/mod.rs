@@ -36,13 +36,13 @@ impl Nftables {
             };
             let mut socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
             socket.set_detached_close(options.detached_close);
-            let exists = socket
-                .table_exists(netlink::Family::Inet, &options.name)
+            let found = socket
+                .table_comment(netlink::Family::Inet, &options.name)
                 .map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;
             // libnftables writes the table and service chains; element changes (the common
             // case once the table exists) do without it, so it is loaded only when needed
             // (loading costs ≈ 2 ms, a sixth of a CNI ADD).
-            if !exists {
+            if found.is_none() {
                 libnft::available().map_err(unavailable)?;
             }
             let backend = NftBackend {
@@ -50,15 +50,17 @@ impl Nftables {
                 socket,
                 table: options.name.clone(),
                 mark: options.masquerade_mark,
+                state_id: String::new(),
+                found,
             };
-            Ok(Nftables(Engine::new(&ns, engine::state_dir(&ns, &options)?, backend)?))
+            Ok(Nftables(Engine::new(&ns, &options, backend)?))
         })
         .await
     }
 
     /// The nft text of the table's fixed part (for documentation and debugging).
     pub fn skeleton(&self, options: &FirewallOptions) -> String {
-        ruleset::skeleton(&options.name, options.masquerade_mark)
+        ruleset::skeleton(&options.name, options.masquerade_mark, &self.0.backend().state_id)
     }
 }
 
@@ -68,6 +70,10 @@ pub(crate) struct NftBackend {
     socket: netlink::NftSocket,
     table: String,
     mark: u32,
+    /// The id of the state directory the table belongs to (see [`Backend::claim`]).
+    state_id: String,
+    /// The table's comment when the firewall was opened (`None`: no table).
+    found: Option<Option<String>>,
 }
 
 impl NftBackend {
@@ -168,7 +174,7 @@ impl Backend for NftBackend {
                 return Ok(());
             }
             // One transaction: the table's fixed part and the new elements.
-            let mut text = ruleset::skeleton(&self.table, self.mark);
+            let mut text = ruleset::skeleton(&self.table, self.mark, &self.state_id);
             self.element_commands("create", &added, owner, &mut text);
             self.element_commands("add", held, owner, &mut text);
             return self.run("create table", &text).map(drop);
@@ -182,7 +188,7 @@ impl Backend for NftBackend {
         self.element_commands("add", held, owner, &mut rest);
         rest.push_str(&services);
         if !self.table_exists()? {
-            let text = ruleset::skeleton(&self.table, self.mark) + &rest;
+            let text = ruleset::skeleton(&self.table, self.mark, &self.state_id) + &rest;
             return self.run("apply", &text).map(drop);
         }
         match self.run("apply", &(deletes.clone() + &rest)) {
@@ -200,13 +206,32 @@ impl Backend for NftBackend {
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()> {
         let t = &self.table;
         let mut text = format!("add table inet {t}\ndelete table inet {t}\n");
-        text.push_str(&ruleset::skeleton(t, self.mark));
+        text.push_str(&ruleset::skeleton(t, self.mark, &self.state_id));
         let empty = Rules::default();
         for (owner, rules) in all {
             self.element_commands("add", rules, owner, &mut text);
             self.service_commands(&empty, rules, &mut text);
         }
         self.run("reconcile", &text).map(drop)
+    }
+
+    fn claim(&mut self, state_id: &str) -> Result<()> {
+        self.state_id = state_id.to_string();
+        let theirs = self
+            .found
+            .take()
+            .flatten()
+            .and_then(|c| ruleset::state_of(&c).map(str::to_string));
+        match theirs {
+            Some(theirs) if theirs != state_id => Err(FirewallError::Foreign {
+                driver: "nftables",
+                netns: self.ns.to_string(),
+                objects: format!("table inet {}", self.table),
+                theirs,
+                ours: state_id.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn clear(&self) -> Result<()> {

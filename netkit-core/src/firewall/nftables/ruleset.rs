@@ -29,10 +29,10 @@ use crate::firewall::model::Service;
 
 /// The table's fixed part, as one `table … { … }` block (create it only when the table is
 /// missing: nft appends rules when the block is applied again).
-pub(crate) fn skeleton(table: &str, mark: u32) -> String {
+pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
     format!(
         r#"table inet {table} {{
-    comment "managed by netkit: container port mappings, masquerade, services"
+    comment "managed by netkit (state {state_id}): container port mappings, masquerade, services"
     map hostport4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
     map hostport6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
     map hostipport4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -93,6 +93,14 @@ pub(crate) fn skeleton(table: &str, mark: u32) -> String {
 }}
 "#
     )
+}
+
+/// The state directory id in a table comment [`skeleton`] wrote (`None`: a table made before
+/// 0.2, or not by netkit).
+pub(crate) fn state_of(comment: &str) -> Option<&str> {
+    let rest = comment.strip_prefix("managed by netkit (state ")?;
+    let (id, _) = rest.split_once(')')?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
 /// A stable short id for a service name: chain and set names derive from it.
