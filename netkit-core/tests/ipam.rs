@@ -310,10 +310,15 @@ fn same_owner_gets_same_addresses_and_each_interface_is_its_own_owner() {
     let ipam = open(&pool, dir.path());
     let eth0 = owner("ctr-same", "eth0");
     let first = ipam.allocate(&eth0, &[]).unwrap();
+    assert!(first.held_before.is_empty(), "the first allocation claimed everything");
     let again = ipam.allocate(&eth0, &[]).unwrap();
-    assert_eq!(first, again);
+    assert_eq!(first.ips, again.ips);
+    // The second call says the owner held them already: a caller undoing a failed second
+    // request (a duplicate CNI ADD) must not release them.
+    let held: Vec<IpAddr> = first.ips.iter().map(|i| i.address.ip()).collect();
+    assert_eq!(again.held_before, held);
     // Through another instance too (another process would do the same).
-    assert_eq!(open(&pool, dir.path()).allocate(&eth0, &[]).unwrap(), first);
+    assert_eq!(open(&pool, dir.path()).allocate(&eth0, &[]).unwrap().ips, first.ips);
     assert_eq!(
         ipam.list().unwrap().len(),
         2,
@@ -340,7 +345,7 @@ fn same_owner_gets_same_addresses_and_each_interface_is_its_own_owner() {
     ipam.release(&net1).unwrap();
     assert_eq!(lookup(&eth0), want0);
     assert!(lookup(&net1).is_empty());
-    assert_eq!(ipam.allocate(&eth0, &[]).unwrap(), first);
+    assert_eq!(ipam.allocate(&eth0, &[]).unwrap().ips, first.ips);
     assert_clean(&ipam, 2, 1);
 }
 
@@ -402,7 +407,10 @@ fn static_requests_are_granted_or_refused_with_the_right_error_and_no_change() {
     assert_eq!(addrs(&got), ["10.65.0.12/24", "fd65::2/120"]);
     assert_eq!(ipam.holder(ip("10.65.0.12")).unwrap(), Some(a.clone()));
     // Asking again for what one holds is granted and changes nothing.
-    assert_eq!(ipam.allocate(&a, &[ip("10.65.0.12"), ip("fd65::2")]).unwrap(), got);
+    assert_eq!(
+        ipam.allocate(&a, &[ip("10.65.0.12"), ip("fd65::2")]).unwrap().ips,
+        got.ips
+    );
 
     let expect_unchanged = |what: &str, requested: &[IpAddr], who: &Owner| -> IpamError {
         let list = ipam.list().unwrap();
@@ -785,9 +793,9 @@ fn truncated_owner_file_is_quarantined_and_the_owner_still_released() {
     // holds, an allocation gives the same addresses back, and the record is whole again.
     let path = store_dir.join("owner").join("c-again:eth0");
     std::fs::write(&path, "").unwrap();
-    assert_eq!(ipam.allocate(&again, &[]).unwrap(), again_got);
+    assert_eq!(ipam.allocate(&again, &[]).unwrap().ips, again_got.ips);
     assert_eq!(quarantined(&store_dir, "c-again:eth0").len(), 1);
-    assert_eq!(ipam.allocate(&good, &[]).unwrap(), good_got);
+    assert_eq!(ipam.allocate(&good, &[]).unwrap().ips, good_got.ips);
     assert_clean(&ipam, 4, 2);
 }
 
