@@ -28,7 +28,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -37,29 +36,16 @@ use crate::{Handle, NetNs};
 /// Where sysctls live.
 const PROC_SYS: &str = "/proc/sys";
 
-/// An IP version, for per-interface settings (`net.ipv4.conf.DEV.*` or
-/// `net.ipv6.conf.DEV.*`) and for filtering listings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// IPv4 (`ipv4`).
-    V4,
-    /// IPv6 (`ipv6`).
-    V6,
-}
+/// The IP version of per-interface settings (`net.ipv4.conf.DEV.*` or `net.ipv6.conf.DEV.*`):
+/// the crate's one family type, [`crate::IpFamily`], under the name this module has always
+/// used for it.
+pub use crate::route::IpFamily as Family;
 
-impl Family {
-    /// The sysctl directory name: `ipv4` or `ipv6`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V4 => "ipv4",
-            Self::V6 => "ipv6",
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The sysctl directory of a family: `ipv4` or `ipv6`.
+fn dir(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
     }
 }
 
@@ -204,7 +190,7 @@ fn check_name(key: &str, name: &str) -> Result<(), SysctlError> {
 /// assert_eq!(iface_key(Family::V6, "eth0", "accept_ra"), "net.ipv6.conf.eth0.accept_ra");
 /// ```
 pub fn iface_key(family: Family, dev: &str, name: &str) -> String {
-    format!("net.{family}.conf.{}.{name}", dev.replace('.', "/"))
+    format!("net.{}.conf.{}.{name}", dir(family), dev.replace('.', "/"))
 }
 
 /// The dotted key of a per-interface neighbour-table setting:
@@ -215,7 +201,7 @@ pub fn iface_key(family: Family, dev: &str, name: &str) -> String {
 /// assert_eq!(neigh_key(Family::V4, "cali1", "proxy_delay"), "net.ipv4.neigh.cali1.proxy_delay");
 /// ```
 pub fn neigh_key(family: Family, dev: &str, name: &str) -> String {
-    format!("net.{family}.neigh.{}.{name}", dev.replace('.', "/"))
+    format!("net.{}.neigh.{}.{name}", dir(family), dev.replace('.', "/"))
 }
 
 /// The file of a per-interface setting: `/proc/sys/net/FAMILY/conf/DEV/NAME`.
@@ -304,22 +290,25 @@ fn write_all(keys: &[(Key, String)], netns: &str) -> Result<(), SysctlError> {
     keys.iter().try_for_each(|(k, v)| write_key(k, v, netns))
 }
 
-/// Run `f` on a thread inside `ns`.
-fn in_ns<T: Send>(
+/// Run `f` inside `ns` (on netkit's helper thread, or right here when this thread is in it:
+/// the same path as [`Handle`]'s sysctl methods, never a thread per call).
+fn in_ns<T: Send + 'static>(
     ns: &NetNs,
     first_key: &str,
-    f: impl FnOnce(&str) -> Result<T, SysctlError> + Send,
+    f: impl FnOnce(&str) -> Result<T, SysctlError> + Send + 'static,
 ) -> Result<T, SysctlError> {
     let label = ns.to_string();
-    ns.run(|| f(&label)).map_err(|e| SysctlError::Enter {
+    let inner = label.clone();
+    ns.job_blocking(move || f(&inner)).map_err(|e| SysctlError::Enter {
         key: first_key.to_string(),
-        netns: ns.to_string(),
+        netns: label,
         message: e.to_string(),
     })?
 }
 
 /// Read a sysctl inside `ns`, like `ip netns exec NS sysctl -n KEY`.
-/// Blocks for one thread hop; from async code prefer [`Handle::sysctl_get`].
+/// Blocks until done (one hop to netkit's helper thread, none when this thread is in `ns`);
+/// from async code prefer [`Handle::sysctl_get`].
 ///
 /// ```no_run
 /// # fn f(ns: &netkit_core::NetNs) -> Result<(), netkit_core::sysctl::SysctlError> {
@@ -329,7 +318,7 @@ fn in_ns<T: Send>(
 /// ```
 pub fn get(ns: &NetNs, key: &str) -> Result<String, SysctlError> {
     let k = Key::parse(key)?;
-    in_ns(ns, key, |label| read_key(&k, label))
+    in_ns(ns, key, move |label| read_key(&k, label))
 }
 
 /// Write a sysctl inside `ns`, like `ip netns exec NS sysctl -w KEY=VALUE`.
@@ -341,10 +330,11 @@ pub fn get(ns: &NetNs, key: &str) -> Result<String, SysctlError> {
 /// ```
 pub fn set(ns: &NetNs, key: &str, value: &str) -> Result<(), SysctlError> {
     let k = Key::parse(key)?;
-    in_ns(ns, key, |label| write_key(&k, value, label))
+    let value = value.to_string();
+    in_ns(ns, key, move |label| write_key(&k, &value, label))
 }
 
-/// Write several sysctls inside `ns` in one thread hop, in order; stops at
+/// Write several sysctls inside `ns` in one job, in order; stops at
 /// the first failure (earlier writes stay). Every key is validated before
 /// anything is written.
 ///
@@ -356,7 +346,7 @@ pub fn set(ns: &NetNs, key: &str, value: &str) -> Result<(), SysctlError> {
 pub fn set_many(ns: &NetNs, settings: &[(&str, &str)]) -> Result<(), SysctlError> {
     let keys = parse_many(settings)?;
     let first = settings.first().map(|(k, _)| *k).unwrap_or_default();
-    in_ns(ns, first, |label| write_all(&keys, label))
+    in_ns(ns, first, move |label| write_all(&keys, label))
 }
 
 fn parse_many(settings: &[(&str, &str)]) -> Result<Vec<(Key, String)>, SysctlError> {
@@ -376,7 +366,7 @@ fn parse_many(settings: &[(&str, &str)]) -> Result<Vec<(Key, String)>, SysctlErr
 /// ```
 pub fn get_iface(ns: &NetNs, family: Family, dev: &str, name: &str) -> Result<String, SysctlError> {
     let k = Key::iface(family, dev, name)?;
-    in_ns(ns, &k.key.clone(), |label| read_key(&k, label))
+    in_ns(ns, &k.key.clone(), move |label| read_key(&k, label))
 }
 
 /// Write a per-interface setting inside `ns`: `net.FAMILY.conf.DEV.NAME`.
@@ -389,7 +379,8 @@ pub fn get_iface(ns: &NetNs, family: Family, dev: &str, name: &str) -> Result<St
 /// ```
 pub fn set_iface(ns: &NetNs, family: Family, dev: &str, name: &str, value: &str) -> Result<(), SysctlError> {
     let k = Key::iface(family, dev, name)?;
-    in_ns(ns, &k.key.clone(), |label| write_key(&k, value, label))
+    let value = value.to_string();
+    in_ns(ns, &k.key.clone(), move |label| write_key(&k, &value, label))
 }
 
 fn bool_str(on: bool) -> &'static str {

@@ -418,8 +418,8 @@ fn guard_recreate_replaces_a_leftover() {
 async fn handle_acts_only_in_its_namespace() {
     let a = TestNs::new("ha").await;
     let b = TestNs::new("hb").await;
-    assert_eq!(a.h.netns().unwrap().id().unwrap(), a.ns.id().unwrap());
-    assert_eq!(b.h.netns().unwrap().id().unwrap(), b.ns.id().unwrap());
+    assert_eq!(a.h.netns().id().unwrap(), a.ns.id().unwrap());
+    assert_eq!(b.h.netns().id().unwrap(), b.ns.id().unwrap());
 
     let name = unique("h");
     let name = &name[name.len().saturating_sub(12)..];

@@ -42,12 +42,11 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
 /// its inode number is never reused while the machine runs — a new namespace never inherits a
 /// dead one's state.
 pub fn default_state_dir(ns: &NetNs) -> Result<PathBuf> {
-    let cookie = crate::netns::worker::run_blocking(crate::netns::worker::Place::In(ns.clone()), netns_cookie)?
-        .map_err(|e| FirewallError::State {
-            op: "read the namespace cookie of",
-            path: ns.path().to_path_buf(),
-            source: e,
-        })?;
+    let cookie = ns.job_blocking(netns_cookie)?.map_err(|e| FirewallError::State {
+        op: "read the namespace cookie of",
+        path: ns.path().to_path_buf(),
+        source: e,
+    })?;
     Ok(PathBuf::from(format!("/run/netkit/firewall/{cookie:016x}")))
 }
 

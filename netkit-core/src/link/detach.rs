@@ -85,7 +85,7 @@ impl Handle {
         let sent = detach::send_netlink(&NetlinkRequest {
             bytes: &request,
             protocol: libc::NETLINK_ROUTE,
-            netns: self.netns().map(|ns| ns.as_fd()),
+            netns: Some(self.netns().as_fd()),
             recv_timeout: detach::RECV_TIMEOUT,
         });
         match sent {

@@ -39,26 +39,11 @@ const DUMP_RETRIES: usize = 32;
 #[derive(Clone, Debug)]
 pub struct Handle {
     conn: ConnectionHandle<RouteNetlinkMessage>,
-    netns: NetnsLabel,
+    /// The namespace the socket lives in, held open: work that must run inside it (sysctls,
+    /// tun devices, event sockets, detached deletes) goes there, wherever the caller runs.
+    netns: NetNs,
     /// Dumps thrown away because the kernel flagged them interrupted.
     dump_restarts: Arc<AtomicU64>,
-}
-
-/// Which namespace a handle talks to: kept for error messages and for work
-/// that must run inside it (sysctls, tun devices).
-#[derive(Clone, Debug)]
-pub(crate) enum NetnsLabel {
-    Ns(NetNs),
-    Current,
-}
-
-impl std::fmt::Display for NetnsLabel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Ns(ns) => ns.fmt(f),
-            Self::Current => f.write_str("(current)"),
-        }
-    }
 }
 
 fn open_socket() -> std::io::Result<Socket> {
@@ -73,25 +58,33 @@ fn open_socket() -> std::io::Result<Socket> {
 }
 
 impl Handle {
-    /// Open a handle whose socket lives in `netns`. The socket is created on
-    /// a short-lived thread inside the namespace; the caller's thread never
-    /// moves. Must be called from within a tokio runtime.
+    /// Open a handle whose socket lives in `netns`. The socket is created inside the namespace
+    /// by netkit's helper thread; the caller's thread never moves. Needs a tokio runtime (the
+    /// socket is driven by a task): outside one it is an error, not a panic.
     pub async fn new(netns: &NetNs) -> Result<Self, NetlinkError> {
-        let socket = crate::netns::worker::run(crate::netns::worker::Place::In(netns.clone()), open_socket)
+        let runtime = runtime()?;
+        let socket = netns
+            .job(open_socket)
             .await
             .map_err(|e| NetlinkError::local(e.to_string()))?
             .map_err(|e| io_error(&e))?;
-        Ok(Self::from_socket(socket, NetnsLabel::Ns(netns.clone())))
+        Ok(Self::from_socket(&runtime, socket, netns.clone()))
     }
 
-    /// Open a handle in the namespace of the calling thread.
+    /// Open a handle in the namespace of the calling thread. The handle holds that namespace
+    /// open and keeps working in it (for netlink and for the work it does inside the
+    /// namespace) whatever thread later uses it. Needs a tokio runtime, as [`Handle::new`].
     pub fn current() -> Result<Self, NetlinkError> {
+        let runtime = runtime()?;
+        let netns = NetNs::current().map_err(|e| NetlinkError::local(e.to_string()))?;
         let socket = open_socket().map_err(|e| io_error(&e))?;
-        Ok(Self::from_socket(socket, NetnsLabel::Current))
+        Ok(Self::from_socket(&runtime, socket, netns))
     }
 
-    fn from_socket(socket: Socket, netns: NetnsLabel) -> Self {
+    fn from_socket(runtime: &tokio::runtime::Handle, socket: Socket, netns: NetNs) -> Self {
         socket.set_non_blocking(true).ok();
+        // The socket registers with the runtime's reactor.
+        let _in_runtime = runtime.enter();
         // SAFETY: the fd was just taken out of a valid, owned netlink socket
         // (into_raw_fd relinquishes ownership), so TokioSocket becomes its
         // only owner.
@@ -102,7 +95,7 @@ impl Handle {
         // DONE because it can carry NLM_F_DUMP_INTR.
         conn.set_forward_ack(true);
         conn.set_forward_done(true);
-        tokio::spawn(conn);
+        runtime.spawn(conn);
         Self {
             conn: handle,
             netns,
@@ -110,12 +103,9 @@ impl Handle {
         }
     }
 
-    /// The namespace this handle talks to (`None` for [`Handle::current`]).
-    pub fn netns(&self) -> Option<&NetNs> {
-        match &self.netns {
-            NetnsLabel::Ns(ns) => Some(ns),
-            NetnsLabel::Current => None,
-        }
+    /// The namespace this handle talks to.
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
     }
 
     /// The namespace as it appears in error messages.
@@ -123,19 +113,15 @@ impl Handle {
         self.netns.to_string()
     }
 
-    /// Run short blocking work inside this handle's namespace (sysctls,
-    /// ioctls) on netkit's helper thread.
+    /// Run short blocking work inside this handle's namespace (sysctls, ioctls, sockets that
+    /// must be born there): right here when the calling thread is in it already, else on
+    /// netkit's helper thread.
     pub(crate) async fn exec_in<F, T>(&self, f: F) -> Result<T, NetlinkError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match &self.netns {
-            NetnsLabel::Ns(ns) => crate::netns::worker::run(crate::netns::worker::Place::In(ns.clone()), f)
-                .await
-                .map_err(|e| NetlinkError::local(e.to_string())),
-            NetnsLabel::Current => Ok(f()),
-        }
+        self.netns.job(f).await.map_err(|e| NetlinkError::local(e.to_string()))
     }
 
     /// How many dumps this handle (and its clones) restarted because the
@@ -159,13 +145,12 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn rtnetlink(&self) -> Result<rtnetlink::Handle, NetlinkError> {
-        let socket = match &self.netns {
-            NetnsLabel::Ns(ns) => crate::netns::worker::run(crate::netns::worker::Place::In(ns.clone()), open_socket)
-                .await
-                .map_err(|e| NetlinkError::local(e.to_string()))?,
-            NetnsLabel::Current => open_socket(),
-        }
-        .map_err(|e| io_error(&e))?;
+        let socket = self
+            .netns
+            .job(open_socket)
+            .await
+            .map_err(|e| NetlinkError::local(e.to_string()))?
+            .map_err(|e| io_error(&e))?;
         socket.set_non_blocking(true).map_err(|e| io_error(&e))?;
         // SAFETY: into_raw_fd hands over sole ownership of a valid netlink socket fd.
         let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
@@ -285,6 +270,15 @@ impl Handle {
 /// True when a dump part carries NLM_F_DUMP_INTR.
 pub(crate) fn is_interrupted(flags: u16) -> bool {
     flags & NLM_F_DUMP_INTR != 0
+}
+
+/// The tokio runtime of the calling thread, or an error that says a handle needs one.
+fn runtime() -> Result<tokio::runtime::Handle, NetlinkError> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        NetlinkError::local(
+            "a netlink Handle needs a tokio runtime (create it from async code, or inside Runtime::block_on)",
+        )
+    })
 }
 
 fn io_error(e: &std::io::Error) -> NetlinkError {

@@ -54,23 +54,35 @@ impl NetNs {
     /// `ip netns exec NAME program` (without mounting a per-namespace /etc or /sys).
     ///
     /// The child enters the namespace between fork and exec; the caller's thread never does.
-    /// Spawn the command while this `NetNs` (which owns the descriptor) is alive.
+    /// The command holds its own descriptor of the namespace (a close-on-exec duplicate), so it
+    /// enters this namespace whenever it is spawned, even after this `NetNs` is dropped. If the
+    /// descriptor cannot be duplicated, spawning fails with that error.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(program);
-        let fd = self.as_fd().as_raw_fd();
+        // F_DUPFD_CLOEXEC: the program itself does not inherit it.
+        let fd = self.as_fd().try_clone_to_owned();
         // SAFETY: the closure runs in the forked child before exec and only calls setns(2), a
-        // plain system call that is async-signal-safe; it allocates nothing and takes no lock.
-        // `fd` stays open in the child: the parent's NetNs (borrowed by `self`) owns it and the
-        // fork copies the descriptor table.
+        // plain system call that is async-signal-safe; it allocates nothing and takes no lock
+        // (the error of a failed duplication was made before the fork and is only moved out).
+        // `fd` belongs to the closure, which the `Command` owns, so the descriptor is open
+        // whenever the command is spawned.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
+            let mut fd = Some(fd);
+            cmd.pre_exec(move || match fd.as_ref() {
+                Some(Ok(fd)) => {
+                    if libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
                 }
+                Some(Err(_)) => match fd.take() {
+                    Some(Err(e)) => Err(e),
+                    _ => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+                },
+                None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
             });
         }
         cmd

@@ -6,11 +6,19 @@
 //! valid even after the name is deleted, as long as the value lives.
 //!
 //! Entering a namespace is a per-thread property (`setns(2)`), so netkit never
-//! calls `setns` on the caller's thread: [`NetNs::run`] and
-//! [`NetNs::run_async`] run the work on a fresh OS thread that enters the
-//! namespace and exits with the work. Netlink sockets keep the namespace they
-//! were opened in, so [`crate::Handle::new`] opens its socket on such a thread
-//! once and then serves every later request from any task.
+//! calls `setns` on the caller's thread. Two kinds of work run inside a namespace:
+//!
+//! * **your code**: [`NetNs::run`], [`NetNs::exec`] and [`NetNs::run_async`] run it on a fresh
+//!   OS thread that enters the namespace and ends with the work (it may block for as long as
+//!   it likes, and leaves nothing behind on a shared thread);
+//! * **netkit's own short jobs** (opening a netlink or event socket in a namespace, a sysctl,
+//!   a tun ioctl, reading a namespace cookie): run right on the caller's thread when that
+//!   thread is already in the namespace, else on one long-lived helper thread that enters the
+//!   namespace, runs the job and goes back to its home (the process's namespace) before the
+//!   next one. libnftables transactions have a thread of their own.
+//!
+//! A [`crate::Handle`] keeps its namespace open and does all its work there, from whatever
+//! thread uses it; so does a [`std::process::Command`] made by [`NetNs::command`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -128,9 +136,10 @@ impl NetNs {
         Self::open_path(format!("/proc/{pid}/ns/net"))
     }
 
-    /// The namespace of the calling thread.
+    /// The namespace of the calling thread (at the time of the call: the value keeps it open,
+    /// wherever it is used later). Shown as `(current)` in messages.
     pub fn current() -> Result<Self, NetnsError> {
-        Self::open_path("/proc/thread-self/ns/net")
+        Self::open_path(CURRENT)
     }
 
     /// The name this namespace was opened or created by, if any.
@@ -170,10 +179,14 @@ impl AsRawFd for NetNs {
     }
 }
 
+/// Where [`NetNs::current`] opens the calling thread's namespace.
+const CURRENT: &str = "/proc/thread-self/ns/net";
+
 impl fmt::Display for NetNs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner.name {
             Some(n) => write!(f, "{n:?}"),
+            None if self.inner.path.as_os_str() == CURRENT => f.write_str("(current)"),
             None => write!(f, "{}", self.inner.path.display()),
         }
     }

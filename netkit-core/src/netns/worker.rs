@@ -33,7 +33,10 @@ static WORKER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
 
 fn spawn_worker() -> std::io::Result<Sender<Job>> {
     let (tx, rx) = channel::<Job>();
-    let home = open_ns_file("/proc/thread-self/ns/net".as_ref())?;
+    // Home is the process's namespace (its main thread's), not the caller's: the first job
+    // may well be asked for from inside `NetNs::run`, and the helper must not keep (and pin
+    // alive) that namespace as its home.
+    let home = open_ns_file("/proc/self/ns/net".as_ref())?;
     std::thread::Builder::new().name("netkit-netns".into()).spawn(move || {
         for job in rx {
             if !job(&home) {
@@ -138,4 +141,27 @@ where
         let _ = tx.send(out);
     })?;
     rx.await.map_err(|_| NetnsError::Panicked("(helper thread)".into()))?
+}
+
+impl NetNs {
+    /// Run netkit's own short blocking job `f` inside this namespace (open a socket there,
+    /// write a sysctl, an ioctl): right here when the calling thread is in it already, else on
+    /// the helper thread, without blocking the async caller. Not for user code, which may block
+    /// for long: that runs on a thread of its own ([`NetNs::exec`]).
+    pub(crate) async fn job<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        run(Place::In(self.clone()), f).await
+    }
+
+    /// [`NetNs::job`], blocking the calling thread until it is done.
+    pub(crate) fn job_blocking<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        run_blocking(Place::In(self.clone()), f)
+    }
 }
