@@ -286,15 +286,17 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
             gc(&conf)?;
             Ok(None)
         }
-        Command::Status => {
-            let ipam = conf.open().map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
-            ipam.store()
-                .probe()
-                .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.to_string()))?;
-            Ok(None)
-        }
+        Command::Status => status(&conf).map(|()| None),
         Command::Version => unreachable!("answered above"),
     }
+}
+
+/// STATUS: the store can be opened and written (code 50 otherwise).
+pub fn status(conf: &NetConf) -> Result<(), CniError> {
+    let ipam = conf.open().map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
+    ipam.store()
+        .probe()
+        .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.to_string()))
 }
 
 /// The addresses the attachment asks for: `CNI_ARGS` `IP=`, `args.cni.ips`, the `ips`

@@ -2687,3 +2687,31 @@ fn networks_with_their_own_state_dirs_need_their_own_firewall_names() {
     lab.call("DEL", cb, &b).silent("DEL of netb's last attachment");
     assert!(lab.nft().trim().is_empty(), "{}", lab.nft());
 }
+
+/// `forceAddress`: with it, an old address of the gateway's subnet on the bridge is replaced by
+/// the gateway; without it, the gateway is added beside it.
+#[test]
+fn force_address_replaces_an_old_gateway_address() {
+    let mut lab = Lab::new("force");
+    lab.ip_in_h(&["link", "add", BRIDGE, "type", "bridge"]);
+    lab.ip_in_h(&["addr", "add", "10.201.0.254/24", "dev", BRIDGE]);
+    let conf = lab.conf("1.0.0", v4());
+    let c = lab.container();
+    lab.add(c, &conf);
+    assert_eq!(
+        lab.addrs(),
+        ["cni0 10.201.0.1/24", "cni0 10.201.0.254/24"],
+        "beside, without forceAddress"
+    );
+    lab.call("DEL", c, &conf).silent("DEL");
+    let mut forced = conf.clone();
+    forced["forceAddress"] = json!(true);
+    lab.ip_in_h(&["addr", "del", "10.201.0.1/24", "dev", BRIDGE]);
+    lab.add(c, &forced);
+    assert_eq!(
+        lab.addrs(),
+        ["cni0 10.201.0.1/24"],
+        "forceAddress replaces the old address"
+    );
+    lab.call("DEL", c, &forced).silent("DEL");
+}

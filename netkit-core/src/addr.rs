@@ -50,7 +50,7 @@ pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
 pub enum AddrError {
     /// The kernel refused the request (or the device could not be resolved);
     /// `source` keeps the errno.
-    #[error("{op} address {addr} on {dev:?} in netns {netns}: {source}")]
+    #[error("{op} address {addr} on {dev:?} in netns {netns}: {cause}")]
     Netlink {
         /// Operation: "add", "replace", "delete", "list".
         op: String,
@@ -61,8 +61,7 @@ pub enum AddrError {
         /// Namespace the request went to.
         netns: String,
         /// Kernel answer with errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// A parameter was rejected before anything was sent to the kernel.
     #[error("invalid {what} for address {addr} on {dev:?}: {reason}")]
@@ -84,7 +83,7 @@ impl AddrError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } => source.errno,
+            Self::Netlink { cause: source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
     }
@@ -342,7 +341,7 @@ impl<'a> AddrRequest<'a> {
             addr: self.prefix.to_string(),
             dev: self.dev.to_string(),
             netns: self.h.ns_label(),
-            source,
+            cause: source,
         }
     }
 
@@ -465,7 +464,7 @@ impl Handle {
             addr: prefix.to_string(),
             dev: dev.to_string(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         };
         let index = match self.ifindex(dev).await {
             Ok(i) => i,
@@ -484,7 +483,7 @@ impl Handle {
                 addr: prefix.to_string(),
                 dev: format!("#{index}"),
                 netns: self.ns_label(),
-                source,
+                cause: source,
             })
     }
 
@@ -526,7 +525,7 @@ impl Handle {
             addr: "*".into(),
             dev: dev.unwrap_or("*").to_string(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         };
         let index = match dev {
             Some(d) => Some(self.ifindex(d).await.map_err(err)?),

@@ -88,15 +88,14 @@ pub enum Event {
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     /// The socket could not be opened or joined to its groups.
-    #[error("subscribe to {kinds:?} events in netns {netns}: {source}")]
+    #[error("subscribe to {kinds:?} events in netns {netns}: {cause}")]
     Subscribe {
         /// What was asked for.
         kinds: Vec<EventKind>,
         /// Namespace.
         netns: String,
         /// The failure with its errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
 }
 
@@ -187,7 +186,7 @@ impl Handle {
         let err = |source| EventError::Subscribe {
             kinds: kinds.to_vec(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         };
         let socket = self
             .exec_in(move || open_subscriber(groups))

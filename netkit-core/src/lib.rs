@@ -30,6 +30,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod overlay;
+mod random;
 pub mod route;
 pub mod rule;
 pub mod sysctl;

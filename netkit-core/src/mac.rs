@@ -22,14 +22,7 @@ impl MacAddr {
     /// `eth_random_addr`).
     pub fn random() -> Self {
         let mut b = [0u8; 6];
-        // SAFETY: getrandom writes at most b.len() bytes into a valid buffer.
-        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-        if n != 6 {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            b.copy_from_slice(&t.as_nanos().to_le_bytes()[..6]);
-        }
+        crate::random::fill(&mut b);
         b[0] = (b[0] & 0xfe) | 0x02;
         Self(b)
     }

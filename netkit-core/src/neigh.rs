@@ -58,7 +58,7 @@ const NUD_PERMANENT: u16 = 0x80;
 #[derive(Debug, thiserror::Error)]
 pub enum NeighError {
     /// The kernel refused the request (or the device does not exist).
-    #[error("{op} {object} on dev {device:?} in netns {netns}: {source}")]
+    #[error("{op} {object} on dev {device:?} in netns {netns}: {cause}")]
     Netlink {
         /// Operation: "add", "replace", "append", "delete", "list".
         op: &'static str,
@@ -69,8 +69,7 @@ pub enum NeighError {
         /// Namespace the request went to.
         netns: String,
         /// Kernel answer with its errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
 }
 
@@ -83,14 +82,14 @@ impl NeighError {
             object,
             device,
             netns: h.ns_label(),
-            source,
+            cause: source,
         }
     }
 
     /// The errno the kernel returned, if any.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } => source.errno,
+            Self::Netlink { cause: source, .. } => source.errno,
         }
     }
 }

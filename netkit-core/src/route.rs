@@ -111,7 +111,7 @@ impl fmt::Display for IpFamily {
 pub enum RouteError {
     /// The kernel refused the request (or a device could not be resolved);
     /// `source` keeps the errno.
-    #[error("{op} route {route} in netns {netns}: {source}")]
+    #[error("{op} route {route} in netns {netns}: {cause}")]
     Netlink {
         /// Operation: "add", "replace", "delete", "list", "get".
         op: String,
@@ -120,8 +120,7 @@ pub enum RouteError {
         /// Namespace the request went to.
         netns: String,
         /// Kernel answer with errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// A parameter was rejected before anything was sent to the kernel.
     #[error("invalid route {route}: {reason}")]
@@ -139,7 +138,7 @@ impl RouteError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } => source.errno,
+            Self::Netlink { cause: source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
     }
@@ -755,7 +754,7 @@ impl Handle {
             op: op.to_string(),
             route: route.to_string(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         }
     }
 
@@ -848,7 +847,7 @@ impl Handle {
                 op: "list".into(),
                 route: label,
                 netns: self.ns_label(),
-                source,
+                cause: source,
             })?;
         Ok(msgs
             .into_iter()
@@ -883,7 +882,7 @@ impl Handle {
             op: "get".into(),
             route: dst.to_string(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         };
         match self.get(RouteNetlinkMessage::GetRoute(msg)).await.map_err(err)? {
             RouteNetlinkMessage::NewRoute(m) => RouteInfo::from_message(m).ok_or_else(|| {

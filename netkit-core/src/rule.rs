@@ -25,7 +25,7 @@ use crate::{Handle, NetlinkError};
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     /// The kernel refused the request; `source` keeps the errno.
-    #[error("{op} rule {rule} in netns {netns}: {source}")]
+    #[error("{op} rule {rule} in netns {netns}: {cause}")]
     Netlink {
         /// Operation: "add", "delete", "list".
         op: String,
@@ -34,8 +34,7 @@ pub enum RuleError {
         /// Namespace the request went to.
         netns: String,
         /// Kernel answer with errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// A parameter was rejected before anything was sent to the kernel.
     #[error("invalid rule {rule}: {reason}")]
@@ -53,7 +52,7 @@ impl RuleError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } => source.errno,
+            Self::Netlink { cause: source, .. } => source.errno,
             Self::Invalid { .. } => Some(libc::EINVAL),
         }
     }
@@ -440,7 +439,7 @@ impl Handle {
             op: op.to_string(),
             rule: rule.to_string(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         }
     }
 
@@ -504,7 +503,7 @@ impl Handle {
                 op: "list".into(),
                 rule: family.map(|f| f.to_string()).unwrap_or_else(|| "*".into()),
                 netns: self.ns_label(),
-                source,
+                cause: source,
             })?;
         Ok(msgs
             .into_iter()

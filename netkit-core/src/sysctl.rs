@@ -73,7 +73,7 @@ pub enum SysctlError {
         reason: &'static str,
     },
     /// Reading or writing the file failed.
-    #[error("{op} sysctl {key} in netns {netns}: {source}")]
+    #[error("{op} sysctl {key} in netns {netns}: {cause}")]
     Io {
         /// "read" or "write".
         op: &'static str,
@@ -82,8 +82,7 @@ pub enum SysctlError {
         /// The namespace.
         netns: String,
         /// The failure, with its errno.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The thread that does the work could not enter the namespace.
     #[error("enter netns {netns} to access sysctl {key}: {message}")]
@@ -101,7 +100,7 @@ impl SysctlError {
     /// The errno behind an I/O failure.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Io { source, .. } => source.raw_os_error(),
+            Self::Io { cause: source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -257,7 +256,7 @@ fn read_key(k: &Key, netns: &str) -> Result<String, SysctlError> {
         op: "read",
         key: k.key.clone(),
         netns: netns.to_string(),
-        source,
+        cause: source,
     };
     let mut s = std::fs::read_to_string(&k.path).map_err(io)?;
     while s.ends_with('\n') {
@@ -273,7 +272,7 @@ fn write_key(k: &Key, value: &str, netns: &str) -> Result<(), SysctlError> {
         op: "write",
         key: k.key.clone(),
         netns: netns.to_string(),
-        source,
+        cause: source,
     };
     let mut f = std::fs::OpenOptions::new().write(true).open(&k.path).map_err(io)?;
     let n = f.write(value.as_bytes()).map_err(io)?;

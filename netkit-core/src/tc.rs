@@ -44,7 +44,7 @@ use crate::{Handle, NetlinkError};
 #[derive(Debug, thiserror::Error)]
 pub enum TcError {
     /// The kernel refused the request.
-    #[error("{op} on link {link:?} in netns {netns}: {source}")]
+    #[error("{op} on link {link:?} in netns {netns}: {cause}")]
     Netlink {
         /// Operation, e.g. "add tbf qdisc".
         op: &'static str,
@@ -53,11 +53,10 @@ pub enum TcError {
         /// Namespace of the request.
         netns: String,
         /// Kernel answer with errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// The running kernel lacks the qdisc, classifier or action (module missing).
-    #[error("{what} is not supported by this kernel ({op} on link {link:?} in netns {netns}: {source})")]
+    #[error("{what} is not supported by this kernel ({op} on link {link:?} in netns {netns}: {cause})")]
     Unsupported {
         /// The missing piece, e.g. "tbf qdisc".
         what: &'static str,
@@ -68,7 +67,7 @@ pub enum TcError {
         /// Namespace.
         netns: String,
         /// Kernel answer.
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// A parameter was refused before anything was sent.
     #[error("invalid {what}: {reason}")]
@@ -89,7 +88,7 @@ impl TcError {
     /// The errno behind this error, when the kernel returned one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } | Self::Unsupported { source, .. } => source.errno,
+            Self::Netlink { cause: source, .. } | Self::Unsupported { cause: source, .. } => source.errno,
             Self::Link(e) => e.errno(),
             Self::Invalid { .. } => None,
         }
@@ -212,14 +211,14 @@ impl Handle {
                 op,
                 link: link.into(),
                 netns: self.ns_label(),
-                source,
+                cause: source,
             };
         }
         TcError::Netlink {
             op,
             link: link.into(),
             netns: self.ns_label(),
-            source,
+            cause: source,
         }
     }
 

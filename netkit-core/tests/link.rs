@@ -569,7 +569,7 @@ async fn errors_name_op_link_and_netns() {
             op,
             link,
             netns,
-            source,
+            cause: source,
         } => {
             assert_eq!(op, "get");
             assert_eq!(link, "missing0");

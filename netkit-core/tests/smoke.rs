@@ -44,6 +44,7 @@ async fn veth_variants() {
     );
 }
 
+#[cfg(feature = "rtnetlink")]
 #[tokio::test]
 async fn rtnetlink_handle_talks_to_the_same_namespace() {
     use futures::TryStreamExt;

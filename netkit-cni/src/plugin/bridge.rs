@@ -87,7 +87,11 @@ pub async fn wire_port(conf: &PluginConf, att: &Attachment, host: &Handle, host_
     Ok(())
 }
 
-/// `isGateway`: the gateway addresses on the bridge and forwarding on.
+/// `isGateway`: the gateway addresses on the bridge and forwarding on. With `forceAddress`,
+/// any other address the bridge has in the same subnet is removed (the reference bridge
+/// plugin's meaning: the gateway moved); without it, it stays beside the gateway (the reference
+/// plugin refuses the ADD then; netkit does not, so a bridge shared with other software keeps
+/// working).
 pub async fn gateway(conf: &PluginConf, host: &Handle, result: &IpamResult) -> Result<(), CniError> {
     if !conf.is_gateway {
         return Ok(());
@@ -95,6 +99,15 @@ pub async fn gateway(conf: &PluginConf, host: &Handle, result: &IpamResult) -> R
     for ip in &result.ips {
         if let Some(gw) = ip.gateway {
             let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(CniError::io)?;
+            if conf.force_address {
+                // Only then a listing: the hot path adds without one.
+                let subnet = IpNetwork::new(addr.network(), addr.prefix()).map_err(CniError::io)?;
+                for old in host.addr_list(Some(&conf.bridge)).await.map_err(CniError::io)? {
+                    if old.prefix != addr && old.prefix.prefix() == addr.prefix() && subnet.contains(old.prefix.ip()) {
+                        host.addr_del(&conf.bridge, old.prefix).await.map_err(CniError::io)?;
+                    }
+                }
+            }
             // No dump first (it lists every address of the host namespace): an address
             // already there, from an earlier or a parallel ADD, answers EEXIST.
             let req = host.addr_add(&conf.bridge, addr);

@@ -90,7 +90,8 @@ pub struct PluginConf {
     pub is_gateway: bool,
     /// `isDefaultGateway`: default route in the container through the bridge.
     pub is_default_gateway: bool,
-    /// `forceAddress`: accepted; netkit adds the gateway address beside any others.
+    /// `forceAddress`: with `isGateway`, replace any other address the bridge has in the
+    /// gateway's subnet (see `bridge::gateway`); without it the gateway is added beside them.
     pub force_address: bool,
     /// `ipMasq`: masquerade the container's traffic leaving its network.
     pub ip_masq: bool,

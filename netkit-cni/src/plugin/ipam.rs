@@ -115,12 +115,7 @@ impl<'a> Ipam<'a> {
     /// Readiness (spec 1.1).
     pub fn status(&self, env: &CniEnv) -> Result<(), CniError> {
         match self {
-            Ipam::InProcess(conf) => {
-                let ipam = conf.open().map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
-                ipam.store()
-                    .probe()
-                    .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.to_string()))
-            }
+            Ipam::InProcess(conf) => nkipam::status(conf),
             Ipam::Delegate { kind, stdin } => delegate(env, kind, "STATUS", stdin).map(drop),
         }
     }

@@ -639,7 +639,7 @@ impl StateDir {
             if let Some(id) = self.load(&self.root, "state", ID_FILE, decode_id)? {
                 return Ok(id);
             }
-            let candidate = format!("{:016x}\n", fsutil::random_u64());
+            let candidate = format!("{:016x}\n", crate::random::u64());
             self.files
                 .create_exclusive(&self.root, ID_FILE, &candidate)
                 .map_err(state_err("create", &self.root.join(ID_FILE)))?;

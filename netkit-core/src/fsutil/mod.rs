@@ -32,27 +32,12 @@ const LOCK_PAUSE_MAX: Duration = Duration::from_millis(5);
 pub(crate) fn unique_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static TOKEN: OnceLock<u64> = OnceLock::new();
-    let token = TOKEN.get_or_init(random_u64);
+    let token = TOKEN.get_or_init(crate::random::u64);
     format!(
         "{}.{token:016x}.{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// 64 random bits from the kernel (falling back to time and address bits if getrandom fails).
-pub(crate) fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    // SAFETY: getrandom writes at most `buf.len()` bytes into the valid buffer.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n == 8 {
-        return u64::from_ne_bytes(buf);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ (&buf as *const _ as u64).rotate_left(32)
 }
 
 thread_local! {

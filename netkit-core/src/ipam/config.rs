@@ -18,7 +18,7 @@ use super::range::{IpRange, RangeSet};
 pub enum ConfigError {
     /// The JSON itself could not be read.
     #[error("ipam config is not valid JSON for host-local's keys: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A field that must hold a CIDR or an address does not.
     #[error("ipam config: {field} {value:?} is not a valid {expected}")]
     Parse {
@@ -69,13 +69,20 @@ pub enum ConfigError {
     #[error("ipam config: network name {0:?} is not usable as a store directory name")]
     BadName(String),
     /// The resolv.conf named by `resolvConf` could not be read.
-    #[error("ipam config: reading resolvConf {path}: {source}")]
+    #[error("ipam config: reading resolvConf {path}: {cause}")]
     ResolvConf {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+}
+
+// The JSON error is printed in the message, so it is not also this error's `source()`.
+impl From<serde_json::Error> for ConfigError {
+    fn from(e: serde_json::Error) -> Self {
+        ConfigError::Json(e)
+    }
 }
 
 /// One range as written in JSON (strings, validated later).
@@ -293,7 +300,7 @@ impl Dns {
         use std::io::Read;
         let err = |source| ConfigError::ResolvConf {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let mut text = String::new();
         std::fs::File::open(path)

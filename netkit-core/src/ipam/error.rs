@@ -22,14 +22,14 @@ pub enum IpamError {
         reason: &'static str,
     },
     /// A file operation on the store failed.
-    #[error("ipam store: {op} {path}: {source}")]
+    #[error("ipam store: {op} {path}: {cause}")]
     Io {
         /// What was being done ("create", "read", "rename", …).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A store file does not hold a valid record (truncated, edited, damaged).
     ///

@@ -35,7 +35,7 @@ impl Ipam {
         let entries = std::fs::read_dir(dir).map_err(|source| IpamError::Io {
             op: "list",
             path: dir.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();

@@ -153,7 +153,7 @@ impl Handle {
         let fail = |e: NetlinkError| LinkError::netlink("delete", name, self, e);
         match tokio::time::timeout(deadline, self.link_del_by_index(index)).await {
             Ok(Ok(())) => Ok(true),
-            Ok(Err(LinkError::Netlink { source, .. })) => Err(fail(source)),
+            Ok(Err(LinkError::Netlink { cause: source, .. })) => Err(fail(source)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(fail(NetlinkError {
                 errno: Some(libc::ETIMEDOUT),

@@ -47,7 +47,7 @@ use crate::{Handle, NetlinkError};
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The kernel refused the request; `source` keeps the errno.
-    #[error("{op} link {link:?} in netns {netns}: {source}")]
+    #[error("{op} link {link:?} in netns {netns}: {cause}")]
     Netlink {
         /// Operation, e.g. "add veth", "set mtu of", "delete".
         op: String,
@@ -56,8 +56,7 @@ pub enum LinkError {
         /// Namespace the request went to.
         netns: String,
         /// Kernel answer with errno.
-        #[source]
-        source: NetlinkError,
+        cause: NetlinkError,
     },
     /// A feature of an existing link the running kernel was built without (bridge VLAN
     /// filtering, say).
@@ -106,7 +105,7 @@ pub enum LinkError {
         reason: String,
     },
     /// A system call outside netlink failed (tun/tap ioctls).
-    #[error("{op} link {link:?} in netns {netns}: {source}")]
+    #[error("{op} link {link:?} in netns {netns}: {cause}")]
     Io {
         /// Operation.
         op: String,
@@ -115,8 +114,7 @@ pub enum LinkError {
         /// Namespace.
         netns: String,
         /// The failure with its errno.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -128,15 +126,15 @@ impl LinkError {
             op: op.into(),
             link: link.into(),
             netns: h.ns_label(),
-            source,
+            cause: source,
         }
     }
 
     /// The errno behind this error, when the kernel or a syscall returned one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Netlink { source, .. } => source.errno,
-            Self::Io { source, .. } => source.raw_os_error(),
+            Self::Netlink { cause: source, .. } => source.errno,
+            Self::Io { cause: source, .. } => source.raw_os_error(),
             Self::Unsupported { .. } | Self::FeatureUnsupported { .. } => Some(libc::EOPNOTSUPP),
             _ => None,
         }
@@ -365,4 +363,26 @@ impl Handle {
 
 pub(crate) fn up_flags(up: bool) -> (LinkFlags, LinkFlags) {
     (if up { LinkFlags::Up } else { LinkFlags::empty() }, LinkFlags::Up)
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    /// An error prints its cause on its one line and does not hand it out again as `source()`
+    /// (a reporter that walks the chain would print it twice).
+    #[test]
+    fn the_cause_is_printed_once() {
+        let e = LinkError::Netlink {
+            op: "add".into(),
+            link: "veth0".into(),
+            netns: "\"ns1\"".into(),
+            cause: NetlinkError::from_errno(libc::EEXIST),
+        };
+        assert!(e.to_string().contains("EEXIST"), "{e}");
+        assert!(std::error::Error::source(&e).is_none());
+        let io = crate::NetnsError::io("open", "x", std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(io.to_string().contains("No such file"), "{io}");
+        assert!(std::error::Error::source(&io).is_none());
+    }
 }

@@ -189,7 +189,7 @@ impl Handle {
             op: "add tuntap".into(),
             link: spec.name.clone(),
             netns: self.ns_label(),
-            source: e,
+            cause: e,
         }
     }
 }

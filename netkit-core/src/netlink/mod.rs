@@ -130,7 +130,7 @@ impl Handle {
         self.dump_restarts.load(Ordering::Relaxed)
     }
 
-    /// An [`rtnetlink::Handle`] on a new socket in the same namespace, for
+    /// An `rtnetlink::Handle` on a new socket in the same namespace (feature `rtnetlink`), for
     /// code written against rtnetlink's builders (or requests netkit does not
     /// model yet). Must be called from within a tokio runtime.
     ///
@@ -144,6 +144,7 @@ impl Handle {
     /// }
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "rtnetlink")]
     pub async fn rtnetlink(&self) -> Result<rtnetlink::Handle, NetlinkError> {
         let socket = self
             .netns

@@ -46,15 +46,14 @@ pub use named::{NetNsGuard, NETNS_RUN_DIR};
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     /// A system call failed; `source` keeps the errno.
-    #[error("{op} netns {netns}: {source}")]
+    #[error("{op} netns {netns}: {cause}")]
     Io {
         /// What was being done ("create", "open", "enter", …).
         op: &'static str,
         /// The namespace's name or path.
         netns: String,
         /// The underlying failure with its errno.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// `create` found a namespace with that name already.
     #[error("create netns {0}: a namespace with this name already exists")]
@@ -72,7 +71,7 @@ impl NetnsError {
         Self::Io {
             op,
             netns: netns.to_string(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -80,10 +79,10 @@ impl NetnsError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             // A file that is no network namespace (see `NetNs::open_path`).
-            Self::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            Self::Io { cause: source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
                 Some(source.raw_os_error().unwrap_or(libc::EINVAL))
             }
-            Self::Io { source, .. } => source.raw_os_error(),
+            Self::Io { cause: source, .. } => source.raw_os_error(),
             Self::Exists(_) => Some(libc::EEXIST),
             _ => None,
         }

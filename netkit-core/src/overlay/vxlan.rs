@@ -15,25 +15,23 @@ use crate::{Handle, MacAddr};
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
     /// Creating or configuring the VXLAN device failed.
-    #[error("overlay device {dev}: {source}")]
+    #[error("overlay device {dev}: {cause}")]
     Link {
         /// Device name.
         dev: String,
         /// The link error.
-        #[source]
-        source: LinkError,
+        cause: LinkError,
     },
     /// Putting the node's /32 on the device failed.
-    #[error("overlay device {dev}: {source}")]
+    #[error("overlay device {dev}: {cause}")]
     Addr {
         /// Device name.
         dev: String,
         /// The address error.
-        #[source]
-        source: AddrError,
+        cause: AddrError,
     },
     /// One step of adding or removing a peer failed.
-    #[error("{step} for peer {subnet} (public IP {public_ip}) on {dev}: {source}")]
+    #[error("{step} for peer {subnet} (public IP {public_ip}) on {dev}: {cause}")]
     Peer {
         /// "ARP entry", "FDB entry" or "route".
         step: &'static str,
@@ -44,8 +42,7 @@ pub enum OverlayError {
         /// Overlay device.
         dev: String,
         /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Removing a peer hit several errors; every step was still attempted.
     #[error("removing peer {subnet}: {} step(s) failed: {}", errors.len(), errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
@@ -144,7 +141,7 @@ impl VxlanOverlay {
     pub async fn setup(h: &Handle, cfg: VxlanOverlayConfig) -> Result<Self, OverlayError> {
         let link_err = |source| OverlayError::Link {
             dev: cfg.dev.clone(),
-            source,
+            cause: source,
         };
         let mut spec = Vxlan::new(&cfg.dev, cfg.vni)
             .port(cfg.port)
@@ -171,7 +168,7 @@ impl VxlanOverlay {
         let vtep = IpNetwork::V4(Ipv4Network::new(cfg.subnet.network(), 32).expect("/32 is valid"));
         let addr_err = |source| OverlayError::Addr {
             dev: cfg.dev.clone(),
-            source,
+            cause: source,
         };
         h.addr_replace(&cfg.dev, vtep).await.map_err(addr_err)?;
         // A reused device may still carry the VTEP address of an earlier
@@ -196,7 +193,7 @@ impl VxlanOverlay {
     pub async fn open(h: &Handle, dev: &str) -> Result<Self, OverlayError> {
         let link = h.link_get(dev).await.map_err(|source| OverlayError::Link {
             dev: dev.into(),
-            source,
+            cause: source,
         })?;
         Ok(Self {
             h: h.clone(),
@@ -226,7 +223,7 @@ impl VxlanOverlay {
             subnet: peer.subnet,
             public_ip: peer.public_ip,
             dev: self.dev.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 

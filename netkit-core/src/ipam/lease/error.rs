@@ -98,26 +98,24 @@ pub enum LeaseError {
         reason: String,
     },
     /// A file-system operation of the file store failed.
-    #[error("lease store: cannot {op} {}: {source}", path.display())]
+    #[error("lease store: cannot {op} {}: {cause}", path.display())]
     Io {
         /// What was being done ("create directory", "lock", "write", "rename", …).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The underlying error, with its errno.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A request to etcd failed (connection, transaction, lease or watch).
-    #[error("etcd {op} at {endpoint} failed: {source}")]
+    #[error("etcd {op} at {endpoint} failed: {cause}")]
     Etcd {
         /// What was being done ("connect", "grant lease", "claim subnet txn", …).
         op: String,
         /// The etcd endpoint(s), comma separated.
         endpoint: String,
         /// The etcd client's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Acquiring kept losing races to other writers and gave up.
     #[error("gave up leasing a subnet of {network} for node {node} after {attempts} conflicting attempts")]
@@ -153,7 +151,7 @@ impl LeaseError {
         Self::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

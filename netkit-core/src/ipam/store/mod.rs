@@ -128,7 +128,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |source| IpamError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -248,7 +248,7 @@ impl Store {
                 _ => IpamError::Io {
                     op: "lock",
                     path,
-                    source,
+                    cause: source,
                 },
             }
         })

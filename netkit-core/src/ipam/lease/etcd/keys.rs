@@ -67,7 +67,7 @@ impl Keys {
         LeaseError::Etcd {
             op: op.into(),
             endpoint: self.endpoint.clone(),
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 
