@@ -5,7 +5,13 @@
 //! sudo cargo bench -p netkit-core --bench containers
 //! NETKIT_BENCH_N=100,1000 NETKIT_BENCH_REPS=3 sudo -E cargo bench -p netkit-core --bench containers
 //! NETKIT_BENCH_QUICK=1 sudo -E cargo bench -p netkit-core --bench containers   # CI smoke: N=10,50, 1 rep
+//! NETKIT_BENCH_METHODS=nk,vn,fl NETKIT_BENCH_WORK=full sudo -E cargo bench -p netkit-core --bench containers
 //! ```
+//!
+//! Methods (`NETKIT_BENCH_METHODS`, default all): `nk` netkit, `vn` vishvananda (Go:
+//! `tools/vnbench`, vishvananda/netlink + netns, built with Debian's Go), `fl` the floor (the same
+//! requests from raw blocking sockets on one thread: [`floor`]), `ib` `ip -batch`, `ic` one `ip`
+//! per command.
 //!
 //! # What one "container" is
 //!
@@ -44,6 +50,9 @@ use std::time::{Duration, Instant};
 use netkit_core::link::Veth;
 use netkit_core::{Handle, NetNs};
 
+mod floor;
+mod vishvananda;
+
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Whether netkit's `full` profile is compiled in (addr/route API available).
@@ -54,15 +63,25 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Netkit,
+    Vishvananda,
+    Floor,
     IpBatch,
     IpCmd,
 }
 
 impl Method {
-    const ALL: [Method; 3] = [Method::Netkit, Method::IpBatch, Method::IpCmd];
+    const ALL: [Method; 5] = [
+        Method::Netkit,
+        Method::Vishvananda,
+        Method::Floor,
+        Method::IpBatch,
+        Method::IpCmd,
+    ];
     fn tag(self) -> &'static str {
         match self {
             Method::Netkit => "nk",
+            Method::Vishvananda => "vn",
+            Method::Floor => "fl",
             Method::IpBatch => "ib",
             Method::IpCmd => "ic",
         }
@@ -70,9 +89,14 @@ impl Method {
     fn label(self) -> &'static str {
         match self {
             Method::Netkit => "netkit",
+            Method::Vishvananda => "vishvananda",
+            Method::Floor => "floor",
             Method::IpBatch => "ip -batch",
             Method::IpCmd => "ip per command",
         }
+    }
+    fn parse(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.tag() == s || m.label() == s)
     }
 }
 
@@ -95,6 +119,7 @@ struct Config {
     ns: Vec<usize>,
     reps: usize,
     works: Vec<Work>,
+    methods: Vec<Method>,
     ping_samples: usize,
 }
 
@@ -133,10 +158,22 @@ fn config() -> Res<Config> {
             other => return Err(format!("NETKIT_BENCH_WORK: unknown profile {other:?} (full, links)").into()),
         });
     }
+    let methods = match env_list("NETKIT_BENCH_METHODS") {
+        None => Method::ALL.to_vec(),
+        Some(text) => text
+            .split(',')
+            .map(|m| {
+                Method::parse(m.trim()).ok_or_else(|| {
+                    format!("NETKIT_BENCH_METHODS: unknown method {m:?} (nk, vn, fl, ib, ic)").into()
+                })
+            })
+            .collect::<Res<Vec<_>>>()?,
+    };
     Ok(Config {
         ns,
         reps,
         works,
+        methods,
         ping_samples: 5,
     })
 }
@@ -571,6 +608,7 @@ struct Sample {
     teardown: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     rt: &tokio::runtime::Runtime,
     host: &str,
@@ -579,26 +617,35 @@ fn run_one(
     n: usize,
     cfg: &Config,
     bd: &mut Breakdown,
+    vnbench: Option<&std::path::Path>,
 ) -> Res<Sample> {
     let ctrs = containers(method, n);
     let host_ns = NetNs::open(host)?;
+    let host_path = format!("/run/netns/{host}");
+    let vn_prefix = format!("nkb-{}-vn-", std::process::id());
+    let vn = || vnbench.ok_or("no vnbench");
     let t = Instant::now();
-    match method {
-        Method::Netkit => rt.block_on(netkit_setup(&host_ns, work, &ctrs, bd))?,
-        Method::IpBatch => ipbatch_setup(host, work, &ctrs)?,
-        Method::IpCmd => ipcmd_setup(host, work, &ctrs)?,
-    }
-    let setup = t.elapsed();
+    let reported = match method {
+        Method::Netkit => rt.block_on(netkit_setup(&host_ns, work, &ctrs, bd)).map(|()| None)?,
+        Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "setup", &vn_prefix, n, Some(work))?),
+        Method::Floor => floor::setup(&host_path, work, &ctrs).map(|()| None)?,
+        Method::IpBatch => ipbatch_setup(host, work, &ctrs).map(|()| None)?,
+        Method::IpCmd => ipcmd_setup(host, work, &ctrs).map(|()| None)?,
+    };
+    // vnbench times its own loop (a Go process takes milliseconds to start).
+    let setup = reported.unwrap_or_else(|| t.elapsed());
     verify_setup(host, work, &ctrs, cfg.ping_samples)
         .map_err(|e| format!("{} {} N={n}: {e}", method.label(), work.label()))?;
     settle()?;
     let t = Instant::now();
-    match method {
-        Method::Netkit => rt.block_on(netkit_teardown(&host_ns, &ctrs))?,
-        Method::IpBatch => ipbatch_teardown(host, &ctrs)?,
-        Method::IpCmd => ipcmd_teardown(host, &ctrs)?,
-    }
-    let teardown = t.elapsed();
+    let reported = match method {
+        Method::Netkit => rt.block_on(netkit_teardown(&host_ns, &ctrs)).map(|()| None)?,
+        Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "teardown", &vn_prefix, n, None)?),
+        Method::Floor => floor::teardown(&host_path, &ctrs).map(|()| None)?,
+        Method::IpBatch => ipbatch_teardown(host, &ctrs).map(|()| None)?,
+        Method::IpCmd => ipcmd_teardown(host, &ctrs).map(|()| None)?,
+    };
+    let teardown = reported.unwrap_or_else(|| t.elapsed());
     verify_teardown(host, method).map_err(|e| format!("{} {} N={n}: {e}", method.label(), work.label()))?;
     wait_nsids_gone(host)?;
     settle()?;
@@ -646,27 +693,29 @@ fn stats(samples: &[Sample], work: Work, method: Method, n: usize, phase: Phase)
     Some((median(v), min, max))
 }
 
-fn methods_for(_work: Work) -> Vec<Method> {
-    Method::ALL.to_vec()
+fn methods_for(cfg: &Config) -> Vec<Method> {
+    cfg.methods.clone()
 }
 
 fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usize)]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nPer container, median of {} run(s) (min–max in brackets); ratios are medians over ip -batch's.\n",
+        "\nPer container, median of {} run(s) (min–max in brackets); ratios are of medians: a method's \
+         setup over the floor's (its distance to what the kernel costs) and over ip -batch's.\n",
         cfg.reps
     );
     let _ = writeln!(
         o,
-        "| work | method | N | setup µs/ctr | teardown µs/ctr | setup × ip -batch | teardown × ip -batch |"
+        "| work | method | N | setup µs/ctr | teardown µs/ctr | setup × floor | setup × ip -batch | teardown × ip -batch |"
     );
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|");
     for &work in &cfg.works {
         for &n in &cfg.ns {
             let base_s = stats(samples, work, Method::IpBatch, n, Phase::Setup).map(|s| s.0);
             let base_t = stats(samples, work, Method::IpBatch, n, Phase::Teardown).map(|s| s.0);
-            for m in methods_for(work) {
+            let floor_s = stats(samples, work, Method::Floor, n, Phase::Setup).map(|s| s.0);
+            for m in methods_for(cfg) {
                 let (Some(s), Some(t)) = (
                     stats(samples, work, m, n, Phase::Setup),
                     stats(samples, work, m, n, Phase::Teardown),
@@ -677,7 +726,7 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
                 let label = m.label();
                 let _ = writeln!(
                     o,
-                    "| {} | {label} | {n} | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {} | {} |",
+                    "| {} | {label} | {n} | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {} | {} | {} |",
                     work.label(),
                     s.0,
                     s.1,
@@ -685,6 +734,7 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
                     t.0,
                     t.1,
                     t.2,
+                    ratio(s.0, floor_s),
                     ratio(s.0, base_s),
                     ratio(t.0, base_t)
                 );
@@ -701,7 +751,7 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
         let _ = writeln!(o, "| work | method | setup | teardown |");
         let _ = writeln!(o, "|---|---|---:|---:|");
         for &work in &cfg.works {
-            for m in methods_for(work) {
+            for m in methods_for(cfg) {
                 let r = |td: Phase| match (stats(samples, work, m, lo, td), stats(samples, work, m, hi, td)) {
                     (Some(a), Some(b)) => format!("{:.2}", b.0 / a.0),
                     _ => "–".into(),
@@ -743,11 +793,31 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
     // The issue's targets, evaluated on whatever work profile netkit ran.
     let _ = writeln!(o, "\nTargets (netkit setup):\n");
     for &work in &cfg.works {
-        if !methods_for(work).contains(&Method::Netkit) {
+        if !methods_for(cfg).contains(&Method::Netkit) {
             continue;
         }
         for &n in &cfg.ns {
             let nk = stats(samples, work, Method::Netkit, n, Phase::Setup).map(|s| s.0);
+            let vn = stats(samples, work, Method::Vishvananda, n, Phase::Setup).map(|s| s.0);
+            let fl = stats(samples, work, Method::Floor, n, Phase::Setup).map(|s| s.0);
+            if let (Some(nk), Some(vn)) = (nk, vn) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: vishvananda/netkit = {:.2} (netkit {nk:.0} µs, vishvananda {vn:.0} µs; target ≥ 1.50: {})",
+                    work.label(),
+                    vn / nk,
+                    if vn >= 1.5 * nk { "met" } else { "MISSED" }
+                );
+            }
+            if let (Some(nk), Some(fl)) = (nk, fl) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: netkit/floor = {:.2} (floor {fl:.0} µs; moonshot ≤ 1.20: {})",
+                    work.label(),
+                    nk / fl,
+                    if nk <= 1.2 * fl { "met" } else { "missed" }
+                );
+            }
             let ib = stats(samples, work, Method::IpBatch, n, Phase::Setup).map(|s| s.0);
             let ic = stats(samples, work, Method::IpCmd, n, Phase::Setup).map(|s| s.0);
             if let (Some(nk), Some(ib), Some(ic)) = (nk, ib, ic) {
@@ -816,6 +886,11 @@ fn main() -> Res<()> {
     ip(&["netns", "add", &host])?;
     ip(&["-n", &host, "link", "set", "lo", "up"])?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let vnbench = if cfg.methods.contains(&Method::Vishvananda) {
+        Some(vishvananda::build()?)
+    } else {
+        None
+    };
     eprintln!(
         "containers bench: N={:?}, reps={}, work={:?}; {}",
         cfg.ns,
@@ -833,12 +908,12 @@ fn main() -> Res<()> {
             for &work in &cfg.works {
                 // Rotate the method order across repetitions (and work profiles) so no
                 // method always runs first or right after a given other one.
-                let mut order = methods_for(work);
+                let mut order = methods_for(&cfg);
                 let k = order.len();
                 order.rotate_left((rep + work as usize) % k);
                 for method in order {
                     let mut bd = Breakdown::default();
-                    let s = run_one(&rt, &host, method, work, n, &cfg, &mut bd)?;
+                    let s = run_one(&rt, &host, method, work, n, &cfg, &mut bd, vnbench.as_deref())?;
                     eprintln!(
                         "  N={n:<5} rep {} {:<5} {:<15} setup {:>6.0}  teardown {:>6.0} µs/ctr  [{:.0?} elapsed]",
                         rep + 1,
