@@ -37,7 +37,7 @@ impl Nftables {
             let mut socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
             socket.set_detached_close(options.detached_close);
             let found = socket
-                .table_comment(netlink::Family::Inet, &options.name)
+                .table_comment(&options.name)
                 .map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;
             // libnftables writes the table and service chains; element changes (the common
             // case once the table exists) do without it, so it is loaded only when needed
@@ -98,7 +98,7 @@ impl NftBackend {
 
     fn table_exists(&self) -> Result<bool> {
         self.socket
-            .table_exists(netlink::Family::Inet, &self.table)
+            .table_exists(&self.table)
             .map_err(self.kernel_err("look up table"))
     }
 
@@ -115,9 +115,9 @@ impl NftBackend {
             for e in elements::of_rules(rules, owner) {
                 let el = elements::to_netlink(&e).map_err(self.kernel_err("encode element"))?;
                 match kind {
-                    netlink::OpKind::Create => batch.create(netlink::Family::Inet, &self.table, e.set, [el]),
-                    netlink::OpKind::Add => batch.add(netlink::Family::Inet, &self.table, e.set, [el]),
-                    _ => batch.destroy(netlink::Family::Inet, &self.table, e.set, [el]),
+                    netlink::OpKind::Create => batch.create(&self.table, e.set, [el]),
+                    netlink::OpKind::Add => batch.add(&self.table, e.set, [el]),
+                    _ => batch.destroy(&self.table, e.set, [el]),
                 };
             }
         }
