@@ -1,5 +1,6 @@
-//! The firewall's objects as nftables set and map elements, independent of how they are sent
-//! (nft text through libnftables, or nf_tables netlink batches).
+//! The firewall's objects as nftables set and map elements, sent as nf_tables netlink batches
+//! ([`to_netlink`]). Services are not here: their map elements come with their chains (nft
+//! text, see [`super::ruleset`]).
 
 use std::net::IpAddr;
 
@@ -9,7 +10,7 @@ use super::netlink;
 use crate::firewall::model::{Isolation, Masquerade, Network, PortMapping, Rules};
 
 /// One field of a concatenated key or value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Field {
     /// An address (ipv4_addr or ipv6_addr).
     Ip(IpAddr),
@@ -153,45 +154,6 @@ pub(crate) fn of_rules(rules: &Rules, owner: &str) -> Vec<Element> {
         out.extend(isolation(i, owner));
     }
     out
-}
-
-fn field_text(f: &Field) -> String {
-    match f {
-        Field::Ip(ip) => ip.to_string(),
-        Field::Proto(p) => p.to_string(),
-        Field::Port(p) => p.to_string(),
-        Field::Ifname(n) => format!("\"{n}\""),
-    }
-}
-
-/// The element in nft syntax (inside `{ … }`).
-pub(crate) fn text(e: &Element) -> String {
-    let mut s = format!("{} comment \"{}\"", key_text(e), e.comment);
-    match &e.data {
-        None => {}
-        Some(Data::Value(v)) => s += &format!(" : {}", v.iter().map(field_text).collect::<Vec<_>>().join(" . ")),
-    }
-    s
-}
-
-/// The element's key only, for `delete element` (nft wants no comment or data there).
-pub(crate) fn key_text(e: &Element) -> String {
-    let fields: Vec<String> = match &e.key_end {
-        None => e.key.iter().map(field_text).collect(),
-        Some(end) => e
-            .key
-            .iter()
-            .zip(end)
-            .map(|(a, b)| {
-                if a == b {
-                    field_text(a)
-                } else {
-                    format!("{}-{}", field_text(a), field_text(b))
-                }
-            })
-            .collect(),
-    };
-    fields.join(" . ")
 }
 
 fn to_data(fields: &[Field]) -> Result<netlink::Data, netlink::NftError> {

@@ -125,3 +125,38 @@ pub(crate) fn run(ns: &NetNs, commands: &str) -> Result<String, String> {
     })
     .map_err(|e| e.to_string())?
 }
+
+/// The errno libnftables names in its error `message`, if any. Its errors from the kernel read
+/// `Error: Could not process rule: <strerror>`, those of its own cache checks
+/// `Error: <strerror>; did you mean …` (a syntax error names none).
+pub(crate) fn errno_of(message: &str) -> Option<i32> {
+    message.lines().find_map(|line| {
+        let (_, rest) = line.split_once("Error: ")?;
+        let rest = rest.strip_prefix("Could not process rule: ").unwrap_or(rest);
+        let text = rest.split(';').next()?.trim();
+        // strerror's text for each errno, as this process's libc (the one libnftables uses)
+        // writes it; std appends " (os error N)".
+        (1..256).find(|&e| {
+            let s = std::io::Error::from_raw_os_error(e).to_string();
+            s.strip_suffix(&format!(" (os error {e})")) == Some(text)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::errno_of;
+
+    #[test]
+    fn errno_is_read_from_libnftables_messages() {
+        let kernel = "/dev/stdin:1:19-19: Error: Could not process rule: File exists\ncreate table inet t\n                  ^\n";
+        assert_eq!(errno_of(kernel), Some(libc::EEXIST));
+        let cache =
+            "Error: No such file or directory; did you mean table 'netkit' in family inet?\nadd chain inet t svc-x\n";
+        assert_eq!(errno_of(cache), Some(libc::ENOENT));
+        assert_eq!(errno_of("Error: No such file or directory\n"), Some(libc::ENOENT));
+        assert_eq!(errno_of("Error: syntax error, unexpected newline\n"), None);
+        assert_eq!(errno_of("nft failed with status 1"), None);
+        assert_eq!(errno_of(""), None);
+    }
+}

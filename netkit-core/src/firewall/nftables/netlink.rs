@@ -479,6 +479,21 @@ pub(crate) enum NftError {
 }
 
 impl NftError {
+    /// Whether the batch failed because table `inet <table>` does not exist: `Some(true)` for
+    /// `ENOENT` the kernel pinned on the table's name, `Some(false)` for `ENOENT` pinned on
+    /// nothing (a kernel that reports no offsets: the set may be the one missing, so whoever
+    /// acts on it must check, see [`super::ruleset::create`]), `None` otherwise.
+    pub(crate) fn table_missing(&self) -> Option<bool> {
+        match self {
+            Self::Element(e) if e.source.errno == Some(libc::ENOENT) => match e.pinned {
+                Pinned::Table => Some(true),
+                Pinned::Nothing => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The errno of the failure, when there is one.
     pub(crate) fn errno(&self) -> Option<i32> {
         match self {
@@ -488,6 +503,21 @@ impl NftError {
             Self::Invalid(_) => Some(libc::EINVAL),
         }
     }
+}
+
+/// What the kernel pointed at when it refused an element message (its `NLMSGERR_ATTR_OFFS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pinned {
+    /// The table's name: no such table (`ENOENT`).
+    Table,
+    /// The set's name: no such set in the table (`ENOENT`).
+    Set,
+    /// One of the elements (named in [`ElementError::element`]).
+    Element,
+    /// Another part of the message.
+    Other,
+    /// Nothing: the kernel sent no offset (kernels before 4.12, or errors it reports without one).
+    Nothing,
 }
 
 /// ` { ELEMENT }`, or nothing when the error is not about one element.
@@ -513,6 +543,8 @@ pub(crate) struct ElementError {
     /// which one (it points at the attribute it refused); `None` when it
     /// refused the table or set name.
     pub(crate) element: Option<String>,
+    /// What the kernel pointed at.
+    pub(crate) pinned: Pinned,
     /// The namespace.
     pub(crate) netns: String,
     /// The kernel's answer (errno and extended-ack text).
@@ -721,6 +753,13 @@ impl NftSocket {
         // The kernel points at the element it refused; an offset outside
         // every element is the table or set name (or, say, a missing chain
         // of a verdict is pinned on its element).
+        let pinned = match f.offset {
+            None => Pinned::Nothing,
+            Some(off) if off == msg.table_at => Pinned::Table,
+            Some(off) if off == msg.set_at => Pinned::Set,
+            Some(off) if msg.elements_at.0 <= off && off < msg.elements_at.1 => Pinned::Element,
+            Some(_) => Pinned::Other,
+        };
         let element = match f.offset {
             Some(off) => msg.elems.iter().find(|e| e.start <= off && off < e.end),
             None if msg.elems.len() == 1 => Some(&msg.elems[0]),
@@ -732,14 +771,10 @@ impl NftSocket {
             table: op.table.clone(),
             set: op.set.clone(),
             element,
+            pinned,
             netns: self.netns.clone(),
             source: f.error.clone(),
         }))
-    }
-
-    /// Whether table `inet name` exists (NFT_MSG_GETTABLE; `ENOENT` is `false`).
-    pub(crate) fn table_exists(&self, name: &str) -> Result<bool, NftError> {
-        self.table_comment(name).map(|t| t.is_some())
     }
 
     /// The comment of table `inet name`: `None` when there is no such table, `Some(None)`
@@ -837,6 +872,9 @@ struct MsgInfo {
     ty: u16,
     /// Sent as legacy per-element DELSETELEM for a destroy.
     legacy_destroy: bool,
+    /// Offsets of the NFTA_SET_ELEM_LIST_TABLE and NFTA_SET_ELEM_LIST_SET attributes.
+    table_at: u32,
+    set_at: u32,
     /// Offset range of the NFTA_SET_ELEM_LIST_ELEMENTS attribute.
     elements_at: (u32, u32),
     elems: Vec<ElemPos>,
@@ -912,13 +950,17 @@ fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16,
         while elems.peek().is_some() {
             let start = b.begin(nft_type(ty), NLM_F_REQUEST | NLM_F_ACK | flags, take_seq());
             b.nfgenmsg(NFPROTO_INET, 0);
+            let table_at = (b.len() - start) as u32;
             b.attr_str(NFTA_SET_ELEM_LIST_TABLE, &op.table);
+            let set_at = (b.len() - start) as u32;
             b.attr_str(NFTA_SET_ELEM_LIST_SET, &op.set);
             let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
             let mut info = MsgInfo {
                 op: oi,
                 ty,
                 legacy_destroy,
+                table_at,
+                set_at,
                 elements_at: ((list - start) as u32, 0),
                 elems: Vec::new(),
             };

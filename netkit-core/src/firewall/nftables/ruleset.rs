@@ -27,12 +27,18 @@ use std::fmt::Write;
 
 use crate::firewall::model::Service;
 
+/// The table's comment: it names the state directory the table belongs to (see [`state_of`]).
+fn comment(state_id: &str) -> String {
+    format!("managed by netkit (state {state_id}): container port mappings, masquerade, services")
+}
+
 /// The table's fixed part, as one `table … { … }` block (create it only when the table is
-/// missing: nft appends rules when the block is applied again).
+/// missing: nft appends rules when the block is applied again; [`create`] makes sure of it).
 pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
+    let comment = comment(state_id);
     format!(
         r#"table inet {table} {{
-    comment "managed by netkit (state {state_id}): container port mappings, masquerade, services"
+    comment "{comment}"
     map hostport4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
     map hostport6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
     map hostipport4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -92,6 +98,17 @@ pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
     }}
 }}
 "#
+    )
+}
+
+/// [`skeleton`], for a table that must not exist yet: a `create table` first (with the comment,
+/// which only the command that makes a table can set), so that the transaction fails with
+/// `EEXIST` rather than append the fixed part's rules a second time when the table is there.
+pub(crate) fn create(table: &str, mark: u32, state_id: &str) -> String {
+    format!(
+        "create table inet {table} {{ comment \"{}\"; }}\n{}",
+        comment(state_id),
+        skeleton(table, mark, state_id)
     )
 }
 

@@ -574,13 +574,13 @@ fn old_kernels_without_destroy_are_detected() {
 }
 
 #[test]
-fn table_exists_answers_true_and_false() {
+fn table_comment_tells_missing_from_uncommented() {
     let t = TestNs::new("table", SETUP);
-    assert!(t.sock.table_exists("t").unwrap());
-    assert!(!t.sock.table_exists("nope").unwrap());
+    assert!(t.sock.table_comment("t").unwrap().is_some());
+    assert!(t.sock.table_comment("nope").unwrap().is_none());
     // Only the inet family is asked about.
     t.nft("add table ip other");
-    assert!(!t.sock.table_exists("other").unwrap());
+    assert!(t.sock.table_comment("other").unwrap().is_none());
     t.nft("add table inet commented '{ comment \"hello\"; }'");
     assert_eq!(t.sock.table_comment("commented").unwrap(), Some(Some("hello".into())));
     assert_eq!(t.sock.table_comment("t").unwrap(), Some(None));
@@ -591,9 +591,32 @@ fn table_exists_answers_true_and_false() {
     let err = t.sock.send(&batch).unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
     assert!(err.to_string().contains(t.name()), "{err}");
+    // The kernel pins it on the table's name; a missing set is no missing table.
+    assert_eq!(err.table_missing(), Some(true), "{err:?}");
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Table),
+        "{err:?}"
+    );
+    let mut batch = Batch::new();
+    batch.destroy("t", "nope", [Element::new(key(6, 1))]);
+    let err = t.sock.send(&batch).unwrap_err();
+    assert_eq!(err.table_missing(), None, "{err:?}");
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Set),
+        "{err:?}"
+    );
+    // EEXIST on an element is pinned on the element.
+    t.nft("add element inet t ports '{ 7 }'");
+    let mut batch = Batch::new();
+    batch.create("t", "ports", [Element::new(Data::new().inet_service(7))]);
+    let err = t.sock.send(&batch).unwrap_err();
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Element),
+        "{err:?}"
+    );
     // A socket in another namespace does not see this table.
     let other = TestNs::new("table2", "");
-    assert!(!other.sock.table_exists("t").unwrap());
+    assert!(other.sock.table_comment("t").unwrap().is_none());
 }
 
 #[test]
@@ -696,13 +719,13 @@ fn nft_timings() {
             destroy += start.elapsed();
         }
         let start = Instant::now();
-        assert!(t.sock.table_exists("t").unwrap());
+        assert!(t.sock.table_comment("t").unwrap().is_some());
         let exists = start.elapsed();
         let start = Instant::now();
         t.nft("add element inet t pm4 '{ tcp . 1 : 10.88.0.2 . 80 }'");
         let cli = start.elapsed();
         println!(
-            "{present:>6} elements present: add {:?}/op, destroy {:?}/op, table_exists {exists:?}; \
+            "{present:>6} elements present: add {:?}/op, destroy {:?}/op, table_comment {exists:?}; \
              `ip netns exec … nft add element` {cli:?}",
             add / rounds,
             destroy / rounds
