@@ -469,17 +469,15 @@ fn hold_job(timeout_ms: i64) -> c_int {
 
 #[cfg(test)]
 mod tests {
-    use super::ack_errno;
+    use super::{ack_errno, wire};
 
+    /// A message of type `kind` whose payload is `-errno`, as an `NLMSG_ERROR` has it.
     fn msg(kind: u16, seq: u32, errno: i32) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend(20u32.to_ne_bytes());
-        m.extend(kind.to_ne_bytes());
-        m.extend(0u16.to_ne_bytes());
-        m.extend(seq.to_ne_bytes());
-        m.extend(0u32.to_ne_bytes());
-        m.extend((-errno).to_ne_bytes());
-        m
+        let mut b = wire::Builder::new();
+        let start = b.begin(kind, 0, seq);
+        b.fixed(&(-errno).to_ne_bytes());
+        b.finish(start);
+        b.into_bytes()
     }
 
     #[test]

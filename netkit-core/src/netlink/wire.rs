@@ -77,12 +77,17 @@ impl Builder {
         start
     }
 
+    /// A family's fixed header (`ifinfomsg`, the errno of an `NLMSG_ERROR`, …) as these bytes
+    /// (a multiple of 4 long, as every such header is).
+    pub(crate) fn fixed(&mut self, header: &[u8]) {
+        self.buf.extend_from_slice(header);
+    }
+
     /// The `nfgenmsg` that starts every nfnetlink payload: the address family (`NFPROTO_*`),
     /// version 0, and the resource id (big-endian; the subsystem for batch messages).
     pub(crate) fn nfgenmsg(&mut self, family: u8, res_id: u16) {
-        self.buf.push(family);
-        self.buf.push(NFNETLINK_V0);
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        let [hi, lo] = res_id.to_be_bytes();
+        self.fixed(&[family, NFNETLINK_V0, hi, lo]);
     }
 
     /// Close the message started at `start`: write its length.
@@ -385,14 +390,13 @@ mod tests {
             flags |= NLM_F_ACK_TLVS;
         }
         let start = b.begin(NLMSG_ERROR, flags, seq);
-        let mut payload = (-errno).to_ne_bytes().to_vec();
+        b.fixed(&(-errno).to_ne_bytes());
         let mut req = Builder::new();
         let r = req.begin(0x0a0c, 0x5, seq);
         attr(&mut req, 1, &vec![7; req_len.saturating_sub(NLMSG_HDRLEN + NLA_HDRLEN)]);
         req.finish(r);
         let req = req.into_bytes();
-        payload.extend_from_slice(if capped { &req[..NLMSG_HDRLEN] } else { &req });
-        b.buf.extend_from_slice(&payload);
+        b.fixed(if capped { &req[..NLMSG_HDRLEN] } else { &req });
         for (ty, v) in tlvs {
             attr(&mut b, *ty, v);
         }
