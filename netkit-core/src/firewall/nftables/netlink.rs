@@ -665,8 +665,8 @@ impl NftSocket {
     /// attribute it refused, which maps to one element) with the errno:
     /// `EEXIST` for a create of an existing key or an add whose key exists
     /// with another value (or an interval that overlaps one), `ENOENT` for a
-    /// delete of a missing element or a missing table, set or chain,
-    /// `EINVAL` for a key or value of the wrong size.
+    /// missing table or set (see [`NftError::table_missing`]), `EINVAL` for a
+    /// key or value of the wrong size.
     ///
     /// **Destroy on kernels before 6.3**, which answer `EINVAL` to
     /// NFT_MSG_DESTROYSETELEM: the socket switches for good to sending each
@@ -750,9 +750,8 @@ impl NftSocket {
     fn element_error(&self, ops: &[Op], plan: &Plan, f: &Failure) -> NftError {
         let msg = &plan.msgs[f.msg];
         let op = &ops[msg.op];
-        // The kernel points at the element it refused; an offset outside
-        // every element is the table or set name (or, say, a missing chain
-        // of a verdict is pinned on its element).
+        // The kernel points at the attribute it refused: the table's name, the
+        // set's name, or one element.
         let pinned = match f.offset {
             None => Pinned::Nothing,
             Some(off) if off == msg.table_at => Pinned::Table,
