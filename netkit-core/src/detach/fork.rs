@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use libc::{c_int, c_long};
 
+use crate::netlink::wire;
+
 /// What a detached process does. Only these jobs exist.
 pub(super) enum Job<'a> {
     /// Open a netlink socket of `protocol` (after entering `netns`, if given), send `request`,
@@ -82,9 +84,7 @@ pub(super) fn spawn(job: &Job<'_>) -> io::Result<libc::pid_t> {
             if let Some(ns) = netns {
                 keep[1] = ns.as_raw_fd();
             }
-            let seq = request
-                .get(8..12)
-                .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            let seq = wire::Header::parse(request).map_or(0, |h| h.seq);
             let work = Work::Netlink {
                 request,
                 protocol,
@@ -421,23 +421,12 @@ fn send_and_wait(request: &[u8], protocol: c_int, seq: u32, timeout_ms: i64) -> 
 }
 
 /// The errno of the `NLMSG_ERROR` for `seq` among the messages in `buf`, if there is one.
+/// [`wire`]'s readers neither allocate nor panic, so this is safe after the fork.
 fn ack_errno(buf: &[u8], seq: u32) -> Option<c_int> {
-    let u32_at = |at: usize| Some(u32::from_ne_bytes(buf.get(at..at.checked_add(4)?)?.try_into().ok()?));
-    let mut at = 0usize;
-    // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; }, then for
-    // NLMSG_ERROR the negative errno (0 for an ack).
-    while let Some(len) = u32_at(at) {
-        let len = len as usize;
-        let kind = u16::from_ne_bytes(buf.get(at + 4..at + 6)?.try_into().ok()?);
-        if kind == libc::NLMSG_ERROR as u16 && u32_at(at + 8)? == seq {
-            return Some((u32_at(at + 16)? as i32).wrapping_neg());
-        }
-        if len < 16 {
-            return None;
-        }
-        at = at.checked_add(len.checked_add(3)? & !3)?;
-    }
-    None
+    wire::messages(buf)
+        .filter(|m| m.header.seq == seq)
+        .find_map(|m| m.ack())
+        .map(|a| a.errno)
 }
 
 /// Descriptor 0: the held descriptor; 1: the signal pipe. Wait for EOF on 1 (at most
@@ -480,17 +469,15 @@ fn hold_job(timeout_ms: i64) -> c_int {
 
 #[cfg(test)]
 mod tests {
-    use super::ack_errno;
+    use super::{ack_errno, wire};
 
+    /// A message of type `kind` whose payload is `-errno`, as an `NLMSG_ERROR` has it.
     fn msg(kind: u16, seq: u32, errno: i32) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend(20u32.to_ne_bytes());
-        m.extend(kind.to_ne_bytes());
-        m.extend(0u16.to_ne_bytes());
-        m.extend(seq.to_ne_bytes());
-        m.extend(0u32.to_ne_bytes());
-        m.extend((-errno).to_ne_bytes());
-        m
+        let mut b = wire::Builder::new();
+        let start = b.begin(kind, 0, seq);
+        b.fixed(&(-errno).to_ne_bytes());
+        b.finish(start);
+        b.into_bytes()
     }
 
     #[test]
@@ -503,5 +490,18 @@ mod tests {
         assert_eq!(ack_errno(&two, 7), Some(libc::EPERM), "after another message");
         assert_eq!(ack_errno(&msg(2, 7, 1)[..12], 7), None, "truncated");
         assert_eq!(ack_errno(&[], 7), None);
+        // An uncapped answer to a big request cut short by the buffer keeps its errno.
+        let mut long = msg(2, 7, libc::EBUSY);
+        long[..4].copy_from_slice(&9000u32.to_ne_bytes());
+        long.extend([0u8; 100]);
+        assert_eq!(ack_errno(&long, 7), Some(libc::EBUSY), "cut short");
+        // A length below the header ends the walk rather than looping or panicking.
+        let mut zero = msg(2, 7, 0);
+        zero[..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(ack_errno(&zero, 7), None);
+        for len in 0..64usize {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 73 % 256) as u8).collect();
+            let _ = ack_errno(&junk, 7);
+        }
     }
 }

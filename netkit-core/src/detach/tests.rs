@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::link::Veth;
+use crate::netlink::wire;
 use crate::{Handle, NetNsGuard};
 
 /// A fresh namespace with a veth pair `a0`/`a1`; returns it, a handle in it and `a0`'s index.
@@ -21,27 +22,22 @@ async fn ns_with_veth(tag: &str) -> (NetNsGuard, Handle, u32) {
 
 /// `RTM_DELLINK` for `index`, acked: a 16-byte nlmsghdr and a 16-byte ifinfomsg.
 fn dellink(index: u32, seq: u32) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend(32u32.to_ne_bytes());
-    m.extend(libc::RTM_DELLINK.to_ne_bytes());
-    m.extend(((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    m.extend(seq.to_ne_bytes());
-    m.extend(0u32.to_ne_bytes());
-    m.extend([libc::AF_UNSPEC as u8, 0, 0, 0]);
-    m.extend(index.to_ne_bytes());
-    m.extend([0; 8]);
-    m
+    let mut b = wire::Builder::new();
+    let start = b.begin(libc::RTM_DELLINK, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16, seq);
+    // struct ifinfomsg: family, pad, type, index, flags, change.
+    b.fixed(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    b.fixed(&index.to_ne_bytes());
+    b.fixed(&[0; 8]);
+    b.finish(start);
+    b.into_bytes()
 }
 
 /// `NLMSG_NOOP` without `NLM_F_ACK`: the kernel accepts it and never answers.
 fn unanswered() -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend(16u32.to_ne_bytes());
-    m.extend((libc::NLMSG_NOOP as u16).to_ne_bytes());
-    m.extend((libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    m.extend(1u32.to_ne_bytes());
-    m.extend(0u32.to_ne_bytes());
-    m
+    let mut b = wire::Builder::new();
+    let start = b.begin(libc::NLMSG_NOOP as u16, libc::NLM_F_REQUEST as u16, 1);
+    b.finish(start);
+    b.into_bytes()
 }
 
 fn route<'a>(bytes: &'a [u8], netns: Option<BorrowedFd<'a>>, recv_timeout: Duration) -> NetlinkRequest<'a> {

@@ -59,6 +59,9 @@ pub enum FirewallError {
         op: String,
         /// The kernel's (or the tool's) answer.
         reason: String,
+        /// The errno the kernel answered, when it is known (nftables: always for its netlink
+        /// element batches, and for libnftables when its message names one; iptables: never).
+        errno: Option<i32>,
     },
     /// The state directory could not be read or written.
     #[error("firewall state: {op} {path}: {source}")]

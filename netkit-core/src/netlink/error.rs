@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use netlink_packet_core::{ErrorMessage, NLM_F_ACK_TLVS, NLM_F_CAPPED};
+use netlink_packet_core::ErrorMessage;
+
+use super::wire;
 
 /// What the kernel (or the socket) answered to one netlink request.
 ///
@@ -36,11 +38,18 @@ impl NetlinkError {
 
     /// Build from the kernel's NLMSG_ERROR, reading the extended-ack message if any.
     pub(crate) fn from_kernel(msg: &ErrorMessage, flags: u16) -> Self {
-        let errno = msg.code.map(|c| -c.get());
-        let message = (flags & NLM_F_ACK_TLVS != 0)
-            .then(|| ext_ack_message(&msg.header, flags & NLM_F_CAPPED != 0))
-            .flatten();
-        Self { errno, message }
+        Self {
+            errno: msg.code.map(|c| c.get().wrapping_neg()),
+            message: wire::ext_ack(&msg.header, flags).message_lossy(),
+        }
+    }
+
+    /// Build from an NLMSG_ERROR read with [`wire`]; `None` for an ack (errno 0).
+    pub(crate) fn from_ack(ack: &wire::Ack<'_>) -> Option<Self> {
+        (ack.errno != 0).then(|| Self {
+            errno: Some(ack.errno),
+            message: ack.ext.message_lossy(),
+        })
     }
 
     /// The errno as a `nix` value, when there is one.
@@ -107,55 +116,60 @@ macro_rules! errno_predicates {
 }
 pub(crate) use errno_predicates;
 
-/// Find NLMSGERR_ATTR_MSG in the TLVs that follow the echoed request.
-fn ext_ack_message(payload: &[u8], capped: bool) -> Option<String> {
-    const NLMSG_HDRLEN: usize = 16;
-    const NLMSGERR_ATTR_MSG: u16 = 1;
-    let echoed = if capped {
-        NLMSG_HDRLEN
-    } else {
-        let len = u32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?) as usize;
-        (len + 3) & !3
-    };
-    let mut rest = payload.get(echoed..)?;
-    while rest.len() >= 4 {
-        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &rest[4..len];
-            let text = text.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        rest = rest.get((len + 3) & !3..).unwrap_or_default();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ext_ack_message_is_read_after_capped_header() {
-        let mut payload = vec![0u8; 16];
-        let text = b"Unknown device type\0";
-        let len = (4 + text.len()) as u16;
-        payload.extend_from_slice(&len.to_ne_bytes());
-        payload.extend_from_slice(&1u16.to_ne_bytes());
-        payload.extend_from_slice(text);
-        assert_eq!(ext_ack_message(&payload, true).as_deref(), Some("Unknown device type"));
+    /// An NLMSG_ERROR as netlink-packet-core hands it over: the code, then the echoed request
+    /// header (capped) and the extended-ack attributes.
+    fn kernel_error(errno: i32, text: &[u8]) -> ErrorMessage {
+        let mut after = vec![0u8; 16];
+        after.extend_from_slice(&((4 + text.len()) as u16).to_ne_bytes());
+        after.extend_from_slice(&wire::NLMSGERR_ATTR_MSG.to_ne_bytes());
+        after.extend_from_slice(text);
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-errno);
+        e.header = after;
+        e
     }
 
     #[test]
-    fn ext_ack_parser_survives_garbage() {
+    fn from_kernel_reads_errno_and_text() {
+        let flags = wire::NLM_F_ACK_TLVS | wire::NLM_F_CAPPED;
+        let e = NetlinkError::from_kernel(&kernel_error(libc::EOPNOTSUPP, b"Unknown device type\0"), flags);
+        assert_eq!(e.errno, Some(libc::EOPNOTSUPP));
+        assert_eq!(e.message.as_deref(), Some("Unknown device type"));
+        assert!(e.is_not_supported());
+        // Without NLM_F_ACK_TLVS the bytes after the echo are not read.
+        let e = NetlinkError::from_kernel(&kernel_error(libc::ENODEV, b"x\0"), wire::NLM_F_CAPPED);
+        assert_eq!((e.errno, e.message), (Some(libc::ENODEV), None));
+        // Garbage after the code never panics.
         for len in 0..64 {
-            let payload: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            let _ = ext_ack_message(&payload, true);
-            let _ = ext_ack_message(&payload, false);
+            let mut m = ErrorMessage::default();
+            m.code = std::num::NonZeroI32::new(i32::MIN);
+            m.header = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let _ = NetlinkError::from_kernel(&m, flags);
+            let _ = NetlinkError::from_kernel(&m, wire::NLM_F_ACK_TLVS);
         }
+    }
+
+    #[test]
+    fn from_ack_is_none_for_success() {
+        let ok = wire::Ack {
+            errno: 0,
+            ext: wire::ExtAck::default(),
+        };
+        assert_eq!(NetlinkError::from_ack(&ok), None);
+        let failed = wire::Ack {
+            errno: libc::EEXIST,
+            ext: wire::ExtAck {
+                message: Some(b"taken"),
+                offset: Some(20),
+            },
+        };
+        let e = NetlinkError::from_ack(&failed).unwrap();
+        assert!(e.is_exists());
+        assert_eq!(e.message.as_deref(), Some("taken"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! so a caller never sees a partial or inconsistent listing.
 
 mod error;
+pub(crate) mod wire;
 
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};

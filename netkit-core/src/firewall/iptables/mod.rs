@@ -249,6 +249,7 @@ impl IptBackend {
             netns: self.ns.to_string(),
             op: op.to_string(),
             reason,
+            errno: None,
         }
     }
 

@@ -3,11 +3,19 @@
 //!
 //! Loaded with `dlopen("libnftables.so.1")` rather than linked, so a host without it still runs
 //! netkit (the firewall then falls back to iptables) and building needs no -dev package.
+//!
+//! Every run of the process happens on one long-lived thread of its own (see [`on_own_thread`]):
+//! libnftables is not thread-safe, and a transaction can be slow (it reads the ruleset first),
+//! so it neither shares netkit's namespace helper thread (which opens the netlink sockets and
+//! writes the sysctls of every namespace) nor runs beside another transaction.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::OnceLock;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, sync_channel, Sender};
+use std::sync::{Mutex, OnceLock};
 
-use crate::netns::worker::{self, Place};
+use nix::sched::{setns, CloneFlags};
+
 use crate::NetNs;
 
 type NewFn = unsafe extern "C" fn(u32) -> *mut c_void;
@@ -116,12 +124,224 @@ fn run_here(lib: &Lib, commands: &CStr) -> Result<String, String> {
 pub(crate) fn run(ns: &NetNs, commands: &str) -> Result<String, String> {
     let lib = lib()?;
     let text = CString::new(commands).map_err(|_| "nft commands contain a NUL byte".to_string())?;
-    // libnftables promises no thread safety (a context's setup touches process-wide state), and
-    // a job in the caller's own namespace runs on the caller's thread: one run at a time.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    worker::run_blocking(Place::In(ns.clone()), move || {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        run_here(lib, &text)
+    on_own_thread(ns, move || run_here(lib, &text))?
+}
+
+/// A job for libnftables' thread; given the thread's home namespace, it says whether the
+/// thread is back there (else the thread ends).
+type Job = Box<dyn FnOnce(&NetNs) -> bool + Send>;
+
+/// The queue of libnftables' thread (`None`: not started, or it ended).
+static THREAD: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+
+/// Start libnftables' thread. It starts in the namespace of the calling thread, its home.
+fn spawn() -> std::io::Result<Sender<Job>> {
+    let home = NetNs::current().map_err(std::io::Error::other)?;
+    let (tx, rx) = channel::<Job>();
+    std::thread::Builder::new().name("netkit-nft".into()).spawn(move || {
+        for job in rx {
+            if !job(&home) {
+                // Could not go home: this thread is no longer fit for jobs.
+                return;
+            }
+        }
+    })?;
+    Ok(tx)
+}
+
+/// Run `f` inside `ns` on libnftables' thread and wait for it.
+///
+/// One long-lived thread runs every libnftables job of the process, one after the other
+/// (libnftables is not thread-safe). Like netkit's namespace helper thread it enters the
+/// target namespace for a job (not when that is its home) and goes back before the next one;
+/// a thread that cannot go back ends and the next job starts another. It is not that helper
+/// thread, so a slow transaction holds up only other libnftables jobs, never the sockets and
+/// sysctls of other namespaces.
+fn on_own_thread<T, F>(ns: &NetNs, f: F) -> Result<T, String>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = sync_channel(1);
+    let target = ns.clone();
+    let mut job: Job = Box::new(move |home: &NetNs| {
+        let away = !matches!((target.id(), home.id()), (Ok(a), Ok(b)) if a == b);
+        let entered = if away {
+            setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter netns {target}: {e}"))
+        } else {
+            Ok(())
+        };
+        let out = entered.and_then(|()| {
+            catch_unwind(AssertUnwindSafe(f)).map_err(|_| format!("libnftables job in netns {target} panicked"))
+        });
+        let back = !away || setns(home, CloneFlags::CLONE_NEWNET).is_ok();
+        let _ = tx.send(out);
+        back
+    });
+    {
+        let mut thread = THREAD.lock().unwrap_or_else(|p| p.into_inner());
+        // A thread that ended (could not go home) refuses the job: start another.
+        let mut sent = false;
+        for _ in 0..2 {
+            let queue = match thread.as_ref() {
+                Some(q) => q.clone(),
+                None => {
+                    let q = spawn().map_err(|e| format!("start libnftables' thread: {e}"))?;
+                    *thread = Some(q.clone());
+                    q
+                }
+            };
+            match queue.send(job) {
+                Ok(()) => {
+                    sent = true;
+                    break;
+                }
+                Err(back) => {
+                    job = back.0;
+                    *thread = None;
+                }
+            }
+        }
+        if !sent {
+            return Err("libnftables' thread ended at once".into());
+        }
+    }
+    rx.recv()
+        .map_err(|_| "libnftables' thread ended without an answer".to_string())?
+}
+
+/// The errno libnftables names in its error `message`, if any. Its errors from the kernel read
+/// `Error: Could not process rule: <strerror>`, those of its own cache checks
+/// `Error: <strerror>; did you mean …` (a syntax error names none).
+pub(crate) fn errno_of(message: &str) -> Option<i32> {
+    message.lines().find_map(|line| {
+        let (_, rest) = line.split_once("Error: ")?;
+        let rest = rest.strip_prefix("Could not process rule: ").unwrap_or(rest);
+        let text = rest.split(';').next()?.trim();
+        // strerror's text for each errno, as this process's libc (the one libnftables uses)
+        // writes it; std appends " (os error N)".
+        (1..256).find(|&e| {
+            let s = std::io::Error::from_raw_os_error(e).to_string();
+            s.strip_suffix(&format!(" (os error {e})")) == Some(text)
+        })
     })
-    .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::netns::worker::{self, Place};
+    use crate::netns::{NetNsGuard, NetnsId};
+
+    fn test_ns(tag: &str) -> NetNsGuard {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "nklibnft{}x{}{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        NetNsGuard::create(&name).expect("create test netns")
+    }
+
+    /// The namespace of the calling thread.
+    fn here() -> NetnsId {
+        NetNs::current().unwrap().id().unwrap()
+    }
+
+    #[test]
+    fn jobs_run_inside_their_namespace_one_at_a_time() {
+        let (a, b) = (test_ns("a"), test_ns("b"));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let ns: NetNs = if i % 2 == 0 { (*a).clone() } else { (*b).clone() };
+                let busy = busy.clone();
+                std::thread::spawn(move || {
+                    let want = ns.id().unwrap();
+                    let (got, alone) = on_own_thread(&ns, move || {
+                        let alone = busy.fetch_add(1, Ordering::SeqCst) == 0;
+                        std::thread::sleep(Duration::from_millis(5));
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        (here(), alone)
+                    })
+                    .unwrap();
+                    assert_eq!(got, want, "job {i} ran inside its namespace");
+                    assert!(alone, "job {i} ran beside another one");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The thread went home after each job: a job for its home namespace (where this
+        // test process was when it started the thread) finds it there.
+        let home = NetNs::current().unwrap();
+        assert_eq!(on_own_thread(&home, here).unwrap(), home.id().unwrap());
+        // A panic is an error, and the thread stays usable.
+        let err = on_own_thread::<(), _>(&a, || panic!("boom")).unwrap_err();
+        assert!(err.contains("panicked"), "{err}");
+        assert_eq!(on_own_thread(&a, here).unwrap(), a.id().unwrap());
+    }
+
+    /// A slow libnftables job holds up neither netkit's namespace helper thread nor the jobs
+    /// it runs (sockets, sysctls) for other namespaces.
+    #[test]
+    fn a_slow_job_holds_up_no_namespace_work() {
+        let (slow_ns, other) = (test_ns("slow"), test_ns("other"));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let ns: NetNs = (*slow_ns).clone();
+        let slow = std::thread::spawn(move || {
+            on_own_thread(&ns, move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv_timeout(Duration::from_secs(30)).is_ok()
+            })
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the slow job started");
+        let start = Instant::now();
+        let want = other.id().unwrap();
+        for _ in 0..5 {
+            let got = worker::run_blocking(Place::In((*other).clone()), here).unwrap();
+            assert_eq!(got, want);
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        release_tx.send(()).unwrap();
+        assert_eq!(slow.join().unwrap(), Ok(true));
+    }
+
+    #[test]
+    fn runs_commands_inside_the_namespace() {
+        if available().is_err() {
+            return;
+        }
+        let ns = test_ns("run");
+        run(&ns, "add table inet nktest\n").unwrap();
+        let out = run(&ns, "list tables\n").unwrap();
+        assert!(out.contains("table inet nktest"), "{out}");
+        let other = test_ns("run2");
+        assert!(!run(&other, "list tables\n").unwrap().contains("nktest"));
+        let err = run(&ns, "add table inet nktest\ncreate table inet nktest\n").unwrap_err();
+        assert_eq!(errno_of(&err), Some(libc::EEXIST), "{err}");
+        let err = run(&ns, "this is no nft\n").unwrap_err();
+        assert_eq!(errno_of(&err), None, "{err}");
+    }
+
+    #[test]
+    fn errno_is_read_from_libnftables_messages() {
+        let kernel = "/dev/stdin:1:19-19: Error: Could not process rule: File exists\ncreate table inet t\n                  ^\n";
+        assert_eq!(errno_of(kernel), Some(libc::EEXIST));
+        let cache =
+            "Error: No such file or directory; did you mean table 'netkit' in family inet?\nadd chain inet t svc-x\n";
+        assert_eq!(errno_of(cache), Some(libc::ENOENT));
+        assert_eq!(errno_of("Error: No such file or directory\n"), Some(libc::ENOENT));
+        assert_eq!(errno_of("Error: syntax error, unexpected newline\n"), None);
+        assert_eq!(errno_of("nft failed with status 1"), None);
+        assert_eq!(errno_of(""), None);
+    }
 }

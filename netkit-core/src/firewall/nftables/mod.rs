@@ -8,8 +8,10 @@ mod elements;
 mod libnft;
 pub(crate) mod netlink;
 pub mod ruleset;
+#[cfg(test)]
+mod tests;
 
-use std::fmt::Write;
+use std::collections::HashSet;
 
 use super::engine::{self, Backend, Engine};
 use super::error::Result;
@@ -37,7 +39,7 @@ impl Nftables {
             let mut socket = netlink::NftSocket::open(&ns).map_err(|e| unavailable(e.to_string()))?;
             socket.set_detached_close(options.detached_close);
             let found = socket
-                .table_comment(netlink::Family::Inet, &options.name)
+                .table_comment(&options.name)
                 .map_err(|e| unavailable(format!("the kernel refused nftables: {e}")))?;
             // libnftables writes the table and service chains; element changes (the common
             // case once the table exists) do without it, so it is loaded only when needed
@@ -77,11 +79,13 @@ pub(crate) struct NftBackend {
 }
 
 impl NftBackend {
+    /// Run nft `commands` through libnftables (one transaction).
     fn run(&self, op: &str, commands: &str) -> Result<String> {
         libnft::run(&self.ns, commands).map_err(|reason| FirewallError::Kernel {
             driver: "nftables",
             netns: self.ns.to_string(),
             op: op.to_string(),
+            errno: libnft::errno_of(&reason),
             reason: reason.trim().to_string(),
         })
     }
@@ -92,50 +96,58 @@ impl NftBackend {
             driver: "nftables",
             netns: self.ns.to_string(),
             op,
+            errno: e.errno(),
             reason: e.to_string(),
         }
     }
 
-    fn table_exists(&self) -> Result<bool> {
-        self.socket
-            .table_exists(netlink::Family::Inet, &self.table)
-            .map_err(self.kernel_err("look up table"))
+    /// Send `batch` (nothing when it is empty); the kernel applies it all or nothing.
+    fn send(&self, batch: &netlink::Batch) -> std::result::Result<(), netlink::NftError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.socket.send(batch)
     }
 
-    /// One netlink batch: destroy `removed`'s elements, create `added`'s ("create": a key
-    /// another owner holds fails the whole batch with EEXIST), and add `held`'s (shared
-    /// elements others hold: "add" is idempotent for an identical element).
-    fn element_batch(&self, owner: &str, removed: &Rules, added: &Rules, held: &Rules) -> Result<netlink::Batch> {
+    /// One netlink batch of `owner`'s elements: for each `(rules, kind)`, the elements of
+    /// `rules` (see [`elements::of_rules`]), one operation per set. Kinds, as [`Backend::apply`]
+    /// uses them: destroy what goes (missing ones ignored), create what comes (a key another
+    /// owner holds fails the whole batch with EEXIST), add what others hold too ("add" is
+    /// idempotent for an identical element).
+    fn element_batch(&self, owner: &str, parts: &[(&Rules, netlink::OpKind)]) -> Result<netlink::Batch> {
         let mut batch = netlink::Batch::new();
-        for (rules, kind) in [
-            (removed, netlink::OpKind::Destroy),
-            (added, netlink::OpKind::Create),
-            (held, netlink::OpKind::Add),
-        ] {
-            for e in elements::of_rules(rules, owner) {
-                let el = elements::to_netlink(&e).map_err(self.kernel_err("encode element"))?;
-                match kind {
-                    netlink::OpKind::Create => batch.create(netlink::Family::Inet, &self.table, e.set, [el]),
-                    netlink::OpKind::Add => batch.add(netlink::Family::Inet, &self.table, e.set, [el]),
-                    _ => batch.destroy(netlink::Family::Inet, &self.table, e.set, [el]),
-                };
-            }
+        for (rules, kind) in parts {
+            self.push_elements(&mut batch, *kind, elements::of_rules(rules, owner))?;
         }
         Ok(batch)
     }
 
-    /// Element commands for `rules` of `owner`.
-    fn element_commands(&self, verb: &str, rules: &Rules, owner: &str, out: &mut String) {
-        for e in elements::of_rules(rules, owner) {
-            let body = if verb == "delete" {
-                elements::key_text(&e)
-            } else {
-                elements::text(&e)
-            };
-            let _ = writeln!(out, "{verb} element inet {} {} {{ {body} }}", self.table, e.set);
+    /// Append `elements` to `batch` as `kind` operations, one per set.
+    fn push_elements(
+        &self,
+        batch: &mut netlink::Batch,
+        kind: netlink::OpKind,
+        elements: impl IntoIterator<Item = elements::Element>,
+    ) -> Result<()> {
+        let mut by_set: Vec<(&'static str, Vec<netlink::Element>)> = Vec::new();
+        for e in elements {
+            let el = elements::to_netlink(&e).map_err(self.kernel_err("encode element"))?;
+            match by_set.iter_mut().find(|(set, _)| *set == e.set) {
+                Some((_, els)) => els.push(el),
+                None => by_set.push((e.set, vec![el])),
+            }
         }
+        for (set, els) in by_set {
+            match kind {
+                netlink::OpKind::Add => batch.add(&self.table, set, els),
+                netlink::OpKind::Create => batch.create(&self.table, set, els),
+                netlink::OpKind::Destroy => batch.destroy(&self.table, set, els),
+            };
+        }
+        Ok(())
     }
 
+    /// The nft text of the service changes from `old` to `new`.
     fn service_commands(&self, old: &Rules, new: &Rules, out: &mut String) {
         for o in &old.services {
             if !new.services.iter().any(|s| s.name == o.name) {
@@ -149,70 +161,159 @@ impl NftBackend {
             }
         }
     }
+
+    /// [`Backend::apply`] when the table is missing (the first owner, or someone flushed the
+    /// ruleset): only what the change brings matters (the elements it adds or takes on, the
+    /// services it adds or changes, made afresh). First the table's fixed part and those
+    /// services (one libnftables transaction), then the elements (one netlink batch); when the
+    /// elements fail, the new table goes again, so the kernel is as before. `missing` is the
+    /// error that said the table is missing: returned when the table turns out to exist
+    /// (the fixed part is made with `create table`, which fails then). `sure`: the kernel said
+    /// so of the table itself; else the table is made (and so checked) even when the change
+    /// brings nothing.
+    fn apply_to_new_table(
+        &self,
+        owner: &str,
+        (old, new, held): (&Rules, &Rules, &Rules),
+        missing: FirewallError,
+        sure: bool,
+    ) -> Result<()> {
+        use netlink::OpKind::{Add, Create};
+        let added = new.minus(old);
+        let batch = self.element_batch(owner, &[(&added, Create), (held, Add)])?;
+        let mut services = String::new();
+        for s in new.services.iter().filter(|s| !old.services.contains(s)) {
+            services.push_str(&ruleset::apply_service(&self.table, self.mark, None, s));
+        }
+        if sure && batch.is_empty() && services.is_empty() {
+            return Ok(());
+        }
+        let text = ruleset::create(&self.table, self.mark, &self.state_id) + &services;
+        match self.run("create table", &text) {
+            Ok(_) => {}
+            // The table is there after all (a kernel that pins no attribute on its ENOENT
+            // meant the set): the first error is the one to report.
+            Err(FirewallError::Kernel {
+                errno: Some(libc::EEXIST),
+                ..
+            }) => return Err(missing),
+            Err(e) => return Err(e),
+        }
+        let Err(e) = self.send(&batch) else {
+            return Ok(());
+        };
+        let err = self.kernel_err("apply")(e);
+        let t = &self.table;
+        match self.run("remove table", &format!("delete table inet {t}\n")) {
+            Ok(_) => Err(err),
+            Err(undo) => Err(also_failed(err, "removing the new table", undo)),
+        }
+    }
+}
+
+/// `err` with `note` added to its reason.
+fn noted(err: FirewallError, note: &str) -> FirewallError {
+    match err {
+        FirewallError::Kernel {
+            driver,
+            netns,
+            op,
+            reason,
+            errno,
+        } => FirewallError::Kernel {
+            driver,
+            netns,
+            op,
+            reason: format!("{reason}; {note}"),
+            errno,
+        },
+        other => other,
+    }
+}
+
+/// `err`, with the failure of its undo (`what`) added: the kernel is not as before the change.
+fn also_failed(err: FirewallError, what: &str, undo: FirewallError) -> FirewallError {
+    noted(err, &format!("{what} failed too, the change is half made: {undo}"))
 }
 
 impl Backend for NftBackend {
+    /// Elements by netlink, services as nft text, in that order: the element batch is the
+    /// part that fails in practice (a key another owner holds, a flushed table), and it fails
+    /// before anything changed; its inverse is exact and cheap (one more batch), whereas the
+    /// inverse of service text would be more text that can fail halfway. So when the service
+    /// text fails after the elements went in, the inverse batch (destroy what was created, add
+    /// back what was destroyed) puts the elements back as they were before the error returns.
+    /// Elements taken on from other owners (`held`) stay: the state names them either way.
     fn apply(&self, owner: &str, old: &Rules, new: &Rules, held: &Rules, _state: &StateDir) -> Result<()> {
+        use netlink::OpKind::{Add, Create, Destroy};
         let removed = old.minus(new);
         let added = new.minus(old);
+        let batch = self.element_batch(owner, &[(&removed, Destroy), (&added, Create), (held, Add)])?;
+        if let Err(e) = self.send(&batch) {
+            let missing = e.table_missing();
+            let err = self.kernel_err("apply")(e);
+            return match missing {
+                Some(sure) => self.apply_to_new_table(owner, (old, new, held), err, sure),
+                None => Err(err),
+            };
+        }
         let mut services = String::new();
         self.service_commands(old, new, &mut services);
-        let send = |batch: &netlink::Batch| -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            self.socket.send(batch).map_err(self.kernel_err("apply"))
-        };
         if services.is_empty() {
-            // The hot path: elements only, one netlink batch, no libnftables.
-            match send(&self.element_batch(owner, &removed, &added, held)?) {
-                Err(FirewallError::Kernel { .. }) if !self.table_exists()? => {}
-                other => return other,
-            }
-            // No table (first owner, or someone flushed the ruleset): only additions matter.
-            if added.is_empty() && held.is_empty() {
-                return Ok(());
-            }
-            // One transaction: the table's fixed part and the new elements.
-            let mut text = ruleset::skeleton(&self.table, self.mark, &self.state_id);
-            self.element_commands("create", &added, owner, &mut text);
-            self.element_commands("add", held, owner, &mut text);
-            return self.run("create table", &text).map(drop);
+            return Ok(());
         }
-        // Services change chains: the whole change as one libnftables transaction (elements in
-        // nft text too), the table's fixed part first when it is missing.
-        let mut deletes = String::new();
-        self.element_commands("delete", &removed, owner, &mut deletes);
-        let mut rest = String::new();
-        self.element_commands("create", &added, owner, &mut rest);
-        self.element_commands("add", held, owner, &mut rest);
-        rest.push_str(&services);
-        if !self.table_exists()? {
-            let text = ruleset::skeleton(&self.table, self.mark, &self.state_id) + &rest;
-            return self.run("apply", &text).map(drop);
+        let err = match self.run("apply", &services) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if batch.is_empty() {
+            // Nothing to undo. When no element changed, a missing table shows only here, as an
+            // ENOENT that may as well be about a chain or an element of a service.
+            return match err {
+                FirewallError::Kernel {
+                    errno: Some(libc::ENOENT),
+                    ..
+                } => self.apply_to_new_table(owner, (old, new, held), err, false),
+                err => Err(err),
+            };
         }
-        match self.run("apply", &(deletes.clone() + &rest)) {
-            Ok(_) => Ok(()),
-            // An element the state names but the kernel lacks (a process killed between the
-            // two, or a flush): drop the rest by netlink (missing ones ignored), then apply.
-            Err(_) if !deletes.is_empty() => {
-                send(&self.element_batch(owner, &removed, &Rules::default(), &Rules::default())?)?;
-                self.run("apply", &rest).map(drop)
-            }
-            Err(e) => Err(e),
+        let undo = self.element_batch(owner, &[(&added, Destroy), (&removed, Add)])?;
+        match self.send(&undo) {
+            Ok(()) => Err(err),
+            Err(e) => Err(also_failed(
+                err,
+                "undoing the element changes",
+                self.kernel_err("undo")(e),
+            )),
         }
     }
 
+    /// The table afresh: its fixed part and every service (one libnftables transaction that
+    /// replaces the table), then every element (one netlink batch, elements several owners
+    /// hold sent once). Not atomic as a whole: when the elements fail, the table has its fixed
+    /// part and services but no elements, and the error says so (reconcile again).
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()> {
         let t = &self.table;
         let mut text = format!("add table inet {t}\ndelete table inet {t}\n");
         text.push_str(&ruleset::skeleton(t, self.mark, &self.state_id));
         let empty = Rules::default();
-        for (owner, rules) in all {
-            self.element_commands("add", rules, owner, &mut text);
+        for (_, rules) in all {
             self.service_commands(&empty, rules, &mut text);
         }
-        self.run("reconcile", &text).map(drop)
+        self.run("reconcile", &text)?;
+        let mut seen = HashSet::new();
+        let every = all
+            .iter()
+            .flat_map(|(owner, rules)| elements::of_rules(rules, owner))
+            .filter(|e| seen.insert((e.set, e.key.clone(), e.key_end.clone())));
+        let mut batch = netlink::Batch::new();
+        self.push_elements(&mut batch, netlink::OpKind::Add, every)?;
+        self.send(&batch).map_err(|e| {
+            noted(
+                self.kernel_err("reconcile")(e),
+                "the table was rebuilt without its elements, reconcile again",
+            )
+        })
     }
 
     fn claim(&mut self, state_id: &str) -> Result<()> {

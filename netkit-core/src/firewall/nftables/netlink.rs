@@ -1,6 +1,6 @@
 //! A small synchronous nf_tables client that speaks netlink directly, for the
-//! firewall's hot path: add, create, delete and destroy *elements* of existing
-//! sets and maps, and check whether a table exists.
+//! firewall's set and map elements: add, create and destroy *elements* of
+//! existing sets and maps of an `inet` table, and read a table's comment.
 //!
 //! `nft` and libnftables fetch a cache of the whole ruleset for every command,
 //! so their cost grows with the ruleset. Here one [`Batch`] is one `sendmsg`
@@ -8,6 +8,7 @@
 //! operation, `NFNL_MSG_BATCH_END`) and one `recv` per acknowledgement, and the
 //! cost of adding or removing an element does not depend on how many exist.
 //! Tables, chains, rules and set definitions are made elsewhere (nft text).
+//! Messages are laid out and read with [`crate::netlink::wire`].
 //!
 //! The kernel applies a batch all or nothing: when any operation fails, none
 //! takes effect, and [`NftError::Element`] says which operation, set and
@@ -20,7 +21,7 @@
 //! ```text
 //! let sock = NftSocket::open(&ns)?;
 //! let mut batch = Batch::new();
-//! batch.add(Family::Inet, "t", "pm4", [Element::new(Data::new().inet_proto(6).inet_service(8080))
+//! batch.add("t", "pm4", [Element::new(Data::new().inet_proto(6).inet_service(8080))
 //!     .value(Data::new().ipv4_addr([10, 88, 0, 2].into()).inet_service(80))
 //!     .comment("container abc")]);
 //! sock.send(&batch)?;
@@ -31,10 +32,6 @@
 //! namespace and keeps it; any thread may use it afterwards. Calls on one
 //! [`NftSocket`] are serialized by a mutex, so its acks never mix.
 
-// A complete element client (every family, verdict data, marks, plain add/delete); the firewall
-// uses a subset today and tests exercise the rest.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
@@ -42,11 +39,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use netlink_packet_core::{
-    NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
+use crate::netlink::wire::{self, NLA_MAX_LEN};
 use crate::netlink::NetlinkError;
 use crate::netns::NetNs;
 
@@ -55,7 +51,8 @@ use crate::netns::NetNs;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFNETLINK_V0: u8 = 0;
+/// NFPROTO_INET: the family of netkit's table (`inet`: IPv4 and IPv6).
+const NFPROTO_INET: u8 = 1;
 
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
@@ -75,15 +72,11 @@ const NFTA_LIST_ELEM: u16 = 1;
 
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_SET_ELEM_USERDATA: u16 = 6;
 /// 10, not 9 (9 is NFTA_SET_ELEM_OBJREF).
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 
 const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
 
 /// libnftnl's udata type for an element comment (`nft list` shows `comment "…"`).
 const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
@@ -91,19 +84,10 @@ const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
 const NFT_USERDATA_MAX: usize = 256;
 /// NFT_DATA_VALUE_MAXLEN: 16 registers of 4 bytes.
 const NFT_DATA_VALUE_MAXLEN: usize = 64;
-/// NFT_NAME_MAXLEN (table, set) and NFT_CHAIN_MAXNAMELEN, with the NUL.
+/// NFT_NAME_MAXLEN (table, set), with the NUL.
 const NFT_NAME_MAXLEN: usize = 256;
 const IFNAMSIZ: usize = 16;
 
-const NLA_F_NESTED: u16 = 1 << 15;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const NLMSG_HDRLEN: usize = 16;
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const NLMSGERR_ATTR_OFFS: u16 = 2;
-
-/// Largest payload of one attribute (`nla_len` is a u16); a set operation
-/// with more elements than fit is split over several messages.
-const NLA_MAX_LEN: usize = u16::MAX as usize;
 /// How long to wait for an ack before giving up. nfnetlink handles a batch
 /// inside `sendmsg`, so every ack is queued before `send` returns; this only
 /// bounds the wait if that ever changes.
@@ -114,50 +98,6 @@ const RECV_BUF: usize = 64 * 1024;
 const SO_RCVBUF_SIZE: usize = 4 * 1024 * 1024;
 /// Rounds of the legacy destroy (see [`NftSocket::send`]).
 const MAX_ROUNDS: usize = 4;
-
-/// An nf_tables address family (`NFPROTO_*`), the first word of a table's name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Family {
-    /// `inet`: IPv4 and IPv6.
-    Inet,
-    /// `ip`: IPv4.
-    Ip,
-    /// `ip6`: IPv6.
-    Ip6,
-    /// `arp`.
-    Arp,
-    /// `bridge`.
-    Bridge,
-    /// `netdev`.
-    Netdev,
-}
-
-impl Family {
-    /// The `NFPROTO_*` number.
-    pub(crate) fn nfproto(self) -> u8 {
-        match self {
-            Self::Inet => 1,
-            Self::Ip => 2,
-            Self::Arp => 3,
-            Self::Netdev => 5,
-            Self::Bridge => 7,
-            Self::Ip6 => 10,
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Inet => "inet",
-            Self::Ip => "ip",
-            Self::Ip6 => "ip6",
-            Self::Arp => "arp",
-            Self::Bridge => "bridge",
-            Self::Netdev => "netdev",
-        })
-    }
-}
 
 /// One field of a key or value, typed like the nftables datatype it stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -172,10 +112,6 @@ enum Field {
     Service(u16),
     /// `ifname`: 16 bytes, NUL padded.
     Ifname(String),
-    /// `mark`: 4 bytes in host order (nftables' `mark` type is host-endian).
-    Mark(u32),
-    /// Anything else, as the caller lays it out.
-    Raw(Vec<u8>),
 }
 
 impl Field {
@@ -190,8 +126,6 @@ impl Field {
                 out.extend_from_slice(name.as_bytes());
                 out.resize(start + IFNAMSIZ, 0);
             }
-            Self::Mark(m) => out.extend_from_slice(&m.to_ne_bytes()),
-            Self::Raw(b) => out.extend_from_slice(b),
         }
     }
 }
@@ -213,11 +147,6 @@ impl fmt::Display for Field {
             },
             Self::Service(p) => p.fmt(f),
             Self::Ifname(n) => write!(f, "{n:?}"),
-            Self::Mark(m) => write!(f, "0x{m:08x}"),
-            Self::Raw(b) => {
-                f.write_str("0x")?;
-                b.iter().try_for_each(|x| write!(f, "{x:02x}"))
-            }
         }
     }
 }
@@ -283,18 +212,6 @@ impl Data {
         Ok(self.with(Field::Ifname(name.to_owned())))
     }
 
-    /// A `mark` field (packet or conntrack mark), in host byte order as
-    /// nftables' `mark` type is.
-    pub(crate) fn mark(self, mark: u32) -> Self {
-        self.with(Field::Mark(mark))
-    }
-
-    /// A field of another type, bytes exactly as the kernel compares them
-    /// (padded to 4 inside a concatenation).
-    pub(crate) fn raw(self, bytes: &[u8]) -> Self {
-        self.with(Field::Raw(bytes.to_vec()))
-    }
-
     /// The bytes sent to the kernel.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.fields.len() * 4);
@@ -330,67 +247,13 @@ impl fmt::Display for Data {
     }
 }
 
-/// A verdict, the value type of a verdict map (`: verdict`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Verdict {
-    /// `accept` (NF_ACCEPT, 1).
-    Accept,
-    /// `drop` (NF_DROP, 0).
-    Drop,
-    /// `return` (NFT_RETURN, -5).
-    Return,
-    /// `jump CHAIN` (NFT_JUMP, -3).
-    Jump(String),
-    /// `goto CHAIN` (NFT_GOTO, -4).
-    Goto(String),
-}
-
-impl Verdict {
-    fn code(&self) -> i32 {
-        match self {
-            Self::Accept => 1,
-            Self::Drop => 0,
-            Self::Return => -5,
-            Self::Jump(_) => -3,
-            Self::Goto(_) => -4,
-        }
-    }
-
-    fn chain(&self) -> Option<&str> {
-        match self {
-            Self::Jump(c) | Self::Goto(c) => Some(c),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Accept => f.write_str("accept"),
-            Self::Drop => f.write_str("drop"),
-            Self::Return => f.write_str("return"),
-            Self::Jump(c) => write!(f, "jump {c}"),
-            Self::Goto(c) => write!(f, "goto {c}"),
-        }
-    }
-}
-
-/// The value of a map element.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Value {
-    Data(Data),
-    Verdict(Verdict),
-}
-
 /// One element of a set or map: a key (or a key range for interval sets),
 /// and for maps a value; optionally a comment.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Element {
     key: Data,
     key_end: Option<Data>,
-    value: Option<Value>,
-    flags: u32,
+    value: Option<Data>,
     comment: Option<String>,
 }
 
@@ -401,7 +264,6 @@ impl Element {
             key,
             key_end: None,
             value: None,
-            flags: 0,
             comment: None,
         }
     }
@@ -420,27 +282,13 @@ impl Element {
 
     /// The map value (for a map `: type . type`).
     pub(crate) fn value(mut self, value: Data) -> Self {
-        self.value = Some(Value::Data(value));
-        self
-    }
-
-    /// The verdict (for a map `: verdict`).
-    pub(crate) fn verdict(mut self, verdict: Verdict) -> Self {
-        self.value = Some(Value::Verdict(verdict));
+        self.value = Some(value);
         self
     }
 
     /// A comment, shown by `nft list` as `comment "…"` (at most 253 bytes).
     pub(crate) fn comment(mut self, comment: impl Into<String>) -> Self {
         self.comment = Some(comment.into());
-        self
-    }
-
-    /// Raw `NFT_SET_ELEM_*` flags (NFTA_SET_ELEM_FLAGS, e.g. 1 for
-    /// NFT_SET_ELEM_INTERVAL_END in a non-concatenated interval set); zero
-    /// (the default) sends none.
-    pub(crate) fn flags(mut self, flags: u32) -> Self {
-        self.flags = flags;
         self
     }
 
@@ -458,14 +306,8 @@ impl Element {
         if let Some(end) = &self.key_end {
             check("key end", end)?;
         }
-        match &self.value {
-            Some(Value::Data(d)) => check("value", d)?,
-            Some(Value::Verdict(v)) => {
-                if let Some(chain) = v.chain() {
-                    check_name("chain", chain)?;
-                }
-            }
-            None => {}
+        if let Some(value) = &self.value {
+            check("value", value)?;
         }
         if let Some(c) = &self.comment {
             // type, length, text, NUL
@@ -492,8 +334,7 @@ impl fmt::Display for Element {
             write!(f, " comment {c:?}")?;
         }
         match &self.value {
-            Some(Value::Data(d)) => write!(f, " : {d}"),
-            Some(Value::Verdict(v)) => write!(f, " : {v}"),
+            Some(d) => write!(f, " : {d}"),
             None => Ok(()),
         }
     }
@@ -519,8 +360,6 @@ pub(crate) enum OpKind {
     /// `nft create element`: NEWSETELEM with NLM_F_CREATE | NLM_F_EXCL; an
     /// existing key fails with `EEXIST`.
     Create,
-    /// `nft delete element`: DELSETELEM; a missing element fails with `ENOENT`.
-    Delete,
     /// `nft destroy element`: delete, and a missing element is not an error
     /// (DESTROYSETELEM, kernel 6.3+; see [`NftSocket::send`] for older kernels).
     Destroy,
@@ -531,7 +370,6 @@ impl fmt::Display for OpKind {
         f.write_str(match self {
             Self::Add => "add",
             Self::Create => "create",
-            Self::Delete => "delete",
             Self::Destroy => "destroy",
         })
     }
@@ -542,9 +380,7 @@ impl fmt::Display for OpKind {
 pub(crate) struct Op {
     /// What is done.
     pub(crate) kind: OpKind,
-    /// The table's family.
-    pub(crate) family: Family,
-    /// The table's name.
+    /// The table's name (family `inet`).
     pub(crate) table: String,
     /// The set's or map's name.
     pub(crate) set: String,
@@ -568,76 +404,29 @@ impl Batch {
         Self::default()
     }
 
-    /// Append an operation.
-    pub(crate) fn push(&mut self, op: Op) -> &mut Self {
-        self.ops.push(op);
-        self
-    }
-
-    fn op(
-        &mut self,
-        kind: OpKind,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: impl IntoIterator<Item = Element>,
-    ) -> &mut Self {
-        self.push(Op {
+    fn op(&mut self, kind: OpKind, table: &str, set: &str, elements: impl IntoIterator<Item = Element>) -> &mut Self {
+        self.ops.push(Op {
             kind,
-            family,
             table: table.to_owned(),
             set: set.to_owned(),
             elements: elements.into_iter().collect(),
-        })
+        });
+        self
     }
 
-    /// Add elements to `family table`'s set or map `set` ([`OpKind::Add`]).
-    pub(crate) fn add(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: impl IntoIterator<Item = Element>,
-    ) -> &mut Self {
-        self.op(OpKind::Add, family, table, set, elements)
+    /// Add elements to the set or map `set` of table `inet table` ([`OpKind::Add`]).
+    pub(crate) fn add(&mut self, table: &str, set: &str, elements: impl IntoIterator<Item = Element>) -> &mut Self {
+        self.op(OpKind::Add, table, set, elements)
     }
 
     /// Create elements, failing with `EEXIST` if a key exists ([`OpKind::Create`]).
-    pub(crate) fn create(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: impl IntoIterator<Item = Element>,
-    ) -> &mut Self {
-        self.op(OpKind::Create, family, table, set, elements)
-    }
-
-    /// Delete elements, failing with `ENOENT` if one is missing ([`OpKind::Delete`]).
-    pub(crate) fn delete(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: impl IntoIterator<Item = Element>,
-    ) -> &mut Self {
-        self.op(OpKind::Delete, family, table, set, elements)
+    pub(crate) fn create(&mut self, table: &str, set: &str, elements: impl IntoIterator<Item = Element>) -> &mut Self {
+        self.op(OpKind::Create, table, set, elements)
     }
 
     /// Delete elements, ignoring missing ones ([`OpKind::Destroy`]).
-    pub(crate) fn destroy(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: impl IntoIterator<Item = Element>,
-    ) -> &mut Self {
-        self.op(OpKind::Destroy, family, table, set, elements)
-    }
-
-    /// The operations, in order.
-    pub(crate) fn ops(&self) -> &[Op] {
-        &self.ops
+    pub(crate) fn destroy(&mut self, table: &str, set: &str, elements: impl IntoIterator<Item = Element>) -> &mut Self {
+        self.op(OpKind::Destroy, table, set, elements)
     }
 
     /// True when there is no element to send.
@@ -664,10 +453,8 @@ pub(crate) enum NftError {
         source: NetlinkError,
     },
     /// Looking up a table failed with something other than "no such table".
-    #[error("nft get table {family} {table} in netns {netns}: {source}")]
+    #[error("nft get table inet {table} in netns {netns}: {source}")]
     Table {
-        /// The table's family.
-        family: Family,
         /// The table.
         table: String,
         /// The namespace.
@@ -691,39 +478,22 @@ pub(crate) enum NftError {
     Invalid(String),
 }
 
-/// ` { ELEMENT }`, or nothing when the error is not about one element.
-fn braced(element: &Option<String>) -> String {
-    element.as_ref().map(|e| format!(" {{ {e} }}")).unwrap_or_default()
-}
-
-/// The kernel refused an element operation of a batch; nothing of the batch
-/// took effect.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "nft {op} element {family} {table} {set}{} in netns {netns}: {source} (batch rolled back)",
-    braced(.element)
-)]
-pub(crate) struct ElementError {
-    /// The operation's kind.
-    pub(crate) op: OpKind,
-    /// The table's family.
-    pub(crate) family: Family,
-    /// The table.
-    pub(crate) table: String,
-    /// The set or map.
-    pub(crate) set: String,
-    /// The failing element, as `nft` would write it, when the kernel said
-    /// which one (it points at the attribute it refused); `None` when it
-    /// refused the table or set name.
-    pub(crate) element: Option<String>,
-    /// The namespace.
-    pub(crate) netns: String,
-    /// The kernel's answer (errno and extended-ack text).
-    #[source]
-    pub(crate) source: NetlinkError,
-}
-
 impl NftError {
+    /// Whether the batch failed because table `inet <table>` does not exist: `Some(true)` for
+    /// `ENOENT` the kernel pinned on the table's name, `Some(false)` for `ENOENT` pinned on
+    /// nothing (a kernel that reports no offsets: the set may be the one missing, so whoever
+    /// acts on it must check, see [`super::ruleset::create`]), `None` otherwise.
+    pub(crate) fn table_missing(&self) -> Option<bool> {
+        match self {
+            Self::Element(e) if e.source.errno == Some(libc::ENOENT) => match e.pinned {
+                Pinned::Table => Some(true),
+                Pinned::Nothing => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The errno of the failure, when there is one.
     pub(crate) fn errno(&self) -> Option<i32> {
         match self {
@@ -735,7 +505,52 @@ impl NftError {
     }
 }
 
-crate::netlink::errno_predicates!(NftError);
+/// What the kernel pointed at when it refused an element message (its `NLMSGERR_ATTR_OFFS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pinned {
+    /// The table's name: no such table (`ENOENT`).
+    Table,
+    /// The set's name: no such set in the table (`ENOENT`).
+    Set,
+    /// One of the elements (named in [`ElementError::element`]).
+    Element,
+    /// Another part of the message.
+    Other,
+    /// Nothing: the kernel sent no offset (kernels before 4.12, or errors it reports without one).
+    Nothing,
+}
+
+/// ` { ELEMENT }`, or nothing when the error is not about one element.
+fn braced(element: &Option<String>) -> String {
+    element.as_ref().map(|e| format!(" {{ {e} }}")).unwrap_or_default()
+}
+
+/// The kernel refused an element operation of a batch; nothing of the batch
+/// took effect.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "nft {op} element inet {table} {set}{} in netns {netns}: {source} (batch rolled back)",
+    braced(.element)
+)]
+pub(crate) struct ElementError {
+    /// The operation's kind.
+    pub(crate) op: OpKind,
+    /// The table.
+    pub(crate) table: String,
+    /// The set or map.
+    pub(crate) set: String,
+    /// The failing element, as `nft` would write it, when the kernel said
+    /// which one (it points at the attribute it refused); `None` when it
+    /// refused the table or set name.
+    pub(crate) element: Option<String>,
+    /// What the kernel pointed at.
+    pub(crate) pinned: Pinned,
+    /// The namespace.
+    pub(crate) netns: String,
+    /// The kernel's answer (errno and extended-ack text).
+    #[source]
+    pub(crate) source: NetlinkError,
+}
 
 /// Whether the kernel knows NFT_MSG_DESTROYSETELEM.
 const DESTROY_UNKNOWN: u8 = 0;
@@ -818,17 +633,6 @@ impl NftSocket {
         Ok(Self::from_socket(socket, netns))
     }
 
-    /// Open a socket in the calling thread's namespace.
-    pub(crate) fn open_current() -> Result<Self, NftError> {
-        let netns = "(current)".to_owned();
-        let socket = open_socket().map_err(|e| NftError::Open {
-            netns: netns.clone(),
-            reason: e.to_string(),
-            errno: e.raw_os_error(),
-        })?;
-        Ok(Self::from_socket(socket, netns))
-    }
-
     fn from_socket(socket: Socket, netns: String) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -854,11 +658,6 @@ impl NftSocket {
         self.detached_close = on;
     }
 
-    /// The namespace, as error messages show it.
-    pub(crate) fn netns(&self) -> &str {
-        &self.netns
-    }
-
     /// Send `batch` and wait until the kernel has acked every message.
     ///
     /// Either every operation took effect, or none did and the error names
@@ -866,8 +665,8 @@ impl NftSocket {
     /// attribute it refused, which maps to one element) with the errno:
     /// `EEXIST` for a create of an existing key or an add whose key exists
     /// with another value (or an interval that overlaps one), `ENOENT` for a
-    /// delete of a missing element or a missing table, set or chain,
-    /// `EINVAL` for a key or value of the wrong size.
+    /// missing table or set (see [`NftError::table_missing`]), `EINVAL` for a
+    /// key or value of the wrong size.
     ///
     /// **Destroy on kernels before 6.3**, which answer `EINVAL` to
     /// NFT_MSG_DESTROYSETELEM: the socket switches for good to sending each
@@ -951,9 +750,15 @@ impl NftSocket {
     fn element_error(&self, ops: &[Op], plan: &Plan, f: &Failure) -> NftError {
         let msg = &plan.msgs[f.msg];
         let op = &ops[msg.op];
-        // The kernel points at the element it refused; an offset outside
-        // every element is the table or set name (or, say, a missing chain
-        // of a verdict is pinned on its element).
+        // The kernel points at the attribute it refused: the table's name, the
+        // set's name, or one element.
+        let pinned = match f.offset {
+            None => Pinned::Nothing,
+            Some(off) if off == msg.table_at => Pinned::Table,
+            Some(off) if off == msg.set_at => Pinned::Set,
+            Some(off) if msg.elements_at.0 <= off && off < msg.elements_at.1 => Pinned::Element,
+            Some(_) => Pinned::Other,
+        };
         let element = match f.offset {
             Some(off) => msg.elems.iter().find(|e| e.start <= off && off < e.end),
             None if msg.elems.len() == 1 => Some(&msg.elems[0]),
@@ -962,72 +767,53 @@ impl NftSocket {
         .map(|e| op.elements[e.index].to_string());
         NftError::Element(Box::new(ElementError {
             op: op.kind,
-            family: op.family,
             table: op.table.clone(),
             set: op.set.clone(),
             element,
+            pinned,
             netns: self.netns.clone(),
             source: f.error.clone(),
         }))
     }
 
-    /// Use one DELSETELEM per element for destroys, as on kernels without
-    /// NFT_MSG_DESTROYSETELEM (before 6.3), or go back to detecting it. For
-    /// tests, and for callers that know their kernel.
-    pub(crate) fn set_legacy_destroy(&self, legacy: bool) {
-        let mode = if legacy { DESTROY_LEGACY } else { DESTROY_UNKNOWN };
-        self.destroy.store(mode, Ordering::Relaxed);
-    }
-
-    /// Whether `family name` exists (NFT_MSG_GETTABLE; `ENOENT` is `false`).
-    pub(crate) fn table_exists(&self, family: Family, name: &str) -> Result<bool, NftError> {
-        self.table_comment(family, name).map(|t| t.is_some())
-    }
-
-    /// The comment of table `family name`: `None` when there is no such table, `Some(None)`
+    /// The comment of table `inet name`: `None` when there is no such table, `Some(None)`
     /// when it has no comment (NFT_MSG_GETTABLE; the comment is the userdata TLV nft writes).
-    pub(crate) fn table_comment(&self, family: Family, name: &str) -> Result<Option<Option<String>>, NftError> {
+    pub(crate) fn table_comment(&self, name: &str) -> Result<Option<Option<String>>, NftError> {
         check_name("table", name)?;
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let seq = inner.seq;
         inner.seq = seq.wrapping_add(1);
-        let mut b = MsgBuf::default();
-        let start = b.begin(
-            nft_type(NFT_MSG_GETTABLE),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-        );
+        let mut b = wire::Builder::new();
+        let start = b.begin(nft_type(NFT_MSG_GETTABLE), NLM_F_REQUEST | NLM_F_ACK, seq);
+        b.nfgenmsg(NFPROTO_INET, 0);
         b.attr_str(NFTA_TABLE_NAME, name);
         b.finish(start);
         let err = |source| NftError::Table {
-            family,
             table: name.to_owned(),
             netns: self.netns.clone(),
             source,
         };
         inner.drain();
-        inner.send_buf(&b.buf).map_err(err)?;
+        inner.send_buf(b.as_bytes()).map_err(err)?;
         let mut comment = None;
         loop {
             let mut ack = None;
             inner
                 .recv(|m| {
                     // The reply (NFT_MSG_NEWTABLE) comes first, then the ack.
-                    if m.seq == seq && m.ty == nft_type(NFT_MSG_NEWTABLE) {
+                    if m.header.seq == seq && m.header.ty == nft_type(NFT_MSG_NEWTABLE) {
                         comment = table_userdata_comment(m.payload);
                     }
-                    if m.seq == seq && m.ty == NLMSG_ERROR {
-                        ack = Some(parse_error(m));
+                    if m.header.seq == seq && m.header.ty == wire::NLMSG_ERROR {
+                        ack = Some(error_of(m));
                     }
                 })
                 .map_err(err)?;
             match ack {
                 None => continue,
-                Some((None, _)) => return Ok(Some(comment)),
-                Some((Some(e), _)) if e.errno == Some(libc::ENOENT) => return Ok(None),
-                Some((Some(e), _)) => return Err(err(e)),
+                Some(None) => return Ok(Some(comment)),
+                Some(Some((e, _))) if e.errno == Some(libc::ENOENT) => return Ok(None),
+                Some(Some((e, _))) => return Err(err(e)),
             }
         }
     }
@@ -1038,119 +824,35 @@ fn nft_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
 }
 
-/// Netlink message builder: native-endian headers, 4-byte aligned attributes.
-#[derive(Default)]
-struct MsgBuf {
-    buf: Vec<u8>,
+/// NFTA_DATA_VALUE inside a nest of type `ty`.
+fn put_data(b: &mut wire::Builder, ty: u16, data: &Data) {
+    let n = b.nest(ty);
+    b.attr_with(NFTA_DATA_VALUE, |out| data.write(out));
+    b.nest_end(n);
 }
 
-impl MsgBuf {
-    /// Start a message with its nfgenmsg header; returns its offset.
-    fn begin(&mut self, ty: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set by finish
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&seq.to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel
-        self.buf.push(family);
-        self.buf.push(NFNETLINK_V0);
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
-        start
+/// One NFTA_LIST_ELEM. Deletes send only what identifies the element.
+fn put_element(b: &mut wire::Builder, e: &Element, delete: bool) {
+    let n = b.nest(NFTA_LIST_ELEM);
+    put_data(b, NFTA_SET_ELEM_KEY, &e.key);
+    if let Some(end) = &e.key_end {
+        put_data(b, NFTA_SET_ELEM_KEY_END, end);
     }
-
-    fn finish(&mut self, start: usize) {
-        let len = (self.buf.len() - start) as u32;
-        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn attr(&mut self, ty: u16, payload: &[u8]) {
-        self.attr_with(ty, |b| b.extend_from_slice(payload));
-    }
-
-    fn attr_with(&mut self, ty: u16, write: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        write(&mut self.buf);
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        self.buf[start + 2..start + 4].copy_from_slice(&ty.to_ne_bytes());
-        self.pad();
-    }
-
-    /// A NUL-terminated string attribute.
-    fn attr_str(&mut self, ty: u16, s: &str) {
-        self.attr_with(ty, |b| {
-            b.extend_from_slice(s.as_bytes());
-            b.push(0);
-        });
-    }
-
-    fn attr_be32(&mut self, ty: u16, v: u32) {
-        self.attr(ty, &v.to_be_bytes());
-    }
-
-    /// Open a nested attribute (NLA_F_NESTED); close it with [`MsgBuf::nest_end`].
-    fn nest(&mut self, ty: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0, 0]);
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        start
-    }
-
-    /// Close a nest (the caller keeps it within an attribute's u16 length).
-    fn nest_end(&mut self, start: usize) {
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn pad(&mut self) {
-        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
-    }
-
-    /// NFTA_DATA_VALUE inside a nest of type `ty`.
-    fn data_value(&mut self, ty: u16, data: &Data) {
-        let n = self.nest(ty);
-        self.attr_with(NFTA_DATA_VALUE, |b| data.write(b));
-        self.nest_end(n);
-    }
-
-    /// One NFTA_LIST_ELEM. Deletes send only what identifies the element.
-    fn element(&mut self, e: &Element, delete: bool) {
-        let n = self.nest(NFTA_LIST_ELEM);
-        self.data_value(NFTA_SET_ELEM_KEY, &e.key);
-        if let Some(end) = &e.key_end {
-            self.data_value(NFTA_SET_ELEM_KEY_END, end);
+    if !delete {
+        if let Some(value) = &e.value {
+            put_data(b, NFTA_SET_ELEM_DATA, value);
         }
-        if e.flags != 0 {
-            self.attr_be32(NFTA_SET_ELEM_FLAGS, e.flags);
+        if let Some(c) = &e.comment {
+            // One libnftnl udata TLV: type, length (text and NUL; `validate` keeps it < 256).
+            b.attr_with(NFTA_SET_ELEM_USERDATA, |out| {
+                out.push(NFTNL_UDATA_SET_ELEM_COMMENT);
+                out.push((c.len() + 1) as u8);
+                out.extend_from_slice(c.as_bytes());
+                out.push(0);
+            });
         }
-        if !delete {
-            match &e.value {
-                Some(Value::Data(d)) => self.data_value(NFTA_SET_ELEM_DATA, d),
-                Some(Value::Verdict(v)) => {
-                    let data = self.nest(NFTA_SET_ELEM_DATA);
-                    let verdict = self.nest(NFTA_DATA_VERDICT);
-                    self.attr_be32(NFTA_VERDICT_CODE, v.code() as u32);
-                    if let Some(chain) = v.chain() {
-                        self.attr_str(NFTA_VERDICT_CHAIN, chain);
-                    }
-                    self.nest_end(verdict);
-                    self.nest_end(data);
-                }
-                None => {}
-            }
-            if let Some(c) = &e.comment {
-                self.attr_with(NFTA_SET_ELEM_USERDATA, |b| {
-                    b.push(NFTNL_UDATA_SET_ELEM_COMMENT);
-                    b.push((c.len() + 1) as u8);
-                    b.extend_from_slice(c.as_bytes());
-                    b.push(0);
-                });
-            }
-        }
-        self.nest_end(n);
     }
+    b.nest_end(n);
 }
 
 /// Where one element sits in its message (offsets from the message start, as
@@ -1169,6 +871,9 @@ struct MsgInfo {
     ty: u16,
     /// Sent as legacy per-element DELSETELEM for a destroy.
     legacy_destroy: bool,
+    /// Offsets of the NFTA_SET_ELEM_LIST_TABLE and NFTA_SET_ELEM_LIST_SET attributes.
+    table_at: u32,
+    set_at: u32,
     /// Offset range of the NFTA_SET_ELEM_LIST_ELEMENTS attribute.
     elements_at: (u32, u32),
     elems: Vec<ElemPos>,
@@ -1214,7 +919,7 @@ impl Plan {
 fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16, seq: u32) -> Plan {
     let skip = legacy.unwrap_or_default();
     let legacy = legacy.is_some();
-    let mut b = MsgBuf::default();
+    let mut b = wire::Builder::new();
     let mut next = seq;
     let mut take_seq = || {
         let s = next;
@@ -1222,14 +927,14 @@ fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16,
         s
     };
     let begin_seq = take_seq();
-    let s = b.begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin_seq, 0, NFNL_SUBSYS_NFTABLES);
+    let s = b.begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin_seq);
+    b.nfgenmsg(0, NFNL_SUBSYS_NFTABLES);
     b.finish(s);
     let mut msgs = Vec::new();
     for (oi, op) in ops.iter().enumerate() {
         let (ty, flags) = match op.kind {
             OpKind::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
             OpKind::Create => (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL),
-            OpKind::Delete => (NFT_MSG_DELSETELEM, 0),
             OpKind::Destroy if legacy => (NFT_MSG_DELSETELEM, 0),
             OpKind::Destroy => (destroy_msg, 0),
         };
@@ -1242,20 +947,19 @@ fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16,
             .filter(|(ei, _)| !(legacy_destroy && skip.contains(&(oi, *ei))))
             .peekable();
         while elems.peek().is_some() {
-            let start = b.begin(
-                nft_type(ty),
-                NLM_F_REQUEST | NLM_F_ACK | flags,
-                take_seq(),
-                op.family.nfproto(),
-                0,
-            );
+            let start = b.begin(nft_type(ty), NLM_F_REQUEST | NLM_F_ACK | flags, take_seq());
+            b.nfgenmsg(NFPROTO_INET, 0);
+            let table_at = (b.len() - start) as u32;
             b.attr_str(NFTA_SET_ELEM_LIST_TABLE, &op.table);
+            let set_at = (b.len() - start) as u32;
             b.attr_str(NFTA_SET_ELEM_LIST_SET, &op.set);
             let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
             let mut info = MsgInfo {
                 op: oi,
                 ty,
                 legacy_destroy,
+                table_at,
+                set_at,
                 elements_at: ((list - start) as u32, 0),
                 elems: Vec::new(),
             };
@@ -1263,16 +967,16 @@ fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16,
             // u16 length (always at least one element; a legacy destroy
             // exactly one, so its ENOENT names it).
             while let Some(&(ei, e)) = elems.peek() {
-                let at = b.buf.len();
-                b.element(e, delete);
-                if !info.elems.is_empty() && b.buf.len() - list > NLA_MAX_LEN {
-                    b.buf.truncate(at);
+                let at = b.len();
+                put_element(&mut b, e, delete);
+                if !info.elems.is_empty() && b.len() - list > NLA_MAX_LEN {
+                    b.truncate(at);
                     break;
                 }
                 info.elems.push(ElemPos {
                     index: ei,
                     start: (at - start) as u32,
-                    end: (b.buf.len() - start) as u32,
+                    end: (b.len() - start) as u32,
                 });
                 elems.next();
                 if legacy_destroy {
@@ -1280,105 +984,48 @@ fn encode_batch(ops: &[Op], legacy: Option<&[(usize, usize)]>, destroy_msg: u16,
                 }
             }
             b.nest_end(list);
-            info.elements_at.1 = (b.buf.len() - start) as u32;
+            info.elements_at.1 = (b.len() - start) as u32;
             b.finish(start);
             msgs.push(info);
         }
     }
     let end_seq = take_seq();
-    let s = b.begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, end_seq, 0, NFNL_SUBSYS_NFTABLES);
+    let s = b.begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, end_seq);
+    b.nfgenmsg(0, NFNL_SUBSYS_NFTABLES);
     b.finish(s);
     Plan {
-        buf: b.buf,
+        buf: b.into_bytes(),
         begin_seq,
         end_seq,
         msgs,
     }
 }
 
-/// A received netlink message.
-struct Msg<'a> {
-    ty: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
 /// The comment of an NFT_MSG_NEWTABLE payload (nfgenmsg, then attributes): the
 /// NFTNL_UDATA_TABLE_COMMENT entry of NFTA_TABLE_USERDATA, a NUL-terminated string.
 fn table_userdata_comment(payload: &[u8]) -> Option<String> {
-    let mut rest = payload.get(4..)?;
-    while rest.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        let ty = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        if len < 4 || len > rest.len() {
-            return None;
+    let ud = wire::attrs(payload.get(4..)?).find(|a| a.ty == NFTA_TABLE_USERDATA)?;
+    // libnftnl udata TLVs: u8 type, u8 length, value.
+    let mut ud = ud.value;
+    while let [t, l, rest @ ..] = ud {
+        let value = rest.get(..usize::from(*l))?;
+        if *t == NFTNL_UDATA_TABLE_COMMENT {
+            let text = value.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned());
         }
-        if ty == NFTA_TABLE_USERDATA {
-            let mut ud = &rest[4..len];
-            // nftnl_udata TLVs: u8 type, u8 length, value.
-            while ud.len() >= 2 {
-                let (t, l) = (ud[0], usize::from(ud[1]));
-                let value = ud.get(2..2 + l)?;
-                if t == NFTNL_UDATA_TABLE_COMMENT {
-                    let text = value.split(|b| *b == 0).next().unwrap_or_default();
-                    return Some(String::from_utf8_lossy(text).into_owned());
-                }
-                ud = &ud[2 + l..];
-            }
-            return None;
-        }
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+        ud = &rest[value.len()..];
     }
     None
 }
 
-/// The errno and the NLMSGERR_ATTR_OFFS of an NLMSG_ERROR; `None` errno for an ack.
-fn parse_error(m: &Msg<'_>) -> (Option<NetlinkError>, Option<u32>) {
-    let Some(code) = m.payload.get(0..4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())) else {
-        return (Some(NetlinkError::local("truncated netlink error message")), None);
-    };
-    if code == 0 {
-        return (None, None);
+/// The kernel's answer in an NLMSG_ERROR: `None` for an ack, else the error and the offset of
+/// the attribute it refused (NLMSGERR_ATTR_OFFS). An NLMSG_ERROR too short to hold its errno
+/// is an error without errno.
+fn error_of(m: &wire::Message<'_>) -> Option<(NetlinkError, Option<u32>)> {
+    match m.ack() {
+        Some(ack) => NetlinkError::from_ack(&ack).map(|e| (e, ack.ext.offset)),
+        None => Some((NetlinkError::local("truncated netlink error message"), None)),
     }
-    let mut message = None;
-    let mut offset = None;
-    if m.flags & NLM_F_ACK_TLVS != 0 {
-        let echoed = if m.flags & NLM_F_CAPPED != 0 {
-            Some(NLMSG_HDRLEN)
-        } else {
-            m.payload
-                .get(4..8)
-                .map(|l| (u32::from_ne_bytes(l.try_into().unwrap()) as usize).next_multiple_of(4))
-        };
-        let mut rest = echoed.and_then(|e| m.payload.get(4 + e..)).unwrap_or_default();
-        while rest.len() >= 4 {
-            let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-            let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
-            if len < 4 || len > rest.len() {
-                break;
-            }
-            let value = &rest[4..len];
-            match kind {
-                NLMSGERR_ATTR_MSG => {
-                    let text = value.split(|b| *b == 0).next().unwrap_or_default();
-                    message = Some(String::from_utf8_lossy(text).into_owned());
-                }
-                NLMSGERR_ATTR_OFFS if value.len() >= 4 => {
-                    offset = Some(u32::from_ne_bytes(value[..4].try_into().unwrap()));
-                }
-                _ => {}
-            }
-            rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-        }
-    }
-    (
-        Some(NetlinkError {
-            errno: Some(-code),
-            message,
-        }),
-        offset,
-    )
 }
 
 impl Inner {
@@ -1416,7 +1063,7 @@ impl Inner {
     }
 
     /// Receive one datagram and hand each netlink message in it to `f`.
-    fn recv(&mut self, mut f: impl FnMut(&Msg<'_>)) -> Result<(), NetlinkError> {
+    fn recv(&mut self, mut f: impl FnMut(&wire::Message<'_>)) -> Result<(), NetlinkError> {
         self.buf.clear();
         let n = self.socket.recv(&mut self.buf, 0).map_err(|e| match e.raw_os_error() {
             Some(libc::EAGAIN) => NetlinkError {
@@ -1429,20 +1076,7 @@ impl Inner {
             },
             _ => io_error("recv", &e),
         })?;
-        let mut rest = &self.buf[..n.min(self.buf.len())];
-        while rest.len() >= NLMSG_HDRLEN {
-            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-            if len < NLMSG_HDRLEN || len > rest.len() {
-                break;
-            }
-            f(&Msg {
-                ty: u16::from_ne_bytes([rest[4], rest[5]]),
-                flags: u16::from_ne_bytes([rest[6], rest[7]]),
-                seq: u32::from_ne_bytes(rest[8..12].try_into().unwrap()),
-                payload: &rest[NLMSG_HDRLEN..len],
-            });
-            rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-        }
+        wire::messages(&self.buf[..n.min(self.buf.len())]).for_each(|m| f(&m));
         Ok(())
     }
 
@@ -1460,22 +1094,23 @@ impl Inner {
         let mut whole = None;
         while pending > 0 && whole.is_none() {
             self.recv(|m| {
-                if m.ty != NLMSG_ERROR {
+                if m.header.ty != wire::NLMSG_ERROR {
                     return;
                 }
-                let i = m.seq.wrapping_sub(first) as usize;
+                let seq = m.header.seq;
+                let i = seq.wrapping_sub(first) as usize;
                 if i < count {
                     if !acked[i] {
                         acked[i] = true;
                         pending -= 1;
-                        if let (Some(error), offset) = parse_error(m) {
+                        if let Some((error, offset)) = error_of(m) {
                             failures.push(Failure { msg: i, error, offset });
                         }
                     }
-                } else if m.seq == plan.begin_seq || m.seq == plan.end_seq {
+                } else if seq == plan.begin_seq || seq == plan.end_seq {
                     // The batch itself was refused, or its commit failed:
                     // the kernel sends this one answer and no per-message acks.
-                    if let (Some(e), _) = parse_error(m) {
+                    if let Some((e, _)) = error_of(m) {
                         whole = Some(e);
                     }
                 }

@@ -27,12 +27,18 @@ use std::fmt::Write;
 
 use crate::firewall::model::Service;
 
+/// The table's comment: it names the state directory the table belongs to (see [`state_of`]).
+fn comment(state_id: &str) -> String {
+    format!("managed by netkit (state {state_id}): container port mappings, masquerade, services")
+}
+
 /// The table's fixed part, as one `table … { … }` block (create it only when the table is
-/// missing: nft appends rules when the block is applied again).
+/// missing: nft appends rules when the block is applied again; [`create`] makes sure of it).
 pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
+    let comment = comment(state_id);
     format!(
         r#"table inet {table} {{
-    comment "managed by netkit (state {state_id}): container port mappings, masquerade, services"
+    comment "{comment}"
     map hostport4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
     map hostport6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
     map hostipport4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -92,6 +98,17 @@ pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
     }}
 }}
 "#
+    )
+}
+
+/// [`skeleton`], for a table that must not exist yet: a `create table` first (with the comment,
+/// which only the command that makes a table can set), so that the transaction fails with
+/// `EEXIST` rather than append the fixed part's rules a second time when the table is there.
+pub(crate) fn create(table: &str, mark: u32, state_id: &str) -> String {
+    format!(
+        "create table inet {table} {{ comment \"{}\"; }}\n{}",
+        comment(state_id),
+        skeleton(table, mark, state_id)
     )
 }
 
@@ -263,4 +280,327 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::firewall::model::{Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules};
+    use crate::firewall::nftables::elements;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn web(endpoints: &[&str]) -> Service {
+        endpoints.iter().fold(
+            Service::new("default/web", Protocol::Tcp, ip("10.96.0.1"), 80),
+            |s, e| s.endpoint(Endpoint::new(ip(e), 8080)),
+        )
+    }
+
+    /// The lines of `text` that start with `prefix`.
+    fn lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn skeleton_holds_every_set_the_elements_go_to() {
+        let s = skeleton("netkit", 0x2000, "00ff");
+        let mut rules = Rules::default();
+        for (c, h) in [
+            ("10.88.0.2", None),
+            ("fd00::2", None),
+            ("10.88.0.2", Some("192.0.2.1")),
+            ("fd00::2", Some("2001:db8::1")),
+        ] {
+            let mut m = PortMapping::new(Protocol::Tcp, 8080, ip(c), 80);
+            if let Some(h) = h {
+                m = m.host_ip(ip(h));
+            }
+            rules.port_mappings.push(m);
+        }
+        for n in ["10.88.0.0/16", "fd00::/64"] {
+            rules.masquerades.push(Masquerade::subnet(n.parse().unwrap()));
+            rules.networks.push(Network::new("cni0", n.parse().unwrap()));
+        }
+        rules.isolations.push(Isolation::new("cni0", "cni1"));
+        let mut sets: Vec<_> = elements::of_rules(&rules, "o").iter().map(|e| e.set).collect();
+        sets.sort();
+        sets.dedup();
+        assert_eq!(sets.len(), 11, "{sets:?}");
+        for set in sets {
+            assert!(
+                s.contains(&format!("    map {set} {{")) || s.contains(&format!("    set {set} {{")),
+                "no {set} in the skeleton"
+            );
+        }
+        // The maps services use, the chains they jump from, and what holds it together.
+        for name in ["map service4 {", "map service6 {", "map nodeport4 {", "map nodeport6 {"] {
+            assert!(s.contains(name), "{name}");
+        }
+        for chain in [
+            "services",
+            "hostports",
+            "prerouting",
+            "output",
+            "postrouting",
+            "forward",
+            "input",
+        ] {
+            assert_eq!(s.matches(&format!("    chain {chain} {{")).count(), 1, "{chain}");
+        }
+        assert!(s.contains("meta mark and 0x2000 == 0x2000 masquerade"), "{s}");
+        assert!(s.starts_with("table inet netkit {\n"));
+        // The comment names the state directory.
+        let comment = s.lines().nth(1).unwrap().trim();
+        let text = comment.strip_prefix("comment \"").unwrap().strip_suffix('"').unwrap();
+        assert_eq!(state_of(text), Some("00ff"));
+    }
+
+    #[test]
+    fn create_refuses_an_existing_table_before_the_skeleton() {
+        let c = create("t", 1, "ab");
+        let (first, rest) = c.split_once('\n').unwrap();
+        assert_eq!(
+            first,
+            "create table inet t { comment \"managed by netkit (state ab): container port mappings, masquerade, services\"; }"
+        );
+        assert_eq!(rest, skeleton("t", 1, "ab"));
+    }
+
+    #[test]
+    fn state_of_reads_only_netkit_comments() {
+        assert_eq!(state_of(&comment("0123abcd")), Some("0123abcd"));
+        assert_eq!(state_of("managed by netkit (state ABCdef)"), Some("ABCdef"));
+        assert_eq!(state_of("managed by netkit (state )"), None);
+        assert_eq!(state_of("managed by netkit (state xyz)"), None);
+        assert_eq!(state_of("managed by netkit (state 12"), None);
+        assert_eq!(
+            state_of("managed by netkit: container port mappings"),
+            None,
+            "before 0.2"
+        );
+        assert_eq!(state_of("somebody else's table"), None);
+        assert_eq!(state_of(""), None);
+    }
+
+    #[test]
+    fn service_ids_are_stable_and_short() {
+        let id = service_id("default/web");
+        assert_eq!(id.len(), 12);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, service_id("default/web"));
+        assert_ne!(id, service_id("default/web2"));
+    }
+
+    #[test]
+    fn apply_service_for_a_new_service() {
+        let svc = web(&["10.88.0.2", "10.88.0.3"]).node_port(30080);
+        let id = service_id(&svc.name);
+        let s = apply_service("t", 0x2000, None, &svc);
+        assert!(lines(&s, "delete").is_empty(), "{s}");
+        assert_eq!(
+            lines(&s, "add chain"),
+            [
+                format!("add chain inet t svc-{id}"),
+                format!("add chain inet t ep-{id}-0"),
+                format!("add chain inet t ep-{id}-1")
+            ]
+        );
+        assert_eq!(lines(&s, "flush chain").len(), 3, "{s}");
+        assert!(s.contains(&format!(
+            "add rule inet t svc-{id} numgen random mod 2 vmap {{ 0 : goto ep-{id}-0, 1 : goto ep-{id}-1 }}"
+        )));
+        assert!(s.contains(&format!(
+            "add rule inet t ep-{id}-1 meta l4proto tcp dnat ip to 10.88.0.3:8080"
+        )));
+        assert!(s.contains(&format!(
+            "add rule inet t ep-{id}-0 ip saddr 10.88.0.2 meta mark set meta mark or 0x2000"
+        )));
+        assert!(s.contains(&format!(
+            "add element inet t service4 {{ 10.96.0.1 . tcp . 80 comment \"default/web\" : goto svc-{id} }}"
+        )));
+        assert!(s.contains(&format!(
+            "add element inet t nodeport4 {{ tcp . 30080 comment \"default/web\" : goto svc-{id} }}"
+        )));
+        // No masquerade mark on the service chain, no affinity.
+        assert!(!s.contains(&format!("add rule inet t svc-{id} meta mark")), "{s}");
+        assert!(!s.contains("aff-"), "{s}");
+        // Without endpoints: a drop rule; with masquerade: the mark first.
+        let empty = apply_service("t", 0x2000, None, &web(&[]).masquerade(true));
+        assert_eq!(
+            lines(&empty, "add rule"),
+            [
+                format!("add rule inet t svc-{id} meta mark set meta mark or 0x2000"),
+                format!("add rule inet t svc-{id} drop")
+            ]
+        );
+        // IPv6.
+        let v6 = Service::new("v6", Protocol::Udp, ip("fd96::1"), 53).endpoint(Endpoint::new(ip("fd00::2"), 53));
+        let s = apply_service("t", 1, None, &v6);
+        assert!(s.contains("add element inet t service6 { fd96::1 . udp . 53"), "{s}");
+        assert!(s.contains("dnat ip6 to [fd00::2]:53"), "{s}");
+    }
+
+    #[test]
+    fn apply_service_when_endpoints_change() {
+        let old = web(&["10.88.0.2", "10.88.0.3", "10.88.0.4"]);
+        let new = web(&["10.88.0.2", "10.88.0.5"]);
+        let id = service_id(&new.name);
+        let s = apply_service("t", 1, Some(&old), &new);
+        // The map element stays (same address and port); the third endpoint's chain goes.
+        assert!(lines(&s, "delete element").is_empty(), "{s}");
+        assert_eq!(lines(&s, "delete chain"), [format!("delete chain inet t ep-{id}-2")]);
+        assert!(s.contains(&format!("flush chain inet t ep-{id}-2\ndelete chain inet t ep-{id}-2")));
+        assert!(s.contains("dnat ip to 10.88.0.5:8080"), "{s}");
+        assert!(!s.contains("10.88.0.3"), "{s}");
+        assert!(s.contains("numgen random mod 2 "), "{s}");
+        // More endpoints than before: nothing is deleted.
+        let s = apply_service("t", 1, Some(&new), &old);
+        assert!(lines(&s, "delete").is_empty(), "{s}");
+        // Another address or port: the old map element goes.
+        let mut moved = new.clone();
+        moved.vip = ip("10.96.0.9");
+        let s = apply_service("t", 1, Some(&new), &moved);
+        assert_eq!(
+            lines(&s, "delete element"),
+            ["delete element inet t service4 { 10.96.0.1 . tcp . 80 }"]
+        );
+        assert!(s.contains("add element inet t service4 { 10.96.0.9 . tcp . 80"), "{s}");
+    }
+
+    #[test]
+    fn apply_service_turns_affinity_on_and_off() {
+        let plain = web(&["10.88.0.2", "10.88.0.3"]);
+        let sticky = plain.clone().affinity(Duration::from_secs(600));
+        let id = service_id(&plain.name);
+        let on = apply_service("t", 1, Some(&plain), &sticky);
+        assert_eq!(
+            lines(&on, "add set"),
+            [
+                format!("add set inet t aff-{id}-0 {{ type ipv4_addr; flags dynamic,timeout; timeout 600s; }}"),
+                format!("add set inet t aff-{id}-1 {{ type ipv4_addr; flags dynamic,timeout; timeout 600s; }}")
+            ]
+        );
+        assert!(on.contains(&format!("add rule inet t svc-{id} ip saddr @aff-{id}-1 goto ep-{id}-1")));
+        assert!(on.contains(&format!("add rule inet t ep-{id}-0 update @aff-{id}-0 {{ ip saddr }}")));
+        assert!(lines(&on, "delete").is_empty(), "{on}");
+        let off = apply_service("t", 1, Some(&sticky), &plain);
+        assert!(lines(&off, "add set").is_empty(), "{off}");
+        assert!(!off.contains("@aff-"), "{off}");
+        assert_eq!(
+            lines(&off, "delete set"),
+            [
+                format!("delete set inet t aff-{id}-0"),
+                format!("delete set inet t aff-{id}-1")
+            ]
+        );
+        // Still on, one endpoint fewer: only the last set goes.
+        let fewer = web(&["10.88.0.2"]).affinity(Duration::from_secs(600));
+        let s = apply_service("t", 1, Some(&sticky), &fewer);
+        assert_eq!(lines(&s, "delete set"), [format!("delete set inet t aff-{id}-1")]);
+    }
+
+    #[test]
+    fn apply_service_when_the_node_port_changes() {
+        let a = web(&["10.88.0.2"]).node_port(30080);
+        let b = web(&["10.88.0.2"]).node_port(30081);
+        let s = apply_service("t", 1, Some(&a), &b);
+        assert_eq!(
+            lines(&s, "delete element"),
+            ["delete element inet t nodeport4 { tcp . 30080 }"]
+        );
+        assert!(s.contains("add element inet t nodeport4 { tcp . 30081 "), "{s}");
+        // Dropped: only the delete; added: only the add; unchanged: neither delete.
+        let none = web(&["10.88.0.2"]);
+        let s = apply_service("t", 1, Some(&a), &none);
+        assert_eq!(
+            lines(&s, "delete element"),
+            ["delete element inet t nodeport4 { tcp . 30080 }"]
+        );
+        assert!(!s.contains("add element inet t nodeport4"), "{s}");
+        let s = apply_service("t", 1, Some(&none), &a);
+        assert!(lines(&s, "delete").is_empty(), "{s}");
+        assert!(s.contains("add element inet t nodeport4 { tcp . 30080 "), "{s}");
+        let s = apply_service("t", 1, Some(&a), &a.clone().endpoint(Endpoint::new(ip("10.88.0.3"), 1)));
+        assert!(lines(&s, "delete element").is_empty(), "{s}");
+        // Another protocol: the old node port element goes too.
+        let mut udp = a.clone();
+        udp.protocol = Protocol::Udp;
+        let s = apply_service("t", 1, Some(&a), &udp);
+        assert!(s.contains("delete element inet t nodeport4 { tcp . 30080 }"), "{s}");
+    }
+
+    #[test]
+    fn remove_service_takes_everything_it_made() {
+        let svc = web(&["10.88.0.2", "10.88.0.3"])
+            .node_port(30080)
+            .affinity(Duration::from_secs(60));
+        let id = service_id(&svc.name);
+        let s = remove_service("t", &svc);
+        assert_eq!(
+            lines(&s, "delete element"),
+            [
+                "delete element inet t service4 { 10.96.0.1 . tcp . 80 }",
+                "delete element inet t nodeport4 { tcp . 30080 }"
+            ]
+        );
+        assert_eq!(lines(&s, "flush chain").len(), 3);
+        assert_eq!(lines(&s, "delete chain").len(), 3);
+        assert_eq!(
+            lines(&s, "delete set"),
+            [
+                format!("delete set inet t aff-{id}-0"),
+                format!("delete set inet t aff-{id}-1")
+            ]
+        );
+        // Chains are flushed before any is deleted (jumps between them go first).
+        let last_flush = s.rfind("flush chain").unwrap();
+        assert!(s.find("delete chain").unwrap() > last_flush);
+        let plain = remove_service("t", &web(&["10.88.0.2"]));
+        assert!(lines(&plain, "delete set").is_empty());
+        assert_eq!(lines(&plain, "delete element").len(), 1);
+    }
+
+    /// libnftables takes every text above, in the order a service lives through.
+    #[test]
+    fn libnftables_accepts_the_text() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        if super::super::libnft::available().is_err() {
+            return;
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("nkruleset{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let ns = crate::netns::NetNsGuard::create(&name).unwrap();
+        let run = |text: &str| super::super::libnft::run(&ns, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        run(&create("t", 0x2000, "ab"));
+        let steps = [
+            web(&["10.88.0.2"]),
+            web(&["10.88.0.2", "10.88.0.3"]).node_port(30080),
+            web(&["10.88.0.2", "10.88.0.3"])
+                .node_port(30080)
+                .affinity(Duration::from_secs(60)),
+            web(&["10.88.0.3"]).node_port(30081).affinity(Duration::from_secs(60)),
+            web(&["10.88.0.3"]).masquerade(true),
+            web(&[]),
+        ];
+        let mut before: Option<&Service> = None;
+        for svc in &steps {
+            run(&apply_service("t", 0x2000, before, svc));
+            before = Some(svc);
+        }
+        run(&remove_service("t", before.unwrap()));
+        let left = run("list table inet t\n");
+        assert!(
+            !left.contains("svc-") && !left.contains("ep-") && !left.contains("aff-"),
+            "{left}"
+        );
+        // The table is there: create refuses it rather than add its rules twice.
+        let err = super::super::libnft::run(&ns, &create("t", 0x2000, "ab")).unwrap_err();
+        assert_eq!(super::super::libnft::errno_of(&err), Some(libc::EEXIST), "{err}");
+    }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::netlink::wire::{attrs, Attr, NLMSG_HDRLEN};
 use crate::netns::NetNsGuard;
 
 // ---------------------------------------------------------------- encoding
@@ -27,11 +28,9 @@ fn concatenated_fields_are_padded_to_four_bytes() {
 fn single_fields_keep_their_natural_size() {
     assert_eq!(Data::new().inet_service(8080).to_bytes(), [0x1f, 0x90]);
     assert_eq!(Data::new().inet_proto(17).to_bytes(), [17]);
-    assert_eq!(Data::new().mark(0x10).to_bytes(), 0x10u32.to_ne_bytes());
-    assert_eq!(Data::new().raw(&[1, 2, 3]).to_bytes(), [1, 2, 3]);
     assert_eq!(
-        Data::new().raw(&[1, 2, 3]).inet_proto(6).to_bytes(),
-        [1, 2, 3, 0, 6, 0, 0, 0]
+        Data::new().inet_proto(17).inet_proto(6).to_bytes(),
+        [17, 0, 0, 0, 6, 0, 0, 0]
     );
 }
 
@@ -54,38 +53,11 @@ fn ifname_is_nul_padded_and_checked() {
 }
 
 #[test]
-fn families_and_ip_addr_fields() {
-    let all = [
-        (Family::Inet, 1, "inet"),
-        (Family::Ip, 2, "ip"),
-        (Family::Arp, 3, "arp"),
-        (Family::Netdev, 5, "netdev"),
-        (Family::Bridge, 7, "bridge"),
-        (Family::Ip6, 10, "ip6"),
-    ];
-    for (f, n, s) in all {
-        assert_eq!((f.nfproto(), f.to_string().as_str()), (n, s));
-    }
+fn ip_addr_fields() {
     let a: IpAddr = "10.1.2.3".parse().unwrap();
     assert_eq!(Data::new().ip_addr(a).to_bytes(), [10, 1, 2, 3]);
     let a: IpAddr = "fd00::1".parse().unwrap();
     assert_eq!(Data::new().ip_addr(a).to_bytes().len(), 16);
-}
-
-#[test]
-fn element_flags_are_sent_big_endian() {
-    let mut batch = Batch::new();
-    batch.add(
-        Family::Ip,
-        "t",
-        "s",
-        [Element::new(Data::new().inet_service(1)).flags(1)],
-    );
-    let plan = encode_batch(batch.ops(), None, NFT_MSG_DESTROYSETELEM, 1);
-    let m = &plan.buf[20..];
-    let top = attrs(&m[20..]);
-    let elem = attrs(attrs(top[2].2)[0].2);
-    assert_eq!(elem[1], (NFTA_SET_ELEM_FLAGS, false, &[0u8, 0, 0, 1][..]));
 }
 
 #[test]
@@ -94,34 +66,32 @@ fn element_display_reads_like_nft() {
         .value(Data::new().ipv4_addr(Ipv4Addr::new(10, 88, 0, 2)).inet_service(80))
         .comment("web");
     assert_eq!(e.to_string(), "tcp . 8080 comment \"web\" : 10.88.0.2 . 80");
-    let v = Element::new(Data::new().inet_proto(17)).verdict(Verdict::Goto("c".into()));
-    assert_eq!(v.to_string(), "udp : goto c");
+    let r = Element::range(
+        Data::new().ifname("br0").unwrap().ipv4_addr(Ipv4Addr::new(10, 0, 0, 0)),
+        Data::new()
+            .ifname("br0")
+            .unwrap()
+            .ipv4_addr(Ipv4Addr::new(10, 0, 0, 255)),
+    );
+    assert_eq!(r.to_string(), "\"br0\" . 10.0.0.0-\"br0\" . 10.0.0.255");
 }
 
 /// Walk attributes: (type without flags, nested flag, payload).
-fn attrs(mut b: &[u8]) -> Vec<(u16, bool, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let ty = u16::from_ne_bytes([b[2], b[3]]);
-        out.push((ty & NLA_TYPE_MASK, ty & NLA_F_NESTED != 0, &b[4..len]));
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-    }
-    out
+fn attrs_of(b: &[u8]) -> Vec<(u16, bool, &[u8])> {
+    attrs(b).map(|Attr { ty, nested, value }| (ty, nested, value)).collect()
 }
 
 #[test]
 fn batch_layout_matches_nfnetlink() {
     let mut batch = Batch::new();
     batch.create(
-        Family::Inet,
         "t",
-        "vm",
+        "pm",
         [Element::new(Data::new().inet_proto(6))
-            .verdict(Verdict::Goto("c".into()))
+            .value(Data::new().inet_service(80))
             .comment("hi")],
     );
-    let plan = encode_batch(batch.ops(), None, NFT_MSG_DESTROYSETELEM, 100);
+    let plan = encode_batch(&batch.ops, None, NFT_MSG_DESTROYSETELEM, 100);
     assert_eq!((plan.begin_seq, plan.end_seq), (100, 102));
     let b = &plan.buf;
     // BATCH_BEGIN: type 0x10, res_id NFNL_SUBSYS_NFTABLES in network order.
@@ -136,30 +106,32 @@ fn batch_layout_matches_nfnetlink() {
     assert_eq!(flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 101);
     assert_eq!(&m[16..20], [1, 0, 0, 0]); // NFPROTO_INET, version 0, res_id 0
-    let top = attrs(&m[20..len]);
+    let top = attrs_of(&m[20..len]);
     assert_eq!(top[0], (NFTA_SET_ELEM_LIST_TABLE, false, &b"t\0"[..]));
-    assert_eq!(top[1], (NFTA_SET_ELEM_LIST_SET, false, &b"vm\0"[..]));
+    assert_eq!(top[1], (NFTA_SET_ELEM_LIST_SET, false, &b"pm\0"[..]));
     assert_eq!((top[2].0, top[2].1), (NFTA_SET_ELEM_LIST_ELEMENTS, true));
-    let list = attrs(top[2].2);
+    let list = attrs_of(top[2].2);
     assert_eq!((list.len(), list[0].0, list[0].1), (1, NFTA_LIST_ELEM, true));
-    let elem = attrs(list[0].2);
+    let elem = attrs_of(list[0].2);
     assert_eq!((elem[0].0, elem[0].1), (NFTA_SET_ELEM_KEY, true));
-    assert_eq!(attrs(elem[0].2), [(NFTA_DATA_VALUE, false, &[6u8][..])]);
+    assert_eq!(attrs_of(elem[0].2), [(NFTA_DATA_VALUE, false, &[6u8][..])]);
     assert_eq!((elem[1].0, elem[1].1), (NFTA_SET_ELEM_DATA, true));
-    let verdict = attrs(elem[1].2);
-    assert_eq!((verdict[0].0, verdict[0].1), (NFTA_DATA_VERDICT, true));
-    assert_eq!(
-        attrs(verdict[0].2),
-        [
-            (NFTA_VERDICT_CODE, false, &(-4i32).to_be_bytes()[..]),
-            (NFTA_VERDICT_CHAIN, false, &b"c\0"[..])
-        ]
-    );
+    assert_eq!(attrs_of(elem[1].2), [(NFTA_DATA_VALUE, false, &[0u8, 80][..])]);
     assert_eq!(elem[2], (NFTA_SET_ELEM_USERDATA, false, &[0u8, 3, b'h', b'i', 0][..]));
     // BATCH_END.
     let e = &m[len..];
     assert_eq!(e.len(), 20);
     assert_eq!(u16::from_ne_bytes([e[4], e[5]]), 0x11);
+    // A delete carries the key only.
+    let mut del = Batch::new();
+    del.destroy("t", "pm", batch.ops[0].elements.clone());
+    let plan = encode_batch(&del.ops, None, NFT_MSG_DESTROYSETELEM, 1);
+    let m = &plan.buf[20..];
+    assert_eq!(u16::from_ne_bytes([m[4], m[5]]), (10 << 8) | NFT_MSG_DESTROYSETELEM);
+    let top = attrs_of(&m[20..u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize]);
+    let elem = attrs_of(attrs_of(top[2].2)[0].2);
+    assert_eq!(elem.len(), 1);
+    assert_eq!(elem[0].0, NFTA_SET_ELEM_KEY);
 }
 
 #[test]
@@ -172,8 +144,8 @@ fn big_operations_are_split_below_the_attribute_limit() {
         })
         .collect();
     let mut batch = Batch::new();
-    batch.add(Family::Inet, "t", "pm4", elements);
-    let plan = encode_batch(batch.ops(), None, NFT_MSG_DESTROYSETELEM, 1);
+    batch.add("t", "pm4", elements);
+    let plan = encode_batch(&batch.ops, None, NFT_MSG_DESTROYSETELEM, 1);
     assert!(plan.msgs.len() > 1, "{} messages", plan.msgs.len());
     let total: usize = plan.msgs.iter().map(|m| m.elems.len()).sum();
     assert_eq!(total, 5000);
@@ -183,8 +155,8 @@ fn big_operations_are_split_below_the_attribute_limit() {
     // A legacy destroy sends one element per message.
     let mut batch = Batch::new();
     let keys = (0..3).map(|i| Element::new(Data::new().inet_service(i)));
-    batch.destroy(Family::Inet, "t", "s", keys);
-    let plan = encode_batch(batch.ops(), Some(&[(0, 1)]), NFT_MSG_DESTROYSETELEM, 1);
+    batch.destroy("t", "s", keys);
+    let plan = encode_batch(&batch.ops, Some(&[(0, 1)]), NFT_MSG_DESTROYSETELEM, 1);
     assert_eq!(plan.msgs.len(), 2);
     assert!(plan.msgs.iter().all(|m| m.ty == NFT_MSG_DELSETELEM && m.legacy_destroy));
     assert_eq!(plan.msgs[1].elems[0].index, 2);
@@ -193,46 +165,48 @@ fn big_operations_are_split_below_the_attribute_limit() {
 #[test]
 fn empty_operations_send_nothing() {
     let mut batch = Batch::new();
-    batch.destroy(Family::Inet, "t", "s", []);
+    batch.destroy("t", "s", []);
     assert!(batch.is_empty());
-    assert!(encode_batch(batch.ops(), None, NFT_MSG_DESTROYSETELEM, 1)
+    assert!(encode_batch(&batch.ops, None, NFT_MSG_DESTROYSETELEM, 1)
         .msgs
         .is_empty());
 }
 
 #[test]
-fn errors_are_parsed_with_text_and_offset() {
-    let mut payload = (-libc::EEXIST).to_ne_bytes().to_vec();
-    payload.extend_from_slice(&[0; 16]); // capped echo of the request header
-    let text = b"boom\0";
-    payload.extend_from_slice(&((4 + text.len()) as u16).to_ne_bytes());
-    payload.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
-    payload.extend_from_slice(text);
-    payload.extend_from_slice(&[0; 3]);
-    payload.extend_from_slice(&8u16.to_ne_bytes());
-    payload.extend_from_slice(&NLMSGERR_ATTR_OFFS.to_ne_bytes());
-    payload.extend_from_slice(&44u32.to_ne_bytes());
-    let m = Msg {
-        ty: NLMSG_ERROR,
-        flags: NLM_F_CAPPED | NLM_F_ACK_TLVS,
-        seq: 1,
-        payload: &payload,
-    };
-    let (err, off) = parse_error(&m);
-    let err = err.unwrap();
-    assert_eq!(err.errno, Some(libc::EEXIST));
-    assert_eq!(err.message.as_deref(), Some("boom"));
-    assert_eq!(off, Some(44));
-    // Garbage never panics.
-    for len in 0..64 {
-        let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-        let _ = parse_error(&Msg {
-            ty: NLMSG_ERROR,
-            flags: NLM_F_ACK_TLVS,
-            seq: 0,
-            payload: &junk,
-        });
+fn table_comments_are_read_from_userdata() {
+    // nfgenmsg, then NFTA_TABLE_NAME and NFTA_TABLE_USERDATA holding two udata TLVs.
+    let mut b = wire::Builder::new();
+    b.nfgenmsg(NFPROTO_INET, 0);
+    b.attr_str(NFTA_TABLE_NAME, "t");
+    b.attr_with(NFTA_TABLE_USERDATA, |out| {
+        out.extend_from_slice(&[7, 2, 0xaa, 0xbb]);
+        out.extend_from_slice(&[NFTNL_UDATA_TABLE_COMMENT, 4, b'h', b'i', b'!', 0]);
+    });
+    let payload = b.into_bytes();
+    assert_eq!(table_userdata_comment(&payload).as_deref(), Some("hi!"));
+    // No userdata, and udata lengths past the end: no comment, no panic.
+    assert_eq!(table_userdata_comment(&payload[..12]), None);
+    for end in 0..payload.len() {
+        let _ = table_userdata_comment(&payload[..end]);
     }
+    let mut b = wire::Builder::new();
+    b.nfgenmsg(NFPROTO_INET, 0);
+    b.attr_with(NFTA_TABLE_USERDATA, |out| {
+        out.extend_from_slice(&[NFTNL_UDATA_TABLE_COMMENT, 200, b'x'])
+    });
+    assert_eq!(table_userdata_comment(b.as_bytes()), None);
+}
+
+#[test]
+fn short_error_messages_are_errors_without_errno() {
+    let mut b = wire::Builder::new();
+    let m = b.begin(wire::NLMSG_ERROR, 0, 1);
+    b.finish(m);
+    let buf = b.into_bytes();
+    let msg = wire::messages(&buf).next().unwrap();
+    assert_eq!(msg.payload.len(), NLMSG_HDRLEN - NLMSG_HDRLEN);
+    let (e, off) = error_of(&msg).unwrap();
+    assert_eq!((e.errno, off), (None, None));
 }
 
 #[test]
@@ -241,21 +215,21 @@ fn invalid_input_is_refused_before_sending() {
     let sock = &t.sock;
     let mut batch = Batch::new();
     batch.add(
-        Family::Inet,
         "t",
         "s",
         [Element::new(Data::new().inet_proto(6)).comment("x".repeat(300))],
     );
     assert!(matches!(sock.send(&batch), Err(NftError::Invalid(_))));
     let mut batch = Batch::new();
-    batch.add(Family::Inet, "", "s", [Element::new(Data::new().inet_proto(6))]);
+    batch.add("", "s", [Element::new(Data::new().inet_proto(6))]);
     assert!(matches!(sock.send(&batch), Err(NftError::Invalid(_))));
     let mut batch = Batch::new();
-    batch.add(Family::Inet, "t", "s", [Element::new(Data::new())]);
+    batch.add("t", "s", [Element::new(Data::new())]);
     assert!(matches!(sock.send(&batch), Err(NftError::Invalid(_))));
     let mut batch = Batch::new();
-    let huge = Data::new().raw(&[0; 65]);
-    batch.add(Family::Inet, "t", "s", [Element::new(huge)]);
+    let v6 = "fd00::1".parse().unwrap();
+    let huge = (0..5).fold(Data::new(), |d, _| d.ipv6_addr(v6));
+    batch.add("t", "s", [Element::new(huge)]);
     assert!(matches!(sock.send(&batch), Err(NftError::Invalid(_))));
 }
 
@@ -346,17 +320,14 @@ table inet t {
     chain c2 { }
     map pm4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
     map pm6 { type inet_proto . inet_service : ipv6_addr . inet_service; }
-    map vm { type ipv4_addr . inet_proto . inet_service : verdict; }
     set s { type ifname . ipv4_addr; flags interval; }
     set s2 { type ipv4_addr . ipv4_addr; flags interval; }
     set ports { type inet_service; }
-    set marks { type mark; }
     set protos { type inet_proto; }
     chain pre {
         type nat hook prerouting priority dstnat;
         ip daddr 10.0.0.1 dnat ip to meta l4proto . th dport map @pm4
         ip6 daddr fd00::1 dnat ip6 to meta l4proto . th dport map @pm6
-        ip daddr . meta l4proto . th dport vmap @vm
     }
 }
 "#;
@@ -379,7 +350,6 @@ fn maps_hold_exactly_the_added_elements_with_comments() {
     let mut batch = Batch::new();
     batch
         .add(
-            Family::Inet,
             "t",
             "pm4",
             [
@@ -388,7 +358,6 @@ fn maps_hold_exactly_the_added_elements_with_comments() {
             ],
         )
         .add(
-            Family::Inet,
             "t",
             "pm6",
             [Element::new(key(6, 8080)).value(v6("fd00:88::2", 80)).comment("web v6")],
@@ -412,7 +381,6 @@ fn maps_hold_exactly_the_added_elements_with_comments() {
     // The comment is not part of the comparison: the old one stays.
     let mut recomment = Batch::new();
     recomment.add(
-        Family::Inet,
         "t",
         "pm4",
         [Element::new(key(6, 8080))
@@ -426,14 +394,9 @@ fn maps_hold_exactly_the_added_elements_with_comments() {
     );
     // …but not for another value (the kernel calls it a clash: EEXIST).
     let mut other = Batch::new();
-    other.add(
-        Family::Inet,
-        "t",
-        "pm4",
-        [Element::new(key(6, 8080)).value(v4([10, 88, 0, 9], 80))],
-    );
+    other.add("t", "pm4", [Element::new(key(6, 8080)).value(v4([10, 88, 0, 9], 80))]);
     let err = t.sock.send(&other).unwrap_err();
-    assert!(err.is_exists(), "{err}");
+    assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
     assert_eq!(
         t.elements("map", "pm4")[0],
         "tcp . 8080 comment \"web\" : 10.88.0.2 . 80"
@@ -446,14 +409,8 @@ fn create_of_an_existing_key_fails_and_rolls_back_the_batch() {
     t.nft("add element inet t pm4 '{ tcp . 8080 : 10.88.0.2 . 80 }'");
     let mut batch = Batch::new();
     batch
-        .add(
-            Family::Inet,
-            "t",
-            "pm6",
-            [Element::new(key(6, 443)).value(v6("fd00::5", 443))],
-        )
+        .add("t", "pm6", [Element::new(key(6, 443)).value(v6("fd00::5", 443))])
         .create(
-            Family::Inet,
             "t",
             "pm4",
             [
@@ -463,13 +420,10 @@ fn create_of_an_existing_key_fails_and_rolls_back_the_batch() {
             ],
         );
     let err = t.sock.send(&batch).unwrap_err();
-    assert!(err.is_exists(), "{err}");
+    assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
     match &err {
         NftError::Element(e) => {
-            assert_eq!(
-                (e.op, e.family, e.table.as_str(), e.set.as_str()),
-                (OpKind::Create, Family::Inet, "t", "pm4")
-            );
+            assert_eq!((e.op, e.table.as_str(), e.set.as_str()), (OpKind::Create, "t", "pm4"));
             assert_eq!(e.element.as_deref(), Some("tcp . 8080 : 10.88.0.5 . 80"));
             assert!(e.netns.contains(t.name()), "{}", e.netns);
         }
@@ -483,60 +437,9 @@ fn create_of_an_existing_key_fails_and_rolls_back_the_batch() {
 
     // The socket is fine afterwards (no stale ack is taken for the next one).
     let mut ok = Batch::new();
-    ok.create(
-        Family::Inet,
-        "t",
-        "pm4",
-        [Element::new(key(6, 9090)).value(v4([10, 88, 0, 4], 90))],
-    );
+    ok.create("t", "pm4", [Element::new(key(6, 9090)).value(v4([10, 88, 0, 4], 90))]);
     t.sock.send(&ok).unwrap();
     assert_eq!(t.elements("map", "pm4").len(), 2);
-}
-
-#[test]
-fn verdict_map_takes_goto_jump_accept_drop() {
-    let t = TestNs::new("vmap", SETUP);
-    let k = |last: u8, port| {
-        Data::new()
-            .ipv4_addr(Ipv4Addr::new(10, 0, 0, last))
-            .inet_proto(6)
-            .inet_service(port)
-    };
-    let mut batch = Batch::new();
-    batch.add(
-        Family::Inet,
-        "t",
-        "vm",
-        [
-            Element::new(k(1, 80)).verdict(Verdict::Goto("c1".into())),
-            Element::new(k(2, 80)).verdict(Verdict::Jump("c2".into())),
-            Element::new(k(3, 80)).verdict(Verdict::Accept),
-            Element::new(k(4, 80)).verdict(Verdict::Drop),
-            Element::new(k(5, 80)).verdict(Verdict::Return),
-        ],
-    );
-    t.sock.send(&batch).unwrap();
-    assert_eq!(
-        t.elements("map", "vm"),
-        [
-            "10.0.0.1 . tcp . 80 : goto c1",
-            "10.0.0.2 . tcp . 80 : jump c2",
-            "10.0.0.3 . tcp . 80 : accept",
-            "10.0.0.4 . tcp . 80 : drop",
-            "10.0.0.5 . tcp . 80 : return",
-        ]
-    );
-    // A chain that does not exist.
-    let mut bad = Batch::new();
-    bad.add(
-        Family::Inet,
-        "t",
-        "vm",
-        [Element::new(k(9, 80)).verdict(Verdict::Goto("nope".into()))],
-    );
-    let err = t.sock.send(&bad).unwrap_err();
-    assert!(err.is_not_found(), "{err}");
-    assert!(err.to_string().contains("goto nope"), "{err}");
 }
 
 #[test]
@@ -547,13 +450,11 @@ fn concatenated_interval_sets_use_key_end() {
     let mut batch = Batch::new();
     batch
         .add(
-            Family::Inet,
             "t",
             "s",
             [Element::range(br([10, 88, 0, 0]), br([10, 88, 255, 255])).comment("pods")],
         )
         .add(
-            Family::Inet,
             "t",
             "s2",
             [
@@ -575,21 +476,11 @@ fn concatenated_interval_sets_use_key_end() {
     assert!(got.contains("10.88.0.0/16"), "{got}");
     // An overlapping range is refused.
     let mut overlap = Batch::new();
-    overlap.create(
-        Family::Inet,
-        "t",
-        "s",
-        [Element::range(br([10, 88, 1, 0]), br([10, 88, 1, 255]))],
-    );
+    overlap.create("t", "s", [Element::range(br([10, 88, 1, 0]), br([10, 88, 1, 255]))]);
     assert!(t.sock.send(&overlap).is_err());
-    // Delete needs the same start and end.
+    // Destroy takes the same start and end.
     let mut del = Batch::new();
-    del.delete(
-        Family::Inet,
-        "t",
-        "s",
-        [Element::range(br([10, 88, 0, 0]), br([10, 88, 255, 255]))],
-    );
+    del.destroy("t", "s", [Element::range(br([10, 88, 0, 0]), br([10, 88, 255, 255]))]);
     t.sock.send(&del).unwrap();
     assert!(t.elements("set", "s").is_empty());
 }
@@ -599,33 +490,25 @@ fn single_field_sets_take_unpadded_keys() {
     let t = TestNs::new("single", SETUP);
     let mut batch = Batch::new();
     batch
-        .add(
-            Family::Inet,
-            "t",
-            "ports",
-            [Element::new(Data::new().inet_service(8080))],
-        )
-        .add(Family::Inet, "t", "marks", [Element::new(Data::new().mark(0x10))])
-        .add(Family::Inet, "t", "protos", [Element::new(Data::new().inet_proto(17))]);
+        .add("t", "ports", [Element::new(Data::new().inet_service(8080))])
+        .add("t", "protos", [Element::new(Data::new().inet_proto(17))]);
     t.sock.send(&batch).unwrap();
     assert_eq!(t.elements("set", "ports"), ["8080"]);
-    assert_eq!(t.elements("set", "marks"), ["0x00000010"]);
     assert_eq!(t.elements("set", "protos"), ["udp"]);
     // A key of the wrong size is refused and the element named.
     let mut bad = Batch::new();
-    bad.add(Family::Inet, "t", "pm4", [Element::new(Data::new().inet_service(80))]);
+    bad.add("t", "pm4", [Element::new(Data::new().inet_service(80))]);
     let err = t.sock.send(&bad).unwrap_err();
     assert_eq!(err.errno(), Some(libc::EINVAL), "{err}");
     assert!(err.to_string().contains("{ 80 }"), "{err}");
 }
 
-fn destroy_and_delete(t: &TestNs) {
+fn destroy_ignores_missing(t: &TestNs) {
     t.nft("add element inet t pm4 '{ tcp . 8080 : 10.88.0.2 . 80, tcp . 8081 : 10.88.0.2 . 81 }'");
     t.nft("add element inet t ports '{ 1, 2 }'");
     let mut batch = Batch::new();
     batch
         .destroy(
-            Family::Inet,
             "t",
             "pm4",
             [
@@ -635,7 +518,6 @@ fn destroy_and_delete(t: &TestNs) {
             ],
         )
         .destroy(
-            Family::Inet,
             "t",
             "ports",
             [
@@ -643,39 +525,22 @@ fn destroy_and_delete(t: &TestNs) {
                 Element::new(Data::new().inet_service(2)),
             ],
         )
-        .add(Family::Inet, "t", "ports", [Element::new(Data::new().inet_service(4))]);
+        .add("t", "ports", [Element::new(Data::new().inet_service(4))]);
     t.sock.send(&batch).unwrap();
     assert_eq!(t.elements("map", "pm4"), ["tcp . 8081 : 10.88.0.2 . 81"]);
     assert_eq!(t.elements("set", "ports"), ["1", "4"]);
     // Destroy of nothing but missing elements.
     let mut none = Batch::new();
-    none.destroy(Family::Inet, "t", "pm4", [Element::new(key(6, 1))]);
+    none.destroy("t", "pm4", [Element::new(key(6, 1))]);
     t.sock.send(&none).unwrap();
-
-    // Delete (not destroy) of a missing element: ENOENT, naming it, and
-    // the present one in the same operation stays.
-    let mut del = Batch::new();
-    del.delete(
-        Family::Inet,
-        "t",
-        "pm4",
-        [Element::new(key(6, 8081)), Element::new(key(6, 9999))],
-    );
-    let err = t.sock.send(&del).unwrap_err();
-    assert!(err.is_not_found(), "{err}");
-    assert!(
-        matches!(&err, NftError::Element(e) if e.op == OpKind::Delete && e.element.as_deref() == Some("tcp . 9999")),
-        "{err:?}"
-    );
-    assert_eq!(t.elements("map", "pm4").len(), 1);
 
     // Destroy in a set that does not exist is an error (and rolls back).
     let mut missing_set = Batch::new();
     missing_set
-        .destroy(Family::Inet, "t", "pm4", [Element::new(key(6, 8081))])
-        .destroy(Family::Inet, "t", "nope", [Element::new(key(6, 1))]);
+        .destroy("t", "pm4", [Element::new(key(6, 8081))])
+        .destroy("t", "nope", [Element::new(key(6, 1))]);
     let err = t.sock.send(&missing_set).unwrap_err();
-    assert!(err.is_not_found(), "{err}");
+    assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
     assert!(
         matches!(&err, NftError::Element(e) if e.set == "nope" && e.element.is_none()),
         "{err:?}"
@@ -684,17 +549,17 @@ fn destroy_and_delete(t: &TestNs) {
 }
 
 #[test]
-fn destroy_ignores_missing_elements_and_delete_does_not() {
+fn destroy_ignores_missing_elements() {
     let t = TestNs::new("destroy", SETUP);
-    destroy_and_delete(&t);
+    destroy_ignores_missing(&t);
     assert_eq!(t.sock.destroy.load(Ordering::Relaxed), DESTROY_SUPPORTED);
 }
 
 #[test]
 fn legacy_destroy_fallback_behaves_the_same() {
     let t = TestNs::new("legacy", SETUP);
-    t.sock.set_legacy_destroy(true);
-    destroy_and_delete(&t);
+    t.sock.destroy.store(DESTROY_LEGACY, Ordering::Relaxed);
+    destroy_ignores_missing(&t);
     assert_eq!(t.sock.destroy.load(Ordering::Relaxed), DESTROY_LEGACY);
 }
 
@@ -704,39 +569,54 @@ fn old_kernels_without_destroy_are_detected() {
     // A message type no kernel knows gets the answer a kernel before 6.3
     // gives NFT_MSG_DESTROYSETELEM: EINVAL, not pinned on any attribute.
     t.sock.destroy_msg = 0xff;
-    destroy_and_delete(&t);
+    destroy_ignores_missing(&t);
     assert_eq!(t.sock.destroy.load(Ordering::Relaxed), DESTROY_LEGACY);
 }
 
 #[test]
-fn table_exists_answers_true_and_false() {
+fn table_comment_tells_missing_from_uncommented() {
     let t = TestNs::new("table", SETUP);
-    assert!(t.sock.table_exists(Family::Inet, "t").unwrap());
-    assert!(!t.sock.table_exists(Family::Ip, "t").unwrap());
-    assert!(!t.sock.table_exists(Family::Inet, "nope").unwrap());
-    t.nft("add table ip6 other");
-    assert!(t.sock.table_exists(Family::Ip6, "other").unwrap());
+    assert!(t.sock.table_comment("t").unwrap().is_some());
+    assert!(t.sock.table_comment("nope").unwrap().is_none());
+    // Only the inet family is asked about.
+    t.nft("add table ip other");
+    assert!(t.sock.table_comment("other").unwrap().is_none());
+    t.nft("add table inet commented '{ comment \"hello\"; }'");
+    assert_eq!(t.sock.table_comment("commented").unwrap(), Some(Some("hello".into())));
+    assert_eq!(t.sock.table_comment("t").unwrap(), Some(None));
+    assert_eq!(t.sock.table_comment("nope").unwrap(), None);
     // Missing tables in element operations.
     let mut batch = Batch::new();
-    batch.add(
-        Family::Ip,
-        "t",
-        "pm4",
-        [Element::new(key(6, 1)).value(v4([1, 1, 1, 1], 1))],
-    );
+    batch.add("nope", "pm4", [Element::new(key(6, 1)).value(v4([1, 1, 1, 1], 1))]);
     let err = t.sock.send(&batch).unwrap_err();
-    assert!(err.is_not_found(), "{err}");
-    // open_current opens in the calling thread's namespace.
-    let ns: &NetNs = &t.guard;
-    let here = crate::netns::worker::run_blocking(crate::netns::worker::Place::In(ns.clone()), NftSocket::open_current)
-        .unwrap()
-        .unwrap();
-    assert_eq!(here.netns(), "(current)");
-    assert!(here.table_exists(Family::Inet, "t").unwrap());
-    assert!(t.sock.netns().contains(t.name()));
+    assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+    assert!(err.to_string().contains(t.name()), "{err}");
+    // The kernel pins it on the table's name; a missing set is no missing table.
+    assert_eq!(err.table_missing(), Some(true), "{err:?}");
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Table),
+        "{err:?}"
+    );
+    let mut batch = Batch::new();
+    batch.destroy("t", "nope", [Element::new(key(6, 1))]);
+    let err = t.sock.send(&batch).unwrap_err();
+    assert_eq!(err.table_missing(), None, "{err:?}");
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Set),
+        "{err:?}"
+    );
+    // EEXIST on an element is pinned on the element.
+    t.nft("add element inet t ports '{ 7 }'");
+    let mut batch = Batch::new();
+    batch.create("t", "ports", [Element::new(Data::new().inet_service(7))]);
+    let err = t.sock.send(&batch).unwrap_err();
+    assert!(
+        matches!(&err, NftError::Element(e) if e.pinned == Pinned::Element),
+        "{err:?}"
+    );
     // A socket in another namespace does not see this table.
     let other = TestNs::new("table2", "");
-    assert!(!other.sock.table_exists(Family::Inet, "t").unwrap());
+    assert!(other.sock.table_comment("t").unwrap().is_none());
 }
 
 #[test]
@@ -744,7 +624,6 @@ fn elements_are_typed_as_the_rules_using_them_expect() {
     let t = TestNs::new("get", SETUP);
     let mut batch = Batch::new();
     batch.add(
-        Family::Inet,
         "t",
         "pm4",
         [Element::new(key(6, 8080)).value(v4([10, 88, 0, 2], 80)).comment("web")],
@@ -770,11 +649,11 @@ fn ten_thousand_elements_in_one_batch() {
         })
         .collect();
     let mut batch = Batch::new();
-    batch.add(Family::Inet, "t", "pm4", elements.clone());
+    batch.add("t", "pm4", elements.clone());
     t.sock.send(&batch).unwrap();
     assert_eq!(t.elements("map", "pm4").len(), 10_000);
     let mut batch = Batch::new();
-    batch.destroy(Family::Inet, "t", "pm4", elements);
+    batch.destroy("t", "pm4", elements);
     t.sock.send(&batch).unwrap();
     assert!(t.elements("map", "pm4").is_empty());
 }
@@ -790,15 +669,10 @@ fn one_socket_serves_many_threads() {
                 for i in 0..50u16 {
                     let port = n * 1000 + i;
                     let mut b = Batch::new();
-                    b.create(
-                        Family::Inet,
-                        "t",
-                        "pm4",
-                        [Element::new(key(6, port)).value(v4([10, 0, 0, 1], port))],
-                    );
+                    b.create("t", "pm4", [Element::new(key(6, port)).value(v4([10, 0, 0, 1], port))]);
                     sock.send(&b).unwrap();
                     // A failing call in between must not confuse the others.
-                    assert!(sock.send(&b).unwrap_err().is_exists());
+                    assert_eq!(sock.send(&b).unwrap_err().errno(), Some(libc::EEXIST));
                 }
             })
         })
@@ -822,7 +696,6 @@ fn nft_timings() {
         let t = TestNs::new("bench", SETUP);
         let mut batch = Batch::new();
         batch.add(
-            Family::Inet,
             "t",
             "pm4",
             (0..present).map(|i| Element::new(key(17, i as u16)).value(v4([10, 88, 0, 2], 80))),
@@ -835,9 +708,9 @@ fn nft_timings() {
                 .value(v4([10, 88, 0, 2], 80))
                 .comment("x");
             let mut a = Batch::new();
-            a.add(Family::Inet, "t", "pm4", [e.clone()]);
+            a.add("t", "pm4", [e.clone()]);
             let mut d = Batch::new();
-            d.destroy(Family::Inet, "t", "pm4", [e]);
+            d.destroy("t", "pm4", [e]);
             let start = Instant::now();
             t.sock.send(&a).unwrap();
             add += start.elapsed();
@@ -846,13 +719,13 @@ fn nft_timings() {
             destroy += start.elapsed();
         }
         let start = Instant::now();
-        assert!(t.sock.table_exists(Family::Inet, "t").unwrap());
+        assert!(t.sock.table_comment("t").unwrap().is_some());
         let exists = start.elapsed();
         let start = Instant::now();
         t.nft("add element inet t pm4 '{ tcp . 1 : 10.88.0.2 . 80 }'");
         let cli = start.elapsed();
         println!(
-            "{present:>6} elements present: add {:?}/op, destroy {:?}/op, table_exists {exists:?}; \
+            "{present:>6} elements present: add {:?}/op, destroy {:?}/op, table_comment {exists:?}; \
              `ip netns exec … nft add element` {cli:?}",
             add / rounds,
             destroy / rounds
