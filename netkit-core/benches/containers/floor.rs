@@ -37,7 +37,13 @@ pub struct Sock {
 impl Sock {
     pub fn open() -> Res<Sock> {
         // SAFETY: plain socket(2); the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if raw < 0 {
             return Err(os_err("netlink socket"));
         }
@@ -182,7 +188,13 @@ fn create_ns(name: &str, host: &OwnedFd) -> Res<(OwnedFd, Sock)> {
     let path = format!("/run/netns/{name}");
     let c = CString::new(path.as_str())?;
     // SAFETY: open(2) with O_CREAT|O_EXCL of a NUL-terminated path, closed at once.
-    let f = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0) };
+    let f = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0,
+        )
+    };
     if f < 0 {
         return Err(os_err(&path));
     }
@@ -194,7 +206,15 @@ fn create_ns(name: &str, host: &OwnedFd) -> Res<(OwnedFd, Sock)> {
     }
     let src = CString::new("/proc/thread-self/ns/net")?;
     // SAFETY: mount(2) with valid NUL-terminated strings.
-    let rc = unsafe { libc::mount(src.as_ptr(), c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
     let made = if rc != 0 {
         Err(os_err("bind mount"))
     } else {

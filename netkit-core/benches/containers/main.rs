@@ -163,9 +163,8 @@ fn config() -> Res<Config> {
         Some(text) => text
             .split(',')
             .map(|m| {
-                Method::parse(m.trim()).ok_or_else(|| {
-                    format!("NETKIT_BENCH_METHODS: unknown method {m:?} (nk, vn, fl, ib, ic)").into()
-                })
+                Method::parse(m.trim())
+                    .ok_or_else(|| format!("NETKIT_BENCH_METHODS: unknown method {m:?} (nk, vn, fl, ib, ic)").into())
             })
             .collect::<Res<Vec<_>>>()?,
     };

@@ -38,6 +38,10 @@ fn spawn_worker() -> std::io::Result<Sender<Job>> {
     // alive) that namespace as its home.
     let home = open_ns_file("/proc/self/ns/net".as_ref())?;
     std::thread::Builder::new().name("netkit-netns".into()).spawn(move || {
+        // A new thread starts in its creator's namespace: go home first.
+        if setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
+            return;
+        }
         for job in rx {
             if !job(&home) {
                 // Could not return home: this thread is no longer fit for jobs.

@@ -134,11 +134,17 @@ type Job = Box<dyn FnOnce(&NetNs) -> bool + Send>;
 /// The queue of libnftables' thread (`None`: not started, or it ended).
 static THREAD: Mutex<Option<Sender<Job>>> = Mutex::new(None);
 
-/// Start libnftables' thread. It starts in the namespace of the calling thread, its home.
+/// Start libnftables' thread. Its home is the process's namespace (its main thread's), not the
+/// caller's: the first libnftables job may be asked for from a thread inside some container's
+/// namespace, which the thread must not keep (and so keep alive) as its home.
 fn spawn() -> std::io::Result<Sender<Job>> {
-    let home = NetNs::current().map_err(std::io::Error::other)?;
+    let home = NetNs::open_path("/proc/self/ns/net").map_err(std::io::Error::other)?;
     let (tx, rx) = channel::<Job>();
     std::thread::Builder::new().name("netkit-nft".into()).spawn(move || {
+        // A new thread starts in its creator's namespace: go home first.
+        if setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
+            return;
+        }
         for job in rx {
             if !job(&home) {
                 // Could not go home: this thread is no longer fit for jobs.
@@ -234,7 +240,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::netns::worker::{self, Place};
     use crate::netns::{NetNsGuard, NetnsId};
 
     fn test_ns(tag: &str) -> NetNsGuard {
@@ -307,7 +312,7 @@ mod tests {
         let start = Instant::now();
         let want = other.id().unwrap();
         for _ in 0..5 {
-            let got = worker::run_blocking(Place::In((*other).clone()), here).unwrap();
+            let got = other.job_blocking(here).unwrap();
             assert_eq!(got, want);
         }
         assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());

@@ -619,7 +619,8 @@ impl NftSocket {
     /// thread never changes namespace).
     pub(crate) fn open(ns: &NetNs) -> Result<Self, NftError> {
         let netns = ns.to_string();
-        let socket = crate::netns::worker::run_blocking(crate::netns::worker::Place::In(ns.clone()), open_socket)
+        let socket = ns
+            .job_blocking(open_socket)
             .map_err(|e| NftError::Open {
                 netns: netns.clone(),
                 reason: e.to_string(),
