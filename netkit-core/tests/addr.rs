@@ -1,5 +1,4 @@
-mod common;
-use common::*;
+use netkit_test_support::TestNs;
 
 use ipnetwork::IpNetwork;
 use netkit_core::addr::{Scope, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, IFA_F_PERMANENT, IFA_F_TENTATIVE};

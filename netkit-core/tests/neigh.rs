@@ -1,14 +1,12 @@
 //! Neighbours and FDB entries on the real kernel, inside throwaway namespaces.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
 use netkit_core::link::{Bridge, Veth, Vxlan};
 use netkit_core::neigh::{Family, FdbEntry, NeighState, Neighbour};
 use netkit_core::MacAddr;
+use netkit_test_support::{report_skip, TestNs};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -2,16 +2,14 @@
 //! throwaway namespace. The two-node data path is covered by the scenario
 //! tests; these check the kernel state each call leaves behind.
 
-mod common;
-
 use std::net::IpAddr;
 
-use common::*;
 use ipnetwork::IpNetwork;
 use netkit_core::link::Veth;
 use netkit_core::neigh::Family;
 use netkit_core::overlay::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};
 use netkit_core::route::{IpFamily, TABLE_MAIN};
+use netkit_test_support::TestNs;
 
 const DEV: &str = "flannel.1";
 

@@ -1,5 +1,4 @@
-mod common;
-use common::*;
+use netkit_test_support::TestNs;
 
 use std::net::IpAddr;
 

@@ -3,13 +3,14 @@
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
-//! ([`iptables`]).
+//! ([`iptables`]), and what the lease store tests share ([`lease`]).
 //!
 //! Nothing here touches the namespace the tests run in: every command takes the namespace it
 //! runs in.
 
 pub mod cmd;
 pub mod iptables;
+pub mod lease;
 pub mod ns;
 pub mod snapshot;
 mod wait;
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use cmd::{in_ns, ip, ipj, run_in, sh, try_sh};
 pub use ns::{HostNs, TestNs};
-pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
+pub use wait::{poll_for, poll_for_async, wait_for, wait_for_async, wait_until, wait_until_async};
 
 /// A name unique to this process and call, `nk<pid>x<counter><tag>`: for namespaces, temp dirs,
 /// anything two tests (or two test processes) running at once must not share.

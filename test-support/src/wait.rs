@@ -23,17 +23,26 @@ pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() ->
 /// Poll `poll` until it returns `Ok`, for at most `deadline` from now, and return its value;
 /// panics with `what` and the last `Err` (the state last seen) otherwise.
 #[track_caller]
-pub fn wait_for<T, E: Debug>(deadline: Duration, what: &str, mut poll: impl FnMut() -> Result<T, E>) -> T {
+pub fn wait_for<T, E: Debug>(deadline: Duration, what: &str, poll: impl FnMut() -> Result<T, E>) -> T {
+    match poll_for(deadline, poll) {
+        Ok(v) => v,
+        Err(last) => panic!("timed out after {deadline:?} waiting for {what}; last seen: {last:?}"),
+    }
+}
+
+/// Poll `poll` until it returns `Ok`, for at most `deadline` from now: its value, or the last
+/// `Err` when the deadline passed (for a caller that handles the timeout itself).
+pub fn poll_for<T, E>(deadline: Duration, mut poll: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(2);
     loop {
         let last = match poll() {
-            Ok(v) => return v,
+            Ok(v) => return Ok(v),
             Err(e) => e,
         };
         let now = Instant::now();
         if now >= end {
-            panic!("timed out after {deadline:?} waiting for {what}; last seen: {last:?}");
+            return Err(last);
         }
         std::thread::sleep(pause.min(end - now));
         pause = next_pause(pause);
@@ -74,18 +83,26 @@ async fn wait_for_async_at<T, E: Debug>(
     caller: &'static std::panic::Location<'static>,
     deadline: Duration,
     what: &str,
-    mut poll: impl AsyncFnMut() -> Result<T, E>,
+    poll: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
+    match poll_for_async(deadline, poll).await {
+        Ok(v) => v,
+        Err(last) => panic!("{caller}: timed out after {deadline:?} waiting for {what}; last seen: {last:?}"),
+    }
+}
+
+/// [`poll_for`] for an async poll (`async || …`), pausing with the tokio timer.
+pub async fn poll_for_async<T, E>(deadline: Duration, mut poll: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E> {
     let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(2);
     loop {
         let last = match poll().await {
-            Ok(v) => return v,
+            Ok(v) => return Ok(v),
             Err(e) => e,
         };
         let now = Instant::now();
         if now >= end {
-            panic!("{caller}: timed out after {deadline:?} waiting for {what}; last seen: {last:?}");
+            return Err(last);
         }
         tokio::time::sleep(pause.min(end - now)).await;
         pause = next_pause(pause);
@@ -113,6 +130,7 @@ mod tests {
             }
         });
         assert_eq!(v, 50);
+        assert_eq!(poll_for(Duration::from_millis(20), || Err::<(), _>(n)), Err(5));
     }
 
     #[test]
@@ -132,6 +150,8 @@ mod tests {
         assert_eq!(n, 2);
         let got = wait_for_async(Duration::from_secs(5), "ok", async || Ok::<_, ()>(4)).await;
         assert_eq!(got, 4);
+        let timed_out = poll_for_async(Duration::from_millis(20), async || Err::<(), _>("last")).await;
+        assert_eq!(timed_out, Err("last"));
     }
 
     #[tokio::test]
