@@ -3,8 +3,6 @@
 //! What the rules do to real traffic, for this driver and the nftables one alike, is checked
 //! end to end in `tests/firewall.rs` (the netkit-tests package).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use netkit_core::firewall::{
@@ -709,97 +707,4 @@ async fn kernel_errors_and_chain_prefixes() {
     assert_eq!(f.save4(), k);
     kube.teardown("a").await.unwrap();
     assert!(!f.save4().contains("KN-"));
-}
-
-/// One line over TCP: the server answers with the address it sees the client at.
-fn serve(listener: TcpListener, n: usize) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for _ in 0..n {
-            let (mut s, peer) = listener.accept().unwrap();
-            let mut line = String::new();
-            BufReader::new(&s).read_line(&mut line).unwrap();
-            writeln!(s, "{} {}", line.trim(), peer.ip()).unwrap();
-        }
-    })
-}
-
-fn ask(ns: &netkit_core::NetNs, to: &str) -> std::io::Result<String> {
-    let to: SocketAddr = to.parse().unwrap();
-    let mut s = ns
-        .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))
-        .unwrap()?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    writeln!(s, "hello")?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    Ok(line.trim().to_string())
-}
-
-/// host (firewall, 192.0.2.1 towards the client, 10.88.0.1 on bridge cni0) between a
-/// container (10.88.0.5) and a client (192.0.2.2). The container's bridge port is in hairpin
-/// mode, as CNI's bridge plugin sets it: with br_netfilter loaded, a connection from the
-/// container to itself through the host is DNATed on the bridge and leaves by the port it came
-/// in by.
-#[tokio::test]
-async fn tcp_through_a_port_mapping_and_a_service() {
-    if !usable("tcp_through_a_port_mapping_and_a_service") {
-        return;
-    }
-    let host = TestNs::new("ipth").await;
-    let ctr = TestNs::new("iptc").await;
-    let client = TestNs::new("iptx").await;
-    let (cn, xn) = (ctr.ns.name().unwrap(), client.ns.name().unwrap());
-    host.sh(&format!(
-        "sysctl -qw net.ipv4.ip_forward=1 && \
-         ip link add cni0 type bridge && ip addr add 10.88.0.1/24 dev cni0 && ip link set cni0 up && \
-         ip link add vc0 type veth peer name eth0 netns {cn} && ip link set vc0 master cni0 up && \
-         ip link set vc0 type bridge_slave hairpin on && \
-         ip link add vx0 type veth peer name eth0 netns {xn} && ip addr add 192.0.2.1/24 dev vx0 && ip link set vx0 up"
-    ));
-    ctr.sh("ip addr add 10.88.0.5/24 dev eth0 && ip link set eth0 up && ip route add default via 10.88.0.1");
-    client.sh("ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up && ip route add default via 192.0.2.1");
-    let f = Fw::in_ns(host).await;
-    let rules = Rules {
-        networks: vec![Network::new("cni0", "10.88.0.0/24".parse().unwrap())],
-        port_mappings: vec![PortMapping::new(Protocol::Tcp, 8080, ip("10.88.0.5"), 80)],
-        masquerades: vec![Masquerade::address(ip("10.88.0.5"), "10.88.0.0/24".parse().unwrap())],
-        services: vec![Service::new("default/web", Protocol::Tcp, ip("10.96.0.10"), 80)
-            .affinity(Duration::from_secs(60))
-            .endpoint(Endpoint::new(ip("10.88.0.5"), 80))],
-        ..Default::default()
-    };
-    f.fw.add("ctr:eth0", &rules).await.unwrap();
-
-    let listener = ctr.ns.run(|| TcpListener::bind("10.88.0.5:80")).unwrap().unwrap();
-    let server = serve(listener, 5);
-    // From outside: DNAT, the client's own address kept.
-    assert_eq!(ask(&client.ns, "192.0.2.1:8080").unwrap(), "hello 192.0.2.2");
-    // From the host, over 127.0.0.1 (route_localnet, masqueraded to the bridge address).
-    assert_eq!(ask(&f.t.ns, "127.0.0.1:8080").unwrap(), "hello 10.88.0.1");
-    // From the container to itself through the host port (hairpin, masqueraded).
-    assert_eq!(ask(&ctr.ns, "192.0.2.1:8080").unwrap(), "hello 10.88.0.1");
-    // The service address, from the client and from the endpoint itself (marked, masqueraded).
-    assert_eq!(ask(&client.ns, "10.96.0.10:80").unwrap(), "hello 192.0.2.2");
-    assert_eq!(ask(&ctr.ns, "10.96.0.10:80").unwrap(), "hello 10.88.0.1");
-    server.join().unwrap();
-
-    // The affinity list remembers both clients, and survives the rewrite of every chain that
-    // another owner's change makes.
-    let svc = jump_target(&f.save4(), "NETKIT-SERVICES", "-d 10.96.0.10/32");
-    let recent = format!("cat /proc/net/xt_recent/{}-0", svc.replace("-SVC-", "-SEP-"));
-    let seen = f.t.sh(&recent);
-    assert!(
-        seen.contains("src=192.0.2.2 ") && seen.contains("src=10.88.0.5 "),
-        "{seen}"
-    );
-    let other = Rules {
-        port_mappings: vec![PortMapping::new(Protocol::Udp, 9999, ip("10.88.0.9"), 53)],
-        ..Default::default()
-    };
-    f.fw.add("other", &other).await.unwrap();
-    assert_eq!(f.t.sh(&recent), seen);
-    f.fw.teardown("other").await.unwrap();
-
-    f.fw.teardown("ctr:eth0").await.unwrap();
-    assert!(ask(&client.ns, "192.0.2.1:8080").is_err(), "the mapping is gone");
 }

@@ -42,6 +42,15 @@ impl Hello {
     }
 }
 
+/// An error of one connection or datagram (a peer that went away), after which a server goes on.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
 /// A running server; stopped when dropped.
 pub struct Server(tokio::task::JoinHandle<()>);
 
@@ -72,9 +81,11 @@ fn serve_stream(listener: tokio::net::TcpListener, name: &str) -> Server {
     let name = name.to_string();
     Server(tokio::spawn(async move {
         loop {
-            let Ok((mut sock, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+            let (mut sock, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) if transient(&e) => continue,
+                // Anything else (no descriptor left, …) ends the server; its clients fail.
+                Err(_) => return,
             };
             let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let line = format!("{name} {local} {peer}\n");
@@ -102,9 +113,10 @@ pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
     Server(tokio::spawn(async move {
         let mut buf = [0u8; 512];
         loop {
-            let Ok((_, peer)) = sock.recv_from(&mut buf).await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+            let peer = match sock.recv_from(&mut buf).await {
+                Ok((_, peer)) => peer,
+                Err(e) if transient(&e) => continue,
+                Err(_) => return,
             };
             let line = format!("{name} {addr} {peer}\n");
             let _ = sock.send_to(line.as_bytes(), peer).await;
