@@ -15,7 +15,7 @@ use netkit_core::ipam::lease::{
 use netkit_test_support::lease::{
     self, apply, flannel, four_blocks, net, open_view, renew_until_expired, req, view_diff,
 };
-use netkit_test_support::tempdir;
+use netkit_test_support::{tempdir, KillOnDrop};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -468,15 +468,6 @@ fn threads_racing_never_share_a_subnet() {
 }
 
 /// A child process, killed (SIGKILL) and reaped when dropped, so a failing test leaves none.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const CHILD_ENV: &str = "NETKIT_LEASE_TEST_CHILD";
 
 /// Run `child_process` of this test binary with `mode` in the environment.
@@ -499,7 +490,7 @@ fn processes_racing_never_share_a_subnet() {
     let dir = tempdir("procs");
     let mut children: Vec<_> = (0..4)
         .map(|p| {
-            KillOnDrop(
+            KillOnDrop::new(
                 child(&format!("race\n{}\n{p}", dir.path().display()))
                     .spawn()
                     .expect("spawn child test process"),
@@ -509,8 +500,8 @@ fn processes_racing_never_share_a_subnet() {
     let mut got: Vec<(String, String)> = Vec::new();
     for c in &mut children {
         let mut text = String::new();
-        c.0.stdout.as_mut().unwrap().read_to_string(&mut text).unwrap();
-        let status = c.0.wait().unwrap();
+        c.stdout.as_mut().unwrap().read_to_string(&mut text).unwrap();
+        let status = c.wait().unwrap();
         assert!(status.success(), "child failed ({status}): {text}");
         // libtest may print "test child_process ... " ahead of the first line.
         for line in text.lines().filter_map(|l| l.split_once("LEASE ").map(|(_, l)| l)) {
@@ -537,13 +528,13 @@ fn kill_9_mid_write_never_leaves_a_torn_lease() {
         .build()
         .unwrap();
     for round in 0..6u64 {
-        let mut c = KillOnDrop(
+        let mut c = KillOnDrop::new(
             child(&format!("churn\n{}\n{round}", dir.path().display()))
                 .spawn()
                 .expect("spawn child test process"),
         );
         // Wait until the child is writing, then kill it at some point of its churn.
-        let mut lines = BufReader::new(c.0.stdout.take().unwrap()).lines();
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
         loop {
             let line = lines.next().expect("child ended before churning").unwrap();
             if line.ends_with("CHURNING") {
@@ -560,8 +551,8 @@ fn kill_9_mid_write_never_leaves_a_torn_lease() {
                 .unwrap_or_else(|e| panic!("round {round}: torn lease seen while a writer runs: {e}"));
             reads += 1;
         }
-        c.0.kill().unwrap(); // SIGKILL
-        c.0.wait().unwrap();
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
 
         let leases = rt
             .block_on(store.list())

@@ -1,17 +1,20 @@
 //! What netkit's tests share, written once: names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
-//! deleted even when a test panics ([`ns`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
+//! deleted even when a test panics ([`ns`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
-//! ([`iptables`]), and what the lease store tests share ([`lease`]).
+//! ([`iptables`]), what the lease store tests share ([`lease`]) and a seeded generator for
+//! randomized tests ([`Rng`]).
 //!
 //! Nothing here touches the namespace the tests run in: every command takes the namespace it
 //! runs in.
 
 pub mod cmd;
+pub mod echo;
 pub mod iptables;
 pub mod lease;
 pub mod ns;
+mod rng;
 pub mod snapshot;
 mod wait;
 
@@ -20,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use cmd::{in_ns, ip, ipj, run_in, sh, try_sh};
 pub use ns::{HostNs, TestNs};
+pub use rng::Rng;
 pub use wait::{poll_for, poll_for_async, wait_for, wait_for_async, wait_until, wait_until_async};
 
 /// A name unique to this process and call, `nk<pid>x<counter><tag>`: for namespaces, temp dirs,
@@ -27,6 +31,46 @@ pub use wait::{poll_for, poll_for_async, wait_for, wait_for_async, wait_until, w
 pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("nk{}x{}{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A child process killed (SIGKILL) and reaped when this drops, also when the test panics;
+/// derefs to the [`Child`](std::process::Child).
+#[derive(Debug)]
+pub struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// Guard `child`.
+    pub fn new(child: std::process::Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child, no longer guarded (to wait for its output, say).
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("guarded until now")
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("guarded until now")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("guarded until now")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A fresh empty directory (`netkit-<tag>-…` under the system temp dir), removed with its content

@@ -62,6 +62,14 @@ pub struct HostNs {
     prefix: String,
 }
 
+impl std::ops::Deref for HostNs {
+    type Target = NetNs;
+
+    fn deref(&self) -> &NetNs {
+        &self.ns
+    }
+}
+
 impl HostNs {
     /// A new host namespace; `tag` goes into the [`unique`] prefix of its names.
     pub fn new(tag: &str) -> HostNs {
