@@ -16,6 +16,7 @@ use netkit_core::firewall::{
 };
 use netkit_core::NetNs;
 use netkit_examples::probe::{ping, ping_retry};
+use netkit_test_support::lit::ip;
 use netkit_test_support::{report_skip, tempdir};
 use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
 use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
@@ -67,10 +68,6 @@ per_driver!(
 const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("address literal")
-}
 
 fn mappings(m: Vec<PortMapping>) -> Rules {
     Rules {

@@ -2,31 +2,17 @@
 //! throwaway namespaces. Every wait is bounded so a missing event fails the
 //! test instead of hanging it.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ipnetwork::IpNetwork;
 use netkit_core::events::{Event, EventKind, EventStream};
 use netkit_core::link::{Veth, Vxlan};
 use netkit_core::neigh::{FdbEntry, NeighState, Neighbour};
 use netkit_core::route::Route;
-use netkit_core::MacAddr;
+use netkit_test_support::lit::{ip, mac, net};
 use netkit_test_support::{wait_until_async, TestNs};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
 
 /// Wait (at most [`WAIT`]) for the first event `pick` accepts; panics naming
 /// `what` and listing what did arrive otherwise.

@@ -10,6 +10,7 @@ use netkit_core::firewall::{
     Protocol, Rules, Service,
 };
 use netkit_test_support::iptables::{chain, save_text, table, without_empty_tables};
+use netkit_test_support::lit::ip;
 use netkit_test_support::{report_skip, tempdir, TestNs};
 
 /// True when the test can run (root, iptables tools); otherwise reports the skip.
@@ -88,10 +89,6 @@ fn assert_has(save: &str, lines: &[&str]) {
     for l in lines {
         assert!(save.lines().any(|x| x == *l), "missing line\n  {l}\nin\n{save}");
     }
-}
-
-fn ip(s: &str) -> std::net::IpAddr {
-    s.parse().unwrap()
 }
 
 /// The jumps from built-in chains, commented with the firewall's name and its state

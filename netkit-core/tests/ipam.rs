@@ -16,12 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
 use netkit_core::ipam::{Dns, Ipam, IpamConfig, IpamError, Owner, Pool, PoolRoute, StoreCheck, StoreOptions};
+use netkit_test_support::lit::ip;
 use netkit_test_support::tempdir;
 use serde_json::json;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|_| panic!("{s} is not an address"))
-}
 
 fn owner(id: &str, ifname: &str) -> Owner {
     Owner::new(id, ifname).unwrap_or_else(|e| panic!("owner {id}/{ifname}: {e}"))

@@ -12,9 +12,8 @@ use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{
     FileLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
 };
-use netkit_test_support::lease::{
-    self, apply, flannel, four_blocks, net, open_view, renew_until_expired, req, view_diff,
-};
+use netkit_test_support::lease::{self, apply, flannel, four_blocks, open_view, renew_until_expired, req, view_diff};
+use netkit_test_support::lit::net;
 use netkit_test_support::{tempdir, KillOnDrop};
 use serde_json::json;
 use tempfile::TempDir;

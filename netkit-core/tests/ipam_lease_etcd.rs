@@ -15,9 +15,8 @@ use futures::StreamExt;
 use netkit_core::ipam::lease::{
     EtcdLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
 };
-use netkit_test_support::lease::{
-    self, apply, flannel, four_blocks, net, open_view, renew_until_expired, req, view_diff,
-};
+use netkit_test_support::lease::{self, apply, flannel, four_blocks, open_view, renew_until_expired, req, view_diff};
+use netkit_test_support::lit::net;
 use netkit_test_support::{poll_for_async, tempdir, wait_until_async};
 use serde_json::json;
 use tempfile::TempDir;

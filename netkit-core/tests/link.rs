@@ -9,13 +9,10 @@ use netkit_core::link::{
     AddrGenMode, Bridge, BridgePort, Dummy, EnsureAction, EnsurePolicy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan,
     MacvlanMode, TunTap, TunTapMode, Veth, Vrf, Vxlan, Wireguard,
 };
-use netkit_core::{Link, LinkError, LinkKind, LinkSpec, MacAddr};
+use netkit_core::{Link, LinkError, LinkKind, LinkSpec};
+use netkit_test_support::lit::mac;
 use netkit_test_support::{report_skip, wait_until_async, TestNs};
 use netlink_packet_route::link::{BridgeStpState, InfoBridge, InfoBridgePort, InfoVxlan};
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
 
 /// `ip -d link show NAME` inside the test namespace.
 fn ip_d(t: &TestNs, name: &str) -> String {

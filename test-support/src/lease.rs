@@ -8,12 +8,8 @@ use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{Lease, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan};
 use serde_json::json;
 
+use crate::lit::net;
 use crate::wait_for_async;
-
-/// A network from its text.
-pub fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 /// flannel's plan: 10.244.0.0/16 in /24 subnets.
 pub fn flannel() -> SubnetPlan {
