@@ -139,11 +139,6 @@ fn netkit_firewall(host: &Host) -> Vec<String> {
     out
 }
 
-/// The nftables ruleset of the host (for checks on what netkit's table holds).
-fn nft_ruleset(host: &Host) -> String {
-    host.run("nft", ["list", "ruleset"])
-}
-
 fn add(host: &Host, conf: &Path, c: &Container) -> Value {
     host.add(conf, c)
         .unwrap_or_else(|e| panic!("ADD {}: {e}\n{}", c.id(), e.stderr))
@@ -866,7 +861,7 @@ fn gc_releases_what_is_not_valid() {
     let r2 = add_with(&host, &conf, &c2, &port(8082));
     let r3 = add_with(&host, &conf, &c3, &port(8083));
     assert_eq!(held(&host, net, &subnets).len(), 6);
-    let ruleset = nft_ruleset(&host);
+    let ruleset = host.nft_ruleset();
     for p in ["8081", "8082", "8083"] {
         assert!(ruleset.contains(p), "no mapping of port {p}: {ruleset}");
     }
@@ -883,7 +878,7 @@ fn gc_releases_what_is_not_valid() {
     let holders = held(&host, net, &subnets);
     assert_eq!(holders.len(), 4, "{holders:?}");
     assert!(holders.iter().all(|(_, id)| id != c1.id()), "{holders:?}");
-    assert!(!nft_ruleset(&host).contains("8081"), "c1's mapping is left");
+    assert!(!host.nft_ruleset().contains("8081"), "c1's mapping is left");
 
     // c3 is lost to the runtime: its container is gone and so is its cache entry (a runtime
     // restarted without its state). Only the GC verb can find what it held: the 1.1.0 list,
@@ -898,7 +893,7 @@ fn gc_releases_what_is_not_valid() {
         !host.veths().contains(&end3)
     });
     assert!(held(&host, net, &subnets).iter().any(|(_, id)| *id == c3_id));
-    assert!(nft_ruleset(&host).contains("8083"));
+    assert!(host.nft_ruleset().contains("8083"));
     host.gc(&conf11, &[(c2.id(), "eth0")])
         .unwrap_or_else(|e| panic!("GC (1.1.0): {e}\n{}", e.stderr));
     let holders = held(&host, net, &subnets);
@@ -907,7 +902,7 @@ fn gc_releases_what_is_not_valid() {
         vec![c2.id(), c2.id()],
         "GC keeps exactly the valid attachment's addresses"
     );
-    let ruleset = nft_ruleset(&host);
+    let ruleset = host.nft_ruleset();
     assert!(!ruleset.contains("8083"), "GC left c3's port mapping: {ruleset}");
     assert!(
         ruleset.contains("8082"),

@@ -364,9 +364,7 @@ impl Lab {
 
     /// `nft list ruleset` in H.
     fn nft(&self) -> String {
-        let out = in_ns(self.h(), &["nft", "list", "ruleset"]);
-        assert!(out.status.success(), "nft list ruleset in H");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.host.nft_ruleset()
     }
 
     /// The IPAM store of the pool (opened as netkit's library does).

@@ -140,6 +140,12 @@ impl HostNs {
         snapshot::veths(self.name())
     }
 
+    /// `nft list ruleset` in the host.
+    #[track_caller]
+    pub fn nft_ruleset(&self) -> String {
+        cmd::run_in(self.name(), "nft", ["list", "ruleset"])
+    }
+
     /// The host's global addresses (see [`snapshot::global_addrs`]).
     pub fn global_addrs(&self) -> Vec<String> {
         snapshot::global_addrs(self.name())

@@ -383,6 +383,11 @@ impl Host {
         self.host.veths()
     }
 
+    /// `nft list ruleset` in the host.
+    pub fn nft_ruleset(&self) -> String {
+        self.host.nft_ruleset()
+    }
+
     /// The files in libcni's result cache (one per attachment: `<network>-<id>-<ifname>`).
     pub fn cached_results(&self) -> Vec<String> {
         snapshot::dir_names(&self.cache_dir().join("results"))
