@@ -20,14 +20,15 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::{Ipam, IpamConfig, StoreOptions};
 use netkit_examples::probe::ping_retry;
+use netkit_test_support::cmd::ipj_list;
+use netkit_test_support::{report_skip, try_sh, wait_until};
 use netkit_tests::cnilab::{conflist, reference, result_ips, Container, Host};
-use netkit_tests::fwlab::report_skip;
 use serde_json::{json, Value};
 
 const SUBNET4: &str = "10.251.0.0/24";
@@ -84,11 +85,6 @@ fn netkit_ipam(host: &Host, subnets: &[&str]) -> Value {
     json!({"type": "netkit-ipam", "dataDir": host.ipam_dir(), "ranges": ranges(subnets)})
 }
 
-/// Where netkit-cni keeps its firewall state when the test says so.
-fn fw_state(host: &Host) -> PathBuf {
-    host.dir().join("firewall")
-}
-
 /// A netkit-cni plugin entry: `mode`, gateway and default routes, masquerade, netkit-ipam.
 fn netkit_cni(host: &Host, mode: &str, subnets: &[&str]) -> Value {
     json!({
@@ -99,7 +95,7 @@ fn netkit_cni(host: &Host, mode: &str, subnets: &[&str]) -> Value {
         "isDefaultGateway": true,
         "ipMasq": true,
         "hairpinMode": true,
-        "firewallStateDir": fw_state(host),
+        "firewallStateDir": host.fw_dir(),
         "ipam": netkit_ipam(host, subnets),
     })
 }
@@ -141,11 +137,6 @@ fn netkit_firewall(host: &Host) -> Vec<String> {
         }
     }
     out
-}
-
-/// The nftables ruleset of the host (for checks on what netkit's table holds).
-fn nft_ruleset(host: &Host) -> String {
-    host.run("nft", ["list", "ruleset"])
 }
 
 fn add(host: &Host, conf: &Path, c: &Container) -> Value {
@@ -192,20 +183,11 @@ fn host_end(result: &Value) -> String {
         .0
 }
 
-/// `ip -j` output of a command run in `ns` (host or container).
-fn ip_json(out: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(out)
-        .unwrap_or_else(|e| panic!("ip -j: {e}: {out}"))
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The container's default routes' gateways (IPv4 then IPv6).
 fn default_gateways(c: &Container) -> Vec<String> {
     let mut out = Vec::new();
     for fam in ["-4", "-6"] {
-        for r in ip_json(&c.run("ip", ["-j", fam, "route", "show", "default"])) {
+        for r in ipj_list(c.name(), &[fam, "route", "show", "default"]) {
             out.push(r["gateway"].as_str().unwrap_or("-").to_string());
         }
     }
@@ -214,7 +196,7 @@ fn default_gateways(c: &Container) -> Vec<String> {
 
 /// The addresses (with prefix) on `dev` in the container, link-local ones left out.
 fn addresses(c: &Container, dev: &str) -> Vec<IpNetwork> {
-    ip_json(&c.run("ip", ["-j", "addr", "show", "dev", dev]))
+    ipj_list(c.name(), &["addr", "show", "dev", dev])
         .iter()
         .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
         .filter(|a| a["scope"] != "link")
@@ -347,11 +329,11 @@ fn bridge_mode(stack: Stack) {
     veths.sort();
     assert_eq!(veths, ends);
     for end in &ends {
-        let l = ip_json(&host.run("ip", ["-j", "link", "show", "dev", end]));
+        let l = ipj_list(host.name(), &["link", "show", "dev", end]);
         assert_eq!(l[0]["master"], "nk0", "{l:?}");
         assert!(l[0]["flags"].to_string().contains("\"UP\""), "{l:?}");
     }
-    let bridge_addrs: Vec<String> = ip_json(&host.run("ip", ["-j", "addr", "show", "dev", "nk0"]))[0]["addr_info"]
+    let bridge_addrs: Vec<String> = ipj_list(host.name(), &["addr", "show", "dev", "nk0"])[0]["addr_info"]
         .as_array()
         .expect("addr_info")
         .iter()
@@ -419,7 +401,7 @@ fn bridge_dual_stack() {
 
 /// The MAC address of `dev` in the host.
 fn host_mac(host: &Host, dev: &str) -> String {
-    ip_json(&host.run("ip", ["-j", "link", "show", "dev", dev]))[0]["address"]
+    ipj_list(host.name(), &["link", "show", "dev", dev])[0]["address"]
         .as_str()
         .expect("address")
         .to_string()
@@ -433,7 +415,7 @@ fn mac_test_conflist(host: &Host, net: &str, kind: &str) -> Value {
         "1.0.0",
         vec![json!({
             "type": kind, "bridge": "nk0", "isGateway": true,
-            "firewallStateDir": fw_state(host),
+            "firewallStateDir": host.fw_dir(),
             "ipam": {"type": "host-local", "dataDir": host.ipam_dir(),
                      "ranges": ranges(&[SUBNET4, SUBNET6])}
         })],
@@ -574,7 +556,7 @@ fn routed_mode(stack: Stack) {
     // IPv6); one host route per container address, through the container's end.
     for (r, ips) in [(&r1, &ip1), (&r2, &ip2)] {
         let end = host_end(r);
-        let link = &ip_json(&host.run("ip", ["-j", "addr", "show", "dev", &end]))[0];
+        let link = &ipj_list(host.name(), &["addr", "show", "dev", &end])[0];
         assert_eq!(link["address"], ROUTED_HOST_MAC, "{link}");
         for a in link["addr_info"].as_array().expect("addr_info") {
             assert_eq!(a["scope"], "link", "the host end has an address: {link}");
@@ -659,18 +641,7 @@ fn routed_dual_stack() {
 /// Whether this kernel has what the bandwidth plugin uses: tbf (ingress shaping), the ingress
 /// qdisc, ifb links and the mirred action (egress shaping). Probed on a veth pair in `host`.
 fn tc_support(host: &Host) -> Result<(), String> {
-    let ns = host.name();
-    let sh = |cmd: &str| -> Result<(), String> {
-        let o = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "sh", "-c", cmd])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if o.status.success() {
-            Ok(())
-        } else {
-            Err(format!("`{cmd}`: {}", String::from_utf8_lossy(&o.stderr).trim()))
-        }
-    };
+    let sh = |cmd: &str| try_sh(host.ns(), cmd).map(drop);
     sh("ip link add tcprobe0 type veth peer name tcprobe1 && ip link set tcprobe0 up")?;
     let r = (|| {
         sh("tc qdisc add dev tcprobe0 root tbf rate 1mbit burst 32kbit latency 25ms")?;
@@ -688,7 +659,7 @@ fn tc_support(host: &Host) -> Result<(), String> {
 
 /// The host's ifb links (bandwidth's egress shaping).
 fn ifbs(host: &Host) -> Vec<String> {
-    ip_json(&host.run("ip", ["-j", "link", "show", "type", "ifb"]))
+    ipj_list(host.name(), &["link", "show", "type", "ifb"])
         .iter()
         .filter_map(|l| l["ifname"].as_str().map(str::to_string))
         .collect()
@@ -749,7 +720,7 @@ fn chain_portmap_bandwidth_tuning() {
 
     // tuning: the MTU and the sysctls, inside the container.
     for c in [&c1, &c2] {
-        let link = &ip_json(&c.run("ip", ["-j", "link", "show", "dev", "eth0"]))[0];
+        let link = &ipj_list(c.name(), &["link", "show", "dev", "eth0"])[0];
         assert_eq!(link["mtu"], 1400, "{link}");
         let sysctl = |k: &str| c.run("sysctl", ["-n", k]).trim().to_string();
         assert_eq!(sysctl("net.ipv4.conf.eth0.arp_ignore"), "1");
@@ -890,7 +861,7 @@ fn gc_releases_what_is_not_valid() {
     let r2 = add_with(&host, &conf, &c2, &port(8082));
     let r3 = add_with(&host, &conf, &c3, &port(8083));
     assert_eq!(held(&host, net, &subnets).len(), 6);
-    let ruleset = nft_ruleset(&host);
+    let ruleset = host.nft_ruleset();
     for p in ["8081", "8082", "8083"] {
         assert!(ruleset.contains(p), "no mapping of port {p}: {ruleset}");
     }
@@ -907,7 +878,7 @@ fn gc_releases_what_is_not_valid() {
     let holders = held(&host, net, &subnets);
     assert_eq!(holders.len(), 4, "{holders:?}");
     assert!(holders.iter().all(|(_, id)| id != c1.id()), "{holders:?}");
-    assert!(!nft_ruleset(&host).contains("8081"), "c1's mapping is left");
+    assert!(!host.nft_ruleset().contains("8081"), "c1's mapping is left");
 
     // c3 is lost to the runtime: its container is gone and so is its cache entry (a runtime
     // restarted without its state). Only the GC verb can find what it held: the 1.1.0 list,
@@ -918,13 +889,11 @@ fn gc_releases_what_is_not_valid() {
         .expect("remove c3's cache entry");
     // The kernel destroys a namespace (and the pair with it) asynchronously.
     let end3 = host_end(&r3);
-    let gone = (0..50).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
+    wait_until(Duration::from_secs(5), "the pair to go with c3's netns", || {
         !host.veths().contains(&end3)
     });
-    assert!(gone, "the pair did not go with c3's netns within 5 s");
     assert!(held(&host, net, &subnets).iter().any(|(_, id)| *id == c3_id));
-    assert!(nft_ruleset(&host).contains("8083"));
+    assert!(host.nft_ruleset().contains("8083"));
     host.gc(&conf11, &[(c2.id(), "eth0")])
         .unwrap_or_else(|e| panic!("GC (1.1.0): {e}\n{}", e.stderr));
     let holders = held(&host, net, &subnets);
@@ -933,7 +902,7 @@ fn gc_releases_what_is_not_valid() {
         vec![c2.id(), c2.id()],
         "GC keeps exactly the valid attachment's addresses"
     );
-    let ruleset = nft_ruleset(&host);
+    let ruleset = host.nft_ruleset();
     assert!(!ruleset.contains("8083"), "GC left c3's port mapping: {ruleset}");
     assert!(
         ruleset.contains("8082"),

@@ -9,8 +9,9 @@
 
 use std::path::PathBuf;
 
+use netkit_test_support::snapshot::dir_names;
 use netkit_tests::cnilab::reference::{leases, reference_checks, reference_conflist, NETWORK};
-use netkit_tests::cnilab::{conflist, dir_names, Host, REFERENCE_PLUGINS};
+use netkit_tests::cnilab::{conflist, Host, REFERENCE_PLUGINS};
 use serde_json::json;
 
 /// The reference network (`cnilab::reference`) in `host`.

@@ -16,11 +16,12 @@ use netkit_core::firewall::{
 };
 use netkit_core::NetNs;
 use netkit_examples::probe::{ping, ping_retry};
+use netkit_test_support::lit::ip;
+use netkit_test_support::{report_skip, tempdir};
 use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
 use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
 use netkit_tests::fwlab::{
-    cip, cip6, report_skip, sa, subnet, subnet1, subnet6, Lab, LabSpec, TempDir, BR0, BR1, D1, EXT, EXT2, EXT6, GW,
-    GW6, OUT, OUT6,
+    cip, cip6, sa, subnet, subnet1, subnet6, Lab, LabSpec, BR0, BR1, D1, EXT, EXT2, EXT6, GW, GW6, OUT, OUT6,
 };
 
 /// One `#[tokio::test]` per driver for each scenario `async fn NAME(driver, test_name)`:
@@ -68,10 +69,6 @@ const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("address literal")
-}
-
 fn mappings(m: Vec<PortMapping>) -> Rules {
     Rules {
         port_mappings: m,
@@ -87,8 +84,9 @@ fn tcp_map(host_port: u16, ip: IpAddr, port: u16) -> PortMapping {
 // 1. Port mappings
 // ---------------------------------------------------------------------------------------------
 
-/// Host port 8080 -> C1:80 from outside, from another container (hairpin, both host addresses)
-/// and from the host itself (127.0.0.1 and its own address); a host-IP-specific mapping; a range.
+/// Host port 8080 -> C1:80 from outside, from another container and from C1 itself (hairpin,
+/// both host addresses) and from the host itself (127.0.0.1, masqueraded to the bridge address,
+/// and its own address); a host-IP-specific mapping; a range.
 async fn port_mapping_tcp(d: Driver, _test: &str) {
     let lab = Lab::build("pmt", LabSpec::containers(3)).await;
     let _c1 = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
@@ -118,22 +116,31 @@ async fn port_mapping_tcp(d: Driver, _test: &str) {
         OUT,
         "an outside client's address reaches the container unchanged"
     );
-    for dst in [GW, EXT] {
-        let h = tcp(lab.c(2), sa(dst, 8080))
-            .await
-            .unwrap_or_else(|e| panic!("hairpin C2 -> {dst}:8080: {e}"));
-        assert_eq!(h.name, "C1", "hairpin C2 -> {dst}:8080");
-        assert_eq!(
-            h.peer.ip(),
-            GW,
-            "hairpin C2 -> {dst}:8080 is masqueraded to the bridge address"
-        );
+    for (who, c) in [("C2", 2), ("C1", 1)] {
+        for dst in [GW, EXT] {
+            let h = tcp(lab.c(c), sa(dst, 8080))
+                .await
+                .unwrap_or_else(|e| panic!("hairpin {who} -> {dst}:8080: {e}"));
+            assert_eq!(h.name, "C1", "hairpin {who} -> {dst}:8080");
+            assert_eq!(
+                h.peer.ip(),
+                GW,
+                "hairpin {who} -> {dst}:8080 is masqueraded to the bridge address"
+            );
+        }
     }
     for dst in [LOCALHOST, EXT] {
         let h = tcp(&lab.host, sa(dst, 8080))
             .await
             .unwrap_or_else(|e| panic!("H -> {dst}:8080: {e}"));
         assert_eq!(h.name, "C1", "H -> {dst}:8080");
+        if dst == LOCALHOST {
+            assert_eq!(
+                h.peer.ip(),
+                GW,
+                "H -> 127.0.0.1:8080 is masqueraded to the bridge address"
+            );
+        }
     }
 
     // Only on 192.0.2.1, not on H's other address.
@@ -274,6 +281,7 @@ async fn port_mapping_ipv6(d: Driver, _test: &str) {
 const VIP: &str = "10.96.0.10";
 const VIP2: &str = "10.96.0.11";
 const VIP3: &str = "10.96.0.12";
+const VIP4: &str = "10.96.0.13";
 
 fn three_endpoints(svc: Service) -> Service {
     (1..=3).fold(svc, |s, i| s.endpoint(Endpoint::new(cip(i), 80)))
@@ -300,7 +308,9 @@ fn share_check(counts: &std::collections::BTreeMap<String, usize>, total: usize,
 }
 
 /// A ClusterIP spread over three endpoints; one endpoint removed; another service untouched by
-/// that; NodePort from outside; a masquerading service reached from its own endpoints' network.
+/// that; NodePort from outside; a masquerading service reached from its own endpoints' network;
+/// a service without masquerade keeps an outside client's address, and is masqueraded when its
+/// endpoint reaches itself through it.
 async fn cluster_ip(d: Driver, _test: &str) {
     let lab = Lab::build("cip", LabSpec::containers(3)).await;
     let _servers = echo_containers(&lab, 3).await;
@@ -317,7 +327,12 @@ async fn cluster_ip(d: Driver, _test: &str) {
         .masquerade(true)
         .endpoint(Endpoint::new(cip(1), 80))
         .endpoint(Endpoint::new(cip(2), 80));
-    for (owner, svc) in [("svc/default/web", &web), ("svc/default/web2", &web2)] {
+    let solo = Service::new("default/solo", Protocol::Tcp, ip(VIP4), 80).endpoint(Endpoint::new(cip(1), 80));
+    for (owner, svc) in [
+        ("svc/default/web", &web),
+        ("svc/default/web2", &web2),
+        ("svc/default/solo", &solo),
+    ] {
         let rules = Rules {
             services: vec![svc.clone()],
             ..Default::default()
@@ -350,6 +365,20 @@ async fn cluster_ip(d: Driver, _test: &str) {
     for a in inside.iter().flatten() {
         assert_eq!(a.peer.ip(), GW, "web2 (masquerade) is reached from the bridge address");
     }
+    // solo does not masquerade: O's address reaches C1 unchanged; C1 reaching itself through
+    // it is masqueraded all the same (else its own reply would never go back through H).
+    let got = tcp(o, sa(ip(VIP4), 80)).await.expect("O -> solo");
+    assert_eq!(
+        (got.name.as_str(), got.peer.ip()),
+        ("C1", OUT),
+        "O -> solo keeps O's address"
+    );
+    let got = tcp(lab.c(1), sa(ip(VIP4), 80)).await.expect("C1 -> solo (itself)");
+    assert_eq!(
+        (got.name.as_str(), got.peer.ip()),
+        ("C1", GW),
+        "C1 -> solo -> C1 is masqueraded"
+    );
 
     let web2_before = service_snapshot(h, d, VIP2);
     assert!(!web2_before.is_empty(), "found nothing of web2 in the ruleset");
@@ -382,8 +411,9 @@ async fn cluster_ip(d: Driver, _test: &str) {
     );
 }
 
-/// Client-IP affinity: every connection of one client hits one endpoint; without it, the same
-/// service spreads.
+/// Client-IP affinity: every connection of one client hits one endpoint, also after another
+/// owner's change rewrote the ruleset (iptables: the `recent` lists of the endpoints are kept
+/// as they were); without it, the same service spreads.
 async fn service_affinity(d: Driver, _test: &str) {
     let lab = Lab::build("aff", LabSpec::containers(3)).await;
     let _servers = echo_containers(&lab, 3).await;
@@ -400,10 +430,35 @@ async fn service_affinity(d: Driver, _test: &str) {
     )
     .await
     .expect("add sticky service");
+    let mut stuck = Vec::new();
     for (who, ns) in [("H", &*lab.host), ("O", &*lab.outside)] {
         let counts = tally(&tcp_many(ns, sa(ip(VIP3), 80), 50).await);
         assert_eq!(counts.len(), 1, "50 connections from {who} with affinity: {counts:?}");
+        stuck.push(counts);
     }
+    // Both clients are remembered (iptables: in the `recent` lists of the endpoint chains).
+    let recent = (d == Driver::Iptables).then(|| {
+        let lists = affinity_lists(&lab.host, VIP3);
+        for src in [EXT, OUT] {
+            assert!(lists.contains(&format!("src={src} ")), "{src} not remembered:\n{lists}");
+        }
+        lists
+    });
+    // Another owner's change (the iptables driver rewrites every chain) forgets no client.
+    let other = mappings(vec![PortMapping::new(Protocol::Udp, 9999, cip(3), 53)]);
+    fw.add("other", &other).await.expect("another owner's mapping");
+    if let Some(before) = &recent {
+        assert_eq!(&affinity_lists(&lab.host, VIP3), before, "the affinity lists changed");
+    }
+    for ((who, ns), before) in [("H", &*lab.host), ("O", &*lab.outside)].into_iter().zip(&stuck) {
+        let counts = tally(&tcp_many(ns, sa(ip(VIP3), 80), 20).await);
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "{who}'s endpoint after another owner's change"
+        );
+    }
+    fw.teardown("other").await.expect("teardown of the other owner");
     // The same service without affinity (replaces it: same owner, same name) spreads.
     let mut loose = sticky;
     loose.affinity = None;
@@ -421,6 +476,20 @@ async fn service_affinity(d: Driver, _test: &str) {
         counts.len() >= 2,
         "without affinity 50 connections hit one endpoint: {counts:?}"
     );
+}
+
+/// The iptables driver's affinity lists (`/proc/net/xt_recent`) of the service at `vip`, all
+/// endpoints', as `cat` shows them.
+fn affinity_lists(host: &NetNs, vip: &str) -> String {
+    let rs = ruleset_plain(host, Driver::Iptables);
+    let svc = rs
+        .lines()
+        .filter(|l| l.starts_with("ip4 -A NETKIT-SERVICES ") && l.contains(&format!("-d {vip}/32 ")))
+        .find_map(|l| l.rsplit(' ').next().filter(|t| t.starts_with("NETKIT-SVC-")))
+        .unwrap_or_else(|| panic!("no service chain for {vip}:\n{rs}"))
+        .to_string();
+    let lists = svc.replace("-SVC-", "-SEP-");
+    netkit_test_support::sh(host, &format!("cat /proc/net/xt_recent/{lists}-*"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1296,7 +1365,7 @@ async fn state_dirs_never_share_kernel_objects(d: Driver, test: &str) {
     };
     fw.add("c1:eth0", &first).await.expect("first state directory");
     let before = ruleset(&lab.host, d);
-    let other = TempDir::new(&format!("sdir-{}-{}", d.as_str(), std::process::id()));
+    let other = tempdir(&format!("sdir-{}", d.as_str()));
     let opts = lab.options(d).state_dir(other.path());
     match netkit_core::firewall::open(&lab.host, opts.clone()).await {
         Err(FirewallError::Foreign { .. }) => {}

@@ -4,11 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use netkit_examples::probe::{ping, ping_retry, tcp_exchange};
 use netkit_examples::scenarios::{bridge, flannel, veth_pair};
-use netkit_examples::unique_prefix;
+use netkit_test_support::unique;
 
 #[tokio::test]
 async fn a_veth_pair_reaches_over_ipv4_and_ipv6_without_dad_wait() {
-    let lab = veth_pair::build(&unique_prefix("sa")).await.unwrap();
+    let lab = veth_pair::build(&unique("sa")).await.unwrap();
     use veth_pair::VethPair as V;
     // No sleep: with nodad the IPv6 address is usable the moment it is added.
     assert!(ping(&lab.a, V::ip(V::B6)), "IPv6 ping a -> b");
@@ -26,7 +26,7 @@ async fn a_veth_pair_reaches_over_ipv4_and_ipv6_without_dad_wait() {
 
 #[tokio::test]
 async fn b_three_containers_on_a_bridge_reach_each_other_and_the_bridge() {
-    let lab = bridge::build(&unique_prefix("sb"), 3).await.unwrap();
+    let lab = bridge::build(&unique("sb"), 3).await.unwrap();
     let gw = IpAddr::V4(bridge::BridgeLab::GATEWAY);
     for (i, c) in lab.containers.iter().enumerate() {
         assert!(ping(c, gw), "c{i} -> bridge");
@@ -53,7 +53,7 @@ async fn b_three_containers_on_a_bridge_reach_each_other_and_the_bridge() {
 
 #[tokio::test]
 async fn c_flannel_vxlan_overlay_carries_pod_traffic_and_stops_without_entries() {
-    let lab = flannel::build(&unique_prefix("sc")).await.unwrap();
+    let lab = flannel::build(&unique("sc")).await.unwrap();
     let (p1, p2) = (IpAddr::V4(lab.n1.pod_ip), IpAddr::V4(lab.n2.pod_ip));
     assert!(
         !ping(&lab.n1.pod, p2),

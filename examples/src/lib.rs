@@ -13,9 +13,8 @@ pub use netkit_core::NetNsGuard;
 /// Boxed error for example code.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// A prefix unique to this process, for namespace names.
+/// A prefix unique to this process and call, for namespace names (the tests' own
+/// [`netkit_test_support::unique`]).
 pub fn unique_prefix(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("nk{}{}{}", tag, std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    netkit_test_support::unique(tag)
 }

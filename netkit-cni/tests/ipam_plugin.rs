@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use netkit_core::ipam::{Ipam, IpamConfig, Owner, StoreOptions};
+use netkit_test_support::{tempdir, Rng};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netkit-ipam");
@@ -62,10 +63,7 @@ const V4_24: &str = r#"[[{"subnet":"10.50.0.0/24"}]]"#;
 
 #[test]
 fn sixty_four_parallel_adds_get_distinct_addresses() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-par64-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-par64");
     let config = conf(dir.path(), "1.0.0", V4_24);
     let children: Vec<Child> = (0..64).map(|i| spawn("ADD", &format!("c{i}"), &config, &[])).collect();
     let mut addrs = BTreeSet::new();
@@ -84,10 +82,7 @@ fn sixty_four_parallel_adds_get_distinct_addresses() {
 
 #[test]
 fn a_pool_of_ten_serves_exactly_ten_of_sixty_four() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-pool10-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-pool10");
     let ranges = r#"[[{"subnet":"10.51.0.0/24","rangeStart":"10.51.0.10","rangeEnd":"10.51.0.19"}]]"#;
     let config = conf(dir.path(), "1.1.0", ranges);
     let children: Vec<Child> = (0..64).map(|i| spawn("ADD", &format!("c{i}"), &config, &[])).collect();
@@ -108,32 +103,12 @@ fn a_pool_of_ten_serves_exactly_ten_of_sixty_four() {
     assert_eq!(exhausted, 54);
 }
 
-/// A small xorshift generator: the test prints its seed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-kill-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-kill");
     let ranges = r#"[[{"subnet":"10.52.0.0/16"}],[{"subnet":"fd52::/64"}]]"#;
     let config = conf(dir.path(), "1.1.0", ranges);
-    let seed = std::env::var("NETKIT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) | 1);
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded();
     // Calibrate: how long does one ADD take here? Kills land anywhere in 0..1.5× of it.
     let t = Instant::now();
     assert!(call("ADD", "calibrate", &config).0);
@@ -205,10 +180,7 @@ fn sigkill_at_random_moments_leaves_a_consistent_recoverable_store() {
 
 #[test]
 fn verbs_add_check_del_gc_version_status() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-verbs-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-verbs");
     let config = conf(dir.path(), "1.1.0", V4_24);
     let (ok, v) = call("ADD", "a", &config);
     assert!(ok, "{v}");
@@ -261,10 +233,7 @@ fn verbs_add_check_del_gc_version_status() {
 
 #[test]
 fn results_in_every_supported_version() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-versions-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-versions");
     for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
         let config = conf(
             dir.path(),
@@ -283,10 +252,7 @@ fn results_in_every_supported_version() {
 
 #[test]
 fn static_ips_from_cni_args_args_and_runtime_config() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-static-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-static");
     let config = conf(dir.path(), "1.0.0", V4_24);
     let out = spawn("ADD", "s1", &config, &[("CNI_ARGS", "IP=10.50.0.77")])
         .wait_with_output()
@@ -318,10 +284,7 @@ fn static_ips_from_cni_args_args_and_runtime_config() {
 
 #[test]
 fn bad_input_gets_the_right_code_and_changes_nothing() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-bad-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-bad");
     let good = conf(dir.path(), "1.0.0", V4_24);
     assert!(call("ADD", "keep", &good).0);
     let snapshot = || {
@@ -407,10 +370,7 @@ fn bad_input_gets_the_right_code_and_changes_nothing() {
 
 #[test]
 fn gc_without_a_valid_attachment_list_releases_nothing() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-gcstrict-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-gcstrict");
     let config = conf(dir.path(), "1.1.0", V4_24);
     assert!(call("ADD", "keep", &config).0);
     let cases = [
@@ -446,10 +406,7 @@ fn gc_without_a_valid_attachment_list_releases_nothing() {
 
 #[test]
 fn host_local_spellings_empty_strings_null_and_legacy_beside_ranges() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-spellings-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-spellings");
     let cfg = format!(
         r#"{{"cniVersion":"1.0.0","name":"pool-under-test","ipam":{{"type":"netkit-ipam","dataDir":"{}",
             "resolvConf":"","routes":null,"subnet":"10.63.0.0/24","ranges":[[{{"subnet":"fd63::/64"}}]]}}}}"#,
@@ -481,10 +438,7 @@ fn host_local_spellings_empty_strings_null_and_legacy_beside_ranges() {
 
 #[test]
 fn round_robin_past_the_top_of_the_v6_space() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-top-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-top");
     let config = conf(
         dir.path(),
         "1.0.0",
@@ -504,10 +458,7 @@ fn round_robin_past_the_top_of_the_v6_space() {
 /// scratch and spare files must never collide.
 #[test]
 fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-pidns-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-pidns");
     let config = conf(dir.path(), "1.0.0", r#"[[{"subnet":"10.70.0.0/16"}]]"#);
     // Fill spare/ with released record files to recycle.
     for i in 0..100 {
@@ -557,10 +508,7 @@ fn parallel_adds_from_separate_pid_namespaces_never_mix_records() {
 /// works the same with it; an oversized `resolvConf` is a configuration error (code 7).
 #[test]
 fn sync_key_reaches_the_store_and_an_oversized_resolv_conf_is_refused() {
-    let dir = tempfile::Builder::new()
-        .prefix("netkit-ipam-plugin-sync-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("ipam-plugin-sync");
     let synced = conf(dir.path(), "1.1.0", V4_24).replacen(
         r#""type":"netkit-ipam","#,
         r#""type":"netkit-ipam","sync":true,"#,

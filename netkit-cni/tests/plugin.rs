@@ -18,17 +18,18 @@
 //! `nft list ruleset` for the firewall, real pings and TCP connections for connectivity.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netkit_core::firewall::{self, Driver, Firewall, FirewallOptions};
 use netkit_core::ipam::{Ipam, IpamConfig, StoreOptions};
 use netkit_core::{NetNs, NetNsGuard};
+use netkit_test_support::echo::tcp_hello_from;
+use netkit_test_support::snapshot::{default_route, global_addrs, mac_of, LinkRow};
+use netkit_test_support::{in_ns, ip, ipj, poll_for, report_skip, wait_until, HostNs, KillOnDrop, Rng};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netkit-cni");
@@ -61,12 +62,6 @@ fn dual() -> Value {
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A name unique to this process and call.
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("nkcni{}x{}{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
 /// At most `n` characters of `s` (for messages about huge inputs).
 fn clip(s: &str, n: usize) -> String {
     if s.len() <= n {
@@ -80,159 +75,28 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// Run `ip ARGS`; panics with stderr when it fails.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ip -j -n NS ARGS` as JSON (`None` when the command fails, e.g. no such device).
-fn ipj(ns: &str, args: &[&str]) -> Option<Value> {
-    let mut all = vec!["-j", "-d", "-n", ns];
-    all.extend_from_slice(args);
-    let out = Command::new("ip").args(&all).output().expect("run ip");
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        return Some(json!([]));
-    }
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {all:?} printed no JSON ({e}): {text}")))
-}
-
-/// Run a command inside namespace `ns` (`ip netns exec`).
-fn in_ns(ns: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("run ip netns exec")
-}
-
 /// One ping from `ns` to `to` answered, trying for a few seconds (the first packets can be
 /// lost to neighbour resolution).
 fn ping(ns: &str, to: &str) -> bool {
     (0..8).any(|_| in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", to]).status.success())
 }
 
-/// A small xorshift generator: tests print their seed so a failure can be replayed
-/// (`NETKIT_SEED=…`).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let seed = std::env::var("NETKIT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    ^ u64::from(std::process::id())
-                    | 1
-            });
-        println!("seed {seed} (replay with NETKIT_SEED={seed})");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // TCP identity servers
 // ---------------------------------------------------------------------------------------------
 
-/// A TCP server inside a namespace answering every connection with `NAME LOCAL PEER`; stopped on
-/// drop.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(ns: &NetNs, name: &str, addr: SocketAddr) -> Echo {
-        let listener = ns
-            .run(move || TcpListener::bind(addr))
-            .expect("enter netns")
-            .unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"));
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, name) = (stop.clone(), name.to_string());
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut sock, peer)) => {
-                        let _ = sock.set_nonblocking(false);
-                        let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                        let _ = writeln!(sock, "{name} {local} {peer}");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Echo {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// netkit-test-support's identity server: answers every connection with `NAME LOCAL PEER`.
+use netkit_test_support::echo::Server as Echo;
 
 /// What a server answered: (its name, the address it was reached at, the peer it saw).
 type Hello = (String, SocketAddr, SocketAddr);
 
-/// Connect from namespace `ns` to `to` and read the server's line, retrying for a few seconds.
+/// Connect from namespace `ns` to `to` and read the server's line, trying for up to 8 s (the
+/// first packets can be lost to neighbour resolution).
 fn hello(ns: &NetNs, to: SocketAddr) -> Result<Hello, String> {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        let attempt = ns
-            .run(move || TcpStream::connect_timeout(&to, Duration::from_millis(800)))
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .and_then(|sock| {
-                sock.set_read_timeout(Some(Duration::from_secs(2)))
-                    .map_err(|e| e.to_string())?;
-                let mut line = String::new();
-                BufReader::new(sock).read_line(&mut line).map_err(|e| e.to_string())?;
-                let f: Vec<&str> = line.split_whitespace().collect();
-                match f[..] {
-                    [name, local, peer] => Ok((
-                        name.to_string(),
-                        local.parse().map_err(|_| format!("bad answer {line:?}"))?,
-                        peer.parse().map_err(|_| format!("bad answer {line:?}"))?,
-                    )),
-                    _ => Err(format!("bad answer {line:?}")),
-                }
-            });
-        match attempt {
-            Ok(h) => return Ok(h),
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("no answer from {to} within 8 s: {last}"))
+    poll_for(Duration::from_secs(8), || tcp_hello_from(ns, to))
+        .map(|h| (h.name, h.local, h.peer))
+        .map_err(|e| format!("no answer from {to} within 8 s: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,37 +197,29 @@ impl Ctr {
 struct Lab {
     ctrs: Vec<Ctr>,
     outside: Option<NetNsGuard>,
-    host: NetNsGuard,
-    dir: tempfile::TempDir,
+    /// H and the temp dir (IPAM `dataDir`, `firewallStateDir`, …): the host cnilab's libcni
+    /// tests run plugins in too.
+    host: HostNs,
 }
 
 impl Lab {
     /// H with loopback up.
     fn new(tag: &str) -> Lab {
-        let host = NetNsGuard::create(&unique(&format!("h{tag}"))).expect("create H");
-        let dir = tempfile::Builder::new()
-            .prefix(&unique(tag))
-            .tempdir()
-            .expect("temp dir");
-        let lab = Lab {
+        Lab {
             ctrs: Vec::new(),
             outside: None,
-            host,
-            dir,
-        };
-        ip(&["-n", lab.h(), "link", "set", "lo", "up"]);
-        lab
+            host: HostNs::new(tag),
+        }
     }
 
     /// H and O linked by a veth: H ext0 192.0.2.1/24, O eth0 192.0.2.2/24, O without a route to
     /// the pod networks.
     fn with_outside(tag: &str) -> Lab {
         let mut lab = Lab::new(tag);
-        let o = NetNsGuard::create(&unique(&format!("o{tag}"))).expect("create O");
+        let o = lab.host.container("o");
         let on = o.name().unwrap().to_string();
         lab.outside = Some(o);
         let h = lab.h().to_string();
-        ip(&["-n", &on, "link", "set", "lo", "up"]);
         ip(&[
             "-n", &h, "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &on,
         ]);
@@ -375,14 +231,12 @@ impl Lab {
     }
 
     fn h(&self) -> &str {
-        self.host.name().unwrap()
+        self.host.name()
     }
 
     /// `ip -n H ARGS`.
     fn ip_in_h(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.h()];
-        all.extend_from_slice(args);
-        ip(&all)
+        self.host.ip(args)
     }
 
     fn o(&self) -> &NetNs {
@@ -392,10 +246,9 @@ impl Lab {
     /// A new container namespace (loopback up); returns its index.
     fn container(&mut self) -> usize {
         let i = self.ctrs.len();
-        let name = unique(&format!("c{i}"));
-        let ns = NetNsGuard::create(&name).expect("create container netns");
+        let ns = self.host.container(&format!("c{i}"));
+        let name = ns.name().expect("named").to_string();
         let path = ns.path().display().to_string();
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
         self.ctrs.push(Ctr {
             ns: Some(ns),
             name,
@@ -411,11 +264,11 @@ impl Lab {
     }
 
     fn ipam_dir(&self) -> PathBuf {
-        self.dir.path().join("ipam")
+        self.host.ipam_dir()
     }
 
     fn fw_dir(&self) -> PathBuf {
-        self.dir.path().join("fw")
+        self.host.fw_dir()
     }
 
     /// The network configuration: bridge mode, the bridge as default gateway, netkit IPAM.
@@ -491,22 +344,8 @@ impl Lab {
     // --- what is in the lab -------------------------------------------------------------------
 
     /// H's links: (name, kind, master).
-    fn links(&self) -> Vec<(String, String, String)> {
-        let mut out: Vec<_> = ipj(self.h(), &["link", "show"])
-            .expect("ip link in H")
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["ifname"].as_str().unwrap_or_default().to_string(),
-                    l["linkinfo"]["info_kind"].as_str().unwrap_or_default().to_string(),
-                    l["master"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        out.sort();
-        out
+    fn links(&self) -> Vec<LinkRow> {
+        self.host.links()
     }
 
     /// Names of the veths in H that the plugin made (everything but ext0).
@@ -520,14 +359,12 @@ impl Lab {
 
     /// H's global addresses: "ifname address/prefix".
     fn addrs(&self) -> Vec<String> {
-        global_addrs(self.h())
+        self.host.global_addrs()
     }
 
     /// `nft list ruleset` in H.
     fn nft(&self) -> String {
-        let out = in_ns(self.h(), &["nft", "list", "ruleset"]);
-        assert!(out.status.success(), "nft list ruleset in H");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.host.nft_ruleset()
     }
 
     /// The IPAM store of the pool (opened as netkit's library does).
@@ -633,7 +470,7 @@ fn nft_elements_of(nft: &str, owner: &str, shared: bool) -> Vec<String> {
 /// What a plugin call may change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
-    links: Vec<(String, String, String)>,
+    links: Vec<LinkRow>,
     addrs: Vec<String>,
     nft: String,
     held: Vec<String>,
@@ -663,25 +500,6 @@ impl Snapshot {
     }
 }
 
-/// A namespace's global addresses: "ifname address/prefix", sorted.
-fn global_addrs(ns: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for l in ipj(ns, &["addr", "show"]).expect("ip addr").as_array().unwrap() {
-        for a in l["addr_info"].as_array().into_iter().flatten() {
-            if a["scope"] == "global" {
-                out.push(format!(
-                    "{} {}/{}",
-                    l["ifname"].as_str().unwrap_or_default(),
-                    a["local"].as_str().unwrap_or_default(),
-                    a["prefixlen"]
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The addresses ("a/p") of a result.
 fn result_addrs(r: &Value) -> Vec<String> {
     r["ips"]
@@ -697,25 +515,6 @@ fn result_ip(r: &Value, want_v4: bool) -> IpAddr {
         .map(|a| a.split('/').next().unwrap().parse::<IpAddr>().unwrap())
         .find(|a| a.is_ipv4() == want_v4)
         .unwrap_or_else(|| panic!("no {} address in {r}", if want_v4 { "IPv4" } else { "IPv6" }))
-}
-
-/// The MAC of link `dev` in namespace `ns`.
-fn mac_of(ns: &str, dev: &str) -> String {
-    ipj(ns, &["link", "show", dev]).unwrap_or_else(|| panic!("no {dev} in {ns}"))[0]["address"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// The default route of a family in a namespace: its gateway and device.
-fn default_route(ns: &str, v6: bool) -> Option<(String, String)> {
-    let fam = if v6 { "-6" } else { "-4" };
-    let routes = ipj(ns, &[fam, "route", "show", "default"])?;
-    let r = routes.as_array()?.first()?;
-    Some((
-        r["gateway"].as_str().unwrap_or_default().to_string(),
-        r["dev"].as_str().unwrap_or_default().to_string(),
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -897,8 +696,8 @@ fn containers_reach_each_other_the_host_and_the_outside_and_port_mappings_reach_
     }
 
     // TCP container → container, both families, sources unchanged.
-    let s4 = Echo::start(lab.ctrs[c2].ns(), "C2", SocketAddr::new(a2, 7000));
-    let s6 = Echo::start(lab.ctrs[c2].ns(), "C2", SocketAddr::new(b2, 7000));
+    let s4 = Echo::tcp(lab.ctrs[c2].ns(), "C2", SocketAddr::new(a2, 7000));
+    let s6 = Echo::tcp(lab.ctrs[c2].ns(), "C2", SocketAddr::new(b2, 7000));
     let (name, _, peer) = hello(lab.ctrs[c1].ns(), SocketAddr::new(a2, 7000)).unwrap();
     assert_eq!((name.as_str(), peer.ip()), ("C2", a1));
     let (name, _, peer) = hello(lab.ctrs[c1].ns(), SocketAddr::new(b2, 7000)).unwrap();
@@ -907,7 +706,7 @@ fn containers_reach_each_other_the_host_and_the_outside_and_port_mappings_reach_
 
     // TCP container → O: masqueraded to H's address towards O.
     let out: IpAddr = OUT.parse().unwrap();
-    let _so = Echo::start(lab.o(), "O", SocketAddr::new(out, 9000));
+    let _so = Echo::tcp(lab.o(), "O", SocketAddr::new(out, 9000));
     for c in [c1, c2] {
         let (name, _, peer) = hello(lab.ctrs[c].ns(), SocketAddr::new(out, 9000))
             .unwrap_or_else(|e| panic!("{} cannot reach O: {e}", lab.ctrs[c].id));
@@ -916,7 +715,7 @@ fn containers_reach_each_other_the_host_and_the_outside_and_port_mappings_reach_
     }
 
     // O → H:8080 → C1:80 through the port mapping; C1 sees O's own address.
-    let _sc = Echo::start(lab.ctrs[c1].ns(), "C1", "0.0.0.0:80".parse().unwrap());
+    let _sc = Echo::tcp(lab.ctrs[c1].ns(), "C1", "0.0.0.0:80".parse().unwrap());
     let (name, local, peer) =
         hello(lab.o(), format!("{EXT}:8080").parse().unwrap()).expect("O reaches C1 through hostPort 8080");
     assert_eq!(name, "C1");
@@ -1259,10 +1058,9 @@ fn sigkill_during_add_then_gc_leaves_nothing_of_the_killed() {
     assert_eq!(lab.fw_owners(), want_owners);
     assert_eq!(lab.held().len(), done.len() * 2);
     // Veths of the killed ones went with their namespaces (the kernel does that asynchronously).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.veths().len() > done.len() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), "the killed ones' veths to go", || {
+        lab.veths().len() <= done.len()
+    });
     assert_eq!(lab.veths().len(), done.len(), "{:?}", lab.veths());
     // GC with nothing valid empties everything.
     gc["cni.dev/valid-attachments"] = json!([]);
@@ -1270,10 +1068,9 @@ fn sigkill_during_add_then_gc_leaves_nothing_of_the_killed() {
         lab.remove_container(c);
     }
     lab.call_global("GC", &gc).silent("GC of everything");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.veths().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), "every veth to go with its namespace", || {
+        lab.veths().is_empty()
+    });
     lab.assert_clean();
 }
 
@@ -1452,7 +1249,7 @@ fn status_is_0_normally_and_50_when_the_ipam_data_dir_is_unusable() {
     let lab = Lab::new("status");
     let conf = lab.conf("1.1.0", v4());
     lab.call_global("STATUS", &conf).silent("STATUS");
-    let file = lab.dir.path().join("a-regular-file");
+    let file = lab.host.dir().join("a-regular-file");
     std::fs::write(&file, "not a directory").unwrap();
     let mut bad = conf.clone();
     bad["ipam"]["dataDir"] = json!(file);
@@ -1726,7 +1523,7 @@ fn delegated_host_local_ipam_add_check_del() {
         host_local.display()
     );
     let mut lab = Lab::new("hostlocal");
-    let hl_dir = lab.dir.path().join("host-local");
+    let hl_dir = lab.host.dir().join("host-local");
     for version in ["0.3.1", "0.4.0", "1.0.0"] {
         let mut conf = lab.conf(version, json!(null));
         conf["ipMasq"] = json!(true);
@@ -1940,10 +1737,10 @@ fn iptables_backend_masquerades_maps_ports_and_cleans_up() {
     let r = lab.add(c, &conf);
     let a = result_ip(&r, true);
     let out: IpAddr = OUT.parse().unwrap();
-    let _so = Echo::start(lab.o(), "O", SocketAddr::new(out, 9000));
+    let _so = Echo::tcp(lab.o(), "O", SocketAddr::new(out, 9000));
     let (_, _, peer) = hello(lab.ctrs[c].ns(), SocketAddr::new(out, 9000)).expect("container reaches O");
     assert_eq!(peer.ip().to_string(), EXT, "masquerade");
-    let _sc = Echo::start(lab.ctrs[c].ns(), "C", "0.0.0.0:80".parse().unwrap());
+    let _sc = Echo::tcp(lab.ctrs[c].ns(), "C", "0.0.0.0:80".parse().unwrap());
     let (name, local, _) = hello(lab.o(), format!("{EXT}:8080").parse().unwrap()).expect("port mapping");
     assert_eq!((name.as_str(), local), ("C", SocketAddr::new(a, 80)));
     let save = |lab: &Lab| {
@@ -1966,7 +1763,7 @@ fn iptables_backend_masquerades_maps_ports_and_cleans_up() {
 #[test]
 fn delegated_ipam_failure_rolls_back() {
     let mut lab = Lab::new("hlfail");
-    let hl_dir = lab.dir.path().join("host-local");
+    let hl_dir = lab.host.dir().join("host-local");
     let mut conf = lab.conf("1.0.0", json!(null));
     conf["ipMasq"] = json!(true);
     conf["ipam"] = json!({"type": "host-local", "dataDir": hl_dir,
@@ -2031,15 +1828,12 @@ fn ipv4_only_containers_and_bridge_ports_get_no_ipv6_link_local() {
     lab.add(c2, &dual_conf);
     // Addresses follow the carrier, which comes asynchronously: wait for the ones that must
     // appear, then check the ones that must not.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let has_ll = |i: usize| v6_addrs(&lab.ctrs[i].name, "eth0").iter().any(|a| a.contains("fe80::"));
-    while !(has_ll(c1) && has_ll(c2)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "c1/c2 never got an IPv6 link-local address"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "IPv6 link-local addresses on c1 and c2",
+        || has_ll(c1) && has_ll(c2),
+    );
     assert_eq!(
         v6_addrs(&lab.ctrs[c0].name, "eth0"),
         Vec::<String>::new(),
@@ -2067,17 +1861,6 @@ fn ipv4_only_containers_and_bridge_ports_get_no_ipv6_link_local() {
     lab.call("DEL", c1, &keep_ll).silent("DEL c1 twice");
 }
 
-/// Report a test skipped by name (printed, and listed by scripts/test.sh at the end).
-fn report_skip(test: &str, why: &str) {
-    let line = format!("SKIP {test}: {why}");
-    eprintln!("{line}");
-    if let Ok(path) = std::env::var("NETKIT_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
-
 /// True when process `pid` has a TCP socket listening on `ip:port` (its namespace's
 /// /proc/PID/net/tcp).
 fn listening(pid: u32, ip: std::net::Ipv4Addr, port: u16) -> bool {
@@ -2094,23 +1877,18 @@ fn listening(pid: u32, ip: std::net::Ipv4Addr, port: u16) -> bool {
 /// TCP throughput (bit/s) of a 2-second iperf3 run from container `i` to H's bridge address
 /// (`reverse`: from H to the container).
 fn iperf(lab: &Lab, i: usize, reverse: bool) -> f64 {
-    let mut server = lab
-        .host
-        .command("iperf3")
-        .args(["-s", "-B", V4_GW, "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 server in H (Debian package iperf3)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !listening(server.id(), V4_GW.parse().unwrap(), 5201) {
-        if Instant::now() > deadline {
-            let _ = server.kill();
-            let _ = server.wait();
-            panic!("the iperf3 server in H never listened");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = KillOnDrop::new(
+        lab.host
+            .command("iperf3")
+            .args(["-s", "-B", V4_GW, "-p", "5201"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 server in H (Debian package iperf3)"),
+    );
+    wait_until(Duration::from_secs(20), "the iperf3 server in H to listen", || {
+        listening(server.id(), V4_GW.parse().unwrap(), 5201)
+    });
     let mut args = vec![
         "iperf3",
         "-c",
@@ -2127,8 +1905,7 @@ fn iperf(lab: &Lab, i: usize, reverse: bool) -> f64 {
         args.push("-R");
     }
     let out = in_ns(&lab.ctrs[i].name, &args);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "iperf3 client: {}{}",
@@ -2327,7 +2104,7 @@ fn localhost_is_unreachable_from_a_container(backend: &str, with_mapping: bool) 
     );
     if with_mapping {
         // The mapping itself still answers on H's 127.0.0.1.
-        let _sc = Echo::start(lab.ctrs[c].ns(), "C", "0.0.0.0:80".parse().unwrap());
+        let _sc = Echo::tcp(lab.ctrs[c].ns(), "C", "0.0.0.0:80".parse().unwrap());
         let (name, _, _) = hello(&lab.host, "127.0.0.1:8080".parse().unwrap()).expect("H -> 127.0.0.1:8080");
         assert_eq!(name, "C");
     }
@@ -2390,11 +2167,11 @@ fn gc_of_one_network_leaves_another_networks_rules() {
         "netb's rules are gone:\n{nft}"
     );
     // netb still works: O reaches B through its mapping, B reaches O masqueraded.
-    let _sb = Echo::start(lab.ctrs[cb].ns(), "B", "0.0.0.0:80".parse().unwrap());
+    let _sb = Echo::tcp(lab.ctrs[cb].ns(), "B", "0.0.0.0:80".parse().unwrap());
     let (name, local, _) = hello(lab.o(), format!("{EXT}:8082").parse().unwrap()).expect("O -> H:8082 -> B");
     assert_eq!((name.as_str(), local), ("B", SocketAddr::new(b_ip, 80)));
     let out: IpAddr = OUT.parse().unwrap();
-    let _so = Echo::start(lab.o(), "O", SocketAddr::new(out, 9000));
+    let _so = Echo::tcp(lab.o(), "O", SocketAddr::new(out, 9000));
     let (_, _, peer) = hello(lab.ctrs[cb].ns(), SocketAddr::new(out, 9000)).expect("B -> O");
     assert_eq!(peer.ip().to_string(), EXT, "B is masqueraded");
     // A GC of netb that lists nothing removes netb's attachment only.
@@ -2411,7 +2188,7 @@ fn gc_of_one_network_leaves_another_networks_rules() {
 #[test]
 fn a_failed_duplicate_add_leaves_the_live_attachment_alone() {
     let mut lab = Lab::new("dupadd");
-    let hl_dir = lab.dir.path().join("host-local");
+    let hl_dir = lab.host.dir().join("host-local");
     let mut delegated = lab.conf("1.0.0", json!(null));
     delegated["ipam"] = json!({"type": "host-local", "dataDir": hl_dir, "ranges": [[{"subnet": "10.213.0.0/24"}]]});
     delegated["bridge"] = json!("cnid");
@@ -2602,20 +2379,16 @@ fn bad_input_never_changes_the_host() {
     assert_eq!(before.diff(&lab.snapshot()), "", "a refused bridge name changed H");
 
     let conf = lab.conf("1.0.0", v4());
-    let fifo = lab.dir.path().join("fifo");
+    let fifo = lab.host.dir().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let mut env = lab.env("ADD", c);
     env[2].1 = fifo.display().to_string();
-    let mut child = lab.spawn_raw(&env, conf.to_string().as_bytes());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ADD with a FIFO as CNI_NETNS hangs");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Out::of(child).error(3, "FIFO as CNI_NETNS");
+    let mut child = KillOnDrop::new(lab.spawn_raw(&env, conf.to_string().as_bytes()));
+    // The refusal, not a hang: the plugin exits by itself (killed on the way out otherwise).
+    wait_until(Duration::from_secs(20), "ADD with a FIFO as CNI_NETNS to exit", || {
+        child.try_wait().unwrap().is_some()
+    });
+    Out::of(child.into_inner()).error(3, "FIFO as CNI_NETNS");
 
     let routes_before = ipj(lab.h(), &["route", "show"]);
     env[2].1 = lab.host.path().display().to_string();
@@ -2639,7 +2412,7 @@ fn unbounded_input_is_refused() {
     conf["runtimeConfig"] = json!({ "portMappings": many });
     lab.call("ADD", c, &conf).error(7, "2000 port mappings");
     // netkit-cni as its own IPAM, found in CNI_PATH under that name.
-    let bin_dir = lab.dir.path().join("bin");
+    let bin_dir = lab.host.dir().join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(BIN, bin_dir.join("netkit-cni")).unwrap();
     let mut conf = lab.conf("1.0.0", v4());
@@ -2664,7 +2437,7 @@ fn networks_with_their_own_state_dirs_need_their_own_firewall_names() {
     b["name"] = json!("netb");
     b["bridge"] = json!("cnib");
     b["ipam"]["ranges"] = json!([[{ "subnet": "10.215.0.0/24" }]]);
-    b["firewallStateDir"] = json!(lab.dir.path().join("fw-b"));
+    b["firewallStateDir"] = json!(lab.host.dir().join("fw-b"));
     let (ca, cb) = (lab.container(), lab.container());
     lab.add(ca, &a);
     let (veths, held, nft) = (lab.veths(), lab.held(), lab.nft());

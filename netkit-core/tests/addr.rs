@@ -1,13 +1,8 @@
-mod common;
-use common::*;
+use netkit_test_support::lit::net;
+use netkit_test_support::TestNs;
 
-use ipnetwork::IpNetwork;
 use netkit_core::addr::{Scope, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, IFA_F_PERMANENT, IFA_F_TENTATIVE};
 use netkit_core::link::Veth;
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
 
 #[tokio::test]
 async fn add_list_delete_v4() {

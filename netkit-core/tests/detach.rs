@@ -6,13 +6,11 @@
 //! process-wide, so this binary holds this one test and nothing else that forks. It takes about
 //! 5 s: netkit's grace period for reapers that reap late.
 
-mod common;
-
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::TestNs;
 use netkit_core::link::Veth;
+use netkit_test_support::{wait_until, TestNs};
 
 /// The child processes of this process (any state), by scanning `/proc/*/stat` for ppid = self.
 fn children() -> Vec<i32> {
@@ -85,11 +83,9 @@ async fn a_reaper_that_does_not_reap_gets_one_zombie_not_one_per_call() {
     assert_eq!(stat(first[0]).map(|s| s.0), Some('Z'), "a zombie now");
     // netkit gives a reaper a grace period (5 s) before it takes a zombie for one that does not
     // reap; the first look starts it. Wait for the verdict, at most 15 s.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while netkit_core::detach::reaper_reaps() {
-        assert!(Instant::now() < deadline, "the zombie was not noticed within 15 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(15), "netkit to notice the zombie", || {
+        !netkit_core::detach::reaper_reaps()
+    });
     assert_eq!(children(), first, "looking starts no process");
 
     assert!(t.h.link_del_detached("b0").await.unwrap());

@@ -2,33 +2,17 @@
 //! throwaway namespaces. Every wait is bounded so a missing event fails the
 //! test instead of hanging it.
 
-mod common;
-
-use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
 use futures::StreamExt;
-use ipnetwork::IpNetwork;
 use netkit_core::events::{Event, EventKind, EventStream};
 use netkit_core::link::{Veth, Vxlan};
 use netkit_core::neigh::{FdbEntry, NeighState, Neighbour};
 use netkit_core::route::Route;
-use netkit_core::MacAddr;
+use netkit_test_support::lit::{ip, mac, net};
+use netkit_test_support::{wait_until_async, TestNs};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
 
 /// Wait (at most [`WAIT`]) for the first event `pick` accepts; panics naming
 /// `what` and listing what did arrive otherwise.
@@ -49,18 +33,6 @@ async fn expect<T>(s: &mut EventStream, what: &str, mut pick: impl FnMut(&Event)
         Ok(None) => panic!("stream ended before {what}; saw {seen:#?}"),
         Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
     }
-}
-
-/// Everything the stream yields within `d`.
-async fn drain_for(s: &mut EventStream, d: Duration) -> Vec<Event> {
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(d, async {
-        while let Some(ev) = s.next().await {
-            out.push(ev);
-        }
-    })
-    .await;
-    out
 }
 
 async fn veth_up(t: &TestNs) {
@@ -251,8 +223,18 @@ async fn other_namespaces_are_not_seen() {
     .await;
     assert!(early.is_empty(), "events from another namespace: {early:?}");
     b.h.link_del("other0").await.unwrap();
-    let later = drain_for(&mut s, Duration::from_millis(300)).await;
-    assert!(!later.iter().any(foreign), "events from another namespace: {later:?}");
+    // A marker after it, in a: had b's delete reached this stream, its events would come before
+    // the marker's (one socket delivers in order), so no fixed wait is needed.
+    a.h.link_del("mark0").await.unwrap();
+    let mut later = Vec::new();
+    expect(&mut s, "DelLink mark0", |e| {
+        if foreign(e) {
+            later.push(format!("{e:?}"));
+        }
+        matches!(e, Event::DelLink(l) if l.name == "mark0").then_some(())
+    })
+    .await;
+    assert!(later.is_empty(), "events from another namespace: {later:?}");
 }
 
 #[tokio::test]
@@ -294,25 +276,27 @@ async fn dropping_the_stream_closes_its_socket() {
     assert_eq!(route_subscribers(&t), 0);
     let mut s = t.h.subscribe(&[EventKind::Link, EventKind::Route]).await.unwrap();
     assert_eq!(route_subscribers(&t), 1);
-    // Let the background task run and deliver something before the drop.
+    // Let the background task deliver what the kernel announced (both ends of the pair), so it
+    // is idle, waiting for the next notification, when the stream drops.
     t.h.link_add(&Veth::new("v0", "v1")).await.unwrap();
-    expect(&mut s, "NewLink v0", |e| {
-        matches!(e, Event::NewLink(l) if l.name == "v0").then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut want = vec!["v0", "v1"];
+    while !want.is_empty() {
+        let name = expect(&mut s, &format!("NewLink for {want:?}"), |e| match e {
+            Event::NewLink(l) if want.contains(&l.name.as_str()) => Some(l.name.clone()),
+            _ => None,
+        })
+        .await;
+        want.retain(|n| *n != name);
+    }
     drop(s);
     // No event happens after the drop: the socket must go away by itself,
     // not linger until the next notification (it would pin the namespace).
-    let mut left = 1;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = route_subscribers(&t);
-        if left == 0 {
-            break;
-        }
-    }
-    assert_eq!(left, 0, "subscriber socket still open after the stream was dropped");
+    wait_until_async(
+        Duration::from_secs(1),
+        "the subscriber socket to close after the stream was dropped",
+        async || route_subscribers(&t) == 0,
+    )
+    .await;
     // The handle keeps working.
     t.h.link_del("v0").await.unwrap();
 }

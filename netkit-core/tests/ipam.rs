@@ -12,42 +12,13 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
 use netkit_core::ipam::{Dns, Ipam, IpamConfig, IpamError, Owner, Pool, PoolRoute, StoreCheck, StoreOptions};
+use netkit_test_support::lit::ip;
+use netkit_test_support::tempdir;
 use serde_json::json;
-
-/// A directory unique to this process and call, removed on drop (also when the test panics).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "netkit-ipam-it-{}-{}-{tag}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|_| panic!("{s} is not an address"))
-}
 
 fn owner(id: &str, ifname: &str) -> Owner {
     Owner::new(id, ifname).unwrap_or_else(|e| panic!("owner {id}/{ifname}: {e}"))
@@ -172,7 +143,7 @@ fn host_local(command: &str, data_dir: &Path, net: &str, container: &str, ifname
 // 1.
 #[test]
 fn dual_stack_pool_gives_one_address_per_family_with_prefix_gateway_routes_and_dns() {
-    let dir = TempDir::new("dualstack");
+    let dir = tempdir("dualstack");
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(
         &resolv,
@@ -245,7 +216,7 @@ fn dual_stack_pool_gives_one_address_per_family_with_prefix_gateway_routes_and_d
 // 2.
 #[test]
 fn network_broadcast_and_gateway_are_never_handed_out_and_exhaustion_names_pool_and_set() {
-    let dir = TempDir::new("exhaust");
+    let dir = tempdir("exhaust");
     // 10.62.0.0/29: network .0, broadcast .7, gateway .4 in the middle.
     let pool = pool(
         "exhaust-net",
@@ -302,7 +273,7 @@ fn network_broadcast_and_gateway_are_never_handed_out_and_exhaustion_names_pool_
 // 3.
 #[test]
 fn same_owner_gets_same_addresses_and_each_interface_is_its_own_owner() {
-    let dir = TempDir::new("sameowner");
+    let dir = tempdir("sameowner");
     let pool = pool(
         "same",
         json!({"ranges": [[{"subnet": "10.63.0.0/24"}], [{"subnet": "fd63::/120"}]]}),
@@ -352,7 +323,7 @@ fn same_owner_gets_same_addresses_and_each_interface_is_its_own_owner() {
 // 4.
 #[test]
 fn records_and_round_robin_position_survive_reopen() {
-    let dir = TempDir::new("persist");
+    let dir = tempdir("persist");
     let pool = pool("persist", json!({"ranges": [[{"subnet": "10.64.0.0/24"}]]}));
     let (a, b, c, d) = (
         owner("pa", "eth0"),
@@ -390,7 +361,7 @@ fn records_and_round_robin_position_survive_reopen() {
 // 5.
 #[test]
 fn static_requests_are_granted_or_refused_with_the_right_error_and_no_change() {
-    let dir = TempDir::new("static");
+    let dir = tempdir("static");
     let pool = pool(
         "static",
         json!({"ranges": [
@@ -488,7 +459,7 @@ fn static_requests_are_granted_or_refused_with_the_right_error_and_no_change() {
 // 5, continued: what `IpamError::Reserved` documents ("a network, broadcast or gateway address").
 #[test]
 fn static_request_for_network_or_broadcast_address_is_reserved() {
-    let dir = TempDir::new("static-netbcast");
+    let dir = tempdir("static-netbcast");
     let pool = pool(
         "netbcast",
         json!({"ranges": [[{"subnet": "10.69.0.0/24"}], [{"subnet": "fd69::/120"}]]}),
@@ -511,7 +482,7 @@ fn static_request_for_network_or_broadcast_address_is_reserved() {
 // 6.
 #[test]
 fn failed_allocation_in_one_set_releases_what_other_sets_claimed() {
-    let dir = TempDir::new("allornothing");
+    let dir = tempdir("allornothing");
     // The v6 set is listed first, so a v6 address is claimed before the v4 set (one free
     // address: 10.66.0.2; .1 is the gateway) runs dry.
     let pool = pool(
@@ -576,7 +547,7 @@ fn allocate_from_threads(pool: &Pool, data_dir: &Path) -> Vec<(Owner, Result<IpA
 // 7.
 #[test]
 fn threads_with_separate_instances_get_distinct_addresses_and_release_everything() {
-    let dir = TempDir::new("threads");
+    let dir = tempdir("threads");
     // 256 owners need more than a /24 (253 assignable): a /23 has 509.
     let pool = pool("threads", json!({"ranges": [[{"subnet": "10.67.0.0/23"}]]}));
     let ipam = open(&pool, dir.path());
@@ -627,7 +598,7 @@ fn threads_with_separate_instances_get_distinct_addresses_and_release_everything
 // 7, at the limit: more owners than addresses, all at once.
 #[test]
 fn threads_racing_for_a_full_24_get_all_253_addresses_and_the_rest_exhausted() {
-    let dir = TempDir::new("threads-full");
+    let dir = tempdir("threads-full");
     let pool = pool("full24", json!({"ranges": [[{"subnet": "10.68.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
     let results = allocate_from_threads(&pool, dir.path());
@@ -677,7 +648,7 @@ fn processes_sharing_one_store_get_distinct_addresses() {
         }
         return;
     }
-    let dir = TempDir::new("procs");
+    let dir = tempdir("procs");
     let ipam = open(&pool, dir.path()); // the store exists before the children start
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..4)
@@ -740,7 +711,7 @@ fn quarantined(store_dir: &Path, name: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn truncated_owner_file_is_quarantined_and_the_owner_still_released() {
-    let dir = TempDir::new("corrupt-owner");
+    let dir = tempdir("corrupt-owner");
     let pool = pool(
         "corrupt",
         json!({"ranges": [[{"subnet": "10.71.0.0/24"}], [{"subnet": "fd71::/120"}]]}),
@@ -802,7 +773,7 @@ fn truncated_owner_file_is_quarantined_and_the_owner_still_released() {
 // 8 (b).
 #[test]
 fn garbage_address_file_is_quarantined_and_gc_goes_on() {
-    let dir = TempDir::new("corrupt-ip");
+    let dir = tempdir("corrupt-ip");
     let pool = pool("corrupt-ip", json!({"ranges": [[{"subnet": "10.72.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
     let (x, y, z) = (owner("cx", "eth0"), owner("cy", "eth0"), owner("cz", "eth0"));
@@ -845,7 +816,7 @@ fn garbage_address_file_is_quarantined_and_gc_goes_on() {
 // 9.
 #[test]
 fn open_refuses_a_host_local_directory_and_a_foreign_marker() {
-    let dir = TempDir::new("notastore");
+    let dir = tempdir("notastore");
     host_local("ADD", dir.path(), "hlnet", "nas1", "eth0");
     let hl_dir = dir.path().join("hlnet");
     let before = snapshot(&hl_dir);
@@ -861,7 +832,7 @@ fn open_refuses_a_host_local_directory_and_a_foreign_marker() {
     assert_eq!(snapshot(&hl_dir), before, "open wrote into a foreign directory");
 
     // A marker of another version is refused too.
-    let other = TempDir::new("notastore-marker");
+    let other = tempdir("notastore-marker");
     let store = other.path().join("hlnet");
     std::fs::create_dir_all(&store).unwrap();
     std::fs::write(store.join("netkit-ipam"), "nk2\n").unwrap();
@@ -884,7 +855,7 @@ fn concurrent_first_opens_of_a_new_store_all_succeed() {
     let start = std::time::Instant::now();
     let mut round = 0;
     while round < 600 && start.elapsed() < std::time::Duration::from_secs(8) {
-        let dir = TempDir::new("firstopen");
+        let dir = tempdir("firstopen");
         let barrier = Arc::new(Barrier::new(9));
         let handles: Vec<_> = (0..9)
             .map(|t| {
@@ -909,7 +880,7 @@ fn concurrent_first_opens_of_a_new_store_all_succeed() {
 // 10.
 #[test]
 fn import_from_a_real_host_local_directory() {
-    let dir = TempDir::new("import");
+    let dir = tempdir("import");
     let hl_data = dir.path().join("hostlocal");
     let net = "impnet";
     let containers = [
@@ -1012,7 +983,7 @@ fn import_from_a_real_host_local_directory() {
 // 11.
 #[test]
 fn gc_releases_exactly_the_invalid_owners_and_removes_dead_scratch_files() {
-    let dir = TempDir::new("gc");
+    let dir = tempdir("gc");
     let pool = pool(
         "gcnet",
         json!({"ranges": [[{"subnet": "10.73.0.0/24"}], [{"subnet": "fd73::/120"}]]}),
@@ -1077,7 +1048,7 @@ fn gc_releases_exactly_the_invalid_owners_and_removes_dead_scratch_files() {
 // and never releases an owner in the valid list.
 #[test]
 fn gc_running_beside_allocations_never_releases_a_valid_owner() {
-    let dir = TempDir::new("gc-concurrent");
+    let dir = tempdir("gc-concurrent");
     let pool = pool(
         "gcc",
         json!({"ranges": [[{"subnet": "10.78.0.0/24"}], [{"subnet": "fd78::/120"}]]}),
@@ -1156,7 +1127,7 @@ fn gc_running_beside_allocations_never_releases_a_valid_owner() {
 // 11, damaged stores: address files their owner's record does not list.
 #[test]
 fn gc_adopts_orphans_of_valid_owners_and_releases_those_of_others() {
-    let dir = TempDir::new("gc-orphans");
+    let dir = tempdir("gc-orphans");
     let pool = pool("orphans", json!({"ranges": [[{"subnet": "10.74.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
     let (keep, gone) = (owner("orph-keep", "eth0"), owner("orph-gone", "eth0"));
@@ -1210,8 +1181,8 @@ fn bad_owner_input_is_refused_with_bad_owner() {
 #[test]
 fn symlinks_planted_in_a_store_are_never_followed() {
     use std::os::unix::fs::symlink;
-    let dir = TempDir::new("symlinks");
-    let outside = TempDir::new("symlinks-outside");
+    let dir = tempdir("symlinks");
+    let outside = tempdir("symlinks-outside");
     let pool = pool("links", json!({"ranges": [[{"subnet": "10.76.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
     let store_dir = dir.path().join("links");
@@ -1272,7 +1243,7 @@ fn symlinks_planted_in_a_store_are_never_followed() {
 #[test]
 fn store_directories_are_0700_and_files_0600() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("modes");
+    let dir = tempdir("modes");
     let pool = pool("modes", json!({"ranges": [[{"subnet": "10.79.0.0/24"}]]}));
     let ipam = open(&pool, dir.path());
     let o = owner("md-a", "eth0");
@@ -1301,7 +1272,7 @@ fn store_directories_are_0700_and_files_0600() {
 #[test]
 fn a_lock_held_too_long_fails_after_the_lock_timeout() {
     use std::time::{Duration, Instant};
-    let dir = TempDir::new("locktimeout");
+    let dir = tempdir("locktimeout");
     let pool = pool("locks", json!({"ranges": [[{"subnet": "10.80.0.0/24"}]]}));
     let options = StoreOptions {
         lock_timeout: Duration::from_millis(100),

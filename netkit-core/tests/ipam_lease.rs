@@ -1,66 +1,24 @@
 //! Node subnet leases: subnet carving and the file store, on the real file system, with real
 //! threads and processes racing.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{
     FileLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
 };
+use netkit_test_support::lease::{self, apply, flannel, four_blocks, open_view, renew_until_expired, req, view_diff};
+use netkit_test_support::lit::net;
+use netkit_test_support::{tempdir, KillOnDrop};
 use serde_json::json;
+use tempfile::TempDir;
 
 // ---------------------------------------------------------------- helpers
-
-/// A directory unique to this process and call, removed (with its content) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "netkit-lease-{}-{}-{tag}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn flannel() -> SubnetPlan {
-    SubnetPlan::flannel(net("10.244.0.0/16")).unwrap()
-}
-
-/// 10.0.0.0/24 in four /26 blocks.
-fn four_blocks() -> SubnetPlan {
-    SubnetPlan::new(net("10.0.0.0/24"), 26).unwrap()
-}
-
-fn req(node: &str) -> LeaseRequest {
-    LeaseRequest::new(node, "192.0.2.1".parse().unwrap(), "vxlan")
-        .backend_data(json!({"VtepMAC": "52:54:00:00:00:01"}))
-        .ttl(Duration::from_secs(3600))
-}
 
 async fn open(dir: &TempDir, plan: SubnetPlan) -> FileLeaseStore {
     FileLeaseStore::open(dir.path(), plan)
@@ -71,18 +29,7 @@ async fn open(dir: &TempDir, plan: SubnetPlan) -> FileLeaseStore {
 
 /// Poll `list` until `pred` holds for it, for at most 15 s (generous: expiry is wall-clock).
 async fn wait_list<S: LeaseStore>(store: &S, what: &str, pred: impl Fn(&[Lease]) -> bool) -> Vec<Lease> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let leases = store.list().await.expect("list");
-        if pred(&leases) {
-            return leases;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; leases: {leases:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    lease::wait_list(store, Duration::from_secs(15), what, pred).await
 }
 
 /// The next event, within 15 s (through `next_event`; the etcd tests use `StreamExt::next`).
@@ -179,7 +126,7 @@ fn bad_plans_are_rejected_with_clear_errors() {
 
 #[tokio::test]
 async fn many_nodes_get_distinct_subnets_lowest_first() {
-    let dir = TempDir::new("distinct");
+    let dir = tempdir("distinct");
     let store = open(&dir, flannel()).await;
     let mut got = Vec::new();
     for i in 0..60 {
@@ -196,7 +143,7 @@ async fn many_nodes_get_distinct_subnets_lowest_first() {
 
 #[tokio::test]
 async fn acquire_is_idempotent_and_updates_metadata() {
-    let dir = TempDir::new("idem");
+    let dir = tempdir("idem");
     let store = open(&dir, flannel()).await;
     let first = store.acquire(&req("a")).await.unwrap();
     store.acquire(&req("b")).await.unwrap();
@@ -221,7 +168,7 @@ async fn acquire_is_idempotent_and_updates_metadata() {
 
 #[tokio::test]
 async fn preferred_subnet_is_used_when_free() {
-    let dir = TempDir::new("pref");
+    let dir = tempdir("pref");
     let store = open(&dir, flannel()).await;
     let a = store.acquire(&req("a").preferred(net("10.244.7.0/24"))).await.unwrap();
     assert_eq!(a.subnet, net("10.244.7.0/24"));
@@ -240,7 +187,7 @@ async fn preferred_subnet_is_used_when_free() {
 
 #[tokio::test]
 async fn bad_requests_are_rejected() {
-    let dir = TempDir::new("badreq");
+    let dir = tempdir("badreq");
     let store = open(&dir, flannel()).await;
     for bad in ["", "a/b", ".hidden", "node a", &"x".repeat(254)] {
         let err = store.acquire(&req(bad)).await.unwrap_err();
@@ -254,7 +201,7 @@ async fn bad_requests_are_rejected() {
 
 #[tokio::test]
 async fn ipv6_leases() {
-    let dir = TempDir::new("v6");
+    let dir = tempdir("v6");
     let store = open(&dir, SubnetPlan::calico(net("fd00:10:244::/64")).unwrap()).await;
     let a = store.acquire(&req("a")).await.unwrap();
     let b = store.acquire(&req("b")).await.unwrap();
@@ -265,7 +212,7 @@ async fn ipv6_leases() {
 
 #[tokio::test]
 async fn exhausted_pool_names_the_network() {
-    let dir = TempDir::new("exhaust");
+    let dir = tempdir("exhaust");
     let store = open(&dir, four_blocks()).await;
     for i in 0..4 {
         store.acquire(&req(&format!("n{i}"))).await.unwrap();
@@ -285,28 +232,29 @@ async fn exhausted_pool_names_the_network() {
 
 #[tokio::test]
 async fn renewal_extends_expiry_and_keeps_the_lease_alive() {
-    let dir = TempDir::new("renew");
+    let dir = tempdir("renew");
     let store = open(&dir, flannel()).await;
+    let mut w = store.watch().await.unwrap();
     let lease = store.acquire(&req("a").ttl(Duration::from_secs(2))).await.unwrap();
+    let witness = store
+        .acquire(&req("witness").ttl(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(witness.expires_at >= lease.expires_at);
     let first_expiry = lease.expires_at;
-    let mut current = lease;
-    // Renew until well past the original expiry.
-    while SystemTime::now() < first_expiry + Duration::from_secs(1) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let renewed = store.renew(&current).await.unwrap();
-        assert!(renewed.expires_at >= current.expires_at);
-        assert_eq!(renewed.subnet, current.subnet);
-        current = renewed;
-    }
+    // Renew until the store has expired a lease that ends no earlier than the first expiry.
+    let every = Duration::from_millis(200);
+    let current = renew_until_expired(&store, &mut w, lease, &witness, every, Duration::from_secs(15)).await;
     assert!(current.expires_at > first_expiry);
     let listed = store.list().await.unwrap();
-    assert_eq!(listed.len(), 1, "renewed lease outlives its first expiry");
+    assert_eq!(listed.len(), 1, "renewed lease outlives its first expiry: {listed:?}");
+    assert_eq!(listed[0].node(), "a");
     assert_eq!(listed[0].expires_at, current.expires_at, "renewal is stored");
 }
 
 #[tokio::test]
 async fn expiry_frees_the_subnet_for_another_node() {
-    let dir = TempDir::new("expire");
+    let dir = tempdir("expire");
     let store = open(&dir, four_blocks()).await;
     let a = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
     for n in ["b", "c", "d"] {
@@ -323,7 +271,7 @@ async fn expiry_frees_the_subnet_for_another_node() {
 
 #[tokio::test]
 async fn expired_node_gets_its_old_subnet_back_if_still_free() {
-    let dir = TempDir::new("comeback");
+    let dir = tempdir("comeback");
     let store = open(&dir, flannel()).await;
     store.acquire(&req("x")).await.unwrap();
     let a = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
@@ -336,7 +284,7 @@ async fn expired_node_gets_its_old_subnet_back_if_still_free() {
 
 #[tokio::test]
 async fn renew_of_a_lost_lease_fails_clearly() {
-    let dir = TempDir::new("lost");
+    let dir = tempdir("lost");
     let store = open(&dir, flannel()).await;
     let a = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
     wait_list(&store, "a's lease to expire", |l| l.is_empty()).await;
@@ -359,7 +307,7 @@ async fn renew_of_a_lost_lease_fails_clearly() {
 
 #[tokio::test]
 async fn release_is_idempotent_and_never_touches_another_node() {
-    let dir = TempDir::new("release");
+    let dir = tempdir("release");
     let store = open(&dir, flannel()).await;
     let a = store.acquire(&req("a")).await.unwrap();
     store.release(&a).await.unwrap();
@@ -377,7 +325,7 @@ async fn release_is_idempotent_and_never_touches_another_node() {
 
 #[tokio::test]
 async fn watch_sees_add_change_release_and_expiry() {
-    let dir = TempDir::new("watch");
+    let dir = tempdir("watch");
     let store = open(&dir, flannel()).await;
     let before = store.acquire(&req("before")).await.unwrap();
     let mut w = store.watch().await.unwrap();
@@ -417,55 +365,12 @@ async fn watch_sees_add_change_release_and_expiry() {
     drop(before);
 }
 
-/// The live leases as a watcher sees them: the watch's snapshot, then its events applied.
-type View = BTreeMap<IpNetwork, Lease>;
-
-/// Open a watch and the view it starts from: its snapshot (a `list()` here instead loses the
-/// changes made before the watch starts).
-async fn open_view<S: LeaseStore>(store: &S) -> (View, LeaseWatch) {
-    let w = store.watch().await.expect("watch");
-    (w.snapshot().iter().map(|l| (l.subnet, l.clone())).collect(), w)
-}
-
-fn apply(view: &mut View, event: LeaseEvent) {
-    match event {
-        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
-            view.insert(l.subnet, l);
-        }
-        LeaseEvent::Removed(l) => {
-            view.remove(&l.subnet);
-        }
-    }
-}
-
-/// `want` and `got` as the lines where they differ, for a readable assertion message.
-fn view_diff(want: &[Lease], got: &View) -> String {
-    let want: BTreeMap<_, _> = want.iter().map(|l| (l.subnet, l)).collect();
-    let mut out = String::new();
-    for (s, l) in &want {
-        if got.get(s) != Some(*l) {
-            let seen = got.get(s).map(|g| (g.node(), g.expires_at));
-            out += &format!(
-                "\n  store has {s} -> {} ({:?}), view has {seen:?}",
-                l.node(),
-                l.expires_at
-            );
-        }
-    }
-    for (s, l) in got {
-        if !want.contains_key(s) {
-            out += &format!("\n  view has {s} -> {}, store has nothing", l.node());
-        }
-    }
-    out
-}
-
 /// Writers keep leasing and releasing while a watcher opens watch after watch: each view
 /// (snapshot plus events) must come to equal `list()` once the writers pause, so no change
 /// fell between the snapshot and the first event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_snapshot_and_events_miss_nothing_under_churn() {
-    let dir = TempDir::new("watch-churn");
+    let dir = tempdir("watch-churn");
     let store = open(&dir, flannel())
         .await
         .with_watch_interval(Duration::from_millis(20));
@@ -523,7 +428,7 @@ async fn watch_snapshot_and_events_miss_nothing_under_churn() {
 
 #[test]
 fn threads_racing_never_share_a_subnet() {
-    let dir = TempDir::new("threads");
+    let dir = tempdir("threads");
     let path = dir.path().to_path_buf();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -562,15 +467,6 @@ fn threads_racing_never_share_a_subnet() {
 }
 
 /// A child process, killed (SIGKILL) and reaped when dropped, so a failing test leaves none.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const CHILD_ENV: &str = "NETKIT_LEASE_TEST_CHILD";
 
 /// Run `child_process` of this test binary with `mode` in the environment.
@@ -590,10 +486,10 @@ fn child(mode: &str) -> Command {
 
 #[test]
 fn processes_racing_never_share_a_subnet() {
-    let dir = TempDir::new("procs");
+    let dir = tempdir("procs");
     let mut children: Vec<_> = (0..4)
         .map(|p| {
-            KillOnDrop(
+            KillOnDrop::new(
                 child(&format!("race\n{}\n{p}", dir.path().display()))
                     .spawn()
                     .expect("spawn child test process"),
@@ -603,8 +499,8 @@ fn processes_racing_never_share_a_subnet() {
     let mut got: Vec<(String, String)> = Vec::new();
     for c in &mut children {
         let mut text = String::new();
-        c.0.stdout.as_mut().unwrap().read_to_string(&mut text).unwrap();
-        let status = c.0.wait().unwrap();
+        c.stdout.as_mut().unwrap().read_to_string(&mut text).unwrap();
+        let status = c.wait().unwrap();
         assert!(status.success(), "child failed ({status}): {text}");
         // libtest may print "test child_process ... " ahead of the first line.
         for line in text.lines().filter_map(|l| l.split_once("LEASE ").map(|(_, l)| l)) {
@@ -625,19 +521,19 @@ fn processes_racing_never_share_a_subnet() {
 
 #[test]
 fn kill_9_mid_write_never_leaves_a_torn_lease() {
-    let dir = TempDir::new("kill9");
+    let dir = tempdir("kill9");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     for round in 0..6u64 {
-        let mut c = KillOnDrop(
+        let mut c = KillOnDrop::new(
             child(&format!("churn\n{}\n{round}", dir.path().display()))
                 .spawn()
                 .expect("spawn child test process"),
         );
         // Wait until the child is writing, then kill it at some point of its churn.
-        let mut lines = BufReader::new(c.0.stdout.take().unwrap()).lines();
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
         loop {
             let line = lines.next().expect("child ended before churning").unwrap();
             if line.ends_with("CHURNING") {
@@ -654,8 +550,8 @@ fn kill_9_mid_write_never_leaves_a_torn_lease() {
                 .unwrap_or_else(|e| panic!("round {round}: torn lease seen while a writer runs: {e}"));
             reads += 1;
         }
-        c.0.kill().unwrap(); // SIGKILL
-        c.0.wait().unwrap();
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
 
         let leases = rt
             .block_on(store.list())
@@ -720,7 +616,7 @@ fn child_process() {
 
 #[tokio::test]
 async fn corrupt_lease_file_is_a_clear_error() {
-    let dir = TempDir::new("corrupt");
+    let dir = tempdir("corrupt");
     let store = open(&dir, flannel()).await;
     store.acquire(&req("a")).await.unwrap();
     let bad = dir.path().join("leases/10.244.3.0-24.json");
@@ -752,7 +648,7 @@ async fn corrupt_lease_file_is_a_clear_error() {
 
 #[tokio::test]
 async fn another_plan_or_a_corrupt_plan_is_refused() {
-    let dir = TempDir::new("plan");
+    let dir = tempdir("plan");
     open(&dir, flannel()).await;
     open(&dir, flannel()).await; // same plan: fine
     let err = FileLeaseStore::open(dir.path(), SubnetPlan::calico(net("10.244.0.0/16")).unwrap())
@@ -772,7 +668,7 @@ async fn another_plan_or_a_corrupt_plan_is_refused() {
 
 #[tokio::test]
 async fn unusable_directory_names_the_path() {
-    let dir = TempDir::new("io");
+    let dir = tempdir("io");
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"").unwrap();
     let err = FileLeaseStore::open(file.join("store"), flannel()).await.unwrap_err();

@@ -3,46 +3,27 @@
 //! A missing `/usr/bin/etcd` fails the tests (CI installs Debian's etcd-server).
 #![cfg(feature = "etcd")]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{
     EtcdLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
 };
+use netkit_test_support::lease::{self, apply, flannel, four_blocks, open_view, renew_until_expired, req, view_diff};
+use netkit_test_support::lit::net;
+use netkit_test_support::{poll_for_async, tempdir, wait_until_async};
 use serde_json::json;
+use tempfile::TempDir;
 
 const ETCD: &str = "/usr/bin/etcd";
 
 // ---------------------------------------------------------------- an etcd of our own
-
-/// A directory unique to this process and call, removed (with its content) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "netkit-lease-etcd-{}-{}-{tag}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A single-member etcd cluster on free loopback ports, killed on drop.
 struct EtcdServer {
@@ -73,7 +54,7 @@ impl EtcdServer {
     }
 
     fn spawn() -> Self {
-        let dir = TempDir::new("etcd");
+        let dir = tempdir("etcd");
         // Hold both listeners until both ports are chosen, then free them for etcd.
         let (l1, l2) = (free_port(), free_port());
         let (client, peer) = (
@@ -81,11 +62,11 @@ impl EtcdServer {
             format!("http://127.0.0.1:{}", l2.local_addr().unwrap().port()),
         );
         drop((l1, l2));
-        let log = dir.0.join("etcd.log");
+        let log = dir.path().join("etcd.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(ETCD)
             .args(["--name", "netkit-test", "--data-dir"])
-            .arg(dir.0.join("data"))
+            .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("netkit-test={peer}")])
@@ -108,22 +89,22 @@ impl EtcdServer {
     /// Wait (at most 30 s) until etcd answers a status request; `Err(log)` if it died or never
     /// answered.
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        let answered = poll_for_async(Duration::from_secs(30), async || {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!("(exited: {status})\n{}", self.log()));
+                return Ok(Err(format!("(exited: {status})\n{}", self.log())));
             }
             let options = etcd_client::ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(1))
                 .with_timeout(Duration::from_secs(1));
             if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await {
                 if c.status().await.is_ok() {
-                    return Ok(());
+                    return Ok(Ok(()));
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!("(no answer within 30 s)\n{}", self.log()))
+            Err(())
+        })
+        .await;
+        answered.unwrap_or_else(|()| Err(format!("(no answer within 30 s)\n{}", self.log())))
     }
 
     fn log(&self) -> String {
@@ -155,40 +136,13 @@ fn free_port() -> TcpListener {
 
 // ---------------------------------------------------------------- helpers
 
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn flannel() -> SubnetPlan {
-    SubnetPlan::flannel(net("10.244.0.0/16")).unwrap()
-}
-
-fn four_blocks() -> SubnetPlan {
-    SubnetPlan::new(net("10.0.0.0/24"), 26).unwrap()
-}
-
-fn req(node: &str) -> LeaseRequest {
-    LeaseRequest::new(node, "192.0.2.1".parse().unwrap(), "vxlan")
-        .backend_data(json!({"VtepMAC": "52:54:00:00:00:01"}))
-        .ttl(Duration::from_secs(3600))
-}
-
 /// Poll `list` until `pred` holds for it, for at most 20 s (etcd checks expiry every 500 ms).
 async fn wait_list(store: &EtcdLeaseStore, what: &str, pred: impl Fn(&[Lease]) -> bool) -> Vec<Lease> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let leases = store.list().await.expect("list");
-        if pred(&leases) {
-            return leases;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; leases: {leases:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    lease::wait_list(store, Duration::from_secs(20), what, pred).await
 }
 
+/// The next event, within 20 s (through the watch's `Stream`; the file store's tests use
+/// `next_event`).
 async fn next_event(watch: &mut LeaseWatch) -> LeaseEvent {
     tokio::time::timeout(Duration::from_secs(20), watch.next())
         .await
@@ -298,24 +252,37 @@ async fn ttl_expiry_frees_the_subnet() {
 async fn renewal_keeps_the_lease_alive_until_it_stops() {
     let etcd = EtcdServer::start().await;
     let store = etcd.store(flannel()).await;
+    let mut w = store.watch().await.unwrap();
     let first = store.acquire(&req("a").ttl(Duration::from_secs(1))).await.unwrap();
-    let mut current = first.clone();
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let renewed = store.renew(&current).await.unwrap();
-        assert_eq!(renewed.subnet, first.subnet);
-        assert!(renewed.expires_at >= current.expires_at);
-        current = renewed;
-    }
+    // A witness taken after a's lease with 3 s to live: etcd expiring it means a's lease, renewed
+    // all along, has outlived its 1 s TTL by 2 s or more.
+    let witness = store
+        .acquire(&req("witness").ttl(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    let every = Duration::from_millis(250);
+    let current = renew_until_expired(&store, &mut w, first.clone(), &witness, every, Duration::from_secs(20)).await;
+    assert_eq!(current.subnet, first.subnet);
+    let current = store.renew(&current).await.unwrap();
     assert!(current.expires_at > first.expires_at + Duration::from_secs(2));
     assert_eq!(
         store.list().await.unwrap(),
         vec![current.clone()],
-        "alive 3 s after a 1 s TTL"
+        "alive after the 3 s witness expired, with a 1 s TTL"
     );
 
-    wait_list(&store, "the lease to expire", |l| l.is_empty()).await;
+    // Renewals stop: the lease expires.
+    loop {
+        match next_event(&mut w).await {
+            LeaseEvent::Removed(l) => {
+                assert_eq!(l.node(), "a", "{l:?}");
+                break;
+            }
+            LeaseEvent::Changed(l) => assert_eq!(l.node(), "a", "{l:?}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(store.list().await.unwrap().is_empty());
     let err = store.renew(&current).await.unwrap_err();
     assert!(matches!(err, LeaseError::LeaseLost { holder: None, .. }), "{err:?}");
     assert!(
@@ -367,49 +334,6 @@ async fn watch_sees_add_change_release_and_expiry() {
     store.release(&a).await.unwrap();
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(a));
     assert_eq!(next_event(&mut w).await, LeaseEvent::Removed(b), "expiry");
-}
-
-/// The live leases as a watcher sees them: the watch's snapshot, then its events applied.
-type View = BTreeMap<IpNetwork, Lease>;
-
-/// Open a watch and the view it starts from: its snapshot (a `list()` here instead loses the
-/// changes made before the watch starts).
-async fn open_view(store: &EtcdLeaseStore) -> (View, LeaseWatch) {
-    let w = store.watch().await.expect("watch");
-    (w.snapshot().iter().map(|l| (l.subnet, l.clone())).collect(), w)
-}
-
-fn apply(view: &mut View, event: LeaseEvent) {
-    match event {
-        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
-            view.insert(l.subnet, l);
-        }
-        LeaseEvent::Removed(l) => {
-            view.remove(&l.subnet);
-        }
-    }
-}
-
-/// `want` and `got` as the lines where they differ, for a readable assertion message.
-fn view_diff(want: &[Lease], got: &View) -> String {
-    let want: BTreeMap<_, _> = want.iter().map(|l| (l.subnet, l)).collect();
-    let mut out = String::new();
-    for (s, l) in &want {
-        if got.get(s) != Some(*l) {
-            let seen = got.get(s).map(|g| (g.node(), g.expires_at));
-            out += &format!(
-                "\n  store has {s} -> {} ({:?}), view has {seen:?}",
-                l.node(),
-                l.expires_at
-            );
-        }
-    }
-    for (s, l) in got {
-        if !want.contains_key(s) {
-            out += &format!("\n  view has {s} -> {}, store has nothing", l.node());
-        }
-    }
-    out
 }
 
 /// Writers (through another client) keep leasing, renewing and releasing while a watcher opens
@@ -485,6 +409,8 @@ struct ReplyHoldingProxy {
     armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
     /// Until when etcd's replies are held, once the marker went through.
     fired: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Replies read from etcd and not yet passed on to the client.
+    holding: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -495,7 +421,8 @@ impl ReplyHoldingProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let armed: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
         let fired: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
-        let (a, f) = (armed.clone(), fired.clone());
+        let holding: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (a, f, held) = (armed.clone(), fired.clone(), holding.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -506,7 +433,7 @@ impl ReplyHoldingProxy {
                 };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let (a, f1, f2) = (a.clone(), f.clone(), f.clone());
+                let (a, f1, f2, held) = (a.clone(), f.clone(), f.clone(), held.clone());
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let mut buf = vec![0u8; 64 * 1024];
@@ -541,11 +468,15 @@ impl ReplyHoldingProxy {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
+                        // The lost reply: held back until the hold ends (the fault injected).
+                        held.fetch_add(1, Ordering::SeqCst);
                         let until = *f2.lock().unwrap();
                         if let Some(until) = until {
                             tokio::time::sleep_until(until.into()).await;
                         }
-                        if cw.write_all(&buf[..n]).await.is_err() {
+                        let sent = cw.write_all(&buf[..n]).await;
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        if sent.is_err() {
                             return;
                         }
                     }
@@ -556,6 +487,7 @@ impl ReplyHoldingProxy {
             endpoint,
             armed,
             fired,
+            holding,
             task,
         }
     }
@@ -568,6 +500,20 @@ impl ReplyHoldingProxy {
 
     fn has_fired(&self) -> bool {
         self.fired.lock().unwrap().is_some()
+    }
+
+    /// The hold is over and everything held back has been passed on to the client.
+    fn released(&self) -> bool {
+        let over = self.fired.lock().unwrap().is_none_or(|until| Instant::now() >= until);
+        over && self.holding.load(Ordering::SeqCst) == 0
+    }
+
+    /// Wait (at most twice the hold) until the proxy has passed on what it held back.
+    async fn wait_released(&self, hold: Duration) {
+        wait_until_async(hold * 2, "the proxy to pass on the replies it held back", async || {
+            self.released()
+        })
+        .await;
     }
 
     /// A store talking to etcd through the proxy, giving up on a request after `timeout`.
@@ -612,7 +558,7 @@ async fn a_lost_acquire_reply_never_deletes_the_nodes_subnet() {
     proxy.arm(marker);
     let result = proxied.acquire(&again).await;
     assert!(proxy.has_fired(), "the proxy never saw the transaction");
-    tokio::time::sleep(hold).await; // let anything held back arrive
+    proxy.wait_released(hold).await; // let anything held back arrive
     let stored = direct.list().await.unwrap().into_iter().find(|l| l.node() == "a");
     let stored = stored.unwrap_or_else(|| panic!("node a lost its subnet; acquire said {result:?}"));
     assert_eq!(stored.subnet, a.subnet);
@@ -632,7 +578,7 @@ async fn a_lost_acquire_reply_never_deletes_the_nodes_subnet() {
     proxy.arm(marker);
     let result = proxied.acquire(&b_req).await;
     assert!(proxy.has_fired(), "the proxy never saw the transaction");
-    tokio::time::sleep(hold).await;
+    proxy.wait_released(hold).await;
     let b = result.expect("the committed claim is read back and reported");
     let listed = direct.list().await.unwrap();
     assert!(listed.contains(&b), "b's lease {b:?} is not in {listed:?}");

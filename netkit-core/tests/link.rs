@@ -2,22 +2,17 @@
 //! namespace made by the test (never in the root namespace), and checked both
 //! through netkit and through iproute2's view (`ip -d link show`).
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
 use netkit_core::link::{
     AddrGenMode, Bridge, BridgePort, Dummy, EnsureAction, EnsurePolicy, Geneve, IpIp, Ipvlan, IpvlanMode, Macvlan,
     MacvlanMode, TunTap, TunTapMode, Veth, Vrf, Vxlan, Wireguard,
 };
-use netkit_core::{Link, LinkError, LinkKind, LinkSpec, MacAddr};
+use netkit_core::{Link, LinkError, LinkKind, LinkSpec};
+use netkit_test_support::lit::mac;
+use netkit_test_support::{report_skip, wait_until_async, TestNs};
 use netlink_packet_route::link::{BridgeStpState, InfoBridge, InfoBridgePort, InfoVxlan};
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
 
 /// `ip -d link show NAME` inside the test namespace.
 fn ip_d(t: &TestNs, name: &str) -> String {
@@ -35,11 +30,6 @@ fn vni_of(l: &Link) -> Option<u32> {
         InfoVxlan::Id(v) => Some(*v),
         _ => None,
     })
-}
-
-/// Print a skip line the way the test suite reports them.
-fn skip(test: &str, why: &str) {
-    report_skip(&format!("link::{test}"), why);
 }
 
 /// Create `spec` in `t`. When the kernel lacks the kind, check the error is
@@ -62,7 +52,10 @@ async fn add_or_skip<S: LinkSpec>(t: &TestNs, test: &str, spec: &S) -> Option<Li
             assert!(text.contains(spec.kind()) && text.contains(spec.name()), "{text}");
             // Nothing was left behind.
             assert!(t.h.link_get(spec.name()).await.unwrap_err().is_not_found());
-            skip(test, &format!("{} not supported by this kernel", spec.kind()));
+            report_skip(
+                &format!("link::{test}"),
+                &format!("{} not supported by this kernel", spec.kind()),
+            );
             None
         }
         Err(e) => panic!("creating {} {}: {e}", spec.kind(), spec.name()),
@@ -131,11 +124,10 @@ async fn veth_peer_born_in_other_netns() {
 
     // The peer can be brought up in its own namespace; then both are oper-up.
     b.h.link_set_up("eth0").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a.h.link_get("vhost0").await.unwrap().oper_up {
-        assert!(Instant::now() < deadline, "veth never got carrier");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(Duration::from_secs(5), "carrier on vhost0", async || {
+        a.h.link_get("vhost0").await.unwrap().oper_up
+    })
+    .await;
 
     // Deleting one end removes the peer in the other namespace too.
     a.h.link_del("vhost0").await.unwrap();
@@ -182,8 +174,8 @@ async fn bridge_vlan_filtering_and_stp_off() {
             );
             assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
             assert!(t.h.link_get("br0").await.unwrap_err().is_not_found());
-            skip(
-                "bridge_vlan_filtering_and_stp_off",
+            report_skip(
+                "link::bridge_vlan_filtering_and_stp_off",
                 "bridge vlan_filtering not supported by this kernel; checking stp only",
             );
             t.h.link_add(&Bridge::new("br0").mtu(1400).up()).await.unwrap()
@@ -414,17 +406,16 @@ async fn tuntap_open_is_gone_when_the_fd_closes() {
         assert_eq!(l.tun_is_tap(), Some(mode == TunTapMode::Tap));
         assert_contains(&ip_d(&t, name), &["persist off"]);
         drop(fd);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match t.h.link_get(name).await {
-                Err(e) if e.is_not_found() => break,
+        wait_until_async(
+            Duration::from_secs(5),
+            &format!("{name} to go with its fd"),
+            async || match t.h.link_get(name).await {
+                Err(e) if e.is_not_found() => true,
                 Err(e) => panic!("{e}"),
-                Ok(_) => {
-                    assert!(Instant::now() < deadline, "{name} outlived its fd");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
+                Ok(_) => false,
+            },
+        )
+        .await;
     }
 }
 
@@ -994,14 +985,12 @@ async fn addr_gen_mode_none_gives_no_link_local() {
     a.h.link_set_up("wb").await.unwrap();
     a.h.link_set_up("wa").await.unwrap();
     // Carrier comes asynchronously; addresses follow it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a.h.link_get("wa").await.unwrap().oper_up || a.h.addr_list(Some("wa")).await.unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the control link never got its link-local address"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(5),
+        "the control link's carrier and link-local address",
+        async || a.h.link_get("wa").await.unwrap().oper_up && !a.h.addr_list(Some("wa")).await.unwrap().is_empty(),
+    )
+    .await;
     assert!(a.sh("ip -d link show va").contains("addrgenmode none"));
     assert!(
         a.h.addr_list(Some("va")).await.unwrap().is_empty(),

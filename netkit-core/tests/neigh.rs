@@ -1,22 +1,12 @@
 //! Neighbours and FDB entries on the real kernel, inside throwaway namespaces.
 
-mod common;
-
-use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
 use netkit_core::link::{Bridge, Veth, Vxlan};
 use netkit_core::neigh::{Family, FdbEntry, NeighState, Neighbour};
 use netkit_core::MacAddr;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
+use netkit_test_support::lit::{ip, mac};
+use netkit_test_support::{report_skip, TestNs};
 
 #[tokio::test]
 async fn permanent_arp_entry_v4() {

@@ -3,15 +3,13 @@
 //! Every namespace here is made by the test with a unique name and deleted when
 //! the test ends; nothing in the root namespace is changed.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
 use netkit_core::link::Veth;
 use netkit_core::{NetNs, NetNsGuard, NetnsError};
+use netkit_test_support::{unique, wait_until, TestNs};
 use nix::net::if_::InterfaceFlags;
 
 /// Inode of the calling thread's network namespace.
@@ -150,15 +148,12 @@ fn open_by_name_path_and_pid_agree() {
         .unwrap();
     let pid = child.id();
     // `ip netns exec` enters the namespace, then execs sleep in the same process.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        != "sleep"
-    {
-        assert!(Instant::now() < deadline, "child never became sleep");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), "the child to exec sleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            == "sleep"
+    });
     let by_pid = NetNs::from_pid(pid);
     let _ = child.kill();
     let _ = child.wait();

@@ -2,22 +2,17 @@
 //! throwaway namespace. The two-node data path is covered by the scenario
 //! tests; these check the kernel state each call leaves behind.
 
-mod common;
-
 use std::net::IpAddr;
 
-use common::*;
 use ipnetwork::IpNetwork;
 use netkit_core::link::Veth;
 use netkit_core::neigh::Family;
 use netkit_core::overlay::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};
 use netkit_core::route::{IpFamily, TABLE_MAIN};
+use netkit_test_support::lit::ip;
+use netkit_test_support::TestNs;
 
 const DEV: &str = "flannel.1";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 /// A node: underlay `eth0` (192.168.0.1/24, peer end `eth0p`) and the
 /// Flannel config for subnet 10.244.1.0/24 on it, MTU 1450.

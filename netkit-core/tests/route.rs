@@ -1,19 +1,8 @@
-mod common;
-use common::*;
+use netkit_test_support::lit::{ip, net};
+use netkit_test_support::TestNs;
 
-use std::net::IpAddr;
-
-use ipnetwork::IpNetwork;
 use netkit_core::link::Veth;
 use netkit_core::route::{protocol, IpFamily, NextHop, Route, RouteKind, RouteScope, TABLE_MAIN};
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 /// One namespace with two veth pairs (v0/v1, w0/w1), all up, and addresses
 /// 10.1.0.1/24 + fd00:1::1/64 on v0, 10.2.0.1/24 + fd00:2::1/64 on w0.

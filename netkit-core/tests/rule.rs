@@ -1,20 +1,9 @@
-mod common;
-use common::*;
+use netkit_test_support::lit::{ip, net};
+use netkit_test_support::TestNs;
 
-use std::net::IpAddr;
-
-use ipnetwork::IpNetwork;
 use netkit_core::link::Veth;
 use netkit_core::route::Route;
 use netkit_core::rule::{IpFamily, Rule, RuleAction, RuleError};
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 #[tokio::test]
 async fn add_list_delete_v4_selectors() {

@@ -1,11 +1,9 @@
 //! Sysctls on the real kernel, only ever written inside throwaway namespaces.
 //! The test process's own namespace is only read, never written.
 
-mod common;
-
-use common::*;
 use netkit_core::link::Veth;
 use netkit_core::sysctl::{self, Family};
+use netkit_test_support::TestNs;
 
 /// The caller's own value, read directly (never written).
 fn own_ns_value(path: &str) -> String {

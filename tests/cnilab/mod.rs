@@ -47,6 +47,7 @@ use std::sync::OnceLock;
 
 use ipnetwork::IpNetwork;
 use netkit_core::{NetNs, NetNsGuard};
+use netkit_test_support::{run_in, snapshot, HostNs};
 use serde_json::{json, Value};
 
 /// Debian's reference plugins (containernetworking-plugins).
@@ -163,24 +164,12 @@ pub fn result_ips(result: &Value) -> Vec<IpNetwork> {
         .collect()
 }
 
-/// A directory removed (with its content) on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The "host" namespace plugins run in, with a temp dir for conflists, libcni's cache and
-/// plugin state. Dropping it deletes the namespace (and what plugins made in it) and the dir.
+/// plugin state (a [`HostNs`], the same host netkit-cni's own tests run the plugin binary in).
+/// Dropping it deletes the namespace (and what plugins made in it) and the dir.
 #[derive(Debug)]
 pub struct Host {
-    // Dropped in this order: the namespace, then its files.
-    ns: NetNsGuard,
-    dir: TempDir,
-    prefix: String,
+    host: HostNs,
     cni_path: String,
     netkit_fw_state: Option<PathBuf>,
 }
@@ -199,21 +188,13 @@ impl Host {
     /// A new host namespace (loopback up); `tag` goes into the names of its namespaces.
     /// Plugins are looked up in [`DEFAULT_CNI_PATH`].
     pub fn new(tag: &str) -> Host {
-        let prefix = netkit_examples::unique_prefix(tag);
-        let ns = NetNsGuard::create(&format!("{prefix}-h")).expect("create host netns");
-        let dir = std::env::temp_dir().join(format!("netkit-cnilab-{prefix}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the host's temp dir");
-        let netkit_fw_state = netkit_core::firewall::default_state_dir(&ns).ok();
-        let host = Host {
-            ns,
-            dir: TempDir(dir),
-            prefix,
+        let host = HostNs::new(tag);
+        let netkit_fw_state = netkit_core::firewall::default_state_dir(host.ns()).ok();
+        Host {
+            host,
             cni_path: DEFAULT_CNI_PATH.to_string(),
             netkit_fw_state,
-        };
-        host.run("ip", ["link", "set", "lo", "up"]);
-        host
+        }
     }
 
     /// Look plugins up in `dirs` (':'-separated), in that order.
@@ -243,17 +224,17 @@ impl Host {
 
     /// The namespace's name (for `ip netns exec`).
     pub fn name(&self) -> &str {
-        self.ns.name().expect("named")
+        self.host.name()
     }
 
     /// The unique prefix of this host's namespace names (e.g. for `cnictl bench`'s).
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.host.prefix()
     }
 
     /// The namespace.
     pub fn ns(&self) -> &NetNs {
-        &self.ns
+        self.host.ns()
     }
 
     /// The plugin path.
@@ -263,7 +244,7 @@ impl Host {
 
     /// The host's temp dir.
     pub fn dir(&self) -> &Path {
-        &self.dir.0
+        self.host.dir()
     }
 
     /// libcni's result cache (`--cache-dir` of every call).
@@ -273,16 +254,20 @@ impl Host {
 
     /// A directory for IPAM state (host-local's `dataDir`), so nothing goes to /var/lib/cni.
     pub fn ipam_dir(&self) -> PathBuf {
-        self.dir().join("ipam")
+        self.host.ipam_dir()
     }
 
-    /// A container namespace `<prefix>-<tag>`; its container ID is the namespace's name.
+    /// A directory for netkit-cni's firewall state (`firewallStateDir`).
+    pub fn fw_dir(&self) -> PathBuf {
+        self.host.fw_dir()
+    }
+
+    /// A container namespace `<prefix>-<tag>` (loopback up); its container ID is the
+    /// namespace's name.
     pub fn container(&self, tag: &str) -> Container {
-        let name = format!("{}-{tag}", self.prefix);
-        Container {
-            ns: NetNsGuard::create(&name).expect("create container netns"),
-            id: name,
-        }
+        let ns = self.host.container(tag);
+        let id = ns.name().expect("named").to_string();
+        Container { ns, id }
     }
 
     /// Write `conflist` to `<dir>/<file>.conflist`; returns its path.
@@ -395,12 +380,17 @@ impl Host {
 
     /// The names of the host's veth links.
     pub fn veths(&self) -> Vec<String> {
-        link_names(&self.run("ip", ["-j", "link", "show", "type", "veth"]))
+        self.host.veths()
+    }
+
+    /// `nft list ruleset` in the host.
+    pub fn nft_ruleset(&self) -> String {
+        self.host.nft_ruleset()
     }
 
     /// The files in libcni's result cache (one per attachment: `<network>-<id>-<ifname>`).
     pub fn cached_results(&self) -> Vec<String> {
-        dir_names(&self.cache_dir().join("results"))
+        snapshot::dir_names(&self.cache_dir().join("results"))
     }
 }
 
@@ -443,46 +433,6 @@ impl Container {
 
     /// The names of the container's links.
     pub fn links(&self) -> Vec<String> {
-        link_names(&self.run("ip", ["-j", "link", "show"]))
+        snapshot::link_names(self.name())
     }
-}
-
-fn run_in<I, S>(netns: &str, program: &str, args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let o = Command::new("ip")
-        .args(["netns", "exec", netns, program])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip netns exec {netns} {program}: {e}"));
-    assert!(
-        o.status.success(),
-        "ip netns exec {netns} {program}: {}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn link_names(ip_json: &str) -> Vec<String> {
-    let links: Value = serde_json::from_str(ip_json).unwrap_or_else(|e| panic!("ip -j link: {e}: {ip_json}"));
-    links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// The names in `dir` (none if it does not exist), sorted.
-pub fn dir_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-        .collect();
-    names.sort();
-    names
 }

@@ -11,7 +11,9 @@ use std::path::Path;
 use netkit_examples::probe::ping_retry;
 use serde_json::{json, Value};
 
-use super::{conflist, dir_names, result_ips, Host};
+use netkit_test_support::snapshot::dir_names;
+
+use super::{conflist, result_ips, Host};
 
 /// The network's name (and conflist file name).
 pub const NETWORK: &str = "refnet";

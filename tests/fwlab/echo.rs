@@ -5,89 +5,33 @@
 //! then tell which endpoint was reached and what source address it saw (NAT or not).
 //!
 //! Sockets are created on a thread inside the namespace and then served or used from anywhere
-//! (a socket keeps the namespace it was created in).
+//! (a socket keeps the namespace it was created in). The TCP server and `Hello` are
+//! netkit-test-support's (netkit-cni's plugin tests use them too).
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
 
 use netkit_core::NetNs;
-use tokio::io::AsyncWriteExt;
 
-/// How long a client waits for a connection or an answer.
-pub const TIMEOUT: Duration = Duration::from_millis(1500);
+use netkit_test_support::echo::transient;
+pub use netkit_test_support::echo::{tcp_hello, Hello, Server, TIMEOUT};
 
-/// What a server answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    /// The server's name ("C1", …).
-    pub name: String,
-    /// The address the server's socket was reached at (TCP, SCTP; 0.0.0.0:port for UDP).
-    pub local: SocketAddr,
-    /// The client address the server saw.
-    pub peer: SocketAddr,
+/// A TCP server named `name` listening on `addr` inside `ns` (netkit-test-support's identity
+/// server).
+pub async fn tcp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
+    Server::tcp(ns, name, addr)
 }
 
-impl Hello {
-    fn parse(line: &str) -> Result<Hello, String> {
-        let mut f = line.split_whitespace();
-        let (Some(name), Some(local), Some(peer)) = (f.next(), f.next(), f.next()) else {
-            return Err(format!("malformed answer {line:?}"));
-        };
-        Ok(Hello {
-            name: name.to_string(),
-            local: local.parse().map_err(|_| format!("bad local address in {line:?}"))?,
-            peer: peer.parse().map_err(|_| format!("bad peer address in {line:?}"))?,
-        })
-    }
-}
+/// A running UDP server; stopped when dropped.
+pub struct UdpServer(tokio::task::JoinHandle<()>);
 
-/// A running server; stopped when dropped.
-pub struct Server(tokio::task::JoinHandle<()>);
-
-impl Drop for Server {
+impl Drop for UdpServer {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-/// A TCP server named `name` listening on `addr` inside `ns`.
-pub async fn tcp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
-    let listener = ns
-        .exec(move || {
-            let l = std::net::TcpListener::bind(addr)?;
-            l.set_nonblocking(true)?;
-            Ok::<_, std::io::Error>(l)
-        })
-        .await
-        .expect("enter netns")
-        .unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"));
-    serve_stream(
-        tokio::net::TcpListener::from_std(listener).expect("tokio listener"),
-        name,
-    )
-}
-
-fn serve_stream(listener: tokio::net::TcpListener, name: &str) -> Server {
-    let name = name.to_string();
-    Server(tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let line = format!("{name} {local} {peer}\n");
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(TIMEOUT, sock.write_all(line.as_bytes())).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    }))
-}
-
 /// A UDP server named `name` bound to `addr` inside `ns`.
-pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
+pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> UdpServer {
     let sock = ns
         .exec(move || {
             let s = UdpSocket::bind(addr)?;
@@ -99,41 +43,17 @@ pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
         .unwrap_or_else(|e| panic!("bind udp {addr} in {ns}: {e}"));
     let sock = tokio::net::UdpSocket::from_std(sock).expect("tokio udp socket");
     let name = name.to_string();
-    Server(tokio::spawn(async move {
+    UdpServer(tokio::spawn(async move {
         let mut buf = [0u8; 512];
         loop {
-            let Ok((_, peer)) = sock.recv_from(&mut buf).await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+            let peer = match sock.recv_from(&mut buf).await {
+                Ok((_, peer)) => peer,
+                Err(e) if transient(&e) => continue,
+                Err(_) => return,
             };
-            let line = format!("{name} {addr} {peer}\n");
-            let _ = sock.send_to(line.as_bytes(), peer).await;
+            let _ = sock.send_to(Hello::line(&name, addr, peer).as_bytes(), peer).await;
         }
     }))
-}
-
-/// Connect to `addr` (blocking, from the calling thread's namespace) and read the answer.
-pub fn tcp_hello(addr: SocketAddr) -> Result<Hello, String> {
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-    read_answer(&mut s, addr)
-}
-
-fn read_answer(s: &mut impl ReadTimeout, addr: SocketAddr) -> Result<Hello, String> {
-    s.timeout(TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    Hello::parse(text.trim())
-}
-
-trait ReadTimeout: Read {
-    fn timeout(&self, t: Duration) -> std::io::Result<()>;
-}
-
-impl ReadTimeout for TcpStream {
-    fn timeout(&self, t: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(t))
-    }
 }
 
 /// One TCP connection from inside `from` to `addr`.
@@ -193,6 +113,8 @@ pub mod sctp {
     use std::os::fd::{FromRawFd, OwnedFd};
 
     use netkit_core::NetNs;
+
+    use netkit_test_support::echo::read_answer;
 
     use super::{Hello, Server, TIMEOUT};
 
@@ -274,10 +196,7 @@ pub mod sctp {
             .await
             .expect("enter netns")
             .unwrap_or_else(|e| panic!("sctp listen {addr} in {ns}: {e}"));
-        super::serve_stream(
-            tokio::net::TcpListener::from_std(listener).expect("tokio listener"),
-            name,
-        )
+        Server::serve(listener, name)
     }
 
     /// One SCTP association from inside `from` to `addr`.
@@ -305,7 +224,7 @@ pub mod sctp {
             check(unsafe { libc::connect(fd.as_raw_fd(), std::ptr::addr_of!(st).cast(), len) })
                 .map_err(|e| format!("sctp connect {addr}: {e}"))?;
             let mut s = TcpStream::from(fd);
-            super::read_answer(&mut s, addr)
+            read_answer(&mut s, addr)
         })
         .await
         .map_err(|e| e.to_string())?

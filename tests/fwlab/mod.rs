@@ -21,13 +21,13 @@ pub mod dump;
 pub mod echo;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 
 use ipnetwork::IpNetwork;
 use netkit_core::firewall::{self, AnyFirewall, Driver, FirewallOptions, Network};
 use netkit_core::link::{Bridge, BridgePort, Veth};
 use netkit_core::route::Route;
 use netkit_core::{Handle, NetNs, NetNsGuard};
+use netkit_test_support::{tempdir, unique};
 
 /// The first container bridge.
 pub const BR0: &str = "nkbr0";
@@ -103,31 +103,6 @@ impl LabSpec {
     }
 }
 
-/// A directory removed (with its content) on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory under the system temp dir.
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("netkit-fwtests-{tag}"));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The lab (see the module docs). Dropping it deletes every namespace and the state dir.
 pub struct Lab {
     /// C1..Cn (index 0 is C1).
@@ -143,7 +118,7 @@ pub struct Lab {
     /// A netlink handle in O.
     pub ho: Handle,
     /// The firewall's state directory (unique to this lab).
-    pub state: TempDir,
+    pub state: tempfile::TempDir,
     /// The name prefix of the lab's namespaces.
     pub prefix: String,
 }
@@ -219,7 +194,7 @@ async fn container(
 impl Lab {
     /// Build the lab; `tag` goes into the namespace names.
     pub async fn build(tag: &str, spec: LabSpec) -> Lab {
-        let prefix = netkit_examples::unique_prefix(tag);
+        let prefix = unique(tag);
         let host = NetNsGuard::create(&format!("{prefix}-h")).expect("create host netns");
         let outside = NetNsGuard::create(&format!("{prefix}-o")).expect("create outside netns");
         let hh = host.handle().await.expect("handle in H");
@@ -290,7 +265,7 @@ impl Lab {
             host,
             hh,
             ho,
-            state: TempDir::new(&prefix),
+            state: tempdir(&prefix),
             prefix,
         }
     }
@@ -335,19 +310,5 @@ impl Lab {
             .route_add(&Route::new(dst).gateway(gw))
             .await
             .expect("route in O");
-    }
-}
-
-/// Report a test skipped by name: printed, and appended to the file named by `NETKIT_SKIP_LOG`
-/// (scripts/test.sh lists every skip at the end; cargo hides the output of passing tests).
-pub fn report_skip(test: &str, why: &str) {
-    let line = format!("SKIP {test}: {why}");
-    println!("{line}");
-    eprintln!("{line}");
-    if let Ok(path) = std::env::var("NETKIT_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{line}");
-        }
     }
 }

@@ -505,3 +505,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The ack reader of the detached netlink job, fed arbitrary bytes (never panics) and
+    //! datagrams of well-formed messages (finds the answer to its request, only that one).
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::ack_errno;
+
+    /// One message: nlmsghdr, then (for NLMSG_ERROR) the negative errno, then `extra` bytes.
+    fn msg(kind: u16, seq: u32, errno: i32, extra: &[u8]) -> Vec<u8> {
+        let len = 20 + extra.len();
+        let mut m = (len as u32).to_ne_bytes().to_vec();
+        m.extend(kind.to_ne_bytes());
+        m.extend(0u16.to_ne_bytes());
+        m.extend(seq.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend((-errno).to_ne_bytes());
+        m.extend_from_slice(extra);
+        m.resize(len.next_multiple_of(4), 0);
+        m
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..200), seq in any::<u32>()) {
+            let _ = ack_errno(&bytes, seq);
+        }
+
+        #[test]
+        fn the_first_answer_to_the_request_is_found(
+            msgs in vec((prop_oneof![Just(2u16), 3u16..40], 0u32..4, 0i32..200, vec(any::<u8>(), 0..9)), 0..6),
+            seq in 0u32..4,
+        ) {
+            let buf: Vec<u8> = msgs.iter().flat_map(|(k, s, e, x)| msg(*k, *s, *e, x)).collect();
+            let want = msgs
+                .iter()
+                .find(|(k, s, _, _)| *k == libc::NLMSG_ERROR as u16 && *s == seq)
+                .map(|(_, _, e, _)| *e);
+            prop_assert_eq!(ack_errno(&buf, seq), want);
+        }
+    }
+}

@@ -546,3 +546,71 @@ mod tests {
         fd
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The two readers of this module: the reaper record (arbitrary bytes never panic; what
+    //! `encode` writes `decode` reads back, at the record's fixed length) and
+    //! `/proc/<pid>/stat` (arbitrary bytes never panic; a stat line with any `comm`, spaces
+    //! and parentheses included, gives state, ppid and start time).
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::{parse_stat, ProcStat, Record};
+
+    fn record() -> impl Strategy<Value = Record> {
+        (any::<u64>(), any::<i32>(), any::<u64>(), any::<u64>()).prop_map(|(reaper_start, pid, start, seen)| Record {
+            reaper_start,
+            pid,
+            start,
+            seen,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn record_decode_never_panics(bytes in vec(any::<u8>(), 0..100)) {
+            let _ = Record::decode(&bytes);
+        }
+
+        #[test]
+        fn records_round_trip(r in record()) {
+            let text = r.encode();
+            prop_assert_eq!(Record::decode(text.as_bytes()), Some(r));
+            if r.pid >= -999_999_999 {
+                prop_assert_eq!(text.len(), Record::LEN, "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn parse_stat_never_panics(bytes in vec(any::<u8>(), 0..300)) {
+            let _ = parse_stat(&bytes);
+        }
+
+        #[test]
+        fn stat_lines_are_read_after_the_last_parenthesis(
+            pid in 1u32..4_194_304,
+            comm in "[ -~]{0,16}",
+            state in prop::sample::select(vec![b'R', b'S', b'D', b'Z', b'T', b'X']),
+            ppid in 0i32..4_194_304,
+            middle in vec(any::<u32>(), 17),
+            start in any::<u64>(),
+            tail in vec(any::<u32>(), 0..30),
+        ) {
+            // Fields 3 (state) and 4 (ppid), 5..=21, then 22 (starttime), then the rest.
+            let mut line = format!("{pid} ({comm}) {} {ppid}", state as char);
+            for m in &middle {
+                line += &format!(" {m}");
+            }
+            line += &format!(" {start}");
+            for t in &tail {
+                line += &format!(" {t}");
+            }
+            line.push('\n');
+            prop_assert_eq!(parse_stat(line.as_bytes()), Some(ProcStat { state, ppid, start }));
+        }
+    }
+}

@@ -813,3 +813,136 @@ impl StateDir {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz {
+    //! The readers of state files and their names, fed arbitrary bytes (never panic, never
+    //! accept what netkit would not write) and what netkit writes (read back unchanged): owner
+    //! files (`decode_rules`, `owner_of_file`), the service index (`decode_owner_name`), holders
+    //! (`owner_of_holder`, `decode_detail`), port claims (`decode_claims`, written as
+    //! `write_claims` writes them) and the id file (`decode_id`).
+
+    use std::ffi::OsStr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::os::unix::ffi::OsStrExt;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::firewall::model::Protocol;
+
+    /// Owner names as `check_owner` accepts them, `/` included (escaped in file names).
+    fn owner() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9][a-zA-Z0-9_.:/@%-]{0,60}"
+    }
+
+    fn claim() -> impl Strategy<Value = PortClaim> {
+        let ip = prop_oneof![
+            Just(None),
+            any::<u32>().prop_map(|a| Some(IpAddr::V4(Ipv4Addr::from(a)))),
+            any::<u128>().prop_map(|a| Some(IpAddr::V6(Ipv6Addr::from(a)))),
+        ];
+        (owner(), ip, any::<bool>()).prop_map(|(owner, host_ip, v4)| PortClaim {
+            owner,
+            ipv4: host_ip.map_or(v4, |i| i.is_ipv4()),
+            host_ip,
+        })
+    }
+
+    /// A port index file, as `StateDir::write_claims` writes it.
+    fn claims_text(claims: &[PortClaim]) -> String {
+        claims
+            .iter()
+            .map(|c| {
+                let ip = c.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "*".into());
+                format!("{}\t{ip}\t{}\n", hex(&c.owner), if c.ipv4 { 4 } else { 6 })
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn readers_never_panic(bytes in vec(any::<u8>(), 0..160)) {
+            let _ = decode_rules(&bytes);
+            let _ = decode_owner_name(&bytes);
+            let _ = decode_detail(&bytes);
+            let _ = decode_claims(&bytes);
+            let _ = decode_id(&bytes);
+            let name = OsStr::from_bytes(&bytes);
+            // A name is only taken for an owner when it is the very name netkit writes for it.
+            if let Some(o) = owner_of_file(name) {
+                prop_assert!(check_owner(&o).is_ok());
+                let file = owner_file(&o);
+                prop_assert_eq!(OsStr::new(&file), name);
+            }
+            if let Some(o) = owner_of_holder(name) {
+                prop_assert!(check_owner(&o).is_ok());
+                let file = escape(&o);
+                prop_assert_eq!(OsStr::new(&file), name);
+            }
+            if let Some(s) = unhex(&String::from_utf8_lossy(&bytes)) {
+                prop_assert_eq!(unhex(&hex(&s)), Some(s));
+            }
+        }
+
+        #[test]
+        fn text_readers_never_panic(text in "\\PC{0,100}") {
+            let _ = decode_rules(text.as_bytes());
+            let _ = decode_claims(text.as_bytes());
+            if let Ok(id) = decode_id(text.as_bytes()) {
+                prop_assert_eq!(format!("{id}\n"), text.clone());
+            }
+            if let Ok(detail) = decode_detail(text.as_bytes()) {
+                prop_assert!(detail.is_empty() || detail.parse::<IpNetwork>().is_ok());
+            }
+        }
+
+        #[test]
+        fn owner_names_round_trip(o in owner()) {
+            prop_assert_eq!(owner_of_file(OsStr::new(&owner_file(&o))), Some(o.clone()));
+            prop_assert_eq!(owner_of_holder(OsStr::new(&escape(&o))), Some(o.clone()));
+            prop_assert_eq!(decode_owner_name(o.as_bytes()), Ok(o.clone()));
+            prop_assert_eq!(unhex(&hex(&o)), Some(o));
+        }
+
+        #[test]
+        fn hex_round_trips_any_text(s in "\\PC{0,40}") {
+            prop_assert_eq!(unhex(&hex(&s)), Some(s));
+        }
+
+        #[test]
+        fn claims_round_trip(claims in vec(claim(), 0..6)) {
+            prop_assert_eq!(decode_claims(claims_text(&claims).as_bytes()), Ok(claims));
+        }
+
+        #[test]
+        fn ids_and_details_round_trip(id in "[0-9a-f]{16}", net in any::<(u32, u8)>()) {
+            prop_assert_eq!(decode_id(format!("{id}\n").as_bytes()), Ok(id.clone()));
+            prop_assert!(decode_id(id.as_bytes()).is_err(), "an id without its newline");
+            let net = IpNetwork::new(IpAddr::V4(Ipv4Addr::from(net.0)), net.1 % 33).expect("prefix <= 32");
+            prop_assert_eq!(decode_detail(net.to_string().as_bytes()), Ok(net.to_string()));
+            prop_assert_eq!(decode_detail(b""), Ok(String::new()));
+        }
+
+        #[test]
+        fn rules_round_trip(
+            maps in vec((prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp), Just(Protocol::Sctp)], 1u16..=65535, any::<[u8; 2]>(), 1u16..=65535), 0..5),
+        ) {
+            let rules = Rules {
+                port_mappings: maps
+                    .into_iter()
+                    .map(|(p, hp, [a, b], cp)| PortMapping::new(p, hp, IpAddr::V4(Ipv4Addr::new(10, 88, a, b.max(1))), cp))
+                    .collect(),
+                ..Rules::default()
+            };
+            let bytes = serde_json::to_vec(&rules).expect("rules serialize");
+            match rules.validate() {
+                Ok(()) => prop_assert_eq!(decode_rules(&bytes), Ok(rules)),
+                Err(_) => prop_assert!(decode_rules(&bytes).is_err(), "invalid rules were read back"),
+            }
+        }
+    }
+}

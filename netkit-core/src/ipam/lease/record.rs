@@ -162,3 +162,114 @@ mod as_text {
         text.parse().map_err(D::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The stored JSON forms and the subnet keys: arbitrary bytes never panic (and give
+    //! `Corrupt`, never a lease); what `to_json`, `plan_to_json` and `subnet_key` write is read
+    //! back unchanged.
+
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn network() -> impl Strategy<Value = IpNetwork> {
+        prop_oneof![
+            (any::<u32>(), 0u8..=32)
+                .prop_map(|(a, p)| IpNetwork::new(IpAddr::V4(Ipv4Addr::from(a)), p).expect("prefix")),
+            (any::<u128>(), 0u8..=128)
+                .prop_map(|(a, p)| IpNetwork::new(IpAddr::V6(Ipv6Addr::from(a)), p).expect("prefix")),
+        ]
+    }
+
+    fn lease() -> impl Strategy<Value = Lease> {
+        let data = prop_oneof![
+            Just(serde_json::Value::Null),
+            "[0-9a-f:]{0,17}".prop_map(|m| json!({"VtepMAC": m})),
+            ("\\PC{0,20}", any::<i64>(), any::<bool>())
+                .prop_map(|(s, n, b)| json!({"s": s, "n": n, "b": b, "l": [n, s]})),
+        ];
+        (
+            network(),
+            "[A-Za-z0-9_-][A-Za-z0-9._-]{0,40}",
+            any::<u32>(),
+            "[a-z-]{1,10}",
+            data,
+            0u64..(1 << 40),
+            0u64..(1 << 45),
+        )
+            .prop_map(
+                |(subnet, node, ip, backend_type, backend_data, ttl_ms, expires_at_ms)| Lease {
+                    subnet,
+                    meta: NodeMeta {
+                        node,
+                        public_ip: IpAddr::V4(Ipv4Addr::from(ip)),
+                        backend_type,
+                        backend_data,
+                    },
+                    ttl: Duration::from_millis(ttl_ms),
+                    expires_at: UNIX_EPOCH + Duration::from_millis(expires_at_ms),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..200), key in "\\PC{0,50}") {
+            if let Err(e) = Lease::from_json(&bytes, "leases/x.json") {
+                prop_assert!(matches!(e, LeaseError::Corrupt { ref location, .. } if location == "leases/x.json"), "{:?}", e);
+            }
+            let plan = SubnetPlan::flannel("10.244.0.0/16".parse().expect("literal")).expect("plan");
+            let _ = check_stored_plan(&bytes, &plan, "config");
+            let _ = parse_subnet_key(&key);
+            let _ = parse_subnet_key(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn json_shaped_garbage_never_panics(
+            subnet in "\\PC{0,20}",
+            ttl in any::<i128>(),
+            expires in any::<i128>(),
+            extra in proptest::option::of("[a-z_]{1,12}"),
+        ) {
+            let mut v = json!({"subnet": subnet, "node": "n", "public_ip": "192.0.2.1", "backend_type": "vxlan",
+                "backend_data": null, "ttl_ms": ttl.to_string().parse::<serde_json::Number>().ok(),
+                "expires_at_ms": expires.to_string().parse::<serde_json::Number>().ok()});
+            if let Some(k) = extra {
+                v[k] = json!(1);
+            }
+            let _ = Lease::from_json(v.to_string().as_bytes(), "x");
+        }
+
+        #[test]
+        fn leases_round_trip(l in lease()) {
+            prop_assert_eq!(Lease::from_json(&l.to_json(), "x").expect("a stored lease reads back"), l);
+        }
+
+        #[test]
+        fn subnet_keys_round_trip(net in network()) {
+            prop_assert_eq!(parse_subnet_key(&subnet_key(net)), Some(net));
+        }
+
+        #[test]
+        fn plans_round_trip(addr in any::<u32>(), prefix in 8u8..=24, extra in 1u8..=8) {
+            let network = IpNetwork::new(IpAddr::V4(Ipv4Addr::from(addr)), prefix).expect("prefix");
+            let network = IpNetwork::new(network.network(), prefix).expect("prefix");
+            if let Ok(plan) = SubnetPlan::new(network, prefix + extra) {
+                let stored = plan_to_json(&plan);
+                prop_assert!(check_stored_plan(&stored, &plan, "config").is_ok());
+                // Another split of the same network is refused.
+                let other = if extra > 1 { prefix + extra - 1 } else { prefix + extra + 1 };
+                let other = SubnetPlan::new(network, other).expect("another valid split");
+                let mismatch = matches!(check_stored_plan(&stored, &other, "config"), Err(LeaseError::PlanMismatch { .. }));
+                prop_assert!(mismatch);
+            }
+        }
+    }
+}

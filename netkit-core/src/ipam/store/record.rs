@@ -107,3 +107,74 @@ mod tests {
         assert!(decode_owner(&edited).unwrap_err().contains("checksum"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The record readers fed arbitrary text (never panic, and nothing that is not a sealed
+    //! record reads as one) and what the encoders write (read back unchanged).
+
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn owner() -> impl Strategy<Value = Owner> {
+        ("[a-zA-Z0-9][a-zA-Z0-9_.-]{0,70}", "[a-z][a-z0-9]{0,14}")
+            .prop_filter_map("a valid owner", |(id, ifname)| Owner::new(&id, &ifname).ok())
+    }
+
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+            any::<u128>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics_and_is_no_record(text in "\\PC{0,120}", ip in addr()) {
+            // Random text carries the right checksum only by a 2^-64 chance.
+            prop_assert!(decode_address(&text, ip).is_err());
+            prop_assert!(decode_owner(&text).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..120), ip in addr()) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = decode_address(&text, ip);
+            let _ = decode_owner(&text);
+        }
+
+        #[test]
+        fn address_records_round_trip(o in owner(), ip in addr(), other in addr()) {
+            let text = encode_address(ip, &o);
+            prop_assert_eq!(decode_address(&text, ip), Ok(o));
+            if other != ip {
+                prop_assert!(decode_address(&text, other).is_err(), "a record read for another address");
+            }
+        }
+
+        #[test]
+        fn owner_records_round_trip(o in owner(), ips in vec(addr(), 0..6)) {
+            let text = encode_owner(&o, &ips);
+            prop_assert_eq!(decode_owner(&text), Ok((o, ips)));
+        }
+
+        #[test]
+        fn every_truncation_and_one_byte_change_is_refused(o in owner(), ips in vec(addr(), 1..4), at in any::<prop::sample::Index>(), to in 32u8..127) {
+            let text = encode_owner(&o, &ips);
+            let cut = at.index(text.len());
+            prop_assert!(decode_owner(&text[..cut]).is_err(), "cut at {}", cut);
+            let mut changed = text.clone().into_bytes();
+            if changed[cut] != to && changed[cut] != b'\n' {
+                changed[cut] = to;
+                let changed = String::from_utf8(changed).expect("ASCII");
+                prop_assert!(decode_owner(&changed).is_err(), "{:?}", changed);
+            }
+        }
+    }
+}
