@@ -345,7 +345,7 @@ impl<'a> AddrRequest<'a> {
         }
     }
 
-    fn message(&self, index: u32) -> AddressMessage {
+    pub(crate) fn message(&self, index: u32) -> AddressMessage {
         let ip = self.prefix.ip();
         let mut msg = AddressMessage::default();
         msg.header.family = family_of(ip);

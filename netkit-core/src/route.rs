@@ -488,6 +488,13 @@ impl Route {
         }
     }
 
+    /// The checked RTM_NEWROUTE message of `op` ("add", "replace") on `h` (devices given by
+    /// name are looked up there).
+    pub(crate) async fn new_message(&self, h: &Handle, op: &str) -> Result<RouteMessage, RouteError> {
+        self.validate()?;
+        self.message(h, false).await.map_err(|e| h.route_error(op, self, e))
+    }
+
     /// Build the RTM_NEWROUTE / RTM_DELROUTE message. For deletion only the
     /// given fields are set, so the kernel matches like `ip route del`.
     async fn message(&self, h: &Handle, delete: bool) -> Result<RouteMessage, NetlinkError> {
@@ -759,11 +766,7 @@ impl Handle {
     }
 
     async fn route_send(&self, op: &str, route: &Route, flags: u16) -> Result<(), RouteError> {
-        route.validate()?;
-        let msg = route
-            .message(self, false)
-            .await
-            .map_err(|e| self.route_error(op, route, e))?;
+        let msg = route.new_message(self, op).await?;
         self.ack(RouteNetlinkMessage::NewRoute(msg), flags)
             .await
             .map_err(|e| self.route_error(op, route, e))

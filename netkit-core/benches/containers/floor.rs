@@ -232,8 +232,13 @@ pub fn setup(host_path: &str, work: Work, ctrs: &[Ctr]) -> Res<()> {
             let host_fd = open_ns(&host_path)?;
             enter(&host_fd)?;
             let mut host = Sock::open()?;
+            let trace = std::env::var_os("NETKIT_BENCH_FLOOR_TRACE").is_some();
+            let mut steps = [std::time::Duration::ZERO; 4];
             for c in ctrs {
+                let t0 = std::time::Instant::now();
                 let (ns_fd, mut inside) = create_ns(&c.ns, &host_fd)?;
+                let t1 = std::time::Instant::now();
+                steps[0] += t1 - t0;
                 let mut peer = link_msg(0, Some("eth0"));
                 peer.attributes.push(LinkAttribute::NetNsFd(ns_fd.as_raw_fd()));
                 let mut veth = up(link_msg(0, Some(&c.host_if)));
@@ -257,15 +262,28 @@ pub fn setup(host_path: &str, work: Work, ctrs: &[Ctr]) -> Res<()> {
                         _ => None,
                     })
                     .ok_or("no peer index")?;
+                let t2 = std::time::Instant::now();
+                steps[1] += t2 - t1;
                 if work == Work::Full {
                     host.request(addr_msg(host_index, c.host_ip, 30), NLM_F_CREATE | NLM_F_EXCL)?;
                 }
                 inside.request(RouteNetlinkMessage::SetLink(up(link_msg(1, None))), 0)?;
                 inside.request(RouteNetlinkMessage::SetLink(up(link_msg(eth0, None))), 0)?;
+                let t3 = std::time::Instant::now();
+                steps[2] += t3 - t2;
                 if work == Work::Full {
                     inside.request(addr_msg(eth0, c.ctr_ip, 30), NLM_F_CREATE | NLM_F_EXCL)?;
                     inside.request(default_route(eth0, c.host_ip), NLM_F_CREATE | NLM_F_EXCL)?;
                 }
+                steps[3] += t3.elapsed();
+            }
+            if trace {
+                let n = ctrs.len().max(1) as f64;
+                let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
+                eprintln!(
+                    "  floor by step, µs per container: namespace+socket {:.0}, veth {:.0}, host addr+lo+eth0 up {:.0}, addr+route {:.0}",
+                    us(steps[0]), us(steps[1]), us(steps[2]), us(steps[3])
+                );
             }
             Ok(())
         })

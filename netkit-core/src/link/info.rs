@@ -109,6 +109,8 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     /// The alias (IFLA_IFALIAS, `ip link set DEV alias TEXT`), when set.
     pub alias: Option<String>,
+    /// The link group (IFLA_GROUP, `ip link set DEV group N`; 0 is the default group).
+    pub group: u32,
     /// The raw message, for attributes netkit does not lift into fields.
     pub message: LinkMessage,
 }
@@ -127,6 +129,7 @@ impl Link {
             parent: None,
             link_netnsid: None,
             alias: None,
+            group: 0,
             message: LinkMessage::default(),
         };
         for attr in &message.attributes {
@@ -138,6 +141,7 @@ impl Link {
                 LinkAttribute::Link(p) => link.parent = Some(*p),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
                 LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
+                LinkAttribute::Group(g) => link.group = *g,
                 LinkAttribute::OperState(s) => link.oper_up = *s == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {

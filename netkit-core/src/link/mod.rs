@@ -15,6 +15,7 @@
 //! [`LinkError::Unsupported`] naming the kind.
 
 mod bridge;
+mod bulk;
 mod detach;
 mod dev;
 mod ensure;

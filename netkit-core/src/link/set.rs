@@ -28,6 +28,7 @@ pub struct LinkSet<'a> {
     master: Option<MasterChange>,
     netns: Option<NetNs>,
     addr_gen_mode: Option<AddrGenMode>,
+    group: Option<u32>,
 }
 
 /// How the kernel makes a link's IPv6 link-local address (`ip link set DEV addrgenmode …`).
@@ -64,6 +65,7 @@ impl<'a> LinkSet<'a> {
             master: None,
             netns: None,
             addr_gen_mode: None,
+            group: None,
         }
     }
 
@@ -135,6 +137,13 @@ impl<'a> LinkSet<'a> {
         self
     }
 
+    /// Put the link in group `group` (`ip link set DEV group N`; 0 is the default group). A
+    /// whole group can be deleted in one request: [`Handle::link_del_group`].
+    pub fn group(mut self, group: u32) -> Self {
+        self.group = Some(group);
+        self
+    }
+
     fn label(&self) -> String {
         match &self.target {
             Dev::Name(n) => n.clone(),
@@ -173,6 +182,9 @@ impl<'a> LinkSet<'a> {
         }
         if let Some(mode) = self.addr_gen_mode {
             parts.push(format!("addrgenmode {mode:?}").to_lowercase());
+        }
+        if let Some(g) = self.group {
+            parts.push(format!("group {g}"));
         }
         format!("set {}", parts.join(" "))
     }
@@ -226,6 +238,9 @@ impl<'a> LinkSet<'a> {
         }
         if let Some(m) = self.mtu {
             msg.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(g) = self.group {
+            msg.attributes.push(LinkAttribute::Group(g));
         }
         if let Some(m) = self.mac {
             msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));

@@ -1,27 +1,26 @@
 //! The netlink connection every kernel call goes through.
 //!
-//! A [`Handle`] owns an rtnetlink socket opened *inside* a namespace (the
-//! socket keeps that namespace for its whole life), driven by a tokio task.
-//! Requests are built with `netlink-packet-route` types by the modules that
-//! own each object type; this module sends them, waits for acks, collects
-//! dumps and retries dumps the kernel marks interrupted (`NLM_F_DUMP_INTR`),
-//! so a caller never sees a partial or inconsistent listing.
+//! A [`Handle`] owns an rtnetlink socket opened *inside* a namespace (the socket keeps that
+//! namespace for its whole life), driven inline by the calling task (see [`transport`]: the
+//! answer to a request is read right after it is sent; no background task or thread hop).
+//! Requests are built with `netlink-packet-route` types by the modules that own each object
+//! type; this module sends them, waits for acks, collects dumps and retries dumps the kernel
+//! marks interrupted (`NLM_F_DUMP_INTR`), so a caller never sees a partial or inconsistent
+//! listing. [`Batch`] sends several requests in one system call.
 
+mod batch;
 mod error;
+mod transport;
 pub(crate) mod wire;
 
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
-};
+use netlink_packet_core::NLM_F_DUMP_INTR;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_proto::ConnectionHandle;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr, TokioSocket};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
+pub use batch::{Batch, BatchError};
 pub use error::NetlinkError;
 pub(crate) use error::{errno_not_found, errno_predicates};
 
@@ -39,7 +38,7 @@ const DUMP_RETRIES: usize = 32;
 /// …). Create one with [`NetNs::handle`] or [`Handle::current`].
 #[derive(Clone, Debug)]
 pub struct Handle {
-    conn: ConnectionHandle<RouteNetlinkMessage>,
+    conn: Arc<transport::Transport>,
     /// The namespace the socket lives in, held open: work that must run inside it (sysctls,
     /// tun devices, event sockets, detached deletes) goes there, wherever the caller runs.
     netns: NetNs,
@@ -60,7 +59,7 @@ fn open_socket() -> std::io::Result<Socket> {
 
 impl Handle {
     /// Open a handle whose socket lives in `netns`. The socket is created inside the namespace
-    /// by netkit's helper thread; the caller's thread never moves. Needs a tokio runtime (the
+    /// by a netkit helper thread; the caller's thread never moves. Needs a tokio runtime (the
     /// socket is driven by a task): outside one it is an error, not a panic.
     pub async fn new(netns: &NetNs) -> Result<Self, NetlinkError> {
         let runtime = runtime()?;
@@ -69,7 +68,29 @@ impl Handle {
             .await
             .map_err(|e| NetlinkError::local(e.to_string()))?
             .map_err(|e| io_error(&e))?;
-        Ok(Self::from_socket(&runtime, socket, netns.clone()))
+        Self::from_socket(&runtime, socket, netns.clone())
+    }
+
+    /// Create the named namespace `name` (as [`NetNs::create`]) and open a handle inside it, in
+    /// one trip to a netkit helper thread instead of two: what a runtime does for every new
+    /// container. The handle holds the namespace ([`Handle::netns`]). When the socket cannot be
+    /// opened the namespace is deleted again. Needs a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ctr = netkit_core::Handle::create_netns("ctr1").await?;
+    /// ctr.link_set_up("lo").await?;
+    /// assert_eq!(ctr.netns().name(), Some("ctr1"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_netns(name: &str) -> Result<Self, crate::NetnsError> {
+        let runtime =
+            runtime().map_err(|e| crate::NetnsError::io("open a handle in", name, std::io::Error::other(e)))?;
+        let (netns, socket) = NetNs::create_then(name, open_socket).await?;
+        Self::from_socket(&runtime, socket, netns.clone()).map_err(|e| {
+            let _ = NetNs::delete(name);
+            crate::NetnsError::io("open a handle in", name, std::io::Error::other(e))
+        })
     }
 
     /// Open a handle in the namespace of the calling thread. The handle holds that namespace
@@ -79,29 +100,17 @@ impl Handle {
         let runtime = runtime()?;
         let netns = NetNs::current().map_err(|e| NetlinkError::local(e.to_string()))?;
         let socket = open_socket().map_err(|e| io_error(&e))?;
-        Ok(Self::from_socket(&runtime, socket, netns))
+        Self::from_socket(&runtime, socket, netns)
     }
 
-    fn from_socket(runtime: &tokio::runtime::Handle, socket: Socket, netns: NetNs) -> Self {
-        socket.set_non_blocking(true).ok();
-        // The socket registers with the runtime's reactor.
+    fn from_socket(runtime: &tokio::runtime::Handle, socket: Socket, netns: NetNs) -> Result<Self, NetlinkError> {
+        // The socket registers with the runtime's reactor (to wait when nothing is queued).
         let _in_runtime = runtime.enter();
-        // SAFETY: the fd was just taken out of a valid, owned netlink socket
-        // (into_raw_fd relinquishes ownership), so TokioSocket becomes its
-        // only owner.
-        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
-        let (mut conn, handle, _unsolicited) =
-            netlink_proto::from_socket_with_codec::<RouteNetlinkMessage, _, netlink_proto::NetlinkCodec>(socket);
-        // Acks and the final NLMSG_DONE are needed: acks to report success,
-        // DONE because it can carry NLM_F_DUMP_INTR.
-        conn.set_forward_ack(true);
-        conn.set_forward_done(true);
-        runtime.spawn(conn);
-        Self {
-            conn: handle,
+        Ok(Self {
+            conn: Arc::new(transport::Transport::new(socket)?),
             netns,
             dump_restarts: Arc::default(),
-        }
+        })
     }
 
     /// The namespace this handle talks to.
@@ -154,31 +163,24 @@ impl Handle {
             .map_err(|e| NetlinkError::local(e.to_string()))?
             .map_err(|e| io_error(&e))?;
         socket.set_non_blocking(true).map_err(|e| io_error(&e))?;
+        use std::os::fd::{FromRawFd, IntoRawFd};
         // SAFETY: into_raw_fd hands over sole ownership of a valid netlink socket fd.
-        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let socket = unsafe { netlink_sys::TokioSocket::from_raw_fd(socket.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
         Ok(handle)
     }
 
-    /// The underlying netlink-proto connection, for requests netkit does not
-    /// model yet. Messages sent here go to the same namespace.
-    pub fn connection(&self) -> &ConnectionHandle<RouteNetlinkMessage> {
-        &self.conn
-    }
-
-    fn message(payload: RouteNetlinkMessage, flags: u16) -> NetlinkMessage<RouteNetlinkMessage> {
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
-        msg.finalize();
-        msg
+    /// One request and its answer.
+    async fn one(&self, request: transport::Request) -> Result<transport::Answer, NetlinkError> {
+        let mut answers = self.conn.exchange(vec![request]).await?;
+        answers.pop().expect("one answer per request")
     }
 
     /// Send a request that expects an ack (`flags` adds NLM_F_CREATE,
     /// NLM_F_EXCL, NLM_F_REPLACE, …).
     pub(crate) async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), NetlinkError> {
-        self.ack_echo(payload, flags).await.map(drop)
+        self.one(transport::Request::new(payload, flags)).await.map(drop)
     }
 
     /// Like [`Handle::ack`], and return the last object the kernel sent back
@@ -190,41 +192,16 @@ impl Handle {
         payload: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
-        let mut responses = self
-            .conn
-            .request(Self::message(payload, flags | NLM_F_ACK), SocketAddr::new(0, 0))
-            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
-        let mut echoed = None;
-        while let Some(msg) = responses.next().await {
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => echoed = Some(m),
-                NetlinkPayload::Error(err) if err.code.is_some() => {
-                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
-                }
-                NetlinkPayload::Error(_) => return Ok(echoed),
-                _ => {}
-            }
-        }
-        Err(NetlinkError::local("netlink connection closed before the ack"))
+        Ok(self.one(transport::Request::new(payload, flags)).await?.objects.pop())
     }
 
     /// Send a request answered by exactly one message (a `get` by key).
     pub(crate) async fn get(&self, payload: RouteNetlinkMessage) -> Result<RouteNetlinkMessage, NetlinkError> {
-        let mut responses = self
-            .conn
-            .request(Self::message(payload, 0), SocketAddr::new(0, 0))
-            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
-        let mut found = None;
-        while let Some(msg) = responses.next().await {
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => found = Some(m),
-                NetlinkPayload::Error(err) if err.code.is_some() => {
-                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
-                }
-                _ => {}
-            }
-        }
-        found.ok_or_else(|| NetlinkError::local("the kernel sent no answer"))
+        self.one(transport::Request::new(payload, 0))
+            .await?
+            .objects
+            .pop()
+            .ok_or_else(|| NetlinkError::local("the kernel sent no answer"))
     }
 
     /// Dump every object matching `payload`. A dump the kernel flags as
@@ -232,12 +209,11 @@ impl Handle {
     /// and started again, so the result is always one consistent snapshot.
     pub(crate) async fn dump(&self, payload: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         for _ in 0..DUMP_RETRIES {
-            match self.dump_once(payload.clone()).await? {
-                Some(items) => return Ok(items),
-                None => {
-                    self.dump_restarts.fetch_add(1, Ordering::Relaxed);
-                }
+            let answer = self.one(transport::Request::dump(payload.clone())).await?;
+            if !answer.interrupted {
+                return Ok(answer.objects);
             }
+            self.dump_restarts.fetch_add(1, Ordering::Relaxed);
         }
         Err(NetlinkError {
             errno: Some(libc::EINTR),
@@ -247,25 +223,13 @@ impl Handle {
         })
     }
 
-    /// One dump attempt: `Ok(None)` when the kernel flagged it interrupted.
-    async fn dump_once(&self, payload: RouteNetlinkMessage) -> Result<Option<Vec<RouteNetlinkMessage>>, NetlinkError> {
-        let mut responses = self
-            .conn
-            .request(Self::message(payload, NLM_F_DUMP), SocketAddr::new(0, 0))
-            .map_err(|e| NetlinkError::local(format!("netlink connection closed: {e}")))?;
-        let mut items = Vec::new();
-        let mut interrupted = false;
-        while let Some(msg) = responses.next().await {
-            interrupted |= is_interrupted(msg.header.flags);
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => items.push(m),
-                NetlinkPayload::Error(err) if err.code.is_some() => {
-                    return Err(NetlinkError::from_kernel(&err, msg.header.flags))
-                }
-                _ => {}
-            }
-        }
-        Ok((!interrupted).then_some(items))
+    /// Several requests in one system call (see [`Batch`]).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    pub(crate) fn transport(&self) -> &transport::Transport {
+        &self.conn
     }
 }
 

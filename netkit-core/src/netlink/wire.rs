@@ -207,6 +207,8 @@ pub(crate) struct Message<'a> {
     /// The buffer ended before `nlmsg_len` (the datagram was larger than the receive buffer):
     /// `payload` is the part that arrived. Always the last message of the walk.
     pub(crate) truncated: bool,
+    /// The whole message as it arrived: header, then payload.
+    pub(crate) raw: &'a [u8],
 }
 
 impl<'a> Message<'a> {
@@ -247,12 +249,14 @@ impl<'a> Iterator for Messages<'a> {
                     header,
                     payload,
                     truncated: false,
+                    raw: &rest[..len],
                 })
             }
             None => Some(Message {
                 header,
                 payload: rest.get(NLMSG_HDRLEN..).unwrap_or_default(),
                 truncated: true,
+                raw: rest,
             }),
         }
     }
@@ -612,5 +616,91 @@ mod tests {
                 walk(&j);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The readers of what the kernel sends back, fed arbitrary bytes (they must never panic)
+    //! and well-formed `NLMSG_ERROR` payloads built the way the kernel lays them out (they must
+    //! read back the errno, the message and the offset that were put in).
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One netlink attribute, padded to 4 bytes.
+    fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn readers_never_panic(bytes in vec(any::<u8>(), 0..200), flags in any::<u16>()) {
+            let _ = parse_ack(&bytes, flags);
+            let _ = ext_ack(&bytes, flags);
+            for m in messages(&bytes) {
+                let _ = m.ack();
+            }
+            for a in attrs(&bytes) {
+                let _ = (a.u32_ne(), a.c_str());
+            }
+        }
+
+        #[test]
+        fn parse_ack_reads_errno_message_and_offset(
+            errno in 1i32..4096,
+            capped in any::<bool>(),
+            request in vec(any::<u8>(), 0..40),
+            others in vec((3u16..8, vec(any::<u8>(), 0..12)), 0..3),
+            text in proptest::option::of("[^\u{0}]{0,60}"),
+            offset in proptest::option::of(any::<u32>()),
+        ) {
+            let mut payload = (-errno).to_ne_bytes().to_vec();
+            payload.extend_from_slice(&((NLMSG_HDRLEN + request.len()) as u32).to_ne_bytes());
+            payload.extend_from_slice(&[0; NLMSG_HDRLEN - 4]);
+            if !capped {
+                payload.extend_from_slice(&request);
+                payload.resize(4 + (NLMSG_HDRLEN + request.len()).next_multiple_of(4), 0);
+            }
+            for (k, v) in &others {
+                payload.extend_from_slice(&tlv(*k, v));
+            }
+            if let Some(t) = &text {
+                let mut v = t.as_bytes().to_vec();
+                v.push(0);
+                payload.extend_from_slice(&tlv(NLMSGERR_ATTR_MSG, &v));
+            }
+            if let Some(o) = offset {
+                payload.extend_from_slice(&tlv(NLMSGERR_ATTR_OFFS, &o.to_ne_bytes()));
+            }
+            let flags = NLM_F_ACK_TLVS | if capped { NLM_F_CAPPED } else { 0 };
+            let ack = parse_ack(&payload, flags).expect("long enough for an errno");
+            prop_assert_eq!(ack.errno, errno);
+            prop_assert_eq!(ack.ext.message_lossy(), text);
+            prop_assert_eq!(ack.ext.offset, offset);
+        }
+
+        #[test]
+        fn an_ack_has_errno_zero(rest in vec(any::<u8>(), 0..40), flags in any::<u16>()) {
+            let mut payload = 0i32.to_ne_bytes().to_vec();
+            payload.extend_from_slice(&rest);
+            prop_assert_eq!(parse_ack(&payload, flags).map(|a| a.errno), Some(0));
+        }
+    }
+
+    /// `-code` overflows for i32::MIN (no errno is that large, but the bytes come from
+    /// outside): the reader wraps instead of panicking.
+    #[test]
+    fn a_code_of_i32_min_is_read_without_panic() {
+        assert!(parse_ack(&i32::MIN.to_ne_bytes(), 0).is_some());
+        assert_eq!(parse_ack(&[1, 2, 3], 0), None);
     }
 }

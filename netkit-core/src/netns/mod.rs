@@ -13,7 +13,7 @@
 //!   it likes, and leaves nothing behind on a shared thread);
 //! * **netkit's own short jobs** (opening a netlink or event socket in a namespace, a sysctl,
 //!   a tun ioctl, reading a namespace cookie): run right on the caller's thread when that
-//!   thread is already in the namespace, else on one long-lived helper thread that enters the
+//!   thread is already in the namespace, else on one of netkit's long-lived helper threads (one per core) that enters the
 //!   namespace, runs the job and goes back to its home (the process's namespace) before the
 //!   next one. libnftables transactions have a thread of their own.
 //!

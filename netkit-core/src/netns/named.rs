@@ -50,6 +50,41 @@ fn prepare_run_dir() -> Result<(), NetnsError> {
     Ok(())
 }
 
+/// Claim `name`: the mount target, an empty file created exclusively so two callers cannot
+/// both think they created the same name.
+fn claim(name: &str) -> Result<PathBuf, NetnsError> {
+    let path = ns_path(name)?;
+    prepare_run_dir()?;
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(&path)
+    {
+        Ok(_) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(NetnsError::Exists(name.into())),
+        Err(e) => Err(NetnsError::io("create", name, e)),
+    }
+}
+
+/// What the job of a creation gives back: `then`'s value, or the step that failed.
+type PinResult<T> = Result<T, (&'static str, io::Error)>;
+
+/// The job that runs in the brand-new namespace: bind it onto `target`, then run `then` there.
+fn pin_then<T>(target: PathBuf, then: impl FnOnce() -> io::Result<T>) -> impl FnOnce() -> PinResult<T> {
+    move || {
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| ("create", io::Error::from(e)))?;
+        then().map_err(|e| ("set up", e))
+    }
+}
+
 impl NetNs {
     /// Create a named namespace, like `ip netns add NAME`: visible to
     /// `ip netns list` and usable with `ip netns exec`. The loopback device is
@@ -57,37 +92,40 @@ impl NetNs {
     ///
     /// Fails with [`NetnsError::Exists`] if the name is taken.
     pub fn create(name: &str) -> Result<Self, NetnsError> {
-        let path = ns_path(name)?;
-        prepare_run_dir()?;
-        // The mount target: an empty file, created exclusively so two callers
-        // cannot both think they created the same name.
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o000)
-            .open(&path)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(NetnsError::Exists(name.into())),
-            Err(e) => return Err(NetnsError::io("create", name, e)),
+        let path = claim(name)?;
+        let made = worker::run_blocking(Place::New, pin_then(path.clone(), || Ok(())));
+        Self::finish_create(name, path, made).map(|(ns, ())| ns)
+    }
+
+    /// [`NetNs::create`], then `then` inside the new namespace, in the same job on the helper
+    /// thread (one trip instead of two: see [`crate::Handle::create_netns`]); the future
+    /// completes when it is done. When `then` fails, the namespace is deleted again.
+    pub(crate) async fn create_then<T, F>(name: &str, then: F) -> Result<(Self, T), NetnsError>
+    where
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = claim(name)?;
+        let made = worker::run(Place::New, pin_then(path.clone(), then)).await;
+        Self::finish_create(name, path, made)
+    }
+
+    /// Open the namespace the job pinned at `path`; on any failure, delete it again.
+    fn finish_create<T>(
+        name: &str,
+        path: PathBuf,
+        made: Result<PinResult<T>, NetnsError>,
+    ) -> Result<(Self, T), NetnsError> {
+        let done = made
+            .and_then(|r| r.map_err(|(op, e)| NetnsError::io(op, name, e)))
+            .and_then(|t| Ok((open_ns_file(&path).map_err(|e| NetnsError::io("open", name, e))?, t)));
+        match done {
+            Ok((fd, t)) => Ok((Self::from_parts(fd, Some(name.to_string()), path), t)),
+            Err(e) => {
+                let _ = Self::delete(name);
+                Err(e)
+            }
         }
-        let target = path.clone();
-        let made = worker::run_blocking(Place::New, move || {
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                Some("none"),
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-        })
-        .and_then(|r| r.map_err(|e| NetnsError::io("create", name, e)));
-        if let Err(e) = made {
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
-        let fd = open_ns_file(&path).map_err(|e| NetnsError::io("open", name, e))?;
-        Ok(Self::from_parts(fd, Some(name.to_string()), path))
     }
 
     /// Open a named namespace (`/run/netns/NAME`).

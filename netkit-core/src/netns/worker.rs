@@ -1,9 +1,12 @@
-//! One long-lived helper thread for netkit's own short jobs inside a
+//! Long-lived helper threads for netkit's own short jobs inside a
 //! namespace (opening a netlink socket, writing a sysctl, creating a
 //! namespace), so such a job costs two `setns` calls instead of a thread
-//! spawn and join.
+//! spawn and join. There is one helper per core (at most [`MAX_HELPERS`]),
+//! started on first use; jobs go to them in turn, so callers working on
+//! several cores at once (container setup in parallel) are not queued behind
+//! one thread.
 //!
-//! The thread enters the target namespace, runs the job, and returns to its
+//! A helper enters the target namespace, runs the job, and returns to its
 //! home namespace before taking the next job. If it cannot return, it exits
 //! and the next job starts a fresh thread. User closures never run here
 //! ([`NetNs::run`] and friends use a thread of their own), because a job must
@@ -11,6 +14,7 @@
 
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Mutex;
 
@@ -29,7 +33,19 @@ pub(crate) enum Place {
 
 type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
 
-static WORKER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+/// The most helper threads netkit starts, whatever the number of cores.
+pub(crate) const MAX_HELPERS: usize = 8;
+
+/// The helpers' queues (a `None` slot is started on first use, or again after its thread
+/// exited), and which one takes the next job.
+static WORKERS: Mutex<Vec<Option<Sender<Job>>>> = Mutex::new(Vec::new());
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn helpers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_HELPERS)
+}
 
 fn spawn_worker() -> std::io::Result<Sender<Job>> {
     let (tx, rx) = channel::<Job>();
@@ -70,8 +86,13 @@ where
         done(out);
         back_home
     });
-    let mut worker = WORKER.lock().unwrap_or_else(|p| p.into_inner());
-    // A worker that exited (could not go home) refuses the job: start another.
+    let mut workers = WORKERS.lock().unwrap_or_else(|p| p.into_inner());
+    if workers.is_empty() {
+        workers.resize_with(helpers(), || None);
+    }
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % workers.len();
+    let worker = &mut workers[slot];
+    // A helper that exited (could not go home) refuses the job: start another in its slot.
     for _ in 0..2 {
         let tx = match worker.as_ref() {
             Some(tx) => tx.clone(),

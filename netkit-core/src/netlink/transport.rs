@@ -1,0 +1,233 @@
+//! How a [`super::Handle`] talks to the kernel: one NETLINK_ROUTE socket, driven inline by the
+//! caller's own task — no background task, no channels, no thread hop.
+//!
+//! rtnetlink handles a request inside the sender's `sendmsg`: by the time `sendmsg` returns,
+//! the answer (the ack, the echoed object, the first part of a dump) is already queued on the
+//! socket. So a request is a `send` and then `recv`s on a non-blocking socket; only when nothing
+//! is queued yet (the later parts of a long dump are made as the reader drains the queue, and
+//! a busy kernel may be slow) does the caller wait for the socket to become readable, through
+//! tokio's reactor. One exchange at a time per socket (an async mutex): answers are matched to
+//! requests by sequence number, and leftovers of an exchange whose caller gave up (a dropped
+//! future) are skipped by the next one. Handles that must work in parallel use separate sockets
+//! (separate [`super::Handle`]s).
+//!
+//! Several requests can go in one `sendmsg` ([`Transport::exchange`] with more than one
+//! message): the kernel handles them in order and answers each; netkit reads the answers
+//! after. This is [`super::Batch`].
+
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_route::RouteNetlinkMessage;
+use tokio::io::unix::AsyncFd;
+
+use super::error::NetlinkError;
+use super::{is_interrupted, wire};
+
+/// The receive buffer: a single answer is a few KiB; dump parts are sized by the kernel to
+/// what the reader's buffer held before (at most 32 KiB).
+const RECV_BUF: usize = 64 * 1024;
+
+/// One request of an exchange.
+pub(crate) struct Request {
+    payload: RouteNetlinkMessage,
+    /// NLM_F_* beyond REQUEST (and ACK, added to every request but dumps).
+    flags: u16,
+    /// A dump, answered by parts and NLMSG_DONE (not by an ack). Said explicitly: the bits of
+    /// NLM_F_DUMP are NLM_F_REPLACE and NLM_F_EXCL in a NEW request.
+    dump: bool,
+}
+
+impl Request {
+    /// A request answered by an ack (and, with NLM_F_ECHO or for a `get`, objects before it).
+    pub(crate) fn new(payload: RouteNetlinkMessage, flags: u16) -> Self {
+        Self {
+            payload,
+            flags,
+            dump: false,
+        }
+    }
+
+    /// A dump of every object matching `payload`.
+    pub(crate) fn dump(payload: RouteNetlinkMessage) -> Self {
+        Self {
+            payload,
+            flags: NLM_F_DUMP,
+            dump: true,
+        }
+    }
+}
+
+/// The kernel's answer to one request.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    /// The objects it sent: the echoed object, the object of a `get`, the parts of a dump.
+    pub(crate) objects: Vec<RouteNetlinkMessage>,
+    /// A dump the kernel flagged as interrupted by a concurrent change.
+    pub(crate) interrupted: bool,
+}
+
+struct State {
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// A NETLINK_ROUTE socket driven inline (see the module docs).
+pub(crate) struct Transport {
+    fd: AsyncFd<OwnedFd>,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("fd", &self.fd.get_ref().as_raw_fd())
+            .finish()
+    }
+}
+
+fn io_error(op: &str, e: std::io::Error) -> NetlinkError {
+    NetlinkError {
+        errno: e.raw_os_error(),
+        message: Some(format!("netlink socket: {op}: {e}")),
+    }
+}
+
+impl Transport {
+    /// Take over `socket` (opened in the namespace the handle is for). Needs a tokio runtime
+    /// (the caller checked).
+    pub(crate) fn new(socket: netlink_sys::Socket) -> Result<Self, NetlinkError> {
+        socket
+            .set_non_blocking(true)
+            .map_err(|e| io_error("set non-blocking", e))?;
+        // SAFETY: into_raw_fd relinquishes ownership of the socket's descriptor: the OwnedFd is
+        // its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) };
+        // SAFETY: the OwnedFd is a valid, open descriptor, and the AsyncFd owns it for its whole
+        // life (nothing else can close or replace it), so it always refers to this socket.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| io_error("register", e.into()))?;
+        Ok(Self {
+            fd,
+            state: tokio::sync::Mutex::new(State {
+                seq: 0,
+                buf: vec![0; RECV_BUF],
+            }),
+        })
+    }
+
+    /// Send `requests` in one `sendmsg` and read every answer: one entry per request, an
+    /// `Err` for each the kernel refused. An `Err` of the whole call is a socket failure.
+    pub(crate) async fn exchange(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Result<Answer, NetlinkError>>, NetlinkError> {
+        let mut state = self.state.lock().await;
+        let first = state.seq.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut dumps = Vec::with_capacity(requests.len());
+        for r in requests {
+            state.seq = state.seq.wrapping_add(1);
+            let dump = r.dump;
+            dumps.push(dump);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | r.flags | if dump { 0 } else { NLM_F_ACK };
+            header.sequence_number = state.seq;
+            let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(r.payload));
+            msg.finalize();
+            let at = out.len();
+            out.resize(at + msg.buffer_len(), 0);
+            msg.serialize(&mut out[at..]);
+        }
+        self.send(&out)?;
+        let mut answers: Vec<Option<Result<Answer, NetlinkError>>> = (0..dumps.len()).map(|_| None).collect();
+        let mut partial: Vec<Answer> = (0..dumps.len()).map(|_| Answer::default()).collect();
+        let mut pending = dumps.len();
+        while pending > 0 {
+            let n = self.recv(&mut state.buf).await?;
+            for m in wire::messages(&state.buf[..n]) {
+                let i = m.header.seq.wrapping_sub(first) as usize;
+                if i >= answers.len() || answers[i].is_some() {
+                    // An answer to an earlier exchange whose caller gave up.
+                    continue;
+                }
+                let raw = m.raw;
+                let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        answers[i] = Some(Err(NetlinkError::local(format!("undecodable netlink answer: {e}"))));
+                        pending -= 1;
+                        continue;
+                    }
+                };
+                partial[i].interrupted |= is_interrupted(msg.header.flags);
+                let done = match msg.payload {
+                    NetlinkPayload::InnerMessage(m) => {
+                        partial[i].objects.push(m);
+                        false
+                    }
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        answers[i] = Some(Err(NetlinkError::from_kernel(&e, msg.header.flags)));
+                        true
+                    }
+                    // The ack (errno 0) ends a request; NLMSG_DONE ends a dump.
+                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => {
+                        answers[i] = Some(Ok(std::mem::take(&mut partial[i])));
+                        true
+                    }
+                    _ => false,
+                };
+                if done {
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("every request answered"))
+            .collect())
+    }
+
+    fn send(&self, buf: &[u8]) -> Result<(), NetlinkError> {
+        loop {
+            // SAFETY: `buf` is a valid buffer of its length; the kernel is the socket's peer.
+            let n = unsafe { libc::send(self.fd.get_ref().as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(io_error("send", e));
+            }
+        }
+    }
+
+    /// Read what is queued, waiting for it only when nothing is.
+    async fn recv(&self, buf: &mut [u8]) -> Result<usize, NetlinkError> {
+        loop {
+            let fd = self.fd.get_ref().as_raw_fd();
+            // SAFETY: `buf` is a valid, writable buffer of its length. MSG_TRUNC: the length of
+            // the datagram even when the buffer was too small for it.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
+            if n >= 0 {
+                let n = n as usize;
+                if n > buf.len() {
+                    return Err(NetlinkError::local(format!(
+                        "netlink socket: an answer of {n} bytes did not fit the {} byte buffer",
+                        buf.len()
+                    )));
+                }
+                return Ok(n);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    let mut ready = self.fd.readable().await.map_err(|e| io_error("wait", e))?;
+                    ready.clear_ready();
+                }
+                _ => return Err(io_error("recv", e)),
+            }
+        }
+    }
+}
