@@ -6,6 +6,8 @@
 //!   and [`neigh`]bours / bridge FDB;
 //! * [`sysctl`]: per-namespace and per-interface sysctls;
 //! * [`events`]: change notifications as an async stream;
+//! * [`container`]: a container's namespace, veth pair, addresses and route in one call, many
+//!   at once, and bulk teardown;
 //! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback;
 //! * [`ipam`]: address pools, a crash-safe allocator shared by processes, node subnet leases;
 //! * [`firewall`]: masquerade, port mappings, services and isolation (nftables or iptables);
@@ -18,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod container;
 pub mod detach;
 pub mod events;
 pub mod firewall;
@@ -39,7 +42,7 @@ pub mod tc;
 pub use addr::{AddrError, Address};
 pub use link::{Link, LinkError, LinkKind, LinkSpec};
 pub use mac::{MacAddr, MacParseError};
-pub use netlink::{Handle, NetlinkError};
+pub use netlink::{Batch, BatchError, Handle, NetlinkError};
 pub use netns::{NetNs, NetNsGuard, NetnsError};
 pub use route::{IpFamily, Route, RouteError, RouteInfo};
 pub use rule::{Rule, RuleError};

@@ -8,7 +8,10 @@
 //! NETKIT_BENCH_METHODS=nk,vn,fl NETKIT_BENCH_WORK=full sudo -E cargo bench -p netkit-core --bench containers
 //! ```
 //!
-//! Methods (`NETKIT_BENCH_METHODS`, default all): `nk` netkit, `vn` vishvananda (Go:
+//! Methods (`NETKIT_BENCH_METHODS`, default all): `nk` netkit one container after the other
+//! (`container::setup`) and torn down one by one (`container::teardown`), `nkm` netkit with
+//! every container at once (`container::setup_many`, one task per core) and torn down in bulk
+//! (`container::teardown_many`), `vn` vishvananda (Go:
 //! `tools/vnbench`, vishvananda/netlink + netns, built with Debian's Go), `fl` the floor (the same
 //! requests from raw blocking sockets on one thread: [`floor`]), `ib` `ip -batch`, `ic` one `ip`
 //! per command.
@@ -26,11 +29,12 @@
 //! 5. bring `eth0` up;
 //! 6. *(work = full)* address `10.200.x.y+2/30` on `eth0`, default route via the host end.
 //!
-//! Teardown, for every method: delete `vb<i>` in the host namespace (this removes the
+//! Teardown, for every method but `nkm`: delete `vb<i>` in the host namespace (this removes the
 //! pair synchronously), then delete the container's name (unmount + unlink, like
 //! `ip netns del`). The kernel frees the namespace itself later (`cleanup_net`); teardown
 //! is timed until the calls return, for all methods alike, and the bench waits for the
-//! machine to go idle before the next phase.
+//! machine to go idle before the next phase. `nkm` deletes every `vb<i>` in one request
+//! (`Handle::link_del_many`), then the names.
 //!
 //! Two work profiles: `full` (the task above) and `links` (steps 1, 2, 4, 5 only), each
 //! method compared with the others doing identical work.
@@ -47,8 +51,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use netkit_core::link::Veth;
-use netkit_core::{Handle, NetNs};
+use netkit_core::container::{self, Container, ContainerSpec};
+use netkit_core::NetNs;
 
 mod floor;
 mod vishvananda;
@@ -63,6 +67,7 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Netkit,
+    NetkitMany,
     Vishvananda,
     Floor,
     IpBatch,
@@ -70,8 +75,9 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 5] = [
+    const ALL: [Method; 6] = [
         Method::Netkit,
+        Method::NetkitMany,
         Method::Vishvananda,
         Method::Floor,
         Method::IpBatch,
@@ -80,6 +86,7 @@ impl Method {
     fn tag(self) -> &'static str {
         match self {
             Method::Netkit => "nk",
+            Method::NetkitMany => "nkm",
             Method::Vishvananda => "vn",
             Method::Floor => "fl",
             Method::IpBatch => "ib",
@@ -89,6 +96,7 @@ impl Method {
     fn label(self) -> &'static str {
         match self {
             Method::Netkit => "netkit",
+            Method::NetkitMany => "netkit many",
             Method::Vishvananda => "vishvananda",
             Method::Floor => "floor",
             Method::IpBatch => "ip -batch",
@@ -163,8 +171,9 @@ fn config() -> Res<Config> {
         Some(text) => text
             .split(',')
             .map(|m| {
-                Method::parse(m.trim())
-                    .ok_or_else(|| format!("NETKIT_BENCH_METHODS: unknown method {m:?} (nk, vn, fl, ib, ic)").into())
+                Method::parse(m.trim()).ok_or_else(|| {
+                    format!("NETKIT_BENCH_METHODS: unknown method {m:?} (nk, nkm, vn, fl, ib, ic)").into()
+                })
             })
             .collect::<Res<Vec<_>>>()?,
     };
@@ -404,76 +413,52 @@ fn ipbatch_teardown(host: &str, ctrs: &[Ctr]) -> Res<()> {
 // netkit
 
 /// Time spent in each step of netkit's setup, summed over containers.
-#[derive(Default, Clone, Copy)]
-struct Breakdown {
-    netns: Duration,
-    handle: Duration,
-    veth: Duration,
-    up: Duration,
-    l3: Duration,
-}
-
-async fn netkit_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr], bd: &mut Breakdown) -> Res<()> {
-    let host = host_ns.handle().await?;
-    for c in ctrs {
-        check_stop()?;
-        let t0 = Instant::now();
-        let ns = NetNs::create(&c.ns)?;
-        let t1 = Instant::now();
-        let inside = ns.handle().await?;
-        let t2 = Instant::now();
-        let host_end = host
-            .link_add(&Veth::new(&c.host_if, "eth0").peer_netns(&ns).up())
-            .await?;
-        let t3 = Instant::now();
-        inside.link_set_up("lo").await?;
-        // The host end's IFLA_LINK is eth0's index inside the container: no lookup.
-        let eth0 = host_end.parent.ok_or("veth host end without peer index")?;
-        inside.link_set_by_index(eth0).up().apply().await?;
-        let t4 = Instant::now();
-        if work == Work::Full {
-            netkit_addr_route(&host, &inside, host_end.index, eth0, c).await?;
-        }
-        let t5 = Instant::now();
-        bd.netns += t1 - t0;
-        bd.handle += t2 - t1;
-        bd.veth += t3 - t2;
-        bd.up += t4 - t3;
-        bd.l3 += t5 - t4;
-        // `ns` and `inside` drop here: the bench keeps no reference to the container.
-    }
-    Ok(())
-}
-
-/// Steps 3 and 6 for netkit: both addresses and the route by index (the host end's from
-/// `link_add`, eth0's from the host end's peer index), so no name lookups. IPv4 has no DAD, so no `.nodad()`.
-async fn netkit_addr_route(host: &Handle, inside: &Handle, host_index: u32, eth0: u32, c: &Ctr) -> Res<()> {
+/// The spec of container `c` for `work`: the "links" profile has no addresses and no route.
+fn netkit_spec(work: Work, c: &Ctr) -> Res<ContainerSpec> {
     use ipnetwork::{IpNetwork, Ipv4Network};
-    use netkit_core::route::Route;
-    host.addr_add_index(host_index, IpNetwork::V4(Ipv4Network::new(c.host_ip, 30)?))
-        .await?;
-    inside
-        .addr_add_index(eth0, IpNetwork::V4(Ipv4Network::new(c.ctr_ip, 30)?))
-        .await?;
-    inside
-        .route_add(
-            &Route::default_v4()
-                .gateway(std::net::IpAddr::V4(c.host_ip))
-                .dev_index(eth0),
-        )
-        .await?;
-    Ok(())
+    let spec = ContainerSpec::new(&c.ns, &c.host_if);
+    Ok(match work {
+        Work::Links => spec,
+        Work::Full => spec
+            .host_addr(IpNetwork::V4(Ipv4Network::new(c.host_ip, 30)?))
+            .addr(IpNetwork::V4(Ipv4Network::new(c.ctr_ip, 30)?))
+            .gateway(std::net::IpAddr::V4(c.host_ip)),
+    })
 }
 
-async fn netkit_teardown(host_ns: &NetNs, ctrs: &[Ctr]) -> Res<()> {
+/// netkit, one container after the other: [`container::setup`] (namespace and its socket in
+/// one helper trip, the pair, the host address, then one batch inside).
+async fn netkit_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr]) -> Res<Vec<Container>> {
     let host = host_ns.handle().await?;
+    let mut made = Vec::with_capacity(ctrs.len());
     for c in ctrs {
         check_stop()?;
-        host.link_del(&c.host_if).await?;
+        made.push(container::setup(&host, &netkit_spec(work, c)?).await?);
     }
-    for c in ctrs {
+    Ok(made)
+}
+
+/// netkit, every container at once: [`container::setup_many`], one task per core.
+async fn netkit_setup_many(host_ns: &NetNs, work: Work, ctrs: &[Ctr]) -> Res<Vec<Container>> {
+    let specs = ctrs.iter().map(|c| netkit_spec(work, c)).collect::<Res<Vec<_>>>()?;
+    let mut made = Vec::with_capacity(ctrs.len());
+    for r in container::setup_many(host_ns, specs, 0).await {
+        made.push(r?);
+    }
+    Ok(made)
+}
+
+/// netkit's one-by-one teardown ([`container::teardown`] per container: a wait for the kernel
+/// per pair), or the bulk one ([`container::teardown_many`]: one wait for all).
+async fn netkit_teardown(host_ns: &NetNs, made: &[Container], bulk: bool) -> Res<()> {
+    let host = host_ns.handle().await?;
+    if bulk {
+        container::teardown_many(&host, made).await?;
+        return Ok(());
+    }
+    for c in made {
         check_stop()?;
-        NetNs::delete(&c.ns)?;
+        container::teardown(&host, c).await?;
     }
     Ok(())
 }
@@ -615,7 +600,6 @@ fn run_one(
     work: Work,
     n: usize,
     cfg: &Config,
-    bd: &mut Breakdown,
     vnbench: Option<&std::path::Path>,
 ) -> Res<Sample> {
     let ctrs = containers(method, n);
@@ -623,9 +607,17 @@ fn run_one(
     let host_path = format!("/run/netns/{host}");
     let vn_prefix = format!("nkb-{}-vn-", std::process::id());
     let vn = || vnbench.ok_or("no vnbench");
+    let mut made = Vec::new();
     let t = Instant::now();
     let reported = match method {
-        Method::Netkit => rt.block_on(netkit_setup(&host_ns, work, &ctrs, bd)).map(|()| None)?,
+        Method::Netkit => {
+            made = rt.block_on(netkit_setup(&host_ns, work, &ctrs))?;
+            None
+        }
+        Method::NetkitMany => {
+            made = rt.block_on(netkit_setup_many(&host_ns, work, &ctrs))?;
+            None
+        }
         Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "setup", &vn_prefix, n, Some(work))?),
         Method::Floor => floor::setup(&host_path, work, &ctrs).map(|()| None)?,
         Method::IpBatch => ipbatch_setup(host, work, &ctrs).map(|()| None)?,
@@ -638,7 +630,8 @@ fn run_one(
     settle()?;
     let t = Instant::now();
     let reported = match method {
-        Method::Netkit => rt.block_on(netkit_teardown(&host_ns, &ctrs)).map(|()| None)?,
+        Method::Netkit => rt.block_on(netkit_teardown(&host_ns, &made, false)).map(|()| None)?,
+        Method::NetkitMany => rt.block_on(netkit_teardown(&host_ns, &made, true)).map(|()| None)?,
         Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "teardown", &vn_prefix, n, None)?),
         Method::Floor => floor::teardown(&host_path, &ctrs).map(|()| None)?,
         Method::IpBatch => ipbatch_teardown(host, &ctrs).map(|()| None)?,
@@ -696,7 +689,7 @@ fn methods_for(cfg: &Config) -> Vec<Method> {
     cfg.methods.clone()
 }
 
-fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usize)]) -> String {
+fn report(cfg: &Config, samples: &[Sample]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -767,28 +760,6 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
         }
     }
 
-    if !bds.is_empty() {
-        let _ = writeln!(o, "\nnetkit setup by step, µs per container (mean over all runs):\n");
-        let _ = writeln!(
-            o,
-            "| work | N | NetNs::create | handle() | veth add (+get) | lo+eth0 up | addr+route |"
-        );
-        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
-        for &(work, n, bd, runs) in bds {
-            let f = |d: Duration| d.as_secs_f64() * 1e6 / (n * runs) as f64;
-            let _ = writeln!(
-                o,
-                "| {} | {n} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-                work.label(),
-                f(bd.netns),
-                f(bd.handle),
-                f(bd.veth),
-                f(bd.up),
-                f(bd.l3)
-            );
-        }
-    }
-
     // The issue's targets, evaluated on whatever work profile netkit ran.
     let _ = writeln!(o, "\nTargets (netkit setup):\n");
     for &work in &cfg.works {
@@ -847,6 +818,32 @@ fn report(cfg: &Config, samples: &[Sample], bds: &[(Work, usize, Breakdown, usiz
             }
         }
     }
+    // Many at once, and bulk teardown, against netkit one by one (same run).
+    for &work in &cfg.works {
+        for &n in &cfg.ns {
+            let one = |p| stats(samples, work, Method::Netkit, n, p).map(|s| s.0);
+            let many = |p| stats(samples, work, Method::NetkitMany, n, p).map(|s| s.0);
+            if let (Some(a), Some(b)) = (one(Phase::Setup), many(Phase::Setup)) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: setup_many throughput {:.0} containers/s against {:.0} one by one ({:.2}×)",
+                    work.label(),
+                    1e6 / b,
+                    1e6 / a,
+                    a / b
+                );
+            }
+            if let (Some(a), Some(b)) = (one(Phase::Teardown), many(Phase::Teardown)) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: bulk teardown {b:.0} µs/ctr against {a:.0} one by one = {:.1}× faster (target ≥ 10: {})",
+                    work.label(),
+                    a / b,
+                    if a >= 10.0 * b { "met" } else { "MISSED" }
+                );
+            }
+        }
+    }
     o
 }
 
@@ -900,7 +897,6 @@ fn main() -> Res<()> {
     settle()?;
 
     let mut samples = Vec::new();
-    let mut bds: Vec<(Work, usize, Breakdown, usize)> = Vec::new();
     let started = Instant::now();
     for &n in &cfg.ns {
         for rep in 0..cfg.reps {
@@ -911,8 +907,7 @@ fn main() -> Res<()> {
                 let k = order.len();
                 order.rotate_left((rep + work as usize) % k);
                 for method in order {
-                    let mut bd = Breakdown::default();
-                    let s = run_one(&rt, &host, method, work, n, &cfg, &mut bd, vnbench.as_deref())?;
+                    let s = run_one(&rt, &host, method, work, n, &cfg, vnbench.as_deref())?;
                     eprintln!(
                         "  N={n:<5} rep {} {:<5} {:<15} setup {:>6.0}  teardown {:>6.0} µs/ctr  [{:.0?} elapsed]",
                         rep + 1,
@@ -922,25 +917,12 @@ fn main() -> Res<()> {
                         s.teardown.as_secs_f64() * 1e6 / n as f64,
                         started.elapsed()
                     );
-                    if method == Method::Netkit {
-                        match bds.iter_mut().find(|b| b.0 == work && b.1 == n) {
-                            Some(b) => {
-                                b.2.netns += bd.netns;
-                                b.2.handle += bd.handle;
-                                b.2.veth += bd.veth;
-                                b.2.up += bd.up;
-                                b.2.l3 += bd.l3;
-                                b.3 += 1;
-                            }
-                            None => bds.push((work, n, bd, 1)),
-                        }
-                    }
                     samples.push(s);
                 }
             }
         }
     }
     println!("Machine: {}", machine_facts());
-    print!("{}", report(&cfg, &samples, &bds));
+    print!("{}", report(&cfg, &samples));
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! costs. [`Handle::link_del_many`] uses it for any set of links: it moves them into a group
 //! nobody uses (one batched request per link, each cheap), then deletes that group.
 
+use std::collections::HashSet;
+
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -38,10 +40,10 @@ impl Handle {
         }
     }
 
-    /// Delete the links with these indexes, as [`Handle::link_del_by_index`] would one by one,
-    /// but in a constant number of waits for the kernel: the links are moved into a group no
-    /// link of the namespace is in (all in one system call, see [`crate::Batch`]), then the
-    /// group is deleted with [`Handle::link_del_group`]. Indexes that do not exist are skipped
+    /// Delete the links called `names`, as [`Handle::link_del`] would one by one, but in a
+    /// constant number of waits for the kernel: the links are moved into a group no link of
+    /// the namespace is in (all in one system call, see [`crate::Batch`]), then the group is
+    /// deleted with [`Handle::link_del_group`]. Names that do not exist are skipped
     /// (idempotent); deleting a veth deletes its peer, as always.
     ///
     /// The group is drawn at random from the upper half of the group space and checked
@@ -49,12 +51,29 @@ impl Handle {
     /// link put into that same group by someone else between the check and the delete would
     /// be (the window is one system call). When the group cannot be deleted, the links are
     /// deleted one by one instead, and any that could not be deleted is put back in its group.
-    pub async fn link_del_many(&self, indexes: &[u32]) -> Result<(), LinkError> {
-        match indexes {
-            [] => return Ok(()),
-            [one] => return self.link_del_by_index(*one).await,
-            _ => {}
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::LinkError> {
+    /// let names: Vec<String> = (0..1000).map(|i| format!("vb{i}")).collect();
+    /// let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    /// h.link_del_many(&names).await?; // about the cost of deleting one
+    /// # Ok(()) }
+    /// ```
+    pub async fn link_del_many(&self, names: &[&str]) -> Result<(), LinkError> {
+        for n in names {
+            super::check_name(n)?;
         }
+        let names: HashSet<&str> = names.iter().copied().collect();
+        self.del_many(|l| names.contains(l.name.as_str())).await
+    }
+
+    /// [`Handle::link_del_many`], the links given by index.
+    pub async fn link_del_many_by_index(&self, indexes: &[u32]) -> Result<(), LinkError> {
+        let indexes: HashSet<u32> = indexes.iter().copied().collect();
+        self.del_many(|l| indexes.contains(&l.index)).await
+    }
+
+    async fn del_many(&self, wanted: impl Fn(&super::Link) -> bool) -> Result<(), LinkError> {
         let links = self.link_list().await?;
         let group = loop {
             let g = SCRATCH_GROUPS.start
@@ -63,7 +82,10 @@ impl Handle {
                 break g;
             }
         };
-        let wanted: Vec<&super::Link> = links.iter().filter(|l| indexes.contains(&l.index)).collect();
+        let wanted: Vec<&super::Link> = links.iter().filter(|l| wanted(l)).collect();
+        if let [one] = wanted.as_slice() {
+            return self.link_del_by_index(one.index).await;
+        }
         if wanted.is_empty() {
             return Ok(());
         }

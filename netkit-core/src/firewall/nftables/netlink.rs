@@ -1177,7 +1177,8 @@ mod fuzz {
             name in "[a-z][a-z0-9_]{0,20}",
             others in vec((2u16..6, vec(any::<u8>(), 0..12)), 0..3),
             udata_before in vec((1u8..8, vec(any::<u8>(), 0..10)), 0..3),
-            comment in proptest::option::of("[^\u{0}]{0,120}"),
+            // At most 60 characters: up to 240 bytes and the NUL, within the u8 length of a udata TLV.
+            comment in proptest::option::of("[^\u{0}]{0,60}"),
         ) {
             let mut payload = nfgen.to_vec();
             payload.extend_from_slice(&tlv(1, &nul_terminated(&name))); // NFTA_TABLE_NAME
