@@ -448,8 +448,9 @@ async fn netkit_setup_many(host_ns: &NetNs, work: Work, ctrs: &[Ctr]) -> Res<Vec
     Ok(made)
 }
 
-/// netkit's one-by-one teardown ([`container::teardown`] per container: a wait for the kernel
-/// per pair), or the bulk one ([`container::teardown_many`]: one wait for all).
+/// netkit's one-by-one teardown, in the order every other method uses (each pair with its own
+/// `link_del_by_index`: a wait for the kernel per pair, then every name), or the bulk one
+/// ([`container::teardown_many`]: one wait for all pairs, then every name).
 async fn netkit_teardown(host_ns: &NetNs, made: &[Container], bulk: bool) -> Res<()> {
     let host = host_ns.handle().await?;
     if bulk {
@@ -458,7 +459,11 @@ async fn netkit_teardown(host_ns: &NetNs, made: &[Container], bulk: bool) -> Res
     }
     for c in made {
         check_stop()?;
-        container::teardown(&host, c).await?;
+        host.link_del_by_index(c.host_index).await?;
+    }
+    for c in made {
+        check_stop()?;
+        NetNs::delete(&c.netns)?;
     }
     Ok(())
 }
