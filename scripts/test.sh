@@ -13,6 +13,8 @@ log="$PWD/target/test-output.txt"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-features --all-targets -- -D warnings
+# Broken or private intra-doc links fail too: docs must tell the truth.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 # Benches are not tests: `cargo test --all-targets` would run the 15-minute benchmark.
 cargo test --workspace --all-features --lib --bins --tests --examples 2>&1 | tee -a "$log"
 cargo test --workspace --all-features --doc 2>&1 | tee -a "$log"

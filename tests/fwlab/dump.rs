@@ -14,7 +14,7 @@ use serde_json::Value;
 ///
 /// * nftables: `nft -a list ruleset` (with handles, so a delete-and-re-add shows up too);
 /// * iptables: `iptables-save` then `ip6tables-save`, each as
-///   [`normalize_save`](netkit_test_support::iptables::normalize_save) has it (no comments, no
+///   `normalize_save` (netkit-test-support) has it (no comments, no
 ///   counters, no tables that hold nothing).
 pub fn ruleset(ns: &NetNs, driver: Driver) -> String {
     match driver {

@@ -30,7 +30,8 @@ use super::transport::Request;
 use super::{Handle, NetlinkError};
 use crate::route::Route;
 
-/// Requests collected to be sent together (see the [module docs](self)).
+/// Requests collected to be sent together, made by [`Handle::batch`]: one `sendmsg` for all, the
+/// kernel handles them in order, each on its own (a failure does not stop the ones after it).
 #[must_use = "nothing is sent until send() is awaited"]
 pub struct Batch<'a> {
     h: &'a Handle,

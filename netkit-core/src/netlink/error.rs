@@ -62,8 +62,9 @@ impl NetlinkError {
         self.errno == Some(libc::EEXIST)
     }
 
-    /// True when the object (or the device it refers to) does not exist; see
-    /// [`errno_not_found`].
+    /// True when the object (or the device it refers to) does not exist: the kernel says so with
+    /// `ENODEV` (device), `ENOENT` (neighbour, rule, …), `ESRCH` (route) or `EADDRNOTAVAIL`
+    /// (address), depending on the object type.
     pub fn is_not_found(&self) -> bool {
         errno_not_found(self.errno)
     }

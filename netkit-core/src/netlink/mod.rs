@@ -1,7 +1,7 @@
 //! The netlink connection every kernel call goes through.
 //!
 //! A [`Handle`] owns an rtnetlink socket opened *inside* a namespace (the socket keeps that
-//! namespace for its whole life), driven inline by the calling task (see [`transport`]: the
+//! namespace for its whole life), driven inline by the calling task (the `transport` module: the
 //! answer to a request is read right after it is sent; no background task or thread hop).
 //! Requests are built with `netlink-packet-route` types by the modules that own each object
 //! type; this module sends them, waits for acks, collects dumps and retries dumps the kernel
@@ -35,7 +35,13 @@ const DUMP_RETRIES: usize = 32;
 /// Clone it freely: clones share the socket. Every operation of the link,
 /// address, route, rule and neighbour modules is a method on `Handle`, named
 /// after the iproute2 command it mirrors (`link_add`, `addr_add`, `route_get`,
-/// …). Create one with [`NetNs::handle`] or [`Handle::current`].
+/// …). Create one with [`NetNs::handle`], [`Handle::create_netns`] or [`Handle::current`].
+///
+/// A socket carries one exchange at a time: tasks sharing a handle (or its clones) take
+/// turns, which costs little because the kernel does most of a request's work inside the
+/// sender's `sendmsg`. Work that should really run in parallel (on several cores) opens one
+/// handle per task, as [`crate::container::setup_many`] does. Several requests of one task go
+/// in one system call with [`Handle::batch`].
 #[derive(Clone, Debug)]
 pub struct Handle {
     conn: Arc<transport::Transport>,
