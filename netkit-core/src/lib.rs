@@ -11,6 +11,7 @@
 //! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback;
 //! * [`ipam`]: address pools, a crash-safe allocator shared by processes, node subnet leases;
 //! * [`firewall`]: masquerade, port mappings, services and isolation (nftables or iptables);
+//! * [`topo`]: topology files (containerlab's and netkit's) applied, diffed and destroyed;
 //! * [`tc`]: traffic control (token-bucket shaping, ingress redirect);
 //! * [`ifname`]: the one rule for interface names.
 //!
@@ -38,6 +39,7 @@ pub mod route;
 pub mod rule;
 pub mod sysctl;
 pub mod tc;
+pub mod topo;
 
 pub use addr::{AddrError, Address};
 pub use link::{Link, LinkError, LinkKind, LinkSpec};

@@ -1,0 +1,636 @@
+//! Making the kernel match a [`Lab`], and taking a lab down again.
+//!
+//! `apply` reconciles: it reads what exists (namespaces, links, addresses, routes, sysctls) and
+//! makes only what differs, so applying the same file twice changes nothing the second time, and
+//! an edited file changes only what was edited. With `dry_run` it makes nothing and returns the
+//! plan (`topo diff`); the plan's lines are also the drift `topo status` reports.
+//!
+//! What a lab made is recorded in a state file (`<state_dir>/<lab>.json`) *before* it is made,
+//! so an apply killed at any point leaves a lab that the next apply or destroy finishes. Things
+//! removed from the file are removed from the kernel by the next apply because the record
+//! still names them. Routes a lab adds carry the routing protocol [`ROUTE_PROTOCOL`], so routes
+//! made by anyone else are never deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use super::model::{Endpoint, Lab, LinkDef, Node};
+use super::TopoError;
+use crate::addr::Scope;
+use crate::link::{Bridge, Veth};
+use crate::route::Route;
+use crate::{Handle, LinkKind, NetNs};
+
+/// The routing protocol number of routes a lab adds (`ip route show proto 77`).
+pub const ROUTE_PROTOCOL: u8 = 77;
+
+/// Where lab records live by default.
+pub const STATE_DIR: &str = "/run/netkit/topo";
+
+/// How to apply or destroy a lab.
+#[derive(Clone, Debug)]
+pub struct TopoOptions {
+    /// The namespace that holds the lab's host side (bridges of `kind: bridge` nodes and their
+    /// ports): `netkit -n HOST`.
+    pub host: NetNs,
+    /// Directory of lab records ([`STATE_DIR`] by default).
+    pub state_dir: PathBuf,
+    /// Make nothing; return the plan.
+    pub dry_run: bool,
+}
+
+impl TopoOptions {
+    /// Apply for real, the host side in `host`, records in [`STATE_DIR`].
+    pub fn new(host: NetNs) -> Self {
+        Self {
+            host,
+            state_dir: PathBuf::from(STATE_DIR),
+            dry_run: false,
+        }
+    }
+}
+
+/// What an apply or destroy did (or, dry, would do): one line per change, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The changes (`create netns lab-h1`, `add address 10.0.0.1/24 to h1:eth1`, …).
+    pub changes: Vec<String>,
+}
+
+/// What the record of a lab names: everything it may have made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Record {
+    /// Node namespaces.
+    netns: BTreeSet<String>,
+    /// Bridges in the host namespace.
+    bridges: BTreeSet<String>,
+    /// Links as `<netns>/<ifname>` of their first end (deleting it deletes the pair); host-side
+    /// ports as `/<ifname>`.
+    links: BTreeSet<String>,
+}
+
+fn record_path(opts: &TopoOptions, lab: &str) -> PathBuf {
+    opts.state_dir.join(format!("{lab}.json"))
+}
+
+fn load(path: &Path) -> Result<Record, TopoError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| TopoError::State {
+            path: path.into(),
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
+        Err(e) => Err(TopoError::State {
+            path: path.into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn save(path: &Path, r: &Record) -> Result<(), TopoError> {
+    let err = |e: std::io::Error| TopoError::State {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("a record serializes")).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// The key of a link in the record.
+fn link_key(lab: &Lab, l: &LinkDef, bridged: bool) -> String {
+    if bridged {
+        format!("/{}", l.b.ifname)
+    } else {
+        format!("{}/{}", lab.netns_of(&l.a.node), l.a.ifname)
+    }
+}
+
+struct Run<'a> {
+    lab: &'a Lab,
+    opts: &'a TopoOptions,
+    report: Report,
+    record: Record,
+    path: PathBuf,
+    handles: BTreeMap<String, Handle>,
+    created: BTreeSet<String>,
+    /// Link ends made by this apply, to wait for their carrier.
+    made: Vec<(Handle, String)>,
+}
+
+impl Run<'_> {
+    fn change(&mut self, what: String) {
+        self.report.changes.push(what);
+    }
+
+    /// Name `f` in the record before it is made (so a crash leaves it findable).
+    fn intend(&mut self, f: impl FnOnce(&mut Record) -> bool) -> Result<(), TopoError> {
+        if !self.opts.dry_run && f(&mut self.record) {
+            save(&self.path, &self.record)?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, node: &str) -> Result<Option<Handle>, TopoError> {
+        if let Some(h) = self.handles.get(node) {
+            return Ok(Some(h.clone()));
+        }
+        let ns = self.lab.netns_of(node);
+        match NetNs::open(&ns) {
+            Ok(n) => {
+                let h = n.handle().await.map_err(|e| TopoError::kernel(&ns, e))?;
+                self.handles.insert(node.to_string(), h.clone());
+                Ok(Some(h))
+            }
+            Err(_) if self.opts.dry_run => Ok(None),
+            Err(e) => Err(TopoError::kernel(&ns, e)),
+        }
+    }
+}
+
+/// Make the kernel match `lab` (see the [module docs](self)).
+pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
+    let path = record_path(opts, &lab.name);
+    let record = load(&path)?;
+    let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
+    let mut run = Run {
+        lab,
+        opts,
+        report: Report::default(),
+        record,
+        path,
+        handles: BTreeMap::new(),
+        created: BTreeSet::new(),
+        made: Vec::new(),
+    };
+    remove_undeclared(&mut run, &host).await?;
+    for node in lab.nodes.keys() {
+        ensure_node(&mut run, node).await?;
+    }
+    for b in &lab.bridges {
+        ensure_bridge(&mut run, &host, b).await?;
+    }
+    for l in &lab.links {
+        ensure_link(&mut run, &host, l).await?;
+    }
+    for (name, node) in &lab.nodes {
+        ensure_l3(&mut run, name, node).await?;
+    }
+    // A new veth end carries traffic (and a bridge forwards through a new port) only once the
+    // kernel has seen its carrier, which it does up to a second later: apply returns a lab
+    // that works.
+    for (h, ifname) in std::mem::take(&mut run.made) {
+        wait_oper_up(&h, &ifname).await?;
+    }
+    if !opts.dry_run {
+        for (name, node) in &lab.nodes {
+            if run.created.contains(name) {
+                run_exec(lab, name, node)?;
+            }
+        }
+    }
+    Ok(run.report)
+}
+
+/// What the record names but the file no longer declares: links, then bridges, then nodes.
+async fn remove_undeclared(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
+    let lab = run.lab;
+    let wanted_ns: BTreeSet<String> = lab.nodes.keys().map(|n| lab.netns_of(n)).collect();
+    let wanted_links: BTreeSet<String> = lab
+        .links
+        .iter()
+        .map(|l| link_key(lab, l, lab.bridges.contains(&l.b.node)))
+        .collect();
+    let stale_links: Vec<String> = run.record.links.difference(&wanted_links).cloned().collect();
+    for key in stale_links {
+        let (ns, ifname) = key.split_once('/').expect("a link key");
+        run.change(format!(
+            "delete link {ifname}{}",
+            if ns.is_empty() {
+                String::new()
+            } else {
+                format!(" in {ns}")
+            }
+        ));
+        if run.opts.dry_run {
+            continue;
+        }
+        let h = if ns.is_empty() {
+            Some(host.clone())
+        } else {
+            match NetNs::open(ns) {
+                Ok(n) => Some(n.handle().await.map_err(|e| TopoError::kernel(ns, e))?),
+                Err(_) => None, // the namespace is gone, and the link with it
+            }
+        };
+        if let Some(h) = h {
+            h.link_del(ifname).await.map_err(|e| TopoError::kernel(ns, e))?;
+        }
+        run.record.links.remove(&key);
+        save(&run.path, &run.record)?;
+    }
+    let stale_bridges: Vec<String> = run
+        .record
+        .bridges
+        .iter()
+        .filter(|b| !lab.bridges.contains(b))
+        .cloned()
+        .collect();
+    for b in stale_bridges {
+        run.change(format!("delete bridge {b}"));
+        if !run.opts.dry_run {
+            host.link_del(&b).await.map_err(|e| TopoError::kernel("host", e))?;
+            run.record.bridges.remove(&b);
+            save(&run.path, &run.record)?;
+        }
+    }
+    let stale_ns: Vec<String> = run.record.netns.difference(&wanted_ns).cloned().collect();
+    for ns in stale_ns {
+        run.change(format!("delete netns {ns}"));
+        if !run.opts.dry_run {
+            NetNs::delete(&ns).map_err(|e| TopoError::kernel(&ns, e))?;
+            run.record.netns.remove(&ns);
+            save(&run.path, &run.record)?;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
+    let ns = run.lab.netns_of(node);
+    if NetNs::open(&ns).is_err() {
+        run.change(format!("create netns {ns}"));
+        if run.opts.dry_run {
+            return Ok(());
+        }
+        run.intend(|r| r.netns.insert(ns.clone()))?;
+        let h = Handle::create_netns(&ns).await.map_err(|e| TopoError::kernel(&ns, e))?;
+        run.handles.insert(node.to_string(), h);
+        run.created.insert(node.to_string());
+    } else {
+        run.intend(|r| r.netns.insert(ns.clone()))?;
+    }
+    let Some(h) = run.handle(node).await? else {
+        return Ok(());
+    };
+    let lo = h.link_get("lo").await.map_err(|e| TopoError::kernel(&ns, e))?;
+    if !lo.up {
+        run.change(format!("set lo up in {ns}"));
+        if !run.opts.dry_run {
+            h.link_set_up("lo").await.map_err(|e| TopoError::kernel(&ns, e))?;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_bridge(run: &mut Run<'_>, host: &Handle, name: &str) -> Result<(), TopoError> {
+    match host.link_get(name).await {
+        Ok(l) if l.kind == LinkKind::Bridge => {
+            run.intend(|r| r.bridges.insert(name.to_string()))?;
+            if !l.up {
+                run.change(format!("set bridge {name} up"));
+                if !run.opts.dry_run {
+                    host.link_set_up(name).await.map_err(|e| TopoError::kernel("host", e))?;
+                }
+            }
+            Ok(())
+        }
+        Ok(l) => Err(TopoError::Conflict(format!(
+            "{name} exists in the host namespace and is a {:?}, not a bridge",
+            l.kind
+        ))),
+        Err(e) if e.is_not_found() => {
+            run.change(format!("create bridge {name}"));
+            if run.opts.dry_run {
+                return Ok(());
+            }
+            run.intend(|r| r.bridges.insert(name.to_string()))?;
+            host.link_add(&Bridge::new(name))
+                .await
+                .map_err(|e| TopoError::kernel("host", e))?;
+            host.link_set_up(name).await.map_err(|e| TopoError::kernel("host", e))?;
+            Ok(())
+        }
+        Err(e) => Err(TopoError::kernel("host", e)),
+    }
+}
+
+/// Does `ifname` exist in `h`'s namespace (and is it up)?
+async fn probe(h: Option<&Handle>, ifname: &str) -> Result<Option<crate::Link>, TopoError> {
+    let Some(h) = h else { return Ok(None) };
+    match h.link_get(ifname).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(TopoError::kernel(h.netns(), e)),
+    }
+}
+
+async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<(), TopoError> {
+    let lab = run.lab;
+    let bridged = lab.bridges.contains(&l.b.node);
+    let key = link_key(lab, l, bridged);
+    let a = run.handle(&l.a.node).await?;
+    let b = if bridged {
+        Some(host.clone())
+    } else {
+        run.handle(&l.b.node).await?
+    };
+    let (la, lb) = (
+        probe(a.as_ref(), &l.a.ifname).await?,
+        probe(b.as_ref(), &l.b.ifname).await?,
+    );
+    let name = |e: &Endpoint| e.to_string();
+    match (&la, &lb) {
+        (Some(x), Some(y)) => {
+            run.intend(|r| r.links.insert(key.clone()))?;
+            for (link, end, h) in [(x, &l.a, a.as_ref()), (y, &l.b, b.as_ref())] {
+                if !link.up {
+                    run.change(format!("set {} up", name(end)));
+                    if let (false, Some(h)) = (run.opts.dry_run, h) {
+                        h.link_set_up(&end.ifname)
+                            .await
+                            .map_err(|e| TopoError::kernel(h.netns(), e))?;
+                    }
+                }
+            }
+            if bridged {
+                let br = host.link_get(&l.b.node).await.ok().map(|b| b.index);
+                if br.is_some() && y.master != br {
+                    run.change(format!("attach {} to bridge {}", l.b.ifname, l.b.node));
+                    if !run.opts.dry_run {
+                        host.link_set(&l.b.ifname)
+                            .master(&l.b.node)
+                            .up()
+                            .apply()
+                            .await
+                            .map_err(|e| TopoError::kernel("host", e))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            // Half a pair (a crash, or someone deleted one end): replace it.
+            let (h, ifname) = if la.is_some() {
+                (a.clone(), &l.a.ifname)
+            } else {
+                (b.clone(), &l.b.ifname)
+            };
+            run.change(format!("delete half-made link {ifname}"));
+            if let (false, Some(h)) = (run.opts.dry_run, h) {
+                h.link_del(ifname)
+                    .await
+                    .map_err(|e| TopoError::kernel(h.netns(), e))?;
+            }
+        }
+        (None, None) => {}
+    }
+    run.change(format!("create link {} <-> {}", name(&l.a), name(&l.b)));
+    if run.opts.dry_run {
+        return Ok(());
+    }
+    run.intend(|r| r.links.insert(key.clone()))?;
+    let (a, b) = (a.expect("made by now"), b.expect("made by now"));
+    // The pair is made from the `b` side (the host for a bridge port) with the `a` end born
+    // in a's namespace, both ends up.
+    // Stable MACs: a remade link keeps its neighbours' ARP entries valid.
+    let mac = |e: &Endpoint| crate::MacAddr::stable(&[&lab.name, &e.node, &e.ifname]);
+    let mut veth = Veth::new(&l.b.ifname, &l.a.ifname)
+        .peer_netns(a.netns())
+        .mac(mac(&l.b))
+        .peer_mac(mac(&l.a))
+        .up();
+    if let Some(mtu) = l.mtu {
+        veth = veth.mtu(mtu);
+    }
+    let bns = b.netns().to_string();
+    b.link_add(&veth).await.map_err(|e| TopoError::kernel(&bns, e))?;
+    if bridged {
+        b.link_set(&l.b.ifname)
+            .master(&l.b.node)
+            .up()
+            .apply()
+            .await
+            .map_err(|e| TopoError::kernel(&bns, e))?;
+    }
+    a.link_set_up(&l.a.ifname)
+        .await
+        .map_err(|e| TopoError::kernel(a.netns(), e))?;
+    run.made.push((a, l.a.ifname.clone()));
+    run.made.push((b, l.b.ifname.clone()));
+    Ok(())
+}
+
+/// How long [`apply`] waits for a new link end's carrier.
+const CARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until `ifname` is operationally up (bounded by [`CARRIER_WAIT`]).
+async fn wait_oper_up(h: &Handle, ifname: &str) -> Result<(), TopoError> {
+    let deadline = tokio::time::Instant::now() + CARRIER_WAIT;
+    loop {
+        let l = h.link_get(ifname).await.map_err(|e| TopoError::kernel(h.netns(), e))?;
+        if l.oper_up {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TopoError::Conflict(format!(
+                "{ifname} in {} has no carrier {} s after it was made",
+                h.netns(),
+                CARRIER_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), TopoError> {
+    let ns = run.lab.netns_of(name);
+    let h = run.handle(name).await?;
+    for (dev, wanted) in &node.addresses {
+        let have: Vec<IpNetwork> = match &h {
+            Some(h) => match h.addr_list(Some(dev)).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter(|a| a.scope == Scope::Universe)
+                    .map(|a| a.prefix)
+                    .collect(),
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(TopoError::kernel(&ns, e)),
+            },
+            None => Vec::new(),
+        };
+        for p in wanted.iter().filter(|p| !have.contains(p)) {
+            run.change(format!("add address {p} to {name}:{dev}"));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                let mut req = h.addr_add(dev, *p);
+                if p.is_ipv6() {
+                    req = req.nodad();
+                }
+                req.await.map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+        for p in have.iter().filter(|p| !wanted.contains(p)) {
+            run.change(format!("delete address {p} from {name}:{dev}"));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                h.addr_del(dev, *p).await.map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+    }
+    let routes = match &h {
+        Some(h) => h
+            .route_list(None, Some(254))
+            .await
+            .map_err(|e| TopoError::kernel(&ns, e))?,
+        None => Vec::new(),
+    };
+    let mut keep = Vec::new();
+    for r in &node.routes {
+        let found = routes
+            .iter()
+            .position(|x| x.destination() == r.dst && x.gateway == r.via && x.protocol == ROUTE_PROTOCOL);
+        match found {
+            Some(i) => keep.push(i),
+            None => {
+                run.change(format!("add route {r} in {name}"));
+                if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                    let mut route = Route::new(r.dst).protocol(ROUTE_PROTOCOL);
+                    if let Some(v) = r.via {
+                        route = route.gateway(v);
+                    }
+                    if let Some(d) = &r.dev {
+                        route = route.dev(d);
+                    }
+                    h.route_replace(&route).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                }
+            }
+        }
+    }
+    for (i, x) in routes.iter().enumerate() {
+        if x.protocol == ROUTE_PROTOCOL && !keep.contains(&i) {
+            run.change(format!("delete route {} in {name}", x.destination()));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                let mut route = Route::new(x.destination()).protocol(ROUTE_PROTOCOL);
+                if let Some(g) = x.gateway {
+                    route = route.gateway(g);
+                }
+                h.route_del(&route).await.map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+    }
+    for (key, value) in &node.sysctls {
+        let now = match &h {
+            Some(h) => h.sysctl_get(key).await.ok(),
+            None => None,
+        };
+        if now.as_deref() != Some(value.as_str()) {
+            run.change(format!("set sysctl {key}={value} in {name}"));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                h.sysctl_set(key, value).await.map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_exec(lab: &Lab, name: &str, node: &Node) -> Result<(), TopoError> {
+    let ns = lab.netns_of(name);
+    for cmd in &node.exec {
+        let netns = NetNs::open(&ns).map_err(|e| TopoError::kernel(&ns, e))?;
+        let out = netns
+            .command("sh")
+            .args(["-c", cmd])
+            .output()
+            .map_err(|e| TopoError::Exec {
+                node: name.into(),
+                command: cmd.clone(),
+                reason: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(TopoError::Exec {
+                node: name.into(),
+                command: cmd.clone(),
+                reason: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Remove what the lab made: its host-side ports and bridges in one bulk delete each (see
+/// [`Handle::link_del_many`]), then its namespaces (their links go with them). Uses both the
+/// record and the file, so a lab whose apply was killed is removed too. Idempotent; goes on
+/// past a failure and reports every one.
+pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
+    let path = record_path(opts, &lab.name);
+    let record = load(&path)?;
+    let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
+    let mut report = Report::default();
+    let mut failures = Vec::new();
+    let mut ports: BTreeSet<String> = record
+        .links
+        .iter()
+        .filter_map(|k| k.strip_prefix('/').map(String::from))
+        .collect();
+    ports.extend(
+        lab.links
+            .iter()
+            .filter(|l| lab.bridges.contains(&l.b.node))
+            .map(|l| l.b.ifname.clone()),
+    );
+    let bridges: BTreeSet<String> = record.bridges.iter().chain(&lab.bridges).cloned().collect();
+    let mut namespaces: BTreeSet<String> = record.netns.clone();
+    namespaces.extend(lab.nodes.keys().map(|n| lab.netns_of(n)));
+    let existing: BTreeSet<String> = host
+        .link_list()
+        .await
+        .map_err(|e| TopoError::kernel("host", e))?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    for group in [&ports, &bridges] {
+        let names: Vec<&str> = group
+            .iter()
+            .filter(|n| existing.contains(*n))
+            .map(String::as_str)
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        report.changes.extend(names.iter().map(|n| format!("delete {n}")));
+        if !opts.dry_run {
+            if let Err(e) = host.link_del_many(&names).await {
+                failures.push(e.to_string());
+            }
+        }
+    }
+    let present: BTreeSet<String> = NetNs::list()
+        .map_err(|e| TopoError::kernel("(namespaces)", e))?
+        .into_iter()
+        .collect();
+    for ns in namespaces.intersection(&present) {
+        report.changes.push(format!("delete netns {ns}"));
+        if !opts.dry_run {
+            if let Err(e) = NetNs::delete(ns) {
+                failures.push(e.to_string());
+            }
+        }
+    }
+    if !opts.dry_run {
+        if failures.is_empty() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    failures.push(format!("{}: {e}", path.display()));
+                }
+            }
+        } else {
+            return Err(TopoError::Teardown(failures));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,100 @@
+//! What a topology file declares, checked and normalized: nodes (namespaces), bridges, links,
+//! and per node its addresses, routes, sysctls and commands.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+/// A lab: everything one topology file declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lab {
+    /// The lab's name (`name:` in the file).
+    pub name: String,
+    /// How node namespaces are named: `<prefix>-<node>` (`clab-<lab>` for containerlab files,
+    /// `<lab>` for netkit's own, or the file's `prefix:`).
+    pub prefix: String,
+    /// Nodes that become network namespaces, by node name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Nodes of `kind: bridge`: bridges in the host namespace, by name.
+    pub bridges: Vec<String>,
+    /// Links, in file order.
+    pub links: Vec<LinkDef>,
+    /// Warnings met while reading the file (settings netkit ignores), one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Lab {
+    /// The namespace of node `node`.
+    pub fn netns_of(&self, node: &str) -> String {
+        if self.prefix.is_empty() {
+            node.to_string()
+        } else {
+            format!("{}-{node}", self.prefix)
+        }
+    }
+}
+
+/// A node that becomes a network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    /// Addresses per interface (`addresses: {eth1: [10.0.0.1/24]}`).
+    pub addresses: BTreeMap<String, Vec<IpNetwork>>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteDef>,
+    /// Sysctls (`net.ipv4.ip_forward: 1`), set in the node's namespace.
+    pub sysctls: BTreeMap<String, String>,
+    /// Commands run inside the node (`sh -c`) after its links are up, when apply creates it.
+    pub exec: Vec<String>,
+}
+
+/// One end of a link.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// The node (or bridge) name.
+    pub node: String,
+    /// The interface: inside the node's namespace, or, for a bridge, the name of the port in
+    /// the host namespace.
+    pub ifname: String,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.node, self.ifname)
+    }
+}
+
+/// A veth pair between two endpoints (`endpoints: ["a:eth1", "b:eth1"]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkDef {
+    /// The two ends; at most one is a bridge (then it is `b`).
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// MTU of both ends, if given.
+    pub mtu: Option<u32>,
+}
+
+/// A route of a node (`routes: [{dst: default, via: 10.0.0.254}]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteDef {
+    /// Destination (`default` is 0.0.0.0/0, or ::/0 with an IPv6 gateway).
+    pub dst: IpNetwork,
+    /// Gateway, if any.
+    pub via: Option<IpAddr>,
+    /// Output interface, if any.
+    pub dev: Option<String>,
+}
+
+impl std::fmt::Display for RouteDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        Ok(())
+    }
+}

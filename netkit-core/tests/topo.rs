@@ -1,0 +1,239 @@
+//! Topology files applied to the real kernel: the lab's host side lives in a namespace the test
+//! makes (never the root one), its nodes are namespaces named after the lab, and the lab is
+//! destroyed when the test ends, also on panic.
+
+use netkit_core::topo::{self, Format, Lab, TopoOptions};
+use netkit_core::NetNs;
+use netkit_test_support::{in_ns, snapshot, tempdir, unique, TestNs};
+
+/// Two hosts on a bridge, a router between the bridge and a third host: addresses, routes,
+/// forwarding and an `exec` line, in netkit's format.
+fn lab_text(name: &str) -> String {
+    format!(
+        r#"
+name: {name}
+topology:
+  nodes:
+    h1:
+      addresses: {{eth1: [10.61.0.1/24]}}
+      routes: [{{dst: default, via: 10.61.0.254}}]
+    h2:
+      addresses: {{eth1: [10.61.0.2/24]}}
+      routes: [{{dst: default, via: 10.61.0.254}}]
+    r1:
+      addresses: {{eth1: [10.61.0.254/24], eth2: [10.62.0.1/30]}}
+      sysctls: {{net.ipv4.ip_forward: 1}}
+      exec: ["touch /tmp/{name}-exec-ran"]
+    h3:
+      addresses: {{eth1: [10.62.0.2/30]}}
+      routes: [{{dst: 10.61.0.0/24, via: 10.62.0.1}}]
+    {name}br: {{kind: bridge}}
+  links:
+    - endpoints: ["h1:eth1", "{name}br:{name}h1"]
+    - endpoints: ["h2:eth1", "{name}br:{name}h2"]
+    - endpoints: ["r1:eth1", "{name}br:{name}r1"]
+    - endpoints: ["r1:eth2", "h3:eth1"]
+"#
+    )
+}
+
+/// The lab, destroyed on drop (and its exec marker removed).
+struct Lab1 {
+    lab: Lab,
+    opts: TopoOptions,
+    _state: tempfile::TempDir,
+    host: TestNs,
+}
+
+impl Lab1 {
+    async fn new(text: &str) -> Self {
+        let host = TestNs::new("th").await;
+        let state = tempdir("topo");
+        let lab = topo::parse(text, Format::Netkit).expect("a valid lab");
+        let mut opts = TopoOptions::new(netkit_core::NetNs::clone(&host.ns));
+        opts.state_dir = state.path().to_path_buf();
+        Lab1 {
+            lab,
+            opts,
+            _state: state,
+            host,
+        }
+    }
+
+    fn ns(&self, node: &str) -> String {
+        self.lab.netns_of(node)
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        in_ns(&self.ns(from), &["ping", "-c1", "-W2", "-q", to])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Lab1 {
+    fn drop(&mut self) {
+        for n in self.lab.nodes.keys() {
+            let _ = NetNs::delete(&self.lab.netns_of(n));
+        }
+        let _ = std::fs::remove_file(format!("/tmp/{}-exec-ran", self.lab.name));
+    }
+}
+
+#[tokio::test]
+async fn apply_makes_a_working_lab_reapply_changes_nothing_and_destroy_removes_it() {
+    let name = unique("t");
+    let l = Lab1::new(&lab_text(&name)).await;
+
+    let first = topo::apply(&l.lab, &l.opts).await.expect("apply");
+    assert!(
+        first
+            .changes
+            .iter()
+            .any(|c| c == &format!("create netns {}", l.ns("h1"))),
+        "{first:?}"
+    );
+    // Real packets: across the bridge, and through the router.
+    assert!(
+        l.ping("h1", "10.61.0.2"),
+        "h1 -> h2 over the bridge\nhost: {}\nh1: {}\nh2: {}",
+        l.host.sh("ip -br link; bridge link; ip -br addr"),
+        String::from_utf8_lossy(&in_ns(&l.ns("h1"), &["ip", "-br", "addr"]).stdout),
+        String::from_utf8_lossy(&in_ns(&l.ns("h2"), &["ip", "-br", "addr"]).stdout)
+    );
+    assert!(l.ping("h1", "10.62.0.2"), "h1 -> r1 -> h3");
+    assert!(l.ping("h3", "10.61.0.1"), "h3 -> r1 -> h1");
+    assert!(
+        std::path::Path::new(&format!("/tmp/{name}-exec-ran")).exists(),
+        "exec ran"
+    );
+    // The host side is in the test's host namespace: the bridge and its three ports.
+    let host_links = snapshot::link_names(l.host.name());
+    for want in [format!("{name}br"), format!("{name}h1"), format!("{name}r1")] {
+        assert!(host_links.contains(&want), "{want} in {host_links:?}");
+    }
+
+    let again = topo::apply(&l.lab, &l.opts).await.expect("re-apply");
+    assert_eq!(again.changes, Vec::<String>::new(), "re-apply changes nothing");
+
+    // Drift: someone deletes a route and one end of a link; status (dry run) names both, apply
+    // repairs exactly those.
+    in_ns(&l.ns("h3"), &["ip", "route", "del", "10.61.0.0/24"]);
+    in_ns(&l.ns("h2"), &["ip", "link", "del", "eth1"]);
+    let mut dry = l.opts.clone();
+    dry.dry_run = true;
+    let drift = topo::apply(&l.lab, &dry).await.unwrap().changes;
+    assert!(
+        drift.iter().any(|c| c.starts_with("add route 10.61.0.0/24")),
+        "{drift:?}"
+    );
+    assert!(drift.iter().any(|c| c.contains("create link h2:eth1")), "{drift:?}");
+    assert!(!l.ping("h3", "10.61.0.1"), "the drift is real");
+    let repaired = topo::apply(&l.lab, &l.opts).await.unwrap().changes;
+    assert_eq!(
+        repaired.len(),
+        drift.len(),
+        "apply does what the plan said: {repaired:?} vs {drift:?}"
+    );
+    assert!(l.ping("h3", "10.61.0.1"));
+    // h2's eth1 is a new device with the old one's (stable) MAC: h1's neighbour entry for it
+    // is still right, so traffic resumes at once.
+    assert!(l.ping("h1", "10.61.0.2"), "h1 reaches the remade h2");
+
+    topo::destroy(&l.lab, &l.opts).await.expect("destroy");
+    let left = NetNs::list().unwrap();
+    assert!(l.lab.nodes.keys().all(|n| !left.contains(&l.ns(n))), "namespaces gone");
+    let host_links = snapshot::link_names(l.host.name());
+    assert!(
+        host_links.iter().all(|n| !n.starts_with(&name)),
+        "host side gone: {host_links:?}"
+    );
+    assert!(
+        std::fs::read_dir(&l.opts.state_dir).unwrap().next().is_none(),
+        "record removed"
+    );
+    topo::destroy(&l.lab, &l.opts).await.expect("destroy is idempotent");
+}
+
+#[tokio::test]
+async fn an_edited_file_changes_only_what_was_edited() {
+    let name = unique("t");
+    let l = Lab1::new(&lab_text(&name)).await;
+    topo::apply(&l.lab, &l.opts).await.expect("apply");
+    // Edit: h2 leaves, h1 gets another address, h3's route goes.
+    let edited = lab_text(&name)
+        .replace(
+            "    h2:\n      addresses: {eth1: [10.61.0.2/24]}\n      routes: [{dst: default, via: 10.61.0.254}]\n",
+            "",
+        )
+        .replace(&format!("    - endpoints: [\"h2:eth1\", \"{name}br:{name}h2\"]\n"), "")
+        .replace("{eth1: [10.61.0.1/24]}", "{eth1: [10.61.0.1/24, 10.61.0.11/24]}")
+        .replace("      routes: [{dst: 10.61.0.0/24, via: 10.62.0.1}]\n", "");
+    let lab2 = topo::parse(&edited, Format::Netkit).expect("edited lab");
+    let plan = {
+        let mut dry = l.opts.clone();
+        dry.dry_run = true;
+        topo::apply(&lab2, &dry).await.unwrap().changes
+    };
+    let mut want = vec![
+        format!("delete link {name}h2"),
+        format!("delete netns {}", l.ns("h2")),
+        format!("add address 10.61.0.11/24 to h1:eth1"),
+        format!("delete route 10.61.0.0/24 in h3"),
+    ];
+    want.sort();
+    let mut got = plan.clone();
+    got.sort();
+    assert_eq!(got, want);
+    let done = topo::apply(&lab2, &l.opts).await.unwrap().changes;
+    assert_eq!(done, plan);
+    assert!(!NetNs::list().unwrap().contains(&l.ns("h2")));
+    assert!(!snapshot::link_names(l.host.name()).contains(&format!("{name}h2")));
+    assert!(in_ns(&l.ns("h1"), &["ip", "-o", "addr", "show", "eth1"])
+        .status
+        .success());
+    assert!(!l.ping("h3", "10.61.0.1"), "h3's route is gone");
+    assert_eq!(topo::apply(&lab2, &l.opts).await.unwrap().changes, Vec::<String>::new());
+    topo::destroy(&lab2, &l.opts).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn a_containerlab_file_applies_as_it_is() {
+    let name = unique("c");
+    let text = format!(
+        r#"
+name: {name}
+topology:
+  kinds:
+    linux: {{image: alpine:3}}
+  nodes:
+    n1: {{kind: linux, exec: ["ip addr add 192.168.90.1/24 dev eth1"]}}
+    n2: {{kind: linux, exec: ["ip addr add 192.168.90.2/24 dev eth1"]}}
+    {name}b: {{kind: bridge}}
+  links:
+    - endpoints: ["n1:eth1", "{name}b:{name}1"]
+    - endpoints: ["n2:eth1", "{name}b:{name}2"]
+"#
+    );
+    let host = TestNs::new("ch").await;
+    let state = tempdir("topo");
+    let lab = topo::parse(&text, Format::Containerlab).unwrap();
+    assert_eq!(lab.netns_of("n1"), format!("clab-{name}-n1"));
+    assert_eq!(lab.warnings.len(), 1, "{:?}", lab.warnings);
+    let mut opts = TopoOptions::new(netkit_core::NetNs::clone(&host.ns));
+    opts.state_dir = state.path().to_path_buf();
+    struct Gone(Vec<String>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for n in &self.0 {
+                let _ = NetNs::delete(n);
+            }
+        }
+    }
+    let _gone = Gone(vec![lab.netns_of("n1"), lab.netns_of("n2")]);
+    topo::apply(&lab, &opts).await.expect("apply");
+    let ok = in_ns(&lab.netns_of("n1"), &["ping", "-c1", "-W2", "-q", "192.168.90.2"]);
+    assert!(ok.status.success(), "n1 -> n2 through the bridge, addresses from exec");
+    topo::destroy(&lab, &opts).await.unwrap();
+    assert!(!NetNs::list().unwrap().contains(&lab.netns_of("n1")));
+}
