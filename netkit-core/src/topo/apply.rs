@@ -1,15 +1,4 @@
-//! Making the kernel match a [`Lab`], and taking a lab down again.
-//!
-//! `apply` reconciles: it reads what exists (namespaces, links, addresses, routes, sysctls) and
-//! makes only what differs, so applying the same file twice changes nothing the second time, and
-//! an edited file changes only what was edited. With `dry_run` it makes nothing and returns the
-//! plan (`topo diff`); the plan's lines are also the drift `topo status` reports.
-//!
-//! What a lab made is recorded in a state file (`<state_dir>/<lab>.json`) *before* it is made,
-//! so an apply killed at any point leaves a lab that the next apply or destroy finishes. Things
-//! removed from the file are removed from the kernel by the next apply because the record
-//! still names them. Routes a lab adds carry the routing protocol [`ROUTE_PROTOCOL`], so routes
-//! made by anyone else are never deleted.
+//! Making the kernel match a [`Lab`], and taking a lab down again (see [`crate::topo`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -154,7 +143,9 @@ impl Run<'_> {
     }
 }
 
-/// Make the kernel match `lab` (see the [module docs](self)).
+/// Make the kernel match `lab`: read what exists, make only what differs (see
+/// [the topo module](crate::topo) for what that covers), and wait until every new link end has
+/// carrier. With `dry_run`, make nothing and return the plan.
 pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     let path = record_path(opts, &lab.name);
     let record = load(&path)?;
@@ -384,9 +375,7 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
             };
             run.change(format!("delete half-made link {ifname}"));
             if let (false, Some(h)) = (run.opts.dry_run, h) {
-                h.link_del(ifname)
-                    .await
-                    .map_err(|e| TopoError::kernel(h.netns(), e))?;
+                h.link_del(ifname).await.map_err(|e| TopoError::kernel(h.netns(), e))?;
             }
         }
         (None, None) => {}

@@ -6,6 +6,22 @@
 //! `linux` nodes become namespaces, its `bridge` nodes bridges) or netkit's own, which is the
 //! same layout with per-node `addresses` and `routes` added (see [`parse()`](parse::parse)).
 //!
+//! [`apply`] reconciles: it reads what exists (namespaces, links, addresses, routes, sysctls) and
+//! makes only what differs, so applying the same file twice changes nothing the second time, an
+//! edited file changes only what was edited, and drift (a deleted route, half a veth pair) is
+//! repaired. With `dry_run` it makes nothing and returns the plan (`topo diff`), whose lines are
+//! also the drift `topo status` reports. Link ends get stable MACs ([`crate::MacAddr::stable`]),
+//! so a remade link keeps its neighbours' ARP entries valid. A node's `exec` commands run when
+//! apply creates the node.
+//!
+//! What a lab made is recorded in a state file (`<state_dir>/<lab>.json`, [`STATE_DIR`] by
+//! default) *before* it is made, so an apply killed at any point leaves a lab that the next
+//! apply or destroy finishes; things removed from the file are removed from the kernel by the
+//! next apply because the record still names them. Routes a lab adds carry the routing
+//! protocol [`ROUTE_PROTOCOL`], so routes made by anyone else are never deleted. Not checked
+//! yet: that two existing ends of a declared link are each other's peers (a link whose two
+//! ends exist is taken as made).
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use netkit_core::topo::{self, TopoOptions};

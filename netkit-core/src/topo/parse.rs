@@ -289,12 +289,14 @@ impl Reader {
                     }
                     lab.bridges.push(node);
                 }
-                other => return Err(invalid(
-                    &path,
-                    format!(
+                other => {
+                    return Err(invalid(
+                        &path,
+                        format!(
                         "kind {other:?} is not supported: netkit makes `linux` nodes (namespaces) and `bridge` nodes"
                     ),
-                )),
+                    ))
+                }
             }
         }
         if let Some(links) = links_v {
