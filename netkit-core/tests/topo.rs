@@ -113,6 +113,14 @@ async fn apply_makes_a_working_lab_reapply_changes_nothing_and_destroy_removes_i
         assert!(host_links.contains(&want), "{want} in {host_links:?}");
     }
 
+    // Every declared address from every other node: all reachable (h3's only route back is to
+    // 10.61.0.0/24, and the router answers from both sides).
+    let matrix = topo::ping_matrix(&l.lab).unwrap();
+    // h1, h2 and h3 each ping the 4 addresses of the others (r1 has 2), r1 pings 3.
+    assert_eq!(matrix.len(), 3 * 4 + 3, "{matrix:?}");
+    let failed: Vec<_> = matrix.iter().filter(|p| !p.ok).collect();
+    assert!(failed.is_empty(), "unreachable: {failed:?}");
+
     let again = topo::apply(&l.lab, &l.opts).await.expect("re-apply");
     assert_eq!(again.changes, Vec::<String>::new(), "re-apply changes nothing");
 
@@ -129,6 +137,14 @@ async fn apply_makes_a_working_lab_reapply_changes_nothing_and_destroy_removes_i
     );
     assert!(drift.iter().any(|c| c.contains("create link h2:eth1")), "{drift:?}");
     assert!(!l.ping("h3", "10.61.0.1"), "the drift is real");
+    let down: Vec<String> = topo::ping_matrix(&l.lab)
+        .unwrap()
+        .into_iter()
+        .filter(|p| !p.ok)
+        .map(|p| format!("{}->{}", p.from, p.addr))
+        .collect();
+    assert!(down.contains(&"h3->10.61.0.1".to_string()), "{down:?}");
+    assert!(down.contains(&"h1->10.61.0.2".to_string()), "{down:?}");
     let repaired = topo::apply(&l.lab, &l.opts).await.unwrap().changes;
     assert_eq!(
         repaired.len(),

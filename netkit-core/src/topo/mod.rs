@@ -34,12 +34,15 @@
 //! ```
 
 mod apply;
+pub mod graph;
 mod model;
 pub mod parse;
+mod reach;
 
 pub use apply::{apply, destroy, Report, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
 pub use model::{Endpoint, Lab, LinkDef, Node, RouteDef};
 pub use parse::{parse, Format};
+pub use reach::{ping_matrix, Probe};
 
 use std::path::{Path, PathBuf};
 
