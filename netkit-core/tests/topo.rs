@@ -253,3 +253,94 @@ topology:
     topo::destroy(&lab, &opts).await.unwrap();
     assert!(!NetNs::list().unwrap().contains(&lab.netns_of("n1")));
 }
+
+/// A pod network: two pods on a bridge in the host namespace, the host (`kind: host`) the
+/// gateway with NAT and a port mapping, and an outside node on a link to the host.
+fn pods_text(name: &str) -> String {
+    format!(
+        r#"
+name: {name}
+topology:
+  nodes:
+    host:
+      kind: host
+      addresses: {{{name}br: [10.70.0.1/24], {name}x: [192.0.2.1/24]}}
+      sysctls: {{net.ipv4.ip_forward: 1}}
+      nat:
+        masquerade: [10.70.0.0/24]
+        ports: [{{proto: tcp, port: 8080, to: "10.70.0.2:80"}}]
+    pod1:
+      addresses: {{eth0: [10.70.0.2/24]}}
+      routes: [{{dst: default, via: 10.70.0.1}}]
+    pod2:
+      addresses: {{eth0: [10.70.0.3/24]}}
+      routes: [{{dst: default, via: 10.70.0.1}}]
+    out:
+      addresses: {{eth0: [192.0.2.2/24]}}
+    {name}br: {{kind: bridge}}
+  links:
+    - endpoints: ["pod1:eth0", "{name}br:{name}p1"]
+    - endpoints: ["pod2:eth0", "{name}br:{name}p2"]
+    - endpoints: ["out:eth0", "host:{name}x"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_host_node_gets_addresses_nat_and_port_mappings() {
+    use netkit_test_support::echo::{tcp_hello_from, Server};
+    let name = unique("p");
+    let l = Lab1::new(&pods_text(&name)).await;
+    let first = topo::apply(&l.lab, &l.opts).await.expect("apply");
+    assert!(
+        first.changes.iter().any(|c| c.starts_with("add port mapping tcp 8080")),
+        "{first:?}"
+    );
+    // The host side: its addresses are on the bridge and on the link to `out`.
+    assert!(l.host.sh("ip -o addr").contains("10.70.0.1/24"));
+    assert!(l.host.sh("ip -o addr").contains("192.0.2.1/24"));
+    // pod1 -> out is masqueraded: out sees the host's address.
+    let out_ns = NetNs::open(&l.ns("out")).unwrap();
+    let _srv = Server::tcp(&out_ns, "OUT", "192.0.2.2:9000".parse().unwrap());
+    let pod1 = NetNs::open(&l.ns("pod1")).unwrap();
+    let hello = tcp_hello_from(&pod1, "192.0.2.2:9000".parse().unwrap()).expect("pod1 -> out");
+    assert_eq!(hello.peer.ip().to_string(), "192.0.2.1", "masqueraded");
+    // out -> host:8080 reaches pod1:80.
+    let _web = Server::tcp(&pod1, "POD1", "0.0.0.0:80".parse().unwrap());
+    let hello = tcp_hello_from(&out_ns, "192.0.2.1:8080".parse().unwrap()).expect("out -> host:8080 -> pod1");
+    assert_eq!(hello.name, "POD1");
+    assert_eq!(
+        topo::apply(&l.lab, &l.opts).await.unwrap().changes,
+        Vec::<String>::new()
+    );
+
+    // The mapping moves to pod2: exactly one mapping goes and one comes.
+    let moved = topo::parse(
+        &pods_text(&name).replace("10.70.0.2:80", "10.70.0.3:80"),
+        Format::Netkit,
+    )
+    .unwrap();
+    let changes = topo::apply(&moved, &l.opts).await.unwrap().changes;
+    assert_eq!(
+        changes,
+        [
+            "add port mapping tcp 8080 -> 10.70.0.3:80 in host",
+            "delete port mapping tcp 8080 -> 10.70.0.2:80 in host"
+        ]
+    );
+    let pod2 = NetNs::open(&l.ns("pod2")).unwrap();
+    let _web2 = Server::tcp(&pod2, "POD2", "0.0.0.0:80".parse().unwrap());
+    let hello = tcp_hello_from(&out_ns, "192.0.2.1:8080".parse().unwrap()).expect("out -> host:8080 -> pod2");
+    assert_eq!(hello.name, "POD2");
+
+    topo::destroy(&moved, &l.opts).await.expect("destroy");
+    assert!(!l.host.sh("nft list ruleset").contains("8080"), "the mapping is gone");
+    assert!(
+        !l.host.sh("ip -o addr").contains("10.70.0.1"),
+        "the bridge and its address are gone"
+    );
+    assert!(
+        std::fs::read_dir(&l.opts.state_dir).unwrap().next().is_none(),
+        "no state left"
+    );
+}

@@ -160,6 +160,9 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
         created: BTreeSet::new(),
         made: Vec::new(),
     };
+    if let Some((h, _)) = &lab.host {
+        run.handles.insert(h.clone(), host.clone());
+    }
     remove_undeclared(&mut run, &host).await?;
     for node in lab.nodes.keys() {
         ensure_node(&mut run, node).await?;
@@ -170,8 +173,9 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     for l in &lab.links {
         ensure_link(&mut run, &host, l).await?;
     }
-    for (name, node) in &lab.nodes {
+    for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
         ensure_l3(&mut run, name, node).await?;
+        ensure_nat(&mut run, name, node).await?;
     }
     // A new veth end carries traffic (and a bridge forwards through a new port) only once the
     // kernel has seen its carrier, which it does up to a second later: apply returns a lab
@@ -196,7 +200,7 @@ async fn remove_undeclared(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoE
     let wanted_links: BTreeSet<String> = lab
         .links
         .iter()
-        .map(|l| link_key(lab, l, lab.bridges.contains(&l.b.node)))
+        .map(|l| link_key(lab, l, lab.is_host_side(&l.b.node)))
         .collect();
     let stale_links: Vec<String> = run.record.links.difference(&wanted_links).cloned().collect();
     for key in stale_links {
@@ -324,10 +328,11 @@ async fn probe(h: Option<&Handle>, ifname: &str) -> Result<Option<crate::Link>, 
 
 async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<(), TopoError> {
     let lab = run.lab;
+    let host_side = lab.is_host_side(&l.b.node);
     let bridged = lab.bridges.contains(&l.b.node);
-    let key = link_key(lab, l, bridged);
+    let key = link_key(lab, l, host_side);
     let a = run.handle(&l.a.node).await?;
-    let b = if bridged {
+    let b = if host_side {
         Some(host.clone())
     } else {
         run.handle(&l.b.node).await?
@@ -438,8 +443,111 @@ async fn wait_oper_up(h: &Handle, ifname: &str) -> Result<(), TopoError> {
     }
 }
 
+/// The namespace a node's settings go to, for messages: the host's own for the host node.
+fn ns_label(lab: &Lab, name: &str, opts: &TopoOptions) -> String {
+    match &lab.host {
+        Some((h, _)) if h == name => opts.host.to_string(),
+        _ => lab.netns_of(name),
+    }
+}
+
+/// The firewall state directory of a node's NAT: beside the lab's record.
+fn fw_dir(opts: &TopoOptions, lab: &str, node: &str) -> PathBuf {
+    opts.state_dir.join(format!("{lab}.fw")).join(node)
+}
+
+/// The firewall owner a lab's NAT rules belong to.
+const FW_OWNER: &str = "topo";
+
+async fn open_fw(
+    opts: &TopoOptions,
+    lab: &str,
+    node: &str,
+    ns: &NetNs,
+) -> Result<crate::firewall::AnyFirewall, TopoError> {
+    let options = crate::firewall::FirewallOptions::default()
+        .state_dir(fw_dir(opts, lab, node))
+        .name(&crate::link::hashed_name_with("nkt", &[lab], 8).expect("a valid prefix"));
+    crate::firewall::open(ns, options)
+        .await
+        .map_err(|e| TopoError::kernel(ns, e))
+}
+
+/// A node's masquerades and port mappings, made with netkit's firewall in its namespace.
+async fn ensure_nat(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), TopoError> {
+    use crate::firewall::Firewall;
+    let dir = fw_dir(run.opts, &run.lab.name, name);
+    if node.nat.is_empty() && !dir.exists() {
+        return Ok(());
+    }
+    let Some(h) = run.handle(name).await? else {
+        for m in &node.nat.masquerade {
+            run.change(format!("add masquerade {m} in {name}"));
+        }
+        for p in &node.nat.ports {
+            run.change(format!(
+                "add port mapping {} {} -> {}:{} in {name}",
+                p.protocol.as_str(),
+                p.host_port,
+                p.container_ip,
+                p.container_port
+            ));
+        }
+        return Ok(());
+    };
+    let ns = h.netns().clone();
+    let fw = open_fw(run.opts, &run.lab.name, name, &ns).await?;
+    let have = fw.rules(FW_OWNER).await.map_err(|e| TopoError::kernel(&ns, e))?;
+    let want = node.nat.rules();
+    let mut add = crate::firewall::Rules::default();
+    let mut del = crate::firewall::Rules::default();
+    for m in &want.masquerades {
+        if !have.masquerades.contains(m) {
+            run.change(format!("add masquerade {} in {name}", m.source));
+            add.masquerades.push(m.clone());
+        }
+    }
+    for m in &have.masquerades {
+        if !want.masquerades.contains(m) {
+            run.change(format!("delete masquerade {} in {name}", m.source));
+            del.masquerades.push(m.clone());
+        }
+    }
+    let show = |p: &crate::firewall::PortMapping| {
+        format!(
+            "{} {} -> {}:{}",
+            p.protocol.as_str(),
+            p.host_port,
+            p.container_ip,
+            p.container_port
+        )
+    };
+    for p in &want.port_mappings {
+        if !have.port_mappings.contains(p) {
+            run.change(format!("add port mapping {} in {name}", show(p)));
+            add.port_mappings.push(p.clone());
+        }
+    }
+    for p in &have.port_mappings {
+        if !want.port_mappings.contains(p) {
+            run.change(format!("delete port mapping {} in {name}", show(p)));
+            del.port_mappings.push(p.clone());
+        }
+    }
+    if run.opts.dry_run {
+        return Ok(());
+    }
+    if !del.is_empty() {
+        fw.remove(FW_OWNER, &del).await.map_err(|e| TopoError::kernel(&ns, e))?;
+    }
+    if !add.is_empty() {
+        fw.add(FW_OWNER, &add).await.map_err(|e| TopoError::kernel(&ns, e))?;
+    }
+    Ok(())
+}
+
 async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), TopoError> {
-    let ns = run.lab.netns_of(name);
+    let ns = ns_label(run.lab, name, run.opts);
     let h = run.handle(name).await?;
     for (dev, wanted) in &node.addresses {
         let have: Vec<IpNetwork> = match &h {
@@ -569,12 +677,46 @@ pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError>
     ports.extend(
         lab.links
             .iter()
-            .filter(|l| lab.bridges.contains(&l.b.node))
+            .filter(|l| lab.is_host_side(&l.b.node))
             .map(|l| l.b.ifname.clone()),
     );
     let bridges: BTreeSet<String> = record.bridges.iter().chain(&lab.bridges).cloned().collect();
     let mut namespaces: BTreeSet<String> = record.netns.clone();
     namespaces.extend(lab.nodes.keys().map(|n| lab.netns_of(n)));
+    // NAT first (the host's rules outlive the lab's namespaces otherwise), then the state.
+    let nat_nodes = lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node)));
+    for (name, _) in nat_nodes {
+        let dir = fw_dir(opts, &lab.name, name);
+        if !dir.exists() {
+            continue;
+        }
+        let ns = match &lab.host {
+            Some((h, _)) if h == name => Some(opts.host.clone()),
+            _ => NetNs::open(&lab.netns_of(name)).ok(),
+        };
+        report.changes.push(format!("delete NAT of {name}"));
+        if opts.dry_run {
+            continue;
+        }
+        if let Some(ns) = ns {
+            use crate::firewall::Firewall;
+            match open_fw(opts, &lab.name, name, &ns).await {
+                Ok(fw) => {
+                    if let Err(e) = fw.teardown(FW_OWNER).await {
+                        failures.push(format!("NAT of {name}: {e}"));
+                    }
+                }
+                Err(e) => failures.push(format!("NAT of {name}: {e}")),
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            failures.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    let fw_root = opts.state_dir.join(format!("{}.fw", lab.name));
+    if !opts.dry_run && failures.is_empty() {
+        let _ = std::fs::remove_dir(&fw_root);
+    }
     let existing: BTreeSet<String> = host
         .link_list()
         .await

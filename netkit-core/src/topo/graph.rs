@@ -22,6 +22,9 @@ pub fn dot(lab: &Lab) -> String {
     for b in &lab.bridges {
         let _ = writeln!(o, "  {} [shape=ellipse, style=dashed];", quote(b));
     }
+    if let Some((h, _)) = &lab.host {
+        let _ = writeln!(o, "  {} [shape=house];", quote(h));
+    }
     for l in &lab.links {
         let _ = writeln!(
             o,
@@ -45,6 +48,9 @@ pub fn mermaid(lab: &Lab) -> String {
     }
     for b in &lab.bridges {
         let _ = writeln!(o, "  {}((\"{b}\"))", id(b));
+    }
+    if let Some((h, _)) = &lab.host {
+        let _ = writeln!(o, "  {}[/\"{h}\"\\]", id(h));
     }
     for l in &lab.links {
         let _ = writeln!(

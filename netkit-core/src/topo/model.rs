@@ -18,6 +18,9 @@ pub struct Lab {
     pub nodes: BTreeMap<String, Node>,
     /// Nodes of `kind: bridge`: bridges in the host namespace, by name.
     pub bridges: Vec<String>,
+    /// The node of `kind: host`, if any: the lab's host namespace itself (`netkit -n HOST`),
+    /// with the settings the file gives it (addresses, routes, sysctls, NAT).
+    pub host: Option<(String, Node)>,
     /// Links, in file order.
     pub links: Vec<LinkDef>,
     /// Warnings met while reading the file (settings netkit ignores), one line each.
@@ -25,6 +28,12 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// Is `node` on the host side (a bridge, or the `kind: host` node)? Link ends there are
+    /// made in the host namespace.
+    pub fn is_host_side(&self, node: &str) -> bool {
+        self.bridges.iter().any(|b| b == node) || self.host.as_ref().is_some_and(|(h, _)| h == node)
+    }
+
     /// The namespace of node `node`.
     pub fn netns_of(&self, node: &str) -> String {
         if self.prefix.is_empty() {
@@ -46,6 +55,38 @@ pub struct Node {
     pub sysctls: BTreeMap<String, String>,
     /// Commands run inside the node (`sh -c`) after its links are up, when apply creates it.
     pub exec: Vec<String>,
+    /// Masquerades and port mappings in the node's namespace.
+    pub nat: Nat,
+}
+
+/// NAT of a node (`nat: {masquerade: [10.70.0.0/24], ports: [{proto: tcp, port: 8080, to:
+/// "10.70.0.2:80"}]}`), made with netkit's firewall in the node's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Nat {
+    /// Subnets whose traffic leaving the node is masqueraded.
+    pub masquerade: Vec<IpNetwork>,
+    /// Port mappings: connections to a port of the node go to an address behind it.
+    pub ports: Vec<crate::firewall::PortMapping>,
+}
+
+impl Nat {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.masquerade.is_empty() && self.ports.is_empty()
+    }
+
+    /// As firewall rules.
+    pub fn rules(&self) -> crate::firewall::Rules {
+        crate::firewall::Rules {
+            masquerades: self
+                .masquerade
+                .iter()
+                .map(|n| crate::firewall::Masquerade::subnet(*n))
+                .collect(),
+            port_mappings: self.ports.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// One end of a link.

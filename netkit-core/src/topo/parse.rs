@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde_norway::{Mapping, Value};
 
-use super::model::{Endpoint, Lab, LinkDef, Node, RouteDef};
+use super::model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef};
 use super::TopoError;
 
 /// Which naming scheme a file follows.
@@ -93,7 +93,7 @@ const CONTAINER_SETTINGS: &[&str] = &[
 ];
 
 /// Node keys netkit uses.
-const NODE_KEYS: &[&str] = &["kind", "group", "exec", "sysctls", "addresses", "routes"];
+const NODE_KEYS: &[&str] = &["kind", "group", "exec", "sysctls", "addresses", "routes", "nat"];
 
 /// Read a topology from `text`, named by `format`'s rules.
 pub fn parse(text: &str, format: Format) -> Result<Lab, TopoError> {
@@ -222,6 +222,7 @@ impl Reader {
             nodes: BTreeMap::new(),
             bridges: Vec::new(),
             links: Vec::new(),
+            host: None,
             warnings: Vec::new(),
         };
         let nodes_v = nodes_v.ok_or_else(|| invalid("topology.nodes", "missing"))?;
@@ -277,6 +278,22 @@ impl Reader {
                 "linux" => {
                     let n = self.node(&node, &layers)?;
                     lab.nodes.insert(node, n);
+                }
+                "host" => {
+                    if let Some((other, _)) = &lab.host {
+                        return Err(invalid(
+                            &path,
+                            format!("a second node of kind host (the first is {other:?})"),
+                        ));
+                    }
+                    let n = self.node(&node, &layers)?;
+                    if !n.exec.is_empty() {
+                        return Err(invalid(
+                            &format!("{path}.exec"),
+                            "commands are not run on the host node",
+                        ));
+                    }
+                    lab.host = Some((node, n));
                 }
                 "bridge" => {
                     crate::ifname::check(&node).map_err(|e| invalid(&path, e.to_string()))?;
@@ -352,6 +369,7 @@ impl Reader {
                             n.addresses.insert(dev, prefixes);
                         }
                     }
+                    "nat" => n.nat = nat(v, &path)?,
                     "routes" => {
                         n.routes.clear();
                         let Value::Sequence(rs) = v else {
@@ -416,13 +434,13 @@ impl Reader {
             let (mut a, mut b) = ends.ok_or_else(|| invalid(&format!("{path}.endpoints"), "missing"))?;
             for (j, e) in [&a, &b].into_iter().enumerate() {
                 let at = format!("{path}.endpoints[{j}]");
-                let known = lab.nodes.contains_key(&e.node) || lab.bridges.contains(&e.node);
+                let known = lab.nodes.contains_key(&e.node) || lab.is_host_side(&e.node);
                 if !known {
                     return Err(invalid(&at, format!("no node {:?} in topology.nodes", e.node)));
                 }
                 crate::ifname::check(&e.ifname).map_err(|err| invalid(&at, err.to_string()))?;
                 // A bridge's ports all live in the host namespace: one name space for them all.
-                let key = if lab.bridges.contains(&e.node) {
+                let key = if lab.is_host_side(&e.node) {
                     Endpoint {
                         node: "(host)".into(),
                         ifname: e.ifname.clone(),
@@ -434,11 +452,14 @@ impl Reader {
                     return Err(invalid(&at, format!("interface {e} is used by another link")));
                 }
             }
-            let bridge = |e: &Endpoint| lab.bridges.contains(&e.node);
-            if bridge(&a) && bridge(&b) {
-                return Err(invalid(&path, "a link between two bridges is not supported"));
+            let host_side = |e: &Endpoint| lab.is_host_side(&e.node);
+            if host_side(&a) && host_side(&b) {
+                return Err(invalid(
+                    &path,
+                    "both ends are in the host namespace (bridges or the host node)",
+                ));
             }
-            if bridge(&a) {
+            if host_side(&a) {
                 std::mem::swap(&mut a, &mut b);
             }
             lab.links.push(LinkDef { a, b, mtu });
@@ -448,13 +469,16 @@ impl Reader {
 
     /// Every address is on an interface some link gives the node (or on `lo`).
     fn check_addresses(&self, lab: &Lab) -> Result<(), TopoError> {
-        for (name, node) in &lab.nodes {
+        for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
+            let is_host = lab.host.as_ref().is_some_and(|(h, _)| h == name);
             for dev in node.addresses.keys() {
                 let has = dev == "lo"
-                    || lab
-                        .links
-                        .iter()
-                        .any(|l| [&l.a, &l.b].iter().any(|e| &e.node == name && &e.ifname == dev));
+                    || (is_host && lab.bridges.contains(dev))
+                    || lab.links.iter().any(|l| {
+                        [&l.a, &l.b]
+                            .iter()
+                            .any(|e| (&e.node == name || (is_host && lab.is_host_side(&e.node))) && &e.ifname == dev)
+                    });
                 if !has {
                     return Err(invalid(
                         &format!("topology.nodes.{name}.addresses.{dev}"),
@@ -493,6 +517,65 @@ fn endpoint(v: &Value, path: &str) -> Result<Endpoint, TopoError> {
         }
         _ => Err(invalid(path, "expected \"node:interface\"")),
     }
+}
+
+/// `nat: {masquerade: [CIDR…], ports: [{proto: tcp|udp|sctp, port: N, to: "IP:PORT"}]}`.
+fn nat(v: &Value, path: &str) -> Result<Nat, TopoError> {
+    use crate::firewall::{PortMapping, Protocol};
+    let mut out = Nat::default();
+    for (k, v) in entries(map(v, path)?, path)? {
+        let at = format!("{path}.{k}");
+        match k.as_str() {
+            "masquerade" => {
+                for (i, s) in strings(v, &at)?.iter().enumerate() {
+                    let n: IpNetwork = s
+                        .parse()
+                        .map_err(|e| invalid(&format!("{at}[{i}]"), format!("{s:?}: {e}")))?;
+                    out.masquerade.push(n);
+                }
+            }
+            "ports" => {
+                let Value::Sequence(ps) = v else {
+                    return Err(invalid(&at, "expected a list of port mappings"));
+                };
+                for (i, p) in ps.iter().enumerate() {
+                    let pp = format!("{at}[{i}]");
+                    let (mut proto, mut port, mut to) = (Protocol::Tcp, None, None);
+                    for (k, v) in entries(map(p, &pp)?, &pp)? {
+                        let a = format!("{pp}.{k}");
+                        match k.as_str() {
+                            "proto" => {
+                                proto = match string(v, &a)?.as_str() {
+                                    "tcp" => Protocol::Tcp,
+                                    "udp" => Protocol::Udp,
+                                    "sctp" => Protocol::Sctp,
+                                    other => return Err(invalid(&a, format!("{other:?}: tcp, udp or sctp"))),
+                                }
+                            }
+                            "port" => {
+                                port = Some(string(v, &a)?.parse::<u16>().map_err(|e| invalid(&a, e.to_string()))?)
+                            }
+                            "to" => {
+                                let s = string(v, &a)?;
+                                to = Some(
+                                    s.parse::<std::net::SocketAddr>()
+                                        .map_err(|e| invalid(&a, format!("{s:?}: {e} (IP:PORT)")))?,
+                                );
+                            }
+                            _ => return Err(invalid(&a, "unknown key (proto, port, to)")),
+                        }
+                    }
+                    let port = port.ok_or_else(|| invalid(&format!("{pp}.port"), "missing"))?;
+                    let to = to.ok_or_else(|| invalid(&format!("{pp}.to"), "missing"))?;
+                    let m = PortMapping::new(proto, port, to.ip(), to.port());
+                    m.validate().map_err(|e| invalid(&pp, e.to_string()))?;
+                    out.ports.push(m);
+                }
+            }
+            _ => return Err(invalid(&at, "unknown key (masquerade, ports)")),
+        }
+    }
+    Ok(out)
 }
 
 fn route(v: &Value, path: &str) -> Result<RouteDef, TopoError> {
@@ -657,6 +740,14 @@ topology:
         assert!(e.starts_with("name: \"x/y\" is not a valid name"), "{e}");
         let e = err("name: x\ntopology:\n  nodes: {a: {}, b: {}}\n  links: [{endpoints: [\"a:this-name-is-too-long\", \"b:e\"]}]\n");
         assert!(e.starts_with("topology.links[0].endpoints[0]:"), "{e}");
+        let e = err("name: x\ntopology:\n  nodes: {h: {kind: host}, g: {kind: host}}\n");
+        assert!(e.contains("a second node of kind host"), "{e}");
+        let e = err("name: x\ntopology:\n  nodes: {h: {kind: host, exec: [ls]}}\n");
+        assert_eq!(e, "topology.nodes.h.exec: commands are not run on the host node");
+        let e = err("name: x\ntopology:\n  nodes: {a: {nat: {ports: [{port: 80, to: \"10.0.0.1\"}]}}}\n");
+        assert!(e.starts_with("topology.nodes.a.nat.ports[0].to:"), "{e}");
+        let e = err("name: x\ntopology:\n  nodes: {h: {kind: host}, b: {kind: bridge}}\n  links: [{endpoints: [\"h:x\", \"b:y\"]}]\n");
+        assert!(e.contains("both ends are in the host namespace"), "{e}");
         let e = err("name: x\ntopology:\n  nodes: {a: {routes: [{dst: default}]}}\n");
         assert_eq!(e, "topology.nodes.a.routes[0]: a route needs `via` or `dev`");
     }
