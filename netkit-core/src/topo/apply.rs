@@ -173,6 +173,9 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     for l in &lab.links {
         ensure_link(&mut run, &host, l).await?;
     }
+    for (name, node) in &lab.nodes {
+        ensure_devices(&mut run, name, node).await?;
+    }
     for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
         ensure_l3(&mut run, name, node).await?;
         ensure_nat(&mut run, name, node).await?;
@@ -441,6 +444,85 @@ async fn wait_oper_up(h: &Handle, ifname: &str) -> Result<(), TopoError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// A node's own VXLAN devices and bridges (with their ports), all up.
+async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), TopoError> {
+    if node.vxlan.is_empty() && node.bridges.is_empty() {
+        return Ok(());
+    }
+    let ns = run.lab.netns_of(name);
+    let h = run.handle(name).await?;
+    for (dev, v) in &node.vxlan {
+        match probe(h.as_ref(), dev).await? {
+            Some(l) if l.kind == LinkKind::Vxlan => continue,
+            Some(l) => {
+                return Err(TopoError::Conflict(format!(
+                    "{dev} in {ns} is a {:?}, not a VXLAN device",
+                    l.kind
+                )))
+            }
+            None => {}
+        }
+        run.change(format!("create vxlan {dev} (id {}) in {name}", v.id));
+        if let (false, Some(h)) = (run.opts.dry_run, &h) {
+            let mut spec = crate::link::Vxlan::new(dev, v.id)
+                .port(v.dstport)
+                .mac(crate::MacAddr::stable(&[&run.lab.name, name, dev]))
+                .up();
+            if let Some(r) = v.remote {
+                spec = spec.remote(r);
+            }
+            if let Some(l) = v.local {
+                spec = spec.local(l);
+            }
+            if let Some(d) = &v.dev {
+                spec = spec.parent(d);
+            }
+            h.link_add(&spec).await.map_err(|e| TopoError::kernel(&ns, e))?;
+        }
+    }
+    for (br, ports) in &node.bridges {
+        let bridge = probe(h.as_ref(), br).await?;
+        let index = match &bridge {
+            Some(l) if l.kind == LinkKind::Bridge => Some(l.index),
+            Some(l) => {
+                return Err(TopoError::Conflict(format!(
+                    "{br} in {ns} is a {:?}, not a bridge",
+                    l.kind
+                )))
+            }
+            None => {
+                run.change(format!("create bridge {br} in {name}"));
+                if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                    let made = h
+                        .link_add(&Bridge::new(br).mac(crate::MacAddr::stable(&[&run.lab.name, name, br])))
+                        .await
+                        .map_err(|e| TopoError::kernel(&ns, e))?;
+                    h.link_set_up(br).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                    Some(made.index)
+                } else {
+                    None
+                }
+            }
+        };
+        for p in ports {
+            let port = probe(h.as_ref(), p).await?;
+            if port.as_ref().is_some_and(|l| index.is_some() && l.master == index) {
+                continue;
+            }
+            run.change(format!("attach {p} to bridge {br} in {name}"));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                h.link_set(p)
+                    .master(br)
+                    .up()
+                    .apply()
+                    .await
+                    .map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The namespace a node's settings go to, for messages: the host's own for the host node.

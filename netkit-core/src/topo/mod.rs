@@ -40,7 +40,7 @@ pub mod parse;
 mod reach;
 
 pub use apply::{apply, destroy, Report, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
-pub use model::{Endpoint, Lab, LinkDef, Node, RouteDef};
+pub use model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef, VxlanDef};
 pub use parse::{parse, Format};
 pub use reach::{ping_matrix, Probe};
 

@@ -57,6 +57,26 @@ pub struct Node {
     pub exec: Vec<String>,
     /// Masquerades and port mappings in the node's namespace.
     pub nat: Nat,
+    /// VXLAN devices inside the node, by name.
+    pub vxlan: BTreeMap<String, VxlanDef>,
+    /// Bridges inside the node, by name, each with the node's interfaces that are its ports
+    /// (link ends, VXLAN devices).
+    pub bridges: BTreeMap<String, Vec<String>>,
+}
+
+/// A VXLAN device of a node (`vxlan: {vx0: {id: 42, remote: 192.0.2.2, dev: eth1}}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VxlanDef {
+    /// The VNI.
+    pub id: u32,
+    /// The remote VTEP (point to point), if any.
+    pub remote: Option<IpAddr>,
+    /// The local address, if any.
+    pub local: Option<IpAddr>,
+    /// The underlay device, if any.
+    pub dev: Option<String>,
+    /// UDP port (4789 when not given).
+    pub dstport: u16,
 }
 
 /// NAT of a node (`nat: {masquerade: [10.70.0.0/24], ports: [{proto: tcp, port: 8080, to:

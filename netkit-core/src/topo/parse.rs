@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde_norway::{Mapping, Value};
 
-use super::model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef};
+use super::model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef, VxlanDef};
 use super::TopoError;
 
 /// Which naming scheme a file follows.
@@ -93,7 +93,17 @@ const CONTAINER_SETTINGS: &[&str] = &[
 ];
 
 /// Node keys netkit uses.
-const NODE_KEYS: &[&str] = &["kind", "group", "exec", "sysctls", "addresses", "routes", "nat"];
+const NODE_KEYS: &[&str] = &[
+    "kind",
+    "group",
+    "exec",
+    "sysctls",
+    "addresses",
+    "routes",
+    "nat",
+    "vxlan",
+    "bridges",
+];
 
 /// Read a topology from `text`, named by `format`'s rules.
 pub fn parse(text: &str, format: Format) -> Result<Lab, TopoError> {
@@ -370,6 +380,27 @@ impl Reader {
                         }
                     }
                     "nat" => n.nat = nat(v, &path)?,
+                    "vxlan" => {
+                        for (dev, spec) in entries(map(v, &path)?, &path)? {
+                            let at = format!("{path}.{dev}");
+                            crate::ifname::check(&dev).map_err(|e| invalid(&at, e.to_string()))?;
+                            n.vxlan.insert(dev, vxlan(spec, &at)?);
+                        }
+                    }
+                    "bridges" => {
+                        for (br, ports) in entries(map(v, &path)?, &path)? {
+                            let at = format!("{path}.{br}");
+                            crate::ifname::check(&br).map_err(|e| invalid(&at, e.to_string()))?;
+                            let ports = match ports {
+                                Value::Mapping(m) => match m.get("ports") {
+                                    Some(p) => strings(p, &format!("{at}.ports"))?,
+                                    None => Vec::new(),
+                                },
+                                other => strings(other, &at)?,
+                            };
+                            n.bridges.insert(br, ports);
+                        }
+                    }
                     "routes" => {
                         n.routes.clear();
                         let Value::Sequence(rs) = v else {
@@ -471,8 +502,27 @@ impl Reader {
     fn check_addresses(&self, lab: &Lab) -> Result<(), TopoError> {
         for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
             let is_host = lab.host.as_ref().is_some_and(|(h, _)| h == name);
+            let own = |dev: &String| {
+                node.vxlan.contains_key(dev)
+                    || node.bridges.contains_key(dev)
+                    || lab
+                        .links
+                        .iter()
+                        .any(|l| [&l.a, &l.b].iter().any(|e| &e.node == name && &e.ifname == dev))
+            };
+            for (br, ports) in &node.bridges {
+                for p in ports {
+                    if !own(p) || node.bridges.contains_key(p) {
+                        return Err(invalid(
+                            &format!("topology.nodes.{name}.bridges.{br}"),
+                            format!("{p} is not a link end or VXLAN device of {name}"),
+                        ));
+                    }
+                }
+            }
             for dev in node.addresses.keys() {
                 let has = dev == "lo"
+                    || own(dev)
                     || (is_host && lab.bridges.contains(dev))
                     || lab.links.iter().any(|l| {
                         [&l.a, &l.b]
@@ -517,6 +567,48 @@ fn endpoint(v: &Value, path: &str) -> Result<Endpoint, TopoError> {
         }
         _ => Err(invalid(path, "expected \"node:interface\"")),
     }
+}
+
+/// `{id: N, remote: IP, local: IP, dev: NAME, dstport: N}`.
+fn vxlan(v: &Value, path: &str) -> Result<VxlanDef, TopoError> {
+    let mut d = VxlanDef {
+        id: 0,
+        remote: None,
+        local: None,
+        dev: None,
+        dstport: 4789,
+    };
+    let mut id = None;
+    for (k, v) in entries(map(v, path)?, path)? {
+        let at = format!("{path}.{k}");
+        let ip = |v: &Value| -> Result<IpAddr, TopoError> {
+            let s = string(v, &at)?;
+            s.parse().map_err(|e| invalid(&at, format!("{s:?}: {e}")))
+        };
+        match k.as_str() {
+            "id" => {
+                id = Some(
+                    string(v, &at)?
+                        .parse::<u32>()
+                        .map_err(|e| invalid(&at, e.to_string()))?,
+                )
+            }
+            "remote" => d.remote = Some(ip(v)?),
+            "local" => d.local = Some(ip(v)?),
+            "dev" => d.dev = Some(string(v, &at)?),
+            "dstport" => {
+                d.dstport = string(v, &at)?
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| invalid(&at, e.to_string()))?
+            }
+            _ => return Err(invalid(&at, "unknown key (id, remote, local, dev, dstport)")),
+        }
+    }
+    d.id = id.ok_or_else(|| invalid(&format!("{path}.id"), "missing"))?;
+    if d.id >= 1 << 24 {
+        return Err(invalid(&format!("{path}.id"), "a VNI is below 16777216"));
+    }
+    Ok(d)
 }
 
 /// `nat: {masquerade: [CIDR…], ports: [{proto: tcp|udp|sctp, port: N, to: "IP:PORT"}]}`.
