@@ -344,3 +344,40 @@ async fn the_host_node_gets_addresses_nat_and_port_mappings() {
         "no state left"
     );
 }
+
+#[tokio::test]
+async fn a_failed_apply_is_undone_with_atomic_and_finished_by_destroy_without() {
+    let name = unique("a");
+    // r1's exec fails after everything else was made.
+    let text = lab_text(&name).replace(&format!("touch /tmp/{name}-exec-ran"), "exit 3");
+    let mut l = Lab1::new(&text).await;
+    let before_host = snapshot::link_names(l.host.name());
+
+    l.opts.atomic = true;
+    let err = topo::apply(&l.lab, &l.opts).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("exec \"exit 3\""), "{msg}");
+    assert!(
+        matches!(err, topo::TopoError::RolledBack { undone, .. } if undone == 9),
+        "{msg}"
+    ); // 4 namespaces, the bridge, 4 links
+    let left = NetNs::list().unwrap();
+    assert!(
+        l.lab.nodes.keys().all(|n| !left.contains(&l.ns(n))),
+        "namespaces undone"
+    );
+    assert_eq!(
+        snapshot::link_names(l.host.name()),
+        before_host,
+        "host side undone: {msg}"
+    );
+
+    // Without --atomic the lab stays as far as it got; destroy removes all of it.
+    l.opts.atomic = false;
+    topo::apply(&l.lab, &l.opts).await.unwrap_err();
+    assert!(NetNs::list().unwrap().contains(&l.ns("h1")));
+    topo::destroy(&l.lab, &l.opts).await.expect("destroy");
+    let left = NetNs::list().unwrap();
+    assert!(l.lab.nodes.keys().all(|n| !left.contains(&l.ns(n))));
+    assert_eq!(snapshot::link_names(l.host.name()), before_host);
+}

@@ -29,6 +29,10 @@ pub struct TopoOptions {
     pub state_dir: PathBuf,
     /// Make nothing; return the plan.
     pub dry_run: bool,
+    /// When a step fails, remove what this apply made before returning the error
+    /// (`apply --atomic`); otherwise what was made stays (and the record names it, so the next
+    /// apply or destroy finishes the job).
+    pub atomic: bool,
 }
 
 impl TopoOptions {
@@ -38,6 +42,7 @@ impl TopoOptions {
             host,
             state_dir: PathBuf::from(STATE_DIR),
             dry_run: false,
+            atomic: false,
         }
     }
 }
@@ -111,6 +116,14 @@ struct Run<'a> {
     created: BTreeSet<String>,
     /// Link ends made by this apply, to wait for their carrier.
     made: Vec<(Handle, String)>,
+    /// What this apply made (for `--atomic`).
+    fresh: Record,
+}
+
+impl Run<'_> {
+    fn fresh_count(&self) -> usize {
+        self.fresh.netns.len() + self.fresh.bridges.len() + self.fresh.links.len()
+    }
 }
 
 impl Run<'_> {
@@ -159,26 +172,43 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
         handles: BTreeMap::new(),
         created: BTreeSet::new(),
         made: Vec::new(),
+        fresh: Record::default(),
     };
     if let Some((h, _)) = &lab.host {
         run.handles.insert(h.clone(), host.clone());
     }
-    remove_undeclared(&mut run, &host).await?;
+    match steps(&mut run, &host).await {
+        Ok(()) => Ok(run.report),
+        Err(e) if opts.atomic && !opts.dry_run => {
+            let undo = undo(&mut run, &host).await;
+            Err(TopoError::RolledBack {
+                cause: Box::new(e),
+                undone: run.fresh_count(),
+                failures: undo,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
+    let lab = run.lab;
+    remove_undeclared(run, host).await?;
     for node in lab.nodes.keys() {
-        ensure_node(&mut run, node).await?;
+        ensure_node(run, node).await?;
     }
     for b in &lab.bridges {
-        ensure_bridge(&mut run, &host, b).await?;
+        ensure_bridge(run, host, b).await?;
     }
     for l in &lab.links {
-        ensure_link(&mut run, &host, l).await?;
+        ensure_link(run, host, l).await?;
     }
     for (name, node) in &lab.nodes {
-        ensure_devices(&mut run, name, node).await?;
+        ensure_devices(run, name, node).await?;
     }
     for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
-        ensure_l3(&mut run, name, node).await?;
-        ensure_nat(&mut run, name, node).await?;
+        ensure_l3(run, name, node).await?;
+        ensure_nat(run, name, node).await?;
     }
     // A new veth end carries traffic (and a bridge forwards through a new port) only once the
     // kernel has seen its carrier, which it does up to a second later: apply returns a lab
@@ -186,14 +216,61 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     for (h, ifname) in std::mem::take(&mut run.made) {
         wait_oper_up(&h, &ifname).await?;
     }
-    if !opts.dry_run {
+    if !run.opts.dry_run {
         for (name, node) in &lab.nodes {
             if run.created.contains(name) {
                 run_exec(lab, name, node)?;
             }
         }
     }
-    Ok(run.report)
+    Ok(())
+}
+
+/// `apply --atomic` after a failed step: remove what this apply made (its new links, bridges
+/// and namespaces; the namespaces take their own links and settings with them) and drop them
+/// from the record. Goes on past failures and returns them.
+async fn undo(run: &mut Run<'_>, host: &Handle) -> Vec<String> {
+    let mut failures = Vec::new();
+    let fresh = std::mem::take(&mut run.fresh);
+    let host_ports: Vec<&str> = fresh.links.iter().filter_map(|k| k.strip_prefix('/')).collect();
+    if let Err(e) = host.link_del_many(&host_ports).await {
+        failures.push(format!("delete host ports: {e}"));
+    }
+    let bridges: Vec<&str> = fresh.bridges.iter().map(String::as_str).collect();
+    if let Err(e) = host.link_del_many(&bridges).await {
+        failures.push(format!("delete bridges: {e}"));
+    }
+    for key in fresh.links.iter().filter(|k| !k.starts_with('/')) {
+        let (ns, ifname) = key.split_once('/').expect("a link key");
+        if fresh.netns.contains(ns) {
+            continue; // goes with its namespace
+        }
+        if let Ok(n) = NetNs::open(ns) {
+            match n.handle().await {
+                Ok(h) => {
+                    if let Err(e) = h.link_del(ifname).await {
+                        failures.push(format!("delete {ifname} in {ns}: {e}"));
+                    }
+                }
+                Err(e) => failures.push(format!("delete {ifname} in {ns}: {e}")),
+            }
+        }
+    }
+    for ns in &fresh.netns {
+        if let Err(e) = NetNs::delete(ns) {
+            failures.push(format!("delete netns {ns}: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        run.record.links.retain(|k| !fresh.links.contains(k));
+        run.record.bridges.retain(|b| !fresh.bridges.contains(b));
+        run.record.netns.retain(|n| !fresh.netns.contains(n));
+        if let Err(e) = save(&run.path, &run.record) {
+            failures.push(e.to_string());
+        }
+    }
+    run.fresh = fresh;
+    failures
 }
 
 /// What the record names but the file no longer declares: links, then bridges, then nodes.
@@ -269,6 +346,7 @@ async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
         }
         run.intend(|r| r.netns.insert(ns.clone()))?;
         let h = Handle::create_netns(&ns).await.map_err(|e| TopoError::kernel(&ns, e))?;
+        run.fresh.netns.insert(ns.clone());
         run.handles.insert(node.to_string(), h);
         run.created.insert(node.to_string());
     } else {
@@ -312,6 +390,7 @@ async fn ensure_bridge(run: &mut Run<'_>, host: &Handle, name: &str) -> Result<(
             host.link_add(&Bridge::new(name))
                 .await
                 .map_err(|e| TopoError::kernel("host", e))?;
+            run.fresh.bridges.insert(name.to_string());
             host.link_set_up(name).await.map_err(|e| TopoError::kernel("host", e))?;
             Ok(())
         }
@@ -408,6 +487,7 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
     }
     let bns = b.netns().to_string();
     b.link_add(&veth).await.map_err(|e| TopoError::kernel(&bns, e))?;
+    run.fresh.links.insert(key.clone());
     if bridged {
         b.link_set(&l.b.ifname)
             .master(&l.b.node)

@@ -104,6 +104,16 @@ pub enum TopoError {
         /// Its exit status and stderr, or why it could not start.
         reason: String,
     },
+    /// A step of an atomic apply failed; what the apply had made was removed.
+    #[error("{cause} (rolled back {undone} new objects{})", if failures.is_empty() { String::new() } else { format!("; rollback failed: {}", failures.join("; ")) })]
+    RolledBack {
+        /// The step's error.
+        cause: Box<TopoError>,
+        /// How many namespaces, bridges and links the apply had made.
+        undone: usize,
+        /// Rollback steps that failed.
+        failures: Vec<String>,
+    },
     /// Destroy went on past failures; here is each.
     #[error("destroy: {}", .0.join("; "))]
     Teardown(Vec<String>),
