@@ -246,3 +246,23 @@ async fn create_netns_gives_a_handle_inside_the_new_namespace() {
         "the existing namespace is untouched"
     );
 }
+
+#[tokio::test]
+async fn open_many_opens_a_handle_in_each_namespace() {
+    let (a, b) = (TestNs::new("oa").await, TestNs::new("ob").await);
+    a.h.link_add(&Veth::new("only-a0", "only-a1")).await.unwrap();
+    let hs = Handle::open_many(&[NetNs::clone(&a.ns), NetNs::clone(&b.ns)])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(hs.len(), 2);
+    assert!(hs[0].link_get("only-a0").await.is_ok(), "the first handle is in a");
+    assert!(hs[1].link_get("only-a0").await.is_err(), "the second is in b");
+    assert_eq!(hs[1].netns().name(), b.ns.name());
+    // The calling thread never moved.
+    let here = NetNs::current().unwrap().id().unwrap();
+    assert!(here != a.ns.id().unwrap() && here != b.ns.id().unwrap());
+    assert!(Handle::open_many(&[]).await.unwrap().is_empty());
+}

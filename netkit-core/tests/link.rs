@@ -1029,3 +1029,17 @@ async fn bridge_access_vlan_on_a_port() {
     }
     assert!(t.h.bridge_vlan_access("p0", 4095, false).await.is_err());
 }
+
+#[tokio::test]
+async fn veth_born_as_a_bridge_port() {
+    let t = TestNs::new("vm").await;
+    let br = t.h.link_add(&Bridge::new("br0").up()).await.unwrap();
+    t.h.link_add(&Veth::new("p0", "p1").master_index(br.index).up())
+        .await
+        .unwrap();
+    // (The link echoed with the ack is the one the kernel registered, before it was enslaved.)
+    let end = t.h.link_get("p0").await.unwrap();
+    assert_eq!(end.master, Some(br.index), "the new end is a port in the same request");
+    assert_contains(&ip_d(&t, "p0"), &["master br0"]);
+    assert!(!ip_d(&t, "p1").contains("master"), "the peer is not");
+}

@@ -45,9 +45,8 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,6 +54,8 @@ use netkit_core::container::{self, Container, ContainerSpec};
 use netkit_core::NetNs;
 
 mod floor;
+#[path = "../common/iproute2.rs"]
+mod iproute2;
 mod vishvananda;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -286,48 +287,7 @@ fn check_stop() -> Res<()> {
 // ---------------------------------------------------------------------------
 // iproute2
 
-fn ip(args: &[&str]) -> Res<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()).into());
-    }
-    Ok(())
-}
-
-fn ip_out(args: &[&str]) -> Res<String> {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output()?;
-    if !out.status.success() {
-        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip [pre…] -batch -` fed `script` on stdin; fails on the first failing line.
-fn ip_batch(pre: &[&str], script: &str) -> Res<()> {
-    let mut child = Command::new("ip")
-        .args(pre)
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {} -batch: {}",
-            pre.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    Ok(())
-}
+use iproute2::{ip, ip_batch, ip_out};
 
 fn ipcmd_setup(host: &str, work: Work, ctrs: &[Ctr]) -> Res<()> {
     for c in ctrs {

@@ -31,6 +31,7 @@ pub struct Veth {
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     peer_mac: Option<MacAddr>,
+    master: Option<u32>,
     up: bool,
 }
 
@@ -44,6 +45,7 @@ impl Veth {
             mtu: None,
             mac: None,
             peer_mac: None,
+            master: None,
             up: false,
         }
     }
@@ -65,6 +67,13 @@ impl Veth {
     /// MAC of the peer end.
     pub fn peer_mac(mut self, mac: MacAddr) -> Self {
         self.peer_mac = Some(mac);
+        self
+    }
+    /// Make this end a port of the bridge (or other master) with index `index` as part of the
+    /// creation (`ip link add … master BR`): no extra request. (The link [`Handle::link_add`]
+    /// returns is the one the kernel registered, before it became a port: its `master` is unset.)
+    pub fn master_index(mut self, index: u32) -> Self {
+        self.master = Some(index);
         self
     }
     /// Bring this end up as part of the creation (no extra request). The
@@ -109,6 +118,9 @@ impl LinkSpec for Veth {
         }
         if let Some(m) = self.mac {
             msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
+        }
+        if let Some(m) = self.master {
+            msg.attributes.push(LinkAttribute::Controller(m));
         }
         if self.up {
             (msg.header.flags, msg.header.change_mask) = up_flags(true);

@@ -99,6 +99,26 @@ impl Handle {
         })
     }
 
+    /// Open a handle in each of `namespaces`, all sockets made in one trip to a helper thread
+    /// (which enters the namespaces one after the other): for work across many namespaces at
+    /// once, such as reading a whole lab. One result per namespace, in order. Needs a tokio
+    /// runtime.
+    pub async fn open_many(namespaces: &[NetNs]) -> Result<Vec<Result<Self, NetlinkError>>, NetlinkError> {
+        let runtime = runtime()?;
+        let sockets = NetNs::job_each(namespaces.to_vec(), open_socket)
+            .await
+            .map_err(|e| NetlinkError::local(e.to_string()))?;
+        Ok(sockets
+            .into_iter()
+            .zip(namespaces)
+            .map(|(s, ns)| match s {
+                Ok(Ok(socket)) => Self::from_socket(&runtime, socket, ns.clone()),
+                Ok(Err(e)) => Err(io_error(&e)),
+                Err(e) => Err(NetlinkError::local(e.to_string())),
+            })
+            .collect())
+    }
+
     /// Open a handle in the namespace of the calling thread. The handle holds that namespace
     /// open and keeps working in it (for netlink and for the work it does inside the
     /// namespace) whatever thread later uses it. Needs a tokio runtime, as [`Handle::new`].

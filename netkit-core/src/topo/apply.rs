@@ -114,10 +114,29 @@ struct Run<'a> {
     path: PathBuf,
     handles: BTreeMap<String, Handle>,
     created: BTreeSet<String>,
-    /// Link ends made by this apply, to wait for their carrier.
+    /// Link ends made by this apply outside the host namespace, to wait for their carrier.
     made: Vec<(Handle, String)>,
+    /// Link ends made by this apply in the host namespace, to wait for their carrier.
+    made_host: Vec<String>,
     /// What this apply made (for `--atomic`).
     fresh: Record,
+    /// Indexes of devices made by this apply, by node and name (a new node's settings go in
+    /// one batch by index: see `ensure_l3`).
+    indexes: BTreeMap<(String, String), u32>,
+    /// Indexes of the lab's bridges in the host namespace.
+    bridge_index: BTreeMap<String, u32>,
+    /// What existing nodes held when this apply read them (all at once, in parallel, before
+    /// changing anything); a node's entry goes when this apply changes its links.
+    seen: BTreeMap<String, Seen>,
+    /// The host namespace's links, read once; `None` after this apply changed them.
+    host_links: Option<BTreeMap<String, crate::Link>>,
+}
+
+/// One node's links, addresses and routes, read in one go.
+struct Seen {
+    links: BTreeMap<String, crate::Link>,
+    addrs: Vec<crate::Address>,
+    routes: Vec<crate::RouteInfo>,
 }
 
 impl Run<'_> {
@@ -172,7 +191,12 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
         handles: BTreeMap::new(),
         created: BTreeSet::new(),
         made: Vec::new(),
+        made_host: Vec::new(),
         fresh: Record::default(),
+        indexes: BTreeMap::new(),
+        bridge_index: BTreeMap::new(),
+        seen: BTreeMap::new(),
+        host_links: None,
     };
     if let Some((h, _)) = &lab.host {
         run.handles.insert(h.clone(), host.clone());
@@ -194,6 +218,7 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
 async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
     let lab = run.lab;
     remove_undeclared(run, host).await?;
+    read_all(run, host).await?;
     for node in lab.nodes.keys() {
         ensure_node(run, node).await?;
     }
@@ -213,6 +238,7 @@ async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
     // A new veth end carries traffic (and a bridge forwards through a new port) only once the
     // kernel has seen its carrier, which it does up to a second later: apply returns a lab
     // that works.
+    wait_host_carrier(host, std::mem::take(&mut run.made_host)).await?;
     for (h, ifname) in std::mem::take(&mut run.made) {
         wait_oper_up(&h, &ifname).await?;
     }
@@ -349,14 +375,15 @@ async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
         run.fresh.netns.insert(ns.clone());
         run.handles.insert(node.to_string(), h);
         run.created.insert(node.to_string());
+        return Ok(());
     } else {
         run.intend(|r| r.netns.insert(ns.clone()))?;
     }
     let Some(h) = run.handle(node).await? else {
         return Ok(());
     };
-    let lo = h.link_get("lo").await.map_err(|e| TopoError::kernel(&ns, e))?;
-    if !lo.up {
+    let lo = run.look(Some(node), Some(&h), "lo").await?;
+    if !lo.is_some_and(|l| l.up) {
         run.change(format!("set lo up in {ns}"));
         if !run.opts.dry_run {
             h.link_set_up("lo").await.map_err(|e| TopoError::kernel(&ns, e))?;
@@ -366,8 +393,9 @@ async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
 }
 
 async fn ensure_bridge(run: &mut Run<'_>, host: &Handle, name: &str) -> Result<(), TopoError> {
-    match host.link_get(name).await {
-        Ok(l) if l.kind == LinkKind::Bridge => {
+    match run.look(None, Some(host), name).await? {
+        Some(l) if l.kind == LinkKind::Bridge => {
+            run.bridge_index.insert(name.to_string(), l.index);
             run.intend(|r| r.bridges.insert(name.to_string()))?;
             if !l.up {
                 run.change(format!("set bridge {name} up"));
@@ -377,24 +405,119 @@ async fn ensure_bridge(run: &mut Run<'_>, host: &Handle, name: &str) -> Result<(
             }
             Ok(())
         }
-        Ok(l) => Err(TopoError::Conflict(format!(
+        Some(l) => Err(TopoError::Conflict(format!(
             "{name} exists in the host namespace and is a {:?}, not a bridge",
             l.kind
         ))),
-        Err(e) if e.is_not_found() => {
+        None => {
             run.change(format!("create bridge {name}"));
             if run.opts.dry_run {
                 return Ok(());
             }
             run.intend(|r| r.bridges.insert(name.to_string()))?;
-            host.link_add(&Bridge::new(name))
+            run.touched(None);
+            let made = host
+                .link_add(&Bridge::new(name).up())
                 .await
                 .map_err(|e| TopoError::kernel("host", e))?;
             run.fresh.bridges.insert(name.to_string());
-            host.link_set_up(name).await.map_err(|e| TopoError::kernel("host", e))?;
+            run.bridge_index.insert(name.to_string(), made.index);
             Ok(())
         }
-        Err(e) => Err(TopoError::kernel("host", e)),
+    }
+}
+
+/// How many namespaces [`read_all`] reads at once.
+const READERS: usize = 8;
+
+/// Read every existing node (links, addresses, routes) and the host's links before changing
+/// anything, `READERS` namespaces at a time: an apply that changes nothing costs these reads
+/// and no more.
+async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
+    let links = host.link_list().await.map_err(|e| TopoError::kernel(host.netns(), e))?;
+    run.host_links = Some(links.into_iter().map(|l| (l.name.clone(), l)).collect());
+    let present: BTreeSet<String> = NetNs::list()
+        .map_err(|e| TopoError::kernel("(namespaces)", e))?
+        .into_iter()
+        .collect();
+    let todo: Vec<(String, String)> = run
+        .lab
+        .nodes
+        .keys()
+        .map(|n| (n.clone(), run.lab.netns_of(n)))
+        .filter(|(n, ns)| present.contains(ns) && !run.created.contains(n))
+        .collect();
+    // Every socket in one helper trip, then the reads on READERS tasks.
+    let namespaces = todo
+        .iter()
+        .map(|(_, ns)| NetNs::open(ns).map_err(|e| TopoError::kernel(ns, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let handles = Handle::open_many(&namespaces)
+        .await
+        .map_err(|e| TopoError::kernel("(namespaces)", e))?;
+    let mut work = Vec::new();
+    for ((node, ns), h) in todo.into_iter().zip(handles) {
+        work.push((node, ns.clone(), h.map_err(|e| TopoError::kernel(&ns, e))?));
+    }
+    let work = std::sync::Arc::new(std::sync::Mutex::new(work));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..READERS {
+        let work = work.clone();
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((node, ns, h)) = next else { break };
+                let seen = read_node(&h).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                out.push((node, (h, seen)));
+            }
+            Ok::<_, TopoError>(out)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let read = done.map_err(|e| TopoError::kernel("(reader task)", e))??;
+        for (node, (h, seen)) in read {
+            run.handles.insert(node.clone(), h);
+            run.seen.insert(node, seen);
+        }
+    }
+    Ok(())
+}
+
+async fn read_node(h: &Handle) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+    let links = h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect();
+    let addrs = h.addr_list(None).await?;
+    let routes = h.route_list(None, Some(254)).await?;
+    Ok(Seen { links, addrs, routes })
+}
+
+impl Run<'_> {
+    /// `ifname` of `node` (`None`: the host) as read by [`read_all`], or asked now when this
+    /// apply changed that namespace since.
+    async fn look(
+        &mut self,
+        node: Option<&str>,
+        h: Option<&Handle>,
+        ifname: &str,
+    ) -> Result<Option<crate::Link>, TopoError> {
+        let known = match node {
+            None => self.host_links.as_ref().map(|m| m.get(ifname).cloned()),
+            Some(n) => self.seen.get(n).map(|s| s.links.get(ifname).cloned()),
+        };
+        match known {
+            Some(l) => Ok(l),
+            None => probe(h, ifname).await,
+        }
+    }
+
+    /// This apply changes the links of `node` (`None`: the host): read them live from now on.
+    fn touched(&mut self, node: Option<&str>) {
+        match node {
+            None => self.host_links = None,
+            Some(n) => {
+                self.seen.remove(n);
+            }
+        }
     }
 }
 
@@ -419,10 +542,20 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
     } else {
         run.handle(&l.b.node).await?
     };
-    let (la, lb) = (
-        probe(a.as_ref(), &l.a.ifname).await?,
-        probe(b.as_ref(), &l.b.ifname).await?,
-    );
+    // An end in a namespace this apply created cannot exist yet: no need to look.
+    let fresh_a = run.created.contains(&l.a.node);
+    let fresh_b = !host_side && run.created.contains(&l.b.node);
+    let b_node = (!host_side).then_some(l.b.node.as_str());
+    let la = if fresh_a {
+        None
+    } else {
+        run.look(Some(&l.a.node), a.as_ref(), &l.a.ifname).await?
+    };
+    let lb = if fresh_b {
+        None
+    } else {
+        run.look(b_node, b.as_ref(), &l.b.ifname).await?
+    };
     let name = |e: &Endpoint| e.to_string();
     match (&la, &lb) {
         (Some(x), Some(y)) => {
@@ -438,7 +571,7 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
                 }
             }
             if bridged {
-                let br = host.link_get(&l.b.node).await.ok().map(|b| b.index);
+                let br = run.bridge_index.get(&l.b.node).copied();
                 if br.is_some() && y.master != br {
                     run.change(format!("attach {} to bridge {}", l.b.ifname, l.b.node));
                     if !run.opts.dry_run {
@@ -461,6 +594,8 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
                 (b.clone(), &l.b.ifname)
             };
             run.change(format!("delete half-made link {ifname}"));
+            run.touched(Some(&l.a.node));
+            run.touched(b_node);
             if let (false, Some(h)) = (run.opts.dry_run, h) {
                 h.link_del(ifname).await.map_err(|e| TopoError::kernel(h.netns(), e))?;
             }
@@ -471,6 +606,8 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
     if run.opts.dry_run {
         return Ok(());
     }
+    run.touched(Some(&l.a.node));
+    run.touched(b_node);
     run.intend(|r| r.links.insert(key.clone()))?;
     let (a, b) = (a.expect("made by now"), b.expect("made by now"));
     // The pair is made from the `b` side (the host for a bridge port) with the `a` end born
@@ -485,10 +622,18 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
     if let Some(mtu) = l.mtu {
         veth = veth.mtu(mtu);
     }
+    let bridge = if bridged {
+        run.bridge_index.get(&l.b.node).copied()
+    } else {
+        None
+    };
+    if let Some(br) = bridge {
+        veth = veth.master_index(br);
+    }
     let bns = b.netns().to_string();
-    b.link_add(&veth).await.map_err(|e| TopoError::kernel(&bns, e))?;
+    let made = b.link_add(&veth).await.map_err(|e| TopoError::kernel(&bns, e))?;
     run.fresh.links.insert(key.clone());
-    if bridged {
+    if bridged && bridge.is_none() {
         b.link_set(&l.b.ifname)
             .master(&l.b.node)
             .up()
@@ -496,16 +641,61 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
             .await
             .map_err(|e| TopoError::kernel(&bns, e))?;
     }
-    a.link_set_up(&l.a.ifname)
-        .await
-        .map_err(|e| TopoError::kernel(a.netns(), e))?;
-    run.made.push((a, l.a.ifname.clone()));
-    run.made.push((b, l.b.ifname.clone()));
+    if !host_side {
+        run.indexes.insert((l.b.node.clone(), l.b.ifname.clone()), made.index);
+    }
+    // The a end: IFLA_LINK of the b end is its index in a's namespace. In a node this apply
+    // created, it goes up with the node's other settings (one batch); elsewhere right now.
+    match made.parent.filter(|_| fresh_a) {
+        Some(index) => {
+            run.indexes.insert((l.a.node.clone(), l.a.ifname.clone()), index);
+        }
+        None => a
+            .link_set_up(&l.a.ifname)
+            .await
+            .map_err(|e| TopoError::kernel(a.netns(), e))?,
+    }
+    // Carrier is the pair's: one end tells (the host's, read in one dump for all).
+    if host_side {
+        run.made_host.push(l.b.ifname.clone());
+    } else {
+        run.made.push((b, l.b.ifname.clone()));
+    }
     Ok(())
 }
 
 /// How long [`apply`] waits for a new link end's carrier.
 const CARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until every link of `names` in the host namespace is operationally up, reading them
+/// all with one dump per look (bounded by [`CARRIER_WAIT`]).
+async fn wait_host_carrier(host: &Handle, mut names: Vec<String>) -> Result<(), TopoError> {
+    let deadline = tokio::time::Instant::now() + CARRIER_WAIT;
+    while !names.is_empty() {
+        let up: BTreeSet<String> = host
+            .link_list()
+            .await
+            .map_err(|e| TopoError::kernel(host.netns(), e))?
+            .into_iter()
+            .filter(|l| l.oper_up)
+            .map(|l| l.name)
+            .collect();
+        names.retain(|n| !up.contains(n));
+        if names.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TopoError::Conflict(format!(
+                "{} in {} have no carrier {} s after they were made",
+                names.join(", "),
+                host.netns(),
+                CARRIER_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
 
 /// Wait until `ifname` is operationally up (bounded by [`CARRIER_WAIT`]).
 async fn wait_oper_up(h: &Handle, ifname: &str) -> Result<(), TopoError> {
@@ -534,7 +724,7 @@ async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<()
     let ns = run.lab.netns_of(name);
     let h = run.handle(name).await?;
     for (dev, v) in &node.vxlan {
-        match probe(h.as_ref(), dev).await? {
+        match run.look(Some(name), h.as_ref(), dev).await? {
             Some(l) if l.kind == LinkKind::Vxlan => continue,
             Some(l) => {
                 return Err(TopoError::Conflict(format!(
@@ -545,6 +735,7 @@ async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<()
             None => {}
         }
         run.change(format!("create vxlan {dev} (id {}) in {name}", v.id));
+        run.touched(Some(name));
         if let (false, Some(h)) = (run.opts.dry_run, &h) {
             let mut spec = crate::link::Vxlan::new(dev, v.id)
                 .port(v.dstport)
@@ -563,7 +754,7 @@ async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<()
         }
     }
     for (br, ports) in &node.bridges {
-        let bridge = probe(h.as_ref(), br).await?;
+        let bridge = run.look(Some(name), h.as_ref(), br).await?;
         let index = match &bridge {
             Some(l) if l.kind == LinkKind::Bridge => Some(l.index),
             Some(l) => {
@@ -574,6 +765,7 @@ async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<()
             }
             None => {
                 run.change(format!("create bridge {br} in {name}"));
+                run.touched(Some(name));
                 if let (false, Some(h)) = (run.opts.dry_run, &h) {
                     let made = h
                         .link_add(&Bridge::new(br).mac(crate::MacAddr::stable(&[&run.lab.name, name, br])))
@@ -587,11 +779,12 @@ async fn ensure_devices(run: &mut Run<'_>, name: &str, node: &Node) -> Result<()
             }
         };
         for p in ports {
-            let port = probe(h.as_ref(), p).await?;
+            let port = run.look(Some(name), h.as_ref(), p).await?;
             if port.as_ref().is_some_and(|l| index.is_some() && l.master == index) {
                 continue;
             }
             run.change(format!("attach {p} to bridge {br} in {name}"));
+            run.touched(Some(name));
             if let (false, Some(h)) = (run.opts.dry_run, &h) {
                 h.link_set(p)
                     .master(br)
@@ -708,12 +901,80 @@ async fn ensure_nat(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), To
     Ok(())
 }
 
+/// The settings of a node this apply created, in one batch (one system call): lo and its new
+/// link ends up, its addresses, its routes; then its sysctls. Nothing to compare with: the
+/// namespace is new.
+async fn new_node_l3(run: &mut Run<'_>, name: &str, node: &Node, ns: &str) -> Result<(), TopoError> {
+    let h = run.handle(name).await?.expect("a node this apply created has a handle");
+    let kernel = |e: &dyn std::fmt::Display| TopoError::kernel(ns, e);
+    let mut index_of = BTreeMap::new();
+    for ((n, dev), i) in &run.indexes {
+        if n == name {
+            index_of.insert(dev.clone(), *i);
+        }
+    }
+    index_of.insert("lo".to_string(), 1);
+    let mut b = h.batch();
+    for i in index_of.values() {
+        b.link_up(*i);
+    }
+    let lookup = |dev: &str| {
+        let known = index_of.get(dev).copied();
+        let h = h.clone();
+        let dev = dev.to_string();
+        async move {
+            match known {
+                Some(i) => Ok(i),
+                None => h.link_get(&dev).await.map(|l| l.index),
+            }
+        }
+    };
+    for (dev, prefixes) in &node.addresses {
+        let index = lookup(dev).await.map_err(|e| kernel(&e))?;
+        for p in prefixes {
+            run.report.changes.push(format!("add address {p} to {name}:{dev}"));
+            b.addr_add(index, *p);
+        }
+    }
+    for r in &node.routes {
+        run.report.changes.push(format!("add route {r} in {name}"));
+        let mut route = Route::new(r.dst).protocol(ROUTE_PROTOCOL);
+        if let Some(v) = r.via {
+            route = route.gateway(v);
+        }
+        if let Some(d) = &r.dev {
+            route = route.dev_index(lookup(d).await.map_err(|e| kernel(&e))?);
+        }
+        b.route_add(&route).await.map_err(|e| kernel(&e))?;
+    }
+    b.send().await.map_err(|e| kernel(&e))?;
+    for (key, value) in &node.sysctls {
+        run.report.changes.push(format!("set sysctl {key}={value} in {name}"));
+        h.sysctl_set(key, value).await.map_err(|e| kernel(&e))?;
+    }
+    Ok(())
+}
+
 async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), TopoError> {
     let ns = ns_label(run.lab, name, run.opts);
+    if run.created.contains(name) && !run.opts.dry_run {
+        return new_node_l3(run, name, node, &ns).await;
+    }
     let h = run.handle(name).await?;
+    let seen = run.seen.remove(name);
     for (dev, wanted) in &node.addresses {
-        let have: Vec<IpNetwork> = match &h {
-            Some(h) => match h.addr_list(Some(dev)).await {
+        let from_seen = seen.as_ref().map(|s| match s.links.get(dev) {
+            Some(l) => s
+                .addrs
+                .iter()
+                .filter(|a| a.index == l.index && a.scope == Scope::Universe)
+                .map(|a| a.prefix)
+                .collect(),
+            None => Vec::new(),
+        });
+        let have: Vec<IpNetwork> = match (&h, from_seen) {
+            (_, Some(have)) => have,
+            (Some(h), None) => match h.addr_list(Some(dev)).await {
                 Ok(list) => list
                     .into_iter()
                     .filter(|a| a.scope == Scope::Universe)
@@ -722,7 +983,7 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
                 Err(e) if e.is_not_found() => Vec::new(),
                 Err(e) => return Err(TopoError::kernel(&ns, e)),
             },
-            None => Vec::new(),
+            (None, None) => Vec::new(),
         };
         for p in wanted.iter().filter(|p| !have.contains(p)) {
             run.change(format!("add address {p} to {name}:{dev}"));
@@ -741,12 +1002,13 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
             }
         }
     }
-    let routes = match &h {
-        Some(h) => h
+    let routes = match (&h, seen) {
+        (_, Some(seen)) => seen.routes,
+        (Some(h), None) => h
             .route_list(None, Some(254))
             .await
             .map_err(|e| TopoError::kernel(&ns, e))?,
-        None => Vec::new(),
+        (None, None) => Vec::new(),
     };
     let mut keep = Vec::new();
     for r in &node.routes {
@@ -886,15 +1148,14 @@ pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError>
         .into_iter()
         .map(|l| l.name)
         .collect();
-    for group in [&ports, &bridges] {
-        let names: Vec<&str> = group
-            .iter()
-            .filter(|n| existing.contains(*n))
-            .map(String::as_str)
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
+    // Ports and bridges in one bulk delete: one wait for the kernel for all.
+    let names: Vec<&str> = ports
+        .iter()
+        .chain(&bridges)
+        .filter(|n| existing.contains(*n))
+        .map(String::as_str)
+        .collect();
+    if !names.is_empty() {
         report.changes.extend(names.iter().map(|n| format!("delete {n}")));
         if !opts.dry_run {
             if let Err(e) = host.link_del_many(&names).await {
