@@ -371,6 +371,8 @@ async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
             return Ok(());
         }
         run.intend(|r| r.netns.insert(ns.clone()))?;
+        // A name claimed by an apply killed before it could mount the namespace: take it back.
+        NetNs::delete(&ns).map_err(|e| TopoError::kernel(&ns, e))?;
         let h = Handle::create_netns(&ns).await.map_err(|e| TopoError::kernel(&ns, e))?;
         run.fresh.netns.insert(ns.clone());
         run.handles.insert(node.to_string(), h);
@@ -448,10 +450,12 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
         .filter(|(n, ns)| present.contains(ns) && !run.created.contains(n))
         .collect();
     // Every socket in one helper trip, then the reads on READERS tasks.
-    let namespaces = todo
-        .iter()
-        .map(|(_, ns)| NetNs::open(ns).map_err(|e| TopoError::kernel(ns, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A name that does not open as a namespace (claimed by an apply killed before it mounted
+    // it) is read as absent: ensure_node makes it again.
+    let (todo, namespaces): (Vec<_>, Vec<_>) = todo
+        .into_iter()
+        .filter_map(|(node, ns)| NetNs::open(&ns).ok().map(|n| ((node, ns), n)))
+        .unzip();
     let handles = Handle::open_many(&namespaces)
         .await
         .map_err(|e| TopoError::kernel("(namespaces)", e))?;
