@@ -381,3 +381,61 @@ async fn a_failed_apply_is_undone_with_atomic_and_finished_by_destroy_without() 
     assert!(l.lab.nodes.keys().all(|n| !left.contains(&l.ns(n))));
     assert_eq!(snapshot::link_names(l.host.name()), before_host);
 }
+
+#[tokio::test]
+async fn addresses_from_a_pool_are_stable_across_applies_and_given_back_by_destroy() {
+    let name = unique("q");
+    let text = format!(
+        r#"
+name: {name}
+pools:
+  lan: {{subnet: 10.66.0.0/24, range_start: 10.66.0.10, gateway: 10.66.0.1}}
+topology:
+  nodes:
+    host: {{kind: host, addresses: {{{name}br: [10.66.0.1/24]}}}}
+    a: {{addresses: {{eth0: ["pool:lan"]}}}}
+    b: {{addresses: {{eth0: ["pool:lan"]}}}}
+    {name}br: {{kind: bridge}}
+  links:
+    - endpoints: ["a:eth0", "{name}br:{name}a"]
+    - endpoints: ["b:eth0", "{name}br:{name}b"]
+"#
+    );
+    let l = Lab1::new(&text).await;
+    let mut dry = l.opts.clone();
+    dry.dry_run = true;
+    let plan = topo::apply(&l.lab, &dry).await.unwrap().changes;
+    assert!(
+        plan.contains(&"allocate an address from pool lan for a:eth0".to_string()),
+        "{plan:?}"
+    );
+    let first = topo::apply(&l.lab, &l.opts).await.unwrap().changes;
+    // From range_start on; never the gateway.
+    assert!(
+        first.contains(&"add address 10.66.0.10/24 to a:eth0".to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&"add address 10.66.0.11/24 to b:eth0".to_string()),
+        "{first:?}"
+    );
+    assert_eq!(
+        topo::apply(&l.lab, &l.opts).await.unwrap().changes,
+        Vec::<String>::new()
+    );
+    let (resolved, pending) = topo::resolve(&l.lab, &l.opts).unwrap();
+    assert!(pending.is_empty());
+    let a = resolved.nodes["a"].addresses["eth0"][0];
+    let b = resolved.nodes["b"].addresses["eth0"][0];
+    assert_ne!(a, b);
+    assert!(l
+        .host
+        .sh(&format!("ip netns exec {} ip -o addr show eth0", l.ns("a")))
+        .contains(&a.to_string()));
+    assert!(topo::ping_matrix(&resolved).unwrap().iter().all(|p| p.ok));
+    topo::destroy(&l.lab, &l.opts).await.unwrap();
+    assert!(
+        std::fs::read_dir(&l.opts.state_dir).unwrap().next().is_none(),
+        "the pool store is gone"
+    );
+}

@@ -179,13 +179,15 @@ impl Run<'_> {
 /// [the topo module](crate::topo) for what that covers), and wait until every new link end has
 /// carrier. With `dry_run`, make nothing and return the plan.
 pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
+    let (resolved, pending) = super::pools::resolve(lab, opts)?;
+    let lab = &resolved;
     let path = record_path(opts, &lab.name);
     let record = load(&path)?;
     let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
     let mut run = Run {
         lab,
         opts,
-        report: Report::default(),
+        report: Report { changes: pending },
         record,
         path,
         handles: BTreeMap::new(),
@@ -1139,6 +1141,11 @@ pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError>
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             failures.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    if !opts.dry_run {
+        if let Err(e) = super::pools::release_all(lab, opts) {
+            failures.push(format!("pools: {e}"));
         }
     }
     let fw_root = opts.state_dir.join(format!("{}.fw", lab.name));

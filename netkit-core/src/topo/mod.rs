@@ -4,7 +4,10 @@
 //!
 //! The file is containerlab's format (`*.clab.yml`, read as containerlab writes it: its
 //! `linux` nodes become namespaces, its `bridge` nodes bridges) or netkit's own, which is the
-//! same layout with per-node `addresses` and `routes` added (see [`parse()`](parse::parse)).
+//! same layout with netkit's additions (see [`parse()`](parse::parse)): per node `addresses`
+//! (literal, or `pool:NAME` from the lab's `pools`, through netkit's IPAM: [`resolve`]),
+//! `routes`, `nat` (masquerade, port mappings), `vxlan` devices and `bridges` inside the node,
+//! and the `kind: host` node for the host namespace itself.
 //!
 //! [`apply`] reconciles: it reads what exists (namespaces, links, addresses, routes, sysctls) and
 //! makes only what differs, so applying the same file twice changes nothing the second time, an
@@ -37,11 +40,13 @@ mod apply;
 pub mod graph;
 mod model;
 pub mod parse;
+mod pools;
 mod reach;
 
 pub use apply::{apply, destroy, Report, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
-pub use model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef, VxlanDef};
+pub use model::{Endpoint, Lab, LinkDef, Nat, Node, PoolDef, RouteDef, VxlanDef};
 pub use parse::{parse, Format};
+pub use pools::resolve;
 pub use reach::{ping_matrix, Probe};
 
 use std::path::{Path, PathBuf};

@@ -23,8 +23,27 @@ pub struct Lab {
     pub host: Option<(String, Node)>,
     /// Links, in file order.
     pub links: Vec<LinkDef>,
+    /// Address pools (`pools: {pods: {subnet: 10.70.0.0/24}}`), by name.
+    pub pools: BTreeMap<String, PoolDef>,
+    /// Interfaces that take an address from a pool (`addresses: {eth0: [pool:pods]}`):
+    /// `(node, interface, pool)`. [`crate::topo::resolve`] turns them into addresses.
+    pub pool_addresses: Vec<(String, String, String)>,
     /// Warnings met while reading the file (settings netkit ignores), one line each.
     pub warnings: Vec<String>,
+}
+
+/// An address pool of a lab (netkit's IPAM: addresses handed out once per interface and kept
+/// across applies, released by destroy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDef {
+    /// The subnet.
+    pub subnet: IpNetwork,
+    /// First address handed out (default: the subnet's second).
+    pub start: Option<IpAddr>,
+    /// Last address handed out (default: the subnet's last but one).
+    pub end: Option<IpAddr>,
+    /// The gateway, never handed out (default: the subnet's first address).
+    pub gateway: Option<IpAddr>,
 }
 
 impl Lab {
@@ -62,6 +81,8 @@ pub struct Node {
     /// Bridges inside the node, by name, each with the node's interfaces that are its ports
     /// (link ends, VXLAN devices).
     pub bridges: BTreeMap<String, Vec<String>>,
+    /// `(interface, pool)` while the file is read (moved to [`Lab::pool_addresses`]).
+    pub(crate) pooled: Vec<(String, String)>,
 }
 
 /// A VXLAN device of a node (`vxlan: {vx0: {id: 42, remote: 192.0.2.2, dev: eth1}}`).

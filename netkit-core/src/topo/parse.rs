@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde_norway::{Mapping, Value};
 
-use super::model::{Endpoint, Lab, LinkDef, Nat, Node, RouteDef, VxlanDef};
+use super::model::{Endpoint, Lab, LinkDef, Nat, Node, PoolDef, RouteDef, VxlanDef};
 use super::TopoError;
 
 /// Which naming scheme a file follows.
@@ -191,10 +191,11 @@ fn check_name(name: &str, path: &str) -> Result<(), TopoError> {
 impl Reader {
     fn lab(&mut self, root: &Value, format: Format) -> Result<Lab, TopoError> {
         let top = map(root, "(file)")?;
-        let (mut name, mut prefix, mut topology) = (None, None, None);
+        let (mut name, mut prefix, mut topology, mut pools_v) = (None, None, None, None);
         for (k, v) in entries(top, "(file)")? {
             match k.as_str() {
                 "name" => name = Some(string(v, "name")?),
+                "pools" => pools_v = Some(v),
                 "prefix" => prefix = Some(string(v, "prefix")?),
                 "topology" => topology = Some(v),
                 "mgmt" | "settings" | "debug" => self.warnings.push(format!("{k}: ignored (containers only)")),
@@ -233,8 +234,17 @@ impl Reader {
             bridges: Vec::new(),
             links: Vec::new(),
             host: None,
+            pools: BTreeMap::new(),
+            pool_addresses: Vec::new(),
             warnings: Vec::new(),
         };
+        if let Some(v) = pools_v {
+            for (pool, spec) in entries(map(v, "pools")?, "pools")? {
+                let at = format!("pools.{pool}");
+                check_name(&pool, &at)?;
+                lab.pools.insert(pool, pool_def(spec, &at)?);
+            }
+        }
         let nodes_v = nodes_v.ok_or_else(|| invalid("topology.nodes", "missing"))?;
         for (node, v) in entries(nodes_v, "topology.nodes")? {
             let path = format!("topology.nodes.{node}");
@@ -326,6 +336,17 @@ impl Reader {
                 }
             }
         }
+        for (node, n) in lab.nodes.iter_mut().chain(lab.host.as_mut().map(|(h, n)| (&*h, n))) {
+            for (dev, pool) in std::mem::take(&mut n.pooled) {
+                if !lab.pools.contains_key(&pool) {
+                    return Err(invalid(
+                        &format!("topology.nodes.{node}.addresses.{dev}"),
+                        format!("no pool {pool:?} in pools"),
+                    ));
+                }
+                lab.pool_addresses.push((node.clone(), dev, pool));
+            }
+        }
         if let Some(links) = links_v {
             self.links(&mut lab, links)?;
         }
@@ -370,12 +391,19 @@ impl Reader {
                         for (dev, list) in entries(map(v, &path)?, &path)? {
                             let at = format!("{path}.{dev}");
                             let mut prefixes = Vec::new();
+                            let mut pools = Vec::new();
                             for (i, s) in strings(list, &at)?.iter().enumerate() {
+                                if let Some(pool) = s.strip_prefix("pool:") {
+                                    pools.push(pool.to_string());
+                                    continue;
+                                }
                                 let p: IpNetwork = s
                                     .parse()
                                     .map_err(|e| invalid(&format!("{at}[{i}]"), format!("{s:?}: {e}")))?;
                                 prefixes.push(p);
                             }
+                            n.pooled.retain(|(d, _)| d != &dev);
+                            n.pooled.extend(pools.into_iter().map(|p| (dev.clone(), p)));
                             n.addresses.insert(dev, prefixes);
                         }
                     }
@@ -567,6 +595,36 @@ fn endpoint(v: &Value, path: &str) -> Result<Endpoint, TopoError> {
         }
         _ => Err(invalid(path, "expected \"node:interface\"")),
     }
+}
+
+/// `{subnet: CIDR, range_start: IP, range_end: IP, gateway: IP}` (host-local's names).
+fn pool_def(v: &Value, path: &str) -> Result<PoolDef, TopoError> {
+    let (mut subnet, mut start, mut end, mut gateway) = (None, None, None, None);
+    for (k, v) in entries(map(v, path)?, path)? {
+        let at = format!("{path}.{k}");
+        let s = string(v, &at)?;
+        let ip = || s.parse::<IpAddr>().map_err(|e| invalid(&at, format!("{s:?}: {e}")));
+        match k.as_str() {
+            "subnet" => {
+                subnet = Some(
+                    s.parse::<IpNetwork>()
+                        .map_err(|e| invalid(&at, format!("{s:?}: {e}")))?,
+                )
+            }
+            "range_start" | "rangeStart" => start = Some(ip()?),
+            "range_end" | "rangeEnd" => end = Some(ip()?),
+            "gateway" => gateway = Some(ip()?),
+            _ => return Err(invalid(&at, "unknown key (subnet, range_start, range_end, gateway)")),
+        }
+    }
+    let subnet = subnet.ok_or_else(|| invalid(&format!("{path}.subnet"), "missing"))?;
+    crate::ipam::IpRange::new(subnet, start, end, gateway).map_err(|e| invalid(path, e.to_string()))?;
+    Ok(PoolDef {
+        subnet,
+        start,
+        end,
+        gateway,
+    })
 }
 
 /// `{id: N, remote: IP, local: IP, dev: NAME, dstport: N}`.
@@ -840,6 +898,10 @@ topology:
         assert!(e.starts_with("topology.nodes.a.nat.ports[0].to:"), "{e}");
         let e = err("name: x\ntopology:\n  nodes: {h: {kind: host}, b: {kind: bridge}}\n  links: [{endpoints: [\"h:x\", \"b:y\"]}]\n");
         assert!(e.contains("both ends are in the host namespace"), "{e}");
+        let e = err("name: x\ntopology:\n  nodes: {a: {addresses: {lo: [\"pool:p\"]}}}\n");
+        assert_eq!(e, "topology.nodes.a.addresses.lo: no pool \"p\" in pools");
+        let e = err("name: x\npools: {p: {subnet: 10.0.0.0/30, range_start: 10.1.0.1}}\ntopology:\n  nodes: {a: {}}\n");
+        assert!(e.starts_with("pools.p: "), "{e}");
         let e = err("name: x\ntopology:\n  nodes: {a: {routes: [{dst: default}]}}\n");
         assert_eq!(e, "topology.nodes.a.routes[0]: a route needs `via` or `dev`");
     }
