@@ -439,3 +439,34 @@ topology:
         "the pool store is gone"
     );
 }
+
+#[tokio::test]
+async fn two_ends_that_are_not_one_pair_are_remade() {
+    let name = unique("m");
+    let l = Lab1::new(&lab_text(&name)).await;
+    topo::apply(&l.lab, &l.opts).await.unwrap();
+    // Someone replaces the r1-h3 pair by two pairs of their own, with the same end names.
+    let (r1, h3) = (l.ns("r1"), l.ns("h3"));
+    in_ns(&r1, &["ip", "link", "del", "eth2"]);
+    in_ns(
+        &r1,
+        &["ip", "link", "add", "eth2", "type", "veth", "peer", "name", "stray"],
+    );
+    in_ns(
+        &h3,
+        &["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "stray"],
+    );
+    let plan = {
+        let mut dry = l.opts.clone();
+        dry.dry_run = true;
+        topo::apply(&l.lab, &dry).await.unwrap().changes
+    };
+    assert!(
+        plan.iter()
+            .any(|c| c.contains("r1:eth2") && c.contains("not one veth pair")),
+        "{plan:?}"
+    );
+    topo::apply(&l.lab, &l.opts).await.unwrap();
+    assert!(l.ping("h3", "10.61.0.1"), "h3 reaches h1 through the remade pair");
+    topo::destroy(&l.lab, &l.opts).await.unwrap();
+}

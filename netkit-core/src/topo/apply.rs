@@ -563,6 +563,35 @@ async fn ensure_link(run: &mut Run<'_>, host: &Handle, l: &LinkDef) -> Result<()
         run.look(b_node, b.as_ref(), &l.b.ifname).await?
     };
     let name = |e: &Endpoint| e.to_string();
+    // Two ends that exist but are not each other's peers (veth's IFLA_LINK names the peer's
+    // index) are two halves of other pairs: remade as one pair.
+    let paired = |x: &crate::Link, y: &crate::Link| {
+        x.kind == LinkKind::Veth && y.kind == LinkKind::Veth && x.parent == Some(y.index) && y.parent == Some(x.index)
+    };
+    if let (Some(x), Some(y)) = (&la, &lb) {
+        if !paired(x, y) {
+            run.change(format!(
+                "delete {} and {}, which are not one veth pair",
+                name(&l.a),
+                name(&l.b)
+            ));
+            run.touched(Some(&l.a.node));
+            run.touched(b_node);
+            if !run.opts.dry_run {
+                for (h, end) in [(a.as_ref(), &l.a), (b.as_ref(), &l.b)] {
+                    if let Some(h) = h {
+                        h.link_del(&end.ifname)
+                            .await
+                            .map_err(|e| TopoError::kernel(h.netns(), e))?;
+                    }
+                }
+            }
+        }
+    }
+    let (la, lb) = match (la, lb) {
+        (Some(x), Some(y)) if !paired(&x, &y) => (None, None),
+        other => other,
+    };
     match (&la, &lb) {
         (Some(x), Some(y)) => {
             run.intend(|r| r.links.insert(key.clone()))?;

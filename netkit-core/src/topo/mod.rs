@@ -21,9 +21,11 @@
 //! default) *before* it is made, so an apply killed at any point leaves a lab that the next
 //! apply or destroy finishes; things removed from the file are removed from the kernel by the
 //! next apply because the record still names them. Routes a lab adds carry the routing
-//! protocol [`ROUTE_PROTOCOL`], so routes made by anyone else are never deleted. Not checked
-//! yet: that two existing ends of a declared link are each other's peers (a link whose two
-//! ends exist is taken as made).
+//! protocol [`ROUTE_PROTOCOL`], so routes made by anyone else are never deleted. Two existing
+//! ends of a declared link that are not each other's veth peers are remade as one pair.
+//!
+//! Not done yet: new nodes are made one after the other (not on all cores at once), and
+//! destroy does not put back the host's sysctls.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
