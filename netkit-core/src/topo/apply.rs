@@ -221,6 +221,7 @@ async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
     let lab = run.lab;
     remove_undeclared(run, host).await?;
     read_all(run, host).await?;
+    create_nodes(run).await?;
     for node in lab.nodes.keys() {
         ensure_node(run, node).await?;
     }
@@ -365,8 +366,79 @@ async fn remove_undeclared(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoE
     Ok(())
 }
 
+/// Make the namespaces of the nodes that have none, on as many tasks as there are cores
+/// (recorded first, all in one write): namespace creation is the largest part of a new node.
+async fn create_nodes(run: &mut Run<'_>) -> Result<(), TopoError> {
+    if run.opts.dry_run {
+        return Ok(());
+    }
+    let lab = run.lab;
+    let missing: Vec<(String, String)> = lab
+        .nodes
+        .keys()
+        .map(|n| (n.clone(), lab.netns_of(n)))
+        .filter(|(n, ns)| !run.seen.contains_key(n) && NetNs::open(ns).is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run.intend(|r| {
+        for (_, ns) in &missing {
+            r.netns.insert(ns.clone());
+        }
+        true
+    })?;
+    let parallel = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(missing));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..parallel {
+        let queue = queue.clone();
+        tasks.spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((node, ns)) = next else { break };
+                // A name claimed by an apply killed before it could mount the namespace:
+                // take it back.
+                let h = async {
+                    NetNs::delete(&ns)?;
+                    Handle::create_netns(&ns).await
+                }
+                .await;
+                made.push((node, ns, h));
+            }
+            made
+        });
+    }
+    let mut first_error = None;
+    let mut lines = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let made = done.map_err(|e| TopoError::kernel("(create task)", e))?;
+        for (node, ns, h) in made {
+            match h {
+                Ok(h) => {
+                    lines.push(format!("create netns {ns}"));
+                    run.fresh.netns.insert(ns);
+                    run.handles.insert(node.clone(), h);
+                    run.created.insert(node);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(TopoError::kernel(&ns, e));
+                }
+            }
+        }
+    }
+    // In name order, whatever order the tasks made them in.
+    lines.sort();
+    run.report.changes.extend(lines);
+    first_error.map_or(Ok(()), Err)
+}
+
 async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
     let ns = run.lab.netns_of(node);
+    if run.created.contains(node) {
+        return Ok(());
+    }
     if NetNs::open(&ns).is_err() {
         run.change(format!("create netns {ns}"));
         if run.opts.dry_run {

@@ -24,8 +24,8 @@
 //! protocol [`ROUTE_PROTOCOL`], so routes made by anyone else are never deleted. Two existing
 //! ends of a declared link that are not each other's veth peers are remade as one pair.
 //!
-//! Not done yet: new nodes are made one after the other (not on all cores at once), and
-//! destroy does not put back the host's sysctls.
+//! New nodes' namespaces are made on one task per core; their links and settings one node
+//! after the other. Destroy does not put back the host's sysctls.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
