@@ -121,6 +121,16 @@ async fn apply_makes_a_working_lab_reapply_changes_nothing_and_destroy_removes_i
     let failed: Vec<_> = matrix.iter().filter(|p| !p.ok).collect();
     assert!(failed.is_empty(), "unreachable: {failed:?}");
 
+    // status: in sync; a link someone adds inside a node is reported as extra, and left alone.
+    assert_eq!(topo::status(&l.lab, &l.opts).await.unwrap(), topo::Status::default());
+    in_ns(
+        &l.ns("h2"),
+        &["ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1"],
+    );
+    let st = topo::status(&l.lab, &l.opts).await.unwrap();
+    assert!(st.in_sync());
+    assert_eq!(st.extra, ["h2:side0", "h2:side1"]);
+
     let again = topo::apply(&l.lab, &l.opts).await.expect("re-apply");
     assert_eq!(again.changes, Vec::<String>::new(), "re-apply changes nothing");
 

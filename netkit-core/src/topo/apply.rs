@@ -1300,3 +1300,53 @@ pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError>
     }
     Ok(report)
 }
+
+/// How the kernel compares with a lab (`netkit topo status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// What [`apply`] would change (missing or different objects, and objects the lab made
+    /// that the file no longer declares).
+    pub drift: Vec<String>,
+    /// Links inside the lab's nodes that the file does not declare and apply leaves alone
+    /// (someone else's), as `node:ifname`.
+    pub extra: Vec<String>,
+}
+
+impl Status {
+    /// The kernel matches the file.
+    pub fn in_sync(&self) -> bool {
+        self.drift.is_empty()
+    }
+}
+
+/// Compare the kernel with `lab`: [`apply`]'s plan, and the links inside the nodes that the
+/// file does not declare. Changes nothing.
+pub async fn status(lab: &Lab, opts: &TopoOptions) -> Result<Status, TopoError> {
+    let mut dry = opts.clone();
+    dry.dry_run = true;
+    let drift = apply(lab, &dry).await?.changes;
+    let mut extra = Vec::new();
+    for (name, node) in &lab.nodes {
+        let Ok(ns) = NetNs::open(&lab.netns_of(name)) else {
+            continue;
+        };
+        let h = ns.handle().await.map_err(|e| TopoError::kernel(&ns, e))?;
+        let declared: BTreeSet<&str> = lab
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .filter(|e| &e.node == name)
+            .map(|e| e.ifname.as_str())
+            .chain(node.vxlan.keys().map(String::as_str))
+            .chain(node.bridges.keys().map(String::as_str))
+            .chain(["lo"])
+            .collect();
+        for l in h.link_list().await.map_err(|e| TopoError::kernel(&ns, e))? {
+            if !declared.contains(l.name.as_str()) {
+                extra.push(format!("{name}:{}", l.name));
+            }
+        }
+    }
+    extra.sort();
+    Ok(Status { drift, extra })
+}
