@@ -578,3 +578,25 @@ async fn routes_carry_real_traffic() {
         .unwrap();
     assert!(!a.try_sh("ping -c1 -W1 10.80.2.2"), "blackhole did not drop");
 }
+
+/// IPv6 routes carry the router preference `ip -6 route` prints (`pref medium`); IPv4 routes
+/// none.
+#[tokio::test]
+async fn ipv6_route_preference() {
+    let t = setup("rpref").await;
+    t.h.route_add(&Route::new(net("fd00:9::/64")).gateway(ip("fd00:1::fe")))
+        .await
+        .unwrap();
+    let shown = netkit_test_support::cmd::ipj_list(t.name(), &["-6", "route", "show"]);
+    let routes = t.h.route_list(Some(IpFamily::V6), Some(TABLE_MAIN)).await.unwrap();
+    let r = routes
+        .iter()
+        .find(|r| r.destination() == net("fd00:9::/64"))
+        .expect("the route is listed");
+    assert_eq!(r.pref, Some(0));
+    assert_eq!(r.pref_name().as_deref(), Some("medium"));
+    let ip = shown.iter().find(|j| j["dst"] == "fd00:9::/64").expect("ip lists it");
+    assert_eq!(r.pref_name().as_deref(), ip["pref"].as_str());
+    let v4 = t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN)).await.unwrap();
+    assert!(v4.iter().all(|r| r.pref.is_none() && r.pref_name().is_none()));
+}
