@@ -6,7 +6,7 @@
 //! `linkinfo.info_kind` for a link of a kind), the same with `addr_info` (`family`, `local`,
 //! `prefixlen`, `broadcast`, `scope`, `label`, flags as `true` keys) for addresses, and routes
 //! (`type`, `dst`, `gateway`, `dev`, `table`, `protocol`, `scope`, `prefsrc`, `metric`, `flags`,
-//! `metrics`, `nexthops`). Keys come in alphabetical order; values are spelled as `ip -j`
+//! `metrics`, `pref`, `nexthops`). Keys come in alphabetical order; values are spelled as `ip -j`
 //! spells them (`"dst": "default"`, `"table": "100"`, `"protocol": "static"`).
 
 use std::collections::HashMap;
@@ -369,6 +369,9 @@ pub fn route_json(r: &RouteInfo, names: &IfNames, filter: RouteFilter) -> Value 
     if let Some(mtu) = r.mtu {
         m.insert("metrics".into(), json!([{ "mtu": mtu }]));
     }
+    if let Some(pref) = r.pref_name() {
+        m.insert("pref".into(), json!(pref));
+    }
     if !r.nexthops.is_empty() {
         let hops: Vec<Value> = r
             .nexthops
@@ -422,6 +425,9 @@ pub fn route_text(r: &RouteInfo, names: &IfNames, filter: RouteFilter) -> String
     }
     for f in route_flags(r) {
         s += &format!(" {f}");
+    }
+    if let Some(pref) = r.pref_name() {
+        s += &format!(" pref {pref}");
     }
     for nh in &r.nexthops {
         s += "\n\tnexthop";

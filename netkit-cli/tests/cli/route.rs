@@ -101,8 +101,12 @@ fn add_replace_del_show() {
     let t100 = assert_routes_match_ip(ns, &["table", "100"]);
     assert_eq!(t100[0]["dst"], "10.57.0.0/16");
     assert!(t100[0].get("table").is_none(), "{t100}");
-    // (IPv4 only: ip prints an IPv6 route's "pref", which netkit does not report yet.)
-    let every = assert_routes_match_ip(ns, &["-4", "table", "all"]);
+    // Every table, IPv4 and IPv6 (as ip, `table all` without -4/-6 lists both).
+    let every = assert_routes_match_ip(ns, &["table", "all"]);
+    assert!(
+        every.as_array().unwrap().iter().any(|r| r["dst"] == "fe80::/64"),
+        "{every}"
+    );
     let r = every
         .as_array()
         .unwrap()
@@ -194,7 +198,7 @@ fn ipv6_routes_with_dash_6() {
     ok(&["-n", ns, "addr", "add", "fd00:55::1/64", "dev", "r0", "nodad"]);
     ok(&["-n", ns, "route", "add", "fd00:56::/64", "via", "fd00:55::fe"]);
     ok(&["-6", "-n", ns, "route", "add", "default", "dev", "r0"]);
-    let ours = ok_json(&["-6", "-n", ns, "route", "show"]);
+    let ours = assert_routes_match_ip(ns, &["-6"]);
     let ip = ip_json(ns, &["-6", "route", "show"]).unwrap();
     let key = |v: &Value| -> Vec<(String, String, String)> {
         let mut out: Vec<_> = v
