@@ -659,6 +659,10 @@ pub struct RouteInfo {
     pub mtu: Option<u32>,
     /// `onlink` flag.
     pub onlink: bool,
+    /// `linkdown` flag: the output device has no carrier (`ip route` prints `linkdown`).
+    pub linkdown: bool,
+    /// `dead` flag: the next hop is dead.
+    pub dead: bool,
     /// The paths of a multipath route (empty for single-path routes).
     pub nexthops: Vec<NextHopInfo>,
     /// IPv6 router preference (`RTA_PREF`: 0 medium, 1 high, 3 low); `None` for IPv4. See
@@ -682,6 +686,8 @@ impl RouteInfo {
             prefsrc: None,
             mtu: None,
             onlink: msg.header.flags.contains(RouteFlags::Onlink),
+            linkdown: msg.header.flags.contains(RouteFlags::Linkdown),
+            dead: msg.header.flags.contains(RouteFlags::Dead),
             nexthops: Vec::new(),
             pref: None,
         };
