@@ -319,12 +319,12 @@ pub fn kind_name(kind: RouteKind) -> String {
     }
 }
 
+/// A route's flags as `ip route` prints them, in its order.
 fn route_flags(r: &RouteInfo) -> Vec<&'static str> {
-    if r.onlink {
-        vec!["onlink"]
-    } else {
-        Vec::new()
-    }
+    [(r.dead, "dead"), (r.onlink, "onlink"), (r.linkdown, "linkdown")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
 }
 
 /// Which keys a route listing leaves out, as `ip route show` does for what it filtered on

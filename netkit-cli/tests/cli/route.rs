@@ -217,3 +217,24 @@ fn ipv6_routes_with_dash_6() {
     // Without -6, only IPv4 (as ip).
     assert!(!ok(&["-n", ns, "route", "show"]).contains("fd00"));
 }
+
+#[test]
+fn routes_on_a_link_without_carrier_are_linkdown_as_in_ip() {
+    let host = HostNs::new("rldown");
+    let ns = host.name();
+    // x1 stays down: x0 is up without carrier.
+    ok(&["-n", ns, "link", "add", "x0", "type", "veth", "peer", "name", "x1"]);
+    ok(&["-n", ns, "addr", "add", "10.54.0.1/24", "dev", "x0"]);
+    ok(&["-n", ns, "link", "set", "x0", "up"]);
+    ok(&["-n", ns, "route", "add", "default", "via", "10.54.0.254", "dev", "x0"]);
+    let routes = assert_routes_match_ip(ns, &[]);
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["flags"] == serde_json::json!(["linkdown"])),
+        "{routes}"
+    );
+    assert!(ok(&["-n", ns, "route", "show"]).contains("default via 10.54.0.254 dev x0 proto static linkdown"));
+}
