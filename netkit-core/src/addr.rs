@@ -8,6 +8,7 @@
 //! | `ip addr replace PREFIX dev DEV …` | [`Handle::addr_replace`] (or [`AddrRequest::replace`]) |
 //! | `ip addr del PREFIX dev DEV` | [`Handle::addr_del`] (idempotent) |
 //! | `ip addr show [dev DEV]` | [`Handle::addr_list`] |
+//! | `ip addr flush dev DEV` | [`Handle::addr_flush`] |
 //!
 //! IPv4 addresses get a broadcast address computed like `brd +` unless told
 //! otherwise. IPv6 addresses go through duplicate address detection unless
@@ -543,6 +544,41 @@ impl Handle {
             })
             .filter(|a| index.is_none_or(|i| a.index == i))
             .collect())
+    }
+
+    /// Remove every address of a device, IPv4 and IPv6 (link-local included), like
+    /// `ip addr flush dev DEV`; the number of addresses removed. An address the kernel removed
+    /// on its own in between (the secondaries of a deleted primary IPv4 address) is not an
+    /// error. A `dev` that does not exist is one ([`AddrError::is_not_found`]).
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::addr::AddrError> {
+    /// let removed = h.addr_flush("eth0").await?;
+    /// # drop(removed); Ok(()) }
+    /// ```
+    pub async fn addr_flush(&self, dev: &str) -> Result<usize, AddrError> {
+        let addrs = self.addr_list(Some(dev)).await.map_err(|e| match e {
+            AddrError::Netlink { cause, .. } => AddrError::Netlink {
+                op: "flush".into(),
+                addr: "*".into(),
+                dev: dev.to_string(),
+                netns: self.ns_label(),
+                cause,
+            },
+            other => other,
+        })?;
+        for a in &addrs {
+            self.addr_del_inner(a.index, a.prefix)
+                .await
+                .map_err(|source| AddrError::Netlink {
+                    op: "flush".into(),
+                    addr: a.prefix.to_string(),
+                    dev: dev.to_string(),
+                    netns: self.ns_label(),
+                    cause: source,
+                })?;
+        }
+        Ok(addrs.len())
     }
 }
 

@@ -659,8 +659,15 @@ pub struct RouteInfo {
     pub mtu: Option<u32>,
     /// `onlink` flag.
     pub onlink: bool,
+    /// `linkdown` flag: the output device has no carrier (`ip route` prints `linkdown`).
+    pub linkdown: bool,
+    /// `dead` flag: the next hop is dead.
+    pub dead: bool,
     /// The paths of a multipath route (empty for single-path routes).
     pub nexthops: Vec<NextHopInfo>,
+    /// IPv6 router preference (`RTA_PREF`: 0 medium, 1 high, 3 low); `None` for IPv4. See
+    /// [`RouteInfo::pref_name`].
+    pub pref: Option<u8>,
 }
 
 impl RouteInfo {
@@ -679,7 +686,10 @@ impl RouteInfo {
             prefsrc: None,
             mtu: None,
             onlink: msg.header.flags.contains(RouteFlags::Onlink),
+            linkdown: msg.header.flags.contains(RouteFlags::Linkdown),
+            dead: msg.header.flags.contains(RouteFlags::Dead),
             nexthops: Vec::new(),
+            pref: None,
         };
         let dst_len = msg.header.destination_prefix_length;
         for attr in msg.attributes {
@@ -693,6 +703,7 @@ impl RouteInfo {
                 RouteAttribute::Table(t) => info.table = t,
                 RouteAttribute::Priority(p) => info.metric = Some(p),
                 RouteAttribute::PrefSource(a) => info.prefsrc = route_ip(&a),
+                RouteAttribute::Preference(p) => info.pref = Some(u8::from(p)),
                 RouteAttribute::Metrics(ms) => {
                     for m in ms {
                         if let RouteMetric::Mtu(v) = m {
@@ -736,6 +747,17 @@ impl RouteInfo {
     /// True for a default route.
     pub fn is_default(&self) -> bool {
         self.destination().prefix() == 0
+    }
+
+    /// The IPv6 router preference as `ip -6 route` prints it after `pref`: `low`, `medium`,
+    /// `high`, else the number; `None` when the kernel sent none (IPv4).
+    pub fn pref_name(&self) -> Option<String> {
+        self.pref.map(|p| match p {
+            0 => "medium".to_string(),
+            1 => "high".to_string(),
+            3 => "low".to_string(),
+            n => n.to_string(),
+        })
     }
 }
 

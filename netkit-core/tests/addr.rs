@@ -266,3 +266,33 @@ async fn ping_across_veth_between_namespaces() {
         "ping answered after the address was removed"
     );
 }
+
+#[tokio::test]
+async fn flush_removes_every_address_of_the_device_only() {
+    let t = TestNs::with_veth("afl").await;
+    t.h.addr_add("v0", net("10.9.1.1/24")).await.unwrap();
+    // A secondary: the kernel removes it with its primary, flush must not fail on it.
+    t.h.addr_add("v0", net("10.9.1.2/24")).await.unwrap();
+    t.h.addr_add("v0", net("10.9.2.1/24")).await.unwrap();
+    t.h.addr_add("v0", net("fd00:9:1::1/64")).nodad().await.unwrap();
+    t.h.addr_add("v1", net("10.9.1.9/24")).await.unwrap();
+    let before = t.h.addr_list(Some("v0")).await.unwrap().len();
+    assert!(before >= 4, "{before} addresses on v0");
+
+    let removed = t.h.addr_flush("v0").await.unwrap();
+    assert_eq!(removed, before);
+    assert!(t.h.addr_list(Some("v0")).await.unwrap().is_empty());
+    assert_eq!(t.sh("ip -o addr show dev v0").trim(), "");
+    // Other devices keep theirs.
+    assert!(t.sh("ip -4 -o addr show dev v1").contains("10.9.1.9/24"));
+    // Nothing left: flushing again removes nothing.
+    assert_eq!(t.h.addr_flush("v0").await.unwrap(), 0);
+
+    let e = t.h.addr_flush("nosuch0").await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("flush") && text.contains("nosuch0") && text.contains(t.name()),
+        "{text}"
+    );
+}

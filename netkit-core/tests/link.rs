@@ -11,7 +11,7 @@ use netkit_core::link::{
 };
 use netkit_core::{Link, LinkError, LinkKind, LinkSpec};
 use netkit_test_support::lit::mac;
-use netkit_test_support::{report_skip, wait_until_async, TestNs};
+use netkit_test_support::{report_skip, wait_for_async, wait_until_async, TestNs};
 use netlink_packet_route::link::{BridgeStpState, InfoBridge, InfoBridgePort, InfoVxlan};
 
 /// `ip -d link show NAME` inside the test namespace.
@@ -1042,4 +1042,68 @@ async fn veth_born_as_a_bridge_port() {
     assert_eq!(end.master, Some(br.index), "the new end is a port in the same request");
     assert_contains(&ip_d(&t, "p0"), &["master br0"]);
     assert!(!ip_d(&t, "p1").contains("master"), "the peer is not");
+
+/// `flag_names`, `operstate`, `link_type`, `broadcast`, `qdisc` and `txqlen` read as
+/// `ip -j link show` prints them, for loopback, a veth pair (one end up, its peer down: no
+/// carrier), a bridge and a tun device.
+#[tokio::test]
+async fn flags_state_and_type_read_like_ip_json() {
+    let t = TestNs::new("lnames").await;
+    t.h.link_add(&Veth::new("v0", "v1").up()).await.unwrap();
+    t.h.link_add(&Bridge::new("br0")).await.unwrap();
+    let tun = t.h.tuntap_add(&TunTap::new("tun0", TunTapMode::Tun)).await.is_ok();
+    // The kernel settles operational states asynchronously (linkwatch): compare until both
+    // views agree, within a bound.
+    let compared = wait_for_async(Duration::from_secs(10), "netkit and ip -j to agree", async || {
+        let shown = netkit_test_support::cmd::ipj_list(t.name(), &["link", "show"]);
+        let mut n = 0;
+        for l in t.h.link_list().await.unwrap() {
+            let Some(ip) = shown.iter().find(|j| j["ifname"] == l.name.as_str()) else {
+                return Err(format!("{} not in ip -j link show", l.name));
+            };
+            // ip adds M-DOWN when the link's peer is down: a fact about the peer, not this link.
+            let flags: Vec<String> = ip["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .filter(|f| f != "M-DOWN")
+                .collect();
+            let ours = (
+                l.flag_names(),
+                l.operstate(),
+                l.link_type(),
+                l.qdisc().map(str::to_string),
+                l.txqlen(),
+            );
+            let theirs = (
+                flags,
+                ip["operstate"].as_str().unwrap_or_default().to_string(),
+                ip["link_type"].as_str().unwrap_or_default().to_string(),
+                ip["qdisc"].as_str().map(str::to_string),
+                ip["txqlen"].as_u64().map(|q| q as u32),
+            );
+            if ours != theirs {
+                return Err(format!("{}: netkit {ours:?}, ip {theirs:?}", l.name));
+            }
+            if l.link_type() == "ether" && l.broadcast().map(|b| b.to_string()).as_deref() != ip["broadcast"].as_str() {
+                return Err(format!(
+                    "{}: broadcast {:?}, ip {}",
+                    l.name,
+                    l.broadcast(),
+                    ip["broadcast"]
+                ));
+            }
+            n += 1;
+        }
+        Ok(n)
+    })
+    .await;
+    assert_eq!(compared, if tun { 5 } else { 4 });
+    let v0 = t.h.link_get("v0").await.unwrap();
+    assert_eq!(v0.flag_names(), ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"]);
+    assert_eq!(t.h.link_get("lo").await.unwrap().link_type(), "loopback");
+    if tun {
+        assert_eq!(t.h.link_get("tun0").await.unwrap().link_type(), "none");
+    }
 }

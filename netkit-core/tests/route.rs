@@ -578,3 +578,53 @@ async fn routes_carry_real_traffic() {
         .unwrap();
     assert!(!a.try_sh("ping -c1 -W1 10.80.2.2"), "blackhole did not drop");
 }
+
+/// IPv6 routes carry the router preference `ip -6 route` prints (`pref medium`); IPv4 routes
+/// none.
+#[tokio::test]
+async fn ipv6_route_preference() {
+    let t = setup("rpref").await;
+    t.h.route_add(&Route::new(net("fd00:9::/64")).gateway(ip("fd00:1::fe")))
+        .await
+        .unwrap();
+    let shown = netkit_test_support::cmd::ipj_list(t.name(), &["-6", "route", "show"]);
+    let routes = t.h.route_list(Some(IpFamily::V6), Some(TABLE_MAIN)).await.unwrap();
+    let r = routes
+        .iter()
+        .find(|r| r.destination() == net("fd00:9::/64"))
+        .expect("the route is listed");
+    assert_eq!(r.pref, Some(0));
+    assert_eq!(r.pref_name().as_deref(), Some("medium"));
+    let ip = shown.iter().find(|j| j["dst"] == "fd00:9::/64").expect("ip lists it");
+    assert_eq!(r.pref_name().as_deref(), ip["pref"].as_str());
+    let v4 = t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN)).await.unwrap();
+    assert!(v4.iter().all(|r| r.pref.is_none() && r.pref_name().is_none()));
+}
+
+/// A route whose device has no carrier is flagged `linkdown`, as `ip route` shows it; with
+/// carrier it is not.
+#[tokio::test]
+async fn linkdown_flag_follows_the_carrier() {
+    let t = TestNs::new("rldown").await;
+    t.h.link_add(&Veth::new("d0", "d1").up()).await.unwrap();
+    t.h.addr_add("d0", net("10.3.0.1/24")).await.unwrap();
+    let prefix = async || {
+        t.h.route_list(Some(IpFamily::V4), Some(TABLE_MAIN))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.destination() == net("10.3.0.0/24"))
+            .expect("the prefix route")
+    };
+    // d1 is down: d0 has no carrier.
+    let r = prefix().await;
+    assert!(r.linkdown && !r.dead, "{r:?}");
+    assert!(t.sh("ip route show 10.3.0.0/24").contains("linkdown"));
+    t.h.link_set_up("d1").await.unwrap();
+    // The kernel clears the flag when it handles the carrier change (linkwatch, asynchronous).
+    netkit_test_support::wait_until_async(std::time::Duration::from_secs(10), "linkdown cleared", async || {
+        !prefix().await.linkdown
+    })
+    .await;
+    assert!(!t.sh("ip route show 10.3.0.0/24").contains("linkdown"));
+}

@@ -157,6 +157,73 @@ impl Link {
         link
     }
 
+    /// The interface flags (`IFF_*`, the header of the kernel's message) as a number.
+    pub fn flags(&self) -> u32 {
+        self.message.header.flags.bits()
+    }
+
+    /// The interface flags as `ip link` names them, in its order (`["BROADCAST", "MULTICAST",
+    /// "UP", "LOWER_UP"]`): `NO-CARRIER` first for a link that is up without carrier, `RUNNING`
+    /// never named, bits iproute2 has no name for as one hex number. The `flags` key of
+    /// `ip -j link show`.
+    pub fn flag_names(&self) -> Vec<String> {
+        flag_names(self.flags())
+    }
+
+    /// The operational state as `ip link` prints it: `UNKNOWN`, `NOTPRESENT`, `DOWN`,
+    /// `LOWERLAYERDOWN`, `TESTING`, `DORMANT` or `UP` (a state newer than this list is its
+    /// number). The `operstate` key of `ip -j link show`.
+    pub fn operstate(&self) -> String {
+        let state = self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::OperState(s) => Some(*s),
+            _ => None,
+        });
+        match state.unwrap_or(State::Unknown) {
+            State::Unknown => "UNKNOWN".into(),
+            State::NotPresent => "NOTPRESENT".into(),
+            State::Down => "DOWN".into(),
+            State::LowerLayerDown => "LOWERLAYERDOWN".into(),
+            State::Testing => "TESTING".into(),
+            State::Dormant => "DORMANT".into(),
+            State::Up => "UP".into(),
+            State::Other(n) => n.to_string(),
+            _ => "UNKNOWN".into(),
+        }
+    }
+
+    /// The link-layer type (`ARPHRD_*`) as `ip link` names it after `link/`: `ether`,
+    /// `loopback`, `none` (tun, wireguard), `ipip`, `sit`, `gre`, `tunnel6`, `ip6gre`, `void`,
+    /// else `[N]` as iproute2 prints a type it has no name for. The `link_type` key of
+    /// `ip -j link show`.
+    pub fn link_type(&self) -> String {
+        link_type_name(u16::from(self.message.header.link_layer_type))
+    }
+
+    /// The link-layer broadcast address (IFLA_BROADCAST) of an Ethernet-like link, as
+    /// `ip link` prints it after `brd`.
+    pub fn broadcast(&self) -> Option<crate::MacAddr> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Broadcast(b) => crate::MacAddr::from_slice(b),
+            _ => None,
+        })
+    }
+
+    /// The queueing discipline's name (`qdisc noqueue`), when the kernel reports one.
+    pub fn qdisc(&self) -> Option<&str> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Qdisc(q) => Some(q.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The transmit queue length (`qlen`), when the kernel reports it.
+    pub fn txqlen(&self) -> Option<u32> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::TxQueueLen(q) => Some(*q),
+            _ => None,
+        })
+    }
+
     fn link_infos(&self) -> impl Iterator<Item = &LinkInfo> {
         self.message.attributes.iter().flat_map(|a| match a {
             LinkAttribute::LinkInfo(i) => i.as_slice(),
@@ -215,5 +282,88 @@ impl Link {
             }),
             _ => None,
         }
+    }
+}
+
+/// `IFF_*` flags as iproute2's `print_link_flags` names them, in its order.
+fn flag_names(mut flags: u32) -> Vec<String> {
+    const UP: u32 = 0x1;
+    const RUNNING: u32 = 0x40;
+    const NAMED: [(u32, &str); 18] = [
+        (0x8, "LOOPBACK"),
+        (0x2, "BROADCAST"),
+        (0x10, "POINTOPOINT"),
+        (0x1000, "MULTICAST"),
+        (0x80, "NOARP"),
+        (0x200, "ALLMULTI"),
+        (0x100, "PROMISC"),
+        (0x400, "MASTER"),
+        (0x800, "SLAVE"),
+        (0x4, "DEBUG"),
+        (0x8000, "DYNAMIC"),
+        (0x4000, "AUTOMEDIA"),
+        (0x2000, "PORTSEL"),
+        (0x20, "NOTRAILERS"),
+        (UP, "UP"),
+        (0x10000, "LOWER_UP"),
+        (0x20000, "DORMANT"),
+        (0x40000, "ECHO"),
+    ];
+    let mut out = Vec::new();
+    if flags & UP != 0 && flags & RUNNING == 0 {
+        out.push("NO-CARRIER".to_string());
+    }
+    flags &= !RUNNING;
+    for (bit, name) in NAMED {
+        if flags & bit != 0 {
+            flags &= !bit;
+            out.push(name.to_string());
+        }
+    }
+    if flags != 0 {
+        out.push(format!("{flags:x}"));
+    }
+    out
+}
+
+/// An `ARPHRD_*` number as iproute2's `ll_type_n2a` names it (the common ones).
+fn link_type_name(t: u16) -> String {
+    match t {
+        1 => "ether",
+        772 => "loopback",
+        768 => "ipip",
+        769 => "tunnel6",
+        776 => "sit",
+        778 => "gre",
+        823 => "ip6gre",
+        0xfffe => "none",
+        0xffff => "void",
+        n => return format!("[{n}]"),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::{flag_names, link_type_name};
+
+    #[test]
+    fn flags_read_like_iproute2() {
+        // lo: LOOPBACK|UP|RUNNING|LOWER_UP.
+        assert_eq!(flag_names(0x10049), ["LOOPBACK", "UP", "LOWER_UP"]);
+        // A veth up whose peer is down: BROADCAST|MULTICAST|UP without RUNNING.
+        assert_eq!(flag_names(0x1003), ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"]);
+        // Down: no NO-CARRIER.
+        assert_eq!(flag_names(0x1002), ["BROADCAST", "MULTICAST"]);
+        // A bit without a name is printed in hex.
+        assert_eq!(flag_names(0x80_0000 | 0x2), ["BROADCAST", "800000"]);
+    }
+
+    #[test]
+    fn link_types() {
+        assert_eq!(link_type_name(1), "ether");
+        assert_eq!(link_type_name(772), "loopback");
+        assert_eq!(link_type_name(65534), "none");
+        assert_eq!(link_type_name(4242), "[4242]");
     }
 }

@@ -1,0 +1,326 @@
+//! The command line as clap sees it: global options, objects and verbs.
+//!
+//! The arguments after a verb are iproute2's words (`type veth peer name v1`, `via GW dev D`);
+//! clap collects them as they are and [`crate::words`] reads them, so they read exactly as with
+//! `ip`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `netkit`: network namespaces, links, addresses and routes, with iproute2's verbs.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "netkit",
+    version,
+    about = "Network namespaces, links, addresses and routes, with iproute2's verbs",
+    long_about = "Network namespaces, links, addresses and routes, with iproute2's verbs.\n\n\
+        Every operation goes through netkit-core (netlink, no `ip` underneath). Errors are one \
+        line naming the object, the namespace and the kernel's message.\n\n\
+        Exit codes: 0 success, 1 the operation failed, 2 bad usage.",
+    after_help = "Examples:\n  \
+        netkit netns add demo\n  \
+        netkit -n demo link add v0 type veth peer name v1\n  \
+        netkit -n demo -j link show\n  \
+        netkit -n demo addr add 10.0.0.1/24 dev v0\n  \
+        netkit -b commands.txt --force"
+)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: Global,
+
+    /// Read commands from FILE (`-` for stdin), one per line, as `ip -batch` does: blank lines
+    /// and `#` comments are skipped, the first failing line stops the batch (see --force).
+    #[arg(short = 'b', long = "batch", value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// With --batch: go on after a failing line (the exit code is still that of the first
+    /// failure).
+    #[arg(long, requires = "batch")]
+    pub force: bool,
+
+    /// The object and its verb.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options valid with every command (and on every batch line).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Work in the named network namespace NAME (as `ip -n NAME`).
+    #[arg(short = 'n', long = "netns", value_name = "NAME", global = true)]
+    pub netns: Option<String>,
+
+    /// Print JSON, with the keys `ip -j` uses wherever it has an equivalent.
+    #[arg(short = 'j', long = "json", global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors and asked-for output (no notes such as "nothing to delete").
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+
+    /// IPv4 only (`ip -4`).
+    #[arg(short = '4', global = true, conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// IPv6 only (`ip -6`); `route show` lists IPv6 routes.
+    #[arg(short = '6', global = true)]
+    pub ipv6: bool,
+}
+
+/// The objects, named as iproute2 names them.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Network namespaces (`ip netns`).
+    Netns {
+        /// The verb.
+        #[command(subcommand)]
+        verb: NetnsVerb,
+    },
+    /// Network devices (`ip link`).
+    Link {
+        /// The verb.
+        #[command(subcommand)]
+        verb: LinkVerb,
+    },
+    /// IP addresses (`ip address`).
+    #[command(visible_alias = "address")]
+    Addr {
+        /// The verb.
+        #[command(subcommand)]
+        verb: AddrVerb,
+    },
+    /// Routes (`ip route`).
+    Route {
+        /// The verb.
+        #[command(subcommand)]
+        verb: RouteVerb,
+    },
+}
+
+/// iproute2's words after a verb, taken as they are (hyphens included).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Words {
+    /// The words (see the verb's help).
+    #[arg(
+        value_name = "ARGS",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub words: Vec<String>,
+}
+
+/// `netkit netns …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum NetnsVerb {
+    /// Create the named namespace NAME (`/run/netns/NAME`, as `ip netns add`); loopback stays down.
+    Add {
+        /// The namespace's name.
+        name: String,
+    },
+    /// Delete the named namespace NAME (as `ip netns del`); one that does not exist is a note,
+    /// not an error.
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The namespace's name.
+        name: String,
+    },
+    /// List the named namespaces (as `ip netns list`).
+    #[command(visible_alias = "show", visible_alias = "ls")]
+    List,
+    /// Run a program inside namespace NAME (as `ip netns exec`); the exit code is the program's.
+    #[command(after_help = "Example:\n  netkit netns exec demo -- ip -br link")]
+    Exec {
+        /// The namespace's name.
+        name: String,
+        /// The program and its arguments (after `--` when they start with `-`).
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<String>,
+    },
+}
+
+/// `netkit link …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum LinkVerb {
+    /// Create a link (as `ip link add`).
+    #[command(after_help = "ARGS, as ip spells them:\n  \
+        [mtu N] [address MAC] type veth peer [name] PEER [netns NS] [address MAC]\n  \
+        [mtu N] [address MAC] type bridge [stp_state 0|1] [vlan_filtering 0|1]\n  \
+        [mtu N] [address MAC] type vxlan id VNI [dstport PORT] [local IP] [remote IP] [dev PARENT] [ttl N] [nolearning]\n  \
+        [mtu N] [link PARENT] type macvlan [dev PARENT] [mode private|vepa|bridge|passthru|source]\n  \
+        type tun|tap [user UID] [group GID]\n\n\
+        Examples:\n  \
+        netkit -n demo link add v0 type veth peer name v1\n  \
+        netkit -n demo link add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 dev v0")]
+    Add {
+        /// The new link's name.
+        name: String,
+        /// The link's kind and settings (see below).
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Change a link (as `ip link set`); several changes go in one request.
+    #[command(after_help = "ARGS, any number of:\n  \
+        up | down | mtu N | address MAC | master BRIDGE | nomaster | netns NS | name NEWNAME\n  \
+        alias TEXT | promisc on|off | group N\n\n\
+        Example:\n  netkit -n demo link set v0 mtu 1400 master br0 up")]
+    Set {
+        /// The link's name.
+        name: String,
+        /// The changes (see below).
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Delete a link (as `ip link del`); one that does not exist is a note, not an error.
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The link's name.
+        name: String,
+    },
+    /// Show every link, or one (as `ip link show [dev] NAME`).
+    #[command(visible_alias = "list")]
+    Show {
+        /// `[dev] NAME`.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+/// `netkit addr …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum AddrVerb {
+    /// Add an address (as `ip addr add`).
+    #[command(after_help = "ARGS: PREFIX dev NAME [nodad] [noprefixroute] [label LABEL]\n\n\
+        Example:\n  netkit -n demo addr add 10.0.0.1/24 dev v0")]
+    Add {
+        /// The address and its device.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Remove an address (as `ip addr del`); one that is not there is a note, not an error.
+    #[command(visible_alias = "delete", after_help = "ARGS: PREFIX dev NAME")]
+    Del {
+        /// The address and its device.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Show the addresses of every link, or of one (as `ip addr show [dev NAME]`).
+    #[command(visible_alias = "list", after_help = "ARGS: [[dev] NAME]")]
+    Show {
+        /// `[dev NAME]`.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Remove every address of a link (as `ip addr flush dev NAME`).
+    #[command(after_help = "ARGS: [dev] NAME")]
+    Flush {
+        /// `dev NAME`.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+/// `netkit route …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum RouteVerb {
+    /// Add a route (as `ip route add`).
+    #[command(after_help = ROUTE_ARGS)]
+    Add {
+        /// The route.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Add or replace a route (as `ip route replace`).
+    #[command(after_help = ROUTE_ARGS)]
+    Replace {
+        /// The route.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Delete a route (as `ip route del`); one that is not there is not an error.
+    #[command(visible_alias = "delete", after_help = ROUTE_ARGS)]
+    Del {
+        /// The route.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// List routes (as `ip route show`): table main, IPv4 unless -6.
+    #[command(visible_alias = "list", after_help = "ARGS: [table main|local|all|N] [dev NAME]")]
+    Show {
+        /// Filters.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Show the route the kernel would use to reach an address (as `ip route get`).
+    #[command(after_help = "ARGS: ADDRESS\n\nExample:\n  netkit -n demo route get 10.0.0.2")]
+    Get {
+        /// `ADDRESS`.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+/// The words of `route add|replace|del`.
+const ROUTE_ARGS: &str = "ARGS: PREFIX|default [via GATEWAY] [dev NAME] [table main|N] [metric N] [onlink]\n      \
+    [src ADDRESS] [proto static|boot|kernel|N] [mtu N]\n\n\
+    Examples:\n  \
+    netkit -n demo route add default via 10.0.0.254 dev v0\n  \
+    netkit -n demo route replace 10.1.0.0/16 via 10.0.0.253 table 100 metric 10";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn words_keep_hyphens_and_globals_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "netkit", "link", "add", "v0", "type", "veth", "peer", "name", "v-1", "-j",
+        ])
+        .unwrap();
+        // `-j` after the words is a word: trailing words are taken as they are.
+        match cli.command {
+            Some(Command::Link {
+                verb: LinkVerb::Add { name, args },
+            }) => {
+                assert_eq!(name, "v0");
+                assert_eq!(args.words, ["type", "veth", "peer", "name", "v-1", "-j"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["netkit", "link", "-n", "x", "show"]).unwrap();
+        assert_eq!(cli.global.netns.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn exec_takes_the_program_with_or_without_dashes() {
+        for args in [
+            &["netkit", "netns", "exec", "a", "--", "ip", "-br", "link"][..],
+            &["netkit", "netns", "exec", "a", "ip", "-br", "link"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Some(Command::Netns {
+                    verb: NetnsVerb::Exec { name, command },
+                }) => {
+                    assert_eq!(name, "a");
+                    assert_eq!(command, ["ip", "-br", "link"]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `netkit`, the command line of netkit-core: iproute2's verbs for network namespaces, links,
+//! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`).
+//!
+//! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`]) turns them into
+//! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
+//! commands in one process. Every network operation is netkit-core's.
+//!
+//! ```text
+//! sudo netkit netns add demo
+//! sudo netkit -n demo link add v0 type veth peer name v1
+//! sudo netkit -n demo -j link show
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod batch;
+pub mod cli;
+pub mod error;
+pub mod link;
+pub mod netns;
+pub mod output;
+pub mod route;
+pub mod words;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+
+use clap::Parser;
+use netkit_core::{Handle, IpFamily, NetNs};
+
+use cli::{Cli, Command, Global};
+pub use error::{CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use output::Output;
+
+/// Parse `args` (the program name first), run the command and return the exit code; errors are
+/// printed on stderr as one line after `netkit: `.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netkit: start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            if e.needs_report() {
+                eprintln!("netkit: {e}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+/// Run a parsed command line: a batch file or one command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let mut session = Session::default();
+    match (cli.batch, cli.command) {
+        (Some(file), None) => batch::run(&mut session, &cli.global, &file, cli.force).await,
+        (None, Some(command)) => session.execute(&cli.global, command).await,
+        (Some(_), Some(_)) => Err(CliError::usage("give either a command or --batch FILE, not both")),
+        (None, None) => Err(CliError::usage("no command given (try `netkit --help`)")),
+    }
+}
+
+/// What the commands of one process share: netlink handles, one per namespace, opened when
+/// first needed (a batch of a thousand lines opens each namespace's socket once).
+#[derive(Default)]
+pub struct Session {
+    handles: HashMap<Option<String>, Handle>,
+}
+
+impl Session {
+    /// The handle for namespace `netns` (`None`: the current one).
+    pub async fn handle(&mut self, netns: Option<&str>) -> Result<Handle, CliError> {
+        let key = netns.map(str::to_string);
+        if let Some(h) = self.handles.get(&key) {
+            return Ok(h.clone());
+        }
+        let h = match netns {
+            Some(name) => {
+                let ns = NetNs::open(name)?;
+                ns.handle().await.map_err(|cause| CliError::Handle {
+                    netns: ns.to_string(),
+                    cause,
+                })?
+            }
+            None => Handle::current().map_err(|cause| CliError::Handle {
+                netns: "(current)".into(),
+                cause,
+            })?,
+        };
+        self.handles.insert(key, h.clone());
+        Ok(h)
+    }
+
+    /// Forget the handle of namespace `name` (it was deleted).
+    pub fn forget(&mut self, name: &str) {
+        self.handles.remove(&Some(name.to_string()));
+    }
+
+    /// Run one command with these global options.
+    pub async fn execute(&mut self, global: &Global, command: Command) -> Result<(), CliError> {
+        let out = Output::new(global);
+        match command {
+            Command::Netns { verb } => netns::run(self, global, &out, verb).await,
+            Command::Link { verb } => link::run(self, global, &out, verb).await,
+            Command::Addr { verb } => addr::run(self, global, &out, verb).await,
+            Command::Route { verb } => route::run(self, global, &out, verb).await,
+        }
+    }
+}
+
+/// The address family the global options ask for (`-4`, `-6`), if any.
+pub fn family(global: &Global) -> Option<IpFamily> {
+    if global.ipv4 {
+        Some(IpFamily::V4)
+    } else if global.ipv6 {
+        Some(IpFamily::V6)
+    } else {
+        None
+    }
+}
