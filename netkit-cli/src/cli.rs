@@ -97,6 +97,13 @@ pub enum Command {
         #[command(subcommand)]
         verb: RouteVerb,
     },
+    /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
+    /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
+    Topo {
+        /// The verb.
+        #[command(subcommand)]
+        verb: crate::topo::TopoVerb,
+    },
 }
 
 /// iproute2's words after a verb, taken as they are (hyphens included).

@@ -45,6 +45,14 @@ pub enum CliError {
         /// The failure with its errno.
         cause: std::io::Error,
     },
+    /// A topology file could not be read, applied or destroyed.
+    #[error("{file}: {cause}")]
+    Topo {
+        /// The file.
+        file: String,
+        /// Why.
+        cause: Box<netkit_core::topo::TopoError>,
+    },
     /// A failure already reported on stderr (a batch line, a program that `netns exec` ran and
     /// that exited with a status of its own): only its exit code is left.
     #[error("exit status {0}")]

@@ -2,7 +2,8 @@
 //! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`).
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
-//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`]) turns them into
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], and [`topo`] for
+//! topology files) turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
@@ -22,6 +23,7 @@ pub mod link;
 pub mod netns;
 pub mod output;
 pub mod route;
+pub mod topo;
 pub mod words;
 
 use std::collections::HashMap;
@@ -122,6 +124,7 @@ impl Session {
             Command::Link { verb } => link::run(self, global, &out, verb).await,
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
+            Command::Topo { verb } => topo::run(global, &out, verb).await,
         }
     }
 }

@@ -1042,6 +1042,7 @@ async fn veth_born_as_a_bridge_port() {
     assert_eq!(end.master, Some(br.index), "the new end is a port in the same request");
     assert_contains(&ip_d(&t, "p0"), &["master br0"]);
     assert!(!ip_d(&t, "p1").contains("master"), "the peer is not");
+}
 
 /// `flag_names`, `operstate`, `link_type`, `broadcast`, `qdisc` and `txqlen` read as
 /// `ip -j link show` prints them, for loopback, a veth pair (one end up, its peer down: no

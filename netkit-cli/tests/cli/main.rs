@@ -11,3 +11,4 @@ mod errors;
 mod link;
 mod netns;
 mod route;
+mod topo;
