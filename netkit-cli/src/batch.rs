@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
 use crate::cli::{Cli, Global};
 use crate::error::CliError;
@@ -31,10 +30,12 @@ pub async fn run(session: &mut Session, global: &Global, file: &Path, force: boo
         cause,
     })?;
     let mut first_failure = None;
+    // clap builds its command once for the whole batch (building it is most of parsing a line).
+    let mut command = <Cli as clap::CommandFactory>::command();
     for (i, line) in text.lines().enumerate() {
         let result = match split_line(line) {
             Ok(words) if words.is_empty() => continue,
-            Ok(words) => run_line(session, global, words).await,
+            Ok(words) => run_line(session, global, &mut command, words).await,
             Err(e) => Err(CliError::usage(e)),
         };
         if let Err(e) = result {
@@ -58,8 +59,16 @@ pub async fn run(session: &mut Session, global: &Global, file: &Path, force: boo
 
 /// Parse one line's words as a command line and run it, with the batch's options under the
 /// line's own.
-async fn run_line(session: &mut Session, global: &Global, words: Vec<String>) -> Result<(), CliError> {
-    let line = match Cli::try_parse_from(std::iter::once("netkit".to_string()).chain(words)) {
+async fn run_line(
+    session: &mut Session,
+    global: &Global,
+    command: &mut clap::Command,
+    words: Vec<String>,
+) -> Result<(), CliError> {
+    let parsed = command
+        .try_get_matches_from_mut(std::iter::once("netkit".to_string()).chain(words))
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let line = match parsed {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -145,7 +154,7 @@ mod tests {
 
     #[test]
     fn clap_messages_shrink_to_one_line() {
-        let e = Cli::try_parse_from(["netkit", "lnk"]).unwrap_err();
+        let e = <Cli as clap::Parser>::try_parse_from(["netkit", "lnk"]).unwrap_err();
         let line = first_line(&e.render().to_string());
         assert!(!line.contains('\n') && !line.starts_with("error:"), "{line}");
         assert!(line.contains("lnk"), "{line}");

@@ -279,7 +279,11 @@ impl Handle {
         self.link_get_msg(msg, &format!("#{index}")).await
     }
 
-    async fn link_get_msg(&self, msg: LinkMessage, label: &str) -> Result<Link, LinkError> {
+    async fn link_get_msg(&self, mut msg: LinkMessage, label: &str) -> Result<Link, LinkError> {
+        // No statistics, as in link_list.
+        msg.attributes.push(LinkAttribute::ExtMask(vec![
+            netlink_packet_route::link::LinkExtentMask::SkipStats,
+        ]));
         match self.get(RouteNetlinkMessage::GetLink(msg)).await {
             Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Link::from_message(m)),
             Ok(other) => Err(LinkError::netlink(
@@ -300,10 +304,16 @@ impl Handle {
             .map_err(|e| LinkError::netlink("get", name, self, e))
     }
 
-    /// Every link in the namespace, like `ip -d link show`.
+    /// Every link in the namespace, like `ip -d link show`. As `ip link show` without `-s`,
+    /// netkit asks the kernel to leave the statistics out (`RTEXT_FILTER_SKIP_STATS`): they are
+    /// most of each answer, and [`Link`] has no field for them.
     pub async fn link_list(&self) -> Result<Vec<Link>, LinkError> {
+        let mut req = LinkMessage::default();
+        req.attributes.push(LinkAttribute::ExtMask(vec![
+            netlink_packet_route::link::LinkExtentMask::SkipStats,
+        ]));
         let msgs = self
-            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .dump(RouteNetlinkMessage::GetLink(req))
             .await
             .map_err(|e| LinkError::netlink("list", "*", self, e))?;
         Ok(msgs
