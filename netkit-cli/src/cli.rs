@@ -97,6 +97,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: RouteVerb,
     },
+    /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `netkit man > netkit.1; man ./netkit.1`).
+    Man,
     /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
     /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
     Topo {

@@ -125,7 +125,35 @@ impl Session {
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
             Command::Topo { verb } => topo::run(global, &out, verb).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "netkit", &mut script);
+                write_stdout(&script, "write the completion script")
+            }
+            Command::Man => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                    .render(&mut page)
+                    .map_err(|cause| CliError::Io {
+                        what: "render the man page".into(),
+                        cause,
+                    })?;
+                write_stdout(&page, "write the man page")
+            }
         }
+    }
+}
+
+/// Write `bytes` to stdout; a reader that went away (a closed pipe) is not an error.
+fn write_stdout(bytes: &[u8], what: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Io {
+            what: what.into(),
+            cause: e,
+        }),
+        _ => Ok(()),
     }
 }
 

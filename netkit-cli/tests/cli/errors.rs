@@ -74,3 +74,24 @@ fn bad_usage_exits_2() {
     // Nothing was created by any of them.
     assert_eq!(ip_json(ns, &["link", "show"]).unwrap().as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    for (shell, marker) in [
+        ("bash", "_netkit()"),
+        ("zsh", "#compdef netkit"),
+        ("fish", "complete -c netkit"),
+    ] {
+        let script = crate::common::ok(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        // Every object is completed, topo's verbs too.
+        for word in ["netns", "link", "addr", "route", "topo", "apply", "destroy"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let man = crate::common::ok(&["man"]);
+    assert!(man.contains(".TH netkit 1"), "{man}");
+    assert!(man.contains("topo"), "the man page lists the topo command");
+    let r = crate::common::run(&["completions", "tcsh"]);
+    assert_eq!(r.code, 2, "an unknown shell is bad usage");
+}
