@@ -342,7 +342,16 @@ async fn watch_sees_add_change_release_and_expiry() {
         "not the earlier lease"
     );
 
-    let a2 = store.renew(&a).await.unwrap();
+    // Expiry has millisecond resolution: a renewal within the acquiring millisecond changes
+    // nothing (and a watch rightly reports nothing). Renew until the lease really changed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let a2 = loop {
+        let a2 = store.renew(&a).await.unwrap();
+        if a2 != a {
+            break a2;
+        }
+        assert!(std::time::Instant::now() < deadline, "renewals never moved the expiry");
+    };
     assert_eq!(next_event(&mut w).await, LeaseEvent::Changed(a2.clone()));
 
     // Long enough that a loaded machine's watch still sees b before it expires (with 1 s, b
