@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use nix::sched::{setns, unshare, CloneFlags};
 
@@ -36,9 +36,86 @@ type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
 /// The most helper threads netkit starts, whatever the number of cores.
 pub(crate) const MAX_HELPERS: usize = 8;
 
-/// The helpers' queues (a `None` slot is started on first use, or again after its thread
-/// exited), and which one takes the next job.
-static WORKERS: Mutex<Vec<Option<Sender<Job>>>> = Mutex::new(Vec::new());
+/// A long-lived thread whose home is the process's namespace, fed jobs through a queue:
+/// netkit's helpers, and libnftables' own thread. It starts on first use, and again when the
+/// one before exited (a job could not bring it home).
+pub(crate) struct HomeThread {
+    name: &'static str,
+    queue: Mutex<Option<Sender<Job>>>,
+}
+
+impl HomeThread {
+    /// A thread named `name`, not started yet.
+    pub(crate) const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            queue: Mutex::new(None),
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<Sender<Job>> {
+        let (tx, rx) = channel::<Job>();
+        // Home is the process's namespace (its main thread's), not the caller's: the first job
+        // may well be asked for from inside `NetNs::run`, and the thread must not keep (and
+        // pin alive) that namespace as its home.
+        let home = open_ns_file("/proc/self/ns/net".as_ref())?;
+        std::thread::Builder::new().name(self.name.into()).spawn(move || {
+            // A new thread starts in its creator's namespace: go home first.
+            if setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
+                return;
+            }
+            for job in rx {
+                if !job(&home) {
+                    // Could not return home: this thread is no longer fit for jobs.
+                    return;
+                }
+            }
+        })?;
+        Ok(tx)
+    }
+
+    /// Queue `job`; a thread that exited refuses it, and another is started for it.
+    fn send(&self, mut job: Job) -> Result<(), NetnsError> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..2 {
+            let tx = match queue.as_ref() {
+                Some(tx) => tx.clone(),
+                None => {
+                    let tx = self
+                        .spawn()
+                        .map_err(|e| NetnsError::io("start a thread for", self.name, e))?;
+                    *queue = Some(tx.clone());
+                    tx
+                }
+            };
+            match tx.send(job) {
+                Ok(()) => return Ok(()),
+                Err(back) => {
+                    job = back.0;
+                    *queue = None;
+                }
+            }
+        }
+        Err(NetnsError::Panicked(format!("({} thread)", self.name)))
+    }
+
+    /// Run `f` inside `place` on this thread (never on the caller's), blocking until it is done.
+    pub(crate) fn run_blocking<T, F>(&self, place: Place, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(job(place, f, move |out| {
+            let _ = tx.send(out);
+        }))?;
+        rx.recv()
+            .map_err(|_| NetnsError::Panicked(format!("({} thread)", self.name)))?
+    }
+}
+
+/// The helpers, one per core (at most [`MAX_HELPERS`]), and which one takes the next job.
+static WORKERS: OnceLock<Vec<HomeThread>> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn helpers() -> usize {
@@ -47,35 +124,14 @@ fn helpers() -> usize {
         .min(MAX_HELPERS)
 }
 
-fn spawn_worker() -> std::io::Result<Sender<Job>> {
-    let (tx, rx) = channel::<Job>();
-    // Home is the process's namespace (its main thread's), not the caller's: the first job
-    // may well be asked for from inside `NetNs::run`, and the helper must not keep (and pin
-    // alive) that namespace as its home.
-    let home = open_ns_file("/proc/self/ns/net".as_ref())?;
-    std::thread::Builder::new().name("netkit-netns".into()).spawn(move || {
-        // A new thread starts in its creator's namespace: go home first.
-        if setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
-            return;
-        }
-        for job in rx {
-            if !job(&home) {
-                // Could not return home: this thread is no longer fit for jobs.
-                return;
-            }
-        }
-    })?;
-    Ok(tx)
-}
-
-/// Run `f` inside `place` on the helper thread; `done` receives the outcome.
-fn submit<T, F, D>(place: Place, f: F, done: D) -> Result<(), NetnsError>
+/// The job that runs `f` inside `place` on a home thread and hands the outcome to `done`.
+fn job<T, F, D>(place: Place, f: F, done: D) -> Job
 where
     F: FnOnce() -> T + Send + 'static,
     D: FnOnce(Result<T, NetnsError>) + Send + 'static,
     T: Send + 'static,
 {
-    let mut job: Job = Box::new(move |home: &OwnedFd| {
+    Box::new(move |home: &OwnedFd| {
         let entered = match &place {
             Place::In(ns) => setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("enter", ns, e)),
             Place::New => unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("create", "(new)", e)),
@@ -85,32 +141,18 @@ where
         let back_home = setns(home, CloneFlags::CLONE_NEWNET).is_ok();
         done(out);
         back_home
-    });
-    let mut workers = WORKERS.lock().unwrap_or_else(|p| p.into_inner());
-    if workers.is_empty() {
-        workers.resize_with(helpers(), || None);
-    }
-    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % workers.len();
-    let worker = &mut workers[slot];
-    // A helper that exited (could not go home) refuses the job: start another in its slot.
-    for _ in 0..2 {
-        let tx = match worker.as_ref() {
-            Some(tx) => tx.clone(),
-            None => {
-                let tx = spawn_worker().map_err(|e| NetnsError::io("start helper thread for", "(any)", e))?;
-                *worker = Some(tx.clone());
-                tx
-            }
-        };
-        match tx.send(job) {
-            Ok(()) => return Ok(()),
-            Err(back) => {
-                job = back.0;
-                *worker = None;
-            }
-        }
-    }
-    Err(NetnsError::Panicked("(helper thread)".into()))
+    })
+}
+
+/// Run `f` inside `place` on the next helper thread; `done` receives the outcome.
+fn submit<T, F, D>(place: Place, f: F, done: D) -> Result<(), NetnsError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    D: FnOnce(Result<T, NetnsError>) + Send + 'static,
+    T: Send + 'static,
+{
+    let workers = WORKERS.get_or_init(|| (0..helpers()).map(|_| HomeThread::new("netkit-netns")).collect());
+    workers[NEXT.fetch_add(1, Ordering::Relaxed) % workers.len()].send(job(place, f, done))
 }
 
 fn label(place: &Place) -> String {

@@ -10,12 +10,9 @@
 //! writes the sysctls of every namespace) nor runs beside another transaction.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, sync_channel, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use nix::sched::{setns, CloneFlags};
-
+use crate::netns::worker::{HomeThread, Place};
 use crate::NetNs;
 
 type NewFn = unsafe extern "C" fn(u32) -> *mut c_void;
@@ -127,93 +124,25 @@ pub(crate) fn run(ns: &NetNs, commands: &str) -> Result<String, String> {
     on_own_thread(ns, move || run_here(lib, &text))?
 }
 
-/// A job for libnftables' thread; given the thread's home namespace, it says whether the
-/// thread is back there (else the thread ends).
-type Job = Box<dyn FnOnce(&NetNs) -> bool + Send>;
-
-/// The queue of libnftables' thread (`None`: not started, or it ended).
-static THREAD: Mutex<Option<Sender<Job>>> = Mutex::new(None);
-
-/// Start libnftables' thread. Its home is the process's namespace (its main thread's), not the
-/// caller's: the first libnftables job may be asked for from a thread inside some container's
-/// namespace, which the thread must not keep (and so keep alive) as its home.
-fn spawn() -> std::io::Result<Sender<Job>> {
-    let home = NetNs::open_path("/proc/self/ns/net").map_err(std::io::Error::other)?;
-    let (tx, rx) = channel::<Job>();
-    std::thread::Builder::new().name("netkit-nft".into()).spawn(move || {
-        // A new thread starts in its creator's namespace: go home first.
-        if setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
-            return;
-        }
-        for job in rx {
-            if !job(&home) {
-                // Could not go home: this thread is no longer fit for jobs.
-                return;
-            }
-        }
-    })?;
-    Ok(tx)
-}
+/// libnftables' own thread (see [`on_own_thread`]).
+static THREAD: HomeThread = HomeThread::new("netkit-nft");
 
 /// Run `f` inside `ns` on libnftables' thread and wait for it.
 ///
 /// One long-lived thread runs every libnftables job of the process, one after the other
-/// (libnftables is not thread-safe). Like netkit's namespace helper thread it enters the
-/// target namespace for a job (not when that is its home) and goes back before the next one;
-/// a thread that cannot go back ends and the next job starts another. It is not that helper
-/// thread, so a slow transaction holds up only other libnftables jobs, never the sockets and
+/// (libnftables is not thread-safe). Like netkit's namespace helpers it enters the target
+/// namespace for a job and goes back home (the process's namespace) before the next one; a
+/// thread that cannot go back ends and the next job starts another. It is not one of those
+/// helpers, so a slow transaction holds up only other libnftables jobs, never the sockets and
 /// sysctls of other namespaces.
 fn on_own_thread<T, F>(ns: &NetNs, f: F) -> Result<T, String>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (tx, rx) = sync_channel(1);
-    let target = ns.clone();
-    let mut job: Job = Box::new(move |home: &NetNs| {
-        let away = !matches!((target.id(), home.id()), (Ok(a), Ok(b)) if a == b);
-        let entered = if away {
-            setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter netns {target}: {e}"))
-        } else {
-            Ok(())
-        };
-        let out = entered.and_then(|()| {
-            catch_unwind(AssertUnwindSafe(f)).map_err(|_| format!("libnftables job in netns {target} panicked"))
-        });
-        let back = !away || setns(home, CloneFlags::CLONE_NEWNET).is_ok();
-        let _ = tx.send(out);
-        back
-    });
-    {
-        let mut thread = THREAD.lock().unwrap_or_else(|p| p.into_inner());
-        // A thread that ended (could not go home) refuses the job: start another.
-        let mut sent = false;
-        for _ in 0..2 {
-            let queue = match thread.as_ref() {
-                Some(q) => q.clone(),
-                None => {
-                    let q = spawn().map_err(|e| format!("start libnftables' thread: {e}"))?;
-                    *thread = Some(q.clone());
-                    q
-                }
-            };
-            match queue.send(job) {
-                Ok(()) => {
-                    sent = true;
-                    break;
-                }
-                Err(back) => {
-                    job = back.0;
-                    *thread = None;
-                }
-            }
-        }
-        if !sent {
-            return Err("libnftables' thread ended at once".into());
-        }
-    }
-    rx.recv()
-        .map_err(|_| "libnftables' thread ended without an answer".to_string())?
+    THREAD
+        .run_blocking(Place::In(ns.clone()), f)
+        .map_err(|e| format!("libnftables job: {e}"))
 }
 
 /// The errno libnftables names in its error `message`, if any. Its errors from the kernel read
