@@ -619,6 +619,19 @@ mod tests {
     }
 }
 
+/// Raw attributes for the tests of every reader, written by hand (independent of [`Builder`]).
+#[cfg(test)]
+pub(crate) mod testing {
+    /// One netlink attribute, padded to 4 bytes.
+    pub(crate) fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+}
+
 #[cfg(test)]
 mod fuzz {
     //! The readers of what the kernel sends back, fed arbitrary bytes (they must never panic)
@@ -628,16 +641,8 @@ mod fuzz {
     use proptest::collection::vec;
     use proptest::prelude::*;
 
+    use super::testing::tlv;
     use super::*;
-
-    /// One netlink attribute, padded to 4 bytes.
-    fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]

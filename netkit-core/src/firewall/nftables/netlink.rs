@@ -1148,14 +1148,7 @@ mod fuzz {
 
     use super::*;
 
-    /// One netlink attribute, padded to 4 bytes.
-    fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
-    }
+    use crate::netlink::wire::testing::tlv;
 
     fn nul_terminated(text: &str) -> Vec<u8> {
         let mut v = text.as_bytes().to_vec();
