@@ -159,23 +159,14 @@ async fn show(h: &Handle, out: &Output, dev: Option<String>, family: Option<IpFa
             text.extend(mine.iter().copied().map(addr_text));
         }
     }
-    if out.json {
-        out.json(&Value::Array(items));
-    } else {
-        for t in text {
-            out.text(&t);
-        }
-    }
+    out.list(items, text);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn w(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
+    use crate::words::tests::w;
 
     #[test]
     fn change_in_any_order() {

@@ -492,12 +492,9 @@ async fn show(h: &Handle, out: &Output, name: Option<String>) -> Result<(), CliE
         h.link_get(n).await?;
     }
     if out.json {
-        let items: Vec<Value> = shown.iter().map(|l| Value::Object(link_json(l, &names))).collect();
-        out.json(&Value::Array(items));
+        out.list(shown.iter().map(|l| Value::Object(link_json(l, &names))).collect(), Vec::new());
     } else {
-        for l in shown {
-            out.text(&link_text(l, &names));
-        }
+        out.list(Vec::new(), shown.iter().map(|l| link_text(l, &names)).collect());
     }
     Ok(())
 }
@@ -505,10 +502,7 @@ async fn show(h: &Handle, out: &Output, name: Option<String>) -> Result<(), CliE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn w(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
+    use crate::words::tests::w;
 
     #[test]
     fn add_veth_with_peer_netns() {

@@ -53,6 +53,18 @@ impl Output {
         let _ = out.flush();
     }
 
+    /// A listing: with `-j` one JSON array of `items`, else `lines`, one per line (a `show`
+    /// verb builds the one it needs: see [`Output::json`](Self::json)'s field).
+    pub fn list(&self, items: Vec<Value>, lines: Vec<String>) {
+        if self.json {
+            self.json(&Value::Array(items));
+        } else {
+            for l in lines {
+                self.text(&l);
+            }
+        }
+    }
+
     /// A note on stderr (`netkit: note: …`), unless `-q`.
     pub fn note(&self, text: &str) {
         if !self.quiet {

@@ -182,12 +182,18 @@ async fn show(h: &Handle, out: &Output, filter: ShowFilter, family: Option<IpFam
         (None, Some(_)) => Some(IpFamily::V4),
         (None, None) => None,
     };
+    let links = h.link_list().await?;
+    // The device's index comes from the listing netkit reads anyway (asked by name only to
+    // get the kernel's error when it is not there).
     let oif = match &filter.dev {
-        Some(d) => Some(h.link_index(d).await?),
+        Some(d) => Some(match links.iter().find(|l| &l.name == d) {
+            Some(l) => l.index,
+            None => h.link_index(d).await?,
+        }),
         None => None,
     };
     let routes = h.route_list(family, filter.table).await?;
-    let names = IfNames::of(&h.link_list().await?);
+    let names = IfNames::of(&links);
     let shown = routes.iter().filter(|r| oif.is_none() || r.oif == oif);
     // As ip: what the listing filtered on is not repeated on every route.
     let view = RouteFilter {
@@ -195,11 +201,9 @@ async fn show(h: &Handle, out: &Output, filter: ShowFilter, family: Option<IpFam
         dev: oif.is_some(),
     };
     if out.json {
-        out.json(&Value::Array(shown.map(|r| route_json(r, &names, view)).collect()));
+        out.list(shown.map(|r| route_json(r, &names, view)).collect(), Vec::new());
     } else {
-        for r in shown {
-            out.text(&route_text(r, &names, view));
-        }
+        out.list(Vec::new(), shown.map(|r| route_text(r, &names, view)).collect());
     }
     Ok(())
 }
@@ -223,10 +227,7 @@ async fn get(h: &Handle, out: &Output, addr: IpAddr) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn w(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
+    use crate::words::tests::w;
 
     #[test]
     fn routes_read_like_ip() {

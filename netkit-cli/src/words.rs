@@ -98,10 +98,11 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn w(s: &str) -> Vec<String> {
+    /// The words of `s`, as a batch line or a shell would split it (for every parser's tests).
+    pub(crate) fn w(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
     }
 
