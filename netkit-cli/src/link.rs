@@ -492,7 +492,10 @@ async fn show(h: &Handle, out: &Output, name: Option<String>) -> Result<(), CliE
         h.link_get(n).await?;
     }
     if out.json {
-        out.list(shown.iter().map(|l| Value::Object(link_json(l, &names))).collect(), Vec::new());
+        out.list(
+            shown.iter().map(|l| Value::Object(link_json(l, &names))).collect(),
+            Vec::new(),
+        );
     } else {
         out.list(Vec::new(), shown.iter().map(|l| link_text(l, &names)).collect());
     }

@@ -480,3 +480,24 @@ async fn two_ends_that_are_not_one_pair_are_remade() {
     assert!(l.ping("h3", "10.61.0.1"), "h3 reaches h1 through the remade pair");
     topo::destroy(&l.lab, &l.opts).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_record_that_names_what_the_lab_cannot_have_made_is_refused() {
+    let name = unique("r");
+    let l = Lab1::new(&lab_text(&name)).await;
+    topo::apply(&l.lab, &l.opts).await.unwrap();
+    let record = l.opts.state_dir.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&record).unwrap();
+    // Someone plants the test's own host namespace in the record.
+    let planted = text.replacen("\"netns\": [", &format!("\"netns\": [\n    \"{}\",", l.host.name()), 1);
+    assert_ne!(planted, text);
+    std::fs::write(&record, planted).unwrap();
+    let err = topo::destroy(&l.lab, &l.opts).await.unwrap_err().to_string();
+    assert!(
+        err.contains("not something lab") && err.contains(l.host.name()),
+        "{err}"
+    );
+    assert!(NetNs::open(l.host.name()).is_ok(), "the planted namespace is untouched");
+    std::fs::write(&record, text).unwrap();
+    topo::destroy(&l.lab, &l.opts).await.unwrap();
+}

@@ -70,7 +70,44 @@ fn record_path(opts: &TopoOptions, lab: &str) -> PathBuf {
     opts.state_dir.join(format!("{lab}.json"))
 }
 
-fn load(path: &Path) -> Result<Record, TopoError> {
+/// Read the record of `lab` and check every name in it before anything acts on it: a record
+/// that names a namespace outside the lab, or an invalid interface name, is refused (the lab's
+/// state directory is the one thing apply and destroy trust, and a changed record must not
+/// make them delete someone else's objects).
+fn load(path: &Path, lab: &Lab) -> Result<Record, TopoError> {
+    let r = read_record(path)?;
+    let bad = |what: String| TopoError::State {
+        path: path.into(),
+        reason: format!("{what}: not something lab {} can have made", lab.name),
+    };
+    let ours = |ns: &str| {
+        let node = if lab.prefix.is_empty() {
+            Some(ns)
+        } else {
+            ns.strip_prefix(&format!("{}-", lab.prefix))
+        };
+        node.is_some_and(|n| !n.is_empty() && !n.contains('/') && ns.len() <= 255)
+    };
+    for ns in &r.netns {
+        if !ours(ns) {
+            return Err(bad(format!("namespace {ns:?}")));
+        }
+    }
+    for b in &r.bridges {
+        crate::ifname::check(b).map_err(|_| bad(format!("bridge {b:?}")))?;
+    }
+    for key in &r.links {
+        let ok = key
+            .split_once('/')
+            .is_some_and(|(ns, ifname)| (ns.is_empty() || ours(ns)) && crate::ifname::check(ifname).is_ok());
+        if !ok {
+            return Err(bad(format!("link {key:?}")));
+        }
+    }
+    Ok(r)
+}
+
+fn read_record(path: &Path) -> Result<Record, TopoError> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| TopoError::State {
             path: path.into(),
@@ -90,7 +127,13 @@ fn save(path: &Path, r: &Record) -> Result<(), TopoError> {
         reason: e.to_string(),
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        // Only root reads or changes lab records.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
     }
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("a record serializes")).map_err(err)?;
@@ -182,7 +225,7 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     let (resolved, pending) = super::pools::resolve(lab, opts)?;
     let lab = &resolved;
     let path = record_path(opts, &lab.name);
-    let record = load(&path)?;
+    let record = load(&path, lab)?;
     let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
     let mut run = Run {
         lab,
@@ -377,7 +420,8 @@ async fn create_nodes(run: &mut Run<'_>) -> Result<(), TopoError> {
         .nodes
         .keys()
         .map(|n| (n.clone(), lab.netns_of(n)))
-        .filter(|(n, ns)| !run.seen.contains_key(n) && NetNs::open(ns).is_err())
+        // read_all opened every namespace that exists (a name that does not open is not one).
+        .filter(|(n, _)| !run.seen.contains_key(n))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -439,7 +483,8 @@ async fn ensure_node(run: &mut Run<'_>, node: &str) -> Result<(), TopoError> {
     if run.created.contains(node) {
         return Ok(());
     }
-    if NetNs::open(&ns).is_err() {
+    // A node read_all found exists; any other was made by create_nodes, except in a dry run.
+    if !run.seen.contains_key(node) && NetNs::open(&ns).is_err() {
         run.change(format!("create netns {ns}"));
         if run.opts.dry_run {
             return Ok(());
@@ -1196,7 +1241,7 @@ fn run_exec(lab: &Lab, name: &str, node: &Node) -> Result<(), TopoError> {
 /// past a failure and reports every one.
 pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     let path = record_path(opts, &lab.name);
-    let record = load(&path)?;
+    let record = load(&path, lab)?;
     let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
     let mut report = Report::default();
     let mut failures = Vec::new();
