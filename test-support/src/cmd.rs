@@ -24,7 +24,19 @@ pub fn ip(args: &[&str]) -> String {
 /// array when it prints nothing.
 #[track_caller]
 pub fn ipj(ns: &str, args: &[&str]) -> Option<Value> {
-    let mut all = vec!["-j", "-d", "-n", ns];
+    ip_json(&["-j", "-d", "-n", ns], args)
+}
+
+/// [`ipj`] without `-d`: what `ip -j` prints by default (to compare with a tool that prints
+/// the same keys).
+#[track_caller]
+pub fn ipj_plain(ns: &str, args: &[&str]) -> Option<Value> {
+    ip_json(&["-j", "-n", ns], args)
+}
+
+#[track_caller]
+fn ip_json(options: &[&str], args: &[&str]) -> Option<Value> {
+    let mut all = options.to_vec();
     all.extend_from_slice(args);
     let out = Command::new("ip").args(&all).output().expect("run ip");
     if !out.status.success() {

@@ -85,19 +85,7 @@ pub fn fails(args: &[&str], code: i32) -> String {
 
 /// `ip -j -n NS ARGS` (no details: what `ip -j` prints by default); `None` when it fails.
 pub fn ip_json(ns: &str, args: &[&str]) -> Option<Value> {
-    let out = Command::new("ip")
-        .args(["-j", "-n", ns])
-        .args(args)
-        .output()
-        .expect("run ip");
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        return Some(Value::Array(Vec::new()));
-    }
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?} printed no JSON ({e}): {text}")))
+    netkit_test_support::cmd::ipj_plain(ns, args)
 }
 
 /// The object named `name` (key `ifname`) in a list of links.
