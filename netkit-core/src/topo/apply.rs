@@ -1053,6 +1053,15 @@ async fn ensure_nat(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), To
     Ok(())
 }
 
+/// A route of the lab (marked with [`ROUTE_PROTOCOL`]) to `dst`, through `via` if given.
+fn lab_route(dst: IpNetwork, via: Option<std::net::IpAddr>) -> Route {
+    let route = Route::new(dst).protocol(ROUTE_PROTOCOL);
+    match via {
+        Some(v) => route.gateway(v),
+        None => route,
+    }
+}
+
 /// The settings of a node this apply created, in one batch (one system call): lo and its new
 /// link ends up, its addresses, its routes; then its sysctls. Nothing to compare with: the
 /// namespace is new.
@@ -1090,10 +1099,7 @@ async fn new_node_l3(run: &mut Run<'_>, name: &str, node: &Node, ns: &str) -> Re
     }
     for r in &node.routes {
         run.report.changes.push(format!("add route {r} in {name}"));
-        let mut route = Route::new(r.dst).protocol(ROUTE_PROTOCOL);
-        if let Some(v) = r.via {
-            route = route.gateway(v);
-        }
+        let mut route = lab_route(r.dst, r.via);
         if let Some(d) = &r.dev {
             route = route.dev_index(lookup(d).await.map_err(|e| kernel(&e))?);
         }
@@ -1172,10 +1178,7 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
             None => {
                 run.change(format!("add route {r} in {name}"));
                 if let (false, Some(h)) = (run.opts.dry_run, &h) {
-                    let mut route = Route::new(r.dst).protocol(ROUTE_PROTOCOL);
-                    if let Some(v) = r.via {
-                        route = route.gateway(v);
-                    }
+                    let mut route = lab_route(r.dst, r.via);
                     if let Some(d) = &r.dev {
                         route = route.dev(d);
                     }
@@ -1188,11 +1191,9 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
         if x.protocol == ROUTE_PROTOCOL && !keep.contains(&i) {
             run.change(format!("delete route {} in {name}", x.destination()));
             if let (false, Some(h)) = (run.opts.dry_run, &h) {
-                let mut route = Route::new(x.destination()).protocol(ROUTE_PROTOCOL);
-                if let Some(g) = x.gateway {
-                    route = route.gateway(g);
-                }
-                h.route_del(&route).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                h.route_del(&lab_route(x.destination(), x.gateway))
+                    .await
+                    .map_err(|e| TopoError::kernel(&ns, e))?;
             }
         }
     }
