@@ -491,14 +491,10 @@ async fn show(h: &Handle, out: &Output, name: Option<String>) -> Result<(), CliE
         // Not there: the error of a lookup by name says so, with the namespace.
         h.link_get(n).await?;
     }
-    if out.json {
-        out.list(
-            shown.iter().map(|l| Value::Object(link_json(l, &names))).collect(),
-            Vec::new(),
-        );
-    } else {
-        out.list(Vec::new(), shown.iter().map(|l| link_text(l, &names)).collect());
-    }
+    out.list(
+        shown.iter().map(|l| Value::Object(link_json(l, &names))),
+        shown.iter().map(|l| link_text(l, &names)),
+    );
     Ok(())
 }
 

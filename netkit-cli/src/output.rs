@@ -54,15 +54,22 @@ impl Output {
     }
 
     /// A listing: with `-j` one JSON array of `items`, else `lines`, one per line (a `show`
-    /// verb builds the one it needs: see [`Output::json`](Self::json)'s field).
-    pub fn list(&self, items: Vec<Value>, lines: Vec<String>) {
-        if self.json {
-            self.json(&Value::Array(items));
+    /// verb passes the one it needs and an empty one for the other). Both are consumed as they
+    /// are written, through one buffered writer: a listing of a thousand links never holds
+    /// its whole text, nor every item at once when `items` is a lazy iterator.
+    pub fn list<J, T>(&self, items: J, lines: T)
+    where
+        J: IntoIterator<Item = Value>,
+        T: IntoIterator<Item = String>,
+    {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        // A closed pipe is not an error worth a message: the first failed write ends it.
+        let _ = if self.json {
+            write_json_array(&mut out, items)
         } else {
-            for l in lines {
-                self.text(&l);
-            }
+            lines.into_iter().try_for_each(|l| writeln!(out, "{l}"))
         }
+        .and_then(|()| out.flush());
     }
 
     /// A note on stderr (`netkit: note: …`), unless `-q`.
@@ -71,6 +78,18 @@ impl Output {
             eprintln!("netkit: note: {text}");
         }
     }
+}
+
+/// Write `items` as one JSON array and a newline, each item serialized as it comes.
+fn write_json_array(out: &mut impl Write, items: impl IntoIterator<Item = Value>) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &item)?;
+    }
+    out.write_all(b"]\n")
 }
 
 /// Interface names (and whether each is up) by index, to print `dev`, `master` and peers by

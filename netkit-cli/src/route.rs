@@ -200,11 +200,10 @@ async fn show(h: &Handle, out: &Output, filter: ShowFilter, family: Option<IpFam
         table: filter.table.is_some(),
         dev: oif.is_some(),
     };
-    if out.json {
-        out.list(shown.map(|r| route_json(r, &names, view)).collect(), Vec::new());
-    } else {
-        out.list(Vec::new(), shown.map(|r| route_text(r, &names, view)).collect());
-    }
+    out.list(
+        shown.clone().map(|r| route_json(r, &names, view)),
+        shown.map(|r| route_text(r, &names, view)),
+    );
     Ok(())
 }
 

@@ -1,8 +1,7 @@
 //! What the kernel reports about a link.
 
 use netlink_packet_route::link::{
-    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    InfoBridge, InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
 
 use crate::MacAddr;
@@ -39,19 +38,21 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    fn from_info(kind: &InfoKind) -> Self {
-        match kind {
-            InfoKind::Veth => Self::Veth,
-            InfoKind::Bridge => Self::Bridge,
-            InfoKind::Vxlan => Self::Vxlan,
-            InfoKind::IpIp => Self::IpIp,
-            InfoKind::MacVlan => Self::Macvlan,
-            InfoKind::Tun => Self::Tun,
-            InfoKind::Dummy => Self::Dummy,
-            InfoKind::IpVlan => Self::Ipvlan,
-            InfoKind::Vrf => Self::Vrf,
-            InfoKind::Geneve => Self::Geneve,
-            InfoKind::Wireguard => Self::Wireguard,
+    /// The kind iproute2 calls `name` (IFLA_INFO_KIND); `""` is [`LinkKind::Device`].
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "" => Self::Device,
+            "veth" => Self::Veth,
+            "bridge" => Self::Bridge,
+            "vxlan" => Self::Vxlan,
+            "ipip" => Self::IpIp,
+            "macvlan" => Self::Macvlan,
+            "tun" => Self::Tun,
+            "dummy" => Self::Dummy,
+            "ipvlan" => Self::Ipvlan,
+            "vrf" => Self::Vrf,
+            "geneve" => Self::Geneve,
+            "wireguard" => Self::Wireguard,
             other => Self::Other(other.to_string()),
         }
     }
@@ -83,6 +84,12 @@ impl std::fmt::Display for LinkKind {
 }
 
 /// A link as the kernel reports it.
+///
+/// The fields every listing needs are read straight from the kernel's message (a lean walk of
+/// its attributes, no full decode); the rest — kind-specific data, bridge-port settings — is
+/// decoded from the kept message the first time [`Link::message`] (or an accessor built on it,
+/// such as [`Link::vxlan_info`]) asks for it. A thousand-link listing so costs one small
+/// allocation per link instead of a tree of them.
 #[derive(Clone, Debug)]
 pub struct Link {
     /// Interface index.
@@ -111,17 +118,55 @@ pub struct Link {
     pub alias: Option<String>,
     /// The link group (IFLA_GROUP, `ip link set DEV group N`; 0 is the default group).
     pub group: u32,
-    /// The raw message, for attributes netkit does not lift into fields.
-    pub message: LinkMessage,
+    /// `ifi_flags` of the message's header.
+    flags: u32,
+    /// `ifi_type` of the message's header (`ARPHRD_*`).
+    link_layer_type: u16,
+    /// IFLA_OPERSTATE (`IF_OPER_*`; 0, unknown, when absent).
+    operstate: u8,
+    /// IFLA_QDISC.
+    qdisc: Option<String>,
+    /// IFLA_TXQLEN.
+    txqlen: Option<u32>,
+    /// IFLA_BROADCAST, when it is an Ethernet-sized address.
+    broadcast: Option<MacAddr>,
+    /// The kernel's message (after the netlink header), as it came.
+    raw: Vec<u8>,
+    /// `raw` decoded, on first use.
+    decoded: std::sync::OnceLock<LinkMessage>,
 }
 
+/// `struct ifinfomsg`: family, pad, type (u16), index (i32), flags (u32), change (u32).
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_BROADCAST: u16 = 2;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_QDISC: u16 = 6;
+const IFLA_MASTER: u16 = 10;
+const IFLA_TXQLEN: u16 = 13;
+const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_GROUP: u16 = 27;
+const IFLA_LINK_NETNSID: u16 = 37;
+const IFLA_INFO_KIND: u16 = 1;
+const IF_OPER_UP: u8 = 6;
+
 impl Link {
-    pub(crate) fn from_message(message: LinkMessage) -> Self {
+    /// Read a link from the payload of an `RTM_NEWLINK`/`RTM_DELLINK` message (`struct
+    /// ifinfomsg` and its attributes). `None` when the payload is shorter than the header.
+    pub(crate) fn from_bytes(raw: Vec<u8>) -> Option<Self> {
+        use crate::netlink::wire;
+        let header = raw.get(..IFINFOMSG_LEN)?;
+        let u32_at = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        let flags = u32_at(8);
         let mut link = Link {
-            index: message.header.index,
+            index: u32_at(4),
             name: String::new(),
             kind: LinkKind::Device,
-            up: message.header.flags.contains(LinkFlags::Up),
+            up: flags & libc::IFF_UP as u32 != 0,
             oper_up: false,
             mtu: None,
             mac: None,
@@ -130,36 +175,66 @@ impl Link {
             link_netnsid: None,
             alias: None,
             group: 0,
-            message: LinkMessage::default(),
+            flags,
+            link_layer_type: u16::from_ne_bytes([header[2], header[3]]),
+            operstate: 0,
+            qdisc: None,
+            txqlen: None,
+            broadcast: None,
+            raw: Vec::new(),
+            decoded: std::sync::OnceLock::new(),
         };
-        for attr in &message.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => link.name = n.clone(),
-                LinkAttribute::Mtu(m) => link.mtu = Some(*m),
-                LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(a),
-                LinkAttribute::Controller(m) => link.master = Some(*m),
-                LinkAttribute::Link(p) => link.parent = Some(*p),
-                LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
-                LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
-                LinkAttribute::Group(g) => link.group = *g,
-                LinkAttribute::OperState(s) => link.oper_up = *s == State::Up,
-                LinkAttribute::LinkInfo(infos) => {
-                    for i in infos {
-                        if let LinkInfo::Kind(k) = i {
-                            link.kind = LinkKind::from_info(k);
-                        }
+        let text = |a: &wire::Attr<'_>| String::from_utf8_lossy(a.c_str()).into_owned();
+        for a in wire::attrs(&raw[IFINFOMSG_LEN..]) {
+            match a.ty {
+                IFLA_IFNAME => link.name = text(&a),
+                IFLA_MTU => link.mtu = a.u32_ne(),
+                IFLA_ADDRESS => link.mac = MacAddr::from_slice(a.value),
+                IFLA_BROADCAST => link.broadcast = MacAddr::from_slice(a.value),
+                IFLA_MASTER => link.master = a.u32_ne(),
+                IFLA_LINK => link.parent = a.u32_ne(),
+                IFLA_LINK_NETNSID => link.link_netnsid = a.u32_ne().map(|v| v as i32),
+                IFLA_IFALIAS if !a.c_str().is_empty() => link.alias = Some(text(&a)),
+                IFLA_GROUP => link.group = a.u32_ne().unwrap_or_default(),
+                IFLA_OPERSTATE => link.operstate = a.value.first().copied().unwrap_or_default(),
+                IFLA_QDISC => link.qdisc = Some(text(&a)),
+                IFLA_TXQLEN => link.txqlen = a.u32_ne(),
+                IFLA_LINKINFO => {
+                    if let Some(k) = wire::attrs(a.value).find(|i| i.ty == IFLA_INFO_KIND) {
+                        link.kind = LinkKind::from_name(&String::from_utf8_lossy(k.c_str()));
                     }
                 }
                 _ => {}
             }
         }
-        link.message = message;
+        link.oper_up = link.operstate == IF_OPER_UP;
+        link.raw = raw;
+        Some(link)
+    }
+
+    /// Read a link from a message netlink-packet-route decoded (an event): its bytes again,
+    /// then [`Link::from_bytes`], so both paths lift the same fields the same way.
+    pub(crate) fn from_message(message: LinkMessage) -> Self {
+        use netlink_packet_core::Emitable;
+        let mut raw = vec![0u8; message.buffer_len()];
+        message.emit(&mut raw);
+        let link = Self::from_bytes(raw).expect("an emitted link message has its header");
+        let _ = link.decoded.set(message);
         link
+    }
+
+    /// The kernel's whole message, decoded by netlink-packet-route (on first use; a message it
+    /// cannot decode reads as an empty one), for attributes netkit does not lift into fields.
+    pub fn message(&self) -> &LinkMessage {
+        self.decoded.get_or_init(|| {
+            use netlink_packet_core::Parseable;
+            LinkMessage::parse(&self.raw[..]).unwrap_or_default()
+        })
     }
 
     /// The interface flags (`IFF_*`, the header of the kernel's message) as a number.
     pub fn flags(&self) -> u32 {
-        self.message.header.flags.bits()
+        self.flags
     }
 
     /// The interface flags as `ip link` names them, in its order (`["BROADCAST", "MULTICAST",
@@ -174,20 +249,15 @@ impl Link {
     /// `LOWERLAYERDOWN`, `TESTING`, `DORMANT` or `UP` (a state newer than this list is its
     /// number). The `operstate` key of `ip -j link show`.
     pub fn operstate(&self) -> String {
-        let state = self.message.attributes.iter().find_map(|a| match a {
-            LinkAttribute::OperState(s) => Some(*s),
-            _ => None,
-        });
-        match state.unwrap_or(State::Unknown) {
-            State::Unknown => "UNKNOWN".into(),
-            State::NotPresent => "NOTPRESENT".into(),
-            State::Down => "DOWN".into(),
-            State::LowerLayerDown => "LOWERLAYERDOWN".into(),
-            State::Testing => "TESTING".into(),
-            State::Dormant => "DORMANT".into(),
-            State::Up => "UP".into(),
-            State::Other(n) => n.to_string(),
-            _ => "UNKNOWN".into(),
+        match self.operstate {
+            0 => "UNKNOWN".into(),
+            1 => "NOTPRESENT".into(),
+            2 => "DOWN".into(),
+            3 => "LOWERLAYERDOWN".into(),
+            4 => "TESTING".into(),
+            5 => "DORMANT".into(),
+            IF_OPER_UP => "UP".into(),
+            n => n.to_string(),
         }
     }
 
@@ -196,36 +266,27 @@ impl Link {
     /// else `[N]` as iproute2 prints a type it has no name for. The `link_type` key of
     /// `ip -j link show`.
     pub fn link_type(&self) -> String {
-        link_type_name(u16::from(self.message.header.link_layer_type))
+        link_type_name(self.link_layer_type)
     }
 
     /// The link-layer broadcast address (IFLA_BROADCAST) of an Ethernet-like link, as
     /// `ip link` prints it after `brd`.
     pub fn broadcast(&self) -> Option<crate::MacAddr> {
-        self.message.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Broadcast(b) => crate::MacAddr::from_slice(b),
-            _ => None,
-        })
+        self.broadcast
     }
 
     /// The queueing discipline's name (`qdisc noqueue`), when the kernel reports one.
     pub fn qdisc(&self) -> Option<&str> {
-        self.message.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Qdisc(q) => Some(q.as_str()),
-            _ => None,
-        })
+        self.qdisc.as_deref()
     }
 
     /// The transmit queue length (`qlen`), when the kernel reports it.
     pub fn txqlen(&self) -> Option<u32> {
-        self.message.attributes.iter().find_map(|a| match a {
-            LinkAttribute::TxQueueLen(q) => Some(*q),
-            _ => None,
-        })
+        self.txqlen
     }
 
     fn link_infos(&self) -> impl Iterator<Item = &LinkInfo> {
-        self.message.attributes.iter().flat_map(|a| match a {
+        self.message().attributes.iter().flat_map(|a| match a {
             LinkAttribute::LinkInfo(i) => i.as_slice(),
             _ => &[],
         })
@@ -365,5 +426,80 @@ mod names_tests {
         assert_eq!(link_type_name(772), "loopback");
         assert_eq!(link_type_name(65534), "none");
         assert_eq!(link_type_name(4242), "[4242]");
+    }
+}
+
+#[cfg(test)]
+mod lean_tests {
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State};
+
+    use super::{Link, LinkKind};
+    use crate::MacAddr;
+
+    fn bytes(m: &LinkMessage) -> Vec<u8> {
+        let mut raw = vec![0u8; m.buffer_len()];
+        m.emit(&mut raw);
+        raw
+    }
+
+    #[test]
+    fn the_lean_reader_lifts_what_the_full_decoder_sees() {
+        let mut m = LinkMessage::default();
+        m.header.index = 7;
+        m.header.flags = LinkFlags::Up | LinkFlags::Broadcast | LinkFlags::Multicast;
+        m.header.link_layer_type = LinkLayerType::Ether;
+        m.attributes = vec![
+            LinkAttribute::IfName("v0".into()),
+            LinkAttribute::Mtu(1400),
+            LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
+            LinkAttribute::Broadcast(vec![0xff; 6]),
+            LinkAttribute::Controller(3),
+            LinkAttribute::Link(9),
+            LinkAttribute::LinkNetNsId(2),
+            LinkAttribute::IfAlias("pod".into()),
+            LinkAttribute::Group(5),
+            LinkAttribute::OperState(State::Up),
+            LinkAttribute::Qdisc("noqueue".into()),
+            LinkAttribute::TxQueueLen(1000),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let l = Link::from_bytes(bytes(&m)).unwrap();
+        assert_eq!((l.index, l.name.as_str(), l.kind.clone()), (7, "v0", LinkKind::Veth));
+        assert!(l.up && l.oper_up);
+        assert_eq!(
+            (l.mtu, l.master, l.parent, l.link_netnsid),
+            (Some(1400), Some(3), Some(9), Some(2))
+        );
+        assert_eq!(l.mac, Some("02:00:00:00:00:01".parse::<MacAddr>().unwrap()));
+        assert_eq!(
+            l.broadcast().map(|b| b.to_string()).as_deref(),
+            Some("ff:ff:ff:ff:ff:ff")
+        );
+        assert_eq!((l.alias.as_deref(), l.group), (Some("pod"), 5));
+        assert_eq!((l.qdisc(), l.txqlen()), (Some("noqueue"), Some(1000)));
+        assert_eq!((l.operstate().as_str(), l.link_type().as_str()), ("UP", "ether"));
+        assert_eq!(l.flag_names(), ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"]);
+        // The rest decodes on demand, to the same message.
+        assert_eq!(l.message(), &m);
+        // An event's link (decoded first) reads the same.
+        let e = Link::from_message(m.clone());
+        assert_eq!(
+            (e.name, e.kind, e.mtu, e.qdisc),
+            (l.name.clone(), l.kind.clone(), l.mtu, l.qdisc.clone())
+        );
+    }
+
+    #[test]
+    fn short_or_odd_messages_never_panic() {
+        assert!(Link::from_bytes(vec![0; 15]).is_none());
+        let l = Link::from_bytes(vec![0; 16]).unwrap();
+        assert_eq!((l.kind.clone(), l.operstate().as_str()), (LinkKind::Device, "UNKNOWN"));
+        // An attribute running past the end is where the walk stops.
+        let mut raw = vec![0; 16];
+        raw.extend_from_slice(&[200, 0, 3, 0, b'x', 0, 0, 0]);
+        assert_eq!(Link::from_bytes(raw).unwrap().name, "");
+        assert_eq!(LinkKind::from_name("gretap"), LinkKind::Other("gretap".into()));
+        assert_eq!(LinkKind::from_name("vxlan").as_str(), "vxlan");
     }
 }

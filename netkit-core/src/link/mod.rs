@@ -284,16 +284,18 @@ impl Handle {
         msg.attributes.push(LinkAttribute::ExtMask(vec![
             netlink_packet_route::link::LinkExtentMask::SkipStats,
         ]));
-        match self.get(RouteNetlinkMessage::GetLink(msg)).await {
-            Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Link::from_message(m)),
-            Ok(other) => Err(LinkError::netlink(
+        let raw = self
+            .get_raw(RouteNetlinkMessage::GetLink(msg))
+            .await
+            .map_err(|e| LinkError::netlink("get", label, self, e))?;
+        Link::from_bytes(raw).ok_or_else(|| {
+            LinkError::netlink(
                 "get",
                 label,
                 self,
-                NetlinkError::local(format!("unexpected answer {other:?}")),
-            )),
-            Err(e) => Err(LinkError::netlink("get", label, self, e)),
-        }
+                NetlinkError::local("a link answer shorter than its header"),
+            )
+        })
     }
 
     /// Index of the link called `name`.
@@ -313,16 +315,10 @@ impl Handle {
             netlink_packet_route::link::LinkExtentMask::SkipStats,
         ]));
         let msgs = self
-            .dump(RouteNetlinkMessage::GetLink(req))
+            .dump_raw(RouteNetlinkMessage::GetLink(req))
             .await
             .map_err(|e| LinkError::netlink("list", "*", self, e))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
-                _ => None,
-            })
-            .collect())
+        Ok(msgs.into_iter().filter_map(Link::from_bytes).collect())
     }
 
     /// Delete a link by name, like `ip link del NAME`. Idempotent: a link

@@ -234,10 +234,29 @@ impl Handle {
     /// interrupted (the table changed while it was being read) is thrown away
     /// and started again, so the result is always one consistent snapshot.
     pub(crate) async fn dump(&self, payload: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        Ok(self.dump_answer(transport::Request::dump(payload)).await?.objects)
+    }
+
+    /// [`Handle::dump`], with each object kept as the kernel's bytes (the payload after the
+    /// netlink header), for readers that lift a few attributes themselves.
+    pub(crate) async fn dump_raw(&self, payload: RouteNetlinkMessage) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        Ok(self.dump_answer(transport::Request::dump(payload).raw()).await?.raw)
+    }
+
+    /// [`Handle::get`], with the answer kept as the kernel's bytes (see [`Handle::dump_raw`]).
+    pub(crate) async fn get_raw(&self, payload: RouteNetlinkMessage) -> Result<Vec<u8>, NetlinkError> {
+        self.one(transport::Request::new(payload, 0).raw())
+            .await?
+            .raw
+            .pop()
+            .ok_or_else(|| NetlinkError::local("the kernel sent no answer"))
+    }
+
+    async fn dump_answer(&self, request: transport::Request) -> Result<transport::Answer, NetlinkError> {
         for _ in 0..DUMP_RETRIES {
-            let answer = self.one(transport::Request::dump(payload.clone())).await?;
+            let answer = self.one(request.clone()).await?;
             if !answer.interrupted {
-                return Ok(answer.objects);
+                return Ok(answer);
             }
             self.dump_restarts.fetch_add(1, Ordering::Relaxed);
         }

@@ -29,6 +29,7 @@ use super::{is_interrupted, wire};
 const RECV_BUF: usize = 64 * 1024;
 
 /// One request of an exchange.
+#[derive(Clone)]
 pub(crate) struct Request {
     payload: RouteNetlinkMessage,
     /// NLM_F_* beyond REQUEST (and ACK, added to every request but dumps).
@@ -36,6 +37,10 @@ pub(crate) struct Request {
     /// A dump, answered by parts and NLMSG_DONE (not by an ack). Said explicitly: the bits of
     /// NLM_F_DUMP are NLM_F_REPLACE and NLM_F_EXCL in a NEW request.
     dump: bool,
+    /// Keep the objects of the answer as the kernel's bytes ([`Answer::raw`]) instead of
+    /// decoding them with netlink-packet-route ([`Answer::objects`]): for readers that lift a
+    /// few attributes themselves (a thousand-link listing).
+    raw: bool,
 }
 
 impl Request {
@@ -45,6 +50,7 @@ impl Request {
             payload,
             flags,
             dump: false,
+            raw: false,
         }
     }
 
@@ -54,7 +60,14 @@ impl Request {
             payload,
             flags: NLM_F_DUMP,
             dump: true,
+            raw: false,
         }
+    }
+
+    /// This request, with its answer's objects kept as bytes (see [`Answer::raw`]).
+    pub(crate) fn raw(mut self) -> Self {
+        self.raw = true;
+        self
     }
 }
 
@@ -63,6 +76,9 @@ impl Request {
 pub(crate) struct Answer {
     /// The objects it sent: the echoed object, the object of a `get`, the parts of a dump.
     pub(crate) objects: Vec<RouteNetlinkMessage>,
+    /// The same, for a [`Request::raw`] request: each object's payload (after the netlink
+    /// header) as the kernel sent it.
+    pub(crate) raw: Vec<Vec<u8>>,
     /// A dump the kernel flagged as interrupted by a concurrent change.
     pub(crate) interrupted: bool,
 }
@@ -70,6 +86,30 @@ pub(crate) struct Answer {
 struct State {
     seq: u32,
     buf: Vec<u8>,
+}
+
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+
+/// Whether `m` ends the answer to a raw request, and how: an ack or NLMSG_DONE (`Ok`), the
+/// kernel's error (`Err`); `None` for an object. As netlink-packet-core reads them: the errno
+/// of an NLMSG_ERROR, the (optional) error code of an NLMSG_DONE.
+fn raw_end(m: &wire::Message<'_>) -> Option<Result<(), NetlinkError>> {
+    match m.header.ty {
+        wire::NLMSG_ERROR => Some(match m.ack() {
+            Some(ack) => NetlinkError::from_ack(&ack).map_or(Ok(()), Err),
+            None => Err(NetlinkError::local("a truncated netlink error message")),
+        }),
+        NLMSG_DONE => {
+            let code = m.payload.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            Some(match code {
+                Some(c) if c < 0 => Err(NetlinkError::from_errno(-c)),
+                _ => Ok(()),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A NETLINK_ROUTE socket driven inline (see the module docs).
@@ -126,10 +166,12 @@ impl Transport {
         let first = state.seq.wrapping_add(1);
         let mut out = Vec::new();
         let mut dumps = Vec::with_capacity(requests.len());
+        let mut raws = Vec::with_capacity(requests.len());
         for r in requests {
             state.seq = state.seq.wrapping_add(1);
             let dump = r.dump;
             dumps.push(dump);
+            raws.push(r.raw);
             let mut header = NetlinkHeader::default();
             header.flags = NLM_F_REQUEST | r.flags | if dump { 0 } else { NLM_F_ACK };
             header.sequence_number = state.seq;
@@ -149,6 +191,19 @@ impl Transport {
                 let i = m.header.seq.wrapping_sub(first) as usize;
                 if i >= answers.len() || answers[i].is_some() {
                     // An answer to an earlier exchange whose caller gave up.
+                    continue;
+                }
+                if raws[i] {
+                    partial[i].interrupted |= is_interrupted(m.header.flags);
+                    if m.truncated {
+                        answers[i] = Some(Err(NetlinkError::local("a truncated netlink answer")));
+                        pending -= 1;
+                    } else if let Some(end) = raw_end(&m) {
+                        answers[i] = Some(end.map(|()| std::mem::take(&mut partial[i])));
+                        pending -= 1;
+                    } else if !matches!(m.header.ty, NLMSG_NOOP | NLMSG_OVERRUN) {
+                        partial[i].raw.push(m.payload.to_vec());
+                    }
                     continue;
                 }
                 let raw = m.raw;
