@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::cli::{AddrVerb, Global};
 use crate::error::CliError;
 use crate::output::{addr_json, addr_text, link_json, link_text, IfNames, Output};
-use crate::words::{parse_word, WordReader};
+use crate::words::WordReader;
 use crate::Session;
 
 /// Run one `addr` verb in the namespace of `-n` (or the current one).
@@ -66,9 +66,7 @@ pub fn parse_change(context: &str, words: &[String], options: bool) -> Result<Ad
             "noprefixroute" if options => noprefixroute = true,
             "label" if options => label = Some(r.value("label")?.to_string()),
             w if prefix.is_none() => {
-                prefix = Some(
-                    parse_word(w, "PREFIX", "an address like 10.0.0.1/24").map_err(|_| r.unexpected(w, expected))?,
-                )
+                prefix = Some(r.positional(w, "PREFIX", "an address like 10.0.0.1/24", expected)?)
             }
             w => return Err(r.unexpected(w, expected)),
         }
@@ -184,7 +182,11 @@ mod tests {
         for (words, want) in [
             ("dev v0", "missing the address"),
             ("10.0.0.1/24", "missing \"dev NAME\""),
-            ("10.0.0.1/33 dev v0", "unexpected \"10.0.0.1/33\""),
+            (
+                "10.0.0.1/33 dev v0",
+                "\"PREFIX\" wants an address like 10.0.0.1/24, not \"10.0.0.1/33\"",
+            ),
+            ("bogus dev v0", "unexpected \"bogus\""),
             ("10.0.0.1/24 dev v0 10.0.0.2/24", "unexpected \"10.0.0.2/24\""),
             ("10.0.0.1/24 dev", "\"dev\" needs a value"),
         ] {

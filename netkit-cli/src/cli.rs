@@ -10,9 +10,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// `netkit`: network namespaces, links, addresses and routes, with iproute2's verbs.
 #[derive(Parser, Debug, Clone)]
+///
+/// The help is laid out for 100 columns whatever the terminal (`term_width`; clap's "wrap_help"
+/// feature is off, so no text is wrapped to the terminal): it is the same everywhere, and the
+/// snapshot tests hold it.
 #[command(
     name = "netkit",
     version,
+    term_width = 100,
     about = "Network namespaces, links, addresses and routes, with iproute2's verbs",
     long_about = "Network namespaces, links, addresses and routes, with iproute2's verbs.\n\n\
         Every operation goes through netkit-core (netlink, no `ip` underneath). Errors are one \
@@ -70,28 +75,34 @@ pub struct Global {
 }
 
 /// The objects, named as iproute2 names them.
+///
+/// An object without its verb (`netkit link`) is a one-line usage error naming the verbs, not
+/// its help printed on stderr (`arg_required_else_help = false`): every error is one line.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Network namespaces (`ip netns`).
+    #[command(arg_required_else_help = false)]
     Netns {
         /// The verb.
         #[command(subcommand)]
         verb: NetnsVerb,
     },
     /// Network devices (`ip link`).
+    #[command(arg_required_else_help = false)]
     Link {
         /// The verb.
         #[command(subcommand)]
         verb: LinkVerb,
     },
     /// IP addresses (`ip address`).
-    #[command(visible_alias = "address")]
+    #[command(visible_alias = "address", arg_required_else_help = false)]
     Addr {
         /// The verb.
         #[command(subcommand)]
         verb: AddrVerb,
     },
     /// Routes (`ip route`).
+    #[command(arg_required_else_help = false)]
     Route {
         /// The verb.
         #[command(subcommand)]
@@ -107,6 +118,7 @@ pub enum Command {
     Man,
     /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
     /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
+    #[command(arg_required_else_help = false)]
     Topo {
         /// The verb.
         #[command(subcommand)]

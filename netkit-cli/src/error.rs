@@ -45,8 +45,9 @@ pub enum CliError {
         /// The failure with its errno.
         cause: std::io::Error,
     },
-    /// A topology file could not be read, applied or destroyed.
-    #[error("{file}: {cause}")]
+    /// A topology file could not be read, applied or destroyed: `FILE: why`, or `read topology
+    /// file FILE: why` when the file could not be read (the core's error names the file then).
+    #[error("{}", topo_line(file, cause))]
     Topo {
         /// The file.
         file: String,
@@ -77,6 +78,14 @@ impl CliError {
         Self::Usage(text.into())
     }
 
+    /// A command line clap rejected, as a usage error of one line: clap's message without its
+    /// `error: ` prefix, the lines under it (the missing argument, the possible values) and its
+    /// tips on the same line, and instead of the usage block `see 'netkit VERB --help'` for the
+    /// command clap was parsing (the command words of its `Usage:` line).
+    pub fn from_clap(e: &clap::Error) -> Self {
+        Self::Usage(clap_one_line(&e.render().to_string()))
+    }
+
     /// The exit code: 2 for bad usage, the program's own status for `netns exec`, 1 for any
     /// other failure.
     pub fn exit_code(&self) -> i32 {
@@ -93,9 +102,84 @@ impl CliError {
     }
 }
 
+/// The line of [`CliError::Topo`].
+fn topo_line(file: &str, cause: &netkit_core::topo::TopoError) -> String {
+    match cause {
+        netkit_core::topo::TopoError::Read { .. } => format!("read topology file {cause}"),
+        _ => format!("{file}: {cause}"),
+    }
+}
+
+/// See [`CliError::from_clap`]; `text` is clap's rendered message (without colours).
+fn clap_one_line(text: &str) -> String {
+    let mut message = String::new();
+    let mut tips = Vec::new();
+    let mut command = "netkit".to_string();
+    let mut in_usage = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if let Some(usage) = l.strip_prefix("Usage: ") {
+            in_usage = true;
+            // The command's words: up to its first option or argument (`[OPTIONS]`, `<NAME>`).
+            let words: Vec<&str> = usage
+                .split(' ')
+                .take_while(|w| !w.starts_with(['-', '[', '<']))
+                .collect();
+            if !words.is_empty() {
+                command = words.join(" ");
+            }
+        } else if in_usage || l.starts_with("For more information") {
+            continue;
+        } else if let Some(tip) = l.strip_prefix("tip: ") {
+            tips.push(tip.to_string());
+        } else {
+            if !message.is_empty() {
+                message.push(' ');
+            }
+            message.push_str(l.strip_prefix("error: ").unwrap_or(l));
+        }
+    }
+    if message.is_empty() {
+        message.push_str("bad command line");
+    }
+    for tip in tips {
+        message.push_str(&format!(" ({tip})"));
+    }
+    format!("{message}; see '{command} --help'")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn clap_errors_become_one_line_with_the_command_to_ask_for_help() {
+        for (args, want) in [
+            (
+                &["netkit", "lnik"][..],
+                "unrecognized subcommand 'lnik' (a similar subcommand exists: 'link'); see 'netkit --help'",
+            ),
+            (
+                &["netkit", "link", "add"][..],
+                "the following required arguments were not provided: <NAME>; see 'netkit link add --help'",
+            ),
+            (
+                &["netkit", "link"][..],
+                "'netkit link' requires a subcommand but one was not provided \
+                 [subcommands: add, set, del, delete, show, list, help]; see 'netkit link --help'",
+            ),
+        ] {
+            let e = crate::cli::Cli::try_parse_from(args).unwrap_err();
+            let u = CliError::from_clap(&e);
+            assert_eq!(u.to_string(), want);
+            assert_eq!(u.exit_code(), EXIT_USAGE);
+        }
+    }
 
     #[test]
     fn exit_codes() {

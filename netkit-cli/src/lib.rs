@@ -29,6 +29,7 @@ pub mod words;
 use std::collections::HashMap;
 use std::ffi::OsString;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 use netkit_core::{Handle, IpFamily, NetNs};
 
@@ -45,10 +46,15 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version print to stdout and exit 0; usage errors exit 2.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            // --help and --version print to stdout and exit 0.
             let _ = e.print();
             return e.exit_code();
+        }
+        Err(e) => {
+            // Usage errors: one line, exit 2.
+            eprintln!("netkit: {}", CliError::from_clap(&e));
+            return EXIT_USAGE;
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

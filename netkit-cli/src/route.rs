@@ -85,9 +85,12 @@ pub fn parse_route(context: &str, words: &[String], family: Option<IpFamily>) ->
             }
             "default" if dst.is_none() => dst = Some(None),
             w if dst.is_none() => {
-                let net =
-                    parse_word(w, "PREFIX", "a prefix like 10.0.0.0/24").map_err(|_| r.unexpected(w, ROUTE_WORDS))?;
-                dst = Some(Some(net));
+                dst = Some(Some(r.positional(
+                    w,
+                    "PREFIX",
+                    "a prefix like 10.0.0.0/24",
+                    ROUTE_WORDS,
+                )?));
             }
             w => return Err(r.unexpected(w, ROUTE_WORDS)),
         }
@@ -250,7 +253,10 @@ mod tests {
             ("default via", "\"via\" needs a value"),
             ("default via nowhere", "\"via\" wants a gateway address"),
             ("default table x", "\"table\" wants main, local, default or a number"),
-            ("10.0.0.0/33", "unexpected \"10.0.0.0/33\""),
+            (
+                "10.0.0.0/33",
+                "\"PREFIX\" wants a prefix like 10.0.0.0/24, not \"10.0.0.0/33\"",
+            ),
             ("default 10.0.0.0/8", "unexpected \"10.0.0.0/8\""),
             ("default metric -1", "\"metric\" wants a number"),
         ] {

@@ -68,6 +68,24 @@ impl<'a> WordReader<'a> {
         }
     }
 
+    /// Parse `word`, in the place of a positional value such as `PREFIX` (`key`; `expected`
+    /// says what it should be) among keywords (`keywords`: what could come instead). A word that
+    /// looks like an address (it has a `.`, `:` or `/`, or is a number) but does not parse is
+    /// reported as a bad `key`, with the parser's reason; any other word as unexpected.
+    pub fn positional<T>(&self, word: &str, key: &str, expected: &str, keywords: &str) -> Result<T, CliError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        parse_word(word, key, expected).map_err(|e| {
+            if word.contains(['.', ':', '/']) || word.chars().all(|c| c.is_ascii_digit()) {
+                self.error(e)
+            } else {
+                self.unexpected(word, keywords)
+            }
+        })
+    }
+
     /// A usage error about word `word`, which is not expected here; `expected` lists what is.
     pub fn unexpected(&self, word: &str, expected: &str) -> CliError {
         self.error(format!("unexpected \"{word}\" (expected {expected})"))
@@ -137,6 +155,24 @@ pub(crate) mod tests {
 
         let e = r.unexpected("sideways", "up or down").to_string();
         assert_eq!(e, "link set v0: unexpected \"sideways\" (expected up or down)");
+    }
+
+    #[test]
+    fn positional_values_say_why_they_are_bad() {
+        let r = WordReader::new(&[], "addr add");
+        let e = r
+            .positional::<std::net::Ipv4Addr>("10.0.0.300", "PREFIX", "an address", "PREFIX or dev")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("addr add: \"PREFIX\" wants an address, not \"10.0.0.300\" ("),
+            "{e}"
+        );
+        let e = r
+            .positional::<std::net::Ipv4Addr>("bogus", "PREFIX", "an address", "PREFIX or dev")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "addr add: unexpected \"bogus\" (expected PREFIX or dev)");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
-//! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]) and a seeded generator for
+//! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), golden files
+//! compared with a test's text and rewritten on request ([`golden`]) and a seeded generator for
 //! randomized tests ([`Rng`]).
 //!
 //! Nothing here touches the namespace the tests run in: every command takes the namespace it
@@ -11,6 +12,7 @@
 
 pub mod cmd;
 pub mod echo;
+pub mod golden;
 pub mod iptables;
 pub mod lease;
 pub mod lit;

@@ -188,19 +188,3 @@ fn tun_and_tap() {
     let e = fails(&["-n", ns, "link", "add", "tap0", "type", "tap"], 1);
     assert!(e.contains("tap0") && e.contains(ns), "{e}");
 }
-
-#[test]
-fn help_comes_from_clap_for_every_verb() {
-    for verb in [
-        &["link", "add", "--help"][..],
-        &["link", "set", "--help"][..],
-        &["addr", "add", "--help"][..],
-        &["route", "add", "--help"][..],
-        &["netns", "exec", "--help"][..],
-    ] {
-        let out = ok(verb);
-        assert!(out.contains("Usage: netkit"), "{verb:?}: {out}");
-    }
-    assert!(ok(&["link", "add", "--help"]).contains("type veth peer [name] PEER"));
-    assert!(ok(&["--help"]).contains("Exit codes"));
-}

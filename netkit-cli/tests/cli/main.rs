@@ -11,4 +11,5 @@ mod errors;
 mod link;
 mod netns;
 mod route;
+mod snapshots;
 mod topo;

@@ -77,11 +77,21 @@ impl NetlinkError {
 
 impl fmt::Display for NetlinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.errno(), &self.message) {
-            (Some(e), Some(m)) => write!(f, "{} ({e}): {m}", e.desc()),
-            (Some(e), None) => write!(f, "{} ({e})", e.desc()),
-            (None, Some(m)) => f.write_str(m),
-            (None, None) => f.write_str("unknown netlink failure"),
+        // `No such device (ENODEV)`, then the kernel's extended-ack text if it sent one.
+        match self.errno {
+            Some(n) => {
+                let e = nix::errno::Errno::from_raw(n);
+                if e == nix::errno::Errno::UnknownErrno {
+                    write!(f, "unknown error (errno {n})")?;
+                } else {
+                    write!(f, "{} ({e:?})", e.desc())?;
+                }
+                if let Some(m) = &self.message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+            None => f.write_str(self.message.as_deref().unwrap_or("unknown netlink failure")),
         }
     }
 }
@@ -176,8 +186,21 @@ mod tests {
     #[test]
     fn display_names_errno() {
         let e = NetlinkError::from_errno(libc::ENODEV);
-        assert!(e.to_string().contains("ENODEV"), "{e}");
+        assert_eq!(e.to_string(), "No such device (ENODEV)");
         assert!(e.is_not_found());
+        let e = NetlinkError {
+            errno: Some(libc::EINVAL),
+            message: Some("mtu greater than device maximum".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Invalid argument (EINVAL): mtu greater than device maximum"
+        );
+        assert_eq!(
+            NetlinkError::from_errno(100_000).to_string(),
+            "unknown error (errno 100000)"
+        );
+        assert_eq!(NetlinkError::local("closed").to_string(), "closed");
     }
 }
 
