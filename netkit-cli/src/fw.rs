@@ -77,7 +77,7 @@ pub struct FwOpts {
     /// The driver (default: nftables when usable, else iptables).
     #[arg(long, value_enum)]
     pub driver: Option<FwDriver>,
-    /// The state directory (default: /run/netkit/firewall/<netns cookie>, as netkit-cni).
+    /// The state directory (default: `/run/netkit/firewall/<netns cookie>`, as netkit-cni).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The nftables table / iptables chain prefix (default: netkit).

@@ -92,7 +92,7 @@ pub enum IpamVerb {
         netkit -j ipam --config podnet.json allocate c2 ip 10.22.0.50"
     )]
     Allocate {
-        /// CONTAINERID[:IFNAME].
+        /// `CONTAINERID[:IFNAME]`.
         owner: String,
         /// `ip ADDRESS`, repeated.
         #[command(flatten)]
@@ -101,7 +101,7 @@ pub enum IpamVerb {
     /// Release every address OWNER holds (an owner holding nothing is a note, not an error).
     #[command(after_help = "Example:\n  netkit ipam --config podnet.json release c1:eth0")]
     Release {
-        /// CONTAINERID[:IFNAME].
+        /// `CONTAINERID[:IFNAME]`.
         owner: String,
     },
     /// List held addresses with their owners, or those of one OWNER.
@@ -111,7 +111,7 @@ pub enum IpamVerb {
             netkit -j ipam --config podnet.json show c1:eth0"
     )]
     Show {
-        /// CONTAINERID[:IFNAME].
+        /// `CONTAINERID[:IFNAME]`.
         owner: Option<String>,
     },
     /// Release everything held by an owner not listed (CNI GC's valid attachments), in this
