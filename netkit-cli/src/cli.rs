@@ -124,6 +124,37 @@ pub enum Command {
         #[command(subcommand)]
         verb: crate::topo::TopoVerb,
     },
+    /// IP address management: netkit's allocator on a store directory and a CNI-style pool
+    /// configuration (the netkit-ipam plugin's store). Touches no namespace.
+    #[command(
+        after_help = "OWNER: CONTAINERID[:IFNAME] (IFNAME defaults to eth0); the store is DIR/NETWORK.\n\n\
+        Examples:\n  \
+        netkit ipam --config podnet.json --store /tmp/ipam allocate c1:eth0\n  \
+        netkit -j ipam --config podnet.json show\n  \
+        netkit ipam --config podnet.json gc c1:eth0 c2:eth0"
+    )]
+    Ipam {
+        /// The pool and its store.
+        #[command(flatten)]
+        opts: crate::ipam::IpamOpts,
+        /// The verb.
+        #[command(subcommand)]
+        verb: crate::ipam::IpamVerb,
+    },
+    /// Firewall and NAT of a namespace (netkit's nftables or iptables rules): port mappings,
+    /// masquerades, services, held by owners.
+    #[command(after_help = "Examples:\n  \
+        netkit -n host fw add c1:eth0 port 8080:10.88.0.2:80/tcp masquerade 10.88.0.0/24\n  \
+        netkit -n host -j fw list\n  \
+        netkit -n host fw --driver iptables --state-dir /run/lab/fw del c1:eth0")]
+    Fw {
+        /// Which firewall.
+        #[command(flatten)]
+        opts: crate::fw::FwOpts,
+        /// The verb.
+        #[command(subcommand)]
+        verb: crate::fw::FwVerb,
+    },
 }
 
 /// iproute2's words after a verb, taken as they are (hyphens included).

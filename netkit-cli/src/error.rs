@@ -54,6 +54,33 @@ pub enum CliError {
         /// Why.
         cause: Box<netkit_core::topo::TopoError>,
     },
+    /// An IPAM configuration file could not be read, or netkit-core refused it (exit code 1:
+    /// the file is input the operation reads, as a topology file is).
+    #[error("{file}: {cause}")]
+    IpamConfig {
+        /// The file.
+        file: String,
+        /// Why.
+        cause: String,
+    },
+    /// An IPAM store operation failed.
+    #[error("{what}: {cause}")]
+    Ipam {
+        /// The operation with its owner and store (`ipam allocate c1:eth0 in store DIR`).
+        what: String,
+        /// Why.
+        cause: Box<netkit_core::ipam::IpamError>,
+    },
+    /// A firewall operation failed.
+    #[error("{what} in netns {netns}: {cause}")]
+    Firewall {
+        /// The operation with its owner (`fw add c1:eth0`).
+        what: String,
+        /// The namespace.
+        netns: String,
+        /// Why.
+        cause: Box<netkit_core::firewall::FirewallError>,
+    },
     /// A failure already reported on stderr (a batch line, a program that `netns exec` ran and
     /// that exited with a status of its own): only its exit code is left.
     #[error("exit status {0}")]

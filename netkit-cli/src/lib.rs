@@ -1,9 +1,10 @@
 //! `netkit`, the command line of netkit-core: iproute2's verbs for network namespaces, links,
-//! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`).
+//! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`); and
+//! netkit's own objects: IPAM stores and the firewall.
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
-//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], and [`topo`] for
-//! topology files) turns them into
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`topo`] for
+//! topology files, [`ipam`] for address pools, [`fw`] for the firewall) turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
@@ -19,6 +20,8 @@ pub mod addr;
 pub mod batch;
 pub mod cli;
 pub mod error;
+pub mod fw;
+pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod output;
@@ -131,6 +134,8 @@ impl Session {
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
             Command::Topo { verb } => topo::run(global, &out, verb).await,
+            Command::Ipam { opts, verb } => ipam::run(&out, &opts, verb),
+            Command::Fw { opts, verb } => fw::run(global, &out, &opts, verb).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

@@ -34,8 +34,9 @@ use crate::spec::{
     CniEnv, CniError, Command, DnsResult, ErrorCode, IpResult, IpamResult, RouteResult, Version, SUPPORTED_VERSIONS,
 };
 
-/// Where stores live when the config names no `dataDir`.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/netkit";
+/// Where stores live when the config names no `dataDir` (netkit-core's default, which the
+/// `netkit ipam` command shares).
+pub use netkit_core::ipam::DEFAULT_DATA_DIR;
 
 /// The parts of a network configuration the IPAM plugin reads.
 #[derive(Debug, Clone)]

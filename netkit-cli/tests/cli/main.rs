@@ -8,6 +8,8 @@ mod common;
 mod addr;
 mod batch;
 mod errors;
+mod fw;
+mod ipam;
 mod link;
 mod netns;
 mod route;

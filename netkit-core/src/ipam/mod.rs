@@ -34,3 +34,8 @@ pub use import::ImportReport;
 pub use owner::Owner;
 pub use range::{IpRange, RangeSet};
 pub use store::{Store, StoreOptions};
+
+/// Where pool stores live when a configuration names no `dataDir`: `/var/lib/cni/netkit` (each
+/// pool in `<dir>/<network name>`). Not host-local's `/var/lib/cni/networks`, so the two never
+/// share a directory. The `netkit-ipam` plugin and `netkit ipam` both default to it.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/netkit";
