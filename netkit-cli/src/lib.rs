@@ -1,9 +1,10 @@
 //! `netkit`, the command line of netkit-core: iproute2's verbs for network namespaces, links,
-//! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`).
+//! addresses, routes, rules, neighbours and forwarding databases, with `-j` (the keys of
+//! `ip -j` and `bridge -j`), `-n NS` and batch files (`-b`).
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
-//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], and [`topo`] for
-//! topology files) turns them into
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`rule`],
+//! [`neigh`], [`fdb`], and [`topo`] for topology files) turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
@@ -19,10 +20,13 @@ pub mod addr;
 pub mod batch;
 pub mod cli;
 pub mod error;
+pub mod fdb;
 pub mod link;
+pub mod neigh;
 pub mod netns;
 pub mod output;
 pub mod route;
+pub mod rule;
 pub mod topo;
 pub mod words;
 
@@ -124,6 +128,9 @@ impl Session {
             Command::Link { verb } => link::run(self, global, &out, verb).await,
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
+            Command::Rule { verb } => rule::run(self, global, &out, verb).await,
+            Command::Neigh { verb } => neigh::run(self, global, &out, verb).await,
+            Command::Fdb { verb } => fdb::run(self, global, &out, verb).await,
             Command::Topo { verb } => topo::run(global, &out, verb).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
