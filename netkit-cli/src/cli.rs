@@ -108,6 +108,25 @@ pub enum Command {
         #[command(subcommand)]
         verb: RouteVerb,
     },
+    /// Policy routing rules (`ip rule`).
+    Rule {
+        /// The verb.
+        #[command(subcommand)]
+        verb: RuleVerb,
+    },
+    /// Neighbours: ARP and NDP entries (`ip neigh`).
+    #[command(visible_alias = "neighbour", visible_alias = "neighbor")]
+    Neigh {
+        /// The verb.
+        #[command(subcommand)]
+        verb: NeighVerb,
+    },
+    /// The forwarding database of bridges and VXLAN devices (`bridge fdb`).
+    Fdb {
+        /// The verb.
+        #[command(subcommand)]
+        verb: FdbVerb,
+    },
     /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
     Completions {
         /// The shell.
@@ -214,7 +233,8 @@ pub enum LinkVerb {
         [mtu N] [address MAC] type bridge [stp_state 0|1] [vlan_filtering 0|1]\n  \
         [mtu N] [address MAC] type vxlan id VNI [dstport PORT] [local IP] [remote IP] [dev PARENT] [ttl N] [nolearning]\n  \
         [mtu N] [link PARENT] type macvlan [dev PARENT] [mode private|vepa|bridge|passthru|source]\n  \
-        type tun|tap [user UID] [group GID]\n\n\
+        type tun|tap [user UID] [group GID]\n  \
+        [mtu N] type ipip [local IPV4] [remote IPV4] [dev PARENT] [ttl N]   (fails where the kernel has no ipip)\n\n\
         Examples:\n  \
         netkit -n demo link add v0 type veth peer name v1\n  \
         netkit -n demo link add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 dev v0")]
@@ -332,6 +352,157 @@ const ROUTE_ARGS: &str = "ARGS: PREFIX|default [via GATEWAY] [dev NAME] [table m
     Examples:\n  \
     netkit -n demo route add default via 10.0.0.254 dev v0\n  \
     netkit -n demo route replace 10.1.0.0/16 via 10.0.0.253 table 100 metric 10";
+
+/// `netkit rule …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuleVerb {
+    /// Add a rule (as `ip rule add`); IPv4 unless `-6` or an IPv6 prefix.
+    #[command(after_help = RULE_ARGS)]
+    Add {
+        /// The rule.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Delete the first rule that matches every word given (as `ip rule del`); none matching is
+    /// a note, not an error. At least one word is needed.
+    #[command(visible_alias = "delete", after_help = RULE_ARGS)]
+    Del {
+        /// The rule.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// List the rules of a family in priority order (as `ip rule show`): IPv4 unless `-6`.
+    #[command(
+        visible_alias = "list",
+        after_help = "ARGS: none\n\n\
+        Examples:\n  netkit -n demo rule show\n  netkit -n demo -6 -j rule show"
+    )]
+    Show {
+        /// No words.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+const RULE_ARGS: &str = "ARGS, in any order, as ip spells them:\n  \
+    [not] [from PREFIX|all] [to PREFIX|all] [fwmark MARK[/MASK]] [iif DEV] [oif DEV]\n  \
+    [priority|pref|preference N] [table|lookup main|local|default|N] [suppress_prefixlength N]\n  \
+    [blackhole|unreachable|prohibit|nop]\n\n\
+    MARK and MASK are numbers (0x… for hex). Without an action and a table, add looks up main.\n\n\
+    Examples:\n  \
+    netkit -n demo rule add from 10.0.0.0/24 table 100 priority 1000\n  \
+    netkit -n demo rule add fwmark 0x1/0xff lookup 200 pref 1001\n  \
+    netkit -n demo -6 rule add to fd00:dead::/32 prohibit\n  \
+    netkit -n demo rule del priority 1000";
+
+/// `netkit neigh …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum NeighVerb {
+    /// Add a neighbour entry (as `ip neigh add`); one for the address already there fails.
+    #[command(after_help = NEIGH_ARGS)]
+    Add {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Add or overwrite a neighbour entry (as `ip neigh replace`).
+    #[command(visible_alias = "change", after_help = NEIGH_ARGS)]
+    Replace {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Delete a neighbour entry (as `ip neigh del`); one that is not there (or a device that is
+    /// not there) is a note, not an error, as with `addr del` and `link del`.
+    #[command(
+        visible_alias = "delete",
+        after_help = "ARGS: [proxy] [to] ADDR dev DEV\n\n\
+            Examples:\n  netkit -n demo neigh del 10.0.0.2 dev v0\n  netkit -n demo neigh del proxy 10.0.0.9 dev v0"
+    )]
+    Del {
+        /// The address and its device.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// List neighbour entries (as `ip neigh show`): as ip, entries that are only NOARP (the
+    /// kernel's multicast ones) or have no state are left out unless `nud all`; `proxy` lists
+    /// the proxy entries instead; `-4`/`-6` keep one family.
+    #[command(
+        visible_alias = "list",
+        after_help = "ARGS: [dev DEV] [proxy] [nud all]\n\n\
+            Examples:\n  netkit -n demo neigh show dev v0\n  netkit -n demo -j neigh show proxy"
+    )]
+    Show {
+        /// The filters.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+const NEIGH_ARGS: &str = "ARGS, in any order:\n  \
+    [to] ADDR lladdr MAC dev DEV [nud permanent|reachable|stale|noarp] [router] [proxy]\n\n\
+    The state is permanent unless nud says otherwise. A proxy entry (answer ARP/NDP for ADDR on\n\
+    DEV) takes no lladdr: [proxy] ADDR dev DEV.\n\n\
+    Examples:\n  \
+    netkit -n demo neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev v0\n  \
+    netkit -n demo neigh replace fd00::2 lladdr 02:00:00:00:00:03 dev v0 nud reachable router\n  \
+    netkit -n demo neigh add proxy 10.0.0.9 dev v0";
+
+/// `netkit fdb …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum FdbVerb {
+    /// Add an entry (as `bridge fdb add`); one already there fails.
+    #[command(after_help = FDB_ARGS)]
+    Add {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Add a destination to an entry (as `bridge fdb append`): on a VXLAN device, every
+    /// `00:00:00:00:00:00` destination gets a copy of broadcast and unknown frames.
+    #[command(after_help = FDB_ARGS)]
+    Append {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Add or overwrite an entry (as `bridge fdb replace`).
+    #[command(after_help = FDB_ARGS)]
+    Replace {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// Delete an entry (as `bridge fdb del`); with `dst`, only that destination of a VXLAN
+    /// entry. One that is not there (or a device that is not there) is a note, not an error.
+    #[command(visible_alias = "delete", after_help = FDB_ARGS)]
+    Del {
+        /// The entry.
+        #[command(flatten)]
+        args: Words,
+    },
+    /// List entries (as `bridge fdb show`): every device's, one device's (`dev`, printed
+    /// without its name as bridge does), or a bridge's and its ports' (`br`).
+    #[command(
+        visible_alias = "list",
+        after_help = "ARGS: [dev|brport DEV] [br BRIDGE]\n\n\
+            Examples:\n  netkit -n demo fdb show dev vx0\n  netkit -n demo -j fdb show br br0"
+    )]
+    Show {
+        /// The filters.
+        #[command(flatten)]
+        args: Words,
+    },
+}
+
+const FDB_ARGS: &str = "ARGS, in any order, as bridge spells them:\n  \
+    MAC dev DEV [dst IP] [vni N] [port N] [vlan N] [self] [master] [permanent|local|static]\n\n\
+    Without self or master the entry goes in the device's own table (self). Without a state\n\
+    it is permanent, as with bridge.\n\n\
+    Examples:\n  \
+    netkit -n demo fdb append 00:00:00:00:00:00 dev vx0 dst 10.0.0.2 self permanent\n  \
+    netkit -n demo fdb add 02:00:00:00:00:02 dev v0 master static\n  \
+    netkit -n demo fdb del 00:00:00:00:00:00 dev vx0 dst 10.0.0.2 self";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! The one error type of the command line, and its exit codes.
 
+use netkit_core::neigh::NeighError;
+use netkit_core::rule::RuleError;
 use netkit_core::{AddrError, LinkError, NetlinkError, NetnsError, RouteError};
 
 /// Exit code of a command that succeeded.
@@ -26,6 +28,12 @@ pub enum CliError {
     /// A route operation failed.
     #[error(transparent)]
     Route(Box<RouteError>),
+    /// A policy-routing rule operation failed.
+    #[error(transparent)]
+    Rule(Box<RuleError>),
+    /// A neighbour or FDB operation failed.
+    #[error(transparent)]
+    Neigh(Box<NeighError>),
     /// A namespace operation failed.
     #[error(transparent)]
     Netns(Box<NetnsError>),
@@ -97,7 +105,14 @@ macro_rules! boxed_from {
         })*
     };
 }
-boxed_from!(Link(LinkError), Addr(AddrError), Route(RouteError), Netns(NetnsError));
+boxed_from!(
+    Link(LinkError),
+    Addr(AddrError),
+    Route(RouteError),
+    Rule(RuleError),
+    Neigh(NeighError),
+    Netns(NetnsError)
+);
 
 impl CliError {
     /// A usage error with this text.

@@ -301,9 +301,10 @@ pub fn run(out: &Output, opts: &IpamOpts, verb: IpamVerb) -> Result<(), CliError
                 }
                 None => ipam.list().map_err(|e| failed(what(&ipam, "show", None), e))?,
             };
-            let items = held.iter().map(|(ip, o)| with_owner(o, json!({"ip": ip}))).collect();
-            let lines = held.iter().map(|(ip, o)| format!("{ip} {}", owner_name(o))).collect();
-            out.list(items, lines);
+            out.list(
+                held.iter().map(|(ip, o)| with_owner(o, json!({"ip": ip}))),
+                held.iter().map(|(ip, o)| format!("{ip} {}", owner_name(o))),
+            );
         }
         IpamVerb::Gc { valid, all } => {
             if valid.is_empty() && !all {

@@ -1,10 +1,12 @@
 //! `netkit`, the command line of netkit-core: iproute2's verbs for network namespaces, links,
-//! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`); and
-//! netkit's own objects: IPAM stores and the firewall.
+//! addresses, routes, rules, neighbours and forwarding databases, with `-j` (the keys of
+//! `ip -j` and `bridge -j`), `-n NS` and batch files (`-b`); and netkit's own objects: IPAM
+//! stores and the firewall.
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
-//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`topo`] for
-//! topology files, [`ipam`] for address pools, [`fw`] for the firewall) turns them into
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`rule`],
+//! [`neigh`], [`fdb`], [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the
+//! firewall) turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
@@ -20,12 +22,15 @@ pub mod addr;
 pub mod batch;
 pub mod cli;
 pub mod error;
+pub mod fdb;
 pub mod fw;
 pub mod ipam;
 pub mod link;
+pub mod neigh;
 pub mod netns;
 pub mod output;
 pub mod route;
+pub mod rule;
 pub mod topo;
 pub mod words;
 
@@ -133,6 +138,9 @@ impl Session {
             Command::Link { verb } => link::run(self, global, &out, verb).await,
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
+            Command::Rule { verb } => rule::run(self, global, &out, verb).await,
+            Command::Neigh { verb } => neigh::run(self, global, &out, verb).await,
+            Command::Fdb { verb } => fdb::run(self, global, &out, verb).await,
             Command::Topo { verb } => topo::run(global, &out, verb).await,
             Command::Ipam { opts, verb } => ipam::run(&out, &opts, verb),
             Command::Fw { opts, verb } => fw::run(global, &out, &opts, verb).await,

@@ -37,13 +37,14 @@ pub async fn run(session: &mut Session, global: &Global, out: &Output, verb: Rou
 
 const ROUTE_WORDS: &str = "PREFIX, default, via, dev, table, metric, onlink, src, proto or mtu";
 
-/// Read a table: `main`, `local`, `default` or a number.
-fn parse_table(r: &mut WordReader<'_>) -> Result<u32, CliError> {
-    match r.value("table")? {
+/// Read the table after keyword `key` (`table`, or `lookup` in `rule add`): `main`, `local`,
+/// `default` or a number.
+pub(crate) fn parse_table(r: &mut WordReader<'_>, key: &str) -> Result<u32, CliError> {
+    match r.value(key)? {
         "main" => Ok(TABLE_MAIN),
         "local" => Ok(TABLE_LOCAL),
         "default" => Ok(TABLE_DEFAULT),
-        n => parse_word(n, "table", "main, local, default or a number").map_err(|e| r.error(e)),
+        n => parse_word(n, key, "main, local, default or a number").map_err(|e| r.error(e)),
     }
 }
 
@@ -59,7 +60,7 @@ pub fn parse_route(context: &str, words: &[String], family: Option<IpFamily>) ->
         match w {
             "via" => via = Some(r.parse("via", "a gateway address")?),
             "dev" | "oif" => dev = Some(r.value(w)?.to_string()),
-            "table" => table = Some(parse_table(&mut r)?),
+            "table" => table = Some(parse_table(&mut r, "table")?),
             "metric" | "priority" | "preference" => metric = Some(r.parse(w, "a number")?),
             "onlink" => onlink = true,
             "src" => src = Some(r.parse("src", "an address of this namespace")?),
@@ -157,7 +158,7 @@ pub fn parse_show(words: &[String]) -> Result<ShowFilter, CliError> {
                 r.next();
                 f.table = None;
             }
-            "table" => f.table = Some(parse_table(&mut r)?),
+            "table" => f.table = Some(parse_table(&mut r, "table")?),
             "dev" => f.dev = Some(r.value("dev")?.to_string()),
             w => return Err(r.unexpected(w, "table or dev")),
         }

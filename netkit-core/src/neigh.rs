@@ -7,13 +7,13 @@
 //! | `ip neigh add IP lladdr MAC dev DEV nud permanent` | [`Handle::neigh_add`] with a [`Neighbour`] |
 //! | `ip neigh replace …` | [`Handle::neigh_replace`] |
 //! | `ip neigh add proxy IP dev DEV` | [`Handle::neigh_add`] with [`Neighbour::proxy`] |
-//! | `ip neigh del IP dev DEV` | [`Handle::neigh_del`] (idempotent) |
+//! | `ip neigh del IP dev DEV` | [`Handle::neigh_del`] (idempotent); [`Handle::neigh_remove`] says whether one went |
 //! | `ip neigh del proxy IP dev DEV` | [`Handle::neigh_del_proxy`] (idempotent) |
 //! | `ip neigh show [dev DEV]` | [`Handle::neigh_list`] |
 //! | `bridge fdb add MAC dev DEV [dst IP] self\|master permanent\|static` | [`Handle::fdb_add`] with an [`FdbEntry`] |
 //! | `bridge fdb append …` | [`Handle::fdb_append`] |
 //! | `bridge fdb replace …` | [`Handle::fdb_replace`] |
-//! | `bridge fdb del …` | [`Handle::fdb_del`] (idempotent) |
+//! | `bridge fdb del …` | [`Handle::fdb_del`] (idempotent); [`Handle::fdb_remove`] says whether one went |
 //! | `bridge fdb show [dev DEV]` | [`Handle::fdb_list`] |
 //!
 //! Flannel's VXLAN backend, per remote node, is one permanent ARP entry and
@@ -390,7 +390,18 @@ impl Handle {
         self.neigh_send(n, "replace", NLM_F_CREATE | NLM_F_REPLACE).await
     }
 
-    async fn neigh_remove(&self, dev: &str, ip: IpAddr, proxy: bool) -> Result<(), NeighError> {
+    /// Delete the entry for `ip` on `dev` (a proxy entry when `proxy`), telling what happened:
+    /// `true` when an entry was deleted, `false` when there was none (or no such device).
+    /// [`Handle::neigh_del`] and [`Handle::neigh_del_proxy`] are this without the answer.
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::neigh::NeighError> {
+    /// if !h.neigh_remove("v0", "10.0.0.2".parse().unwrap(), false).await? {
+    ///     eprintln!("no neighbour 10.0.0.2 on v0");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn neigh_remove(&self, dev: &str, ip: IpAddr, proxy: bool) -> Result<bool, NeighError> {
         let object = if proxy {
             format!("proxy neighbour {ip}")
         } else {
@@ -400,7 +411,7 @@ impl Handle {
         let index = match self.dev_index(&Dev::Name(dev.to_string())).await {
             Ok(i) => i,
             // No device, no entry.
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(err(e)),
         };
         let mut n = Neighbour::new(dev, ip, MacAddr::default()).state(NeighState::None);
@@ -409,8 +420,8 @@ impl Handle {
         msg.attributes
             .retain(|a| !matches!(a, NeighbourAttribute::LinkLayerAddress(_)));
         match self.ack(RouteNetlinkMessage::DelNeighbour(msg), 0).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(err(e)),
         }
     }
@@ -450,7 +461,7 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn neigh_del(&self, dev: &str, ip: IpAddr) -> Result<(), NeighError> {
-        self.neigh_remove(dev, ip, false).await
+        self.neigh_remove(dev, ip, false).await.map(drop)
     }
 
     /// Delete a proxy entry, like `ip neigh del proxy IP dev DEV`. Idempotent.
@@ -461,7 +472,7 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn neigh_del_proxy(&self, dev: &str, ip: IpAddr) -> Result<(), NeighError> {
-        self.neigh_remove(dev, ip, true).await
+        self.neigh_remove(dev, ip, true).await.map(drop)
     }
 
     /// List neighbour entries, like `ip neigh show [dev DEV]` followed by
@@ -704,6 +715,20 @@ pub struct FdbInfo {
     pub is_self: bool,
     /// `NUD_PERMANENT` is set (`permanent`; for bridges, a local address).
     pub permanent: bool,
+    /// The entry's `NUD_*` bits as the kernel reports them (`NOARP|PERMANENT` for
+    /// `permanent`, `NOARP|REACHABLE` for `static`, `REACHABLE` or `STALE` for a learned one):
+    /// [`NeighState::Other`] for a combination, see [`NeighState::bits`].
+    pub state: NeighState,
+    /// UDP port of the remote (`NDA_PORT`, VXLAN entries whose port differs from the device's).
+    pub port: Option<u16>,
+    /// `NTF_ROUTER`.
+    pub router: bool,
+    /// Learned from outside the kernel (`NTF_EXT_LEARNED`, `extern_learn`).
+    pub extern_learn: bool,
+    /// Offloaded to hardware (`NTF_OFFLOADED`, `offload`).
+    pub offloaded: bool,
+    /// Never moves to another port (`NTF_STICKY`, `sticky`).
+    pub sticky: bool,
 }
 
 impl FdbInfo {
@@ -717,6 +742,12 @@ impl FdbInfo {
             master: None,
             is_self: m.header.flags.contains(NeighbourFlags::Own),
             permanent: u16::from(m.header.state) & NUD_PERMANENT != 0,
+            state: NeighState::from_bits(u16::from(m.header.state)),
+            port: None,
+            router: m.header.flags.contains(NeighbourFlags::Router),
+            extern_learn: m.header.flags.contains(NeighbourFlags::ExtLearned),
+            offloaded: m.header.flags.contains(NeighbourFlags::Offloaded),
+            sticky: m.header.flags.contains(NeighbourFlags::Sticky),
         };
         let mut mac = None;
         for a in &m.attributes {
@@ -725,6 +756,7 @@ impl FdbInfo {
                 NeighbourAttribute::Destination(d) => info.dst = neigh_ip(d),
                 NeighbourAttribute::Vlan(v) => info.vlan = Some(*v),
                 NeighbourAttribute::Vni(v) => info.vni = Some(*v),
+                NeighbourAttribute::Port(p) => info.port = Some(*p),
                 NeighbourAttribute::Controller(c) => info.master = Some(*c),
                 _ => {}
             }
@@ -799,15 +831,46 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn fdb_del(&self, e: &FdbEntry) -> Result<(), NeighError> {
+        self.fdb_remove(e).await.map(drop)
+    }
+
+    /// [`Handle::fdb_del`] that tells what happened: `true` when an entry (or one remote of
+    /// it) was deleted, `false` when there was none (or no such device).
+    ///
+    /// The kernel answers success to deleting a VXLAN remote ([`FdbEntry::dst`]) that is not
+    /// among its MAC's remotes; for an entry with `dst`, this looks at the device's entries
+    /// first (one dump) so that the answer is `false` then too.
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::neigh::NeighError> {
+    /// use netkit_core::neigh::FdbEntry;
+    /// let mac = "02:00:00:00:00:02".parse().unwrap();
+    /// if !h.fdb_remove(&FdbEntry::new("veth1", mac).master()).await? {
+    ///     eprintln!("no such fdb entry");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn fdb_remove(&self, e: &FdbEntry) -> Result<bool, NeighError> {
         let err = |x| NeighError::netlink("delete", e.describe(), e.dev.to_string(), self, x);
         let index = match self.dev_index(&e.dev).await {
             Ok(i) => i,
-            Err(x) if x.is_not_found() => return Ok(()),
+            Err(x) if x.is_not_found() => return Ok(false),
             Err(x) => return Err(err(x)),
         };
+        if let Some(dst) = e.dst {
+            let present = self
+                .fdb_entries()
+                .await
+                .map_err(err)?
+                .iter()
+                .any(|f| f.index == index && f.mac == e.mac && f.dst == Some(dst));
+            if !present {
+                return Ok(false);
+            }
+        }
         match self.ack(RouteNetlinkMessage::DelNeighbour(e.message(index)), 0).await {
-            Ok(()) => Ok(()),
-            Err(x) if x.is_not_found() => Ok(()),
+            Ok(()) => Ok(true),
+            Err(x) if x.is_not_found() => Ok(false),
             Err(x) => Err(err(x)),
         }
     }
@@ -830,16 +893,22 @@ impl Handle {
             Some(d) => Some(self.dev_index(&Dev::Name(d.to_string())).await.map_err(err)?),
             None => None,
         };
+        let mut entries = self.fdb_entries().await.map_err(err)?;
+        entries.retain(|e| index.is_none_or(|i| e.index == i));
+        Ok(entries)
+    }
+
+    /// Every FDB entry of the namespace (one `AF_BRIDGE` neighbour dump).
+    async fn fdb_entries(&self) -> Result<Vec<FdbInfo>, NetlinkError> {
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Bridge;
-        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(req)).await.map_err(err)?;
+        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(req)).await?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewNeighbour(m) => FdbInfo::from_message(m),
                 _ => None,
             })
-            .filter(|e| index.is_none_or(|i| e.index == i))
             .collect())
     }
 }
@@ -889,6 +958,20 @@ mod tests {
         assert!(m.header.flags.contains(NeighbourFlags::Controller));
         assert!(!m.header.flags.contains(NeighbourFlags::Own));
         assert_eq!(u16::from(m.header.state), NUD_NOARP | NUD_PERMANENT);
+    }
+
+    #[test]
+    fn fdb_listing_reads_port_state_and_flags() {
+        let mut m = FdbEntry::new("vx0", MacAddr::default())
+            .port(4790)
+            .permanent()
+            .message(3);
+        m.header.flags |= NeighbourFlags::ExtLearned | NeighbourFlags::Sticky;
+        let info = FdbInfo::from_message(m).unwrap();
+        assert_eq!(info.port, Some(4790));
+        assert_eq!(info.state.bits(), NUD_NOARP | NUD_PERMANENT);
+        assert!(info.permanent && info.is_self && info.extern_learn && info.sticky);
+        assert!(!info.router && !info.offloaded);
     }
 
     #[test]

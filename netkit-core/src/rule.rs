@@ -5,7 +5,7 @@
 //! | iproute2 | netkit |
 //! |---|---|
 //! | `ip rule add [from P] [to P] [fwmark M/K] [iif D] [oif D] [priority N] table T` | [`Handle::rule_add`] with a [`Rule`] |
-//! | `ip rule del …` | [`Handle::rule_del`] (idempotent) |
+//! | `ip rule del …` | [`Handle::rule_del`] (idempotent); [`Handle::rule_remove`] says whether one went |
 //! | `ip rule show` | [`Handle::rule_list`] |
 
 use std::fmt;
@@ -395,6 +395,15 @@ pub struct RuleInfo {
     pub invert: bool,
     /// `suppress_prefixlength`, when set.
     pub suppress_prefixlen: Option<u32>,
+    /// The `iif` device does not exist (yet): the rule matches nothing (`ip rule` prints
+    /// `[detached]`).
+    pub iif_detached: bool,
+    /// The `oif` device does not exist (yet).
+    pub oif_detached: bool,
+    /// Who installed the rule (`FRA_PROTOCOL`, a route protocol number; 0 when unset).
+    pub protocol: u8,
+    /// The TOS selector (`tos`), 0 for any.
+    pub tos: u8,
 }
 
 impl RuleInfo {
@@ -413,6 +422,10 @@ impl RuleInfo {
             oif: None,
             invert: msg.header.flags.contains(RuleFlags::Invert),
             suppress_prefixlen: None,
+            iif_detached: msg.header.flags.contains(RuleFlags::IifDetached),
+            oif_detached: msg.header.flags.contains(RuleFlags::OifDetached),
+            protocol: 0,
+            tos: msg.header.tos,
         };
         for attr in msg.attributes {
             match attr {
@@ -426,6 +439,7 @@ impl RuleInfo {
                 RuleAttribute::Oifname(d) => info.oif = Some(d),
                 // The kernel reports "unset" as 0xffffffff.
                 RuleAttribute::SuppressPrefixLen(l) if l != u32::MAX => info.suppress_prefixlen = Some(l),
+                RuleAttribute::Protocol(p) => info.protocol = u8::from(p),
                 _ => {}
             }
         }
@@ -472,10 +486,25 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn rule_del(&self, rule: &Rule) -> Result<(), RuleError> {
+        self.rule_remove(rule).await.map(drop)
+    }
+
+    /// [`Handle::rule_del`] that tells what happened: `true` when a rule was deleted, `false`
+    /// when none matched (for a caller that reports "nothing to delete").
+    ///
+    /// ```no_run
+    /// # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::rule::RuleError> {
+    /// use netkit_core::rule::Rule;
+    /// if !h.rule_remove(&Rule::v4().priority(1000)).await? {
+    ///     eprintln!("no rule with priority 1000");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn rule_remove(&self, rule: &Rule) -> Result<bool, RuleError> {
         rule.validate()?;
         match self.ack(RouteNetlinkMessage::DelRule(rule.message(true)), 0).await {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(e.errno, Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.errno, Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(false),
             Err(e) => Err(self.rule_error("delete", rule, e)),
         }
     }
@@ -537,6 +566,18 @@ mod tests {
         let del = Rule::v4().priority(5).message(true);
         assert_eq!(del.header.table, 0);
         assert_eq!(del.header.action, RawAction::Unspec);
+    }
+
+    #[test]
+    fn listing_reads_detached_devices_protocol_and_tos() {
+        let mut msg = RuleMessage::default();
+        msg.header.family = IpFamily::V4.to_af();
+        msg.header.tos = 0x10;
+        msg.header.flags = RuleFlags::IifDetached | RuleFlags::OifDetached;
+        msg.attributes.push(RuleAttribute::Protocol(4.into()));
+        let info = RuleInfo::from_message(msg).unwrap();
+        assert!(info.iif_detached && info.oif_detached && !info.invert);
+        assert_eq!((info.protocol, info.tos), (4, 0x10));
     }
 
     #[test]

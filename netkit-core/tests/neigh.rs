@@ -344,3 +344,44 @@ async fn get_finds_one_entry_without_a_dump() {
     let e = t.h.neigh_get("nosuchdev", a).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
 }
+
+#[tokio::test]
+async fn remove_says_whether_an_entry_went() {
+    let t = TestNs::with_veth("nrm").await;
+    let a = ip("10.1.0.7");
+    t.h.neigh_add(&Neighbour::new("v0", a, mac("02:00:00:00:00:07")))
+        .await
+        .unwrap();
+    assert!(t.h.neigh_remove("v0", a, false).await.unwrap());
+    assert!(!t.h.neigh_remove("v0", a, false).await.unwrap());
+    assert!(!t.h.neigh_remove("nosuchdev", a, false).await.unwrap());
+    t.h.neigh_add(&Neighbour::new_proxy("v0", a)).await.unwrap();
+    assert!(t.h.neigh_remove("v0", a, true).await.unwrap());
+    assert!(!t.h.neigh_remove("v0", a, true).await.unwrap());
+
+    // FDB: a port's remote, then nothing; the listing has the state and port the kernel has.
+    t.h.link_add(&Vxlan::new("vx0", 42).learning(false)).await.unwrap();
+    let m = mac("02:00:00:00:0d:01");
+    t.h.fdb_add(
+        &FdbEntry::new("vx0", m)
+            .dst(ip("192.0.2.40"))
+            .port(4790)
+            .self_()
+            .static_(),
+    )
+    .await
+    .unwrap();
+    let list = t.h.fdb_list(Some("vx0")).await.unwrap();
+    let f = list.iter().find(|f| f.mac == m).unwrap();
+    assert_eq!(f.port, Some(4790));
+    assert_eq!(f.state, NeighState::Other(0x40 | 0x02), "NOARP|REACHABLE: static");
+    assert!(!f.permanent && !f.extern_learn && !f.sticky);
+    // A remote the MAC does not have: the kernel says success, fdb_remove says false.
+    let other = FdbEntry::new("vx0", m).dst(ip("192.0.2.41")).self_();
+    assert!(!t.h.fdb_remove(&other).await.unwrap());
+    assert!(t.sh("bridge fdb show dev vx0").contains("192.0.2.40"));
+    let e = FdbEntry::new("vx0", m).self_();
+    assert!(t.h.fdb_remove(&e).await.unwrap());
+    assert!(!t.h.fdb_remove(&e).await.unwrap());
+    assert!(!t.h.fdb_remove(&FdbEntry::new("gone0", m)).await.unwrap());
+}

@@ -227,3 +227,21 @@ async fn rules_steer_lookups_to_other_tables() {
     assert_eq!(t.h.route_get(ip("8.8.8.8")).await.unwrap().oif, Some(v0));
     assert!(via("ip route get 8.8.8.8 from 10.2.0.1").contains("dev v0"));
 }
+
+#[tokio::test]
+async fn remove_says_whether_a_rule_went_and_listing_shows_detached_devices() {
+    let t = TestNs::new("rrm").await;
+    // Neither device exists: the kernel keeps the rule, flagged detached (ip: `[detached]`).
+    let r = Rule::v4().iif("nk-nosuch0").oif("nk-nosuch1").table(300).priority(3000);
+    t.h.rule_add(&r).await.unwrap();
+    let listed = t.h.rule_list(Some(IpFamily::V4)).await.unwrap();
+    let got = listed.iter().find(|x| x.priority == 3000).unwrap();
+    assert!(got.iif_detached && got.oif_detached, "{got:?}");
+    assert_eq!((got.protocol, got.tos), (0, 0));
+    // The default rules have their devices (none): not detached.
+    assert!(listed.iter().filter(|x| x.priority != 3000).all(|x| !x.iif_detached));
+
+    assert!(t.h.rule_remove(&Rule::v4().priority(3000)).await.unwrap());
+    assert!(!t.h.rule_remove(&Rule::v4().priority(3000)).await.unwrap());
+    assert!(!t.sh("ip rule show").contains("3000:"));
+}

@@ -188,3 +188,73 @@ fn tun_and_tap() {
     let e = fails(&["-n", ns, "link", "add", "tap0", "type", "tap"], 1);
     assert!(e.contains("tap0") && e.contains(ns), "{e}");
 }
+
+/// Whether this kernel can make an ipip tunnel, asked of iproute2 (not of netkit, which the
+/// test checks), in the test's namespace.
+fn kernel_has_ipip(ns: &str) -> bool {
+    let made = std::process::Command::new("ip")
+        .args(["-n", ns, "link", "add", "nkprobe0", "type", "ipip"])
+        .output()
+        .expect("run ip")
+        .status
+        .success();
+    if made {
+        netkit_test_support::cmd::ip(&["-n", ns, "link", "del", "nkprobe0"]);
+    }
+    made
+}
+
+#[test]
+fn ipip_tunnel_or_a_clear_error() {
+    let host = HostNs::new("lipip");
+    let ns = host.name();
+    ok(&["-n", ns, "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
+    ok(&["-n", ns, "addr", "add", "10.78.0.1/24", "dev", "u0"]);
+    let args = [
+        "-n",
+        ns,
+        "link",
+        "add",
+        "tun9",
+        "mtu",
+        "1400",
+        "type",
+        "ipip",
+        "local",
+        "10.78.0.1",
+        "remote",
+        "10.78.0.2",
+        "dev",
+        "u0",
+        "ttl",
+        "64",
+    ];
+    if !kernel_has_ipip(ns) {
+        // One line: the kind, that the kernel lacks it, the link and the namespace; exit 1.
+        let e = fails(&args, 1);
+        assert!(
+            e.contains("\"ipip\" is not supported by this kernel") && e.contains("\"tun9\"") && e.contains(ns),
+            "{e}"
+        );
+        assert!(ip_json(ns, &["link", "show", "tun9"]).is_none());
+        report_skip(
+            "cli::link::ipip_tunnel_or_a_clear_error",
+            "no ipip on this kernel: the error half ran, the tunnel half did not",
+        );
+        return;
+    }
+    ok(&args);
+    let d = ipj(ns, &["link", "show", "tun9"]).unwrap();
+    assert_eq!(d[0]["linkinfo"]["info_kind"], "ipip");
+    let data = &d[0]["linkinfo"]["info_data"];
+    assert_eq!(
+        (&data["local"], &data["remote"]),
+        (&Value::from("10.78.0.1"), &Value::from("10.78.0.2"))
+    );
+    assert_eq!((&data["link"], &data["ttl"]), (&Value::from("u0"), &Value::from(64)));
+    assert_eq!(d[0]["mtu"], 1400);
+    assert_eq!(
+        by_name(&ok_json(&["-n", ns, "link", "show"]), "tun9")["linkinfo"]["info_kind"],
+        "ipip"
+    );
+}
