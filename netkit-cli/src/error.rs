@@ -1,5 +1,7 @@
 //! The one error type of the command line, and its exit codes.
 
+use netkit_core::events::EventError;
+use netkit_core::sysctl::SysctlError;
 use netkit_core::{AddrError, LinkError, NetlinkError, NetnsError, RouteError};
 
 /// Exit code of a command that succeeded.
@@ -29,6 +31,12 @@ pub enum CliError {
     /// A namespace operation failed.
     #[error(transparent)]
     Netns(Box<NetnsError>),
+    /// A sysctl could not be read or written; an invalid key is bad usage (exit code 2).
+    #[error(transparent)]
+    Sysctl(Box<SysctlError>),
+    /// A subscription to change events could not be opened.
+    #[error(transparent)]
+    Events(Box<EventError>),
     /// A netlink socket could not be opened in a namespace.
     #[error("open netlink in netns {netns}: {cause}")]
     Handle {
@@ -69,7 +77,14 @@ macro_rules! boxed_from {
         })*
     };
 }
-boxed_from!(Link(LinkError), Addr(AddrError), Route(RouteError), Netns(NetnsError));
+boxed_from!(
+    Link(LinkError),
+    Addr(AddrError),
+    Route(RouteError),
+    Netns(NetnsError),
+    Sysctl(SysctlError),
+    Events(EventError)
+);
 
 impl CliError {
     /// A usage error with this text.
@@ -77,11 +92,12 @@ impl CliError {
         Self::Usage(text.into())
     }
 
-    /// The exit code: 2 for bad usage, the program's own status for `netns exec`, 1 for any
-    /// other failure.
+    /// The exit code: 2 for bad usage (an invalid sysctl key included), the program's own
+    /// status for `netns exec`, 1 for any other failure.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Usage(_) => EXIT_USAGE,
+            Self::Sysctl(e) if e.is_invalid() => EXIT_USAGE,
             Self::Reported(code) => *code,
             _ => EXIT_FAILED,
         }
@@ -108,5 +124,7 @@ mod tests {
         assert_eq!(e.exit_code(), EXIT_FAILED);
         assert!(e.to_string().starts_with("read batch file x: "), "{e}");
         assert!(!CliError::Reported(1).needs_report() && e.needs_report());
+        let bad_key = netkit_core::sysctl::key_path("kernel.hostname").unwrap_err();
+        assert_eq!(CliError::from(bad_key).exit_code(), EXIT_USAGE);
     }
 }

@@ -2,7 +2,8 @@
 //! addresses and routes, with `-j` (the keys of `ip -j`), `-n NS` and batch files (`-b`).
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
-//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], and [`topo`] for
+//! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`sysctl`] for
+//! the namespace's `net.*` settings, [`monitor`] for change events, and [`topo`] for
 //! topology files) turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
@@ -20,9 +21,11 @@ pub mod batch;
 pub mod cli;
 pub mod error;
 pub mod link;
+pub mod monitor;
 pub mod netns;
 pub mod output;
 pub mod route;
+pub mod sysctl;
 pub mod topo;
 pub mod words;
 
@@ -125,6 +128,8 @@ impl Session {
             Command::Addr { verb } => addr::run(self, global, &out, verb).await,
             Command::Route { verb } => route::run(self, global, &out, verb).await,
             Command::Topo { verb } => topo::run(global, &out, verb).await,
+            Command::Sysctl { verb } => sysctl::run(self, global, &out, verb).await,
+            Command::Monitor(args) => monitor::run(self, global, &out, args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

@@ -9,6 +9,8 @@ mod addr;
 mod batch;
 mod errors;
 mod link;
+mod monitor;
 mod netns;
 mod route;
+mod sysctl;
 mod topo;
