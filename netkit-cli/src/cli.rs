@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `netkit`: network namespaces, links, addresses and routes, with iproute2's verbs.
 #[derive(Parser, Debug, Clone)]
@@ -127,6 +127,24 @@ pub enum Command {
         #[command(subcommand)]
         verb: FdbVerb,
     },
+    /// Kernel settings under net.* of the namespace (`sysctl`, as `ip netns exec NS sysctl`).
+    #[command(
+        after_help = "Keys are sysctl's: net.ipv4.ip_forward, net.ipv4.conf.v0.forwarding, or the slash \
+        form net/ipv4/conf/v0/forwarding (where a dot is part of a name: net/ipv4/conf/v0.100/rp_filter). \
+        Only net.* keys: they are per network namespace, the others would change the machine.\n\n\
+        Examples:\n  \
+        netkit -n demo sysctl set net.ipv4.ip_forward=1\n  \
+        netkit -n demo -j sysctl get net.ipv4.ip_forward net.ipv4.conf.v0.forwarding"
+    )]
+    Sysctl {
+        /// The verb.
+        #[command(subcommand)]
+        verb: SysctlVerb,
+    },
+    /// Print changes to links, addresses, routes and neighbours as they happen (`ip monitor`),
+    /// one line each, until interrupted.
+    #[command(after_help = MONITOR_HELP)]
+    Monitor(MonitorArgs),
     /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
     Completions {
         /// The shell.
@@ -207,6 +225,14 @@ pub enum NetnsVerb {
     /// List the named namespaces (as `ip netns list`).
     #[command(visible_alias = "show", visible_alias = "ls")]
     List,
+    /// Print the names of the named namespaces process PID is in (as `ip netns identify`); nothing
+    /// when it is in none. -j: a list of names.
+    #[command(after_help = "ARGS: PID, a process id.\n\n\
+        Examples:\n  netkit netns identify 4242\n  netkit -j netns identify $$")]
+    Identify {
+        /// The process.
+        pid: u32,
+    },
     /// Run a program inside namespace NAME (as `ip netns exec`); the exit code is the program's.
     #[command(after_help = "Example:\n  netkit netns exec demo -- ip -br link")]
     Exec {
@@ -503,6 +529,88 @@ const FDB_ARGS: &str = "ARGS, in any order, as bridge spells them:\n  \
     netkit -n demo fdb append 00:00:00:00:00:00 dev vx0 dst 10.0.0.2 self permanent\n  \
     netkit -n demo fdb add 02:00:00:00:00:02 dev v0 master static\n  \
     netkit -n demo fdb del 00:00:00:00:00:00 dev vx0 dst 10.0.0.2 self";
+/// `netkit sysctl …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum SysctlVerb {
+    /// Read settings (as `sysctl KEY…`): `KEY = VALUE` lines; -j: one object {"KEY": "VALUE", …}
+    /// (values are the kernel's text, as strings).
+    #[command(after_help = "ARGS: KEY…\n\n\
+        Examples:\n  \
+        netkit -n demo sysctl get net.ipv4.ip_forward\n  \
+        netkit -n demo -j sysctl get net.ipv4.conf.v0.forwarding net/ipv6/conf/all/forwarding")]
+    Get {
+        /// The keys (dotted or slash form).
+        #[arg(value_name = "KEY", required = true, num_args = 1..)]
+        keys: Vec<String>,
+    },
+    /// Write settings (as `sysctl -w KEY=VALUE…`), in order; the first failure stops (earlier
+    /// writes stay). Prints nothing: read them back with `get`.
+    #[command(after_help = "ARGS: KEY=VALUE… | KEY VALUE\n\n\
+        Examples:\n  \
+        netkit -n demo sysctl set net.ipv4.ip_forward=1 net.ipv4.conf.v0.rp_filter=2\n  \
+        netkit -n demo sysctl set net.ipv6.conf.v0.accept_dad -1")]
+    Set {
+        /// `KEY=VALUE` settings, or one `KEY VALUE`.
+        #[arg(
+            value_name = "KEY=VALUE",
+            required = true,
+            num_args = 1..,
+            allow_negative_numbers = true
+        )]
+        settings: Vec<String>,
+    },
+}
+
+/// The arguments of `netkit monitor`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MonitorArgs {
+    /// What to watch (any of them; none or `all`: every one).
+    #[arg(value_enum, value_name = "OBJECT")]
+    pub objects: Vec<MonitorObject>,
+    /// Exit after printing N events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// The objects `netkit monitor` watches, as `ip monitor` names them.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorObject {
+    /// Links (`[LINK]`).
+    Link,
+    /// IPv4 and IPv6 addresses (`[ADDR]`).
+    #[value(alias = "address")]
+    Addr,
+    /// IPv4 and IPv6 routes, every table (`[ROUTE]`).
+    Route,
+    /// Neighbour (ARP/NDP) entries (`[NEIGH]`), and bridge FDB entries (`[FDB]`), which the
+    /// kernel reports with them.
+    #[value(alias = "neighbour", alias = "neighbor")]
+    Neigh,
+    /// All of the above.
+    All,
+}
+
+/// The help after `netkit monitor --help`: what the lines and JSON objects are.
+const MONITOR_HELP: &str = "ARGS: [link] [addr|address] [route] [neigh] | [all]   (none: all)\n\n\
+    Once subscribed, netkit writes \"netkit: note: monitoring OBJECTS in netns NS\" on stderr (not \
+    with -q): every change after that line is reported. It runs until SIGINT or SIGTERM (exit 0), \
+    until stdout is closed (exit 0, at the next event), or until --count events were printed.\n\n\
+    Text, one line per event, flushed: a tag, \"Deleted \" for a removal, then the object as \
+    `ip` shows it, on one line:\n  \
+    [LINK] 5: v0@v1: <BROADCAST,MULTICAST,UP> mtu 1500 ... link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n  \
+    [ADDR] 5: v0 inet 10.0.0.1/24 brd 10.0.0.255 scope global v0\n  \
+    [ROUTE] Deleted 10.0.0.0/24 dev v0 proto kernel scope link src 10.0.0.1\n  \
+    [NEIGH] 10.0.0.2 dev v0 lladdr 02:00:00:00:00:02 PERMANENT\n  \
+    [FDB] 02:00:00:00:00:02 dev v1 master br0 permanent\n  \
+    [OVERRUN] events were lost: list the state again\n\n\
+    -j: JSON Lines, one object per event: {\"event\": \"new\"|\"del\", \"object\": \
+    \"link\"|\"addr\"|\"route\"|\"neigh\"|\"fdb\", ...} with the object's keys as `ip -j` prints \
+    them (link: ip -j link's; addr: ifindex, ifname and the keys of one ip -j addr addr_info entry; \
+    route: ip -j route's; neigh: ip -j neigh's; fdb: bridge -j fdb's); \"new\" is also a change. \
+    Lost events: {\"event\": \"overrun\"}.\n\n\
+    Examples:\n  \
+    netkit -n demo monitor\n  \
+    netkit -n demo -j monitor --count 3 link addr";
 
 #[cfg(test)]
 mod tests {
@@ -532,6 +640,42 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["netkit", "link", "-n", "x", "show"]).unwrap();
         assert_eq!(cli.global.netns.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn monitor_objects_take_ip_s_names() {
+        let cli = Cli::try_parse_from(["netkit", "monitor", "address", "neighbour", "--count", "2", "-j"]).unwrap();
+        match cli.command {
+            Some(Command::Monitor(args)) => {
+                assert_eq!(args.objects, [MonitorObject::Addr, MonitorObject::Neigh]);
+                assert_eq!(args.count, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(cli.global.json);
+        assert!(Cli::try_parse_from(["netkit", "monitor", "--count", "0"]).is_err());
+        assert!(Cli::try_parse_from(["netkit", "monitor", "rule"]).is_err());
+    }
+
+    #[test]
+    fn sysctl_set_takes_negative_values_and_globals_after() {
+        let cli = Cli::try_parse_from([
+            "netkit",
+            "sysctl",
+            "set",
+            "net.ipv6.conf.v0.accept_dad",
+            "-1",
+            "-n",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.netns.as_deref(), Some("x"));
+        match cli.command {
+            Some(Command::Sysctl {
+                verb: SysctlVerb::Set { settings },
+            }) => assert_eq!(settings, ["net.ipv6.conf.v0.accept_dad", "-1"]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

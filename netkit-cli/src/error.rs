@@ -2,6 +2,8 @@
 
 use netkit_core::neigh::NeighError;
 use netkit_core::rule::RuleError;
+use netkit_core::events::EventError;
+use netkit_core::sysctl::SysctlError;
 use netkit_core::{AddrError, LinkError, NetlinkError, NetnsError, RouteError};
 
 /// Exit code of a command that succeeded.
@@ -37,6 +39,12 @@ pub enum CliError {
     /// A namespace operation failed.
     #[error(transparent)]
     Netns(Box<NetnsError>),
+    /// A sysctl could not be read or written; an invalid key is bad usage (exit code 2).
+    #[error(transparent)]
+    Sysctl(Box<SysctlError>),
+    /// A subscription to change events could not be opened.
+    #[error(transparent)]
+    Events(Box<EventError>),
     /// A netlink socket could not be opened in a namespace.
     #[error("open netlink in netns {netns}: {cause}")]
     Handle {
@@ -111,7 +119,9 @@ boxed_from!(
     Route(RouteError),
     Rule(RuleError),
     Neigh(NeighError),
-    Netns(NetnsError)
+    Netns(NetnsError),
+    Sysctl(SysctlError),
+    Events(EventError)
 );
 
 impl CliError {
@@ -128,11 +138,12 @@ impl CliError {
         Self::Usage(clap_one_line(&e.render().to_string()))
     }
 
-    /// The exit code: 2 for bad usage, the program's own status for `netns exec`, 1 for any
-    /// other failure.
+    /// The exit code: 2 for bad usage (an invalid sysctl key included), the program's own
+    /// status for `netns exec`, 1 for any other failure.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Usage(_) => EXIT_USAGE,
+            Self::Sysctl(e) if e.is_invalid() => EXIT_USAGE,
             Self::Reported(code) => *code,
             _ => EXIT_FAILED,
         }
@@ -234,5 +245,7 @@ mod tests {
         assert_eq!(e.exit_code(), EXIT_FAILED);
         assert!(e.to_string().starts_with("read batch file x: "), "{e}");
         assert!(!CliError::Reported(1).needs_report() && e.needs_report());
+        let bad_key = netkit_core::sysctl::key_path("kernel.hostname").unwrap_err();
+        assert_eq!(CliError::from(bad_key).exit_code(), EXIT_USAGE);
     }
 }

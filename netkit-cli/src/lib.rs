@@ -5,8 +5,9 @@
 //!
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
 //! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`rule`],
-//! [`neigh`], [`fdb`], [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the
-//! firewall) turns them into
+//! [`neigh`], [`fdb`], [`sysctl`] for the namespace's `net.*` settings, [`monitor`] for change
+//! events, [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the firewall)
+//! turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
@@ -26,11 +27,13 @@ pub mod fdb;
 pub mod fw;
 pub mod ipam;
 pub mod link;
+pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod output;
 pub mod route;
 pub mod rule;
+pub mod sysctl;
 pub mod topo;
 pub mod words;
 
@@ -144,6 +147,8 @@ impl Session {
             Command::Topo { verb } => topo::run(global, &out, verb).await,
             Command::Ipam { opts, verb } => ipam::run(&out, &opts, verb),
             Command::Fw { opts, verb } => fw::run(global, &out, &opts, verb).await,
+            Command::Sysctl { verb } => sysctl::run(self, global, &out, verb).await,
+            Command::Monitor(args) => monitor::run(self, global, &out, args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

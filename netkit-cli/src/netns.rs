@@ -1,4 +1,9 @@
-//! `netkit netns add|del|list|exec`: named namespaces (netkit-core's [`NetNs`]).
+//! `netkit netns add|del|list|identify|exec`: named namespaces (netkit-core's [`NetNs`]).
+//!
+//! `identify PID` prints the names (one per line; `-j`: a JSON list of strings, `[]` for none)
+//! under which the network namespace of process PID is mounted in `/run/netns`, as
+//! `ip netns identify` does; nothing when it is in no named namespace, exit 1 when the process
+//! does not exist.
 
 use netkit_core::NetNs;
 use serde_json::json;
@@ -30,6 +35,17 @@ pub async fn run(session: &mut Session, _global: &Global, out: &Output, verb: Ne
             if out.json {
                 let items: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
                 out.json(&json!(items));
+            } else {
+                for n in names {
+                    out.text(&n);
+                }
+            }
+            Ok(())
+        }
+        NetnsVerb::Identify { pid } => {
+            let names = NetNs::identify(pid)?;
+            if out.json {
+                out.json(&json!(names));
             } else {
                 for n in names {
                     out.text(&n);

@@ -111,6 +111,16 @@ impl IfNames {
             .unwrap_or_else(|| format!("if{index}"))
     }
 
+    /// Learn (or update) the name and state of `l` (a link a monitor just saw).
+    pub fn learn(&mut self, l: &Link) {
+        self.0.insert(l.index, (l.name.clone(), l.up));
+    }
+
+    /// True when link `index` is known.
+    pub fn knows(&self, index: u32) -> bool {
+        self.0.contains_key(&index)
+    }
+
     /// True when link `index` is known and administratively up.
     pub fn is_up(&self, index: u32) -> bool {
         self.0.get(&index).is_some_and(|(_, up)| *up)

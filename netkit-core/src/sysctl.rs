@@ -13,7 +13,9 @@
 //! and must start with `net.`. Interface names may contain dots (`eth0.100`);
 //! as in `sysctl(8)`, a `/` inside a dotted key stands for a literal dot
 //! (`net.ipv4.conf.eth0/100.rp_filter`). The `iface_*` functions and the
-//! typed helpers take the interface separately and do this for you.
+//! typed helpers take the interface separately and do this for you;
+//! [`dotted_key`] turns `sysctl(8)`'s slash form (`net/ipv4/conf/eth0.100/rp_filter`)
+//! into the dotted one.
 //!
 //! ```no_run
 //! # async fn f(h: &netkit_core::Handle) -> Result<(), netkit_core::sysctl::SysctlError> {
@@ -161,6 +163,31 @@ pub fn key_path(key: &str) -> Result<PathBuf, SysctlError> {
         return Err(invalid(key, "names a directory, not a setting (want net.SECTION.NAME)"));
     }
     Ok(path)
+}
+
+/// A key as `sysctl(8)` accepts it, in the dotted form the rest of this module takes: a key
+/// whose first separator is `/` is in the slash form (`net/ipv4/conf/eth0.100/rp_filter`), where
+/// `/` separates and a dot is literal, so the two swap (`net.ipv4.conf.eth0/100.rp_filter`);
+/// any other key is returned as it is. Nothing is validated here: see [`key_path`].
+///
+/// ```
+/// use netkit_core::sysctl::dotted_key;
+/// assert_eq!(dotted_key("net/ipv4/ip_forward"), "net.ipv4.ip_forward");
+/// assert_eq!(dotted_key("net/ipv4/conf/eth0.100/rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
+/// assert_eq!(dotted_key("net.ipv4.conf.eth0/100.rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
+/// ```
+pub fn dotted_key(key: &str) -> String {
+    match key.find(['.', '/']) {
+        Some(i) if key.as_bytes()[i] == b'/' => key
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
+        _ => key.to_string(),
+    }
 }
 
 fn check_dev(key: &str, dev: &str) -> Result<(), SysctlError> {
@@ -665,5 +692,27 @@ mod tests {
         assert!(iface_path(Family::V4, "a/b", "rp_filter").is_err());
         assert!(iface_path(Family::V4, "eth0", "../x").is_err());
         assert!(iface_path(Family::V4, "eth0", "").is_err());
+    }
+
+    #[test]
+    fn slash_keys_become_dotted() {
+        for (given, want) in [
+            ("net/ipv4/ip_forward", "net.ipv4.ip_forward"),
+            ("net/ipv4/conf/eth0.100/rp_filter", "net.ipv4.conf.eth0/100.rp_filter"),
+            ("net.ipv4.ip_forward", "net.ipv4.ip_forward"),
+            ("net.ipv4.conf.eth0/100.rp_filter", "net.ipv4.conf.eth0/100.rp_filter"),
+            ("/net/ipv4/ip_forward", ".net.ipv4.ip_forward"),
+            ("kernel", "kernel"),
+            ("", ""),
+        ] {
+            assert_eq!(dotted_key(given), want, "{given}");
+        }
+        // Converted keys go through the same validation: outside net., empty parts.
+        assert!(key_path(&dotted_key("kernel/hostname")).is_err());
+        assert!(key_path(&dotted_key("/net/ipv4/ip_forward")).is_err());
+        assert_eq!(
+            key_path(&dotted_key("net/ipv4/conf/eth0.100/rp_filter")).unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use netkit_core::link::Veth;
 use netkit_core::{NetNs, NetNsGuard, NetnsError};
-use netkit_test_support::{unique, wait_until, TestNs};
+use netkit_test_support::{unique, wait_until, KillOnDrop, TestNs};
 use nix::net::if_::InterfaceFlags;
 
 /// Inode of the calling thread's network namespace.
@@ -170,6 +170,34 @@ fn open_by_name_path_and_pid_agree() {
     assert_eq!(e.errno(), Some(libc::ENOENT));
     assert!(e.to_string().contains("/nonexistent/netns/file"), "{e}");
     assert!(NetNs::from_pid(u32::MAX).is_err());
+}
+
+#[test]
+fn identify_names_the_namespace_of_a_process() {
+    let a = NetNsGuard::create(&unique("ida")).unwrap();
+    let b = NetNsGuard::create(&unique("idb")).unwrap();
+    let name = a.name().unwrap().to_string();
+    // `NetNs::command` enters the namespace before exec: once spawned, the child is in it.
+    let child = KillOnDrop::new(a.command("sleep").arg("60").spawn().unwrap());
+    let pid = child.id();
+    assert_eq!(NetNs::identify(pid).unwrap(), [name.as_str()]);
+    // iproute2 agrees.
+    let ip = Command::new("ip")
+        .args(["netns", "identify", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ip.stdout).trim(), name);
+    // Neither this process nor its namespace is a test namespace's.
+    let ours = NetNs::identify(std::process::id()).unwrap();
+    assert!(
+        !ours.contains(&name) && !ours.iter().any(|n| Some(n.as_str()) == b.name()),
+        "{ours:?}"
+    );
+    // A process that does not exist (above any pid_max): ENOENT, naming the pid.
+    let e = NetNs::identify(i32::MAX as u32).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOENT));
+    assert!(e.to_string().contains(&(i32::MAX).to_string()), "{e}");
+    drop(child);
 }
 
 #[test]

@@ -58,3 +58,34 @@ fn exec_runs_inside_and_passes_the_exit_code_on() {
     let e = fails(&["netns", "exec", &missing.0, "true"], 1);
     assert!(e.contains(&missing.0), "{e}");
 }
+
+#[test]
+fn identify_names_the_namespace_of_a_process() {
+    let host = netkit_test_support::HostNs::new("nsid");
+    // NetNs::command enters the namespace before exec: once spawned, sleep is in it.
+    let sleeper = netkit_test_support::KillOnDrop::new(host.command("sleep").arg("60").spawn().unwrap());
+    let pid = sleeper.id().to_string();
+    assert_eq!(ok(&["netns", "identify", &pid]), format!("{}\n", host.name()));
+    assert_eq!(ok_json(&["netns", "identify", &pid]), serde_json::json!([host.name()]));
+    // iproute2 agrees.
+    let ip = netkit_test_support::ip(&["netns", "identify", &pid]);
+    assert_eq!(ip.trim(), host.name());
+
+    // A process in no namespace of this test's (the test itself): not this one's name.
+    let ours = ok(&["netns", "identify", &std::process::id().to_string()]);
+    assert!(!ours.lines().any(|l| l == host.name()), "{ours}");
+    // A process in a namespace that has no name (left when its name was deleted): nothing.
+    let unnamed = netkit_test_support::HostNs::new("nsid2");
+    let orphan = netkit_test_support::KillOnDrop::new(unnamed.command("sleep").arg("60").spawn().unwrap());
+    let orphan_pid = orphan.id().to_string();
+    assert_eq!(ok(&["netns", "identify", &orphan_pid]), format!("{}\n", unnamed.name()));
+    ok(&["netns", "del", unnamed.name()]);
+    assert_eq!(ok(&["netns", "identify", &orphan_pid]), "");
+    assert_eq!(ok_json(&["netns", "identify", &orphan_pid]), serde_json::json!([]));
+
+    // No such process: exit 1, naming it; not a number: bad usage.
+    let e = fails(&["netns", "identify", "2147483647"], 1);
+    assert!(e.contains("2147483647"), "{e}");
+    assert_eq!(run(&["netns", "identify", "me"]).code, 2);
+    drop((sleeper, orphan));
+}

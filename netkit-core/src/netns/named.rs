@@ -165,6 +165,30 @@ impl NetNs {
         names.sort();
         Ok(names)
     }
+
+    /// The names under `/run/netns` of the network namespace process `pid` is in, sorted, like
+    /// `ip netns identify PID`: the entries whose device and inode are those of
+    /// `/proc/PID/ns/net`. Empty when the process is in no named namespace (several names
+    /// when one namespace is mounted under several). Entries that cannot be read are skipped,
+    /// as `ip` skips them.
+    ///
+    /// Fails with the errno of reading `/proc/PID/ns/net` (`ENOENT`: no such process).
+    ///
+    /// ```no_run
+    /// let names = netkit_core::NetNs::identify(std::process::id())?;
+    /// println!("this process is in {names:?}");
+    /// # Ok::<(), netkit_core::NetnsError>(())
+    /// ```
+    pub fn identify(pid: u32) -> Result<Vec<String>, NetnsError> {
+        use std::os::unix::fs::MetadataExt;
+        let of = format!("of process {pid}");
+        let st = fs::metadata(format!("/proc/{pid}/ns/net")).map_err(|e| NetnsError::io("identify", &of, e))?;
+        let mut names = Self::list()?;
+        names.retain(|n| {
+            fs::metadata(Path::new(NETNS_RUN_DIR).join(n)).is_ok_and(|m| (m.dev(), m.ino()) == (st.dev(), st.ino()))
+        });
+        Ok(names)
+    }
 }
 
 /// A named namespace deleted when this guard drops (also on panic).
