@@ -130,10 +130,8 @@ impl Handle {
     }
 
     fn from_socket(runtime: &tokio::runtime::Handle, socket: Socket, netns: NetNs) -> Result<Self, NetlinkError> {
-        // The socket registers with the runtime's reactor (to wait when nothing is queued).
-        let _in_runtime = runtime.enter();
         Ok(Self {
-            conn: Arc::new(transport::Transport::new(socket)?),
+            conn: Arc::new(transport::Transport::new(socket, runtime.clone())?),
             netns,
             dump_restarts: Arc::default(),
         })

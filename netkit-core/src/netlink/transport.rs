@@ -4,9 +4,13 @@
 //! rtnetlink handles a request inside the sender's `sendmsg`: by the time `sendmsg` returns,
 //! the answer (the ack, the echoed object, the first part of a dump) is already queued on the
 //! socket. So a request is a `send` and then `recv`s on a non-blocking socket; only when nothing
-//! is queued yet (the later parts of a long dump are made as the reader drains the queue, and
-//! a busy kernel may be slow) does the caller wait for the socket to become readable, through
-//! tokio's reactor. One exchange at a time per socket (an async mutex): answers are matched to
+//! is queued yet (a busy kernel may be slow) does the caller wait for the socket to become
+//! readable, through tokio's reactor. The socket joins the reactor's epoll set only for such a
+//! wait and leaves it after: a socket in the set makes every answer the kernel queues wake the
+//! reactor's thread (`sock_def_readable` → `ep_poll_callback`), a thread switch per request for
+//! nothing, and registering costs a system call per handle. The receive buffer (64 KiB) comes
+//! from a small shared pool for the length of one exchange, so a thousand idle handles hold
+//! no buffers. One exchange at a time per socket (an async mutex): answers are matched to
 //! requests by sequence number, and leftovers of an exchange whose caller gave up (a dropped
 //! future) are skipped by the next one. Handles that must work in parallel use separate sockets
 //! (separate [`super::Handle`]s).
@@ -15,7 +19,8 @@
 //! message): the kernel handles them in order and answers each; netkit reads the answers
 //! after. This is [`super::Batch`].
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -85,7 +90,53 @@ pub(crate) struct Answer {
 
 struct State {
     seq: u32,
-    buf: Vec<u8>,
+}
+
+/// Receive buffers not in use, kept for the next exchange (at most [`POOLED`]).
+static BUFFERS: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+const POOLED: usize = 16;
+
+/// A receive buffer, taken from [`BUFFERS`] (or made) and given back when dropped.
+struct RecvBuf(Option<Box<[u8]>>);
+
+impl RecvBuf {
+    fn take() -> Self {
+        let pooled = BUFFERS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        Self(Some(pooled.unwrap_or_else(|| vec![0; RECV_BUF].into_boxed_slice())))
+    }
+}
+
+impl std::ops::Deref for RecvBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().expect("a buffer until dropped")
+    }
+}
+
+impl std::ops::DerefMut for RecvBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().expect("a buffer until dropped")
+    }
+}
+
+impl Drop for RecvBuf {
+    fn drop(&mut self) {
+        if let Some(buf) = self.0.take() {
+            let mut pool = BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOLED {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
+/// The socket's descriptor, lent to tokio's reactor for one wait (the [`Transport`] owns it).
+struct Lent(RawFd);
+
+impl AsRawFd for Lent {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
 }
 
 const NLMSG_NOOP: u16 = 1;
@@ -112,17 +163,37 @@ fn raw_end(m: &wire::Message<'_>) -> Option<Result<(), NetlinkError>> {
     }
 }
 
+/// Wait until `fd` is readable, registered with `runtime`'s reactor for this wait only. Nothing
+/// is lost between a `recv` that found the queue empty and the registration: adding a
+/// descriptor to an epoll set reports it at once when it is already readable.
+async fn wait_readable(runtime: &tokio::runtime::Handle, fd: &OwnedFd) -> Result<(), NetlinkError> {
+    let lent = {
+        let _in_runtime = runtime.enter();
+        // SAFETY: `fd` is borrowed for the whole call, so it stays open; the AsyncFd lives only
+        // inside this call (dropped before it returns, or with this future if the caller gives
+        // up), so it never refers to a closed or reused number.
+        unsafe { AsyncFd::register_with_interest(Lent(fd.as_raw_fd()), tokio::io::Interest::READABLE) }
+            .map_err(|e| io_error("register", e.into()))?
+    };
+    let mut ready = lent.readable().await.map_err(|e| io_error("wait", e))?;
+    ready.clear_ready();
+    drop(ready);
+    // Leaves the epoll set; the descriptor stays open (its owner keeps it).
+    let _ = lent.into_inner();
+    Ok(())
+}
+
 /// A NETLINK_ROUTE socket driven inline (see the module docs).
 pub(crate) struct Transport {
-    fd: AsyncFd<OwnedFd>,
+    fd: OwnedFd,
+    /// The runtime whose reactor a wait uses (the one the handle was made in).
+    runtime: tokio::runtime::Handle,
     state: tokio::sync::Mutex<State>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport")
-            .field("fd", &self.fd.get_ref().as_raw_fd())
-            .finish()
+        f.debug_struct("Transport").field("fd", &self.fd.as_raw_fd()).finish()
     }
 }
 
@@ -134,25 +205,19 @@ fn io_error(op: &str, e: std::io::Error) -> NetlinkError {
 }
 
 impl Transport {
-    /// Take over `socket` (opened in the namespace the handle is for). Needs a tokio runtime
-    /// (the caller checked).
-    pub(crate) fn new(socket: netlink_sys::Socket) -> Result<Self, NetlinkError> {
+    /// Take over `socket` (opened in the namespace the handle is for); waits go through the
+    /// reactor of `runtime`.
+    pub(crate) fn new(socket: netlink_sys::Socket, runtime: tokio::runtime::Handle) -> Result<Self, NetlinkError> {
         socket
             .set_non_blocking(true)
             .map_err(|e| io_error("set non-blocking", e))?;
         // SAFETY: into_raw_fd relinquishes ownership of the socket's descriptor: the OwnedFd is
         // its only owner.
         let fd = unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) };
-        // SAFETY: the OwnedFd is a valid, open descriptor, and the AsyncFd owns it for its whole
-        // life (nothing else can close or replace it), so it always refers to this socket.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| io_error("register", e.into()))?;
         Ok(Self {
             fd,
-            state: tokio::sync::Mutex::new(State {
-                seq: 0,
-                buf: vec![0; RECV_BUF],
-            }),
+            runtime,
+            state: tokio::sync::Mutex::new(State { seq: 0 }),
         })
     }
 
@@ -182,12 +247,13 @@ impl Transport {
             msg.serialize(&mut out[at..]);
         }
         self.send(&out)?;
+        let mut buf = RecvBuf::take();
         let mut answers: Vec<Option<Result<Answer, NetlinkError>>> = (0..dumps.len()).map(|_| None).collect();
         let mut partial: Vec<Answer> = (0..dumps.len()).map(|_| Answer::default()).collect();
         let mut pending = dumps.len();
         while pending > 0 {
-            let n = self.recv(&mut state.buf).await?;
-            for m in wire::messages(&state.buf[..n]) {
+            let n = self.recv(&mut buf).await?;
+            for m in wire::messages(&buf[..n]) {
                 let i = m.header.seq.wrapping_sub(first) as usize;
                 if i >= answers.len() || answers[i].is_some() {
                     // An answer to an earlier exchange whose caller gave up.
@@ -246,7 +312,7 @@ impl Transport {
     fn send(&self, buf: &[u8]) -> Result<(), NetlinkError> {
         loop {
             // SAFETY: `buf` is a valid buffer of its length; the kernel is the socket's peer.
-            let n = unsafe { libc::send(self.fd.get_ref().as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
             if n >= 0 {
                 return Ok(());
             }
@@ -257,10 +323,14 @@ impl Transport {
         }
     }
 
+    async fn wait_readable(&self) -> Result<(), NetlinkError> {
+        wait_readable(&self.runtime, &self.fd).await
+    }
+
     /// Read what is queued, waiting for it only when nothing is.
     async fn recv(&self, buf: &mut [u8]) -> Result<usize, NetlinkError> {
         loop {
-            let fd = self.fd.get_ref().as_raw_fd();
+            let fd = self.fd.as_raw_fd();
             // SAFETY: `buf` is a valid, writable buffer of its length. MSG_TRUNC: the length of
             // the datagram even when the buffer was too small for it.
             let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
@@ -277,12 +347,48 @@ impl Transport {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    let mut ready = self.fd.readable().await.map_err(|e| io_error("wait", e))?;
-                    ready.clear_ready();
-                }
+                Some(libc::EAGAIN) => self.wait_readable().await?,
                 _ => return Err(io_error("recv", e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixDatagram;
+
+    use super::wait_readable;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_registers_for_itself_only_and_misses_nothing() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let fd = OwnedFd::from(a);
+        let rt = tokio::runtime::Handle::current();
+        // Readable before the wait starts: reported at registration.
+        b.send(b"1").unwrap();
+        wait_readable(&rt, &fd).await.unwrap();
+        // Drain it, then wait again (a second registration of the same descriptor works, so the
+        // first one left the epoll set) and make it readable while the wait is pending.
+        let a = UnixDatagram::from(fd);
+        let mut byte = [0u8; 1];
+        a.recv(&mut byte).unwrap();
+        let fd = OwnedFd::from(a);
+        let waiter = {
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                wait_readable(&rt, &fd).await.unwrap();
+                fd
+            })
+        };
+        b.send(b"2").unwrap();
+        let fd = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the wait ends once the socket is readable")
+            .unwrap();
+        let a = UnixDatagram::from(fd);
+        a.recv(&mut byte).unwrap();
+        assert_eq!(&byte, b"2");
     }
 }

@@ -211,35 +211,49 @@ where
 }
 
 impl NetNs {
-    /// Run netkit's own short job `f` inside each of `namespaces` in turn, all in one job on a
-    /// helper thread (which enters them one after the other and goes home after): one thread
-    /// hop for many namespaces instead of one each. Always on a helper thread, never on the
-    /// caller's. One result per namespace, in order.
+    /// Run netkit's own short job `f` inside each of `namespaces`: the list is cut into one
+    /// share per helper thread (at most one per core), and each helper enters the namespaces
+    /// of its share one after the other and goes home after — one thread hop per core for many
+    /// namespaces instead of one each, and the shares run at the same time. Always on helper
+    /// threads, never on the caller's. One result per namespace, in order.
     pub(crate) async fn job_each<F, T>(namespaces: Vec<NetNs>, f: F) -> Result<Vec<Result<T, NetnsError>>, NetnsError>
     where
-        F: Fn() -> T + Send + 'static,
+        F: Fn() -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        let Some(first) = namespaces.first().cloned() else {
+        if namespaces.is_empty() {
             return Ok(Vec::new());
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        submit(
-            Place::In(first),
-            move || {
-                namespaces
-                    .iter()
-                    .map(|ns| {
-                        setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("enter", ns, e))?;
-                        Ok(f())
-                    })
-                    .collect::<Vec<_>>()
-            },
-            move |out| {
-                let _ = tx.send(out);
-            },
-        )?;
-        rx.await.map_err(|_| NetnsError::Panicked("(helper thread)".into()))?
+        }
+        let f = std::sync::Arc::new(f);
+        let share = namespaces.len().div_ceil(helpers());
+        let mut pending = Vec::new();
+        let mut rest = namespaces;
+        while !rest.is_empty() {
+            let tail = rest.split_off(share.min(rest.len()));
+            let mine = std::mem::replace(&mut rest, tail);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let f = f.clone();
+            submit(
+                Place::In(mine[0].clone()),
+                move || {
+                    mine.iter()
+                        .map(|ns| {
+                            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::io("enter", ns, e))?;
+                            Ok(f())
+                        })
+                        .collect::<Vec<_>>()
+                },
+                move |out| {
+                    let _ = tx.send(out);
+                },
+            )?;
+            pending.push(rx);
+        }
+        let mut out = Vec::new();
+        for rx in pending {
+            out.extend(rx.await.map_err(|_| NetnsError::Panicked("(helper thread)".into()))??);
+        }
+        Ok(out)
     }
 
     /// Run netkit's own short blocking job `f` inside this namespace (open a socket there,
