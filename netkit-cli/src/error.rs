@@ -1,8 +1,8 @@
 //! The one error type of the command line, and its exit codes.
 
+use netkit_core::events::EventError;
 use netkit_core::neigh::NeighError;
 use netkit_core::rule::RuleError;
-use netkit_core::events::EventError;
 use netkit_core::sysctl::SysctlError;
 use netkit_core::{AddrError, LinkError, NetlinkError, NetnsError, RouteError};
 
