@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// `netkit`: network namespaces, links, addresses and routes, with iproute2's verbs.
+/// `netkit`: network namespaces and what is in them (links, addresses, routes, rules,
+/// neighbours, FDB entries, `net.*` sysctls, change events) with iproute2's verbs, and netkit's
+/// own lab topologies, IPAM stores and firewall.
 #[derive(Parser, Debug, Clone)]
 ///
 /// The help is laid out for 100 columns whatever the terminal (`term_width`; clap's "wrap_help"
@@ -18,16 +20,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "netkit",
     version,
     term_width = 100,
-    about = "Network namespaces, links, addresses and routes, with iproute2's verbs",
-    long_about = "Network namespaces, links, addresses and routes, with iproute2's verbs.\n\n\
-        Every operation goes through netkit-core (netlink, no `ip` underneath). Errors are one \
-        line naming the object, the namespace and the kernel's message.\n\n\
+    about = "Network namespaces with iproute2's verbs: links, addresses, routes, rules, neighbours, \
+        bridge FDBs, sysctls and a change monitor; and lab topologies, IPAM and a firewall",
+    long_about = "Network namespaces with iproute2's verbs: links, addresses, routes, rules, \
+        neighbours, bridge FDBs, sysctls and a change monitor; and lab topologies, IPAM and a \
+        firewall.\n\n\
+        Every operation goes through netkit-core (netlink and /proc/sys; no `ip`, `bridge` or \
+        `sysctl` underneath). Errors are one line naming the object, the namespace and the \
+        kernel's message.\n\n\
         Exit codes: 0 success, 1 the operation failed, 2 bad usage.",
     after_help = "Examples:\n  \
         netkit netns add demo\n  \
         netkit -n demo link add v0 type veth peer name v1\n  \
         netkit -n demo -j link show\n  \
         netkit -n demo addr add 10.0.0.1/24 dev v0\n  \
+        netkit -n demo -j monitor\n  \
         netkit -b commands.txt --force"
 )]
 pub struct Cli {
@@ -65,11 +72,13 @@ pub struct Global {
     #[arg(short = 'q', long = "quiet", global = true)]
     pub quiet: bool,
 
-    /// IPv4 only (`ip -4`).
+    /// IPv4 only (`ip -4`): addr, route, rule and neigh list only IPv4; route, rule and neigh take
+    /// only IPv4.
     #[arg(short = '4', global = true, conflicts_with = "ipv6")]
     pub ipv4: bool,
 
-    /// IPv6 only (`ip -6`); `route show` lists IPv6 routes.
+    /// IPv6 only (`ip -6`): addr, route, rule and neigh list only IPv6 (route and rule list IPv4
+    /// without it); route, rule and neigh take only IPv6.
     #[arg(short = '6', global = true)]
     pub ipv6: bool,
 }
@@ -109,19 +118,25 @@ pub enum Command {
         verb: RouteVerb,
     },
     /// Policy routing rules (`ip rule`).
+    #[command(arg_required_else_help = false)]
     Rule {
         /// The verb.
         #[command(subcommand)]
         verb: RuleVerb,
     },
     /// Neighbours: ARP and NDP entries (`ip neigh`).
-    #[command(visible_alias = "neighbour", visible_alias = "neighbor")]
+    #[command(
+        visible_alias = "neighbour",
+        visible_alias = "neighbor",
+        arg_required_else_help = false
+    )]
     Neigh {
         /// The verb.
         #[command(subcommand)]
         verb: NeighVerb,
     },
     /// The forwarding database of bridges and VXLAN devices (`bridge fdb`).
+    #[command(arg_required_else_help = false)]
     Fdb {
         /// The verb.
         #[command(subcommand)]
@@ -129,6 +144,7 @@ pub enum Command {
     },
     /// Kernel settings under net.* of the namespace (`sysctl`, as `ip netns exec NS sysctl`).
     #[command(
+        arg_required_else_help = false,
         after_help = "Keys are sysctl's: net.ipv4.ip_forward, net.ipv4.conf.v0.forwarding, or the slash \
         form net/ipv4/conf/v0/forwarding (where a dot is part of a name: net/ipv4/conf/v0.100/rp_filter). \
         Only net.* keys: they are per network namespace, the others would change the machine.\n\n\
@@ -141,18 +157,10 @@ pub enum Command {
         #[command(subcommand)]
         verb: SysctlVerb,
     },
-    /// Print changes to links, addresses, routes and neighbours as they happen (`ip monitor`),
-    /// one line each, until interrupted.
+    /// Print changes to links, addresses, routes, neighbours and FDB entries as they happen
+    /// (`ip monitor`), one line each, until interrupted.
     #[command(after_help = MONITOR_HELP)]
     Monitor(MonitorArgs),
-    /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
-    Completions {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff: `netkit man > netkit.1; man ./netkit.1`).
-    Man,
     /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
     /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
     #[command(arg_required_else_help = false)]
@@ -164,6 +172,7 @@ pub enum Command {
     /// IP address management: netkit's allocator on a store directory and a CNI-style pool
     /// configuration (the netkit-ipam plugin's store). Touches no namespace.
     #[command(
+        arg_required_else_help = false,
         after_help = "OWNER: CONTAINERID[:IFNAME] (IFNAME defaults to eth0); the store is DIR/NETWORK.\n\n\
         Examples:\n  \
         netkit ipam --config podnet.json --store /tmp/ipam allocate c1:eth0\n  \
@@ -180,10 +189,13 @@ pub enum Command {
     },
     /// Firewall and NAT of a namespace (netkit's nftables or iptables rules): port mappings,
     /// masquerades, services, held by owners.
-    #[command(after_help = "Examples:\n  \
+    #[command(
+        arg_required_else_help = false,
+        after_help = "Examples:\n  \
         netkit -n host fw add c1:eth0 port 8080:10.88.0.2:80/tcp masquerade 10.88.0.0/24\n  \
         netkit -n host -j fw list\n  \
-        netkit -n host fw --driver iptables --state-dir /run/lab/fw del c1:eth0")]
+        netkit -n host fw --driver iptables --state-dir /run/lab/fw del c1:eth0"
+    )]
     Fw {
         /// Which firewall.
         #[command(flatten)]
@@ -192,6 +204,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: crate::fw::FwVerb,
     },
+    /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `netkit man > netkit.1; man ./netkit.1`).
+    Man,
 }
 
 /// iproute2's words after a verb, taken as they are (hyphens included).
@@ -596,7 +616,8 @@ const MONITOR_HELP: &str = "ARGS: [link] [addr|address] [route] [neigh] | [all] 
     with -q): every change after that line is reported. It runs until SIGINT or SIGTERM (exit 0), \
     until stdout is closed (exit 0, at the next event), or until --count events were printed.\n\n\
     Text, one line per event, flushed: a tag, \"Deleted \" for a removal, then the object as \
-    `ip` shows it, on one line:\n  \
+    `ip` shows it (neighbours and FDB entries as `neigh show` and `fdb show` print them), on one \
+    line:\n  \
     [LINK] 5: v0@v1: <BROADCAST,MULTICAST,UP> mtu 1500 ... link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n  \
     [ADDR] 5: v0 inet 10.0.0.1/24 brd 10.0.0.255 scope global v0\n  \
     [ROUTE] Deleted 10.0.0.0/24 dev v0 proto kernel scope link src 10.0.0.1\n  \
@@ -604,9 +625,10 @@ const MONITOR_HELP: &str = "ARGS: [link] [addr|address] [route] [neigh] | [all] 
     [FDB] 02:00:00:00:00:02 dev v1 master br0 permanent\n  \
     [OVERRUN] events were lost: list the state again\n\n\
     -j: JSON Lines, one object per event: {\"event\": \"new\"|\"del\", \"object\": \
-    \"link\"|\"addr\"|\"route\"|\"neigh\"|\"fdb\", ...} with the object's keys as `ip -j` prints \
-    them (link: ip -j link's; addr: ifindex, ifname and the keys of one ip -j addr addr_info entry; \
-    route: ip -j route's; neigh: ip -j neigh's; fdb: bridge -j fdb's); \"new\" is also a change. \
+    \"link\"|\"addr\"|\"route\"|\"neigh\"|\"fdb\", KEYS...}, KEYS being the keys the \
+    object's listing prints with -j, which are ip -j's (link: link show's; addr: ifindex, ifname and the keys of one addr \
+    show addr_info entry; route: route show's; neigh: neigh show's; fdb: fdb show's, as bridge -j \
+    fdb); \"new\" is also a change. \
     Lost events: {\"event\": \"overrun\"}.\n\n\
     Examples:\n  \
     netkit -n demo monitor\n  \
@@ -620,6 +642,20 @@ mod tests {
     #[test]
     fn the_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every object without its verb is clap's one-line "requires a subcommand" error, never
+    /// its help as an error (what clap's derive does unless told otherwise).
+    #[test]
+    fn no_command_answers_a_missing_verb_with_its_help() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                assert!(!sub.is_arg_required_else_help_set(), "{path}: arg_required_else_help");
+                check(sub, &path);
+            }
+        }
+        check(&Cli::command(), "netkit");
     }
 
     #[test]

@@ -11,19 +11,20 @@
 //! Text: one line per event, flushed as it is written: a tag (`[LINK]`, `[ADDR]`, `[ROUTE]`,
 //! `[NEIGH]`, `[FDB]`), `Deleted ` for a removal, then the object as `ip` shows it, joined onto
 //! one line (`[LINK] Deleted 5: v0@v1: <BROADCAST,MULTICAST> mtu 1500 … link/ether …`;
-//! `[ADDR] 5: v0 inet 10.0.0.1/24 brd 10.0.0.255 scope global v0`; FDB entries as `bridge fdb`).
-//! Lost notifications (the socket's buffer overflowed) print `[OVERRUN] events were lost: list
-//! the state again`.
+//! `[ADDR] 5: v0 inet 10.0.0.1/24 brd 10.0.0.255 scope global v0`). Neighbours and FDB entries
+//! are the lines `netkit neigh show` and `netkit fdb show` print (the printers of
+//! [`crate::neigh`] and [`crate::fdb`]), with the device named. Lost notifications (the socket's
+//! buffer overflowed) print `[OVERRUN] events were lost: list the state again`.
 //!
 //! JSON (`-j`; `ip -j monitor` has none) is JSON Lines: one object per event,
 //! `{"event": "new"|"del", "object": "link"|"addr"|"route"|"neigh"|"fdb", …}` followed by the
-//! object's keys as `ip -j` prints them: a link's of `ip -j link show`; for an address
-//! `ifindex`, `ifname` and the keys of one `addr_info` entry of `ip -j addr show` (`family`,
-//! `local`, `prefixlen`, `scope`, …); a route's of `ip -j route show` (with `table` for tables
-//! other than main); a neighbour's of `ip -j neigh show` (`dst`, `dev`, `lladdr`, `state`, and
-//! `router`/`proxy` as null keys); an FDB entry's of `bridge -j fdb show` (`mac`, `ifname`,
-//! `dst`, `vlan`, `vni`, `master`, `flags`, `state`). `"new"` is also a change of an existing
-//! object (the kernel reports both alike). Lost notifications: `{"event": "overrun"}`.
+//! object's keys as netkit's listings print them (the keys of `ip -j`/`bridge -j`): a link's of
+//! `link show`; for an address `ifindex`, `ifname` and the keys of one `addr_info` entry of
+//! `addr show` (`family`, `local`, `prefixlen`, `scope`, …); a route's of `route show` (with
+//! `table` for tables other than main); a neighbour's of `neigh show` (`dst`, `dev`, `lladdr`,
+//! `state`, and `router`/`proxy` as null keys); an FDB entry's of `fdb show` (`mac`, `ifname`,
+//! `vlan`, `dst`, `port`, `vni`, `flags`, `master`, `state`). `"new"` is also a change of an
+//! existing object (the kernel reports both alike). Lost notifications: `{"event": "overrun"}`.
 //! `--count` counts printed lines, overruns included.
 
 use std::collections::HashSet;
@@ -31,13 +32,15 @@ use std::io::Write;
 
 use futures::StreamExt;
 use netkit_core::events::{Event, EventKind};
-use netkit_core::neigh::{FdbInfo, NeighInfo, NeighState};
+use netkit_core::neigh::{FdbInfo, NeighInfo};
 use netkit_core::{Address, Handle, Link, RouteInfo};
 use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::cli::{Global, MonitorArgs, MonitorObject};
 use crate::error::CliError;
+use crate::fdb::{fdb_json, fdb_text};
+use crate::neigh::{neigh_json, neigh_text};
 use crate::output::{addr_json, addr_text, link_json, link_text, route_json, route_text, IfNames, Output, RouteFilter};
 use crate::Session;
 
@@ -222,8 +225,8 @@ pub fn event_text(event: &Event, names: &IfNames) -> String {
             format!("{}: {} {}", a.index, names.name(a.index), addr_text(a).trim_start()),
         ),
         Object::Route(r) => ("ROUTE", route_text(r, names, RouteFilter::default())),
-        Object::Neigh(n) => ("NEIGH", neigh_text(n, names)),
-        Object::Fdb(f) => ("FDB", fdb_text(f, names)),
+        Object::Neigh(n) => ("NEIGH", neigh_text(n, names, true)),
+        Object::Fdb(f) => ("FDB", fdb_text(f, names, true)),
     };
     let body: Vec<&str> = body.lines().map(str::trim).collect();
     format!("[{tag}] {}{}", if deleted { "Deleted " } else { "" }, body.join(" "))
@@ -242,124 +245,30 @@ pub fn event_json(event: &Event, names: &IfNames) -> Value {
             let mut f = Map::new();
             f.insert("ifindex".into(), json!(a.index));
             f.insert("ifname".into(), json!(names.name(a.index)));
-            if let Value::Object(info) = addr_json(a) {
-                f.extend(info);
-            }
+            f.extend(fields(addr_json(a)));
             ("addr", f)
         }
-        Object::Route(r) => match route_json(r, names, RouteFilter::default()) {
-            Value::Object(f) => ("route", f),
-            _ => ("route", Map::new()),
-        },
-        Object::Neigh(n) => ("neigh", neigh_json(n, names)),
-        Object::Fdb(f) => ("fdb", fdb_json(f, names)),
+        Object::Route(r) => ("route", fields(route_json(r, names, RouteFilter::default()))),
+        Object::Neigh(n) => ("neigh", fields(neigh_json(n, names, true))),
+        Object::Fdb(f) => ("fdb", fields(fdb_json(f, names, true))),
     };
     m.insert("object".into(), json!(name));
     m.extend(fields);
     Value::Object(m)
 }
 
-/// The state words `ip neigh` prints for `state`: each NUD bit's name in capitals; none for
-/// `NUD_NONE` (proxy entries).
-fn neigh_states(state: NeighState) -> Vec<String> {
-    (0..16)
-        .map(|bit| 1u16 << bit)
-        .filter(|b| state.bits() & b != 0)
-        .map(|b| NeighState::from_bits(b).to_string().to_uppercase())
-        .collect()
-}
-
-/// `ip neigh`'s line for an entry: `DST dev D [lladdr MAC] [router] [proxy] STATE`.
-fn neigh_text(n: &NeighInfo, names: &IfNames) -> String {
-    let mut s = format!("{} dev {}", n.ip, names.name(n.index));
-    if let Some(mac) = n.mac {
-        s += &format!(" lladdr {mac}");
+/// The keys of a printer's JSON object (every printer gives an object; anything else has none).
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
     }
-    if n.router {
-        s += " router";
-    }
-    if n.proxy {
-        s += " proxy";
-    }
-    for st in neigh_states(n.state) {
-        s += &format!(" {st}");
-    }
-    s
-}
-
-/// `ip -j neigh`'s object for an entry.
-fn neigh_json(n: &NeighInfo, names: &IfNames) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("dst".into(), json!(n.ip.to_string()));
-    m.insert("dev".into(), json!(names.name(n.index)));
-    if let Some(mac) = n.mac {
-        m.insert("lladdr".into(), json!(mac.to_string()));
-    }
-    if n.router {
-        m.insert("router".into(), Value::Null);
-    }
-    if n.proxy {
-        m.insert("proxy".into(), Value::Null);
-    }
-    let states = neigh_states(n.state);
-    if !states.is_empty() {
-        m.insert("state".into(), json!(states));
-    }
-    m
-}
-
-/// `bridge fdb`'s line for an entry: `MAC dev D [vlan N] [dst IP] [vni N] [master B] [self]
-/// [permanent]`.
-fn fdb_text(f: &FdbInfo, names: &IfNames) -> String {
-    let mut s = format!("{} dev {}", f.mac, names.name(f.index));
-    if let Some(v) = f.vlan {
-        s += &format!(" vlan {v}");
-    }
-    if let Some(d) = f.dst {
-        s += &format!(" dst {d}");
-    }
-    if let Some(v) = f.vni {
-        s += &format!(" vni {v}");
-    }
-    if let Some(b) = f.master {
-        s += &format!(" master {}", names.name(b));
-    }
-    if f.is_self {
-        s += " self";
-    }
-    if f.permanent {
-        s += " permanent";
-    }
-    s
-}
-
-/// `bridge -j fdb`'s object for an entry.
-fn fdb_json(f: &FdbInfo, names: &IfNames) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("mac".into(), json!(f.mac.to_string()));
-    m.insert("ifname".into(), json!(names.name(f.index)));
-    if let Some(v) = f.vlan {
-        m.insert("vlan".into(), json!(v));
-    }
-    if let Some(d) = f.dst {
-        m.insert("dst".into(), json!(d.to_string()));
-    }
-    if let Some(v) = f.vni {
-        m.insert("vni".into(), json!(v));
-    }
-    m.insert("flags".into(), json!(if f.is_self { vec!["self"] } else { vec![] }));
-    if let Some(b) = f.master {
-        m.insert("master".into(), json!(names.name(b)));
-    }
-    if f.permanent {
-        m.insert("state".into(), json!("permanent"));
-    }
-    m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netkit_core::neigh::NeighState;
     use MonitorObject::*;
 
     #[test]
@@ -371,8 +280,11 @@ mod tests {
         assert_eq!(kinds, [EventKind::Address, EventKind::Neighbour]);
     }
 
+    /// A neighbour or FDB event is the entry as `neigh show`/`fdb show` print it (their
+    /// printers), with the tag or the `event`/`object` keys in front.
     #[test]
-    fn neighbours_read_like_ip() {
+    fn neighbours_and_fdb_entries_read_like_their_show_verbs() {
+        let names = IfNames::default();
         let n = NeighInfo {
             index: 3,
             ip: "10.0.0.2".parse().unwrap(),
@@ -381,20 +293,54 @@ mod tests {
             proxy: false,
             router: true,
         };
-        let names = IfNames::default();
         let ev = Event::DelNeighbour(n.clone());
         assert_eq!(
             event_text(&ev, &names),
             "[NEIGH] Deleted 10.0.0.2 dev if3 lladdr 02:00:00:00:00:02 router PERMANENT"
         );
         assert_eq!(
+            event_text(&ev, &names),
+            format!("[NEIGH] Deleted {}", neigh_text(&n, &names, true).trim_end())
+        );
+        let mut want = json!({"event": "del", "object": "neigh"});
+        want.as_object_mut()
+            .unwrap()
+            .extend(fields(neigh_json(&n, &names, true)));
+        assert_eq!(event_json(&ev, &names), want);
+        assert_eq!(
             event_json(&ev, &names),
             json!({"event": "del", "object": "neigh", "dst": "10.0.0.2", "dev": "if3",
                    "lladdr": "02:00:00:00:00:02", "router": null, "state": ["PERMANENT"]})
         );
-        // Combined NUD bits print each name; no state (a proxy entry) prints none.
-        assert_eq!(neigh_states(NeighState::from_bits(0xc0)), ["NOARP", "PERMANENT"]);
-        assert!(neigh_states(NeighState::None).is_empty());
+
+        // A learned bridge entry: bridge prints its empty state after a blank; the line has none.
+        let f = FdbInfo {
+            index: 4,
+            mac: "02:00:00:00:00:05".parse().unwrap(),
+            dst: None,
+            vlan: None,
+            vni: None,
+            master: Some(2),
+            is_self: false,
+            permanent: false,
+            state: NeighState::Reachable,
+            port: None,
+            router: false,
+            extern_learn: false,
+            offloaded: false,
+            sticky: false,
+        };
+        let ev = Event::NewFdb(f.clone());
+        assert_eq!(event_text(&ev, &names), "[FDB] 02:00:00:00:00:05 dev if4 master if2");
+        let mut want = json!({"event": "new", "object": "fdb"});
+        want.as_object_mut().unwrap().extend(fields(fdb_json(&f, &names, true)));
+        assert_eq!(event_json(&ev, &names), want);
+        assert_eq!(
+            event_json(&ev, &names),
+            json!({"event": "new", "object": "fdb", "mac": "02:00:00:00:00:05", "ifname": "if4",
+                   "flags": [], "master": "if2", "state": ""})
+        );
+
         assert_eq!(event_json(&Event::Overrun, &names), json!({"event": "overrun"}));
         assert!(event_text(&Event::Overrun, &names).starts_with("[OVERRUN]"));
     }

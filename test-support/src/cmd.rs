@@ -10,10 +10,26 @@ use serde_json::Value;
 /// Run `ip ARGS` (name a namespace with `-n NS`); its stdout. Panics with stderr when it fails.
 #[track_caller]
 pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
+    tool("ip", args)
+}
+
+/// Run `bridge ARGS` (name a namespace with `-n NS`); its stdout. Panics with stderr when it
+/// fails.
+#[track_caller]
+pub fn bridge(args: &[&str]) -> String {
+    tool("bridge", args)
+}
+
+/// `program ARGS`'s stdout; panics with stderr when it fails.
+#[track_caller]
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     assert!(
         out.status.success(),
-        "ip {}: {}",
+        "{program} {}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -34,11 +50,27 @@ pub fn ipj_plain(ns: &str, args: &[&str]) -> Option<Value> {
     ip_json(&["-j", "-n", ns], args)
 }
 
+/// `bridge -j -n NS ARGS` as JSON (`bridge -j fdb show`, the oracle of netkit's `fdb`); `None`
+/// when the command fails, an empty array when it prints nothing.
+#[track_caller]
+pub fn bridgej(ns: &str, args: &[&str]) -> Option<Value> {
+    tool_json("bridge", &["-j", "-n", ns], args)
+}
+
 #[track_caller]
 fn ip_json(options: &[&str], args: &[&str]) -> Option<Value> {
+    tool_json("ip", options, args)
+}
+
+/// `program OPTIONS ARGS` as JSON, as [`ipj`] says.
+#[track_caller]
+fn tool_json(program: &str, options: &[&str], args: &[&str]) -> Option<Value> {
     let mut all = options.to_vec();
     all.extend_from_slice(args);
-    let out = Command::new("ip").args(&all).output().expect("run ip");
+    let out = Command::new(program)
+        .args(&all)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     if !out.status.success() {
         return None;
     }
@@ -46,7 +78,7 @@ fn ip_json(options: &[&str], args: &[&str]) -> Option<Value> {
     if text.trim().is_empty() {
         return Some(Value::Array(Vec::new()));
     }
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {all:?} printed no JSON ({e}): {text}")))
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{program} {all:?} printed no JSON ({e}): {text}")))
 }
 
 /// `ip -j -d -n NS ARGS` as a list of objects; panics when the command fails.

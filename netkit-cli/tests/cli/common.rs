@@ -83,6 +83,35 @@ pub fn fails(args: &[&str], code: i32) -> String {
     r.stderr.trim_end().to_string()
 }
 
+/// The words of `line` after `-n NS`: `netkit -n NS` with `line` split at blanks (a line whose
+/// words hold no blanks: `"fdb add 02:00:00:00:00:02 dev e0 master"`).
+fn in_ns<'a>(ns: &'a str, line: &'a str) -> Vec<&'a str> {
+    ["-n", ns].into_iter().chain(line.split_whitespace()).collect()
+}
+
+/// [`run`] of `netkit -n NS LINE` (see [`in_ns`]).
+pub fn run_n(ns: &str, line: &str) -> Run {
+    run(&in_ns(ns, line))
+}
+
+/// [`ok`] of `netkit -n NS LINE`.
+#[track_caller]
+pub fn ok_n(ns: &str, line: &str) -> String {
+    ok(&in_ns(ns, line))
+}
+
+/// [`ok_json`] of `netkit -n NS LINE`.
+#[track_caller]
+pub fn ok_json_n(ns: &str, line: &str) -> Value {
+    ok_json(&in_ns(ns, line))
+}
+
+/// [`fails`] of `netkit -n NS LINE`.
+#[track_caller]
+pub fn fails_n(ns: &str, line: &str, code: i32) -> String {
+    fails(&in_ns(ns, line), code)
+}
+
 /// `ip -j -n NS ARGS` (no details: what `ip -j` prints by default); `None` when it fails.
 pub fn ip_json(ns: &str, args: &[&str]) -> Option<Value> {
     netkit_test_support::cmd::ipj_plain(ns, args)

@@ -1,45 +1,22 @@
 //! `netkit fdb add|append|replace|del|show`, checked against iproute2's `bridge -j fdb show`;
 //! and a batch of rule, neigh and fdb lines.
 
-use std::process::Command;
-
-use netkit_test_support::HostNs;
+use netkit_test_support::{cmd, HostNs};
 use serde_json::Value;
 
-use crate::common::{agree, fails, ip_json, ok, ok_json, run, run_with_input};
+use crate::common::{agree, fails_n, ip_json, ok, ok_json, ok_n, run_n, run_with_input};
 
-/// `bridge -j -n NS ARGS` as JSON (an empty list when it prints nothing); panics when it fails.
+/// `bridge -j -n NS ARGS` as JSON; panics when it fails.
+#[track_caller]
 fn bridge_json(ns: &str, args: &[&str]) -> Value {
-    let out = Command::new("bridge")
-        .args(["-j", "-n", ns])
-        .args(args)
-        .output()
-        .expect("run bridge");
-    assert!(
-        out.status.success(),
-        "bridge {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        return Value::Array(Vec::new());
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bridge {args:?} printed no JSON ({e}): {text}"))
+    cmd::bridgej(ns, args).unwrap_or_else(|| panic!("bridge -j -n {ns} {args:?} failed"))
 }
 
 /// `bridge -n NS ARGS` (text).
 fn bridge_text(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("bridge")
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("run bridge");
-    assert!(
-        out.status.success(),
-        "bridge {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    cmd::bridge(&all)
 }
 
 /// `netkit -j fdb show ARGS` prints what `bridge -j fdb show ARGS` prints, and the text listing
@@ -72,26 +49,12 @@ fn entries<'a>(list: &'a Value, mac: &str) -> Vec<&'a Value> {
 fn vxlan_flood_entries_match_bridge() {
     let host = HostNs::new("fdbvx");
     let ns = host.name();
-    ok(&["-n", ns, "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
-    ok(&["-n", ns, "addr", "add", "10.70.0.1/24", "dev", "u0"]);
-    ok(&[
-        "-n",
+    ok_n(ns, "link add u0 type veth peer name u1");
+    ok_n(ns, "addr add 10.70.0.1/24 dev u0");
+    ok_n(
         ns,
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "42",
-        "dstport",
-        "4789",
-        "local",
-        "10.70.0.1",
-        "dev",
-        "u0",
-        "nolearning",
-    ]);
+        "link add vx0 type vxlan id 42 dstport 4789 local 10.70.0.1 dev u0 nolearning",
+    );
     // Flannel's flood list: the all-zeros MAC, once per remote VTEP.
     for remote in ["10.70.0.2", "10.70.0.3"] {
         ok(&[
@@ -108,21 +71,7 @@ fn vxlan_flood_entries_match_bridge() {
             "permanent",
         ]);
     }
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "add",
-        "02:00:00:00:70:aa",
-        "dev",
-        "vx0",
-        "dst",
-        "10.70.0.4",
-        "vni",
-        "100",
-        "port",
-        "4790",
-    ]);
+    ok_n(ns, "fdb add 02:00:00:00:70:aa dev vx0 dst 10.70.0.4 vni 100 port 4790");
     let all = assert_fdb_matches_bridge(ns, &[]);
     let flood = entries(&all, "00:00:00:00:00:00");
     let dsts: Vec<&Value> = flood.iter().map(|e| &e["dst"]).collect();
@@ -138,52 +87,18 @@ fn vxlan_flood_entries_match_bridge() {
         on_vx0.as_array().unwrap().iter().all(|e| e.get("ifname").is_none()),
         "{on_vx0}"
     );
-    assert!(ok(&["-n", ns, "fdb", "show", "dev", "vx0"]).contains("00:00:00:00:00:00 dst 10.70.0.2 self permanent\n"));
+    assert!(ok_n(ns, "fdb show dev vx0").contains("00:00:00:00:00:00 dst 10.70.0.2 self permanent\n"));
 
     // Replace moves the MAC to another VTEP; del with dst removes only that remote.
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "replace",
-        "02:00:00:00:70:aa",
-        "dev",
-        "vx0",
-        "dst",
-        "10.70.0.5",
-        "self",
-        "permanent",
-    ]);
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "del",
-        "00:00:00:00:00:00",
-        "dev",
-        "vx0",
-        "dst",
-        "10.70.0.2",
-        "self",
-    ]);
+    ok_n(ns, "fdb replace 02:00:00:00:70:aa dev vx0 dst 10.70.0.5 self permanent");
+    ok_n(ns, "fdb del 00:00:00:00:00:00 dev vx0 dst 10.70.0.2 self");
     let all = assert_fdb_matches_bridge(ns, &["dev", "vx0"]);
     assert_eq!(entries(&all, "02:00:00:00:70:aa")[0]["dst"], "10.70.0.5");
     let flood = entries(&all, "00:00:00:00:00:00");
     assert!(flood.len() == 1 && flood[0]["dst"] == "10.70.0.3", "{all}");
 
     // Again: a note naming the entry and the namespace, exit 0.
-    let r = run(&[
-        "-n",
-        ns,
-        "fdb",
-        "del",
-        "00:00:00:00:00:00",
-        "dev",
-        "vx0",
-        "dst",
-        "10.70.0.2",
-        "self",
-    ]);
+    let r = run_n(ns, "fdb del 00:00:00:00:00:00 dev vx0 dst 10.70.0.2 self");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains("nothing to delete") && r.stderr.contains("10.70.0.2") && r.stderr.contains(ns),
@@ -196,48 +111,18 @@ fn vxlan_flood_entries_match_bridge() {
 fn bridge_ports_match_bridge() {
     let host = HostNs::new("fdbbr");
     let ns = host.name();
-    ok(&["-n", ns, "link", "add", "br0", "type", "bridge"]);
-    ok(&["-n", ns, "link", "add", "br1", "type", "bridge"]);
+    ok_n(ns, "link add br0 type bridge");
+    ok_n(ns, "link add br1 type bridge");
     for (port, peer, br) in [("p0", "q0", "br0"), ("p1", "q1", "br0"), ("p2", "q2", "br1")] {
         ok(&["-n", ns, "link", "add", port, "type", "veth", "peer", "name", peer]);
         ok(&["-n", ns, "link", "set", port, "master", br, "up"]);
         ok(&["-n", ns, "link", "set", peer, "up"]);
     }
-    ok(&["-n", ns, "link", "set", "br0", "up"]);
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "add",
-        "02:00:00:00:71:01",
-        "dev",
-        "p0",
-        "master",
-        "static",
-    ]);
-    ok(&["-n", ns, "fdb", "add", "02:00:00:00:71:02", "dev", "p1", "master"]);
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "add",
-        "02:00:00:00:71:03",
-        "dev",
-        "p0",
-        "self",
-        "permanent",
-    ]);
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "add",
-        "02:00:00:00:71:04",
-        "dev",
-        "p2",
-        "master",
-        "static",
-    ]);
+    ok_n(ns, "link set br0 up");
+    ok_n(ns, "fdb add 02:00:00:00:71:01 dev p0 master static");
+    ok_n(ns, "fdb add 02:00:00:00:71:02 dev p1 master");
+    ok_n(ns, "fdb add 02:00:00:00:71:03 dev p0 self permanent");
+    ok_n(ns, "fdb add 02:00:00:00:71:04 dev p2 master static");
 
     let all = assert_fdb_matches_bridge(ns, &[]);
     let e = &entries(&all, "02:00:00:00:71:01")[0];
@@ -260,7 +145,7 @@ fn bridge_ports_match_bridge() {
     // `br` naming a device that is not a bridge: nothing, as bridge.
     assert_eq!(assert_fdb_matches_bridge(ns, &["br", "q0"]), serde_json::json!([]));
 
-    ok(&["-n", ns, "fdb", "del", "02:00:00:00:71:01", "dev", "p0", "master"]);
+    ok_n(ns, "fdb del 02:00:00:00:71:01 dev p0 master");
     assert!(entries(&bridge_json(ns, &["fdb", "show"]), "02:00:00:00:71:01").is_empty());
 }
 
@@ -268,72 +153,38 @@ fn bridge_ports_match_bridge() {
 fn fdb_errors() {
     let host = HostNs::new("fdberr");
     let ns = host.name();
-    ok(&["-n", ns, "link", "add", "br0", "type", "bridge"]);
-    ok(&["-n", ns, "link", "add", "p0", "type", "veth", "peer", "name", "q0"]);
-    ok(&["-n", ns, "link", "set", "p0", "master", "br0"]);
-    ok(&[
-        "-n",
-        ns,
-        "fdb",
-        "add",
-        "02:00:00:00:72:01",
-        "dev",
-        "p0",
-        "master",
-        "static",
-    ]);
+    ok_n(ns, "link add br0 type bridge");
+    ok_n(ns, "link add p0 type veth peer name q0");
+    ok_n(ns, "link set p0 master br0");
+    ok_n(ns, "fdb add 02:00:00:00:72:01 dev p0 master static");
     // Operation errors: exit 1, one line with the entry, the device, the namespace and the kernel.
-    let e = fails(
-        &[
-            "-n",
-            ns,
-            "fdb",
-            "add",
-            "02:00:00:00:72:01",
-            "dev",
-            "p0",
-            "master",
-            "static",
-        ],
-        1,
-    );
+    let e = fails_n(ns, "fdb add 02:00:00:00:72:01 dev p0 master static", 1);
     assert!(
         e.contains("02:00:00:00:72:01") && e.contains("p0") && e.contains(ns) && e.contains("EEXIST"),
         "{e}"
     );
-    let e = fails(&["-n", ns, "fdb", "add", "02:00:00:00:72:02", "dev", "nosuch0"], 1);
+    let e = fails_n(ns, "fdb add 02:00:00:00:72:02 dev nosuch0", 1);
     assert!(e.contains("nosuch0") && e.contains(ns), "{e}");
-    let e = fails(&["-n", ns, "fdb", "show", "br", "nosuch0"], 1);
+    let e = fails_n(ns, "fdb show br nosuch0", 1);
     assert!(e.contains("nosuch0") && e.contains(ns), "{e}");
     // Usage errors: exit 2, naming the word.
     for (args, want) in [
+        ("fdb add 02:00:00:00:72:zz dev p0", "unexpected \"02:00:00:00:72:zz\""),
+        ("fdb add dev p0", "missing the MAC address"),
         (
-            &["fdb", "add", "02:00:00:00:72:zz", "dev", "p0"][..],
-            "unexpected \"02:00:00:00:72:zz\"",
-        ),
-        (&["fdb", "add", "dev", "p0"][..], "missing the MAC address"),
-        (
-            &["fdb", "append", "00:00:00:00:00:00", "dst", "10.0.0.1"][..],
+            "fdb append 00:00:00:00:00:00 dst 10.0.0.1",
             "fdb append: missing \"dev DEV\"",
         ),
+        ("fdb add 00:00:00:00:00:00 dev p0 dst x", "\"dst\" wants an IP address"),
+        ("fdb add 00:00:00:00:00:00 dev p0 vni", "\"vni\" needs a value"),
         (
-            &["fdb", "add", "00:00:00:00:00:00", "dev", "p0", "dst", "x"][..],
-            "\"dst\" wants an IP address",
-        ),
-        (
-            &["fdb", "add", "00:00:00:00:00:00", "dev", "p0", "vni"][..],
-            "\"vni\" needs a value",
-        ),
-        (
-            &["fdb", "replace", "00:00:00:00:00:00", "dev", "p0", "sideways"][..],
+            "fdb replace 00:00:00:00:00:00 dev p0 sideways",
             "unexpected \"sideways\"",
         ),
-        (&["fdb", "show", "vlan", "1"][..], "fdb show: unexpected \"vlan\""),
+        ("fdb show vlan 1", "fdb show: unexpected \"vlan\""),
     ] {
-        let mut all = vec!["-n", ns];
-        all.extend_from_slice(args);
-        let e = fails(&all, 2);
-        assert!(e.contains(want), "{args:?}: {e}");
+        let e = fails_n(ns, args, 2);
+        assert!(e.contains(want), "{args}: {e}");
     }
     assert!(ok(&["fdb", "append", "--help"]).contains("00:00:00:00:00:00 dev vx0 dst"));
 }

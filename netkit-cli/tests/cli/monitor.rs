@@ -13,7 +13,7 @@ use std::time::Duration;
 use netkit_test_support::{ip, wait_for, HostNs, KillOnDrop};
 use serde_json::Value;
 
-use crate::common::{fails, ip_json, same_link, NsName};
+use crate::common::{fails, ip_json, ok, ok_json_n, ok_n, same_link, NsName};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -230,6 +230,93 @@ fn text_lines_until_a_signal() {
         let (code, stderr) = mon.exit();
         assert_eq!((code, stderr), (0, Vec::<String>::new()), "SIG{signal}");
     }
+}
+
+/// The first line `lines` gives that `pick` keeps, within the deadline (others are skipped).
+#[track_caller]
+fn first_where(lines: &Receiver<String>, what: &str, pick: impl Fn(&str) -> bool) -> String {
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no line for {what}: {e}"));
+        if pick(&line) {
+            return line;
+        }
+    }
+}
+
+/// A neighbour's and an FDB entry's events are what `neigh show` and `fdb show` print for the
+/// entry: the same JSON object with `event` and `object` in front, the same line after the tag.
+#[test]
+fn neighbour_and_fdb_events_are_their_show_entries() {
+    let host = HostNs::new("monfdb");
+    let ns = host.name();
+    ok_n(ns, "link add br0 type bridge");
+    ok_n(ns, "link add e0 type veth peer name e1");
+    ok_n(ns, "link set e0 master br0");
+    let mut json = Monitor::start(&["-n", ns, "-j", "monitor", "neigh"]);
+    let mut text = Monitor::start(&["-n", ns, "monitor", "neigh"]);
+    let (json_lines, text_lines) = (json.lines(), text.lines());
+
+    let (ip, mac) = ("10.9.0.2", "02:00:00:00:00:09");
+    ok(&[
+        "-n",
+        ns,
+        "neigh",
+        "add",
+        ip,
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        "br0",
+    ]);
+    ok(&["-n", ns, "fdb", "add", mac, "dev", "e0", "master", "static"]);
+
+    let neigh = ok_json_n(ns, "neigh show");
+    let neigh = neigh
+        .as_array()
+        .and_then(|l| l.iter().find(|n| n["dst"] == ip))
+        .unwrap_or_else(|| panic!("no {ip} in {neigh}"));
+    let fdb = ok_json_n(ns, "fdb show");
+    let fdb = fdb
+        .as_array()
+        .and_then(|l| l.iter().find(|f| f["mac"] == mac))
+        .unwrap_or_else(|| panic!("no {mac} in {fdb}"));
+    let event = |what: &str, object: &str, key: &str, value: &str| -> Value {
+        let line = first_where(&json_lines, what, |l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            v["object"] == object && v[key] == value
+        });
+        serde_json::from_str(&line).unwrap()
+    };
+    let n = event("the neighbour", "neigh", "dst", ip);
+    assert_eq!((&n["event"], object(&n)), (&"new".into(), neigh.clone()), "{n}");
+    let f = event("the FDB entry", "fdb", "mac", mac);
+    assert_eq!((&f["event"], object(&f)), (&"new".into(), fdb.clone()), "{f}");
+
+    let show_line = |args: &[&str], key: &str| -> String {
+        let mut all = vec!["-n", ns];
+        all.extend_from_slice(args);
+        let out = ok(&all);
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .trim_end()
+            .to_string()
+    };
+    let want = format!("[NEIGH] {}", show_line(&["neigh", "show"], ip));
+    assert_eq!(
+        first_where(&text_lines, "the neighbour", |l| l.starts_with("[NEIGH] ")),
+        want
+    );
+    let want = format!("[FDB] {}", show_line(&["fdb", "show"], mac));
+    assert_eq!(
+        first_where(&text_lines, "the FDB entry", |l| l
+            .starts_with(&format!("[FDB] {mac} "))),
+        want
+    );
 }
 
 #[test]

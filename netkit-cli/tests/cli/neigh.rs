@@ -3,17 +3,17 @@
 use netkit_test_support::HostNs;
 use serde_json::Value;
 
-use crate::common::{agree, fails, ip_json, ok, ok_json, run};
+use crate::common::{agree, fails_n, ip_json, ok, ok_json, ok_n, run};
 
 /// A namespace with a veth pair n0/n1, both up, and addresses on n0.
 fn neighboured() -> HostNs {
     let host = HostNs::new("neigh");
     let ns = host.name();
-    ok(&["-n", ns, "link", "add", "n0", "type", "veth", "peer", "name", "n1"]);
-    ok(&["-n", ns, "link", "set", "n0", "up"]);
-    ok(&["-n", ns, "link", "set", "n1", "up"]);
-    ok(&["-n", ns, "addr", "add", "10.60.0.1/24", "dev", "n0"]);
-    ok(&["-n", ns, "addr", "add", "fd00:60::1/64", "dev", "n0", "nodad"]);
+    ok_n(ns, "link add n0 type veth peer name n1");
+    ok_n(ns, "link set n0 up");
+    ok_n(ns, "link set n1 up");
+    ok_n(ns, "addr add 10.60.0.1/24 dev n0");
+    ok_n(ns, "addr add fd00:60::1/64 dev n0 nodad");
     host
 }
 
@@ -97,46 +97,27 @@ fn add_replace_show_del_match_ip() {
     assert_neigh_match_ip(ns, &["-4"], &["dev", "n0", "nud", "all"]);
 
     // Text, as ip prints it.
-    let text = ok(&["-n", ns, "neigh", "show", "dev", "n0"]);
+    let text = ok_n(ns, "neigh show dev n0");
     assert!(
         text.lines()
             .any(|l| l == "10.60.0.2 lladdr 02:00:00:00:60:02 PERMANENT "),
         "{text:?}"
     );
-    assert!(ok(&["-n", ns, "neigh", "show", "proxy"]).contains("10.60.0.9 dev n0 proxy \n"));
+    assert!(ok_n(ns, "neigh show proxy").contains("10.60.0.9 dev n0 proxy \n"));
 
     // Replace changes the MAC and the state (and creates).
-    ok(&[
-        "-n",
+    ok_n(
         ns,
-        "neigh",
-        "replace",
-        "10.60.0.2",
-        "lladdr",
-        "02:00:00:00:60:22",
-        "dev",
-        "n0",
-        "nud",
-        "reachable",
-    ]);
-    ok(&[
-        "-n",
-        ns,
-        "neigh",
-        "change",
-        "10.60.0.5",
-        "lladdr",
-        "02:00:00:00:60:05",
-        "dev",
-        "n0",
-    ]);
+        "neigh replace 10.60.0.2 lladdr 02:00:00:00:60:22 dev n0 nud reachable",
+    );
+    ok_n(ns, "neigh change 10.60.0.5 lladdr 02:00:00:00:60:05 dev n0");
     let all = assert_neigh_match_ip(ns, &[], &[]);
     assert_eq!(entry(&all, "10.60.0.2").unwrap()["lladdr"], "02:00:00:00:60:22");
     assert!(entry(&all, "10.60.0.5").is_some());
 
     // Delete: gone from ip's view; again is a note naming the entry and the namespace.
-    ok(&["-n", ns, "neigh", "del", "10.60.0.3", "dev", "n0"]);
-    ok(&["-n", ns, "neigh", "del", "proxy", "10.60.0.9", "dev", "n0"]);
+    ok_n(ns, "neigh del 10.60.0.3 dev n0");
+    ok_n(ns, "neigh del proxy 10.60.0.9 dev n0");
     assert!(entry(&ip_json(ns, &["neigh", "show"]).unwrap(), "10.60.0.3").is_none());
     assert!(entry(&ip_json(ns, &["neigh", "show", "proxy"]).unwrap(), "10.60.0.9").is_none());
     for args in [
@@ -161,109 +142,40 @@ fn add_replace_show_del_match_ip() {
 fn neigh_errors() {
     let host = neighboured();
     let ns = host.name();
-    ok(&[
-        "-n",
-        ns,
-        "neigh",
-        "add",
-        "10.60.0.2",
-        "lladdr",
-        "02:00:00:00:60:02",
-        "dev",
-        "n0",
-    ]);
+    ok_n(ns, "neigh add 10.60.0.2 lladdr 02:00:00:00:60:02 dev n0");
     // Operation errors: exit 1, one line with the entry, the device, the namespace and the kernel.
-    let e = fails(
-        &[
-            "-n",
-            ns,
-            "neigh",
-            "add",
-            "10.60.0.2",
-            "lladdr",
-            "02:00:00:00:60:03",
-            "dev",
-            "n0",
-        ],
-        1,
-    );
+    let e = fails_n(ns, "neigh add 10.60.0.2 lladdr 02:00:00:00:60:03 dev n0", 1);
     assert!(
         e.contains("10.60.0.2") && e.contains("n0") && e.contains(ns) && e.contains("EEXIST"),
         "{e}"
     );
-    let e = fails(
-        &[
-            "-n",
-            ns,
-            "neigh",
-            "add",
-            "10.60.0.7",
-            "lladdr",
-            "02:00:00:00:60:07",
-            "dev",
-            "nosuch0",
-        ],
-        1,
-    );
+    let e = fails_n(ns, "neigh add 10.60.0.7 lladdr 02:00:00:00:60:07 dev nosuch0", 1);
     assert!(e.contains("nosuch0") && e.contains(ns), "{e}");
-    let e = fails(&["-n", ns, "neigh", "show", "dev", "nosuch0"], 1);
+    let e = fails_n(ns, "neigh show dev nosuch0", 1);
     assert!(e.contains("nosuch0") && e.contains(ns), "{e}");
     // Usage errors: exit 2, naming the word.
     for (args, want) in [
+        ("neigh add 10.60.0.8 dev n0", "missing \"lladdr MAC\""),
         (
-            &["neigh", "add", "10.60.0.8", "dev", "n0"][..],
-            "missing \"lladdr MAC\"",
-        ),
-        (
-            &["neigh", "add", "10.60.0.8", "lladdr", "02:zz", "dev", "n0"][..],
+            "neigh add 10.60.0.8 lladdr 02:zz dev n0",
             "\"lladdr\" wants a MAC address",
         ),
-        (&["neigh", "add", "10.60.0.8", "lladdr"][..], "\"lladdr\" needs a value"),
+        ("neigh add 10.60.0.8 lladdr", "\"lladdr\" needs a value"),
+        ("neigh add 10.60.0.300 dev n0", "unexpected \"10.60.0.300\""),
         (
-            &["neigh", "add", "10.60.0.300", "dev", "n0"][..],
-            "unexpected \"10.60.0.300\"",
-        ),
-        (
-            &[
-                "neigh",
-                "add",
-                "10.60.0.8",
-                "lladdr",
-                "02:00:00:00:60:08",
-                "dev",
-                "n0",
-                "nud",
-                "x",
-            ][..],
+            "neigh add 10.60.0.8 lladdr 02:00:00:00:60:08 dev n0 nud x",
             "\"nud\" wants",
         ),
         (
-            &["neigh", "replace", "10.60.0.8", "lladdr", "02:00:00:00:60:08"][..],
+            "neigh replace 10.60.0.8 lladdr 02:00:00:00:60:08",
             "missing \"dev DEV\"",
         ),
-        (&["neigh", "del", "10.60.0.2"][..], "neigh del: missing \"dev DEV\""),
-        (
-            &["neigh", "show", "sideways"][..],
-            "neigh show: unexpected \"sideways\"",
-        ),
-        (
-            &[
-                "-6",
-                "neigh",
-                "add",
-                "10.60.0.8",
-                "lladdr",
-                "02:00:00:00:60:08",
-                "dev",
-                "n0",
-            ][..],
-            "is not an",
-        ),
+        ("neigh del 10.60.0.2", "neigh del: missing \"dev DEV\""),
+        ("neigh show sideways", "neigh show: unexpected \"sideways\""),
+        ("-6 neigh add 10.60.0.8 lladdr 02:00:00:00:60:08 dev n0", "is not an"),
     ] {
-        let mut all = vec!["-n", ns];
-        all.extend_from_slice(args);
-        let e = fails(&all, 2);
-        assert!(e.contains(want), "{args:?}: {e}");
+        let e = fails_n(ns, args, 2);
+        assert!(e.contains(want), "{args}: {e}");
     }
     assert!(ok(&["neigh", "add", "--help"]).contains("lladdr MAC dev DEV"));
     assert!(ok(&["neigh", "del", "--help"]).contains("note, not an error"));

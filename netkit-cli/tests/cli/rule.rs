@@ -3,7 +3,7 @@
 use netkit_test_support::HostNs;
 use serde_json::Value;
 
-use crate::common::{fails, ip_json, ok, ok_json, run};
+use crate::common::{fails_n, ip_json, ok, ok_json, ok_n, run, run_n};
 
 /// `netkit [OPTS] -j rule show` prints what `ip [OPTS] -j rule show` prints, and the text
 /// listing is ip's, line for line.
@@ -30,7 +30,7 @@ fn with_priority(rules: &Value, priority: u32) -> Option<&Value> {
 fn add_show_del_match_ip() {
     let host = HostNs::new("rule");
     let ns = host.name();
-    ok(&["-n", ns, "link", "add", "r0", "type", "veth", "peer", "name", "r1"]);
+    ok_n(ns, "link add r0 type veth peer name r1");
     for words in [
         &["from", "10.0.0.0/24", "table", "100", "priority", "1000"][..],
         &[
@@ -85,40 +85,17 @@ fn add_show_del_match_ip() {
         .all(|r| !r["src"].as_str().unwrap().contains(':')));
 
     // IPv6: with -6, or from an IPv6 prefix.
-    ok(&["-n", ns, "-6", "rule", "add", "lookup", "100", "priority", "500"]);
-    ok(&[
-        "-n",
-        ns,
-        "rule",
-        "add",
-        "from",
-        "fd00:1::/64",
-        "to",
-        "fd00:2::/64",
-        "table",
-        "200",
-        "pref",
-        "501",
-    ]);
-    ok(&[
-        "-n",
-        ns,
-        "rule",
-        "add",
-        "to",
-        "fd00:dead::/32",
-        "prohibit",
-        "pref",
-        "502",
-    ]);
+    ok_n(ns, "-6 rule add lookup 100 priority 500");
+    ok_n(ns, "rule add from fd00:1::/64 to fd00:2::/64 table 200 pref 501");
+    ok_n(ns, "rule add to fd00:dead::/32 prohibit pref 502");
     let v6 = assert_rules_match_ip(ns, &["-6"]);
     assert_eq!(with_priority(&v6, 501).unwrap()["srclen"], 64);
     assert!(with_priority(&assert_rules_match_ip(ns, &["-4"]), 501).is_none());
 
     // Delete by priority, by selector and table; the listing follows.
-    ok(&["-n", ns, "rule", "del", "priority", "1000"]);
-    ok(&["-n", ns, "rule", "del", "from", "10.9.0.0/16", "table", "default"]);
-    ok(&["-n", ns, "-6", "rule", "del", "pref", "501"]);
+    ok_n(ns, "rule del priority 1000");
+    ok_n(ns, "rule del from 10.9.0.0/16 table default");
+    ok_n(ns, "-6 rule del pref 501");
     let rules = assert_rules_match_ip(ns, &[]);
     assert!(
         with_priority(&rules, 1000).is_none() && rules.as_array().unwrap().len() == 9,
@@ -127,7 +104,7 @@ fn add_show_del_match_ip() {
     assert!(with_priority(&assert_rules_match_ip(ns, &["-6"]), 501).is_none());
 
     // Deleting what is not there: a note naming the rule and the namespace, exit 0.
-    let again = run(&["-n", ns, "rule", "del", "priority", "1000"]);
+    let again = run_n(ns, "rule del priority 1000");
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
         again.stderr.contains("nothing to delete")
@@ -145,61 +122,28 @@ fn add_show_del_match_ip() {
 fn rule_errors() {
     let host = HostNs::new("rulerr");
     let ns = host.name();
-    ok(&[
-        "-n",
-        ns,
-        "rule",
-        "add",
-        "from",
-        "10.0.0.0/24",
-        "table",
-        "100",
-        "priority",
-        "1000",
-    ]);
+    ok_n(ns, "rule add from 10.0.0.0/24 table 100 priority 1000");
     // The same rule again: the kernel's answer, the rule and the namespace on one line.
-    let e = fails(
-        &[
-            "-n",
-            ns,
-            "rule",
-            "add",
-            "from",
-            "10.0.0.0/24",
-            "table",
-            "100",
-            "priority",
-            "1000",
-        ],
-        1,
-    );
+    let e = fails_n(ns, "rule add from 10.0.0.0/24 table 100 priority 1000", 1);
     assert!(
         e.contains("from 10.0.0.0/24") && e.contains(ns) && e.contains("EEXIST"),
         "{e}"
     );
     for (args, want) in [
-        (&["rule", "add", "sideways"][..], "rule add: unexpected \"sideways\""),
-        (&["rule", "add", "from"][..], "\"from\" needs a value"),
-        (&["rule", "add", "from", "10.0.0.0/99"][..], "\"from\" wants a prefix"),
+        ("rule add sideways", "rule add: unexpected \"sideways\""),
+        ("rule add from", "\"from\" needs a value"),
+        ("rule add from 10.0.0.0/99", "\"from\" wants a prefix"),
+        ("rule add fwmark 0xg", "\"fwmark\" wants MARK or MARK/MASK"),
         (
-            &["rule", "add", "fwmark", "0xg"][..],
-            "\"fwmark\" wants MARK or MARK/MASK",
-        ),
-        (
-            &["rule", "add", "table", "nowhere"][..],
+            "rule add table nowhere",
             "\"table\" wants main, local, default or a number",
         ),
-        (&["-6", "rule", "add", "from", "10.0.0.0/8"][..], "is not an"),
-        (&["rule", "del"][..], "rule del: say which rule"),
-        (
-            &["rule", "show", "table", "main"][..],
-            "rule show: unexpected \"table\"",
-        ),
+        ("-6 rule add from 10.0.0.0/8", "is not an"),
+        ("rule del", "rule del: say which rule"),
+        ("rule show table main", "rule show: unexpected \"table\""),
     ] {
-        let mut all = vec!["-n", ns];
-        all.extend_from_slice(args);
-        let e = fails(&all, 2);
-        assert!(e.contains(want), "{args:?}: {e}");
+        let e = fails_n(ns, args, 2);
+        assert!(e.contains(want), "{args}: {e}");
     }
     // Nothing changed.
     assert_eq!(ip_json(ns, &["rule", "show"]).unwrap().as_array().unwrap().len(), 4);

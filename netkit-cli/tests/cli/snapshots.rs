@@ -155,6 +155,33 @@ const FAILING: &[(&str, &[&str])] = &[
     ("-n <NS> route add 10.9.0.0/16 bogus", &[]),
     ("-n <NS> route add default via x", &[]),
     ("-n <NS> route get", &[]),
+    ("-n <NS> rule", &[]),
+    ("-n <NS> rule add from 10.0.0.0/33 table 100", &[]),
+    ("-n <NS> rule del", &[]),
+    ("-n <NS> neigh", &[]),
+    ("-n <NS> neigh add 10.0.0.2 lladdr 02:00:00:00:00:02", &[]),
+    ("-n <NS> neigh add 10.0.0.2 dev e0 lladdr zz", &[]),
+    ("-n <NS> fdb", &[]),
+    ("-n <NS> fdb add 02:00:00:00:00:02 dev e0 bogus", &[]),
+    ("-n <NS> sysctl", &[]),
+    ("-n <NS> sysctl get kernel.hostname", &[]),
+    ("-n <NS> sysctl set net.ipv4.ip_forward", &[]),
+    ("-n <NS> monitor sideways", &[]),
+    ("-n <NS> monitor --count 0", &[]),
+    ("netns identify notapid", &[]),
+    ("ipam", &[]),
+    ("ipam allocate c1", &[]),
+    (
+        "ipam --config <DIR>/pool.json --store <DIR>/ipam allocate c2 ip ten",
+        &[],
+    ),
+    ("ipam --config <DIR>/pool.json --store <DIR>/ipam gc", &[]),
+    ("-n <NS> fw", &[]),
+    (
+        "-n <NS> fw --state-dir <DIR>/fw add c1:eth0 port 99999:10.88.0.2:80",
+        &[],
+    ),
+    ("-n <NS> fw --state-dir <DIR>/fw add c1:eth0 bogus", &[]),
     // The operation failed (exit 1).
     ("-n <NS> link add e0 type bridge", &[]),
     ("-n <NS> link set nosuch0 up", &[]),
@@ -163,6 +190,25 @@ const FAILING: &[(&str, &[&str])] = &[
     ("-n <NS> link show nosuch0", &[]),
     ("-n <NS> addr add 10.0.0.1/24 dev nosuch0", &[]),
     ("-n <NS> route add 10.9.0.0/16 via 192.0.2.1", &[]),
+    ("-n <NS> rule add priority 5 from 10.9.0.0/16 lookup 100", &[]),
+    ("-n <NS> neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev nosuch0", &[]),
+    ("-n <NS> neigh show dev nosuch0", &[]),
+    ("-n <NS> fdb add 02:00:00:00:00:02 dev nosuch0", &[]),
+    ("-n <NS> fdb show br nosuch0", &[]),
+    ("-n <NS> sysctl set net.ipv4.ip_forward=yes", &[]),
+    ("-n <NS> sysctl get net.ipv4.conf.nosuch0.forwarding", &[]),
+    ("-n <MISSING> monitor", &[]),
+    ("netns identify 2147483647", &[]),
+    ("ipam --config <DIR>/nosuch.json show", &[]),
+    (
+        "ipam --config <DIR>/pool.json --store <DIR>/ipam allocate c2 ip 10.9.0.1",
+        &[],
+    ),
+    (
+        "-n <NS> fw --state-dir <DIR>/fw add c2:eth0 port 8080:10.88.0.3:80/tcp",
+        &[],
+    ),
+    ("-n <MISSING> fw list", &[]),
     ("-n <MISSING> link show", &[]),
     ("netns exec <MISSING> true", &[]),
     ("netns add <NS>", &[]),
@@ -198,8 +244,8 @@ const FAILING: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The topology files of the `topo apply` cases.
-const TOPO_FILES: [(&str, &str); 3] = [
+/// The files of the `topo apply` and `ipam` cases, in the test's temp dir.
+const FILES: [(&str, &str); 4] = [
     ("syntax.yml", "name: x\ntopology:\n  nodes:\n    a: {kind: linux\n"),
     (
         "unknown-key.yml",
@@ -208,6 +254,10 @@ const TOPO_FILES: [(&str, &str); 3] = [
     (
         "unknown-node.yml",
         "name: x\ntopology:\n  nodes: {a: {}}\n  links: [{endpoints: [\"a:eth1\", \"zz:eth1\"]}]\n",
+    ),
+    (
+        "pool.json",
+        r#"{"cniVersion": "1.0.0", "name": "net1", "ipam": {"type": "netkit-ipam", "ranges": [[{"subnet": "10.0.0.0/30"}]]}}"#,
     ),
 ];
 
@@ -218,9 +268,34 @@ fn errors_match_their_snapshot() {
     ok(&["-n", ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1"]);
     let missing = NsName::new("snapmissing");
     let dir = host.dir().to_str().expect("a UTF-8 temp dir").to_string();
-    for (name, text) in TOPO_FILES {
+    for (name, text) in FILES {
         std::fs::write(host.dir().join(name), text).unwrap();
     }
+    // The rule that `rule add` finds there, the port that `fw add c2:eth0` finds taken.
+    ok(&[
+        "-n",
+        ns,
+        "rule",
+        "add",
+        "priority",
+        "5",
+        "from",
+        "10.9.0.0/16",
+        "lookup",
+        "100",
+    ]);
+    let state = format!("{dir}/fw");
+    ok(&[
+        "-n",
+        ns,
+        "fw",
+        "--state-dir",
+        &state,
+        "add",
+        "c1:eth0",
+        "port",
+        "8080:10.88.0.2:80/tcp",
+    ]);
     // Longest first: no placeholder eats part of a longer name.
     let mut names = [(dir.as_str(), "<DIR>"), (ns, "<NS>"), (missing.0.as_str(), "<MISSING>")];
     names.sort_by_key(|(real, _)| std::cmp::Reverse(real.len()));
@@ -265,10 +340,24 @@ fn errors_match_their_snapshot() {
     if let Err(e) = snapshots("").check("errors.txt", &snapshot) {
         panic!("{e}");
     }
-    // None of them changed anything but the batches' first lines (b0, e0's MTU and state).
+    // None of them changed anything but the batches' first lines (b0, e0's MTU and state): no
+    // link, no rule, no neighbour; the firewall holds only c1:eth0's mapping.
     let mut links = netkit_test_support::snapshot::link_names(ns);
     links.sort();
     assert_eq!(links, ["b0", "e0", "e1", "lo"], "{links:?}");
+    let rules = crate::common::ok_json(&["-n", ns, "rule", "show"]);
+    assert_eq!(
+        rules.as_array().map(Vec::len),
+        Some(4),
+        "the kernel's three and ours: {rules}"
+    );
+    let neigh = crate::common::ok_json(&["-n", ns, "neigh", "show", "nud", "all"]);
+    assert!(!neigh.to_string().contains("10.0.0.2"), "{neigh}");
+    let fw = crate::common::ok_json(&["-n", ns, "fw", "--state-dir", &state, "list"]);
+    assert!(
+        fw.to_string().contains("c1:eth0") && !fw.to_string().contains("c2:eth0"),
+        "{fw}"
+    );
     assert!(
         run(&["-n", &missing.0, "link", "show"]).code == 1,
         "<MISSING> was not made"
