@@ -8,7 +8,8 @@
 //! [`neigh`], [`fdb`], [`sysctl`] for the namespace's `net.*` settings, [`monitor`] for change
 //! events, [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the firewall)
 //! turns them into
-//! netkit-core calls, [`output`] prints the answers as text or JSON and [`batch`] runs many
+//! netkit-core calls, [`output`] prints the answers as text or JSON ([`progress`] draws the
+//! bar of a long `topo apply`) and [`batch`] runs many
 //! commands in one process. Every network operation is netkit-core's.
 //!
 //! ```text
@@ -31,6 +32,7 @@ pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod output;
+pub mod progress;
 pub mod route;
 pub mod rule;
 pub mod sysctl;
@@ -47,6 +49,10 @@ use netkit_core::{Handle, IpFamily, NetNs};
 use cli::{Cli, Command, Global};
 pub use error::{CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use output::Output;
+
+/// The descriptors `netkit` makes room for at start: a namespace and a netlink socket for each
+/// node of a 4000-node lab.
+const DESCRIPTORS: usize = 8192;
 
 /// Parse `args` (the program name first), run the command and return the exit code; errors are
 /// printed on stderr as one line after `netkit: `.
@@ -68,7 +74,20 @@ where
             return EXIT_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Topology commands read and wire many namespaces at once, on every core; the other
+    // commands are a few requests, for which one thread starts faster.
+    let runtime = if matches!(cli.command, Some(Command::Topo { .. })) {
+        // A lab of a thousand nodes holds two thousand descriptors: make room while the
+        // process has one thread (see netkit_core::netns::reserve_descriptors). Only here: the
+        // raised limit is inherited by what runs in the nodes (`exec:`), and a program run by
+        // `netns exec` keeps the limit it was given. Best effort: a refusal means the slower
+        // path, or an error naming EMFILE for a lab too big for the hard limit.
+        let _ = netkit_core::netns::reserve_descriptors(DESCRIPTORS);
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("netkit: start the async runtime: {e}");

@@ -128,7 +128,15 @@ pub async fn run(global: &Global, out: &Output, verb: TopoVerb) -> Result<(), Cl
             let lab = read(&file, out)?;
             let mut opts = options(global, state_dir)?;
             opts.atomic = atomic;
-            let report = topo::apply(&lab, &opts).await.map_err(|e| failed(&file, e))?;
+            let bar = crate::progress::Bar::for_stderr(out.quiet);
+            if let Some(bar) = &bar {
+                opts = opts.with_progress(bar.callback());
+            }
+            let report = topo::apply(&lab, &opts).await;
+            if let Some(bar) = &bar {
+                bar.clear();
+            }
+            let report = report.map_err(|e| failed(&file, e))?;
             print_changes(out, &report.changes, true);
             Ok(())
         }

@@ -213,3 +213,44 @@ fn an_apply_killed_halfway_is_cleaned_by_destroy() {
         "host side gone"
     );
 }
+
+/// Run `netkit ARGS` on a pseudo-terminal (util-linux `script`), as a user at a terminal
+/// would: what the terminal received.
+fn on_a_terminal(args: &[&str]) -> String {
+    let mut line = String::from(env!("CARGO_BIN_EXE_netkit"));
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_progress_bar_on_a_terminal_only() {
+    let name = unique("pb");
+    let lab = Lab::from_text(&big_lab(&name, 40), "bar.yml", name);
+    let screen = on_a_terminal(&lab.args(&[], "apply", &[]));
+    // Each phase ends full, then the line is cleared before the changes are printed.
+    for phase in ["namespaces", "links", "addresses", "carrier"] {
+        assert!(
+            screen.contains(&format!("netkit: {phase:<10} [{}]", "#".repeat(28))),
+            "{phase}: {screen:?}"
+        );
+    }
+    assert!(screen.contains("\r\x1b[2Kcreate netns"), "{screen:?}");
+    assert!(screen.trim_end().ends_with("changes"), "{screen:?}");
+    // -q: no bar, even on a terminal; a pipe (every other test): no bar either.
+    ok(&lab.args(&["-q"], "destroy", &[]));
+    let quiet = on_a_terminal(&lab.args(&["-q"], "apply", &[]));
+    assert!(!quiet.contains("netkit: links"), "{quiet:?}");
+    ok(&lab.args(&["-q"], "destroy", &[]));
+    let r = run(&lab.args(&[], "apply", &[]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains('\r') && !r.stdout.contains('\r'), "{r:?}");
+    ok(&lab.args(&["-q"], "destroy", &[]));
+}

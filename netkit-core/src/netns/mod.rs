@@ -32,6 +32,7 @@
 //! ```
 
 mod exec;
+mod fds;
 mod named;
 pub(crate) mod worker;
 
@@ -40,6 +41,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use fds::reserve_descriptors;
 pub use named::{NetNsGuard, NETNS_RUN_DIR};
 
 /// Errors from namespace operations. Each names the operation and the namespace.

@@ -19,8 +19,28 @@ pub const ROUTE_PROTOCOL: u8 = 77;
 /// Where lab records live by default.
 pub const STATE_DIR: &str = "/run/netkit/topo";
 
+/// Where an apply stands, for a progress display: `done` of `total` in `phase`.
+///
+/// The phases come in this order, each reported only when it has work: `namespaces` (nodes
+/// created, several at a time), `links` (links checked or made), `addresses` (nodes whose
+/// addresses, routes and sysctls were checked or set), `carrier` (new link ends with carrier).
+/// `done == total` ends a phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The phase.
+    pub phase: &'static str,
+    /// How much of it is done.
+    pub done: usize,
+    /// Its size.
+    pub total: usize,
+}
+
+/// A function told how an apply goes (see [`Progress`]); called from the task running the
+/// apply, so it must be quick (a progress bar redraws at most every few milliseconds).
+pub type ProgressFn = std::sync::Arc<dyn Fn(Progress) + Send + Sync>;
+
 /// How to apply or destroy a lab.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TopoOptions {
     /// The namespace that holds the lab's host side (bridges of `kind: bridge` nodes and their
     /// ports): `netkit -n HOST`.
@@ -33,6 +53,20 @@ pub struct TopoOptions {
     /// (`apply --atomic`); otherwise what was made stays (and the record names it, so the next
     /// apply or destroy finishes the job).
     pub atomic: bool,
+    /// Told how the apply goes (`None`: nobody asks).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for TopoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopoOptions")
+            .field("host", &self.host)
+            .field("state_dir", &self.state_dir)
+            .field("dry_run", &self.dry_run)
+            .field("atomic", &self.atomic)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl TopoOptions {
@@ -43,6 +77,19 @@ impl TopoOptions {
             state_dir: PathBuf::from(STATE_DIR),
             dry_run: false,
             atomic: false,
+            progress: None,
+        }
+    }
+
+    /// Tell `progress` how an apply goes.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn report(&self, phase: &'static str, done: usize, total: usize) {
+        if let Some(p) = &self.progress {
+            p(Progress { phase, done, total });
         }
     }
 }
@@ -277,25 +324,43 @@ async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
         ensure_bridge(run, host, b).await?;
     }
     trace.mark("bridges");
-    for l in &lab.links {
+    for (i, l) in lab.links.iter().enumerate() {
         ensure_link(run, host, l).await?;
+        run.opts.report("links", i + 1, lab.links.len());
     }
     trace.mark("links");
     for (name, node) in &lab.nodes {
         ensure_devices(run, name, node).await?;
     }
     trace.mark("devices");
-    for (name, node) in lab.nodes.iter().chain(lab.host.as_ref().map(|(n, node)| (n, node))) {
+    let l3_total = lab.nodes.len() + usize::from(lab.host.is_some());
+    for (i, (name, node)) in lab
+        .nodes
+        .iter()
+        .chain(lab.host.as_ref().map(|(n, node)| (n, node)))
+        .enumerate()
+    {
         ensure_l3(run, name, node).await?;
         ensure_nat(run, name, node).await?;
+        run.opts.report("addresses", i + 1, l3_total);
     }
     trace.mark("l3");
     // A new veth end carries traffic (and a bridge forwards through a new port) only once the
     // kernel has seen its carrier, which it does up to a second later: apply returns a lab
     // that works.
+    let made = std::mem::take(&mut run.made);
+    let carrier_total = run.made_host.len() + made.len();
+    if carrier_total > 0 {
+        run.opts.report("carrier", 0, carrier_total);
+    }
+    let host_made = run.made_host.len();
     wait_host_carrier(host, std::mem::take(&mut run.made_host)).await?;
-    for (h, ifname) in std::mem::take(&mut run.made) {
+    if host_made > 0 {
+        run.opts.report("carrier", host_made, carrier_total);
+    }
+    for (i, (h, ifname)) in made.into_iter().enumerate() {
         wait_oper_up(&h, &ifname).await?;
+        run.opts.report("carrier", host_made + i + 1, carrier_total);
     }
     trace.mark("carrier");
     if !run.opts.dry_run {
@@ -478,10 +543,14 @@ async fn create_nodes(run: &mut Run<'_>) -> Result<(), TopoError> {
         true
     })?;
     let parallel = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let total = missing.len();
+    let created = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    run.opts.report("namespaces", 0, total);
     let queue = std::sync::Arc::new(std::sync::Mutex::new(missing));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..parallel {
         let queue = queue.clone();
+        let (created, opts) = (created.clone(), run.opts.clone());
         tasks.spawn(async move {
             let mut made = Vec::new();
             loop {
@@ -495,6 +564,8 @@ async fn create_nodes(run: &mut Run<'_>) -> Result<(), TopoError> {
                 }
                 .await;
                 made.push((node, ns, h));
+                let done = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                opts.report("namespaces", done, total);
             }
             made
         });
@@ -600,8 +671,13 @@ const READERS: usize = 8;
 /// anything, `READERS` namespaces at a time: an apply that changes nothing costs these reads
 /// and no more.
 async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
-    let links = host.link_list().await.map_err(|e| TopoError::kernel(host.netns(), e))?;
-    run.host_links = Some(links.into_iter().map(|l| (l.name.clone(), l)).collect());
+    // The host's links are read at the same time as the nodes: with a thousand ports whose
+    // peers live in other namespaces, the kernel spends a while on that one dump (it looks up
+    // each peer's namespace id by a linear walk).
+    let host_links = {
+        let host = host.clone();
+        tokio::spawn(async move { host.link_list().await })
+    };
     let present: BTreeSet<String> = NetNs::list()
         .map_err(|e| TopoError::kernel("(namespaces)", e))?
         .into_iter()
@@ -636,7 +712,7 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
             loop {
                 let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((node, ns, h)) = next else { break };
-                let seen = read_node(&h).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                let seen = read_node(&h, None).await.map_err(|e| TopoError::kernel(&ns, e))?;
                 out.push((node, (h, seen)));
             }
             Ok::<_, TopoError>(out)
@@ -649,11 +725,23 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
             run.seen.insert(node, seen);
         }
     }
+    let links = host_links
+        .await
+        .map_err(|e| TopoError::kernel("(reader task)", e))?
+        .map_err(|e| TopoError::kernel(host.netns(), e))?;
+    run.host_links = Some(links.into_iter().map(|l| (l.name.clone(), l)).collect());
     Ok(())
 }
 
-async fn read_node(h: &Handle) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
-    let links = h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect();
+/// Read a node: its links (unless `links` has them already), addresses and routes.
+async fn read_node(
+    h: &Handle,
+    links: Option<BTreeMap<String, crate::Link>>,
+) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+    let links = match links {
+        Some(l) => l,
+        None => h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect(),
+    };
     let addrs = h.addr_list(None).await?;
     let routes = h.route_list(None, Some(254)).await?;
     Ok(Seen { links, addrs, routes })
@@ -1164,29 +1252,27 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
         return new_node_l3(run, name, node, &ns).await;
     }
     let h = run.handle(name).await?;
-    let seen = run.seen.remove(name);
+    // Read before changing anything (read_all), or now in one go (the host, a node whose
+    // links this apply changed): three dumps, not one per device.
+    let seen = match (run.seen.remove(name), &h) {
+        (Some(seen), _) => Some(seen),
+        (None, Some(h)) if !node.addresses.is_empty() || !node.routes.is_empty() => {
+            // The host's links were read once already (while still valid).
+            let is_host = run.lab.host.as_ref().is_some_and(|(n, _)| n == name);
+            let links = run.host_links.clone().filter(|_| is_host);
+            Some(read_node(h, links).await.map_err(|e| TopoError::kernel(&ns, e))?)
+        }
+        (None, _) => None,
+    };
     for (dev, wanted) in &node.addresses {
-        let from_seen = seen.as_ref().map(|s| match s.links.get(dev) {
-            Some(l) => s
+        let have: Vec<IpNetwork> = match seen.as_ref().and_then(|s| s.links.get(dev).map(|l| (s, l.index))) {
+            Some((s, index)) => s
                 .addrs
                 .iter()
-                .filter(|a| a.index == l.index && a.scope == Scope::Universe)
+                .filter(|a| a.index == index && a.scope == Scope::Universe)
                 .map(|a| a.prefix)
                 .collect(),
             None => Vec::new(),
-        });
-        let have: Vec<IpNetwork> = match (&h, from_seen) {
-            (_, Some(have)) => have,
-            (Some(h), None) => match h.addr_list(Some(dev)).await {
-                Ok(list) => list
-                    .into_iter()
-                    .filter(|a| a.scope == Scope::Universe)
-                    .map(|a| a.prefix)
-                    .collect(),
-                Err(e) if e.is_not_found() => Vec::new(),
-                Err(e) => return Err(TopoError::kernel(&ns, e)),
-            },
-            (None, None) => Vec::new(),
         };
         for p in wanted.iter().filter(|p| !have.contains(p)) {
             run.change(format!("add address {p} to {name}:{dev}"));
@@ -1205,14 +1291,7 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
             }
         }
     }
-    let routes = match (&h, seen) {
-        (_, Some(seen)) => seen.routes,
-        (Some(h), None) => h
-            .route_list(None, Some(254))
-            .await
-            .map_err(|e| TopoError::kernel(&ns, e))?,
-        (None, None) => Vec::new(),
-    };
+    let routes = seen.map(|s| s.routes).unwrap_or_default();
     let mut keep = Vec::new();
     for r in &node.routes {
         let found = routes

@@ -45,7 +45,7 @@ pub mod parse;
 mod pools;
 mod reach;
 
-pub use apply::{apply, destroy, status, Report, Status, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
+pub use apply::{apply, destroy, status, Progress, ProgressFn, Report, Status, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
 pub use model::{Endpoint, Lab, LinkDef, Nat, Node, PoolDef, RouteDef, VxlanDef};
 pub use parse::{parse, Format};
 pub use pools::resolve;
