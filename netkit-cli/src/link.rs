@@ -10,11 +10,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use netkit_core::link::{Bridge, IpIp, Macvlan, MacvlanMode, TunTap, TunTapMode, Veth, Vxlan};
 use netkit_core::{Handle, LinkSpec, MacAddr, NetNs, NetnsError};
-use serde_json::Value;
 
 use crate::cli::{Global, LinkVerb};
 use crate::error::CliError;
-use crate::output::{link_json, link_text, IfNames, Output};
+use crate::output::{link_text, IfNames, LinkJson, Output};
 use crate::words::WordReader;
 use crate::Session;
 
@@ -554,7 +553,7 @@ async fn show(h: &Handle, out: &Output, name: Option<String>) -> Result<(), CliE
         h.link_get(n).await?;
     }
     out.list(
-        shown.iter().map(|l| Value::Object(link_json(l, &names))),
+        shown.iter().map(|l| LinkJson::of(l, &names)),
         shown.iter().map(|l| link_text(l, &names)),
     );
     Ok(())

@@ -59,7 +59,8 @@ impl Output {
     /// its whole text, nor every item at once when `items` is a lazy iterator.
     pub fn list<J, T>(&self, items: J, lines: T)
     where
-        J: IntoIterator<Item = Value>,
+        J: IntoIterator,
+        J::Item: serde::Serialize,
         T: IntoIterator<Item = String>,
     {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
@@ -81,7 +82,11 @@ impl Output {
 }
 
 /// Write `items` as one JSON array and a newline, each item serialized as it comes.
-fn write_json_array(out: &mut impl Write, items: impl IntoIterator<Item = Value>) -> std::io::Result<()> {
+fn write_json_array<I>(out: &mut impl Write, items: I) -> std::io::Result<()>
+where
+    I: IntoIterator,
+    I::Item: serde::Serialize,
+{
     out.write_all(b"[")?;
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
@@ -139,51 +144,86 @@ pub fn link_flags(l: &Link, names: &IfNames) -> Vec<String> {
     flags
 }
 
-/// `ip -j link show`'s object for one link.
-pub fn link_json(l: &Link, names: &IfNames) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("ifindex".into(), json!(l.index));
-    m.insert("ifname".into(), json!(l.name));
-    if let Some(p) = l.parent.filter(|p| *p != 0) {
-        match l.link_netnsid {
-            None => {
-                m.insert("link".into(), json!(names.name(p)));
-            }
-            Some(id) => {
-                m.insert("link_index".into(), json!(p));
-                m.insert("link_netnsid".into(), json!(id));
-            }
+/// `ip -j link show`'s object for one link, with its keys in `ip`'s order: written as it is by
+/// `link show` (no map per link), and the base of [`link_json`].
+#[derive(Debug, serde::Serialize)]
+pub struct LinkJson<'a> {
+    ifindex: u32,
+    ifname: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_netnsid: Option<i32>,
+    flags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qdisc: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master: Option<String>,
+    operstate: String,
+    group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txqlen: Option<u32>,
+    link_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broadcast: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ifalias: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linkinfo: Option<LinkInfoJson<'a>>,
+}
+
+/// `linkinfo` of [`LinkJson`].
+#[derive(Debug, serde::Serialize)]
+struct LinkInfoJson<'a> {
+    info_kind: &'a str,
+}
+
+impl<'a> LinkJson<'a> {
+    /// The object for `l`, peers and masters named through `names`.
+    pub fn of(l: &'a Link, names: &IfNames) -> Self {
+        let parent = l.parent.filter(|p| *p != 0);
+        let (link, link_index, link_netnsid) = match (parent, l.link_netnsid) {
+            (Some(p), None) => (Some(names.name(p)), None, None),
+            (Some(p), Some(id)) => (None, Some(p), Some(id)),
+            (None, _) => (None, None, None),
+        };
+        Self {
+            ifindex: l.index,
+            ifname: &l.name,
+            link,
+            link_index,
+            link_netnsid,
+            flags: link_flags(l, names),
+            mtu: l.mtu,
+            qdisc: l.qdisc(),
+            master: l.master.map(|m| names.name(m)),
+            operstate: l.operstate(),
+            group: group_name(l.group),
+            txqlen: l.txqlen(),
+            link_type: l.link_type(),
+            address: l.mac.map(|m| m.to_string()),
+            broadcast: l.broadcast().map(|b| b.to_string()),
+            ifalias: l.alias.as_deref(),
+            linkinfo: (l.kind != LinkKind::Device).then(|| LinkInfoJson {
+                info_kind: l.kind.as_str(),
+            }),
         }
     }
-    m.insert("flags".into(), json!(link_flags(l, names)));
-    if let Some(mtu) = l.mtu {
-        m.insert("mtu".into(), json!(mtu));
+}
+
+/// `ip -j link show`'s object for one link, as a map (for objects that add keys to it:
+/// `addr show`, `monitor`).
+pub fn link_json(l: &Link, names: &IfNames) -> Map<String, Value> {
+    match serde_json::to_value(LinkJson::of(l, names)) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(), // a struct of plain fields always serializes to an object
     }
-    if let Some(q) = l.qdisc() {
-        m.insert("qdisc".into(), json!(q));
-    }
-    if let Some(master) = l.master {
-        m.insert("master".into(), json!(names.name(master)));
-    }
-    m.insert("operstate".into(), json!(l.operstate()));
-    m.insert("group".into(), json!(group_name(l.group)));
-    if let Some(q) = l.txqlen() {
-        m.insert("txqlen".into(), json!(q));
-    }
-    m.insert("link_type".into(), json!(l.link_type()));
-    if let Some(mac) = l.mac {
-        m.insert("address".into(), json!(mac.to_string()));
-    }
-    if let Some(brd) = l.broadcast() {
-        m.insert("broadcast".into(), json!(brd.to_string()));
-    }
-    if let Some(alias) = &l.alias {
-        m.insert("ifalias".into(), json!(alias));
-    }
-    if l.kind != LinkKind::Device {
-        m.insert("linkinfo".into(), json!({ "info_kind": l.kind.as_str() }));
-    }
-    m
 }
 
 fn group_name(group: u32) -> String {

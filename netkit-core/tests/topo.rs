@@ -501,3 +501,38 @@ async fn a_record_that_names_what_the_lab_cannot_have_made_is_refused() {
     std::fs::write(&record, text).unwrap();
     topo::destroy(&l.lab, &l.opts).await.unwrap();
 }
+
+#[tokio::test]
+async fn host_sysctls_go_back_when_the_file_drops_them_and_on_destroy() {
+    let name = unique("hs");
+    let with = |sysctls: &str| {
+        format!(
+            "name: {name}\ntopology:\n  nodes:\n    host: {{kind: host, sysctls: {{{sysctls}}}}}\n    a: {{addresses: {{eth0: [10.73.0.2/24]}}}}\n    {name}br: {{kind: bridge}}\n  links:\n    - endpoints: [\"a:eth0\", \"{name}br:{name}a\"]\n"
+        )
+    };
+    let l = Lab1::new(&with("net.ipv4.ip_forward: 1, net.ipv4.conf.all.rp_filter: 2")).await;
+    let read = |key: &str| l.host.sh(&format!("sysctl -n {key}")).trim().to_string();
+    // A new namespace starts with forwarding off and rp_filter 0.
+    assert_eq!(
+        (read("net.ipv4.ip_forward"), read("net.ipv4.conf.all.rp_filter")),
+        ("0".into(), "0".into())
+    );
+    topo::apply(&l.lab, &l.opts).await.unwrap();
+    assert_eq!(
+        (read("net.ipv4.ip_forward"), read("net.ipv4.conf.all.rp_filter")),
+        ("1".into(), "2".into())
+    );
+    // The file no longer sets rp_filter: it goes back; forwarding stays.
+    let edited = topo::parse(&with("net.ipv4.ip_forward: 1"), Format::Netkit).unwrap();
+    let report = topo::apply(&edited, &l.opts).await.unwrap();
+    assert_eq!(report.changes, ["restore sysctl net.ipv4.conf.all.rp_filter=0 in host"]);
+    assert_eq!(
+        (read("net.ipv4.ip_forward"), read("net.ipv4.conf.all.rp_filter")),
+        ("1".into(), "0".into())
+    );
+    assert!(topo::apply(&edited, &l.opts).await.unwrap().changes.is_empty());
+    // Destroy puts forwarding back as it was before the lab.
+    topo::destroy(&edited, &l.opts).await.unwrap();
+    assert_eq!(read("net.ipv4.ip_forward"), "0");
+    assert!(!l.opts.state_dir.join(format!("{name}.json")).exists());
+}

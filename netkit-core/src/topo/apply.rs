@@ -111,6 +111,11 @@ struct Record {
     /// Links as `<netns>/<ifname>` of their first end (deleting it deletes the pair); host-side
     /// ports as `/<ifname>`.
     links: BTreeSet<String>,
+    /// Sysctls of the host namespace the lab changed, with the value each had before (put back
+    /// by destroy, or by an apply of a file that no longer sets it). A node's own sysctls go
+    /// with its namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    host_sysctls: BTreeMap<String, String>,
 }
 
 fn record_path(opts: &TopoOptions, lab: &str) -> PathBuf {
@@ -149,6 +154,11 @@ fn load(path: &Path, lab: &Lab) -> Result<Record, TopoError> {
             .is_some_and(|(ns, ifname)| (ns.is_empty() || ours(ns)) && crate::ifname::check(ifname).is_ok());
         if !ok {
             return Err(bad(format!("link {key:?}")));
+        }
+    }
+    for (key, value) in &r.host_sysctls {
+        if crate::sysctl::key_path(key).is_err() || value.contains('\n') {
+            return Err(bad(format!("sysctl {key:?}")));
         }
     }
     Ok(r)
@@ -1321,6 +1331,7 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
             }
         }
     }
+    let is_host = run.lab.host.as_ref().is_some_and(|(n, _)| n == name);
     for (key, value) in &node.sysctls {
         let now = match &h {
             Some(h) => h.sysctl_get(key).await.ok(),
@@ -1329,7 +1340,33 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
         if now.as_deref() != Some(value.as_str()) {
             run.change(format!("set sysctl {key}={value} in {name}"));
             if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                // The host outlives the lab: remember what was there first, to put it back.
+                if let (true, Some(before)) = (is_host, &now) {
+                    run.intend(|r| {
+                        !r.host_sysctls.contains_key(key)
+                            && r.host_sysctls.insert(key.clone(), before.clone()).is_none()
+                    })?;
+                }
                 h.sysctl_set(key, value).await.map_err(|e| TopoError::kernel(&ns, e))?;
+            }
+        }
+    }
+    if is_host {
+        // Host sysctls the file no longer sets go back to what they were before the lab.
+        let dropped: Vec<(String, String)> = run
+            .record
+            .host_sysctls
+            .iter()
+            .filter(|(k, _)| !node.sysctls.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, before) in dropped {
+            run.change(format!("restore sysctl {key}={before} in {name}"));
+            if let (false, Some(h)) = (run.opts.dry_run, &h) {
+                h.sysctl_set(&key, &before)
+                    .await
+                    .map_err(|e| TopoError::kernel(&ns, e))?;
+                run.intend(|r| r.host_sysctls.remove(&key).is_some())?;
             }
         }
     }
@@ -1417,6 +1454,17 @@ pub async fn destroy(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError>
     if !opts.dry_run {
         if let Err(e) = super::pools::release_all(lab, opts) {
             failures.push(format!("pools: {e}"));
+        }
+    }
+    // The host's sysctls the lab changed go back to what they were.
+    for (key, before) in &record.host_sysctls {
+        report
+            .changes
+            .push(format!("restore sysctl {key}={before} in the host"));
+        if !opts.dry_run {
+            if let Err(e) = host.sysctl_set(key, before).await {
+                failures.push(format!("restore sysctl {key}: {e}"));
+            }
         }
     }
     let fw_root = opts.state_dir.join(format!("{}.fw", lab.name));
