@@ -860,6 +860,11 @@ impl Handle {
     pub async fn route_list(&self, family: Option<IpFamily>, table: Option<u32>) -> Result<Vec<RouteInfo>, RouteError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family.map(IpFamily::to_af).unwrap_or(AddressFamily::Unspec);
+        if let Some(t) = table {
+            // The kernel filters on it (strict dumps); the filter below stays for kernels
+            // without strict checking.
+            msg.attributes.push(RouteAttribute::Table(t));
+        }
         let label = format!(
             "{} table {}",
             family.map(|f| f.to_string()).unwrap_or_else(|| "*".into()),

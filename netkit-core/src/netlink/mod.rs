@@ -60,6 +60,9 @@ fn open_socket() -> std::io::Result<Socket> {
     socket.set_ext_ack(true)?;
     // Large dumps of a busy namespace should not overflow the socket.
     socket.set_rx_buf_sz(4 * 1024 * 1024)?;
+    // Dump requests are checked strictly and their filters applied by the kernel (as iproute2
+    // asks since 5.x): a route dump for one table sends that table only.
+    socket.set_netlink_get_strict_chk(true)?;
     Ok(socket)
 }
 

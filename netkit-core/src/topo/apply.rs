@@ -722,7 +722,7 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
             loop {
                 let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((node, ns, h)) = next else { break };
-                let seen = read_node(&h, None).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                let seen = read_node(&h, Known::All).await.map_err(|e| TopoError::kernel(&ns, e))?;
                 out.push((node, (h, seen)));
             }
             Ok::<_, TopoError>(out)
@@ -743,14 +743,19 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
     Ok(())
 }
 
-/// Read a node: its links (unless `links` has them already), addresses and routes.
-async fn read_node(
-    h: &Handle,
-    links: Option<BTreeMap<String, crate::Link>>,
-) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+/// Which links [`read_node`] reads.
+enum Known {
+    /// These, read already.
+    Read(BTreeMap<String, crate::Link>),
+    /// Every link (one dump).
+    All,
+}
+
+/// Read a node: its links (see [`Known`]), addresses and routes.
+async fn read_node(h: &Handle, links: Known) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
     let links = match links {
-        Some(l) => l,
-        None => h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect(),
+        Known::Read(l) => l,
+        Known::All => h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect(),
     };
     let addrs = h.addr_list(None).await?;
     let routes = h.route_list(None, Some(254)).await?;
@@ -1269,7 +1274,10 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
         (None, Some(h)) if !node.addresses.is_empty() || !node.routes.is_empty() => {
             // The host's links were read once already (while still valid).
             let is_host = run.lab.host.as_ref().is_some_and(|(n, _)| n == name);
-            let links = run.host_links.clone().filter(|_| is_host);
+            let links = match run.host_links.clone().filter(|_| is_host) {
+                Some(read) => Known::Read(read),
+                None => Known::All,
+            };
             Some(read_node(h, links).await.map_err(|e| TopoError::kernel(&ns, e))?)
         }
         (None, _) => None,
