@@ -15,8 +15,7 @@ pub use netkit_core::attach::{
 };
 
 /// The largest network configuration read from stdin (larger input is refused with
-/// [`ErrorCode::Decode`] before parsing): netkit-core's
-/// [`MAX_CONFIG_BYTES`](netkit_core::attach::MAX_CONFIG_BYTES).
+/// [`ErrorCode::Decode`] before parsing), netkit-core's.
 pub use netkit_core::attach::MAX_CONFIG_BYTES;
 
 /// Print a plugin's outcome as the spec wants (the result, or error JSON in `version`) and
