@@ -1,8 +1,8 @@
 //! ADD: attach a container.
 //!
 //! First everything that can be refused is checked, before the host changes at all: the
-//! attachment's names, the container's namespace (a network namespace, and not the plugin's
-//! own), the IPAM request, the port mappings, routed mode's pool. Then, in order, each step
+//! attachment's names, the container's namespace (a network namespace, and not the host
+//! side's), the IPAM request, the port mappings, routed mode's pool. Then, in order, each step
 //! recorded so that a failure undoes exactly what this call made and nothing else: the bridge
 //! (bridge mode; never removed, other containers share it), IPAM (released on failure only when
 //! this call claimed the addresses: a second ADD of a live attachment must not free the first

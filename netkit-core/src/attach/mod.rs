@@ -33,6 +33,11 @@
 //! firewall) is made in [`Host::netns`], by default the calling thread's namespace; no verb
 //! changes the calling thread's namespace. The verbs need a tokio runtime.
 //!
+//! Made for a plugin process by default: unless the configuration sets `waitLinkFree`, DEL and
+//! the firewall leave the kernel's final waits (freeing the veth pair, nf_tables' cleanup) to
+//! detached processes, so a short-lived caller exits sooner; a long-running runtime that
+//! prefers no child processes sets `"waitLinkFree": true`.
+//!
 //! Modules, one concept each: [`attachment`] (what the caller names), [`names`] (the names
 //! derived from it), [`config`] (the network configuration), [`version`] (CNI versions),
 //! [`result`] (CNI-shaped results), [`error`], [`ipam`] (netkit's allocator as the IPAM step),
