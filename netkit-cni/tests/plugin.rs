@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netkit_core::firewall::{self, Driver, Firewall, FirewallOptions};
-use netkit_core::ipam::{Ipam, IpamConfig, StoreOptions};
+use netkit_core::ipam::Ipam;
 use netkit_core::{NetNs, NetNsGuard};
 use netkit_test_support::echo::tcp_hello_from;
 use netkit_test_support::snapshot::{default_route, global_addrs, mac_of, LinkRow};
@@ -75,11 +74,8 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// One ping from `ns` to `to` answered, trying for a few seconds (the first packets can be
-/// lost to neighbour resolution).
-fn ping(ns: &str, to: &str) -> bool {
-    (0..8).any(|_| in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", to]).status.success())
-}
+/// One ping answered (netkit-test-support's, shared with netkit-core's attach tests).
+use netkit_test_support::ping;
 
 // ---------------------------------------------------------------------------------------------
 // TCP identity servers
@@ -369,47 +365,22 @@ impl Lab {
 
     /// The IPAM store of the pool (opened as netkit's library does).
     fn ipam(&self) -> Ipam {
-        let cfg = IpamConfig::from_json(r#"{"ranges":[[{"subnet":"10.0.0.0/8"}],[{"subnet":"fd00::/8"}]]}"#).unwrap();
-        Ipam::open(cfg.pool(POOL).unwrap(), &self.ipam_dir(), StoreOptions::default()).expect("open the IPAM store")
+        self.host.ipam_store(POOL)
     }
 
     /// Every reservation: "address containerID:ifname".
     fn held(&self) -> Vec<String> {
-        self.ipam()
-            .list()
-            .unwrap()
-            .iter()
-            .map(|(ip, o)| format!("{ip} {}:{}", o.container_id(), o.ifname()))
-            .collect()
+        self.host.ipam_held(POOL)
     }
 
     /// Owners in the firewall's state directory.
     fn fw_owners(&self) -> Vec<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = self.fw_dir();
-        let ns: &NetNs = &self.host;
-        rt.block_on(async move {
-            let fw = firewall::open(ns, FirewallOptions::default().driver(Driver::Nftables).state_dir(dir))
-                .await
-                .expect("open the firewall of H");
-            let mut owners = fw.owners().await.expect("firewall owners");
-            owners.sort();
-            owners
-        })
+        self.host.fw_owners()
     }
 
     /// Everything a plugin call may change in H and in the stores.
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            links: self.links(),
-            addrs: self.addrs(),
-            nft: self.nft(),
-            held: self.held(),
-            fw_owners: self.fw_owners(),
-        }
+        self.host.state(POOL)
     }
 
     /// Assert that nothing of attachment `i` is left: no eth0 in its namespace (if it still
@@ -467,38 +438,8 @@ fn nft_elements_of(nft: &str, owner: &str, shared: bool) -> Vec<String> {
     out
 }
 
-/// What a plugin call may change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Snapshot {
-    links: Vec<LinkRow>,
-    addrs: Vec<String>,
-    nft: String,
-    held: Vec<String>,
-    fw_owners: Vec<String>,
-}
-
-impl Snapshot {
-    /// What differs, in words (empty when equal).
-    fn diff(&self, after: &Snapshot) -> String {
-        let mut out = String::new();
-        if self.links != after.links {
-            out += &format!("links {:?} -> {:?}; ", self.links, after.links);
-        }
-        if self.addrs != after.addrs {
-            out += &format!("addresses {:?} -> {:?}; ", self.addrs, after.addrs);
-        }
-        if self.nft != after.nft {
-            out += &format!("nft ruleset changed:\n{}\n->\n{}\n; ", self.nft, after.nft);
-        }
-        if self.held != after.held {
-            out += &format!("IPAM {:?} -> {:?}; ", self.held, after.held);
-        }
-        if self.fw_owners != after.fw_owners {
-            out += &format!("firewall owners {:?} -> {:?}; ", self.fw_owners, after.fw_owners);
-        }
-        out
-    }
-}
+/// What a plugin call may change (netkit-test-support's, shared with netkit-core's attach tests).
+type Snapshot = netkit_test_support::HostState;
 
 /// The addresses ("a/p") of a result.
 fn result_addrs(r: &Value) -> Vec<String> {

@@ -8,6 +8,8 @@
 //! * [`events`]: change notifications as an async stream;
 //! * [`container`]: a container's namespace, veth pair, addresses and route in one call, many
 //!   at once, and bulk teardown;
+//! * [`attach`]: a container attached to a network in one call (bridge or routed mode, IPAM,
+//!   firewall, bandwidth), checked and detached: what the `netkit-cni` plugin does, embeddable;
 //! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback;
 //! * [`ipam`]: address pools, a crash-safe allocator shared by processes, node subnet leases;
 //! * [`firewall`]: masquerade, port mappings, services and isolation (nftables or iptables);
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod attach;
 pub mod container;
 pub mod detach;
 pub mod events;

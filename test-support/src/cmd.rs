@@ -101,6 +101,12 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("ip netns exec {ns} {args:?}: {e}"))
 }
 
+/// One ping from the named namespace `ns` to `to` answered, trying up to 8 times with a 1 s
+/// timeout each (the first packets can be lost to neighbour resolution).
+pub fn ping(ns: &str, to: &str) -> bool {
+    (0..8).any(|_| in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", to]).status.success())
+}
+
 /// Run `program ARGS` inside the named namespace `ns` (`ip netns exec`); its stdout. Panics
 /// with stderr unless it succeeds.
 #[track_caller]

@@ -1,7 +1,8 @@
 //! What netkit's tests share, written once: names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
-//! deleted even when a test panics ([`ns`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
+//! deleted even when a test panics ([`ns`]), what an attachment may change in a host
+//! ([`hoststate`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
 //! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), golden files
 //! compared with a test's text and rewritten on request ([`golden`]) and a seeded generator for
@@ -13,6 +14,7 @@
 pub mod cmd;
 pub mod echo;
 pub mod golden;
+pub mod hoststate;
 pub mod iptables;
 pub mod lease;
 pub mod lit;
@@ -24,7 +26,8 @@ mod wait;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use cmd::{in_ns, ip, ipj, run_in, sh, try_sh};
+pub use cmd::{in_ns, ip, ipj, ping, run_in, sh, try_sh};
+pub use hoststate::HostState;
 pub use ns::{HostNs, TestNs};
 pub use rng::Rng;
 pub use wait::{poll_for, poll_for_async, wait_for, wait_for_async, wait_until, wait_until_async};

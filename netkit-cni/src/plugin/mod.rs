@@ -16,7 +16,7 @@
 //! the attachment the same way ([`attachment`]); see the README's security section for what the
 //! plugin trusts.
 //!
-//! Keys beyond the reference bridge plugin's (see [`config::PluginConf`]): `mode`
+//! Keys beyond the reference bridge plugin's (see [`config::NetworkConfig`]): `mode`
 //! (`bridge`/`routed`), `firewallBackend`, `firewallStateDir`, `firewallName` (the table / chain
 //! prefix; networks with their own `firewallStateDir` need their own name), `waitLinkFree` (DEL
 //! waits for the kernel to free the veth pair; by default a detached process does),
@@ -24,53 +24,37 @@
 //! address; by default they and the bridge ports have none, so the bridge floods no IPv6
 //! chatter).
 //!
-//! Modules: [`attachment`] (names and checks), `add` (ADD), `bridge` and `routed` (the host side
-//! of each mode), `fw` (the firewall), `del` (DEL and GC), `check` (CHECK), [`config`], [`ipam`]
-//! (in-process or delegated IPAM).
+//! The work of ADD, DEL, CHECK, GC and STATUS is [`netkit_core::attach`]'s (the same code a
+//! runtime embeds); this module is the CNI frontend over it: the `CNI_*` environment turned into
+//! an [`Attachment`](netkit_core::attach::Attachment) ([`CniEnv::attachment`]), the `CNI_ARGS`
+//! keys allowed (`IP`, `MAC`), the verbs a configuration's `cniVersion` has, the result
+//! printed in that version and errors mapped to CNI codes ([`CniError`]'s `From`).
+//!
+//! Re-exported from netkit-core for the paths this crate had before the move: [`config`]
+//! (`netkit_core::attach::config`; `PluginConf` is `NetworkConfig`), [`attachment`]
+//! (`netkit_core::attach::names`; its `Attachment` is `Names`), [`ipam`]
+//! (`netkit_core::attach::delegate`; its `Ipam` is `IpamStep`).
 
-mod add;
-pub mod attachment;
-mod bridge;
-mod check;
-pub mod config;
-mod del;
-mod fw;
-pub mod ipam;
-mod routed;
-
-pub use add::add;
-pub use check::check;
-pub use del::{del, gc};
+pub use netkit_core::attach::names as attachment;
+pub use netkit_core::attach::{config, delegate as ipam};
 
 use crate::spec::{CniEnv, CniError, Command, ErrorCode};
-use config::PluginConf;
-use ipam::Ipam;
+use netkit_core::attach::{self, NetworkConfig};
 
 /// Run one invocation; `Ok(Some(text))` goes to stdout.
 pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     if env.command == Command::Version {
         return Ok(Some(crate::ipam::version_answer(stdin)));
     }
-    let conf = PluginConf::parse(stdin)?;
-    let ipam = Ipam::of(&conf.ipam_type, stdin)?;
+    let conf = NetworkConfig::parse(stdin)?;
+    let att = env.attachment(Some(crate::trace::mark));
     match env.command {
         Command::Add => {
             env.args.check_known(&["IP", "MAC"])?;
-            let mut conf = conf;
-            if conf.mac.is_none() {
-                if let Some(m) = env.args.get("MAC") {
-                    conf.mac = Some(m.parse().map_err(|_| {
-                        CniError::new(
-                            ErrorCode::InvalidEnv,
-                            format!("CNI_ARGS MAC {m:?} is not a MAC address"),
-                        )
-                    })?);
-                }
-            }
-            let result = add(&conf, env, &ipam).await?;
-            Ok(Some(result.to_json(conf.version).to_string()))
+            let result = attach::add(&conf, &att).await?;
+            Ok(Some(result.to_json().to_string()))
         }
-        Command::Del => del(&conf, env, &ipam).await.map(|()| None),
+        Command::Del => Ok(attach::del(&conf, &att).await.map(|()| None)?),
         Command::Check => {
             if !conf.version.has_check() {
                 return Err(CniError::new(
@@ -78,7 +62,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
                     "CHECK needs cniVersion 0.4.0 or later",
                 ));
             }
-            check(&conf, env, &ipam).await.map(|()| None)
+            Ok(attach::check(&conf, &att).await.map(|()| None)?)
         }
         Command::Gc => {
             if !conf.version.has_gc_and_status() {
@@ -87,19 +71,9 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
                     "GC needs cniVersion 1.1.0",
                 ));
             }
-            gc(&conf, env, &ipam).await.map(|()| None)
+            Ok(attach::gc(&conf, &att.host).await.map(|()| None)?)
         }
-        Command::Status => {
-            ipam.status(env)?;
-            // The firewall matters only to a network that uses it.
-            if conf.needs_firewall() {
-                let host = netkit_core::NetNs::current().map_err(CniError::io)?;
-                fw::open(&conf, &host)
-                    .await
-                    .map_err(|e| CniError::new(ErrorCode::NotAvailable, e.msg))?;
-            }
-            Ok(None)
-        }
+        Command::Status => Ok(attach::status(&conf, &att.host).await.map(|()| None)?),
         Command::Version => unreachable!("answered above"),
     }
 }

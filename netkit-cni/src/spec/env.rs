@@ -76,6 +76,11 @@ impl CniArgs {
         Ok(args)
     }
 
+    /// The pairs, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -161,6 +166,24 @@ impl CniEnv {
                 .map(|p| p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
                 .unwrap_or_default(),
         })
+    }
+}
+
+impl CniEnv {
+    /// The attachment these variables name, made from the calling thread's namespace
+    /// (`CNI_PATH` for delegated IPAM plugins), with `trace` called at the end of each phase.
+    pub fn attachment(&self, trace: Option<fn(&'static str)>) -> netkit_core::attach::Attachment {
+        netkit_core::attach::Attachment {
+            netns: self.netns.clone(),
+            container_id: self.container_id.clone().unwrap_or_default(),
+            ifname: self.ifname.clone().unwrap_or_default(),
+            args: self.args.pairs().to_vec(),
+            host: netkit_core::attach::Host {
+                netns: None,
+                cni_path: self.path.clone(),
+                trace,
+            },
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! CNI error results.
 
+use netkit_core::attach::{AttachError, ErrorKind};
 use serde::Serialize;
 
 /// The error codes of the CNI spec, plus netkit's own (100 and up, as the spec reserves).
@@ -110,5 +111,37 @@ impl CniError {
             details: self.details.as_deref(),
         })
         .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", self.code.code()))
+    }
+}
+
+impl From<ErrorKind> for ErrorCode {
+    /// The CNI code of each kind of attach failure (a delegated plugin's code passes through).
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::IncompatibleVersion => ErrorCode::IncompatibleVersion,
+            ErrorKind::UnknownContainer => ErrorCode::UnknownContainer,
+            ErrorKind::InvalidAttachment => ErrorCode::InvalidEnv,
+            ErrorKind::Io => ErrorCode::Io,
+            ErrorKind::Decode => ErrorCode::Decode,
+            ErrorKind::InvalidConfig => ErrorCode::InvalidConfig,
+            ErrorKind::TryAgainLater => ErrorCode::TryAgainLater,
+            ErrorKind::NotAvailable => ErrorCode::NotAvailable,
+            ErrorKind::PoolExhausted => ErrorCode::PoolExhausted,
+            ErrorKind::AddressUnavailable => ErrorCode::AddressUnavailable,
+            ErrorKind::CheckFailed => ErrorCode::CheckFailed,
+            ErrorKind::KernelUnsupported => ErrorCode::KernelUnsupported,
+            ErrorKind::Plugin(code) => ErrorCode::Other(code),
+        }
+    }
+}
+
+impl From<AttachError> for CniError {
+    /// The attach error as a CNI error: its kind's code, its message and details.
+    fn from(e: AttachError) -> Self {
+        CniError {
+            code: e.kind.into(),
+            msg: e.msg,
+            details: e.details,
+        }
     }
 }

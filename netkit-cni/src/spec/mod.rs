@@ -1,19 +1,22 @@
 //! The CNI protocol as plugins see it (spec 1.1.0, answering 0.3.0 – 1.1.0).
 
+//!
+//! The result types and versions are netkit-core's ([`netkit_core::attach::result`],
+//! [`netkit_core::attach::version`]), re-exported here: the attach code returns CNI-shaped
+//! results. `IpamResult` is `netkit_core::attach::CniResult`.
+
 mod env;
 mod error;
-mod result;
-mod version;
 
 pub use env::{CniArgs, CniEnv, Command};
 pub use error::{CniError, ErrorCode};
-pub use result::{DnsResult, InterfaceResult, IpResult, IpamResult, RouteResult};
-pub use version::{Version, SUPPORTED_VERSIONS};
+pub use netkit_core::attach::{
+    CniResult as IpamResult, DnsResult, InterfaceResult, IpResult, RouteResult, Version, SUPPORTED_VERSIONS,
+};
 
 /// The largest network configuration read from stdin (larger input is refused with
-/// [`ErrorCode::Decode`] before parsing). Real configurations, `prevResult` included, are a few
-/// kilobytes; 1 MiB leaves room and keeps a runaway input from costing memory and time.
-pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// [`ErrorCode::Decode`] before parsing), netkit-core's.
+pub use netkit_core::attach::MAX_CONFIG_BYTES;
 
 /// Print a plugin's outcome as the spec wants (the result, or error JSON in `version`) and
 /// give the exit status. Shared by every netkit plugin binary.

@@ -1,11 +1,14 @@
-//! Results of ADD (the IPAM part: addresses, routes, DNS), written in any supported version.
+//! CNI-shaped results: what ADD made (interfaces, addresses, routes, DNS), what an IPAM step
+//! hands out, and what a `prevResult` says; written in any supported CNI version and read from
+//! any.
 
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use serde_json::{json, Map, Value};
 
-use super::{CniError, ErrorCode, Version};
+use super::error::{AttachError, ErrorKind};
+use super::version::Version;
 
 /// One address of a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +54,9 @@ pub struct InterfaceResult {
     pub sandbox: Option<String>,
 }
 
-/// What a plugin returns (an IPAM plugin leaves `interfaces` empty).
+/// A CNI result: what a plugin returns (an IPAM plugin leaves `interfaces` empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpamResult {
+pub struct CniResult {
     /// Interfaces (main plugins).
     pub interfaces: Vec<InterfaceResult>,
     /// Addresses.
@@ -64,7 +67,7 @@ pub struct IpamResult {
     pub dns: DnsResult,
 }
 
-impl IpamResult {
+impl CniResult {
     /// The result as JSON in `version` (0.3.x/0.4.0 add `"version": "4"|"6"` to each address).
     pub fn to_json(&self, version: Version) -> Value {
         let ips: Vec<Value> = self
@@ -136,9 +139,9 @@ impl IpamResult {
     }
 
     /// Read a result (a `prevResult`, or a delegated IPAM plugin's answer), whatever its version.
-    pub fn from_json(value: &Value) -> Result<Self, CniError> {
-        let bad = |what: String| CniError::new(ErrorCode::Decode, format!("prevResult: {what}"));
-        let mut out = IpamResult::default();
+    pub fn from_json(value: &Value) -> Result<Self, AttachError> {
+        let bad = |what: String| AttachError::new(ErrorKind::Decode, format!("prevResult: {what}"));
+        let mut out = CniResult::default();
         for ip in value.get("ips").and_then(Value::as_array).into_iter().flatten() {
             let addr = ip
                 .get("address")
@@ -196,13 +199,38 @@ impl IpamResult {
     }
 }
 
+/// What [`add`](super::add()) returns: the result in the network configuration's `cniVersion`.
+/// It serializes (serde) to the CNI result JSON a plugin prints, e.g.
+/// `{"cniVersion": "1.1.0", "interfaces": [...], "ips": [...], "routes": [...], "dns": {}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachResult {
+    /// The version the result is written in (the configuration's `cniVersion`).
+    pub version: Version,
+    /// The bridge (bridge mode), the host end and the container interface (`sandbox` set),
+    /// the addresses (each with the container interface's index), routes and DNS.
+    pub result: CniResult,
+}
+
+impl AttachResult {
+    /// The result as JSON (see [`CniResult::to_json`]).
+    pub fn to_json(&self) -> Value {
+        self.result.to_json(self.version)
+    }
+}
+
+impl serde::Serialize for AttachResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn version_field_only_before_1_0() {
-        let r = IpamResult {
+        let r = CniResult {
             ips: vec![IpResult {
                 address: "10.0.0.2/24".parse().unwrap(),
                 gateway: Some("10.0.0.1".parse().unwrap()),
@@ -215,6 +243,6 @@ mod tests {
         assert_eq!(old["cniVersion"], "0.3.1");
         let new = r.to_json(Version::parse("1.1.0").unwrap());
         assert!(new["ips"][0].get("version").is_none());
-        assert_eq!(IpamResult::from_json(&new).unwrap(), r);
+        assert_eq!(CniResult::from_json(&new).unwrap(), r);
     }
 }

@@ -1,24 +1,25 @@
-//! The plugin's use of netkit's firewall: which one (options from the configuration), the rules
+//! The attachments' use of netkit's firewall: which one (options from the configuration), the rules
 //! of an attachment (masquerade, port mappings, its network), and their removal on DEL and GC.
 //!
 //! Every attachment's rules belong to its firewall owner, `<network>/<container ID>:<ifname>`
-//! (see [`Attachment::firewall_owner`]): a GC touches only its own network's owners. DEL and GC
+//! (see [`Names::firewall_owner`]): a GC touches only its own network's owners. DEL and GC
 //! read the state directory first and open the firewall only when there is something to
 //! remove, so an attachment that never had rules is deleted on a host without nftables and
 //! iptables.
 
 use std::net::IpAddr;
 
+use crate::firewall::{self, AnyFirewall, Firewall, FirewallOptions, Masquerade, Network, Rules};
+use crate::NetNs;
 use ipnetwork::IpNetwork;
-use netkit_core::firewall::{self, AnyFirewall, Firewall, FirewallOptions, Masquerade, Network, Rules};
-use netkit_core::NetNs;
 
-use super::attachment::{firewall_scope, Attachment};
-use super::config::{Mode, PluginConf};
-use crate::spec::{CniError, ErrorCode, IpamResult};
+use super::config::{Mode, NetworkConfig};
+use super::error::{AttachError, ErrorKind};
+use super::names::{firewall_scope, Names};
+use super::result::CniResult;
 
 /// The firewall options the configuration asks for.
-pub fn options(conf: &PluginConf) -> FirewallOptions {
+pub fn options(conf: &NetworkConfig) -> FirewallOptions {
     let mut opts = FirewallOptions {
         driver: conf.firewall_backend,
         state_dir: conf.firewall_state_dir.clone(),
@@ -33,29 +34,29 @@ pub fn options(conf: &PluginConf) -> FirewallOptions {
     opts
 }
 
-/// The firewall of the host namespace (the one the plugin runs in), as the configuration asks.
-pub async fn open(conf: &PluginConf, host: &NetNs) -> Result<AnyFirewall, CniError> {
+/// The firewall of the host namespace, as the configuration asks.
+pub async fn open(conf: &NetworkConfig, host: &NetNs) -> Result<AnyFirewall, AttachError> {
     firewall::open(host, options(conf)).await.map_err(fw_error)
 }
 
 /// A firewall error as a CNI error: refusals of the configuration (a conflict, bad input, a
-/// `firewallName` another `firewallStateDir` owns) are code 7.
-pub fn fw_error(e: firewall::FirewallError) -> CniError {
+/// `firewallName` another `firewallStateDir` owns) are [`ErrorKind::InvalidConfig`].
+pub fn fw_error(e: firewall::FirewallError) -> AttachError {
     match e {
         firewall::FirewallError::Conflict { .. }
         | firewall::FirewallError::Invalid { .. }
-        | firewall::FirewallError::Foreign { .. } => CniError::new(ErrorCode::InvalidConfig, e.to_string()),
-        e => CniError::io(e),
+        | firewall::FirewallError::Foreign { .. } => AttachError::new(ErrorKind::InvalidConfig, e.to_string()),
+        e => AttachError::io(e),
     }
 }
 
 /// The rules of an attachment (`None`: neither masquerade nor port mappings).
 pub fn rules(
-    conf: &PluginConf,
+    conf: &NetworkConfig,
     pools: &[IpNetwork],
-    result: &IpamResult,
+    result: &CniResult,
     host_end: &str,
-) -> Result<Option<Rules>, CniError> {
+) -> Result<Option<Rules>, AttachError> {
     let ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.ip()).collect();
     let mappings = conf.mappings_for(&ips)?;
     if !conf.ip_masq && mappings.is_empty() {
@@ -66,7 +67,7 @@ pub fn rules(
         ..Default::default()
     };
     for ip in &result.ips {
-        let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(CniError::io)?;
+        let subnet = IpNetwork::new(ip.address.network(), ip.address.prefix()).map_err(AttachError::io)?;
         let iface = match conf.mode {
             Mode::Routed => host_end,
             Mode::Bridge => conf.bridge.as_str(),
@@ -91,11 +92,11 @@ pub fn rules(
 
 /// DEL: remove what the attachment holds (and what it held under the owner name before 0.2),
 /// opening the firewall only if the state directory records something.
-pub async fn release(conf: &PluginConf, host: &NetNs, att: &Attachment) -> Result<(), CniError> {
+pub async fn release(conf: &NetworkConfig, host: &NetNs, att: &Names) -> Result<(), AttachError> {
     let opts = options(conf);
     let mut fw = None;
     for owner in [att.firewall_owner(), att.legacy_firewall_owner()] {
-        let held = firewall::recorded(host, &opts, &owner).await.map_err(CniError::io)?;
+        let held = firewall::recorded(host, &opts, &owner).await.map_err(AttachError::io)?;
         if held.is_empty() {
             continue;
         }
@@ -103,22 +104,22 @@ pub async fn release(conf: &PluginConf, host: &NetNs, att: &Attachment) -> Resul
             fw = Some(open(conf, host).await?);
         }
         let fw = fw.as_ref().expect("opened above");
-        fw.teardown(&owner).await.map_err(CniError::io)?;
+        fw.teardown(&owner).await.map_err(AttachError::io)?;
     }
     Ok(())
 }
 
 /// GC: tear down this network's owners that are not among the valid attachments; other
 /// networks' owners (and owners from before 0.2, which name no network) are left alone.
-pub async fn gc(conf: &PluginConf, host: &NetNs, valid: &[Attachment]) -> Result<(), CniError> {
+pub async fn gc(conf: &NetworkConfig, host: &NetNs, valid: &[Names]) -> Result<(), AttachError> {
     let scope = firewall_scope(&conf.name);
-    let keep: Vec<String> = valid.iter().map(Attachment::firewall_owner).collect();
+    let keep: Vec<String> = valid.iter().map(Names::firewall_owner).collect();
     let recorded = firewall::recorded_owners(host, &options(conf))
         .await
-        .map_err(CniError::io)?;
+        .map_err(AttachError::io)?;
     if !recorded.iter().any(|o| o.starts_with(&scope) && !keep.contains(o)) {
         return Ok(());
     }
     let fw = open(conf, host).await?;
-    fw.gc_scope(&scope, &keep).await.map(drop).map_err(CniError::io)
+    fw.gc_scope(&scope, &keep).await.map(drop).map_err(AttachError::io)
 }

@@ -10,13 +10,14 @@
 
 use std::net::IpAddr;
 
+use crate::ipam::Pool;
+use crate::route::Route;
+use crate::Handle;
 use ipnetwork::IpNetwork;
-use netkit_core::ipam::Pool;
-use netkit_core::route::Route;
-use netkit_core::Handle;
 
-use super::attachment::Attachment;
-use crate::spec::{CniError, ErrorCode, IpamResult};
+use super::error::{AttachError, ErrorKind};
+use super::names::Names;
+use super::result::CniResult;
 
 /// The host end's MAC, so the container's IPv6 gateway (its link-local address) is known in
 /// advance.
@@ -37,12 +38,12 @@ pub fn full_prefix(ip: IpAddr) -> IpNetwork {
 /// Check every address against `pool` (a delegated IPAM or the `ips` capability may ask for
 /// any address: the metadata service's, another pod's), then make each the container's alone,
 /// with the routed gateways.
-pub fn narrow(result: &mut IpamResult, pool: &Pool) -> Result<(), CniError> {
+pub fn narrow(result: &mut CniResult, pool: &Pool) -> Result<(), AttachError> {
     for ip in &mut result.ips {
         let addr = ip.address.ip();
         if pool.set_of(addr).is_none() {
-            return Err(CniError::new(
-                ErrorCode::AddressUnavailable,
+            return Err(AttachError::new(
+                ErrorKind::AddressUnavailable,
                 format!(
                     "routed mode: {addr} is not in pool {:?}; no host route is made for it",
                     pool.name()
@@ -56,44 +57,39 @@ pub fn narrow(result: &mut IpamResult, pool: &Pool) -> Result<(), CniError> {
 }
 
 /// The host end: proxy ARP (IPv4), no DAD (IPv6), tagged with the attachment, up.
-pub async fn wire_host_end(
-    att: &Attachment,
-    host: &Handle,
-    host_end: &str,
-    result: &IpamResult,
-) -> Result<(), CniError> {
+pub async fn wire_host_end(att: &Names, host: &Handle, host_end: &str, result: &CniResult) -> Result<(), AttachError> {
     if result.ips.iter().any(|i| i.address.is_ipv4()) {
-        host.proxy_arp(host_end, true).await.map_err(CniError::io)?;
+        host.proxy_arp(host_end, true).await.map_err(AttachError::io)?;
     }
     if result.ips.iter().any(|i| i.address.is_ipv6()) {
-        host.accept_dad(host_end, 0).await.map_err(CniError::io)?;
+        host.accept_dad(host_end, 0).await.map_err(AttachError::io)?;
     }
     host.link_set(host_end)
         .alias(&att.tag())
         .up()
         .apply()
         .await
-        .map_err(CniError::io)
+        .map_err(AttachError::io)
 }
 
 /// The host's routes to the container (exclusive: see the module docs) and forwarding on.
-pub async fn host_routes(host: &Handle, host_end: &str, result: &IpamResult) -> Result<(), CniError> {
+pub async fn host_routes(host: &Handle, host_end: &str, result: &CniResult) -> Result<(), AttachError> {
     for ip in &result.ips {
         host.route_add(&Route::new(ip.address).dev(host_end))
             .await
             .map_err(|e| match e.is_exists() {
-                true => CniError::new(
-                    ErrorCode::AddressUnavailable,
+                true => AttachError::new(
+                    ErrorKind::AddressUnavailable,
                     format!("routed mode: the host already routes {} elsewhere: {e}", ip.address),
                 ),
-                false => CniError::io(e),
+                false => AttachError::io(e),
             })?;
     }
     if result.ips.iter().any(|i| i.address.is_ipv4()) {
-        host.ip_forward(true).await.map_err(CniError::io)?;
+        host.ip_forward(true).await.map_err(AttachError::io)?;
     }
     if result.ips.iter().any(|i| i.address.is_ipv6()) {
-        host.ipv6_forwarding(true).await.map_err(CniError::io)?;
+        host.ipv6_forwarding(true).await.map_err(AttachError::io)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{CniError, ErrorCode};
+use super::error::{AttachError, ErrorKind};
 
 /// Every version netkit's plugins speak; a config's own version is used in the answer.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -24,10 +24,10 @@ impl Version {
     };
 
     /// Parse a supported version, or fail with code 1 (incompatible version).
-    pub fn parse(text: &str) -> Result<Self, CniError> {
+    pub fn parse(text: &str) -> Result<Self, AttachError> {
         if !SUPPORTED_VERSIONS.contains(&text) {
-            return Err(CniError::new(
-                ErrorCode::IncompatibleVersion,
+            return Err(AttachError::new(
+                ErrorKind::IncompatibleVersion,
                 format!("CNI version {text:?} is not supported"),
             )
             .with_details(format!("supported: {}", SUPPORTED_VERSIONS.join(", "))));

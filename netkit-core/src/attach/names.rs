@@ -1,46 +1,46 @@
-//! One attachment — a container's interface on one network — as every verb names it, checked
-//! once and the same way for ADD, CHECK, DEL and GC, with every name derived from it: the IPAM
-//! owner, the firewall owner, the host-side link names and the tag those links carry.
+//! The names of one attachment — a container's interface on one network — checked once and
+//! the same way for ADD, CHECK, DEL and GC, with every name derived from it: the IPAM owner, the
+//! firewall owner, the host-side link names and the tag those links carry.
 //!
 //! An attachment is valid when its container ID is 1–200 bytes of letters, digits, `_ . -`
 //! starting with a letter or digit (CNI's rule), its interface name follows netkit's interface
-//! name rule ([`netkit_core::ifname`]), and its firewall owner
+//! name rule ([`crate::ifname`]), and its firewall owner
 //! (`<network>/<container ID>:<ifname>`) fits [`firewall::MAX_OWNER_LEN`]. ADD and CHECK
-//! refuse an invalid attachment (code 4); DEL of one succeeds without doing anything, since no
+//! refuse an invalid attachment ([`ErrorKind::InvalidAttachment`]); DEL of one succeeds without doing anything, since no
 //! ADD can have made anything for it, so a runtime can always delete its pod.
 
-use netkit_core::firewall;
-use netkit_core::ipam::Owner;
-use netkit_core::link::{hashed_name, hashed_name_with};
+use crate::firewall;
+use crate::ipam::Owner;
+use crate::link::{hashed_name, hashed_name_with};
 
-use crate::spec::{CniEnv, CniError, ErrorCode};
+use super::error::{AttachError, ErrorKind};
 
-/// Prefix of the host end's name (see [`Attachment::host_veth`]).
+/// Prefix of the host end's name (see [`Names::host_veth`]).
 pub const VETH_PREFIX: &str = "veth";
-/// Prefix of the bandwidth ifb's name (see [`Attachment::host_ifb`]).
+/// Prefix of the bandwidth ifb's name (see [`Names::host_ifb`]).
 pub const IFB_PREFIX: &str = "nkbw";
-/// What a host-side link's alias starts with (see [`Attachment::tag`]).
+/// What a host-side link's alias starts with (see [`Names::tag`]).
 pub const TAG_PREFIX: &str = "nk:";
 
-/// One container interface on one network.
+/// The names of one container interface on one network.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
+pub struct Names {
     network: String,
     owner: Owner,
 }
 
-impl Attachment {
+impl Names {
     /// Check an attachment of `network` (a validated network name).
-    pub fn new(network: &str, container_id: &str, ifname: &str) -> Result<Self, CniError> {
-        let owner =
-            Owner::new(container_id, ifname).map_err(|e| CniError::new(ErrorCode::InvalidEnv, e.to_string()))?;
-        let a = Attachment {
+    pub fn new(network: &str, container_id: &str, ifname: &str) -> Result<Self, AttachError> {
+        let owner = Owner::new(container_id, ifname)
+            .map_err(|e| AttachError::new(ErrorKind::InvalidAttachment, e.to_string()))?;
+        let a = Names {
             network: network.to_string(),
             owner,
         };
         firewall::check_owner(&a.firewall_owner()).map_err(|_| {
-            CniError::new(
-                ErrorCode::InvalidEnv,
+            AttachError::new(
+                ErrorKind::InvalidAttachment,
                 format!(
                     "network {network:?}, container ID and interface name are too long together \
                      (at most {} bytes as <network>/<container ID>:<ifname>)",
@@ -49,15 +49,6 @@ impl Attachment {
             )
         })?;
         Ok(a)
-    }
-
-    /// The attachment `CNI_CONTAINERID` and `CNI_IFNAME` name on `network`.
-    pub fn of(network: &str, env: &CniEnv) -> Result<Self, CniError> {
-        Self::new(
-            network,
-            env.container_id.as_deref().unwrap_or_default(),
-            env.ifname.as_deref().unwrap_or_default(),
-        )
     }
 
     /// The network's name.
@@ -170,7 +161,7 @@ mod tests {
 
     #[test]
     fn names_and_tags() {
-        let a = Attachment::new("podnet", "ctr0", "eth0").unwrap();
+        let a = Names::new("podnet", "ctr0", "eth0").unwrap();
         assert_eq!(a.firewall_owner(), "podnet/ctr0:eth0");
         assert_eq!(a.legacy_firewall_owner(), "ctr0:eth0");
         assert_eq!(
@@ -185,8 +176,8 @@ mod tests {
         assert!(a.owns_tag(None) && a.owns_tag(Some("nk:podnet/ctr0:eth0")));
         assert!(!a.owns_tag(Some("nk:other/ctr0:eth0")));
         // One check for every verb: names ADD accepts, DEL accepts.
-        assert!(Attachment::new("podnet", "ctr0", "net@1").is_ok());
-        assert!(Attachment::new("podnet", &"c".repeat(130), "eth0").is_ok());
+        assert!(Names::new("podnet", "ctr0", "net@1").is_ok());
+        assert!(Names::new("podnet", &"c".repeat(130), "eth0").is_ok());
         for (cid, ifname) in [
             ("", "eth0"),
             ("-x", "eth0"),
@@ -195,8 +186,8 @@ mod tests {
             ("c", "a\"b"),
         ] {
             assert_eq!(
-                Attachment::new("podnet", cid, ifname).unwrap_err().code,
-                ErrorCode::InvalidEnv,
+                Names::new("podnet", cid, ifname).unwrap_err().kind,
+                ErrorKind::InvalidAttachment,
                 "{cid:?} {ifname:?}"
             );
         }

@@ -3,22 +3,26 @@
 //! host routes to the container are there (routed mode), the bandwidth ifb exists when
 //! asked for, and IPAM still holds the addresses.
 
-use super::add::Sides;
 use super::attachment::Attachment;
-use super::config::{Mode, PluginConf};
-use super::ipam::Ipam;
+use super::config::{Mode, NetworkConfig};
+use super::error::{AttachError, ErrorKind};
+use super::names::Names;
+use super::result::CniResult;
 use super::routed;
-use crate::spec::{CniEnv, CniError, ErrorCode, IpamResult};
+use super::sides::Sides;
 
-/// CHECK (see the module docs).
-pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(), CniError> {
-    let fail = |m: String| CniError::new(ErrorCode::CheckFailed, m);
+/// CHECK: the attachment `att` names is as ADD left it, ADD's result being the configuration's
+/// `prevResult` (see [`NetworkConfig::with_prev_result`]); [`ErrorKind::CheckFailed`] names
+/// the first difference.
+pub async fn check(conf: &NetworkConfig, att: &Attachment) -> Result<(), AttachError> {
+    let fail = |m: String| AttachError::new(ErrorKind::CheckFailed, m);
     let prev = match conf.raw.get("prevResult") {
-        Some(p) => IpamResult::from_json(p)?,
+        Some(p) => CniResult::from_json(p)?,
         None => return Err(fail("CHECK needs prevResult".into())),
     };
-    let att = Attachment::of(&conf.name, env)?;
-    let sides = Sides::open(env).await?;
+    let req = att;
+    let att = Names::new(&conf.name, &req.container_id, &req.ifname)?;
+    let sides = Sides::open(req).await?;
     let (host, ctr) = (&sides.host, &sides.ctr);
     let ifname = att.ifname();
     let link = ctr
@@ -33,7 +37,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             return Err(fail(format!("{ifname} has MAC {have}, the result said {want}")));
         }
     }
-    let addrs = ctr.addr_list(Some(ifname)).await.map_err(CniError::io)?;
+    let addrs = ctr.addr_list(Some(ifname)).await.map_err(AttachError::io)?;
     for ip in &prev.ips {
         if !addrs.iter().any(|a| a.prefix == ip.address) {
             return Err(fail(format!("address {} is missing from {ifname}", ip.address)));
@@ -41,12 +45,12 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
     }
     // Each route of the result: same destination (default routes per family), through the
     // container interface, via the same gateway when the result names one.
-    let routes = ctr.route_list(None, None).await.map_err(CniError::io)?;
+    let routes = ctr.route_list(None, None).await.map_err(AttachError::io)?;
     for r in &prev.routes {
         let want = (r.dst.prefix() != 0).then_some(r.dst);
         let found = routes.iter().any(|x| {
             x.dst == want
-                && (x.family == netkit_core::IpFamily::V4) == r.dst.is_ipv4()
+                && (x.family == crate::IpFamily::V4) == r.dst.is_ipv4()
                 && x.oif == Some(link.index)
                 && r.gw.is_none_or(|gw| x.gateway == Some(gw))
         });
@@ -73,7 +77,7 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             }
         }
         Mode::Routed => {
-            let host_routes = host.route_list(None, None).await.map_err(CniError::io)?;
+            let host_routes = host.route_list(None, None).await.map_err(AttachError::io)?;
             for ip in &prev.ips {
                 let to_ctr = routed::full_prefix(ip.address.ip());
                 if !host_routes
@@ -90,5 +94,5 @@ pub async fn check(conf: &PluginConf, env: &CniEnv, ipam: &Ipam<'_>) -> Result<(
             .await
             .map_err(|e| fail(format!("the ifb of the egress limit: {e}")))?;
     }
-    ipam.check(env)
+    conf.ipam.check(req)
 }

@@ -1,16 +1,20 @@
-//! The `netkit-cni` network configuration: the reference bridge plugin's keys, netkit's own,
-//! and the runtime's capabilities.
+//! The network configuration: the `netkit-cni` conflist entry (the JSON the plugin reads on
+//! stdin): the reference bridge plugin's keys, netkit's own, and the runtime's capabilities.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use netkit_core::firewall::{Driver, PortMapping, Protocol};
-use netkit_core::tc::TokenBucket;
-use netkit_core::MacAddr;
+use crate::firewall::{Driver, PortMapping, Protocol};
+use crate::tc::TokenBucket;
+use crate::MacAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::spec::{CniError, ErrorCode, Version};
+use super::delegate::IpamStep;
+use super::error::{bad_config as bad, AttachError};
+use super::ipam::IpamNetwork;
+use super::result::AttachResult;
+use super::version::Version;
 
 /// How containers are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +79,9 @@ struct Raw {
     ipv6_link_local: bool,
 }
 
-/// A validated `netkit-cni` configuration.
+/// A validated network configuration (see [`NetworkConfig::parse`]).
 #[derive(Debug, Clone)]
-pub struct PluginConf {
+pub struct NetworkConfig {
     /// `cniVersion`.
     pub version: Version,
     /// `name`.
@@ -133,6 +137,8 @@ pub struct PluginConf {
     pub ipv6_link_local: bool,
     /// The whole configuration (for IPAM and `prevResult`).
     pub raw: Value,
+    /// The IPAM step `ipam.type` names: netkit's allocator in-process, or a delegated plugin.
+    pub ipam: IpamStep,
 }
 
 /// Rate limits of an attachment (CNI's `bandwidth` capability: rates in bit/s, bursts in bits).
@@ -148,11 +154,11 @@ pub struct Bandwidth {
 impl Bandwidth {
     /// `runtimeConfig.bandwidth`: a rate needs a burst and a burst a rate (as the reference
     /// bandwidth plugin has it); zero or absent means no limit that way.
-    fn parse(v: &Value) -> Result<Self, CniError> {
+    fn parse(v: &Value) -> Result<Self, AttachError> {
         let obj = v
             .as_object()
             .ok_or_else(|| bad("runtimeConfig.bandwidth must be an object"))?;
-        let num = |k: &str| -> Result<u64, CniError> {
+        let num = |k: &str| -> Result<u64, AttachError> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(0),
                 Some(n) => n
@@ -160,7 +166,7 @@ impl Bandwidth {
                     .ok_or_else(|| bad(format!("runtimeConfig.bandwidth.{k} must be a non-negative integer"))),
             }
         };
-        let bucket = |dir: &str| -> Result<Option<TokenBucket>, CniError> {
+        let bucket = |dir: &str| -> Result<Option<TokenBucket>, AttachError> {
             let (rate, burst) = (num(&format!("{dir}Rate"))?, num(&format!("{dir}Burst"))?);
             match (rate, burst) {
                 (0, 0) => Ok(None),
@@ -183,18 +189,19 @@ impl Bandwidth {
     }
 }
 
-fn bad(msg: impl Into<String>) -> CniError {
-    CniError::new(ErrorCode::InvalidConfig, msg)
-}
-
 /// The most port mappings one attachment may ask for (each is a few kernel objects and a few
 /// bytes of state; real pods have a handful).
 pub const MAX_PORT_MAPPINGS: usize = 1024;
 
-impl PluginConf {
-    /// Parse stdin. Not JSON → 6; unsupported version → 1; bad values → 7.
-    pub fn parse(input: &[u8]) -> Result<Self, CniError> {
-        let net = crate::ipam::NetConf::parse_without_ipam(input)?;
+impl NetworkConfig {
+    /// Parse a configuration (the `netkit-cni` plugin's stdin; at most
+    /// [`MAX_CONFIG_BYTES`](super::MAX_CONFIG_BYTES)). Not JSON or too large:
+    /// [`ErrorKind::Decode`](super::ErrorKind::Decode); unsupported `cniVersion`:
+    /// [`ErrorKind::IncompatibleVersion`](super::ErrorKind::IncompatibleVersion); bad values
+    /// (and, with `ipam.type` `netkit-ipam`, a bad `ipam` object):
+    /// [`ErrorKind::InvalidConfig`](super::ErrorKind::InvalidConfig). Unknown keys are ignored.
+    pub fn parse(input: &[u8]) -> Result<Self, AttachError> {
+        let net = IpamNetwork::parse_without_ipam(input)?;
         let raw: Raw =
             serde_json::from_value(net.raw.clone()).map_err(|e| bad(format!("network configuration: {e}")))?;
         let mode = match raw.mode.as_deref() {
@@ -203,7 +210,7 @@ impl PluginConf {
             Some(m) => return Err(bad(format!("mode {m:?}: \"bridge\" or \"routed\""))),
         };
         let bridge = raw.bridge.unwrap_or_else(|| "cni0".into());
-        netkit_core::ifname::check(&bridge).map_err(|e| bad(format!("bridge: {e}")))?;
+        crate::ifname::check(&bridge).map_err(|e| bad(format!("bridge: {e}")))?;
         if let Some(n) = &raw.firewall_name {
             if n.is_empty() || n.len() > 8 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(bad(format!(
@@ -255,7 +262,9 @@ impl PluginConf {
             Some("iptables") => Some(Driver::Iptables),
             Some(b) => return Err(bad(format!("firewallBackend {b:?}: \"nftables\" or \"iptables\""))),
         };
-        Ok(PluginConf {
+        // Read last, as the plugin always did: every other key is refused first.
+        let ipam = IpamStep::of(&ipam_type, input)?;
+        Ok(NetworkConfig {
             version: net.version,
             name: net.name,
             mode,
@@ -279,7 +288,25 @@ impl PluginConf {
             wait_link_free: raw.wait_link_free,
             ipv6_link_local: raw.ipv6_link_local,
             raw: net.raw,
+            ipam,
         })
+    }
+
+    /// This configuration with `prevResult` set to `result` (in its own version), for
+    /// [`check`](super::check()): what a runtime embedding the attach code does with the result
+    /// of [`add`](super::add()) where a CNI runtime writes `prevResult` into the configuration.
+    pub fn with_prev_result(mut self, result: &AttachResult) -> Self {
+        let prev = result.to_json();
+        self.raw["prevResult"] = prev.clone();
+        match &mut self.ipam {
+            IpamStep::InProcess(net) => net.raw["prevResult"] = prev,
+            IpamStep::Delegate { config, .. } => {
+                if let Ok(bytes) = serde_json::to_vec(&self.raw) {
+                    *config = bytes;
+                }
+            }
+        }
+        self
     }
 
     /// True when the network uses the firewall: `ipMasq`, or port mappings (asked for, or the
@@ -291,10 +318,10 @@ impl PluginConf {
 
     /// The port mappings for a container with these addresses: each mapping goes to the
     /// container address of its host address's family (both families when it names none).
-    pub fn mappings_for(&self, ips: &[IpAddr]) -> Result<Vec<PortMapping>, CniError> {
+    pub fn mappings_for(&self, ips: &[IpAddr]) -> Result<Vec<PortMapping>, AttachError> {
         let mut out = Vec::new();
         for pm in &self.port_mappings {
-            let port = |what: &str, p: i64| -> Result<u16, CniError> {
+            let port = |what: &str, p: i64| -> Result<u16, AttachError> {
                 u16::try_from(p)
                     .ok()
                     .filter(|p| *p != 0)
@@ -309,7 +336,7 @@ impl PluginConf {
                 .as_deref()
                 .unwrap_or("tcp")
                 .parse()
-                .map_err(|e: netkit_core::firewall::FirewallError| bad(format!("portMappings: {e}")))?;
+                .map_err(|e: crate::firewall::FirewallError| bad(format!("portMappings: {e}")))?;
             let host_ip: Option<IpAddr> = match pm.host_ip.as_deref().filter(|s| !s.is_empty()) {
                 Some(h) => Some(
                     h.parse()

@@ -2,16 +2,17 @@
 //! containers share it), the host end as a port of it, and the bridge as the containers'
 //! gateway.
 
+use crate::link::{AddrGenMode, Bridge, BridgePort};
+use crate::{Handle, Link, LinkError};
 use ipnetwork::IpNetwork;
-use netkit_core::link::{AddrGenMode, Bridge, BridgePort};
-use netkit_core::{Handle, Link, LinkError};
 
-use super::attachment::Attachment;
-use super::config::PluginConf;
-use crate::spec::{CniError, ErrorCode, IpamResult};
+use super::config::NetworkConfig;
+use super::error::{AttachError, ErrorKind};
+use super::names::Names;
+use super::result::CniResult;
 
 /// The bridge, created (up, with the configured MTU and promiscuity) when missing.
-pub async fn ensure(conf: &PluginConf, host: &Handle) -> Result<Link, CniError> {
+pub async fn ensure(conf: &NetworkConfig, host: &Handle) -> Result<Link, AttachError> {
     let link = match host.link_get(&conf.bridge).await {
         Ok(l) => l,
         Err(e) if e.is_not_found() => {
@@ -29,20 +30,20 @@ pub async fn ensure(conf: &PluginConf, host: &Handle) -> Result<Link, CniError> 
                             .mac(mac)
                             .apply()
                             .await
-                            .map_err(CniError::io)?;
+                            .map_err(AttachError::io)?;
                     }
                     l
                 }
                 // Another ADD created it at the same moment.
-                Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(CniError::io)?,
-                Err(e) => return Err(CniError::io(e)),
+                Err(e) if e.is_exists() => host.link_get(&conf.bridge).await.map_err(AttachError::io)?,
+                Err(e) => return Err(AttachError::io(e)),
             }
         }
-        Err(e) => return Err(CniError::io(e)),
+        Err(e) => return Err(AttachError::io(e)),
     };
     if link.kind.as_str() != "bridge" {
-        return Err(CniError::new(
-            ErrorCode::InvalidConfig,
+        return Err(AttachError::new(
+            ErrorKind::InvalidConfig,
             format!("{} exists and is a {}, not a bridge", conf.bridge, link.kind.as_str()),
         ));
     }
@@ -50,7 +51,7 @@ pub async fn ensure(conf: &PluginConf, host: &Handle) -> Result<Link, CniError> 
     if conf.promisc_mode {
         set = set.promisc(true);
     }
-    set.apply().await.map_err(CniError::io)?;
+    set.apply().await.map_err(AttachError::io)?;
     if conf.vlan.is_some() {
         host.bridge_vlan_filtering(&conf.bridge, true)
             .await
@@ -62,7 +63,7 @@ pub async fn ensure(conf: &PluginConf, host: &Handle) -> Result<Link, CniError> 
 /// The host end as a port of the bridge: no IPv6 address of its own (the host namespace does
 /// not grow an address and routes per container, and the port sends no IPv6 chatter), tagged
 /// with the attachment, up; then the `vlan` and `hairpinMode` settings.
-pub async fn wire_port(conf: &PluginConf, att: &Attachment, host: &Handle, host_end: &str) -> Result<(), CniError> {
+pub async fn wire_port(conf: &NetworkConfig, att: &Names, host: &Handle, host_end: &str) -> Result<(), AttachError> {
     host.link_set(host_end)
         .master(&conf.bridge)
         .addr_gen_mode(AddrGenMode::None)
@@ -70,7 +71,7 @@ pub async fn wire_port(conf: &PluginConf, att: &Attachment, host: &Handle, host_
         .up()
         .apply()
         .await
-        .map_err(CniError::io)?;
+        .map_err(AttachError::io)?;
     // `vlan`: the port is an access port of that VLAN; with `isGateway` the bridge itself
     // too, so its gateway address is reachable in the VLAN (one VLAN per bridge then, as
     // the bridge device has one untagged VLAN).
@@ -82,7 +83,7 @@ pub async fn wire_port(conf: &PluginConf, att: &Attachment, host: &Handle, host_
     if conf.hairpin_mode {
         host.bridge_port_set(host_end, &BridgePort::new().hairpin(true))
             .await
-            .map_err(CniError::io)?;
+            .map_err(AttachError::io)?;
     }
     Ok(())
 }
@@ -92,19 +93,19 @@ pub async fn wire_port(conf: &PluginConf, att: &Attachment, host: &Handle, host_
 /// plugin's meaning: the gateway moved); without it, it stays beside the gateway (the reference
 /// plugin refuses the ADD then; netkit does not, so a bridge shared with other software keeps
 /// working).
-pub async fn gateway(conf: &PluginConf, host: &Handle, result: &IpamResult) -> Result<(), CniError> {
+pub async fn gateway(conf: &NetworkConfig, host: &Handle, result: &CniResult) -> Result<(), AttachError> {
     if !conf.is_gateway {
         return Ok(());
     }
     for ip in &result.ips {
         if let Some(gw) = ip.gateway {
-            let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(CniError::io)?;
+            let addr = IpNetwork::new(gw, ip.address.prefix()).map_err(AttachError::io)?;
             if conf.force_address {
                 // Only then a listing: the hot path adds without one.
-                let subnet = IpNetwork::new(addr.network(), addr.prefix()).map_err(CniError::io)?;
-                for old in host.addr_list(Some(&conf.bridge)).await.map_err(CniError::io)? {
+                let subnet = IpNetwork::new(addr.network(), addr.prefix()).map_err(AttachError::io)?;
+                for old in host.addr_list(Some(&conf.bridge)).await.map_err(AttachError::io)? {
                     if old.prefix != addr && old.prefix.prefix() == addr.prefix() && subnet.contains(old.prefix.ip()) {
-                        host.addr_del(&conf.bridge, old.prefix).await.map_err(CniError::io)?;
+                        host.addr_del(&conf.bridge, old.prefix).await.map_err(AttachError::io)?;
                     }
                 }
             }
@@ -114,22 +115,22 @@ pub async fn gateway(conf: &PluginConf, host: &Handle, result: &IpamResult) -> R
             let res = if gw.is_ipv6() { req.nodad().await } else { req.await };
             if let Err(e) = res {
                 if !e.is_exists() {
-                    return Err(CniError::io(e));
+                    return Err(AttachError::io(e));
                 }
             }
         }
     }
-    host.ip_forward(true).await.map_err(CniError::io)?;
+    host.ip_forward(true).await.map_err(AttachError::io)?;
     if result.ips.iter().any(|i| i.address.is_ipv6()) {
-        host.ipv6_forwarding(true).await.map_err(CniError::io)?;
+        host.ipv6_forwarding(true).await.map_err(AttachError::io)?;
     }
     Ok(())
 }
 
-/// A VLAN step's error: code 103 on a kernel without bridge VLAN filtering.
-fn vlan_error(e: LinkError) -> CniError {
+/// A VLAN step's error: [`ErrorKind::KernelUnsupported`] on a kernel without bridge VLAN filtering.
+fn vlan_error(e: LinkError) -> AttachError {
     if e.is_unsupported() {
-        return CniError::new(ErrorCode::KernelUnsupported, format!("vlan: {e}"));
+        return AttachError::new(ErrorKind::KernelUnsupported, format!("vlan: {e}"));
     }
-    CniError::io(e)
+    AttachError::io(e)
 }
