@@ -671,7 +671,8 @@ int netkit_netns_open_path(const char *path, struct netkit_netns **out, struct n
 int netkit_netns_open_pid(uint32_t pid, struct netkit_netns **out, struct netkit_error **err);
 
 // Delete the named namespace `name` (as `ip netns delete`): its name goes away at once, the
-// namespace itself when nothing holds it any more. `NETKIT_E_NOT_FOUND` when there is none.
+// namespace itself when nothing holds it any more. Idempotent (as netkit-core): a name that
+// does not exist is success.
 int netkit_netns_delete(const char *name, struct netkit_error **err);
 
 // The names of the named namespaces (as `ip netns list`), as an array of `*len` strings in
@@ -708,7 +709,8 @@ int netkit_route_replace(const struct netkit_handle *h,
                          const struct netkit_route_config *cfg,
                          struct netkit_error **err);
 
-// `ip route del …` (as netkit-core's `route_del`: see its documentation for what must match).
+// `ip route del …`: the fields set select the route (unset type, protocol and scope match
+// any). Idempotent (as netkit-core): a route or device already gone is success.
 int netkit_route_del(const struct netkit_handle *h,
                      const struct netkit_route_config *cfg,
                      struct netkit_error **err);

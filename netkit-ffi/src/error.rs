@@ -371,6 +371,38 @@ mod tests {
     }
 
     #[test]
+    fn kernel_permission_and_busy() {
+        let e: Error = NetlinkError::from_errno(libc::EPERM).into();
+        assert_eq!((e.kind, e.errno), (NETKIT_E_PERMISSION, libc::EPERM));
+        let e: Error = NetlinkError::from_errno(libc::EBUSY).into();
+        assert_eq!(e.kind, NETKIT_E_BUSY);
+        let e: Error = IpamError::Exhausted {
+            pool: "p".into(),
+            set: "10.0.0.2-10.0.0.3".into(),
+        }
+        .into();
+        assert_eq!(e.kind, NETKIT_E_EXHAUSTED);
+        let e: Error = FirewallError::NotFound("service x".into()).into();
+        assert_eq!(e.kind, NETKIT_E_NOT_FOUND);
+    }
+
+    #[test]
+    fn a_panic_becomes_internal() {
+        let mut err = std::ptr::null_mut();
+        let code = status(&mut err, || panic!("boom {}", 7));
+        assert_eq!(code, NETKIT_E_INTERNAL);
+        // SAFETY: a live error, read then freed once.
+        unsafe {
+            assert_eq!(netkit_error_kind(err), NETKIT_E_INTERNAL);
+            let msg = std::ffi::CStr::from_ptr(netkit_error_message(err)).to_str().unwrap();
+            assert!(msg.contains("boom 7"), "{msg}");
+            netkit_error_free(err);
+        }
+        // Without an error object the status alone.
+        assert_eq!(status(std::ptr::null_mut(), || panic!("again")), NETKIT_E_INTERNAL);
+    }
+
+    #[test]
     fn interior_nul_is_cut() {
         let e = netkit_error::from(Error::invalid("bad\0tail"));
         assert_eq!(e.message.to_str().unwrap(), "bad");

@@ -96,7 +96,8 @@ pub unsafe extern "C" fn netkit_netns_open_pid(
 }
 
 /// Delete the named namespace `name` (as `ip netns delete`): its name goes away at once, the
-/// namespace itself when nothing holds it any more. `NETKIT_E_NOT_FOUND` when there is none.
+/// namespace itself when nothing holds it any more. Idempotent (as netkit-core): a name that
+/// does not exist is success.
 #[no_mangle]
 pub unsafe extern "C" fn netkit_netns_delete(name: *const c_char, err: *mut *mut netkit_error) -> c_int {
     status(err, || {

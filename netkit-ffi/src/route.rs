@@ -329,7 +329,8 @@ pub unsafe extern "C" fn netkit_route_replace(
     unsafe { change(h, cfg, err, Op::Replace) }
 }
 
-/// `ip route del …` (as netkit-core's `route_del`: see its documentation for what must match).
+/// `ip route del …`: the fields set select the route (unset type, protocol and scope match
+/// any). Idempotent (as netkit-core): a route or device already gone is success.
 #[no_mangle]
 pub unsafe extern "C" fn netkit_route_del(
     h: *const netkit_handle,
