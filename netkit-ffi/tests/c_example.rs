@@ -37,13 +37,19 @@ fn static_lib() -> PathBuf {
 /// Compile the example with `extra` gcc flags into a temp dir; returns the binary.
 fn compile(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    compile_file(dir, &root.join("../examples/c/veth_pair.c"), name, extra)
+}
+
+/// Compile the C file `src` with `extra` gcc flags into `dir/name`.
+fn compile_file(dir: &Path, src: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = dir.join(name);
     let output = Command::new("gcc")
         .args(["-std=c11", "-D_DEFAULT_SOURCE", "-g", "-Wall", "-Wextra", "-Werror"])
         .args(extra)
         .arg("-o")
         .arg(&out)
-        .arg(root.join("../examples/c/veth_pair.c"))
+        .arg(src)
         .arg("-I")
         .arg(root.join("include"))
         .arg(static_lib())
@@ -160,4 +166,17 @@ fn c_example_with_address_sanitizer() {
     assert!(ok, "veth_pair with AddressSanitizer failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("veth_pair: ok"), "{stdout}");
     assert!(!stderr.contains("AddressSanitizer"), "{stderr}");
+}
+
+/// The first C program of the README compiles against the header (it is not run: it uses the
+/// fixed namespace name "demo").
+#[test]
+fn readme_c_example_compiles() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("```c\n").expect("a C block in the README") + 5;
+    let len = readme[start..].find("```").expect("its end");
+    let dir = netkit_test_support::tempdir("cexreadme");
+    let src = dir.path().join("first.c");
+    std::fs::write(&src, &readme[start..start + len]).unwrap();
+    compile_file(dir.path(), &src, "first", &[]);
 }
