@@ -729,6 +729,21 @@ int netkit_route_list(const struct netkit_handle *h,
 // wrong length and a second free are ignored.
 void netkit_route_list_free(struct netkit_route *routes, uintptr_t len);
 
+// Read sysctl `key` (dotted `net.ipv4.ip_forward` or slashed `net/ipv4/ip_forward`) inside
+// `ns`: its value, trailing newline removed, as a new string in `*value` (free with
+// `netkit_string_free`). `NETKIT_E_NOT_FOUND` for a key that does not exist,
+// `NETKIT_E_INVALID` for a key that cannot be one.
+int netkit_sysctl_get(const struct netkit_netns *ns,
+                      const char *key,
+                      char **value,
+                      struct netkit_error **err);
+
+// Write `value` to sysctl `key` inside `ns`.
+int netkit_sysctl_set(const struct netkit_netns *ns,
+                      const char *key,
+                      const char *value,
+                      struct netkit_error **err);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -8,4 +8,5 @@ mod common;
 mod kinds;
 mod links;
 mod routes;
+mod sysctl;
 mod threads;
