@@ -532,10 +532,28 @@ impl Handle {
             Some(d) => Some(self.ifindex(d).await.map_err(err)?),
             None => None,
         };
-        let msgs = self
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .await
-            .map_err(err)?;
+        self.addr_dump(index).await.map_err(err)
+    }
+
+    /// The addresses of the link with index `index`, IPv4 and IPv6, as [`Handle::addr_list`]
+    /// gives them: the kernel sends only that link's (one small dump however many addresses the
+    /// namespace holds).
+    pub async fn addr_list_index(&self, index: u32) -> Result<Vec<Address>, AddrError> {
+        self.addr_dump(Some(index)).await.map_err(|source| AddrError::Netlink {
+            op: "list".into(),
+            addr: "*".into(),
+            dev: format!("#{index}"),
+            netns: self.ns_label(),
+            cause: source,
+        })
+    }
+
+    async fn addr_dump(&self, index: Option<u32>) -> Result<Vec<Address>, crate::NetlinkError> {
+        let mut req = AddressMessage::default();
+        // The kernel filters on it (strict dumps); the filter below stays for kernels without
+        // strict checking.
+        req.header.index = index.unwrap_or(0);
+        let msgs = self.dump(RouteNetlinkMessage::GetAddress(req)).await?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {

@@ -279,11 +279,15 @@ impl Run<'_> {
 /// [the topo module](crate::topo) for what that covers), and wait until every new link end has
 /// carrier. With `dry_run`, make nothing and return the plan.
 pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
+    let mut trace = PhaseTrace::from_env();
     let (resolved, pending) = super::pools::resolve(lab, opts)?;
+    trace.mark("pools");
     let lab = &resolved;
     let path = record_path(opts, &lab.name);
     let record = load(&path, lab)?;
+    trace.mark("record");
     let host = opts.host.handle().await.map_err(|e| TopoError::kernel("host", e))?;
+    trace.mark("host");
     let mut run = Run {
         lab,
         opts,
@@ -303,8 +307,15 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     if let Some((h, _)) = &lab.host {
         run.handles.insert(h.clone(), host.clone());
     }
-    match steps(&mut run, &host).await {
-        Ok(()) => Ok(run.report),
+    match steps(&mut run, &host, &mut trace).await {
+        Ok(()) => {
+            let report = std::mem::take(&mut run.report);
+            // Closing a thousand namespaces' sockets is part of the apply's cost: timed too.
+            drop(run);
+            trace.mark("close");
+            trace.finish();
+            Ok(report)
+        }
         Err(e) if opts.atomic && !opts.dry_run => {
             let undo = undo(&mut run, &host).await;
             Err(TopoError::RolledBack {
@@ -317,9 +328,8 @@ pub async fn apply(lab: &Lab, opts: &TopoOptions) -> Result<Report, TopoError> {
     }
 }
 
-async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
+async fn steps(run: &mut Run<'_>, host: &Handle, trace: &mut PhaseTrace) -> Result<(), TopoError> {
     let lab = run.lab;
-    let mut trace = PhaseTrace::from_env();
     remove_undeclared(run, host).await?;
     trace.mark("remove");
     read_all(run, host).await?;
@@ -381,7 +391,6 @@ async fn steps(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
         }
     }
     trace.mark("exec");
-    trace.finish();
     Ok(())
 }
 
@@ -410,7 +419,7 @@ impl PhaseTrace {
         }
     }
 
-    fn finish(self) {
+    fn finish(&self) {
         if self.last.is_some() {
             let phases: Vec<String> = self.marks.iter().map(|(p, ms)| format!("{p}={ms:.1}")).collect();
             eprintln!("netkit: topo trace: {}", phases.join(" "));
@@ -722,7 +731,7 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
             loop {
                 let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((node, ns, h)) = next else { break };
-                let seen = read_node(&h, Known::All).await.map_err(|e| TopoError::kernel(&ns, e))?;
+                let seen = read_node(&h).await.map_err(|e| TopoError::kernel(&ns, e))?;
                 out.push((node, (h, seen)));
             }
             Ok::<_, TopoError>(out)
@@ -743,20 +752,26 @@ async fn read_all(run: &mut Run<'_>, host: &Handle) -> Result<(), TopoError> {
     Ok(())
 }
 
-/// Which links [`read_node`] reads.
-enum Known {
-    /// These, read already.
-    Read(BTreeMap<String, crate::Link>),
-    /// Every link (one dump).
-    All,
+/// Read the host node: `links` as read already, the addresses of the devices `node` gives
+/// addresses to (one small dump each), the main table's routes.
+async fn read_host(
+    h: &Handle,
+    links: BTreeMap<String, crate::Link>,
+    node: &Node,
+) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+    let mut addrs = Vec::new();
+    for dev in node.addresses.keys() {
+        if let Some(l) = links.get(dev) {
+            addrs.extend(h.addr_list_index(l.index).await?);
+        }
+    }
+    let routes = h.route_list(None, Some(254)).await?;
+    Ok(Seen { links, addrs, routes })
 }
 
-/// Read a node: its links (see [`Known`]), addresses and routes.
-async fn read_node(h: &Handle, links: Known) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
-    let links = match links {
-        Known::Read(l) => l,
-        Known::All => h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect(),
-    };
+/// Read a node: its links, addresses and routes.
+async fn read_node(h: &Handle) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+    let links = h.link_list().await?.into_iter().map(|l| (l.name.clone(), l)).collect();
     let addrs = h.addr_list(None).await?;
     let routes = h.route_list(None, Some(254)).await?;
     Ok(Seen { links, addrs, routes })
@@ -1274,11 +1289,13 @@ async fn ensure_l3(run: &mut Run<'_>, name: &str, node: &Node) -> Result<(), Top
         (None, Some(h)) if !node.addresses.is_empty() || !node.routes.is_empty() => {
             // The host's links were read once already (while still valid).
             let is_host = run.lab.host.as_ref().is_some_and(|(n, _)| n == name);
-            let links = match run.host_links.clone().filter(|_| is_host) {
-                Some(read) => Known::Read(read),
-                None => Known::All,
+            let seen = match run.host_links.clone().filter(|_| is_host) {
+                // The host: its links were read once already; its addresses are read for the
+                // devices the file names only (the host may hold thousands of others).
+                Some(links) => read_host(h, links, node).await,
+                None => read_node(h).await,
             };
-            Some(read_node(h, links).await.map_err(|e| TopoError::kernel(&ns, e))?)
+            Some(seen.map_err(|e| TopoError::kernel(&ns, e))?)
         }
         (None, _) => None,
     };
