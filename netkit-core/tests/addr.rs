@@ -296,3 +296,29 @@ async fn flush_removes_every_address_of_the_device_only() {
         "{text}"
     );
 }
+
+/// `addr_list_index`: one link's addresses, IPv4 and IPv6, and none of the others'; an index
+/// with no link lists nothing (the kernel's filter and netkit's agree).
+#[tokio::test]
+async fn list_by_index_gives_one_links_addresses() {
+    let t = TestNs::with_veth("ai").await;
+    t.h.addr_add("v0", net("10.9.1.1/24")).await.unwrap();
+    t.h.addr_add("v0", net("fd00:9::1/64")).await.unwrap();
+    t.h.addr_add("v1", net("10.9.1.2/24")).await.unwrap();
+    let v0 = t.h.link_index("v0").await.unwrap();
+    let mut got: Vec<String> = t
+        .h
+        .addr_list_index(v0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.scope == Scope::Universe)
+        .map(|a| {
+            assert_eq!(a.index, v0);
+            a.prefix.to_string()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, ["10.9.1.1/24", "fd00:9::1/64"]);
+    assert!(t.h.addr_list_index(999_999).await.unwrap().is_empty());
+}
