@@ -569,10 +569,7 @@ pub async fn run(global: &Global, out: &Output, opts: &FwOpts, verb: FwVerb) -> 
 mod tests {
     use super::*;
     use crate::words::tests::w;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
+    use netkit_test_support::lit::ip;
 
     #[test]
     fn port_words() {
