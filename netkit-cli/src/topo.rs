@@ -73,6 +73,41 @@ pub enum GraphFormat {
     Dot,
     /// A Mermaid flowchart (renders in GitHub and GitLab markdown).
     Mermaid,
+    /// SVG, drawn from the DOT by Graphviz's `dot -Tsvg` (which must be installed: Debian's
+    /// `graphviz`).
+    Svg,
+}
+
+/// Draw `dot_text` as SVG with Graphviz's `dot`.
+fn svg(dot_text: &str) -> Result<String, CliError> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let io = |what: &str, cause: std::io::Error| CliError::Io {
+        what: what.into(),
+        cause,
+    };
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io("run Graphviz's dot for --format svg (install graphviz)", e))?;
+    // dot reads all of its input before it writes: no deadlock writing first.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(dot_text.as_bytes())
+        .map_err(|e| io("write the graph to dot", e))?;
+    drop(stdin);
+    let out = child.wait_with_output().map_err(|e| io("wait for dot", e))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(io(
+            &format!("dot -Tsvg: {} ({})", out.status, why.trim()),
+            std::io::Error::other("dot failed"),
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| io("read dot's SVG", std::io::Error::other("not UTF-8")))
 }
 
 fn read(file: &Path, out: &Output) -> Result<Lab, CliError> {
@@ -228,6 +263,7 @@ pub async fn run(global: &Global, out: &Output, verb: TopoVerb) -> Result<(), Cl
             let text = match format {
                 GraphFormat::Dot => topo::graph::dot(&lab),
                 GraphFormat::Mermaid => topo::graph::mermaid(&lab),
+                GraphFormat::Svg => svg(&topo::graph::dot(&lab))?,
             };
             print!("{text}");
             Ok(())

@@ -306,18 +306,17 @@ async fn list_by_index_gives_one_links_addresses() {
     t.h.addr_add("v0", net("fd00:9::1/64")).await.unwrap();
     t.h.addr_add("v1", net("10.9.1.2/24")).await.unwrap();
     let v0 = t.h.link_index("v0").await.unwrap();
-    let mut got: Vec<String> = t
-        .h
-        .addr_list_index(v0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.scope == Scope::Universe)
-        .map(|a| {
-            assert_eq!(a.index, v0);
-            a.prefix.to_string()
-        })
-        .collect();
+    let mut got: Vec<String> =
+        t.h.addr_list_index(v0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.scope == Scope::Universe)
+            .map(|a| {
+                assert_eq!(a.index, v0);
+                a.prefix.to_string()
+            })
+            .collect();
     got.sort();
     assert_eq!(got, ["10.9.1.1/24", "fd00:9::1/64"]);
     assert!(t.h.addr_list_index(999_999).await.unwrap().is_empty());

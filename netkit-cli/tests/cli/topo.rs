@@ -119,6 +119,22 @@ fn graph_prints_dot_and_mermaid() {
     assert!(dot.starts_with("graph \"") && dot.contains("[shape=house]"), "{dot}");
     let m = ok(&lab.args(&[], "graph", &["--format", "mermaid"]));
     assert!(m.starts_with("graph LR\n"), "{m}");
+    let has_dot = Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !has_dot {
+        let e = fails(&lab.args(&[], "graph", &["--format", "svg"]), 1);
+        assert!(e.contains("install graphviz"), "{e}");
+        netkit_test_support::report_skip(
+            "cli::topo::graph_prints_dot_and_mermaid",
+            "no Graphviz dot: the SVG half checked its error only",
+        );
+        return;
+    }
+    // Every node of the file is drawn, by name.
+    let svg = ok(&lab.args(&[], "graph", &["--format", "svg"]));
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    for node in ["pod1", "pod2", "host"] {
+        assert!(svg.contains(&format!(">{node}<")), "{node}: {svg}");
+    }
 }
 
 #[test]
