@@ -64,11 +64,13 @@ fn a_deleted_namespace_is_not_kept_alive_by_the_helper_thread() {
     .unwrap();
     drop(a_ns);
     drop(a);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: the kernel frees deleted namespaces from a work queue, which a machine that just
+    // deleted thousands (a benchmark, other tests) works through for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while links_of(&c.0).contains("wkc") {
         assert!(
             Instant::now() < deadline,
-            "namespace A outlived its deletion by 20 s: something (the helper thread) keeps it"
+            "namespace A outlived its deletion by 60 s: something (the helper thread) keeps it"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
