@@ -41,8 +41,9 @@
 //	require netkit.dev/netkit v0.0.0
 //	replace netkit.dev/netkit => /path/to/netkit/netkit-ffi/go
 //
-// Go does not notice when libnetkit.a changes: after rebuilding it, run go test with
-// -count=1 and go build with -a (or remove the old binary).
+// Go's build cache does not track libnetkit.a itself: after rebuilding the library, pass
+// -count=1 to go test (so no cached result is reported) and -a to go build to be sure the new
+// library is linked.
 //
 // # Semantics
 //
