@@ -18,6 +18,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 # Benches are not tests: `cargo test --all-targets` would run the 15-minute benchmark.
 cargo test --workspace --all-features --lib --bins --tests --examples 2>&1 | tee -a "$log"
 cargo test --workspace --all-features --doc 2>&1 | tee -a "$log"
+# The Go package and the Go examples (netkit-ffi/go, examples/go): go vet, go test -race, go run.
+./scripts/test-go.sh 2>&1 | tee -a "$log"
 
 skipped=$(wc -l < "$NETKIT_SKIP_LOG")
 if [ "$skipped" -gt 0 ]; then

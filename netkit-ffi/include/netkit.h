@@ -1,12 +1,13 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
- * Container networking primitives for Linux: namespaces, links, addresses, routes.
+ * Container networking primitives for Linux: namespaces, links, addresses, routes, sysctls,
+ * and a container attached to a network in one call (netkit-cni's ADD, CHECK, DEL).
  *
  * CONVENTIONS (every function follows them)
  *
  * Status. Every function returns an int: NETKIT_OK (0) on success, or a negative NETKIT_E_*
  *   kind (NETKIT_E_INVALID, _NOT_FOUND, _EXISTS, _UNSUPPORTED, _PERMISSION, _BUSY, _IO,
- *   _INTERNAL, _EXHAUSTED). The exceptions are the accessors that cannot fail
+ *   _INTERNAL, _EXHAUSTED, _CHECK_FAILED). The exceptions are the accessors that cannot fail
  *   (netkit_error_message/_kind/_errno, netkit_version, netkit_version_string,
  *   netkit_status_name) and the _free/_close functions (void).
  *
@@ -110,6 +111,10 @@
 // An address pool has no free address left.
 #define NETKIT_E_EXHAUSTED -9
 
+// An attachment CHECK found the container's interface, addresses, routes or host side
+// differ from what ADD made (`netkit_attach_check`); the message names the first difference.
+#define NETKIT_E_CHECK_FAILED -10
+
 // Macvlan mode `bridge` (the default, also for 0).
 #define NETKIT_MACVLAN_BRIDGE 1
 
@@ -198,6 +203,38 @@ typedef struct netkit_address {
   // IPv4 broadcast address; family 0: none.
   struct netkit_ip broadcast;
 } netkit_address;
+
+// One runtime argument of an attachment (a `CNI_ARGS` pair, `KEY=VALUE`). The attach code
+// reads `IP` (addresses to ask IPAM for, comma-separated) and `MAC`; a delegated IPAM plugin
+// gets them all.
+typedef struct netkit_attach_arg {
+  // The key. Required.
+  const char *key;
+  // The value. Required (may be empty).
+  const char *value;
+} netkit_attach_arg;
+
+// One container interface to attach, check or detach: the CNI runtime's `CNI_NETNS`,
+// `CNI_CONTAINERID`, `CNI_IFNAME` and `CNI_ARGS` as plain values, and where the host side is.
+// Zero-initialise, then set the fields.
+typedef struct netkit_attachment {
+  // Path of the container's network namespace (`/run/netns/NAME`, `/proc/PID/ns/net`).
+  // Required by add and check; NULL is allowed for del (the namespace may be gone).
+  const char *netns;
+  // The container ID: 1–200 letters, digits, `_ . -`, starting with a letter or digit.
+  // Required.
+  const char *container_id;
+  // The interface name inside the container (`eth0`). Required.
+  const char *ifname;
+  // The runtime's arguments, in order; NULL with `args_len` 0 for none.
+  const struct netkit_attach_arg *args;
+  // Number of `args`.
+  uintptr_t args_len;
+  // The host namespace (bridge, host ends, host routes, firewall); NULL: the calling
+  // thread's namespace at the time of the call (what a CNI plugin uses). Borrowed for the
+  // call.
+  const struct netkit_netns *host_netns;
+} netkit_attachment;
 
 // A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
 typedef struct netkit_veth_config {
@@ -495,6 +532,33 @@ int netkit_addr_list(const struct netkit_handle *h,
 // free are ignored.
 void netkit_addr_list_free(struct netkit_address *addrs, uintptr_t len);
 
+// ADD: attach the container `att` names to the network `config` (the `netkit-cni` conflist
+// entry as JSON) and store the CNI result JSON in `*result` (free with `netkit_string_free`).
+// Everything is checked before the host changes; a failing step undoes what ADD made.
+// Error kinds: `NETKIT_E_INVALID` (configuration, attachment), `NETKIT_E_NOT_FOUND` (the
+// container's namespace), `NETKIT_E_EXHAUSTED` (no free address), `NETKIT_E_EXISTS` (the
+// address asked for is taken), `NETKIT_E_UNSUPPORTED` (the kernel lacks something the
+// configuration needs), `NETKIT_E_BUSY`, `NETKIT_E_IO`.
+int netkit_attach_add(const struct netkit_attachment *att,
+                      const char *config,
+                      char **result,
+                      struct netkit_error **err);
+
+// CHECK: the attachment `att` names is as ADD left it. `prev_result` is the result JSON ADD
+// returned; NULL: `config` carries it as `prevResult` (as a CNI runtime writes it).
+// `NETKIT_E_CHECK_FAILED` names the first difference.
+int netkit_attach_check(const struct netkit_attachment *att,
+                        const char *config,
+                        const char *prev_result,
+                        struct netkit_error **err);
+
+// DEL: detach the container `att` names from the network `config`: its addresses, firewall
+// rules and host-side links go. Idempotent: what is already gone (the whole attachment, or
+// the container's namespace: `att->netns` may be NULL) is success.
+int netkit_attach_del(const struct netkit_attachment *att,
+                      const char *config,
+                      struct netkit_error **err);
+
 // Parse an IP address ("10.0.0.1", "fd00::1") into `*out`.
 int netkit_ip_parse(const char *text, struct netkit_ip *out, struct netkit_error **err);
 
@@ -729,7 +793,8 @@ int netkit_route_list(const struct netkit_handle *h,
 // wrong length and a second free are ignored.
 void netkit_route_list_free(struct netkit_route *routes, uintptr_t len);
 
-// Read sysctl `key` (dotted `net.ipv4.ip_forward` or slashed `net/ipv4/ip_forward`) inside
+// Read sysctl `key` (dotted, as sysctl(8): `net.ipv4.ip_forward`; a `/` inside a component is a
+// literal dot, `net.ipv4.conf.eth0/100.rp_filter`) inside
 // `ns`: its value, trailing newline removed, as a new string in `*value` (free with
 // `netkit_string_free`). `NETKIT_E_NOT_FOUND` for a key that does not exist,
 // `NETKIT_E_INVALID` for a key that cannot be one.

@@ -35,6 +35,9 @@ pub const NETKIT_E_IO: c_int = -7;
 pub const NETKIT_E_INTERNAL: c_int = -8;
 /// An address pool has no free address left.
 pub const NETKIT_E_EXHAUSTED: c_int = -9;
+/// An attachment CHECK found the container's interface, addresses, routes or host side
+/// differ from what ADD made (`netkit_attach_check`); the message names the first difference.
+pub const NETKIT_E_CHECK_FAILED: c_int = -10;
 
 /// An error: kind, errno (0 when none) and a message naming the operation, the object and the
 /// namespace. Opaque to C; created by a failing call, freed with `netkit_error_free`.
@@ -347,6 +350,7 @@ pub extern "C" fn netkit_status_name(status: c_int) -> *const c_char {
         NETKIT_E_IO => b"NETKIT_E_IO\0",
         NETKIT_E_INTERNAL => b"NETKIT_E_INTERNAL\0",
         NETKIT_E_EXHAUSTED => b"NETKIT_E_EXHAUSTED\0",
+        NETKIT_E_CHECK_FAILED => b"NETKIT_E_CHECK_FAILED\0",
         _ => b"NETKIT_E_UNKNOWN\0",
     };
     name.as_ptr().cast()

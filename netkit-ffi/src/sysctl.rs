@@ -8,7 +8,8 @@ use crate::error::status;
 use crate::netns::netkit_netns;
 use crate::{netkit_error, own};
 
-/// Read sysctl `key` (dotted `net.ipv4.ip_forward` or slashed `net/ipv4/ip_forward`) inside
+/// Read sysctl `key` (dotted, as sysctl(8): `net.ipv4.ip_forward`; a `/` inside a component is a
+/// literal dot, `net.ipv4.conf.eth0/100.rp_filter`) inside
 /// `ns`: its value, trailing newline removed, as a new string in `*value` (free with
 /// `netkit_string_free`). `NETKIT_E_NOT_FOUND` for a key that does not exist,
 /// `NETKIT_E_INVALID` for a key that cannot be one.

@@ -4,6 +4,7 @@
 //! routes, many threads at once, and memory that stays flat over 100,000 calls.
 
 mod args;
+mod attach;
 mod common;
 mod kinds;
 mod links;

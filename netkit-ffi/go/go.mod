@@ -1,0 +1,3 @@
+module netkit.dev/netkit
+
+go 1.19
