@@ -1,6 +1,7 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
- * Container networking primitives for Linux: namespaces, links, addresses, routes.
+ * Container networking primitives for Linux: namespaces, links, addresses, routes, rules,
+ * neighbours and the bridge FDB, sysctls.
  *
  * CONVENTIONS (every function follows them)
  *
@@ -27,7 +28,9 @@
  *   structs, arrays) belongs to the caller and is freed with its own function:
  *   netkit_error_free, netkit_netns_free, netkit_handle_close, netkit_string_free,
  *   netkit_strings_free, netkit_link_free, netkit_link_list_free, netkit_addr_list_free,
- *   netkit_route_list_free. Strings inside a returned struct belong to the struct. An empty
+ *   netkit_route_list_free, netkit_rule_list_free, netkit_neigh_list_free,
+ *   netkit_fdb_list_free. Strings, arrays and objects inside a returned struct belong to the
+ *   struct. An empty
  *   array is returned as NULL with length 0. The _free functions ignore NULL and (best effort)
  *   a pointer that is not a live object of their type, such as a second free.
  *
@@ -131,6 +134,19 @@
 // Tun/tap mode: TAP (layer 2).
 #define NETKIT_TUNTAP_TAP 2
 
+// Neighbour state `permanent` (`NUD_PERMANENT`, the default when adding, also for 0). The
+// state fields hold the kernel's `NUD_*` bits.
+#define NETKIT_NUD_PERMANENT 128
+
+// Neighbour state `noarp` (`NUD_NOARP`): valid without resolution.
+#define NETKIT_NUD_NOARP 64
+
+// Neighbour state `reachable` (`NUD_REACHABLE`).
+#define NETKIT_NUD_REACHABLE 2
+
+// Neighbour state `stale` (`NUD_STALE`).
+#define NETKIT_NUD_STALE 4
+
 // Route type `unicast` (the default, also for 0). The numbers are the kernel's `RTN_*`.
 #define NETKIT_ROUTE_UNICAST 1
 
@@ -145,6 +161,22 @@
 
 // Route type `prohibit`.
 #define NETKIT_ROUTE_PROHIBIT 8
+
+// Rule action `lookup TABLE` (the default when adding, also for 0). The numbers are the
+// kernel's `FR_ACT_*`.
+#define NETKIT_RULE_LOOKUP 1
+
+// Rule action `nop`: go on with the next rule.
+#define NETKIT_RULE_NOP 3
+
+// Rule action `blackhole`: drop silently.
+#define NETKIT_RULE_BLACKHOLE 6
+
+// Rule action `unreachable`: drop with ICMP network unreachable.
+#define NETKIT_RULE_UNREACHABLE 7
+
+// Rule action `prohibit`: drop with ICMP administratively prohibited.
+#define NETKIT_RULE_PROHIBIT 8
 
 // An error: kind, errno (0 when none) and a message naming the operation, the object and the
 // namespace. Opaque to C; created by a failing call, freed with `netkit_error_free`.
@@ -354,6 +386,107 @@ typedef struct netkit_ipip_config {
   uint32_t mtu;
 } netkit_ipip_config;
 
+// A neighbour entry to add or replace: `ip neigh add IP lladdr MAC dev DEV nud STATE`
+// (`ip neigh add proxy IP dev DEV` with `proxy`). Zero-initialise, then set the fields.
+typedef struct netkit_neigh_config {
+  // Device by name; NULL: by `dev_index`.
+  const char *dev;
+  // Device by index when `dev` is NULL.
+  uint32_t dev_index;
+  // The neighbour's address (IPv4: ARP table, IPv6: NDP table). Required.
+  struct netkit_ip ip;
+  // Its link-layer address (ignored for a proxy entry).
+  uint8_t mac[6];
+  // `NUD_*` state bits (`NETKIT_NUD_*`); 0: permanent.
+  uint16_t state;
+  // A proxy entry: the kernel answers for `ip` on the device.
+  bool proxy;
+  // The neighbour is a router (`NTF_ROUTER`, IPv6).
+  bool router;
+} netkit_neigh_config;
+
+// A neighbour entry as the kernel reports it (`ip neigh show`). Freed with the array it came
+// in (`netkit_neigh_list_free`) or the event it came in.
+typedef struct netkit_neigh {
+  // Index of the device.
+  uint32_t index;
+  // The neighbour's address.
+  struct netkit_ip ip;
+  // True when `mac` holds its link-layer address (false while unresolved, for proxies).
+  bool has_mac;
+  // Link-layer address (when `has_mac`).
+  uint8_t mac[6];
+  // `NUD_*` state bits.
+  uint16_t state;
+  // A proxy entry.
+  bool proxy;
+  // The neighbour is a router.
+  bool router;
+} netkit_neigh;
+
+// An FDB entry to add, append, replace or delete: `bridge fdb add MAC dev DEV [dst IP]
+// [vlan V] [vni N] [port P] self|master static|permanent`. Zero-initialise, then set the
+// fields.
+typedef struct netkit_fdb_config {
+  // Device by name; NULL: by `dev_index`.
+  const char *dev;
+  // Device by index when `dev` is NULL.
+  uint32_t dev_index;
+  // The MAC address (all zero: the default destination of a VXLAN device's flooding).
+  uint8_t mac[6];
+  // Remote VTEP (`dst`) of a VXLAN device; family 0: none.
+  struct netkit_ip dst;
+  // VLAN id; 0: none.
+  uint16_t vlan;
+  // Use `vni`.
+  bool set_vni;
+  // VXLAN VNI of the remote (when `set_vni`).
+  uint32_t vni;
+  // UDP port of the remote; 0: the device's.
+  uint16_t port;
+  // In the device's own table (`self`, also when neither `is_self` nor `master`).
+  bool is_self;
+  // In the table of the device's bridge (`master`).
+  bool master;
+  // `permanent` instead of `static`.
+  bool permanent;
+} netkit_fdb_config;
+
+// An FDB entry as the kernel reports it (`bridge fdb show`). Freed with the array it came in
+// (`netkit_fdb_list_free`) or the event it came in.
+typedef struct netkit_fdb {
+  // Index of the device (the bridge port, or the VXLAN device).
+  uint32_t index;
+  // The MAC address.
+  uint8_t mac[6];
+  // Remote VTEP; family 0: none.
+  struct netkit_ip dst;
+  // VLAN id; 0: none.
+  uint16_t vlan;
+  // True when `vni` is set.
+  bool has_vni;
+  // VXLAN VNI (when `has_vni`).
+  uint32_t vni;
+  // Index of the bridge holding the entry; 0: none.
+  uint32_t master;
+  // In the device's own table (`self`).
+  bool is_self;
+  // Permanent (local to the bridge).
+  bool permanent;
+  // `NUD_*` state bits.
+  uint16_t state;
+  // UDP port of the remote; 0: the device's.
+  uint16_t port;
+  // `NTF_ROUTER`.
+  bool router;
+  // Learned by an external control plane (`extern_learn`).
+  bool extern_learn;
+  // Offloaded to hardware.
+  bool offloaded;
+  // Sticky (never moves to another port).
+  bool sticky;
+} netkit_fdb;
+
 // One path of a multipath route (`nexthop via GW dev DEV weight W onlink`).
 typedef struct netkit_nexthop_config {
   // Gateway; family 0: none.
@@ -457,6 +590,84 @@ typedef struct netkit_route {
   // Number of `nexthops`.
   uintptr_t nexthops_len;
 } netkit_route;
+
+// A rule to add or delete (`ip rule add|del …`). Zero-initialise, then set the fields. For a
+// deletion only the fields that are set select the rule (the first match goes).
+typedef struct netkit_rule_config {
+  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`; 0: the family of `from` / `to` when one is set,
+  // else IPv4 (as `ip rule`).
+  uint8_t family;
+  // Use `priority` (0 is a valid priority, the `local` rule's).
+  bool set_priority;
+  // Priority (`priority N`); without it the kernel picks one when adding.
+  uint32_t priority;
+  // Table (`lookup T`); 0: main when adding with the lookup action, any when deleting.
+  uint32_t table;
+  // Source prefix (`from P`); family 0: all.
+  struct netkit_prefix from;
+  // Destination prefix (`to P`); family 0: all.
+  struct netkit_prefix to;
+  // Match the firewall mark (`fwmark MARK/MASK`).
+  bool set_fwmark;
+  // The mark (when `set_fwmark`).
+  uint32_t fwmark;
+  // The mark's mask (when `set_fwmark`); 0: 0xffffffff (an exact mark).
+  uint32_t fwmask;
+  // Input device name (`iif DEV`, `lo` for local traffic); NULL: any. The device may not
+  // exist yet.
+  const char *iif;
+  // Output device name (`oif DEV`); NULL: any.
+  const char *oif;
+  // `NETKIT_RULE_*`; 0: lookup when adding, any when deleting.
+  uint8_t action;
+  // Invert the selector (`not`).
+  bool invert;
+  // Use `suppress_prefixlen`.
+  bool set_suppress_prefixlen;
+  // Ignore lookup results with a prefix length at most this (`suppress_prefixlength N`).
+  uint32_t suppress_prefixlen;
+} netkit_rule_config;
+
+// A rule as the kernel reports it (`ip rule show`). Freed with the array it came in
+// (`netkit_rule_list_free`); its strings belong to it.
+typedef struct netkit_rule {
+  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`.
+  uint8_t family;
+  // Priority (0 for the `local` rule).
+  uint32_t priority;
+  // Table looked up (0 when the action is not a lookup).
+  uint32_t table;
+  // `NETKIT_RULE_*` or another `FR_ACT_*` number (2: goto).
+  uint8_t action;
+  // Source prefix; family 0: all.
+  struct netkit_prefix from;
+  // Destination prefix; family 0: all.
+  struct netkit_prefix to;
+  // True when the rule matches a firewall mark.
+  bool has_fwmark;
+  // The mark (when `has_fwmark`).
+  uint32_t fwmark;
+  // The mark's mask as reported (0 when the kernel reported none).
+  uint32_t fwmask;
+  // Input device name; NULL: any.
+  char *iif;
+  // Output device name; NULL: any.
+  char *oif;
+  // Selector inverted (`not`).
+  bool invert;
+  // True when `suppress_prefixlen` is set.
+  bool has_suppress_prefixlen;
+  // `suppress_prefixlength` (when `has_suppress_prefixlen`).
+  uint32_t suppress_prefixlen;
+  // The `iif` device does not exist (`[detached]`): the rule matches nothing yet.
+  bool iif_detached;
+  // The `oif` device does not exist.
+  bool oif_detached;
+  // Who installed the rule (a route protocol number; 0 when unset).
+  uint8_t protocol;
+  // The TOS selector, 0 for any.
+  uint8_t tos;
+} netkit_rule;
 
 #ifdef __cplusplus
 extern "C" {
@@ -656,6 +867,74 @@ void netkit_link_free(struct netkit_link *link);
 // free are ignored.
 void netkit_link_list_free(struct netkit_link *links, uintptr_t len);
 
+// `ip neigh add …`. `NETKIT_E_EXISTS` when the device has an entry for the address already
+// (a proxy entry may be added again).
+int netkit_neigh_add(const struct netkit_handle *h,
+                     const struct netkit_neigh_config *cfg,
+                     struct netkit_error **err);
+
+// `ip neigh replace …`: add, or overwrite the entry for the address.
+int netkit_neigh_replace(const struct netkit_handle *h,
+                         const struct netkit_neigh_config *cfg,
+                         struct netkit_error **err);
+
+// `ip neigh del [proxy] IP dev DEV`. Idempotent: an entry (or device) already gone is success.
+int netkit_neigh_del(const struct netkit_handle *h,
+                     const char *dev,
+                     const struct netkit_ip *ip,
+                     bool proxy,
+                     struct netkit_error **err);
+
+// `ip neigh show [dev DEV]` and `ip neigh show proxy`: the entries of `dev` (every device's
+// when NULL) of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both), as an array of
+// `*len` in `*neighs` (NULL when empty). Free with `netkit_neigh_list_free`.
+// `NETKIT_E_NOT_FOUND` when `dev` does not exist.
+int netkit_neigh_list(const struct netkit_handle *h,
+                      const char *dev,
+                      uint8_t family,
+                      struct netkit_neigh **neighs,
+                      uintptr_t *len,
+                      struct netkit_error **err);
+
+// Free an array from `netkit_neigh_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_neigh_list_free(struct netkit_neigh *neighs, uintptr_t len);
+
+// `bridge fdb add …`. `NETKIT_E_EXISTS` when the entry is there already.
+int netkit_fdb_add(const struct netkit_handle *h,
+                   const struct netkit_fdb_config *cfg,
+                   struct netkit_error **err);
+
+// `bridge fdb append …`: another destination for the same MAC (VXLAN flooding to several
+// VTEPs with the all-zero MAC).
+int netkit_fdb_append(const struct netkit_handle *h,
+                      const struct netkit_fdb_config *cfg,
+                      struct netkit_error **err);
+
+// `bridge fdb replace …`: add, or overwrite the entry for the MAC.
+int netkit_fdb_replace(const struct netkit_handle *h,
+                       const struct netkit_fdb_config *cfg,
+                       struct netkit_error **err);
+
+// `bridge fdb del …` (with `dst`: only that destination). Idempotent: an entry (or device)
+// already gone is success.
+int netkit_fdb_del(const struct netkit_handle *h,
+                   const struct netkit_fdb_config *cfg,
+                   struct netkit_error **err);
+
+// `bridge fdb show [dev DEV]`: the entries of `dev` (every device's when NULL) as an array of
+// `*len` in `*entries` (NULL when empty). Free with `netkit_fdb_list_free`.
+// `NETKIT_E_NOT_FOUND` when `dev` does not exist.
+int netkit_fdb_list(const struct netkit_handle *h,
+                    const char *dev,
+                    struct netkit_fdb **entries,
+                    uintptr_t *len,
+                    struct netkit_error **err);
+
+// Free an array from `netkit_fdb_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_fdb_list_free(struct netkit_fdb *entries, uintptr_t len);
+
 // Create the named namespace `name` (as `ip netns add NAME`, bind-mounted under /run/netns)
 // and open it in `*out`. `NETKIT_E_EXISTS` when the name is taken.
 int netkit_netns_create(const char *name, struct netkit_netns **out, struct netkit_error **err);
@@ -728,6 +1007,30 @@ int netkit_route_list(const struct netkit_handle *h,
 // Free an array from `netkit_route_list` with its length (its next hops with it). NULL, a
 // wrong length and a second free are ignored.
 void netkit_route_list_free(struct netkit_route *routes, uintptr_t len);
+
+// `ip rule add …`. `NETKIT_E_EXISTS` when an identical rule is there already.
+int netkit_rule_add(const struct netkit_handle *h,
+                    const struct netkit_rule_config *cfg,
+                    struct netkit_error **err);
+
+// `ip rule del …`: delete the first rule matching the fields set. Idempotent: no matching
+// rule is success.
+int netkit_rule_del(const struct netkit_handle *h,
+                    const struct netkit_rule_config *cfg,
+                    struct netkit_error **err);
+
+// `ip rule show`: the rules of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both) in
+// priority order, as an array of `*len` in `*rules` (NULL when empty). Free with
+// `netkit_rule_list_free`.
+int netkit_rule_list(const struct netkit_handle *h,
+                     uint8_t family,
+                     struct netkit_rule **rules,
+                     uintptr_t *len,
+                     struct netkit_error **err);
+
+// Free an array from `netkit_rule_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_rule_list_free(struct netkit_rule *rules, uintptr_t len);
 
 // Read sysctl `key` (dotted `net.ipv4.ip_forward` or slashed `net/ipv4/ip_forward`) inside
 // `ns`: its value, trailing newline removed, as a new string in `*value` (free with
