@@ -1,7 +1,7 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
  * Container networking primitives for Linux: namespaces, links, addresses, routes, rules,
- * neighbours and the bridge FDB, sysctls.
+ * neighbours and the bridge FDB, sysctls, events.
  *
  * CONVENTIONS (every function follows them)
  *
@@ -29,13 +29,18 @@
  *   netkit_error_free, netkit_netns_free, netkit_handle_close, netkit_string_free,
  *   netkit_strings_free, netkit_link_free, netkit_link_list_free, netkit_addr_list_free,
  *   netkit_route_list_free, netkit_rule_list_free, netkit_neigh_list_free,
- *   netkit_fdb_list_free. Strings, arrays and objects inside a returned struct belong to the
- *   struct. An empty
+ *   netkit_fdb_list_free, netkit_events_close, netkit_event_free. Strings, arrays and
+ *   objects inside a returned struct belong to the struct. An empty
  *   array is returned as NULL with length 0. The _free functions ignore NULL and (best effort)
  *   a pointer that is not a live object of their type, such as a second free.
  *
  * Objects. netkit_netns (an open namespace), netkit_handle (a netlink connection inside one
- *   namespace) and netkit_error are opaque: use them only through pointers.
+ *   namespace), netkit_events (a subscription) and netkit_error are opaque: use them only
+ *   through pointers.
+ *
+ * Events. netkit_events_fd gives a descriptor to poll (readable when an event is waiting);
+ *   netkit_events_next never blocks: when no event is waiting it returns NETKIT_OK and stores
+ *   NULL. After the descriptor reports readable, call it until it stores NULL.
  *
  * Threads. Every function is thread-safe; objects may be shared between threads (a handle's
  *   requests then take turns on its socket; open one handle per thread to work in parallel).
@@ -113,6 +118,52 @@
 // An address pool has no free address left.
 #define NETKIT_E_EXHAUSTED -9
 
+// `netkit_events_subscribe` kinds bit: links appearing, changing, disappearing.
+#define NETKIT_EVENTS_LINK 1
+
+// Kinds bit: IPv4 and IPv6 addresses.
+#define NETKIT_EVENTS_ADDR 2
+
+// Kinds bit: IPv4 and IPv6 routes.
+#define NETKIT_EVENTS_ROUTE 4
+
+// Kinds bit: neighbour (ARP/NDP) and bridge FDB entries.
+#define NETKIT_EVENTS_NEIGH 8
+
+// Event kind: a link was created or changed (`link` is set).
+#define NETKIT_EVENT_NEW_LINK 1
+
+// Event kind: a link was deleted (`link`).
+#define NETKIT_EVENT_DEL_LINK 2
+
+// Event kind: an address was added or changed (`addr`).
+#define NETKIT_EVENT_NEW_ADDR 3
+
+// Event kind: an address was removed (`addr`).
+#define NETKIT_EVENT_DEL_ADDR 4
+
+// Event kind: a route was added or changed (`route`).
+#define NETKIT_EVENT_NEW_ROUTE 5
+
+// Event kind: a route was removed (`route`).
+#define NETKIT_EVENT_DEL_ROUTE 6
+
+// Event kind: a neighbour entry was added or changed (`neigh`).
+#define NETKIT_EVENT_NEW_NEIGH 7
+
+// Event kind: a neighbour entry was removed (`neigh`).
+#define NETKIT_EVENT_DEL_NEIGH 8
+
+// Event kind: a bridge FDB entry was added or changed (`fdb`).
+#define NETKIT_EVENT_NEW_FDB 9
+
+// Event kind: a bridge FDB entry was removed (`fdb`).
+#define NETKIT_EVENT_DEL_FDB 10
+
+// Event kind: the kernel dropped notifications (the socket's buffer was full): re-read the
+// state you track (list again) before trusting later events. No object is set.
+#define NETKIT_EVENT_OVERRUN 11
+
 // Macvlan mode `bridge` (the default, also for 0).
 #define NETKIT_MACVLAN_BRIDGE 1
 
@@ -182,6 +233,10 @@
 // namespace. Opaque to C; created by a failing call, freed with `netkit_error_free`.
 typedef struct netkit_error netkit_error;
 
+// A subscription (opaque): a descriptor to poll (`netkit_events_fd`) and the events behind it
+// (`netkit_events_next`). Thread-safe (reads take turns). Close with `netkit_events_close`.
+typedef struct netkit_events netkit_events;
+
 // A netlink connection inside one namespace (opaque). Thread-safe: threads may share one
 // handle (their requests take turns on its socket) or open one each to work in parallel.
 // Close with `netkit_handle_close`.
@@ -231,30 +286,6 @@ typedef struct netkit_address {
   struct netkit_ip broadcast;
 } netkit_address;
 
-// A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
-typedef struct netkit_veth_config {
-  // Name of this end (in the handle's namespace). Required.
-  const char *name;
-  // Name of the peer end. Required.
-  const char *peer_name;
-  // The namespace the peer is created in (directly, never moved); NULL: the handle's.
-  const struct netkit_netns *peer_netns;
-  // MTU of both ends; 0: default.
-  uint32_t mtu;
-  // Set `mac` on this end.
-  bool set_mac;
-  // MAC of this end (when `set_mac`).
-  uint8_t mac[6];
-  // Set `peer_mac` on the peer.
-  bool set_peer_mac;
-  // MAC of the peer (when `set_peer_mac`).
-  uint8_t peer_mac[6];
-  // Index of a bridge this end becomes a port of; 0: none.
-  uint32_t master_index;
-  // Bring this end up (the peer is brought up in its namespace with `netkit_link_set_up`).
-  bool up;
-} netkit_veth_config;
-
 // A link as the kernel reports it (`ip link show`). Owned by the caller: a single link is
 // freed with `netkit_link_free`, an array with `netkit_link_list_free`; the strings belong to
 // the struct.
@@ -293,6 +324,157 @@ typedef struct netkit_link {
   // Device group.
   uint32_t group;
 } netkit_link;
+
+// One path of a multipath route as the kernel reports it.
+typedef struct netkit_nexthop {
+  // Gateway; family 0: none.
+  struct netkit_ip gateway;
+  // Output device index.
+  uint32_t oif;
+  // Weight, 1 to 256.
+  uint16_t weight;
+  // `onlink`.
+  bool onlink;
+  // The path is dead or its device down.
+  bool dead;
+} netkit_nexthop;
+
+// A route as the kernel reports it (`ip route show`). Freed with the array it came in
+// (`netkit_route_list_free`).
+typedef struct netkit_route {
+  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`.
+  uint8_t family;
+  // Destination (`0.0.0.0/0`, `::/0` for default routes).
+  struct netkit_prefix dst;
+  // True for a default route.
+  bool is_default;
+  // Gateway of a single-path route; family 0: none.
+  struct netkit_ip gateway;
+  // Output device index of a single-path route; 0: none.
+  uint32_t oif;
+  // Table.
+  uint32_t table;
+  // True when the kernel reported a metric.
+  bool has_metric;
+  // Metric (when `has_metric`).
+  uint32_t metric;
+  // Scope number.
+  uint8_t scope;
+  // Protocol number.
+  uint8_t protocol;
+  // Type: `NETKIT_ROUTE_*` or another `RTN_*` number.
+  uint8_t kind;
+  // Preferred source; family 0: none.
+  struct netkit_ip prefsrc;
+  // Route MTU; 0: none.
+  uint32_t mtu;
+  // `onlink`.
+  bool onlink;
+  // `linkdown`: the output device has no carrier.
+  bool linkdown;
+  // `dead`.
+  bool dead;
+  // The paths of a multipath route; NULL when single-path.
+  struct netkit_nexthop *nexthops;
+  // Number of `nexthops`.
+  uintptr_t nexthops_len;
+} netkit_route;
+
+// A neighbour entry as the kernel reports it (`ip neigh show`). Freed with the array it came
+// in (`netkit_neigh_list_free`) or the event it came in.
+typedef struct netkit_neigh {
+  // Index of the device.
+  uint32_t index;
+  // The neighbour's address.
+  struct netkit_ip ip;
+  // True when `mac` holds its link-layer address (false while unresolved, for proxies).
+  bool has_mac;
+  // Link-layer address (when `has_mac`).
+  uint8_t mac[6];
+  // `NUD_*` state bits.
+  uint16_t state;
+  // A proxy entry.
+  bool proxy;
+  // The neighbour is a router.
+  bool router;
+} netkit_neigh;
+
+// An FDB entry as the kernel reports it (`bridge fdb show`). Freed with the array it came in
+// (`netkit_fdb_list_free`) or the event it came in.
+typedef struct netkit_fdb {
+  // Index of the device (the bridge port, or the VXLAN device).
+  uint32_t index;
+  // The MAC address.
+  uint8_t mac[6];
+  // Remote VTEP; family 0: none.
+  struct netkit_ip dst;
+  // VLAN id; 0: none.
+  uint16_t vlan;
+  // True when `vni` is set.
+  bool has_vni;
+  // VXLAN VNI (when `has_vni`).
+  uint32_t vni;
+  // Index of the bridge holding the entry; 0: none.
+  uint32_t master;
+  // In the device's own table (`self`).
+  bool is_self;
+  // Permanent (local to the bridge).
+  bool permanent;
+  // `NUD_*` state bits.
+  uint16_t state;
+  // UDP port of the remote; 0: the device's.
+  uint16_t port;
+  // `NTF_ROUTER`.
+  bool router;
+  // Learned by an external control plane (`extern_learn`).
+  bool extern_learn;
+  // Offloaded to hardware.
+  bool offloaded;
+  // Sticky (never moves to another port).
+  bool sticky;
+} netkit_fdb;
+
+// One change. Exactly the object its `kind` names is set (not NULL), the others are NULL
+// (all are NULL for `NETKIT_EVENT_OVERRUN`); the objects belong to the event. Free with
+// `netkit_event_free`.
+typedef struct netkit_event {
+  // `NETKIT_EVENT_*`.
+  uint32_t kind;
+  // The link (`NETKIT_EVENT_NEW_LINK`, `_DEL_LINK`).
+  struct netkit_link *link;
+  // The address (`NETKIT_EVENT_NEW_ADDR`, `_DEL_ADDR`).
+  struct netkit_address *addr;
+  // The route (`NETKIT_EVENT_NEW_ROUTE`, `_DEL_ROUTE`).
+  struct netkit_route *route;
+  // The neighbour entry (`NETKIT_EVENT_NEW_NEIGH`, `_DEL_NEIGH`).
+  struct netkit_neigh *neigh;
+  // The FDB entry (`NETKIT_EVENT_NEW_FDB`, `_DEL_FDB`).
+  struct netkit_fdb *fdb;
+} netkit_event;
+
+// A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
+typedef struct netkit_veth_config {
+  // Name of this end (in the handle's namespace). Required.
+  const char *name;
+  // Name of the peer end. Required.
+  const char *peer_name;
+  // The namespace the peer is created in (directly, never moved); NULL: the handle's.
+  const struct netkit_netns *peer_netns;
+  // MTU of both ends; 0: default.
+  uint32_t mtu;
+  // Set `mac` on this end.
+  bool set_mac;
+  // MAC of this end (when `set_mac`).
+  uint8_t mac[6];
+  // Set `peer_mac` on the peer.
+  bool set_peer_mac;
+  // MAC of the peer (when `set_peer_mac`).
+  uint8_t peer_mac[6];
+  // Index of a bridge this end becomes a port of; 0: none.
+  uint32_t master_index;
+  // Bring this end up (the peer is brought up in its namespace with `netkit_link_set_up`).
+  bool up;
+} netkit_veth_config;
 
 // A bridge: `ip link add NAME type bridge` (STP off unless `stp`).
 typedef struct netkit_bridge_config {
@@ -405,25 +587,6 @@ typedef struct netkit_neigh_config {
   bool router;
 } netkit_neigh_config;
 
-// A neighbour entry as the kernel reports it (`ip neigh show`). Freed with the array it came
-// in (`netkit_neigh_list_free`) or the event it came in.
-typedef struct netkit_neigh {
-  // Index of the device.
-  uint32_t index;
-  // The neighbour's address.
-  struct netkit_ip ip;
-  // True when `mac` holds its link-layer address (false while unresolved, for proxies).
-  bool has_mac;
-  // Link-layer address (when `has_mac`).
-  uint8_t mac[6];
-  // `NUD_*` state bits.
-  uint16_t state;
-  // A proxy entry.
-  bool proxy;
-  // The neighbour is a router.
-  bool router;
-} netkit_neigh;
-
 // An FDB entry to add, append, replace or delete: `bridge fdb add MAC dev DEV [dst IP]
 // [vlan V] [vni N] [port P] self|master static|permanent`. Zero-initialise, then set the
 // fields.
@@ -451,41 +614,6 @@ typedef struct netkit_fdb_config {
   // `permanent` instead of `static`.
   bool permanent;
 } netkit_fdb_config;
-
-// An FDB entry as the kernel reports it (`bridge fdb show`). Freed with the array it came in
-// (`netkit_fdb_list_free`) or the event it came in.
-typedef struct netkit_fdb {
-  // Index of the device (the bridge port, or the VXLAN device).
-  uint32_t index;
-  // The MAC address.
-  uint8_t mac[6];
-  // Remote VTEP; family 0: none.
-  struct netkit_ip dst;
-  // VLAN id; 0: none.
-  uint16_t vlan;
-  // True when `vni` is set.
-  bool has_vni;
-  // VXLAN VNI (when `has_vni`).
-  uint32_t vni;
-  // Index of the bridge holding the entry; 0: none.
-  uint32_t master;
-  // In the device's own table (`self`).
-  bool is_self;
-  // Permanent (local to the bridge).
-  bool permanent;
-  // `NUD_*` state bits.
-  uint16_t state;
-  // UDP port of the remote; 0: the device's.
-  uint16_t port;
-  // `NTF_ROUTER`.
-  bool router;
-  // Learned by an external control plane (`extern_learn`).
-  bool extern_learn;
-  // Offloaded to hardware.
-  bool offloaded;
-  // Sticky (never moves to another port).
-  bool sticky;
-} netkit_fdb;
 
 // One path of a multipath route (`nexthop via GW dev DEV weight W onlink`).
 typedef struct netkit_nexthop_config {
@@ -535,61 +663,6 @@ typedef struct netkit_route_config {
   // Number of `nexthops`.
   uintptr_t nexthops_len;
 } netkit_route_config;
-
-// One path of a multipath route as the kernel reports it.
-typedef struct netkit_nexthop {
-  // Gateway; family 0: none.
-  struct netkit_ip gateway;
-  // Output device index.
-  uint32_t oif;
-  // Weight, 1 to 256.
-  uint16_t weight;
-  // `onlink`.
-  bool onlink;
-  // The path is dead or its device down.
-  bool dead;
-} netkit_nexthop;
-
-// A route as the kernel reports it (`ip route show`). Freed with the array it came in
-// (`netkit_route_list_free`).
-typedef struct netkit_route {
-  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`.
-  uint8_t family;
-  // Destination (`0.0.0.0/0`, `::/0` for default routes).
-  struct netkit_prefix dst;
-  // True for a default route.
-  bool is_default;
-  // Gateway of a single-path route; family 0: none.
-  struct netkit_ip gateway;
-  // Output device index of a single-path route; 0: none.
-  uint32_t oif;
-  // Table.
-  uint32_t table;
-  // True when the kernel reported a metric.
-  bool has_metric;
-  // Metric (when `has_metric`).
-  uint32_t metric;
-  // Scope number.
-  uint8_t scope;
-  // Protocol number.
-  uint8_t protocol;
-  // Type: `NETKIT_ROUTE_*` or another `RTN_*` number.
-  uint8_t kind;
-  // Preferred source; family 0: none.
-  struct netkit_ip prefsrc;
-  // Route MTU; 0: none.
-  uint32_t mtu;
-  // `onlink`.
-  bool onlink;
-  // `linkdown`: the output device has no carrier.
-  bool linkdown;
-  // `dead`.
-  bool dead;
-  // The paths of a multipath route; NULL when single-path.
-  struct netkit_nexthop *nexthops;
-  // Number of `nexthops`.
-  uintptr_t nexthops_len;
-} netkit_route;
 
 // A rule to add or delete (`ip rule add|del …`). Zero-initialise, then set the fields. For a
 // deletion only the fields that are set select the rule (the first match goes).
@@ -738,6 +811,34 @@ void netkit_error_free(struct netkit_error *err);
 // The name of a status code ("NETKIT_E_NOT_FOUND", …) as a static string (never freed),
 // "NETKIT_E_UNKNOWN" for a code that is none of the constants.
 const char *netkit_status_name(int status);
+
+// Watch the changes `kinds` names (`NETKIT_EVENTS_*` bits; 0 for all) in the namespace of
+// `h`, like `ip monitor`. Changes that happen after this returns are delivered in kernel
+// order. The subscription is independent of `h` afterwards (it has its own socket).
+int netkit_events_subscribe(const struct netkit_handle *h,
+                            uint32_t kinds,
+                            struct netkit_events **out,
+                            struct netkit_error **err);
+
+// The subscription's file descriptor in `*fd`: poll it for `POLLIN` (or add it to an epoll
+// set, a Go netpoller…); it is readable when an event is waiting. It belongs to the
+// subscription: do not read it or close it; it is valid until `netkit_events_close`.
+int netkit_events_fd(const struct netkit_events *sub, int *fd, struct netkit_error **err);
+
+// Read the next event without blocking: a new event in `*event` (free with
+// `netkit_event_free`), or NULL when none is waiting (the status is `NETKIT_OK` either way).
+// Call it until it stores NULL each time the descriptor reports readable.
+int netkit_events_next(const struct netkit_events *sub,
+                       struct netkit_event **event,
+                       struct netkit_error **err);
+
+// Free an event from `netkit_events_next` (its object with it). NULL and a second free are
+// ignored.
+void netkit_event_free(struct netkit_event *event);
+
+// End a subscription and close its descriptor. NULL and a second close are ignored. Other
+// threads must be done with it (and have removed the descriptor from their poll sets).
+void netkit_events_close(struct netkit_events *sub);
 
 // Open a handle whose socket lives in `ns` (the calling thread does not move). The handle keeps
 // the namespace open; `ns` may be freed afterwards.

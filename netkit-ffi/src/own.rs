@@ -141,6 +141,23 @@ pub(crate) unsafe fn free_slice_field<T>(p: *mut T, len: usize) {
     }
 }
 
+/// An object field of a returned struct (a pointer to one object the struct owns, not recorded
+/// on its own), freed by [`free_box_field`] when the struct is freed.
+pub(crate) fn box_field<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Free an object made by [`box_field`].
+///
+/// # Safety
+/// `p` is NULL or came from [`box_field`] and is freed once (the struct's `Drop` owns it).
+pub(crate) unsafe fn free_box_field<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: from `Box::into_raw` in `box_field`, dropped once by its owner.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 /// Free a string returned by netkit (`char *` out-parameters such as `netkit_ip_format`'s).
 /// NULL, and a pointer that is not a live netkit string, are ignored.
 #[no_mangle]
