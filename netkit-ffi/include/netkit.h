@@ -1,7 +1,7 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
  * Container networking primitives for Linux: namespaces, links, addresses, routes, rules,
- * neighbours and the bridge FDB, sysctls, events.
+ * neighbours and the bridge FDB, sysctls, events, IPAM.
  *
  * CONVENTIONS (every function follows them)
  *
@@ -29,14 +29,15 @@
  *   netkit_error_free, netkit_netns_free, netkit_handle_close, netkit_string_free,
  *   netkit_strings_free, netkit_link_free, netkit_link_list_free, netkit_addr_list_free,
  *   netkit_route_list_free, netkit_rule_list_free, netkit_neigh_list_free,
- *   netkit_fdb_list_free, netkit_events_close, netkit_event_free. Strings, arrays and
- *   objects inside a returned struct belong to the struct. An empty
+ *   netkit_fdb_list_free, netkit_events_close, netkit_event_free, netkit_ipam_close,
+ *   netkit_ipam_allocation_free, netkit_ip_list_free. Strings, arrays and objects inside a
+ *   returned struct belong to the struct. An empty
  *   array is returned as NULL with length 0. The _free functions ignore NULL and (best effort)
  *   a pointer that is not a live object of their type, such as a second free.
  *
  * Objects. netkit_netns (an open namespace), netkit_handle (a netlink connection inside one
- *   namespace), netkit_events (a subscription) and netkit_error are opaque: use them only
- *   through pointers.
+ *   namespace), netkit_events (a subscription), netkit_ipam (an address pool) and
+ *   netkit_error are opaque: use them only through pointers.
  *
  * Events. netkit_events_fd gives a descriptor to poll (readable when an event is waiting);
  *   netkit_events_next never blocks: when no event is waiting it returns NETKIT_OK and stores
@@ -241,6 +242,11 @@ typedef struct netkit_events netkit_events;
 // handle (their requests take turns on its socket) or open one each to work in parallel.
 // Close with `netkit_handle_close`.
 typedef struct netkit_handle netkit_handle;
+
+// An open address pool and its store (opaque). Thread-safe: threads may allocate from one
+// pool at once (they never get the same address), as may other processes opening the same
+// store. Close with `netkit_ipam_close`.
+typedef struct netkit_ipam netkit_ipam;
 
 // An open network namespace (opaque). Holding it keeps the namespace alive even when its name
 // is deleted. Free with `netkit_netns_free` (which does not delete the namespace).
@@ -451,6 +457,49 @@ typedef struct netkit_event {
   // The FDB entry (`NETKIT_EVENT_NEW_FDB`, `_DEL_FDB`).
   struct netkit_fdb *fdb;
 } netkit_event;
+
+// One allocated address: the address with its subnet's prefix length, the gateway of its
+// range, and which range set (0, 1, … in the configuration's order) it came from.
+typedef struct netkit_ipam_ip {
+  // The address and the prefix length of its subnet (`10.88.0.5/16`).
+  struct netkit_prefix address;
+  // The range's gateway.
+  struct netkit_ip gateway;
+  // Index of the range set.
+  uint32_t set;
+} netkit_ipam_ip;
+
+// A route of the pool's configuration (`routes`), handed to the container.
+typedef struct netkit_ipam_route {
+  // Destination.
+  struct netkit_prefix dst;
+  // Next hop; family 0: none given (the range's gateway is the usual choice).
+  struct netkit_ip gateway;
+} netkit_ipam_route;
+
+// What `netkit_ipam_allocate` gave an owner: one address per range set, and the pool's
+// routes. Free with `netkit_ipam_allocation_free`.
+typedef struct netkit_ipam_allocation {
+  // The addresses, one per range set.
+  struct netkit_ipam_ip *ips;
+  // Number of `ips`.
+  uintptr_t ips_len;
+  // The pool's routes; NULL when none.
+  struct netkit_ipam_route *routes;
+  // Number of `routes`.
+  uintptr_t routes_len;
+  // True when the owner held addresses before this call (allocating again returns what it
+  // holds and fills only the range sets it had nothing in).
+  bool held_before;
+} netkit_ipam_allocation;
+
+// An owner, for `netkit_ipam_gc`'s list of valid owners.
+typedef struct netkit_ipam_owner {
+  // Container ID (letters, digits, `_ . -`; at most 200 bytes). Required.
+  const char *container_id;
+  // Interface name inside the container (`eth0`). Required.
+  const char *ifname;
+} netkit_ipam_owner;
 
 // A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
 typedef struct netkit_veth_config {
@@ -854,6 +903,74 @@ int netkit_handle_netns(const struct netkit_handle *h,
 
 // Close a handle. NULL and a second close are ignored. Other threads must be done with it.
 void netkit_handle_close(struct netkit_handle *h);
+
+// Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
+// host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
+// `dataDir`, and `sync`) under the network name `network` (its store is
+// `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
+// `/var/lib/cni/netkit`. The store directory is created when missing.
+// `NETKIT_E_INVALID` for a configuration that is not valid.
+int netkit_ipam_open(const char *config_json,
+                     const char *network,
+                     const char *store_dir,
+                     struct netkit_ipam **out,
+                     struct netkit_error **err);
+
+// Allocate to the owner (`container_id`, `ifname`) one address per range set, in `*out`
+// (free with `netkit_ipam_allocation_free`). `requested` (`requested_len` addresses, NULL
+// when 0) asks for specific addresses, at most one per range set. Allocating again for an
+// owner returns what it holds. `NETKIT_E_EXHAUSTED` when a range set has no free address,
+// `NETKIT_E_EXISTS` when a requested address is held by another owner (or the owner holds
+// another one of that set), `NETKIT_E_INVALID` for a requested address outside the pool
+// or reserved, or an owner that is not valid.
+int netkit_ipam_allocate(const struct netkit_ipam *ipam,
+                         const char *container_id,
+                         const char *ifname,
+                         const struct netkit_ip *requested,
+                         uintptr_t requested_len,
+                         struct netkit_ipam_allocation **out,
+                         struct netkit_error **err);
+
+// Free an allocation from `netkit_ipam_allocate` (its arrays with it). NULL and a second free
+// are ignored.
+void netkit_ipam_allocation_free(struct netkit_ipam_allocation *allocation);
+
+// The addresses the owner holds, as an array of `*len` in `*ips` (NULL when none). Free
+// with `netkit_ip_list_free`.
+int netkit_ipam_lookup(const struct netkit_ipam *ipam,
+                       const char *container_id,
+                       const char *ifname,
+                       struct netkit_ip **ips,
+                       uintptr_t *len,
+                       struct netkit_error **err);
+
+// Release every address the owner holds. Idempotent: an owner holding nothing is success.
+// When `ips` is not NULL it receives the released addresses (an array of `*len`, NULL when
+// none; free with `netkit_ip_list_free`); `len` must then not be NULL.
+int netkit_ipam_release(const struct netkit_ipam *ipam,
+                        const char *container_id,
+                        const char *ifname,
+                        struct netkit_ip **ips,
+                        uintptr_t *len,
+                        struct netkit_error **err);
+
+// Garbage collection: release the addresses of every owner not in `valid` (`valid_len`
+// owners, NULL when 0: every owner goes), and repair what crashed processes left behind.
+// When `released` is not NULL it receives the released addresses (an array of `*len`, NULL
+// when none; free with `netkit_ip_list_free`); `len` must then not be NULL.
+int netkit_ipam_gc(const struct netkit_ipam *ipam,
+                   const struct netkit_ipam_owner *valid,
+                   uintptr_t valid_len,
+                   struct netkit_ip **released,
+                   uintptr_t *len,
+                   struct netkit_error **err);
+
+// Free an array of addresses (from `netkit_ipam_lookup`, `_release`, `_gc`) with its length.
+// NULL, a wrong length and a second free are ignored.
+void netkit_ip_list_free(struct netkit_ip *ips, uintptr_t len);
+
+// Close a pool. NULL and a second close are ignored. Other threads must be done with it.
+void netkit_ipam_close(struct netkit_ipam *ipam);
 
 // Create a veth pair; `*out` (when `out` is not NULL) receives this end.
 int netkit_link_add_veth(const struct netkit_handle *h,
