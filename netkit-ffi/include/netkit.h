@@ -1,7 +1,7 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
  * Container networking primitives for Linux: namespaces, links, addresses, routes, rules,
- * neighbours and the bridge FDB, sysctls, events, IPAM.
+ * neighbours and the bridge FDB, sysctls, events, IPAM, the firewall.
  *
  * CONVENTIONS (every function follows them)
  *
@@ -30,14 +30,14 @@
  *   netkit_strings_free, netkit_link_free, netkit_link_list_free, netkit_addr_list_free,
  *   netkit_route_list_free, netkit_rule_list_free, netkit_neigh_list_free,
  *   netkit_fdb_list_free, netkit_events_close, netkit_event_free, netkit_ipam_close,
- *   netkit_ipam_allocation_free, netkit_ip_list_free. Strings, arrays and objects inside a
- *   returned struct belong to the struct. An empty
+ *   netkit_ipam_allocation_free, netkit_ip_list_free, netkit_fw_close. Strings, arrays and
+ *   objects inside a returned struct belong to the struct. An empty
  *   array is returned as NULL with length 0. The _free functions ignore NULL and (best effort)
  *   a pointer that is not a live object of their type, such as a second free.
  *
  * Objects. netkit_netns (an open namespace), netkit_handle (a netlink connection inside one
- *   namespace), netkit_events (a subscription), netkit_ipam (an address pool) and
- *   netkit_error are opaque: use them only through pointers.
+ *   namespace), netkit_events (a subscription), netkit_ipam (an address pool), netkit_fw (a
+ *   namespace's firewall) and netkit_error are opaque: use them only through pointers.
  *
  * Events. netkit_events_fd gives a descriptor to poll (readable when an event is waiting);
  *   netkit_events_next never blocks: when no event is waiting it returns NETKIT_OK and stores
@@ -165,6 +165,24 @@
 // state you track (list again) before trusting later events. No object is set.
 #define NETKIT_EVENT_OVERRUN 11
 
+// Driver: nftables when usable, else iptables (`netkit_fw_open`'s 0).
+#define NETKIT_FW_AUTO 0
+
+// Driver: nftables.
+#define NETKIT_FW_NFTABLES 1
+
+// Driver: iptables (iptables-restore).
+#define NETKIT_FW_IPTABLES 2
+
+// Protocol TCP (the default, also for 0). The numbers are the IP protocol numbers.
+#define NETKIT_PROTO_TCP 6
+
+// Protocol UDP.
+#define NETKIT_PROTO_UDP 17
+
+// Protocol SCTP.
+#define NETKIT_PROTO_SCTP 132
+
 // Macvlan mode `bridge` (the default, also for 0).
 #define NETKIT_MACVLAN_BRIDGE 1
 
@@ -237,6 +255,11 @@ typedef struct netkit_error netkit_error;
 // A subscription (opaque): a descriptor to poll (`netkit_events_fd`) and the events behind it
 // (`netkit_events_next`). Thread-safe (reads take turns). Close with `netkit_events_close`.
 typedef struct netkit_events netkit_events;
+
+// An open firewall of one namespace (opaque). Thread-safe; processes sharing the namespace
+// and the state directory may change it at once (changes are serialised by a lock in the
+// state directory). Close with `netkit_fw_close` (the rules stay).
+typedef struct netkit_fw netkit_fw;
 
 // A netlink connection inside one namespace (opaque). Thread-safe: threads may share one
 // handle (their requests take turns on its socket) or open one each to work in parallel.
@@ -457,6 +480,104 @@ typedef struct netkit_event {
   // The FDB entry (`NETKIT_EVENT_NEW_FDB`, `_DEL_FDB`).
   struct netkit_fdb *fdb;
 } netkit_event;
+
+// A host port (or range) forwarded to a container: Docker's `-p`, CNI's `portMappings`.
+typedef struct netkit_port_mapping {
+  // `NETKIT_PROTO_*`; 0: TCP.
+  uint8_t protocol;
+  // Only connections to this host address; family 0 (or 0.0.0.0 / ::): every address.
+  struct netkit_ip host_ip;
+  // First host port. Required.
+  uint16_t host_port;
+  // Last host port of a range; 0: `host_port` (one port).
+  uint16_t host_port_end;
+  // The container's address. Required.
+  struct netkit_ip container_ip;
+  // The container port `host_port` maps to (a range maps port by port). Required.
+  uint16_t container_port;
+} netkit_port_mapping;
+
+// Masquerade traffic from `source` to destinations outside `network`: CNI's `ipMasq`.
+typedef struct netkit_masquerade {
+  // The address (full-length prefix) or subnet whose traffic is masqueraded. Required.
+  struct netkit_prefix source;
+  // Destinations inside it keep the source address; family 0: `source` itself (a whole
+  // subnet, host bits cleared).
+  struct netkit_prefix network;
+} netkit_masquerade;
+
+// A container network on the host: `subnet` behind `interface` (a bridge). Registering it
+// makes hairpin traffic (a container reaching another through a host port) work.
+typedef struct netkit_fw_network {
+  // The host-side interface. Required.
+  const char *interface;
+  // The subnet. Required.
+  struct netkit_prefix subnet;
+} netkit_fw_network;
+
+// Two interfaces whose traffic between each other is dropped (both directions).
+typedef struct netkit_fw_isolation {
+  // One interface. Required.
+  const char *a;
+  // The other. Required.
+  const char *b;
+} netkit_fw_isolation;
+
+// One backend of a service.
+typedef struct netkit_fw_endpoint {
+  // Its address. Required.
+  struct netkit_ip ip;
+  // Its port. Required.
+  uint16_t port;
+} netkit_fw_endpoint;
+
+// A service: a virtual address and port load-balanced over endpoints (ClusterIP), optionally
+// on a port of every host address too (NodePort).
+typedef struct netkit_fw_service {
+  // Name (1-100 of letters, digits, `_ . - /`). Required.
+  const char *name;
+  // `NETKIT_PROTO_*`; 0: TCP.
+  uint8_t protocol;
+  // Virtual address. Required.
+  struct netkit_ip vip;
+  // Virtual port. Required.
+  uint16_t port;
+  // Node port; 0: none.
+  uint16_t node_port;
+  // Client affinity timeout in seconds; 0: none.
+  uint32_t affinity_seconds;
+  // Masquerade traffic to the endpoints.
+  bool masquerade;
+  // The endpoints; NULL when `endpoints_len` is 0.
+  const struct netkit_fw_endpoint *endpoints;
+  // Number of `endpoints`.
+  uintptr_t endpoints_len;
+} netkit_fw_service;
+
+// What one owner is given: arrays with their lengths (NULL with length 0 for none).
+// Zero-initialise, then set the arrays it holds.
+typedef struct netkit_fw_rules {
+  // Port mappings.
+  const struct netkit_port_mapping *port_mappings;
+  // Number of `port_mappings`.
+  uintptr_t port_mappings_len;
+  // Masquerades.
+  const struct netkit_masquerade *masquerades;
+  // Number of `masquerades`.
+  uintptr_t masquerades_len;
+  // Container networks.
+  const struct netkit_fw_network *networks;
+  // Number of `networks`.
+  uintptr_t networks_len;
+  // Isolated interface pairs.
+  const struct netkit_fw_isolation *isolations;
+  // Number of `isolations`.
+  uintptr_t isolations_len;
+  // Services.
+  const struct netkit_fw_service *services;
+  // Number of `services`.
+  uintptr_t services_len;
+} netkit_fw_rules;
 
 // One allocated address: the address with its subnet's prefix length, the gateway of its
 // range, and which range set (0, 1, … in the configuration's order) it came from.
@@ -888,6 +1009,52 @@ void netkit_event_free(struct netkit_event *event);
 // End a subscription and close its descriptor. NULL and a second close are ignored. Other
 // threads must be done with it (and have removed the descriptor from their poll sets).
 void netkit_events_close(struct netkit_events *sub);
+
+// Open the firewall of namespace `ns` with `driver` (`NETKIT_FW_*`; `NETKIT_FW_AUTO`:
+// nftables when usable, else iptables), keeping its wanted state in `state_dir` (NULL:
+// `/run/netkit/firewall/<namespace cookie>`; every process working on the namespace must use
+// the same one). Nothing is changed in the kernel until an owner is given something.
+// `NETKIT_E_UNSUPPORTED` when the driver cannot run here.
+int netkit_fw_open(const struct netkit_netns *ns,
+                   uint32_t driver,
+                   const char *state_dir,
+                   struct netkit_fw **out,
+                   struct netkit_error **err);
+
+// The driver an open firewall uses (`NETKIT_FW_NFTABLES` or `NETKIT_FW_IPTABLES`) in `*driver`.
+int netkit_fw_driver(const struct netkit_fw *fw, uint32_t *driver, struct netkit_error **err);
+
+// Give `owner` these rules as well (idempotent: what it holds already is no error; a service
+// replaces the owner's service of the same name). `NETKIT_E_EXISTS` when a host port or a
+// service name is another owner's (nothing is changed then).
+int netkit_fw_add(const struct netkit_fw *fw,
+                  const char *owner,
+                  const struct netkit_fw_rules *rules,
+                  struct netkit_error **err);
+
+// Remove everything `owner` holds (when it held the last rules, netkit's table or chains go
+// too). Idempotent: an owner holding nothing is success.
+int netkit_fw_teardown(const struct netkit_fw *fw, const char *owner, struct netkit_error **err);
+
+// Tear down every owner not in `valid` (`valid_len` names; NULL when 0: every owner goes).
+// When `removed` is not NULL it receives the owners removed (an array of `*len` strings, NULL
+// when none; free with `netkit_strings_free`); `len` must then not be NULL.
+int netkit_fw_gc(const struct netkit_fw *fw,
+                 const char *const *valid,
+                 uintptr_t valid_len,
+                 char ***removed,
+                 uintptr_t *len,
+                 struct netkit_error **err);
+
+// Every owner holding something, as an array of `*len` strings in `*owners` (NULL when none;
+// free with `netkit_strings_free`).
+int netkit_fw_owners(const struct netkit_fw *fw,
+                     char ***owners,
+                     uintptr_t *len,
+                     struct netkit_error **err);
+
+// Close a firewall (its rules stay in the kernel). NULL and a second close are ignored.
+void netkit_fw_close(struct netkit_fw *fw);
 
 // Open a handle whose socket lives in `ns` (the calling thread does not move). The handle keeps
 // the namespace open; `ns` may be freed afterwards.
