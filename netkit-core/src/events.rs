@@ -357,3 +357,73 @@ impl EventSocket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+
+    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+
+    use super::*;
+
+    /// An RTM_NEWLINK notification for a link named `name`, as the kernel sends it.
+    fn new_link(name: &str) -> Vec<u8> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.into()));
+        let mut msg = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
+        );
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        buf
+    }
+
+    /// An event socket reading `rx` (a datagram socket standing in for the netlink one).
+    fn socket(rx: UnixDatagram) -> EventSocket {
+        EventSocket {
+            fd: OwnedFd::from(rx),
+            netns: "test".into(),
+            pending: VecDeque::new(),
+            buf: vec![0; EVENT_BUF].into_boxed_slice(),
+        }
+    }
+
+    fn name(ev: Option<Event>) -> String {
+        match ev {
+            Some(Event::NewLink(l)) => l.name,
+            other => panic!("expected a NewLink, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_datagram_of_several_notifications_gives_each_in_order() {
+        let (tx, rx) = UnixDatagram::pair().unwrap();
+        let mut sock = socket(rx);
+        assert!(sock.try_next().unwrap().is_none(), "nothing sent yet");
+        let mut two = new_link("a0");
+        two.extend(new_link("b0"));
+        tx.send(&two).unwrap();
+        tx.send(&new_link("c0")).unwrap();
+        assert_eq!(name(sock.try_next().unwrap()), "a0");
+        assert_eq!(name(sock.try_next().unwrap()), "b0");
+        assert_eq!(name(sock.try_next().unwrap()), "c0");
+        assert!(sock.try_next().unwrap().is_none());
+    }
+
+    #[test]
+    fn undecodable_and_oversized_datagrams() {
+        let (tx, rx) = UnixDatagram::pair().unwrap();
+        let mut sock = socket(rx);
+        // Garbage is skipped, the next notification still arrives.
+        tx.send(&[0xff; 40]).unwrap();
+        tx.send(&new_link("a0")).unwrap();
+        assert_eq!(name(sock.try_next().unwrap()), "a0");
+        // A datagram larger than the buffer was cut: reported as lost notifications.
+        tx.send(&vec![0; EVENT_BUF + 100]).unwrap();
+        assert!(matches!(sock.try_next().unwrap(), Some(Event::Overrun)));
+        assert!(sock.try_next().unwrap().is_none());
+    }
+}
