@@ -598,8 +598,8 @@ typedef struct netkit_ipam_route {
   struct netkit_ip gateway;
 } netkit_ipam_route;
 
-// What `netkit_ipam_allocate` gave an owner: one address per range set, and the pool's
-// routes. Free with `netkit_ipam_allocation_free`.
+// What `netkit_ipam_allocate` gave an owner: one address per range set, the pool's routes and
+// DNS settings. Free with `netkit_ipam_allocation_free` (its arrays and strings with it).
 typedef struct netkit_ipam_allocation {
   // The addresses, one per range set.
   struct netkit_ipam_ip *ips;
@@ -612,6 +612,21 @@ typedef struct netkit_ipam_allocation {
   // True when the owner held addresses before this call (allocating again returns what it
   // holds and fills only the range sets it had nothing in).
   bool held_before;
+  // DNS from the configuration's `resolvConf`: `nameserver` addresses as strings; NULL
+  // when none (or no `resolvConf`).
+  char **dns_nameservers;
+  // Number of `dns_nameservers`.
+  uintptr_t dns_nameservers_len;
+  // The `domain` line; NULL when none.
+  char *dns_domain;
+  // `search` domains; NULL when none.
+  char **dns_search;
+  // Number of `dns_search`.
+  uintptr_t dns_search_len;
+  // `options`; NULL when none.
+  char **dns_options;
+  // Number of `dns_options`.
+  uintptr_t dns_options_len;
 } netkit_ipam_allocation;
 
 // An owner, for `netkit_ipam_gc`'s list of valid owners.
@@ -1073,7 +1088,8 @@ void netkit_handle_close(struct netkit_handle *h);
 
 // Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
 // host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
-// `dataDir`, and `sync`) under the network name `network` (its store is
+// `dataDir`, `resolvConf` (read now, at most 64 KiB; its DNS settings go into every
+// allocation), and `sync`) under the network name `network` (its store is
 // `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
 // `/var/lib/cni/netkit`. The store directory is created when missing.
 // `NETKIT_E_INVALID` for a configuration that is not valid.

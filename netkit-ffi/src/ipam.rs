@@ -43,8 +43,8 @@ pub struct netkit_ipam_route {
     pub gateway: netkit_ip,
 }
 
-/// What `netkit_ipam_allocate` gave an owner: one address per range set, and the pool's
-/// routes. Free with `netkit_ipam_allocation_free`.
+/// What `netkit_ipam_allocate` gave an owner: one address per range set, the pool's routes and
+/// DNS settings. Free with `netkit_ipam_allocation_free` (its arrays and strings with it).
 #[repr(C)]
 #[derive(Debug)]
 pub struct netkit_ipam_allocation {
@@ -59,6 +59,43 @@ pub struct netkit_ipam_allocation {
     /// True when the owner held addresses before this call (allocating again returns what it
     /// holds and fills only the range sets it had nothing in).
     pub held_before: bool,
+    /// DNS from the configuration's `resolvConf`: `nameserver` addresses as strings; NULL
+    /// when none (or no `resolvConf`).
+    pub dns_nameservers: *mut *mut c_char,
+    /// Number of `dns_nameservers`.
+    pub dns_nameservers_len: usize,
+    /// The `domain` line; NULL when none.
+    pub dns_domain: *mut c_char,
+    /// `search` domains; NULL when none.
+    pub dns_search: *mut *mut c_char,
+    /// Number of `dns_search`.
+    pub dns_search_len: usize,
+    /// `options`; NULL when none.
+    pub dns_options: *mut *mut c_char,
+    /// Number of `dns_options`.
+    pub dns_options_len: usize,
+}
+
+/// A list of strings owned by a struct: each made by `own::field`, the array by
+/// `own::slice_field`.
+fn strings_field(items: &[String]) -> (*mut *mut c_char, usize) {
+    own::slice_field(items.iter().map(|s| own::field(Some(s))).collect())
+}
+
+/// Free a list made by [`strings_field`].
+///
+/// # Safety
+/// `p` is NULL or came from [`strings_field`] with this length and is freed once.
+unsafe fn free_strings_field(p: *mut *mut c_char, len: usize) {
+    if !p.is_null() {
+        // SAFETY: `len` string pointers from `strings_field`, each freed once, then the array.
+        unsafe {
+            for s in std::slice::from_raw_parts(p, len) {
+                own::free_field(*s);
+            }
+            own::free_slice_field(p, len);
+        }
+    }
 }
 
 /// An owner, for `netkit_ipam_gc`'s list of valid owners.
@@ -92,22 +129,38 @@ impl From<&Allocation> for netkit_ipam_allocation {
             .collect();
         let (ips, ips_len) = own::slice_field(ips);
         let (routes, routes_len) = own::slice_field(routes);
+        let dns = a.dns.clone().unwrap_or_default();
+        let (dns_nameservers, dns_nameservers_len) = strings_field(&dns.nameservers);
+        let (dns_search, dns_search_len) = strings_field(&dns.search);
+        let (dns_options, dns_options_len) = strings_field(&dns.options);
         Self {
             ips,
             ips_len,
             routes,
             routes_len,
             held_before: !a.held_before.is_empty(),
+            dns_nameservers,
+            dns_nameservers_len,
+            dns_domain: own::field(dns.domain.as_deref()),
+            dns_search,
+            dns_search_len,
+            dns_options,
+            dns_options_len,
         }
     }
 }
 
 impl Drop for netkit_ipam_allocation {
     fn drop(&mut self) {
-        // SAFETY: both made by `own::slice_field` for this struct with these lengths, freed once.
+        // SAFETY: every field was made for this struct (`own::slice_field`, `strings_field`,
+        // `own::field`) with these lengths and is freed once, here.
         unsafe {
             own::free_slice_field(self.ips, self.ips_len);
             own::free_slice_field(self.routes, self.routes_len);
+            free_strings_field(self.dns_nameservers, self.dns_nameservers_len);
+            own::free_field(self.dns_domain);
+            free_strings_field(self.dns_search, self.dns_search_len);
+            free_strings_field(self.dns_options, self.dns_options_len);
         }
     }
 }
@@ -137,7 +190,8 @@ fn give_ips(ips: &[IpAddr], out: *mut *mut netkit_ip, len: *mut usize) {
 
 /// Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
 /// host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
-/// `dataDir`, and `sync`) under the network name `network` (its store is
+/// `dataDir`, `resolvConf` (read now, at most 64 KiB; its DNS settings go into every
+/// allocation), and `sync`) under the network name `network` (its store is
 /// `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
 /// `/var/lib/cni/netkit`. The store directory is created when missing.
 /// `NETKIT_E_INVALID` for a configuration that is not valid.
@@ -169,7 +223,8 @@ pub unsafe extern "C" fn netkit_ipam_open(
             sync: config.sync,
             ..StoreOptions::default()
         };
-        let ipam = Ipam::open(pool, &dir, options)?;
+        let dns = config.dns().map_err(IpamError::from)?;
+        let ipam = Ipam::open(pool, &dir, options)?.with_dns(dns);
         // SAFETY: checked non-NULL above.
         unsafe { put(out, own::give(netkit_ipam { ipam })) };
         Ok(())

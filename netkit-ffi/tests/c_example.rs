@@ -199,7 +199,7 @@ fn run_areas(tag: &str, extra: &[&str], runner: &[&str]) -> (bool, String, Strin
         "rule 1000 iif v0: ok",
         "neighbour 10.5.0.2: ok",
         "events: ok",
-        "allocated 10.6.0.",
+        "nameserver 10.6.0.53, 2 search domains",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}\n{stderr}");
     }

@@ -121,15 +121,26 @@ int main(int argc, char **argv) {
     printf("events: %s\n", links && addrs ? "ok" : "FAILED");
     rc |= !(links && addrs);
 
-    /* IPAM. */
-    TRY("ipam open",
-        netkit_ipam_open("{\"ranges\": [[{\"subnet\": \"10.6.0.0/24\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}]}",
-                         "cnet", argv[1], &ipam, E));
+    /* IPAM, with DNS settings from a resolv.conf. */
+    char conf[512], json[1024];
+    snprintf(conf, sizeof conf, "%s/resolv.conf", argv[1]);
+    FILE *f = fopen(conf, "w");
+    if (!f || fputs("nameserver 10.6.0.53\nsearch a.test b.test\noptions ndots:2\n", f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "areas: write %s\n", conf);
+        rc = 1;
+        goto out;
+    }
+    snprintf(json, sizeof json,
+             "{\"ranges\": [[{\"subnet\": \"10.6.0.0/24\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}], "
+             "\"resolvConf\": \"%s\"}",
+             conf);
+    TRY("ipam open", netkit_ipam_open(json, "cnet", argv[1], &ipam, E));
     netkit_ipam_allocation *a = NULL;
     TRY("allocate", netkit_ipam_allocate(ipam, "ctr1", "eth0", NULL, 0, &a, E));
     char *text = NULL;
     TRY("format", netkit_prefix_format(&a->ips[0].address, &text, E));
-    printf("allocated %s (%zu routes)\n", text, a->routes_len);
+    printf("allocated %s (%zu routes, nameserver %s, %zu search domains)\n", text, a->routes_len,
+           a->dns_nameservers_len ? a->dns_nameservers[0] : "none", a->dns_search_len);
     netkit_string_free(text);
     netkit_ipam_allocation_free(a);
     netkit_ipam_allocation_free(a); /* ignored */

@@ -56,10 +56,19 @@ impl Pool {
             let r = &*a;
             let ips = slice(r.ips, r.ips_len).to_vec();
             let routes = slice(r.routes, r.routes_len).to_vec();
+            let strings = |p: *mut *mut std::ffi::c_char, n: usize| -> Vec<String> {
+                slice(p, n).iter().map(|s| text(*s).unwrap()).collect()
+            };
             let out = Allocated {
                 ips,
                 routes,
                 held_before: r.held_before,
+                dns: (
+                    strings(r.dns_nameservers, r.dns_nameservers_len),
+                    text(r.dns_domain),
+                    strings(r.dns_search, r.dns_search_len),
+                    strings(r.dns_options, r.dns_options_len),
+                ),
             };
             netkit_ipam_allocation_free(a);
             Ok(out)
@@ -103,6 +112,17 @@ struct Allocated {
     ips: Vec<netkit_ipam_ip>,
     routes: Vec<netkit_ipam_route>,
     held_before: bool,
+    /// Nameservers, domain, search, options.
+    dns: (Vec<String>, Option<String>, Vec<String>, Vec<String>),
+}
+
+/// A C string of the library as a Rust string; `None` for NULL.
+///
+/// # Safety
+/// `p` is NULL or a valid C string.
+unsafe fn text(p: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: the function's contract.
+    (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_str().unwrap().to_string())
 }
 
 /// `len` elements at `p` (an empty slice for NULL).
@@ -321,4 +341,43 @@ fn eight_threads_allocating_never_share_an_address() {
             assert_eq!(shared.lookup(&format!("t{t}c{i}")).len(), 1);
         }
     }
+}
+
+#[test]
+fn dns_from_resolv_conf_comes_with_each_allocation() {
+    let dir = netkit_test_support::tempdir("fipamdns");
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 10.0.0.53\nnameserver fd00::53\ndomain example.test\nsearch a.test b.test\noptions ndots:2\n",
+    )
+    .unwrap();
+    let json = format!(
+        r#"{{"subnet": "10.33.0.0/24", "resolvConf": {}}}"#,
+        serde_json::to_string(conf.to_str().unwrap()).unwrap()
+    );
+    let pool = Pool::open(&json, "dns", dir.path());
+    let a = pool.allocate("c1", &[]).expect("allocate");
+    assert_eq!(
+        a.dns,
+        (
+            vec!["10.0.0.53".to_string(), "fd00::53".to_string()],
+            Some("example.test".to_string()),
+            vec!["a.test".to_string(), "b.test".to_string()],
+            vec!["ndots:2".to_string()],
+        )
+    );
+    // Without resolvConf: no DNS.
+    let plain = Pool::open(r#"{"subnet": "10.34.0.0/24"}"#, "plain", dir.path());
+    let b = plain.allocate("c1", &[]).expect("allocate");
+    assert_eq!(b.dns, (vec![], None, vec![], vec![]));
+    // A resolvConf that does not exist: the pool is not opened.
+    let missing = cs(r#"{"subnet": "10.35.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}"#);
+    let (net, d) = (cs("missing"), cs(dir.path().to_str().unwrap()));
+    let mut p = std::ptr::null_mut();
+    // SAFETY: valid arguments.
+    let f = fails(NETKIT_E_INVALID, |e| unsafe {
+        netkit_ipam_open(missing.as_ptr(), net.as_ptr(), d.as_ptr(), &mut p, e)
+    });
+    assert!(f.message.contains("/nonexistent/resolv.conf"), "{f:?}");
 }
