@@ -1286,6 +1286,15 @@ int netkit_neigh_del(const struct netkit_handle *h,
                      bool proxy,
                      struct netkit_error **err);
 
+// `ip neigh get IP dev DEV`: the entry for `ip` on `dev`, written into the caller's `*out`
+// (a plain struct: nothing to free). `NETKIT_E_NOT_FOUND` when there is no such entry or
+// device.
+int netkit_neigh_get(const struct netkit_handle *h,
+                     const char *dev,
+                     const struct netkit_ip *ip,
+                     struct netkit_neigh *out,
+                     struct netkit_error **err);
+
 // `ip neigh show [dev DEV]` and `ip neigh show proxy`: the entries of `dev` (every device's
 // when NULL) of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both), as an array of
 // `*len` in `*neighs` (NULL when empty). Free with `netkit_neigh_list_free`.

@@ -296,6 +296,36 @@ pub unsafe extern "C" fn netkit_neigh_del(
     })
 }
 
+/// `ip neigh get IP dev DEV`: the entry for `ip` on `dev`, written into the caller's `*out`
+/// (a plain struct: nothing to free). `NETKIT_E_NOT_FOUND` when there is no such entry or
+/// device.
+#[no_mangle]
+pub unsafe extern "C" fn netkit_neigh_get(
+    h: *const netkit_handle,
+    dev: *const c_char,
+    ip: *const netkit_ip,
+    out: *mut netkit_neigh,
+    err: *mut *mut netkit_error,
+) -> c_int {
+    status(err, || {
+        // SAFETY: `h`, `dev` and `ip` are NULL or valid for the call.
+        let (h, dev, ip) = unsafe { (netkit_handle::arg(h)?, str_arg(dev, "dev")?, ref_arg(ip, "ip")?) };
+        let ip = ip.required("ip")?;
+        out_arg(out, "out")?;
+        match wait(h.neigh_get(dev, ip))? {
+            // SAFETY: checked non-NULL above.
+            Some(n) => unsafe { put(out, netkit_neigh::from(&n)) },
+            None => {
+                return Err(Error::new(
+                    crate::error::NETKIT_E_NOT_FOUND,
+                    format!("get neighbour {ip} on dev {dev:?}: no such entry"),
+                ))
+            }
+        }
+        Ok(())
+    })
+}
+
 /// `ip neigh show [dev DEV]` and `ip neigh show proxy`: the entries of `dev` (every device's
 /// when NULL) of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both), as an array of
 /// `*len` in `*neighs` (NULL when empty). Free with `netkit_neigh_list_free`.

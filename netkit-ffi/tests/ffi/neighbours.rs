@@ -103,6 +103,17 @@ fn neighbours_add_replace_list_delete() {
     assert!(r.router && r.mac == MAC2, "{r:?}");
     let px = find(&all, "10.1.0.9").expect("the proxy entry");
     assert!(px.proxy && !px.has_mac, "{px:?}");
+    // Get one entry; one that does not exist.
+    let mut got = neighbours(&t, None, 0)[0];
+    let a2 = ip("10.1.0.2");
+    // SAFETY: valid arguments; `got` is plain storage.
+    ok(|e| unsafe { netkit_neigh_get(t.h, v0.as_ptr(), &a2, &mut got, e) });
+    assert_eq!((got.ip, got.mac, got.index), (a2, MAC1, index));
+    let a7 = ip("10.1.0.7");
+    // SAFETY: as above.
+    fails(NETKIT_E_NOT_FOUND, |e| unsafe {
+        netkit_neigh_get(t.h, v0.as_ptr(), &a7, &mut got, e)
+    });
     let v6 = neighbours(&t, None, NETKIT_AF_INET6);
     assert!(find(&v6, "fd01::2").is_some() && find(&v6, "10.1.0.2").is_none());
 
