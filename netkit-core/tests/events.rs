@@ -2,10 +2,11 @@
 //! throwaway namespaces. Every wait is bounded so a missing event fails the
 //! test instead of hanging it.
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use futures::StreamExt;
-use netkit_core::events::{Event, EventKind, EventStream};
+use netkit_core::events::{Event, EventKind, EventSocket, EventStream};
 use netkit_core::link::{Veth, Vxlan};
 use netkit_core::neigh::{FdbEntry, NeighState, Neighbour};
 use netkit_core::route::Route;
@@ -299,4 +300,75 @@ async fn dropping_the_stream_closes_its_socket() {
     .await;
     // The handle keeps working.
     t.h.link_del("v0").await.unwrap();
+}
+
+/// Wait (at most [`WAIT`]) until `sock`'s descriptor is readable, with poll(2).
+fn readable(sock: &EventSocket) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, WAIT.as_millis() as i32) };
+    n == 1 && pfd.revents & libc::POLLIN != 0
+}
+
+/// The events `sock` holds now, read without blocking until it has none.
+fn drain(sock: &mut EventSocket) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(ev) = sock.try_next().expect("read the event socket") {
+        out.push(ev);
+    }
+    out
+}
+
+#[tokio::test]
+async fn event_socket_is_polled_then_read_without_blocking() {
+    let t = TestNs::new("evfd").await;
+    let mut sock = t.h.subscribe_fd(&[EventKind::Link, EventKind::Address]).await.unwrap();
+    // Nothing happened yet: nothing to read, and reading does not block.
+    assert!(sock.try_next().unwrap().is_none());
+    let mut idle = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; timeout 0.
+    assert_eq!(unsafe { libc::poll(&mut idle, 1, 0) }, 0, "readable before any change");
+
+    t.h.link_add(&Veth::new("v0", "v1")).await.unwrap();
+    let mut want = vec!["v0", "v1"];
+    let mut seen = Vec::new();
+    while !want.is_empty() {
+        assert!(
+            readable(&sock),
+            "no NewLink for {want:?} within {WAIT:?}; saw {seen:#?}"
+        );
+        for ev in drain(&mut sock) {
+            if let Event::NewLink(l) = &ev {
+                want.retain(|n| *n != l.name);
+            }
+            seen.push(format!("{ev:?}").chars().take(160).collect::<String>());
+        }
+    }
+    // Drained: the descriptor is quiet again.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::poll(&mut idle, 1, 0) }, 0, "readable after draining");
+
+    t.h.addr_add("v0", net("10.1.0.1/24")).await.unwrap();
+    let mut got = None;
+    while got.is_none() {
+        assert!(readable(&sock), "no NewAddress within {WAIT:?}");
+        got = drain(&mut sock).into_iter().find_map(|e| match e {
+            Event::NewAddress(a) if a.prefix == net("10.1.0.1/24") => Some(a),
+            _ => None,
+        });
+    }
+    assert_eq!(got.unwrap().index, t.h.link_index("v0").await.unwrap());
+
+    // Dropping the socket ends the subscription: no subscriber is left in the namespace.
+    assert_eq!(route_subscribers(&t), 1);
+    drop(sock);
+    assert_eq!(route_subscribers(&t), 0);
 }

@@ -1,7 +1,8 @@
 /*
  * netkit.h: the C API of netkit (libnetkit.so, libnetkit.a; pkg-config name `netkit`).
- * Container networking primitives for Linux: namespaces, links, addresses, routes, sysctls,
- * and a container attached to a network in one call (netkit-cni's ADD, CHECK, DEL).
+ * Container networking primitives for Linux: namespaces, links, addresses, routes, rules,
+ * neighbours and the bridge FDB, sysctls, events, IPAM, the firewall, and a container attached
+ * to a network in one call (netkit-cni's ADD, CHECK, DEL).
  *
  * CONVENTIONS (every function follows them)
  *
@@ -28,12 +29,20 @@
  *   structs, arrays) belongs to the caller and is freed with its own function:
  *   netkit_error_free, netkit_netns_free, netkit_handle_close, netkit_string_free,
  *   netkit_strings_free, netkit_link_free, netkit_link_list_free, netkit_addr_list_free,
- *   netkit_route_list_free. Strings inside a returned struct belong to the struct. An empty
+ *   netkit_route_list_free, netkit_rule_list_free, netkit_neigh_list_free,
+ *   netkit_fdb_list_free, netkit_events_close, netkit_event_free, netkit_ipam_close,
+ *   netkit_ipam_allocation_free, netkit_ip_list_free, netkit_fw_close. Strings, arrays and
+ *   objects inside a returned struct belong to the struct. An empty
  *   array is returned as NULL with length 0. The _free functions ignore NULL and (best effort)
  *   a pointer that is not a live object of their type, such as a second free.
  *
  * Objects. netkit_netns (an open namespace), netkit_handle (a netlink connection inside one
- *   namespace) and netkit_error are opaque: use them only through pointers.
+ *   namespace), netkit_events (a subscription), netkit_ipam (an address pool), netkit_fw (a
+ *   namespace's firewall) and netkit_error are opaque: use them only through pointers.
+ *
+ * Events. netkit_events_fd gives a descriptor to poll (readable when an event is waiting);
+ *   netkit_events_next never blocks: when no event is waiting it returns NETKIT_OK and stores
+ *   NULL. After the descriptor reports readable, call it until it stores NULL.
  *
  * Threads. Every function is thread-safe; objects may be shared between threads (a handle's
  *   requests then take turns on its socket; open one handle per thread to work in parallel).
@@ -115,6 +124,70 @@
 // differ from what ADD made (`netkit_attach_check`); the message names the first difference.
 #define NETKIT_E_CHECK_FAILED -10
 
+// `netkit_events_subscribe` kinds bit: links appearing, changing, disappearing.
+#define NETKIT_EVENTS_LINK 1
+
+// Kinds bit: IPv4 and IPv6 addresses.
+#define NETKIT_EVENTS_ADDR 2
+
+// Kinds bit: IPv4 and IPv6 routes.
+#define NETKIT_EVENTS_ROUTE 4
+
+// Kinds bit: neighbour (ARP/NDP) and bridge FDB entries.
+#define NETKIT_EVENTS_NEIGH 8
+
+// Event kind: a link was created or changed (`link` is set).
+#define NETKIT_EVENT_NEW_LINK 1
+
+// Event kind: a link was deleted (`link`).
+#define NETKIT_EVENT_DEL_LINK 2
+
+// Event kind: an address was added or changed (`addr`).
+#define NETKIT_EVENT_NEW_ADDR 3
+
+// Event kind: an address was removed (`addr`).
+#define NETKIT_EVENT_DEL_ADDR 4
+
+// Event kind: a route was added or changed (`route`).
+#define NETKIT_EVENT_NEW_ROUTE 5
+
+// Event kind: a route was removed (`route`).
+#define NETKIT_EVENT_DEL_ROUTE 6
+
+// Event kind: a neighbour entry was added or changed (`neigh`).
+#define NETKIT_EVENT_NEW_NEIGH 7
+
+// Event kind: a neighbour entry was removed (`neigh`).
+#define NETKIT_EVENT_DEL_NEIGH 8
+
+// Event kind: a bridge FDB entry was added or changed (`fdb`).
+#define NETKIT_EVENT_NEW_FDB 9
+
+// Event kind: a bridge FDB entry was removed (`fdb`).
+#define NETKIT_EVENT_DEL_FDB 10
+
+// Event kind: the kernel dropped notifications (the socket's buffer was full): re-read the
+// state you track (list again) before trusting later events. No object is set.
+#define NETKIT_EVENT_OVERRUN 11
+
+// Driver: nftables when usable, else iptables (`netkit_fw_open`'s 0).
+#define NETKIT_FW_AUTO 0
+
+// Driver: nftables.
+#define NETKIT_FW_NFTABLES 1
+
+// Driver: iptables (iptables-restore).
+#define NETKIT_FW_IPTABLES 2
+
+// Protocol TCP (the default, also for 0). The numbers are the IP protocol numbers.
+#define NETKIT_PROTO_TCP 6
+
+// Protocol UDP.
+#define NETKIT_PROTO_UDP 17
+
+// Protocol SCTP.
+#define NETKIT_PROTO_SCTP 132
+
 // Macvlan mode `bridge` (the default, also for 0).
 #define NETKIT_MACVLAN_BRIDGE 1
 
@@ -136,6 +209,19 @@
 // Tun/tap mode: TAP (layer 2).
 #define NETKIT_TUNTAP_TAP 2
 
+// Neighbour state `permanent` (`NUD_PERMANENT`, the default when adding, also for 0). The
+// state fields hold the kernel's `NUD_*` bits.
+#define NETKIT_NUD_PERMANENT 128
+
+// Neighbour state `noarp` (`NUD_NOARP`): valid without resolution.
+#define NETKIT_NUD_NOARP 64
+
+// Neighbour state `reachable` (`NUD_REACHABLE`).
+#define NETKIT_NUD_REACHABLE 2
+
+// Neighbour state `stale` (`NUD_STALE`).
+#define NETKIT_NUD_STALE 4
+
 // Route type `unicast` (the default, also for 0). The numbers are the kernel's `RTN_*`.
 #define NETKIT_ROUTE_UNICAST 1
 
@@ -151,14 +237,44 @@
 // Route type `prohibit`.
 #define NETKIT_ROUTE_PROHIBIT 8
 
+// Rule action `lookup TABLE` (the default when adding, also for 0). The numbers are the
+// kernel's `FR_ACT_*`.
+#define NETKIT_RULE_LOOKUP 1
+
+// Rule action `nop`: go on with the next rule.
+#define NETKIT_RULE_NOP 3
+
+// Rule action `blackhole`: drop silently.
+#define NETKIT_RULE_BLACKHOLE 6
+
+// Rule action `unreachable`: drop with ICMP network unreachable.
+#define NETKIT_RULE_UNREACHABLE 7
+
+// Rule action `prohibit`: drop with ICMP administratively prohibited.
+#define NETKIT_RULE_PROHIBIT 8
+
 // An error: kind, errno (0 when none) and a message naming the operation, the object and the
 // namespace. Opaque to C; created by a failing call, freed with `netkit_error_free`.
 typedef struct netkit_error netkit_error;
+
+// A subscription (opaque): a descriptor to poll (`netkit_events_fd`) and the events behind it
+// (`netkit_events_next`). Thread-safe (reads take turns). Close with `netkit_events_close`.
+typedef struct netkit_events netkit_events;
+
+// An open firewall of one namespace (opaque). Thread-safe; processes sharing the namespace
+// and the state directory may change it at once (changes are serialised by a lock in the
+// state directory). Close with `netkit_fw_close` (the rules stay).
+typedef struct netkit_fw netkit_fw;
 
 // A netlink connection inside one namespace (opaque). Thread-safe: threads may share one
 // handle (their requests take turns on its socket) or open one each to work in parallel.
 // Close with `netkit_handle_close`.
 typedef struct netkit_handle netkit_handle;
+
+// An open address pool and its store (opaque). Thread-safe: threads may allocate from one
+// pool at once (they never get the same address), as may other processes opening the same
+// store. Close with `netkit_ipam_close`.
+typedef struct netkit_ipam netkit_ipam;
 
 // An open network namespace (opaque). Holding it keeps the namespace alive even when its name
 // is deleted. Free with `netkit_netns_free` (which does not delete the namespace).
@@ -236,30 +352,6 @@ typedef struct netkit_attachment {
   const struct netkit_netns *host_netns;
 } netkit_attachment;
 
-// A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
-typedef struct netkit_veth_config {
-  // Name of this end (in the handle's namespace). Required.
-  const char *name;
-  // Name of the peer end. Required.
-  const char *peer_name;
-  // The namespace the peer is created in (directly, never moved); NULL: the handle's.
-  const struct netkit_netns *peer_netns;
-  // MTU of both ends; 0: default.
-  uint32_t mtu;
-  // Set `mac` on this end.
-  bool set_mac;
-  // MAC of this end (when `set_mac`).
-  uint8_t mac[6];
-  // Set `peer_mac` on the peer.
-  bool set_peer_mac;
-  // MAC of the peer (when `set_peer_mac`).
-  uint8_t peer_mac[6];
-  // Index of a bridge this end becomes a port of; 0: none.
-  uint32_t master_index;
-  // Bring this end up (the peer is brought up in its namespace with `netkit_link_set_up`).
-  bool up;
-} netkit_veth_config;
-
 // A link as the kernel reports it (`ip link show`). Owned by the caller: a single link is
 // freed with `netkit_link_free`, an array with `netkit_link_list_free`; the strings belong to
 // the struct.
@@ -298,6 +390,313 @@ typedef struct netkit_link {
   // Device group.
   uint32_t group;
 } netkit_link;
+
+// One path of a multipath route as the kernel reports it.
+typedef struct netkit_nexthop {
+  // Gateway; family 0: none.
+  struct netkit_ip gateway;
+  // Output device index.
+  uint32_t oif;
+  // Weight, 1 to 256.
+  uint16_t weight;
+  // `onlink`.
+  bool onlink;
+  // The path is dead or its device down.
+  bool dead;
+} netkit_nexthop;
+
+// A route as the kernel reports it (`ip route show`). Freed with the array it came in
+// (`netkit_route_list_free`).
+typedef struct netkit_route {
+  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`.
+  uint8_t family;
+  // Destination (`0.0.0.0/0`, `::/0` for default routes).
+  struct netkit_prefix dst;
+  // True for a default route.
+  bool is_default;
+  // Gateway of a single-path route; family 0: none.
+  struct netkit_ip gateway;
+  // Output device index of a single-path route; 0: none.
+  uint32_t oif;
+  // Table.
+  uint32_t table;
+  // True when the kernel reported a metric.
+  bool has_metric;
+  // Metric (when `has_metric`).
+  uint32_t metric;
+  // Scope number.
+  uint8_t scope;
+  // Protocol number.
+  uint8_t protocol;
+  // Type: `NETKIT_ROUTE_*` or another `RTN_*` number.
+  uint8_t kind;
+  // Preferred source; family 0: none.
+  struct netkit_ip prefsrc;
+  // Route MTU; 0: none.
+  uint32_t mtu;
+  // `onlink`.
+  bool onlink;
+  // `linkdown`: the output device has no carrier.
+  bool linkdown;
+  // `dead`.
+  bool dead;
+  // The paths of a multipath route; NULL when single-path.
+  struct netkit_nexthop *nexthops;
+  // Number of `nexthops`.
+  uintptr_t nexthops_len;
+} netkit_route;
+
+// A neighbour entry as the kernel reports it (`ip neigh show`). Freed with the array it came
+// in (`netkit_neigh_list_free`) or the event it came in.
+typedef struct netkit_neigh {
+  // Index of the device.
+  uint32_t index;
+  // The neighbour's address.
+  struct netkit_ip ip;
+  // True when `mac` holds its link-layer address (false while unresolved, for proxies).
+  bool has_mac;
+  // Link-layer address (when `has_mac`).
+  uint8_t mac[6];
+  // `NUD_*` state bits.
+  uint16_t state;
+  // A proxy entry.
+  bool proxy;
+  // The neighbour is a router.
+  bool router;
+} netkit_neigh;
+
+// An FDB entry as the kernel reports it (`bridge fdb show`). Freed with the array it came in
+// (`netkit_fdb_list_free`) or the event it came in.
+typedef struct netkit_fdb {
+  // Index of the device (the bridge port, or the VXLAN device).
+  uint32_t index;
+  // The MAC address.
+  uint8_t mac[6];
+  // Remote VTEP; family 0: none.
+  struct netkit_ip dst;
+  // VLAN id; 0: none.
+  uint16_t vlan;
+  // True when `vni` is set.
+  bool has_vni;
+  // VXLAN VNI (when `has_vni`).
+  uint32_t vni;
+  // Index of the bridge holding the entry; 0: none.
+  uint32_t master;
+  // In the device's own table (`self`).
+  bool is_self;
+  // Permanent (local to the bridge).
+  bool permanent;
+  // `NUD_*` state bits.
+  uint16_t state;
+  // UDP port of the remote; 0: the device's.
+  uint16_t port;
+  // `NTF_ROUTER`.
+  bool router;
+  // Learned by an external control plane (`extern_learn`).
+  bool extern_learn;
+  // Offloaded to hardware.
+  bool offloaded;
+  // Sticky (never moves to another port).
+  bool sticky;
+} netkit_fdb;
+
+// One change. Exactly the object its `kind` names is set (not NULL), the others are NULL
+// (all are NULL for `NETKIT_EVENT_OVERRUN`); the objects belong to the event. Free with
+// `netkit_event_free`.
+typedef struct netkit_event {
+  // `NETKIT_EVENT_*`.
+  uint32_t kind;
+  // The link (`NETKIT_EVENT_NEW_LINK`, `_DEL_LINK`).
+  struct netkit_link *link;
+  // The address (`NETKIT_EVENT_NEW_ADDR`, `_DEL_ADDR`).
+  struct netkit_address *addr;
+  // The route (`NETKIT_EVENT_NEW_ROUTE`, `_DEL_ROUTE`).
+  struct netkit_route *route;
+  // The neighbour entry (`NETKIT_EVENT_NEW_NEIGH`, `_DEL_NEIGH`).
+  struct netkit_neigh *neigh;
+  // The FDB entry (`NETKIT_EVENT_NEW_FDB`, `_DEL_FDB`).
+  struct netkit_fdb *fdb;
+} netkit_event;
+
+// A host port (or range) forwarded to a container: Docker's `-p`, CNI's `portMappings`.
+typedef struct netkit_port_mapping {
+  // `NETKIT_PROTO_*`; 0: TCP.
+  uint8_t protocol;
+  // Only connections to this host address; family 0 (or 0.0.0.0 / ::): every address.
+  struct netkit_ip host_ip;
+  // First host port. Required.
+  uint16_t host_port;
+  // Last host port of a range; 0: `host_port` (one port).
+  uint16_t host_port_end;
+  // The container's address. Required.
+  struct netkit_ip container_ip;
+  // The container port `host_port` maps to (a range maps port by port). Required.
+  uint16_t container_port;
+} netkit_port_mapping;
+
+// Masquerade traffic from `source` to destinations outside `network`: CNI's `ipMasq`.
+typedef struct netkit_masquerade {
+  // The address (full-length prefix) or subnet whose traffic is masqueraded. Required.
+  struct netkit_prefix source;
+  // Destinations inside it keep the source address; family 0: `source` itself (a whole
+  // subnet, host bits cleared).
+  struct netkit_prefix network;
+} netkit_masquerade;
+
+// A container network on the host: `subnet` behind `interface` (a bridge). Registering it
+// makes hairpin traffic (a container reaching another through a host port) work.
+typedef struct netkit_fw_network {
+  // The host-side interface. Required.
+  const char *interface;
+  // The subnet. Required.
+  struct netkit_prefix subnet;
+} netkit_fw_network;
+
+// Two interfaces whose traffic between each other is dropped (both directions).
+typedef struct netkit_fw_isolation {
+  // One interface. Required.
+  const char *a;
+  // The other. Required.
+  const char *b;
+} netkit_fw_isolation;
+
+// One backend of a service.
+typedef struct netkit_fw_endpoint {
+  // Its address. Required.
+  struct netkit_ip ip;
+  // Its port. Required.
+  uint16_t port;
+} netkit_fw_endpoint;
+
+// A service: a virtual address and port load-balanced over endpoints (ClusterIP), optionally
+// on a port of every host address too (NodePort).
+typedef struct netkit_fw_service {
+  // Name (1-100 of letters, digits, `_ . - /`). Required.
+  const char *name;
+  // `NETKIT_PROTO_*`; 0: TCP.
+  uint8_t protocol;
+  // Virtual address. Required.
+  struct netkit_ip vip;
+  // Virtual port. Required.
+  uint16_t port;
+  // Node port; 0: none.
+  uint16_t node_port;
+  // Client affinity timeout in seconds; 0: none.
+  uint32_t affinity_seconds;
+  // Masquerade traffic to the endpoints.
+  bool masquerade;
+  // The endpoints; NULL when `endpoints_len` is 0.
+  const struct netkit_fw_endpoint *endpoints;
+  // Number of `endpoints`.
+  uintptr_t endpoints_len;
+} netkit_fw_service;
+
+// What one owner is given: arrays with their lengths (NULL with length 0 for none).
+// Zero-initialise, then set the arrays it holds.
+typedef struct netkit_fw_rules {
+  // Port mappings.
+  const struct netkit_port_mapping *port_mappings;
+  // Number of `port_mappings`.
+  uintptr_t port_mappings_len;
+  // Masquerades.
+  const struct netkit_masquerade *masquerades;
+  // Number of `masquerades`.
+  uintptr_t masquerades_len;
+  // Container networks.
+  const struct netkit_fw_network *networks;
+  // Number of `networks`.
+  uintptr_t networks_len;
+  // Isolated interface pairs.
+  const struct netkit_fw_isolation *isolations;
+  // Number of `isolations`.
+  uintptr_t isolations_len;
+  // Services.
+  const struct netkit_fw_service *services;
+  // Number of `services`.
+  uintptr_t services_len;
+} netkit_fw_rules;
+
+// One allocated address: the address with its subnet's prefix length, the gateway of its
+// range, and which range set (0, 1, … in the configuration's order) it came from.
+typedef struct netkit_ipam_ip {
+  // The address and the prefix length of its subnet (`10.88.0.5/16`).
+  struct netkit_prefix address;
+  // The range's gateway.
+  struct netkit_ip gateway;
+  // Index of the range set.
+  uint32_t set;
+} netkit_ipam_ip;
+
+// A route of the pool's configuration (`routes`), handed to the container.
+typedef struct netkit_ipam_route {
+  // Destination.
+  struct netkit_prefix dst;
+  // Next hop; family 0: none given (the range's gateway is the usual choice).
+  struct netkit_ip gateway;
+} netkit_ipam_route;
+
+// What `netkit_ipam_allocate` gave an owner: one address per range set, the pool's routes and
+// DNS settings. Free with `netkit_ipam_allocation_free` (its arrays and strings with it).
+typedef struct netkit_ipam_allocation {
+  // The addresses, one per range set.
+  struct netkit_ipam_ip *ips;
+  // Number of `ips`.
+  uintptr_t ips_len;
+  // The pool's routes; NULL when none.
+  struct netkit_ipam_route *routes;
+  // Number of `routes`.
+  uintptr_t routes_len;
+  // True when the owner held addresses before this call (allocating again returns what it
+  // holds and fills only the range sets it had nothing in).
+  bool held_before;
+  // DNS from the configuration's `resolvConf`: `nameserver` addresses as strings; NULL
+  // when none (or no `resolvConf`).
+  char **dns_nameservers;
+  // Number of `dns_nameservers`.
+  uintptr_t dns_nameservers_len;
+  // The `domain` line; NULL when none.
+  char *dns_domain;
+  // `search` domains; NULL when none.
+  char **dns_search;
+  // Number of `dns_search`.
+  uintptr_t dns_search_len;
+  // `options`; NULL when none.
+  char **dns_options;
+  // Number of `dns_options`.
+  uintptr_t dns_options_len;
+} netkit_ipam_allocation;
+
+// An owner, for `netkit_ipam_gc`'s list of valid owners.
+typedef struct netkit_ipam_owner {
+  // Container ID (letters, digits, `_ . -`; at most 200 bytes). Required.
+  const char *container_id;
+  // Interface name inside the container (`eth0`). Required.
+  const char *ifname;
+} netkit_ipam_owner;
+
+// A veth pair: `ip link add NAME type veth peer name PEER_NAME netns PEER_NETNS`.
+typedef struct netkit_veth_config {
+  // Name of this end (in the handle's namespace). Required.
+  const char *name;
+  // Name of the peer end. Required.
+  const char *peer_name;
+  // The namespace the peer is created in (directly, never moved); NULL: the handle's.
+  const struct netkit_netns *peer_netns;
+  // MTU of both ends; 0: default.
+  uint32_t mtu;
+  // Set `mac` on this end.
+  bool set_mac;
+  // MAC of this end (when `set_mac`).
+  uint8_t mac[6];
+  // Set `peer_mac` on the peer.
+  bool set_peer_mac;
+  // MAC of the peer (when `set_peer_mac`).
+  uint8_t peer_mac[6];
+  // Index of a bridge this end becomes a port of; 0: none.
+  uint32_t master_index;
+  // Bring this end up (the peer is brought up in its namespace with `netkit_link_set_up`).
+  bool up;
+} netkit_veth_config;
 
 // A bridge: `ip link add NAME type bridge` (STP off unless `stp`).
 typedef struct netkit_bridge_config {
@@ -391,6 +790,53 @@ typedef struct netkit_ipip_config {
   uint32_t mtu;
 } netkit_ipip_config;
 
+// A neighbour entry to add or replace: `ip neigh add IP lladdr MAC dev DEV nud STATE`
+// (`ip neigh add proxy IP dev DEV` with `proxy`). Zero-initialise, then set the fields.
+typedef struct netkit_neigh_config {
+  // Device by name; NULL: by `dev_index`.
+  const char *dev;
+  // Device by index when `dev` is NULL.
+  uint32_t dev_index;
+  // The neighbour's address (IPv4: ARP table, IPv6: NDP table). Required.
+  struct netkit_ip ip;
+  // Its link-layer address (ignored for a proxy entry).
+  uint8_t mac[6];
+  // `NUD_*` state bits (`NETKIT_NUD_*`); 0: permanent.
+  uint16_t state;
+  // A proxy entry: the kernel answers for `ip` on the device.
+  bool proxy;
+  // The neighbour is a router (`NTF_ROUTER`, IPv6).
+  bool router;
+} netkit_neigh_config;
+
+// An FDB entry to add, append, replace or delete: `bridge fdb add MAC dev DEV [dst IP]
+// [vlan V] [vni N] [port P] self|master static|permanent`. Zero-initialise, then set the
+// fields.
+typedef struct netkit_fdb_config {
+  // Device by name; NULL: by `dev_index`.
+  const char *dev;
+  // Device by index when `dev` is NULL.
+  uint32_t dev_index;
+  // The MAC address (all zero: the default destination of a VXLAN device's flooding).
+  uint8_t mac[6];
+  // Remote VTEP (`dst`) of a VXLAN device; family 0: none.
+  struct netkit_ip dst;
+  // VLAN id; 0: none.
+  uint16_t vlan;
+  // Use `vni`.
+  bool set_vni;
+  // VXLAN VNI of the remote (when `set_vni`).
+  uint32_t vni;
+  // UDP port of the remote; 0: the device's.
+  uint16_t port;
+  // In the device's own table (`self`, also when neither `is_self` nor `master`).
+  bool is_self;
+  // In the table of the device's bridge (`master`).
+  bool master;
+  // `permanent` instead of `static`.
+  bool permanent;
+} netkit_fdb_config;
+
 // One path of a multipath route (`nexthop via GW dev DEV weight W onlink`).
 typedef struct netkit_nexthop_config {
   // Gateway; family 0: none.
@@ -440,60 +886,83 @@ typedef struct netkit_route_config {
   uintptr_t nexthops_len;
 } netkit_route_config;
 
-// One path of a multipath route as the kernel reports it.
-typedef struct netkit_nexthop {
-  // Gateway; family 0: none.
-  struct netkit_ip gateway;
-  // Output device index.
-  uint32_t oif;
-  // Weight, 1 to 256.
-  uint16_t weight;
-  // `onlink`.
-  bool onlink;
-  // The path is dead or its device down.
-  bool dead;
-} netkit_nexthop;
+// A rule to add or delete (`ip rule add|del …`). Zero-initialise, then set the fields. For a
+// deletion only the fields that are set select the rule (the first match goes).
+typedef struct netkit_rule_config {
+  // `NETKIT_AF_INET` or `NETKIT_AF_INET6`; 0: the family of `from` / `to` when one is set,
+  // else IPv4 (as `ip rule`).
+  uint8_t family;
+  // Use `priority` (0 is a valid priority, the `local` rule's).
+  bool set_priority;
+  // Priority (`priority N`); without it the kernel picks one when adding.
+  uint32_t priority;
+  // Table (`lookup T`); 0: main when adding with the lookup action, any when deleting.
+  uint32_t table;
+  // Source prefix (`from P`); family 0: all.
+  struct netkit_prefix from;
+  // Destination prefix (`to P`); family 0: all.
+  struct netkit_prefix to;
+  // Match the firewall mark (`fwmark MARK/MASK`).
+  bool set_fwmark;
+  // The mark (when `set_fwmark`).
+  uint32_t fwmark;
+  // The mark's mask (when `set_fwmark`); 0: 0xffffffff (an exact mark).
+  uint32_t fwmask;
+  // Input device name (`iif DEV`, `lo` for local traffic); NULL: any. The device may not
+  // exist yet.
+  const char *iif;
+  // Output device name (`oif DEV`); NULL: any.
+  const char *oif;
+  // `NETKIT_RULE_*`; 0: lookup when adding, any when deleting.
+  uint8_t action;
+  // Invert the selector (`not`).
+  bool invert;
+  // Use `suppress_prefixlen`.
+  bool set_suppress_prefixlen;
+  // Ignore lookup results with a prefix length at most this (`suppress_prefixlength N`).
+  uint32_t suppress_prefixlen;
+} netkit_rule_config;
 
-// A route as the kernel reports it (`ip route show`). Freed with the array it came in
-// (`netkit_route_list_free`).
-typedef struct netkit_route {
+// A rule as the kernel reports it (`ip rule show`). Freed with the array it came in
+// (`netkit_rule_list_free`); its strings belong to it.
+typedef struct netkit_rule {
   // `NETKIT_AF_INET` or `NETKIT_AF_INET6`.
   uint8_t family;
-  // Destination (`0.0.0.0/0`, `::/0` for default routes).
-  struct netkit_prefix dst;
-  // True for a default route.
-  bool is_default;
-  // Gateway of a single-path route; family 0: none.
-  struct netkit_ip gateway;
-  // Output device index of a single-path route; 0: none.
-  uint32_t oif;
-  // Table.
+  // Priority (0 for the `local` rule).
+  uint32_t priority;
+  // Table looked up (0 when the action is not a lookup).
   uint32_t table;
-  // True when the kernel reported a metric.
-  bool has_metric;
-  // Metric (when `has_metric`).
-  uint32_t metric;
-  // Scope number.
-  uint8_t scope;
-  // Protocol number.
+  // `NETKIT_RULE_*` or another `FR_ACT_*` number (2: goto).
+  uint8_t action;
+  // Source prefix; family 0: all.
+  struct netkit_prefix from;
+  // Destination prefix; family 0: all.
+  struct netkit_prefix to;
+  // True when the rule matches a firewall mark.
+  bool has_fwmark;
+  // The mark (when `has_fwmark`).
+  uint32_t fwmark;
+  // The mark's mask as reported (0 when the kernel reported none).
+  uint32_t fwmask;
+  // Input device name; NULL: any.
+  char *iif;
+  // Output device name; NULL: any.
+  char *oif;
+  // Selector inverted (`not`).
+  bool invert;
+  // True when `suppress_prefixlen` is set.
+  bool has_suppress_prefixlen;
+  // `suppress_prefixlength` (when `has_suppress_prefixlen`).
+  uint32_t suppress_prefixlen;
+  // The `iif` device does not exist (`[detached]`): the rule matches nothing yet.
+  bool iif_detached;
+  // The `oif` device does not exist.
+  bool oif_detached;
+  // Who installed the rule (a route protocol number; 0 when unset).
   uint8_t protocol;
-  // Type: `NETKIT_ROUTE_*` or another `RTN_*` number.
-  uint8_t kind;
-  // Preferred source; family 0: none.
-  struct netkit_ip prefsrc;
-  // Route MTU; 0: none.
-  uint32_t mtu;
-  // `onlink`.
-  bool onlink;
-  // `linkdown`: the output device has no carrier.
-  bool linkdown;
-  // `dead`.
-  bool dead;
-  // The paths of a multipath route; NULL when single-path.
-  struct netkit_nexthop *nexthops;
-  // Number of `nexthops`.
-  uintptr_t nexthops_len;
-} netkit_route;
+  // The TOS selector, 0 for any.
+  uint8_t tos;
+} netkit_rule;
 
 #ifdef __cplusplus
 extern "C" {
@@ -592,6 +1061,80 @@ void netkit_error_free(struct netkit_error *err);
 // "NETKIT_E_UNKNOWN" for a code that is none of the constants.
 const char *netkit_status_name(int status);
 
+// Watch the changes `kinds` names (`NETKIT_EVENTS_*` bits; 0 for all) in the namespace of
+// `h`, like `ip monitor`. Changes that happen after this returns are delivered in kernel
+// order. The subscription is independent of `h` afterwards (it has its own socket).
+int netkit_events_subscribe(const struct netkit_handle *h,
+                            uint32_t kinds,
+                            struct netkit_events **out,
+                            struct netkit_error **err);
+
+// The subscription's file descriptor in `*fd`: poll it for `POLLIN` (or add it to an epoll
+// set, a Go netpoller…); it is readable when an event is waiting. It belongs to the
+// subscription: do not read it or close it; it is valid until `netkit_events_close`.
+int netkit_events_fd(const struct netkit_events *sub, int *fd, struct netkit_error **err);
+
+// Read the next event without blocking: a new event in `*event` (free with
+// `netkit_event_free`), or NULL when none is waiting (the status is `NETKIT_OK` either way).
+// Call it until it stores NULL each time the descriptor reports readable.
+int netkit_events_next(const struct netkit_events *sub,
+                       struct netkit_event **event,
+                       struct netkit_error **err);
+
+// Free an event from `netkit_events_next` (its object with it). NULL and a second free are
+// ignored.
+void netkit_event_free(struct netkit_event *event);
+
+// End a subscription and close its descriptor. NULL and a second close are ignored. Other
+// threads must be done with it (and have removed the descriptor from their poll sets).
+void netkit_events_close(struct netkit_events *sub);
+
+// Open the firewall of namespace `ns` with `driver` (`NETKIT_FW_*`; `NETKIT_FW_AUTO`:
+// nftables when usable, else iptables), keeping its wanted state in `state_dir` (NULL:
+// `/run/netkit/firewall/<namespace cookie>`; every process working on the namespace must use
+// the same one). Nothing is changed in the kernel until an owner is given something.
+// `NETKIT_E_UNSUPPORTED` when the driver cannot run here.
+int netkit_fw_open(const struct netkit_netns *ns,
+                   uint32_t driver,
+                   const char *state_dir,
+                   struct netkit_fw **out,
+                   struct netkit_error **err);
+
+// The driver an open firewall uses (`NETKIT_FW_NFTABLES` or `NETKIT_FW_IPTABLES`) in `*driver`.
+int netkit_fw_driver(const struct netkit_fw *fw, uint32_t *driver, struct netkit_error **err);
+
+// Give `owner` these rules as well (idempotent: what it holds already is no error; a service
+// replaces the owner's service of the same name). `NETKIT_E_EXISTS` when a host port or a
+// service name is another owner's (nothing is changed then).
+int netkit_fw_add(const struct netkit_fw *fw,
+                  const char *owner,
+                  const struct netkit_fw_rules *rules,
+                  struct netkit_error **err);
+
+// Remove everything `owner` holds (when it held the last rules, netkit's table or chains go
+// too). Idempotent: an owner holding nothing is success.
+int netkit_fw_teardown(const struct netkit_fw *fw, const char *owner, struct netkit_error **err);
+
+// Tear down every owner not in `valid` (`valid_len` names; NULL when 0: every owner goes).
+// When `removed` is not NULL it receives the owners removed (an array of `*len` strings, NULL
+// when none; free with `netkit_strings_free`); `len` must then not be NULL.
+int netkit_fw_gc(const struct netkit_fw *fw,
+                 const char *const *valid,
+                 uintptr_t valid_len,
+                 char ***removed,
+                 uintptr_t *len,
+                 struct netkit_error **err);
+
+// Every owner holding something, as an array of `*len` strings in `*owners` (NULL when none;
+// free with `netkit_strings_free`).
+int netkit_fw_owners(const struct netkit_fw *fw,
+                     char ***owners,
+                     uintptr_t *len,
+                     struct netkit_error **err);
+
+// Close a firewall (its rules stay in the kernel). NULL and a second close are ignored.
+void netkit_fw_close(struct netkit_fw *fw);
+
 // Open a handle whose socket lives in `ns` (the calling thread does not move). The handle keeps
 // the namespace open; `ns` may be freed afterwards.
 int netkit_handle_open(const struct netkit_netns *ns,
@@ -606,6 +1149,75 @@ int netkit_handle_netns(const struct netkit_handle *h,
 
 // Close a handle. NULL and a second close are ignored. Other threads must be done with it.
 void netkit_handle_close(struct netkit_handle *h);
+
+// Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
+// host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
+// `dataDir`, `resolvConf` (read now, at most 64 KiB; its DNS settings go into every
+// allocation), and `sync`) under the network name `network` (its store is
+// `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
+// `/var/lib/cni/netkit`. The store directory is created when missing.
+// `NETKIT_E_INVALID` for a configuration that is not valid.
+int netkit_ipam_open(const char *config_json,
+                     const char *network,
+                     const char *store_dir,
+                     struct netkit_ipam **out,
+                     struct netkit_error **err);
+
+// Allocate to the owner (`container_id`, `ifname`) one address per range set, in `*out`
+// (free with `netkit_ipam_allocation_free`). `requested` (`requested_len` addresses, NULL
+// when 0) asks for specific addresses, at most one per range set. Allocating again for an
+// owner returns what it holds. `NETKIT_E_EXHAUSTED` when a range set has no free address,
+// `NETKIT_E_EXISTS` when a requested address is held by another owner (or the owner holds
+// another one of that set), `NETKIT_E_INVALID` for a requested address outside the pool
+// or reserved, or an owner that is not valid.
+int netkit_ipam_allocate(const struct netkit_ipam *ipam,
+                         const char *container_id,
+                         const char *ifname,
+                         const struct netkit_ip *requested,
+                         uintptr_t requested_len,
+                         struct netkit_ipam_allocation **out,
+                         struct netkit_error **err);
+
+// Free an allocation from `netkit_ipam_allocate` (its arrays with it). NULL and a second free
+// are ignored.
+void netkit_ipam_allocation_free(struct netkit_ipam_allocation *allocation);
+
+// The addresses the owner holds, as an array of `*len` in `*ips` (NULL when none). Free
+// with `netkit_ip_list_free`.
+int netkit_ipam_lookup(const struct netkit_ipam *ipam,
+                       const char *container_id,
+                       const char *ifname,
+                       struct netkit_ip **ips,
+                       uintptr_t *len,
+                       struct netkit_error **err);
+
+// Release every address the owner holds. Idempotent: an owner holding nothing is success.
+// When `ips` is not NULL it receives the released addresses (an array of `*len`, NULL when
+// none; free with `netkit_ip_list_free`); `len` must then not be NULL.
+int netkit_ipam_release(const struct netkit_ipam *ipam,
+                        const char *container_id,
+                        const char *ifname,
+                        struct netkit_ip **ips,
+                        uintptr_t *len,
+                        struct netkit_error **err);
+
+// Garbage collection: release the addresses of every owner not in `valid` (`valid_len`
+// owners, NULL when 0: every owner goes), and repair what crashed processes left behind.
+// When `released` is not NULL it receives the released addresses (an array of `*len`, NULL
+// when none; free with `netkit_ip_list_free`); `len` must then not be NULL.
+int netkit_ipam_gc(const struct netkit_ipam *ipam,
+                   const struct netkit_ipam_owner *valid,
+                   uintptr_t valid_len,
+                   struct netkit_ip **released,
+                   uintptr_t *len,
+                   struct netkit_error **err);
+
+// Free an array of addresses (from `netkit_ipam_lookup`, `_release`, `_gc`) with its length.
+// NULL, a wrong length and a second free are ignored.
+void netkit_ip_list_free(struct netkit_ip *ips, uintptr_t len);
+
+// Close a pool. NULL and a second close are ignored. Other threads must be done with it.
+void netkit_ipam_close(struct netkit_ipam *ipam);
 
 // Create a veth pair; `*out` (when `out` is not NULL) receives this end.
 int netkit_link_add_veth(const struct netkit_handle *h,
@@ -720,6 +1332,83 @@ void netkit_link_free(struct netkit_link *link);
 // free are ignored.
 void netkit_link_list_free(struct netkit_link *links, uintptr_t len);
 
+// `ip neigh add …`. `NETKIT_E_EXISTS` when the device has an entry for the address already
+// (a proxy entry may be added again).
+int netkit_neigh_add(const struct netkit_handle *h,
+                     const struct netkit_neigh_config *cfg,
+                     struct netkit_error **err);
+
+// `ip neigh replace …`: add, or overwrite the entry for the address.
+int netkit_neigh_replace(const struct netkit_handle *h,
+                         const struct netkit_neigh_config *cfg,
+                         struct netkit_error **err);
+
+// `ip neigh del [proxy] IP dev DEV`. Idempotent: an entry (or device) already gone is success.
+int netkit_neigh_del(const struct netkit_handle *h,
+                     const char *dev,
+                     const struct netkit_ip *ip,
+                     bool proxy,
+                     struct netkit_error **err);
+
+// `ip neigh get IP dev DEV`: the entry for `ip` on `dev`, written into the caller's `*out`
+// (a plain struct: nothing to free). `NETKIT_E_NOT_FOUND` when there is no such entry or
+// device.
+int netkit_neigh_get(const struct netkit_handle *h,
+                     const char *dev,
+                     const struct netkit_ip *ip,
+                     struct netkit_neigh *out,
+                     struct netkit_error **err);
+
+// `ip neigh show [dev DEV]` and `ip neigh show proxy`: the entries of `dev` (every device's
+// when NULL) of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both), as an array of
+// `*len` in `*neighs` (NULL when empty). Free with `netkit_neigh_list_free`.
+// `NETKIT_E_NOT_FOUND` when `dev` does not exist.
+int netkit_neigh_list(const struct netkit_handle *h,
+                      const char *dev,
+                      uint8_t family,
+                      struct netkit_neigh **neighs,
+                      uintptr_t *len,
+                      struct netkit_error **err);
+
+// Free an array from `netkit_neigh_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_neigh_list_free(struct netkit_neigh *neighs, uintptr_t len);
+
+// `bridge fdb add …`. `NETKIT_E_EXISTS` when the entry is there already.
+int netkit_fdb_add(const struct netkit_handle *h,
+                   const struct netkit_fdb_config *cfg,
+                   struct netkit_error **err);
+
+// `bridge fdb append …`: another destination for the same MAC (VXLAN flooding to several
+// VTEPs with the all-zero MAC).
+int netkit_fdb_append(const struct netkit_handle *h,
+                      const struct netkit_fdb_config *cfg,
+                      struct netkit_error **err);
+
+// `bridge fdb replace …`: add, or overwrite the entry for the MAC.
+int netkit_fdb_replace(const struct netkit_handle *h,
+                       const struct netkit_fdb_config *cfg,
+                       struct netkit_error **err);
+
+// `bridge fdb del …` (with `dst`: only that destination). Idempotent: an entry (or device)
+// already gone is success.
+int netkit_fdb_del(const struct netkit_handle *h,
+                   const struct netkit_fdb_config *cfg,
+                   struct netkit_error **err);
+
+// `bridge fdb show [dev DEV]`: the entries of `dev` (every device's when NULL) as an array of
+// `*len` in `*entries` (NULL when empty). Free with `netkit_fdb_list_free`.
+// `NETKIT_E_NOT_FOUND` when `dev` does not exist.
+int netkit_fdb_list(const struct netkit_handle *h,
+                    const char *dev,
+                    struct netkit_fdb **entries,
+                    uintptr_t *len,
+                    struct netkit_error **err);
+
+// Free an array from `netkit_fdb_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_fdb_list_free(struct netkit_fdb *entries, uintptr_t len);
+
 // Create the named namespace `name` (as `ip netns add NAME`, bind-mounted under /run/netns)
 // and open it in `*out`. `NETKIT_E_EXISTS` when the name is taken.
 int netkit_netns_create(const char *name, struct netkit_netns **out, struct netkit_error **err);
@@ -792,6 +1481,30 @@ int netkit_route_list(const struct netkit_handle *h,
 // Free an array from `netkit_route_list` with its length (its next hops with it). NULL, a
 // wrong length and a second free are ignored.
 void netkit_route_list_free(struct netkit_route *routes, uintptr_t len);
+
+// `ip rule add …`. `NETKIT_E_EXISTS` when an identical rule is there already.
+int netkit_rule_add(const struct netkit_handle *h,
+                    const struct netkit_rule_config *cfg,
+                    struct netkit_error **err);
+
+// `ip rule del …`: delete the first rule matching the fields set. Idempotent: no matching
+// rule is success.
+int netkit_rule_del(const struct netkit_handle *h,
+                    const struct netkit_rule_config *cfg,
+                    struct netkit_error **err);
+
+// `ip rule show`: the rules of `family` (`NETKIT_AF_INET`, `NETKIT_AF_INET6`, 0 for both) in
+// priority order, as an array of `*len` in `*rules` (NULL when empty). Free with
+// `netkit_rule_list_free`.
+int netkit_rule_list(const struct netkit_handle *h,
+                     uint8_t family,
+                     struct netkit_rule **rules,
+                     uintptr_t *len,
+                     struct netkit_error **err);
+
+// Free an array from `netkit_rule_list` with its length. NULL, a wrong length and a second
+// free are ignored.
+void netkit_rule_list_free(struct netkit_rule *rules, uintptr_t len);
 
 // Read sysctl `key` (dotted, as sysctl(8): `net.ipv4.ip_forward`; a `/` inside a component is a
 // literal dot, `net.ipv4.conf.eth0/100.rp_filter`) inside

@@ -4,6 +4,7 @@ use std::ffi::{c_char, CStr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
+use netkit_core::IpFamily;
 
 use crate::error::Error;
 
@@ -105,6 +106,27 @@ impl netkit_prefix {
     pub fn required(&self, what: &str) -> Result<IpNetwork, Error> {
         self.get(what)?
             .ok_or_else(|| Error::invalid(format!("{what}: no address (family 0)")))
+    }
+}
+
+/// The `NETKIT_AF_*` number of a family.
+pub(crate) fn af_of(family: IpFamily) -> u8 {
+    match family {
+        IpFamily::V4 => NETKIT_AF_INET,
+        IpFamily::V6 => NETKIT_AF_INET6,
+    }
+}
+
+/// A family argument named `arg`: 0 (none: both families, or "unset"), `NETKIT_AF_INET` or
+/// `NETKIT_AF_INET6`.
+pub(crate) fn family_arg(family: u8, arg: &str) -> Result<Option<IpFamily>, Error> {
+    match family {
+        0 => Ok(None),
+        NETKIT_AF_INET => Ok(Some(IpFamily::V4)),
+        NETKIT_AF_INET6 => Ok(Some(IpFamily::V6)),
+        f => Err(Error::invalid(format!(
+            "{arg}: {f} is neither 0, NETKIT_AF_INET nor NETKIT_AF_INET6"
+        ))),
     }
 }
 

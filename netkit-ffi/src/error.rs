@@ -7,6 +7,7 @@
 
 use std::ffi::{c_char, c_int, CString};
 
+use netkit_core::events::EventError;
 use netkit_core::firewall::FirewallError;
 use netkit_core::ipam::IpamError;
 use netkit_core::neigh::NeighError;
@@ -189,6 +190,15 @@ impl From<NeighError> for Error {
             ..Facts::default()
         };
         Self::classify(e.to_string(), e.errno(), facts)
+    }
+}
+
+impl From<EventError> for Error {
+    fn from(e: EventError) -> Self {
+        let errno = match &e {
+            EventError::Subscribe { cause, .. } | EventError::Receive { cause, .. } => cause.errno,
+        };
+        Self::classify(e.to_string(), errno, Facts::default())
     }
 }
 

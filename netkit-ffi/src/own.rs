@@ -119,6 +119,45 @@ pub(crate) unsafe fn free_field(p: *mut c_char) {
     }
 }
 
+/// An array field of a returned struct: owned by the struct (not recorded on its own), freed
+/// by [`free_slice_field`] when the struct is freed. An empty array is (NULL, 0).
+pub(crate) fn slice_field<T>(items: Vec<T>) -> (*mut T, usize) {
+    if items.is_empty() {
+        return (std::ptr::null_mut(), 0);
+    }
+    let len = items.len();
+    (Box::into_raw(items.into_boxed_slice()) as *mut T, len)
+}
+
+/// Free an array made by [`slice_field`].
+///
+/// # Safety
+/// `p` is NULL or came from [`slice_field`] with this length and is freed once (the struct's
+/// `Drop` owns it).
+pub(crate) unsafe fn free_slice_field<T>(p: *mut T, len: usize) {
+    if !p.is_null() {
+        // SAFETY: a boxed slice of `len` elements from `slice_field`, dropped once by its owner.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, len)) });
+    }
+}
+
+/// An object field of a returned struct (a pointer to one object the struct owns, not recorded
+/// on its own), freed by [`free_box_field`] when the struct is freed.
+pub(crate) fn box_field<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Free an object made by [`box_field`].
+///
+/// # Safety
+/// `p` is NULL or came from [`box_field`] and is freed once (the struct's `Drop` owns it).
+pub(crate) unsafe fn free_box_field<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: from `Box::into_raw` in `box_field`, dropped once by its owner.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 /// Free a string returned by netkit (`char *` out-parameters such as `netkit_ip_format`'s).
 /// NULL, and a pointer that is not a live netkit string, are ignored.
 #[no_mangle]

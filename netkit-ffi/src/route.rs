@@ -3,9 +3,9 @@
 use std::ffi::{c_char, c_int};
 
 use netkit_core::route::{NextHop, NextHopInfo, RouteKind, RouteScope};
-use netkit_core::{IpFamily, Route, RouteInfo};
+use netkit_core::{Route, RouteInfo};
 
-use crate::conv::{netkit_ip, netkit_prefix, opt_str, out_arg, put, ref_arg, NETKIT_AF_INET, NETKIT_AF_INET6};
+use crate::conv::{af_of, family_arg, netkit_ip, netkit_prefix, opt_str, out_arg, put, ref_arg};
 use crate::error::{status, Error};
 use crate::handle::netkit_handle;
 use crate::runtime::wait;
@@ -158,18 +158,9 @@ fn kind_from_u8(n: u8) -> RouteKind {
 
 impl From<&RouteInfo> for netkit_route {
     fn from(r: &RouteInfo) -> Self {
-        let hops: Vec<netkit_nexthop> = r.nexthops.iter().map(nexthop).collect();
-        let (nexthops, nexthops_len) = if hops.is_empty() {
-            (std::ptr::null_mut(), 0)
-        } else {
-            let len = hops.len();
-            (Box::into_raw(hops.into_boxed_slice()) as *mut netkit_nexthop, len)
-        };
+        let (nexthops, nexthops_len) = own::slice_field(r.nexthops.iter().map(nexthop).collect());
         Self {
-            family: match r.family {
-                IpFamily::V4 => NETKIT_AF_INET,
-                IpFamily::V6 => NETKIT_AF_INET6,
-            },
+            family: af_of(r.family),
             dst: r.destination().into(),
             is_default: r.is_default(),
             gateway: r.gateway.into(),
@@ -203,11 +194,9 @@ fn nexthop(n: &NextHopInfo) -> netkit_nexthop {
 
 impl Drop for netkit_route {
     fn drop(&mut self) {
-        if !self.nexthops.is_null() {
-            // SAFETY: made by `From<&RouteInfo>` as a boxed slice of `nexthops_len` elements,
-            // owned by this struct and freed once, here.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.nexthops, self.nexthops_len)) });
-        }
+        // SAFETY: made by `own::slice_field` in `From<&RouteInfo>` with `nexthops_len`
+        // elements, owned by this struct and freed once, here.
+        unsafe { own::free_slice_field(self.nexthops, self.nexthops_len) };
     }
 }
 
@@ -358,16 +347,7 @@ pub unsafe extern "C" fn netkit_route_list(
         let h = unsafe { netkit_handle::arg(h) }?;
         out_arg(routes, "routes")?;
         out_arg(len, "len")?;
-        let family = match family {
-            0 => None,
-            NETKIT_AF_INET => Some(IpFamily::V4),
-            NETKIT_AF_INET6 => Some(IpFamily::V6),
-            f => {
-                return Err(Error::invalid(format!(
-                    "family: {f} is neither 0, NETKIT_AF_INET nor NETKIT_AF_INET6"
-                )))
-            }
-        };
+        let family = family_arg(family, "family")?;
         let table = (table != 0).then_some(table);
         let list: Vec<netkit_route> = wait(h.route_list(family, table))?
             .iter()

@@ -1,5 +1,6 @@
 //! examples/c/veth_pair.c, compiled with gcc against include/netkit.h and libnetkit.a, run as is,
-//! under valgrind memcheck (0 errors, 0 bytes definitely lost) and built with AddressSanitizer.
+//! under valgrind memcheck (0 errors, 0 bytes definitely lost) and built with AddressSanitizer;
+//! likewise tests/c/areas.c, which uses rules, neighbours, events, IPAM and the firewall.
 //! Each run makes its own namespaces (a unique prefix) and the example deletes them; a guard
 //! deletes them too when the example failed half-way.
 
@@ -179,4 +180,76 @@ fn readme_c_example_compiles() {
     let src = dir.path().join("first.c");
     std::fs::write(&src, &readme[start..start + len]).unwrap();
     compile_file(dir.path(), &src, "first", &[]);
+}
+
+/// tests/c/areas.c compiled with `extra` flags for the test `tag`, run through `runner` (empty:
+/// directly) with a temp dir for its IPAM store and firewall state; checks that every step
+/// worked and returns (success, stdout, stderr).
+fn run_areas(tag: &str, extra: &[&str], runner: &[&str]) -> (bool, String, String) {
+    let dir = netkit_test_support::tempdir(tag);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/areas.c");
+    let bin = compile_file(dir.path(), &src, "areas", extra);
+    let store = dir.path().join("state");
+    std::fs::create_dir(&store).expect("state dir");
+    let mut cmd: Vec<&str> = runner.to_vec();
+    cmd.push(bin.to_str().unwrap());
+    cmd.push(store.to_str().unwrap());
+    let (ok, stdout, stderr) = run(cmd[0], &cmd[1..]);
+    for step in [
+        "rule 1000 iif v0: ok",
+        "neighbour 10.5.0.2: ok",
+        "events: ok",
+        "nameserver 10.6.0.53, 2 search domains",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}\n{stderr}");
+    }
+    if stdout.contains("firewall: unsupported here") {
+        report_skip(tag, "areas.c: the firewall step (no nftables or iptables here)");
+    } else {
+        assert!(stdout.contains("firewall: ok"), "{stdout}\n{stderr}");
+    }
+    (ok, stdout, stderr)
+}
+
+#[test]
+fn c_areas_under_valgrind() {
+    if !have("valgrind") {
+        report_skip("c_areas_under_valgrind", "valgrind is not installed");
+        return;
+    }
+    let supp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valgrind.supp");
+    let supp = format!("--suppressions={}", supp.display());
+    let (ok, stdout, stderr) = run_areas(
+        "c_areas_under_valgrind",
+        &[],
+        &[
+            "valgrind",
+            "--leak-check=full",
+            "--show-leak-kinds=definite",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=3",
+            &supp,
+        ],
+    );
+    assert!(ok, "areas under valgrind failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("areas: ok"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    assert!(stderr.contains("ERROR SUMMARY: 0 errors"), "{stderr}");
+    assert!(
+        stderr.contains("definitely lost: 0 bytes") || stderr.contains("All heap blocks were freed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn c_areas_with_address_sanitizer() {
+    let (ok, stdout, stderr) = run_areas(
+        "c_areas_with_address_sanitizer",
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        &[],
+    );
+    assert!(ok, "areas with AddressSanitizer failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("areas: ok"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    assert!(!stderr.contains("AddressSanitizer"), "{stderr}");
 }

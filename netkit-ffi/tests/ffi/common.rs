@@ -109,3 +109,18 @@ impl Drop for Ns {
 unsafe impl Send for Ns {}
 // SAFETY: as above.
 unsafe impl Sync for Ns {}
+
+/// Config structs built as C builds them, zero-initialised (`= {0}`: every field's default).
+pub trait Zeroed: Sized {
+    /// The all-zero value.
+    fn zeroed() -> Self {
+        // SAFETY: implemented only for the crate's `#[repr(C)]` config structs, whose fields
+        // (integers, bools, byte arrays, nullable pointers, netkit_ip / netkit_prefix) all
+        // accept the all-zero pattern.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+impl Zeroed for netkit::rule::netkit_rule_config {}
+impl Zeroed for netkit::neigh::netkit_neigh_config {}
+impl Zeroed for netkit::neigh::netkit_fdb_config {}

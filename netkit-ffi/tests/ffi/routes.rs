@@ -13,7 +13,7 @@ use crate::args::route_config;
 use crate::common::{cs, fails, ok, Ns};
 use crate::kinds::veth;
 
-fn prefix(text: &str) -> netkit_prefix {
+pub fn prefix(text: &str) -> netkit_prefix {
     let mut p = netkit_prefix::default();
     let c = cs(text);
     // SAFETY: valid arguments.
@@ -21,12 +21,12 @@ fn prefix(text: &str) -> netkit_prefix {
     p
 }
 
-fn ip(text: &str) -> netkit_ip {
+pub fn ip(text: &str) -> netkit_ip {
     text.parse::<IpAddr>().unwrap().into()
 }
 
 /// A namespace with v0/v1 up, 10.1.0.1/24 on v0.
-fn setup(tag: &str) -> Ns {
+pub fn setup(tag: &str) -> Ns {
     let t = Ns::new(tag);
     let (v0, v1) = (cs("v0"), cs("v1"));
     let mut cfg = veth(&v0, &v1);
