@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use netkit_core::link::{Bridge, IpIp, Macvlan, MacvlanMode, TunTap, TunTapMode, Veth, Vxlan};
+use netkit_core::link::{Bridge, IpIp, LinkCommon, Macvlan, MacvlanMode, TunTap, TunTapMode, Veth, Vxlan, WithCommon};
 use netkit_core::{Handle, LinkSpec, MacAddr, NetNs, NetnsError};
 
 use crate::cli::{Global, LinkVerb};
@@ -290,11 +290,15 @@ fn is_not_found(e: &NetnsError) -> bool {
     matches!(e, NetnsError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// Create the link; settings its spec has no builder for (`mtu` of a tun, `address` of a
-/// macvlan or an ipip tunnel) follow in one `link set`.
+/// Create the link; the settings its kind cannot take when created (`mtu` of a tun, `address`
+/// of a macvlan or an ipip tunnel) follow in one `link set` (netkit-core's [`WithCommon`]).
 async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
-    let (mut late_mtu, mut late_mac) = (None, None);
-    match req.kind {
+    let common = LinkCommon {
+        mtu: req.mtu,
+        mac: req.mac,
+        up: false,
+    };
+    let late = match req.kind {
         Kind::Veth {
             peer,
             peer_netns,
@@ -304,16 +308,10 @@ async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
             if let Some(ns) = peer_netns {
                 spec = spec.peer_netns(&open_netns(&ns)?);
             }
-            if let Some(m) = req.mtu {
-                spec = spec.mtu(m);
-            }
-            if let Some(m) = req.mac {
-                spec = spec.mac(m);
-            }
             if let Some(m) = peer_mac {
                 spec = spec.peer_mac(m);
             }
-            create(h, &spec).await?;
+            create(h, spec, common).await?
         }
         Kind::Bridge { stp, vlan_filtering } => {
             let mut spec = Bridge::new(&req.name);
@@ -323,13 +321,7 @@ async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
             if let Some(on) = vlan_filtering {
                 spec = spec.vlan_filtering(on);
             }
-            if let Some(m) = req.mtu {
-                spec = spec.mtu(m);
-            }
-            if let Some(m) = req.mac {
-                spec = spec.mac(m);
-            }
-            create(h, &spec).await?;
+            create(h, spec, common).await?
         }
         Kind::Vxlan {
             vni,
@@ -359,21 +351,11 @@ async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
             if let Some(on) = learning {
                 spec = spec.learning(on);
             }
-            if let Some(m) = req.mtu {
-                spec = spec.mtu(m);
-            }
-            if let Some(m) = req.mac {
-                spec = spec.mac(m);
-            }
-            create(h, &spec).await?;
+            create(h, spec, common).await?
         }
         Kind::Macvlan { dev, mode } => {
-            let mut spec = Macvlan::new(&req.name, &dev).mode(mode);
-            if let Some(m) = req.mtu {
-                spec = spec.mtu(m);
-            }
-            late_mac = req.mac;
-            create(h, &spec).await?;
+            let spec = Macvlan::new(&req.name, &dev).mode(mode);
+            create(h, spec, common).await?
         }
         Kind::IpIp {
             local,
@@ -394,11 +376,7 @@ async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
             if let Some(t) = ttl {
                 spec = spec.ttl(t);
             }
-            if let Some(m) = req.mtu {
-                spec = spec.mtu(m);
-            }
-            late_mac = req.mac;
-            create(h, &spec).await?;
+            create(h, spec, common).await?
         }
         Kind::TunTap { mode, user, group } => {
             let mut spec = TunTap::new(&req.name, mode);
@@ -408,26 +386,21 @@ async fn add(h: &Handle, req: AddRequest) -> Result<(), CliError> {
             if let Some(g) = group {
                 spec = spec.group(g);
             }
-            (late_mtu, late_mac) = (req.mtu, req.mac);
             h.tuntap_add(&spec).await?;
+            common
         }
-    }
-    if late_mtu.is_some() || late_mac.is_some() {
-        let mut set = h.link_set(&req.name);
-        if let Some(m) = late_mtu {
-            set = set.mtu(m);
-        }
-        if let Some(m) = late_mac {
-            set = set.mac(m);
-        }
-        set.apply().await?;
+    };
+    if !late.is_empty() {
+        late.apply_to(h.link_set(&req.name)).apply().await?;
     }
     Ok(())
 }
 
-async fn create<S: LinkSpec>(h: &Handle, spec: &S) -> Result<(), CliError> {
-    h.link_add(spec).await?;
-    Ok(())
+/// Create `spec` with what it takes of `common`; what it cannot take comes back.
+async fn create<S: LinkSpec + WithCommon>(h: &Handle, spec: S, common: LinkCommon) -> Result<LinkCommon, CliError> {
+    let (spec, late) = spec.with_common(common);
+    h.link_add(&spec).await?;
+    Ok(late)
 }
 
 /// One change of `link set`.

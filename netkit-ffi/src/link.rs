@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use netkit_core::link::{Bridge, IpIp, Macvlan, MacvlanMode, TunTap, TunTapMode, Veth, Vxlan};
+use netkit_core::link::{Bridge, IpIp, LinkCommon, Macvlan, MacvlanMode, TunTap, TunTapMode, Veth, Vxlan, WithCommon};
 use netkit_core::{Handle, Link, LinkSpec, MacAddr};
 
 use crate::conv::{netkit_ip, opt_str, out_arg, put, ref_arg, str_arg};
@@ -236,9 +236,29 @@ pub struct netkit_ipip_config {
     pub mtu: u32,
 }
 
-/// Create the link `spec` and, when `out` is not NULL, return it in `*out`.
-fn add<S: LinkSpec>(h: &Handle, spec: &S, out: *mut *mut netkit_link) -> Result<(), Error> {
-    let link = wait(h.link_add(spec))?;
+/// The shared settings of a config struct: `mtu` 0 is none, `mac` only when `set_mac`.
+fn common(mtu: u32, set_mac: bool, mac: [u8; 6], up: bool) -> LinkCommon {
+    LinkCommon {
+        mtu: (mtu != 0).then_some(mtu),
+        mac: set_mac.then_some(MacAddr(mac)),
+        up,
+    }
+}
+
+/// Create the link `spec` with `common` (what its kind cannot take in the creating request
+/// follows in one `link set`) and, when `out` is not NULL, return it in `*out`.
+fn add<S: LinkSpec + WithCommon>(
+    h: &Handle,
+    spec: S,
+    common: LinkCommon,
+    out: *mut *mut netkit_link,
+) -> Result<(), Error> {
+    let (spec, late) = spec.with_common(common);
+    let mut link = wait(h.link_add(&spec))?;
+    if !late.is_empty() {
+        wait(late.apply_to(h.link_set(&link.name)).apply())?;
+        link = wait(h.link_get_by_index(link.index))?;
+    }
     give_link(out, &link);
     Ok(())
 }
@@ -274,22 +294,13 @@ pub unsafe extern "C" fn netkit_link_add_veth(
             // SAFETY: non-NULL, a live netkit_netns (contract).
             spec = spec.peer_netns(unsafe { netkit_netns::arg(cfg.peer_netns, "cfg.peer_netns") }?);
         }
-        if cfg.mtu != 0 {
-            spec = spec.mtu(cfg.mtu);
-        }
-        if cfg.set_mac {
-            spec = spec.mac(MacAddr(cfg.mac));
-        }
         if cfg.set_peer_mac {
             spec = spec.peer_mac(MacAddr(cfg.peer_mac));
         }
         if cfg.master_index != 0 {
             spec = spec.master_index(cfg.master_index);
         }
-        if cfg.up {
-            spec = spec.up();
-        }
-        add(h, &spec, out)
+        add(h, spec, common(cfg.mtu, cfg.set_mac, cfg.mac, cfg.up), out)
     })
 }
 
@@ -305,17 +316,8 @@ pub unsafe extern "C" fn netkit_link_add_bridge(
         // SAFETY: `h`, `cfg` and cfg's string are NULL or valid for the call.
         let (h, cfg) = unsafe { (netkit_handle::arg(h)?, ref_arg(cfg, "cfg")?) };
         // SAFETY: as above.
-        let mut spec = Bridge::new(unsafe { str_arg(cfg.name, "cfg.name") }?).stp(cfg.stp);
-        if cfg.mtu != 0 {
-            spec = spec.mtu(cfg.mtu);
-        }
-        if cfg.set_mac {
-            spec = spec.mac(MacAddr(cfg.mac));
-        }
-        if cfg.up {
-            spec = spec.up();
-        }
-        add(h, &spec, out)
+        let spec = Bridge::new(unsafe { str_arg(cfg.name, "cfg.name") }?).stp(cfg.stp);
+        add(h, spec, common(cfg.mtu, cfg.set_mac, cfg.mac, cfg.up), out)
     })
 }
 
@@ -348,16 +350,7 @@ pub unsafe extern "C" fn netkit_link_add_vxlan(
         if cfg.ttl != 0 {
             spec = spec.ttl(cfg.ttl);
         }
-        if cfg.mtu != 0 {
-            spec = spec.mtu(cfg.mtu);
-        }
-        if cfg.set_mac {
-            spec = spec.mac(MacAddr(cfg.mac));
-        }
-        if cfg.up {
-            spec = spec.up();
-        }
-        add(h, &spec, out)
+        add(h, spec, common(cfg.mtu, cfg.set_mac, cfg.mac, cfg.up), out)
     })
 }
 
@@ -382,11 +375,8 @@ pub unsafe extern "C" fn netkit_link_add_macvlan(
             NETKIT_MACVLAN_SOURCE => MacvlanMode::Source,
             m => return Err(Error::invalid(format!("cfg.mode: {m} is no NETKIT_MACVLAN_* mode"))),
         };
-        let mut spec = Macvlan::new(name, parent).mode(mode);
-        if cfg.mtu != 0 {
-            spec = spec.mtu(cfg.mtu);
-        }
-        add(h, &spec, out)
+        let spec = Macvlan::new(name, parent).mode(mode);
+        add(h, spec, common(cfg.mtu, false, [0; 6], false), out)
     })
 }
 
@@ -454,10 +444,7 @@ pub unsafe extern "C" fn netkit_link_add_ipip(
         if cfg.ttl != 0 {
             spec = spec.ttl(cfg.ttl);
         }
-        if cfg.mtu != 0 {
-            spec = spec.mtu(cfg.mtu);
-        }
-        add(h, &spec, out)
+        add(h, spec, common(cfg.mtu, false, [0; 6], false), out)
     })
 }
 

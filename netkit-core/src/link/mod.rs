@@ -16,6 +16,7 @@
 
 mod bridge;
 mod bulk;
+mod common;
 mod detach;
 mod dev;
 mod ensure;
@@ -32,6 +33,7 @@ use netlink_packet_route::link::{InfoData, InfoKind, LinkAttribute, LinkFlags, L
 use netlink_packet_route::RouteNetlinkMessage;
 
 pub use bridge::{Bridge, BridgePort};
+pub use common::{LinkCommon, WithCommon};
 pub(crate) use dev::Dev;
 pub use ensure::{EnsureAction, EnsurePolicy, Ensured};
 pub use info::{Link, LinkKind};
