@@ -18,6 +18,7 @@ pub mod hoststate;
 pub mod iptables;
 pub mod lease;
 pub mod lit;
+pub mod natlab;
 pub mod ns;
 mod rng;
 pub mod snapshot;

@@ -1,6 +1,6 @@
 //! `netkit fw`: an owner's port mapping and masquerade added, listed, seen in the kernel's
 //! ruleset and carried by real TCP connections, then removed; conflicts, GC and usage errors.
-//! Once per driver. The lab is built with `netkit` verbs in namespaces the test makes:
+//! Once per driver. The lab is netkit-test-support's `NatLab`, in namespaces the test makes:
 //!
 //! ```text
 //!  C eth0 10.88.0.2/24 ── vc0 ─ br0 10.88.0.1/24   H   ext0 192.0.2.1/24 ── eth0 192.0.2.2/24 O
@@ -9,53 +9,31 @@
 //! H forwards; O has no route to 10.88.0.0/24, so only the port mapping (DNAT) lets O reach C,
 //! and only the masquerade lets C reach O.
 
-use std::net::SocketAddr;
-
-use netkit_core::NetNsGuard;
-use netkit_test_support::echo::{tcp_hello_from, Server};
+use netkit_test_support::natlab::NatLab;
 use netkit_test_support::{report_skip, sh, HostNs};
 use serde_json::{json, Value};
 
 use crate::common::{fails, ok, ok_json, run};
 
-/// The lab: H (host), C (container) and O (the client outside).
+/// The NAT lab and the driver under test.
 struct Lab {
-    // Containers before the host: their guards delete them, then the host and its dir go.
-    c: NetNsGuard,
-    o: NetNsGuard,
-    host: HostNs,
+    nat: NatLab,
     driver: &'static str,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = NatLab;
+    fn deref(&self) -> &NatLab {
+        &self.nat
+    }
 }
 
 impl Lab {
     fn build(tag: &str, driver: &'static str) -> Lab {
-        let host = HostNs::new(tag);
-        let c = host.container("c");
-        let o = host.container("o");
-        let (h, cn, on) = (host.name(), c.name().unwrap(), o.name().unwrap());
-        for line in [
-            vec!["-n", h, "link", "add", "br0", "type", "bridge"],
-            vec!["-n", h, "link", "set", "br0", "up"],
-            vec!["-n", h, "addr", "add", "10.88.0.1/24", "dev", "br0"],
-            vec![
-                "-n", h, "link", "add", "vc0", "type", "veth", "peer", "name", "eth0", "netns", cn,
-            ],
-            vec!["-n", h, "link", "set", "vc0", "master", "br0", "up"],
-            vec!["-n", cn, "link", "set", "eth0", "up"],
-            vec!["-n", cn, "addr", "add", "10.88.0.2/24", "dev", "eth0"],
-            vec!["-n", cn, "route", "add", "default", "via", "10.88.0.1"],
-            vec![
-                "-n", h, "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", on,
-            ],
-            vec!["-n", h, "link", "set", "ext0", "up"],
-            vec!["-n", h, "addr", "add", "192.0.2.1/24", "dev", "ext0"],
-            vec!["-n", on, "link", "set", "eth0", "up"],
-            vec!["-n", on, "addr", "add", "192.0.2.2/24", "dev", "eth0"],
-        ] {
-            ok(&line);
+        Lab {
+            nat: NatLab::build(tag),
+            driver,
         }
-        netkit_core::sysctl::set(&host, "net.ipv4.ip_forward", "1").expect("ip_forward in H");
-        Lab { c, o, host, driver }
     }
 
     /// `-n H fw --driver D --state-dir DIR` then `rest`.
@@ -92,10 +70,6 @@ impl Lab {
 
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
 }
 
 /// The elements of netkit's nftables set or map `name` in an `nft -j list ruleset` text.
@@ -171,17 +145,6 @@ fn port_mapping_and_masquerade(driver: &'static str, test: &str) {
         return;
     }
     let lab = Lab::build("fwpm", driver);
-    let _c = Server::tcp(&lab.c, "C", sa("0.0.0.0:80"));
-    let _o = Server::tcp(&lab.o, "O", sa("0.0.0.0:7777"));
-    let (mapped, outside) = (sa("192.0.2.1:8080"), sa("192.0.2.2:7777"));
-    assert!(
-        tcp_hello_from(&lab.o, mapped).is_err(),
-        "O reached C before any mapping"
-    );
-    assert!(
-        tcp_hello_from(&lab.c, outside).is_err(),
-        "C reached O without masquerade"
-    );
 
     let add = [
         "add",
@@ -203,14 +166,14 @@ fn port_mapping_and_masquerade(driver: &'static str, test: &str) {
     // Adding the same again changes nothing and is no error.
     lab.ok(&add);
 
-    let h = tcp_hello_from(&lab.o, mapped).expect("O -> 192.0.2.1:8080 through the mapping");
+    let h = lab.o_to_mapped().expect("O -> 192.0.2.1:8080 through the mapping");
     assert_eq!(h.name, "C");
     assert_eq!(
         h.peer.ip().to_string(),
         "192.0.2.2",
         "the client's address arrives unchanged"
     );
-    let h = tcp_hello_from(&lab.c, outside).expect("C -> O with masquerade");
+    let h = lab.c_to_outside().expect("C -> O with masquerade");
     assert_eq!(h.name, "O");
     assert_eq!(h.peer.ip().to_string(), "192.0.2.1", "O sees H's address (masquerade)");
 
@@ -248,12 +211,9 @@ fn port_mapping_and_masquerade(driver: &'static str, test: &str) {
         removed,
         "removed port 8080:10.88.0.2:80/tcp\nremoved masquerade 10.88.0.0/24\nremoved network br0 10.88.0.0/24\n"
     );
-    let e = tcp_hello_from(&lab.o, mapped).expect_err("8080 still mapped after fw del");
+    let e = lab.o_to_mapped().expect_err("8080 still mapped after fw del");
     assert!(e.contains("connect"), "{e}");
-    assert!(
-        tcp_hello_from(&lab.c, outside).is_err(),
-        "still masqueraded after fw del"
-    );
+    assert!(lab.c_to_outside().is_err(), "still masqueraded after fw del");
     assert_eq!(lab.ok_json(&["list"]), json!([]));
     assert_kernel(&lab, true);
     let r = run(&refs(&lab.fw(&["del", "c1:eth0"])));

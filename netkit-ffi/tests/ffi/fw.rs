@@ -15,59 +15,15 @@ use std::net::SocketAddr;
 use netkit::error::*;
 use netkit::fw::*;
 use netkit::netns::{netkit_netns_free, netkit_netns_open};
-use netkit_core::NetNsGuard;
-use netkit_test_support::echo::{tcp_hello_from, Server};
-use netkit_test_support::{report_skip, HostNs};
+use netkit_test_support::echo::tcp_hello_from;
+use netkit_test_support::natlab::NatLab;
+use netkit_test_support::report_skip;
 
 use crate::common::{call, cs, fails, ok};
 use crate::routes::{ip, prefix};
 
-/// H (host), C (container), O (outside).
-struct Lab {
-    c: NetNsGuard,
-    o: NetNsGuard,
-    host: HostNs,
-}
-
-impl Lab {
-    fn build(tag: &str) -> Lab {
-        let host = HostNs::new(tag);
-        let c = host.container("c");
-        let o = host.container("o");
-        let (cn, on) = (c.name().unwrap().to_string(), o.name().unwrap().to_string());
-        let ipn = |ns: &str, args: &[&str]| {
-            let mut all = vec!["-n", ns];
-            all.extend_from_slice(args);
-            netkit_test_support::cmd::ip(&all);
-        };
-        let h = host.name();
-        ipn(h, &["link", "add", "br0", "type", "bridge"]);
-        ipn(h, &["link", "set", "br0", "up"]);
-        ipn(h, &["addr", "add", "10.88.0.1/24", "dev", "br0"]);
-        ipn(
-            h,
-            &[
-                "link", "add", "vc0", "type", "veth", "peer", "name", "eth0", "netns", &cn,
-            ],
-        );
-        ipn(h, &["link", "set", "vc0", "master", "br0", "up"]);
-        ipn(&cn, &["link", "set", "eth0", "up"]);
-        ipn(&cn, &["addr", "add", "10.88.0.2/24", "dev", "eth0"]);
-        ipn(&cn, &["route", "add", "default", "via", "10.88.0.1"]);
-        ipn(
-            h,
-            &[
-                "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &on,
-            ],
-        );
-        ipn(h, &["link", "set", "ext0", "up"]);
-        ipn(h, &["addr", "add", "192.0.2.1/24", "dev", "ext0"]);
-        ipn(&on, &["link", "set", "eth0", "up"]);
-        ipn(&on, &["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-        netkit_core::sysctl::set(&host, "net.ipv4.ip_forward", "1").expect("ip_forward in H");
-        Lab { c, o, host }
-    }
-}
+/// H (host), C (container), O (outside): netkit-test-support's NAT lab.
+type Lab = NatLab;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -153,18 +109,6 @@ fn port_mapping_with_real_tcp(driver: u32, test: &str) {
     ok(|e| unsafe { netkit_fw_driver(fw, &mut d, e) });
     assert_eq!(d, driver);
 
-    let _c = Server::tcp(&lab.c, "C", sa("0.0.0.0:80"));
-    let _o = Server::tcp(&lab.o, "O", sa("0.0.0.0:7777"));
-    let (mapped, outside) = (sa("192.0.2.1:8080"), sa("192.0.2.2:7777"));
-    assert!(
-        tcp_hello_from(&lab.o, mapped).is_err(),
-        "O reached C before any mapping"
-    );
-    assert!(
-        tcp_hello_from(&lab.c, outside).is_err(),
-        "C reached O without masquerade"
-    );
-
     let br0 = cs("br0");
     let maps = [mapping(8080)];
     let masqs = [netkit_masquerade {
@@ -183,14 +127,14 @@ fn port_mapping_with_real_tcp(driver: u32, test: &str) {
     // SAFETY: as above.
     ok(|e| unsafe { netkit_fw_add(fw, owner.as_ptr(), &r, e) });
 
-    let h = tcp_hello_from(&lab.o, mapped).expect("O -> 192.0.2.1:8080 through the mapping");
+    let h = lab.o_to_mapped().expect("O -> 192.0.2.1:8080 through the mapping");
     assert_eq!(h.name, "C");
     assert_eq!(
         h.peer.ip().to_string(),
         "192.0.2.2",
         "the client's address arrives unchanged"
     );
-    let h = tcp_hello_from(&lab.c, outside).expect("C -> O with masquerade");
+    let h = lab.c_to_outside().expect("C -> O with masquerade");
     assert_eq!(h.name, "O");
     assert_eq!(h.peer.ip().to_string(), "192.0.2.1", "O sees H's address (masquerade)");
     assert_eq!(owners(fw), ["c1:eth0"]);
@@ -230,19 +174,13 @@ fn port_mapping_with_real_tcp(driver: u32, test: &str) {
         tcp_hello_from(&lab.o, sa("192.0.2.1:9090")).is_err(),
         "9090 gone after gc"
     );
-    assert!(tcp_hello_from(&lab.o, mapped).is_ok(), "gc kept the valid owner");
+    assert!(lab.o_to_mapped().is_ok(), "gc kept the valid owner");
 
     // Teardown: the mapping and the masquerade are gone; again is no error.
     // SAFETY: as above.
     ok(|e| unsafe { netkit_fw_teardown(fw, owner.as_ptr(), e) });
-    assert!(
-        tcp_hello_from(&lab.o, mapped).is_err(),
-        "8080 still mapped after teardown"
-    );
-    assert!(
-        tcp_hello_from(&lab.c, outside).is_err(),
-        "still masqueraded after teardown"
-    );
+    assert!(lab.o_to_mapped().is_err(), "8080 still mapped after teardown");
+    assert!(lab.c_to_outside().is_err(), "still masqueraded after teardown");
     // SAFETY: as above.
     ok(|e| unsafe { netkit_fw_teardown(fw, owner.as_ptr(), e) });
     assert!(owners(fw).is_empty());
