@@ -9,7 +9,11 @@ mod common;
 
 use netkit::link::*;
 
+#[path = "support/flat.rs"]
+mod flat;
+
 use common::{call, cs, ok, Ns};
+use flat::assert_memory_flat;
 
 /// A zeroed veth config named `name` / `peer`.
 fn veth(name: &std::ffi::CString, peer: &std::ffi::CString) -> netkit_veth_config {
@@ -25,15 +29,6 @@ fn veth(name: &std::ffi::CString, peer: &std::ffi::CString) -> netkit_veth_confi
         master_index: 0,
         up: false,
     }
-}
-
-/// Resident set size in KiB, from /proc/self/statm.
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    pages * page / 1024
 }
 
 #[test]
@@ -63,18 +58,5 @@ fn hundred_thousand_calls_leave_memory_flat() {
             assert!(call(|e| unsafe { netkit_link_get(t.h, nope.as_ptr(), &mut l, e) }).is_err());
         }
     };
-    for i in 0..5_000 {
-        round(i);
-    }
-    let before = rss_kib();
-    for i in 0..100_000 {
-        round(i);
-    }
-    let after = rss_kib();
-    let grown = after.saturating_sub(before);
-    // A leak of even 40 bytes a call would be 4 MB.
-    assert!(
-        grown < 2048,
-        "RSS grew by {grown} KiB over 100,000 calls ({before} -> {after} KiB)"
-    );
+    assert_memory_flat(5_000, round);
 }
