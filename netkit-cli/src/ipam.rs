@@ -165,29 +165,6 @@ fn with_owner(o: &Owner, rest: Value) -> Value {
     Value::Object(m)
 }
 
-/// The pool's network name and `ipam` object found in a configuration file's JSON (see the
-/// module docs for the three shapes).
-pub fn find_ipam(conf: &Value) -> Result<(Option<String>, Value), String> {
-    let obj = conf.as_object().ok_or("the configuration is not a JSON object")?;
-    let name = match obj.get("name") {
-        None => None,
-        Some(Value::String(n)) => Some(n.clone()),
-        Some(other) => return Err(format!("\"name\" is not a string: {other}")),
-    };
-    if let Some(ipam) = obj.get("ipam") {
-        return Ok((name, ipam.clone()));
-    }
-    if let Some(plugins) = obj.get("plugins") {
-        let list = plugins.as_array().ok_or("\"plugins\" is not a list")?;
-        return match list.iter().find_map(|p| p.get("ipam")) {
-            Some(ipam) => Ok((name, ipam.clone())),
-            None => Err("no plugin of the conflist has an \"ipam\" key".into()),
-        };
-    }
-    // A bare ipam object: its own keys, no network name.
-    Ok((None, conf.clone()))
-}
-
 /// The allocator that `opts` names, opened (its store directory is created when missing).
 fn open(opts: &IpamOpts) -> Result<Ipam, CliError> {
     let file = opts.config.display().to_string();
@@ -196,15 +173,12 @@ fn open(opts: &IpamOpts) -> Result<Ipam, CliError> {
         cause,
     };
     let text = std::fs::read_to_string(&opts.config).map_err(|e| bad(format!("read: {e}")))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let (name, ipam) = find_ipam(&value).map_err(bad)?;
+    let (name, config) = IpamConfig::from_network_json(&text).map_err(|e| bad(e.to_string()))?;
     let Some(network) = opts.network.clone().or(name) else {
         return Err(CliError::usage(format!(
             "ipam: {file} names no network (no \"name\" key): give --network NAME"
         )));
     };
-    let config: IpamConfig =
-        serde_json::from_value(ipam).map_err(|e| bad(netkit_core::ipam::ConfigError::Json(e).to_string()))?;
     let pool = config.pool(&network).map_err(|e| bad(e.to_string()))?;
     let dns = config.dns().map_err(|e| bad(e.to_string()))?;
     let dir = opts
@@ -478,19 +452,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn the_three_config_shapes() {
-        let ipam = json!({"ranges": [[{"subnet": "10.0.0.0/24"}]]});
-        let (n, i) = find_ipam(&json!({"name": "net", "ipam": ipam})).unwrap();
-        assert_eq!((n.as_deref(), &i), (Some("net"), &ipam));
-        let (n, i) = find_ipam(&json!({"name": "l", "plugins": [{"type": "x"}, {"ipam": ipam}]})).unwrap();
-        assert_eq!((n.as_deref(), &i), (Some("l"), &ipam));
-        let (n, i) = find_ipam(&ipam).unwrap();
-        assert_eq!((n, &i), (None, &ipam));
-        assert!(find_ipam(&json!({"plugins": [{"type": "x"}]})).is_err());
-        assert!(find_ipam(&json!([1])).is_err());
-        assert!(find_ipam(&json!({"name": 3, "ipam": {}})).is_err());
     }
 }

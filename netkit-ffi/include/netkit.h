@@ -1150,11 +1150,12 @@ int netkit_handle_netns(const struct netkit_handle *h,
 // Close a handle. NULL and a second close are ignored. Other threads must be done with it.
 void netkit_handle_close(struct netkit_handle *h);
 
-// Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
-// host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
-// `dataDir`, `resolvConf` (read now, at most 64 KiB; its DNS settings go into every
-// allocation), and `sync`) under the network name `network` (its store is
-// `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
+// Open the pool `config_json` describes: a CNI network configuration with an `ipam` key, a
+// conflist (its first plugin with one), or the bare `ipam` object (host-local's keys
+// `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`, `dataDir`, `resolvConf`
+// (read now, at most 64 KiB; its DNS settings go into every allocation), and `sync`), under
+// the network name `network` (NULL: the configuration's `name`, which a bare `ipam` object
+// lacks); its store is `<store_dir>/<network>`. `store_dir` NULL: the configuration's `dataDir`, else
 // `/var/lib/cni/netkit`. The store directory is created when missing.
 // `NETKIT_E_INVALID` for a configuration that is not valid.
 int netkit_ipam_open(const char *config_json,

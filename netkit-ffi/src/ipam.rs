@@ -188,11 +188,12 @@ fn give_ips(ips: &[IpAddr], out: *mut *mut netkit_ip, len: *mut usize) {
     }
 }
 
-/// Open the pool `config_json` describes (the `ipam` object of a CNI configuration:
-/// host-local's keys `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`,
-/// `dataDir`, `resolvConf` (read now, at most 64 KiB; its DNS settings go into every
-/// allocation), and `sync`) under the network name `network` (its store is
-/// `<store_dir>/<network>`). `store_dir` NULL: the configuration's `dataDir`, else
+/// Open the pool `config_json` describes: a CNI network configuration with an `ipam` key, a
+/// conflist (its first plugin with one), or the bare `ipam` object (host-local's keys
+/// `ranges`, `subnet`, `rangeStart`, `rangeEnd`, `gateway`, `routes`, `dataDir`, `resolvConf`
+/// (read now, at most 64 KiB; its DNS settings go into every allocation), and `sync`), under
+/// the network name `network` (NULL: the configuration's `name`, which a bare `ipam` object
+/// lacks); its store is `<store_dir>/<network>`. `store_dir` NULL: the configuration's `dataDir`, else
 /// `/var/lib/cni/netkit`. The store directory is created when missing.
 /// `NETKIT_E_INVALID` for a configuration that is not valid.
 #[no_mangle]
@@ -208,12 +209,15 @@ pub unsafe extern "C" fn netkit_ipam_open(
         let (json, network, dir) = unsafe {
             (
                 str_arg(config_json, "config_json")?,
-                str_arg(network, "network")?,
+                opt_str(network, "network")?,
                 opt_str(store_dir, "store_dir")?,
             )
         };
         out_arg(out, "out")?;
-        let config = IpamConfig::from_json(json).map_err(IpamError::from)?;
+        let (name, config) = IpamConfig::from_network_json(json).map_err(IpamError::from)?;
+        let network = network
+            .or(name.as_deref())
+            .ok_or_else(|| Error::invalid("network: NULL, and the configuration has no \"name\""))?;
         let pool = config.pool(network).map_err(IpamError::from)?;
         let dir = dir
             .map(PathBuf::from)

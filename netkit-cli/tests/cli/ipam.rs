@@ -317,7 +317,7 @@ fn config_shapes_and_bad_configs() {
     let garbage = p.dir.path().join("garbage.json");
     std::fs::write(&garbage, "{\"ranges\": [").unwrap();
     let e = fails(&p.args(&garbage, &["show"]), 1);
-    assert!(e.contains("garbage.json: not JSON"), "{e}");
+    assert!(e.contains("garbage.json: ipam config is not valid JSON"), "{e}");
     let bad = p.config(
         "bad.json",
         &json!({"name": "n", "ipam": {"ranges": [[{"subnet": "10.0.0.0/33"}]]}}),

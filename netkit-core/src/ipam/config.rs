@@ -68,6 +68,10 @@ pub enum ConfigError {
     /// The pool name cannot name a directory.
     #[error("ipam config: network name {0:?} is not usable as a store directory name")]
     BadName(String),
+    /// A network configuration in which no `ipam` object can be found (see
+    /// [`IpamConfig::from_network_json`]).
+    #[error("ipam config: {0}")]
+    Shape(String),
     /// The resolv.conf named by `resolvConf` could not be read.
     #[error("ipam config: reading resolvConf {path}: {cause}")]
     ResolvConf {
@@ -166,6 +170,37 @@ impl IpamConfig {
     /// Parse the `ipam` object from JSON text.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         Ok(serde_json::from_str(text)?)
+    }
+
+    /// Parse a configuration as users keep them: a CNI network configuration with an `ipam`
+    /// key (`{"name": "podnet", "ipam": {…}}`), a conflist (the first plugin that has an
+    /// `ipam` key; the network name is the list's), or a bare `ipam` object (no network name).
+    /// Returns the network name, if the text has one, and the IPAM configuration.
+    pub fn from_network_json(text: &str) -> Result<(Option<String>, Self), ConfigError> {
+        use serde_json::Value;
+        let conf: Value = serde_json::from_str(text)?;
+        let obj = conf
+            .as_object()
+            .ok_or_else(|| ConfigError::Shape("the configuration is not a JSON object".into()))?;
+        let name = match obj.get("name") {
+            None => None,
+            Some(Value::String(n)) => Some(n.clone()),
+            Some(other) => return Err(ConfigError::Shape(format!("\"name\" is not a string: {other}"))),
+        };
+        let ipam = if let Some(ipam) = obj.get("ipam") {
+            ipam
+        } else if let Some(plugins) = obj.get("plugins") {
+            let list = plugins
+                .as_array()
+                .ok_or_else(|| ConfigError::Shape("\"plugins\" is not a list".into()))?;
+            list.iter()
+                .find_map(|p| p.get("ipam"))
+                .ok_or_else(|| ConfigError::Shape("no plugin of the conflist has an \"ipam\" key".into()))?
+        } else {
+            // A bare ipam object: its own keys, no network name.
+            return Ok((None, serde_json::from_value(conf)?));
+        };
+        Ok((name, Self::deserialize(ipam)?))
     }
 
     /// Validate into a pool named `name` (the CNI network name).
@@ -406,6 +441,28 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_three_network_config_shapes() {
+        let ipam = r#"{"ranges": [[{"subnet": "10.0.0.0/24"}]]}"#;
+        // IpamConfig has no PartialEq: compare what it holds.
+        let want = format!("{:?}", IpamConfig::from_json(ipam).unwrap());
+        let (n, c) = IpamConfig::from_network_json(&format!(r#"{{"name": "net", "ipam": {ipam}}}"#)).unwrap();
+        assert_eq!((n.as_deref(), format!("{c:?}")), (Some("net"), want.clone()));
+        let list = format!(r#"{{"name": "l", "plugins": [{{"type": "x"}}, {{"ipam": {ipam}}}]}}"#);
+        let (n, c) = IpamConfig::from_network_json(&list).unwrap();
+        assert_eq!((n.as_deref(), format!("{c:?}")), (Some("l"), want.clone()));
+        let (n, c) = IpamConfig::from_network_json(ipam).unwrap();
+        assert_eq!((n, format!("{c:?}")), (None, want));
+        for bad in [
+            r#"{"plugins": [{"type": "x"}]}"#,
+            "[1]",
+            r#"{"name": 3, "ipam": {}}"#,
+            "{",
+        ] {
+            assert!(IpamConfig::from_network_json(bad).is_err(), "{bad}");
+        }
+    }
 
     fn pool(json: &str) -> Result<Pool, ConfigError> {
         IpamConfig::from_json(json)?.pool("net")

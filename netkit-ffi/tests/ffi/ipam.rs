@@ -296,6 +296,24 @@ fn exhaustion_and_bad_input() {
         assert!(f.message.contains("ipam"), "{json}: {f:?}");
         assert!(p.is_null());
     }
+    // A whole conflist names its network itself; a bare ipam object with no network is refused.
+    let list = cs(r#"{"name": "fromlist", "plugins": [{"type": "netkit-cni", "ipam": {"subnet": "10.77.0.0/24"}}]}"#);
+    let mut p = std::ptr::null_mut();
+    // SAFETY: valid arguments (NULL network).
+    ok(|e| unsafe { netkit_ipam_open(list.as_ptr(), std::ptr::null(), d.as_ptr(), &mut p, e) });
+    assert!(
+        dir.path().join("fromlist").is_dir(),
+        "the store is named after the conflist"
+    );
+    // SAFETY: a live pool, closed once.
+    unsafe { netkit_ipam_close(p) };
+    let bare = cs(r#"{"subnet": "10.77.0.0/24"}"#);
+    let mut p = std::ptr::null_mut();
+    // SAFETY: valid arguments (NULL network).
+    let f = fails(NETKIT_E_INVALID, |e| unsafe {
+        netkit_ipam_open(bare.as_ptr(), std::ptr::null(), d.as_ptr(), &mut p, e)
+    });
+    assert!(f.message.contains("network"), "{f:?}");
     // SAFETY: NULL and double closes are ignored.
     unsafe {
         netkit_ipam_close(std::ptr::null_mut());
