@@ -70,14 +70,15 @@ for ex in veth_pair bridge_containers; do
   fi
 done
 # The other way to link: the build tag netkit_pkgconfig with a netkit.pc (here one for the
-# shared library in target/release), as after netkit-ffi/install.sh.
+# shared library in target/release), as after netkit-ffi/install.sh. (ldd's output is read
+# whole before grep: `ldd | grep -q` fails under pipefail when grep exits before ldd writes.)
 pc="$root/target/go/pkgconfig"
 mkdir -p "$pc"
 printf 'Name: netkit\nDescription: netkit (target/release)\nVersion: 0\nCflags: -I%s\nLibs: -L%s -lnetkit\n' \
   "$root/netkit-ffi/include" "$root/target/release" > "$pc/netkit.pc"
 if (cd examples/go && PKG_CONFIG_PATH="$pc" go build -tags netkit_pkgconfig -o "$root/target/go/veth_pair.shared" ./veth_pair) &&
   LD_LIBRARY_PATH="$root/target/release" "$root/target/go/veth_pair.shared" "nkgoex-$$-shared" &&
-  ldd "$root/target/go/veth_pair.shared" | grep -q 'libnetkit.so'; then
+  linked=$(ldd "$root/target/go/veth_pair.shared") && grep -q 'libnetkit\.so' <<<"$linked"; then
   passed=$((passed + 1))
 else
   echo "FAILED: the Go example linked through pkg-config (tag netkit_pkgconfig)" >&2
