@@ -1050,10 +1050,12 @@ async fn bridge_access_vlan_on_a_port() {
 async fn veth_born_as_a_bridge_port() {
     let t = TestNs::new("vm").await;
     let br = t.h.link_add(&Bridge::new("br0").up()).await.unwrap();
-    t.h.link_add(&Veth::new("p0", "p1").master_index(br.index).up())
-        .await
-        .unwrap();
-    // (The link echoed with the ack is the one the kernel registered, before it was enslaved.)
+    let added =
+        t.h.link_add(&Veth::new("p0", "p1").master_index(br.index).up())
+            .await
+            .unwrap();
+    // The kernel's echo predates the enslaving (same request): link_add reads it again.
+    assert_eq!(added.master, Some(br.index), "link_add returns the link as it is now");
     let end = t.h.link_get("p0").await.unwrap();
     assert_eq!(end.master, Some(br.index), "the new end is a port in the same request");
     assert_contains(&ip_d(&t, "p0"), &["master br0"]);

@@ -76,18 +76,44 @@ func addrFlags(addr *Addr) C.uint32_t {
 	return f
 }
 
-// AddrAdd adds addr to link (`ip address add ADDR dev LINK`). ErrExists when it is there.
-func (h *Handle) AddrAdd(link Link, addr *Addr) error {
+// addrAdd adds addr to link with the NETKIT_ADDR_* flags: by the link's index when it has one
+// (as vishvananda/netlink does; no lookup), by its name otherwise.
+func (h *Handle) addrAdd(link Link, addr *Addr, flags C.uint32_t) error {
+	if link != nil && link.Attrs() != nil && link.Attrs().Index > 0 {
+		if addr == nil || addr.IPNet == nil {
+			return invalidf("nil address")
+		}
+		prefix, err := cPrefix(addr.IPNet)
+		if err != nil {
+			return err
+		}
+		index := C.uint32_t(link.Attrs().Index)
+		return h.use(func(p *C.netkit_handle) error {
+			var cerr *C.netkit_error
+			return check(C.netkit_addr_add_index(p, index, &prefix, flags, &cerr), cerr)
+		})
+	}
 	return h.addrCall(link, addr, func(p *C.netkit_handle, dev *C.char, pfx *C.netkit_prefix, e **C.netkit_error) C.int {
-		return C.netkit_addr_add(p, dev, pfx, addrFlags(addr), e)
+		return C.netkit_addr_add(p, dev, pfx, flags, e)
 	})
 }
 
-// AddrReplace adds addr to link, or replaces it if it is there (`ip address replace`).
+// AddrAdd adds addr to link (`ip address add ADDR dev LINK`): the link with link's Index, or
+// when Index is 0 the one named link's Name. ErrExists when the address is there.
+func (h *Handle) AddrAdd(link Link, addr *Addr) error {
+	if addr == nil {
+		return invalidf("nil address")
+	}
+	return h.addrAdd(link, addr, addrFlags(addr))
+}
+
+// AddrReplace adds addr to link, or replaces it if it is there (`ip address replace`); the
+// link as for AddrAdd.
 func (h *Handle) AddrReplace(link Link, addr *Addr) error {
-	return h.addrCall(link, addr, func(p *C.netkit_handle, dev *C.char, pfx *C.netkit_prefix, e **C.netkit_error) C.int {
-		return C.netkit_addr_add(p, dev, pfx, addrFlags(addr)|C.NETKIT_ADDR_REPLACE, e)
-	})
+	if addr == nil {
+		return invalidf("nil address")
+	}
+	return h.addrAdd(link, addr, addrFlags(addr)|C.NETKIT_ADDR_REPLACE)
 }
 
 // AddrDel removes addr from link (`ip address del`). An address or link already gone is

@@ -76,6 +76,8 @@ func TestErrorKinds(t *testing.T) {
 	kindIs(t, "a nil address", err, netkit.ErrInvalid)
 	err = a.h.AddrAdd(&netkit.Device{LinkAttrs: netkit.LinkAttrs{Name: "nosuch0"}}, addr(t, "10.3.0.1/24"))
 	kindIs(t, "an address on a missing link", err, netkit.ErrNotFound)
+	err = a.h.AddrAdd(&netkit.Device{LinkAttrs: netkit.LinkAttrs{Index: 999999}}, addr(t, "10.3.0.1/24"))
+	kindIs(t, "an address on a missing link index", err, netkit.ErrNotFound)
 	must(t, "AddrAdd", a.h.AddrAdd(br, addr(t, "10.3.0.1/24")))
 	err = a.h.AddrAdd(br, addr(t, "10.3.0.1/24"))
 	kindIs(t, "an address twice", err, netkit.ErrExists)

@@ -164,16 +164,7 @@ func (h *Handle) add(attrs *LinkAttrs, f func(p *C.netkit_handle, out **C.netkit
 	if err != nil {
 		return err
 	}
-	master := attrs.MasterIndex
 	fill(attrs, out)
-	if master != 0 && attrs.MasterIndex != master {
-		// The kernel's echo of a new link predates its joining the bridge: read it again.
-		l, err := h.LinkByIndex(attrs.Index)
-		if err != nil {
-			return err
-		}
-		*attrs = *l.Attrs()
-	}
 	return nil
 }
 

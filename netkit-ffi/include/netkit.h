@@ -976,11 +976,20 @@ const char *netkit_version_string(void);
 
 // `ip address add PREFIX dev DEV` with `NETKIT_ADDR_*` `flags` (0 for none).
 // `NETKIT_E_EXISTS` when the address is there already (unless `NETKIT_ADDR_REPLACE`).
+// The device is looked up by name (one request more than `netkit_addr_add_index`).
 int netkit_addr_add(const struct netkit_handle *h,
                     const char *dev,
                     const struct netkit_prefix *prefix,
                     uint32_t flags,
                     struct netkit_error **err);
+
+// `netkit_addr_add` for the device with index `index` (no lookup by name).
+// `NETKIT_E_NOT_FOUND` when there is no such device.
+int netkit_addr_add_index(const struct netkit_handle *h,
+                          uint32_t index,
+                          const struct netkit_prefix *prefix,
+                          uint32_t flags,
+                          struct netkit_error **err);
 
 // `ip address del PREFIX dev DEV`. Idempotent: an address or device already gone is success.
 int netkit_addr_del(const struct netkit_handle *h,

@@ -68,6 +68,7 @@ impl Drop for netkit_address {
 
 /// `ip address add PREFIX dev DEV` with `NETKIT_ADDR_*` `flags` (0 for none).
 /// `NETKIT_E_EXISTS` when the address is there already (unless `NETKIT_ADDR_REPLACE`).
+/// The device is looked up by name (one request more than `netkit_addr_add_index`).
 #[no_mangle]
 pub unsafe extern "C" fn netkit_addr_add(
     h: *const netkit_handle,
@@ -79,23 +80,46 @@ pub unsafe extern "C" fn netkit_addr_add(
     status(err, || {
         // SAFETY: `h`, `dev` and `prefix` are NULL or valid for the call.
         let (h, dev, prefix) = unsafe { (netkit_handle::arg(h)?, str_arg(dev, "dev")?, ref_arg(prefix, "prefix")?) };
-        let prefix = prefix.required("prefix")?;
-        let unknown = flags & !(NETKIT_ADDR_NODAD | NETKIT_ADDR_NOPREFIXROUTE | NETKIT_ADDR_REPLACE);
-        if unknown != 0 {
-            return Err(Error::invalid(format!("flags: unknown bits {unknown:#x}")));
-        }
-        let mut req = h.addr_add(dev, prefix);
-        if flags & NETKIT_ADDR_NODAD != 0 {
-            req = req.nodad();
-        }
-        if flags & NETKIT_ADDR_NOPREFIXROUTE != 0 {
-            req = req.noprefixroute();
-        }
-        if flags & NETKIT_ADDR_REPLACE != 0 {
-            req = req.replace();
-        }
-        wait(req.send())
+        add(h.addr_add(dev, prefix.required("prefix")?), flags)
     })
+}
+
+/// `netkit_addr_add` for the device with index `index` (no lookup by name).
+/// `NETKIT_E_NOT_FOUND` when there is no such device.
+#[no_mangle]
+pub unsafe extern "C" fn netkit_addr_add_index(
+    h: *const netkit_handle,
+    index: u32,
+    prefix: *const netkit_prefix,
+    flags: u32,
+    err: *mut *mut netkit_error,
+) -> c_int {
+    status(err, || {
+        // SAFETY: `h` and `prefix` are NULL or valid for the call.
+        let (h, prefix) = unsafe { (netkit_handle::arg(h)?, ref_arg(prefix, "prefix")?) };
+        if index == 0 {
+            return Err(Error::invalid("index: 0 is no device"));
+        }
+        add(h.addr_add_index(index, prefix.required("prefix")?), flags)
+    })
+}
+
+/// Send an address request with the `NETKIT_ADDR_*` `flags`.
+fn add(mut req: netkit_core::addr::AddrRequest<'_>, flags: u32) -> Result<(), Error> {
+    let unknown = flags & !(NETKIT_ADDR_NODAD | NETKIT_ADDR_NOPREFIXROUTE | NETKIT_ADDR_REPLACE);
+    if unknown != 0 {
+        return Err(Error::invalid(format!("flags: unknown bits {unknown:#x}")));
+    }
+    if flags & NETKIT_ADDR_NODAD != 0 {
+        req = req.nodad();
+    }
+    if flags & NETKIT_ADDR_NOPREFIXROUTE != 0 {
+        req = req.noprefixroute();
+    }
+    if flags & NETKIT_ADDR_REPLACE != 0 {
+        req = req.replace();
+    }
+    wait(req.send())
 }
 
 /// `ip address del PREFIX dev DEV`. Idempotent: an address or device already gone is success.

@@ -12,9 +12,11 @@
 //! (`container::setup`) and torn down one by one (`container::teardown`), `nkm` netkit with
 //! every container at once (`container::setup_many`, one task per core) and torn down in bulk
 //! (`container::teardown_many`), `vn` vishvananda (Go:
-//! `tools/vnbench`, vishvananda/netlink + netns, built with Debian's Go), `fl` the floor (the same
-//! requests from raw blocking sockets on one thread: [`floor`]), `ib` `ip -batch`, `ic` one `ip`
-//! per command.
+//! `tools/vnbench`, vishvananda/netlink + netns, built with Debian's Go), `go` netkit's Go
+//! package (`tools/nkgobench`: vnbench's program, call for call, on netkit), `c` netkit's C API
+//! (`tools/ncbench`: the same calls from C), `nkc` the same calls on netkit-core from Rust
+//! ([`netkit_calls_setup`]), `fl` the floor (the same requests from raw blocking sockets on one
+//! thread: [`floor`]), `ib` `ip -batch`, `ic` one `ip` per command. See [`external`].
 //!
 //! # What one "container" is
 //!
@@ -51,12 +53,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netkit_core::container::{self, Container, ContainerSpec};
-use netkit_core::NetNs;
+use netkit_core::link::Veth;
+use netkit_core::route::Route;
+use netkit_core::{Handle, NetNs};
 
+use external::Program;
+
+mod external;
 mod floor;
 #[path = "../common/iproute2.rs"]
 mod iproute2;
-mod vishvananda;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -69,6 +75,9 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 enum Method {
     Netkit,
     NetkitMany,
+    NetkitCalls,
+    NetkitC,
+    NetkitGo,
     Vishvananda,
     Floor,
     IpBatch,
@@ -76,9 +85,12 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 6] = [
+    const ALL: [Method; 9] = [
         Method::Netkit,
         Method::NetkitMany,
+        Method::NetkitCalls,
+        Method::NetkitC,
+        Method::NetkitGo,
         Method::Vishvananda,
         Method::Floor,
         Method::IpBatch,
@@ -88,6 +100,9 @@ impl Method {
         match self {
             Method::Netkit => "nk",
             Method::NetkitMany => "nkm",
+            Method::NetkitCalls => "nkc",
+            Method::NetkitC => "c",
+            Method::NetkitGo => "go",
             Method::Vishvananda => "vn",
             Method::Floor => "fl",
             Method::IpBatch => "ib",
@@ -98,6 +113,9 @@ impl Method {
         match self {
             Method::Netkit => "netkit",
             Method::NetkitMany => "netkit many",
+            Method::NetkitCalls => "netkit calls",
+            Method::NetkitC => "netkit C",
+            Method::NetkitGo => "netkit Go",
             Method::Vishvananda => "vishvananda",
             Method::Floor => "floor",
             Method::IpBatch => "ip -batch",
@@ -106,6 +124,15 @@ impl Method {
     }
     fn parse(s: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.tag() == s || m.label() == s)
+    }
+    /// The external program that does this method's work, if any.
+    fn program(self) -> Option<Program> {
+        match self {
+            Method::NetkitC => Some(Program::NetkitC),
+            Method::NetkitGo => Some(Program::NetkitGo),
+            Method::Vishvananda => Some(Program::Vishvananda),
+            _ => None,
+        }
     }
 }
 
@@ -428,6 +455,62 @@ async fn netkit_teardown(host_ns: &NetNs, made: &[Container], bulk: bool) -> Res
     Ok(())
 }
 
+/// netkit-core called the way tools/ncbench calls the C API and tools/nkgobench the Go
+/// package (both ports of tools/vnbench): one call per step, the lookups vnbench makes
+/// (`link_get` before using a device), addresses added by the index it gave. Against `netkit C` and `netkit Go` it
+/// shows what the C ABI and cgo add to the same calls.
+async fn netkit_calls_setup(host_ns: &NetNs, work: Work, ctrs: &[Ctr]) -> Res<Vec<Container>> {
+    let host = Handle::new(host_ns).await?;
+    let mut made = Vec::with_capacity(ctrs.len());
+    for c in ctrs {
+        check_stop()?;
+        let ns = NetNs::create(&c.ns)?;
+        let host_end = host
+            .link_add(&Veth::new(&c.host_if, "eth0").peer_netns(&ns).up())
+            .await?;
+        if work == Work::Full {
+            let index = host.link_get(&c.host_if).await?.index;
+            host.addr_add_index(index, ipnetwork::Ipv4Network::new(c.host_ip, 30)?.into())
+                .await?;
+        }
+        let h = Handle::new(&ns).await?;
+        let mut index = 0;
+        for dev in ["lo", "eth0"] {
+            index = h.link_get(dev).await?.index;
+            h.link_set(dev).up().apply().await?;
+        }
+        if work == Work::Full {
+            h.addr_add_index(index, ipnetwork::Ipv4Network::new(c.ctr_ip, 30)?.into())
+                .await?;
+            h.route_add(&Route::default_v4().gateway(c.host_ip.into()).dev_index(index))
+                .await?;
+        }
+        made.push(Container {
+            netns: c.ns.clone(),
+            host_if: c.host_if.clone(),
+            host_index: host_end.index,
+            index,
+        });
+    }
+    Ok(made)
+}
+
+/// The teardown of tools/ncbench and tools/nkgobench, from Rust: `link_get` + `link_del` by
+/// name per host end, then every name.
+async fn netkit_calls_teardown(host_ns: &NetNs, made: &[Container]) -> Res<()> {
+    let host = Handle::new(host_ns).await?;
+    for c in made {
+        check_stop()?;
+        host.link_get(&c.host_if).await?;
+        host.link_del(&c.host_if).await?;
+    }
+    for c in made {
+        check_stop()?;
+        NetNs::delete(&c.netns)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Checks and settling (never timed)
 
@@ -565,13 +648,20 @@ fn run_one(
     work: Work,
     n: usize,
     cfg: &Config,
-    vnbench: Option<&std::path::Path>,
+    programs: &[(Program, std::path::PathBuf)],
 ) -> Res<Sample> {
     let ctrs = containers(method, n);
     let host_ns = NetNs::open(host)?;
     let host_path = format!("/run/netns/{host}");
-    let vn_prefix = format!("nkb-{}-vn-", std::process::id());
-    let vn = || vnbench.ok_or("no vnbench");
+    let prefix = format!("nkb-{}-{}-", std::process::id(), method.tag());
+    let bin = || {
+        let p = method.program();
+        programs
+            .iter()
+            .find(|(q, _)| Some(*q) == p)
+            .map(|(_, b)| b.as_path())
+            .ok_or("the method's program was not built")
+    };
     let mut made = Vec::new();
     let t = Instant::now();
     let reported = match method {
@@ -583,12 +673,18 @@ fn run_one(
             made = rt.block_on(netkit_setup_many(&host_ns, work, &ctrs))?;
             None
         }
-        Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "setup", &vn_prefix, n, Some(work))?),
+        Method::NetkitCalls => {
+            made = rt.block_on(netkit_calls_setup(&host_ns, work, &ctrs))?;
+            None
+        }
+        Method::NetkitC | Method::NetkitGo | Method::Vishvananda => {
+            Some(external::run(bin()?, &host_ns, "setup", &prefix, n, Some(work))?)
+        }
         Method::Floor => floor::setup(&host_path, work, &ctrs).map(|()| None)?,
         Method::IpBatch => ipbatch_setup(host, work, &ctrs).map(|()| None)?,
         Method::IpCmd => ipcmd_setup(host, work, &ctrs).map(|()| None)?,
     };
-    // vnbench times its own loop (a Go process takes milliseconds to start).
+    // The external programs time their own loops (a Go process takes milliseconds to start).
     let setup = reported.unwrap_or_else(|| t.elapsed());
     verify_setup(host, work, &ctrs, cfg.ping_samples)
         .map_err(|e| format!("{} {} N={n}: {e}", method.label(), work.label()))?;
@@ -597,7 +693,10 @@ fn run_one(
     let reported = match method {
         Method::Netkit => rt.block_on(netkit_teardown(&host_ns, &made, false)).map(|()| None)?,
         Method::NetkitMany => rt.block_on(netkit_teardown(&host_ns, &made, true)).map(|()| None)?,
-        Method::Vishvananda => Some(vishvananda::run(vn()?, &host_ns, "teardown", &vn_prefix, n, None)?),
+        Method::NetkitCalls => rt.block_on(netkit_calls_teardown(&host_ns, &made)).map(|()| None)?,
+        Method::NetkitC | Method::NetkitGo | Method::Vishvananda => {
+            Some(external::run(bin()?, &host_ns, "teardown", &prefix, n, None)?)
+        }
         Method::Floor => floor::teardown(&host_path, &ctrs).map(|()| None)?,
         Method::IpBatch => ipbatch_teardown(host, &ctrs).map(|()| None)?,
         Method::IpCmd => ipcmd_teardown(host, &ctrs).map(|()| None)?,
@@ -744,6 +843,35 @@ fn report(cfg: &Config, samples: &[Sample]) -> String {
                     if vn >= 1.5 * nk { "met" } else { "MISSED" }
                 );
             }
+            // Issue 14: the Go package against vishvananda (the same Go program), and the C
+            // ABI against the same calls made from Rust.
+            let med = |m| stats(samples, work, m, n, Phase::Setup).map(|s| s.0);
+            if let (Some(go), Some(vn)) = (med(Method::NetkitGo), vn) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: vishvananda/netkit Go = {:.2} (netkit Go {go:.0} µs, vishvananda {vn:.0} µs; target ≥ 1.50: {})",
+                    work.label(),
+                    vn / go,
+                    if vn >= 1.5 * go { "met" } else { "MISSED" }
+                );
+            }
+            if let (Some(c), Some(calls)) = (med(Method::NetkitC), med(Method::NetkitCalls)) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: netkit C/netkit calls (Rust) = {:.2} (C {c:.0} µs, Rust {calls:.0} µs; target ≤ 1.10: {})",
+                    work.label(),
+                    c / calls,
+                    if c <= 1.1 * calls { "met" } else { "MISSED" }
+                );
+            }
+            if let (Some(go), Some(calls)) = (med(Method::NetkitGo), med(Method::NetkitCalls)) {
+                let _ = writeln!(
+                    o,
+                    "- {} N={n}: netkit Go/netkit calls (Rust) = {:.2} (Go {go:.0} µs, Rust {calls:.0} µs)",
+                    work.label(),
+                    go / calls
+                );
+            }
             if let (Some(nk), Some(fl)) = (nk, fl) {
                 let _ = writeln!(
                     o,
@@ -847,11 +975,10 @@ fn main() -> Res<()> {
     ip(&["netns", "add", &host])?;
     ip(&["-n", &host, "link", "set", "lo", "up"])?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let vnbench = if cfg.methods.contains(&Method::Vishvananda) {
-        Some(vishvananda::build()?)
-    } else {
-        None
-    };
+    let mut programs = Vec::new();
+    for p in cfg.methods.iter().filter_map(|m| m.program()) {
+        programs.push((p, p.build()?));
+    }
     eprintln!(
         "containers bench: N={:?}, reps={}, work={:?}; {}",
         cfg.ns,
@@ -872,7 +999,7 @@ fn main() -> Res<()> {
                 let k = order.len();
                 order.rotate_left((rep + work as usize) % k);
                 for method in order {
-                    let s = run_one(&rt, &host, method, work, n, &cfg, vnbench.as_deref())?;
+                    let s = run_one(&rt, &host, method, work, n, &cfg, &programs)?;
                     eprintln!(
                         "  N={n:<5} rep {} {:<5} {:<15} setup {:>6.0}  teardown {:>6.0} µs/ctr  [{:.0?} elapsed]",
                         rep + 1,

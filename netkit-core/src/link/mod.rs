@@ -202,6 +202,10 @@ impl Handle {
     pub async fn link_add<S: LinkSpec>(&self, spec: &S) -> Result<Link, LinkError> {
         check_name(spec.name())?;
         let msg = spec.message(self).await?;
+        let master = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(m) if *m != 0 => Some(*m),
+            _ => None,
+        });
         // NLM_F_ECHO returns the new link with the ack (one round trip);
         // kernels before 6.3 echo nothing: then read it back by name.
         let echo = self
@@ -216,7 +220,13 @@ impl Handle {
                     .iter()
                     .any(|a| matches!(a, LinkAttribute::IfName(n) if n == spec.name())) =>
             {
-                Ok(Link::from_message(m))
+                let link = Link::from_message(m);
+                // The echo is the kernel's notice of the registered device, sent before the
+                // device joins its master (same request): then read the link again.
+                match master {
+                    Some(m) if link.master != Some(m) => self.link_get_by_index(link.index).await,
+                    _ => Ok(link),
+                }
             }
             Ok(_) => self.link_get(spec.name()).await,
             Err(e) => Err(self.add_error(spec.kind(), spec.name(), e).await),

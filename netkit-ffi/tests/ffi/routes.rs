@@ -72,6 +72,32 @@ fn addresses_add_list_delete() {
     assert_eq!(v4.broadcast, ip("10.1.0.255"));
     // SAFETY: the library's array with its length.
     unsafe { netkit_addr_list_free(addrs, len) };
+    // By index: the address lands on v0; index 0 is invalid, an unknown index not found.
+    let mut link = std::ptr::null_mut();
+    // SAFETY: as above.
+    ok(|e| unsafe { netkit::link::netkit_link_get(t.h, v0.as_ptr(), &mut link, e) });
+    // SAFETY: the library's link, read then freed once.
+    let index = unsafe { (*link).index };
+    // SAFETY: as above.
+    unsafe { netkit::link::netkit_link_free(link) };
+    // SAFETY: as above.
+    ok(|e| unsafe { netkit_addr_add_index(t.h, index, &prefix("10.9.0.1/24"), 0, e) });
+    let shown = ipj_list(t.name(), &["-4", "addr", "show", "dev", "v0"]);
+    assert!(format!("{shown:?}").contains("10.9.0.1"), "{shown:?}");
+    // SAFETY: as above.
+    fails(NETKIT_E_EXISTS, |e| unsafe {
+        netkit_addr_add_index(t.h, index, &prefix("10.9.0.1/24"), 0, e)
+    });
+    // SAFETY: as above.
+    fails(NETKIT_E_INVALID, |e| unsafe {
+        netkit_addr_add_index(t.h, 0, &prefix("10.9.0.2/24"), 0, e)
+    });
+    // SAFETY: as above.
+    fails(NETKIT_E_NOT_FOUND, |e| unsafe {
+        netkit_addr_add_index(t.h, 999_999, &prefix("10.9.0.2/24"), 0, e)
+    });
+    // SAFETY: as above.
+    ok(|e| unsafe { netkit_addr_del(t.h, v0.as_ptr(), &prefix("10.9.0.1/24"), e) });
     // A device that does not exist.
     let nope = cs("nope");
     // SAFETY: as above.
