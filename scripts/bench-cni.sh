@@ -5,6 +5,9 @@
 #   netkit     netkit-cni + netkit-ipam (this repository, release build)
 #   netkit-wait  the same with "waitLinkFree": true (DEL waits for the kernel to free the veth
 #              pair, as the reference plugin's DEL does)
+#   netkit-inproc  netkit's configuration, but ADD and DEL in-process: netkit.Attach and
+#              netkit.Detach from Go (tools/attachbench, netkit's Go package on libnetkit), no
+#              libcni, no plugin process; timed as cnictl times the others
 #   reference  bridge + host-local + portmap (Debian containernetworking-plugins, /usr/lib/cni)
 #   netavark   podman's netavark (Debian package, /usr/lib/podman/netavark), driven with its own
 #              CLI (setup/teardown, one process per container, as podman runs it)
@@ -13,7 +16,8 @@
 # Knobs:         NETKIT_BENCH_CNI_N="10 100 1000"  (the default)
 #                NETKIT_BENCH_CNI_QUICK=1          smoke run for CI: N=10 only, ~10 s
 #                NETKIT_BENCH_CNI_KEEP=DIR         keep cnictl's JSON reports (result-<stack>-<N>.json)
-#                NETKIT_BENCH_CNI_STACKS="netkit netkit-wait reference netavark"  (the default: all)
+#                NETKIT_BENCH_CNI_STACKS="netkit netkit-wait netkit-inproc reference netavark"
+#                                                  (the default: all)
 #                CARGO_TARGET_DIR                  where the release build goes (default ./target)
 #
 # Every run gets its own "host" namespace (the bridge, veth host ends, firewall rules and sysctls
@@ -55,9 +59,10 @@ if [ ! -x "$NETAVARK" ]; then
 fi
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-echo "== building (release): netkit-cni, netkit-ipam, cnictl" >&2
+echo "== building (release): netkit-cni, netkit-ipam, cnictl, attachbench" >&2
 cargo build --release -q -p netkit-cni >&2
 tools/cnictl/build.sh "$target/cnictl/cnictl" >&2
+tools/attachbench/build.sh "$target/attachbench/attachbench" >&2
 
 # ---- state, and the cleanup of everything this script makes -------------------------------------
 prefix="nkbc$$-"                       # every namespace this run makes starts with this
@@ -102,6 +107,7 @@ mkdir -p "$work/bin"
 install -m 755 "$target/release/netkit-cni" "$target/release/netkit-ipam" "$work/bin/"
 install -m 755 "$target/cnictl/cnictl" "$work/cnictl"
 cnictl="$work/cnictl"
+install -m 755 "$target/attachbench/attachbench" "$work/attachbench"
 
 # The kernel frees deleted namespaces later (cleanup_net); wait until the count of live ones stops
 # falling so that one run's leftovers do not slow the next run down.
@@ -134,7 +140,7 @@ netavark_id=$(printf 'b%.0s' {1..64})
 write_conf() { # stack dir data rt -> the file to give cnictl (dir: configs; data: /var/lib; rt: /run)
   local stack="$1" dir="$2" data="$3" rt="$4"
   case "$stack" in
-    netkit | netkit-wait)
+    netkit | netkit-wait | netkit-inproc)
       jq -n --arg fw "$rt/firewall" --arg ipam "$data/ipam" --argjson wait "$([ "$stack" = netkit-wait ] && echo true || echo false)" '{
         cniVersion: "1.0.0", name: "bench",
         plugins: [{type: "netkit-cni", bridge: "nkbench0", isGateway: true, ipMasq: true,
@@ -162,7 +168,9 @@ write_conf() { # stack dir data rt -> the file to give cnictl (dir: configs; dat
 run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   local stack="$1" n="$2"
   local tag
-  case "$stack" in netkit) tag=nk ;; netkit-wait) tag=nw ;; reference) tag=rf ;; netavark) tag=nv ;; esac
+  case "$stack" in
+    netkit) tag=nk ;; netkit-wait) tag=nw ;; netkit-inproc) tag=ni ;; reference) tag=rf ;; netavark) tag=nv ;;
+  esac
   local dir="$work/$stack-$n" host="${prefix}h$tag$n" ctr="${prefix}$tag${n}c"
   local out="$work/result-$stack-$n.json"
   local data="$varlib/$stack-$n" rt="$runstate/$stack-$n"
@@ -176,8 +184,11 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
     reference) cmd=("$cnictl" bench "$dir/net.conflist" "$n" "$ctr" --cni-path "$REF_DIR") ;;
     netavark) cmd=("$cnictl" netavark-bench "$dir/net.json" "$n" "$ctr" --netavark "$NETAVARK"
                    --netavark-config "$rt/netavark") ;;
+    netkit-inproc) cmd=("$work/attachbench" "$dir/net.conflist" "$n" "$ctr") ;;
   esac
-  cmd+=(--cache-dir "$data/cache" --port-base "$port_base")
+  # (In-process attachments keep no libcni cache.)
+  [ "$stack" = netkit-inproc ] || cmd+=(--cache-dir "$data/cache")
+  cmd+=(--port-base "$port_base")
   echo "== $stack N=$n" >&2
   local rc=0
   ip netns exec "$host" "${cmd[@]}" > "$dir/out" 2> "$dir/err" &
@@ -204,14 +215,14 @@ run_one() { # stack N -> $work/result-<stack>-<N>.json (or .failed)
   settle
 }
 
-stacks="netkit netkit-wait reference"
+stacks="netkit netkit-wait netkit-inproc reference"
 [ "$have_netavark" -eq 1 ] && stacks="$stacks netavark"
 if [ -n "${NETKIT_BENCH_CNI_STACKS:-}" ]; then
   for s in $NETKIT_BENCH_CNI_STACKS; do
     case "$s" in
-      netkit | netkit-wait | reference) ;;
+      netkit | netkit-wait | netkit-inproc | reference) ;;
       netavark) [ "$have_netavark" -eq 1 ] || { echo "bench-cni: netavark is not installed" >&2; exit 3; } ;;
-      *) echo "bench-cni: unknown stack '$s' (netkit, netkit-wait, reference, netavark)" >&2; exit 2 ;;
+      *) echo "bench-cni: unknown stack '$s' (netkit, netkit-wait, netkit-inproc, reference, netavark)" >&2; exit 2 ;;
     esac
   done
   stacks="$NETKIT_BENCH_CNI_STACKS"
@@ -298,6 +309,17 @@ if [ -n "$nk_add_1000" ] && [ -n "$nk_add_10" ]; then
 else
   check "netkit ADD per container, N=1000 ÷ N=10" "" "<=" 1.25 "needs N=10 and N=1000"
 fi
+
+# Issue 14: what a runtime saves by attaching in-process (no libcni, no plugin process).
+for n in $ns_list; do
+  ip_add="$(field netkit-inproc "$n" .add.total_s)"
+  ip_del="$(field netkit-inproc "$n" .del.total_s)"
+  nk_add="$(field netkit "$n" .add.total_s)"
+  nk_del="$(field netkit "$n" .del.total_s)"
+  if [ -n "$ip_add" ] && [ -n "$nk_add" ]; then
+    echo "- N=$n in-process ADD: $(fmt "$(awk -v t="$ip_add" -v n="$n" 'BEGIN { print t * 1000 / n }')" 2) ms/container against $(fmt "$(awk -v t="$nk_add" -v n="$n" 'BEGIN { print t * 1000 / n }')" 2) through libcni: $(ratio "$nk_add" "$ip_add")× faster, $(fmt "$(awk -v a="$nk_add" -v b="$ip_add" -v n="$n" 'BEGIN { print (a - b) * 1000 / n }')" 2) ms saved per container; DEL $(fmt "$(awk -v t="$ip_del" -v n="$n" 'BEGIN { print t * 1000 / n }')" 2) against $(fmt "$(awk -v t="$nk_del" -v n="$n" 'BEGIN { print t * 1000 / n }')" 2) ms ($(ratio "$nk_del" "$ip_del")×)"
+  fi
+done
 
 if [ -n "${NETKIT_BENCH_CNI_KEEP:-}" ]; then
   mkdir -p "$NETKIT_BENCH_CNI_KEEP"

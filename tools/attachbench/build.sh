@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Build attachbench: tools/attachbench/build.sh OUT (see tools/go-netkit-build.sh).
+exec "$(dirname "$0")/../go-netkit-build.sh" "$(dirname "$0")" "$@"
