@@ -72,6 +72,9 @@ pub enum ConfigError {
     /// [`IpamConfig::from_network_json`]).
     #[error("ipam config: {0}")]
     Shape(String),
+    /// The file named by `subnetFile` could not be read or is malformed.
+    #[error("ipam config: subnetFile: {0}")]
+    SubnetFile(super::SubnetFileError),
     /// The resolv.conf named by `resolvConf` could not be read.
     #[error("ipam config: reading resolvConf {path}: {cause}")]
     ResolvConf {
@@ -152,6 +155,14 @@ pub struct IpamConfig {
     /// [`StoreOptions::sync`](super::StoreOptions::sync)).
     #[serde(default)]
     pub sync: bool,
+    /// `subnetFile` (netkit's own key): a node agent's [`SubnetFile`](super::SubnetFile)
+    /// (Flannel's `subnet.env` format; `""` reads as unset). Its node subnets come first, one
+    /// range set per family, with the first address as the gateway; when `routes` is empty,
+    /// the container gets a route to each cluster network of the file through that gateway.
+    /// netkit-cni also takes the file's MTU when its configuration sets none. The file is read
+    /// at every ADD, so a node whose lease changed hands out addresses of its new subnet.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub subnet_file: Option<PathBuf>,
 }
 
 /// `null` as an empty list, as host-local (Go) reads it.
@@ -205,8 +216,22 @@ impl IpamConfig {
 
     /// Validate into a pool named `name` (the CNI network name).
     pub fn pool(&self, name: &str) -> Result<Pool, ConfigError> {
-        // As host-local: the legacy top-level range, if any, comes first, then `ranges`.
+        // A node agent's subnet file first, then (as host-local) the legacy top-level range,
+        // then `ranges`.
         let mut sets: Vec<Vec<RangeConfig>> = Vec::new();
+        let mut routes = Vec::new();
+        if let Some(path) = &self.subnet_file {
+            let file = super::SubnetFile::read(path).map_err(ConfigError::SubnetFile)?;
+            for subnet in file.subnets() {
+                sets.push(vec![RangeConfig {
+                    subnet: subnet.to_string(),
+                    ..Default::default()
+                }]);
+                if let (Some(network), true) = (file.network_of(subnet), self.routes.is_empty()) {
+                    routes.push(PoolRoute { dst: network, gw: None });
+                }
+            }
+        }
         if let Some(subnet) = self.subnet.as_ref().filter(|s| !s.is_empty()) {
             sets.push(vec![RangeConfig {
                 subnet: subnet.clone(),
@@ -223,11 +248,9 @@ impl IpamConfig {
             .iter()
             .map(|set| RangeSet::new(set.iter().map(RangeConfig::validate).collect::<Result<_, _>>()?))
             .collect::<Result<Vec<_>, _>>()?;
-        let routes = self
-            .routes
-            .iter()
-            .map(RouteConfig::validate)
-            .collect::<Result<_, _>>()?;
+        for r in &self.routes {
+            routes.push(r.validate()?);
+        }
         Pool::new(name, sets)?.with_routes(routes)
     }
 
@@ -570,5 +593,48 @@ mod tests {
         let off = IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24"}"#).unwrap();
         assert!(on.sync && !off.sync);
         assert!(IpamConfig::from_json(r#"{"subnet": "10.9.0.0/24", "sync": "yes"}"#).is_err());
+    }
+
+    #[test]
+    fn subnet_file_gives_the_node_subnet_and_a_route_to_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subnet.env");
+        let mut file =
+            super::super::SubnetFile::new("10.244.0.0/16".parse().unwrap(), "10.244.5.0/24".parse().unwrap(), 1450);
+        file.write(&path).unwrap();
+        let json = |extra: &str| format!(r#"{{"subnetFile": {:?}{extra}}}"#, path.display().to_string());
+        let p = IpamConfig::from_json(&json("")).unwrap().pool("net").unwrap();
+        assert_eq!(p.sets().len(), 1);
+        assert!(p.sets()[0].ranges()[0].contains("10.244.5.2".parse().unwrap()));
+        assert_eq!(
+            p.sets()[0].ranges()[0].gateway(),
+            "10.244.5.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            p.routes(),
+            [PoolRoute {
+                dst: "10.244.0.0/16".parse().unwrap(),
+                gw: None
+            }]
+        );
+        // Routes given in the configuration replace the route to the network; ranges add sets.
+        let p = IpamConfig::from_json(&json(
+            r#", "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": "fd00:5::/64"}]]"#,
+        ))
+        .unwrap()
+        .pool("net")
+        .unwrap();
+        assert_eq!(p.sets().len(), 2);
+        assert_eq!(p.routes().len(), 1);
+        assert_eq!(p.routes()[0].dst, "0.0.0.0/0".parse::<IpNetwork>().unwrap());
+        // The file is read each time: a new lease gives the new subnet.
+        file.subnet = Some("10.244.9.0/24".parse().unwrap());
+        file.write(&path).unwrap();
+        let p = IpamConfig::from_json(&json("")).unwrap().pool("net").unwrap();
+        assert!(p.sets()[0].ranges()[0].contains("10.244.9.2".parse().unwrap()));
+        std::fs::remove_file(&path).unwrap();
+        let e = IpamConfig::from_json(&json("")).unwrap().pool("net").unwrap_err();
+        assert!(matches!(e, ConfigError::SubnetFile(_)), "{e}");
+        assert!(e.to_string().contains("subnet.env"), "{e}");
     }
 }

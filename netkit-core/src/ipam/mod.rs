@@ -7,7 +7,8 @@
 //!   the records in a [`Store`] directory that many processes share, and offers
 //!   [`Ipam::release`], [`Ipam::lookup`], [`Ipam::gc`], [`Ipam::check`] and
 //!   [`Ipam::import_host_local`];
-//! * [`lease`] carves a cluster network into per-node subnets (Flannel / Calico style).
+//! * [`lease`] carves a cluster network into per-node subnets (Flannel / Calico style), and
+//!   [`SubnetFile`] is how a node agent tells the CNI plugin its node's subnet and MTU.
 //!
 //! Differences from host-local, on purpose: lookups and releases by owner read one record
 //! instead of every file; owners are locked on 64 shards instead of one lock for the pool; a
@@ -23,6 +24,7 @@ pub mod lease;
 mod owner;
 mod range;
 pub mod store;
+mod subnet_file;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +36,7 @@ pub use import::ImportReport;
 pub use owner::Owner;
 pub use range::{IpRange, RangeSet};
 pub use store::{Store, StoreOptions};
+pub use subnet_file::{SubnetFile, SubnetFileError};
 
 /// Where pool stores live when a configuration names no `dataDir`: `/var/lib/cni/netkit` (each
 /// pool in `<dir>/<network name>`). Not host-local's `/var/lib/cni/networks`, so the two never
