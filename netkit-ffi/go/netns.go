@@ -6,7 +6,6 @@ import "C"
 
 import (
 	"runtime"
-	"sync"
 	"unsafe"
 )
 
@@ -15,12 +14,12 @@ import (
 // the namespace (DeleteNamedNetns does). Safe for use by many goroutines; Close waits for
 // calls in progress on it.
 type Netns struct {
-	mu sync.RWMutex
-	p  *C.netkit_netns
+	obj object[C.netkit_netns]
 }
 
 func newNetns(p *C.netkit_netns) *Netns {
-	ns := &Netns{p: p}
+	ns := &Netns{}
+	ns.obj.p = p
 	// A safety net only: an unreachable Netns that was never closed is closed by the GC.
 	runtime.SetFinalizer(ns, (*Netns).Close)
 	return ns
@@ -31,12 +30,7 @@ func (ns *Netns) use(f func(p *C.netkit_netns) error) error {
 	if ns == nil {
 		return invalidf("nil namespace")
 	}
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
-	if ns.p == nil {
-		return errClosed("namespace")
-	}
-	return f(ns.p)
+	return ns.obj.use("namespace", f)
 }
 
 // NewNamedNetns creates the named namespace name (as `ip netns add NAME`, bind-mounted under
@@ -170,14 +164,7 @@ func (ns *Netns) Equal(other *Netns) bool {
 // Close releases the namespace object (the namespace itself stays). A second Close does
 // nothing. It waits for calls in progress on ns.
 func (ns *Netns) Close() error {
-	if ns == nil {
-		return nil
-	}
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	if ns.p != nil {
-		C.netkit_netns_free(ns.p)
-		ns.p = nil
+	if ns != nil && ns.obj.close(func(p *C.netkit_netns) { C.netkit_netns_free(p) }) {
 		runtime.SetFinalizer(ns, nil)
 	}
 	return nil
