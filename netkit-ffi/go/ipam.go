@@ -130,8 +130,7 @@ func (m *IPAM) Allocate(containerID, ifname string, requested ...net.IP) (*Alloc
 	defer a.free()
 	var want *C.netkit_ip
 	if n := len(requested); n > 0 {
-		size := int(unsafe.Sizeof(C.netkit_ip{}))
-		list := unsafe.Slice((*C.netkit_ip)(a.alloc(n*size)), n)
+		list := cArray[C.netkit_ip](&a, n)
 		for i, ip := range requested {
 			if ip == nil {
 				return nil, invalidf("requested address %d is nil", i)
@@ -193,8 +192,7 @@ func (m *IPAM) GC(keep ...IPAMOwner) ([]net.IP, error) {
 	defer a.free()
 	var valid *C.netkit_ipam_owner
 	if n := len(keep); n > 0 {
-		size := int(unsafe.Sizeof(C.netkit_ipam_owner{}))
-		list := unsafe.Slice((*C.netkit_ipam_owner)(a.alloc(n*size)), n)
+		list := cArray[C.netkit_ipam_owner](&a, n)
 		for i, o := range keep {
 			list[i].container_id = a.str("container ID", o.ContainerID)
 			list[i].ifname = a.str("interface name", o.IfName)

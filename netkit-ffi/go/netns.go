@@ -4,10 +4,7 @@ package netkit
 // #include "netkit.h"
 import "C"
 
-import (
-	"runtime"
-	"unsafe"
-)
+import "runtime"
 
 // Netns is an open network namespace (as vishvananda/netns's NsHandle). Holding it keeps the
 // namespace alive even when its name is deleted. Close it when done: Close does not delete
@@ -119,12 +116,7 @@ func ListNamedNetns() ([]string, error) {
 	if err := check(C.netkit_netns_list(&names, &n, &cerr), cerr); err != nil {
 		return nil, err
 	}
-	defer C.netkit_strings_free(names, n)
-	out := make([]string, 0, int(n))
-	for _, s := range unsafe.Slice(names, int(n)) {
-		out = append(out, goStr(s))
-	}
-	return out, nil
+	return takeStrings(names, n), nil
 }
 
 // Name is the name the namespace was created or opened by; "" for one opened by path or pid.
