@@ -189,11 +189,12 @@ func goEvent(c *C.netkit_event) *Event {
 }
 
 // EventSubscribe watches the changes of groups (every group when none is given) in the
-// handle's namespace and sends them on ch until done is closed, as vishvananda/netlink's
-// LinkSubscribe does: a goroutine waits on the subscription's descriptor (epoll, so it costs
-// nothing while idle), sends each event, and closes ch when it stops. An overrun arrives as
-// an EventOverrun event; a failure to read as a last EventError event. The goroutine blocks
-// while ch is full: the kernel then queues, and drops (an overrun) when its buffer fills.
+// handle's namespace and sends them on ch until done is closed (a nil done: for as long as
+// the process runs), as vishvananda/netlink's LinkSubscribe does: a goroutine waits on the
+// subscription's descriptor (epoll, so it costs nothing while idle), sends each event, and
+// closes ch when it stops. An overrun arrives as an EventOverrun event; a failure to read as
+// a last EventError event. The goroutine blocks while ch is full: the kernel then queues, and
+// drops (an overrun) when its buffer fills.
 func (h *Handle) EventSubscribe(ch chan<- Event, done <-chan struct{}, groups ...EventGroup) error {
 	if ch == nil {
 		return invalidf("EventSubscribe: nil channel")
