@@ -31,10 +31,11 @@ const (
 // Rule is a policy routing rule (`ip rule`), as vishvananda/netlink's Rule.
 //
 // Priority, Mark, Mask and SuppressPrefixlen use vishvananda/netlink's convention: -1 means
-// "not set", 0 is a value (priority 0, fwmark 0). Start from NewRule(), which sets them to -1,
-// and set what the rule matches; a zero Rule{} has priority 0 and matches fwmark 0. For
-// RuleDel only the fields that are set select the rule: a RuleDel(NewRule()) with Priority
-// set deletes the rule of that priority.
+// "not set", 0 is a value (priority 0, suppress_prefixlength 0). Start from NewRule(), which
+// sets them to -1, and set what the rule matches: a zero Rule{} has priority 0 and
+// suppress_prefixlength 0. For RuleDel only the fields that are set select the rule: a
+// NewRule() with only Priority set deletes the rule of that priority (a Rule{Priority: P}
+// selects suppress_prefixlength 0 too, and so usually nothing).
 //
 // vishvananda/netlink fields libnetkit cannot express (Goto, Flow, TunID, SuppressIfgroup,
 // port ranges, IPProto, UID ranges) are not here, so code using them does not compile rather
@@ -48,7 +49,9 @@ type Rule struct {
 	// Table looked up (`lookup T`); 0 (or negative): main when adding with FR_ACT_TO_TBL,
 	// any when deleting.
 	Table int
-	// Mark is the firewall mark to match (`fwmark MARK`); -1: not set.
+	// Mark is the firewall mark to match (`fwmark MARK`); -1: not set. As for the kernel, a
+	// Mark of 0 without a Mask is not set either: to match packets without a mark, set Mask
+	// (0xffffffff) too.
 	Mark int
 	// Mask is the mark's mask (`fwmark MARK/MASK`); -1 (or 0): 0xffffffff, an exact mark.
 	// RuleList reports -1 when the kernel reported no mask.
@@ -127,7 +130,7 @@ func (h *Handle) ruleCall(r *Rule, adding bool, f func(p *C.netkit_handle, cfg *
 		return err
 	}
 	switch {
-	case r.Mark >= 0:
+	case r.Mark > 0 || (r.Mark == 0 && r.Mask > 0):
 		cfg.set_fwmark = true
 		cfg.fwmark = C.uint32_t(r.Mark)
 		if r.Mask > 0 {
@@ -220,7 +223,8 @@ func goRule(c *C.netkit_rule) Rule {
 		Tos:               uint(c.tos),
 		Protocol:          int(c.protocol),
 	}
-	if c.has_fwmark {
+	// The kernel reports a mark of 0 (under a mask) by the mask alone, as `ip rule` reads it.
+	if c.has_fwmark || c.fwmask != 0 {
 		r.Mark = int(c.fwmark)
 		if c.fwmask != 0 {
 			r.Mask = int(c.fwmask)

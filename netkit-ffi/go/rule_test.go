@@ -25,10 +25,16 @@ func ruleAsIP(r netkit.Rule) map[string]interface{} {
 	if r.Invert {
 		m["not"] = nil
 	}
+	hex := func(n int) string { // as C's %#x, which prints 0 as "0"
+		if n == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%#x", n)
+	}
 	if r.Mark >= 0 {
-		m["fwmark"] = fmt.Sprintf("%#x", r.Mark)
+		m["fwmark"] = hex(r.Mark)
 		if r.Mask >= 0 && r.Mask != 0xffffffff {
-			m["fwmask"] = fmt.Sprintf("%#x", r.Mask)
+			m["fwmask"] = hex(r.Mask)
 		}
 	}
 	if r.IifName != "" {
@@ -99,6 +105,13 @@ func TestRules(t *testing.T) {
 	exact := netkit.NewRule()
 	exact.Mark, exact.Table, exact.Priority = 7, 201, 1005
 	must(t, "RuleAdd fwmark without mask", a.h.RuleAdd(exact))
+	// Mark 0: not set without a mask (as for the kernel), packets without a mark with one.
+	unset := netkit.NewRule()
+	unset.Mark, unset.Table, unset.Priority = 0, 202, 1006
+	must(t, "RuleAdd fwmark 0", a.h.RuleAdd(unset))
+	nomark := netkit.NewRule()
+	nomark.Mark, nomark.Mask, nomark.Table, nomark.Priority = 0, 0xffffffff, 203, 1007
+	must(t, "RuleAdd fwmark 0/0xffffffff", a.h.RuleAdd(nomark))
 	black := netkit.NewRule()
 	black.IifName, black.Type, black.Priority = "lo", netkit.FR_ACT_BLACKHOLE, 1002
 	must(t, "RuleAdd blackhole", a.h.RuleAdd(black))
@@ -118,8 +131,14 @@ func TestRules(t *testing.T) {
 	for _, r := range rules {
 		prios = append(prios, r.Priority)
 	}
-	if !reflect.DeepEqual(prios, []int{0, 1000, 1001, 1002, 1003, 1004, 1005, 32766, 32767}) {
+	if !reflect.DeepEqual(prios, []int{0, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 32766, 32767}) {
 		t.Fatalf("IPv4 priorities %v", prios)
+	}
+	if r := rules[7]; r.Mark != -1 || r.Table != 202 {
+		t.Fatalf("fwmark 0 without a mask is no fwmark: %+v", r)
+	}
+	if r := rules[8]; r.Mark != 0 || r.Mask != 0xffffffff {
+		t.Fatalf("fwmark 0/0xffffffff as listed: %+v", r)
 	}
 	if r := rules[1]; r.Table != 100 || r.Src.String() != "10.0.0.0/24" || r.Mark != -1 ||
 		r.Mask != -1 || r.SuppressPrefixlen != -1 || r.Type != netkit.FR_ACT_TO_TBL {
