@@ -152,17 +152,22 @@ func (h *Handle) AddrList(link Link, family int) ([]Addr, error) {
 		if family != FAMILY_ALL && int(c.prefix.ip.family) != family {
 			continue
 		}
-		out = append(out, Addr{
-			IPNet:     goPrefix(&c.prefix),
-			Label:     goStr(c.label),
-			Flags:     int(c.flags),
-			Scope:     int(c.scope),
-			Peer:      hostPrefix(goIP(&c.peer)),
-			Broadcast: goIP(&c.broadcast),
-			LinkIndex: int(c.index),
-		})
+		out = append(out, goAddr(c))
 	}
 	return out, nil
+}
+
+// goAddr converts a reported address.
+func goAddr(c *C.netkit_address) Addr {
+	return Addr{
+		IPNet:     goPrefix(&c.prefix),
+		Label:     goStr(c.label),
+		Flags:     int(c.flags),
+		Scope:     int(c.scope),
+		Peer:      hostPrefix(goIP(&c.peer)),
+		Broadcast: goIP(&c.broadcast),
+		LinkIndex: int(c.index),
+	}
 }
 
 // hostPrefix is ip as a full-length prefix (nil for nil).

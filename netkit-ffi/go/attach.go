@@ -3,10 +3,7 @@ package netkit
 // #include "netkit.h"
 import "C"
 
-import (
-	"context"
-	"unsafe"
-)
+import "context"
 
 // AttachOption changes how Attach, Check and Detach make the attachment.
 type AttachOption func(*attachOptions)
@@ -51,8 +48,7 @@ func attachCall(ctx context.Context, netnsPath, containerID, ifname string, conf
 	att.ifname = a.str("interface name", ifname)
 	cconf := a.str("network configuration", string(conf))
 	if n := len(o.args); n > 0 {
-		size := int(unsafe.Sizeof(C.netkit_attach_arg{}))
-		args := unsafe.Slice((*C.netkit_attach_arg)(a.alloc(n*size)), n)
+		args := cArray[C.netkit_attach_arg](&a, n)
 		for i, kv := range o.args {
 			args[i].key = a.str("argument key", kv[0])
 			args[i].value = a.str("argument value", kv[1])

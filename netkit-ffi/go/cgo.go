@@ -57,6 +57,24 @@ func (a *arena) alloc(n int) unsafe.Pointer {
 	return p
 }
 
+// cArray allocates n zeroed elements of T in a (nil for 0) and returns them as a slice.
+func cArray[T any](a *arena, n int) []T {
+	if n == 0 {
+		return nil
+	}
+	var zero T
+	return unsafe.Slice((*T)(a.alloc(n*int(unsafe.Sizeof(zero)))), n)
+}
+
+// first is a pointer to the first element of s (nil for an empty slice), for a C array
+// argument.
+func first[T any](s []T) *T {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
+}
+
 // free releases everything the arena allocated.
 func (a *arena) free() {
 	for _, p := range a.ptrs {
@@ -71,4 +89,18 @@ func goStr(p *C.char) string {
 		return ""
 	}
 	return C.GoString(p)
+}
+
+// takeStrings copies an array of strings libnetkit returned (an empty list for none) and
+// frees it.
+func takeStrings(list **C.char, n C.uintptr_t) []string {
+	out := make([]string, 0, int(n))
+	if list == nil {
+		return out
+	}
+	defer C.netkit_strings_free(list, n)
+	for _, s := range unsafe.Slice(list, int(n)) {
+		out = append(out, goStr(s))
+	}
+	return out
 }

@@ -1,7 +1,8 @@
 // Package netkit is the Go binding of netkit, container networking primitives for Linux:
 // network namespaces, links (veth, bridge, vxlan, macvlan, tun/tap, ipip), addresses, routes,
-// sysctls, and a container attached to a network in one call (what the netkit-cni plugin
-// does, in-process). It calls libnetkit, netkit's C library, through cgo; its types and
+// policy routing rules, neighbours and the bridge FDB, sysctls, change events, IP address
+// management, the firewall (port mappings, masquerade, services), and a container attached to
+// a network in one call (what the netkit-cni plugin does, in-process). It calls libnetkit, netkit's C library, through cgo; its types and
 // methods follow vishvananda/netlink and vishvananda/netns:
 //
 //	ns, err := netkit.NewNamedNetns("demo")   // ip netns add demo
@@ -51,11 +52,16 @@
 // for concurrent use, and none changes the namespace of the calling goroutine's OS thread:
 // libnetkit's own threads enter namespaces, so runtime.LockOSThread is never needed.
 // A Handle works in the namespace it was opened in (NewHandleAt); there are no package-level
-// link, address or route functions acting on "the current namespace".
+// link, address, route, rule or neighbour functions acting on "the current namespace".
 //
-// Objects (Netns, Handle) hold C memory: Close them. A finalizer closes an unreachable one
-// as a safety net. Close waits for calls in progress on the object; a method called after
-// Close returns an error of kind ErrInvalid.
+// Objects (Netns, Handle, Subscription, IPAM, Firewall) hold C memory: Close them. A
+// finalizer closes an unreachable one as a safety net. Close waits for calls in progress on
+// the object; a method called after Close returns an error of kind ErrInvalid.
+//
+// Events come two ways: Handle.Subscribe gives a descriptor to poll and a non-blocking Next,
+// for an event loop of the caller's; Handle.EventSubscribe runs a goroutine that sends the
+// events on a channel until a done channel closes (as vishvananda/netlink's LinkSubscribe).
+// When the kernel drops notifications, an EventOverrun event says so.
 //
 // Every error is an *Error with the kind, the kernel's errno and libnetkit's message (which
 // names the operation, the object and the namespace). errors.Is(err, netkit.ErrNotFound),

@@ -3,10 +3,7 @@ package netkit
 // #include "netkit.h"
 import "C"
 
-import (
-	"runtime"
-	"sync"
-)
+import "runtime"
 
 // Handle is a netlink connection inside one namespace (as vishvananda/netlink's Handle made
 // with NewHandleAt): every link, address and route method works in that namespace, and the
@@ -14,8 +11,7 @@ import (
 // requests take turns on the handle's socket; open one handle per goroutine to work in
 // parallel). Close it when done; Close waits for calls in progress.
 type Handle struct {
-	mu sync.RWMutex
-	p  *C.netkit_handle
+	obj object[C.netkit_handle]
 }
 
 // NewHandleAt opens a handle in namespace ns. The handle keeps the namespace open: ns may be
@@ -29,7 +25,8 @@ func NewHandleAt(ns *Netns) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	handle := &Handle{p: h}
+	handle := &Handle{}
+	handle.obj.p = h
 	// A safety net only: an unreachable Handle that was never closed is closed by the GC.
 	runtime.SetFinalizer(handle, (*Handle).Close)
 	return handle, nil
@@ -40,12 +37,7 @@ func (h *Handle) use(f func(p *C.netkit_handle) error) error {
 	if h == nil {
 		return invalidf("nil handle")
 	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.p == nil {
-		return errClosed("handle")
-	}
-	return f(h.p)
+	return h.obj.use("handle", f)
 }
 
 // Netns opens the handle's namespace (a new object: close it).
@@ -63,14 +55,7 @@ func (h *Handle) Netns() (*Netns, error) {
 
 // Close closes the handle. A second Close does nothing.
 func (h *Handle) Close() {
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.p != nil {
-		C.netkit_handle_close(h.p)
-		h.p = nil
+	if h != nil && h.obj.close(func(p *C.netkit_handle) { C.netkit_handle_close(p) }) {
 		runtime.SetFinalizer(h, nil)
 	}
 }

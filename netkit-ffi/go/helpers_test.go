@@ -1,10 +1,13 @@
 package netkit_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -113,3 +116,52 @@ func hasAddr(list []netkit.Addr, s string) bool {
 
 // up is LinkAttrs.Flags for a link to bring up.
 const up = net.FlagUp
+
+// ipJSON runs `ip -n NS -j ARGS` and decodes the list it prints (nil when it prints nothing);
+// the test fails when ip fails.
+func ipJSON(t *testing.T, ns string, args ...string) []map[string]interface{} {
+	t.Helper()
+	return decodeList(t, "ip -j "+strings.Join(args, " "), ip(t, ns, append([]string{"-j"}, args...)...))
+}
+
+// bridgeJSON runs `bridge -n NS -j ARGS` and decodes the list it prints.
+func bridgeJSON(t *testing.T, ns string, args ...string) []map[string]interface{} {
+	t.Helper()
+	out, err := exec.Command("bridge", append([]string{"-n", ns, "-j"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bridge -n %s -j %v: %v: %s", ns, args, err, out)
+	}
+	return decodeList(t, "bridge -j "+strings.Join(args, " "), string(out))
+}
+
+// decodeList decodes a JSON list of objects printed by what.
+func decodeList(t *testing.T, what, out string) []map[string]interface{} {
+	t.Helper()
+	if strings.TrimSpace(out) == "" {
+		return nil
+	}
+	var list []map[string]interface{}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("%s printed %q: %v", what, out, err)
+	}
+	return list
+}
+
+// asJSON is v as encoding/json decodes it into interface{} (numbers as float64), for
+// comparisons with what ip -j printed.
+func asJSON(t *testing.T, v interface{}) interface{} {
+	t.Helper()
+	b, err := json.Marshal(v)
+	must(t, "json.Marshal", err)
+	var out interface{}
+	must(t, "json.Unmarshal", json.Unmarshal(b, &out))
+	return out
+}
+
+// isKind fails the test unless err is an *Error matching target (ErrNotFound, …).
+func isKind(t *testing.T, what string, err error, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got %v, want %v", what, err, target)
+	}
+}

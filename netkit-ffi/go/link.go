@@ -208,11 +208,7 @@ func goLink(l *C.netkit_link) Link {
 		Group:       uint32(l.group),
 	}
 	if l.has_mac {
-		mac := make(net.HardwareAddr, 6)
-		for i := range mac {
-			mac[i] = byte(l.mac[i])
-		}
-		attrs.HardwareAddr = mac
+		attrs.HardwareAddr = goMAC(&l.mac)
 	}
 	switch kind := goStr(l.kind); kind {
 	case "veth":

@@ -4,23 +4,19 @@ package netkit
 // #include "netkit.h"
 import "C"
 
-import (
-	"runtime"
-	"sync"
-	"unsafe"
-)
+import "runtime"
 
 // Netns is an open network namespace (as vishvananda/netns's NsHandle). Holding it keeps the
 // namespace alive even when its name is deleted. Close it when done: Close does not delete
 // the namespace (DeleteNamedNetns does). Safe for use by many goroutines; Close waits for
 // calls in progress on it.
 type Netns struct {
-	mu sync.RWMutex
-	p  *C.netkit_netns
+	obj object[C.netkit_netns]
 }
 
 func newNetns(p *C.netkit_netns) *Netns {
-	ns := &Netns{p: p}
+	ns := &Netns{}
+	ns.obj.p = p
 	// A safety net only: an unreachable Netns that was never closed is closed by the GC.
 	runtime.SetFinalizer(ns, (*Netns).Close)
 	return ns
@@ -31,12 +27,7 @@ func (ns *Netns) use(f func(p *C.netkit_netns) error) error {
 	if ns == nil {
 		return invalidf("nil namespace")
 	}
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
-	if ns.p == nil {
-		return errClosed("namespace")
-	}
-	return f(ns.p)
+	return ns.obj.use("namespace", f)
 }
 
 // NewNamedNetns creates the named namespace name (as `ip netns add NAME`, bind-mounted under
@@ -125,12 +116,7 @@ func ListNamedNetns() ([]string, error) {
 	if err := check(C.netkit_netns_list(&names, &n, &cerr), cerr); err != nil {
 		return nil, err
 	}
-	defer C.netkit_strings_free(names, n)
-	out := make([]string, 0, int(n))
-	for _, s := range unsafe.Slice(names, int(n)) {
-		out = append(out, goStr(s))
-	}
-	return out, nil
+	return takeStrings(names, n), nil
 }
 
 // Name is the name the namespace was created or opened by; "" for one opened by path or pid.
@@ -170,14 +156,7 @@ func (ns *Netns) Equal(other *Netns) bool {
 // Close releases the namespace object (the namespace itself stays). A second Close does
 // nothing. It waits for calls in progress on ns.
 func (ns *Netns) Close() error {
-	if ns == nil {
-		return nil
-	}
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	if ns.p != nil {
-		C.netkit_netns_free(ns.p)
-		ns.p = nil
+	if ns != nil && ns.obj.close(func(p *C.netkit_netns) { C.netkit_netns_free(p) }) {
 		runtime.SetFinalizer(ns, nil)
 	}
 	return nil

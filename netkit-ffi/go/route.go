@@ -136,8 +136,7 @@ func (h *Handle) routeCall(r *Route, f func(p *C.netkit_handle, cfg *C.netkit_ro
 	cfg.mtu = C.uint32_t(r.MTU)
 	cfg.protocol = C.uint8_t(r.Protocol)
 	if n := len(r.MultiPath); n > 0 {
-		size := int(unsafe.Sizeof(C.netkit_nexthop_config{}))
-		hops := unsafe.Slice((*C.netkit_nexthop_config)(a.alloc(n*size)), n)
+		hops := cArray[C.netkit_nexthop_config](&a, n)
 		for i, nh := range r.MultiPath {
 			if nh == nil {
 				return invalidf("route %v: nil next hop", r)
