@@ -154,6 +154,11 @@ impl Dir {
         self.open_file(name.as_ref(), OFlag::O_WRONLY)
     }
 
+    /// Open `name` for appending, creating it (0600) if needed.
+    pub(crate) fn open_append(&self, name: impl AsRef<OsStr>) -> io::Result<File> {
+        self.open_file(name.as_ref(), OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT)
+    }
+
     /// Open `name` for writing, creating it (0600) if needed; never truncated here.
     pub(crate) fn open_or_create(&self, name: impl AsRef<OsStr>) -> io::Result<File> {
         self.open_file(name.as_ref(), OFlag::O_RDWR | OFlag::O_CREAT)

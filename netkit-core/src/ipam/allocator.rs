@@ -10,6 +10,10 @@ use super::error::Result;
 use super::store::{Store, StoreOptions};
 use super::{IpamError, Owner, Pool};
 
+/// The most walks over a range set one allocation makes while other owners release addresses
+/// under it; past that it reports the set exhausted (a pool that full, churning that fast).
+const WALKS: usize = 16;
+
 /// One address handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocatedIp {
@@ -143,10 +147,18 @@ impl Ipam {
                 continue;
             }
             let mut claimed = None;
-            for candidate in set.iter_after(self.store.last(i)) {
-                // A stat first: most taken addresses are skipped without writing anything.
-                if !self.store.is_held(candidate)? && txn.try_claim(candidate)? {
-                    claimed = Some(candidate);
+            // A walk that finds nothing is made again while addresses were released during
+            // it (see the store's module docs), at most WALKS times.
+            for _ in 0..WALKS {
+                let releases = self.store.releases()?;
+                for candidate in set.iter_after(self.store.last(i)) {
+                    // A stat first: most taken addresses are skipped without writing anything.
+                    if !self.store.is_held(candidate)? && txn.try_claim(candidate)? {
+                        claimed = Some(candidate);
+                        break;
+                    }
+                }
+                if claimed.is_some() || self.store.releases()? == releases {
                     break;
                 }
             }

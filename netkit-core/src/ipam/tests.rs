@@ -235,3 +235,40 @@ fn round_robin_does_not_reuse_a_released_address_at_once() {
     assert_eq!(b.ips[0].address.to_string(), "10.0.0.3/29");
     assert_eq!(b.ips[1].address.to_string(), "fd00::4/125");
 }
+
+/// A pool that is never full is never reported exhausted, however fast other owners come and
+/// go: 8 threads on two `Ipam` objects over one store each hold at most two of the 16
+/// addresses and ask only while holding at most one, so at least one address is free at every
+/// request. A single walk over the range could pass the free address just before its holder
+/// released it (seen from Go's binding: "exhausted" about once in 20 runs).
+#[test]
+fn a_nearly_full_pool_under_churn_is_never_exhausted() {
+    let dir = TempDir::new();
+    let pool = IpamConfig::from_json(
+        r#"{"ranges": [[{"subnet": "10.7.0.0/27", "rangeStart": "10.7.0.2", "rangeEnd": "10.7.0.17"}]]}"#,
+    )
+    .unwrap()
+    .pool("churn")
+    .unwrap();
+    let ipams: Vec<Ipam> = (0..2)
+        .map(|_| Ipam::open(pool.clone(), &dir.0, StoreOptions::default()).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let ipam = &ipams[usize::from(t % 2)];
+            s.spawn(move || {
+                let (a, b) = (owner(2 * t), owner(2 * t + 1));
+                for round in 0..1000 {
+                    for o in [&a, &b] {
+                        if let Err(e) = ipam.allocate(o, &[]) {
+                            panic!("thread {t} round {round}: {e}");
+                        }
+                    }
+                    ipam.release(&a).unwrap();
+                    ipam.release(&b).unwrap();
+                }
+            });
+        }
+    });
+    assert!(observe(&ipams[0]).is_empty(), "every address came back");
+}

@@ -10,6 +10,7 @@
 //! lock/<0..63>     flock shards: an owner's operations take shard hash(owner) % 64
 //! lock/quarantine  flock: taken to move a damaged address file aside
 //! last.<set>       the last address handed out of each range set (round-robin hint)
+//! releases         one byte appended per released address (a change counter, see below)
 //! tmp/             scratch files, renamed into place; leftovers of killed processes are GC'd
 //! spare/           released record files, reused as scratch files (creating inodes is slow)
 //! quarantine/      damaged records moved aside: <unique>.<ip|owner>/<original name>
@@ -19,6 +20,13 @@
 //! each subdirectory are opened once, as descriptors, and every file is named relative to one
 //! of them without following symbolic links (see `fsutil::dir`): a link planted in the store is
 //! never read or written through.
+//!
+//! An allocation that walks a range set without finding a free address reports the pool
+//! exhausted only if no address was released during its walk: `releases` grows by one byte
+//! with every release (and is emptied when it reaches 64 KiB; any change of its size counts),
+//! and a walk during which its size changed is made again. Without it, a walk over a nearly
+//! full pool could pass an address just before its holder released it and miss the only free
+//! one while others churn.
 //!
 //! Lookup and release by owner read one owner file and the address files it names: O(1) in the
 //! number of held addresses, never a scan. Owners on different lock shards never wait for each
@@ -66,6 +74,8 @@ use super::{IpamError, Owner};
 use crate::fsutil::{self, dir::Dir};
 
 const MARKER: &str = "netkit-ipam";
+/// The release counter's file (see the module docs).
+const RELEASES: &str = "releases";
 const LOCK_SHARDS: u64 = 64;
 /// The lock taken to move a damaged address file aside (`lock/quarantine`).
 const QUARANTINE_LOCK: &str = "quarantine";
@@ -340,12 +350,42 @@ impl Store {
             .map_err(io_err("create", &self.ip_dir.join(&name)))
     }
 
-    /// Remove the address file of `ip` (the caller checked it names the right owner).
+    /// Remove the address file of `ip` (the caller checked it names the right owner), and
+    /// count the release in `releases` (see the module docs).
     pub(crate) fn unclaim(&self, ip: IpAddr) -> Result<bool> {
         let name = ip.to_string();
-        self.files
+        let removed = self
+            .files
             .retire(&self.ip_dir, &name)
-            .map_err(io_err("remove", &self.ip_dir.join(&name)))
+            .map_err(io_err("remove", &self.ip_dir.join(&name)))?;
+        if removed {
+            self.count_release()?;
+        }
+        Ok(removed)
+    }
+
+    /// Append one byte to `releases` (one `O_APPEND` write, atomic among processes); empty it
+    /// when it reaches 64 KiB.
+    fn count_release(&self) -> Result<()> {
+        use std::io::Write as _;
+        let path = || self.root.join(RELEASES);
+        let mut f = self.root.open_append(RELEASES).map_err(io_err("open", &path()))?;
+        f.write_all(b".").map_err(io_err("write", &path()))?;
+        let len = f.metadata().map_err(io_err("stat", &path()))?.len();
+        if len >= 64 * 1024 {
+            f.set_len(0).map_err(io_err("truncate", &path()))?;
+        }
+        Ok(())
+    }
+
+    /// The release counter (the size of `releases`): an allocation compares it before and
+    /// after a walk that found nothing free.
+    pub(crate) fn releases(&self) -> Result<u64> {
+        Ok(self
+            .root
+            .stat(RELEASES)
+            .map_err(io_err("stat", &self.root.join(RELEASES)))?
+            .map_or(0, |st| st.st_size as u64))
     }
 
     /// The owner file of `owner`, if any. A damaged one is moved to `quarantine/` under the
@@ -521,7 +561,7 @@ fn refuse_foreign(root: &Dir) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         // Another process may be initialising (or already using) the store right now.
         .find(|n| {
-            !["ip", "owner", "lock", "tmp", "spare", "quarantine", MARKER].contains(&n.as_str())
+            !["ip", "owner", "lock", "tmp", "spare", "quarantine", RELEASES, MARKER].contains(&n.as_str())
                 && !n.starts_with("last.")
         });
     match foreign {
