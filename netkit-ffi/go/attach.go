@@ -3,14 +3,25 @@ package netkit
 // #include "netkit.h"
 import "C"
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 // AttachOption changes how Attach, Check and Detach make the attachment.
 type AttachOption func(*attachOptions)
 
 type attachOptions struct {
-	host *Netns
-	args [][2]string
+	host    *Netns
+	args    [][2]string
+	cniPath []string
+}
+
+// WithCNIPath names the directories searched for a delegated IPAM plugin (an "ipam" whose
+// "type" is not "netkit-ipam", such as the reference "host-local"), as a runtime's CNI_PATH.
+// Without it only netkit-ipam can be used.
+func WithCNIPath(dirs ...string) AttachOption {
+	return func(o *attachOptions) { o.cniPath = append(o.cniPath, dirs...) }
 }
 
 // WithHostNetns makes the attachment from namespace ns: the bridge, the host ends, the host
@@ -46,6 +57,14 @@ func attachCall(ctx context.Context, netnsPath, containerID, ifname string, conf
 	att.netns = a.optStr("namespace path", netnsPath)
 	att.container_id = a.str("container ID", containerID)
 	att.ifname = a.str("interface name", ifname)
+	for _, d := range o.cniPath {
+		if strings.ContainsRune(d, ':') {
+			return invalidf("CNI path directory %q contains ':'", d)
+		}
+	}
+	if len(o.cniPath) > 0 {
+		att.cni_path = a.str("CNI path", strings.Join(o.cniPath, ":"))
+	}
 	cconf := a.str("network configuration", string(conf))
 	if n := len(o.args); n > 0 {
 		args := cArray[C.netkit_attach_arg](&a, n)

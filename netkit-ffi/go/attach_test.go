@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,5 +129,52 @@ func TestAttachCheckDetach(t *testing.T) {
 	cancel()
 	if _, err := netkit.Attach(cancelled, path(c0), "ctr3", "eth0", conf, onHost); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Attach with a cancelled context: %v", err)
+	}
+}
+
+// TestAttachDelegatedIPAM attaches a container whose addresses come from the reference
+// host-local plugin, found through WithCNIPath (and not without it).
+func TestAttachDelegatedIPAM(t *testing.T) {
+	const plugins = "/usr/lib/cni"
+	if _, err := os.Stat(filepath.Join(plugins, "host-local")); err != nil {
+		t.Skip("no /usr/lib/cni/host-local (apt-get install containernetworking-plugins)")
+	}
+	host, c := newTestNs(t, "dh"), newTestNs(t, "dc")
+	data := filepath.Join(t.TempDir(), "host-local")
+	conf, err := json.Marshal(map[string]interface{}{
+		"cniVersion": "1.0.0", "name": "godel", "type": "netkit-cni", "bridge": "cni0",
+		"isGateway": true, "waitLinkFree": true,
+		"ipam": map[string]interface{}{"type": "host-local", "dataDir": data,
+			"ranges": [][]map[string]string{{{"subnet": "10.206.0.0/24"}}}},
+	})
+	must(t, "configuration", err)
+	ctx := context.Background()
+	onHost := netkit.WithHostNetns(host.ns)
+	path := "/run/netns/" + c.name
+	if _, err := netkit.Attach(ctx, path, "d0", "eth0", conf, onHost); err == nil || !strings.Contains(err.Error(), "host-local") {
+		t.Fatalf("Attach without a CNI path: %v", err)
+	}
+	if _, err := netkit.Attach(ctx, path, "d0", "eth0", conf, onHost, netkit.WithCNIPath("a:b")); !errors.Is(err, netkit.ErrInvalid) {
+		t.Fatalf("a CNI path directory with ':': %v", err)
+	}
+	cniPath := netkit.WithCNIPath("/nonexistent", plugins)
+	raw, err := netkit.Attach(ctx, path, "d0", "eth0", conf, onHost, cniPath)
+	must(t, "Attach with host-local", err)
+	t.Cleanup(func() { _ = netkit.Detach(ctx, path, "d0", "eth0", conf, onHost, cniPath) })
+	var r cniResult
+	must(t, "result JSON", json.Unmarshal(raw, &r))
+	if len(r.IPs) != 1 || !strings.HasPrefix(r.IPs[0].Address, "10.206.0.") {
+		t.Fatalf("result: %s", raw)
+	}
+	ipOnly := strings.Split(r.IPs[0].Address, "/")[0]
+	if _, err := os.Stat(filepath.Join(data, "godel", ipOnly)); err != nil {
+		t.Fatalf("host-local's record of %s: %v", ipOnly, err)
+	}
+	if !ping(host.name, ipOnly) {
+		t.Fatalf("the host does not reach %s", ipOnly)
+	}
+	must(t, "Detach", netkit.Detach(ctx, path, "d0", "eth0", conf, onHost, cniPath))
+	if _, err := os.Stat(filepath.Join(data, "godel", ipOnly)); !os.IsNotExist(err) {
+		t.Fatalf("host-local still holds %s after Detach: %v", ipOnly, err)
 	}
 }

@@ -350,6 +350,10 @@ typedef struct netkit_attachment {
   // thread's namespace at the time of the call (what a CNI plugin uses). Borrowed for the
   // call.
   const struct netkit_netns *host_netns;
+  // Directories searched for a delegated IPAM plugin (an `ipam.type` other than
+  // `netkit-ipam`), separated by `:` as in `CNI_PATH`; NULL or empty: none (then only
+  // `netkit-ipam` can be used).
+  const char *cni_path;
 } netkit_attachment;
 
 // A link as the kernel reports it (`ip link show`). Owned by the caller: a single link is

@@ -57,6 +57,10 @@ pub struct netkit_attachment {
     /// thread's namespace at the time of the call (what a CNI plugin uses). Borrowed for the
     /// call.
     pub host_netns: *const netkit_netns,
+    /// Directories searched for a delegated IPAM plugin (an `ipam.type` other than
+    /// `netkit-ipam`), separated by `:` as in `CNI_PATH`; NULL or empty: none (then only
+    /// `netkit-ipam` can be used).
+    pub cni_path: *const c_char,
 }
 
 /// The attachment a C struct names.
@@ -101,12 +105,19 @@ unsafe fn attachment(att: *const netkit_attachment, netns_required: bool) -> Res
             out = out.arg(k, v);
         }
     }
+    let mut host = Host::default();
     if !a.host_netns.is_null() {
         // SAFETY: non-NULL, a live namespace object (contract).
         let ns = unsafe { netkit_netns::arg(a.host_netns, "att.host_netns") }?;
-        out = out.host(Host::in_netns(ns.clone()));
+        host = Host::in_netns(ns.clone());
     }
-    Ok(out)
+    // SAFETY: NULL or a valid C string (contract).
+    if let Some(path) = unsafe { opt_str(a.cni_path, "att.cni_path") }? {
+        host.cni_path = std::env::split_paths(path)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+    }
+    Ok(out.host(host))
 }
 
 /// The network configuration behind a C string.

@@ -77,6 +77,7 @@ struct Att {
     ifname: CString,
     args: Vec<(CString, CString)>,
     c_args: Vec<netkit_attach_arg>,
+    cni_path: Option<CString>,
 }
 
 impl Att {
@@ -87,7 +88,13 @@ impl Att {
             ifname: cs("eth0"),
             args: Vec::new(),
             c_args: Vec::new(),
+            cni_path: None,
         }
+    }
+
+    fn cni_path(mut self, path: &str) -> Att {
+        self.cni_path = Some(cs(path));
+        self
     }
 
     fn arg(mut self, k: &str, v: &str) -> Att {
@@ -115,6 +122,7 @@ impl Att {
             },
             args_len: self.c_args.len(),
             host_netns: lab.host_ns,
+            cni_path: self.cni_path.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
         }
     }
 }
@@ -295,4 +303,45 @@ fn argument_and_configuration_errors() {
     assert!(out.is_null(), "no result on failure");
     // Nothing was made.
     assert_eq!(lab.host.veths(), Vec::<String>::new());
+}
+
+/// A delegated IPAM plugin (Debian's host-local) is found through `cni_path` (a `:` list, as
+/// CNI_PATH), and not without it.
+#[test]
+fn delegated_ipam_through_cni_path() {
+    const PLUGINS: &str = "/usr/lib/cni";
+    if !std::path::Path::new(PLUGINS).join("host-local").exists() {
+        netkit_test_support::report_skip(
+            "ffi::attach::delegated_ipam_through_cni_path",
+            "no /usr/lib/cni/host-local (apt-get install containernetworking-plugins)",
+        );
+        return;
+    }
+    let mut lab = Lab::new("fadel");
+    let i = lab.container();
+    let data = lab.host.ipam_dir().join("host-local");
+    let conf = cs(&json!({
+        "cniVersion": "1.0.0",
+        "name": NET,
+        "type": "netkit-cni",
+        "bridge": "cni0",
+        "isGateway": true,
+        "waitLinkFree": true,
+        "ipam": {"type": "host-local", "dataDir": data, "ranges": [[{"subnet": "10.71.0.0/24"}]]}
+    })
+    .to_string());
+    let without = Att::new(&lab, i);
+    let e = add(&lab, &without, &conf).expect_err("no CNI path: no host-local");
+    assert!(e.message.contains("host-local"), "{e:?}");
+    let att = Att::new(&lab, i).cni_path(&format!("/nonexistent:{PLUGINS}"));
+    let r = add(&lab, &att, &conf).expect("host-local through cni_path");
+    let ip = addr_of(&r);
+    assert!(ip.starts_with("10.71.0."), "{r}");
+    assert!(data.join(NET).join(&ip).exists(), "host-local's record of {ip}");
+    assert!(ping(lab.host.name(), &ip), "the host reaches {ip}");
+    del(&lab, &att, &conf);
+    assert!(
+        !data.join(NET).join(&ip).exists(),
+        "DEL released {ip} through host-local"
+    );
 }
