@@ -161,6 +161,14 @@ pub enum Command {
     /// (`ip monitor`), one line each, until interrupted.
     #[command(after_help = MONITOR_HELP)]
     Monitor(MonitorArgs),
+    /// Pods across nodes: the overlay agent of this node (Flannel's node daemon)
+    ///
+    /// It leases this node's pod subnet from a store (etcd or a shared directory), programs a
+    /// backend (vxlan, host-gw) for every other node, repairs drift, and writes the subnet file
+    /// netkit-cni reads; it runs until SIGTERM, which leaves the data path in place.
+    /// `netkit agent status` prints what it is doing.
+    #[command(after_help = AGENT_HELP)]
+    Agent(crate::agent::AgentArgs),
     /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
     /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
     #[command(arg_required_else_help = false)]
@@ -609,6 +617,17 @@ pub enum MonitorObject {
     /// All of the above.
     All,
 }
+
+/// `netkit agent --help`'s examples.
+const AGENT_HELP: &str = "The agent programs the namespace of -n NODE (or its own) and reaches the store from \
+the namespace it runs in: run it inside the node (ip netns exec NODE netkit agent ...) when the store is on \
+the node's underlay. Pods get their node's subnet and MTU through netkit-cni's \
+\"ipam\": {\"type\": \"netkit-ipam\", \"subnetFile\": \"/run/netkit/subnet.env\"}.\n\n\
+Examples:\n  \
+netkit agent --store etcd=http://192.168.50.100:2379 --network 10.244.0.0/16 --backend vxlan\n  \
+netkit agent --store file=/var/lib/netkit/leases --network 10.244.0.0/16 --backend host-gw --iface eth0\n  \
+netkit agent status\n  \
+netkit -j agent status --status-file /run/netkit/agent.json";
 
 /// The help after `netkit monitor --help`: what the lines and JSON objects are.
 const MONITOR_HELP: &str = "ARGS: [link] [addr|address] [route] [neigh] | [all]   (none: all)\n\n\

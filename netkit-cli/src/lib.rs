@@ -6,7 +6,8 @@
 //! The crate is thin: [`cli`] defines the command line (clap), [`words`] reads iproute2's word
 //! arguments, one module per object ([`netns`], [`link`], [`addr`], [`route`], [`rule`],
 //! [`neigh`], [`fdb`], [`sysctl`] for the namespace's `net.*` settings, [`monitor`] for change
-//! events, [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the firewall)
+//! events, [`topo`] for topology files, [`ipam`] for address pools, [`fw`] for the firewall,
+//! [`agent`] for the overlay agent, with [`log`] for its log lines)
 //! turns them into
 //! netkit-core calls, [`output`] prints the answers as text or JSON ([`progress`] draws the
 //! bar of a long `topo apply`) and [`batch`] runs many
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod agent;
 pub mod batch;
 pub mod cli;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod fdb;
 pub mod fw;
 pub mod ipam;
 pub mod link;
+pub mod log;
 pub mod monitor;
 pub mod neigh;
 pub mod netns;
@@ -168,6 +171,7 @@ impl Session {
             Command::Fw { opts, verb } => fw::run(global, &out, &opts, verb).await,
             Command::Sysctl { verb } => sysctl::run(self, global, &out, verb).await,
             Command::Monitor(args) => monitor::run(self, global, &out, args).await,
+            Command::Agent(args) => agent::run(self, global, &out, args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

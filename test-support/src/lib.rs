@@ -1,4 +1,4 @@
-//! What netkit's tests share, written once: names unique to a test process ([`unique`]), skips
+//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]), names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
@@ -11,6 +11,7 @@
 //! Nothing here touches the namespace the tests run in: every command takes the namespace it
 //! runs in.
 
+pub mod cluster;
 pub mod cmd;
 pub mod echo;
 pub mod golden;

@@ -6,6 +6,7 @@
 mod common;
 
 mod addr;
+mod agent;
 mod batch;
 mod errors;
 mod fdb;

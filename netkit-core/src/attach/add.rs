@@ -137,7 +137,7 @@ impl Step<'_> {
         // changes.
         let rules = fw::rules(conf, &pools, &result, &host_end)?;
         let mut veth = Veth::new(&host_end, names.ifname()).peer_netns(&sides.ctr_ns);
-        if let Some(m) = conf.mtu {
+        if let Some(m) = conf.link_mtu()? {
             veth = veth.mtu(m);
         }
         // The container end's MAC is chosen here (as the kernel would: random, locally

@@ -17,7 +17,7 @@ pub async fn ensure(conf: &NetworkConfig, host: &Handle) -> Result<Link, AttachE
         Ok(l) => l,
         Err(e) if e.is_not_found() => {
             let mut spec = Bridge::new(&conf.bridge);
-            if let Some(m) = conf.mtu {
+            if let Some(m) = conf.link_mtu()? {
                 spec = spec.mtu(m);
             }
             match host.link_add(&spec).await {

@@ -292,6 +292,24 @@ impl NetworkConfig {
         })
     }
 
+    /// The MTU of the bridge and veths: `mtu`, or else, when netkit-ipam reads a node agent's
+    /// subnet file (`ipam.subnetFile`), the file's MTU (the overlay's: the underlay's minus the
+    /// backend's encapsulation). Read at each ADD, as the addresses are.
+    pub(crate) fn link_mtu(&self) -> Result<Option<u32>, AttachError> {
+        if self.mtu.is_some() {
+            return Ok(self.mtu);
+        }
+        match &self.ipam {
+            IpamStep::InProcess(net) => match &net.ipam.subnet_file {
+                Some(path) => crate::ipam::SubnetFile::read(path)
+                    .map(|f| Some(f.mtu))
+                    .map_err(|e| bad(format!("ipam.subnetFile: {e}"))),
+                None => Ok(None),
+            },
+            IpamStep::Delegate { .. } => Ok(None),
+        }
+    }
+
     /// This configuration with `prevResult` set to `result` (in its own version), for
     /// [`check`](super::check()): what a runtime embedding the attach code does with the result
     /// of [`add`](super::add()) where a CNI runtime writes `prevResult` into the configuration.

@@ -1,8 +1,23 @@
-//! Overlay data paths built from the primitives: the VXLAN recipe Flannel
-//! and Calico use to join pod subnets across nodes.
+//! Overlay networks across nodes, built from the primitives.
 //!
-//! See [`VxlanOverlay`].
+//! * [`VxlanOverlay`]: the VXLAN recipe Flannel and Calico use to join pod subnets across
+//!   nodes (one device per node; per remote node an ARP entry, an FDB entry and a route).
+//! * [`Agent`]: Flannel's node daemon as a library loop. It leases this node's subnet from a
+//!   [`LeaseStore`](crate::ipam::lease::LeaseStore) (file or etcd), programs a backend
+//!   ([`BackendConfig`]: vxlan, host-gw) for every other node, repairs drift against the
+//!   kernel, and writes the [`SubnetFile`](crate::ipam::SubnetFile) the CNI plugin reads.
+//!   `netkit agent` runs it; other runtimes can embed it.
 
+mod agent;
+mod backend;
+mod peer;
+mod program;
+mod status;
 mod vxlan;
 
+pub use agent::{Agent, AgentConfig, AgentError};
+pub use backend::{BackendConfig, PeerMode, VxlanBackendConfig};
+pub use peer::{Peer, VTEP_MAC_KEY};
+pub use program::PROTO_OVERLAY;
+pub use status::{AgentStatus, LeaseStatus, PeerStatus, StatusError};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

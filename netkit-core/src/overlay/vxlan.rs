@@ -14,6 +14,9 @@ use crate::{Handle, MacAddr};
 /// Errors from the overlay: the step that failed and the peer it was for.
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
+    /// The configuration asks for something the backend cannot do.
+    #[error("overlay: {0}")]
+    Unsupported(String),
     /// Creating or configuring the VXLAN device failed.
     #[error("overlay device {dev}: {cause}")]
     Link {

@@ -1,0 +1,313 @@
+//! `netkit agent`: runs netkit-core's overlay agent ([`netkit_core::overlay::Agent`]) for
+//! this node until SIGTERM or SIGINT, and `netkit agent status` prints what it wrote.
+//!
+//! The agent programs the namespace of `-n NODE` (or the current one) and reaches the lease
+//! store from the namespace the process runs in: run it inside the node
+//! (`ip netns exec NODE netkit agent …`) when the store is on the node's underlay.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ipnetwork::IpNetwork;
+use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
+use netkit_core::overlay::{Agent, AgentConfig, AgentStatus, BackendConfig, VxlanBackendConfig};
+
+use crate::cli::Global;
+use crate::error::CliError;
+use crate::output::Output;
+
+/// Where the agent writes its status by default (and `status` reads it).
+pub const DEFAULT_STATUS_FILE: &str = "/run/netkit/agent.json";
+/// Where the agent writes the subnet file for netkit-cni by default.
+pub const DEFAULT_SUBNET_FILE: &str = "/run/netkit/subnet.env";
+
+/// `netkit agent [OPTIONS]` runs; `netkit agent status` reports.
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    /// `status`; none: run the agent.
+    #[command(subcommand)]
+    pub verb: Option<AgentVerb>,
+    /// How to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What to ask a running agent.
+#[derive(Subcommand, Debug, Clone)]
+pub enum AgentVerb {
+    /// Print the agent's lease, peers and what it programmed (`-j`: its status file as JSON).
+    Status {
+        /// The status file the agent writes.
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+    },
+}
+
+/// The backends.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendArg {
+    /// VXLAN (Flannel's default).
+    Vxlan,
+    /// Routes via the other nodes' addresses (one L2 segment).
+    HostGw,
+}
+
+/// Log levels.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// And warnings.
+    Warn,
+    /// And one line per change.
+    Info,
+    /// Everything.
+    Debug,
+}
+
+/// The agent's options.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The lease store: `etcd=URL[,URL…]` or `file=DIR` (a directory the nodes share).
+    #[arg(long, value_name = "etcd=URL[,URL…]|file=DIR")]
+    pub store: Option<String>,
+    /// The cluster network, carved into one subnet per node.
+    #[arg(long, value_name = "CIDR")]
+    pub network: Option<IpNetwork>,
+    /// The prefix length of each node's subnet.
+    #[arg(long, value_name = "LEN", default_value_t = 24)]
+    pub subnet_len: u8,
+    /// The backend.
+    #[arg(long, value_enum, default_value = "vxlan")]
+    pub backend: BackendArg,
+    /// vxlan: plain routes to nodes on this node's L2 segment, VXLAN to the others.
+    #[arg(long)]
+    pub direct_routing: bool,
+    /// vxlan: the VNI.
+    #[arg(long, default_value_t = 1)]
+    pub vni: u32,
+    /// vxlan: the UDP port.
+    #[arg(long, default_value_t = 8472)]
+    pub port: u16,
+    /// vxlan: the device name.
+    #[arg(long, value_name = "NAME", default_value = "flannel.1")]
+    pub vxlan_dev: String,
+    /// The underlay device (default: the one with --public-ip, else the default route's).
+    #[arg(long, value_name = "DEV")]
+    pub iface: Option<String>,
+    /// This node's underlay address (default: the underlay device's first IPv4 address).
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<IpAddr>,
+    /// This node's name in the store (default: the -n namespace's name, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Where to write the subnet file netkit-cni reads (`ipam.subnetFile`).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_SUBNET_FILE)]
+    pub subnet_file: PathBuf,
+    /// Where to write the status `netkit agent status` reads.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// The lease's time to live (`90s`, `10m`, `24h`); renewed at a third of it.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Write FLANNEL_IPMASQ=true into the subnet file.
+    #[arg(long)]
+    pub ip_masq: bool,
+    /// Release the lease on shutdown (a node leaving for good).
+    #[arg(long)]
+    pub release_on_shutdown: bool,
+    /// etcd: the key prefix of the leases.
+    #[arg(long, value_name = "PREFIX", default_value = "/netkit/leases")]
+    pub etcd_prefix: String,
+    /// file store: how often the directory is read for changes.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub watch_interval: Duration,
+    /// What to log on stderr.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+/// `90s`, `10m`, `24h`, `500ms`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: a number with ms, s, m or h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: a number with ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?}: more than zero"));
+    }
+    Ok(d)
+}
+
+/// Run `netkit agent …`.
+pub async fn run(session: &mut crate::Session, global: &Global, out: &Output, args: AgentArgs) -> Result<(), CliError> {
+    match args.verb {
+        Some(AgentVerb::Status { status_file }) => status(out, &status_file),
+        None => run_agent(session, global, args.run).await,
+    }
+}
+
+fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
+    let s = AgentStatus::read(path).map_err(|e| CliError::Io {
+        what: "read the agent's status".into(),
+        cause: std::io::Error::other(e.to_string()),
+    })?;
+    if out.json {
+        out.json(&serde_json::to_value(&s).unwrap_or_default());
+        return Ok(());
+    }
+    let lease = s
+        .lease
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |l| l.subnet.to_string());
+    out.text(&format!(
+        "node {} ({}): {} backend {}, underlay {} {}, MTU {}, lease {lease}",
+        s.node,
+        s.state,
+        if s.store_ok { "store ok," } else { "STORE FAILING," },
+        s.backend,
+        s.iface,
+        s.public_ip.map(|i| i.to_string()).unwrap_or_default(),
+        s.mtu
+    ));
+    if let Some(e) = &s.store_error {
+        out.text(&format!("  store: {e}"));
+    }
+    for p in &s.peers {
+        let mode = serde_json::to_value(&p.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.text(&format!(
+            "  {} {} at {}: {mode}{}",
+            p.node,
+            p.subnet,
+            p.public_ip,
+            p.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ));
+    }
+    out.text(&format!(
+        "  {} entries kept, {} changes, {} reconciles",
+        s.entries, s.changes, s.reconciles
+    ));
+    Ok(())
+}
+
+async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) -> Result<(), CliError> {
+    let store = a
+        .store
+        .clone()
+        .ok_or_else(|| CliError::usage("agent: --store etcd=URL[,URL…]|file=DIR is required"))?;
+    let network = a
+        .network
+        .ok_or_else(|| CliError::usage("agent: --network CIDR is required"))?;
+    let plan = SubnetPlan::new(network, a.subnet_len).map_err(|e| CliError::usage(format!("agent: {e}")))?;
+    let node = match (&a.node, &global.netns) {
+        (Some(n), _) => n.clone(),
+        (None, Some(ns)) => ns.clone(),
+        (None, None) => hostname()?,
+    };
+    crate::log::init(match a.log_level {
+        LogLevel::Error => ::log::LevelFilter::Error,
+        LogLevel::Warn => ::log::LevelFilter::Warn,
+        LogLevel::Info => ::log::LevelFilter::Info,
+        LogLevel::Debug => ::log::LevelFilter::Debug,
+    });
+    let backend = match a.backend {
+        BackendArg::Vxlan => BackendConfig::Vxlan(VxlanBackendConfig {
+            dev: a.vxlan_dev.clone(),
+            vni: a.vni,
+            port: a.port,
+            direct_routing: a.direct_routing,
+        }),
+        BackendArg::HostGw => BackendConfig::HostGw,
+    };
+    let mut cfg = AgentConfig::new(node, backend);
+    cfg.iface = a.iface.clone();
+    cfg.public_ip = a.public_ip;
+    cfg.network = Some(network);
+    cfg.subnet_file = Some(a.subnet_file.clone());
+    cfg.status_file = Some(a.status_file.clone());
+    cfg.ttl = a.ttl;
+    cfg.ip_masq = a.ip_masq;
+    cfg.release_on_shutdown = a.release_on_shutdown;
+    let h = session.handle(global.netns.as_deref()).await?;
+    let store_err = |e: netkit_core::ipam::lease::LeaseError| CliError::Io {
+        what: format!("agent: lease store {store}"),
+        cause: std::io::Error::other(e.to_string()),
+    };
+    match store.split_once('=') {
+        Some(("file", dir)) => {
+            let s = FileLeaseStore::open(dir, plan)
+                .await
+                .map_err(store_err)?
+                .with_watch_interval(a.watch_interval);
+            drive(cfg, h, s).await
+        }
+        Some(("etcd", urls)) => {
+            let urls: Vec<&str> = urls.split(',').filter(|u| !u.is_empty()).collect();
+            let s = connect_etcd(&urls, &a.etcd_prefix, plan).await.map_err(store_err)?;
+            drive(cfg, h, s).await
+        }
+        _ => Err(CliError::usage(format!(
+            "agent: --store {store:?}: etcd=URL[,URL…] or file=DIR"
+        ))),
+    }
+}
+
+/// Connect to etcd, retrying while it is not up yet (an agent may start before etcd).
+async fn connect_etcd(
+    urls: &[&str],
+    prefix: &str,
+    plan: SubnetPlan,
+) -> Result<netkit_core::ipam::lease::EtcdLeaseStore, netkit_core::ipam::lease::LeaseError> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match netkit_core::ipam::lease::EtcdLeaseStore::connect(urls, prefix, plan).await {
+            Ok(s) => return Ok(s),
+            Err(e @ netkit_core::ipam::lease::LeaseError::Etcd { .. }) => {
+                ::log::warn!(target: "netkit::overlay", "etcd: {e}; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Run the agent until SIGTERM or SIGINT.
+async fn drive<S: LeaseStore + 'static>(cfg: AgentConfig, h: netkit_core::Handle, store: S) -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |cause| CliError::Io {
+        what: "agent: signal handlers".into(),
+        cause,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    Agent::new(cfg, h, store).run(shutdown).await.map_err(|e| CliError::Io {
+        what: "agent".into(),
+        cause: std::io::Error::other(e.to_string()),
+    })
+}
+
+fn hostname() -> Result<String, CliError> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|cause| CliError::Io {
+        what: "read the host name".into(),
+        cause,
+    })?;
+    Ok(name.trim().to_string())
+}

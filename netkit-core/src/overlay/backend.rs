@@ -1,0 +1,298 @@
+//! The overlay agent's backends: how pod traffic to another node's subnet leaves this node.
+//!
+//! * **vxlan** (Flannel's default): a VXLAN device (`flannel.1`, VNI 1, UDP 8472, learning off,
+//!   MTU = underlay − 50) with the node subnet's network address as /32; per peer a permanent
+//!   ARP entry (the peer's VTEP address → its VTEP MAC), an FDB entry (that MAC → the peer's
+//!   underlay address) and an onlink route to the peer's subnet via its VTEP address. With
+//!   `direct_routing`, a peer on this node's L2 segment gets a plain route via its underlay
+//!   address instead (Flannel's `DirectRouting`).
+//! * **host-gw**: per peer a route to its subnet via its underlay address. Only a peer on the
+//!   same L2 segment can be reached so; any other is reported (agent log and status) and gets
+//!   no route — never a route that would send pod traffic to the default gateway.
+//!
+//! The VTEP MAC is derived from the node's name (locally administered, unicast), so a
+//! restarted agent publishes the same MAC and its peers' entries stay right.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use super::peer::Peer;
+use super::program::Entry;
+use super::vxlan::{VxlanOverlay, VxlanOverlayConfig};
+use super::OverlayError;
+use crate::{Handle, MacAddr};
+
+/// Which backend an agent runs, and its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendConfig {
+    /// VXLAN (see the [module docs](self)).
+    Vxlan(VxlanBackendConfig),
+    /// Routes via the peers' underlay addresses.
+    HostGw,
+}
+
+/// The vxlan backend's options (Flannel's names and defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VxlanBackendConfig {
+    /// Device name (`flannel.1`).
+    pub dev: String,
+    /// VNI (1).
+    pub vni: u32,
+    /// UDP port (8472, the Linux default Flannel uses).
+    pub port: u16,
+    /// Plain routes to peers on this node's L2 segment, VXLAN to the others (off).
+    pub direct_routing: bool,
+}
+
+impl Default for VxlanBackendConfig {
+    fn default() -> Self {
+        Self {
+            dev: "flannel.1".into(),
+            vni: 1,
+            port: 8472,
+            direct_routing: false,
+        }
+    }
+}
+
+impl BackendConfig {
+    /// The backend's name as leases carry it (`vxlan`, `host-gw`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Vxlan(_) => "vxlan",
+            Self::HostGw => "host-gw",
+        }
+    }
+
+    /// Bytes of encapsulation the backend adds to each IPv4 packet: the pods' MTU is the
+    /// underlay's minus this (vxlan 50: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14).
+    pub fn overhead(&self) -> u32 {
+        match self {
+            Self::Vxlan(_) => 50,
+            Self::HostGw => 0,
+        }
+    }
+}
+
+/// How one peer is reached, as status reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerMode {
+    /// Through the VXLAN device.
+    Vxlan,
+    /// A route via the peer's underlay address (host-gw, or vxlan's direct routing).
+    Direct,
+    /// Not programmed: the reason says why.
+    Unreachable,
+}
+
+/// What the backend needs to know about this node once it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Underlay {
+    /// The underlay device's name and index.
+    pub iface: String,
+    pub index: u32,
+    /// This node's underlay address.
+    pub public_ip: IpAddr,
+    /// The underlay device's MTU.
+    pub mtu: u32,
+}
+
+/// A backend set up on this node.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    cfg: BackendConfig,
+    underlay: Underlay,
+    /// vxlan: the device once configured for a subnet (name, index) and its MAC.
+    vxlan: Option<(String, u32)>,
+    vtep_mac: Option<MacAddr>,
+}
+
+impl Backend {
+    /// The backend for `cfg` on `underlay`; nothing is created yet.
+    pub(crate) fn new(cfg: BackendConfig, underlay: Underlay, node: &str) -> Self {
+        let vtep_mac = matches!(cfg, BackendConfig::Vxlan(_)).then(|| vtep_mac_of(node));
+        Self {
+            cfg,
+            underlay,
+            vxlan: None,
+            vtep_mac,
+        }
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &BackendConfig {
+        &self.cfg
+    }
+
+    /// The underlay.
+    pub(crate) fn underlay(&self) -> &Underlay {
+        &self.underlay
+    }
+
+    /// What goes into this node's lease (`{"VNI": 1, "VtepMAC": "…"}` for vxlan, as Flannel
+    /// writes it; `null` for host-gw).
+    pub(crate) fn lease_data(&self) -> serde_json::Value {
+        match (&self.cfg, self.vtep_mac) {
+            (BackendConfig::Vxlan(v), Some(mac)) => {
+                serde_json::json!({"VNI": v.vni, super::peer::VTEP_MAC_KEY: mac.to_string()})
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// The MTU pods must use.
+    pub(crate) fn pod_mtu(&self) -> u32 {
+        self.underlay.mtu.saturating_sub(self.cfg.overhead())
+    }
+
+    /// The overlay device, if the backend has one and it is configured: (index, name).
+    pub(crate) fn overlay_dev(&self) -> Option<(u32, &str)> {
+        self.vxlan.as_ref().map(|(name, index)| (*index, name.as_str()))
+    }
+
+    /// Set the data path up for this node's `subnet` (vxlan: create or fix the device, its
+    /// address and MAC; host-gw: nothing). Idempotent: an agent restart changes nothing that
+    /// is right.
+    pub(crate) async fn configure(&mut self, h: &Handle, subnet: IpNetwork) -> Result<(), OverlayError> {
+        let BackendConfig::Vxlan(v) = &self.cfg else {
+            return Ok(());
+        };
+        let IpNetwork::V4(subnet) = subnet else {
+            return Err(OverlayError::Unsupported(
+                "the vxlan backend carries IPv4 pod subnets only".into(),
+            ));
+        };
+        let cfg = VxlanOverlayConfig {
+            dev: v.dev.clone(),
+            vni: v.vni,
+            port: v.port,
+            local_ip: self.underlay.public_ip,
+            parent: Some(self.underlay.iface.clone()),
+            mtu: Some(self.pod_mtu()),
+            subnet,
+            mac: self.vtep_mac,
+        };
+        let overlay = VxlanOverlay::setup(h, cfg).await?;
+        let index = h
+            .link_get(overlay.dev())
+            .await
+            .map_err(|cause| OverlayError::Link {
+                dev: v.dev.clone(),
+                cause,
+            })?
+            .index;
+        self.vxlan = Some((v.dev.clone(), index));
+        Ok(())
+    }
+
+    /// The entries that reach `peer`, or why it cannot be reached.
+    pub(crate) async fn entries_for(&self, h: &Handle, peer: &Peer) -> Result<(PeerMode, Vec<Entry>), String> {
+        if peer.backend != self.cfg.name() {
+            return Err(format!(
+                "node {} runs backend {:?}, this node {:?}",
+                peer.node,
+                peer.backend,
+                self.cfg.name()
+            ));
+        }
+        let direct = self.same_segment(h, peer.public_ip).await;
+        let route_direct = || Entry::Route {
+            dst: peer.subnet,
+            via: peer.public_ip,
+            dev: self.underlay.index,
+            onlink: false,
+        };
+        match &self.cfg {
+            BackendConfig::HostGw => match direct {
+                Ok(()) => Ok((PeerMode::Direct, vec![route_direct()])),
+                Err(why) => Err(format!(
+                    "host-gw cannot reach node {} ({}): {why}; its pods are unreachable from here",
+                    peer.node, peer.public_ip
+                )),
+            },
+            BackendConfig::Vxlan(v) => {
+                if v.direct_routing && direct.is_ok() {
+                    return Ok((PeerMode::Direct, vec![route_direct()]));
+                }
+                let Some((dev_name, dev)) = self.vxlan.clone() else {
+                    return Err("the vxlan device is not set up".into());
+                };
+                let Some(mac) = peer.vtep_mac else {
+                    return Err(format!("node {} published no VtepMAC in its lease", peer.node));
+                };
+                if !peer.subnet.is_ipv4() {
+                    return Err(format!("node {}'s subnet {} is not IPv4", peer.node, peer.subnet));
+                }
+                let vtep = peer.vtep_ip();
+                Ok((
+                    PeerMode::Vxlan,
+                    vec![
+                        Entry::Neigh {
+                            dev,
+                            dev_name,
+                            ip: vtep,
+                            mac,
+                        },
+                        Entry::Fdb {
+                            dev,
+                            mac,
+                            dst: peer.public_ip,
+                        },
+                        Entry::Route {
+                            dst: peer.subnet,
+                            via: vtep,
+                            dev,
+                            onlink: true,
+                        },
+                    ],
+                ))
+            }
+        }
+    }
+
+    /// Ok when `ip` is on a subnet of the underlay device (the kernel reaches it without a
+    /// gateway, through the underlay device); otherwise why not.
+    async fn same_segment(&self, h: &Handle, ip: IpAddr) -> Result<(), String> {
+        match h.route_get(ip).await {
+            Ok(r) if r.gateway.is_none() && r.oif == Some(self.underlay.index) => Ok(()),
+            Ok(r) => Err(match r.gateway {
+                Some(gw) => format!(
+                    "not on {}'s segment (the kernel routes it via {gw})",
+                    self.underlay.iface
+                ),
+                None => format!("not on {}'s segment", self.underlay.iface),
+            }),
+            Err(e) => Err(format!("no route to it: {e}")),
+        }
+    }
+}
+
+/// The node's VTEP MAC: locally administered, unicast, stable for the node's name.
+pub(crate) fn vtep_mac_of(node: &str) -> MacAddr {
+    MacAddr::stable(&["netkit-overlay", node])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vtep_macs_are_stable_local_unicast_and_differ() {
+        let a = vtep_mac_of("node-a");
+        assert_eq!(a, vtep_mac_of("node-a"));
+        assert_ne!(a, vtep_mac_of("node-b"));
+        let bytes = a.octets();
+        assert_eq!(bytes[0] & 0x03, 0x02, "locally administered unicast: {a}");
+    }
+
+    #[test]
+    fn names_and_overheads() {
+        assert_eq!(BackendConfig::Vxlan(VxlanBackendConfig::default()).name(), "vxlan");
+        assert_eq!(BackendConfig::HostGw.name(), "host-gw");
+        assert_eq!(BackendConfig::Vxlan(VxlanBackendConfig::default()).overhead(), 50);
+        assert_eq!(BackendConfig::HostGw.overhead(), 0);
+    }
+}

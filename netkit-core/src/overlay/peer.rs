@@ -1,0 +1,80 @@
+//! Another node as the agent sees it: what its lease says.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::ipam::lease::Lease;
+use crate::MacAddr;
+
+/// The key of a VXLAN node's MAC in its lease's backend data (Flannel's name, so a lease
+/// written by Flannel reads the same).
+pub const VTEP_MAC_KEY: &str = "VtepMAC";
+
+/// A remote node: its pod subnet, how to reach it and what its backend published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The node's name.
+    pub node: String,
+    /// The node's pod subnet.
+    pub subnet: IpNetwork,
+    /// The node's underlay address.
+    pub public_ip: IpAddr,
+    /// The backend the node runs (`vxlan`, `host-gw`, `udp`).
+    pub backend: String,
+    /// The node's VXLAN device MAC (`VtepMAC` in the backend data), when it published one.
+    pub vtep_mac: Option<MacAddr>,
+}
+
+impl Peer {
+    /// The peer a lease describes.
+    pub fn from_lease(lease: &Lease) -> Self {
+        let vtep_mac = lease
+            .meta
+            .backend_data
+            .get(VTEP_MAC_KEY)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok());
+        Self {
+            node: lease.meta.node.clone(),
+            subnet: lease.subnet,
+            public_ip: lease.meta.public_ip,
+            backend: lease.meta.backend_type.clone(),
+            vtep_mac,
+        }
+    }
+
+    /// The peer's VXLAN endpoint address on the overlay: its subnet's network address.
+    pub fn vtep_ip(&self) -> IpAddr {
+        self.subnet.network()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::ipam::lease::NodeMeta;
+
+    #[test]
+    fn peer_of_a_flannel_lease() {
+        let lease = Lease {
+            subnet: "10.244.3.0/24".parse().unwrap(),
+            meta: NodeMeta {
+                node: "n3".into(),
+                public_ip: "192.168.0.3".parse().unwrap(),
+                backend_type: "vxlan".into(),
+                backend_data: serde_json::json!({"VNI": 1, "VtepMAC": "02:aa:bb:cc:dd:ee"}),
+            },
+            ttl: Duration::from_secs(60),
+            expires_at: SystemTime::now(),
+        };
+        let p = Peer::from_lease(&lease);
+        assert_eq!(p.vtep_mac, Some("02:aa:bb:cc:dd:ee".parse().unwrap()));
+        assert_eq!(p.vtep_ip(), "10.244.3.0".parse::<IpAddr>().unwrap());
+        let mut host_gw = lease;
+        host_gw.meta.backend_data = serde_json::Value::Null;
+        assert_eq!(Peer::from_lease(&host_gw).vtep_mac, None);
+    }
+}

@@ -1,0 +1,139 @@
+//! What the overlay agent reports about itself: its lease, its peers and how each is reached,
+//! what it has programmed, and the store's health. Published on a `tokio::sync::watch`
+//! channel for an embedding program, and written as JSON to a file for `netkit agent status`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use super::backend::PeerMode;
+
+/// The agent's state, as `netkit agent status --json` prints it (stable keys).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentStatus {
+    /// This node's name.
+    pub node: String,
+    /// `starting`, `running` or `stopped`.
+    pub state: String,
+    /// The backend (`vxlan`, `host-gw`).
+    pub backend: String,
+    /// The underlay device.
+    pub iface: String,
+    /// This node's underlay address.
+    pub public_ip: Option<IpAddr>,
+    /// The MTU written for pods.
+    pub mtu: u32,
+    /// This node's lease, once it has one.
+    pub lease: Option<LeaseStatus>,
+    /// Whether the last operation on the lease store worked.
+    pub store_ok: bool,
+    /// The store's last error, while it fails.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub store_error: Option<String>,
+    /// The other nodes, by subnet.
+    pub peers: Vec<PeerStatus>,
+    /// Kernel entries (routes, neighbour and FDB entries) the agent keeps.
+    pub entries: usize,
+    /// Kernel changes made since the agent started (installs and removals).
+    pub changes: u64,
+    /// Full comparisons with the kernel made since the agent started.
+    pub reconciles: u64,
+    /// When this status was made, in milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// This node's lease.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LeaseStatus {
+    /// The node's subnet.
+    pub subnet: IpNetwork,
+    /// When it ends unless renewed, in milliseconds since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// One other node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Its name.
+    pub node: String,
+    /// Its pod subnet.
+    pub subnet: IpNetwork,
+    /// Its underlay address.
+    pub public_ip: IpAddr,
+    /// How it is reached.
+    pub mode: PeerMode,
+    /// Why it is unreachable (mode `unreachable`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl AgentStatus {
+    /// Read a status file the agent wrote.
+    pub fn read(path: &Path) -> Result<Self, StatusError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| StatusError::Io {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        serde_json::from_str(&text).map_err(|e| StatusError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Write the status file atomically (a temporary file renamed over it), 0644.
+    pub(crate) fn write(&self, path: &Path) -> Result<(), StatusError> {
+        let io = |cause| StatusError::Io {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let text = serde_json::to_string_pretty(self).map_err(|e| StatusError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .map_or_else(|| "status".into(), |n| n.to_string_lossy()),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, text + "\n").map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|cause| {
+            let _ = std::fs::remove_file(&tmp);
+            io(cause)
+        })
+    }
+}
+
+/// A failure to read or write the status file.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The file could not be read or written.
+    #[error("agent status {path}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        cause: std::io::Error,
+    },
+    /// The file is not an agent status.
+    #[error("agent status {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
