@@ -1,12 +1,11 @@
 //! The etcd lease store against a real etcd: each test starts its own `etcd` server on
-//! 127.0.0.1 with a temporary data directory, and kills it when the test ends (even on panic).
-//! A missing `/usr/bin/etcd` fails the tests (CI installs Debian's etcd-server).
+//! 127.0.0.1 with a temporary data directory (test-support's `etcd`), and kills it when the
+//! test ends (even on panic). A missing `/usr/bin/etcd` fails the tests (CI installs Debian's
+//! etcd-server).
 #![cfg(feature = "etcd")]
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,100 +14,30 @@ use futures::StreamExt;
 use netkit_core::ipam::lease::{
     EtcdLeaseStore, Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan,
 };
+use netkit_test_support::etcd::Etcd;
 use netkit_test_support::lease::{self, apply, flannel, four_blocks, open_view, renew_until_expired, req, view_diff};
 use netkit_test_support::lit::net;
-use netkit_test_support::{poll_for_async, tempdir, wait_until_async};
+use netkit_test_support::wait_until_async;
 use serde_json::json;
-use tempfile::TempDir;
-
-const ETCD: &str = "/usr/bin/etcd";
 
 // ---------------------------------------------------------------- an etcd of our own
 
-/// A single-member etcd cluster on free loopback ports, killed on drop.
+/// test-support's etcd on free loopback ports, with the clients these tests use.
 struct EtcdServer {
-    child: Child,
+    etcd: Etcd,
     endpoint: String,
-    log: PathBuf,
-    // Dropped after the child is killed (fields drop in order, after `Drop::drop`).
-    _dir: TempDir,
 }
 
 impl EtcdServer {
-    /// Start etcd and wait until it answers; retries with new ports if one was taken meanwhile.
+    /// Start etcd and wait until it answers.
     async fn start() -> Self {
-        assert!(
-            Path::new(ETCD).exists(),
-            "{ETCD} is missing: the etcd lease store tests need a real etcd server \
-             (Debian package etcd-server; .ci/run installs it)"
-        );
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let mut server = Self::spawn();
-            match server.wait_ready().await {
-                Ok(()) => return server,
-                Err(log) => last_log = log,
-            }
-        }
-        panic!("etcd did not start; its log:\n{last_log}");
-    }
-
-    fn spawn() -> Self {
-        let dir = tempdir("etcd");
-        // Hold both listeners until both ports are chosen, then free them for etcd.
-        let (l1, l2) = (free_port(), free_port());
-        let (client, peer) = (
-            format!("http://127.0.0.1:{}", l1.local_addr().unwrap().port()),
-            format!("http://127.0.0.1:{}", l2.local_addr().unwrap().port()),
-        );
-        drop((l1, l2));
-        let log = dir.path().join("etcd.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(ETCD)
-            .args(["--name", "netkit-test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("netkit-test={peer}")])
-            .args(["--initial-cluster-state", "new"])
-            // Short raft timings: etcd's minimum lease TTL becomes 1 s (default 2 s).
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"));
-        Self {
-            child,
-            endpoint: client,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// Wait (at most 30 s) until etcd answers a status request; `Err(log)` if it died or never
-    /// answered.
-    async fn wait_ready(&mut self) -> Result<(), String> {
-        let answered = poll_for_async(Duration::from_secs(30), async || {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Ok(Err(format!("(exited: {status})\n{}", self.log())));
-            }
-            let options = etcd_client::ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(1))
-                .with_timeout(Duration::from_secs(1));
-            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await {
-                if c.status().await.is_ok() {
-                    return Ok(Ok(()));
-                }
-            }
-            Err(())
-        })
-        .await;
-        answered.unwrap_or_else(|()| Err(format!("(no answer within 30 s)\n{}", self.log())))
+        let etcd = tokio::task::spawn_blocking(Etcd::start).await.expect("start etcd");
+        let endpoint = etcd.endpoint();
+        Self { etcd, endpoint }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.etcd.log()
     }
 
     async fn store(&self, plan: SubnetPlan) -> EtcdLeaseStore {
@@ -121,17 +50,6 @@ impl EtcdServer {
     async fn client(&self) -> etcd_client::Client {
         etcd_client::Client::connect([&self.endpoint], None).await.unwrap()
     }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port")
 }
 
 // ---------------------------------------------------------------- helpers
@@ -622,7 +540,7 @@ async fn another_plan_or_a_corrupt_record_is_a_clear_error() {
 
 #[tokio::test]
 async fn unreachable_etcd_names_the_endpoint() {
-    let port = free_port().local_addr().unwrap().port(); // closed again: nothing listens
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again: nothing listens
     let endpoint = format!("http://127.0.0.1:{port}");
     let err = EtcdLeaseStore::connect(&[&endpoint], "/x", flannel())
         .await

@@ -1,4 +1,4 @@
-//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]), names unique to a test process ([`unique`]), skips
+//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]) and a real etcd ([`etcd`]), names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod cmd;
 pub mod echo;
+pub mod etcd;
 pub mod golden;
 pub mod hoststate;
 pub mod iptables;

@@ -24,7 +24,7 @@ pub mod lease;
 mod owner;
 mod range;
 pub mod store;
-mod subnet_file;
+pub mod subnet_file;
 #[cfg(test)]
 mod tests;
 

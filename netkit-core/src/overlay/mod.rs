@@ -8,11 +8,11 @@
 //!   kernel, and writes the [`SubnetFile`](crate::ipam::SubnetFile) the CNI plugin reads.
 //!   `netkit agent` runs it; other runtimes can embed it.
 
-mod agent;
-mod backend;
+pub mod agent;
+pub mod backend;
 mod peer;
 mod program;
-mod status;
+pub mod status;
 mod vxlan;
 
 pub use agent::{Agent, AgentConfig, AgentError};
