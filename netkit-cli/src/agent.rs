@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
-use netkit_core::overlay::{Agent, AgentConfig, AgentStatus, BackendConfig, VxlanBackendConfig};
+use netkit_core::overlay::{Agent, AgentConfig, AgentStatus, BackendConfig, UdpBackendConfig, VxlanBackendConfig};
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -53,6 +53,8 @@ pub enum BackendArg {
     Vxlan,
     /// Routes via the other nodes' addresses (one L2 segment).
     HostGw,
+    /// A TUN device and user-space UDP encapsulation (Flannel's udp).
+    Udp,
 }
 
 /// Log levels.
@@ -95,6 +97,18 @@ pub struct RunArgs {
     /// vxlan: the device name.
     #[arg(long, value_name = "NAME", default_value = "flannel.1")]
     pub vxlan_dev: String,
+    /// udp: the UDP port.
+    #[arg(long, value_name = "PORT", default_value_t = 8285)]
+    pub udp_port: u16,
+    /// udp: the TUN device name.
+    #[arg(long, value_name = "NAME", default_value = "flannel0")]
+    pub tun_dev: String,
+    /// udp: TUN queues, each with two threads and a socket (0: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub queues: usize,
+    /// udp: move one packet per system call (Flannel's own data path), for comparison.
+    #[arg(long)]
+    pub single_packet: bool,
     /// The underlay device (default: the one with --public-ip, else the default route's).
     #[arg(long, value_name = "DEV")]
     pub iface: Option<String>,
@@ -229,6 +243,12 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             direct_routing: a.direct_routing,
         }),
         BackendArg::HostGw => BackendConfig::HostGw,
+        BackendArg::Udp => BackendConfig::Udp(UdpBackendConfig {
+            dev: a.tun_dev.clone(),
+            port: a.udp_port,
+            queues: a.queues,
+            single: a.single_packet,
+        }),
     };
     let mut cfg = AgentConfig::new(node, backend);
     cfg.iface = a.iface.clone();

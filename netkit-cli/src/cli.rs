@@ -164,7 +164,7 @@ pub enum Command {
     /// Pods across nodes: the overlay agent of this node (Flannel's node daemon)
     ///
     /// It leases this node's pod subnet from a store (etcd or a shared directory), programs a
-    /// backend (vxlan, host-gw) for every other node, repairs drift, and writes the subnet file
+    /// backend (vxlan, host-gw, udp) for every other node, repairs drift, and writes the subnet file
     /// netkit-cni reads; it runs until SIGTERM, which leaves the data path in place.
     /// `netkit agent status` prints what it is doing.
     #[command(after_help = AGENT_HELP)]

@@ -11,7 +11,9 @@ use std::time::Duration;
 use netkit_core::attach::{self, Attachment, Host, NetworkConfig};
 use netkit_core::ipam::lease::FileLeaseStore;
 use netkit_core::ipam::SubnetFile;
-use netkit_core::overlay::{Agent, AgentConfig, AgentError, AgentStatus, BackendConfig, PeerMode, VxlanBackendConfig};
+use netkit_core::overlay::{
+    Agent, AgentConfig, AgentError, AgentStatus, BackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig,
+};
 use netkit_core::{Handle, NetNs, NetNsGuard};
 use netkit_test_support::cluster::{Cluster, Node};
 use netkit_test_support::cmd::bridge;
@@ -426,5 +428,60 @@ async fn two_segments_host_gw_reports_vxlan_crosses_direct_routing_mixes() {
             PeerMode::Vxlan,
             "{backend}: across the router: {s:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_cluster_through_tun_batched_and_one_packet_per_call() {
+    for single in [false, true] {
+        let cluster = Cluster::new("oudp", 1);
+        let store = cluster.dir().join("leases");
+        let nodes: Vec<TestNode> = (1..=3)
+            .map(|i| TestNode::new(&cluster, &format!("u{i}"), 0, i as u8))
+            .collect();
+        let backend = BackendConfig::Udp(UdpBackendConfig {
+            single,
+            ..Default::default()
+        });
+        let mut agents = Vec::new();
+        for n in &nodes {
+            agents.push(n.start(&store, backend.clone(), LONG).await);
+        }
+        for a in &agents {
+            let s = wait_peers(a, 2).await;
+            assert!(s.peers.iter().all(|p| p.mode == PeerMode::Udp), "{s:?}");
+            assert_eq!(s.mtu, 1472, "underlay 1500 - 28");
+        }
+        // The TUN device holds the route to the cluster network (proto 78).
+        let r = ip(&["-n", nodes[0].name(), "route", "show", "10.244.0.0/16"]);
+        assert!(r.contains("dev flannel0 proto 78"), "{r}");
+        let mut pods = Vec::new();
+        for n in &nodes {
+            for k in 0..2 {
+                pods.push(
+                    n.pod(&cluster, &format!("{}p{k}", n.name().rsplit('-').next().unwrap()))
+                        .await,
+                );
+            }
+        }
+        let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        assert_eq!(reachability(&view, &all), Vec::<String>::new(), "single={single}");
+        no_nat(&pods[0].0, pods[0].1, &pods[3].0, pods[3].1, 7003);
+        let s = agents[0].now();
+        let udp = s.udp.expect("udp counters");
+        assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");
+        // Drift: the route to the network through the TUN device comes back.
+        ip(&["-n", nodes[0].name(), "route", "del", "10.244.0.0/16"]);
+        wait_for_async(Duration::from_secs(10), "the TUN route to be put back", async || {
+            let r = ip(&["-n", nodes[0].name(), "route", "show", "10.244.0.0/16"]);
+            if r.contains("flannel0") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        })
+        .await;
+        assert!(ping(pods[0].0.name().unwrap(), &pods[4].1.to_string()));
     }
 }

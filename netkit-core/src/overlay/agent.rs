@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -42,7 +43,7 @@ use tokio::time::Instant;
 use super::backend::{Backend, BackendConfig, PeerMode, Underlay};
 use super::peer::Peer;
 use super::program::{Entry, Key, Wanted, PROTO_OVERLAY};
-use super::status::{unix_ms, AgentStatus, LeaseStatus, PeerStatus};
+use super::status::{unix_ms, AgentStatus, LeaseStatus, PeerStatus, UdpStatus};
 use super::OverlayError;
 use crate::events::{Event, EventKind, EventStream};
 use crate::ipam::lease::{Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch};
@@ -433,12 +434,19 @@ impl<S: LeaseStore> Running<'_, S> {
                     node: self.node().into(),
                     cause,
                 })?;
+            let network = self
+                .agent
+                .cfg
+                .network
+                .unwrap_or_else(|| self.agent.store.plan().network());
+            let own = self.backend.own_entries(network);
+            if !own.is_empty() {
+                let (_, errors) = self.wanted.set_peer(&self.agent.h, network, own).await;
+                for e in errors {
+                    log::error!(target: TARGET, "{}: {e}", self.node());
+                }
+            }
             if let Some(path) = &self.agent.cfg.subnet_file {
-                let network = self
-                    .agent
-                    .cfg
-                    .network
-                    .unwrap_or_else(|| self.agent.store.plan().network());
                 let mut file = SubnetFile::new(network, lease.subnet, self.backend.pod_mtu());
                 file.ip_masq = self.agent.cfg.ip_masq;
                 if let Err(e) = file.write(path) {
@@ -505,6 +513,7 @@ impl<S: LeaseStore> Running<'_, S> {
             if let Some(peer) = self.peers.remove(&subnet) {
                 log::info!(target: TARGET, "{}: node {} {} is gone", self.node(), peer.node, subnet);
             }
+            self.backend.peer_gone(subnet);
             self.problems.remove(&subnet);
             self.wanted.forget(subnet);
         }
@@ -573,6 +582,7 @@ impl<S: LeaseStore> Running<'_, S> {
                     match mode {
                         PeerMode::Vxlan => "vxlan",
                         PeerMode::Direct => "direct route",
+                        PeerMode::Udp => "udp",
                         PeerMode::Unreachable => "unreachable",
                     }
                 );
@@ -596,6 +606,7 @@ impl<S: LeaseStore> Running<'_, S> {
             return;
         };
         self.problems.remove(&subnet);
+        self.backend.peer_gone(subnet);
         let (changes, errors) = self.wanted.set_peer(&self.agent.h, subnet, Vec::new()).await;
         self.changes += (changes.installed + changes.removed) as u64;
         log::info!(target: TARGET, "{}: node {} {} is gone; its routes removed", self.node(), peer.node, subnet);
@@ -719,6 +730,13 @@ impl<S: LeaseStore> Running<'_, S> {
             entries: self.wanted.entries(),
             changes: self.changes,
             reconciles: self.reconciles,
+            udp: self.backend.udp_counters().map(|c| UdpStatus {
+                tx_packets: c.tx_packets.load(Ordering::Relaxed),
+                tx_no_peer: c.tx_no_peer.load(Ordering::Relaxed),
+                rx_packets: c.rx_packets.load(Ordering::Relaxed),
+                rx_unknown: c.rx_unknown.load(Ordering::Relaxed),
+                syscalls: c.syscalls.load(Ordering::Relaxed),
+            }),
             updated_ms: unix_ms(std::time::SystemTime::now()),
         };
         if let Some(path) = &self.agent.cfg.status_file {
@@ -729,8 +747,11 @@ impl<S: LeaseStore> Running<'_, S> {
         self.agent.status_tx.send_replace(status);
     }
 
-    /// How a programmed peer is reached, from its route.
+    /// How a programmed peer is reached, from its route (udp: through the data path).
     fn wanted_mode(&self, p: &Peer) -> PeerMode {
+        if matches!(self.backend.config(), BackendConfig::Udp(_)) {
+            return PeerMode::Udp;
+        }
         match self.wanted.get(&Key::Route(p.subnet)) {
             Some(Entry::Route { onlink: true, .. }) => PeerMode::Vxlan,
             Some(_) => PeerMode::Direct,
@@ -747,6 +768,7 @@ fn describe(e: &Entry) -> String {
         }
         Entry::Neigh { dev_name, ip, mac, .. } => format!("neighbour {ip} lladdr {mac} dev {dev_name}"),
         Entry::Fdb { mac, dst, .. } => format!("fdb {mac} dst {dst}"),
+        Entry::DevRoute { dst, .. } => format!("route {dst} dev"),
     }
 }
 

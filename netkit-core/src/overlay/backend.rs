@@ -10,18 +10,26 @@
 //!   same L2 segment can be reached so; any other is reported (agent log and status) and gets
 //!   no route — never a route that would send pod traffic to the default gateway.
 //!
+//! * **udp** (the seed's design, Flannel's `udp`): a TUN device (`flannel0`) holding a route
+//!   to the whole cluster network, and user-space encapsulation of each packet in a UDP
+//!   datagram to the peer's port 8285 (see [`super::udp`] for the data path). The data path runs
+//!   in the agent's process: it stops with the agent (the device and route stay; packets to
+//!   other nodes are dropped until an agent runs again).
+//!
 //! The VTEP MAC is derived from the node's name (locally administered, unicast), so a
 //! restarted agent publishes the same MAC and its peers' entries stay right.
 
 use std::net::IpAddr;
 
-use ipnetwork::IpNetwork;
+use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
 use super::peer::Peer;
 use super::program::Entry;
+use super::udp::DataPath;
 use super::vxlan::{VxlanOverlay, VxlanOverlayConfig};
 use super::OverlayError;
+use crate::link::{TunTap, TunTapMode};
 use crate::{Handle, MacAddr};
 
 /// Which backend an agent runs, and its options.
@@ -31,6 +39,32 @@ pub enum BackendConfig {
     Vxlan(VxlanBackendConfig),
     /// Routes via the peers' underlay addresses.
     HostGw,
+    /// A TUN device and user-space UDP encapsulation.
+    Udp(UdpBackendConfig),
+}
+
+/// The udp backend's options (Flannel's names and defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpBackendConfig {
+    /// TUN device name (`flannel0`).
+    pub dev: String,
+    /// UDP port (8285).
+    pub port: u16,
+    /// TUN queues, each with its two threads and socket (0: one per core).
+    pub queues: usize,
+    /// One packet per system call each way (Flannel's own data path), for comparison.
+    pub single: bool,
+}
+
+impl Default for UdpBackendConfig {
+    fn default() -> Self {
+        Self {
+            dev: "flannel0".into(),
+            port: 8285,
+            queues: 0,
+            single: false,
+        }
+    }
 }
 
 /// The vxlan backend's options (Flannel's names and defaults).
@@ -63,15 +97,18 @@ impl BackendConfig {
         match self {
             Self::Vxlan(_) => "vxlan",
             Self::HostGw => "host-gw",
+            Self::Udp(_) => "udp",
         }
     }
 
     /// Bytes of encapsulation the backend adds to each IPv4 packet: the pods' MTU is the
-    /// underlay's minus this (vxlan 50: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14).
+    /// underlay's minus this (vxlan 50: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14;
+    /// udp 28: outer IPv4 20, UDP 8).
     pub fn overhead(&self) -> u32 {
         match self {
             Self::Vxlan(_) => 50,
             Self::HostGw => 0,
+            Self::Udp(_) => 28,
         }
     }
 }
@@ -84,6 +121,8 @@ pub enum PeerMode {
     Vxlan,
     /// A route via the peer's underlay address (host-gw, or vxlan's direct routing).
     Direct,
+    /// Through the udp backend's TUN device and data path.
+    Udp,
     /// Not programmed: the reason says why.
     Unreachable,
 }
@@ -108,6 +147,8 @@ pub(crate) struct Backend {
     /// vxlan: the device once configured for a subnet (name, index) and its MAC.
     vxlan: Option<(String, u32)>,
     vtep_mac: Option<MacAddr>,
+    /// udp: the TUN device's index and the running data path.
+    udp: Option<(u32, DataPath)>,
 }
 
 impl Backend {
@@ -119,6 +160,7 @@ impl Backend {
             underlay,
             vxlan: None,
             vtep_mac,
+            udp: None,
         }
     }
 
@@ -154,9 +196,13 @@ impl Backend {
     }
 
     /// Set the data path up for this node's `subnet` (vxlan: create or fix the device, its
-    /// address and MAC; host-gw: nothing). Idempotent: an agent restart changes nothing that
-    /// is right.
+    /// address and MAC; udp: the TUN device, its address and the data path; host-gw: nothing).
+    /// Idempotent: an agent restart changes nothing that is right.
     pub(crate) async fn configure(&mut self, h: &Handle, subnet: IpNetwork) -> Result<(), OverlayError> {
+        if let BackendConfig::Udp(u) = &self.cfg {
+            let u = u.clone();
+            return self.configure_udp(h, subnet, &u).await;
+        }
         let BackendConfig::Vxlan(v) = &self.cfg else {
             return Ok(());
         };
@@ -188,6 +234,89 @@ impl Backend {
         Ok(())
     }
 
+    /// The udp backend's TUN device (persistent, multi-queue: it outlives the agent), its
+    /// address and MTU, and the data path's queues.
+    async fn configure_udp(&mut self, h: &Handle, subnet: IpNetwork, u: &UdpBackendConfig) -> Result<(), OverlayError> {
+        let link_err = |cause| OverlayError::Link {
+            dev: u.dev.clone(),
+            cause,
+        };
+        let IpNetwork::V4(v4) = subnet else {
+            return Err(OverlayError::Unsupported(
+                "the udp backend carries IPv4 pod subnets only".into(),
+            ));
+        };
+        let spec = TunTap::new(&u.dev, TunTapMode::Tun).multi_queue(true);
+        let link = match h.link_get(&u.dev).await {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => h.tuntap_add(&spec).await.map_err(link_err)?,
+            Err(e) => return Err(link_err(e)),
+        };
+        h.link_set(&u.dev)
+            .mtu(self.pod_mtu())
+            .up()
+            .apply()
+            .await
+            .map_err(link_err)?;
+        let addr = IpNetwork::V4(Ipv4Network::new(v4.network(), 32).expect("/32 is valid"));
+        let addr_err = |cause| OverlayError::Addr {
+            dev: u.dev.clone(),
+            cause,
+        };
+        h.addr_replace(&u.dev, addr).await.map_err(addr_err)?;
+        for old in h.addr_list(Some(&u.dev)).await.map_err(addr_err)? {
+            if old.prefix.is_ipv4() && old.prefix != addr {
+                h.addr_del_index(old.index, old.prefix).await.map_err(addr_err)?;
+            }
+        }
+        if self.udp.as_ref().is_none_or(|(index, _)| *index != link.index) {
+            self.udp = None;
+            let n = match u.queues {
+                0 => std::thread::available_parallelism().map_or(1, |p| p.get()),
+                q => q,
+            };
+            let mut queues = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (tun, _) = h.tuntap_open(&spec).await.map_err(link_err)?;
+                let port = u.port;
+                let sock = h
+                    .exec_in(move || super::udp::bind_socket(port))
+                    .await
+                    .map_err(|e| OverlayError::Unsupported(format!("udp port {port}: {e}")))?
+                    .map_err(|e| OverlayError::Unsupported(format!("udp port {port}: {e}")))?;
+                queues.push((tun, sock));
+            }
+            let dp = DataPath::start(queues, v4.prefix(), u.single)
+                .map_err(|e| OverlayError::Unsupported(format!("udp data path: {e}")))?;
+            self.udp = Some((link.index, dp));
+        }
+        Ok(())
+    }
+
+    /// The entries the backend needs for this node itself, whatever its peers: udp's route to
+    /// the whole cluster `network` through its TUN device.
+    pub(crate) fn own_entries(&self, network: IpNetwork) -> Vec<Entry> {
+        match &self.udp {
+            Some((dev, _)) => vec![Entry::DevRoute {
+                dst: network,
+                dev: *dev,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// A peer's lease ended: the data path forgets it (udp).
+    pub(crate) fn peer_gone(&self, subnet: IpNetwork) {
+        if let (Some((_, dp)), IpNetwork::V4(s)) = (&self.udp, subnet) {
+            dp.remove_peer(s);
+        }
+    }
+
+    /// The udp data path's counters, when the backend is udp.
+    pub(crate) fn udp_counters(&self) -> Option<&super::udp::UdpCounters> {
+        self.udp.as_ref().map(|(_, dp)| dp.counters())
+    }
+
     /// The entries that reach `peer`, or why it cannot be reached.
     pub(crate) async fn entries_for(&self, h: &Handle, peer: &Peer) -> Result<(PeerMode, Vec<Entry>), String> {
         if peer.backend != self.cfg.name() {
@@ -206,6 +335,18 @@ impl Backend {
             onlink: false,
         };
         match &self.cfg {
+            BackendConfig::Udp(u) => {
+                let (Some((_, dp)), IpNetwork::V4(subnet), Some(ep)) =
+                    (&self.udp, peer.subnet, super::udp::endpoint(peer.public_ip, u.port))
+                else {
+                    return Err(format!(
+                        "node {} ({} {}): the udp backend carries IPv4 only",
+                        peer.node, peer.subnet, peer.public_ip
+                    ));
+                };
+                dp.set_peer(subnet, ep);
+                Ok((PeerMode::Udp, Vec::new()))
+            }
             BackendConfig::HostGw => match direct {
                 Ok(()) => Ok((PeerMode::Direct, vec![route_direct()])),
                 Err(why) => Err(format!(

@@ -4,7 +4,7 @@
 //!   nodes (one device per node; per remote node an ARP entry, an FDB entry and a route).
 //! * [`Agent`]: Flannel's node daemon as a library loop. It leases this node's subnet from a
 //!   [`LeaseStore`](crate::ipam::lease::LeaseStore) (file or etcd), programs a backend
-//!   ([`BackendConfig`]: vxlan, host-gw) for every other node, repairs drift against the
+//!   ([`BackendConfig`]: vxlan, host-gw, udp) for every other node, repairs drift against the
 //!   kernel, and writes the [`SubnetFile`](crate::ipam::SubnetFile) the CNI plugin reads.
 //!   `netkit agent` runs it; other runtimes can embed it.
 
@@ -13,11 +13,12 @@ pub mod backend;
 mod peer;
 mod program;
 pub mod status;
+pub mod udp;
 mod vxlan;
 
 pub use agent::{Agent, AgentConfig, AgentError};
-pub use backend::{BackendConfig, PeerMode, VxlanBackendConfig};
+pub use backend::{BackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig};
 pub use peer::{Peer, VTEP_MAC_KEY};
 pub use program::PROTO_OVERLAY;
-pub use status::{AgentStatus, LeaseStatus, PeerStatus, StatusError};
+pub use status::{AgentStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

@@ -36,6 +36,13 @@ pub(crate) enum Entry {
         /// `onlink` (VXLAN: the next hop is the peer's VTEP address, on no subnet).
         onlink: bool,
     },
+    /// `ip route replace DST dev #DEV proto 78` (scope link): a device route.
+    DevRoute {
+        /// Destination (the cluster network).
+        dst: IpNetwork,
+        /// Output device.
+        dev: u32,
+    },
     /// A permanent neighbour entry on device `dev` (name `dev_name`).
     Neigh {
         /// Device index.
@@ -69,7 +76,7 @@ pub(crate) enum Key {
 impl Entry {
     pub(crate) fn key(&self) -> Key {
         match self {
-            Entry::Route { dst, .. } => Key::Route(*dst),
+            Entry::Route { dst, .. } | Entry::DevRoute { dst, .. } => Key::Route(*dst),
             Entry::Neigh { dev, ip, .. } => Key::Neigh(*dev, *ip),
             Entry::Fdb { dev, mac, .. } => Key::Fdb(*dev, *mac),
         }
@@ -88,6 +95,12 @@ impl Entry {
                 }
                 Some(r)
             }
+            Entry::DevRoute { dst, dev } => Some(
+                Route::new(*dst)
+                    .dev_index(*dev)
+                    .protocol(PROTO_OVERLAY)
+                    .table(TABLE_MAIN),
+            ),
             _ => None,
         }
     }
@@ -95,7 +108,7 @@ impl Entry {
     /// Put the entry into the kernel (replacing whatever has its key).
     pub(crate) async fn install(&self, h: &Handle) -> Result<(), String> {
         match self {
-            Entry::Route { .. } => {
+            Entry::Route { .. } | Entry::DevRoute { .. } => {
                 let r = self.route().expect("a route");
                 h.route_replace(&r).await.map_err(|e| e.to_string())
             }
@@ -113,7 +126,7 @@ impl Entry {
     /// Take the entry out of the kernel; one already gone is fine.
     pub(crate) async fn remove(&self, h: &Handle) -> Result<(), String> {
         match self {
-            Entry::Route { .. } => {
+            Entry::Route { .. } | Entry::DevRoute { .. } => {
                 let r = self.route().expect("a route");
                 h.route_del(&r).await.map_err(|e| e.to_string())
             }
@@ -266,13 +279,19 @@ impl Wanted {
     }
 }
 
-/// A route of the agent's as an entry (single-path routes with a gateway and a device).
+/// A route of the agent's as an entry (single-path routes with a device, and a gateway or not).
 fn route_entry(r: &RouteInfo) -> Option<Entry> {
-    Some(Entry::Route {
-        dst: r.dst?,
-        via: r.gateway?,
-        dev: r.oif?,
-        onlink: r.onlink,
+    Some(match r.gateway {
+        Some(via) => Entry::Route {
+            dst: r.dst?,
+            via,
+            dev: r.oif?,
+            onlink: r.onlink,
+        },
+        None => Entry::DevRoute {
+            dst: r.dst?,
+            dev: r.oif?,
+        },
     })
 }
 

@@ -41,6 +41,9 @@ pub struct AgentStatus {
     pub changes: u64,
     /// Full comparisons with the kernel made since the agent started.
     pub reconciles: u64,
+    /// The udp backend's data path counters (udp only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub udp: Option<UdpStatus>,
     /// When this status was made, in milliseconds since the Unix epoch.
     pub updated_ms: u64,
 }
@@ -52,6 +55,21 @@ pub struct LeaseStatus {
     pub subnet: IpNetwork,
     /// When it ends unless renewed, in milliseconds since the Unix epoch.
     pub expires_ms: u64,
+}
+
+/// The udp data path's counters since the agent started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UdpStatus {
+    /// Packets read from the TUN device and sent to a peer.
+    pub tx_packets: u64,
+    /// Packets read from the TUN device for no known peer (dropped).
+    pub tx_no_peer: u64,
+    /// Datagrams from peers written to the TUN device.
+    pub rx_packets: u64,
+    /// Datagrams from addresses that are no peer's (dropped).
+    pub rx_unknown: u64,
+    /// System calls that moved packets.
+    pub syscalls: u64,
 }
 
 /// One other node.
