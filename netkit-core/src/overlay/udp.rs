@@ -11,14 +11,15 @@
 //! * Receiving (UDP → TUN): one `recvmmsg` takes up to [`BATCH`] datagrams; each, from a known
 //!   peer's address, is written to the TUN queue (TUN takes one packet per `write`).
 //! * Nothing is allocated per packet: each thread owns its buffers.
-//! * [`DataPath::single`] makes it move one packet per system call each way (Flannel's own
-//!   design), to measure what batching is worth.
+//! * [`UdpBackendConfig::single`](super::UdpBackendConfig::single) makes it move one packet
+//!   per system call each way (Flannel's own design), to measure what batching is worth.
 //!
 //! Not done yet: the TUN offloads (IFF_VNET_HDR with TSO/USO on the TUN, UDP GSO/GRO on the
 //! socket, as WireGuard's and Tailscale's user-space data paths use), which would move 64 KiB
 //! per system call instead of one MTU-sized packet.
 //!
-//! The threads stop when the [`DataPath`] is dropped (an eventfd wakes them).
+//! The threads stop when the data path is dropped with the agent's backend (an eventfd wakes
+//! them).
 
 use std::collections::HashMap;
 use std::io;
