@@ -40,7 +40,7 @@ pub use info::{Link, LinkKind};
 pub use kinds::{Dummy, Geneve, Ifb, IpIp, Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Vrf, Wireguard};
 pub use naming::{hashed_name, hashed_name_with};
 pub use set::{AddrGenMode, LinkSet};
-pub use tuntap::{TunTap, TunTapMode};
+pub use tuntap::{tun_offload, tun_set_offload, TunTap, TunTapMode};
 pub use veth::Veth;
 pub use vxlan::Vxlan;
 

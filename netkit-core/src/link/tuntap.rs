@@ -34,6 +34,7 @@ pub struct TunTap {
     group: Option<u32>,
     packet_info: bool,
     multi_queue: bool,
+    vnet_hdr: bool,
 }
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -44,6 +45,32 @@ const IFF_TUN: libc::c_short = 0x0001;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+
+/// `TUNSETOFFLOAD` bits: what a TUN device with [`TunTap::vnet_hdr`] may hand out unfinished
+/// (see [`tun_set_offload`]).
+pub mod tun_offload {
+    /// Checksums may be left partial (`TUN_F_CSUM`).
+    pub const CSUM: u32 = 0x01;
+    /// TCP over IPv4 super-packets (`TUN_F_TSO4`).
+    pub const TSO4: u32 = 0x02;
+    /// TCP over IPv6 super-packets (`TUN_F_TSO6`).
+    pub const TSO6: u32 = 0x04;
+    /// TSO with ECN (`TUN_F_TSO_ECN`).
+    pub const TSO_ECN: u32 = 0x08;
+    /// UDP over IPv4 super-packets (`TUN_F_USO4`, Linux 6.2+).
+    pub const USO4: u32 = 0x20;
+    /// UDP over IPv6 super-packets (`TUN_F_USO6`, Linux 6.2+).
+    pub const USO6: u32 = 0x40;
+}
+
+/// Tell an open TUN queue with a virtio-net header which offloads its reader handles
+/// (`TUNSETOFFLOAD`, [`tun_offload`] bits); the kernel refuses bits it does not know (`EINVAL`).
+pub fn tun_set_offload(fd: &impl AsRawFd, flags: u32) -> std::io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes the flags by value; the descriptor is open.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) })
+}
 /// Fail with EBUSY instead of attaching when the device already exists.
 const IFF_TUN_EXCL: libc::c_short = 0x8000u16 as libc::c_short;
 
@@ -64,6 +91,7 @@ impl TunTap {
             group: None,
             packet_info: false,
             multi_queue: false,
+            vnet_hdr: false,
         }
     }
     /// User allowed to open it without CAP_NET_ADMIN.
@@ -84,6 +112,12 @@ impl TunTap {
     /// Allow several queues (several fds) on the device.
     pub fn multi_queue(mut self, on: bool) -> Self {
         self.multi_queue = on;
+        self
+    }
+    /// Prefix each packet read or written with a 10-byte virtio-net header (`IFF_VNET_HDR`):
+    /// with [`tun_set_offload`] the device then hands out and takes TSO super-packets.
+    pub fn vnet_hdr(mut self, on: bool) -> Self {
+        self.vnet_hdr = on;
         self
     }
 
@@ -109,6 +143,9 @@ impl TunTap {
         }
         if self.multi_queue {
             req.flags |= IFF_MULTI_QUEUE;
+        }
+        if self.vnet_hdr {
+            req.flags |= IFF_VNET_HDR;
         }
         if persist {
             // `ip tuntap add` semantics: creating never attaches to an existing device.

@@ -247,6 +247,8 @@ impl Backend {
             ));
         };
         let spec = TunTap::new(&u.dev, TunTapMode::Tun).multi_queue(true);
+        // The queues carry a virtio-net header for the offloads (not in one-packet mode).
+        let queue = spec.clone().vnet_hdr(!u.single);
         let link = match h.link_get(&u.dev).await {
             Ok(l) => l,
             Err(e) if e.is_not_found() => h.tuntap_add(&spec).await.map_err(link_err)?,
@@ -277,7 +279,7 @@ impl Backend {
             };
             let mut queues = Vec::with_capacity(n);
             for _ in 0..n {
-                let (tun, _) = h.tuntap_open(&spec).await.map_err(link_err)?;
+                let (tun, _) = h.tuntap_open(&queue).await.map_err(link_err)?;
                 let port = u.port;
                 let sock = h
                     .exec_in(move || super::udp::bind_socket(port))
@@ -286,7 +288,7 @@ impl Backend {
                     .map_err(|e| OverlayError::Unsupported(format!("udp port {port}: {e}")))?;
                 queues.push((tun, sock));
             }
-            let dp = DataPath::start(queues, v4.prefix(), u.single)
+            let dp = DataPath::start(queues, v4.prefix(), u.single, !u.single)
                 .map_err(|e| OverlayError::Unsupported(format!("udp data path: {e}")))?;
             self.udp = Some((link.index, dp));
         }

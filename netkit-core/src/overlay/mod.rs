@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod offload;
 mod peer;
 mod program;
 pub mod status;

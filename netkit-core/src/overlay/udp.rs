@@ -14,9 +14,12 @@
 //! * [`UdpBackendConfig::single`](super::UdpBackendConfig::single) makes it move one packet
 //!   per system call each way (Flannel's own design), to measure what batching is worth.
 //!
-//! Not done yet: the TUN offloads (IFF_VNET_HDR with TSO/USO on the TUN, UDP GSO/GRO on the
-//! socket, as WireGuard's and Tailscale's user-space data paths use), which would move 64 KiB
-//! per system call instead of one MTU-sized packet.
+//! * Offloads, where the kernel has them (see [`super::offload`]): the TUN queues carry a
+//!   virtio-net header and hand out TCP super-packets (`TUNSETOFFLOAD` TSO4), which are cut
+//!   into MTU-sized segments in user space and sent with one `sendmsg` each (`UDP_SEGMENT`);
+//!   the sockets receive with `UDP_GRO`, and consecutive segments of one TCP flow are joined
+//!   back into a super-packet for one `write` to the TUN device. Without them (an older
+//!   kernel), packets move one MTU each, batched as above.
 //!
 //! The threads stop when the data path is dropped with the agent's backend (an eventfd wakes
 //! them).
@@ -30,6 +33,8 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use ipnetwork::Ipv4Network;
+
+use super::offload::{finish_csum, segment_tcp, Coalescer, VnetHdr, GSO_NONE, GSO_TCPV4, NEEDS_CSUM, VNET_HDR_LEN};
 
 /// Packets moved per system call at most.
 pub const BATCH: usize = 64;
@@ -92,7 +97,14 @@ impl DataPath {
     /// Start two threads per queue: each `(tun, udp)` pair is one TUN queue and one UDP
     /// socket bound to the backend's port (made in the node's namespace). `single`: one
     /// packet per system call.
-    pub(crate) fn start(queues: Vec<(OwnedFd, OwnedFd)>, prefix: u8, single: bool) -> io::Result<DataPath> {
+    /// `offload`: the TUN queues were opened with a virtio-net header (and the data path then
+    /// tries TSO on them and GSO/GRO on the sockets).
+    pub(crate) fn start(
+        queues: Vec<(OwnedFd, OwnedFd)>,
+        prefix: u8,
+        single: bool,
+        offload: bool,
+    ) -> io::Result<DataPath> {
         // SAFETY: eventfd(2) with valid flags; the result is checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
@@ -109,6 +121,22 @@ impl DataPath {
         for (q, (tun, udp)) in queues.into_iter().enumerate() {
             set_nonblocking(tun.as_raw_fd())?;
             set_nonblocking(udp.as_raw_fd())?;
+            if offload {
+                use crate::link::tun_offload::{CSUM, TSO4, TSO_ECN};
+                // Refused (an old kernel): the header stays, packets come unsegmented.
+                let _ = crate::link::tun_set_offload(&tun, CSUM | TSO4 | TSO_ECN);
+                let one: libc::c_int = 1;
+                // SAFETY: setsockopt with a live c_int; failure leaves GRO off.
+                unsafe {
+                    libc::setsockopt(
+                        udp.as_raw_fd(),
+                        libc::SOL_UDP,
+                        UDP_GRO,
+                        (&one as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+            }
             let (tun, udp) = (Arc::new(tun), Arc::new(udp));
             let ctx = Ctx {
                 tun: tun.clone(),
@@ -117,6 +145,7 @@ impl DataPath {
                 peers: peers.clone(),
                 counters: counters.clone(),
                 single,
+                offload,
             };
             let ctx2 = ctx.clone();
             threads.push(
@@ -180,7 +209,14 @@ struct Ctx {
     peers: Arc<RwLock<PeerTable>>,
     counters: Arc<UdpCounters>,
     single: bool,
+    offload: bool,
 }
+
+/// `UDP_SEGMENT` and `UDP_GRO` (linux/udp.h).
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// The largest UDP payload one `UDP_SEGMENT` send may carry (the IP length limit, with room).
+const GSO_MAX: usize = 65000;
 
 impl Ctx {
     /// Wait until `fd` is readable (true) or the data path stops (false).
@@ -217,6 +253,9 @@ impl Ctx {
 
     /// TUN → UDP.
     fn send_loop(self) {
+        if self.offload {
+            return self.send_offload();
+        }
         let mut bufs = vec![[0u8; BUF]; if self.single { 1 } else { BATCH }];
         let mut lens = [0usize; BATCH];
         let mut dests: Vec<libc::sockaddr_in> = vec![sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH];
@@ -312,6 +351,9 @@ impl Ctx {
 
     /// UDP → TUN.
     fn recv_loop(self) {
+        if self.offload {
+            return self.recv_offload();
+        }
         let batch = if self.single { 1 } else { BATCH };
         let mut bufs = vec![[0u8; BUF]; batch];
         let tun = self.tun.as_raw_fd();
@@ -368,6 +410,255 @@ impl Ctx {
             }
         }
     }
+}
+
+impl Ctx {
+    /// TUN → UDP with a virtio-net header on the TUN queue: super-packets are cut into
+    /// segments and sent with `UDP_SEGMENT`, up to [`BATCH`] reads per `sendmmsg`.
+    fn send_offload(self) {
+        let tun = self.tun.as_raw_fd();
+        let udp = self.udp.as_raw_fd();
+        let mut rbuf = vec![0u8; VNET_HDR_LEN + BUF];
+        let mut slots: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(2 * BUF)).collect();
+        // One read may need two sends (a super-packet larger than GSO_MAX once cut).
+        let mut metas: Vec<Meta> = Vec::with_capacity(2 * BATCH);
+        let mut gso_ok = true;
+        while self.wait(tun) {
+            metas.clear();
+            let mut used = 0;
+            while used < BATCH {
+                // SAFETY: reading into a live buffer of its length.
+                let r = unsafe { libc::read(tun, rbuf.as_mut_ptr().cast(), rbuf.len()) };
+                if r <= VNET_HDR_LEN as isize {
+                    break;
+                }
+                self.counters.syscalls.fetch_add(1, Ordering::Relaxed);
+                let hdr = VnetHdr::read(&rbuf);
+                let pkt = &mut rbuf[VNET_HDR_LEN..r as usize];
+                let dst = {
+                    let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+                    ipv4_dst(pkt).and_then(|d| peers.lookup(d))
+                };
+                let Some(dst) = dst else {
+                    self.counters.tx_no_peer.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let slot = &mut slots[used];
+                slot.clear();
+                match hdr.gso_type & 0x7f {
+                    GSO_NONE => {
+                        if hdr.flags & NEEDS_CSUM != 0
+                            && !finish_csum(pkt, usize::from(hdr.csum_start), usize::from(hdr.csum_offset))
+                        {
+                            continue;
+                        }
+                        slot.extend_from_slice(pkt);
+                        metas.push(Meta {
+                            slot: used,
+                            start: 0,
+                            len: slot.len(),
+                            gso: 0,
+                            dst,
+                        });
+                    }
+                    GSO_TCPV4 => {
+                        let Some((size, n)) = segment_tcp(pkt, usize::from(hdr.gso_size), slot) else {
+                            continue;
+                        };
+                        let per_send = if gso_ok { (GSO_MAX / size).clamp(1, 64) } else { 1 };
+                        let total = slot.len();
+                        let mut off = 0;
+                        while off < total {
+                            let len = (per_send * size).min(total - off);
+                            let gso = if len > size { size as u16 } else { 0 };
+                            metas.push(Meta {
+                                slot: used,
+                                start: off,
+                                len,
+                                gso,
+                                dst,
+                            });
+                            off += len;
+                        }
+                        self.counters.tx_packets.fetch_add(n as u64 - 1, Ordering::Relaxed);
+                    }
+                    _ => continue, // IPv6 or UDP super-packets: the backend carries TCP/UDP over IPv4 only
+                }
+                used += 1;
+            }
+            if !metas.is_empty() && !self.send_metas(udp, &slots, &metas) {
+                // The kernel refused UDP_SEGMENT: one datagram per segment from now on.
+                gso_ok = false;
+            }
+        }
+    }
+
+    /// Send `metas` with `sendmmsg`, `UDP_SEGMENT` where set; false when GSO was refused.
+    fn send_metas(&self, udp: RawFd, slots: &[Vec<u8>], metas: &[Meta]) -> bool {
+        let n = metas.len();
+        let space = cmsg_space(std::mem::size_of::<u16>());
+        let mut ctrl = vec![0u8; n * space];
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
+        let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(n);
+        for m in metas {
+            iovs.push(libc::iovec {
+                iov_base: slots[m.slot][m.start..].as_ptr() as *mut libc::c_void,
+                iov_len: m.len,
+            });
+            addrs.push(sockaddr_in(m.dst));
+        }
+        // SAFETY: all-zero headers are valid; every pointer set below stays live for the call.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
+        for (i, m) in metas.iter().enumerate() {
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if m.gso > 0 {
+                h.msg_control = ctrl[i * space..].as_mut_ptr().cast();
+                h.msg_controllen = space as _;
+                // SAFETY: the control buffer has room for one cmsg of a u16 (cmsg_space).
+                unsafe {
+                    let cm = libc::CMSG_FIRSTHDR(h);
+                    (*cm).cmsg_level = libc::SOL_UDP;
+                    (*cm).cmsg_type = UDP_SEGMENT;
+                    (*cm).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<u16>(), m.gso);
+                }
+            }
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: msgs[sent..] point at live iovecs, buffers, addresses and control data.
+            let r = unsafe { libc::sendmmsg(udp, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0) };
+            self.counters.syscalls.fetch_add(1, Ordering::Relaxed);
+            if r <= 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock && self.wait_writable(udp) {
+                    continue;
+                }
+                if metas[sent].gso > 0 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT))
+                {
+                    return false;
+                }
+                break;
+            }
+            sent += r as usize;
+        }
+        self.counters.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// UDP → TUN with `UDP_GRO` on the socket and a virtio-net header on the TUN queue:
+    /// consecutive segments of a flow are written as one super-packet.
+    fn recv_offload(self) {
+        let tun = self.tun.as_raw_fd();
+        let udp = self.udp.as_raw_fd();
+        let space = cmsg_space(std::mem::size_of::<libc::c_int>());
+        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
+        let mut ctrl = vec![0u8; BATCH * space];
+        // SAFETY: all-zero sockaddr_in values are valid.
+        let mut froms: Vec<libc::sockaddr_in> = vec![unsafe { std::mem::zeroed() }; BATCH];
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: BUF,
+            })
+            .collect();
+        // SAFETY: as above.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+        let mut coalescer = Coalescer::new();
+        let counters = self.counters.clone();
+        let mut write = |b: &[u8]| {
+            // SAFETY: writing a live buffer (virtio-net header and packet).
+            let w = unsafe { libc::write(tun, b.as_ptr().cast(), b.len()) };
+            counters.syscalls.fetch_add(1, Ordering::Relaxed);
+            if w > 0 {
+                counters.rx_packets.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        while self.wait(udp) {
+            loop {
+                for i in 0..BATCH {
+                    let h = &mut msgs[i].msg_hdr;
+                    h.msg_iov = &mut iovs[i];
+                    h.msg_iovlen = 1;
+                    h.msg_name = (&mut froms[i] as *mut libc::sockaddr_in).cast();
+                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    h.msg_control = ctrl[i * space..].as_mut_ptr().cast();
+                    h.msg_controllen = space as _;
+                    msgs[i].msg_len = 0;
+                }
+                // SAFETY: BATCH headers pointing at live buffers, addresses and control data.
+                let r =
+                    unsafe { libc::recvmmsg(udp, msgs.as_mut_ptr(), BATCH as libc::c_uint, 0, std::ptr::null_mut()) };
+                if r <= 0 {
+                    break;
+                }
+                self.counters.syscalls.fetch_add(1, Ordering::Relaxed);
+                let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+                for i in 0..r as usize {
+                    let from = Ipv4Addr::from(u32::from_be(froms[i].sin_addr.s_addr));
+                    if !peers.senders.contains_key(&from) {
+                        self.counters.rx_unknown.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let len = msgs[i].msg_len as usize;
+                    // SAFETY: the kernel filled this header's control data (or left it empty).
+                    let seg = unsafe { gro_size(&msgs[i].msg_hdr) }.unwrap_or(len).max(1);
+                    for d in bufs[i][..len].chunks(seg) {
+                        coalescer.push(d, &mut write);
+                    }
+                }
+                drop(peers);
+                coalescer.flush(&mut write);
+                if (r as usize) < BATCH {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One datagram (or `UDP_SEGMENT` train) to send: bytes `start..start + len` of a slot.
+#[derive(Clone, Copy)]
+struct Meta {
+    slot: usize,
+    start: usize,
+    len: usize,
+    /// `UDP_SEGMENT` size; 0: one datagram.
+    gso: u16,
+    dst: SocketAddrV4,
+}
+
+/// `CMSG_SPACE(len)`.
+fn cmsg_space(len: usize) -> usize {
+    // SAFETY: CMSG_SPACE only computes.
+    unsafe { libc::CMSG_SPACE(len as u32) as usize }
+}
+
+/// The `UDP_GRO` segment size in a received message's control data, if any.
+///
+/// # Safety
+/// `h`'s control pointer and length describe control data the kernel filled in.
+unsafe fn gro_size(h: &libc::msghdr) -> Option<usize> {
+    if h.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: the caller's contract; CMSG_FIRSTHDR/NXTHDR stay inside msg_controllen.
+    unsafe {
+        let mut cm = libc::CMSG_FIRSTHDR(h);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_UDP && (*cm).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<libc::c_int>());
+                return usize::try_from(v).ok().filter(|v| *v > 0);
+            }
+            cm = libc::CMSG_NXTHDR(h, cm);
+        }
+    }
+    None
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
