@@ -109,6 +109,9 @@ pub struct RunArgs {
     /// udp: move one packet per system call (Flannel's own data path), for comparison.
     #[arg(long)]
     pub single_packet: bool,
+    /// udp: do not use the TUN and UDP offloads (TSO, UDP GSO/GRO), for comparison.
+    #[arg(long)]
+    pub no_offload: bool,
     /// The underlay device (default: the one with --public-ip, else the default route's).
     #[arg(long, value_name = "DEV")]
     pub iface: Option<String>,
@@ -248,6 +251,7 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             port: a.udp_port,
             queues: a.queues,
             single: a.single_packet,
+            offload: !a.no_offload,
         }),
     };
     let mut cfg = AgentConfig::new(node, backend);

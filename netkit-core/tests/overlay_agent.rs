@@ -431,9 +431,36 @@ async fn two_segments_host_gw_reports_vxlan_crosses_direct_routing_mixes() {
     }
 }
 
+/// A bulk TCP transfer from `from` to `to_ip:port` (a server in `to`): every byte arrives in
+/// order (the udp backend cuts super-packets into segments and joins them back).
+fn bulk_tcp(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr, port: u16, bytes: usize) {
+    use std::io::{Read, Write};
+    let pattern = |i: usize| (i.wrapping_mul(2654435761) >> 13) as u8;
+    let listener = to
+        .run(move || std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .unwrap()
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::with_capacity(bytes);
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut client = from
+        .run(move || std::net::TcpStream::connect((to_ip, port)))
+        .unwrap()
+        .expect("connect across the overlay");
+    let data: Vec<u8> = (0..bytes).map(pattern).collect();
+    client.write_all(&data).unwrap();
+    drop(client);
+    let got = server.join().unwrap();
+    assert_eq!(got.len(), bytes, "all bytes arrived");
+    assert!(got == data, "the bytes arrived unchanged and in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_cluster_through_tun_batched_and_one_packet_per_call() {
-    for single in [false, true] {
+async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
+    for (offload, single) in [(true, false), (false, false), (false, true)] {
         let cluster = Cluster::new("oudp", 1);
         let store = cluster.dir().join("leases");
         let nodes: Vec<TestNode> = (1..=3)
@@ -441,6 +468,7 @@ async fn udp_cluster_through_tun_batched_and_one_packet_per_call() {
             .collect();
         let backend = BackendConfig::Udp(UdpBackendConfig {
             single,
+            offload,
             ..Default::default()
         });
         let mut agents = Vec::new();
@@ -466,8 +494,17 @@ async fn udp_cluster_through_tun_batched_and_one_packet_per_call() {
         }
         let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
         let all: Vec<&TestNode> = nodes.iter().collect();
-        assert_eq!(reachability(&view, &all), Vec::<String>::new(), "single={single}");
+        assert_eq!(
+            reachability(&view, &all),
+            Vec::<String>::new(),
+            "offload={offload} single={single}"
+        );
         no_nat(&pods[0].0, pods[0].1, &pods[3].0, pods[3].1, 7003);
+        let (a, b): (NetNs, NetNs) = ((*pods[1].0).clone(), (*pods[5].0).clone());
+        let b_ip = pods[5].1;
+        tokio::task::spawn_blocking(move || bulk_tcp(&a, &b, b_ip, 7004, 8 << 20))
+            .await
+            .unwrap();
         let s = agents[0].now();
         let udp = s.udp.expect("udp counters");
         assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");

@@ -54,6 +54,9 @@ pub struct UdpBackendConfig {
     pub queues: usize,
     /// One packet per system call each way (Flannel's own data path), for comparison.
     pub single: bool,
+    /// Use the TUN and UDP offloads where the kernel has them (see
+    /// [`super::offload`]); off: MTU-sized packets, batched. Ignored with `single`.
+    pub offload: bool,
 }
 
 impl Default for UdpBackendConfig {
@@ -63,6 +66,7 @@ impl Default for UdpBackendConfig {
             port: 8285,
             queues: 0,
             single: false,
+            offload: true,
         }
     }
 }
@@ -248,7 +252,8 @@ impl Backend {
         };
         let spec = TunTap::new(&u.dev, TunTapMode::Tun).multi_queue(true);
         // The queues carry a virtio-net header for the offloads (not in one-packet mode).
-        let queue = spec.clone().vnet_hdr(!u.single);
+        let offload = u.offload && !u.single;
+        let queue = spec.clone().vnet_hdr(offload);
         let link = match h.link_get(&u.dev).await {
             Ok(l) => l,
             Err(e) if e.is_not_found() => h.tuntap_add(&spec).await.map_err(link_err)?,
@@ -288,7 +293,7 @@ impl Backend {
                     .map_err(|e| OverlayError::Unsupported(format!("udp port {port}: {e}")))?;
                 queues.push((tun, sock));
             }
-            let dp = DataPath::start(queues, v4.prefix(), u.single, !u.single)
+            let dp = DataPath::start(queues, v4.prefix(), u.single, offload)
                 .map_err(|e| OverlayError::Unsupported(format!("udp data path: {e}")))?;
             self.udp = Some((link.index, dp));
         }
