@@ -357,8 +357,8 @@ async fn host_gw_cluster_routes_via_node_addresses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_segments_host_gw_reports_vxlan_crosses_direct_routing_mixes() {
-    for backend in ["host-gw", "vxlan", "vxlan-direct"] {
+async fn two_segments_host_gw_reports_vxlan_and_udp_cross_direct_routing_mixes() {
+    for backend in ["host-gw", "vxlan", "vxlan-direct", "udp"] {
         let cluster = Cluster::new("o2s", 2);
         let store = cluster.dir().join("leases");
         let nodes = [
@@ -369,6 +369,7 @@ async fn two_segments_host_gw_reports_vxlan_crosses_direct_routing_mixes() {
         let cfg = match backend {
             "host-gw" => BackendConfig::HostGw,
             "vxlan" => vxlan(),
+            "udp" => BackendConfig::Udp(UdpBackendConfig::default()),
             _ => BackendConfig::Vxlan(VxlanBackendConfig {
                 direct_routing: true,
                 ..Default::default()
@@ -417,17 +418,13 @@ async fn two_segments_host_gw_reports_vxlan_crosses_direct_routing_mixes() {
         assert_eq!(reachability(&view, &[]), Vec::<String>::new(), "{backend}");
         let s = agents[0].now();
         let mode = |node: &str| s.peers.iter().find(|p| p.node == node).unwrap().mode.clone();
-        let same = if backend == "vxlan" {
-            PeerMode::Vxlan
-        } else {
-            PeerMode::Direct
+        let (same, across) = match backend {
+            "vxlan" => (PeerMode::Vxlan, PeerMode::Vxlan),
+            "udp" => (PeerMode::Udp, PeerMode::Udp),
+            _ => (PeerMode::Direct, PeerMode::Vxlan),
         };
         assert_eq!(mode(nodes[1].name()), same, "{backend}: {s:?}");
-        assert_eq!(
-            mode(nodes[2].name()),
-            PeerMode::Vxlan,
-            "{backend}: across the router: {s:?}"
-        );
+        assert_eq!(mode(nodes[2].name()), across, "{backend}: across the router: {s:?}");
     }
 }
 
