@@ -259,6 +259,12 @@ impl<S: LeaseStore> Agent<S> {
                         Some(next) => renew_at = next,
                         None => break,
                     }
+                    // The store answers again while the watch is down: watch again now
+                    // rather than at the end of the back-off.
+                    if leases.is_none() && run.store_error.is_none() {
+                        rewatch_at = Some(Instant::now());
+                        retry = RETRY_MIN;
+                    }
                     run.publish("running");
                 }
             }
