@@ -2,7 +2,7 @@
 //! inside the lab namespace on the underlay, one `netkit agent` process per node running inside
 //! the node's namespace with `--store etcd=…`, and pods attached by the real `netkit-cni`
 //! binary (the CNI protocol: environment and stdin) inside their node's namespace, reading the
-//! agent's subnet file. Real packets.
+//! agent's subnet file. Real packets; each backend (vxlan, host-gw, udp).
 //!
 //! The binaries are this package's builds of netkit-cli's and netkit-cni's mains
 //! (`cluster-netkit`, `cnilab-netkit-cni`), so `cargo test` runs the current code.
@@ -24,12 +24,12 @@ const NETKIT_CNI: &str = env!("CARGO_BIN_EXE_cnilab-netkit-cni");
 /// The store's address on the underlay (the lab's bridge).
 const STORE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 100);
 
-/// `netkit agent` inside `node`, its files in `dir`.
-fn agent(node: &Node, dir: &Path) -> KillOnDrop {
+/// `netkit agent --backend BACKEND` inside `node`, its files in `dir`.
+fn agent(node: &Node, dir: &Path, backend: &str) -> KillOnDrop {
     let ns = NetNs::open(node.name()).unwrap();
     let mut cmd = ns.command(NETKIT);
     cmd.args(["agent", "--store", &format!("etcd=http://{STORE_IP}:2379")])
-        .args(["--network", "10.244.0.0/16", "--backend", "vxlan", "--iface", "eth0"])
+        .args(["--network", "10.244.0.0/16", "--backend", backend, "--iface", "eth0"])
         .args(["--node", node.name(), "--ttl", "30s"])
         .arg("--status-file")
         .arg(dir.join(format!("{}.json", node.name())))
@@ -49,13 +49,22 @@ fn status(node: &Node, dir: &Path) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Wait until `node`'s agent runs with `peers` reachable peers.
-fn wait_peers(node: &Node, dir: &Path, peers: usize) -> Value {
+/// How an agent of `backend` reaches peers on its segment (the status's `mode`).
+fn mode_of(backend: &str) -> &'static str {
+    match backend {
+        "vxlan" => "vxlan",
+        "host-gw" => "direct",
+        _ => "udp",
+    }
+}
+
+/// Wait until `node`'s agent runs with `peers` peers reached through `backend`.
+fn wait_peers(node: &Node, dir: &Path, backend: &str, peers: usize) -> Value {
     wait_for(Duration::from_secs(30), "the agent to program its peers", || {
         let s = status(node, dir);
         let ok = s["peers"]
             .as_array()
-            .map_or(0, |p| p.iter().filter(|p| p["mode"] == "vxlan").count());
+            .map_or(0, |p| p.iter().filter(|p| p["mode"] == mode_of(backend)).count());
         if s["state"] == "running" && ok == peers {
             Ok(s)
         } else {
@@ -131,6 +140,13 @@ fn unreachable(pods: &[(NetNsGuard, Ipv4Addr)]) -> Vec<String> {
 
 #[test]
 fn agents_on_etcd_carry_pods_and_ride_out_an_etcd_outage() {
+    for backend in ["vxlan", "host-gw", "udp"] {
+        one_backend(backend);
+    }
+}
+
+/// Three nodes with two pods each, an etcd outage, a fourth node after it, with `backend`.
+fn one_backend(backend: &str) {
     let cluster = Cluster::new("e2e", 1);
     let dir: PathBuf = cluster.dir().to_path_buf();
     cluster
@@ -138,9 +154,9 @@ fn agents_on_etcd_carry_pods_and_ride_out_an_etcd_outage() {
         .ip(&["addr", "add", &format!("{STORE_IP}/24"), "dev", "ul0"]);
     let mut etcd = Etcd::start_in(cluster.lab().ns(), IpAddr::V4(STORE_IP));
     let nodes: Vec<Node> = (1..=3).map(|i| cluster.node(&format!("n{i}"), 0, i)).collect();
-    let mut agents: Vec<KillOnDrop> = nodes.iter().map(|n| agent(n, &dir)).collect();
+    let mut agents: Vec<KillOnDrop> = nodes.iter().map(|n| agent(n, &dir, backend)).collect();
     for n in &nodes {
-        wait_peers(n, &dir, 2);
+        wait_peers(n, &dir, backend, 2);
     }
     let mut pods = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -150,7 +166,7 @@ fn agents_on_etcd_carry_pods_and_ride_out_an_etcd_outage() {
             pods.push((pod, ip));
         }
     }
-    assert_eq!(unreachable(&pods), Vec::<String>::new());
+    assert_eq!(unreachable(&pods), Vec::<String>::new(), "{backend}");
 
     // etcd goes away: every agent notices, and the pods keep talking.
     etcd.stop();
@@ -164,15 +180,19 @@ fn agents_on_etcd_carry_pods_and_ride_out_an_etcd_outage() {
             }
         });
     }
-    assert_eq!(unreachable(&pods), Vec::<String>::new(), "traffic during the outage");
+    assert_eq!(
+        unreachable(&pods),
+        Vec::<String>::new(),
+        "{backend}: traffic during the outage"
+    );
 
     // etcd comes back: a new node joins, and everyone reaches its pod.
     etcd.resume();
     let n4 = cluster.node("n4", 0, 4);
-    agents.push(agent(&n4, &dir));
-    wait_peers(&n4, &dir, 3);
+    agents.push(agent(&n4, &dir, backend));
+    wait_peers(&n4, &dir, backend, 3);
     for n in &nodes {
-        wait_peers(n, &dir, 3);
+        wait_peers(n, &dir, backend, 3);
     }
     let pod = cluster.pod("p40");
     let ip = attach(&n4, &dir, &pod, "pod40");
