@@ -1,4 +1,6 @@
-//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]) and a real etcd ([`etcd`]), names unique to a test process ([`unique`]), skips
+//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]), overlay
+//! agents and pods on it ([`overlay`]), a real etcd ([`etcd`]), ICMP echo timed in-process
+//! ([`icmp`]), names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
@@ -17,11 +19,13 @@ pub mod echo;
 pub mod etcd;
 pub mod golden;
 pub mod hoststate;
+pub mod icmp;
 pub mod iptables;
 pub mod lease;
 pub mod lit;
 pub mod natlab;
 pub mod ns;
+pub mod overlay;
 mod rng;
 pub mod snapshot;
 mod wait;
