@@ -4,7 +4,7 @@
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
-//! ([`hoststate`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
+//! ([`hoststate`]), identity servers for traffic checks ([`echo`]), iperf3 runs ([`iperf`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
 //! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), golden files
 //! compared with a test's text and rewritten on request ([`golden`]) and a seeded generator for
@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod golden;
 pub mod hoststate;
 pub mod icmp;
+pub mod iperf;
 pub mod iptables;
 pub mod lease;
 pub mod lit;
