@@ -179,12 +179,13 @@ impl AgentTask {
         drop(self.stop.take());
         let node = self.status.borrow().node.clone();
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| {
-                Err(AgentError::Config {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(AgentError::Config {
                     node,
                     reason: format!("the agent's task failed: {e}"),
-                })
-            }),
+                }),
+            },
             None => Ok(()),
         }
     }

@@ -53,7 +53,7 @@ pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
         .collect();
     let mut agents = Vec::new();
     for n in &nodes {
-        let store = etcd_store(&lab.endpoint, PREFIX, plan.clone());
+        let store = etcd_store(&lab.endpoint, PREFIX, plan);
         agents.push(n.start(n.config(vxlan(), cfg.ttl), store).await);
     }
     for a in &agents {
@@ -71,7 +71,7 @@ pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
         let mut failed = Vec::new();
         for j in 0..cfg.joins {
             check_stop()?;
-            match join(&lab, &plan, cfg, j, &agents, &mut pingers).await? {
+            match join(&lab, plan, cfg, j, &agents, &mut pingers).await? {
                 Ok(s) => {
                     eprintln!(
                         "  join {:>2}: programmed {:>6.1} ms, reached {:>6.1} ms, released → removed {}",
@@ -101,7 +101,7 @@ pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
 /// Join number `j`: `Ok(Err(why))` when it did not converge within [`WAIT`].
 async fn join(
     lab: &EtcdLab,
-    plan: &netkit_core::ipam::lease::SubnetPlan,
+    plan: netkit_core::ipam::lease::SubnetPlan,
     cfg: &Config,
     j: usize,
     agents: &[AgentTask],
@@ -123,7 +123,7 @@ async fn join(
         .collect();
     let mut jcfg = node.config(vxlan(), cfg.ttl);
     jcfg.release_on_shutdown = true;
-    let agent = node.start(jcfg, etcd_store(&lab.endpoint, PREFIX, plan.clone())).await;
+    let agent = node.start(jcfg, etcd_store(&lab.endpoint, PREFIX, plan)).await;
     let Some((seen, seen_wall)) = when(agent.status(), WAIT, |s| s.lease.is_some()).await else {
         return Ok(Err(format!("{name} got no lease within {WAIT:?}")));
     };
