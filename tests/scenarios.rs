@@ -1,9 +1,10 @@
-//! The three end-to-end scenarios of netkit-core, proven with real packets.
+//! The end-to-end scenarios of netkit-core (the runnable examples' code), proven with real packets.
 
 use std::net::{IpAddr, SocketAddr};
 
 use netkit_examples::probe::{ping, ping_retry, tcp_exchange};
-use netkit_examples::scenarios::{bridge, flannel, veth_pair};
+use netkit_examples::scenarios::{bridge, cluster, flannel, veth_pair};
+use netkit_test_support::overlay::backend;
 use netkit_test_support::unique;
 
 #[tokio::test]
@@ -77,4 +78,31 @@ async fn c_flannel_vxlan_overlay_carries_pod_traffic_and_stops_without_entries()
         ping_retry(&lab.n1.pod, p2, 3),
         "traffic restored after re-adding the peer"
     );
+}
+
+/// `cargo run --example cluster`'s code, for both backends, at the size CI can afford (3 nodes ×
+/// 2 pods): every pod reaches every other, the matrix says so, every agent reports its two
+/// peers with the backend's mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_cluster_example_three_nodes_two_pods_reach_each_other() {
+    for (name, mode) in [("vxlan", "(vxlan)"), ("host-gw", "(route)")] {
+        let lab = cluster::build("sd", backend(name).unwrap(), 3, 2).await.unwrap();
+        assert_eq!(lab.pods.len(), 6);
+        let matrix = tokio::task::block_in_place(|| lab.matrix());
+        let text = lab.render(&matrix);
+        assert!(matrix.iter().flatten().all(|ok| *ok), "{name}:\n{text}");
+        assert_eq!(text.matches('✓').count(), 30, "{name}:\n{text}");
+        assert!(!text.contains('✗'), "{name}:\n{text}");
+        let statuses = lab.statuses();
+        assert_eq!(statuses.lines().count(), 3, "{statuses}");
+        for line in statuses.lines() {
+            assert_eq!(line.matches(mode).count(), 2, "{name}: {line}");
+            assert!(line.contains("[running]") && !line.contains("STORE FAILING"), "{line}");
+        }
+        // The pods' addresses come from their nodes' subnets.
+        for p in &lab.pods {
+            let subnet = lab.agents[p.node].now().lease.unwrap().subnet;
+            assert!(subnet.contains(IpAddr::V4(p.ip)), "{} {} in {subnet}", p.name, p.ip);
+        }
+    }
 }

@@ -99,11 +99,8 @@ impl RawUdp4 {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&self.src.ip().octets());
         ip[16..20].copy_from_slice(&self.dst.ip().octets());
-        let mut sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let sum = netkit_test_support::icmp::checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(&self.src.port().to_be_bytes());
         f.extend_from_slice(&self.dst.port().to_be_bytes());

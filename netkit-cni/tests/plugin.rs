@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use netkit_core::ipam::Ipam;
 use netkit_core::{NetNs, NetNsGuard};
 use netkit_test_support::echo::tcp_hello_from;
+use netkit_test_support::iperf;
 use netkit_test_support::snapshot::{default_route, global_addrs, mac_of, LinkRow};
 use netkit_test_support::{in_ns, ip, ipj, poll_for, report_skip, wait_until, HostNs, KillOnDrop, Rng};
 use serde_json::{json, Value};
@@ -1802,61 +1803,15 @@ fn ipv4_only_containers_and_bridge_ports_get_no_ipv6_link_local() {
     lab.call("DEL", c1, &keep_ll).silent("DEL c1 twice");
 }
 
-/// True when process `pid` has a TCP socket listening on `ip:port` (its namespace's
-/// /proc/PID/net/tcp).
-fn listening(pid: u32, ip: std::net::Ipv4Addr, port: u16) -> bool {
-    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), port);
-    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
-        .unwrap_or_default()
-        .lines()
-        .any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1] == local && f[3] == "0A"
-        })
-}
-
 /// TCP throughput (bit/s) of a 2-second iperf3 run from container `i` to H's bridge address
 /// (`reverse`: from H to the container).
 fn iperf(lab: &Lab, i: usize, reverse: bool) -> f64 {
-    let server = KillOnDrop::new(
-        lab.host
-            .command("iperf3")
-            .args(["-s", "-B", V4_GW, "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 server in H (Debian package iperf3)"),
-    );
-    wait_until(Duration::from_secs(20), "the iperf3 server in H to listen", || {
-        listening(server.id(), V4_GW.parse().unwrap(), 5201)
-    });
-    let mut args = vec![
-        "iperf3",
-        "-c",
-        V4_GW,
-        "-p",
-        "5201",
-        "-t",
-        "2",
-        "-J",
-        "--connect-timeout",
-        "5000",
-    ];
-    if reverse {
-        args.push("-R");
-    }
-    let out = in_ns(&lab.ctrs[i].name, &args);
-    drop(server);
-    assert!(
-        out.status.success(),
-        "iperf3 client: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("iperf3 reported no received rate")
+    let gw = V4_GW.parse().unwrap();
+    let _server = iperf::Iperf3Server::start(&lab.host, gw, 5201);
+    let ctr = NetNs::open(&lab.ctrs[i].name).unwrap();
+    let extra: &[&str] = if reverse { &["-t", "2", "-R"] } else { &["-t", "2"] };
+    let report = iperf::client(&ctr, gw, 5201, extra).unwrap_or_else(|e| panic!("{e}"));
+    iperf::received_bps(&report).expect("iperf3 reported no received rate")
 }
 
 /// The bandwidth capability: a token bucket on the host end for traffic to the container, an

@@ -1,159 +1,20 @@
-//! The overlay agent on a simulated cluster (test-support's `cluster`): nodes are namespaces
-//! on an underlay bridge in a lab namespace, each with its own agent (in this process, working
-//! in the node's namespace through a handle) and a file lease store they share; pods are
+//! The overlay agent on a simulated cluster (test-support's `cluster` and `overlay`): nodes are
+//! namespaces on an underlay bridge in a lab namespace, each with its own agent (in this
+//! process, on a thread inside the node's namespace) and a file lease store they share; pods are
 //! namespaces attached by netkit's attach code (what netkit-cni runs) inside the node's
 //! namespace, addressed from the agent's subnet file. Real packets: ping, TCP.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netkit_core::attach::{self, Attachment, Host, NetworkConfig};
-use netkit_core::ipam::lease::FileLeaseStore;
 use netkit_core::ipam::SubnetFile;
-use netkit_core::overlay::{
-    Agent, AgentConfig, AgentError, AgentStatus, BackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig,
-};
-use netkit_core::{Handle, NetNs, NetNsGuard};
-use netkit_test_support::cluster::{Cluster, Node};
+use netkit_core::overlay::{BackendConfig, PeerMode};
+use netkit_core::{NetNs, NetNsGuard};
+use netkit_test_support::cluster::Cluster;
 use netkit_test_support::cmd::bridge;
 use netkit_test_support::echo::{tcp_hello_from, Server};
+use netkit_test_support::overlay::{backend, reachability, wait_peers, ClusterNode};
 use netkit_test_support::{ip, ping, wait_for_async};
-use tokio::sync::{oneshot, watch};
-
-/// A running agent: stopped (and its task awaited) by [`Running::stop`], or aborted on drop.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), AgentError>>>,
-    status: watch::Receiver<AgentStatus>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("running").send(());
-        self.task
-            .take()
-            .expect("running")
-            .await
-            .expect("agent task")
-            .expect("clean stop");
-    }
-
-    fn now(&self) -> AgentStatus {
-        self.status.borrow().clone()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
-
-/// One node of a test: its namespace, its files, its pods.
-struct TestNode {
-    node: Node,
-    dir: PathBuf,
-}
-
-impl TestNode {
-    fn new(cluster: &Cluster, tag: &str, segment: u8, host: u8) -> TestNode {
-        let node = cluster.node(tag, segment, host);
-        let dir = cluster.dir().join(tag);
-        std::fs::create_dir_all(&dir).unwrap();
-        TestNode { node, dir }
-    }
-
-    fn name(&self) -> &str {
-        self.node.name()
-    }
-
-    fn subnet_file(&self) -> PathBuf {
-        self.dir.join("subnet.env")
-    }
-
-    async fn start(&self, store_dir: &Path, backend: BackendConfig, ttl: Duration) -> Running {
-        let ns = NetNs::open(self.name()).unwrap();
-        let h = Handle::new(&ns).await.unwrap();
-        let store = FileLeaseStore::open(store_dir, netkit_test_support::lease::flannel())
-            .await
-            .unwrap()
-            .with_watch_interval(Duration::from_millis(50));
-        let mut cfg = AgentConfig::new(self.name(), backend);
-        cfg.iface = Some("eth0".into());
-        cfg.subnet_file = Some(self.subnet_file());
-        cfg.status_file = Some(self.dir.join("status.json"));
-        cfg.ttl = ttl;
-        let agent = Agent::new(cfg, h, store);
-        let status = agent.status();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(agent.run(async move {
-            let _ = rx.await;
-        }));
-        Running {
-            stop: Some(tx),
-            task: Some(task),
-            status,
-        }
-    }
-
-    /// A pod on this node, attached as netkit-cni would (bridge cni0, addresses from the
-    /// agent's subnet file); its address.
-    async fn pod(&self, cluster: &Cluster, tag: &str) -> (NetNsGuard, Ipv4Addr) {
-        let pod = cluster.pod(tag);
-        let conf = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "podnet",
-            "type": "netkit-cni",
-            "bridge": "cni0",
-            "isDefaultGateway": true,
-            "waitLinkFree": true,
-            "ipam": {"type": "netkit-ipam", "dataDir": self.dir.join("ipam"), "subnetFile": self.subnet_file()}
-        });
-        let conf = NetworkConfig::parse(conf.to_string().as_bytes()).unwrap();
-        let att = Attachment::new(pod.path().display().to_string(), tag, "eth0")
-            .host(Host::in_netns(NetNs::open(self.name()).unwrap()));
-        let r = attach::add(&conf, &att).await.unwrap().to_json();
-        let addr = r["ips"][0]["address"].as_str().unwrap();
-        let ip: Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
-        (pod, ip)
-    }
-}
-
-/// Wait until `agent` sees `peers` other nodes, every one of them reachable.
-async fn wait_peers(agent: &Running, peers: usize) -> AgentStatus {
-    let mut rx = agent.status.clone();
-    wait_for_async(Duration::from_secs(20), "the agent to program its peers", async || {
-        let s = rx.borrow_and_update().clone();
-        if s.state == "running" && s.peers.len() == peers && s.peers.iter().all(|p| p.error.is_none()) {
-            Ok(s)
-        } else {
-            Err(s)
-        }
-    })
-    .await
-}
-
-/// Every pod pings every other pod and every node; failures listed.
-fn reachability(pods: &[(&NetNsGuard, Ipv4Addr)], nodes: &[&TestNode]) -> Vec<String> {
-    let mut failed = Vec::new();
-    for (from, from_ip) in pods {
-        let name = from.name().unwrap();
-        for (_, to_ip) in pods.iter().filter(|(_, ip)| ip != from_ip) {
-            if !ping(name, &to_ip.to_string()) {
-                failed.push(format!("{from_ip} -> pod {to_ip}"));
-            }
-        }
-        for n in nodes {
-            if !ping(name, &n.node.ip.to_string()) {
-                failed.push(format!("{from_ip} -> node {} {}", n.name(), n.node.ip));
-            }
-        }
-    }
-    failed
-}
 
 /// A TCP connection from `from` to a server in `to`: the server sees `from`'s own address.
 fn no_nat(from: &NetNsGuard, from_ip: Ipv4Addr, to: &NetNsGuard, to_ip: Ipv4Addr, port: u16) {
@@ -167,7 +28,7 @@ fn no_nat(from: &NetNsGuard, from_ip: Ipv4Addr, to: &NetNsGuard, to_ip: Ipv4Addr
 }
 
 fn vxlan() -> BackendConfig {
-    BackendConfig::Vxlan(VxlanBackendConfig::default())
+    backend("vxlan").expect("a backend name")
 }
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -176,14 +37,14 @@ const LONG: Duration = Duration::from_secs(3600);
 async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
     let cluster = Cluster::new("ovx", 1);
     let store = cluster.dir().join("leases");
-    let nodes: Vec<TestNode> = (1..=3)
-        .map(|i| TestNode::new(&cluster, &format!("n{i}"), 0, i as u8))
+    let nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::new(&cluster, &format!("n{i}"), 0, i as u8))
         .collect();
     let mut agents = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         // Node 3's lease is short: it is stopped below and its lease must expire.
         let ttl = if i == 2 { Duration::from_secs(3) } else { LONG };
-        agents.push(n.start(&store, vxlan(), ttl).await);
+        agents.push(n.start_file(&store, vxlan(), ttl).await);
     }
     for a in &agents {
         let s = wait_peers(a, 2).await;
@@ -203,7 +64,7 @@ async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
         }
     }
     let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
-    let all: Vec<&TestNode> = nodes.iter().collect();
+    let all: Vec<&ClusterNode> = nodes.iter().collect();
     assert_eq!(reachability(&view, &all), Vec::<String>::new());
     no_nat(&pods[0].0, pods[0].1, &pods[4].0, pods[4].1, 7001);
     // The pods' MTU is the subnet file's.
@@ -246,8 +107,8 @@ async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
     assert!(ping(pods[0].0.name().unwrap(), &pods[2].1.to_string()));
 
     // A fourth node joins: everyone reaches its pod.
-    let n4 = TestNode::new(&cluster, "n4", 0, 4);
-    let a4 = n4.start(&store, vxlan(), LONG).await;
+    let n4 = ClusterNode::new(&cluster, "n4", 0, 4);
+    let a4 = n4.start_file(&store, vxlan(), LONG).await;
     wait_peers(&a4, 3).await;
     for a in &agents {
         wait_peers(a, 3).await;
@@ -264,9 +125,9 @@ async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
     // Node 3 stops (its lease kept, not renewed): when it expires, the others forget it.
     let n3_subnet = agents[2].now().lease.unwrap().subnet;
     let a3 = agents.pop().unwrap();
-    a3.stop().await;
+    a3.stop().await.expect("clean stop");
     for a in agents.iter().chain([&a4]) {
-        let mut rx = a.status.clone();
+        let mut rx = a.status();
         wait_for_async(Duration::from_secs(15), "node 3's lease to expire", async || {
             let s = rx.borrow_and_update().clone();
             if s.peers.iter().all(|p| p.subnet != n3_subnet) {
@@ -306,8 +167,8 @@ async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
         .output();
     let restart = async {
         let a1 = agents.remove(0);
-        a1.stop().await;
-        let a1 = nodes[0].start(&store, vxlan(), LONG).await;
+        a1.stop().await.expect("clean stop");
+        let a1 = nodes[0].start_file(&store, vxlan(), LONG).await;
         let s = wait_peers(&a1, 2).await;
         (a1, s)
     };
@@ -323,12 +184,12 @@ async fn vxlan_cluster_reaches_repairs_grows_and_forgets() {
 async fn host_gw_cluster_routes_via_node_addresses() {
     let cluster = Cluster::new("ohg", 1);
     let store = cluster.dir().join("leases");
-    let nodes: Vec<TestNode> = (1..=3)
-        .map(|i| TestNode::new(&cluster, &format!("g{i}"), 0, i as u8))
+    let nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::new(&cluster, &format!("g{i}"), 0, i as u8))
         .collect();
     let mut agents = Vec::new();
     for n in &nodes {
-        agents.push(n.start(&store, BackendConfig::HostGw, LONG).await);
+        agents.push(n.start_file(&store, BackendConfig::HostGw, LONG).await);
     }
     for a in &agents {
         let s = wait_peers(a, 2).await;
@@ -345,7 +206,7 @@ async fn host_gw_cluster_routes_via_node_addresses() {
         }
     }
     let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
-    let all: Vec<&TestNode> = nodes.iter().collect();
+    let all: Vec<&ClusterNode> = nodes.iter().collect();
     assert_eq!(reachability(&view, &all), Vec::<String>::new());
     no_nat(&pods[1].0, pods[1].1, &pods[5].0, pods[5].1, 7002);
     let g2_subnet = agents[1].now().lease.unwrap().subnet.to_string();
@@ -358,31 +219,23 @@ async fn host_gw_cluster_routes_via_node_addresses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_segments_host_gw_reports_vxlan_and_udp_cross_direct_routing_mixes() {
-    for backend in ["host-gw", "vxlan", "vxlan-direct", "udp"] {
+    for name in ["host-gw", "vxlan", "vxlan-direct", "udp"] {
         let cluster = Cluster::new("o2s", 2);
         let store = cluster.dir().join("leases");
         let nodes = [
-            TestNode::new(&cluster, "a1", 0, 1),
-            TestNode::new(&cluster, "a2", 0, 2),
-            TestNode::new(&cluster, "b1", 1, 1),
+            ClusterNode::new(&cluster, "a1", 0, 1),
+            ClusterNode::new(&cluster, "a2", 0, 2),
+            ClusterNode::new(&cluster, "b1", 1, 1),
         ];
-        let cfg = match backend {
-            "host-gw" => BackendConfig::HostGw,
-            "vxlan" => vxlan(),
-            "udp" => BackendConfig::Udp(UdpBackendConfig::default()),
-            _ => BackendConfig::Vxlan(VxlanBackendConfig {
-                direct_routing: true,
-                ..Default::default()
-            }),
-        };
+        let cfg = backend(name).expect("a backend name");
         let mut agents = Vec::new();
         for n in &nodes {
-            agents.push(n.start(&store, cfg.clone(), LONG).await);
+            agents.push(n.start_file(&store, cfg.clone(), LONG).await);
         }
         let mut pods = Vec::new();
-        if backend == "host-gw" {
+        if name == "host-gw" {
             // a1 reaches a2 directly; b1 is behind the router: reported, not black-holed.
-            let mut rx = agents[0].status.clone();
+            let mut rx = agents[0].status();
             let s = wait_for_async(Duration::from_secs(20), "a1 to see both peers", async || {
                 let s = rx.borrow_and_update().clone();
                 if s.peers.len() == 2 {
@@ -415,16 +268,16 @@ async fn two_segments_host_gw_reports_vxlan_and_udp_cross_direct_routing_mixes()
             pods.push(n.pod(&cluster, &tag).await);
         }
         let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
-        assert_eq!(reachability(&view, &[]), Vec::<String>::new(), "{backend}");
+        assert_eq!(reachability(&view, &[]), Vec::<String>::new(), "{name}");
         let s = agents[0].now();
         let mode = |node: &str| s.peers.iter().find(|p| p.node == node).unwrap().mode.clone();
-        let (same, across) = match backend {
+        let (same, across) = match name {
             "vxlan" => (PeerMode::Vxlan, PeerMode::Vxlan),
             "udp" => (PeerMode::Udp, PeerMode::Udp),
             _ => (PeerMode::Direct, PeerMode::Vxlan),
         };
-        assert_eq!(mode(nodes[1].name()), same, "{backend}: {s:?}");
-        assert_eq!(mode(nodes[2].name()), across, "{backend}: across the router: {s:?}");
+        assert_eq!(mode(nodes[1].name()), same, "{name}: {s:?}");
+        assert_eq!(mode(nodes[2].name()), across, "{name}: across the router: {s:?}");
     }
 }
 
@@ -457,20 +310,16 @@ fn bulk_tcp(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr, port: u16, bytes: usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
-    for (offload, single) in [(true, false), (false, false), (false, true)] {
+    for name in ["udp", "udp-batched", "udp-single"] {
         let cluster = Cluster::new("oudp", 1);
         let store = cluster.dir().join("leases");
-        let nodes: Vec<TestNode> = (1..=3)
-            .map(|i| TestNode::new(&cluster, &format!("u{i}"), 0, i as u8))
+        let nodes: Vec<ClusterNode> = (1..=3)
+            .map(|i| ClusterNode::new(&cluster, &format!("u{i}"), 0, i as u8))
             .collect();
-        let backend = BackendConfig::Udp(UdpBackendConfig {
-            single,
-            offload,
-            ..Default::default()
-        });
+        let cfg = backend(name).expect("a backend name");
         let mut agents = Vec::new();
         for n in &nodes {
-            agents.push(n.start(&store, backend.clone(), LONG).await);
+            agents.push(n.start_file(&store, cfg.clone(), LONG).await);
         }
         for a in &agents {
             let s = wait_peers(a, 2).await;
@@ -490,21 +339,14 @@ async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
             }
         }
         let view: Vec<(&NetNsGuard, Ipv4Addr)> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        assert_eq!(
-            reachability(&view, &all),
-            Vec::<String>::new(),
-            "offload={offload} single={single}"
-        );
+        let all: Vec<&ClusterNode> = nodes.iter().collect();
+        assert_eq!(reachability(&view, &all), Vec::<String>::new(), "{name}");
         no_nat(&pods[0].0, pods[0].1, &pods[3].0, pods[3].1, 7003);
         let (a, b): (NetNs, NetNs) = ((*pods[1].0).clone(), (*pods[5].0).clone());
         let b_ip = pods[5].1;
         tokio::task::spawn_blocking(move || bulk_tcp(&a, &b, b_ip, 7004, 8 << 20))
             .await
             .unwrap();
-        let s = agents[0].now();
-        let udp = s.udp.expect("udp counters");
-        assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");
         // Drift: the route to the network through the TUN device comes back.
         ip(&["-n", nodes[0].name(), "route", "del", "10.244.0.0/16"]);
         wait_for_async(Duration::from_secs(10), "the TUN route to be put back", async || {
@@ -517,5 +359,8 @@ async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
         })
         .await;
         assert!(ping(pods[0].0.name().unwrap(), &pods[4].1.to_string()));
+        // The status (published with the repair) counts the traffic so far.
+        let udp = agents[0].now().udp.expect("udp counters");
+        assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");
     }
 }

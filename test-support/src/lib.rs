@@ -1,8 +1,10 @@
-//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]) and a real etcd ([`etcd`]), names unique to a test process ([`unique`]), skips
+//! What netkit's tests share, written once: a simulated cluster's underlay ([`cluster`]), overlay
+//! agents and pods on it ([`overlay`]), a real etcd ([`etcd`]), ICMP echo timed in-process
+//! ([`icmp`]), names unique to a test process ([`unique`]), skips
 //! that show in plain `cargo test` output ([`report_skip`]), bounded waits instead of sleeps
 //! ([`wait_until`], [`wait_for`] and their async forms), temp dirs ([`tempdir`]), namespaces
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
-//! ([`hoststate`]), identity servers for traffic checks ([`echo`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
+//! ([`hoststate`]), identity servers for traffic checks ([`echo`]), iperf3 runs ([`iperf`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
 //! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), golden files
 //! compared with a test's text and rewritten on request ([`golden`]) and a seeded generator for
@@ -17,11 +19,14 @@ pub mod echo;
 pub mod etcd;
 pub mod golden;
 pub mod hoststate;
+pub mod icmp;
+pub mod iperf;
 pub mod iptables;
 pub mod lease;
 pub mod lit;
 pub mod natlab;
 pub mod ns;
+pub mod overlay;
 mod rng;
 pub mod snapshot;
 mod wait;

@@ -226,33 +226,40 @@ impl<S: LeaseStore> Agent<S> {
                     run.publish("running");
                 }
                 ev = next_lease_event(&mut leases) => {
-                    match ev {
+                    let changed = match ev {
                         Some(Ok(ev)) => run.lease_event(ev).await,
                         Some(Err(e)) => {
                             // The file store keeps polling after a failed poll; etcd's stream ends.
                             run.store_failed(&e);
+                            true
                         }
                         None => {
                             log::warn!(target: TARGET, "{}: the lease watch ended; watching again", self.cfg.node);
                             leases = None;
                             rewatch_at = Some(Instant::now() + retry);
+                            true
                         }
-                    }
+                    };
                     if std::mem::take(&mut run.renew_now) {
                         renew_at = Instant::now();
                     }
-                    run.publish("running");
+                    if changed {
+                        run.publish("running");
+                    }
                 }
                 ev = next_kernel_event(&mut kernel) => {
-                    match ev {
+                    let changed = match ev {
                         Some(ev) => run.kernel_event(ev).await,
                         None => {
                             log::warn!(target: TARGET, "{}: kernel events ended; subscribing again", self.cfg.node);
                             kernel = self.subscribe().await;
                             run.reconcile().await;
+                            true
                         }
+                    };
+                    if changed {
+                        run.publish("running");
                     }
-                    run.publish("running");
                 }
                 () = tokio::time::sleep_until(renew_at) => {
                     match run.renew(&mut shutdown).await? {
@@ -532,25 +539,31 @@ impl<S: LeaseStore> Running<'_, S> {
         }
     }
 
-    async fn lease_event(&mut self, ev: LeaseEvent) {
+    /// A lease event; whether it changed anything (a renewal of another node's lease, the
+    /// most common event, changes nothing).
+    async fn lease_event(&mut self, ev: LeaseEvent) -> bool {
         match ev {
             LeaseEvent::Added(l) | LeaseEvent::Changed(l) if l.meta.node != self.node() => {
                 let peer = Peer::from_lease(&l);
-                if self.peers.get(&l.subnet) != Some(&peer) {
-                    self.program(peer).await;
+                if self.peers.get(&l.subnet) == Some(&peer) {
+                    return false;
                 }
+                self.program(peer).await;
+                true
             }
             LeaseEvent::Removed(l)
                 if l.meta.node != self.node() && self.peers.get(&l.subnet).is_some_and(|p| p.node == l.meta.node) =>
             {
                 self.forget(l.subnet).await;
+                true
             }
             LeaseEvent::Removed(l) if self.lease.as_ref().is_some_and(|mine| mine.subnet == l.subnet) => {
                 log::warn!(target: TARGET, "{}: the store ended this node's lease of {}", self.node(), l.subnet);
                 // Renewal finds it lost and acquires again.
                 self.renew_now = true;
+                true
             }
-            _ => {}
+            _ => false,
         }
     }
 
@@ -651,7 +664,9 @@ impl<S: LeaseStore> Running<'_, S> {
 
     /// A kernel event: one of the agent's entries deleted is put back; its overlay device
     /// deleted is made again; lost events make a full reconcile.
-    async fn kernel_event(&mut self, ev: Event) {
+    /// A kernel event; whether the agent changed anything for it (most events are the echoes
+    /// of its own changes, or others' business).
+    async fn kernel_event(&mut self, ev: Event) -> bool {
         let key = match &ev {
             Event::DelRoute(r) if r.protocol == PROTO_OVERLAY => r.dst.map(Key::Route),
             Event::DelNeighbour(n) => Some(Key::Neigh(n.index, n.ip)),
@@ -664,17 +679,17 @@ impl<S: LeaseStore> Running<'_, S> {
                     }
                 }
                 self.reconcile().await;
-                return;
+                return true;
             }
             Event::Overrun => {
                 log::warn!(target: TARGET, "{}: kernel events were lost; comparing with the kernel", self.node());
                 self.reconcile().await;
-                return;
+                return true;
             }
             _ => None,
         };
         let Some(entry) = key.and_then(|k| self.wanted.get(&k)).cloned() else {
-            return;
+            return false;
         };
         match entry.install(&self.agent.h).await {
             Ok(()) => {
@@ -683,6 +698,7 @@ impl<S: LeaseStore> Running<'_, S> {
             }
             Err(e) => log::error!(target: TARGET, "{}: putting back {}: {e}", self.node(), describe(&entry)),
         }
+        true
     }
 
     fn store_ok(&mut self) {

@@ -369,10 +369,16 @@ mod tests {
     }
 
     #[test]
-    fn checksum_of_rfc1071_example() {
-        // RFC 1071's example bytes: sum 0xddf2, checksum its complement.
+    fn checksum_of_rfc1071_example_and_odd_lengths() {
+        // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to ddf2; the checksum is its complement.
         assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
-        assert_eq!(checksum(&[0xff]), !0xff00);
+        // An odd last byte counts as its high half.
+        assert_eq!(checksum(&[0x12]), !0x1200);
+        // A header with its checksum in place sums to zero.
+        let mut h = [0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let c = checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(checksum(&h), 0);
     }
 
     #[test]

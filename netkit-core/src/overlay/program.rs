@@ -8,7 +8,7 @@
 //! device. A reconcile removes only such entries, so routes and entries of others are never
 //! touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -139,10 +139,14 @@ impl Entry {
     }
 }
 
-/// The entries of every peer, by peer subnet, and what the kernel was last made to hold.
+/// The entries of every peer, by peer subnet, and what the kernel was last made to hold;
+/// indexed by key too, so a kernel event finds its entry in O(1) among thousands.
 #[derive(Debug, Default)]
 pub(crate) struct Wanted {
     by_peer: BTreeMap<IpNetwork, Vec<Entry>>,
+    /// Which peer's entries hold each key.
+    owner: HashMap<Key, IpNetwork>,
+    entries: usize,
 }
 
 /// What a reconcile changed.
@@ -160,28 +164,48 @@ impl Wanted {
 
     /// The wanted entry with this key, if any.
     pub(crate) fn get(&self, key: &Key) -> Option<&Entry> {
-        self.by_peer.values().flatten().find(|e| &e.key() == key)
+        let subnet = self.owner.get(key)?;
+        self.by_peer.get(subnet)?.iter().find(|e| &e.key() == key)
     }
 
     /// Number of wanted entries.
     pub(crate) fn entries(&self) -> usize {
-        self.by_peer.values().map(Vec::len).sum()
+        self.entries
+    }
+
+    /// The entries of `subnet`'s peer, taken out (with the index kept right).
+    fn take(&mut self, subnet: IpNetwork) -> Vec<Entry> {
+        let old = self.by_peer.remove(&subnet).unwrap_or_default();
+        for e in &old {
+            self.owner.remove(&e.key());
+        }
+        self.entries -= old.len();
+        old
+    }
+
+    /// Put `entries` in as `subnet`'s peer's (none: nothing).
+    fn put(&mut self, subnet: IpNetwork, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        for e in &entries {
+            self.owner.insert(e.key(), subnet);
+        }
+        self.entries += entries.len();
+        self.by_peer.insert(subnet, entries);
     }
 
     /// Record the entries of the peer with `subnet` without touching the kernel (a
     /// [`Wanted::reconcile`] follows).
     pub(crate) fn want(&mut self, subnet: IpNetwork, entries: Vec<Entry>) {
-        if entries.is_empty() {
-            self.by_peer.remove(&subnet);
-        } else {
-            self.by_peer.insert(subnet, entries);
-        }
+        self.take(subnet);
+        self.put(subnet, entries);
     }
 
     /// Forget the peer with `subnet` without touching the kernel (a [`Wanted::reconcile`]
     /// removes its entries).
     pub(crate) fn forget(&mut self, subnet: IpNetwork) {
-        self.by_peer.remove(&subnet);
+        self.take(subnet);
     }
 
     /// Set the entries of the peer with `subnet` (none: forget the peer) and bring the kernel
@@ -193,7 +217,7 @@ impl Wanted {
         subnet: IpNetwork,
         entries: Vec<Entry>,
     ) -> (Changes, Vec<String>) {
-        let old = self.by_peer.remove(&subnet).unwrap_or_default();
+        let old = self.take(subnet);
         let new_keys: BTreeSet<Key> = entries.iter().map(Entry::key).collect();
         let mut changes = Changes::default();
         let mut errors = Vec::new();
@@ -209,9 +233,7 @@ impl Wanted {
                 Err(msg) => errors.push(msg),
             }
         }
-        if !entries.is_empty() {
-            self.by_peer.insert(subnet, entries);
-        }
+        self.put(subnet, entries);
         (changes, errors)
     }
 
@@ -322,9 +344,12 @@ mod tests {
         };
         assert_eq!(f.key(), Key::Fdb(5, "02:00:00:00:00:01".parse().unwrap()));
         let mut w = Wanted::default();
-        w.by_peer
-            .insert("10.244.1.0/24".parse().unwrap(), vec![a.clone(), f.clone()]);
+        w.want("10.244.1.0/24".parse().unwrap(), vec![a.clone(), f.clone()]);
         assert_eq!(w.entries(), 2);
         assert_eq!(w.get(&b.key()), Some(&a));
+        w.want("10.244.1.0/24".parse().unwrap(), vec![f.clone()]);
+        assert_eq!((w.entries(), w.get(&b.key())), (1, None));
+        w.forget("10.244.1.0/24".parse().unwrap());
+        assert_eq!((w.entries(), w.get(&f.key())), (0, None));
     }
 }

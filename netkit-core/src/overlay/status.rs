@@ -41,7 +41,8 @@ pub struct AgentStatus {
     pub changes: u64,
     /// Full comparisons with the kernel made since the agent started.
     pub reconciles: u64,
-    /// The udp backend's data path counters (udp only).
+    /// The udp backend's data path counters (udp only), as of `updated_ms`: the status is
+    /// made when something changes, not on a timer.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub udp: Option<UdpStatus>,
     /// When this status was made, in milliseconds since the Unix epoch.
