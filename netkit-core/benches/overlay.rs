@@ -22,8 +22,8 @@
 //! Knobs (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `NETKIT_BENCH_OVERLAY_NODES` 10 [4]
 //! (cluster size at a join), `_JOINS` 20 [4], `_TTL` seconds 5 [3] (the cluster's lease TTL),
 //! `_EXPIRE` 3 [2] (nodes left to expire), `_LEASES` 1000 [250], `_FEW` 10, `_CHANGES` 20 [5],
-//! `_IDLE` seconds 10 [2], `_IPERF_SECS` 10 [2], `_BACKENDS` `host-gw,vxlan` (names as
-//! test-support's `overlay::backend` knows them; a `udp` backend plugs in by name there), and
+//! `_IDLE` seconds 10 [2], `_IPERF_SECS` 10 [2], `_BACKENDS` `host-gw,vxlan,udp,udp-batched,udp-single` (names as
+//! test-support's `overlay::backend` knows them), and
 //! `NETKIT_BENCH_NETKIT`: the `netkit` binary for the `agent` phase (default: built with
 //! `cargo build --release -p netkit-cli`), `NETKIT_BENCH_OVERLAY_LOG=1`: the in-process agents'
 //! log on stderr, stamped with Unix milliseconds.
@@ -138,7 +138,7 @@ fn config() -> Res<Config> {
         }
     };
     let backends: Vec<String> = env("NETKIT_BENCH_OVERLAY_BACKENDS")
-        .unwrap_or_else(|| "host-gw,vxlan".into())
+        .unwrap_or_else(|| "host-gw,vxlan,udp,udp-batched,udp-single".into())
         .split(',')
         .map(|b| b.trim().to_string())
         .collect();
