@@ -364,3 +364,91 @@ async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
         assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");
     }
 }
+
+/// What the vxlan test shows about an expired lease and a restarted agent, for host-gw and udp:
+/// a stopped node's lease expires and the others forget it; an agent restarted over a working
+/// data path changes nothing. host-gw keeps every packet across the restart (the data path is
+/// the kernel's routes); udp's data path is the agent's own threads, so packets sent while no
+/// agent runs are lost (as with Flannel's udp backend) and traffic resumes with the new agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_gw_and_udp_forget_expired_nodes_and_restart_without_changes() {
+    for name in ["host-gw", "udp"] {
+        let cluster = Cluster::new("orx", 1);
+        let store = cluster.dir().join("leases");
+        let nodes: Vec<ClusterNode> = (1..=3)
+            .map(|i| ClusterNode::new(&cluster, &format!("r{i}"), 0, i as u8))
+            .collect();
+        let cfg = backend(name).expect("a backend name");
+        let mut agents = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let ttl = if i == 2 { Duration::from_secs(3) } else { LONG };
+            agents.push(n.start_file(&store, cfg.clone(), ttl).await);
+        }
+        for a in &agents {
+            wait_peers(a, 2).await;
+        }
+        let p1 = nodes[0].pod(&cluster, "r1p").await;
+        let p2 = nodes[1].pod(&cluster, "r2p").await;
+        assert!(ping(p1.0.name().unwrap(), &p2.1.to_string()), "{name}");
+
+        let n3_subnet = agents[2].now().lease.unwrap().subnet;
+        agents.pop().unwrap().stop().await.expect("clean stop");
+        for a in &agents {
+            let mut rx = a.status();
+            wait_for_async(Duration::from_secs(15), "node 3's lease to expire", async || {
+                let s = rx.borrow_and_update().clone();
+                if s.peers.iter().all(|p| p.subnet != n3_subnet) {
+                    Ok(())
+                } else {
+                    Err(s)
+                }
+            })
+            .await;
+        }
+        let routes = ip(&["-n", nodes[0].name(), "route", "show", "proto", "78"]);
+        assert!(!routes.contains(&n3_subnet.to_string()), "{name}: {routes}");
+
+        let pinger = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                p1.0.name().unwrap(),
+                "ping",
+                "-q",
+                "-i",
+                "0.01",
+                "-c",
+                "200",
+            ])
+            .arg(p2.1.to_string())
+            .output();
+        let restart = async {
+            agents.remove(0).stop().await.expect("clean stop");
+            let a1 = nodes[0].start_file(&store, cfg.clone(), LONG).await;
+            let s = wait_peers(&a1, 1).await;
+            (a1, s)
+        };
+        let (out, (a1, s)) = tokio::join!(tokio::task::spawn_blocking(move || pinger), restart);
+        let text = String::from_utf8_lossy(&out.unwrap().unwrap().stdout).into_owned();
+        assert_eq!(
+            s.changes, 0,
+            "{name}: a restarted agent changes nothing that is right: {s:?}"
+        );
+        if name == "host-gw" {
+            assert!(
+                text.contains(" 0% packet loss"),
+                "{name}: ping across the restart: {text}"
+            );
+        } else {
+            assert!(
+                !text.contains(" 100% packet loss"),
+                "{name}: ping across the restart: {text}"
+            );
+        }
+        assert!(
+            ping(p1.0.name().unwrap(), &p2.1.to_string()),
+            "{name}: after the restart"
+        );
+        drop(a1);
+    }
+}
