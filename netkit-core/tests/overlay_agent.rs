@@ -308,6 +308,48 @@ fn bulk_tcp(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr, port: u16, bytes: usize) 
     assert!(got == data, "the bytes arrived unchanged and in order");
 }
 
+/// `sends` UDP super-packets of 25 datagrams of 1200 bytes each (`UDP_SEGMENT`: the kernel
+/// keeps each as one packet up to the udp backend's TUN device, which takes it whole with USO)
+/// from `from` to `to_ip:port` (a socket in `to`); the datagrams received, each checked.
+fn bulk_udp_gso(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr, port: u16, sends: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    const SEG: usize = 1200;
+    let rx = to
+        .run(move || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let tx = from
+        .run(|| std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
+        .unwrap()
+        .unwrap();
+    let seg: libc::c_int = SEG as libc::c_int;
+    // SAFETY: setsockopt(UDP_SEGMENT) with a live c_int on an open socket.
+    let r = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            103, // UDP_SEGMENT
+            (&seg as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    for k in 0..sends {
+        let data: Vec<u8> = (0..25 * SEG).map(|i| (i / SEG + k) as u8).collect();
+        tx.send_to(&data, (to_ip, port)).unwrap();
+        for _ in 0..25 {
+            let Ok((n, _)) = rx.recv_from(&mut buf) else { break };
+            assert_eq!(n, SEG, "a whole datagram");
+            assert!(buf[..n].iter().all(|b| *b == buf[0]), "one datagram's bytes, unchanged");
+            got += 1;
+        }
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
     for name in ["udp", "udp-batched", "udp-single"] {
@@ -344,9 +386,14 @@ async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
         no_nat(&pods[0].0, pods[0].1, &pods[3].0, pods[3].1, 7003);
         let (a, b): (NetNs, NetNs) = ((*pods[1].0).clone(), (*pods[5].0).clone());
         let b_ip = pods[5].1;
+        let (a2, b2) = (a.clone(), b.clone());
         tokio::task::spawn_blocking(move || bulk_tcp(&a, &b, b_ip, 7004, 8 << 20))
             .await
             .unwrap();
+        let got = tokio::task::spawn_blocking(move || bulk_udp_gso(&a2, &b2, b_ip, 7005, 8))
+            .await
+            .unwrap();
+        assert_eq!(got, 8 * 25, "{name}: every UDP datagram of the super-packets arrived");
         // Drift: the route to the network through the TUN device comes back.
         ip(&["-n", nodes[0].name(), "route", "del", "10.244.0.0/16"]);
         wait_for_async(Duration::from_secs(10), "the TUN route to be put back", async || {
@@ -362,6 +409,17 @@ async fn udp_cluster_offloaded_batched_and_one_packet_per_call() {
         // The status (published with the repair) counts the traffic so far.
         let udp = agents[0].now().udp.expect("udp counters");
         assert!(udp.tx_packets > 0 && udp.rx_packets > 0, "{udp:?}");
+        if name == "udp" {
+            assert!(udp.tso_cut > 0, "TCP super-packets came from the TUN device: {udp:?}");
+            if udp.uso {
+                assert!(udp.uso_cut > 0, "UDP super-packets came from the TUN device: {udp:?}");
+            } else {
+                netkit_test_support::report_skip(
+                    "overlay_agent::udp_cluster (USO half)",
+                    "the TUN device refused USO (Linux before 6.2): UDP super-packets are cut by the kernel",
+                );
+            }
+        }
     }
 }
 

@@ -59,7 +59,8 @@ pub mod tun_offload {
     pub const TSO6: u32 = 0x04;
     /// TSO with ECN (`TUN_F_TSO_ECN`).
     pub const TSO_ECN: u32 = 0x08;
-    /// UDP over IPv4 super-packets (`TUN_F_USO4`, Linux 6.2+).
+    /// UDP over IPv4 super-packets (`TUN_F_USO4`, Linux 6.2+; the kernel takes it only with
+    /// [`USO6`]).
     pub const USO4: u32 = 0x20;
     /// UDP over IPv6 super-packets (`TUN_F_USO6`, Linux 6.2+).
     pub const USO6: u32 = 0x40;

@@ -758,6 +758,9 @@ impl<S: LeaseStore> Running<'_, S> {
                 rx_packets: c.rx_packets.load(Ordering::Relaxed),
                 rx_unknown: c.rx_unknown.load(Ordering::Relaxed),
                 syscalls: c.syscalls.load(Ordering::Relaxed),
+                tso_cut: c.tso_cut.load(Ordering::Relaxed),
+                uso_cut: c.uso_cut.load(Ordering::Relaxed),
+                uso: c.uso.load(Ordering::Relaxed),
             }),
             updated_ms: unix_ms(std::time::SystemTime::now()),
         };

@@ -38,6 +38,8 @@ pub const NEEDS_CSUM: u8 = 1;
 pub const GSO_NONE: u8 = 0;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4` (USO: a UDP payload to cut into datagrams of `gso_size`).
+pub const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
 
 impl VnetHdr {
@@ -171,6 +173,49 @@ pub fn segment_tcp(pkt: &[u8], mss: usize, out: &mut Vec<u8>) -> Option<(usize, 
         seg[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
     }
     Some((hdr + mss.min(payload.len().max(1)), n))
+}
+
+/// Cut a UDP/IPv4 super-packet `pkt` (USO: one UDP header, a payload to send as datagrams of
+/// `size` bytes) into datagrams written one after the other into `out` (cleared first), each
+/// with its own IP header (total length, ID + i, checksum) and UDP header (length, checksum).
+/// Returns the size of each datagram but the last and the count; `None` when `pkt` is no
+/// UDP/IPv4 packet or `size` is 0.
+pub fn segment_udp(pkt: &[u8], size: usize, out: &mut Vec<u8>) -> Option<(usize, usize)> {
+    if pkt.len() < 28 || pkt[0] >> 4 != 4 || pkt[9] != 17 || size == 0 {
+        return None;
+    }
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl + 8 {
+        return None;
+    }
+    let hdr = ihl + 8;
+    let payload = &pkt[hdr..];
+    out.clear();
+    let id = u16::from_be_bytes([pkt[4], pkt[5]]);
+    let n = payload.len().div_ceil(size).max(1);
+    for i in 0..n {
+        let chunk = &payload[(i * size).min(payload.len())..((i + 1) * size).min(payload.len())];
+        let start = out.len();
+        out.extend_from_slice(&pkt[..hdr]);
+        out.extend_from_slice(chunk);
+        let d = &mut out[start..];
+        d[2..4].copy_from_slice(&((hdr + chunk.len()) as u16).to_be_bytes());
+        d[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        d[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum(&d[..ihl]);
+        d[10..12].copy_from_slice(&c.to_be_bytes());
+        let ulen = (8 + chunk.len()) as u16;
+        d[ihl + 4..ihl + 6].copy_from_slice(&ulen.to_be_bytes());
+        d[ihl + 6..ihl + 8].copy_from_slice(&[0, 0]);
+        let mut sum = sum16(&d[12..20], 0) + 17 + u64::from(ulen);
+        sum = sum16(&d[ihl..], sum);
+        let c = match !fold(sum) {
+            0 => 0xffff, // UDP sends a computed zero as all ones
+            c => c,
+        };
+        d[ihl + 6..ihl + 8].copy_from_slice(&c.to_be_bytes());
+    }
+    Some((hdr + size.min(payload.len().max(1)), n))
 }
 
 /// Joins consecutive TCP/IPv4 segments of one flow into super-packets for the TUN device (see
@@ -402,6 +447,39 @@ mod tests {
         }
         assert_eq!(joined, data);
         assert!(segment_tcp(&sup[..30], 1448, &mut out).is_none());
+    }
+
+    #[test]
+    fn a_udp_super_packet_cut_into_valid_datagrams() {
+        let data: Vec<u8> = (0..2500u32).map(|i| (i * 3) as u8).collect();
+        let mut sup = vec![0u8; 28];
+        sup[0] = 0x45;
+        sup[2..4].copy_from_slice(&((28 + data.len()) as u16).to_be_bytes());
+        sup[8] = 64;
+        sup[9] = 17;
+        sup[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        sup[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        sup[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        sup[22..24].copy_from_slice(&6000u16.to_be_bytes());
+        sup.extend_from_slice(&data);
+        let mut out = Vec::new();
+        let (size, n) = segment_udp(&sup, 1000, &mut out).unwrap();
+        assert_eq!((size, n), (1028, 3));
+        let mut joined = Vec::new();
+        let mut off = 0;
+        for i in 0..n {
+            let len = if i + 1 < n { size } else { out.len() - off };
+            let d = &out[off..off + len];
+            assert_eq!(checksum(&d[..20]), 0, "datagram {i}: IP checksum");
+            let ulen = u16::from_be_bytes([d[24], d[25]]);
+            assert_eq!(usize::from(ulen), len - 20);
+            let sum = sum16(&d[20..], sum16(&d[12..20], 0) + 17 + u64::from(ulen));
+            assert_eq!(fold(sum), 0xffff, "datagram {i}: UDP checksum");
+            joined.extend_from_slice(&d[28..]);
+            off += len;
+        }
+        assert_eq!(joined, data);
+        assert!(segment_udp(&sup[..20], 1000, &mut out).is_none());
     }
 
     #[test]

@@ -71,6 +71,15 @@ pub struct UdpStatus {
     pub rx_unknown: u64,
     /// System calls that moved packets.
     pub syscalls: u64,
+    /// TCP super-packets from the TUN device cut into segments (TSO).
+    #[serde(default)]
+    pub tso_cut: u64,
+    /// UDP super-packets from the TUN device cut into datagrams (USO).
+    #[serde(default)]
+    pub uso_cut: u64,
+    /// Whether the TUN device takes UDP super-packets (USO, Linux 6.2+).
+    #[serde(default)]
+    pub uso: bool,
 }
 
 /// One other node.

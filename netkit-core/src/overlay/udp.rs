@@ -15,8 +15,9 @@
 //!   per system call each way (Flannel's own design), to measure what batching is worth.
 //!
 //! * Offloads, where the kernel has them (see [`super::offload`]): the TUN queues carry a
-//!   virtio-net header and hand out TCP super-packets (`TUNSETOFFLOAD` TSO4), which are cut
-//!   into MTU-sized segments in user space and sent with one `sendmsg` each (`UDP_SEGMENT`);
+//!   virtio-net header and hand out TCP and UDP super-packets (`TUNSETOFFLOAD` TSO4, USO4),
+//!   which are cut into MTU-sized segments or datagrams in user space and sent with one
+//!   `sendmsg` each (`UDP_SEGMENT`);
 //!   the sockets receive with `UDP_GRO`, and consecutive segments of one TCP flow are joined
 //!   back into a super-packet for one `write` to the TUN device. Without them (an older
 //!   kernel), packets move one MTU each, batched as above.
@@ -34,7 +35,10 @@ use std::thread::JoinHandle;
 
 use ipnetwork::Ipv4Network;
 
-use super::offload::{finish_csum, segment_tcp, Coalescer, VnetHdr, GSO_NONE, GSO_TCPV4, NEEDS_CSUM, VNET_HDR_LEN};
+use super::offload::{
+    finish_csum, segment_tcp, segment_udp, Coalescer, VnetHdr, GSO_NONE, GSO_TCPV4, GSO_UDP_L4, NEEDS_CSUM,
+    VNET_HDR_LEN,
+};
 
 /// Packets moved per system call at most.
 pub const BATCH: usize = 64;
@@ -75,6 +79,12 @@ pub struct UdpCounters {
     pub rx_unknown: AtomicU64,
     /// System calls that moved packets (reads, writes, sends, receives).
     pub syscalls: AtomicU64,
+    /// TCP super-packets read from the TUN device and cut into segments (TSO).
+    pub tso_cut: AtomicU64,
+    /// UDP super-packets read from the TUN device and cut into datagrams (USO).
+    pub uso_cut: AtomicU64,
+    /// Whether the TUN device accepted USO (Linux 6.2+).
+    pub uso: std::sync::atomic::AtomicBool,
 }
 
 /// The running data path (threads stop on drop).
@@ -122,9 +132,15 @@ impl DataPath {
             set_nonblocking(tun.as_raw_fd())?;
             set_nonblocking(udp.as_raw_fd())?;
             if offload {
-                use crate::link::tun_offload::{CSUM, TSO4, TSO_ECN};
-                // Refused (an old kernel): the header stays, packets come unsegmented.
-                let _ = crate::link::tun_set_offload(&tun, CSUM | TSO4 | TSO_ECN);
+                use crate::link::tun_offload::{CSUM, TSO4, TSO_ECN, USO4, USO6};
+                // USO needs Linux 6.2, and the kernel takes USO4 only with USO6 (no IPv6 is
+                // routed to the device); refused altogether (an older kernel still), the header
+                // stays and packets come unsegmented.
+                if crate::link::tun_set_offload(&tun, CSUM | TSO4 | TSO_ECN | USO4 | USO6).is_ok() {
+                    counters.uso.store(true, Ordering::Relaxed);
+                } else {
+                    let _ = crate::link::tun_set_offload(&tun, CSUM | TSO4 | TSO_ECN);
+                }
                 let one: libc::c_int = 1;
                 // SAFETY: setsockopt with a live c_int; failure leaves GRO off.
                 unsafe {
@@ -461,8 +477,15 @@ impl Ctx {
                             dst,
                         });
                     }
-                    GSO_TCPV4 => {
-                        let Some((size, n)) = segment_tcp(pkt, usize::from(hdr.gso_size), slot) else {
+                    GSO_TCPV4 | GSO_UDP_L4 => {
+                        let tcp = hdr.gso_type & 0x7f == GSO_TCPV4;
+                        let (cut, cuts): (Cut, _) = if tcp {
+                            (segment_tcp, &self.counters.tso_cut)
+                        } else {
+                            (segment_udp, &self.counters.uso_cut)
+                        };
+                        cuts.fetch_add(1, Ordering::Relaxed);
+                        let Some((size, n)) = cut(pkt, usize::from(hdr.gso_size), slot) else {
                             continue;
                         };
                         let per_send = if gso_ok { (GSO_MAX / size).clamp(1, 64) } else { 1 };
@@ -482,7 +505,7 @@ impl Ctx {
                         }
                         self.counters.tx_packets.fetch_add(n as u64 - 1, Ordering::Relaxed);
                     }
-                    _ => continue, // IPv6 or UDP super-packets: the backend carries TCP/UDP over IPv4 only
+                    _ => continue, // IPv6 super-packets: the backend carries IPv4 only
                 }
                 used += 1;
             }
@@ -621,6 +644,9 @@ impl Ctx {
         }
     }
 }
+
+/// [`segment_tcp`] or [`segment_udp`].
+type Cut = fn(&[u8], usize, &mut Vec<u8>) -> Option<(usize, usize)>;
 
 /// One datagram (or `UDP_SEGMENT` train) to send: bytes `start..start + len` of a slot.
 #[derive(Clone, Copy)]
