@@ -107,6 +107,15 @@ pub fn ping(ns: &str, to: &str) -> bool {
     (0..8).any(|_| in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", to]).status.success())
 }
 
+/// [`ping`] from the source address `from` (`ping -I FROM`).
+pub fn ping_from(ns: &str, from: &str, to: &str) -> bool {
+    (0..8).any(|_| {
+        in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", "-I", from, to])
+            .status
+            .success()
+    })
+}
+
 /// Run `program ARGS` inside the named namespace `ns` (`ip netns exec`); its stdout. Panics
 /// with stderr unless it succeeds.
 #[track_caller]

@@ -7,9 +7,12 @@
 //!   ([`BackendConfig`]: vxlan, host-gw, udp) for every other node, repairs drift against the
 //!   kernel, and writes the [`SubnetFile`](crate::ipam::SubnetFile) the CNI plugin reads.
 //!   `netkit agent` runs it; other runtimes can embed it.
+//! * [`bird`]: BGP through BIRD 2 (Calico's way of spreading pod routes): a node's
+//!   configuration, the daemon in the node's namespace, reloads and session states.
 
 pub mod agent;
 pub mod backend;
+pub mod bird;
 pub mod offload;
 mod peer;
 mod program;

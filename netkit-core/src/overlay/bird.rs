@@ -1,0 +1,345 @@
+//! BGP through BIRD 2, as Calico spreads pod routes: a node's configuration rendered from what
+//! it owns and whom it peers with ([`BirdConfig`]), the daemon run inside the node's namespace
+//! with its own control socket ([`Bird`]), reloaded in place (`birdc configure`) and asked for
+//! its sessions (`birdc show protocols`).
+//!
+//! What the configuration says:
+//! * the node's blocks are static blackhole routes (protocol `blocks`): exported by BGP to the
+//!   peers, and into the kernel, where the blackhole drops traffic to an unused address of a
+//!   local block instead of sending it to the default route (Calico does the same);
+//! * every peer is one `bgp` protocol named after it: iBGP in the node's AS, `next hop self`,
+//!   `gateway direct` (the peers share a segment or reach each other through the underlay's
+//!   routes), with the peer marked as a route-reflector client when this node reflects;
+//! * the kernel protocol exports the BGP-learned routes (protocol number 12, `proto bird`, which
+//!   tells them apart) and the blackholes, and imports nothing.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+
+use crate::NetNs;
+
+/// `/usr/sbin/bird` (Debian's `bird2`).
+pub const BIRD: &str = "/usr/sbin/bird";
+/// `/usr/sbin/birdc`.
+pub const BIRDC: &str = "/usr/sbin/birdc";
+
+/// Failures of BIRD's configuration or process.
+#[derive(Debug, thiserror::Error)]
+pub enum BirdError {
+    /// BIRD could not be started, asked or reloaded.
+    #[error("bird in {netns}: {what}: {cause}")]
+    Io {
+        /// The namespace.
+        netns: String,
+        /// What was being done.
+        what: String,
+        /// The failure.
+        cause: std::io::Error,
+    },
+    /// BIRD refused the configuration or answered something unexpected.
+    #[error("bird in {netns}: {what}: {reply}")]
+    Refused {
+        /// The namespace.
+        netns: String,
+        /// What was asked.
+        what: String,
+        /// BIRD's reply.
+        reply: String,
+    },
+}
+
+/// One BGP peer of the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BirdPeer {
+    /// The peer's name (node name): the protocol is named after it.
+    pub name: String,
+    /// Its address on the underlay.
+    pub ip: Ipv4Addr,
+    /// Its AS.
+    pub asn: u32,
+    /// This node reflects routes to it (this node is a route reflector, the peer a client).
+    pub rr_client: bool,
+}
+
+/// A node's BIRD configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BirdConfig {
+    /// The node's router ID (its underlay address).
+    pub router_id: Ipv4Addr,
+    /// The node's AS (Calico's default is 64512).
+    pub asn: u32,
+    /// The blocks this node owns (announced, and blackholed locally).
+    pub blocks: Vec<IpNetwork>,
+    /// Its peers.
+    pub peers: Vec<BirdPeer>,
+    /// BGP hold time, seconds (90 by default; short in tests).
+    pub hold_time: u16,
+    /// Seconds between attempts to connect to a peer that is down.
+    pub connect_retry: u16,
+}
+
+impl BirdConfig {
+    /// A node with `router_id` in `asn`, no blocks, no peers, BGP's default timers (hold 90 s,
+    /// connect retry 5 s).
+    pub fn new(router_id: Ipv4Addr, asn: u32) -> Self {
+        Self {
+            router_id,
+            asn,
+            blocks: Vec::new(),
+            peers: Vec::new(),
+            hold_time: 90,
+            connect_retry: 5,
+        }
+    }
+
+    /// The configuration file's text.
+    pub fn render(&self) -> String {
+        let mut c = String::new();
+        let _ = writeln!(
+            c,
+            "# netkit: generated, rewritten on every change\nrouter id {};\n",
+            self.router_id
+        );
+        c.push_str("protocol device {\n  scan time 10;\n}\n\n");
+        c.push_str("protocol direct {\n  ipv4;\n  interface \"-*\";\n}\n\n");
+        c.push_str("protocol static blocks {\n  ipv4;\n");
+        for b in self.blocks.iter().filter(|b| b.is_ipv4()) {
+            let _ = writeln!(c, "  route {b} blackhole;");
+        }
+        c.push_str("}\n\n");
+        c.push_str(
+            "protocol kernel {\n  ipv4 {\n    import none;\n    export filter {\n      if source = RTS_BGP then accept;\n      if proto = \"blocks\" then accept;\n      reject;\n    };\n  };\n  learn off;\n}\n\n",
+        );
+        for p in &self.peers {
+            let _ = writeln!(c, "protocol bgp {} {{", proto_name(&p.name));
+            let _ = writeln!(c, "  local {} as {};", self.router_id, self.asn);
+            let _ = writeln!(c, "  neighbor {} as {};", p.ip, p.asn);
+            let _ = writeln!(c, "  hold time {};", self.hold_time);
+            let _ = writeln!(c, "  keepalive time {};", (self.hold_time / 3).max(1));
+            let _ = writeln!(c, "  connect retry time {};", self.connect_retry);
+            c.push_str("  direct;\n");
+            if p.rr_client {
+                c.push_str("  rr client;\n");
+            }
+            c.push_str("  ipv4 {\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    next hop self;\n    gateway direct;\n  };\n}\n\n");
+        }
+        c
+    }
+}
+
+/// A BIRD protocol name for node `name`: letters, digits and `_`, starting with a letter.
+fn proto_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    s.insert_str(0, "peer_");
+    s
+}
+
+/// One BGP session as BIRD reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpSession {
+    /// The protocol's name (`peer_<node>`).
+    pub name: String,
+    /// BIRD's state (`up`, `start`, `down`).
+    pub state: String,
+    /// BGP's state and more (`Established`, `Active`, `Connect …`).
+    pub info: String,
+}
+
+impl BgpSession {
+    /// The session is Established.
+    pub fn established(&self) -> bool {
+        self.info.starts_with("Established")
+    }
+}
+
+/// BIRD running in a namespace (killed on drop).
+pub struct Bird {
+    netns: NetNs,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl std::fmt::Debug for Bird {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bird")
+            .field("netns", &self.netns.to_string())
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Bird {
+    /// Write `cfg` into `dir` (`bird.conf`; the control socket is `dir/bird.ctl`) and start
+    /// BIRD in the foreground inside `netns`; returns once it answers on its socket.
+    pub fn start(netns: &NetNs, dir: &Path, cfg: &BirdConfig) -> Result<Bird, BirdError> {
+        let io = |what: &str, cause| BirdError::Io {
+            netns: netns.to_string(),
+            what: what.into(),
+            cause,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("create its directory", e))?;
+        std::fs::write(dir.join("bird.conf"), cfg.render()).map_err(|e| io("write bird.conf", e))?;
+        let child = netns
+            .command(BIRD)
+            .arg("-f")
+            .arg("-c")
+            .arg(dir.join("bird.conf"))
+            .arg("-s")
+            .arg(dir.join("bird.ctl"))
+            .arg("-P")
+            .arg(dir.join("bird.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bird.log")).map_err(|e| io("create bird.log", e))?)
+            .spawn()
+            .map_err(|e| io("start bird", e))?;
+        let mut bird = Bird {
+            netns: netns.clone(),
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = bird.child.try_wait().map_err(|e| io("wait for bird", e))? {
+                let log = std::fs::read_to_string(dir.join("bird.log")).unwrap_or_default();
+                return Err(BirdError::Refused {
+                    netns: netns.to_string(),
+                    what: format!("start (exited: {status})"),
+                    reply: log.trim().to_string(),
+                });
+            }
+            if bird.birdc(&["show", "status"]).is_ok() {
+                return Ok(bird);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BirdError::Refused {
+                    netns: netns.to_string(),
+                    what: "start".into(),
+                    reply: "no answer on its control socket within 10 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `birdc -s SOCKET ARGS`; its output.
+    fn birdc(&self, args: &[&str]) -> Result<String, BirdError> {
+        let out = Command::new(BIRDC)
+            .arg("-s")
+            .arg(self.dir.join("bird.ctl"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|cause| BirdError::Io {
+                netns: self.netns.to_string(),
+                what: format!("birdc {}", args.join(" ")),
+                cause,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() || text.contains("Unable to connect") {
+            return Err(BirdError::Refused {
+                netns: self.netns.to_string(),
+                what: format!("birdc {}", args.join(" ")),
+                reply: format!("{text}{}", String::from_utf8_lossy(&out.stderr))
+                    .trim()
+                    .to_string(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Rewrite the configuration and reload it in place (`birdc configure`): sessions whose
+    /// peer did not change stay up.
+    pub fn reconfigure(&self, cfg: &BirdConfig) -> Result<(), BirdError> {
+        let path = self.dir.join("bird.conf");
+        let tmp = self.dir.join("bird.conf.tmp");
+        std::fs::write(&tmp, cfg.render())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|cause| BirdError::Io {
+                netns: self.netns.to_string(),
+                what: "write bird.conf".into(),
+                cause,
+            })?;
+        let reply = self.birdc(&["configure"])?;
+        if reply.contains("Reconfigured") || reply.contains("Reconfiguration in progress") {
+            Ok(())
+        } else {
+            Err(BirdError::Refused {
+                netns: self.netns.to_string(),
+                what: "configure".into(),
+                reply: reply.trim().to_string(),
+            })
+        }
+    }
+
+    /// The BGP sessions (`birdc show protocols`).
+    pub fn sessions(&self) -> Result<Vec<BgpSession>, BirdError> {
+        let text = self.birdc(&["show", "protocols"])?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // Name Proto Table State Since Info…
+                (f.len() >= 5 && f[1] == "BGP").then(|| BgpSession {
+                    name: f[0].to_string(),
+                    state: f[3].to_string(),
+                    info: f.get(5..).map(|r| r.join(" ")).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// BIRD's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_with_blocks_and_peers() {
+        let mut c = BirdConfig::new(Ipv4Addr::new(192, 168, 50, 1), 64512);
+        c.blocks.push("10.250.1.0/26".parse().unwrap());
+        c.peers.push(BirdPeer {
+            name: "nk1x0-n2".into(),
+            ip: Ipv4Addr::new(192, 168, 50, 2),
+            asn: 64512,
+            rr_client: true,
+        });
+        let text = c.render();
+        for want in [
+            "router id 192.168.50.1;",
+            "route 10.250.1.0/26 blackhole;",
+            "protocol bgp peer_nk1x0_n2 {",
+            "neighbor 192.168.50.2 as 64512;",
+            "rr client;",
+            "next hop self;",
+            "if source = RTS_BGP then accept;",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! BGP through the real BIRD 2 (Debian's bird2) on a simulated cluster: each node runs BIRD in
+//! its namespace with its own control socket; blocks announced by one node become kernel routes
+//! (`proto bird`) on the others, real packets follow them, a reload adds a block without dropping
+//! sessions, and a node whose BIRD dies is withdrawn within the hold time.
+
+use std::path::Path;
+use std::time::Duration;
+
+use netkit_core::overlay::bird::{Bird, BirdConfig, BirdPeer, BIRD};
+use netkit_core::NetNs;
+use netkit_test_support::cluster::{Cluster, Node};
+use netkit_test_support::{ip, report_skip, wait_for};
+
+const ASN: u32 = 64512;
+
+fn block(i: u8, k: u8) -> ipnetwork::IpNetwork {
+    format!("10.250.{i}.{}/26", 64 * k).parse().unwrap()
+}
+
+/// Node `i`'s configuration: its first block, every other node a peer (full mesh).
+fn config(nodes: &[Node], i: usize) -> BirdConfig {
+    let mut c = BirdConfig::new(nodes[i].ip, ASN);
+    c.hold_time = 3;
+    c.connect_retry = 1;
+    c.blocks.push(block(i as u8 + 1, 0));
+    for (j, n) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+        c.peers.push(BirdPeer {
+            name: format!("n{}", j + 1),
+            ip: n.ip,
+            asn: ASN,
+            rr_client: false,
+        });
+    }
+    c
+}
+
+/// The kernel routes BIRD installed in `node` (`ip route show proto bird`).
+fn bird_routes(node: &Node) -> String {
+    ip(&["-n", node.name(), "route", "show", "proto", "bird"])
+}
+
+#[test]
+fn full_mesh_spreads_blocks_reloads_and_withdraws_a_dead_node() {
+    if !Path::new(BIRD).exists() {
+        report_skip("overlay_bird::full_mesh", "no /usr/sbin/bird (apt-get install bird2)");
+        return;
+    }
+    let cluster = Cluster::new("obgp", 1);
+    let nodes: Vec<Node> = (1..=3).map(|i| cluster.node(&format!("b{i}"), 0, i)).collect();
+    let mut birds = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        // An address of the node's block on lo: what a pod's address stands for here.
+        ip(&[
+            "-n",
+            n.name(),
+            "addr",
+            "add",
+            &format!("10.250.{}.1/32", i + 1),
+            "dev",
+            "lo",
+        ]);
+        let ns = NetNs::open(n.name()).unwrap();
+        let dir = cluster.dir().join(format!("bird{i}"));
+        birds.push(Some(Bird::start(&ns, &dir, &config(&nodes, i)).expect("bird starts")));
+    }
+    // Full mesh: 3 sessions, each seen from both ends, Established.
+    for b in birds.iter().flatten() {
+        wait_for(Duration::from_secs(30), "every session Established", || {
+            let s = b.sessions().unwrap();
+            if s.len() == 2 && s.iter().all(|x| x.established()) {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        });
+    }
+    // Every node has a route to every other node's block via that node, and a blackhole for
+    // its own; packets follow them.
+    for (i, n) in nodes.iter().enumerate() {
+        wait_for(Duration::from_secs(10), "the other blocks as kernel routes", || {
+            let r = bird_routes(n);
+            let all = nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(j, m)| r.contains(&format!("{} via {} dev eth0", block(j as u8 + 1, 0), m.ip)));
+            if all && r.contains(&format!("blackhole {}", block(i as u8 + 1, 0))) {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        });
+    }
+    let from =
+        |i: usize, to: &str| netkit_test_support::cmd::ping_from(nodes[i].name(), &format!("10.250.{}.1", i + 1), to);
+    assert!(from(0, "10.250.2.1") && from(1, "10.250.3.1") && from(2, "10.250.1.1"));
+
+    // A second block on node 1, by reload: node 2 learns it, and no session went down.
+    let mut c1 = config(&nodes, 0);
+    c1.blocks.push(block(1, 1));
+    birds[0].as_ref().unwrap().reconfigure(&c1).unwrap();
+    wait_for(Duration::from_secs(10), "the new block on node 2", || {
+        let r = bird_routes(&nodes[1]);
+        if r.contains(&format!("{} via {}", block(1, 1), nodes[0].ip)) {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    });
+    assert!(birds[0]
+        .as_ref()
+        .unwrap()
+        .sessions()
+        .unwrap()
+        .iter()
+        .all(|s| s.established()));
+
+    // BIRD dies on node 3: within the hold time (3 s) the others withdraw its block.
+    birds[2] = None;
+    for n in &nodes[..2] {
+        wait_for(Duration::from_secs(10), "node 3's block withdrawn", || {
+            let r = bird_routes(n);
+            if r.contains(&block(3, 0).to_string()) {
+                Err(r)
+            } else {
+                Ok(())
+            }
+        });
+    }
+}
