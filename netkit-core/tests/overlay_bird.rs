@@ -128,3 +128,69 @@ fn full_mesh_spreads_blocks_reloads_and_withdraws_a_dead_node() {
         });
     }
 }
+
+/// Route reflectors: 6 nodes, nodes 1 and 2 reflect. Each reflector peers with every other node
+/// (the other reflector as a plain iBGP peer, the rest as its clients); each client peers with
+/// the two reflectors only. Sessions: 5 per reflector, 2 per client, 9 in all (against 15 for a
+/// full mesh of 6); every node still learns every block, with the owner as next hop.
+#[test]
+fn route_reflectors_cut_the_sessions_and_still_converge() {
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::route_reflectors",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    let cluster = Cluster::new("orr", 1);
+    let nodes: Vec<Node> = (1..=6).map(|i| cluster.node(&format!("r{i}"), 0, i)).collect();
+    let reflector = |i: usize| i < 2;
+    let mut birds = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut c = BirdConfig::new(n.ip, ASN);
+        c.hold_time = 3;
+        c.connect_retry = 1;
+        c.blocks.push(block(i as u8 + 1, 0));
+        for (j, m) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+            if reflector(i) || reflector(j) {
+                c.peers.push(BirdPeer {
+                    name: format!("r{}", j + 1),
+                    ip: m.ip,
+                    asn: ASN,
+                    rr_client: reflector(i) && !reflector(j),
+                });
+            }
+        }
+        let ns = NetNs::open(n.name()).unwrap();
+        birds.push(Bird::start(&ns, &cluster.dir().join(format!("bird{i}")), &c).expect("bird starts"));
+    }
+    let mut total = 0;
+    for (i, b) in birds.iter().enumerate() {
+        let want = if reflector(i) { 5 } else { 2 };
+        wait_for(Duration::from_secs(30), "every session Established", || {
+            let s = b.sessions().unwrap();
+            if s.len() == want && s.iter().all(|x| x.established()) {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        });
+        total += want;
+    }
+    assert_eq!(total / 2, 9, "sessions, counted once");
+    for (i, n) in nodes.iter().enumerate() {
+        wait_for(Duration::from_secs(15), "every other block, via its owner", || {
+            let r = bird_routes(n);
+            let all = nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(j, m)| r.contains(&format!("{} via {} dev eth0", block(j as u8 + 1, 0), m.ip)));
+            if all {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        });
+    }
+}

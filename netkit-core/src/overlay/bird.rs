@@ -7,9 +7,10 @@
 //! * the node's blocks are static blackhole routes (protocol `blocks`): exported by BGP to the
 //!   peers, and into the kernel, where the blackhole drops traffic to an unused address of a
 //!   local block instead of sending it to the default route (Calico does the same);
-//! * every peer is one `bgp` protocol named after it: iBGP in the node's AS, `next hop self`,
-//!   `gateway direct` (the peers share a segment or reach each other through the underlay's
-//!   routes), with the peer marked as a route-reflector client when this node reflects;
+//! * every peer is one `bgp` protocol named after it: iBGP in the node's AS, `gateway direct`
+//!   (the peers share a segment); the node's own blocks go out with its address as next hop and
+//!   reflected routes keep their origin's, so traffic goes straight to the owning node, never
+//!   through a reflector; a peer is marked as a route-reflector client when this node reflects;
 //! * the kernel protocol exports the BGP-learned routes (protocol number 12, `proto bird`, which
 //!   tells them apart) and the blackholes, and imports nothing.
 
@@ -126,7 +127,7 @@ impl BirdConfig {
             if p.rr_client {
                 c.push_str("  rr client;\n");
             }
-            c.push_str("  ipv4 {\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    next hop self;\n    gateway direct;\n  };\n}\n\n");
+            c.push_str("  ipv4 {\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    gateway direct;\n  };\n}\n\n");
         }
         c
     }
@@ -336,7 +337,6 @@ mod tests {
             "protocol bgp peer_nk1x0_n2 {",
             "neighbor 192.168.50.2 as 64512;",
             "rr client;",
-            "next hop self;",
             "if source = RTS_BGP then accept;",
         ] {
             assert!(text.contains(want), "{want}: {text}");
