@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
-use netkit_core::overlay::{Agent, AgentConfig, AgentStatus, BackendConfig, UdpBackendConfig, VxlanBackendConfig};
+use netkit_core::overlay::{
+    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, UdpBackendConfig, VxlanBackendConfig,
+};
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -55,6 +57,8 @@ pub enum BackendArg {
     HostGw,
     /// A TUN device and user-space UDP encapsulation (Flannel's udp).
     Udp,
+    /// BGP through BIRD 2 (Calico's way): the node's subnet is its block, BIRD routes the others.
+    Bgp,
 }
 
 /// Log levels.
@@ -112,6 +116,18 @@ pub struct RunArgs {
     /// udp: do not use the TUN and UDP offloads (TSO, UDP GSO/GRO), for comparison.
     #[arg(long)]
     pub no_offload: bool,
+    /// bgp: the cluster's AS.
+    #[arg(long, value_name = "AS", default_value_t = 64512)]
+    pub asn: u32,
+    /// bgp: BIRD's directory (configuration, control socket, log).
+    #[arg(long, value_name = "DIR", default_value = "/run/netkit/bird")]
+    pub bird_dir: PathBuf,
+    /// bgp: a route reflector (node name); repeat for several; none: a full mesh.
+    #[arg(long, value_name = "NODE")]
+    pub reflector: Vec<String>,
+    /// bgp: the BGP hold time in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
+    pub hold_time: u16,
     /// The underlay device (default: the one with --public-ip, else the default route's).
     #[arg(long, value_name = "DEV")]
     pub iface: Option<String>,
@@ -198,6 +214,9 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     if let Some(e) = &s.store_error {
         out.text(&format!("  store: {e}"));
     }
+    for b in s.bgp.iter().flatten() {
+        out.text(&format!("  bgp {} {} {}", b.name, b.state, b.info));
+    }
     for p in &s.peers {
         let mode = serde_json::to_value(&p.mode)
             .ok()
@@ -252,6 +271,12 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             queues: a.queues,
             single: a.single_packet,
             offload: !a.no_offload,
+        }),
+        BackendArg::Bgp => BackendConfig::Bgp(BgpBackendConfig {
+            asn: a.asn,
+            dir: a.bird_dir.clone(),
+            hold_time: a.hold_time,
+            reflectors: a.reflector.clone(),
         }),
     };
     let mut cfg = AgentConfig::new(node, backend);

@@ -164,11 +164,11 @@ pub enum Command {
     /// Pods across nodes: the overlay agent of this node (Flannel's node daemon)
     ///
     /// It leases this node's pod subnet from a store (etcd or a shared directory), programs a
-    /// backend (vxlan, host-gw, udp) for every other node, repairs drift, and writes the subnet file
+    /// backend (vxlan, host-gw, udp, bgp) for every other node, repairs drift, and writes the subnet file
     /// netkit-cni reads; it runs until SIGTERM, which leaves the data path in place.
     /// `netkit agent status` prints what it is doing.
     #[command(after_help = AGENT_HELP)]
-    Agent(crate::agent::AgentArgs),
+    Agent(Box<crate::agent::AgentArgs>),
     /// Topology files: a whole lab of namespaces, bridges and links (netkit's format or
     /// containerlab's `*.clab.yml`) applied, compared, drawn and destroyed.
     #[command(arg_required_else_help = false)]

@@ -171,7 +171,7 @@ impl Session {
             Command::Fw { opts, verb } => fw::run(global, &out, &opts, verb).await,
             Command::Sysctl { verb } => sysctl::run(self, global, &out, verb).await,
             Command::Monitor(args) => monitor::run(self, global, &out, args).await,
-            Command::Agent(args) => agent::run(self, global, &out, args).await,
+            Command::Agent(args) => agent::run(self, global, &out, *args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

@@ -194,3 +194,77 @@ fn route_reflectors_cut_the_sessions_and_still_converge() {
         });
     }
 }
+
+/// The agent's bgp backend (Calico's way) on 3 nodes: each agent runs BIRD in its node with
+/// the node's lease as its block and the other nodes (from the lease store) as peers; pods
+/// attached in routed mode reach each other; a node whose agent (and so its BIRD) stops is
+/// withdrawn within the hold time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_the_bgp_backend_carry_routed_pods() {
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig, PeerMode};
+    use netkit_test_support::overlay::{reachability, wait_peers, ClusterNode};
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::agents_with_the_bgp_backend",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    let cluster = Cluster::new("oagb", 1);
+    let store = cluster.dir().join("leases");
+    let nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::new(&cluster, &format!("g{i}"), 0, i))
+        .collect();
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let cfg = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            ..Default::default()
+        });
+        agents.push(n.start_file(&store, cfg, Duration::from_secs(3600)).await);
+    }
+    let mut subnets = Vec::new();
+    for a in &agents {
+        let s = wait_peers(a, 2).await;
+        assert!(s.peers.iter().all(|p| p.mode == PeerMode::Bgp), "{s:?}");
+        subnets.push(s.lease.unwrap().subnet);
+    }
+    // BIRD puts every other node's block into the kernel (proto bird).
+    for (i, n) in nodes.iter().enumerate() {
+        wait_for(Duration::from_secs(30), "the other nodes' blocks from BGP", || {
+            let r = bird_routes(&n.node);
+            let all = subnets
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(j, s)| r.contains(&format!("{s} via {} dev eth0", nodes[j].node.ip)));
+            if all {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        });
+    }
+    let mut pods = Vec::new();
+    for n in &nodes {
+        let tag = format!("{}p", n.name().rsplit('-').next().unwrap());
+        pods.push(n.pod_in_mode(&cluster, &tag, "routed").await);
+    }
+    let view: Vec<_> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
+    assert_eq!(reachability(&view, &[]), Vec::<String>::new());
+
+    // Node 3's agent stops, and its BIRD with it: the others withdraw its block within 3 s.
+    let gone = subnets[2];
+    agents.pop().unwrap().stop().await.expect("clean stop");
+    for n in &nodes[..2] {
+        wait_for(Duration::from_secs(10), "node 3's block withdrawn", || {
+            let r = bird_routes(&n.node);
+            if r.contains(&gone.to_string()) {
+                Err(r)
+            } else {
+                Ok(())
+            }
+        });
+    }
+}

@@ -281,11 +281,18 @@ impl ClusterNode {
     /// A pod `tag` on this node, attached as netkit-cni would (bridge cni0, addresses from the
     /// agent's subnet file, IPAM state in the node's directory); its address.
     pub async fn pod(&self, cluster: &Cluster, tag: &str) -> (NetNsGuard, Ipv4Addr) {
+        self.pod_in_mode(cluster, tag, "bridge").await
+    }
+
+    /// A pod as [`ClusterNode::pod`] attaches it, in netkit-cni's `mode` (`bridge`, or `routed`:
+    /// a /32 route per pod on the node, as Calico has it).
+    pub async fn pod_in_mode(&self, cluster: &Cluster, tag: &str, mode: &str) -> (NetNsGuard, Ipv4Addr) {
         let pod = cluster.pod(tag);
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "podnet",
             "type": "netkit-cni",
+            "mode": mode,
             "bridge": "cni0",
             "isDefaultGateway": true,
             "waitLinkFree": true,

@@ -170,6 +170,7 @@ fn summary(name: &str, s: &AgentStatus) -> String {
                 (PeerMode::Vxlan, None) => "vxlan".into(),
                 (PeerMode::Direct, None) => "route".into(),
                 (PeerMode::Udp, None) => "udp".into(),
+                (PeerMode::Bgp, None) => "bgp".into(),
                 (PeerMode::Unreachable, None) => "unreachable".into(),
             };
             format!("{} {} ({how})", short(&p.node), p.subnet)

@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use super::backend::{Backend, BackendConfig, PeerMode, Underlay};
 use super::peer::Peer;
 use super::program::{Entry, Key, Wanted, PROTO_OVERLAY};
-use super::status::{unix_ms, AgentStatus, LeaseStatus, PeerStatus, UdpStatus};
+use super::status::{unix_ms, AgentStatus, BgpSessionStatus, LeaseStatus, PeerStatus, UdpStatus};
 use super::OverlayError;
 use crate::events::{Event, EventKind, EventStream};
 use crate::ipam::lease::{Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch};
@@ -602,6 +602,7 @@ impl<S: LeaseStore> Running<'_, S> {
                         PeerMode::Vxlan => "vxlan",
                         PeerMode::Direct => "direct route",
                         PeerMode::Udp => "udp",
+                        PeerMode::Bgp => "bgp",
                         PeerMode::Unreachable => "unreachable",
                     }
                 );
@@ -752,6 +753,15 @@ impl<S: LeaseStore> Running<'_, S> {
             entries: self.wanted.entries(),
             changes: self.changes,
             reconciles: self.reconciles,
+            bgp: self.backend.bgp_sessions().map(|v| {
+                v.into_iter()
+                    .map(|b| BgpSessionStatus {
+                        name: b.name,
+                        state: b.state,
+                        info: b.info,
+                    })
+                    .collect()
+            }),
             udp: self.backend.udp_counters().map(|c| UdpStatus {
                 tx_packets: c.tx_packets.load(Ordering::Relaxed),
                 tx_no_peer: c.tx_no_peer.load(Ordering::Relaxed),
@@ -774,8 +784,10 @@ impl<S: LeaseStore> Running<'_, S> {
 
     /// How a programmed peer is reached, from its route (udp: through the data path).
     fn wanted_mode(&self, p: &Peer) -> PeerMode {
-        if matches!(self.backend.config(), BackendConfig::Udp(_)) {
-            return PeerMode::Udp;
+        match self.backend.config() {
+            BackendConfig::Udp(_) => return PeerMode::Udp,
+            BackendConfig::Bgp(_) => return PeerMode::Bgp,
+            _ => {}
         }
         match self.wanted.get(&Key::Route(p.subnet)) {
             Some(Entry::Route { onlink: true, .. }) => PeerMode::Vxlan,

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
+use super::bird::{Bird, BirdConfig, BirdPeer};
 use super::peer::Peer;
 use super::program::Entry;
 use super::udp::DataPath;
@@ -41,6 +42,34 @@ pub enum BackendConfig {
     HostGw,
     /// A TUN device and user-space UDP encapsulation.
     Udp(UdpBackendConfig),
+    /// Calico's way: the node's subnet is a block announced by BGP through BIRD 2, which puts
+    /// the other nodes' blocks into the kernel (see [`super::bird`]).
+    Bgp(BgpBackendConfig),
+}
+
+/// The bgp backend's options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpBackendConfig {
+    /// The cluster's AS (Calico's default 64512).
+    pub asn: u32,
+    /// BIRD's directory: its configuration, control socket, log.
+    pub dir: std::path::PathBuf,
+    /// BGP hold time in seconds (90; short in tests).
+    pub hold_time: u16,
+    /// Nodes (by name) that are route reflectors; none: a full mesh. A reflector peers with
+    /// every node, the other nodes with the reflectors only.
+    pub reflectors: Vec<String>,
+}
+
+impl Default for BgpBackendConfig {
+    fn default() -> Self {
+        Self {
+            asn: 64512,
+            dir: "/run/netkit/bird".into(),
+            hold_time: 90,
+            reflectors: Vec::new(),
+        }
+    }
 }
 
 /// The udp backend's options (Flannel's names and defaults).
@@ -102,6 +131,7 @@ impl BackendConfig {
             Self::Vxlan(_) => "vxlan",
             Self::HostGw => "host-gw",
             Self::Udp(_) => "udp",
+            Self::Bgp(_) => "bgp",
         }
     }
 
@@ -113,6 +143,7 @@ impl BackendConfig {
             Self::Vxlan(_) => 50,
             Self::HostGw => 0,
             Self::Udp(_) => 28,
+            Self::Bgp(_) => 0,
         }
     }
 }
@@ -127,6 +158,8 @@ pub enum PeerMode {
     Direct,
     /// Through the udp backend's TUN device and data path.
     Udp,
+    /// A route BIRD learned by BGP.
+    Bgp,
     /// Not programmed: the reason says why.
     Unreachable,
 }
@@ -153,11 +186,24 @@ pub(crate) struct Backend {
     vtep_mac: Option<MacAddr>,
     /// udp: the TUN device's index and the running data path.
     udp: Option<(u32, DataPath)>,
+    /// bgp: BIRD, this node's block, and the peers it is configured with.
+    bgp: Option<BgpState>,
+    /// This node's name (BIRD's reflectors are named).
+    node: String,
+}
+
+/// The bgp backend's running state.
+#[derive(Debug)]
+struct BgpState {
+    bird: Bird,
+    block: IpNetwork,
+    peers: std::collections::BTreeMap<IpNetwork, Peer>,
 }
 
 impl Backend {
     /// The backend for `cfg` on `underlay`; nothing is created yet.
     pub(crate) fn new(cfg: BackendConfig, underlay: Underlay, node: &str) -> Self {
+        let node_name = node.to_string();
         let vtep_mac = matches!(cfg, BackendConfig::Vxlan(_)).then(|| vtep_mac_of(node));
         Self {
             cfg,
@@ -165,6 +211,8 @@ impl Backend {
             vxlan: None,
             vtep_mac,
             udp: None,
+            bgp: None,
+            node: node_name,
         }
     }
 
@@ -206,6 +254,10 @@ impl Backend {
         if let BackendConfig::Udp(u) = &self.cfg {
             let u = u.clone();
             return self.configure_udp(h, subnet, &u).await;
+        }
+        if let BackendConfig::Bgp(b) = &self.cfg {
+            let b = b.clone();
+            return self.configure_bgp(h, subnet, &b).await;
         }
         let BackendConfig::Vxlan(v) = &self.cfg else {
             return Ok(());
@@ -300,6 +352,68 @@ impl Backend {
         Ok(())
     }
 
+    /// The bgp backend: BIRD in the node's namespace announcing `subnet` (its block).
+    async fn configure_bgp(&mut self, h: &Handle, subnet: IpNetwork, b: &BgpBackendConfig) -> Result<(), OverlayError> {
+        let peers = self.bgp.take().map(|s| s.peers).unwrap_or_default();
+        let cfg = self.bird_config(b, subnet, &peers).map_err(OverlayError::Unsupported)?;
+        let ns = h.netns().clone();
+        let dir = b.dir.clone();
+        let bird = tokio::task::spawn_blocking(move || Bird::start(&ns, &dir, &cfg))
+            .await
+            .map_err(|e| OverlayError::Unsupported(format!("bird: {e}")))?
+            .map_err(|e| OverlayError::Unsupported(e.to_string()))?;
+        self.bgp = Some(BgpState {
+            bird,
+            block: subnet,
+            peers,
+        });
+        Ok(())
+    }
+
+    /// BIRD's configuration for this node with `peers` (full mesh, or with reflectors).
+    fn bird_config(
+        &self,
+        b: &BgpBackendConfig,
+        block: IpNetwork,
+        peers: &std::collections::BTreeMap<IpNetwork, Peer>,
+    ) -> Result<BirdConfig, String> {
+        let IpAddr::V4(me) = self.underlay.public_ip else {
+            return Err("the bgp backend peers over IPv4".into());
+        };
+        let mut cfg = BirdConfig::new(me, b.asn);
+        cfg.hold_time = b.hold_time;
+        cfg.connect_retry = 1;
+        cfg.blocks.push(block);
+        let i_reflect = b.reflectors.contains(&self.node);
+        for p in peers.values() {
+            let IpAddr::V4(ip) = p.public_ip else { continue };
+            let it_reflects = b.reflectors.contains(&p.node);
+            if b.reflectors.is_empty() || i_reflect || it_reflects {
+                cfg.peers.push(BirdPeer {
+                    name: p.node.clone(),
+                    ip,
+                    asn: b.asn,
+                    rr_client: i_reflect && !it_reflects,
+                });
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Give BIRD its configuration for the current peers (reload in place).
+    fn reload_bird(&self) -> Result<(), String> {
+        let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
+            return Ok(());
+        };
+        let cfg = self.bird_config(b, s.block, &s.peers)?;
+        s.bird.reconfigure(&cfg).map_err(|e| e.to_string())
+    }
+
+    /// The BGP sessions (bgp only).
+    pub(crate) fn bgp_sessions(&self) -> Option<Vec<super::bird::BgpSession>> {
+        self.bgp.as_ref().and_then(|s| s.bird.sessions().ok())
+    }
+
     /// The entries the backend needs for this node itself, whatever its peers: udp's route to
     /// the whole cluster `network` through its TUN device.
     pub(crate) fn own_entries(&self, network: IpNetwork) -> Vec<Entry> {
@@ -312,10 +426,17 @@ impl Backend {
         }
     }
 
-    /// A peer's lease ended: the data path forgets it (udp).
-    pub(crate) fn peer_gone(&self, subnet: IpNetwork) {
+    /// A peer's lease ended: the data path forgets it (udp), BIRD stops peering with it (bgp).
+    pub(crate) fn peer_gone(&mut self, subnet: IpNetwork) {
         if let (Some((_, dp)), IpNetwork::V4(s)) = (&self.udp, subnet) {
             dp.remove_peer(s);
+        }
+        if let Some(s) = &mut self.bgp {
+            if s.peers.remove(&subnet).is_some() {
+                if let Err(e) = self.reload_bird() {
+                    log::error!(target: "netkit::overlay", "{}: reloading bird: {e}", self.node);
+                }
+            }
         }
     }
 
@@ -324,8 +445,25 @@ impl Backend {
         self.udp.as_ref().map(|(_, dp)| dp.counters())
     }
 
-    /// The entries that reach `peer`, or why it cannot be reached.
-    pub(crate) async fn entries_for(&self, h: &Handle, peer: &Peer) -> Result<(PeerMode, Vec<Entry>), String> {
+    /// The entries that reach `peer`, or why it cannot be reached. For bgp, BIRD peers with it
+    /// (full mesh or through reflectors) and installs its routes: no entries of the agent's.
+    pub(crate) async fn entries_for(&mut self, h: &Handle, peer: &Peer) -> Result<(PeerMode, Vec<Entry>), String> {
+        if let BackendConfig::Bgp(_) = &self.cfg {
+            if peer.backend != "bgp" {
+                return Err(format!(
+                    "node {} runs backend {:?}, this node \"bgp\"",
+                    peer.node, peer.backend
+                ));
+            }
+            let Some(s) = &mut self.bgp else {
+                return Err("bird is not running".into());
+            };
+            if s.peers.get(&peer.subnet) != Some(peer) {
+                s.peers.insert(peer.subnet, peer.clone());
+                self.reload_bird()?;
+            }
+            return Ok((PeerMode::Bgp, Vec::new()));
+        }
         if peer.backend != self.cfg.name() {
             return Err(format!(
                 "node {} runs backend {:?}, this node {:?}",
@@ -342,6 +480,7 @@ impl Backend {
             onlink: false,
         };
         match &self.cfg {
+            BackendConfig::Bgp(_) => unreachable!("answered above"),
             BackendConfig::Udp(u) => {
                 let (Some((_, dp)), IpNetwork::V4(subnet), Some(ep)) =
                     (&self.udp, peer.subnet, super::udp::endpoint(peer.public_ip, u.port))

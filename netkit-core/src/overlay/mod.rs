@@ -21,8 +21,8 @@ pub mod udp;
 mod vxlan;
 
 pub use agent::{Agent, AgentConfig, AgentError};
-pub use backend::{BackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig};
+pub use backend::{BackendConfig, BgpBackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig};
 pub use peer::{Peer, VTEP_MAC_KEY};
 pub use program::PROTO_OVERLAY;
-pub use status::{AgentStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
+pub use status::{AgentStatus, BgpSessionStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

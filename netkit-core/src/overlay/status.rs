@@ -41,6 +41,10 @@ pub struct AgentStatus {
     pub changes: u64,
     /// Full comparisons with the kernel made since the agent started.
     pub reconciles: u64,
+    /// BIRD's BGP sessions (bgp only), as `birdc show protocols` gave them when the status was
+    /// made.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bgp: Option<Vec<BgpSessionStatus>>,
     /// The udp backend's data path counters (udp only), as of `updated_ms`: the status is
     /// made when something changes, not on a timer.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -56,6 +60,17 @@ pub struct LeaseStatus {
     pub subnet: IpNetwork,
     /// When it ends unless renewed, in milliseconds since the Unix epoch.
     pub expires_ms: u64,
+}
+
+/// One BGP session of the node's BIRD.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BgpSessionStatus {
+    /// BIRD's protocol name (`peer_<node>`).
+    pub name: String,
+    /// BIRD's state (`up`, `start`).
+    pub state: String,
+    /// BGP's state (`Established`, `Active`, …).
+    pub info: String,
 }
 
 /// The udp data path's counters since the agent started.
