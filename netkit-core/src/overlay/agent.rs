@@ -537,6 +537,7 @@ impl<S: LeaseStore> Running<'_, S> {
                 self.peers.insert(subnet, peer);
             }
         }
+        self.sync_backend();
     }
 
     /// A lease event; whether it changed anything (a renewal of another node's lease, the
@@ -567,6 +568,13 @@ impl<S: LeaseStore> Running<'_, S> {
         }
     }
 
+    /// Bring the backend's own peer state (BIRD's configuration) up to date, once per change.
+    fn sync_backend(&mut self) {
+        if let Err(e) = self.backend.sync() {
+            log::error!(target: TARGET, "{}: reloading bird: {e}", self.node());
+        }
+    }
+
     /// Program one peer (its entries replace whatever it had).
     async fn program(&mut self, peer: Peer) {
         let subnet = peer.subnet;
@@ -583,6 +591,7 @@ impl<S: LeaseStore> Running<'_, S> {
             self.problems.insert(subnet, errors.join("; "));
         }
         self.peers.insert(subnet, peer);
+        self.sync_backend();
     }
 
     /// The entries that reach `peer` (none when it cannot be reached: the reason is kept for
@@ -633,6 +642,7 @@ impl<S: LeaseStore> Running<'_, S> {
         for e in errors {
             log::error!(target: TARGET, "{}: removing node {}: {e}", self.node(), peer.node);
         }
+        self.sync_backend();
     }
 
     /// Compare everything with the kernel and fix the differences.

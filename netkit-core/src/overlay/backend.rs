@@ -198,6 +198,8 @@ struct BgpState {
     bird: Bird,
     block: IpNetwork,
     peers: std::collections::BTreeMap<IpNetwork, Peer>,
+    /// Peers changed since BIRD was last reloaded ([`Backend::sync`]).
+    stale: bool,
 }
 
 impl Backend {
@@ -366,6 +368,7 @@ impl Backend {
             bird,
             block: subnet,
             peers,
+            stale: false,
         });
         Ok(())
     }
@@ -433,11 +436,19 @@ impl Backend {
         }
         if let Some(s) = &mut self.bgp {
             if s.peers.remove(&subnet).is_some() {
-                if let Err(e) = self.reload_bird() {
-                    log::error!(target: "netkit::overlay", "{}: reloading bird: {e}", self.node);
-                }
+                s.stale = true;
             }
         }
+    }
+
+    /// Hand BIRD the peers changed since the last call, in one reload (bgp): a watch snapshot
+    /// of a thousand leases is one `birdc configure`, not a thousand.
+    pub(crate) fn sync(&mut self) -> Result<(), String> {
+        match &mut self.bgp {
+            Some(s) if s.stale => s.stale = false,
+            _ => return Ok(()),
+        }
+        self.reload_bird()
     }
 
     /// The udp data path's counters, when the backend is udp.
@@ -460,7 +471,7 @@ impl Backend {
             };
             if s.peers.get(&peer.subnet) != Some(peer) {
                 s.peers.insert(peer.subnet, peer.clone());
-                self.reload_bird()?;
+                s.stale = true;
             }
             return Ok((PeerMode::Bgp, Vec::new()));
         }
