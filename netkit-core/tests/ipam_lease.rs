@@ -167,6 +167,12 @@ async fn acquire_is_idempotent_and_updates_metadata() {
 }
 
 #[tokio::test]
+async fn a_node_holds_one_lease_per_slot() {
+    let dir = tempdir("slots");
+    lease::check_slots(&open(&dir, four_blocks()).await).await;
+}
+
+#[tokio::test]
 async fn preferred_subnet_is_used_when_free() {
     let dir = tempdir("pref");
     let store = open(&dir, flannel()).await;

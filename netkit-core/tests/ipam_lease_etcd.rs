@@ -144,6 +144,12 @@ async fn acquire_is_idempotent_preferred_and_listed() {
 }
 
 #[tokio::test]
+async fn a_node_holds_one_lease_per_slot() {
+    let etcd = EtcdServer::start().await;
+    lease::check_slots(&etcd.store(four_blocks()).await).await;
+}
+
+#[tokio::test]
 async fn ttl_expiry_frees_the_subnet() {
     let etcd = EtcdServer::start().await;
     let store = etcd.store(four_blocks()).await;

@@ -133,3 +133,52 @@ pub fn view_diff(want: &[Lease], got: &View) -> String {
     }
     out
 }
+
+/// What both stores must do with lease slots (a node holding several subnets, as Calico's
+/// block affinity needs), on an empty store with the [`four_blocks`] plan: each slot is its own
+/// lease — acquired idempotently, renewed, released and lost on its own — and a slot beyond
+/// `MAX_SLOT` is refused.
+pub async fn check_slots<S: LeaseStore>(store: &S) {
+    use netkit_core::ipam::lease::{LeaseError, MAX_SLOT};
+    let a0 = store.acquire(&req("a")).await.expect("a slot 0");
+    let a1 = store.acquire(&req("a").slot(1)).await.expect("a slot 1");
+    let b0 = store.acquire(&req("b")).await.expect("b slot 0");
+    let a2 = store.acquire(&req("a").slot(2)).await.expect("a slot 2");
+    let subnets: std::collections::BTreeSet<IpNetwork> = [a0.subnet, a1.subnet, b0.subnet, a2.subnet].into();
+    assert_eq!(subnets.len(), 4, "every (node, slot) has its own subnet: {a0:?} {a1:?} {b0:?} {a2:?}");
+    assert_eq!((a0.slot, a1.slot, a2.slot, b0.slot), (0, 1, 2, 0));
+    assert_eq!(
+        store.acquire(&req("a").slot(1)).await.expect("a slot 1 again").subnet,
+        a1.subnet,
+        "acquire is idempotent per (node, slot)"
+    );
+    let err = store.acquire(&req("c")).await.expect_err("four blocks, four leases");
+    assert!(err.is_exhausted(), "{err}");
+    let err = store.acquire(&req("a").slot(MAX_SLOT + 1)).await.expect_err("slot too high");
+    assert!(matches!(err, LeaseError::InvalidNode { .. }), "{err}");
+
+    let renewed = store.renew(&a1).await.expect("renew slot 1");
+    assert_eq!((renewed.subnet, renewed.slot), (a1.subnet, 1));
+    store.release(&a1).await.expect("release slot 1");
+    let left: Vec<(String, u32)> = store
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .map(|l| (l.node().to_string(), l.slot))
+        .collect();
+    assert_eq!(left.len(), 3, "only slot 1 was released: {left:?}");
+    assert!(!left.contains(&("a".into(), 1)), "{left:?}");
+    let err = store.renew(&a1).await.expect_err("slot 1 was released");
+    assert!(err.is_lost(), "{err}");
+    // A lease of another slot of the same node is not the released one.
+    let mut wrong = a0.clone();
+    wrong.slot = 2;
+    let err = store.renew(&wrong).await.expect_err("slot 2 holds another subnet");
+    assert!(err.is_lost(), "{err}");
+    store.renew(&a0).await.expect("slot 0 is untouched");
+    store.renew(&a2).await.expect("slot 2 is untouched");
+    let listed = store.list().await.expect("list");
+    let a2_listed = listed.iter().find(|l| l.subnet == a2.subnet).expect("a2 listed");
+    assert_eq!(a2_listed.slot, 2, "the slot is stored");
+}

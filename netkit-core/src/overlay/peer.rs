@@ -67,6 +67,7 @@ mod tests {
                 backend_type: "vxlan".into(),
                 backend_data: serde_json::json!({"VNI": 1, "VtepMAC": "02:aa:bb:cc:dd:ee"}),
             },
+            slot: 0,
             ttl: Duration::from_secs(60),
             expires_at: SystemTime::now(),
         };

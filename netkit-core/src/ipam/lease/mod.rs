@@ -77,6 +77,6 @@ pub use etcd::EtcdLeaseStore;
 pub use file::FileLeaseStore;
 pub use plan::SubnetPlan;
 pub use record::Lease;
-pub use request::{LeaseRequest, NodeMeta, DEFAULT_TTL, MAX_TTL};
+pub use request::{LeaseRequest, NodeMeta, DEFAULT_TTL, MAX_SLOT, MAX_TTL};
 pub use store::LeaseStore;
 pub use watch::{LeaseEvent, LeaseWatch};

@@ -14,6 +14,8 @@ pub struct Lease {
     pub subnet: IpNetwork,
     /// The node holding it, and how to reach it.
     pub meta: NodeMeta,
+    /// Which of the node's leases this is (see [`LeaseRequest::slot`](super::LeaseRequest::slot)).
+    pub slot: u32,
     /// The time to live the store granted: what was asked for, except that etcd rounds up to
     /// whole seconds and to its minimum lease TTL.
     pub ttl: Duration,
@@ -25,10 +27,11 @@ pub struct Lease {
 impl Lease {
     /// A lease of `subnet` to `meta.node` for `ttl` from `now`, at the millisecond precision
     /// of the stored form (so a lease read back equals the one written).
-    pub(crate) fn new(subnet: IpNetwork, meta: NodeMeta, ttl: Duration, now: SystemTime) -> Self {
+    pub(crate) fn new(subnet: IpNetwork, meta: NodeMeta, slot: u32, ttl: Duration, now: SystemTime) -> Self {
         let mut lease = Self {
             subnet,
             meta,
+            slot,
             ttl: Duration::from_millis(ttl.as_millis() as u64),
             expires_at: now,
         };
@@ -63,6 +66,7 @@ impl Lease {
         let stored = StoredLease {
             subnet: self.subnet,
             meta: self.meta.clone(),
+            slot: self.slot,
             ttl_ms: self.ttl.as_millis() as u64,
             expires_at_ms: unix_ms(self.expires_at),
         };
@@ -78,6 +82,7 @@ impl Lease {
         Ok(Self {
             subnet: stored.subnet,
             meta: stored.meta,
+            slot: stored.slot,
             ttl: Duration::from_millis(stored.ttl_ms),
             expires_at: UNIX_EPOCH + Duration::from_millis(stored.expires_at_ms),
         })
@@ -85,15 +90,22 @@ impl Lease {
 }
 
 /// A lease as stored: `{"subnet": "10.244.1.0/24", "node": …, "public_ip": …,
-/// "backend_type": …, "backend_data": …, "ttl_ms": …, "expires_at_ms": …}`.
+/// "backend_type": …, "backend_data": …, "ttl_ms": …, "expires_at_ms": …}`, and `"slot": N`
+/// when the slot is not 0 (so a node's one lease reads as Flannel-era records did).
 #[derive(Serialize, Deserialize)]
 struct StoredLease {
     #[serde(with = "as_text")]
     subnet: IpNetwork,
     #[serde(flatten)]
     meta: NodeMeta,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    slot: u32,
     ttl_ms: u64,
     expires_at_ms: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A plan as stored: `{"network": "10.244.0.0/16", "subnet_prefix": 24}`.
@@ -199,12 +211,12 @@ mod fuzz {
             any::<u32>(),
             "[a-z-]{1,10}",
             data,
-            0u64..(1 << 40),
-            0u64..(1 << 45),
+            (0u64..(1 << 40), 0u64..(1 << 45), prop_oneof![Just(0u32), 1u32..=1023]),
         )
             .prop_map(
-                |(subnet, node, ip, backend_type, backend_data, ttl_ms, expires_at_ms)| Lease {
+                |(subnet, node, ip, backend_type, backend_data, (ttl_ms, expires_at_ms, slot))| Lease {
                     subnet,
+                    slot,
                     meta: NodeMeta {
                         node,
                         public_ip: IpAddr::V4(Ipv4Addr::from(ip)),

@@ -11,6 +11,9 @@ use super::LeaseError;
 /// The longest TTL a lease may have: one year.
 pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The highest lease slot: a node holds at most `MAX_SLOT + 1` subnets at once.
+pub const MAX_SLOT: u32 = 1023;
+
 /// Flannel's lease TTL (24 hours); the default of [`LeaseRequest::new`].
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -49,6 +52,12 @@ pub struct LeaseRequest {
     /// A subnet to take if the node holds none and it is free (e.g. the one it held before a
     /// restart). When it is taken, the node gets another free subnet.
     pub preferred: Option<IpNetwork>,
+    /// Which of the node's leases this is (0, the default: its one subnet, as Flannel has it).
+    /// A node holds one lease per slot, so a node that needs more subnets — Calico's block
+    /// affinity: a new block when its blocks are full — asks with slots 1, 2, …; every
+    /// slot's lease is acquired, renewed, expires and is released on its own. At most
+    /// [`MAX_SLOT`].
+    pub slot: u32,
 }
 
 impl LeaseRequest {
@@ -64,6 +73,7 @@ impl LeaseRequest {
             },
             ttl: DEFAULT_TTL,
             preferred: None,
+            slot: 0,
         }
     }
 
@@ -85,9 +95,16 @@ impl LeaseRequest {
         self
     }
 
-    /// Check the node name and the TTL.
+    /// Set the slot (see [`LeaseRequest::slot`]).
+    pub fn slot(mut self, slot: u32) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// Check the node name, the slot and the TTL.
     pub(crate) fn validate(&self) -> Result<(), LeaseError> {
         validate_node(&self.meta.node)?;
+        validate_slot(&self.meta.node, self.slot)?;
         let bad = |reason| LeaseError::InvalidTtl {
             node: self.meta.node.clone(),
             ttl: self.ttl,
@@ -101,6 +118,17 @@ impl LeaseRequest {
         }
         Ok(())
     }
+}
+
+/// Check a slot number (see [`LeaseRequest::slot`]).
+pub(crate) fn validate_slot(node: &str, slot: u32) -> Result<(), LeaseError> {
+    if slot > MAX_SLOT {
+        return Err(LeaseError::InvalidNode {
+            node: node.to_string(),
+            reason: "a lease slot is at most 1023",
+        });
+    }
+    Ok(())
 }
 
 /// Check a node name: it becomes part of an etcd key, so it must be a plain word.

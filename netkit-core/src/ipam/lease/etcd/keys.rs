@@ -4,6 +4,7 @@
 //! PREFIX/config                   the plan: {"network": "10.244.0.0/16", "subnet_prefix": 24}
 //! PREFIX/subnets/10.244.1.0-24    the lease (JSON), attached to the node's etcd lease
 //! PREFIX/nodes/node-a             "10.244.1.0/24", attached to the same etcd lease
+//! PREFIX/nodes/node-a/2           the subnet of node-a's lease in slot 2, likewise
 //! ```
 //!
 //! Both keys of a node are created in one transaction, only if both are absent, and share one
@@ -49,8 +50,13 @@ impl Keys {
         format!("{}{}", self.subnets(), subnet_key(subnet))
     }
 
-    pub(super) fn node(&self, node: &str) -> String {
-        format!("{}/nodes/{node}", self.prefix)
+    /// The node key of `node`'s lease in `slot`: `nodes/NODE` for slot 0 (a node's one lease,
+    /// as before slots existed), `nodes/NODE/SLOT` for the others (a node name has no `/`).
+    pub(super) fn node(&self, node: &str, slot: u32) -> String {
+        match slot {
+            0 => format!("{}/nodes/{node}", self.prefix),
+            _ => format!("{}/nodes/{node}/{slot}", self.prefix),
+        }
     }
 
     /// Where a key lives, for error messages: `key K at ENDPOINT`.

@@ -16,7 +16,7 @@ use keys::Keys;
 
 use super::alloc::free_subnets;
 use super::record::{check_stored_plan, plan_to_json};
-use super::request::validate_node;
+use super::request::{validate_node, validate_slot};
 use super::{Lease, LeaseError, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan};
 
 /// How many rounds (read the leases, try some free subnets) an acquire makes before it gives
@@ -249,7 +249,7 @@ impl EtcdLeaseStore {
         grant: &mut Option<Grant>,
     ) -> Result<Lease, LeaseError> {
         let node = &req.meta.node;
-        let node_key = self.keys.node(node);
+        let node_key = self.keys.node(node, req.slot);
         let with_lease = |id| Some(PutOptions::new().with_lease(id));
         for _ in 0..MAX_ROUNDS {
             if let Some(kv) = self.get_one(&node_key).await? {
@@ -257,7 +257,7 @@ impl EtcdLeaseStore {
                 let subnet = self.keys.decode_node(&kv, &self.plan)?;
                 let subnet_key = self.keys.subnet(subnet);
                 let (id, ttl) = self.grant_once(grant, req).await?;
-                let lease = Lease::new(subnet, req.meta.clone(), ttl, SystemTime::now());
+                let lease = Lease::new(subnet, req.meta.clone(), req.slot, ttl, SystemTime::now());
                 let old = kv.lease();
                 let txn = Txn::new()
                     .when([
@@ -301,7 +301,7 @@ impl EtcdLeaseStore {
             for subnet in candidates {
                 let subnet_key = self.keys.subnet(subnet);
                 let (id, ttl) = self.grant_once(grant, req).await?;
-                let lease = Lease::new(subnet, req.meta.clone(), ttl, SystemTime::now());
+                let lease = Lease::new(subnet, req.meta.clone(), req.slot, ttl, SystemTime::now());
                 let txn = Txn::new()
                     .when([
                         Compare::create_revision(subnet_key.clone(), CompareOp::Equal, 0),
@@ -392,6 +392,7 @@ impl LeaseStore for EtcdLeaseStore {
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
         validate_node(lease.node())?;
+        validate_slot(lease.node(), lease.slot)?;
         self.plan.check(lease.subnet)?;
         let (subnet, node) = (lease.subnet, lease.node());
         let lost = |holder| LeaseError::LeaseLost {
@@ -404,7 +405,7 @@ impl LeaseStore for EtcdLeaseStore {
             return Err(lost(None));
         };
         let (_, mut current) = self.keys.decode(&kv, &self.plan)?;
-        if current.meta.node != node {
+        if current.meta.node != node || current.slot != lease.slot {
             return Err(lost(Some(current.meta.node)));
         }
         let id = kv.lease();
@@ -436,13 +437,15 @@ impl LeaseStore for EtcdLeaseStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
         validate_node(lease.node())?;
+        validate_slot(lease.node(), lease.slot)?;
         self.plan.check(lease.subnet)?;
         let (subnet, node) = (lease.subnet, lease.node());
         let key = self.keys.subnet(subnet);
         let Some(kv) = self.get_one(&key).await? else {
             return Ok(());
         };
-        if self.keys.decode(&kv, &self.plan)?.1.meta.node != node {
+        let current = self.keys.decode(&kv, &self.plan)?.1;
+        if current.meta.node != node || current.slot != lease.slot {
             return Ok(());
         }
         let id = kv.lease();
@@ -456,7 +459,7 @@ impl LeaseStore for EtcdLeaseStore {
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
             .and_then([
                 TxnOp::delete(key.clone(), None),
-                TxnOp::delete(self.keys.node(node), None),
+                TxnOp::delete(self.keys.node(node, lease.slot), None),
             ]);
         self.txn(txn, || format!("release {subnet} of node {node} (txn on {key})"))
             .await?;

@@ -12,7 +12,7 @@ use disk::Layout;
 
 use super::alloc::free_subnets;
 use super::record::{check_stored_plan, plan_to_json};
-use super::request::validate_node;
+use super::request::{validate_node, validate_slot};
 use super::{Lease, LeaseError, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan};
 
 /// Leases kept as files in one directory: the embedded default, for a single host or for
@@ -28,6 +28,7 @@ use super::{Lease, LeaseError, LeaseRequest, LeaseStore, LeaseWatch, SubnetPlan}
 /// DIR/leases/10.244.1.0-24.json one JSON lease per leased subnet
 /// ```
 ///
+/// A node holds one lease per [slot](LeaseRequest::slot) (usually just slot 0).
 /// A node whose lease expired gets its old subnet back from its next
 /// [`acquire`](LeaseStore::acquire) if no other node took it meanwhile (and it asks for no
 /// other preferred subnet). Expired lease files stay until the next `acquire` removes them;
@@ -101,11 +102,14 @@ impl FileLeaseStore {
         let mut previous = None;
         for lease in remove_expired(&mut live, now) {
             self.layout.remove_lease(lease.subnet)?;
-            if lease.meta.node == req.meta.node {
+            if lease.meta.node == req.meta.node && lease.slot == req.slot {
                 previous = self.plan.index_of(lease.subnet);
             }
         }
-        let subnet = match live.values().find(|l| l.meta.node == req.meta.node) {
+        let mine = live
+            .values()
+            .find(|l| l.meta.node == req.meta.node && l.slot == req.slot);
+        let subnet = match mine {
             Some(mine) => mine.subnet,
             None => {
                 let taken: BTreeSet<u128> = live.keys().copied().collect();
@@ -119,13 +123,14 @@ impl FileLeaseStore {
                 })?
             }
         };
-        let lease = Lease::new(subnet, req.meta.clone(), req.ttl, now);
+        let lease = Lease::new(subnet, req.meta.clone(), req.slot, req.ttl, now);
         self.layout.write_lease(&lease)?;
         Ok(lease)
     }
 
     fn renew_blocking(&self, lease: &Lease) -> Result<Lease, LeaseError> {
         validate_node(lease.node())?;
+        validate_slot(lease.node(), lease.slot)?;
         self.plan.check(lease.subnet)?;
         let _lock = self.layout.lock()?;
         let now = SystemTime::now();
@@ -136,7 +141,9 @@ impl FileLeaseStore {
         };
         match self.layout.read_lease(lease.subnet)? {
             Some(cur) if cur.expires_at <= now => Err(lost(None)),
-            Some(cur) if cur.meta.node != lease.meta.node => Err(lost(Some(cur.meta.node))),
+            Some(cur) if cur.meta.node != lease.meta.node || cur.slot != lease.slot => {
+                Err(lost(Some(cur.meta.node)))
+            }
             None => Err(lost(None)),
             Some(mut cur) => {
                 cur.extend_from(now);
@@ -148,6 +155,7 @@ impl FileLeaseStore {
 
     fn release_blocking(&self, lease: &Lease) -> Result<(), LeaseError> {
         validate_node(lease.node())?;
+        validate_slot(lease.node(), lease.slot)?;
         self.plan.check(lease.subnet)?;
         let _lock = self.layout.lock()?;
         match self.layout.read_lease(lease.subnet)? {
