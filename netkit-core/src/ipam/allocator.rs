@@ -290,6 +290,41 @@ impl Ipam {
         Ok(mine)
     }
 
+    /// Claim every free address of range set `set` for `owner`, all or nothing: `Ok(true)`
+    /// when the whole set is then held by `owner`, `Ok(false)` (with this call's claims undone)
+    /// when another owner holds some address of it. See [`super::blocks::fence`].
+    pub(crate) fn claim_all(&self, owner: &Owner, set: usize) -> Result<bool> {
+        let Some(range_set) = self.pool.sets().get(set) else {
+            return Ok(false);
+        };
+        let _lock = self.store.lock(owner)?;
+        let held = self.confirmed(owner)?;
+        let mut txn = Claims {
+            store: &self.store,
+            owner,
+            base: held.clone(),
+            new: Vec::new(),
+            uncertain: None,
+        };
+        for ip in range_set.iter_after(None) {
+            if held.contains(&ip) {
+                continue;
+            }
+            match txn.try_claim(ip) {
+                Ok(true) => {}
+                Ok(false) => {
+                    txn.rollback();
+                    return Ok(false);
+                }
+                Err(e) => {
+                    txn.rollback();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Every held address with its holder, sorted by address (a scan of the store).
     pub fn list(&self) -> Result<Vec<(IpAddr, Owner)>> {
         let mut all = self.store.held()?;

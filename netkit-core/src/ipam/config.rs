@@ -157,7 +157,8 @@ pub struct IpamConfig {
     pub sync: bool,
     /// `subnetFile` (netkit's own key): a node agent's [`SubnetFile`](super::SubnetFile)
     /// (Flannel's `subnet.env` format; `""` reads as unset). Its node subnets come first, one
-    /// range set per family, with the first address as the gateway; when `routes` is empty,
+    /// range set per family (a range per subnet, when the node holds several blocks), each
+    /// with its first address as the gateway; when `routes` is empty,
     /// the container gets a route to each cluster network of the file through that gateway.
     /// netkit-cni also takes the file's MTU when its configuration sets none. The file is read
     /// at every ADD, so a node whose lease changed hands out addresses of its new subnet.
@@ -222,12 +223,22 @@ impl IpamConfig {
         let mut routes = Vec::new();
         if let Some(path) = &self.subnet_file {
             let file = super::SubnetFile::read(path).map_err(ConfigError::SubnetFile)?;
-            for subnet in file.subnets() {
-                sets.push(vec![RangeConfig {
-                    subnet: subnet.to_string(),
-                    ..Default::default()
-                }]);
-                if let (Some(network), true) = (file.network_of(subnet), self.routes.is_empty()) {
+            // One range set per family: its node subnets in the file's order, so a node with
+            // several blocks hands out addresses of the first until it is full, then the next.
+            for v4 in [true, false] {
+                let set: Vec<RangeConfig> = file
+                    .subnets()
+                    .filter(|s| s.is_ipv4() == v4)
+                    .map(|s| RangeConfig {
+                        subnet: s.to_string(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let Some(first) = file.subnets().find(|s| s.is_ipv4() == v4) else {
+                    continue;
+                };
+                sets.push(set);
+                if let (Some(network), true) = (file.network_of(first), self.routes.is_empty()) {
                     routes.push(PoolRoute { dst: network, gw: None });
                 }
             }
@@ -617,6 +628,16 @@ mod tests {
                 gw: None
             }]
         );
+        // A node with several blocks: one IPv4 range set, a range per block, the first first.
+        file.extra_subnets = vec!["10.244.9.0/24".parse().unwrap()];
+        file.write(&path).unwrap();
+        let p = IpamConfig::from_json(&json("")).unwrap().pool("net").unwrap();
+        assert_eq!(p.sets().len(), 1);
+        let ranges: Vec<String> = p.sets()[0].ranges().iter().map(|r| r.subnet().to_string()).collect();
+        assert_eq!(ranges, ["10.244.5.0/24", "10.244.9.0/24"]);
+        assert_eq!(p.routes().len(), 1, "one route to the network, not one per block");
+        file.extra_subnets.clear();
+        file.write(&path).unwrap();
         // Routes given in the configuration replace the route to the network; ranges add sets.
         let p = IpamConfig::from_json(&json(
             r#", "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": "fd00:5::/64"}]]"#,

@@ -8,7 +8,9 @@
 //!   [`Ipam::release`], [`Ipam::lookup`], [`Ipam::gc`], [`Ipam::check`] and
 //!   [`Ipam::import_host_local`];
 //! * [`lease`] carves a cluster network into per-node subnets (Flannel / Calico style), and
-//!   [`SubnetFile`] is how a node agent tells the CNI plugin its node's subnet and MTU.
+//!   [`SubnetFile`] is how a node agent tells the CNI plugin its node's subnet and MTU;
+//! * [`blocks`] tells how full a node's blocks are and fences an empty one off before the
+//!   agent gives it back.
 //!
 //! Differences from host-local, on purpose: lookups and releases by owner read one record
 //! instead of every file; owners are locked on 64 shards instead of one lock for the pool; a
@@ -16,6 +18,7 @@
 //! outside its subnet and overlapping ranges are refused.
 
 mod allocator;
+pub mod blocks;
 mod config;
 mod error;
 mod gc;

@@ -16,6 +16,12 @@
 //! `FLANNEL_IPV6_NETWORK` and `FLANNEL_IPV6_SUBNET`; a file may have either family or both.
 //! Unknown keys, blank lines and `#` comments are ignored when reading.
 //!
+//! A node that holds more than one subnet (Calico's block affinity: the agent claims another
+//! block when its blocks fill up) lists the others in netkit's own key, which Flannel's tools
+//! ignore: `NETKIT_EXTRA_SUBNETS=10.244.1.64/26,10.244.7.0/26` (network addresses, comma
+//! separated, each inside its family's network). The CNI plugin's IPAM hands out addresses of
+//! all of them, the first subnet first.
+//!
 //! netkit-cni reads the file when its IPAM configuration names it (`"ipam": {"type":
 //! "netkit-ipam", "subnetFile": "/run/netkit/subnet.env"}`): pods get addresses from the
 //! node's subnet, a route to the cluster network, and the file's MTU (see
@@ -76,6 +82,9 @@ pub struct SubnetFile {
     pub mtu: u32,
     /// Whether the node masquerades traffic leaving the cluster network (`FLANNEL_IPMASQ`).
     pub ip_masq: bool,
+    /// The node's other subnets, of either family, each inside its family's network
+    /// (`NETKIT_EXTRA_SUBNETS`; see the [module docs](self)).
+    pub extra_subnets: Vec<IpNetwork>,
 }
 
 impl SubnetFile {
@@ -91,6 +100,7 @@ impl SubnetFile {
             ipv6_subnet: None,
             mtu,
             ip_masq: false,
+            extra_subnets: Vec::new(),
         };
         if subnet.is_ipv4() {
             (f.network, f.subnet) = (Some(network), Some(subnet));
@@ -100,9 +110,16 @@ impl SubnetFile {
         f
     }
 
-    /// This node's subnets, IPv4 first.
+    /// This node's subnets: IPv4 first (`FLANNEL_SUBNET`, then the extra IPv4 subnets), then
+    /// IPv6 likewise.
     pub fn subnets(&self) -> impl Iterator<Item = IpNetwork> + '_ {
-        self.subnet.iter().chain(self.ipv6_subnet.iter()).copied()
+        let extra = |v4: bool| self.extra_subnets.iter().filter(move |s| s.is_ipv4() == v4);
+        self.subnet
+            .iter()
+            .chain(extra(true))
+            .chain(self.ipv6_subnet.iter())
+            .chain(extra(false))
+            .copied()
     }
 
     /// The cluster network that `subnet` (one of [`SubnetFile::subnets`]) belongs to.
@@ -134,6 +151,10 @@ impl SubnetFile {
         }
         put("FLANNEL_MTU", self.mtu.to_string());
         put("FLANNEL_IPMASQ", self.ip_masq.to_string());
+        if !self.extra_subnets.is_empty() {
+            let list: Vec<String> = self.extra_subnets.iter().map(|n| n.to_string()).collect();
+            put("NETKIT_EXTRA_SUBNETS", list.join(","));
+        }
         s
     }
 
@@ -155,6 +176,7 @@ impl SubnetFile {
             ipv6_subnet: None,
             mtu: 0,
             ip_masq: false,
+            extra_subnets: Vec::new(),
         };
         let mut mtu = None;
         for (n, line) in text.lines().enumerate() {
@@ -185,6 +207,14 @@ impl SubnetFile {
                             .ok_or_else(|| invalid(format!("line {}: FLANNEL_MTU={value:?}", n + 1)))?,
                     )
                 }
+                "NETKIT_EXTRA_SUBNETS" => {
+                    f.extra_subnets = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(net)
+                        .collect::<Result<_, _>>()?
+                }
                 "FLANNEL_IPMASQ" => {
                     f.ip_masq = match value {
                         "true" => true,
@@ -210,6 +240,13 @@ impl SubnetFile {
                     return Err(invalid(format!("the {family} network and subnet come together")));
                 }
                 _ => {}
+            }
+        }
+        for s in &f.extra_subnets {
+            match f.network_of(*s) {
+                Some(n) if n.contains(s.network()) && s.prefix() >= n.prefix() => {}
+                Some(n) => return Err(invalid(format!("extra subnet {s} is not inside network {n}"))),
+                None => return Err(invalid(format!("extra subnet {s}: the file has no network of its family"))),
             }
         }
         if f.subnet.is_none() && f.ipv6_subnet.is_none() {
@@ -316,6 +353,24 @@ mod tests {
         let mut dual = SubnetFile::new("10.244.0.0/16".parse().unwrap(), "10.244.3.0/24".parse().unwrap(), 1430);
         (dual.ipv6_network, dual.ipv6_subnet) = (f.ipv6_network, f.ipv6_subnet);
         assert_eq!(SubnetFile::parse(&dual.to_env()).unwrap(), dual);
+    }
+
+    #[test]
+    fn extra_subnets_read_and_write_back() {
+        let mut f = SubnetFile::new("10.244.0.0/16".parse().unwrap(), "10.244.1.0/26".parse().unwrap(), 1500);
+        f.extra_subnets = vec!["10.244.1.64/26".parse().unwrap(), "10.244.9.0/26".parse().unwrap()];
+        let text = f.to_env();
+        assert!(text.contains("NETKIT_EXTRA_SUBNETS=10.244.1.64/26,10.244.9.0/26\n"), "{text}");
+        let back = SubnetFile::parse(&text).unwrap();
+        assert_eq!(back, f);
+        let all: Vec<String> = back.subnets().map(|s| s.to_string()).collect();
+        assert_eq!(all, ["10.244.1.0/26", "10.244.1.64/26", "10.244.9.0/26"]);
+        let outside = text.replace("10.244.9.0/26", "10.9.0.0/26");
+        let e = SubnetFile::parse(&outside).unwrap_err().to_string();
+        assert!(e.contains("extra subnet 10.9.0.0/26 is not inside network 10.244.0.0/16"), "{e}");
+        let v6 = text.replace("10.244.9.0/26", "fd00::/64");
+        let e = SubnetFile::parse(&v6).unwrap_err().to_string();
+        assert!(e.contains("no network of its family"), "{e}");
     }
 
     #[test]

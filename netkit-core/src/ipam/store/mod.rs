@@ -506,6 +506,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Every held address, from the names of the address files alone (no record read; a name
+    /// that is no address is skipped, not quarantined): cheap enough to run at every change.
+    pub fn held_addresses(&self) -> Result<Vec<IpAddr>> {
+        Ok(self
+            .ip_dir
+            .names()
+            .map_err(io_err("list", self.ip_dir.path()))?
+            .iter()
+            .filter_map(|n| n.to_str()?.parse().ok())
+            .collect())
+    }
+
     /// Remove scratch files left by killed processes; returns how many.
     ///
     /// A scratch file lives for microseconds, so one older than [`SCRATCH_MAX_AGE`] is
