@@ -268,3 +268,131 @@ async fn agents_with_the_bgp_backend_carry_routed_pods() {
         });
     }
 }
+
+/// Calico's block affinity with the real BIRD: /28 blocks, claim at fewer than 2 free. Node 1's
+/// pods fill its block, the agent claims a second one (subnet file, BIRD, the other node's
+/// kernel), a pod gets an address of it and is reachable from node 2; pods leave, the empty
+/// block is given back and withdrawn everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
+    use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
+    use netkit_core::ipam::SubnetFile;
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig, BlockPolicy};
+    use netkit_test_support::overlay::{wait_peers, ClusterNode};
+    use netkit_test_support::{ping, wait_for_async};
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::block_affinity",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    let cluster = Cluster::new("oblk", 1);
+    let store_dir = cluster.dir().join("leases");
+    let plan = SubnetPlan::new("10.251.0.0/24".parse().unwrap(), 28).unwrap();
+    let nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::new(&cluster, &format!("k{i}"), 0, i))
+        .collect();
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let backend = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            ..Default::default()
+        });
+        let mut cfg = n.config(backend, Duration::from_secs(3600));
+        let mut policy = BlockPolicy::new(n.ipam_store());
+        policy.min_free = 2;
+        cfg.blocks = Some(policy);
+        let dir = store_dir.clone();
+        agents.push(
+            n.start(cfg, move || async move {
+                Ok(FileLeaseStore::open(dir, plan)
+                    .await?
+                    .with_watch_interval(Duration::from_millis(50)))
+            })
+            .await,
+        );
+    }
+    for a in &agents {
+        wait_peers(a, 1).await;
+    }
+    let first = agents[0].now().lease.expect("a lease").subnet;
+    let (far, far_ip) = nodes[1].pod_in_mode(&cluster, "kfar", "routed").await;
+
+    // 13 addresses per /28; after 12 pods one is left (< 2): a second block is claimed.
+    let mut pods = Vec::new();
+    for i in 0..12 {
+        let tag = format!("kp{i}");
+        let (p, ip) = nodes[0].pod_in_mode(&cluster, &tag, "routed").await;
+        assert!(first.contains(ip.into()), "pod {i} {ip} in the first block {first}");
+        pods.push((tag, p, ip));
+    }
+    let mut rx = agents[0].status();
+    let blocks = wait_for_async(Duration::from_secs(20), "a second block claimed", async || {
+        let s = rx.borrow_and_update().clone();
+        match s.blocks.len() {
+            2 => Ok(s.blocks),
+            _ => Err(s.blocks),
+        }
+    })
+    .await;
+    assert_eq!((blocks[0].subnet, blocks[0].held), (first, 12), "{blocks:?}");
+    let second = blocks[1].subnet;
+    let file = SubnetFile::read(&nodes[0].subnet_file()).unwrap();
+    assert_eq!(file.extra_subnets, [second], "the subnet file lists the new block");
+    wait_for(Duration::from_secs(20), "node 2 learns the second block by BGP", || {
+        let r = bird_routes(&nodes[1].node);
+        match r.contains(&format!("{second} via {} dev eth0", nodes[0].node.ip)) {
+            true => Ok(()),
+            false => Err(r),
+        }
+    });
+    // The last address of the first block, then one of the second; both reachable.
+    for i in 12..14 {
+        let tag = format!("kp{i}");
+        let (p, ip) = nodes[0].pod_in_mode(&cluster, &tag, "routed").await;
+        pods.push((tag, p, ip));
+    }
+    assert!(first.contains(pods[12].2.into()), "{:?}", pods[12].2);
+    assert!(second.contains(pods[13].2.into()), "{:?} in {second}", pods[13].2);
+    let far_name = far.name().unwrap().to_string();
+    for (_, _, ip) in &pods[12..] {
+        assert!(ping(&far_name, &ip.to_string()), "node 2's pod {far_ip} reaches {ip}");
+    }
+
+    // The second block's pod and four of the first block's leave: the second block is empty
+    // and the first has 4 free (2 × min_free), so the second goes back.
+    for (tag, p, _) in pods.drain(9..) {
+        nodes[0].remove_pod(&p, &tag, "routed").await;
+    }
+    wait_for_async(Duration::from_secs(20), "the empty block given back", async || {
+        let s = rx.borrow_and_update().clone();
+        match s.blocks.len() {
+            1 => Ok(()),
+            _ => Err(s.blocks),
+        }
+    })
+    .await;
+    let file = SubnetFile::read(&nodes[0].subnet_file()).unwrap();
+    assert!(file.extra_subnets.is_empty(), "{file:?}");
+    let store = FileLeaseStore::open(&store_dir, plan).await.unwrap();
+    let held: Vec<_> = store.list().await.unwrap().iter().map(|l| (l.subnet, l.slot)).collect();
+    assert!(
+        !held.iter().any(|(s, _)| *s == second),
+        "the block's lease is released: {held:?}"
+    );
+    wait_for(Duration::from_secs(20), "node 2 withdraws the second block", || {
+        let r = bird_routes(&nodes[1].node);
+        match r.contains(&second.to_string()) {
+            true => Err(r),
+            false => Ok(()),
+        }
+    });
+    // The fence is gone: the first block's freed addresses are handed out again.
+    let (_p, ip) = nodes[0].pod_in_mode(&cluster, "kagain", "routed").await;
+    assert!(first.contains(ip.into()), "{ip}");
+    for a in agents {
+        a.stop().await.expect("clean stop");
+    }
+}

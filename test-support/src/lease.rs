@@ -145,7 +145,11 @@ pub async fn check_slots<S: LeaseStore>(store: &S) {
     let b0 = store.acquire(&req("b")).await.expect("b slot 0");
     let a2 = store.acquire(&req("a").slot(2)).await.expect("a slot 2");
     let subnets: std::collections::BTreeSet<IpNetwork> = [a0.subnet, a1.subnet, b0.subnet, a2.subnet].into();
-    assert_eq!(subnets.len(), 4, "every (node, slot) has its own subnet: {a0:?} {a1:?} {b0:?} {a2:?}");
+    assert_eq!(
+        subnets.len(),
+        4,
+        "every (node, slot) has its own subnet: {a0:?} {a1:?} {b0:?} {a2:?}"
+    );
     assert_eq!((a0.slot, a1.slot, a2.slot, b0.slot), (0, 1, 2, 0));
     assert_eq!(
         store.acquire(&req("a").slot(1)).await.expect("a slot 1 again").subnet,
@@ -154,7 +158,10 @@ pub async fn check_slots<S: LeaseStore>(store: &S) {
     );
     let err = store.acquire(&req("c")).await.expect_err("four blocks, four leases");
     assert!(err.is_exhausted(), "{err}");
-    let err = store.acquire(&req("a").slot(MAX_SLOT + 1)).await.expect_err("slot too high");
+    let err = store
+        .acquire(&req("a").slot(MAX_SLOT + 1))
+        .await
+        .expect_err("slot too high");
     assert!(matches!(err, LeaseError::InvalidNode { .. }), "{err}");
 
     let renewed = store.renew(&a1).await.expect("renew slot 1");

@@ -288,6 +288,36 @@ impl ClusterNode {
     /// a /32 route per pod on the node, as Calico has it).
     pub async fn pod_in_mode(&self, cluster: &Cluster, tag: &str, mode: &str) -> (NetNsGuard, Ipv4Addr) {
         let pod = cluster.pod(tag);
+        let (conf, att) = self.attachment(&pod, tag, mode);
+        let r = attach::add(&conf, &att)
+            .await
+            .unwrap_or_else(|e| panic!("attach pod {tag} on {}: {e}", self.name()))
+            .to_json();
+        let ip = r["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("pod {tag}: no IPv4 address in the result {r}"));
+        (pod, ip)
+    }
+}
+
+impl ClusterNode {
+    /// The IPAM store its pods get addresses from (the network `podnet` under `ipam/`).
+    pub fn ipam_store(&self) -> PathBuf {
+        self.dir.join("ipam").join("podnet")
+    }
+
+    /// Detach pod `tag` (attached in `mode`), releasing its address.
+    pub async fn remove_pod(&self, pod: &NetNsGuard, tag: &str, mode: &str) {
+        let (conf, att) = self.attachment(pod, tag, mode);
+        attach::del(&conf, &att)
+            .await
+            .unwrap_or_else(|e| panic!("detach pod {tag} from {}: {e}", self.name()));
+    }
+
+    /// netkit-cni's configuration and the attachment of pod `tag` in `mode`.
+    fn attachment(&self, pod: &NetNsGuard, tag: &str, mode: &str) -> (NetworkConfig, Attachment) {
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "podnet",
@@ -301,16 +331,7 @@ impl ClusterNode {
         let conf = NetworkConfig::parse(conf.to_string().as_bytes()).expect("a valid network configuration");
         let host = NetNs::open(self.name()).unwrap_or_else(|e| panic!("open {}: {e}", self.name()));
         let att = Attachment::new(pod.path().display().to_string(), tag, "eth0").host(Host::in_netns(host));
-        let r = attach::add(&conf, &att)
-            .await
-            .unwrap_or_else(|e| panic!("attach pod {tag} on {}: {e}", self.name()))
-            .to_json();
-        let ip = r["ips"][0]["address"]
-            .as_str()
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("pod {tag}: no IPv4 address in the result {r}"));
-        (pod, ip)
+        (conf, att)
     }
 }
 

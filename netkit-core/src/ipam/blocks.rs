@@ -16,7 +16,7 @@ use std::path::Path;
 
 use ipnetwork::IpNetwork;
 
-use super::{Ipam, IpamError, IpRange, Owner, Pool, RangeSet, StoreOptions};
+use super::{IpRange, Ipam, IpamError, Owner, Pool, RangeSet, StoreOptions};
 
 /// How full one block is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,10 @@ mod tests {
         let store = dir.path().join("podnet");
         let blocks = [net("10.9.0.0/26"), net("10.9.0.64/26")];
         let use0 = block_use(&store, &blocks).unwrap();
-        assert_eq!(use0.iter().map(|u| (u.capacity, u.held)).collect::<Vec<_>>(), [(61, 0), (61, 0)]);
+        assert_eq!(
+            use0.iter().map(|u| (u.capacity, u.held)).collect::<Vec<_>>(),
+            [(61, 0), (61, 0)]
+        );
 
         // A pod's allocation from the pool the CNI plugin builds from the subnet file.
         let ipam = open(&store, &blocks).unwrap();
@@ -139,7 +142,9 @@ mod tests {
         assert!(fence(&store, blocks[0]).unwrap(), "fencing again is idempotent");
         assert_eq!(block_use(&store, &blocks).unwrap()[0].free(), 0);
         let only_first = open(&store, &blocks[..1]).unwrap();
-        let err = only_first.allocate(&Owner::new("pod2", "eth0").unwrap(), &[]).unwrap_err();
+        let err = only_first
+            .allocate(&Owner::new("pod2", "eth0").unwrap(), &[])
+            .unwrap_err();
         assert!(matches!(err, IpamError::Exhausted { .. }), "{err}");
         assert_eq!(unfence(&store, blocks[0]).unwrap(), 61);
         assert_eq!(unfence(&store, blocks[0]).unwrap(), 0, "unfence is idempotent");

@@ -246,7 +246,11 @@ impl SubnetFile {
             match f.network_of(*s) {
                 Some(n) if n.contains(s.network()) && s.prefix() >= n.prefix() => {}
                 Some(n) => return Err(invalid(format!("extra subnet {s} is not inside network {n}"))),
-                None => return Err(invalid(format!("extra subnet {s}: the file has no network of its family"))),
+                None => {
+                    return Err(invalid(format!(
+                        "extra subnet {s}: the file has no network of its family"
+                    )))
+                }
             }
         }
         if f.subnet.is_none() && f.ipv6_subnet.is_none() {
@@ -360,14 +364,20 @@ mod tests {
         let mut f = SubnetFile::new("10.244.0.0/16".parse().unwrap(), "10.244.1.0/26".parse().unwrap(), 1500);
         f.extra_subnets = vec!["10.244.1.64/26".parse().unwrap(), "10.244.9.0/26".parse().unwrap()];
         let text = f.to_env();
-        assert!(text.contains("NETKIT_EXTRA_SUBNETS=10.244.1.64/26,10.244.9.0/26\n"), "{text}");
+        assert!(
+            text.contains("NETKIT_EXTRA_SUBNETS=10.244.1.64/26,10.244.9.0/26\n"),
+            "{text}"
+        );
         let back = SubnetFile::parse(&text).unwrap();
         assert_eq!(back, f);
         let all: Vec<String> = back.subnets().map(|s| s.to_string()).collect();
         assert_eq!(all, ["10.244.1.0/26", "10.244.1.64/26", "10.244.9.0/26"]);
         let outside = text.replace("10.244.9.0/26", "10.9.0.0/26");
         let e = SubnetFile::parse(&outside).unwrap_err().to_string();
-        assert!(e.contains("extra subnet 10.9.0.0/26 is not inside network 10.244.0.0/16"), "{e}");
+        assert!(
+            e.contains("extra subnet 10.9.0.0/26 is not inside network 10.244.0.0/16"),
+            "{e}"
+        );
         let v6 = text.replace("10.244.9.0/26", "fd00::/64");
         let e = SubnetFile::parse(&v6).unwrap_err().to_string();
         assert!(e.contains("no network of its family"), "{e}");

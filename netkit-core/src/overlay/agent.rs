@@ -41,11 +41,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::backend::{Backend, BackendConfig, PeerMode, Underlay};
+use super::blocks::{next_step, BlockPolicy, BlockStep};
 use super::peer::Peer;
 use super::program::{Entry, Key, Wanted, PROTO_OVERLAY};
-use super::status::{unix_ms, AgentStatus, BgpSessionStatus, LeaseStatus, PeerStatus, UdpStatus};
+use super::status::{unix_ms, AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, PeerStatus, UdpStatus};
 use super::OverlayError;
 use crate::events::{Event, EventKind, EventStream};
+use crate::fsutil::watch::DirWatch;
+use crate::ipam::blocks::{block_use, BlockUse};
 use crate::ipam::lease::{Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch};
 use crate::ipam::SubnetFile;
 use crate::route::IpFamily;
@@ -77,6 +80,9 @@ pub struct AgentConfig {
     /// Release the lease when the agent stops (a node leaving for good); default keep it
     /// until it expires, so a restarted agent gets the same subnet.
     pub release_on_shutdown: bool,
+    /// Calico's block affinity (bgp backend only): claim more blocks as the node's pods fill
+    /// them, give empty ones back (see [`super::blocks`]); `None`: one block, the lease's.
+    pub blocks: Option<BlockPolicy>,
 }
 
 impl AgentConfig {
@@ -94,6 +100,7 @@ impl AgentConfig {
             status_file: None,
             ttl: Duration::from_secs(24 * 3600),
             release_on_shutdown: false,
+            blocks: None,
         }
     }
 }
@@ -166,6 +173,15 @@ impl<S: LeaseStore> Agent<S> {
     /// clean shutdown, with the data path left in place.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
+        if self.cfg.blocks.is_some() && !matches!(self.cfg.backend, BackendConfig::Bgp(_)) {
+            return Err(AgentError::Config {
+                node: self.cfg.node.clone(),
+                reason: format!(
+                    "block affinity (several blocks per node) needs the bgp backend, not {}",
+                    self.cfg.backend.name()
+                ),
+            });
+        }
         let underlay = self.underlay().await?;
         log::info!(
             target: TARGET,
@@ -182,6 +198,9 @@ impl<S: LeaseStore> Agent<S> {
             peers: BTreeMap::new(),
             problems: BTreeMap::new(),
             lease: None,
+            extra: BTreeMap::new(),
+            block_use: Vec::new(),
+            block_error: None,
             renew_now: false,
             backend,
             changes: 0,
@@ -197,6 +216,7 @@ impl<S: LeaseStore> Agent<S> {
             log::warn!(target: TARGET, "{}: turning on IPv4 forwarding: {e}", self.cfg.node);
         }
         let mut kernel = self.subscribe().await;
+        let mut ipam = run.watch_ipam().await;
         let mut leases: Option<LeaseWatch> = None;
         let mut rewatch_at = Some(Instant::now());
         let mut retry = RETRY_MIN;
@@ -247,6 +267,15 @@ impl<S: LeaseStore> Agent<S> {
                         run.publish("running");
                     }
                 }
+                r = next_dir_change(&mut ipam) => {
+                    if let Err(e) = r {
+                        log::warn!(target: TARGET, "{}: watching the IPAM store: {e}", self.cfg.node);
+                        ipam = None;
+                    }
+                    if run.check_blocks().await {
+                        run.publish("running");
+                    }
+                }
                 ev = next_kernel_event(&mut kernel) => {
                     let changed = match ev {
                         Some(ev) => run.kernel_event(ev).await,
@@ -266,6 +295,12 @@ impl<S: LeaseStore> Agent<S> {
                         Some(next) => renew_at = next,
                         None => break,
                     }
+                    run.renew_blocks().await;
+                    // Also a safety net for the IPAM watch (an overflowed or failed one).
+                    if ipam.is_none() {
+                        ipam = run.watch_ipam().await;
+                    }
+                    run.check_blocks().await;
                     // The store answers again while the watch is down: watch again now
                     // rather than at the end of the back-off.
                     if leases.is_none() && run.store_error.is_none() {
@@ -376,6 +411,12 @@ struct Running<'a, S: LeaseStore> {
     /// Peers that cannot be programmed, and why.
     problems: BTreeMap<IpNetwork, String>,
     lease: Option<Lease>,
+    /// The blocks claimed beyond the lease (block affinity), by lease slot.
+    extra: BTreeMap<u32, Lease>,
+    /// How full the blocks were when last counted.
+    block_use: Vec<BlockUse>,
+    /// Why no block could be claimed, while that lasts.
+    block_error: Option<String>,
     /// The watch showed this node's own lease ending: renew (and acquire again) at once.
     renew_now: bool,
     changes: u64,
@@ -459,15 +500,11 @@ impl<S: LeaseStore> Running<'_, S> {
                     log::error!(target: TARGET, "{}: {e}", self.node());
                 }
             }
-            if let Some(path) = &self.agent.cfg.subnet_file {
-                let mut file = SubnetFile::new(network, lease.subnet, self.backend.pod_mtu());
-                file.ip_masq = self.agent.cfg.ip_masq;
-                if let Err(e) = file.write(path) {
-                    log::warn!(target: TARGET, "{}: {e}", self.node());
-                }
-            }
         }
         self.lease = Some(lease);
+        if changed {
+            self.apply_blocks();
+        }
         if changed {
             let peers: Vec<Peer> = self.peers.values().cloned().collect();
             for p in peers {
@@ -475,6 +512,200 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         Ok(())
+    }
+
+    /// The cluster network the subnet file names.
+    fn network(&self) -> IpNetwork {
+        self.agent
+            .cfg
+            .network
+            .unwrap_or_else(|| self.agent.store.plan().network())
+    }
+
+    /// This node's blocks: the lease's subnet, then the claimed ones by slot.
+    fn blocks(&self) -> Vec<IpNetwork> {
+        self.lease.iter().chain(self.extra.values()).map(|l| l.subnet).collect()
+    }
+
+    /// Whether `subnet` is one of this node's blocks.
+    fn own_block(&self, subnet: IpNetwork) -> bool {
+        self.lease.iter().chain(self.extra.values()).any(|l| l.subnet == subnet)
+    }
+
+    /// The node's blocks changed: write the subnet file and hand them to the backend (BIRD
+    /// announces and blackholes them).
+    fn apply_blocks(&mut self) {
+        let blocks = self.blocks();
+        let Some(&first) = blocks.first() else {
+            return;
+        };
+        if let Some(path) = &self.agent.cfg.subnet_file {
+            let mut file = SubnetFile::new(self.network(), first, self.backend.pod_mtu());
+            file.ip_masq = self.agent.cfg.ip_masq;
+            file.extra_subnets = blocks[1..].to_vec();
+            if let Err(e) = file.write(path) {
+                log::warn!(target: TARGET, "{}: {e}", self.node());
+            }
+        }
+        self.backend.set_blocks(blocks);
+        self.sync_backend();
+    }
+
+    /// Start following the IPAM store (block affinity only); `None` without a policy or when
+    /// it cannot be watched (said in the log; the renewal timer tries again).
+    async fn watch_ipam(&mut self) -> Option<DirWatch> {
+        let policy = self.agent.cfg.blocks.clone()?;
+        // Counting creates the store, so its `ip/` directory exists to be watched.
+        self.check_blocks().await;
+        match DirWatch::new(&policy.ipam_store.join("ip")) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!(target: TARGET, "{}: block affinity: {e}", self.node());
+                None
+            }
+        }
+    }
+
+    /// Count the blocks' free addresses and claim or give back blocks as the policy says
+    /// (see [`super::blocks`]); whether anything changed.
+    async fn check_blocks(&mut self) -> bool {
+        let Some(policy) = self.agent.cfg.blocks.clone() else {
+            return false;
+        };
+        let mut changed = false;
+        // One step at a time, each on a fresh count; a few per wake-up at most.
+        for _ in 0..4 {
+            let blocks = self.blocks();
+            if blocks.is_empty() {
+                break;
+            }
+            let store = policy.ipam_store.clone();
+            let usage = match tokio::task::spawn_blocking(move || block_use(&store, &blocks)).await {
+                Ok(Ok(u)) => u,
+                Ok(Err(e)) => {
+                    log::warn!(target: TARGET, "{}: block affinity: counting addresses: {e}", self.node());
+                    break;
+                }
+                Err(e) => {
+                    log::warn!(target: TARGET, "{}: block affinity: {e}", self.node());
+                    break;
+                }
+            };
+            changed |= usage != self.block_use;
+            self.block_use = usage;
+            let step = match next_step(&policy, &self.block_use) {
+                BlockStep::Keep => break,
+                BlockStep::Claim => self.claim_block().await,
+                BlockStep::GiveBack(b) => self.give_back(&policy, b).await,
+            };
+            if !step {
+                break;
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    /// Lease one more block (the lowest free slot); whether it got one.
+    async fn claim_block(&mut self) -> bool {
+        let Some(slot) = (1..=crate::ipam::lease::MAX_SLOT).find(|s| !self.extra.contains_key(s)) else {
+            return false;
+        };
+        match self.agent.store.acquire(&self.request(None).slot(slot)).await {
+            Ok(lease) => {
+                self.store_ok();
+                self.block_error = None;
+                log::info!(target: TARGET, "{}: claimed block {} (slot {slot}): the node's blocks ran low", self.node(), lease.subnet);
+                self.extra.insert(slot, lease);
+                self.apply_blocks();
+                true
+            }
+            Err(e) if e.is_exhausted() => {
+                let why = format!(
+                    "no block left to claim ({e}); borrowing addresses of other nodes' blocks is not implemented"
+                );
+                if self.block_error.as_deref() != Some(why.as_str()) {
+                    log::error!(target: TARGET, "{}: {why}", self.node());
+                }
+                self.block_error = Some(why);
+                false
+            }
+            Err(e) => {
+                self.store_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// Give an empty claimed block back: fence it in the IPAM store, take it out of the subnet
+    /// file and BIRD, release its lease, drop the fence. Whether it was given back.
+    async fn give_back(&mut self, policy: &BlockPolicy, block: IpNetwork) -> bool {
+        let Some((&slot, lease)) = self.extra.iter().find(|(_, l)| l.subnet == block) else {
+            return false;
+        };
+        let lease = lease.clone();
+        let store = policy.ipam_store.clone();
+        match tokio::task::spawn_blocking(move || crate::ipam::blocks::fence(&store, block)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return false, // a pod got an address meanwhile: keep it
+            Ok(Err(e)) => {
+                log::warn!(target: TARGET, "{}: fencing block {block}: {e}", self.node());
+                return false;
+            }
+            Err(e) => {
+                log::warn!(target: TARGET, "{}: fencing block {block}: {e}", self.node());
+                return false;
+            }
+        }
+        self.extra.remove(&slot);
+        self.apply_blocks();
+        match self.agent.store.release(&lease).await {
+            Ok(()) => log::info!(target: TARGET, "{}: gave back empty block {block} (slot {slot})", self.node()),
+            // It expires by itself: nothing renews it any more.
+            Err(e) => log::warn!(target: TARGET, "{}: releasing block {block}: {e}; it expires unrenewed", self.node()),
+        }
+        let store = policy.ipam_store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || crate::ipam::blocks::unfence(&store, block)).await {
+            log::warn!(target: TARGET, "{}: unfencing block {block}: {e}", self.node());
+        }
+        true
+    }
+
+    /// Renew the claimed blocks' leases; a lost one is acquired again in its slot (its old
+    /// block if still free).
+    async fn renew_blocks(&mut self) {
+        let mut changed = false;
+        for (slot, lease) in self.extra.clone() {
+            match self.agent.store.renew(&lease).await {
+                Ok(renewed) => {
+                    self.store_ok();
+                    self.extra.insert(slot, renewed);
+                }
+                Err(e) if e.is_lost() => {
+                    log::warn!(target: TARGET, "{}: lost block {} (slot {slot}); acquiring again", self.node(), lease.subnet);
+                    match self
+                        .agent
+                        .store
+                        .acquire(&self.request(Some(lease.subnet)).slot(slot))
+                        .await
+                    {
+                        Ok(new) => {
+                            changed |= new.subnet != lease.subnet;
+                            self.extra.insert(slot, new);
+                        }
+                        Err(e) => {
+                            self.store_failed(&e);
+                            self.extra.remove(&slot);
+                            changed = true;
+                        }
+                    }
+                }
+                Err(e) => self.store_failed(&e),
+            }
+        }
+        if changed {
+            self.apply_blocks();
+        }
     }
 
     /// Renew the lease (or acquire it again when lost); the next renewal time, or `None`
@@ -521,6 +752,21 @@ impl<S: LeaseStore> Running<'_, S> {
         for l in leases.iter().filter(|l| l.meta.node != self.node()) {
             now.insert(l.subnet, Peer::from_lease(l));
         }
+        // Blocks this node claimed before a restart: its again (renewed from now on).
+        let mut adopted = false;
+        if self.agent.cfg.blocks.is_some() {
+            let me = self.node().to_string();
+            for l in leases.iter().filter(|l| l.meta.node == me && l.slot > 0) {
+                if !self.extra.contains_key(&l.slot) {
+                    log::info!(target: TARGET, "{}: block {} (slot {}) is this node's", self.node(), l.subnet, l.slot);
+                    self.extra.insert(l.slot, l.clone());
+                    adopted = true;
+                }
+            }
+        }
+        if adopted {
+            self.apply_blocks();
+        }
         let gone: Vec<IpNetwork> = self.peers.keys().filter(|s| !now.contains_key(s)).copied().collect();
         for subnet in gone {
             if let Some(peer) = self.peers.remove(&subnet) {
@@ -558,6 +804,11 @@ impl<S: LeaseStore> Running<'_, S> {
                 self.forget(l.subnet).await;
                 true
             }
+            LeaseEvent::Removed(l) if self.extra.get(&l.slot).is_some_and(|mine| mine.subnet == l.subnet) => {
+                log::warn!(target: TARGET, "{}: the store ended this node's block {}", self.node(), l.subnet);
+                self.renew_now = true;
+                true
+            }
             LeaseEvent::Removed(l) if self.lease.as_ref().is_some_and(|mine| mine.subnet == l.subnet) => {
                 log::warn!(target: TARGET, "{}: the store ended this node's lease of {}", self.node(), l.subnet);
                 // Renewal finds it lost and acquires again.
@@ -578,7 +829,7 @@ impl<S: LeaseStore> Running<'_, S> {
     /// Program one peer (its entries replace whatever it had).
     async fn program(&mut self, peer: Peer) {
         let subnet = peer.subnet;
-        if self.lease.as_ref().is_some_and(|l| l.subnet == subnet) {
+        if self.own_block(subnet) {
             return;
         }
         let entries = self.entries(&peer).await;
@@ -740,6 +991,16 @@ impl<S: LeaseStore> Running<'_, S> {
                 subnet: l.subnet,
                 expires_ms: unix_ms(l.expires_at),
             }),
+            blocks: self
+                .block_use
+                .iter()
+                .map(|u| BlockStatus {
+                    subnet: u.block,
+                    held: u.held,
+                    capacity: u.capacity,
+                })
+                .collect(),
+            block_error: self.block_error.clone(),
             store_ok: self.store_error.is_none(),
             store_error: self.store_error.clone(),
             peers: self
@@ -841,6 +1102,13 @@ async fn sleep_until(at: Option<Instant>) {
 async fn next_lease_event(w: &mut Option<LeaseWatch>) -> Option<Result<LeaseEvent, LeaseError>> {
     match w {
         Some(w) => w.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_dir_change(w: &mut Option<DirWatch>) -> std::io::Result<()> {
+    match w {
+        Some(w) => w.changed().await,
         None => std::future::pending().await,
     }
 }

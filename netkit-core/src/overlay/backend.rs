@@ -196,7 +196,8 @@ pub(crate) struct Backend {
 #[derive(Debug)]
 struct BgpState {
     bird: Bird,
-    block: IpNetwork,
+    /// This node's blocks, its first (lease) block first.
+    blocks: Vec<IpNetwork>,
     peers: std::collections::BTreeMap<IpNetwork, Peer>,
     /// Peers changed since BIRD was last reloaded ([`Backend::sync`]).
     stale: bool,
@@ -356,8 +357,14 @@ impl Backend {
 
     /// The bgp backend: BIRD in the node's namespace announcing `subnet` (its block).
     async fn configure_bgp(&mut self, h: &Handle, subnet: IpNetwork, b: &BgpBackendConfig) -> Result<(), OverlayError> {
-        let peers = self.bgp.take().map(|s| s.peers).unwrap_or_default();
-        let cfg = self.bird_config(b, subnet, &peers).map_err(OverlayError::Unsupported)?;
+        let (peers, old) = self.bgp.take().map(|s| (s.peers, s.blocks)).unwrap_or_default();
+        // The first block is the lease's (replaced); blocks claimed later stay.
+        let blocks: Vec<IpNetwork> = std::iter::once(subnet)
+            .chain(old.into_iter().skip(1).filter(|b| *b != subnet))
+            .collect();
+        let cfg = self
+            .bird_config(b, &blocks, &peers)
+            .map_err(OverlayError::Unsupported)?;
         let ns = h.netns().clone();
         let dir = b.dir.clone();
         let bird = tokio::task::spawn_blocking(move || Bird::start(&ns, &dir, &cfg))
@@ -366,7 +373,7 @@ impl Backend {
             .map_err(|e| OverlayError::Unsupported(e.to_string()))?;
         self.bgp = Some(BgpState {
             bird,
-            block: subnet,
+            blocks,
             peers,
             stale: false,
         });
@@ -377,7 +384,7 @@ impl Backend {
     fn bird_config(
         &self,
         b: &BgpBackendConfig,
-        block: IpNetwork,
+        blocks: &[IpNetwork],
         peers: &std::collections::BTreeMap<IpNetwork, Peer>,
     ) -> Result<BirdConfig, String> {
         let IpAddr::V4(me) = self.underlay.public_ip else {
@@ -386,10 +393,15 @@ impl Backend {
         let mut cfg = BirdConfig::new(me, b.asn);
         cfg.hold_time = b.hold_time;
         cfg.connect_retry = 1;
-        cfg.blocks.push(block);
+        cfg.blocks.extend_from_slice(blocks);
         let i_reflect = b.reflectors.contains(&self.node);
+        // One session per node, whatever number of blocks (leases) it holds.
+        let mut seen = std::collections::BTreeSet::new();
         for p in peers.values() {
             let IpAddr::V4(ip) = p.public_ip else { continue };
+            if !seen.insert(p.node.as_str()) {
+                continue;
+            }
             let it_reflects = b.reflectors.contains(&p.node);
             if b.reflectors.is_empty() || i_reflect || it_reflects {
                 cfg.peers.push(BirdPeer {
@@ -408,8 +420,19 @@ impl Backend {
         let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
             return Ok(());
         };
-        let cfg = self.bird_config(b, s.block, &s.peers)?;
+        let cfg = self.bird_config(b, &s.blocks, &s.peers)?;
         s.bird.reconfigure(&cfg).map_err(|e| e.to_string())
+    }
+
+    /// This node's blocks are now `blocks` (its lease's first): BIRD announces and blackholes
+    /// them from the next [`sync`](Self::sync) (bgp only).
+    pub(crate) fn set_blocks(&mut self, blocks: Vec<IpNetwork>) {
+        if let Some(s) = &mut self.bgp {
+            if s.blocks != blocks {
+                s.blocks = blocks;
+                s.stale = true;
+            }
+        }
     }
 
     /// The BGP sessions (bgp only).

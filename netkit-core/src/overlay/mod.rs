@@ -9,10 +9,13 @@
 //!   `netkit agent` runs it; other runtimes can embed it.
 //! * [`bird`]: BGP through BIRD 2 (Calico's way of spreading pod routes): a node's
 //!   configuration, the daemon in the node's namespace, reloads and session states.
+//! * [`blocks`]: Calico's block affinity — the agent claims blocks as pods fill them and
+//!   gives empty ones back.
 
 pub mod agent;
 pub mod backend;
 pub mod bird;
+pub mod blocks;
 pub mod offload;
 mod peer;
 mod program;
@@ -22,7 +25,8 @@ mod vxlan;
 
 pub use agent::{Agent, AgentConfig, AgentError};
 pub use backend::{BackendConfig, BgpBackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig};
+pub use blocks::BlockPolicy;
 pub use peer::{Peer, VTEP_MAC_KEY};
 pub use program::PROTO_OVERLAY;
-pub use status::{AgentStatus, BgpSessionStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
+pub use status::{AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

@@ -28,6 +28,12 @@ pub struct AgentStatus {
     pub mtu: u32,
     /// This node's lease, once it has one.
     pub lease: Option<LeaseStatus>,
+    /// With block affinity: the node's blocks (the lease's first) and how full they are.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub blocks: Vec<BlockStatus>,
+    /// With block affinity: why no more block could be claimed, while that lasts.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub block_error: Option<String>,
     /// Whether the last operation on the lease store worked.
     pub store_ok: bool,
     /// The store's last error, while it fails.
@@ -60,6 +66,17 @@ pub struct LeaseStatus {
     pub subnet: IpNetwork,
     /// When it ends unless renewed, in milliseconds since the Unix epoch.
     pub expires_ms: u64,
+}
+
+/// One of the node's blocks (block affinity).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockStatus {
+    /// The block.
+    pub subnet: IpNetwork,
+    /// Addresses of it held by pods.
+    pub held: u64,
+    /// Addresses of it pods can get.
+    pub capacity: u64,
 }
 
 /// One BGP session of the node's BIRD.

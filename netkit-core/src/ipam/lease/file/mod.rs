@@ -141,9 +141,7 @@ impl FileLeaseStore {
         };
         match self.layout.read_lease(lease.subnet)? {
             Some(cur) if cur.expires_at <= now => Err(lost(None)),
-            Some(cur) if cur.meta.node != lease.meta.node || cur.slot != lease.slot => {
-                Err(lost(Some(cur.meta.node)))
-            }
+            Some(cur) if cur.meta.node != lease.meta.node || cur.slot != lease.slot => Err(lost(Some(cur.meta.node))),
             None => Err(lost(None)),
             Some(mut cur) => {
                 cur.extend_from(now);
