@@ -254,6 +254,40 @@ async fn agents_with_the_bgp_backend_carry_routed_pods() {
     let view: Vec<_> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
     assert_eq!(reachability(&view, &[]), Vec::<String>::new());
 
+    // BIRD killed on node 1: its agent notices (pidfd), starts it again with the same blocks
+    // and peers, and the sessions and routes come back.
+    let pid_file = nodes[0].dir.join("bird").join("bird.pid");
+    let old_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let mut rx = agents[0].status();
+    netkit_test_support::wait_for_async(Duration::from_secs(30), "bird restarted, 2 sessions up", async || {
+        let s = rx.borrow_and_update().clone();
+        let new_pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        let up = s
+            .bgp
+            .iter()
+            .flatten()
+            .filter(|b| b.info.starts_with("Established"))
+            .count();
+        match (new_pid, up) {
+            (Some(p), 2) if p != old_pid => Ok(()),
+            _ => Err((new_pid, s.bgp)),
+        }
+    })
+    .await;
+    for n in &nodes[1..] {
+        wait_for(Duration::from_secs(30), "node 1's block back", || {
+            let r = bird_routes(&n.node);
+            match r.contains(&format!("{} via {} dev eth0", subnets[0], nodes[0].node.ip)) {
+                true => Ok(()),
+                false => Err(r),
+            }
+        });
+    }
+    assert_eq!(reachability(&view, &[]), Vec::<String>::new());
+
     // Node 3's agent stops, and its BIRD with it: the others withdraw its block within 3 s.
     let gone = subnets[2];
     agents.pop().unwrap().stop().await.expect("clean stop");

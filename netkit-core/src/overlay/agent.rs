@@ -221,6 +221,13 @@ impl<S: LeaseStore> Agent<S> {
         let mut rewatch_at = Some(Instant::now());
         let mut retry = RETRY_MIN;
         let mut renew_at = Instant::now() + self.cfg.ttl / 3;
+        // bgp: BIRD is followed with a pidfd and started again when it dies (with back-off when
+        // it will not start); its sessions are asked for every second until all are
+        // Established, then every 30 s (and after every reload) for the status.
+        let mut bird_exit = run.backend.bird_exit();
+        let mut bird_retry_at: Option<Instant> = None;
+        let mut bird_retry = RETRY_MIN;
+        let mut sessions_at = bird_exit.as_ref().map(|_| Instant::now() + Duration::from_secs(1));
         // No reconcile before the first watch's snapshot: with no peers known yet it would
         // take every entry of a running data path for stale.
         run.publish("running");
@@ -273,6 +280,43 @@ impl<S: LeaseStore> Agent<S> {
                         ipam = None;
                     }
                     if run.check_blocks().await {
+                        run.publish("running");
+                    }
+                }
+                pid = bird_exited(&bird_exit) => {
+                    if run.backend.bird_pid() == Some(pid) {
+                        log::warn!(target: TARGET, "{}: bird (pid {pid}) exited; starting it again", self.cfg.node);
+                        bird_exit = None;
+                        bird_retry_at = Some(Instant::now());
+                    } else {
+                        // An earlier BIRD, replaced on purpose: follow the current one.
+                        bird_exit = run.backend.bird_exit();
+                    }
+                }
+                () = sleep_until(bird_retry_at) => {
+                    match run.backend.restart_bird(&self.h).await {
+                        Ok(()) => {
+                            log::info!(target: TARGET, "{}: bird runs again (pid {:?})", self.cfg.node, run.backend.bird_pid());
+                            bird_exit = run.backend.bird_exit();
+                            (bird_retry_at, bird_retry) = (None, RETRY_MIN);
+                            sessions_at = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            log::error!(target: TARGET, "{}: starting bird again: {e}; next try in {bird_retry:?}", self.cfg.node);
+                            bird_retry_at = Some(Instant::now() + bird_retry);
+                            bird_retry = (bird_retry * 2).min(RETRY_MAX);
+                        }
+                    }
+                    run.publish("running");
+                }
+                () = sleep_until(sessions_at) => {
+                    let before = run.backend.bgp_sessions();
+                    run.backend.refresh_sessions().await;
+                    let now = run.backend.bgp_sessions();
+                    let all_up = now.as_ref().is_some_and(|v| !v.is_empty() && v.iter().all(|s| s.established()));
+                    let every = if all_up { Duration::from_secs(30) } else { Duration::from_secs(1) };
+                    sessions_at = Some(Instant::now() + every);
+                    if before != now {
                         run.publish("running");
                     }
                 }
@@ -503,7 +547,7 @@ impl<S: LeaseStore> Running<'_, S> {
         }
         self.lease = Some(lease);
         if changed {
-            self.apply_blocks();
+            self.apply_blocks().await;
         }
         if changed {
             let peers: Vec<Peer> = self.peers.values().cloned().collect();
@@ -534,7 +578,7 @@ impl<S: LeaseStore> Running<'_, S> {
 
     /// The node's blocks changed: write the subnet file and hand them to the backend (BIRD
     /// announces and blackholes them).
-    fn apply_blocks(&mut self) {
+    async fn apply_blocks(&mut self) {
         let blocks = self.blocks();
         let Some(&first) = blocks.first() else {
             return;
@@ -548,7 +592,7 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         self.backend.set_blocks(blocks);
-        self.sync_backend();
+        self.sync_backend().await;
     }
 
     /// Start following the IPAM store (block affinity only); `None` without a policy or when
@@ -617,7 +661,7 @@ impl<S: LeaseStore> Running<'_, S> {
                 self.block_error = None;
                 log::info!(target: TARGET, "{}: claimed block {} (slot {slot}): the node's blocks ran low", self.node(), lease.subnet);
                 self.extra.insert(slot, lease);
-                self.apply_blocks();
+                self.apply_blocks().await;
                 true
             }
             Err(e) if e.is_exhausted() => {
@@ -658,7 +702,7 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         self.extra.remove(&slot);
-        self.apply_blocks();
+        self.apply_blocks().await;
         match self.agent.store.release(&lease).await {
             Ok(()) => log::info!(target: TARGET, "{}: gave back empty block {block} (slot {slot})", self.node()),
             // It expires by itself: nothing renews it any more.
@@ -704,7 +748,7 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         if changed {
-            self.apply_blocks();
+            self.apply_blocks().await;
         }
     }
 
@@ -765,7 +809,7 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         if adopted {
-            self.apply_blocks();
+            self.apply_blocks().await;
         }
         let gone: Vec<IpNetwork> = self.peers.keys().filter(|s| !now.contains_key(s)).copied().collect();
         for subnet in gone {
@@ -783,7 +827,7 @@ impl<S: LeaseStore> Running<'_, S> {
                 self.peers.insert(subnet, peer);
             }
         }
-        self.sync_backend();
+        self.sync_backend().await;
     }
 
     /// A lease event; whether it changed anything (a renewal of another node's lease, the
@@ -820,8 +864,8 @@ impl<S: LeaseStore> Running<'_, S> {
     }
 
     /// Bring the backend's own peer state (BIRD's configuration) up to date, once per change.
-    fn sync_backend(&mut self) {
-        if let Err(e) = self.backend.sync() {
+    async fn sync_backend(&mut self) {
+        if let Err(e) = self.backend.sync().await {
             log::error!(target: TARGET, "{}: reloading bird: {e}", self.node());
         }
     }
@@ -842,7 +886,7 @@ impl<S: LeaseStore> Running<'_, S> {
             self.problems.insert(subnet, errors.join("; "));
         }
         self.peers.insert(subnet, peer);
-        self.sync_backend();
+        self.sync_backend().await;
     }
 
     /// The entries that reach `peer` (none when it cannot be reached: the reason is kept for
@@ -893,7 +937,7 @@ impl<S: LeaseStore> Running<'_, S> {
         for e in errors {
             log::error!(target: TARGET, "{}: removing node {}: {e}", self.node(), peer.node);
         }
-        self.sync_backend();
+        self.sync_backend().await;
     }
 
     /// Compare everything with the kernel and fix the differences.
@@ -1102,6 +1146,17 @@ async fn sleep_until(at: Option<Instant>) {
 async fn next_lease_event(w: &mut Option<LeaseWatch>) -> Option<Result<LeaseEvent, LeaseError>> {
     match w {
         Some(w) => w.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The pid of the BIRD `w` follows, once it has exited.
+async fn bird_exited(w: &Option<super::bird::BirdExit>) -> u32 {
+    match w {
+        Some(w) => {
+            w.exited().await;
+            w.pid()
+        }
         None => std::future::pending().await,
     }
 }

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
-use super::bird::{Bird, BirdConfig, BirdPeer};
+use super::bird::{BgpSession, Bird, BirdConfig, BirdExit, BirdPeer};
 use super::peer::Peer;
 use super::program::Entry;
 use super::udp::DataPath;
@@ -195,12 +195,15 @@ pub(crate) struct Backend {
 /// The bgp backend's running state.
 #[derive(Debug)]
 struct BgpState {
-    bird: Bird,
+    /// BIRD; `None` after it died and could not be started again (the agent retries).
+    bird: Option<Bird>,
     /// This node's blocks, its first (lease) block first.
     blocks: Vec<IpNetwork>,
     peers: std::collections::BTreeMap<IpNetwork, Peer>,
     /// Peers changed since BIRD was last reloaded ([`Backend::sync`]).
     stale: bool,
+    /// The sessions as last asked ([`Backend::refresh_sessions`]).
+    sessions: Vec<BgpSession>,
 }
 
 impl Backend {
@@ -365,19 +368,64 @@ impl Backend {
         let cfg = self
             .bird_config(b, &blocks, &peers)
             .map_err(OverlayError::Unsupported)?;
-        let ns = h.netns().clone();
-        let dir = b.dir.clone();
-        let bird = tokio::task::spawn_blocking(move || Bird::start(&ns, &dir, &cfg))
-            .await
-            .map_err(|e| OverlayError::Unsupported(format!("bird: {e}")))?
-            .map_err(|e| OverlayError::Unsupported(e.to_string()))?;
+        let bird = start_bird(h, b, cfg).await?;
         self.bgp = Some(BgpState {
-            bird,
+            bird: Some(bird),
             blocks,
             peers,
             stale: false,
+            sessions: Vec::new(),
         });
+        self.refresh_sessions().await;
         Ok(())
+    }
+
+    /// BIRD died: start it again with the current blocks and peers (bgp only). On failure
+    /// the state is kept without a BIRD, and the caller tries again later.
+    pub(crate) async fn restart_bird(&mut self, h: &Handle) -> Result<(), OverlayError> {
+        let BackendConfig::Bgp(b) = &self.cfg else {
+            return Ok(());
+        };
+        let b = b.clone();
+        let (blocks, peers) = match &mut self.bgp {
+            Some(s) => {
+                // Reaps the dead process (it has exited: the wait returns at once).
+                drop(s.bird.take());
+                s.sessions.clear();
+                (s.blocks.clone(), s.peers.clone())
+            }
+            None => return Ok(()),
+        };
+        let cfg = self
+            .bird_config(&b, &blocks, &peers)
+            .map_err(OverlayError::Unsupported)?;
+        let bird = start_bird(h, &b, cfg).await?;
+        if let Some(s) = &mut self.bgp {
+            s.bird = Some(bird);
+            s.stale = false;
+        }
+        self.refresh_sessions().await;
+        Ok(())
+    }
+
+    /// The running BIRD's process ID (bgp only).
+    pub(crate) fn bird_pid(&self) -> Option<u32> {
+        Some(self.bgp.as_ref()?.bird.as_ref()?.pid())
+    }
+
+    /// Ready when BIRD exits (bgp only; `None` otherwise or when it cannot be followed).
+    pub(crate) fn bird_exit(&self) -> Option<BirdExit> {
+        self.bgp.as_ref()?.bird.as_ref()?.exit_watch().ok()
+    }
+
+    /// Ask BIRD for its sessions (off the async threads) and keep them for the status.
+    pub(crate) async fn refresh_sessions(&mut self) {
+        let Some(s) = &mut self.bgp else { return };
+        let Some(bird) = &s.bird else { return };
+        let control = bird.control().clone();
+        if let Ok(Ok(sessions)) = tokio::task::spawn_blocking(move || control.sessions()).await {
+            s.sessions = sessions;
+        }
     }
 
     /// BIRD's configuration for this node with `peers` (full mesh, or with reflectors).
@@ -415,13 +463,23 @@ impl Backend {
         Ok(cfg)
     }
 
-    /// Give BIRD its configuration for the current peers (reload in place).
-    fn reload_bird(&self) -> Result<(), String> {
+    /// Give BIRD its configuration for the current peers (reload in place, `birdc` on a
+    /// blocking thread).
+    async fn reload_bird(&mut self) -> Result<(), String> {
         let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
             return Ok(());
         };
         let cfg = self.bird_config(b, &s.blocks, &s.peers)?;
-        s.bird.reconfigure(&cfg).map_err(|e| e.to_string())
+        let Some(bird) = &s.bird else {
+            return Err("bird is not running (it died; the agent starts it again)".into());
+        };
+        let control = bird.control().clone();
+        tokio::task::spawn_blocking(move || control.reconfigure(&cfg))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        self.refresh_sessions().await;
+        Ok(())
     }
 
     /// This node's blocks are now `blocks` (its lease's first): BIRD announces and blackholes
@@ -435,9 +493,9 @@ impl Backend {
         }
     }
 
-    /// The BGP sessions (bgp only).
-    pub(crate) fn bgp_sessions(&self) -> Option<Vec<super::bird::BgpSession>> {
-        self.bgp.as_ref().and_then(|s| s.bird.sessions().ok())
+    /// The BGP sessions as last asked (bgp only).
+    pub(crate) fn bgp_sessions(&self) -> Option<Vec<BgpSession>> {
+        self.bgp.as_ref().map(|s| s.sessions.clone())
     }
 
     /// The entries the backend needs for this node itself, whatever its peers: udp's route to
@@ -466,12 +524,12 @@ impl Backend {
 
     /// Hand BIRD the peers changed since the last call, in one reload (bgp): a watch snapshot
     /// of a thousand leases is one `birdc configure`, not a thousand.
-    pub(crate) fn sync(&mut self) -> Result<(), String> {
+    pub(crate) async fn sync(&mut self) -> Result<(), String> {
         match &mut self.bgp {
             Some(s) if s.stale => s.stale = false,
             _ => return Ok(()),
         }
-        self.reload_bird()
+        self.reload_bird().await
     }
 
     /// The udp data path's counters, when the backend is udp.
@@ -589,6 +647,16 @@ impl Backend {
             Err(e) => Err(format!("no route to it: {e}")),
         }
     }
+}
+
+/// Start BIRD in `h`'s namespace with `cfg` (on a blocking thread: it waits for the socket).
+async fn start_bird(h: &Handle, b: &BgpBackendConfig, cfg: BirdConfig) -> Result<Bird, OverlayError> {
+    let ns = h.netns().clone();
+    let dir = b.dir.clone();
+    tokio::task::spawn_blocking(move || Bird::start(&ns, &dir, &cfg))
+        .await
+        .map_err(|e| OverlayError::Unsupported(format!("bird: {e}")))?
+        .map_err(|e| OverlayError::Unsupported(e.to_string()))
 }
 
 /// The node's VTEP MAC: locally administered, unicast, stable for the node's name.

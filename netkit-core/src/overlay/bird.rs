@@ -1,7 +1,8 @@
 //! BGP through BIRD 2, as Calico spreads pod routes: a node's configuration rendered from what
 //! it owns and whom it peers with ([`BirdConfig`]), the daemon run inside the node's namespace
 //! with its own control socket ([`Bird`]), reloaded in place (`birdc configure`) and asked for
-//! its sessions (`birdc show protocols`).
+//! its sessions (`birdc show protocols`) through [`BirdControl`], and followed with a pidfd
+//! ([`BirdExit`]) so its death is noticed at once.
 //!
 //! What the configuration says:
 //! * the node's blocks are static blackhole routes (protocol `blocks`): exported by BGP to the
@@ -161,93 +162,47 @@ impl BgpSession {
     }
 }
 
-/// BIRD running in a namespace (killed on drop).
-pub struct Bird {
-    netns: NetNs,
+/// Talking to a running BIRD through its control socket (`birdc`): what the agent hands to a
+/// blocking thread, and what `netkit agent status` uses to ask a node's BIRD for its sessions.
+#[derive(Clone, Debug)]
+pub struct BirdControl {
+    /// The namespace's name, for errors.
+    netns: String,
     dir: PathBuf,
-    child: Child,
 }
 
-impl std::fmt::Debug for Bird {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bird")
-            .field("netns", &self.netns.to_string())
-            .field("dir", &self.dir)
-            .finish()
-    }
-}
-
-impl Bird {
-    /// Write `cfg` into `dir` (`bird.conf`; the control socket is `dir/bird.ctl`) and start
-    /// BIRD in the foreground inside `netns`; returns once it answers on its socket.
-    pub fn start(netns: &NetNs, dir: &Path, cfg: &BirdConfig) -> Result<Bird, BirdError> {
-        let io = |what: &str, cause| BirdError::Io {
-            netns: netns.to_string(),
-            what: what.into(),
-            cause,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io("create its directory", e))?;
-        std::fs::write(dir.join("bird.conf"), cfg.render()).map_err(|e| io("write bird.conf", e))?;
-        let child = netns
-            .command(BIRD)
-            .arg("-f")
-            .arg("-c")
-            .arg(dir.join("bird.conf"))
-            .arg("-s")
-            .arg(dir.join("bird.ctl"))
-            .arg("-P")
-            .arg(dir.join("bird.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("bird.log")).map_err(|e| io("create bird.log", e))?)
-            .spawn()
-            .map_err(|e| io("start bird", e))?;
-        let mut bird = Bird {
-            netns: netns.clone(),
-            dir: dir.to_path_buf(),
-            child,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = bird.child.try_wait().map_err(|e| io("wait for bird", e))? {
-                let log = std::fs::read_to_string(dir.join("bird.log")).unwrap_or_default();
-                return Err(BirdError::Refused {
-                    netns: netns.to_string(),
-                    what: format!("start (exited: {status})"),
-                    reply: log.trim().to_string(),
-                });
-            }
-            if bird.birdc(&["show", "status"]).is_ok() {
-                return Ok(bird);
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(BirdError::Refused {
-                    netns: netns.to_string(),
-                    what: "start".into(),
-                    reply: "no answer on its control socket within 10 s".into(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
+impl BirdControl {
+    /// The BIRD whose directory (configuration and `bird.ctl`) is `dir`; `netns` names it in
+    /// errors.
+    pub fn new(netns: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            netns: netns.into(),
+            dir: dir.into(),
         }
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("bird.ctl")
     }
 
     /// Run `birdc -s SOCKET ARGS`; its output.
     fn birdc(&self, args: &[&str]) -> Result<String, BirdError> {
         let out = Command::new(BIRDC)
             .arg("-s")
-            .arg(self.dir.join("bird.ctl"))
+            .arg(self.socket())
             .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|cause| BirdError::Io {
-                netns: self.netns.to_string(),
+                netns: self.netns.clone(),
                 what: format!("birdc {}", args.join(" ")),
                 cause,
             })?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() || text.contains("Unable to connect") {
             return Err(BirdError::Refused {
-                netns: self.netns.to_string(),
+                netns: self.netns.clone(),
                 what: format!("birdc {}", args.join(" ")),
                 reply: format!("{text}{}", String::from_utf8_lossy(&out.stderr))
                     .trim()
@@ -265,7 +220,7 @@ impl Bird {
         std::fs::write(&tmp, cfg.render())
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|cause| BirdError::Io {
-                netns: self.netns.to_string(),
+                netns: self.netns.clone(),
                 what: "write bird.conf".into(),
                 cause,
             })?;
@@ -274,7 +229,7 @@ impl Bird {
             Ok(())
         } else {
             Err(BirdError::Refused {
-                netns: self.netns.to_string(),
+                netns: self.netns.clone(),
                 what: "configure".into(),
                 reply: reply.trim().to_string(),
             })
@@ -284,18 +239,114 @@ impl Bird {
     /// The BGP sessions (`birdc show protocols`).
     pub fn sessions(&self) -> Result<Vec<BgpSession>, BirdError> {
         let text = self.birdc(&["show", "protocols"])?;
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // Name Proto Table State Since Info…
-                (f.len() >= 5 && f[1] == "BGP").then(|| BgpSession {
-                    name: f[0].to_string(),
-                    state: f[3].to_string(),
-                    info: f.get(5..).map(|r| r.join(" ")).unwrap_or_default(),
-                })
+        Ok(parse_sessions(&text))
+    }
+}
+
+/// The BGP protocols of `birdc show protocols`' output.
+fn parse_sessions(text: &str) -> Vec<BgpSession> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Name Proto Table State Since Info…
+            (f.len() >= 5 && f[1] == "BGP").then(|| BgpSession {
+                name: f[0].to_string(),
+                state: f[3].to_string(),
+                info: f.get(5..).map(|r| r.join(" ")).unwrap_or_default(),
             })
-            .collect())
+        })
+        .collect()
+}
+
+/// BIRD running in a namespace (killed on drop).
+pub struct Bird {
+    control: BirdControl,
+    child: Child,
+}
+
+impl std::fmt::Debug for Bird {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bird")
+            .field("netns", &self.control.netns)
+            .field("dir", &self.control.dir)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+impl Bird {
+    /// Write `cfg` into `dir` (`bird.conf`; the control socket is `dir/bird.ctl`) and start
+    /// BIRD in the foreground inside `netns`; returns once it answers on its socket. A BIRD
+    /// left running on the same socket (an agent killed without cleaning up) is stopped first.
+    pub fn start(netns: &NetNs, dir: &Path, cfg: &BirdConfig) -> Result<Bird, BirdError> {
+        let io = |what: &str, cause| BirdError::Io {
+            netns: netns.to_string(),
+            what: what.into(),
+            cause,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("create its directory", e))?;
+        let control = BirdControl::new(netns.to_string(), dir);
+        if control.birdc(&["down"]).is_ok() {
+            // `down` makes the old BIRD exit; wait (bounded) until its socket is gone.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while control.birdc(&["show", "status"]).is_ok() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::fs::write(dir.join("bird.conf"), cfg.render()).map_err(|e| io("write bird.conf", e))?;
+        let child = netns
+            .command(BIRD)
+            .arg("-f")
+            .arg("-c")
+            .arg(dir.join("bird.conf"))
+            .arg("-s")
+            .arg(control.socket())
+            .arg("-P")
+            .arg(dir.join("bird.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bird.log")).map_err(|e| io("create bird.log", e))?)
+            .spawn()
+            .map_err(|e| io("start bird", e))?;
+        let mut bird = Bird { control, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = bird.child.try_wait().map_err(|e| io("wait for bird", e))? {
+                let log = std::fs::read_to_string(dir.join("bird.log")).unwrap_or_default();
+                return Err(BirdError::Refused {
+                    netns: netns.to_string(),
+                    what: format!("start (exited: {status})"),
+                    reply: log.trim().to_string(),
+                });
+            }
+            if bird.control.birdc(&["show", "status"]).is_ok() {
+                return Ok(bird);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BirdError::Refused {
+                    netns: netns.to_string(),
+                    what: "start".into(),
+                    reply: "no answer on its control socket within 10 s".into(),
+                });
+            }
+            // Not a synchronization by sleep: a bounded poll of the socket BIRD opens.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How to talk to it (cheap to clone; usable from a blocking thread).
+    pub fn control(&self) -> &BirdControl {
+        &self.control
+    }
+
+    /// Rewrite the configuration and reload it in place (see [`BirdControl::reconfigure`]).
+    pub fn reconfigure(&self, cfg: &BirdConfig) -> Result<(), BirdError> {
+        self.control.reconfigure(cfg)
+    }
+
+    /// The BGP sessions (see [`BirdControl::sessions`]).
+    pub fn sessions(&self) -> Result<Vec<BgpSession>, BirdError> {
+        self.control.sessions()
     }
 
     /// BIRD's process ID.
@@ -306,6 +357,58 @@ impl Bird {
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A handle that becomes ready when this BIRD exits (a pidfd, polled by tokio): the agent
+    /// restarts BIRD when it dies instead of finding out at the next reload. Needs a tokio
+    /// runtime with I/O enabled.
+    pub fn exit_watch(&self) -> std::io::Result<BirdExit> {
+        BirdExit::new(self.child.id())
+    }
+}
+
+/// Ready when a BIRD process has exited (see [`Bird::exit_watch`]).
+pub struct BirdExit {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    pid: u32,
+}
+
+impl std::fmt::Debug for BirdExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BirdExit").finish_non_exhaustive()
+    }
+}
+
+impl BirdExit {
+    fn new(pid: u32) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no
+        // memory is passed.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor pidfd_open just returned, owned by no one else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) };
+        // SAFETY: the OwnedFd moves into the AsyncFd, so the descriptor stays open exactly as
+        // long as it is registered.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Self { fd, pid })
+    }
+
+    /// The process followed.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait until the process has exited.
+    pub async fn exited(&self) {
+        // A pidfd polls readable once the process is gone; an error here means the same
+        // for our purpose (the descriptor is unusable, the process cannot be followed).
+        if let Ok(mut guard) = self.fd.readable().await {
+            guard.retain_ready();
+        }
     }
 }
 
@@ -341,5 +444,15 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }
+    }
+
+    #[test]
+    fn sessions_from_show_protocols() {
+        let out = "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\ndevice1    Device     ---        up     10:00:00.000  \npeer_n2    BGP        ---        up     10:00:01.000  Established   \npeer_n3    BGP        ---        start  10:00:01.000  Active        Socket: Connection refused\n";
+        let s = parse_sessions(out);
+        assert_eq!(s.len(), 2);
+        assert!(s[0].established() && !s[1].established());
+        assert_eq!((s[1].name.as_str(), s[1].state.as_str()), ("peer_n3", "start"));
+        assert!(s[1].info.starts_with("Active"), "{:?}", s[1]);
     }
 }
