@@ -13,7 +13,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
 use netkit_core::overlay::{
-    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, UdpBackendConfig, VxlanBackendConfig,
+    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BlockPolicy, UdpBackendConfig,
+    VxlanBackendConfig,
 };
 
 use crate::cli::Global;
@@ -40,7 +41,8 @@ pub struct AgentArgs {
 /// What to ask a running agent.
 #[derive(Subcommand, Debug, Clone)]
 pub enum AgentVerb {
-    /// Print the agent's lease, peers and what it programmed (`-j`: its status file as JSON).
+    /// Print the agent's lease, blocks, BGP sessions (asked from BIRD now, as `calicoctl node
+    /// status` does), peers and what it programmed (`-j`: the status as JSON).
     Status {
         /// The status file the agent writes.
         #[arg(long, value_name = "FILE", default_value = DEFAULT_STATUS_FILE)]
@@ -128,6 +130,17 @@ pub struct RunArgs {
     /// bgp: the BGP hold time in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 90)]
     pub hold_time: u16,
+    /// bgp: block affinity — the netkit-ipam pool store the node's pods get addresses from
+    /// (`dataDir/NETWORK`, e.g. /var/lib/cni/netkit/podnet); with it the node claims another
+    /// block (a /LEN of --network) when its blocks run low and gives empty ones back.
+    #[arg(long, value_name = "DIR")]
+    pub ipam_store: Option<PathBuf>,
+    /// bgp with --ipam-store: claim another block when fewer addresses than this are free.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub min_free: u64,
+    /// bgp with --ipam-store: hold at most this many blocks.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_blocks: u32,
     /// The underlay device (default: the one with --public-ip, else the default route's).
     #[arg(long, value_name = "DEV")]
     pub iface: Option<String>,
@@ -189,10 +202,12 @@ pub async fn run(session: &mut crate::Session, global: &Global, out: &Output, ar
 }
 
 fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
-    let s = AgentStatus::read(path).map_err(|e| CliError::Io {
+    let mut s = AgentStatus::read(path).map_err(|e| CliError::Io {
         what: "read the agent's status".into(),
         cause: std::io::Error::other(e.to_string()),
     })?;
+    // Live from BIRD when it answers; otherwise the sessions the agent recorded.
+    let live = s.refresh_bgp().is_ok();
     if out.json {
         out.json(&serde_json::to_value(&s).unwrap_or_default());
         return Ok(());
@@ -214,8 +229,40 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     if let Some(e) = &s.store_error {
         out.text(&format!("  store: {e}"));
     }
-    for b in s.bgp.iter().flatten() {
-        out.text(&format!("  bgp {} {} {}", b.name, b.state, b.info));
+    for b in &s.blocks {
+        out.text(&format!("  block {} {}/{} addresses held", b.subnet, b.held, b.capacity));
+    }
+    if let Some(e) = &s.block_error {
+        out.text(&format!("  blocks: {e}"));
+    }
+    if let Some(sessions) = &s.bgp {
+        out.text(&format!(
+            "  BGP sessions ({}):",
+            if live { "from BIRD now" } else { "as the agent last saw them; BIRD did not answer" }
+        ));
+        let mut rows = vec![[
+            "PEER".to_string(),
+            "ADDRESS".into(),
+            "TYPE".into(),
+            "STATE".into(),
+            "SINCE".into(),
+            "INFO".into(),
+        ]];
+        for b in sessions {
+            rows.push([
+                b.peer.clone(),
+                b.address.map(|a| a.to_string()).unwrap_or_default(),
+                b.kind.clone(),
+                b.state.clone(),
+                b.since.clone(),
+                b.info.clone(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+        for r in rows {
+            let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            out.text(&format!("    {}", line.join("  ").trim_end()));
+        }
     }
     for p in &s.peers {
         let mode = serde_json::to_value(&p.mode)
@@ -288,6 +335,12 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
     cfg.ttl = a.ttl;
     cfg.ip_masq = a.ip_masq;
     cfg.release_on_shutdown = a.release_on_shutdown;
+    if let Some(dir) = &a.ipam_store {
+        let mut policy = BlockPolicy::new(dir);
+        policy.min_free = a.min_free;
+        policy.max_blocks = a.max_blocks;
+        cfg.blocks = Some(policy);
+    }
     let h = session.handle(global.netns.as_deref()).await?;
     let store_err = |e: netkit_core::ipam::lease::LeaseError| CliError::Io {
         what: format!("agent: lease store {store}"),

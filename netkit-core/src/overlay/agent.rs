@@ -44,7 +44,7 @@ use super::backend::{Backend, BackendConfig, PeerMode, Underlay};
 use super::blocks::{next_step, BlockPolicy, BlockStep};
 use super::peer::Peer;
 use super::program::{Entry, Key, Wanted, PROTO_OVERLAY};
-use super::status::{unix_ms, AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, PeerStatus, UdpStatus};
+use super::status::{unix_ms, AgentStatus, BlockStatus, LeaseStatus, PeerStatus, UdpStatus};
 use super::OverlayError;
 use crate::events::{Event, EventKind, EventStream};
 use crate::fsutil::watch::DirWatch;
@@ -313,7 +313,9 @@ impl<S: LeaseStore> Agent<S> {
                     let before = run.backend.bgp_sessions();
                     run.backend.refresh_sessions().await;
                     let now = run.backend.bgp_sessions();
-                    let all_up = now.as_ref().is_some_and(|v| !v.is_empty() && v.iter().all(|s| s.established()));
+                    let all_up = now
+                        .as_ref()
+                        .is_some_and(|v| !v.is_empty() && v.iter().all(|s| s.info.starts_with("Established")));
                     let every = if all_up { Duration::from_secs(30) } else { Duration::from_secs(1) };
                     sessions_at = Some(Instant::now() + every);
                     if before != now {
@@ -907,6 +909,7 @@ impl<S: LeaseStore> Running<'_, S> {
                         PeerMode::Direct => "direct route",
                         PeerMode::Udp => "udp",
                         PeerMode::Bgp => "bgp",
+                        PeerMode::Ipip => "ipip",
                         PeerMode::Unreachable => "unreachable",
                     }
                 );
@@ -1068,15 +1071,8 @@ impl<S: LeaseStore> Running<'_, S> {
             entries: self.wanted.entries(),
             changes: self.changes,
             reconciles: self.reconciles,
-            bgp: self.backend.bgp_sessions().map(|v| {
-                v.into_iter()
-                    .map(|b| BgpSessionStatus {
-                        name: b.name,
-                        state: b.state,
-                        info: b.info,
-                    })
-                    .collect()
-            }),
+            bird_dir: self.backend.bird_dir().map(|d| d.to_path_buf()),
+            bgp: self.backend.bgp_sessions(),
             udp: self.backend.udp_counters().map(|c| UdpStatus {
                 tx_packets: c.tx_packets.load(Ordering::Relaxed),
                 tx_no_peer: c.tx_no_peer.load(Ordering::Relaxed),
@@ -1099,9 +1095,15 @@ impl<S: LeaseStore> Running<'_, S> {
 
     /// How a programmed peer is reached, from its route (udp: through the data path).
     fn wanted_mode(&self, p: &Peer) -> PeerMode {
-        match self.backend.config() {
+        let bgp_encap = match self.backend.config() {
             BackendConfig::Udp(_) => return PeerMode::Udp,
-            BackendConfig::Bgp(_) => return PeerMode::Bgp,
+            BackendConfig::Bgp(b) => Some(b.encap),
+            _ => None,
+        };
+        match (bgp_encap, self.wanted.get(&Key::Route(p.subnet))) {
+            // BIRD's route: nothing of the agent's.
+            (Some(_), None) => return PeerMode::Bgp,
+            (Some(super::backend::BgpEncap::Ipip), Some(_)) => return PeerMode::Ipip,
             _ => {}
         }
         match self.wanted.get(&Key::Route(p.subnet)) {

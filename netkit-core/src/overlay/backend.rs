@@ -19,7 +19,7 @@
 //! The VTEP MAC is derived from the node's name (locally administered, unicast), so a
 //! restarted agent publishes the same MAC and its peers' entries stay right.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
@@ -56,9 +56,35 @@ pub struct BgpBackendConfig {
     pub dir: std::path::PathBuf,
     /// BGP hold time in seconds (90; short in tests).
     pub hold_time: u16,
-    /// Nodes (by name) that are route reflectors; none: a full mesh. A reflector peers with
-    /// every node, the other nodes with the reflectors only.
+    /// Route reflectors: node names (nodes of the lease store), or IPv4 addresses of routers
+    /// outside it (a top-of-rack router running BGP for both segments); none: a full mesh. A
+    /// reflector node peers with every node; the other nodes peer with the reflectors only.
     pub reflectors: Vec<String>,
+    /// How traffic to other nodes' blocks travels (Calico's ipipMode/vxlanMode).
+    pub encap: BgpEncap,
+    /// Encapsulate only to nodes behind a router, plain BGP routes to nodes on this node's
+    /// segment (Calico's `CrossSubnet`); off: encapsulate to every node (`Always`).
+    /// Ignored without `encap`.
+    pub cross_subnet: bool,
+    /// The VXLAN device for `encap: Vxlan` (Calico's `vxlan.calico`, VNI 4096, port 4789;
+    /// `direct_routing` is not used: `cross_subnet` decides).
+    pub vxlan: VxlanBackendConfig,
+    /// The tunnel device for `encap: Ipip` (Calico's `tunl0`).
+    pub ipip_dev: String,
+}
+
+/// The bgp backend's encapsulation (see [`BgpBackendConfig::encap`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BgpEncap {
+    /// None: BIRD's routes via the owning node (nodes share a segment, or the routers between
+    /// them speak BGP).
+    #[default]
+    None,
+    /// IPv4 in IPv4 through the tunnel device to the owning node's address (20 bytes).
+    Ipip,
+    /// VXLAN through a per-node VTEP (50 bytes), entries from the lease store as the vxlan
+    /// backend has them.
+    Vxlan,
 }
 
 impl Default for BgpBackendConfig {
@@ -68,6 +94,15 @@ impl Default for BgpBackendConfig {
             dir: "/run/netkit/bird".into(),
             hold_time: 90,
             reflectors: Vec::new(),
+            encap: BgpEncap::None,
+            cross_subnet: false,
+            vxlan: VxlanBackendConfig {
+                dev: "vxlan.calico".into(),
+                vni: 4096,
+                port: 4789,
+                direct_routing: false,
+            },
+            ipip_dev: "tunl0".into(),
         }
     }
 }
@@ -143,7 +178,11 @@ impl BackendConfig {
             Self::Vxlan(_) => 50,
             Self::HostGw => 0,
             Self::Udp(_) => 28,
-            Self::Bgp(_) => 0,
+            Self::Bgp(b) => match b.encap {
+                BgpEncap::None => 0,
+                BgpEncap::Ipip => 20,
+                BgpEncap::Vxlan => 50,
+            },
         }
     }
 }
@@ -160,6 +199,8 @@ pub enum PeerMode {
     Udp,
     /// A route BIRD learned by BGP.
     Bgp,
+    /// Through the bgp backend's IPIP tunnel.
+    Ipip,
     /// Not programmed: the reason says why.
     Unreachable,
 }
@@ -181,8 +222,9 @@ pub(crate) struct Underlay {
 pub(crate) struct Backend {
     cfg: BackendConfig,
     underlay: Underlay,
-    /// vxlan: the device once configured for a subnet (name, index) and its MAC.
-    vxlan: Option<(String, u32)>,
+    /// The overlay device once configured (name, index): vxlan's, or the bgp backend's VXLAN
+    /// or IPIP device; and the VXLAN MAC.
+    tunnel: Option<(String, u32)>,
     vtep_mac: Option<MacAddr>,
     /// udp: the TUN device's index and the running data path.
     udp: Option<(u32, DataPath)>,
@@ -200,6 +242,8 @@ struct BgpState {
     /// This node's blocks, its first (lease) block first.
     blocks: Vec<IpNetwork>,
     peers: std::collections::BTreeMap<IpNetwork, Peer>,
+    /// Blocks of peers reached by encapsulation: BIRD keeps them out of the kernel.
+    encapsulated: std::collections::BTreeSet<IpNetwork>,
     /// Peers changed since BIRD was last reloaded ([`Backend::sync`]).
     stale: bool,
     /// The sessions as last asked ([`Backend::refresh_sessions`]).
@@ -210,11 +254,19 @@ impl Backend {
     /// The backend for `cfg` on `underlay`; nothing is created yet.
     pub(crate) fn new(cfg: BackendConfig, underlay: Underlay, node: &str) -> Self {
         let node_name = node.to_string();
-        let vtep_mac = matches!(cfg, BackendConfig::Vxlan(_)).then(|| vtep_mac_of(node));
+        let vtep_mac = matches!(
+            cfg,
+            BackendConfig::Vxlan(_)
+                | BackendConfig::Bgp(BgpBackendConfig {
+                    encap: BgpEncap::Vxlan,
+                    ..
+                })
+        )
+        .then(|| vtep_mac_of(node));
         Self {
             cfg,
             underlay,
-            vxlan: None,
+            tunnel: None,
             vtep_mac,
             udp: None,
             bgp: None,
@@ -239,6 +291,15 @@ impl Backend {
             (BackendConfig::Vxlan(v), Some(mac)) => {
                 serde_json::json!({"VNI": v.vni, super::peer::VTEP_MAC_KEY: mac.to_string()})
             }
+            (BackendConfig::Bgp(b), Some(mac)) => {
+                // Every block of the node is reached through one VTEP: its first block's
+                // network address (what the node's later blocks' leases point at).
+                let mut data = serde_json::json!({"VNI": b.vxlan.vni, super::peer::VTEP_MAC_KEY: mac.to_string()});
+                if let Some(first) = self.bgp.as_ref().and_then(|s| s.blocks.first()) {
+                    data[super::peer::VTEP_IP_KEY] = first.network().to_string().into();
+                }
+                data
+            }
             _ => serde_json::Value::Null,
         }
     }
@@ -250,7 +311,7 @@ impl Backend {
 
     /// The overlay device, if the backend has one and it is configured: (index, name).
     pub(crate) fn overlay_dev(&self) -> Option<(u32, &str)> {
-        self.vxlan.as_ref().map(|(name, index)| (*index, name.as_str()))
+        self.tunnel.as_ref().map(|(name, index)| (*index, name.as_str()))
     }
 
     /// Set the data path up for this node's `subnet` (vxlan: create or fix the device, its
@@ -268,9 +329,15 @@ impl Backend {
         let BackendConfig::Vxlan(v) = &self.cfg else {
             return Ok(());
         };
+        let v = v.clone();
+        self.setup_vxlan(h, &v, subnet).await
+    }
+
+    /// The VXLAN device of `v` for this node's (first) `subnet`.
+    async fn setup_vxlan(&mut self, h: &Handle, v: &VxlanBackendConfig, subnet: IpNetwork) -> Result<(), OverlayError> {
         let IpNetwork::V4(subnet) = subnet else {
             return Err(OverlayError::Unsupported(
-                "the vxlan backend carries IPv4 pod subnets only".into(),
+                "VXLAN carries IPv4 pod subnets only".into(),
             ));
         };
         let cfg = VxlanOverlayConfig {
@@ -292,7 +359,38 @@ impl Backend {
                 cause,
             })?
             .index;
-        self.vxlan = Some((v.dev.clone(), index));
+        self.tunnel = Some((v.dev.clone(), index));
+        Ok(())
+    }
+
+    /// The bgp backend's IPIP tunnel (Calico's `tunl0`): created if missing (on a kernel
+    /// without ipip, a clear "not supported by this kernel" error), up, MTU underlay − 20,
+    /// this node's first block's network address on it (the source of what it encapsulates).
+    async fn setup_ipip(&mut self, h: &Handle, dev: &str, subnet: IpNetwork) -> Result<(), OverlayError> {
+        let link_err = |cause| OverlayError::Link { dev: dev.into(), cause };
+        let IpNetwork::V4(subnet) = subnet else {
+            return Err(OverlayError::Unsupported("IPIP carries IPv4 pod subnets only".into()));
+        };
+        let mtu = self.pod_mtu();
+        let link = match h.link_get(dev).await {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => match h.link_add(&crate::link::IpIp::new(dev).mtu(mtu)).await {
+                Ok(l) => l,
+                Err(e) if e.is_unsupported() => {
+                    return Err(OverlayError::Unsupported(format!(
+                        "ipip encapsulation: not supported by this kernel ({e})"
+                    )))
+                }
+                Err(e) => return Err(link_err(e)),
+            },
+            Err(e) => return Err(link_err(e)),
+        };
+        let addr = IpNetwork::V4(ipnetwork::Ipv4Network::new(subnet.network(), 32).expect("/32 is valid"));
+        h.addr_replace(dev, addr)
+            .await
+            .map_err(|cause| OverlayError::Addr { dev: dev.into(), cause })?;
+        h.link_set(dev).mtu(mtu).up().apply().await.map_err(link_err)?;
+        self.tunnel = Some((dev.to_string(), link.index));
         Ok(())
     }
 
@@ -360,19 +458,29 @@ impl Backend {
 
     /// The bgp backend: BIRD in the node's namespace announcing `subnet` (its block).
     async fn configure_bgp(&mut self, h: &Handle, subnet: IpNetwork, b: &BgpBackendConfig) -> Result<(), OverlayError> {
-        let (peers, old) = self.bgp.take().map(|s| (s.peers, s.blocks)).unwrap_or_default();
+        match b.encap {
+            BgpEncap::None => {}
+            BgpEncap::Vxlan => self.setup_vxlan(h, &b.vxlan, subnet).await?,
+            BgpEncap::Ipip => self.setup_ipip(h, &b.ipip_dev, subnet).await?,
+        }
+        let (peers, old, encapsulated) = self
+            .bgp
+            .take()
+            .map(|s| (s.peers, s.blocks, s.encapsulated))
+            .unwrap_or_default();
         // The first block is the lease's (replaced); blocks claimed later stay.
         let blocks: Vec<IpNetwork> = std::iter::once(subnet)
             .chain(old.into_iter().skip(1).filter(|b| *b != subnet))
             .collect();
         let cfg = self
-            .bird_config(b, &blocks, &peers)
+            .bird_config(b, &blocks, &peers, &encapsulated)
             .map_err(OverlayError::Unsupported)?;
         let bird = start_bird(h, b, cfg).await?;
         self.bgp = Some(BgpState {
             bird: Some(bird),
             blocks,
             peers,
+            encapsulated,
             stale: false,
             sessions: Vec::new(),
         });
@@ -387,17 +495,17 @@ impl Backend {
             return Ok(());
         };
         let b = b.clone();
-        let (blocks, peers) = match &mut self.bgp {
+        let (blocks, peers, encapsulated) = match &mut self.bgp {
             Some(s) => {
                 // Reaps the dead process (it has exited: the wait returns at once).
                 drop(s.bird.take());
                 s.sessions.clear();
-                (s.blocks.clone(), s.peers.clone())
+                (s.blocks.clone(), s.peers.clone(), s.encapsulated.clone())
             }
             None => return Ok(()),
         };
         let cfg = self
-            .bird_config(&b, &blocks, &peers)
+            .bird_config(&b, &blocks, &peers, &encapsulated)
             .map_err(OverlayError::Unsupported)?;
         let bird = start_bird(h, &b, cfg).await?;
         if let Some(s) = &mut self.bgp {
@@ -434,6 +542,7 @@ impl Backend {
         b: &BgpBackendConfig,
         blocks: &[IpNetwork],
         peers: &std::collections::BTreeMap<IpNetwork, Peer>,
+        encapsulated: &std::collections::BTreeSet<IpNetwork>,
     ) -> Result<BirdConfig, String> {
         let IpAddr::V4(me) = self.underlay.public_ip else {
             return Err("the bgp backend peers over IPv4".into());
@@ -442,7 +551,19 @@ impl Backend {
         cfg.hold_time = b.hold_time;
         cfg.connect_retry = 1;
         cfg.blocks.extend_from_slice(blocks);
+        cfg.kernel_skip.extend(encapsulated.iter().copied());
         let i_reflect = b.reflectors.contains(&self.node);
+        // Reflectors outside the lease store (routers), by address.
+        if !i_reflect {
+            for ip in b.reflectors.iter().filter_map(|r| r.parse::<Ipv4Addr>().ok()) {
+                cfg.peers.push(BirdPeer {
+                    name: format!("rr-{ip}"),
+                    ip,
+                    asn: b.asn,
+                    rr_client: false,
+                });
+            }
+        }
         // One session per node, whatever number of blocks (leases) it holds.
         let mut seen = std::collections::BTreeSet::new();
         for p in peers.values() {
@@ -469,7 +590,7 @@ impl Backend {
         let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
             return Ok(());
         };
-        let cfg = self.bird_config(b, &s.blocks, &s.peers)?;
+        let cfg = self.bird_config(b, &s.blocks, &s.peers, &s.encapsulated)?;
         let Some(bird) = &s.bird else {
             return Err("bird is not running (it died; the agent starts it again)".into());
         };
@@ -493,9 +614,43 @@ impl Backend {
         }
     }
 
-    /// The BGP sessions as last asked (bgp only).
-    pub(crate) fn bgp_sessions(&self) -> Option<Vec<BgpSession>> {
-        self.bgp.as_ref().map(|s| s.sessions.clone())
+    /// The BGP sessions as last asked, with their peers (bgp only).
+    pub(crate) fn bgp_sessions(&self) -> Option<Vec<super::status::BgpSessionStatus>> {
+        let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
+            return None;
+        };
+        let cfg = self.bird_config(b, &s.blocks, &s.peers, &s.encapsulated).ok()?;
+        Some(
+            s.sessions
+                .iter()
+                .map(|x| {
+                    let peer = cfg.peers.iter().find(|p| super::bird::proto_name(&p.name) == x.name);
+                    let kind = match peer {
+                        Some(p) if p.rr_client => "client",
+                        Some(p) if b.reflectors.contains(&p.name) || p.name.starts_with("rr-") => "reflector",
+                        Some(_) => "mesh",
+                        None => "",
+                    };
+                    super::status::BgpSessionStatus {
+                        name: x.name.clone(),
+                        peer: peer.map(|p| p.name.clone()).unwrap_or_default(),
+                        address: peer.map(|p| IpAddr::V4(p.ip)),
+                        kind: kind.into(),
+                        state: x.state.clone(),
+                        since: x.since.clone(),
+                        info: x.info.clone(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// BIRD's directory (bgp only).
+    pub(crate) fn bird_dir(&self) -> Option<&std::path::Path> {
+        match (&self.cfg, &self.bgp) {
+            (BackendConfig::Bgp(b), Some(_)) => Some(&b.dir),
+            _ => None,
+        }
     }
 
     /// The entries the backend needs for this node itself, whatever its peers: udp's route to
@@ -516,7 +671,7 @@ impl Backend {
             dp.remove_peer(s);
         }
         if let Some(s) = &mut self.bgp {
-            if s.peers.remove(&subnet).is_some() {
+            if s.peers.remove(&subnet).is_some() | s.encapsulated.remove(&subnet) {
                 s.stale = true;
             }
         }
@@ -540,21 +695,53 @@ impl Backend {
     /// The entries that reach `peer`, or why it cannot be reached. For bgp, BIRD peers with it
     /// (full mesh or through reflectors) and installs its routes: no entries of the agent's.
     pub(crate) async fn entries_for(&mut self, h: &Handle, peer: &Peer) -> Result<(PeerMode, Vec<Entry>), String> {
-        if let BackendConfig::Bgp(_) = &self.cfg {
+        if let BackendConfig::Bgp(b) = &self.cfg {
+            let b = b.clone();
             if peer.backend != "bgp" {
                 return Err(format!(
                     "node {} runs backend {:?}, this node \"bgp\"",
                     peer.node, peer.backend
                 ));
             }
-            let Some(s) = &mut self.bgp else {
+            if self.bgp.is_none() {
                 return Err("bird is not running".into());
+            }
+            // Encapsulate always, or (crossSubnet) only to nodes behind a router.
+            let encap = match (b.encap, b.cross_subnet) {
+                (BgpEncap::None, _) => false,
+                (_, false) => true,
+                (_, true) => self.same_segment(h, peer.public_ip).await.is_err(),
             };
+            let (mode, entries) = match (encap, b.encap) {
+                (false, _) | (_, BgpEncap::None) => (PeerMode::Bgp, Vec::new()),
+                (true, BgpEncap::Vxlan) => (PeerMode::Vxlan, self.vxlan_entries(peer)?),
+                (true, BgpEncap::Ipip) => {
+                    let Some((_, dev)) = self.tunnel.clone() else {
+                        return Err("the ipip device is not set up".into());
+                    };
+                    if !peer.public_ip.is_ipv4() {
+                        return Err(format!("node {}: IPIP needs an IPv4 underlay address", peer.node));
+                    }
+                    let route = Entry::Route {
+                        dst: peer.subnet,
+                        via: peer.public_ip,
+                        dev,
+                        onlink: true,
+                    };
+                    (PeerMode::Ipip, vec![route])
+                }
+            };
+            let s = self.bgp.as_mut().expect("checked above");
             if s.peers.get(&peer.subnet) != Some(peer) {
                 s.peers.insert(peer.subnet, peer.clone());
                 s.stale = true;
             }
-            return Ok((PeerMode::Bgp, Vec::new()));
+            let changed = match mode {
+                PeerMode::Bgp => s.encapsulated.remove(&peer.subnet),
+                _ => s.encapsulated.insert(peer.subnet),
+            };
+            s.stale |= changed;
+            return Ok((mode, entries));
         }
         if peer.backend != self.cfg.name() {
             return Err(format!(
@@ -596,40 +783,47 @@ impl Backend {
                 if v.direct_routing && direct.is_ok() {
                     return Ok((PeerMode::Direct, vec![route_direct()]));
                 }
-                let Some((dev_name, dev)) = self.vxlan.clone() else {
-                    return Err("the vxlan device is not set up".into());
-                };
-                let Some(mac) = peer.vtep_mac else {
-                    return Err(format!("node {} published no VtepMAC in its lease", peer.node));
-                };
-                if !peer.subnet.is_ipv4() {
-                    return Err(format!("node {}'s subnet {} is not IPv4", peer.node, peer.subnet));
-                }
-                let vtep = peer.vtep_ip();
-                Ok((
-                    PeerMode::Vxlan,
-                    vec![
-                        Entry::Neigh {
-                            dev,
-                            dev_name,
-                            ip: vtep,
-                            mac,
-                        },
-                        Entry::Fdb {
-                            dev,
-                            mac,
-                            dst: peer.public_ip,
-                        },
-                        Entry::Route {
-                            dst: peer.subnet,
-                            via: vtep,
-                            dev,
-                            onlink: true,
-                        },
-                    ],
-                ))
+                Ok((PeerMode::Vxlan, self.vxlan_entries(peer)?))
             }
         }
+    }
+
+    /// The VXLAN entries that reach `peer`'s subnet: the neighbour and FDB entries of its VTEP
+    /// (with its first lease; a node's later blocks share them) and the route.
+    fn vxlan_entries(&self, peer: &Peer) -> Result<Vec<Entry>, String> {
+        let Some((dev_name, dev)) = self.tunnel.clone() else {
+            return Err("the vxlan device is not set up".into());
+        };
+        let Some(mac) = peer.vtep_mac else {
+            return Err(format!("node {} published no VtepMAC in its lease", peer.node));
+        };
+        if !peer.subnet.is_ipv4() {
+            return Err(format!("node {}'s subnet {} is not IPv4", peer.node, peer.subnet));
+        }
+        let vtep = peer.vtep_ip();
+        let route = Entry::Route {
+            dst: peer.subnet,
+            via: vtep,
+            dev,
+            onlink: true,
+        };
+        if peer.slot > 0 {
+            return Ok(vec![route]);
+        }
+        Ok(vec![
+            Entry::Neigh {
+                dev,
+                dev_name,
+                ip: vtep,
+                mac,
+            },
+            Entry::Fdb {
+                dev,
+                mac,
+                dst: peer.public_ip,
+            },
+            route,
+        ])
     }
 
     /// Ok when `ip` is on a subnet of the underlay device (the kernel reaches it without a

@@ -77,6 +77,9 @@ pub struct BirdConfig {
     pub asn: u32,
     /// The blocks this node owns (announced, and blackholed locally).
     pub blocks: Vec<IpNetwork>,
+    /// Blocks learned by BGP that stay out of the kernel: the agent reaches them by
+    /// encapsulation (crossSubnet) and installs their routes itself.
+    pub kernel_skip: Vec<IpNetwork>,
     /// Its peers.
     pub peers: Vec<BirdPeer>,
     /// BGP hold time, seconds (90 by default; short in tests).
@@ -93,6 +96,7 @@ impl BirdConfig {
             router_id,
             asn,
             blocks: Vec::new(),
+            kernel_skip: Vec::new(),
             peers: Vec::new(),
             hold_time: 90,
             connect_retry: 5,
@@ -114,9 +118,12 @@ impl BirdConfig {
             let _ = writeln!(c, "  route {b} blackhole;");
         }
         c.push_str("}\n\n");
-        c.push_str(
-            "protocol kernel {\n  ipv4 {\n    import none;\n    export filter {\n      if source = RTS_BGP then accept;\n      if proto = \"blocks\" then accept;\n      reject;\n    };\n  };\n  learn off;\n}\n\n",
-        );
+        c.push_str("protocol kernel {\n  ipv4 {\n    import none;\n    export filter {\n");
+        let skip: Vec<String> = self.kernel_skip.iter().filter(|b| b.is_ipv4()).map(|b| b.to_string()).collect();
+        if !skip.is_empty() {
+            let _ = writeln!(c, "      if net ~ [ {} ] then reject;", skip.join(", "));
+        }
+        c.push_str("      if source = RTS_BGP then accept;\n      if proto = \"blocks\" then accept;\n      reject;\n    };\n  };\n  learn off;\n}\n\n");
         for p in &self.peers {
             let _ = writeln!(c, "protocol bgp {} {{", proto_name(&p.name));
             let _ = writeln!(c, "  local {} as {};", self.router_id, self.asn);
@@ -134,14 +141,21 @@ impl BirdConfig {
     }
 }
 
-/// A BIRD protocol name for node `name`: letters, digits and `_`, starting with a letter.
-fn proto_name(name: &str) -> String {
-    let mut s: String = name
+/// The BIRD protocol name of the session with node `name`: `peer_` and the name with every
+/// character but letters and digits as `_`; when that changed the name, a hash of the real
+/// name follows, so `node-1` and `node.1` never share a protocol.
+pub fn proto_name(name: &str) -> String {
+    let plain: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    s.insert_str(0, "peer_");
-    s
+    if plain == name {
+        return format!("peer_{plain}");
+    }
+    let hash = name
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("peer_{plain}_{:04x}", hash & 0xffff)
 }
 
 /// One BGP session as BIRD reports it.
@@ -151,6 +165,8 @@ pub struct BgpSession {
     pub name: String,
     /// BIRD's state (`up`, `start`, `down`).
     pub state: String,
+    /// When the state last changed, as BIRD prints it (`10:00:01.000`, or a date).
+    pub since: String,
     /// BGP's state and more (`Established`, `Active`, `Connect …`).
     pub info: String,
 }
@@ -252,6 +268,7 @@ fn parse_sessions(text: &str) -> Vec<BgpSession> {
             (f.len() >= 5 && f[1] == "BGP").then(|| BgpSession {
                 name: f[0].to_string(),
                 state: f[3].to_string(),
+                since: f[4].to_string(),
                 info: f.get(5..).map(|r| r.join(" ")).unwrap_or_default(),
             })
         })
@@ -433,11 +450,13 @@ mod tests {
             asn: 64512,
             rr_client: true,
         });
+        c.kernel_skip.push("10.250.9.0/26".parse().unwrap());
         let text = c.render();
         for want in [
+            "if net ~ [ 10.250.9.0/26 ] then reject;",
             "router id 192.168.50.1;",
             "route 10.250.1.0/26 blackhole;",
-            "protocol bgp peer_nk1x0_n2 {",
+            "protocol bgp peer_nk1x0_n2_",
             "neighbor 192.168.50.2 as 64512;",
             "rr client;",
             "if source = RTS_BGP then accept;",
@@ -453,6 +472,10 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s[0].established() && !s[1].established());
         assert_eq!((s[1].name.as_str(), s[1].state.as_str()), ("peer_n3", "start"));
+        assert_eq!(s[1].since, "10:00:01.000");
+        assert_eq!(proto_name("n3"), "peer_n3");
+        assert_ne!(proto_name("node-1"), proto_name("node.1"));
+        assert!(proto_name("node-1").starts_with("peer_node_1_"));
         assert!(s[1].info.starts_with("Active"), "{:?}", s[1]);
     }
 }

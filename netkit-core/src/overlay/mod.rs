@@ -24,9 +24,9 @@ pub mod udp;
 mod vxlan;
 
 pub use agent::{Agent, AgentConfig, AgentError};
-pub use backend::{BackendConfig, BgpBackendConfig, PeerMode, UdpBackendConfig, VxlanBackendConfig};
+pub use backend::{BackendConfig, BgpBackendConfig, BgpEncap, PeerMode, UdpBackendConfig, VxlanBackendConfig};
 pub use blocks::BlockPolicy;
-pub use peer::{Peer, VTEP_MAC_KEY};
+pub use peer::{Peer, VTEP_IP_KEY, VTEP_MAC_KEY};
 pub use program::PROTO_OVERLAY;
 pub use status::{AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

@@ -11,6 +11,11 @@ use crate::MacAddr;
 /// written by Flannel reads the same).
 pub const VTEP_MAC_KEY: &str = "VtepMAC";
 
+/// The key of a node's VTEP address in its lease's backend data, when the node holds several
+/// blocks (the bgp backend with VXLAN): every block of the node is reached through the VTEP
+/// on its first block. Without it the VTEP is the lease's own subnet's network address.
+pub const VTEP_IP_KEY: &str = "VtepIP";
+
 /// A remote node: its pod subnet, how to reach it and what its backend published.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -24,6 +29,10 @@ pub struct Peer {
     pub backend: String,
     /// The node's VXLAN device MAC (`VtepMAC` in the backend data), when it published one.
     pub vtep_mac: Option<MacAddr>,
+    /// The node's VTEP address (`VtepIP`), when it published one.
+    pub vtep_addr: Option<IpAddr>,
+    /// Which of the node's leases this is (0: its first; more with block affinity).
+    pub slot: u32,
 }
 
 impl Peer {
@@ -35,18 +44,30 @@ impl Peer {
             .get(VTEP_MAC_KEY)
             .and_then(|v| v.as_str())
             .and_then(|s| s.parse().ok());
+        let vtep_addr = lease
+            .meta
+            .backend_data
+            .get(VTEP_IP_KEY)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok());
         Self {
             node: lease.meta.node.clone(),
             subnet: lease.subnet,
             public_ip: lease.meta.public_ip,
             backend: lease.meta.backend_type.clone(),
             vtep_mac,
+            vtep_addr,
+            slot: lease.slot,
         }
     }
 
-    /// The peer's VXLAN endpoint address on the overlay: its subnet's network address.
+    /// The peer's VXLAN endpoint address on the overlay: the published `VtepIP` of a node's
+    /// later block, else its subnet's network address.
     pub fn vtep_ip(&self) -> IpAddr {
-        self.subnet.network()
+        match (self.slot, self.vtep_addr) {
+            (1.., Some(a)) => a,
+            _ => self.subnet.network(),
+        }
     }
 }
 
@@ -74,6 +95,12 @@ mod tests {
         let p = Peer::from_lease(&lease);
         assert_eq!(p.vtep_mac, Some("02:aa:bb:cc:dd:ee".parse().unwrap()));
         assert_eq!(p.vtep_ip(), "10.244.3.0".parse::<IpAddr>().unwrap());
+        // A later block of a node points at the VTEP on its first block.
+        let mut later = lease.clone();
+        later.slot = 2;
+        later.subnet = "10.244.9.0/24".parse().unwrap();
+        later.meta.backend_data["VtepIP"] = "10.244.3.0".into();
+        assert_eq!(Peer::from_lease(&later).vtep_ip(), "10.244.3.0".parse::<IpAddr>().unwrap());
         let mut host_gw = lease;
         host_gw.meta.backend_data = serde_json::Value::Null;
         assert_eq!(Peer::from_lease(&host_gw).vtep_mac, None);

@@ -47,8 +47,12 @@ pub struct AgentStatus {
     pub changes: u64,
     /// Full comparisons with the kernel made since the agent started.
     pub reconciles: u64,
+    /// BIRD's directory (bgp only): where [`AgentStatus::refresh_bgp`] asks BIRD.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bird_dir: Option<PathBuf>,
     /// BIRD's BGP sessions (bgp only), as `birdc show protocols` gave them when the status was
-    /// made.
+    /// made (asked every second until all are Established, then every 30 s and after every
+    /// reload; [`AgentStatus::refresh_bgp`] asks again).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bgp: Option<Vec<BgpSessionStatus>>,
     /// The udp backend's data path counters (udp only), as of `updated_ms`: the status is
@@ -79,13 +83,26 @@ pub struct BlockStatus {
     pub capacity: u64,
 }
 
-/// One BGP session of the node's BIRD.
+/// One BGP session of the node's BIRD (as `calicoctl node status` shows them).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BgpSessionStatus {
     /// BIRD's protocol name (`peer_<node>`).
     pub name: String,
+    /// The peer node.
+    #[serde(default)]
+    pub peer: String,
+    /// The peer's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// `mesh` (full mesh), `reflector` (the peer reflects routes to this node) or `client`
+    /// (this node reflects routes to the peer).
+    #[serde(default)]
+    pub kind: String,
     /// BIRD's state (`up`, `start`).
     pub state: String,
+    /// When the state last changed, as BIRD prints it.
+    #[serde(default)]
+    pub since: String,
     /// BGP's state (`Established`, `Active`, …).
     pub info: String,
 }
@@ -146,6 +163,24 @@ impl AgentStatus {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
+    }
+
+    /// Ask the node's BIRD ([`AgentStatus::bird_dir`]) for its sessions now and update the
+    /// state, since and info of [`AgentStatus::bgp`] (`netkit agent status` does, as
+    /// `calicoctl node status` asks BIRD). Fails when BIRD does not answer; the recorded
+    /// sessions stay then.
+    pub fn refresh_bgp(&mut self) -> Result<(), super::bird::BirdError> {
+        let (Some(dir), Some(recorded)) = (&self.bird_dir, &mut self.bgp) else {
+            return Ok(());
+        };
+        let live = super::bird::BirdControl::new(self.node.clone(), dir).sessions()?;
+        for r in recorded.iter_mut() {
+            match live.iter().find(|l| l.name == r.name) {
+                Some(l) => (r.state, r.since, r.info) = (l.state.clone(), l.since.clone(), l.info.clone()),
+                None => (r.state, r.info) = ("gone".into(), "not configured in BIRD now".into()),
+            }
+        }
+        Ok(())
     }
 
     /// Write the status file atomically (a temporary file renamed over it), 0644.
