@@ -22,7 +22,7 @@
 //!   `host-gw`), 1 and 4 streams, with the machine's CPU per Gbit/s.
 //!
 //! Knobs `NETKIT_BENCH_BGP_*` (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `NODES` 10 [4],
-//! `REFLECTORS` 2, `BLOCKS` 20 [6], `MESH_NODES` 20 [6], `RELOADS` 10 [4], `IPERF_SECS` 10 [2],
+//! `REFLECTORS` 2, `BLOCKS` 20 [6], `GAP_MS` 0 (a pause between two new blocks), `MESH_NODES` 20 [6], `RELOADS` 10 [4], `IPERF_SECS` 10 [2],
 //! `BACKENDS` `host-gw,bgp` (names as [`backends`] knows them).
 //!
 //! Prints a markdown table and the checks (met / MISSED). Needs root and `/usr/sbin/bird`
@@ -85,6 +85,7 @@ struct Config {
     nodes: usize,
     reflectors: usize,
     blocks: usize,
+    gap: Duration,
     mesh_nodes: usize,
     reloads: usize,
     iperf_secs: u32,
@@ -128,6 +129,7 @@ fn config() -> Res<Config> {
         reflectors,
         // new_block numbers up to 4 × 256 blocks.
         blocks: knob("BLOCKS", q(20, 6), 1..=1024)?,
+        gap: Duration::from_millis(knob("GAP_MS", 0, 0..=60_000)? as u64),
         mesh_nodes,
         reloads: knob("RELOADS", q(10, 4), 1..=1000)?,
         iperf_secs: knob("IPERF_SECS", q(10, 2), 1..=3600)? as u32,
@@ -216,12 +218,13 @@ fn main() -> Res<()> {
     rt.shutdown_timeout(Duration::from_secs(5));
     println!("Machine: {}", machine_facts());
     println!(
-        "Run: {}{:.0?}; knobs: nodes {}, reflectors {}, blocks {}, mesh nodes {}, reloads {}, iperf {} s, backends {}",
+        "Run: {}{:.0?}; knobs: nodes {}, reflectors {}, blocks {} ({} ms apart), mesh nodes {}, reloads {}, iperf {} s, backends {}",
         if cfg.quick { "NETKIT_BENCH_QUICK=1, " } else { "" },
         started.elapsed(),
         cfg.nodes,
         cfg.reflectors,
         cfg.blocks,
+        cfg.gap.as_millis(),
         cfg.mesh_nodes,
         cfg.reloads,
         cfg.iperf_secs,

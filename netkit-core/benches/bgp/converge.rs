@@ -14,6 +14,13 @@
 //! thread taken out of the runtime (`block_in_place`), so the watchers keep running. After each
 //! block the route table of every other node is read once to confirm the route is there.
 //!
+//! The blocks follow each other as soon as the previous one has converged, unless `gap` (knob
+//! `GAP_MS`) spaces them: BIRD's BGP sockets have Nagle's algorithm on (BIRD 2.0.12 sets no
+//! `TCP_NODELAY`), so an update sent on a connection whose previous update the peer has not
+//! yet acknowledged (Linux delays an ACK up to 40 ms) waits for that ACK. Back-to-back blocks
+//! through reflectors (the same reflector → client connections every time) look like they hit
+//! it: their p99 was ≈ 30 ms, ≈ 8 ms with the blocks 100 ms apart (see BENCHMARKS.md).
+//!
 //! [`Bird::reconfigure`]: netkit_core::overlay::bird::Bird::reconfigure
 
 use std::time::{Duration, Instant};
@@ -127,6 +134,10 @@ async fn one_topology(cfg: &Config, topology: Topology, base: u8, report: &mut R
     let mut failed = Vec::new();
     for k in 0..cfg.blocks {
         check_stop()?;
+        if k > 0 && !cfg.gap.is_zero() {
+            // The workload's pace (NETKIT_BENCH_BGP_GAP_MS), not a wait for anything.
+            tokio::time::sleep(cfg.gap).await;
+        }
         let origin = k % n;
         let block = new_block(base, k);
         let mut bcfg = lab.configs[origin].clone();
@@ -197,8 +208,12 @@ async fn one_topology(cfg: &Config, topology: Topology, base: u8, report: &mut R
         };
         let first = others().min().unwrap_or(t0).saturating_duration_since(t0);
         let last = others().max().unwrap_or(t0).saturating_duration_since(t0);
+        let last_node = (0..n)
+            .filter(|&i| i != origin)
+            .max_by_key(|&i| at[i])
+            .map_or(0, |i| i + 1);
         eprintln!(
-            "  block {k:>2} {block} on b{} ({role}): reload {:>5.1} ms, first node {:>5.1} ms, every node {:>5.1} ms",
+            "  block {k:>2} {block} on b{} ({role}): reload {:>5.1} ms, first node {:>5.1} ms, every node {:>5.1} ms (last b{last_node})",
             origin + 1,
             ms(reload),
             ms(first),
@@ -223,7 +238,12 @@ async fn one_topology(cfg: &Config, topology: Topology, base: u8, report: &mut R
 fn converge_report(cfg: &Config, topology: Topology, report: &mut Report, blocks: &[Block], failed: &[String]) {
     let pick = |f: fn(&Block) -> Duration| blocks.iter().map(f).collect::<Vec<_>>();
     let (last, first, reload) = (pick(|b| b.last), pick(|b| b.first), pick(|b| b.reload));
-    let what = format!("{} nodes, {}, {} blocks", cfg.nodes, topology.label(), cfg.blocks);
+    let gap = if cfg.gap.is_zero() {
+        String::new()
+    } else {
+        format!(", {} ms apart", cfg.gap.as_millis())
+    };
+    let what = format!("{} nodes, {}, {} blocks{gap}", cfg.nodes, topology.label(), cfg.blocks);
     report.row(
         &format!("new block → kernel route on every other node ({what}), p50 / p99"),
         format!(
