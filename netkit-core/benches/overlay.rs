@@ -16,8 +16,8 @@
 //! * `leases`, `agent` ([`leases`]): one agent facing many nodes that exist only as leases: time
 //!   to program them all, one change among many against among few; a `netkit agent` process's
 //!   RSS and idle CPU with the etcd store and with the file store.
-//! * `iperf` ([`iperf`]): iperf3 TCP pod to pod across two nodes per backend, 1 and 4 streams,
-//!   with the machine's CPU per Gbit/s.
+//! * `iperf` (the `common/iperf.rs` module the `bgp` bench shares): iperf3 TCP pod to pod
+//!   across two nodes per backend, 1 and 4 streams, with the machine's CPU per Gbit/s.
 //!
 //! Knobs (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `NETKIT_BENCH_OVERLAY_NODES` 10 [4]
 //! (cluster size at a join), `_JOINS` 20 [4], `_TTL` seconds 5 [3] (the cluster's lease TTL),
@@ -32,30 +32,32 @@
 //! Everything lives in namespaces this program makes (names `nk<pid>x…`); they are deleted on
 //! exit, error, panic or Ctrl-C, and those of an earlier run that was killed at start.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use netkit_core::ipam::lease::{EtcdLeaseStore, LeaseError, SubnetPlan};
 use netkit_core::overlay::BackendConfig;
-use netkit_core::NetNs;
 use netkit_test_support::cluster::Cluster;
 use netkit_test_support::etcd::Etcd;
 use netkit_test_support::overlay::{backend, BACKENDS};
 
 #[path = "overlay/cluster.rs"]
 mod cluster;
-#[path = "overlay/iperf.rs"]
+#[path = "common/harness.rs"]
+mod harness;
+#[path = "common/iperf.rs"]
 mod iperf;
 #[path = "overlay/leases.rs"]
 mod leases;
-#[path = "overlay/measure.rs"]
+#[path = "common/measure.rs"]
 mod measure;
 
-type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+use harness::{check_stop, delete_namespaces, env, signals, stopped, Cleanup, Report, Res};
+
+/// The prefix of this bench's knobs.
+const KNOBS: &str = "NETKIT_BENCH_OVERLAY_";
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -106,24 +108,13 @@ struct Config {
     netkit: Option<PathBuf>,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// `NETKIT_BENCH_OVERLAY_<key>` as a number in `range`, else `default`.
 fn knob(key: &str, default: usize, range: std::ops::RangeInclusive<usize>) -> Res<usize> {
-    let name = format!("NETKIT_BENCH_OVERLAY_{key}");
-    let Some(text) = env(&name) else {
-        return Ok(default);
-    };
-    match text.trim().parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("{name}={text:?}: a number from {} to {}", range.start(), range.end()).into()),
-    }
+    harness::knob(KNOBS, key, default, range)
 }
 
 fn config() -> Res<Config> {
-    let quick = std::env::var("NETKIT_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let quick = harness::quick();
     let q = |full: usize, small: usize| if quick { small } else { full };
     let phases = match env("NETKIT_BENCH_OVERLAY_PHASES") {
         None => Phase::ALL.to_vec(),
@@ -137,11 +128,10 @@ fn config() -> Res<Config> {
             v
         }
     };
-    let backends: Vec<String> = env("NETKIT_BENCH_OVERLAY_BACKENDS")
-        .unwrap_or_else(|| "host-gw,vxlan,udp,udp-batched,udp-single".into())
-        .split(',')
-        .map(|b| b.trim().to_string())
-        .collect();
+    let backends = harness::list(
+        "NETKIT_BENCH_OVERLAY_BACKENDS",
+        "host-gw,vxlan,udp,udp-batched,udp-single",
+    );
     for b in &backends {
         if backend(b).is_none() {
             return Err(format!(
@@ -166,74 +156,6 @@ fn config() -> Res<Config> {
         backends,
         netkit: env("NETKIT_BENCH_NETKIT").map(PathBuf::from),
     })
-}
-
-// ---------------------------------------------------------------------------
-// Ctrl-C and cleanup
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Whether Ctrl-C (or SIGTERM, SIGHUP) came.
-fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
-fn check_stop() -> Res<()> {
-    if stopped() {
-        return Err("interrupted".into());
-    }
-    Ok(())
-}
-
-/// Set [`STOP`] on SIGINT, SIGTERM or SIGHUP.
-async fn signals() -> Res<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
-    }
-    STOP.store(true, Ordering::SeqCst);
-    Ok(())
-}
-
-/// The pid in a test-support name `nk<pid>x…`, if `name` is one.
-fn owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("nk")?;
-    let (pid, _) = rest.split_once('x')?;
-    pid.parse().ok()
-}
-
-/// Delete the namespaces of this process (`Some(pid)`) or of processes that are gone (`None`).
-fn delete_namespaces(pid: Option<u32>) -> usize {
-    let mut n = 0;
-    for name in NetNs::list().unwrap_or_default() {
-        let Some(p) = owner(&name) else { continue };
-        let ours = match pid {
-            Some(pid) => p == pid,
-            None => !Path::new(&format!("/proc/{p}")).exists(),
-        };
-        if ours && NetNs::delete(&name).is_ok() {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// Deletes every namespace this process made, on any exit path (also panic), after the
-/// phases' own guards have run.
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let n = delete_namespaces(Some(std::process::id()));
-        if n > 0 {
-            eprintln!("cleanup: deleted {n} namespaces left over");
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -324,59 +246,27 @@ impl log::Log for StderrLog {
 static LOG: StderrLog = StderrLog;
 
 // ---------------------------------------------------------------------------
-// The report
-
-/// The figures (a markdown table) and the targets (met / MISSED) of the run.
-#[derive(Default)]
-struct Report {
-    rows: Vec<(String, String)>,
-    targets: Vec<(String, bool, String)>,
-}
-
-impl Report {
-    /// A line of the table.
-    fn row(&mut self, what: &str, figure: String) {
-        self.rows.push((what.to_string(), figure));
-    }
-
-    /// A target, whether it was met, and the figures that say so.
-    fn target(&mut self, what: &str, met: bool, figure: String) {
-        self.targets.push((what.to_string(), met, figure));
-    }
-
-    fn print(&self) {
-        println!("| measurement | result |");
-        println!("|---|---|");
-        for (what, figure) in &self.rows {
-            println!("| {what} | {figure} |");
-        }
-        println!();
-        println!("Targets:");
-        println!();
-        for (what, met, figure) in &self.targets {
-            println!("- {what}: {} ({figure})", if *met { "met" } else { "MISSED" });
-        }
-    }
-}
+// The machine
 
 fn machine_facts() -> String {
-    let out = |c: &str, a: &[&str]| {
-        Command::new(c)
-            .args(a)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
+    use harness::first_line;
     format!(
         "nproc {}, kernel {}, {}, {}",
-        out("nproc", &[]),
-        out("uname", &["-r"]),
-        out("etcd", &["--version"]).lines().next().unwrap_or("etcd ?"),
-        out("iperf3", &["--version"]).lines().next().unwrap_or("iperf3 ?")
+        first_line("nproc", &[], "?"),
+        first_line("uname", &["-r"], "?"),
+        first_line("etcd", &["--version"], "etcd ?"),
+        first_line("iperf3", &["--version"], "iperf3 ?")
     )
 }
 
 // ---------------------------------------------------------------------------
+
+/// The iperf ratios the issue asks for: (backend, reference, at least).
+const RATIOS: &[(&str, &str, f64)] = &[
+    ("vxlan", "host-gw", 0.8),
+    ("udp", "vxlan", 0.5),
+    ("udp", "udp-single", 4.0),
+];
 
 async fn bench(cfg: &Config, report: &mut Report) -> Res<()> {
     let has = |p: Phase| cfg.phases.contains(&p);
@@ -389,7 +279,20 @@ async fn bench(cfg: &Config, report: &mut Report) -> Res<()> {
     }
     if has(Phase::Iperf) {
         check_stop()?;
-        iperf::run(cfg, report).await?;
+        let backends: Vec<iperf::IperfBackend> = cfg
+            .backends
+            .iter()
+            .map(|name| {
+                let bcfg = backend(name).expect("checked in config()");
+                iperf::IperfBackend {
+                    name: name.clone(),
+                    config: Box::new(move |_| bcfg.clone()),
+                    segments: [0, 0],
+                    pod_mode: "bridge",
+                }
+            })
+            .collect();
+        iperf::run("ovi", &backends, cfg.iperf_secs, RATIOS, report).await?;
     }
     Ok(())
 }
@@ -408,7 +311,7 @@ fn main() -> Res<()> {
         let _ = log::set_logger(&LOG);
         log::set_max_level(log::LevelFilter::Info);
     }
-    let stale = delete_namespaces(None);
+    let stale = delete_namespaces(None, &[]);
     if stale > 0 {
         eprintln!("removed {stale} namespaces left by an earlier, killed run");
     }

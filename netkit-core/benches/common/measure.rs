@@ -1,4 +1,4 @@
-//! What the overlay bench measures with: the instant an agent's status first satisfies a
+//! What the cluster benches (`overlay`, `bgp`) measure with: the instant an agent's status first satisfies a
 //! condition (woken by every publish of its status channel, never polled), percentiles, and
 //! CPU and memory from /proc.
 
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use netkit_core::overlay::AgentStatus;
 use tokio::sync::watch;
 
-use super::Res;
+use super::harness::Res;
 
 /// When `pred` first held for the status channel `rx`: the instant (and wall-clock time) the
 /// publish that made it true was seen. Checks the current status first (if it already holds,

@@ -1,8 +1,13 @@
-//! Phase `iperf`: iperf3 TCP from a pod on one node to a pod on another, per backend, with 1
-//! and with 4 streams, and the machine's CPU use per Gbit/s.
+//! The iperf phase of the cluster benches (`overlay`, `bgp`): iperf3 TCP from a pod on one node
+//! to a pod on another, per backend, with 1 and with 4 streams, and the machine's CPU use per
+//! Gbit/s.
 //!
 //! Per backend a fresh two-node cluster (file store, agents in this process), one pod per node
-//! attached from the subnet file. The client runs `iperf3 -c POD -t SECS [-P 4] -J`; the rate is
+//! attached from the subnet file in the backend's pod mode ([`IperfBackend`]: netkit-cni's
+//! `bridge`, or `routed` as Calico attaches pods), the nodes on the segments the backend asks
+//! for (two segments are joined by the cluster's router). The run starts once the client pod
+//! answers pings from the server pod's address (so a backend whose routes come later, as BGP's
+//! do, is measured converged). The client runs `iperf3 -c POD -t SECS [-P 4] -J`; the rate is
 //! what the receiver got (`end.sum_received`). CPU: the machine's busy time from /proc/stat
 //! (user, nice, system, irq, softirq, steal over every CPU) from just before the client starts
 //! until it ends, in cores (CPU seconds per second), divided by the rate in Gbit/s — the sender,
@@ -10,12 +15,30 @@
 
 use std::time::{Duration, Instant};
 
+use netkit_core::overlay::BackendConfig;
 use netkit_test_support::cluster::Cluster;
 use netkit_test_support::iperf::{self, Iperf3Server};
-use netkit_test_support::overlay::{backend, wait_peers, ClusterNode};
+use netkit_test_support::overlay::{wait_peers, ClusterNode};
 
+use super::harness::{check_stop, Report, Res};
 use super::measure::{clk_tck, machine_busy_ticks};
-use super::{check_stop, Config, Report, Res};
+
+/// A backend's agent configuration for a node.
+pub type NodeBackend = Box<dyn Fn(&ClusterNode) -> BackendConfig + Send + Sync>;
+
+/// How one backend runs the two nodes of the phase.
+pub struct IperfBackend {
+    /// Its name (table rows, ratios, the bench's knob).
+    pub name: String,
+    /// The agent's backend on a node (from the node: a backend may keep files in its
+    /// directory, as BIRD does).
+    pub config: NodeBackend,
+    /// The segments of the client's and the server's node (0 or 1; `[0, 1]` puts the cluster's
+    /// router between them).
+    pub segments: [u8; 2],
+    /// netkit-cni's mode for the pods: `bridge` or `routed`.
+    pub pod_mode: &'static str,
+}
 
 /// One run's figures.
 pub struct Rate {
@@ -29,19 +52,19 @@ pub struct Rate {
     pub cores: f64,
 }
 
-/// The ratios the issue asks for: (backend, reference, at least).
-const RATIOS: &[(&str, &str, f64)] = &[
-    ("vxlan", "host-gw", 0.8),
-    ("udp", "vxlan", 0.5),
-    ("udp", "udp-single", 4.0),
-];
-
-/// Run the phase for every backend of `cfg.backends`.
-pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
+/// Run the phase for every backend of `backends`, `secs` seconds per run, in clusters tagged
+/// `tag`; report each rate and the `ratios` asked for: (backend, reference, at least).
+pub async fn run(
+    tag: &str,
+    backends: &[IperfBackend],
+    secs: u32,
+    ratios: &[(&str, &str, f64)],
+    report: &mut Report,
+) -> Res<()> {
     let mut rates = Vec::new();
-    for name in &cfg.backends {
+    for b in backends {
         check_stop()?;
-        rates.extend(one_backend(cfg, name).await?);
+        rates.extend(one_backend(tag, b, secs).await?);
     }
     for r in &rates {
         report.row(
@@ -59,7 +82,7 @@ pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
             ),
         );
     }
-    for &(a, b, min) in RATIOS {
+    for &(a, b, min) in ratios {
         for streams in [1, 4] {
             let find = |n: &str| rates.iter().find(|r| r.backend == n && r.streams == streams);
             if let (Some(x), Some(y)) = (find(a), find(b)) {
@@ -87,29 +110,48 @@ pub async fn run(cfg: &Config, report: &mut Report) -> Res<()> {
     Ok(())
 }
 
-async fn one_backend(cfg: &Config, name: &str) -> Res<Vec<Rate>> {
-    let bcfg =
-        backend(name).ok_or_else(|| format!("backend {name:?} is not known to test-support's overlay::backend"))?;
-    let cluster = Cluster::new("ovi", 1);
+async fn one_backend(tag: &str, b: &IperfBackend, secs: u32) -> Res<Vec<Rate>> {
+    let name = b.name.as_str();
+    let segments = b.segments.iter().max().copied().unwrap_or(0) + 1;
+    let cluster = Cluster::new(tag, segments);
     let store = cluster.dir().join("leases");
     let nodes = [
-        ClusterNode::new(&cluster, "i1", 0, 1),
-        ClusterNode::new(&cluster, "i2", 0, 2),
+        ClusterNode::new(&cluster, "i1", b.segments[0], 1),
+        ClusterNode::new(&cluster, "i2", b.segments[1], 2),
     ];
     let mut agents = Vec::new();
     for n in &nodes {
-        agents.push(n.start_file(&store, bcfg.clone(), Duration::from_secs(3600)).await);
+        agents.push(n.start_file(&store, (b.config)(n), Duration::from_secs(3600)).await);
     }
     for a in &agents {
         wait_peers(a, 1).await;
     }
-    let (client, _) = nodes[0].pod(&cluster, "i1p").await;
-    let (server, server_ip) = nodes[1].pod(&cluster, "i2p").await;
+    let (client, client_ip) = nodes[0].pod_in_mode(&cluster, "i1p", b.pod_mode).await;
+    let (server, server_ip) = nodes[1].pod_in_mode(&cluster, "i2p", b.pod_mode).await;
+    // Converged: the server's pod reaches the client's (routes both ways).
+    let server_name = server.name().ok_or("an unnamed pod")?.to_string();
+    let to = client_ip.to_string();
+    let t_ready = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        netkit_test_support::poll_for(Duration::from_secs(30), || {
+            if netkit_test_support::ping(&server_name, &to) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        })
+    })
+    .await?
+    .map_err(|()| format!("{name}: the pods do not reach each other within 30 s"))?;
+    eprintln!(
+        "  iperf3 {name}: pods reach each other ({:.0?} after attaching)",
+        t_ready.elapsed()
+    );
     let _srv = Iperf3Server::start(&server, server_ip, 5201);
     let mut out = Vec::new();
     for streams in [1u32, 4] {
         check_stop()?;
-        let secs = cfg.iperf_secs.to_string();
+        let secs = secs.to_string();
         let p = streams.to_string();
         let client_ns = netkit_core::NetNs::open(client.name().ok_or("an unnamed pod")?)?;
         let busy0 = machine_busy_ticks()?;
