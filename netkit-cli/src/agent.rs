@@ -13,8 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
 use netkit_core::overlay::{
-    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BlockPolicy, UdpBackendConfig,
-    VxlanBackendConfig,
+    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BlockPolicy, UdpBackendConfig, VxlanBackendConfig,
 };
 
 use crate::cli::Global;
@@ -230,7 +229,10 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
         out.text(&format!("  store: {e}"));
     }
     for b in &s.blocks {
-        out.text(&format!("  block {} {}/{} addresses held", b.subnet, b.held, b.capacity));
+        out.text(&format!(
+            "  block {} {}/{} addresses held",
+            b.subnet, b.held, b.capacity
+        ));
     }
     if let Some(e) = &s.block_error {
         out.text(&format!("  blocks: {e}"));
@@ -238,7 +240,11 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     if let Some(sessions) = &s.bgp {
         out.text(&format!(
             "  BGP sessions ({}):",
-            if live { "from BIRD now" } else { "as the agent last saw them; BIRD did not answer" }
+            if live {
+                "from BIRD now"
+            } else {
+                "as the agent last saw them; BIRD did not answer"
+            }
         ));
         let mut rows = vec![[
             "PEER".to_string(),
@@ -258,7 +264,9 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
                 b.info.clone(),
             ]);
         }
-        let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..6)
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
         for r in rows {
             let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             out.text(&format!("    {}", line.join("  ").trim_end()));

@@ -29,6 +29,7 @@ fn config(nodes: &[Node], i: usize) -> BirdConfig {
             ip: n.ip,
             asn: ASN,
             rr_client: false,
+            multihop: false,
         });
     }
     c
@@ -158,6 +159,7 @@ fn route_reflectors_cut_the_sessions_and_still_converge() {
                     ip: m.ip,
                     asn: ASN,
                     rr_client: reflector(i) && !reflector(j),
+                    multihop: false,
                 });
             }
         }
@@ -428,5 +430,175 @@ async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
     assert!(first.contains(ip.into()), "{ip}");
     for a in agents {
         a.stop().await.expect("clean stop");
+    }
+}
+
+/// Two segments joined by a router that runs BIRD as the route reflector of both (as a
+/// top-of-rack router does), two nodes on each, the bgp backend with `encap` across subnets
+/// only: nodes of one segment reach each other's blocks by plain BGP routes, the other
+/// segment's by encapsulation. Returns `false` when this kernel cannot run `encap`.
+async fn two_segments(tag: &str, encap: netkit_core::overlay::BgpEncap) -> bool {
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig, PeerMode};
+    use netkit_test_support::overlay::{reachability, ClusterNode};
+    let cluster = Cluster::new(tag, 2);
+    let store = cluster.dir().join("leases");
+    let router = cluster.router().expect("two segments have a router");
+    let nodes: Vec<ClusterNode> = [(0, 1), (0, 2), (1, 1), (1, 2)]
+        .iter()
+        .map(|(seg, host)| ClusterNode::new(&cluster, &format!("s{seg}h{host}"), *seg, *host))
+        .collect();
+    // The router: a reflector for every node, on the segment each is on.
+    let mut rr = BirdConfig::new("192.168.50.254".parse().unwrap(), ASN);
+    (rr.hold_time, rr.connect_retry) = (3, 1);
+    for n in &nodes {
+        rr.peers.push(BirdPeer {
+            name: n.name().to_string(),
+            ip: n.node.ip,
+            asn: ASN,
+            rr_client: true,
+            multihop: false,
+        });
+    }
+    let _rr = Bird::start(router, &cluster.dir().join("rr"), &rr).expect("the router's bird");
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let cfg = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            reflectors: vec![format!("192.168.{}.254", 50 + 10 * n.node.segment)],
+            encap,
+            cross_subnet: true,
+            ..Default::default()
+        });
+        let ns = NetNs::open(n.name()).unwrap();
+        let dir = store.clone();
+        let task = netkit_test_support::overlay::AgentTask::spawn(
+            &ns,
+            n.config(cfg, Duration::from_secs(3600)),
+            move || async move {
+                Ok(
+                    netkit_core::ipam::lease::FileLeaseStore::open(dir, netkit_test_support::lease::flannel())
+                        .await?
+                        .with_watch_interval(Duration::from_millis(50)),
+                )
+            },
+        )
+        .await
+        .expect("spawn the agent");
+        match task.running().await {
+            Ok(t) => agents.push(t),
+            Err(e) if e.to_string().contains("not supported by this kernel") => return false,
+            Err(e) => panic!("agent of {}: {e}", n.name()),
+        }
+    }
+    // Same segment: plain BGP; the other segment: encapsulated.
+    let want = match encap {
+        netkit_core::overlay::BgpEncap::Ipip => PeerMode::Ipip,
+        _ => PeerMode::Vxlan,
+    };
+    for (i, a) in agents.iter().enumerate() {
+        let mut rx = a.status();
+        netkit_test_support::wait_for_async(
+            Duration::from_secs(30),
+            "peers programmed, the router's session up",
+            async || {
+                let s = rx.borrow_and_update().clone();
+                let modes: Vec<(u8, PeerMode)> = s
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        let seg = nodes.iter().find(|n| n.name() == p.node).unwrap().node.segment;
+                        (seg, p.mode.clone())
+                    })
+                    .collect();
+                let ok = modes.len() == 3
+                    && modes.iter().all(|(seg, m)| match *seg == nodes[i].node.segment {
+                        true => *m == PeerMode::Bgp,
+                        false => *m == want,
+                    })
+                    && s.bgp
+                        .iter()
+                        .flatten()
+                        .filter(|b| b.info.starts_with("Established"))
+                        .count()
+                        == 1;
+                match ok {
+                    true => Ok(()),
+                    false => Err((modes, s.bgp)),
+                }
+            },
+        )
+        .await;
+    }
+    // The same-segment neighbour's block is a BIRD route via the neighbour itself.
+    for (i, n) in nodes.iter().enumerate() {
+        let buddy = &nodes[i ^ 1];
+        let buddy_block = agents[i ^ 1].now().lease.unwrap().subnet;
+        wait_for(Duration::from_secs(20), "the neighbour's block from BGP", || {
+            let r = bird_routes(&n.node);
+            match r.contains(&format!("{buddy_block} via {} dev eth0", buddy.node.ip)) {
+                true => Ok(()),
+                false => Err(r),
+            }
+        });
+    }
+    // The other segment's blocks are the agent's encapsulated routes, never BIRD's (which
+    // would send pod traffic to the router).
+    for (i, n) in nodes.iter().enumerate() {
+        let r = bird_routes(&n.node);
+        for (j, a) in agents
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| nodes[*j].node.segment != nodes[i].node.segment)
+        {
+            let block = a.now().lease.unwrap().subnet;
+            assert!(
+                !r.contains(&block.to_string()),
+                "node {i} has a BIRD route to node {j}'s {block}: {r}"
+            );
+        }
+    }
+    let mut pods = Vec::new();
+    for n in &nodes {
+        let tag = format!("{}p", n.name().rsplit('-').next().unwrap());
+        pods.push(n.pod_in_mode(&cluster, &tag, "routed").await);
+    }
+    let view: Vec<_> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
+    assert_eq!(reachability(&view, &[]), Vec::<String>::new());
+    for a in agents {
+        a.stop().await.expect("clean stop");
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_segments_vxlan_cross_subnet_through_a_reflecting_router() {
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::two_segments_vxlan",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    assert!(
+        two_segments("o2sv", netkit_core::overlay::BgpEncap::Vxlan).await,
+        "vxlan runs on this kernel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_segments_ipip_cross_subnet_through_a_reflecting_router() {
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::two_segments_ipip",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    if !two_segments("o2si", netkit_core::overlay::BgpEncap::Ipip).await {
+        report_skip(
+            "overlay_bird::two_segments_ipip",
+            "ipip is not supported by this kernel (the agent said so)",
+        );
     }
 }

@@ -98,6 +98,11 @@ impl Cluster {
         Cluster { router, lab, segments }
     }
 
+    /// The router joining two segments (192.168.50.254 and 192.168.60.254), if the lab has one.
+    pub fn router(&self) -> Option<&NetNsGuard> {
+        self.router.as_ref()
+    }
+
     /// The lab namespace (holds the segment bridges).
     pub fn lab(&self) -> &HostNs {
         &self.lab

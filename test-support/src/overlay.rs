@@ -186,6 +186,32 @@ impl AgentTask {
         }
     }
 
+    /// Wait (at most 30 s) until the agent runs (it set its data path up and holds a lease);
+    /// the agent's error when it stopped instead (a backend this kernel cannot run, say).
+    pub async fn running(mut self) -> Result<AgentTask, AgentError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.status.borrow_and_update().state == "running" {
+                return Ok(self);
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                return Err(self.stop().await.err().unwrap_or_else(|| AgentError::Config {
+                    node: String::new(),
+                    reason: "the agent stopped before it ran".into(),
+                }));
+            }
+            // Status changes wake us; a task that ends does not change the status, so look again
+            // at least every 50 ms.
+            if tokio::time::Instant::now() > deadline {
+                return Err(AgentError::Config {
+                    node: self.now().node,
+                    reason: "not running within 30 s".into(),
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.status.changed()).await;
+        }
+    }
+
     /// Stop the agent (as SIGTERM stops `netkit agent`: the data path stays, the lease is
     /// released only if its configuration says so) and wait for it; its result.
     pub async fn stop(mut self) -> Result<(), AgentError> {

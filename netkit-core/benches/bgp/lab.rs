@@ -205,6 +205,7 @@ fn config(nodes: &[Node], topology: Topology, i: usize) -> BirdConfig {
                 ip: m.ip,
                 asn: ASN,
                 rr_client: topology.reflects(i) && !topology.reflects(j),
+                multihop: false,
             });
         }
     }

@@ -19,6 +19,7 @@
 //! The VTEP MAC is derived from the node's name (locally administered, unicast), so a
 //! restarted agent publishes the same MAC and its peers' entries stay right.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -234,17 +235,26 @@ pub(crate) struct Backend {
     node: String,
 }
 
+/// What BIRD's configuration is made from (bgp).
+#[derive(Debug, Default, Clone)]
+struct BirdWants {
+    /// This node's blocks, its first (lease) block first.
+    blocks: Vec<IpNetwork>,
+    /// The other nodes' leases, by subnet.
+    peers: BTreeMap<IpNetwork, Peer>,
+    /// Blocks of peers reached by encapsulation: BIRD keeps them out of the kernel.
+    encapsulated: BTreeSet<IpNetwork>,
+    /// Peer addresses not on this node's segment (multihop sessions).
+    remote: BTreeSet<IpAddr>,
+}
+
 /// The bgp backend's running state.
 #[derive(Debug)]
 struct BgpState {
     /// BIRD; `None` after it died and could not be started again (the agent retries).
     bird: Option<Bird>,
-    /// This node's blocks, its first (lease) block first.
-    blocks: Vec<IpNetwork>,
-    peers: std::collections::BTreeMap<IpNetwork, Peer>,
-    /// Blocks of peers reached by encapsulation: BIRD keeps them out of the kernel.
-    encapsulated: std::collections::BTreeSet<IpNetwork>,
-    /// Peers changed since BIRD was last reloaded ([`Backend::sync`]).
+    wants: BirdWants,
+    /// `wants` changed since BIRD was last reloaded ([`Backend::sync`]).
     stale: bool,
     /// The sessions as last asked ([`Backend::refresh_sessions`]).
     sessions: Vec<BgpSession>,
@@ -295,7 +305,7 @@ impl Backend {
                 // Every block of the node is reached through one VTEP: its first block's
                 // network address (what the node's later blocks' leases point at).
                 let mut data = serde_json::json!({"VNI": b.vxlan.vni, super::peer::VTEP_MAC_KEY: mac.to_string()});
-                if let Some(first) = self.bgp.as_ref().and_then(|s| s.blocks.first()) {
+                if let Some(first) = self.bgp.as_ref().and_then(|s| s.wants.blocks.first()) {
                     data[super::peer::VTEP_IP_KEY] = first.network().to_string().into();
                 }
                 data
@@ -336,9 +346,7 @@ impl Backend {
     /// The VXLAN device of `v` for this node's (first) `subnet`.
     async fn setup_vxlan(&mut self, h: &Handle, v: &VxlanBackendConfig, subnet: IpNetwork) -> Result<(), OverlayError> {
         let IpNetwork::V4(subnet) = subnet else {
-            return Err(OverlayError::Unsupported(
-                "VXLAN carries IPv4 pod subnets only".into(),
-            ));
+            return Err(OverlayError::Unsupported("VXLAN carries IPv4 pod subnets only".into()));
         };
         let cfg = VxlanOverlayConfig {
             dev: v.dev.clone(),
@@ -463,24 +471,22 @@ impl Backend {
             BgpEncap::Vxlan => self.setup_vxlan(h, &b.vxlan, subnet).await?,
             BgpEncap::Ipip => self.setup_ipip(h, &b.ipip_dev, subnet).await?,
         }
-        let (peers, old, encapsulated) = self
-            .bgp
-            .take()
-            .map(|s| (s.peers, s.blocks, s.encapsulated))
-            .unwrap_or_default();
+        let mut wants = self.bgp.take().map(|s| s.wants).unwrap_or_default();
         // The first block is the lease's (replaced); blocks claimed later stay.
-        let blocks: Vec<IpNetwork> = std::iter::once(subnet)
-            .chain(old.into_iter().skip(1).filter(|b| *b != subnet))
+        wants.blocks = std::iter::once(subnet)
+            .chain(wants.blocks.iter().skip(1).copied().filter(|b| *b != subnet))
             .collect();
-        let cfg = self
-            .bird_config(b, &blocks, &peers, &encapsulated)
-            .map_err(OverlayError::Unsupported)?;
+        // Reflecting routers (by address) behind a router themselves get multihop sessions.
+        for ip in b.reflectors.iter().filter_map(|r| r.parse::<IpAddr>().ok()) {
+            if self.same_segment(h, ip).await.is_err() {
+                wants.remote.insert(ip);
+            }
+        }
+        let cfg = self.bird_config(b, &wants).map_err(OverlayError::Unsupported)?;
         let bird = start_bird(h, b, cfg).await?;
         self.bgp = Some(BgpState {
             bird: Some(bird),
-            blocks,
-            peers,
-            encapsulated,
+            wants,
             stale: false,
             sessions: Vec::new(),
         });
@@ -495,18 +501,16 @@ impl Backend {
             return Ok(());
         };
         let b = b.clone();
-        let (blocks, peers, encapsulated) = match &mut self.bgp {
+        let wants = match &mut self.bgp {
             Some(s) => {
                 // Reaps the dead process (it has exited: the wait returns at once).
                 drop(s.bird.take());
                 s.sessions.clear();
-                (s.blocks.clone(), s.peers.clone(), s.encapsulated.clone())
+                s.wants.clone()
             }
             None => return Ok(()),
         };
-        let cfg = self
-            .bird_config(&b, &blocks, &peers, &encapsulated)
-            .map_err(OverlayError::Unsupported)?;
+        let cfg = self.bird_config(&b, &wants).map_err(OverlayError::Unsupported)?;
         let bird = start_bird(h, &b, cfg).await?;
         if let Some(s) = &mut self.bgp {
             s.bird = Some(bird);
@@ -537,21 +541,15 @@ impl Backend {
     }
 
     /// BIRD's configuration for this node with `peers` (full mesh, or with reflectors).
-    fn bird_config(
-        &self,
-        b: &BgpBackendConfig,
-        blocks: &[IpNetwork],
-        peers: &std::collections::BTreeMap<IpNetwork, Peer>,
-        encapsulated: &std::collections::BTreeSet<IpNetwork>,
-    ) -> Result<BirdConfig, String> {
+    fn bird_config(&self, b: &BgpBackendConfig, wants: &BirdWants) -> Result<BirdConfig, String> {
         let IpAddr::V4(me) = self.underlay.public_ip else {
             return Err("the bgp backend peers over IPv4".into());
         };
         let mut cfg = BirdConfig::new(me, b.asn);
         cfg.hold_time = b.hold_time;
         cfg.connect_retry = 1;
-        cfg.blocks.extend_from_slice(blocks);
-        cfg.kernel_skip.extend(encapsulated.iter().copied());
+        cfg.blocks.extend_from_slice(&wants.blocks);
+        cfg.kernel_skip.extend(wants.encapsulated.iter().copied());
         let i_reflect = b.reflectors.contains(&self.node);
         // Reflectors outside the lease store (routers), by address.
         if !i_reflect {
@@ -561,12 +559,13 @@ impl Backend {
                     ip,
                     asn: b.asn,
                     rr_client: false,
+                    multihop: wants.remote.contains(&IpAddr::V4(ip)),
                 });
             }
         }
         // One session per node, whatever number of blocks (leases) it holds.
-        let mut seen = std::collections::BTreeSet::new();
-        for p in peers.values() {
+        let mut seen = BTreeSet::new();
+        for p in wants.peers.values() {
             let IpAddr::V4(ip) = p.public_ip else { continue };
             if !seen.insert(p.node.as_str()) {
                 continue;
@@ -578,6 +577,7 @@ impl Backend {
                     ip,
                     asn: b.asn,
                     rr_client: i_reflect && !it_reflects,
+                    multihop: wants.remote.contains(&p.public_ip),
                 });
             }
         }
@@ -590,7 +590,7 @@ impl Backend {
         let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
             return Ok(());
         };
-        let cfg = self.bird_config(b, &s.blocks, &s.peers, &s.encapsulated)?;
+        let cfg = self.bird_config(b, &s.wants)?;
         let Some(bird) = &s.bird else {
             return Err("bird is not running (it died; the agent starts it again)".into());
         };
@@ -607,8 +607,8 @@ impl Backend {
     /// them from the next [`sync`](Self::sync) (bgp only).
     pub(crate) fn set_blocks(&mut self, blocks: Vec<IpNetwork>) {
         if let Some(s) = &mut self.bgp {
-            if s.blocks != blocks {
-                s.blocks = blocks;
+            if s.wants.blocks != blocks {
+                s.wants.blocks = blocks;
                 s.stale = true;
             }
         }
@@ -619,7 +619,7 @@ impl Backend {
         let (Some(s), BackendConfig::Bgp(b)) = (&self.bgp, &self.cfg) else {
             return None;
         };
-        let cfg = self.bird_config(b, &s.blocks, &s.peers, &s.encapsulated).ok()?;
+        let cfg = self.bird_config(b, &s.wants).ok()?;
         Some(
             s.sessions
                 .iter()
@@ -627,7 +627,7 @@ impl Backend {
                     let peer = cfg.peers.iter().find(|p| super::bird::proto_name(&p.name) == x.name);
                     let kind = match peer {
                         Some(p) if p.rr_client => "client",
-                        Some(p) if b.reflectors.contains(&p.name) || p.name.starts_with("rr-") => "reflector",
+                        Some(p) if b.reflectors.iter().any(|r| *r == p.name || r.parse() == Ok(p.ip)) => "reflector",
                         Some(_) => "mesh",
                         None => "",
                     };
@@ -671,7 +671,7 @@ impl Backend {
             dp.remove_peer(s);
         }
         if let Some(s) = &mut self.bgp {
-            if s.peers.remove(&subnet).is_some() | s.encapsulated.remove(&subnet) {
+            if s.wants.peers.remove(&subnet).is_some() | s.wants.encapsulated.remove(&subnet) {
                 s.stale = true;
             }
         }
@@ -706,11 +706,12 @@ impl Backend {
             if self.bgp.is_none() {
                 return Err("bird is not running".into());
             }
+            let behind_router = self.same_segment(h, peer.public_ip).await.is_err();
             // Encapsulate always, or (crossSubnet) only to nodes behind a router.
             let encap = match (b.encap, b.cross_subnet) {
                 (BgpEncap::None, _) => false,
                 (_, false) => true,
-                (_, true) => self.same_segment(h, peer.public_ip).await.is_err(),
+                (_, true) => behind_router,
             };
             let (mode, entries) = match (encap, b.encap) {
                 (false, _) | (_, BgpEncap::None) => (PeerMode::Bgp, Vec::new()),
@@ -732,13 +733,15 @@ impl Backend {
                 }
             };
             let s = self.bgp.as_mut().expect("checked above");
-            if s.peers.get(&peer.subnet) != Some(peer) {
-                s.peers.insert(peer.subnet, peer.clone());
-                s.stale = true;
-            }
-            let changed = match mode {
-                PeerMode::Bgp => s.encapsulated.remove(&peer.subnet),
-                _ => s.encapsulated.insert(peer.subnet),
+            let w = &mut s.wants;
+            let mut changed = w.peers.insert(peer.subnet, peer.clone()).as_ref() != Some(peer);
+            changed |= match mode {
+                PeerMode::Bgp => w.encapsulated.remove(&peer.subnet),
+                _ => w.encapsulated.insert(peer.subnet),
+            };
+            changed |= match behind_router {
+                true => w.remote.insert(peer.public_ip),
+                false => w.remote.remove(&peer.public_ip),
             };
             s.stale |= changed;
             return Ok((mode, entries));

@@ -8,8 +8,11 @@
 //! * the node's blocks are static blackhole routes (protocol `blocks`): exported by BGP to the
 //!   peers, and into the kernel, where the blackhole drops traffic to an unused address of a
 //!   local block instead of sending it to the default route (Calico does the same);
-//! * every peer is one `bgp` protocol named after it: iBGP in the node's AS, `gateway direct`
-//!   (the peers share a segment); the node's own blocks go out with its address as next hop and
+//! * every peer is one `bgp` protocol named after it: iBGP in the node's AS; a peer on this
+//!   node's segment is `direct` with `gateway direct` (a learned route goes via its owner when
+//!   the owner is on this segment, else via the peer that told it — a router reflecting
+//!   routes between segments); a peer behind a router is `multihop` with `gateway recursive`;
+//!   the node's own blocks go out with its address as next hop and
 //!   reflected routes keep their origin's, so traffic goes straight to the owning node, never
 //!   through a reflector; a peer is marked as a route-reflector client when this node reflects;
 //! * the kernel protocol exports the BGP-learned routes (protocol number 12, `proto bird`, which
@@ -66,6 +69,11 @@ pub struct BirdPeer {
     pub asn: u32,
     /// This node reflects routes to it (this node is a route reflector, the peer a client).
     pub rr_client: bool,
+    /// The peer is not on this node's segment (reached through a router): a multihop session
+    /// whose routes resolve recursively (BIRD refuses `gateway direct` there). Its routes are
+    /// then not installed unless their next hop resolves; the agent encapsulates to such nodes
+    /// (crossSubnet) or peers with the router between the segments instead.
+    pub multihop: bool,
 }
 
 /// A node's BIRD configuration.
@@ -119,23 +127,41 @@ impl BirdConfig {
         }
         c.push_str("}\n\n");
         c.push_str("protocol kernel {\n  ipv4 {\n    import none;\n    export filter {\n");
-        let skip: Vec<String> = self.kernel_skip.iter().filter(|b| b.is_ipv4()).map(|b| b.to_string()).collect();
+        let skip: Vec<String> = self
+            .kernel_skip
+            .iter()
+            .filter(|b| b.is_ipv4())
+            .map(|b| b.to_string())
+            .collect();
         if !skip.is_empty() {
             let _ = writeln!(c, "      if net ~ [ {} ] then reject;", skip.join(", "));
         }
         c.push_str("      if source = RTS_BGP then accept;\n      if proto = \"blocks\" then accept;\n      reject;\n    };\n  };\n  learn off;\n}\n\n");
         for p in &self.peers {
             let _ = writeln!(c, "protocol bgp {} {{", proto_name(&p.name));
-            let _ = writeln!(c, "  local {} as {};", self.router_id, self.asn);
+            // A direct peer is reached from the address of the interface toward it (a router
+            // on two segments has one per segment); a multihop one from the router ID.
+            match p.multihop {
+                true => writeln!(c, "  local {} as {};", self.router_id, self.asn),
+                false => writeln!(c, "  local as {};", self.asn),
+            }
+            .expect("writing to a String");
             let _ = writeln!(c, "  neighbor {} as {};", p.ip, p.asn);
             let _ = writeln!(c, "  hold time {};", self.hold_time);
             let _ = writeln!(c, "  keepalive time {};", (self.hold_time / 3).max(1));
             let _ = writeln!(c, "  connect retry time {};", self.connect_retry);
-            c.push_str("  direct;\n");
+            // BIRD waits 5 s by default before its first connect: a joining node would wait
+            // that long for its routes.
+            let _ = writeln!(c, "  connect delay time {};", self.connect_retry);
+            c.push_str(if p.multihop { "  multihop;\n" } else { "  direct;\n" });
             if p.rr_client {
                 c.push_str("  rr client;\n");
             }
-            c.push_str("  ipv4 {\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    gateway direct;\n  };\n}\n\n");
+            let gateway = if p.multihop { "recursive" } else { "direct" };
+            let _ = writeln!(
+                c,
+                "  ipv4 {{\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    gateway {gateway};\n  }};\n}}\n"
+            );
         }
         c
     }
@@ -449,6 +475,7 @@ mod tests {
             ip: Ipv4Addr::new(192, 168, 50, 2),
             asn: 64512,
             rr_client: true,
+            multihop: false,
         });
         c.kernel_skip.push("10.250.9.0/26".parse().unwrap());
         let text = c.render();

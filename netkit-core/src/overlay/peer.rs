@@ -100,7 +100,10 @@ mod tests {
         later.slot = 2;
         later.subnet = "10.244.9.0/24".parse().unwrap();
         later.meta.backend_data["VtepIP"] = "10.244.3.0".into();
-        assert_eq!(Peer::from_lease(&later).vtep_ip(), "10.244.3.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            Peer::from_lease(&later).vtep_ip(),
+            "10.244.3.0".parse::<IpAddr>().unwrap()
+        );
         let mut host_gw = lease;
         host_gw.meta.backend_data = serde_json::Value::Null;
         assert_eq!(Peer::from_lease(&host_gw).vtep_mac, None);
