@@ -13,7 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
 use netkit_core::overlay::{
-    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BlockPolicy, UdpBackendConfig, VxlanBackendConfig,
+    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BgpEncap, BlockPolicy, UdpBackendConfig, VxlanBackendConfig,
 };
 
 use crate::cli::Global;
@@ -60,6 +60,17 @@ pub enum BackendArg {
     Udp,
     /// BGP through BIRD 2 (Calico's way): the node's subnet is its block, BIRD routes the others.
     Bgp,
+}
+
+/// The bgp backend's encapsulations.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncapArg {
+    /// Plain BGP routes.
+    None,
+    /// IPv4 in IPv4 (tunl0).
+    Ipip,
+    /// VXLAN (vxlan.calico).
+    Vxlan,
 }
 
 /// Log levels.
@@ -123,9 +134,19 @@ pub struct RunArgs {
     /// bgp: BIRD's directory (configuration, control socket, log).
     #[arg(long, value_name = "DIR", default_value = "/run/netkit/bird")]
     pub bird_dir: PathBuf,
-    /// bgp: a route reflector (node name); repeat for several; none: a full mesh.
-    #[arg(long, value_name = "NODE")]
+    /// bgp: a route reflector — a node's name, or the IPv4 address of a router running BGP
+    /// (a top-of-rack router reflecting for its segments); repeat for several; none: a full
+    /// mesh.
+    #[arg(long, value_name = "NODE|IP")]
     pub reflector: Vec<String>,
+    /// bgp: encapsulation to other nodes' blocks (Calico's ipipMode/vxlanMode): none (plain
+    /// BGP routes), ipip (tunl0), vxlan (vxlan.calico, VNI 4096, port 4789).
+    #[arg(long, value_enum, default_value = "none")]
+    pub encap: EncapArg,
+    /// bgp with --encap: encapsulate only to nodes behind a router (Calico's CrossSubnet);
+    /// default: to every node (Always).
+    #[arg(long)]
+    pub cross_subnet: bool,
     /// bgp: the BGP hold time in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 90)]
     pub hold_time: u16,
@@ -332,6 +353,13 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             dir: a.bird_dir.clone(),
             hold_time: a.hold_time,
             reflectors: a.reflector.clone(),
+            encap: match a.encap {
+                EncapArg::None => BgpEncap::None,
+                EncapArg::Ipip => BgpEncap::Ipip,
+                EncapArg::Vxlan => BgpEncap::Vxlan,
+            },
+            cross_subnet: a.cross_subnet,
+            ..Default::default()
         }),
     };
     let mut cfg = AgentConfig::new(node, backend);

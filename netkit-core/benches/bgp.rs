@@ -23,7 +23,7 @@
 //!
 //! Knobs `NETKIT_BENCH_BGP_*` (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `NODES` 10 [4],
 //! `REFLECTORS` 2, `BLOCKS` 20 [6], `GAP_MS` 0 (a pause between two new blocks), `MESH_NODES` 20 [6], `RELOADS` 10 [4], `IPERF_SECS` 10 [2],
-//! `BACKENDS` `host-gw,bgp` (names as [`backends`] knows them).
+//! `BACKENDS` `host-gw,bgp,bgp-vxlan` (names as [`backends`] knows them).
 //!
 //! Prints a markdown table and the checks (met / MISSED). Needs root and `/usr/sbin/bird`
 //! (without it the bench says so and ends). Everything lives in namespaces this program makes
@@ -109,7 +109,7 @@ fn config() -> Res<Config> {
                 .ok_or_else(|| format!("NETKIT_BENCH_BGP_PHASES: unknown phase {p:?} (converge, sessions, iperf)"))?,
         );
     }
-    let backends = harness::list("NETKIT_BENCH_BGP_BACKENDS", "host-gw,bgp");
+    let backends = harness::list("NETKIT_BENCH_BGP_BACKENDS", "host-gw,bgp,bgp-vxlan");
     for b in &backends {
         if backends::backend(b).is_none() {
             return Err(format!(

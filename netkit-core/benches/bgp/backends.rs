@@ -6,16 +6,19 @@
 //!   time), pods attached in netkit-cni's `routed` mode (a /32 route per pod, as Calico has
 //!   it), both nodes on one segment: BGP-learned routes, no encapsulation.
 //!
-//! A new backend is one more arm of [`backend`] and its name in [`NAMES`] (e.g. `bgp-vxlan`:
-//! VXLAN cross-subnet, `segments: [0, 1]` puts the cluster's router between the nodes).
+//! * `bgp-vxlan`: the bgp backend with VXLAN crossSubnet, the two nodes on two segments joined
+//!   by the cluster's router (`segments: [0, 1]`): their BGP session runs multihop through the
+//!   router, and pod traffic is encapsulated.
+//!
+//! A new backend is one more arm of [`backend`] and its name in [`NAMES`].
 
-use netkit_core::overlay::{BackendConfig, BgpBackendConfig};
+use netkit_core::overlay::{BackendConfig, BgpBackendConfig, BgpEncap};
 use netkit_test_support::overlay::ClusterNode;
 
 use super::iperf::{IperfBackend, NodeBackend};
 
 /// The names [`backend`] knows.
-pub const NAMES: &[&str] = &["host-gw", "bgp"];
+pub const NAMES: &[&str] = &["host-gw", "bgp", "bgp-vxlan"];
 
 /// The backend called `name`, `None` for a name it does not know.
 pub fn backend(name: &str) -> Option<IperfBackend> {
@@ -29,6 +32,18 @@ pub fn backend(name: &str) -> Option<IperfBackend> {
                 })
             }),
             [0, 0],
+            "routed",
+        ),
+        "bgp-vxlan" => (
+            Box::new(|n: &ClusterNode| {
+                BackendConfig::Bgp(BgpBackendConfig {
+                    dir: n.dir.join("bird"),
+                    encap: BgpEncap::Vxlan,
+                    cross_subnet: true,
+                    ..Default::default()
+                })
+            }),
+            [0, 1],
             "routed",
         ),
         _ => return None,
