@@ -2,7 +2,10 @@
 //! inside the lab namespace on the underlay, one `netkit agent` process per node running inside
 //! the node's namespace with `--store etcd=…`, and pods attached by the real `netkit-cni`
 //! binary (the CNI protocol: environment and stdin) inside their node's namespace, reading the
-//! agent's subnet file. Real packets; each backend (vxlan, host-gw, udp).
+//! agent's subnet file. Real packets; each of Flannel's backends (vxlan, host-gw, udp), and
+//! Calico's way (the bgp backend: the real BIRD 2 in every node, block affinity, pods in
+//! netkit-cni's routed mode; full mesh, route reflectors, a node leaving, BIRD killed, a block
+//! filling up, two segments joined by a router that reflects routes, VXLAN and IPIP across).
 //!
 //! The binaries are this package's builds of netkit-cli's and netkit-cni's mains
 //! (`cluster-netkit`, `cnilab-netkit-cni`), so `cargo test` runs the current code.
@@ -26,10 +29,16 @@ const STORE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 100);
 
 /// `netkit agent --backend BACKEND` inside `node`, its files in `dir`.
 fn agent(node: &Node, dir: &Path, backend: &str) -> KillOnDrop {
+    agent_with(node, dir, &["--backend", backend])
+}
+
+/// `netkit agent ARGS…` inside `node` on the lab's etcd, its files in `dir`.
+fn agent_with(node: &Node, dir: &Path, args: &[&str]) -> KillOnDrop {
     let ns = NetNs::open(node.name()).unwrap();
     let mut cmd = ns.command(NETKIT);
     cmd.args(["agent", "--store", &format!("etcd=http://{STORE_IP}:2379")])
-        .args(["--network", "10.244.0.0/16", "--backend", backend, "--iface", "eth0"])
+        .args(["--network", "10.244.0.0/16", "--iface", "eth0"])
+        .args(args)
         .args(["--node", node.name(), "--ttl", "30s"])
         .arg("--status-file")
         .arg(dir.join(format!("{}.json", node.name())))
@@ -76,10 +85,16 @@ fn wait_peers(node: &Node, dir: &Path, backend: &str, peers: usize) -> Value {
 /// ADD of a pod by the netkit-cni binary, run in `node`'s namespace as a runtime runs it; its
 /// address.
 fn attach(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str) -> Ipv4Addr {
+    attach_in(node, dir, pod, id, "bridge")
+}
+
+/// ADD as [`attach`] does, in netkit-cni's `mode` (`bridge`, `routed`).
+fn attach_in(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) -> Ipv4Addr {
     let conf = json!({
         "cniVersion": "1.0.0",
         "name": "podnet",
         "type": "netkit-cni",
+        "mode": mode,
         "bridge": "cni0",
         "isDefaultGateway": true,
         "ipam": {
@@ -203,4 +218,417 @@ fn one_backend(backend: &str) {
         "after etcd returned, with node 4"
     );
     drop(agents);
+}
+
+// ---------------------------------------------------------------- Calico's way: bgp
+
+/// A lab with `segments` segments and etcd on the first (reachable from the second through the
+/// router); the scratch directory.
+fn lab_with_etcd(tag: &str, segments: u8) -> (Cluster, Etcd, PathBuf) {
+    let cluster = Cluster::new(tag, segments);
+    let dir = cluster.dir().to_path_buf();
+    let lab = cluster.lab();
+    lab.ip(&["addr", "add", &format!("{STORE_IP}/24"), "dev", "ul0"]);
+    if segments == 2 {
+        lab.ip(&["route", "add", "192.168.60.0/24", "via", "192.168.50.254"]);
+    }
+    let etcd = Etcd::start_in(lab.ns(), IpAddr::V4(STORE_IP));
+    (cluster, etcd, dir)
+}
+
+/// A bgp agent process and its BIRD: stopped with SIGTERM (the agent stops its BIRD) when
+/// dropped, and its BIRD killed if it is still there (an agent killed hard leaves BIRD
+/// running, announcing the node's blocks, by design).
+struct BgpAgent {
+    proc: Option<KillOnDrop>,
+    bird_dir: PathBuf,
+}
+
+impl BgpAgent {
+    /// `netkit agent --backend bgp` in `node`: /28 blocks (13 addresses) claimed as pods fill
+    /// them (fewer than 2 free), hold time 3 s, `extra` options.
+    fn start(node: &Node, dir: &Path, extra: &[&str]) -> BgpAgent {
+        let bird_dir = dir.join(format!("{}-bird", node.name()));
+        let store = dir.join(format!("{}-ipam", node.name())).join("podnet");
+        let mut args = vec![
+            "--backend",
+            "bgp",
+            "--subnet-len",
+            "28",
+            "--hold-time",
+            "3",
+            "--min-free",
+            "2",
+        ];
+        let (b, s) = (bird_dir.display().to_string(), store.display().to_string());
+        args.extend(["--bird-dir", &b, "--ipam-store", &s]);
+        args.extend(extra);
+        BgpAgent {
+            proc: Some(agent_with(node, dir, &args)),
+            bird_dir,
+        }
+    }
+
+    /// BIRD's pid, from its pid file.
+    fn bird_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.bird_dir.join("bird.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// SIGTERM, and wait (at most 10 s) for the agent to stop.
+    fn stop(&mut self) {
+        let Some(mut p) = self.proc.take() else { return };
+        // SAFETY: kill(2) with a pid and a signal touches no memory.
+        unsafe { libc::kill(p.id() as i32, libc::SIGTERM) };
+        // Not wait_for: this runs in Drop, where a panic would abort. KillOnDrop kills an
+        // agent that did not stop in time.
+        let stopped = netkit_test_support::poll_for(Duration::from_secs(10), || match p.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+        if let Err(e) = stopped {
+            eprintln!("the bgp agent did not stop on SIGTERM within 10 s: {e}");
+        }
+    }
+}
+
+impl Drop for BgpAgent {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(pid) = self.bird_pid() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "bird" {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The peer nodes of `node`'s agent in `mode` (a node with several blocks counts once), and its
+/// Established BGP sessions.
+fn bgp_view(node: &Node, dir: &Path, mode: &str) -> (usize, usize) {
+    let s = status(node, dir);
+    let peers = s["peers"].as_array().map_or(0, |p| {
+        let names: std::collections::BTreeSet<&str> = p
+            .iter()
+            .filter(|p| p["mode"] == mode)
+            .filter_map(|p| p["node"].as_str())
+            .collect();
+        names.len()
+    });
+    let up = s["bgp"].as_array().map_or(0, |b| {
+        b.iter()
+            .filter(|b| b["info"].as_str().is_some_and(|i| i.starts_with("Established")))
+            .count()
+    });
+    (peers, up)
+}
+
+/// Wait until `node`'s agent has `peers` peers in `mode` and `sessions` sessions Established.
+fn wait_bgp(node: &Node, dir: &Path, mode: &str, peers: usize, sessions: usize) {
+    wait_for(
+        Duration::from_secs(30),
+        "the bgp agent's peers and sessions",
+        || match bgp_view(node, dir, mode) {
+            v if v == (peers, sessions) => Ok(()),
+            v => Err((v, status(node, dir))),
+        },
+    );
+}
+
+/// Every block of `owners` (node, block) other than `node`'s own is a BIRD route via its owner.
+fn wait_bird_routes(node: &Node, owners: &[(&Node, String)]) {
+    wait_for(Duration::from_secs(30), "every other node's blocks from BGP", || {
+        let r = netkit_test_support::ip(&["-n", node.name(), "route", "show", "proto", "bird"]);
+        let missing: Vec<&String> = owners
+            .iter()
+            .filter(|(n, _)| n.name() != node.name())
+            .filter(|(n, b)| !r.contains(&format!("{b} via {} dev eth0", n.ip)))
+            .map(|(_, b)| b)
+            .collect();
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err((missing.into_iter().cloned().collect::<Vec<_>>(), r)),
+        }
+    });
+}
+
+/// The node's blocks, from its agent's status (its lease first).
+fn blocks_of(node: &Node, dir: &Path) -> Vec<String> {
+    let s = status(node, dir);
+    let mut v: Vec<String> = s["lease"]["subnet"].as_str().map(str::to_string).into_iter().collect();
+    for b in s["blocks"].as_array().into_iter().flatten().skip(1) {
+        v.push(b["subnet"].as_str().unwrap_or_default().to_string());
+    }
+    v
+}
+
+/// TCP from every pod to every other: each answers, and saw the client pod's own address.
+fn tcp_all(pods: &[(NetNsGuard, Ipv4Addr)]) -> Vec<String> {
+    use netkit_test_support::echo::{tcp_hello_from, Server};
+    let servers: Vec<Server> = pods
+        .iter()
+        .map(|(ns, ip)| Server::tcp(ns, &ip.to_string(), std::net::SocketAddr::new(IpAddr::V4(*ip), 7000)))
+        .collect();
+    let mut failed = Vec::new();
+    for (from, a) in pods {
+        for (_, b) in pods.iter().filter(|(_, b)| b != a) {
+            match tcp_hello_from(from, std::net::SocketAddr::new(IpAddr::V4(*b), 7000)) {
+                Ok(h) if h.peer.ip() == IpAddr::V4(*a) => {}
+                Ok(h) => failed.push(format!("{a} -> {b}: the server saw {}", h.peer)),
+                Err(e) => failed.push(format!("{a} -> {b}: {e}")),
+            }
+        }
+    }
+    drop(servers);
+    failed
+}
+
+#[test]
+fn bgp_full_mesh_of_four_blocks_fill_bird_dies_a_node_leaves() {
+    if !Path::new(netkit_core::overlay::bird::BIRD).exists() {
+        netkit_test_support::report_skip("cluster::bgp_full_mesh", "no /usr/sbin/bird (apt-get install bird2)");
+        return;
+    }
+    let (cluster, _etcd, dir) = lab_with_etcd("e2b", 1);
+    let nodes: Vec<Node> = (1..=4).map(|i| cluster.node(&format!("m{i}"), 0, i)).collect();
+    let mut agents: Vec<BgpAgent> = nodes.iter().map(|n| BgpAgent::start(n, &dir, &[])).collect();
+    // Full mesh: 3 sessions per node, 6 in all.
+    for n in &nodes {
+        wait_bgp(n, &dir, "bgp", 3, 3);
+    }
+    let owners: Vec<(&Node, String)> = nodes.iter().map(|n| (n, blocks_of(n, &dir)[0].clone())).collect();
+    for n in &nodes {
+        wait_bird_routes(n, &owners);
+    }
+    let mut pods = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let pod = cluster.pod(&format!("q{i}"));
+        let ip = attach_in(n, &dir, &pod, &format!("pod{i}"), "routed");
+        pods.push((pod, ip));
+    }
+    assert_eq!(unreachable(&pods), Vec::<String>::new());
+    assert_eq!(tcp_all(&pods), Vec::<String>::new(), "TCP, without NAT");
+
+    // `netkit agent status` shows the sessions as BIRD has them now.
+    let out = std::process::Command::new(NETKIT)
+        .args(["agent", "status", "--status-file"])
+        .arg(dir.join(format!("{}.json", nodes[0].name())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("BGP sessions (from BIRD now)"), "{text}");
+    assert_eq!(text.matches("Established").count(), 3, "{text}");
+
+    // Node 1's block fills up (13 addresses, its pod holds one): it claims a second block,
+    // which every node learns, and the pod that gets an address of it is reachable.
+    let mut fill = Vec::new();
+    for k in 0..11 {
+        let pod = cluster.pod(&format!("f{k}"));
+        let ip = attach_in(&nodes[0], &dir, &pod, &format!("fill{k}"), "routed");
+        fill.push((pod, ip));
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "node 1 claims a second block",
+        || match blocks_of(&nodes[0], &dir) {
+            b if b.len() == 2 => Ok(b),
+            b => Err(b),
+        },
+    );
+    let second = blocks_of(&nodes[0], &dir)[1].clone();
+    let owners2: Vec<(&Node, String)> = vec![(&nodes[0], second.clone())];
+    for n in &nodes[1..] {
+        wait_bird_routes(n, &owners2);
+    }
+    let pod = cluster.pod("f11");
+    let _last = attach_in(&nodes[0], &dir, &pod, "fill11", "routed");
+    let pod2 = cluster.pod("f12");
+    let ip2 = attach_in(&nodes[0], &dir, &pod2, "fill12", "routed");
+    let block2: ipnetwork::IpNetwork = second.parse().unwrap();
+    assert!(block2.contains(IpAddr::V4(ip2)), "{ip2} in the new block {second}");
+    assert!(
+        ping(pods[3].0.name().unwrap(), &ip2.to_string()),
+        "node 4's pod reaches {ip2}"
+    );
+
+    // BIRD killed on node 2: its agent starts it again; sessions and routes come back.
+    let old = agents[1].bird_pid().expect("bird's pid");
+    // SAFETY: kill(2) with a pid and a signal touches no memory.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    wait_for(
+        Duration::from_secs(30),
+        "node 2's bird started again",
+        || match agents[1].bird_pid() {
+            Some(p) if p != old => Ok(()),
+            p => Err(p),
+        },
+    );
+    wait_bgp(&nodes[1], &dir, "bgp", 3, 3);
+    for n in &nodes {
+        wait_bird_routes(n, &owners);
+    }
+    assert_eq!(unreachable(&pods), Vec::<String>::new(), "after bird's restart");
+
+    // Node 4 leaves (agent and BIRD stopped): its block is withdrawn within the hold time.
+    let gone = owners[3].1.clone();
+    agents[3].stop();
+    for n in &nodes[..3] {
+        wait_for(Duration::from_secs(10), "node 4's block withdrawn", || {
+            let r = netkit_test_support::ip(&["-n", n.name(), "route", "show", "proto", "bird"]);
+            match r.contains(&gone) {
+                true => Err(r),
+                false => Ok(()),
+            }
+        });
+    }
+    drop(agents);
+}
+
+#[test]
+fn bgp_two_reflectors_among_six_nodes() {
+    if !Path::new(netkit_core::overlay::bird::BIRD).exists() {
+        netkit_test_support::report_skip("cluster::bgp_reflectors", "no /usr/sbin/bird (apt-get install bird2)");
+        return;
+    }
+    let (cluster, _etcd, dir) = lab_with_etcd("e2r", 1);
+    let nodes: Vec<Node> = (1..=6).map(|i| cluster.node(&format!("r{i}"), 0, i)).collect();
+    let rr: Vec<String> = nodes[..2].iter().map(|n| n.name().to_string()).collect();
+    let extra = ["--reflector", &rr[0], "--reflector", &rr[1]];
+    let agents: Vec<BgpAgent> = nodes.iter().map(|n| BgpAgent::start(n, &dir, &extra)).collect();
+    // Reflectors peer with everyone (5 sessions), clients with the reflectors (2): 9 sessions
+    // instead of a full mesh's 15.
+    for (i, n) in nodes.iter().enumerate() {
+        wait_bgp(n, &dir, "bgp", 5, if i < 2 { 5 } else { 2 });
+    }
+    let owners: Vec<(&Node, String)> = nodes.iter().map(|n| (n, blocks_of(n, &dir)[0].clone())).collect();
+    for n in &nodes {
+        wait_bird_routes(n, &owners);
+    }
+    let mut pods = Vec::new();
+    for (i, n) in nodes.iter().enumerate().skip(2).take(3) {
+        let pod = cluster.pod(&format!("w{i}"));
+        let ip = attach_in(n, &dir, &pod, &format!("pod{i}"), "routed");
+        pods.push((pod, ip));
+    }
+    assert_eq!(
+        unreachable(&pods),
+        Vec::<String>::new(),
+        "clients' pods through reflected routes"
+    );
+    drop(agents);
+}
+
+/// Two segments joined by a router that runs BIRD as the reflector of both; `encap` across
+/// subnets. `false` when this kernel cannot run it (the agent exits saying so).
+fn bgp_two_segments(tag: &str, encap: &str) -> bool {
+    use netkit_core::overlay::bird::{Bird, BirdConfig, BirdPeer};
+    let (cluster, _etcd, dir) = lab_with_etcd(tag, 2);
+    let nodes: Vec<Node> = [(0, 1), (0, 2), (1, 1), (1, 2)]
+        .iter()
+        .map(|(seg, host)| cluster.node(&format!("s{seg}{host}"), *seg, *host))
+        .collect();
+    let mut rr = BirdConfig::new(Ipv4Addr::new(192, 168, 50, 254), 64512);
+    (rr.hold_time, rr.connect_retry) = (3, 1);
+    for n in &nodes {
+        rr.peers.push(BirdPeer {
+            name: n.name().to_string(),
+            ip: n.ip,
+            asn: 64512,
+            rr_client: true,
+            multihop: false,
+        });
+    }
+    let _rr = Bird::start(cluster.router().unwrap(), &dir.join("rr"), &rr).expect("the router's bird");
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let reflector = format!("192.168.{}.254", 50 + 10 * n.segment);
+        let mut a = BgpAgent::start(
+            n,
+            &dir,
+            &["--reflector", &reflector, "--encap", encap, "--cross-subnet"],
+        );
+        if encap == "ipip" {
+            let exited = wait_for(Duration::from_secs(20), "the agent to run or to exit", || {
+                if status(n, &dir)["state"] == "running" {
+                    return Ok(false);
+                }
+                match a.proc.as_mut().unwrap().try_wait() {
+                    Ok(Some(_)) => Ok(true),
+                    other => Err(format!("{other:?}")),
+                }
+            });
+            if exited {
+                let log = std::fs::read_to_string(dir.join(format!("{}.log", n.name()))).unwrap_or_default();
+                assert!(log.contains("not supported by this kernel"), "{log}");
+                return false;
+            }
+        }
+        agents.push(a);
+    }
+    let far = if encap == "ipip" { "ipip" } else { "vxlan" };
+    for n in &nodes {
+        wait_for(
+            Duration::from_secs(30),
+            "plain BGP on the segment, encapsulation across",
+            || {
+                let s = status(n, &dir);
+                let ok = s["peers"].as_array().is_some_and(|p| {
+                    p.len() == 3
+                        && p.iter().all(|p| {
+                            let same = nodes.iter().any(|m| m.name() == p["node"] && m.segment == n.segment);
+                            p["mode"] == if same { "bgp" } else { far }
+                        })
+                });
+                match ok && bgp_view(n, &dir, "bgp").1 == 1 {
+                    true => Ok(()),
+                    false => Err(s),
+                }
+            },
+        );
+    }
+    let mut pods = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let pod = cluster.pod(&format!("t{i}"));
+        let ip = attach_in(n, &dir, &pod, &format!("pod{i}"), "routed");
+        pods.push((pod, ip));
+    }
+    assert_eq!(unreachable(&pods), Vec::<String>::new(), "{encap} crossSubnet");
+    assert_eq!(tcp_all(&pods), Vec::<String>::new(), "{encap} crossSubnet, TCP");
+    drop(agents);
+    true
+}
+
+#[test]
+fn bgp_two_segments_vxlan_cross_subnet() {
+    if !Path::new(netkit_core::overlay::bird::BIRD).exists() {
+        netkit_test_support::report_skip(
+            "cluster::bgp_two_segments_vxlan",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    assert!(bgp_two_segments("e2v", "vxlan"), "vxlan runs on this kernel");
+}
+
+#[test]
+fn bgp_two_segments_ipip_cross_subnet() {
+    if !Path::new(netkit_core::overlay::bird::BIRD).exists() {
+        netkit_test_support::report_skip(
+            "cluster::bgp_two_segments_ipip",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    if !bgp_two_segments("e2i", "ipip") {
+        netkit_test_support::report_skip(
+            "cluster::bgp_two_segments_ipip",
+            "ipip is not supported by this kernel (the agent exited saying so)",
+        );
+    }
 }

@@ -13,7 +13,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
 use netkit_core::overlay::{
-    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BgpEncap, BlockPolicy, UdpBackendConfig, VxlanBackendConfig,
+    Agent, AgentConfig, AgentStatus, BackendConfig, BgpBackendConfig, BgpEncap, BlockPolicy, UdpBackendConfig,
+    VxlanBackendConfig,
 };
 
 use crate::cli::Global;

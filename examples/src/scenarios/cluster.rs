@@ -171,6 +171,7 @@ fn summary(name: &str, s: &AgentStatus) -> String {
                 (PeerMode::Direct, None) => "route".into(),
                 (PeerMode::Udp, None) => "udp".into(),
                 (PeerMode::Bgp, None) => "bgp".into(),
+                (PeerMode::Ipip, None) => "ipip".into(),
                 (PeerMode::Unreachable, None) => "unreachable".into(),
             };
             format!("{} {} ({how})", short(&p.node), p.subnet)
