@@ -20,9 +20,21 @@
 //! 7. on shutdown leaves the data path in place (pods keep talking) and releases the lease
 //!    only if asked to ([`AgentConfig::release_on_shutdown`]).
 //!
+//! With the bgp backend it also:
+//!
+//! * follows the CNI plugin's IPAM store with inotify and claims and gives back blocks
+//!   ([`AgentConfig::blocks`], see [`super::blocks`]); the claimed blocks' leases (slots 1, 2,
+//!   …) are renewed with the lease, and adopted again after a restart;
+//! * follows BIRD with a pidfd and starts it again when it dies (1 s, doubling, at most 30 s
+//!   while it will not start), with the same blocks and peers; BIRD itself outlives an agent
+//!   killed hard (it keeps announcing the node's blocks), and the next agent replaces it;
+//! * asks BIRD for its sessions every second until all are Established, then every 30 s, and
+//!   after every reload (for the status; `netkit agent status` asks BIRD itself).
+//!
 //! It polls nothing while nothing changes: it sleeps on the lease watch (etcd's watch; the file
 //! store polls its directory, see [`FileLeaseStore`](crate::ipam::lease::FileLeaseStore)), on
-//! kernel events and on the renewal timer. An unreachable store leaves the data path as it is:
+//! kernel events, on the IPAM store's inotify watch and on the renewal timer (bgp adds the
+//! 30 s session look). An unreachable store leaves the data path as it is:
 //! the agent retries (1 s, doubling, at most 30 s) and reconciles when the store is back.
 //!
 //! Every change is one log line (`log` crate, target `netkit::overlay`); [`Agent::status`]
