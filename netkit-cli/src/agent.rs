@@ -259,6 +259,9 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     if let Some(e) = &s.block_error {
         out.text(&format!("  blocks: {e}"));
     }
+    if let Some(e) = &s.bird_error {
+        out.text(&format!("  BIRD NOT RUNNING: {e}"));
+    }
     if let Some(sessions) = &s.bgp {
         out.text(&format!(
             "  BGP sessions ({}):",

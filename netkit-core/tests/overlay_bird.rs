@@ -290,6 +290,37 @@ async fn agents_with_the_bgp_backend_carry_routed_pods() {
     }
     assert_eq!(reachability(&view, &[]), Vec::<String>::new());
 
+    // BIRD killed when it cannot be started again (its configuration file cannot be written):
+    // the status says so, the agent keeps trying, and once the obstacle is gone BIRD runs.
+    let conf = nodes[0].dir.join("bird").join("bird.conf");
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::create_dir(&conf).unwrap();
+    let old_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    netkit_test_support::wait_for_async(Duration::from_secs(20), "the status to say bird is down", async || {
+        let s = rx.borrow_and_update().clone();
+        match &s.bird_error {
+            Some(e) if e.contains("starting bird again") => Ok(()),
+            _ => Err(s.bird_error),
+        }
+    })
+    .await;
+    std::fs::remove_dir(&conf).unwrap();
+    netkit_test_support::wait_for_async(Duration::from_secs(30), "bird back after the retry", async || {
+        let s = rx.borrow_and_update().clone();
+        let up = s
+            .bgp
+            .iter()
+            .flatten()
+            .filter(|b| b.info.starts_with("Established"))
+            .count();
+        match (&s.bird_error, up) {
+            (None, 2) => Ok(()),
+            _ => Err((s.bird_error, s.bgp)),
+        }
+    })
+    .await;
+
     // Node 3's agent stops, and its BIRD with it: the others withdraw its block within 3 s.
     let gone = subnets[2];
     agents.pop().unwrap().stop().await.expect("clean stop");
@@ -329,8 +360,7 @@ async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
     let nodes: Vec<ClusterNode> = (1..=2)
         .map(|i| ClusterNode::new(&cluster, &format!("k{i}"), 0, i))
         .collect();
-    let mut agents = Vec::new();
-    for n in &nodes {
+    let start = async |n: &ClusterNode| {
         let backend = BackendConfig::Bgp(BgpBackendConfig {
             dir: n.dir.join("bird"),
             hold_time: 3,
@@ -341,14 +371,16 @@ async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
         policy.min_free = 2;
         cfg.blocks = Some(policy);
         let dir = store_dir.clone();
-        agents.push(
-            n.start(cfg, move || async move {
-                Ok(FileLeaseStore::open(dir, plan)
-                    .await?
-                    .with_watch_interval(Duration::from_millis(50)))
-            })
-            .await,
-        );
+        n.start(cfg, move || async move {
+            Ok(FileLeaseStore::open(dir, plan)
+                .await?
+                .with_watch_interval(Duration::from_millis(50)))
+        })
+        .await
+    };
+    let mut agents = Vec::new();
+    for n in &nodes {
+        agents.push(start(n).await);
     }
     for a in &agents {
         wait_peers(a, 1).await;
@@ -395,6 +427,28 @@ async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
     let far_name = far.name().unwrap().to_string();
     for (_, _, ip) in &pods[12..] {
         assert!(ping(&far_name, &ip.to_string()), "node 2's pod {far_ip} reaches {ip}");
+    }
+
+    // The agent restarts: it takes its claimed block back from the store (same blocks, same
+    // subnet file), and the pods stay reachable.
+    agents.remove(0).stop().await.expect("clean stop");
+    agents.insert(0, start(&nodes[0]).await);
+    rx = agents[0].status();
+    wait_for_async(Duration::from_secs(20), "the claimed block adopted again", async || {
+        let s = rx.borrow_and_update().clone();
+        let blocks: Vec<_> = s.blocks.iter().map(|b| b.subnet).collect();
+        match blocks == [first, second] {
+            true => Ok(()),
+            false => Err(blocks),
+        }
+    })
+    .await;
+    assert_eq!(
+        SubnetFile::read(&nodes[0].subnet_file()).unwrap().extra_subnets,
+        [second]
+    );
+    for (_, _, ip) in &pods[12..] {
+        assert!(ping(&far_name, &ip.to_string()), "after the restart, {ip} is reachable");
     }
 
     // The second block's pod and four of the first block's leave: the second block is empty

@@ -213,6 +213,7 @@ impl<S: LeaseStore> Agent<S> {
             extra: BTreeMap::new(),
             block_use: Vec::new(),
             block_error: None,
+            bird_error: None,
             renew_now: false,
             backend,
             changes: 0,
@@ -298,6 +299,7 @@ impl<S: LeaseStore> Agent<S> {
                 pid = bird_exited(&bird_exit) => {
                     if run.backend.bird_pid() == Some(pid) {
                         log::warn!(target: TARGET, "{}: bird (pid {pid}) exited; starting it again", self.cfg.node);
+                        run.bird_error = Some(format!("bird (pid {pid}) exited"));
                         bird_exit = None;
                         bird_retry_at = Some(Instant::now());
                     } else {
@@ -310,11 +312,13 @@ impl<S: LeaseStore> Agent<S> {
                         Ok(()) => {
                             log::info!(target: TARGET, "{}: bird runs again (pid {:?})", self.cfg.node, run.backend.bird_pid());
                             bird_exit = run.backend.bird_exit();
+                            run.bird_error = None;
                             (bird_retry_at, bird_retry) = (None, RETRY_MIN);
                             sessions_at = Some(Instant::now() + Duration::from_secs(1));
                         }
                         Err(e) => {
                             log::error!(target: TARGET, "{}: starting bird again: {e}; next try in {bird_retry:?}", self.cfg.node);
+                            run.bird_error = Some(format!("starting bird again: {e}; next try in {bird_retry:?}"));
                             bird_retry_at = Some(Instant::now() + bird_retry);
                             bird_retry = (bird_retry * 2).min(RETRY_MAX);
                         }
@@ -475,6 +479,8 @@ struct Running<'a, S: LeaseStore> {
     block_use: Vec<BlockUse>,
     /// Why no block could be claimed, while that lasts.
     block_error: Option<String>,
+    /// BIRD died and is not running again yet: why.
+    bird_error: Option<String>,
     /// The watch showed this node's own lease ending: renew (and acquire again) at once.
     renew_now: bool,
     changes: u64,
@@ -1084,6 +1090,7 @@ impl<S: LeaseStore> Running<'_, S> {
             changes: self.changes,
             reconciles: self.reconciles,
             bird_dir: self.backend.bird_dir().map(|d| d.to_path_buf()),
+            bird_error: self.bird_error.clone(),
             bgp: self.backend.bgp_sessions(),
             udp: self.backend.udp_counters().map(|c| UdpStatus {
                 tx_packets: c.tx_packets.load(Ordering::Relaxed),

@@ -47,6 +47,10 @@ pub struct AgentStatus {
     pub changes: u64,
     /// Full comparisons with the kernel made since the agent started.
     pub reconciles: u64,
+    /// bgp: BIRD died and is not running again yet — why (the agent retries: 1 s, doubling, at
+    /// most 30 s).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bird_error: Option<String>,
     /// BIRD's directory (bgp only): where [`AgentStatus::refresh_bgp`] asks BIRD.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bird_dir: Option<PathBuf>,
