@@ -259,6 +259,12 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     if let Some(e) = &s.block_error {
         out.text(&format!("  blocks: {e}"));
     }
+    for l in &s.loans {
+        match l.borrower == s.node {
+            true => out.text(&format!("  borrowed {} from {}", l.address, l.lender)),
+            false => out.text(&format!("  lent {} to {}", l.address, l.borrower)),
+        }
+    }
     if let Some(e) = &s.bird_error {
         out.text(&format!("  BIRD NOT RUNNING: {e}"));
     }

@@ -656,3 +656,159 @@ async fn two_segments_ipip_cross_subnet_through_a_reflecting_router() {
         );
     }
 }
+
+/// Borrowed addresses with the real BIRD: a pool of two /28 blocks, one per node. Node 1's
+/// pods fill its block, no block is left to claim, so node 1 borrows single addresses of node
+/// 2's block: node 2 claims them in its IPAM store, node 1 hands one to a pod and announces it
+/// as a /32, and node 2's pod reaches it (longest prefix beats node 2's own block). Pods leave
+/// and the addresses go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_lends_single_addresses_announced_as_slash_32() {
+    use netkit_core::ipam::lease::{FileLeaseStore, SubnetPlan};
+    use netkit_core::ipam::{Store, StoreOptions, SubnetFile};
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig, BlockPolicy};
+    use netkit_test_support::overlay::{wait_peers, ClusterNode};
+    use netkit_test_support::{ping, wait_for_async};
+    if !Path::new(BIRD).exists() {
+        report_skip("overlay_bird::borrowing", "no /usr/sbin/bird (apt-get install bird2)");
+        return;
+    }
+    let cluster = Cluster::new("olnd", 1);
+    let store_dir = cluster.dir().join("leases");
+    let plan = SubnetPlan::new("10.253.0.0/27".parse().unwrap(), 28).unwrap();
+    let nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::new(&cluster, &format!("l{i}"), 0, i))
+        .collect();
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let backend = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            ..Default::default()
+        });
+        let mut cfg = n.config(backend, Duration::from_secs(3600));
+        let mut policy = BlockPolicy::new(n.ipam_store());
+        policy.min_free = 2;
+        cfg.blocks = Some(policy);
+        let dir = store_dir.clone();
+        agents.push(
+            n.start(cfg, move || async move {
+                Ok(FileLeaseStore::open(dir, plan)
+                    .await?
+                    .with_watch_interval(Duration::from_millis(50)))
+            })
+            .await,
+        );
+    }
+    for a in &agents {
+        wait_peers(a, 1).await;
+    }
+    let (first, theirs) = (
+        agents[0].now().lease.unwrap().subnet,
+        agents[1].now().lease.unwrap().subnet,
+    );
+    let (far, far_ip) = nodes[1].pod_in_mode(&cluster, "lfar", "routed").await;
+    let mut pods = Vec::new();
+    for i in 0..12 {
+        let tag = format!("lp{i}");
+        let (p, ip) = nodes[0].pod_in_mode(&cluster, &tag, "routed").await;
+        pods.push((tag, p, ip));
+    }
+    // One own address left (< 2), no block to claim: node 2 lends one.
+    let mut rx = agents[0].status();
+    let loans = wait_for_async(Duration::from_secs(20), "node 2 lends an address", async || {
+        let s = rx.borrow_and_update().clone();
+        match s.loans.len() {
+            1 => Ok(s.loans),
+            _ => Err((s.loans, s.block_error)),
+        }
+    })
+    .await;
+    assert!(theirs.contains(loans[0].address), "{loans:?} in {theirs}");
+    assert_eq!(loans[0].borrower, nodes[0].name());
+    // The last own address, then (one more lent) a borrowed one.
+    for i in 12..14 {
+        let tag = format!("lp{i}");
+        if i == 13 {
+            wait_for_async(Duration::from_secs(20), "a second address lent", async || {
+                match rx.borrow_and_update().loans.len() {
+                    2 => Ok(()),
+                    n => Err(n),
+                }
+            })
+            .await;
+        }
+        let (p, ip) = nodes[0].pod_in_mode(&cluster, &tag, "routed").await;
+        pods.push((tag, p, ip));
+    }
+    assert!(first.contains(pods[12].2.into()), "{:?}", pods[12].2);
+    let borrowed = pods[13].2;
+    assert!(
+        theirs.contains(borrowed.into()),
+        "pod 13's {borrowed} is borrowed from {theirs}"
+    );
+    let file = SubnetFile::read(&nodes[0].subnet_file()).unwrap();
+    assert_eq!(file.borrowed.len(), 2, "{file:?}");
+    // Node 2 holds the lent addresses in its store (none of its pods gets them) and routes the
+    // borrowed one to node 1 by its /32.
+    let lent_held = Store::open(&nodes[1].ipam_store(), StoreOptions::default())
+        .unwrap()
+        .held_addresses()
+        .unwrap();
+    assert!(lent_held.contains(&borrowed.into()), "{lent_held:?}");
+    wait_for(Duration::from_secs(20), "node 2 routes the /32 to node 1", || {
+        let r = bird_routes(&nodes[1].node);
+        match r.contains(&format!("{borrowed} via {} dev eth0", nodes[0].node.ip)) {
+            true => Ok(()),
+            false => Err(r),
+        }
+    });
+    let far_name = far.name().unwrap().to_string();
+    assert!(
+        ping(&far_name, &borrowed.to_string()),
+        "node 2's pod {far_ip} reaches {borrowed}"
+    );
+    assert!(ping(pods[13].1.name().unwrap(), &far_ip.to_string()), "and back");
+
+    // Pods leave: node 1 has room again and gives both addresses back.
+    for (tag, p, _) in pods.drain(7..) {
+        nodes[0].remove_pod(&p, &tag, "routed").await;
+    }
+    wait_for_async(Duration::from_secs(20), "the loans returned", async || {
+        let s = rx.borrow_and_update().clone();
+        match s.loans.is_empty() {
+            true => Ok(()),
+            false => Err(s.loans),
+        }
+    })
+    .await;
+    let mut rx2 = agents[1].status();
+    wait_for_async(Duration::from_secs(20), "node 2's loans released", async || {
+        let s = rx2.borrow_and_update().clone();
+        match s.loans.is_empty() {
+            true => Ok(()),
+            false => Err(s.loans),
+        }
+    })
+    .await;
+    let held = Store::open(&nodes[1].ipam_store(), StoreOptions::default())
+        .unwrap()
+        .held_addresses()
+        .unwrap();
+    assert_eq!(
+        held,
+        [std::net::IpAddr::from(far_ip)],
+        "only node 2's own pod holds an address"
+    );
+    assert!(SubnetFile::read(&nodes[0].subnet_file()).unwrap().borrowed.is_empty());
+    wait_for(Duration::from_secs(20), "the /32 withdrawn", || {
+        let r = bird_routes(&nodes[1].node);
+        match r.contains(&borrowed.to_string()) {
+            true => Err(r),
+            false => Ok(()),
+        }
+    });
+    for a in agents {
+        a.stop().await.expect("clean stop");
+    }
+}

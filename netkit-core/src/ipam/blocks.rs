@@ -10,6 +10,12 @@
 //! turns out to be held (a pod got one meanwhile), the fence is undone and the block kept. After
 //! the block is out of the subnet file and its lease is released, [`unfence`] drops the
 //! fence's claims.
+//!
+//! Loans of single addresses to other nodes (see the overlay's `borrow` module) are claims
+//! too: [`lend`] claims one free address of the node's blocks for a lend owner
+//! (`netkit-lend-…`, one per address), [`lend_address`] a given one, [`unlend`] releases it.
+//! The borrower fences an address it gives back with [`fence_address`] and
+//! [`unfence_address`].
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -70,6 +76,64 @@ pub fn unfence(store_dir: &Path, block: IpNetwork) -> Result<usize, IpamError> {
     Ok(ipam.release(&fence_owner(block)?)?.len())
 }
 
+/// Claim one free address of `blocks` in the store at `store_dir` for a loan: the address, or
+/// `None` when the blocks are full.
+pub fn lend(store_dir: &Path, blocks: &[IpNetwork]) -> Result<Option<IpAddr>, IpamError> {
+    let ipam = open(store_dir, blocks)?;
+    let owner = Owner::new(&format!("{LEND_PREFIX}{:016x}", crate::random::u64()), "lent")?;
+    match ipam.allocate(&owner, &[]) {
+        Ok(a) => Ok(a.ips.first().map(|ip| ip.address.ip())),
+        Err(IpamError::Exhausted { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Claim `ip` (an address of `blocks`) for a loan: `false` when someone holds it already (a
+/// loan of it included).
+pub fn lend_address(store_dir: &Path, blocks: &[IpNetwork], ip: IpAddr) -> Result<bool, IpamError> {
+    let ipam = open(store_dir, blocks)?;
+    if ipam.holder(ip)?.is_some() {
+        return Ok(false);
+    }
+    let owner = Owner::new(&format!("{LEND_PREFIX}{:016x}", crate::random::u64()), "lent")?;
+    match ipam.allocate(&owner, &[ip]) {
+        Ok(_) => Ok(true),
+        Err(IpamError::InUse { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Release a loan of `ip` (idempotent; an address held by anything but a loan is left alone):
+/// whether a loan was released.
+pub fn unlend(store_dir: &Path, blocks: &[IpNetwork], ip: IpAddr) -> Result<bool, IpamError> {
+    let ipam = open(store_dir, blocks)?;
+    match ipam.holder(ip)? {
+        Some(owner) if owner.container_id().starts_with(LEND_PREFIX) => Ok(!ipam.release(&owner)?.is_empty()),
+        _ => Ok(false),
+    }
+}
+
+/// Fence one address `ip` of `block` (a borrowed one, given back): `Ok(false)` when a pod
+/// holds it.
+pub fn fence_address(store_dir: &Path, block: IpNetwork, ip: IpAddr) -> Result<bool, IpamError> {
+    let ipam = open_ranges(store_dir, vec![IpRange::new(block, Some(ip), Some(ip), None)?])?;
+    ipam.claim_all(&address_fence_owner(ip)?, 0)
+}
+
+/// Drop the fence of one address (idempotent).
+pub fn unfence_address(store_dir: &Path, block: IpNetwork, ip: IpAddr) -> Result<usize, IpamError> {
+    let ipam = open_ranges(store_dir, vec![IpRange::new(block, Some(ip), Some(ip), None)?])?;
+    Ok(ipam.release(&address_fence_owner(ip)?)?.len())
+}
+
+/// The owners of loans: `netkit-lend-<random>`, interface `lent`.
+const LEND_PREFIX: &str = "netkit-lend-";
+
+/// The owner fencing one address: `netkit-fence-10.244.1.70`, interface `addr`.
+fn address_fence_owner(ip: IpAddr) -> Result<Owner, IpamError> {
+    Owner::new(&format!("netkit-fence-{ip}").replace(':', "_"), "addr")
+}
+
 /// The owner a fence claims addresses for: `netkit-fence-10.244.1.64-26`, interface `block`.
 fn fence_owner(block: IpNetwork) -> Result<Owner, IpamError> {
     let id = format!("netkit-fence-{}-{}", block.network(), block.prefix()).replace(':', "_");
@@ -78,14 +142,19 @@ fn fence_owner(block: IpNetwork) -> Result<Owner, IpamError> {
 
 /// The store at `store_dir` with a pool of one range set: a range per block.
 fn open(store_dir: &Path, blocks: &[IpNetwork]) -> Result<Ipam, IpamError> {
-    let bad = |reason: String| IpamError::Config(super::ConfigError::Shape(reason));
-    let (Some(parent), Some(name)) = (store_dir.parent(), store_dir.file_name().and_then(|n| n.to_str())) else {
-        return Err(bad(format!("{} names no pool store", store_dir.display())));
-    };
     let ranges = blocks
         .iter()
         .map(|b| IpRange::new(*b, None, None, None))
         .collect::<Result<Vec<_>, _>>()?;
+    open_ranges(store_dir, ranges)
+}
+
+/// The store at `store_dir` with a pool of one range set of `ranges`.
+fn open_ranges(store_dir: &Path, ranges: Vec<IpRange>) -> Result<Ipam, IpamError> {
+    let bad = |reason: String| IpamError::Config(super::ConfigError::Shape(reason));
+    let (Some(parent), Some(name)) = (store_dir.parent(), store_dir.file_name().and_then(|n| n.to_str())) else {
+        return Err(bad(format!("{} names no pool store", store_dir.display())));
+    };
     let set = RangeSet::new(ranges)?;
     Ipam::open(Pool::new(name, vec![set])?, parent, StoreOptions::default())
 }
@@ -149,5 +218,39 @@ mod tests {
         assert_eq!(unfence(&store, blocks[0]).unwrap(), 61);
         assert_eq!(unfence(&store, blocks[0]).unwrap(), 0, "unfence is idempotent");
         assert_eq!(block_use(&store, &blocks).unwrap(), use1);
+    }
+
+    #[test]
+    fn loans_and_address_fences() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("podnet");
+        let blocks = [net("10.9.0.0/28")];
+        let a = lend(&store, &blocks).unwrap().expect("a free address");
+        assert!(blocks[0].contains(a));
+        assert_eq!(block_use(&store, &blocks).unwrap()[0].held, 1, "a loan is held");
+        let b: IpAddr = "10.9.0.9".parse().unwrap();
+        assert!(lend_address(&store, &blocks, b).unwrap());
+        assert!(!lend_address(&store, &blocks, b).unwrap(), "lent already");
+        assert!(unlend(&store, &blocks, a).unwrap());
+        assert!(!unlend(&store, &blocks, a).unwrap(), "idempotent");
+        // A pod's address is never released as a loan.
+        let ipam = open(&store, &blocks).unwrap();
+        let pod = Owner::new("pod1", "eth0").unwrap();
+        let p = ipam.allocate(&pod, &[]).unwrap().ips[0].address.ip();
+        assert!(!unlend(&store, &blocks, p).unwrap());
+        assert_eq!(ipam.lookup(&pod).unwrap(), [p]);
+        // Fencing one address: refused while a pod holds it, all or nothing otherwise.
+        assert!(!fence_address(&store, blocks[0], p).unwrap());
+        let c: IpAddr = "10.9.0.12".parse().unwrap();
+        assert!(fence_address(&store, blocks[0], c).unwrap());
+        assert_eq!(
+            ipam.holder(c).unwrap().unwrap().container_id(),
+            "netkit-fence-10.9.0.12"
+        );
+        assert_eq!(unfence_address(&store, blocks[0], c).unwrap(), 1);
+        assert!(ipam.holder(c).unwrap().is_none());
+        // Fill the block with loans: then none is left.
+        while lend(&store, &blocks).unwrap().is_some() {}
+        assert_eq!(block_use(&store, &blocks).unwrap()[0].free(), 0);
     }
 }

@@ -226,7 +226,7 @@ impl IpamConfig {
             // One range set per family: its node subnets in the file's order, so a node with
             // several blocks hands out addresses of the first until it is full, then the next.
             for v4 in [true, false] {
-                let set: Vec<RangeConfig> = file
+                let mut set: Vec<RangeConfig> = file
                     .subnets()
                     .filter(|s| s.is_ipv4() == v4)
                     .map(|s| RangeConfig {
@@ -234,6 +234,16 @@ impl IpamConfig {
                         ..Default::default()
                     })
                     .collect();
+                // Borrowed addresses: a range of one address in its lender's block.
+                for b in file.borrowed.iter().filter(|b| b.is_ipv4() == v4) {
+                    let block = IpNetwork::new(b.network(), b.prefix()).unwrap_or(*b);
+                    set.push(RangeConfig {
+                        subnet: block.to_string(),
+                        range_start: Some(b.ip().to_string()),
+                        range_end: Some(b.ip().to_string()),
+                        gateway: None,
+                    });
+                }
                 let Some(first) = file.subnets().find(|s| s.is_ipv4() == v4) else {
                     continue;
                 };
@@ -636,6 +646,20 @@ mod tests {
         let ranges: Vec<String> = p.sets()[0].ranges().iter().map(|r| r.subnet().to_string()).collect();
         assert_eq!(ranges, ["10.244.5.0/24", "10.244.9.0/24"]);
         assert_eq!(p.routes().len(), 1, "one route to the network, not one per block");
+        // A borrowed address: a one-address range in its lender's block, after the blocks.
+        file.borrowed = vec!["10.244.77.70/24".parse().unwrap()];
+        file.write(&path).unwrap();
+        let p = IpamConfig::from_json(&json("")).unwrap().pool("net").unwrap();
+        let r = &p.sets()[0].ranges()[2];
+        assert_eq!(
+            (r.subnet().to_string(), r.start(), r.end()),
+            (
+                "10.244.77.0/24".to_string(),
+                "10.244.77.70".parse::<IpAddr>().unwrap(),
+                "10.244.77.70".parse::<IpAddr>().unwrap()
+            )
+        );
+        file.borrowed.clear();
         file.extra_subnets.clear();
         file.write(&path).unwrap();
         // Routes given in the configuration replace the route to the network; ranges add sets.

@@ -20,7 +20,9 @@
 //! block when its blocks fill up) lists the others in netkit's own key, which Flannel's tools
 //! ignore: `NETKIT_EXTRA_SUBNETS=10.244.1.64/26,10.244.7.0/26` (network addresses, comma
 //! separated, each inside its family's network). The CNI plugin's IPAM hands out addresses of
-//! all of them, the first subnet first.
+//! all of them, the first subnet first. Single addresses borrowed from other nodes' blocks
+//! (when the pool has no block left) follow in `NETKIT_BORROWED=10.244.3.70/26,…`: each address
+//! with its lender's block's prefix length.
 //!
 //! netkit-cni reads the file when its IPAM configuration names it (`"ipam": {"type":
 //! "netkit-ipam", "subnetFile": "/run/netkit/subnet.env"}`): pods get addresses from the
@@ -85,6 +87,9 @@ pub struct SubnetFile {
     /// The node's other subnets, of either family, each inside its family's network
     /// (`NETKIT_EXTRA_SUBNETS`; see the [module docs](self)).
     pub extra_subnets: Vec<IpNetwork>,
+    /// Addresses borrowed from other nodes' blocks, each with its block's prefix length
+    /// (`NETKIT_BORROWED`; see the [module docs](self)).
+    pub borrowed: Vec<IpNetwork>,
 }
 
 impl SubnetFile {
@@ -101,6 +106,7 @@ impl SubnetFile {
             mtu,
             ip_masq: false,
             extra_subnets: Vec::new(),
+            borrowed: Vec::new(),
         };
         if subnet.is_ipv4() {
             (f.network, f.subnet) = (Some(network), Some(subnet));
@@ -155,6 +161,10 @@ impl SubnetFile {
             let list: Vec<String> = self.extra_subnets.iter().map(|n| n.to_string()).collect();
             put("NETKIT_EXTRA_SUBNETS", list.join(","));
         }
+        if !self.borrowed.is_empty() {
+            let list: Vec<String> = self.borrowed.iter().map(|n| n.to_string()).collect();
+            put("NETKIT_BORROWED", list.join(","));
+        }
         s
     }
 
@@ -177,6 +187,7 @@ impl SubnetFile {
             mtu: 0,
             ip_masq: false,
             extra_subnets: Vec::new(),
+            borrowed: Vec::new(),
         };
         let mut mtu = None;
         for (n, line) in text.lines().enumerate() {
@@ -215,6 +226,17 @@ impl SubnetFile {
                         .map(net)
                         .collect::<Result<_, _>>()?
                 }
+                "NETKIT_BORROWED" => {
+                    f.borrowed = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| {
+                            v.parse::<IpNetwork>()
+                                .map_err(|e| invalid(format!("line {}: NETKIT_BORROWED {v:?}: {e}", n + 1)))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
                 "FLANNEL_IPMASQ" => {
                     f.ip_masq = match value {
                         "true" => true,
@@ -249,6 +271,16 @@ impl SubnetFile {
                 None => {
                     return Err(invalid(format!(
                         "extra subnet {s}: the file has no network of its family"
+                    )))
+                }
+            }
+        }
+        for b in &f.borrowed {
+            match f.network_of(*b) {
+                Some(n) if n.contains(b.ip()) && b.prefix() >= n.prefix() => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "borrowed address {b} is not inside the cluster network"
                     )))
                 }
             }
@@ -378,6 +410,13 @@ mod tests {
             e.contains("extra subnet 10.9.0.0/26 is not inside network 10.244.0.0/16"),
             "{e}"
         );
+        let mut with_loans = f.clone();
+        with_loans.borrowed = vec!["10.244.3.70/26".parse().unwrap()];
+        let text2 = with_loans.to_env();
+        assert!(text2.contains("NETKIT_BORROWED=10.244.3.70/26\n"), "{text2}");
+        assert_eq!(SubnetFile::parse(&text2).unwrap(), with_loans);
+        let e = SubnetFile::parse(&text2.replace("10.244.3.70/26", "10.9.3.70/26")).unwrap_err();
+        assert!(e.to_string().contains("borrowed address 10.9.3.70/26"), "{e}");
         let v6 = text.replace("10.244.9.0/26", "fd00::/64");
         let e = SubnetFile::parse(&v6).unwrap_err().to_string();
         assert!(e.contains("no network of its family"), "{e}");

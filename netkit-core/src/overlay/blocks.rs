@@ -20,10 +20,8 @@
 //! Decisions the issue left open: `min_free` defaults to 4 (an ADD burst larger than that can
 //! meet a full node and fail with "exhausted" until the new block is in the subnet file, a few
 //! milliseconds later; runtimes retry a failed ADD); a node holds at most 16 blocks by default.
-//! When the pool has no free block left, the node logs it and its pods fail with "exhausted":
-//! borrowing single addresses from other nodes' blocks is not implemented (see the agent's
-//! status), because a node's allocations live in its own IPAM store and borrowing needs the
-//! owner's consent through the cluster store.
+//! When the pool has no free block left, the node borrows single addresses of other nodes'
+//! blocks instead (see [`super::borrow`]), and gives them back first once it has room.
 
 use std::path::PathBuf;
 

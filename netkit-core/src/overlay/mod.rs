@@ -10,12 +10,14 @@
 //! * [`bird`]: BGP through BIRD 2 (Calico's way of spreading pod routes): a node's
 //!   configuration, the daemon in the node's namespace, reloads and session states.
 //! * [`blocks`]: Calico's block affinity — the agent claims blocks as pods fill them and
-//!   gives empty ones back.
+//!   gives empty ones back; [`borrow`]: single addresses borrowed from other nodes' blocks
+//!   when the pool has no block left.
 
 pub mod agent;
 pub mod backend;
 pub mod bird;
 pub mod blocks;
+pub mod borrow;
 pub mod offload;
 mod peer;
 mod program;
@@ -28,5 +30,7 @@ pub use backend::{BackendConfig, BgpBackendConfig, BgpEncap, PeerMode, UdpBacken
 pub use blocks::BlockPolicy;
 pub use peer::{Peer, VTEP_IP_KEY, VTEP_MAC_KEY};
 pub use program::PROTO_OVERLAY;
-pub use status::{AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, PeerStatus, StatusError, UdpStatus};
+pub use status::{
+    AgentStatus, BgpSessionStatus, BlockStatus, LeaseStatus, LoanStatus, PeerStatus, StatusError, UdpStatus,
+};
 pub use vxlan::{OverlayError, VxlanOverlay, VxlanOverlayConfig, VxlanPeer};

@@ -34,6 +34,10 @@ pub struct AgentStatus {
     /// With block affinity: why no more block could be claimed, while that lasts.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub block_error: Option<String>,
+    /// With block affinity: single addresses borrowed from or lent to other nodes (see
+    /// [`super::borrow`]).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub loans: Vec<LoanStatus>,
     /// Whether the last operation on the lease store worked.
     pub store_ok: bool,
     /// The store's last error, while it fails.
@@ -85,6 +89,17 @@ pub struct BlockStatus {
     pub held: u64,
     /// Addresses of it pods can get.
     pub capacity: u64,
+}
+
+/// One address lent by one node to another.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoanStatus {
+    /// The address.
+    pub address: IpAddr,
+    /// The node whose block it belongs to.
+    pub lender: String,
+    /// The node whose pod may use it.
+    pub borrower: String,
 }
 
 /// One BGP session of the node's BIRD (as `calicoctl node status` shows them).

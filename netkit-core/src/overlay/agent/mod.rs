@@ -52,17 +52,19 @@ use ipnetwork::IpNetwork;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod blocks;
+mod loans;
+
 use super::backend::{Backend, BackendConfig, PeerMode, Underlay};
-use super::blocks::{next_step, BlockPolicy, BlockStep};
+use super::blocks::BlockPolicy;
 use super::peer::Peer;
 use super::program::{Entry, Key, Wanted, PROTO_OVERLAY};
 use super::status::{unix_ms, AgentStatus, BlockStatus, LeaseStatus, PeerStatus, UdpStatus};
 use super::OverlayError;
 use crate::events::{Event, EventKind, EventStream};
 use crate::fsutil::watch::DirWatch;
-use crate::ipam::blocks::{block_use, BlockUse};
+use crate::ipam::blocks::BlockUse;
 use crate::ipam::lease::{Lease, LeaseError, LeaseEvent, LeaseRequest, LeaseStore, LeaseWatch};
-use crate::ipam::SubnetFile;
 use crate::route::IpFamily;
 use crate::Handle;
 
@@ -214,6 +216,9 @@ impl<S: LeaseStore> Agent<S> {
             block_use: Vec::new(),
             block_error: None,
             bird_error: None,
+            loans: Default::default(),
+            borrowed_applied: Default::default(),
+            loans_recheck: None,
             renew_now: false,
             backend,
             changes: 0,
@@ -335,6 +340,12 @@ impl<S: LeaseStore> Agent<S> {
                     let every = if all_up { Duration::from_secs(30) } else { Duration::from_secs(1) };
                     sessions_at = Some(Instant::now() + every);
                     if before != now {
+                        run.publish("running");
+                    }
+                }
+                () = sleep_until(run.loans_recheck) => {
+                    run.loans_recheck = None;
+                    if run.check_blocks().await {
                         run.publish("running");
                     }
                 }
@@ -481,6 +492,12 @@ struct Running<'a, S: LeaseStore> {
     block_error: Option<String>,
     /// BIRD died and is not running again yet: why.
     bird_error: Option<String>,
+    /// Borrowed addresses, both ways (see [`super::borrow`]).
+    loans: super::borrow::Loans,
+    /// The borrowed addresses last written to the subnet file and BIRD.
+    borrowed_applied: std::collections::BTreeSet<IpAddr>,
+    /// When to look at the blocks and loans again (a lender that does not answer).
+    loans_recheck: Option<Instant>,
     /// The watch showed this node's own lease ending: renew (and acquire again) at once.
     renew_now: bool,
     changes: u64,
@@ -499,12 +516,23 @@ impl<S: LeaseStore> Running<'_, S> {
             self.backend.underlay().public_ip,
             self.backend.config().name(),
         )
-        .backend_data(self.backend.lease_data())
+        .backend_data(self.lease_data())
         .ttl(self.agent.cfg.ttl);
         if let Some(p) = preferred {
             req = req.preferred(p);
         }
         req
+    }
+
+    /// What this node's first lease carries: the backend's data, and its loans (borrowed
+    /// addresses, both ways) when it has any.
+    fn lease_data(&self) -> serde_json::Value {
+        let mut data = self.backend.lease_data();
+        let loans = self.loans.published();
+        if !loans.borrow.is_empty() || !loans.lent.is_empty() {
+            loans.write(&mut data);
+        }
+        data
     }
 
     /// Acquire a lease, retrying while the store fails; `None` when shut down meanwhile.
@@ -596,182 +624,6 @@ impl<S: LeaseStore> Running<'_, S> {
         self.lease.iter().chain(self.extra.values()).any(|l| l.subnet == subnet)
     }
 
-    /// The node's blocks changed: write the subnet file and hand them to the backend (BIRD
-    /// announces and blackholes them).
-    async fn apply_blocks(&mut self) {
-        let blocks = self.blocks();
-        let Some(&first) = blocks.first() else {
-            return;
-        };
-        if let Some(path) = &self.agent.cfg.subnet_file {
-            let mut file = SubnetFile::new(self.network(), first, self.backend.pod_mtu());
-            file.ip_masq = self.agent.cfg.ip_masq;
-            file.extra_subnets = blocks[1..].to_vec();
-            if let Err(e) = file.write(path) {
-                log::warn!(target: TARGET, "{}: {e}", self.node());
-            }
-        }
-        self.backend.set_blocks(blocks);
-        self.sync_backend().await;
-    }
-
-    /// Start following the IPAM store (block affinity only); `None` without a policy or when
-    /// it cannot be watched (said in the log; the renewal timer tries again).
-    async fn watch_ipam(&mut self) -> Option<DirWatch> {
-        let policy = self.agent.cfg.blocks.clone()?;
-        // Counting creates the store, so its `ip/` directory exists to be watched.
-        self.check_blocks().await;
-        match DirWatch::new(&policy.ipam_store.join("ip")) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::warn!(target: TARGET, "{}: block affinity: {e}", self.node());
-                None
-            }
-        }
-    }
-
-    /// Count the blocks' free addresses and claim or give back blocks as the policy says
-    /// (see [`super::blocks`]); whether anything changed.
-    async fn check_blocks(&mut self) -> bool {
-        let Some(policy) = self.agent.cfg.blocks.clone() else {
-            return false;
-        };
-        let mut changed = false;
-        // One step at a time, each on a fresh count; a few per wake-up at most.
-        for _ in 0..4 {
-            let blocks = self.blocks();
-            if blocks.is_empty() {
-                break;
-            }
-            let store = policy.ipam_store.clone();
-            let usage = match tokio::task::spawn_blocking(move || block_use(&store, &blocks)).await {
-                Ok(Ok(u)) => u,
-                Ok(Err(e)) => {
-                    log::warn!(target: TARGET, "{}: block affinity: counting addresses: {e}", self.node());
-                    break;
-                }
-                Err(e) => {
-                    log::warn!(target: TARGET, "{}: block affinity: {e}", self.node());
-                    break;
-                }
-            };
-            changed |= usage != self.block_use;
-            self.block_use = usage;
-            let step = match next_step(&policy, &self.block_use) {
-                BlockStep::Keep => break,
-                BlockStep::Claim => self.claim_block().await,
-                BlockStep::GiveBack(b) => self.give_back(&policy, b).await,
-            };
-            if !step {
-                break;
-            }
-            changed = true;
-        }
-        changed
-    }
-
-    /// Lease one more block (the lowest free slot); whether it got one.
-    async fn claim_block(&mut self) -> bool {
-        let Some(slot) = (1..=crate::ipam::lease::MAX_SLOT).find(|s| !self.extra.contains_key(s)) else {
-            return false;
-        };
-        match self.agent.store.acquire(&self.request(None).slot(slot)).await {
-            Ok(lease) => {
-                self.store_ok();
-                self.block_error = None;
-                log::info!(target: TARGET, "{}: claimed block {} (slot {slot}): the node's blocks ran low", self.node(), lease.subnet);
-                self.extra.insert(slot, lease);
-                self.apply_blocks().await;
-                true
-            }
-            Err(e) if e.is_exhausted() => {
-                let why = format!(
-                    "no block left to claim ({e}); borrowing addresses of other nodes' blocks is not implemented"
-                );
-                if self.block_error.as_deref() != Some(why.as_str()) {
-                    log::error!(target: TARGET, "{}: {why}", self.node());
-                }
-                self.block_error = Some(why);
-                false
-            }
-            Err(e) => {
-                self.store_failed(&e);
-                false
-            }
-        }
-    }
-
-    /// Give an empty claimed block back: fence it in the IPAM store, take it out of the subnet
-    /// file and BIRD, release its lease, drop the fence. Whether it was given back.
-    async fn give_back(&mut self, policy: &BlockPolicy, block: IpNetwork) -> bool {
-        let Some((&slot, lease)) = self.extra.iter().find(|(_, l)| l.subnet == block) else {
-            return false;
-        };
-        let lease = lease.clone();
-        let store = policy.ipam_store.clone();
-        match tokio::task::spawn_blocking(move || crate::ipam::blocks::fence(&store, block)).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return false, // a pod got an address meanwhile: keep it
-            Ok(Err(e)) => {
-                log::warn!(target: TARGET, "{}: fencing block {block}: {e}", self.node());
-                return false;
-            }
-            Err(e) => {
-                log::warn!(target: TARGET, "{}: fencing block {block}: {e}", self.node());
-                return false;
-            }
-        }
-        self.extra.remove(&slot);
-        self.apply_blocks().await;
-        match self.agent.store.release(&lease).await {
-            Ok(()) => log::info!(target: TARGET, "{}: gave back empty block {block} (slot {slot})", self.node()),
-            // It expires by itself: nothing renews it any more.
-            Err(e) => log::warn!(target: TARGET, "{}: releasing block {block}: {e}; it expires unrenewed", self.node()),
-        }
-        let store = policy.ipam_store.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || crate::ipam::blocks::unfence(&store, block)).await {
-            log::warn!(target: TARGET, "{}: unfencing block {block}: {e}", self.node());
-        }
-        true
-    }
-
-    /// Renew the claimed blocks' leases; a lost one is acquired again in its slot (its old
-    /// block if still free).
-    async fn renew_blocks(&mut self) {
-        let mut changed = false;
-        for (slot, lease) in self.extra.clone() {
-            match self.agent.store.renew(&lease).await {
-                Ok(renewed) => {
-                    self.store_ok();
-                    self.extra.insert(slot, renewed);
-                }
-                Err(e) if e.is_lost() => {
-                    log::warn!(target: TARGET, "{}: lost block {} (slot {slot}); acquiring again", self.node(), lease.subnet);
-                    match self
-                        .agent
-                        .store
-                        .acquire(&self.request(Some(lease.subnet)).slot(slot))
-                        .await
-                    {
-                        Ok(new) => {
-                            changed |= new.subnet != lease.subnet;
-                            self.extra.insert(slot, new);
-                        }
-                        Err(e) => {
-                            self.store_failed(&e);
-                            self.extra.remove(&slot);
-                            changed = true;
-                        }
-                    }
-                }
-                Err(e) => self.store_failed(&e),
-            }
-        }
-        if changed {
-            self.apply_blocks().await;
-        }
-    }
-
     /// Renew the lease (or acquire it again when lost); the next renewal time, or `None`
     /// when shut down while waiting for the store.
     async fn renew(
@@ -816,6 +668,27 @@ impl<S: LeaseStore> Running<'_, S> {
         for l in leases.iter().filter(|l| l.meta.node != self.node()) {
             now.insert(l.subnet, Peer::from_lease(l));
         }
+        // Loans: what the other nodes' first leases say, and this node's own after a restart.
+        let me = self.node().to_string();
+        let mut loans = false;
+        for l in leases.iter().filter(|l| l.slot == 0) {
+            match l.meta.node == me {
+                true => self.adopt_own_loans(l),
+                false => loans |= self.loans.observe(&me, &l.meta.node, &l.meta.backend_data),
+            }
+        }
+        let alive: std::collections::BTreeSet<&str> = leases.iter().map(|l| l.node()).collect();
+        let gone: Vec<String> = self
+            .loans
+            .asked_of_me
+            .keys()
+            .chain(self.loans.lent.keys())
+            .filter(|n| !alive.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for n in gone {
+            self.loans_node_gone(&n).await;
+        }
         // Blocks this node claimed before a restart: its again (renewed from now on).
         let mut adopted = false;
         if self.agent.cfg.blocks.is_some() {
@@ -830,6 +703,9 @@ impl<S: LeaseStore> Running<'_, S> {
         }
         if adopted {
             self.apply_blocks().await;
+        }
+        if loans || adopted {
+            self.settle_loans().await;
         }
         let gone: Vec<IpNetwork> = self.peers.keys().filter(|s| !now.contains_key(s)).copied().collect();
         for subnet in gone {
@@ -855,9 +731,14 @@ impl<S: LeaseStore> Running<'_, S> {
     async fn lease_event(&mut self, ev: LeaseEvent) -> bool {
         match ev {
             LeaseEvent::Added(l) | LeaseEvent::Changed(l) if l.meta.node != self.node() => {
+                let me = self.node().to_string();
+                let loans = l.slot == 0 && self.loans.observe(&me, &l.meta.node, &l.meta.backend_data);
+                if loans {
+                    self.settle_loans().await;
+                }
                 let peer = Peer::from_lease(&l);
                 if self.peers.get(&l.subnet) == Some(&peer) {
-                    return false;
+                    return loans;
                 }
                 self.program(peer).await;
                 true
@@ -865,6 +746,9 @@ impl<S: LeaseStore> Running<'_, S> {
             LeaseEvent::Removed(l)
                 if l.meta.node != self.node() && self.peers.get(&l.subnet).is_some_and(|p| p.node == l.meta.node) =>
             {
+                if l.slot == 0 {
+                    self.loans_node_gone(&l.meta.node).await;
+                }
                 self.forget(l.subnet).await;
                 true
             }
@@ -1066,6 +950,7 @@ impl<S: LeaseStore> Running<'_, S> {
                 })
                 .collect(),
             block_error: self.block_error.clone(),
+            loans: self.loan_status(),
             store_ok: self.store_error.is_none(),
             store_error: self.store_error.clone(),
             peers: self
@@ -1110,6 +995,28 @@ impl<S: LeaseStore> Running<'_, S> {
             }
         }
         self.agent.status_tx.send_replace(status);
+    }
+
+    /// The loans for the status: borrowed, then lent.
+    fn loan_status(&self) -> Vec<super::status::LoanStatus> {
+        let me = self.node();
+        let borrowed = self
+            .loans
+            .usable()
+            .into_iter()
+            .map(|(ip, lender)| super::status::LoanStatus {
+                address: ip,
+                lender,
+                borrower: me.to_string(),
+            });
+        let lent = self.loans.lent.iter().flat_map(|(b, ips)| {
+            ips.iter().map(move |ip| super::status::LoanStatus {
+                address: *ip,
+                lender: me.to_string(),
+                borrower: b.clone(),
+            })
+        });
+        borrowed.chain(lent).collect()
     }
 
     /// How a programmed peer is reached, from its route (udp: through the data path).
