@@ -808,6 +808,193 @@ async fn a_full_pool_lends_single_addresses_announced_as_slash_32() {
             false => Ok(()),
         }
     });
+
+    // Node 1 borrows again, then leaves the cluster for good (its agent stops, its lease is
+    // released): node 2 releases what it lent it.
+    for i in 20..25 {
+        let tag = format!("lp{i}");
+        let (p, ip) = nodes[0].pod_in_mode(&cluster, &tag, "routed").await;
+        pods.push((tag, p, ip));
+    }
+    wait_for_async(Duration::from_secs(20), "node 2 lends again", async || {
+        match rx2.borrow_and_update().loans.len() {
+            0 => Err(0),
+            n => Ok(n),
+        }
+    })
+    .await;
+    let gone = agents.remove(0);
+    gone.stop().await.expect("clean stop");
+    let store = FileLeaseStore::open(&store_dir, plan).await.unwrap();
+    use netkit_core::ipam::lease::LeaseStore;
+    for l in store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.node() == nodes[0].name())
+    {
+        store.release(l).await.unwrap();
+    }
+    wait_for_async(
+        Duration::from_secs(20),
+        "node 2 releases its loans to the node gone",
+        async || {
+            let s = rx2.borrow_and_update().clone();
+            match s.loans.is_empty() {
+                true => Ok(()),
+                false => Err(s.loans),
+            }
+        },
+    )
+    .await;
+    let held = Store::open(&nodes[1].ipam_store(), StoreOptions::default())
+        .unwrap()
+        .held_addresses()
+        .unwrap();
+    assert_eq!(
+        held,
+        [std::net::IpAddr::from(far_ip)],
+        "the loans are released in node 2's store"
+    );
+    for a in agents {
+        a.stop().await.expect("clean stop");
+    }
+}
+
+/// Borrowing among three nodes, the paths a two-node pool cannot show: the first lender asked
+/// has nothing to spare, so after 3 s the borrower asks the next; then that lender leaves, and
+/// the node that claims its block afterwards claims the addresses the borrower still uses
+/// (lent to it) before any pod of its own gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loans_pass_an_unwilling_lender_and_survive_the_lenders_departure() {
+    use netkit_core::ipam::lease::{FileLeaseStore, LeaseStore, SubnetPlan};
+    use netkit_core::ipam::{Store, StoreOptions};
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig, BlockPolicy};
+    use netkit_test_support::overlay::{wait_peers, ClusterNode};
+    use netkit_test_support::wait_for_async;
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::borrowing_three",
+            "no /usr/sbin/bird (apt-get install bird2)",
+        );
+        return;
+    }
+    let cluster = Cluster::new("ol3", 1);
+    let store_dir = cluster.dir().join("leases");
+    // Four /28 blocks: one each, one spare (claimed by a first, later by b).
+    let plan = SubnetPlan::new("10.254.0.0/26".parse().unwrap(), 28).unwrap();
+    let nodes: Vec<ClusterNode> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ClusterNode::new(&cluster, &format!("t{t}"), 0, i as u8 + 1))
+        .collect();
+    let mut agents = Vec::new();
+    for n in &nodes {
+        let backend = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            ..Default::default()
+        });
+        let mut cfg = n.config(backend, Duration::from_secs(3600));
+        let mut policy = BlockPolicy::new(n.ipam_store());
+        policy.min_free = 2;
+        cfg.blocks = Some(policy);
+        let dir = store_dir.clone();
+        agents.push(
+            n.start(cfg, move || async move {
+                Ok(FileLeaseStore::open(dir, plan)
+                    .await?
+                    .with_watch_interval(Duration::from_millis(50)))
+            })
+            .await,
+        );
+    }
+    for a in &agents {
+        wait_peers(a, 2).await;
+    }
+    let attach = async |n: usize, tags: std::ops::Range<usize>| {
+        let mut v = Vec::new();
+        for k in tags {
+            v.push(
+                nodes[n]
+                    .pod_in_mode(&cluster, &format!("{}{k}", ["a", "b", "c"][n]), "routed")
+                    .await,
+            );
+        }
+        v
+    };
+    // b keeps only 3 free (< 2 × min_free): it has nothing to lend.
+    let _b_pods = attach(1, 0..10).await;
+    // a fills its block and the spare one (13 + 13 - 1), then needs more.
+    let _a_pods = attach(0, 0..25).await;
+    let mut ra = agents[0].status();
+    let loans = wait_for_async(Duration::from_secs(30), "c lends, after b did not", async || {
+        let s = ra.borrow_and_update().clone();
+        match s.loans.first() {
+            Some(l) if l.lender == nodes[2].name() => Ok(s.loans),
+            _ => Err((s.loans, s.blocks.len())),
+        }
+    })
+    .await;
+    let c_block = agents[2].now().lease.unwrap().subnet;
+    assert!(
+        loans.iter().all(|l| c_block.contains(l.address)),
+        "{loans:?} from c's {c_block}"
+    );
+    // a's last own address goes to a pod, then (one more lent) a borrowed one, so a uses it.
+    let _last_own = attach(0, 25..26).await;
+    wait_for_async(Duration::from_secs(30), "a second address lent", async || {
+        match ra.borrow_and_update().loans.len() {
+            2 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    let used = attach(0, 26..27).await;
+    let borrowed = used[0].1;
+    assert!(c_block.contains(borrowed.into()), "{borrowed} from {c_block}");
+
+    // c leaves for good: its lease released, its block free again. b fills up and claims it:
+    // it claims a's borrowed address first (lent to a), so no pod of b's gets it.
+    let c = agents.remove(2);
+    c.stop().await.expect("clean stop");
+    let store = FileLeaseStore::open(&store_dir, plan).await.unwrap();
+    for l in store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.node() == nodes[2].name())
+    {
+        store.release(l).await.unwrap();
+    }
+    let mut rb = agents[1].status();
+    let _more_b = attach(1, 10..14).await;
+    wait_for_async(
+        Duration::from_secs(30),
+        "b claims c's old block and lends a's address to a",
+        async || {
+            let s = rb.borrow_and_update().clone();
+            let adopted = s
+                .loans
+                .iter()
+                .any(|l| l.address == std::net::IpAddr::from(borrowed) && l.borrower == nodes[0].name());
+            match (s.blocks.iter().any(|b| b.subnet == c_block), adopted) {
+                (true, true) => Ok(()),
+                _ => Err((s.blocks, s.loans)),
+            }
+        },
+    )
+    .await;
+    let held = Store::open(&nodes[1].ipam_store(), StoreOptions::default())
+        .unwrap()
+        .held_addresses()
+        .unwrap();
+    assert!(
+        held.contains(&borrowed.into()),
+        "b holds a's address as a loan: {held:?}"
+    );
     for a in agents {
         a.stop().await.expect("clean stop");
     }
