@@ -6,7 +6,7 @@
 //! 2. leases this node's subnet from the [`LeaseStore`] (file or etcd), publishing its
 //!    underlay address and the backend's data (for vxlan, the VTEP MAC), and retries while the
 //!    store is unreachable;
-//! 3. sets the backend up for the subnet, writes the [`SubnetFile`] for the CNI plugin and
+//! 3. sets the backend up for the subnet, writes the [`SubnetFile`](crate::ipam::SubnetFile) for the CNI plugin and
 //!    turns on IPv4 forwarding in its namespace (the node forwards pod traffic);
 //! 4. watches the leases and programs the backend for every other node, one peer at a time
 //!    (a lease added, changed or ended changes only that peer's entries);
