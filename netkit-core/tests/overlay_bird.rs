@@ -679,8 +679,7 @@ async fn a_full_pool_lends_single_addresses_announced_as_slash_32() {
     let nodes: Vec<ClusterNode> = (1..=2)
         .map(|i| ClusterNode::new(&cluster, &format!("l{i}"), 0, i))
         .collect();
-    let mut agents = Vec::new();
-    for n in &nodes {
+    let start = async |n: &ClusterNode| {
         let backend = BackendConfig::Bgp(BgpBackendConfig {
             dir: n.dir.join("bird"),
             hold_time: 3,
@@ -691,14 +690,16 @@ async fn a_full_pool_lends_single_addresses_announced_as_slash_32() {
         policy.min_free = 2;
         cfg.blocks = Some(policy);
         let dir = store_dir.clone();
-        agents.push(
-            n.start(cfg, move || async move {
-                Ok(FileLeaseStore::open(dir, plan)
-                    .await?
-                    .with_watch_interval(Duration::from_millis(50)))
-            })
-            .await,
-        );
+        n.start(cfg, move || async move {
+            Ok(FileLeaseStore::open(dir, plan)
+                .await?
+                .with_watch_interval(Duration::from_millis(50)))
+        })
+        .await
+    };
+    let mut agents = Vec::new();
+    for n in &nodes {
+        agents.push(start(n).await);
     }
     for a in &agents {
         wait_peers(a, 1).await;
@@ -770,7 +771,45 @@ async fn a_full_pool_lends_single_addresses_announced_as_slash_32() {
     );
     assert!(ping(pods[13].1.name().unwrap(), &far_ip.to_string()), "and back");
 
-    // Pods leave: node 1 has room again and gives both addresses back.
+    // With a pod on one borrowed address, node 1 has 1 free: it asks for a third (2 free).
+    let mut rl = agents[1].status();
+    wait_for_async(Duration::from_secs(20), "a third address lent", async || {
+        match rl.borrow_and_update().loans.len() {
+            3 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    // The lender restarts: it takes its loans back from its lease (nothing lent twice, nothing
+    // leaked), and the borrower keeps all three.
+    agents.remove(1).stop().await.expect("clean stop");
+    agents.insert(1, start(&nodes[1]).await);
+    rl = agents[1].status();
+    wait_for_async(
+        Duration::from_secs(20),
+        "the restarted lender lists its loans",
+        async || {
+            let s = rl.borrow_and_update().clone();
+            match s.loans.len() {
+                3 => Ok(()),
+                _ => Err(s.loans),
+            }
+        },
+    )
+    .await;
+    assert_eq!(agents[0].now().loans.len(), 3, "the borrower keeps all three");
+    let held_now = Store::open(&nodes[1].ipam_store(), StoreOptions::default())
+        .unwrap()
+        .held_addresses()
+        .unwrap();
+    assert_eq!(
+        held_now.len(),
+        4,
+        "the pod's address and three loans, no more: {held_now:?}"
+    );
+    assert!(ping(&far_name, &borrowed.to_string()), "still reachable");
+
+    // Pods leave: node 1 has room again and gives the addresses back.
     for (tag, p, _) in pods.drain(7..) {
         nodes[0].remove_pod(&p, &tag, "routed").await;
     }

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use ipnetwork::IpNetwork;
 
+use super::owner::{FENCE_PREFIX, LEND_PREFIX};
 use super::{IpRange, Ipam, IpamError, Owner, Pool, RangeSet, StoreOptions};
 
 /// How full one block is.
@@ -126,17 +127,35 @@ pub fn unfence_address(store_dir: &Path, block: IpNetwork, ip: IpAddr) -> Result
     Ok(ipam.release(&address_fence_owner(ip)?)?.len())
 }
 
-/// The owners of loans: `netkit-lend-<random>`, interface `lent`.
-const LEND_PREFIX: &str = "netkit-lend-";
+/// Drop every block fence in the store at `store_dir` (an agent that died between fencing a
+/// block and giving it back left one; the block is the node's again, or no longer its, either
+/// way the fence must go). Fences of single addresses (returns in progress) stay. Returns how
+/// many addresses were freed.
+pub fn drop_block_fences(store_dir: &Path) -> Result<usize, IpamError> {
+    // Release by owner reads the owner's record: the pool's ranges do not matter.
+    let any = IpRange::new("10.0.0.0/30".parse().expect("a literal network"), None, None, None)?;
+    let ipam = open_ranges(store_dir, vec![any])?;
+    let owners: std::collections::BTreeSet<Owner> = ipam
+        .list()?
+        .into_iter()
+        .map(|(_, o)| o)
+        .filter(|o| o.container_id().starts_with(FENCE_PREFIX) && o.ifname() == "block")
+        .collect();
+    let mut freed = 0;
+    for owner in owners {
+        freed += ipam.release(&owner)?.len();
+    }
+    Ok(freed)
+}
 
 /// The owner fencing one address: `netkit-fence-10.244.1.70`, interface `addr`.
 fn address_fence_owner(ip: IpAddr) -> Result<Owner, IpamError> {
-    Owner::new(&format!("netkit-fence-{ip}").replace(':', "_"), "addr")
+    Owner::new(&format!("{FENCE_PREFIX}{ip}").replace(':', "_"), "addr")
 }
 
 /// The owner a fence claims addresses for: `netkit-fence-10.244.1.64-26`, interface `block`.
 fn fence_owner(block: IpNetwork) -> Result<Owner, IpamError> {
-    let id = format!("netkit-fence-{}-{}", block.network(), block.prefix()).replace(':', "_");
+    let id = format!("{FENCE_PREFIX}{}-{}", block.network(), block.prefix()).replace(':', "_");
     Owner::new(&id, "block")
 }
 
@@ -249,6 +268,24 @@ mod tests {
         );
         assert_eq!(unfence_address(&store, blocks[0], c).unwrap(), 1);
         assert!(ipam.holder(c).unwrap().is_none());
+        // GC (the runtime's list of valid attachments names no agent) keeps loans and fences.
+        let lent = lend(&store, &blocks).unwrap().expect("a free address");
+        assert!(fence_address(&store, blocks[0], "10.9.0.13".parse().unwrap()).unwrap());
+        ipam.gc(std::slice::from_ref(&pod)).unwrap();
+        assert!(ipam.holder(lent).unwrap().is_some_and(|o| o.is_agent_claim()));
+        assert!(ipam.holder("10.9.0.13".parse().unwrap()).unwrap().is_some());
+        assert!(unlend(&store, &blocks, lent).unwrap());
+        assert_eq!(
+            unfence_address(&store, blocks[0], "10.9.0.13".parse().unwrap()).unwrap(),
+            1
+        );
+        // A block fence left by a crash is dropped; address fences stay.
+        let other = net("10.9.0.16/28");
+        assert!(fence(&store, other).unwrap());
+        assert!(fence_address(&store, blocks[0], c).unwrap());
+        assert_eq!(drop_block_fences(&store).unwrap(), 13);
+        assert!(ipam.holder(c).unwrap().is_some(), "the address fence stays");
+        unfence_address(&store, blocks[0], c).unwrap();
         // Fill the block with loans: then none is left.
         while lend(&store, &blocks).unwrap().is_some() {}
         assert_eq!(block_use(&store, &blocks).unwrap()[0].free(), 0);

@@ -51,7 +51,8 @@ pub struct StoreCheck {
 
 impl Ipam {
     /// Release everything not held by one of the `valid` owners (CNI GC's
-    /// `cni.dev/valid-attachments`), and tidy what killed processes left behind.
+    /// `cni.dev/valid-attachments`) or by a node agent's fence or loan
+    /// ([`Owner::is_agent_claim`]), and tidy what killed processes left behind.
     ///
     /// The whole store is read first. A damaged record does not stop GC: it is moved to the
     /// store's `quarantine/` (a damaged owner record is rebuilt from the address files naming
@@ -73,8 +74,10 @@ impl Ipam {
         let held = store.held()?;
         let mut report = GcReport::default();
 
+        // A node agent's fences and loans are no container's: never garbage.
+        let keep = |o: &Owner| valid.contains(o) || o.is_agent_claim();
         for rec in &records {
-            if valid.contains(&rec.owner) {
+            if keep(&rec.owner) {
                 continue;
             }
             let ips = self.release(&rec.owner)?;
@@ -97,7 +100,7 @@ impl Ipam {
             if store.holder(*ip)?.as_ref() != Some(owner) || list.contains(ip) {
                 continue;
             }
-            if valid.contains(owner) {
+            if keep(owner) {
                 list.push(*ip);
                 store.write_owner(owner, &list)?;
                 report.orphans_adopted.push((*ip, owner.clone()));
@@ -107,7 +110,7 @@ impl Ipam {
             }
         }
 
-        for rec in records.iter().filter(|r| valid.contains(&r.owner)) {
+        for rec in records.iter().filter(|r| keep(&r.owner)) {
             let _lock = store.lock(&rec.owner)?;
             let Some(now) = store.owner_record(&rec.owner)? else {
                 continue;

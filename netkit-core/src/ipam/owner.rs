@@ -15,7 +15,18 @@ pub struct Owner {
     ifname: String,
 }
 
+/// The container ID prefix of a node agent's fences (see [`super::blocks`]).
+pub(crate) const FENCE_PREFIX: &str = "netkit-fence-";
+/// The container ID prefix of a node agent's loans to other nodes (see [`super::blocks`]).
+pub(crate) const LEND_PREFIX: &str = "netkit-lend-";
+
 impl Owner {
+    /// Whether a node agent holds addresses under this owner — a fence or a loan (see
+    /// [`super::blocks`]), no container's: [`Ipam::gc`](super::Ipam::gc) keeps them.
+    pub fn is_agent_claim(&self) -> bool {
+        self.container_id.starts_with(FENCE_PREFIX) || self.container_id.starts_with(LEND_PREFIX)
+    }
+
     /// Validate an owner.
     pub fn new(container_id: &str, ifname: &str) -> Result<Self, IpamError> {
         let bad_id = |reason| IpamError::BadOwner {

@@ -679,12 +679,16 @@ impl Backend {
 
     /// Hand BIRD the peers changed since the last call, in one reload (bgp): a watch snapshot
     /// of a thousand leases is one `birdc configure`, not a thousand.
+    /// A failed reload leaves the state stale, so the next change (or call) tries again.
     pub(crate) async fn sync(&mut self) -> Result<(), String> {
-        match &mut self.bgp {
-            Some(s) if s.stale => s.stale = false,
-            _ => return Ok(()),
+        if !self.bgp.as_ref().is_some_and(|s| s.stale) {
+            return Ok(());
         }
-        self.reload_bird().await
+        self.reload_bird().await?;
+        if let Some(s) = &mut self.bgp {
+            s.stale = false;
+        }
+        Ok(())
     }
 
     /// The udp data path's counters, when the backend is udp.

@@ -167,21 +167,19 @@ impl BirdConfig {
     }
 }
 
-/// The BIRD protocol name of the session with node `name`: `peer_` and the name with every
-/// character but letters and digits as `_`; when that changed the name, a hash of the real
-/// name follows, so `node-1` and `node.1` never share a protocol.
+/// The BIRD protocol name of the session with node `name`: `peer_`, the name with every
+/// character but letters and digits as `_` (at most 40 of them: BIRD's symbols are short), and
+/// a hash of the real name, so no two nodes share a protocol whatever their names.
 pub fn proto_name(name: &str) -> String {
     let plain: String = name
         .chars()
+        .take(40)
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    if plain == name {
-        return format!("peer_{plain}");
-    }
     let hash = name
         .bytes()
         .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    format!("peer_{plain}_{:04x}", hash & 0xffff)
+    format!("peer_{plain}_{hash:08x}")
 }
 
 /// One BGP session as BIRD reports it.
@@ -267,7 +265,9 @@ impl BirdControl {
                 cause,
             })?;
         let reply = self.birdc(&["configure"])?;
-        if reply.contains("Reconfigured") || reply.contains("Reconfiguration in progress") {
+        // "Reconfiguration already in progress, queueing new config": BIRD applies it next.
+        if reply.contains("Reconfigured") || reply.contains("Reconfiguration in progress") || reply.contains("queueing")
+        {
             Ok(())
         } else {
             Err(BirdError::Refused {
@@ -500,9 +500,13 @@ mod tests {
         assert!(s[0].established() && !s[1].established());
         assert_eq!((s[1].name.as_str(), s[1].state.as_str()), ("peer_n3", "start"));
         assert_eq!(s[1].since, "10:00:01.000");
-        assert_eq!(proto_name("n3"), "peer_n3");
+        assert!(proto_name("n3").starts_with("peer_n3_"));
         assert_ne!(proto_name("node-1"), proto_name("node.1"));
         assert!(proto_name("node-1").starts_with("peer_node_1_"));
+        assert!(
+            proto_name(&"n".repeat(253)).len() <= 5 + 40 + 9,
+            "short enough for BIRD"
+        );
         assert!(s[1].info.starts_with("Active"), "{:?}", s[1]);
     }
 }

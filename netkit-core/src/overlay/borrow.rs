@@ -79,7 +79,7 @@ impl LeaseLoans {
             out.borrow.insert(
                 lender.clone(),
                 Ask {
-                    want: ask.get("want").and_then(Value::as_u64).unwrap_or(0) as usize,
+                    want: (ask.get("want").and_then(Value::as_u64).unwrap_or(0) as usize).min(MAX_WANT),
                     have: ask.get("have").map(ips).unwrap_or_default(),
                     returned: ask.get("returned").map(ips).unwrap_or_default(),
                 },
@@ -121,6 +121,10 @@ impl LeaseLoans {
     }
 }
 
+/// The most addresses one borrower asks of one lender (a lease asking for more is read as
+/// asking for this many).
+pub(crate) const MAX_WANT: usize = 256;
+
 /// How long a borrower waits for a lender to lend more before asking the next node.
 pub(crate) const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -143,14 +147,17 @@ pub(crate) struct Loans {
 }
 
 impl Loans {
-    /// The addresses this node may hand out, with their lenders: lent to it and not being
-    /// given back.
-    pub(crate) fn usable(&self) -> BTreeMap<IpAddr, String> {
+    /// The addresses this node may hand out, with their lenders: lent to it, not being given
+    /// back, and `valid` (the agent checks an address against the cluster network, its own
+    /// blocks and the lender's: another node's lease is input, not trusted).
+    pub(crate) fn usable(&self, valid: impl Fn(&str, IpAddr) -> bool) -> BTreeMap<IpAddr, String> {
         let mut out = BTreeMap::new();
         for (lender, ips) in &self.lent_to_me {
             let returned = self.asks.get(lender).map(|a| &a.returned);
             for ip in ips.iter().filter(|ip| !returned.is_some_and(|r| r.contains(ip))) {
-                out.insert(*ip, lender.clone());
+                if valid(lender, *ip) {
+                    out.insert(*ip, lender.clone());
+                }
             }
         }
         out
@@ -172,6 +179,20 @@ impl Loans {
         let lent = l.lent.get(me).cloned();
         let in_use: BTreeSet<IpAddr> = l.borrow.values().flat_map(|a| a.have.iter().copied()).collect();
         let mut changed = false;
+        // An address has one lender: the node that lists it now (a block that changed hands
+        // takes its loans with it).
+        for ip in lent.iter().flatten() {
+            for (lender, ips) in self.lent_to_me.iter_mut().filter(|(l, _)| l.as_str() != node) {
+                if ips.remove(ip) {
+                    changed = true;
+                    if let Some(a) = self.asks.get_mut(lender) {
+                        a.have.remove(ip);
+                        a.returned.remove(ip);
+                    }
+                }
+            }
+        }
+        self.lent_to_me.retain(|_, ips| !ips.is_empty());
         changed |= set(&mut self.asked_of_me, node, ask);
         changed |= set(&mut self.lent_to_me, node, lent);
         changed |= set(&mut self.in_use_by, node, Some(in_use).filter(|s| !s.is_empty()));
@@ -281,14 +302,30 @@ mod tests {
         y.published().write(&mut ydata);
         assert!(x.observe("x", "y", &ydata));
         assert!(!x.observe("x", "y", &ydata), "nothing new");
-        assert_eq!(x.usable().len(), 2);
+        let all = |_: &str, _: IpAddr| true;
+        assert_eq!(x.usable(all).len(), 2);
+        assert_eq!(
+            x.usable(|_, a| a != ip("10.0.1.6")).len(),
+            1,
+            "the agent's check applies"
+        );
         x.asks.get_mut("y").unwrap().returned.insert(ip("10.0.1.6"));
-        assert_eq!(x.usable().keys().copied().collect::<Vec<_>>(), [ip("10.0.1.5")]);
+        assert_eq!(x.usable(all).keys().copied().collect::<Vec<_>>(), [ip("10.0.1.5")]);
         // X's lease ends: Y releases both.
         assert_eq!(y.node_gone("x").len(), 2);
         // Y's lease ends: X keeps what it has.
         x.node_gone("y");
-        assert_eq!(x.usable().len(), 1);
+        assert_eq!(x.usable(all).len(), 1);
+        // Z took Y's block and lists the address as lent to X: it is Z's loan now, once.
+        assert!(x.observe("x", "z", &json!({"Lent": {"x": ["10.0.1.5"]}})));
+        assert_eq!(
+            x.usable(all).into_iter().collect::<Vec<_>>(),
+            [(ip("10.0.1.5"), "z".to_string())]
+        );
+        assert!(!x.lent_to_me["y"].contains(&ip("10.0.1.5")), "no longer y's");
+        // A huge want reads as MAX_WANT.
+        assert!(y.observe("y", "q", &json!({"Borrow": {"y": {"want": u64::MAX}}})));
+        assert_eq!(y.asked_of_me["q"].want, MAX_WANT);
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl<S: LeaseStore> Running<'_, S> {
             return;
         };
         // Borrowed addresses: handed out with their lender's block's prefix, announced as /32s.
-        let usable = self.loans.usable();
+        let usable = self.usable_loans();
         let prefix = self.agent.store.plan().subnet_prefix();
         if let Some(path) = &self.agent.cfg.subnet_file {
             let mut file = SubnetFile::new(self.network(), first, self.backend.pod_mtu());
@@ -71,6 +71,15 @@ impl<S: LeaseStore> Running<'_, S> {
     /// it cannot be watched (said in the log; the renewal timer tries again).
     pub(super) async fn watch_ipam(&mut self) -> Option<DirWatch> {
         let policy = self.agent.cfg.blocks.clone()?;
+        // A block fence left by an agent that died while giving a block back: the block is
+        // this node's again (or not at all): the fence goes.
+        let dir = policy.ipam_store.clone();
+        match tokio::task::spawn_blocking(move || crate::ipam::blocks::drop_block_fences(&dir)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!(target: TARGET, "{}: dropped an old block fence ({n} addresses)", self.node()),
+            Ok(Err(e)) => log::warn!(target: TARGET, "{}: block fences: {e}", self.node()),
+            Err(e) => log::warn!(target: TARGET, "{}: block fences: {e}", self.node()),
+        }
         // Counting creates the store, so its `ip/` directory exists to be watched.
         self.check_blocks().await;
         match DirWatch::new(&policy.ipam_store.join("ip")) {
@@ -126,6 +135,10 @@ impl<S: LeaseStore> Running<'_, S> {
                 break;
             }
             changed = true;
+        }
+        // A lender that gained room lends what a borrower still waits for.
+        if self.loans_owed() {
+            self.settle_loans().await;
         }
         changed
     }
@@ -221,14 +234,16 @@ impl<S: LeaseStore> Running<'_, S> {
                         .await
                     {
                         Ok(new) => {
-                            changed |= new.subnet != lease.subnet;
+                            let moved = new.subnet != lease.subnet;
+                            let block = new.subnet;
                             self.extra.insert(slot, new);
+                            if moved {
+                                self.adopt_loans_in(block).await;
+                                changed = true;
+                            }
                         }
-                        Err(e) => {
-                            self.store_failed(&e);
-                            self.extra.remove(&slot);
-                            changed = true;
-                        }
+                        // Kept (its pods are there): the next renewal tries again.
+                        Err(e) => self.store_failed(&e),
                     }
                 }
                 Err(e) => self.store_failed(&e),

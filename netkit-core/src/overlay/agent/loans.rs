@@ -34,6 +34,26 @@ async fn ipam<T: Send + 'static>(
 }
 
 impl<S: LeaseStore> Running<'_, S> {
+    /// The borrowed addresses this node may hand out, with their lenders (see
+    /// [`crate::overlay::borrow::Loans::usable`]): inside the cluster network, outside this
+    /// node's own blocks, and in a block the lender holds (or the lender is gone: its
+    /// borrowers keep what they have).
+    pub(super) fn usable_loans(&self) -> std::collections::BTreeMap<IpAddr, String> {
+        let network = self.network();
+        let own = self.blocks();
+        self.loans.usable(|lender, ip| {
+            let lender_blocks: Vec<IpNetwork> = self
+                .peers
+                .values()
+                .filter(|p| p.node == lender)
+                .map(|p| p.subnet)
+                .collect();
+            network.contains(ip)
+                && !own.iter().any(|b| b.contains(ip))
+                && (lender_blocks.is_empty() || lender_blocks.iter().any(|b| b.contains(ip)))
+        })
+    }
+
     /// The block `ip` belongs to (the plan's block size).
     fn block_of(&self, ip: IpAddr) -> IpNetwork {
         let prefix = self.agent.store.plan().subnet_prefix();
@@ -44,7 +64,7 @@ impl<S: LeaseStore> Running<'_, S> {
 
     /// Borrowed addresses usable now that no pod holds.
     async fn borrowed_free(&self, policy: &BlockPolicy) -> Vec<IpAddr> {
-        let usable: Vec<IpAddr> = self.loans.usable().into_keys().collect();
+        let usable: Vec<IpAddr> = self.usable_loans().into_keys().collect();
         if usable.is_empty() {
             return usable;
         }
@@ -97,7 +117,7 @@ impl<S: LeaseStore> Running<'_, S> {
         let Some(lender) = lender else {
             return;
         };
-        let usable_from = self.loans.usable().values().filter(|l| **l == lender).count();
+        let usable_from = self.usable_loans().values().filter(|l| **l == lender).count();
         let ask = self.loans.asks.entry(lender.clone()).or_default();
         // In all from this lender: what it lent and is kept, and what is missing (addresses
         // being given back are not counted: the lender drops them before it lends more).
@@ -124,7 +144,7 @@ impl<S: LeaseStore> Running<'_, S> {
         if free.saturating_sub(1) < 2 * policy.min_free {
             return false;
         }
-        let Some(lender) = self.loans.usable().get(&ip).cloned() else {
+        let Some(lender) = self.usable_loans().get(&ip).cloned() else {
             return false;
         };
         let (dir, block) = (policy.ipam_store.clone(), self.block_of(ip));
@@ -226,7 +246,7 @@ impl<S: LeaseStore> Running<'_, S> {
             .asks
             .retain(|_, a| a.want > 0 || !a.have.is_empty() || !a.returned.is_empty());
         // Something new to hand out (or gone): the subnet file and BIRD.
-        let usable: BTreeSet<IpAddr> = self.loans.usable().into_keys().collect();
+        let usable: BTreeSet<IpAddr> = self.usable_loans().into_keys().collect();
         if usable != self.borrowed_applied {
             self.apply_blocks().await;
         }
@@ -277,19 +297,58 @@ impl<S: LeaseStore> Running<'_, S> {
     }
 
     /// Publish this node's `Borrow` and `Lent` in its lease (an idempotent acquire that
-    /// rewrites the lease's metadata).
+    /// rewrites the lease's metadata), unless that is what the lease says already. A failure
+    /// is tried again a second later.
     pub(super) async fn publish_loans(&mut self) {
         let Some(lease) = self.lease.clone() else {
             return;
         };
+        let now = self.loans.published();
+        if self.loans_published.as_ref() == Some(&now) && !self.loans_unpublished {
+            return;
+        }
         match self.agent.store.acquire(&self.request(Some(lease.subnet))).await {
-            Ok(l) if l.subnet == lease.subnet => self.lease = Some(l),
             Ok(l) => {
-                // Cannot happen while the node holds its lease; say so rather than guess.
-                log::error!(target: TARGET, "{}: publishing loans moved the lease to {}", self.node(), l.subnet);
-                self.lease = Some(l);
+                self.store_ok();
+                (self.loans_published, self.loans_unpublished) = (Some(now), false);
+                if l.subnet == lease.subnet {
+                    self.lease = Some(l);
+                } else {
+                    // The lease was lost meanwhile and acquired again elsewhere: the main loop
+                    // takes it up (set the backend up for it) before its next wait.
+                    self.moved_lease = Some(l);
+                }
             }
-            Err(e) => self.store_failed(&e),
+            Err(e) => {
+                self.store_failed(&e);
+                self.loans_unpublished = true;
+                self.loans_recheck = Some(Instant::now() + std::time::Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// A lender: whether a borrower still waits for more than it lent.
+    pub(super) fn loans_owed(&self) -> bool {
+        self.loans
+            .asked_of_me
+            .iter()
+            .any(|(b, a)| self.loans.lent.get(b).map_or(0, |s| s.len()) < a.want)
+    }
+
+    /// Read this node's first lease from the store (before the first acquire rewrites it)
+    /// and take up the loans it records.
+    pub(super) async fn adopt_own_loans_from_store(&mut self) {
+        if self.agent.cfg.blocks.is_none() {
+            return;
+        }
+        match self.agent.store.list().await {
+            Ok(leases) => {
+                if let Some(l) = leases.iter().find(|l| l.node() == self.node() && l.slot == 0) {
+                    self.adopt_own_loans(l);
+                    self.loans_published = Some(self.loans.published());
+                }
+            }
+            Err(e) => log::warn!(target: TARGET, "{}: reading this node's loans back: {e}", self.node()),
         }
     }
 

@@ -219,6 +219,9 @@ impl<S: LeaseStore> Agent<S> {
             loans: Default::default(),
             borrowed_applied: Default::default(),
             loans_recheck: None,
+            loans_published: None,
+            loans_unpublished: false,
+            moved_lease: None,
             renew_now: false,
             backend,
             changes: 0,
@@ -226,6 +229,9 @@ impl<S: LeaseStore> Agent<S> {
             store_error: None,
             agent: &self,
         };
+        // A restarted agent takes up the loans its first lease records before the acquire
+        // below rewrites the lease's data.
+        run.adopt_own_loans_from_store().await;
         let Some(lease) = run.acquire(None, &mut shutdown).await? else {
             return Ok(());
         };
@@ -250,6 +256,10 @@ impl<S: LeaseStore> Agent<S> {
         // take every entry of a running data path for stale.
         run.publish("running");
         loop {
+            if let Some(lease) = run.moved_lease.take() {
+                run.use_lease(lease).await?;
+                run.publish("running");
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 () = sleep_until(rewatch_at) => {
@@ -345,6 +355,9 @@ impl<S: LeaseStore> Agent<S> {
                 }
                 () = sleep_until(run.loans_recheck) => {
                     run.loans_recheck = None;
+                    if run.loans_unpublished {
+                        run.publish_loans().await;
+                    }
                     if run.check_blocks().await {
                         run.publish("running");
                     }
@@ -385,7 +398,7 @@ impl<S: LeaseStore> Agent<S> {
             }
         }
         if self.cfg.release_on_shutdown {
-            if let Some(lease) = &run.lease {
+            for lease in run.lease.iter().chain(run.extra.values()) {
                 match self.store.release(lease).await {
                     Ok(()) => log::info!(target: TARGET, "{}: released {}", self.cfg.node, lease.subnet),
                     Err(e) => log::warn!(target: TARGET, "{}: releasing {}: {e}", self.cfg.node, lease.subnet),
@@ -496,8 +509,16 @@ struct Running<'a, S: LeaseStore> {
     loans: super::borrow::Loans,
     /// The borrowed addresses last written to the subnet file and BIRD.
     borrowed_applied: std::collections::BTreeSet<IpAddr>,
-    /// When to look at the blocks and loans again (a lender that does not answer).
+    /// When to look at the blocks and loans again (a lender that does not answer, a
+    /// publication that failed).
     loans_recheck: Option<Instant>,
+    /// The loans last published in the lease (so an unchanged state is not written again).
+    loans_published: Option<super::borrow::LeaseLoans>,
+    /// Publishing the loans failed: try again at `loans_recheck`.
+    loans_unpublished: bool,
+    /// A lease acquired elsewhere than the node's own (its lease was lost meanwhile), to be
+    /// taken up by the main loop.
+    moved_lease: Option<Lease>,
     /// The watch showed this node's own lease ending: renew (and acquire again) at once.
     renew_now: bool,
     changes: u64,
@@ -595,6 +616,10 @@ impl<S: LeaseStore> Running<'_, S> {
         }
         self.lease = Some(lease);
         if changed {
+            let block = self.lease.as_ref().map(|l| l.subnet);
+            if let Some(block) = block {
+                self.adopt_loans_in(block).await;
+            }
             self.apply_blocks().await;
         }
         if changed {
@@ -1001,8 +1026,7 @@ impl<S: LeaseStore> Running<'_, S> {
     fn loan_status(&self) -> Vec<super::status::LoanStatus> {
         let me = self.node();
         let borrowed = self
-            .loans
-            .usable()
+            .usable_loans()
             .into_iter()
             .map(|(ip, lender)| super::status::LoanStatus {
                 address: ip,

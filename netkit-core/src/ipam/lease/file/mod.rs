@@ -157,7 +157,9 @@ impl FileLeaseStore {
         self.plan.check(lease.subnet)?;
         let _lock = self.layout.lock()?;
         match self.layout.read_lease(lease.subnet)? {
-            Some(cur) if cur.meta.node == lease.meta.node => self.layout.remove_lease(lease.subnet),
+            Some(cur) if cur.meta.node == lease.meta.node && cur.slot == lease.slot => {
+                self.layout.remove_lease(lease.subnet)
+            }
             _ => Ok(()),
         }
     }
