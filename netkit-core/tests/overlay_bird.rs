@@ -494,6 +494,7 @@ async fn a_node_claims_a_block_when_full_and_gives_it_back_when_empty() {
 async fn two_segments(tag: &str, encap: netkit_core::overlay::BgpEncap) -> bool {
     use netkit_core::overlay::{BackendConfig, BgpBackendConfig, PeerMode};
     use netkit_test_support::overlay::{reachability, ClusterNode};
+    use netkit_test_support::wait_for_async;
     let cluster = Cluster::new(tag, 2);
     let store = cluster.dir().join("leases");
     let router = cluster.router().expect("two segments have a router");
@@ -526,17 +527,17 @@ async fn two_segments(tag: &str, encap: netkit_core::overlay::BgpEncap) -> bool 
         });
         let ns = NetNs::open(n.name()).unwrap();
         let dir = store.clone();
-        let task = netkit_test_support::overlay::AgentTask::spawn(
-            &ns,
-            n.config(cfg, Duration::from_secs(3600)),
-            move || async move {
-                Ok(
-                    netkit_core::ipam::lease::FileLeaseStore::open(dir, netkit_test_support::lease::flannel())
-                        .await?
-                        .with_watch_interval(Duration::from_millis(50)),
-                )
-            },
-        )
+        let mut agent_cfg = n.config(cfg, Duration::from_secs(3600));
+        let mut policy = netkit_core::overlay::BlockPolicy::new(n.ipam_store());
+        policy.min_free = 2;
+        agent_cfg.blocks = Some(policy);
+        // Four /28 blocks, one per node: a node that fills its block borrows.
+        let plan = netkit_core::ipam::lease::SubnetPlan::new("10.249.0.0/26".parse().unwrap(), 28).unwrap();
+        let task = netkit_test_support::overlay::AgentTask::spawn(&ns, agent_cfg, move || async move {
+            Ok(netkit_core::ipam::lease::FileLeaseStore::open(dir, plan)
+                .await?
+                .with_watch_interval(Duration::from_millis(50)))
+        })
         .await
         .expect("spawn the agent");
         match task.running().await {
@@ -619,6 +620,56 @@ async fn two_segments(tag: &str, encap: netkit_core::overlay::BgpEncap) -> bool 
     }
     let view: Vec<_> = pods.iter().map(|(p, ip)| (p, *ip)).collect();
     assert_eq!(reachability(&view, &[]), Vec::<String>::new());
+
+    // The last node (segment 1) fills its block and borrows from the next node by name, the
+    // first (segment 0); its borrowed /32 is encapsulated like its block: node 2 (segment 0)
+    // routes it through the tunnel, and its pod reaches it.
+    let last = nodes.len() - 1;
+    let mut rx = agents[last].status();
+    let mut fill = Vec::new();
+    for k in 0..12 {
+        fill.push(nodes[last].pod_in_mode(&cluster, &format!("f{k}"), "routed").await);
+        if k == 11 {
+            wait_for_async(Duration::from_secs(20), "an address lent", async || {
+                match rx.borrow_and_update().loans.len() {
+                    0 => Err(()),
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        }
+    }
+    fill.push(nodes[last].pod_in_mode(&cluster, "f12", "routed").await);
+    wait_for_async(Duration::from_secs(20), "a second address lent", async || {
+        match rx.borrow_and_update().loans.len() {
+            n if n >= 2 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    let (bpod, borrowed) = nodes[last].pod_in_mode(&cluster, "f13", "routed").await;
+    let lender_block = agents[0].now().lease.unwrap().subnet;
+    assert!(lender_block.contains(borrowed.into()), "{borrowed} from {lender_block}");
+    let tunnel = match encap {
+        netkit_core::overlay::BgpEncap::Ipip => "tunl0",
+        _ => "vxlan.calico",
+    };
+    wait_for(Duration::from_secs(20), "node 2 encapsulates the borrowed /32", || {
+        let r = ip(&["-n", nodes[1].name(), "route", "get", &borrowed.to_string()]);
+        match r.contains(&format!("dev {tunnel}")) {
+            true => Ok(()),
+            false => Err(r),
+        }
+    });
+    assert!(
+        netkit_test_support::ping(pods[1].0.name().unwrap(), &borrowed.to_string()),
+        "node 2's pod reaches the borrowed {borrowed} on the other segment"
+    );
+    assert!(
+        netkit_test_support::ping(bpod.name().unwrap(), &pods[1].1.to_string()),
+        "and back"
+    );
+    drop(fill);
     for a in agents {
         a.stop().await.expect("clean stop");
     }

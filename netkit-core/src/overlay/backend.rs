@@ -671,9 +671,12 @@ impl Backend {
             dp.remove_peer(s);
         }
         if let Some(s) = &mut self.bgp {
-            if s.wants.peers.remove(&subnet).is_some() | s.wants.encapsulated.remove(&subnet) {
-                s.stale = true;
+            let old = s.wants.peers.remove(&subnet);
+            let mut changed = old.is_some() | s.wants.encapsulated.remove(&subnet);
+            for ip in old.iter().flat_map(|p| p.borrowed.iter()) {
+                changed |= s.wants.encapsulated.remove(&IpNetwork::from(*ip));
             }
+            s.stale |= changed;
         }
     }
 
@@ -717,7 +720,7 @@ impl Backend {
                 (_, false) => true,
                 (_, true) => behind_router,
             };
-            let (mode, entries) = match (encap, b.encap) {
+            let (mode, mut entries) = match (encap, b.encap) {
                 (false, _) | (_, BgpEncap::None) => (PeerMode::Bgp, Vec::new()),
                 (true, BgpEncap::Vxlan) => (PeerMode::Vxlan, self.vxlan_entries(peer)?),
                 (true, BgpEncap::Ipip) => {
@@ -736,13 +739,32 @@ impl Backend {
                     (PeerMode::Ipip, vec![route])
                 }
             };
+            // The node's borrowed addresses (/32s) travel as its blocks do.
+            let slash32 = |ip: &IpAddr| IpNetwork::from(*ip);
+            if let Some(Entry::Route { via, dev, .. }) = entries.last().cloned() {
+                for ip in &peer.borrowed {
+                    entries.push(Entry::Route {
+                        dst: slash32(ip),
+                        via,
+                        dev,
+                        onlink: true,
+                    });
+                }
+            }
             let s = self.bgp.as_mut().expect("checked above");
             let w = &mut s.wants;
-            let mut changed = w.peers.insert(peer.subnet, peer.clone()).as_ref() != Some(peer);
-            changed |= match mode {
-                PeerMode::Bgp => w.encapsulated.remove(&peer.subnet),
-                _ => w.encapsulated.insert(peer.subnet),
-            };
+            let old = w.peers.insert(peer.subnet, peer.clone());
+            let mut changed = old.as_ref() != Some(peer);
+            for gone in old.iter().flat_map(|o| o.borrowed.difference(&peer.borrowed)) {
+                changed |= w.encapsulated.remove(&slash32(gone));
+            }
+            let nets = std::iter::once(peer.subnet).chain(peer.borrowed.iter().map(slash32));
+            for n in nets {
+                changed |= match mode {
+                    PeerMode::Bgp => w.encapsulated.remove(&n),
+                    _ => w.encapsulated.insert(n),
+                };
+            }
             changed |= match behind_router {
                 true => w.remote.insert(peer.public_ip),
                 false => w.remote.remove(&peer.public_ip),

@@ -33,6 +33,9 @@ pub struct Peer {
     pub vtep_addr: Option<IpAddr>,
     /// Which of the node's leases this is (0: its first; more with block affinity).
     pub slot: u32,
+    /// Addresses of other nodes' blocks this node uses (borrowed, announced as /32s; from its
+    /// first lease's `Borrow`, see [`super::borrow`]).
+    pub borrowed: std::collections::BTreeSet<IpAddr>,
 }
 
 impl Peer {
@@ -58,6 +61,14 @@ impl Peer {
             vtep_mac,
             vtep_addr,
             slot: lease.slot,
+            borrowed: match lease.slot {
+                0 => super::borrow::LeaseLoans::parse(&lease.meta.backend_data)
+                    .borrow
+                    .values()
+                    .flat_map(|a| a.have.iter().copied())
+                    .collect(),
+                _ => Default::default(),
+            },
         }
     }
 
@@ -104,6 +115,12 @@ mod tests {
             Peer::from_lease(&later).vtep_ip(),
             "10.244.3.0".parse::<IpAddr>().unwrap()
         );
+        // What the node borrowed, from its first lease only.
+        let mut first = lease.clone();
+        first.meta.backend_data["Borrow"] = serde_json::json!({"y": {"want": 1, "have": ["10.244.8.9"]}});
+        assert_eq!(Peer::from_lease(&first).borrowed.len(), 1);
+        later.meta.backend_data["Borrow"] = first.meta.backend_data["Borrow"].clone();
+        assert!(Peer::from_lease(&later).borrowed.is_empty());
         let mut host_gw = lease;
         host_gw.meta.backend_data = serde_json::Value::Null;
         assert_eq!(Peer::from_lease(&host_gw).vtep_mac, None);
