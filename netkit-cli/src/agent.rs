@@ -17,6 +17,11 @@ use netkit_core::overlay::{
     VxlanBackendConfig,
 };
 
+use netkit_core::firewall::FirewallOptions;
+use netkit_core::service::{ProxyConfig, ServiceProxy};
+use netkit_core::store::{AnyObjectStore, StoreError, StoreLocation};
+use netkit_core::NetNs;
+
 use crate::cli::Global;
 use crate::error::CliError;
 use crate::output::Output;
@@ -192,6 +197,13 @@ pub struct RunArgs {
     /// file store: how often the directory is read for changes.
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
     pub watch_interval: Duration,
+    /// Also run the service proxy (kube-proxy's job): follow the Services and endpoints of the
+    /// cluster store (the same --store; see `netkit service`) and program this node's firewall.
+    #[arg(long)]
+    pub services: bool,
+    /// etcd: the key prefix of the cluster objects (Services, endpoints).
+    #[arg(long, value_name = "PREFIX", default_value = netkit_core::store::DEFAULT_ETCD_PREFIX)]
+    pub objects_prefix: String,
     /// What to log on stderr.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -229,8 +241,16 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     })?;
     // Live from BIRD when it answers; otherwise the sessions the agent recorded.
     let live = s.refresh_bgp().is_ok();
+    // The service proxy's, when it runs (`--services`).
+    let services: Option<serde_json::Value> = std::fs::read(services_status_file(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     if out.json {
-        out.json(&serde_json::to_value(&s).unwrap_or_default());
+        let mut v = serde_json::to_value(&s).unwrap_or_default();
+        if let (Some(obj), Some(svc)) = (v.as_object_mut(), &services) {
+            obj.insert("services".into(), svc.clone());
+        }
+        out.json(&v);
         return Ok(());
     }
     let lease = s
@@ -320,6 +340,26 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
         "  {} entries kept, {} changes, {} reconciles",
         s.entries, s.changes, s.reconciles
     ));
+    if let Some(v) = services {
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        out.text(&format!(
+            "  services: {} with {} ready endpoints, {}, {} changes applied",
+            n("services"),
+            n("endpoints"),
+            if v.get("synced").and_then(serde_json::Value::as_bool) == Some(true) {
+                "in sync"
+            } else {
+                "NOT IN SYNC"
+            },
+            n("applied")
+        ));
+        if let Some(e) = v.get("store_error").and_then(serde_json::Value::as_str) {
+            out.text(&format!("    store: {e}"));
+        }
+        for (id, e) in v.get("failed").and_then(serde_json::Value::as_object).into_iter().flatten() {
+            out.text(&format!("    {id}: {}", e.as_str().unwrap_or_default()));
+        }
+    }
     Ok(())
 }
 
@@ -372,6 +412,10 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             ..Default::default()
         }),
     };
+    let location: StoreLocation = store
+        .parse()
+        .map_err(|e: StoreError| CliError::usage(format!("agent: --store: {e}")))?;
+    let node_name = node.clone();
     let mut cfg = AgentConfig::new(node, backend);
     cfg.iface = a.iface.clone();
     cfg.public_ip = a.public_ip;
@@ -398,12 +442,14 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
                 .await
                 .map_err(store_err)?
                 .with_watch_interval(a.watch_interval);
-            drive(cfg, h, s).await
+            let proxy = service_proxy(global, &a, &location, &node_name).await?;
+            drive(cfg, h, s, proxy).await
         }
         Some(("etcd", urls)) => {
             let urls: Vec<&str> = urls.split(',').filter(|u| !u.is_empty()).collect();
             let s = connect_etcd(&urls, &a.etcd_prefix, plan).await.map_err(store_err)?;
-            drive(cfg, h, s).await
+            let proxy = service_proxy(global, &a, &location, &node_name).await?;
+            drive(cfg, h, s, proxy).await
         }
         _ => Err(CliError::usage(format!(
             "agent: --store {store:?}: etcd=URL[,URL…] or file=DIR"
@@ -431,8 +477,13 @@ async fn connect_etcd(
     }
 }
 
-/// Run the agent until SIGTERM or SIGINT.
-async fn drive<S: LeaseStore + 'static>(cfg: AgentConfig, h: netkit_core::Handle, store: S) -> Result<(), CliError> {
+/// Run the agent (and with `--services` the service proxy) until SIGTERM or SIGINT.
+async fn drive<S: LeaseStore + 'static>(
+    cfg: AgentConfig,
+    h: netkit_core::Handle,
+    store: S,
+    proxy: Option<Proxy>,
+) -> Result<(), CliError> {
     use tokio::signal::unix::{signal, SignalKind};
     let io = |cause| CliError::Io {
         what: "agent: signal handlers".into(),
@@ -446,10 +497,74 @@ async fn drive<S: LeaseStore + 'static>(cfg: AgentConfig, h: netkit_core::Handle
             _ = int.recv() => {}
         }
     };
-    Agent::new(cfg, h, store).run(shutdown).await.map_err(|e| CliError::Io {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let proxy_task = proxy.map(|p| {
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { p.run(stopped(rx)).await })
+    });
+    let agent = Agent::new(cfg, h, store).run(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = agent.await;
+    if let Some(t) = proxy_task {
+        let _ = t.await;
+    }
+    result.map_err(|e| CliError::Io {
         what: "agent".into(),
         cause: std::io::Error::other(e.to_string()),
     })
+}
+
+/// The service proxy on the cluster store, with the node's firewall.
+type Proxy = ServiceProxy<AnyObjectStore, netkit_core::firewall::AnyFirewall>;
+
+/// The service proxy of `--services`: the object store at the lease store's place, the
+/// firewall of the node's namespace (netkit-cni's default state directory, so pods' port
+/// mappings and services share one table).
+async fn service_proxy(
+    global: &Global,
+    a: &RunArgs,
+    location: &StoreLocation,
+    node: &str,
+) -> Result<Option<Proxy>, CliError> {
+    if !a.services {
+        return Ok(None);
+    }
+    let io = |what: String, e: &dyn std::fmt::Display| CliError::Io {
+        what,
+        cause: std::io::Error::other(e.to_string()),
+    };
+    let ns = match &global.netns {
+        Some(name) => NetNs::open(name),
+        None => NetNs::current(),
+    }
+    .map_err(|e| io("agent: the node's namespace".into(), &e))?;
+    let store = loop {
+        match AnyObjectStore::open(location, &a.objects_prefix).await {
+            Ok(s) => break s,
+            Err(e @ StoreError::Etcd { .. }) => {
+                ::log::warn!(target: "netkit::service", "etcd: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(io(format!("agent: cluster store {location}"), &e)),
+        }
+    };
+    let fw = netkit_core::firewall::open(&ns, FirewallOptions::default())
+        .await
+        .map_err(|e| io("agent: the node's firewall".into(), &e))?;
+    let mut config = ProxyConfig::new(node);
+    config.status_file = Some(services_status_file(&a.status_file));
+    Ok(Some(ServiceProxy::new(store, fw, ns, config)))
+}
+
+/// Where the service proxy writes its status: next to the agent's (`agent.json` →
+/// `agent.services.json`).
+fn services_status_file(agent_status: &std::path::Path) -> PathBuf {
+    agent_status.with_extension("services.json")
 }
 
 fn hostname() -> Result<String, CliError> {

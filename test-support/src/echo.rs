@@ -172,3 +172,74 @@ mod tests {
         }
     }
 }
+
+/// A UDP identity server: answers every datagram with the line of [`Hello`] (its name, the
+/// address it is bound to, the sender's address); stopped when dropped.
+pub struct UdpServer {
+    socket: Arc<std::net::UdpSocket>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpServer {
+    /// A server named `name` bound to `addr` inside `ns`.
+    #[track_caller]
+    pub fn bind(ns: &NetNs, name: &str, addr: SocketAddr) -> UdpServer {
+        let socket = ns
+            .run(move || std::net::UdpSocket::bind(addr))
+            .expect("enter netns")
+            .unwrap_or_else(|e| panic!("bind udp {addr} in {ns}: {e}"));
+        let socket = Arc::new(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, flag, name) = (socket.clone(), stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            let local = s.local_addr().expect("a bound socket");
+            while let Ok((_, peer)) = s.recv_from(&mut buf) {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _ = s.send_to(Hello::line(&name, local, peer).as_bytes(), peer);
+            }
+        });
+        UdpServer {
+            socket,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // shutdown(2) wakes the thread blocked in recvfrom(2).
+        // SAFETY: shutdown on the socket's own descriptor, which `self.socket` keeps open.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A UDP client socket made inside `from`, connected to `addr`: every [`udp_hello`] on it comes
+/// from the same source port (one flow, as conntrack sees it).
+pub fn udp_client(from: &NetNs, addr: SocketAddr) -> std::net::UdpSocket {
+    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
+    let s = from
+        .run(move || std::net::UdpSocket::bind(bind))
+        .expect("enter netns")
+        .expect("bind a UDP client");
+    s.connect(addr).expect("connect a UDP socket");
+    s.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
+    s
+}
+
+/// One datagram on `s` and the answer (an `Err` on no answer within [`TIMEOUT`] or an ICMP
+/// error, e.g. `Connection refused` for port unreachable).
+pub fn udp_hello(s: &std::net::UdpSocket) -> Result<Hello, String> {
+    s.send(b"hello").map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 512];
+    let n = s.recv(&mut buf).map_err(|e| format!("recv: {e}"))?;
+    Hello::parse(std::str::from_utf8(&buf[..n]).map_err(|e| e.to_string())?.trim())
+}

@@ -212,22 +212,7 @@ impl AgentStatus {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name()
-                .map_or_else(|| "status".into(), |n| n.to_string_lossy()),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, text + "\n").map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|cause| {
-            let _ = std::fs::remove_file(&tmp);
-            io(cause)
-        })
+        crate::fsutil::write_replacing(path, &(text + "\n")).map_err(io)
     }
 }
 

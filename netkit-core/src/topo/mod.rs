@@ -25,7 +25,8 @@
 //! ends of a declared link that are not each other's veth peers are remade as one pair.
 //!
 //! New nodes' namespaces are made on one task per core; their links and settings one node
-//! after the other. Destroy does not put back the host's sysctls.
+//! after the other. Host sysctls a lab changes are recorded with the value they had first and
+//! put back by destroy (or by the apply whose file no longer sets them).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {

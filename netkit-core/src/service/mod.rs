@@ -1,0 +1,60 @@
+//! Services across the cluster: kube-proxy's job, fed from the cluster store.
+//!
+//! A Service is a virtual address (its cluster IP) and ports that every node translates to one
+//! of the service's endpoints (pods, on any node). The cluster store (an
+//! [`ObjectStore`](crate::store::ObjectStore): etcd across nodes, or a directory on one host)
+//! holds services and endpoints apart, as Kubernetes' Service and EndpointSlice objects do;
+//! [`catalog`] writes and reads them, and each node runs a [`ServiceProxy`] that follows them
+//! and programs the node's [`firewall`](crate::firewall) service by service.
+//!
+//! # The schema
+//!
+//! | key | value |
+//! |---|---|
+//! | `services/<namespace>/<name>` | a [`ServiceSpec`] |
+//! | `endpoints/<namespace>/<name>` | its [`EndpointsSpec`] |
+//! | `nodeports/<protocol>-<port>` | `{"service": "<namespace>/<name>"}`: the node port's holder |
+//!
+//! Namespaces and names are lower-case DNS labels. Field names and values are Kubernetes':
+//!
+//! ```json
+//! services/default/web:
+//! {"type": "NodePort", "clusterIP": "10.96.0.10",
+//!  "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}],
+//!  "sessionAffinity": "ClientIP", "sessionAffinityTimeoutSeconds": 600,
+//!  "externalTrafficPolicy": "Local", "externalIPs": ["192.0.2.10"]}
+//!
+//! endpoints/default/web:
+//! {"endpoints": [{"ip": "10.244.1.5", "node": "node-1"}, {"ip": "10.244.2.7", "node": "node-2", "ready": false}]}
+//! ```
+//!
+//! # What a node does with them
+//!
+//! * **ClusterIP** (TCP, UDP, SCTP where the kernel has it): connections to `clusterIP:port`
+//!   from pods and from the node go to a ready endpoint at its `targetPort`, chosen at random
+//!   (or kept per client address for `sessionAffinityTimeoutSeconds` with `ClientIP`
+//!   affinity), the client's address kept. A pod reaching itself through its service
+//!   (hairpin) is masqueraded so the reply comes back through the node.
+//! * **NodePort** and **external IPs**: the same at `nodeIP:nodePort` on every node and at
+//!   `externalIP:port`. With `externalTrafficPolicy: Cluster` any endpoint, masqueraded to the
+//!   node's address; with `Local` only the node's own endpoints, the client's address kept
+//!   (a node without one drops the connection).
+//! * **No endpoints**: connections are refused (TCP reset, ICMP port unreachable), not dropped.
+//! * **An endpoint removed from a UDP service**: the node's connection-tracking entries NATed to
+//!   it are deleted, so the flow moves to a live endpoint.
+//!
+//! Endpoints of the other address family than the cluster IP's are ignored.
+
+pub mod catalog;
+mod error;
+mod proxy;
+mod render;
+mod spec;
+
+pub use error::ServiceError;
+pub use proxy::{ProxyConfig, ProxyStatus, ServiceProxy};
+pub use render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
+pub use spec::{
+    EndpointSpec, EndpointsSpec, ExternalTrafficPolicy, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
+    DEFAULT_AFFINITY_SECONDS, MAX_AFFINITY_SECONDS, MAX_ENDPOINTS, MAX_PORTS, NODE_PORT_MAX, NODE_PORT_MIN,
+};

@@ -1,0 +1,402 @@
+//! The service proxy: kube-proxy's job on one node, fed from the cluster store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{id_of_key, ENDPOINTS, SERVICES};
+use super::render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
+use super::spec::{EndpointsSpec, ServiceSpec};
+use super::ServiceError;
+use crate::conntrack::{Conntrack, Filter};
+use crate::firewall::{self, Firewall, Protocol, Rules};
+use crate::store::{Object, ObjectEvent, ObjectStore};
+use crate::NetNs;
+
+/// How the proxy runs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// This node's name, as endpoints name their node (it makes endpoints local).
+    pub node: String,
+    /// The first pause after the store or the firewall failed; doubled up to
+    /// [`max_retry`](Self::max_retry).
+    pub retry: Duration,
+    /// The longest pause between two attempts.
+    pub max_retry: Duration,
+    /// Where to write the [`ProxyStatus`] (JSON) each time it changes; `None`: nowhere.
+    pub status_file: Option<PathBuf>,
+}
+
+impl ProxyConfig {
+    /// For node `node`: retries after 200 ms, then up to every 5 s.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            retry: Duration::from_millis(200),
+            max_retry: Duration::from_secs(5),
+            status_file: None,
+        }
+    }
+}
+
+/// What the proxy has done, for `netkit agent status` (serialized into the agent's status).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// Services in the store.
+    pub services: usize,
+    /// Ready endpoints over all services.
+    pub endpoints: usize,
+    /// True once the firewall holds what the store's snapshot says (and until a watch breaks).
+    pub synced: bool,
+    /// Changes applied to the firewall since start (one per service changed).
+    pub applied: u64,
+    /// Services the firewall refused, with the reason (retried).
+    pub failed: BTreeMap<String, String>,
+    /// The store's last error, while it lasts.
+    pub store_error: Option<String>,
+}
+
+/// Follows `services/` and `endpoints/` in the cluster store and keeps this node's firewall
+/// equal to them: one firewall owner per service (`svc/<namespace>/<name>`, see
+/// [`firewall_services`]), changed service by service (an endpoint added or removed rewrites
+/// that service's chains only, one small transaction), never the whole set.
+///
+/// * **Start and every new watch**: owners of services no longer in the store are torn down,
+///   every service is compared with what the firewall records and changed where it differs.
+///   Rules stay in the kernel while the store is unreachable; a restarted proxy starts from
+///   them.
+/// * **UDP**: when an endpoint leaves a UDP (or SCTP) service, the node's connection-tracking
+///   entries NATed to it are deleted, so a flow moves to a live endpoint at its next datagram
+///   instead of going on to the dead pod (kube-proxy's conntrack cleanup).
+/// * **Failures**: a service the firewall refuses is reported in [`ProxyStatus::failed`] and
+///   retried; the others go on. A broken watch is watched again after a pause, then
+///   reconciled.
+pub struct ServiceProxy<S, F> {
+    store: S,
+    firewall: F,
+    ns: NetNs,
+    config: ProxyConfig,
+    status: Arc<Mutex<ProxyStatus>>,
+}
+
+/// The proxy's view: the store's objects and what the firewall holds.
+#[derive(Default)]
+struct View {
+    services: BTreeMap<String, ServiceSpec>,
+    endpoints: BTreeMap<String, EndpointsSpec>,
+    applied: BTreeMap<String, Vec<firewall::Service>>,
+    failed: BTreeSet<String>,
+}
+
+enum Change {
+    Service(String),
+    Failed(ServiceError),
+}
+
+impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
+    /// A proxy programming `firewall` (the firewall of namespace `ns`, the node) from `store`.
+    pub fn new(store: S, firewall: F, ns: NetNs, config: ProxyConfig) -> Self {
+        Self {
+            store,
+            firewall,
+            ns,
+            config,
+            status: Arc::default(),
+        }
+    }
+
+    /// What it has done so far; the handle stays valid while it runs.
+    pub fn status(&self) -> Arc<Mutex<ProxyStatus>> {
+        self.status.clone()
+    }
+
+    /// Run until `shutdown` completes. Returns only then: store and firewall failures are
+    /// retried (and reported in the status). The firewall's rules stay on shutdown (the
+    /// services are still wanted; a new proxy takes them over).
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut view = View::default();
+        let mut pause = self.config.retry;
+        loop {
+            let err = tokio::select! {
+                _ = &mut shutdown => return,
+                e = self.follow(&mut view, &mut pause) => e,
+            };
+            log::warn!("node {}: service proxy: {err}; again in {pause:?}", self.config.node);
+            {
+                let mut st = self.status.lock().expect("status lock");
+                st.synced = false;
+                st.store_error = Some(err.to_string());
+            }
+            self.write_status();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(self.config.max_retry);
+        }
+    }
+
+    /// Watch, reconcile, follow; returns the error that broke it.
+    async fn follow(&self, view: &mut View, pause: &mut Duration) -> ServiceError {
+        let (mut sw, mut ew) = match tokio::try_join!(self.store.watch(SERVICES), self.store.watch(ENDPOINTS)) {
+            Ok(w) => w,
+            Err(e) => return e.into(),
+        };
+        view.services = decode_all(sw.snapshot(), SERVICES);
+        view.endpoints = decode_all(ew.snapshot(), ENDPOINTS);
+        if let Err(e) = self.reconcile(view).await {
+            return e;
+        }
+        *pause = self.config.retry;
+        {
+            let mut st = self.status.lock().expect("status lock");
+            st.synced = true;
+            st.store_error = None;
+        }
+        loop {
+            let retry_failed = async {
+                if view.failed.is_empty() {
+                    std::future::pending::<()>().await
+                }
+                tokio::time::sleep(self.config.retry.max(Duration::from_secs(1))).await
+            };
+            let change = tokio::select! {
+                e = sw.next_event() => apply_event(&mut view.services, SERVICES, e),
+                e = ew.next_event() => apply_event(&mut view.endpoints, ENDPOINTS, e),
+                _ = retry_failed => {
+                    for id in std::mem::take(&mut view.failed) {
+                        self.sync(view, &id).await;
+                    }
+                    self.publish(view);
+                    continue;
+                }
+            };
+            match change {
+                Change::Service(id) if id.is_empty() => continue,
+                Change::Service(id) => self.sync(view, &id).await,
+                Change::Failed(e) => return e,
+            }
+            self.publish(view);
+        }
+    }
+
+    /// Make the firewall hold exactly the view's services.
+    async fn reconcile(&self, view: &mut View) -> Result<(), ServiceError> {
+        let fw_err = |cause| ServiceError::Firewall {
+            service: "*".into(),
+            cause,
+        };
+        let owners = self.firewall.owners().await.map_err(fw_err)?;
+        view.applied.clear();
+        for o in owners.iter().filter(|o| o.starts_with(OWNER_PREFIX)) {
+            let Some(id) = id_of_owner(o) else { continue };
+            if view.services.contains_key(id) {
+                let rules = self.firewall.rules(o).await.map_err(fw_err)?;
+                view.applied.insert(id.to_string(), rules.services);
+            } else {
+                // A service deleted while no proxy ran.
+                let old = self.firewall.teardown(o).await.map_err(fw_err)?;
+                self.forget_flows(id, &old.services, &[]).await;
+            }
+        }
+        let ids: Vec<String> = view.services.keys().cloned().collect();
+        view.failed.clear();
+        for id in ids {
+            self.sync(view, &id).await;
+        }
+        self.publish(view);
+        Ok(())
+    }
+
+    /// Bring service `id` in the firewall to what the view says; a refusal goes to `failed`.
+    async fn sync(&self, view: &mut View, id: &str) {
+        let want = view
+            .services
+            .get(id)
+            .map(|spec| firewall_services(id, spec, view.endpoints.get(id), &self.config.node))
+            .unwrap_or_default();
+        let have = view.applied.get(id).cloned().unwrap_or_default();
+        if want == have {
+            view.failed.remove(id);
+            return;
+        }
+        let owner = owner(id);
+        let result = if want.is_empty() {
+            self.firewall.teardown(&owner).await.map(|_| ())
+        } else {
+            let gone: Vec<_> = have.iter().filter(|h| !want.iter().any(|w| w.name == h.name)).cloned().collect();
+            let changed: Vec<_> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
+            let mut r = Ok(());
+            if !gone.is_empty() {
+                r = self.firewall.remove(&owner, &Rules { services: gone, ..Default::default() }).await;
+            }
+            if r.is_ok() && !changed.is_empty() {
+                r = self.firewall.add(&owner, &Rules { services: changed, ..Default::default() }).await;
+            }
+            r
+        };
+        match result {
+            Ok(()) => {
+                self.forget_flows(id, &have, &want).await;
+                if want.is_empty() {
+                    view.applied.remove(id);
+                } else {
+                    view.applied.insert(id.to_string(), want);
+                }
+                view.failed.remove(id);
+                let mut st = self.status.lock().expect("status lock");
+                st.applied += 1;
+                st.failed.remove(id);
+            }
+            Err(cause) => {
+                let err = ServiceError::Firewall {
+                    service: id.to_string(),
+                    cause,
+                };
+                log::warn!("node {}: service proxy: {err}", self.config.node);
+                // What the firewall holds now is unknown: read it back next time.
+                if let Ok(rules) = self.firewall.rules(&owner).await {
+                    view.applied.insert(id.to_string(), rules.services);
+                }
+                view.failed.insert(id.to_string());
+                self.status.lock().expect("status lock").failed.insert(id.to_string(), err.to_string());
+            }
+        }
+    }
+
+    /// Delete the connection-tracking entries of datagram services' endpoints that `have` had
+    /// and `want` has not. Failures are logged: the entries time out by themselves.
+    async fn forget_flows(&self, id: &str, have: &[firewall::Service], want: &[firewall::Service]) {
+        let mut gone = BTreeSet::new();
+        for h in have.iter().filter(|h| h.protocol != Protocol::Tcp) {
+            let kept = want.iter().find(|w| w.name == h.name).map(|w| w.endpoints.as_slice()).unwrap_or_default();
+            for ep in h.endpoints.iter().filter(|e| !kept.iter().any(|k| k.ip == e.ip && k.port == e.port)) {
+                gone.insert((h.protocol, ep.ip, ep.port));
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let ns = self.ns.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<usize, crate::conntrack::ConntrackError> {
+            let ct = Conntrack::open(&ns)?;
+            let mut n = 0;
+            for (protocol, ip, port) in gone {
+                n += ct.delete(&Filter::new().protocol(protocol.number()).reply_src(ip).reply_src_port(port))?;
+            }
+            Ok(n)
+        })
+        .await;
+        match result {
+            Ok(Ok(n)) if n > 0 => log::info!("node {}: service {id}: {n} flows to removed endpoints dropped", self.config.node),
+            Ok(Ok(_)) => {}
+            Ok(Err(cause)) => {
+                let err = ServiceError::Conntrack {
+                    service: id.to_string(),
+                    cause,
+                };
+                log::warn!("node {}: service proxy: {err}", self.config.node);
+            }
+            Err(e) => log::warn!("node {}: service proxy: conntrack task: {e}", self.config.node),
+        }
+    }
+
+    fn publish(&self, view: &View) {
+        {
+            let mut st = self.status.lock().expect("status lock");
+            st.services = view.services.len();
+            st.endpoints = view
+                .endpoints
+                .iter()
+                .filter(|(id, _)| view.services.contains_key(*id))
+                .map(|(_, e)| e.endpoints.iter().filter(|e| e.ready).count())
+                .sum();
+        }
+        self.write_status();
+    }
+
+    /// Write the status file, if any (a failure is logged: the status is for people).
+    fn write_status(&self) {
+        let Some(path) = &self.config.status_file else { return };
+        let text = serde_json::to_string_pretty(&*self.status.lock().expect("status lock")).expect("a status is JSON");
+        if let Err(e) = crate::fsutil::write_replacing(path, &(text + "\n")) {
+            log::warn!("node {}: service proxy status {}: {e}", self.config.node, path.display());
+        }
+    }
+}
+
+/// The decodable objects of a snapshot by id; others are logged and left out.
+fn decode_all<T: serde::de::DeserializeOwned + Validate>(objects: &[Object], prefix: &str) -> BTreeMap<String, T> {
+    objects.iter().filter_map(|o| decode(o, prefix).map(|v| (id_of_key(prefix, &o.key)?.to_string(), v))).collect()
+}
+
+fn decode<T: serde::de::DeserializeOwned + Validate>(o: &Object, prefix: &str) -> Option<T> {
+    let Some(_) = id_of_key(prefix, &o.key) else {
+        log::warn!("service proxy: ignoring {}: not {prefix}/<namespace>/<name>", o.key);
+        return None;
+    };
+    match o.decode::<T>("service store").map_err(ServiceError::from).and_then(|v| v.check().map(|()| v)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::warn!("service proxy: ignoring {}: {e}", o.key);
+            None
+        }
+    }
+}
+
+/// One event into `map`: the id it changed, or the error that ended the watch.
+fn apply_event<T: serde::de::DeserializeOwned + Validate>(
+    map: &mut BTreeMap<String, T>,
+    prefix: &str,
+    event: Option<Result<ObjectEvent, crate::store::StoreError>>,
+) -> Change {
+    match event {
+        None => Change::Failed(ServiceError::Store(crate::store::StoreError::Etcd {
+            store: prefix.to_string(),
+            op: format!("watch {prefix}"),
+            cause: "the watch ended".into(),
+        })),
+        Some(Err(e)) => Change::Failed(e.into()),
+        Some(Ok(ObjectEvent::Put(o))) => match id_of_key(prefix, &o.key) {
+            Some(id) => {
+                let id = id.to_string();
+                match decode::<T>(&o, prefix) {
+                    Some(v) => map.insert(id.clone(), v),
+                    // An invalid new version: as if it were gone (its old rules would be wrong too).
+                    None => map.remove(&id),
+                };
+                Change::Service(id)
+            }
+            None => Change::Service(String::new()),
+        },
+        Some(Ok(ObjectEvent::Deleted { key, .. })) => match id_of_key(prefix, &key) {
+            Some(id) => {
+                map.remove(id);
+                Change::Service(id.to_string())
+            }
+            None => Change::Service(String::new()),
+        },
+    }
+}
+
+/// Values the proxy checks before it uses them.
+trait Validate {
+    fn check(&self) -> Result<(), ServiceError>;
+}
+
+impl Validate for ServiceSpec {
+    fn check(&self) -> Result<(), ServiceError> {
+        self.validate()
+    }
+}
+
+impl Validate for EndpointsSpec {
+    fn check(&self) -> Result<(), ServiceError> {
+        self.validate()
+    }
+}

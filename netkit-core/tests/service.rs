@@ -1,0 +1,279 @@
+//! Services across a simulated cluster (test-support's `cluster`, `overlay` and `service`):
+//! nodes with host-gw agents on a file lease store, pods attached as netkit-cni attaches them,
+//! a service proxy per node following a shared file object store. Real TCP and UDP between the
+//! pods, the nodes and a client namespace outside the cluster.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use netkit_core::service::{catalog, EndpointSpec, ExternalTrafficPolicy, ServicePort, ServiceSpec, ServiceType};
+use netkit_core::store::FileObjectStore;
+use netkit_core::NetNsGuard;
+use netkit_test_support::cluster::Cluster;
+use netkit_test_support::echo::{tcp_hello_from, udp_client, udp_hello, Hello, Server, UdpServer};
+use netkit_test_support::overlay::{backend, wait_peers, AgentTask, ClusterNode};
+use netkit_test_support::service::ProxyTask;
+use netkit_test_support::wait_for_async;
+
+const LONG: Duration = Duration::from_secs(3600);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+/// Three nodes with host-gw agents, a pod per node plus a client pod on node 1, each serving
+/// TCP and UDP on 8080 under its tag; a client namespace outside the cluster on the segment.
+struct Lab {
+    nodes: Vec<ClusterNode>,
+    _agents: Vec<AgentTask>,
+    /// (namespace, address, tag): e1 on n1, e2 on n2, e3 on n3.
+    pods: Vec<(NetNsGuard, Ipv4Addr, String)>,
+    client_pod: (NetNsGuard, Ipv4Addr),
+    outside: netkit_test_support::cluster::Node,
+    store: FileObjectStore,
+    _servers: (Vec<Server>, Vec<UdpServer>),
+    cluster: Cluster,
+}
+
+impl Lab {
+    async fn new(tag: &str) -> Lab {
+        let cluster = Cluster::new(tag, 1);
+        let leases = cluster.dir().join("leases");
+        let nodes: Vec<ClusterNode> = (1..=3).map(|i| ClusterNode::new(&cluster, &format!("n{i}"), 0, i)).collect();
+        let mut agents = Vec::new();
+        for n in &nodes {
+            agents.push(n.start_file(&leases, backend("host-gw").expect("a backend"), LONG).await);
+        }
+        for a in &agents {
+            wait_peers(a, 2).await;
+        }
+        let mut pods = Vec::new();
+        let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+        for (i, n) in nodes.iter().enumerate() {
+            let t = format!("e{}", i + 1);
+            let (ns, addr) = n.pod(&cluster, &t).await;
+            tcp.push(Server::tcp(&ns, &t, sa(Ipv4Addr::UNSPECIFIED, 8080)));
+            udp.push(UdpServer::bind(&ns, &t, sa(Ipv4Addr::UNSPECIFIED, 8080)));
+            pods.push((ns, addr, t));
+        }
+        let client_pod = nodes[0].pod(&cluster, "c1").await;
+        let outside = cluster.node("out", 0, 200);
+        let store = FileObjectStore::open(cluster.dir().join("objects")).await.expect("the object store");
+        Lab {
+            nodes,
+            _agents: agents,
+            pods,
+            client_pod,
+            outside,
+            store,
+            _servers: (tcp, udp),
+            cluster,
+        }
+    }
+
+    async fn proxies(&self) -> Vec<ProxyTask> {
+        let mut v = Vec::new();
+        for n in &self.nodes {
+            v.push(ProxyTask::start(n.name(), self.store.clone()).await);
+        }
+        v
+    }
+
+    fn endpoint(&self, i: usize) -> EndpointSpec {
+        EndpointSpec::new(IpAddr::V4(self.pods[i].1), self.nodes[i].name())
+    }
+}
+
+/// Wait (at most 15 s) until `check` passes; its value.
+async fn until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    wait_for_async(Duration::from_secs(15), what, async || check()).await
+}
+
+/// Who answers `n` TCP connections from `from` to `to`.
+fn answers(from: &NetNsGuard, to: SocketAddr, n: usize) -> Result<Vec<Hello>, String> {
+    (0..n).map(|_| tcp_hello_from(from, to)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
+    let lab = Lab::new("svc").await;
+    let proxies = lab.proxies().await;
+    let (client, client_ip) = (&lab.client_pod.0, lab.client_pod.1);
+    let mut spec = ServiceSpec::new(
+        IpAddr::V4(VIP),
+        vec![ServicePort::new(80).named("http").target_port(8080).node_port(30080)],
+    );
+    spec.kind = ServiceType::NodePort;
+    catalog::put_service(&lab.store, "default/web", &spec).await.unwrap();
+
+    // No endpoints: refused at once (a reset), not a black hole.
+    let refused = until("the empty service to refuse connections", || match tcp_hello_from(client, sa(VIP, 80)) {
+        Err(e) if e.contains("refused") => Ok(e),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    assert!(refused.contains("refused"), "{refused}");
+
+    // Endpoints on nodes 2 and 3: a pod on node 1 reaches both through the cluster IP, and
+    // they see the pod's own address.
+    catalog::put_endpoints(
+        &lab.store,
+        "default/web",
+        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(1), lab.endpoint(2)] },
+    )
+    .await
+    .unwrap();
+    let seen = until("the cluster IP to spread over e2 and e3", || {
+        let hellos = answers(client, sa(VIP, 80), 24)?;
+        let names: BTreeSet<_> = hellos.iter().map(|h| h.name.clone()).collect();
+        (names == BTreeSet::from(["e2".to_string(), "e3".to_string()])).then_some(hellos).ok_or(format!("{names:?}"))
+    })
+    .await;
+    assert!(seen.iter().all(|h| h.peer.ip() == IpAddr::V4(client_ip)), "the endpoints see the pod's address: {seen:?}");
+
+    // The node port on every node, from outside the cluster (Cluster policy: masqueraded).
+    let out = &lab.outside.ns;
+    for n in &lab.nodes {
+        let hellos = answers(out, sa(n.node.ip, 30080), 8).unwrap_or_else(|e| panic!("node port on {}: {e}", n.name()));
+        for h in &hellos {
+            assert!(["e2", "e3"].contains(&h.name.as_str()), "{h:?}");
+            assert_ne!(h.peer.ip(), IpAddr::V4(lab.outside.ip), "Cluster policy masquerades: {h:?}");
+        }
+    }
+
+    // Local policy, an endpoint on every node: each node's port goes to its own endpoint, and
+    // the endpoint sees the outside client's address.
+    spec.external_traffic_policy = ExternalTrafficPolicy::Local;
+    catalog::put_service(&lab.store, "default/web", &spec).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(0)).await.unwrap();
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let want = format!("e{}", i + 1);
+        let hellos = until("Local: the node's own endpoint", || {
+            let h = answers(out, sa(n.node.ip, 30080), 6)?;
+            h.iter().all(|h| h.name == want).then_some(h.clone()).ok_or(format!("{h:?}"))
+        })
+        .await;
+        assert!(
+            hellos.iter().all(|h| h.peer.ip() == IpAddr::V4(lab.outside.ip)),
+            "Local keeps the client's address: {hellos:?}"
+        );
+    }
+    // The cluster IP still spreads over every endpoint.
+    until("the cluster IP over e1, e2 and e3", || {
+        let names: BTreeSet<_> = answers(client, sa(VIP, 80), 30)?.into_iter().map(|h| h.name).collect();
+        (names.len() == 3).then_some(()).ok_or(format!("{names:?}"))
+    })
+    .await;
+
+    // Affinity: a client keeps its endpoint.
+    spec.session_affinity = netkit_core::service::SessionAffinity::ClientIP;
+    spec.session_affinity_timeout_seconds = Some(600);
+    catalog::put_service(&lab.store, "default/web", &spec).await.unwrap();
+    until("affinity: one endpoint for the client", || {
+        let names: BTreeSet<_> = answers(client, sa(VIP, 80), 12)?.into_iter().map(|h| h.name).collect();
+        (names.len() == 1).then_some(()).ok_or(format!("{names:?}"))
+    })
+    .await;
+
+    // Hairpin: a pod reaches itself through its own service (masqueraded, so the reply comes
+    // back through the node).
+    let solo = ServiceSpec::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), vec![ServicePort::new(81).target_port(8080)]);
+    catalog::put_service(&lab.store, "default/solo", &solo).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/solo", lab.endpoint(1)).await.unwrap();
+    let e2 = &lab.pods[1];
+    let h = until("hairpin", || tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81))).await;
+    assert_eq!(h.name, "e2");
+    assert_ne!(h.peer.ip(), IpAddr::V4(e2.1), "hairpin traffic is masqueraded: {h:?}");
+
+    // Deleting the service removes it from every node's firewall.
+    assert!(catalog::delete_service(&lab.store, "default/web").await.unwrap());
+    for p in &proxies {
+        until("the service gone from the node", || {
+            let st = p.status();
+            (st.services == 1 && st.synced && st.failed.is_empty()).then_some(()).ok_or(format!("{st:?}"))
+        })
+        .await;
+        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default()).await.unwrap();
+        assert!(!owners.iter().any(|o| o == "svc/default/web"), "{owners:?}");
+    }
+    assert!(tcp_hello_from(client, sa(VIP, 80)).is_err(), "a deleted service answers no more");
+    for p in proxies {
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
+    let lab = Lab::new("svu").await;
+    let mut proxies = lab.proxies().await;
+    let dns = ServiceSpec::new(
+        IpAddr::V4(VIP),
+        vec![ServicePort::new(53).protocol(netkit_core::firewall::Protocol::Udp).target_port(8080)],
+    );
+    catalog::put_service(&lab.store, "kube-system/dns", &dns).await.unwrap();
+    catalog::put_endpoints(
+        &lab.store,
+        "kube-system/dns",
+        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(1), lab.endpoint(2)] },
+    )
+    .await
+    .unwrap();
+    // One flow: one socket, one source port.
+    let sock = udp_client(&lab.client_pod.0, sa(VIP, 53));
+    let first = until("the UDP service to answer", || udp_hello(&sock)).await;
+    for _ in 0..5 {
+        assert_eq!(udp_hello(&sock).unwrap().name, first.name, "a flow sticks to its endpoint");
+    }
+    // Its endpoint goes: the flow's next datagrams reach the other one (its conntrack entry
+    // was dropped; without that they would go on to the gone endpoint for 30 s or more).
+    let gone = lab.pods.iter().position(|p| p.2 == first.name).unwrap();
+    catalog::remove_endpoint(&lab.store, "kube-system/dns", IpAddr::V4(lab.pods[gone].1)).await.unwrap();
+    let moved = until("the flow to move to the live endpoint", || {
+        let h = udp_hello(&sock)?;
+        (h.name != first.name).then_some(h.clone()).ok_or(format!("{h:?}"))
+    })
+    .await;
+    assert_ne!(moved.name, first.name);
+
+    // The proxies stop; their rules stay: the service still answers.
+    let web = ServiceSpec::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 12)), vec![ServicePort::new(80).target_port(8080)]);
+    catalog::put_service(&lab.store, "default/web", &web).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(1)).await.unwrap();
+    let web_addr = sa(Ipv4Addr::new(10, 96, 0, 12), 80);
+    until("web on e2", || tcp_hello_from(&lab.client_pod.0, web_addr).map(|h| h.name).and_then(|n| if n == "e2" { Ok(()) } else { Err(n) })).await;
+    for p in proxies.drain(..) {
+        p.stop().await;
+    }
+    assert_eq!(tcp_hello_from(&lab.client_pod.0, web_addr).unwrap().name, "e2", "rules stay while no proxy runs");
+    // Changes while they are down: web's endpoint moves to e3, dns is deleted.
+    catalog::put_endpoints(
+        &lab.store,
+        "default/web",
+        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(2)] },
+    )
+    .await
+    .unwrap();
+    catalog::delete_service(&lab.store, "kube-system/dns").await.unwrap();
+    // Restarted, they reconcile: web goes to e3, dns is gone from every node.
+    let proxies = lab.proxies().await;
+    until("web moved to e3 after the restart", || {
+        let h = tcp_hello_from(&lab.client_pod.0, web_addr)?;
+        (h.name == "e3").then_some(()).ok_or(h.name)
+    })
+    .await;
+    for (p, n) in proxies.iter().zip(&lab.nodes) {
+        until("the proxy in sync", || {
+            let st = p.status();
+            (st.synced && st.services == 1).then_some(()).ok_or(format!("{st:?}"))
+        })
+        .await;
+        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default()).await.unwrap();
+        assert!(!owners.iter().any(|o| o.contains("dns")), "{}: {owners:?}", n.name());
+        assert!(owners.iter().any(|o| o == "svc/default/web"), "{}: {owners:?}", n.name());
+    }
+    for p in proxies {
+        p.stop().await;
+    }
+}
