@@ -142,6 +142,43 @@ mod etcd {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_watch_reports_every_change_at_its_revision() {
+        let etcd = start().await;
+        let store = connect(&etcd).await;
+        let mut w = store.watch("svc").await.expect("watch");
+        assert!(w.snapshot().is_empty());
+        let r1 = store.create("svc/a", &json!(1)).await.expect("create");
+        let r2 = store.update("svc/a", &json!(2), r1).await.expect("update");
+        store.delete_if("svc/a", r2).await.expect("delete_if");
+        let r4 = store.put("svc/b", &json!(4)).await.expect("put");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(next(&mut w).await.expect("an event").expect("no error"));
+        }
+        let put = |key: &str, value, revision| {
+            ObjectEvent::Put(netkit_core::store::Object {
+                key: key.to_string(),
+                value,
+                revision,
+            })
+        };
+        // Nothing merged: each change is one event, the delete at the revision between.
+        let deleted = ObjectEvent::Deleted {
+            key: "svc/a".to_string(),
+            revision: r4 - 1,
+        };
+        assert_eq!(
+            got,
+            [
+                put("svc/a", json!(1), r1),
+                put("svc/a", json!(2), r2),
+                deleted,
+                put("svc/b", json!(4), r4)
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn etcd_watch_ends_with_an_error_when_etcd_stops_and_a_new_one_has_the_changes() {
         let mut etcd = start().await;
         let store = connect(&etcd).await;

@@ -46,7 +46,7 @@ use crate::fsutil::watch::DirWatch;
 ///   are, and compare-and-swap ([`update`](ObjectStore::update),
 ///   [`delete_if`](ObjectStore::delete_if)) compares the file's revision under the lock, with
 ///   the same answers as the etcd store. Readers take no lock.
-/// * **Watch**: an inotify watch on `DIR/objects/` ([`DirWatch`], no timer) is armed first,
+/// * **Watch**: an inotify watch on `DIR/objects/` (no timer) is armed first,
 ///   then the objects below the prefix are read (the snapshot), so a change made while the
 ///   snapshot is read still wakes the watch. Each wake re-reads the objects and reports the
 ///   difference by (key, revision): a new or changed object is a [`Put`](ObjectEvent::Put)
