@@ -21,7 +21,7 @@
 //! [`Conntrack::list`] dumps the table ([`Entry`]: both [`Tuple`]s, [`Status`] flags, mark,
 //! timeout, id); [`Conntrack::delete`] deletes the entries a [`Filter`] matches, one delete
 //! request per entry naming its original tuple and its id (so an entry replaced meanwhile by a
-//! new one of the same tuple is left alone), all sent in one system call.
+//! new one of the same tuple is left alone), up to 512 requests in one system call.
 //!
 //! The API is blocking (a dump is a few `recv`s, a delete one `sendmsg` and the acks): an async
 //! caller wraps it in `spawn_blocking`. The socket is opened inside the namespace and keeps it;
@@ -378,13 +378,14 @@ pub enum ConntrackError {
         #[source]
         source: NetlinkError,
     },
-    /// The kernel refused to delete an entry (an entry already gone is not an error). The
-    /// entries before it in the same call may have been deleted.
+    /// The kernel refused to delete an entry (an entry already gone is not an error), or the
+    /// socket failed while deleting (then `entry` says how many were being deleted). Entries
+    /// before it in the same call may have been deleted.
     #[error("conntrack -D {entry} in netns {netns}: {source}")]
     Delete {
         /// The namespace.
         netns: String,
-        /// The entry, as [`Entry`]'s `Display` writes it.
+        /// The entry, as [`Entry`]'s `Display` writes it (or `(N entries)`, see above).
         entry: String,
         /// The kernel's answer.
         #[source]
@@ -514,7 +515,7 @@ impl Conntrack {
             }
             let whole = |source| ConntrackError::Delete {
                 netns: self.netns.clone(),
-                entry: format!("of {} entries", chunk.len()),
+                entry: format!("({} entries)", chunk.len()),
                 source,
             };
             inner.socket.drain();
