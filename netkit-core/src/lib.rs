@@ -25,6 +25,7 @@
 
 pub mod addr;
 pub mod attach;
+pub mod conntrack;
 pub mod container;
 pub mod detach;
 pub mod events;
