@@ -11,10 +11,26 @@ use netkit_test_support::unique;
 async fn a_veth_pair_reaches_over_ipv4_and_ipv6_without_dad_wait() {
     let lab = veth_pair::build(&unique("sa")).await.unwrap();
     use veth_pair::VethPair as V;
-    // No sleep: with nodad the IPv6 address is usable the moment it is added.
-    assert!(ping(&lab.a, V::ip(V::B6)), "IPv6 ping a -> b");
-    assert!(ping(&lab.b, V::ip(V::A6)), "IPv6 ping b -> a");
-    assert!(ping(&lab.a, V::ip(V::B4)), "IPv4 ping a -> b");
+    // No wait for DAD: with nodad the IPv6 addresses are usable (not tentative) the moment
+    // they are added. The pings get a few tries: under load the veth's carrier and the first
+    // neighbour resolution can take longer than one ping's second.
+    for ns in [&lab.a, &lab.b] {
+        let addrs = netkit_test_support::ip(&[
+            "-n",
+            ns.name().unwrap(),
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+            "scope",
+            "global",
+        ]);
+        assert!(addrs.contains("inet6") && !addrs.contains("tentative"), "{addrs}");
+    }
+    assert!(ping_retry(&lab.a, V::ip(V::B6), 3), "IPv6 ping a -> b");
+    assert!(ping_retry(&lab.b, V::ip(V::A6), 3), "IPv6 ping b -> a");
+    assert!(ping_retry(&lab.a, V::ip(V::B4), 3), "IPv4 ping a -> b");
     let peer = tcp_exchange(&lab.b, &lab.a, SocketAddr::new(V::ip(V::B4), 7001))
         .await
         .unwrap();

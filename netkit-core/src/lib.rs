@@ -12,6 +12,7 @@
 //!   firewall, bandwidth), checked and detached: what the `netkit-cni` plugin does, embeddable;
 //! * [`overlay`]: the VXLAN overlay recipe (ARP + FDB + onlink route) with rollback;
 //! * [`ipam`]: address pools, a crash-safe allocator shared by processes, node subnet leases;
+//! * [`store`]: JSON objects by key with compare-and-swap and watches, in a directory or in etcd;
 //! * [`firewall`]: masquerade, port mappings, services and isolation (nftables or iptables);
 //! * [`topo`]: topology files (containerlab's and netkit's) applied, diffed and destroyed;
 //! * [`tc`]: traffic control (token-bucket shaping, ingress redirect);
@@ -24,6 +25,7 @@
 
 pub mod addr;
 pub mod attach;
+pub mod conntrack;
 pub mod container;
 pub mod detach;
 pub mod events;
@@ -40,6 +42,7 @@ pub mod overlay;
 mod random;
 pub mod route;
 pub mod rule;
+pub mod store;
 pub mod sysctl;
 pub mod tc;
 pub mod topo;

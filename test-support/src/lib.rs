@@ -6,7 +6,7 @@
 //! deleted even when a test panics ([`ns`]), what an attachment may change in a host
 //! ([`hoststate`]), identity servers for traffic checks ([`echo`]), iperf3 runs ([`iperf`]), `ip` / `ip -j` and shell wrappers ([`cmd`]), views
 //! of a namespace's links and addresses ([`snapshot`]) and of `iptables-save` output
-//! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), golden files
+//! ([`iptables`]), literals ([`lit`]), what the lease store tests share ([`lease`]), the object stores' conformance check ([`store`]), golden files
 //! compared with a test's text and rewritten on request ([`golden`]) and a seeded generator for
 //! randomized tests ([`Rng`]).
 //!
@@ -29,6 +29,7 @@ pub mod ns;
 pub mod overlay;
 mod rng;
 pub mod snapshot;
+pub mod store;
 mod wait;
 
 use std::path::Path;

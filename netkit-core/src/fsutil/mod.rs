@@ -1,7 +1,8 @@
-//! Small file primitives shared by the stores that keep state on disk (IPAM, firewall):
-//! directories held as descriptors and never a symbolic link followed ([`dir`]), whole files
-//! replaced atomically with recycled inodes ([`files`]), bounded `flock` waits, quarantine of
-//! damaged records, a stable hash, and waiting for a directory to change ([`watch`]).
+//! Small file primitives shared by the stores that keep state on disk (IPAM, leases, objects,
+//! firewall): directories held as descriptors and never a symbolic link followed ([`dir`]),
+//! whole files replaced atomically with recycled inodes ([`files`]) or by path under a lock
+//! file ([`paths`]), bounded `flock` waits, quarantine of damaged records, a stable hash, and
+//! waiting for a directory to change ([`watch`]).
 
 use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
@@ -18,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg, RenameFlags};
 
 pub(crate) mod dir;
 pub(crate) mod files;
+pub(crate) mod paths;
 pub(crate) mod watch;
 
 use dir::Dir;

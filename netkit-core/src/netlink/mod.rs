@@ -10,6 +10,7 @@
 
 mod batch;
 mod error;
+pub(crate) mod nfnl;
 mod transport;
 pub(crate) mod wire;
 

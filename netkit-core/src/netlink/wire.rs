@@ -1,7 +1,8 @@
 //! Netlink framing by hand: the one place netkit lays out and reads raw netlink messages.
 //!
 //! Requests of the route family go through `netlink-packet-*`; a few paths speak netlink
-//! themselves: the nf_tables element client (`firewall::nftables::netlink`), the reading of the
+//! themselves: the nf_tables element client (`firewall::nftables::netlink`), the conntrack
+//! client ([`crate::conntrack`]; both over the socket of `super::nfnl`), the reading of the
 //! kernel's extended ack in [`NetlinkError`](super::NetlinkError), and the ack reader of a
 //! detached process (`crate::detach`). They all use this module:
 //!
@@ -32,6 +33,8 @@ pub(crate) const NLA_F_NET_BYTEORDER: u16 = 1 << 14;
 pub(crate) const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
 /// The kernel's answer to a request (an error, or with errno 0 an ack).
 pub(crate) const NLMSG_ERROR: u16 = 2;
+/// The end of a dump (its payload: an `int`, the dump's error, 0 when it went through).
+pub(crate) const NLMSG_DONE: u16 = 3;
 /// `NLMSG_ERROR` flag: the request is echoed as its header only.
 pub(crate) const NLM_F_CAPPED: u16 = 0x100;
 /// `NLMSG_ERROR` flag: extended-ack attributes follow the echoed request.
@@ -277,6 +280,16 @@ impl<'a> Attr<'a> {
     /// The payload as a native-endian `u32` (`None` when it is shorter than 4 bytes).
     pub(crate) fn u32_ne(&self) -> Option<u32> {
         u32_at(self.value, 0)
+    }
+
+    /// The payload as a big-endian (network order) `u16` (`None` when shorter than 2 bytes).
+    pub(crate) fn u16_be(&self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.value.get(..2)?.try_into().ok()?))
+    }
+
+    /// The payload as a big-endian (network order) `u32` (`None` when shorter than 4 bytes).
+    pub(crate) fn u32_be(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.value.get(..4)?.try_into().ok()?))
     }
 
     /// The payload up to its first NUL (a C string, terminator or not).
@@ -545,8 +558,9 @@ mod tests {
             (got[1].ty, got[1].nested, got[1].u32_ne()),
             (2, true, Some(u32::from_ne_bytes([1, 2, 3, 4])))
         );
+        assert_eq!((got[1].u32_be(), got[1].u16_be()), (Some(0x0102_0304), Some(0x0102)));
         // Short integer payloads read as nothing.
-        assert_eq!(got[0].u32_ne(), None);
+        assert_eq!((got[0].u32_ne(), got[0].u32_be(), got[0].u16_be()), (None, None, None));
     }
 
     #[test]

@@ -34,14 +34,12 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
+use crate::netlink::nfnl::{error_of, NfnlSocket};
 use crate::netlink::wire::{self, NLA_MAX_LEN};
 use crate::netlink::NetlinkError;
 use crate::netns::NetNs;
@@ -88,14 +86,6 @@ const NFT_DATA_VALUE_MAXLEN: usize = 64;
 const NFT_NAME_MAXLEN: usize = 256;
 const IFNAMSIZ: usize = 16;
 
-/// How long to wait for an ack before giving up. nfnetlink handles a batch
-/// inside `sendmsg`, so every ack is queued before `send` returns; this only
-/// bounds the wait if that ever changes.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Receive buffer: one datagram per ack.
-const RECV_BUF: usize = 64 * 1024;
-/// Socket receive buffer; room for thousands of acks.
-const SO_RCVBUF_SIZE: usize = 4 * 1024 * 1024;
 /// Rounds of the legacy destroy (see [`NftSocket::send`]).
 const MAX_ROUNDS: usize = 4;
 
@@ -588,30 +578,10 @@ impl Drop for NftSocket {
 
 #[derive(Debug)]
 struct Inner {
-    socket: Socket,
+    socket: NfnlSocket,
     /// Next sequence number. Every batch takes fresh ones, so an ack left
     /// over from an earlier (failed) call is never taken for a current one.
     seq: u32,
-    buf: Vec<u8>,
-    /// The socket's send buffer as last set, to grow it for big batches.
-    sndbuf: usize,
-}
-
-fn open_socket() -> std::io::Result<Socket> {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    // Short acks (no echo of the request), and the kernel's error text and
-    // the offset of the attribute it refused (NLMSGERR_ATTR_OFFS).
-    socket.set_cap_ack(true)?;
-    socket.set_ext_ack(true)?;
-    // Past net.core.rmem_max when allowed (CAP_NET_ADMIN), else up to it.
-    if setsockopt(&socket, sockopt::RcvBufForce, &SO_RCVBUF_SIZE).is_err() {
-        socket.set_rx_buf_sz(SO_RCVBUF_SIZE)?;
-    }
-    let timeout = nix::sys::time::TimeVal::new(ACK_TIMEOUT.as_secs() as _, 0);
-    setsockopt(&socket, sockopt::ReceiveTimeout, &timeout).map_err(std::io::Error::from)?;
-    Ok(socket)
 }
 
 impl NftSocket {
@@ -619,29 +589,17 @@ impl NftSocket {
     /// thread never changes namespace).
     pub(crate) fn open(ns: &NetNs) -> Result<Self, NftError> {
         let netns = ns.to_string();
-        let socket = ns
-            .job_blocking(open_socket)
-            .map_err(|e| NftError::Open {
-                netns: netns.clone(),
-                reason: e.to_string(),
-                errno: e.errno(),
-            })?
-            .map_err(|e| NftError::Open {
-                netns: netns.clone(),
-                reason: e.to_string(),
-                errno: e.raw_os_error(),
-            })?;
+        let socket = NfnlSocket::open(ns).map_err(|e| NftError::Open {
+            netns: netns.clone(),
+            reason: e.message.clone().unwrap_or_else(|| e.to_string()),
+            errno: e.errno,
+        })?;
         Ok(Self::from_socket(socket, netns))
     }
 
-    fn from_socket(socket: Socket, netns: String) -> Self {
+    fn from_socket(socket: NfnlSocket, netns: String) -> Self {
         Self {
-            inner: Mutex::new(Inner {
-                socket,
-                seq: 1,
-                buf: Vec::with_capacity(RECV_BUF),
-                sndbuf: 0,
-            }),
+            inner: Mutex::new(Inner { socket, seq: 1 }),
             netns,
             destroy: AtomicU8::new(DESTROY_UNKNOWN),
             destroy_msg: NFT_MSG_DESTROYSETELEM,
@@ -794,12 +752,13 @@ impl NftSocket {
             netns: self.netns.clone(),
             source,
         };
-        inner.drain();
-        inner.send_buf(b.as_bytes()).map_err(err)?;
+        inner.socket.drain();
+        inner.socket.send(b.as_bytes()).map_err(err)?;
         let mut comment = None;
         loop {
             let mut ack = None;
             inner
+                .socket
                 .recv(|m| {
                     // The reply (NFT_MSG_NEWTABLE) comes first, then the ack.
                     if m.header.seq == seq && m.header.ty == nft_type(NFT_MSG_NEWTABLE) {
@@ -1019,74 +978,13 @@ fn table_userdata_comment(payload: &[u8]) -> Option<String> {
     None
 }
 
-/// The kernel's answer in an NLMSG_ERROR: `None` for an ack, else the error and the offset of
-/// the attribute it refused (NLMSGERR_ATTR_OFFS). An NLMSG_ERROR too short to hold its errno
-/// is an error without errno.
-fn error_of(m: &wire::Message<'_>) -> Option<(NetlinkError, Option<u32>)> {
-    match m.ack() {
-        Some(ack) => NetlinkError::from_ack(&ack).map(|e| (e, ack.ext.offset)),
-        None => Some((NetlinkError::local("truncated netlink error message"), None)),
-    }
-}
-
 impl Inner {
-    /// Throw away anything queued (acks of an earlier call that gave up).
-    fn drain(&mut self) {
-        loop {
-            self.buf.clear();
-            match self.socket.recv(&mut self.buf, libc::MSG_DONTWAIT) {
-                Ok(_) => continue,
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn send_buf(&mut self, buf: &[u8]) -> Result<(), NetlinkError> {
-        use nix::sys::socket::{setsockopt, sockopt};
-        // netlink refuses a message larger than the send buffer (EMSGSIZE):
-        // grow it for big batches, as nft does.
-        if buf.len() + 4096 > self.sndbuf.max(200 * 1024) {
-            let want = (buf.len() + 64 * 1024).next_power_of_two();
-            let fd = self.socket.as_fd();
-            if setsockopt(&fd, sockopt::SndBufForce, &want).is_err() {
-                let _ = setsockopt(&fd, sockopt::SndBuf, &want);
-            }
-            self.sndbuf = want;
-        }
-        let n = self
-            .socket
-            .send_to(buf, &SocketAddr::new(0, 0), 0)
-            .map_err(|e| io_error("send", &e))?;
-        if n != buf.len() {
-            return Err(NetlinkError::local(format!("sent {n} of {} bytes", buf.len())));
-        }
-        Ok(())
-    }
-
-    /// Receive one datagram and hand each netlink message in it to `f`.
-    fn recv(&mut self, mut f: impl FnMut(&wire::Message<'_>)) -> Result<(), NetlinkError> {
-        self.buf.clear();
-        let n = self.socket.recv(&mut self.buf, 0).map_err(|e| match e.raw_os_error() {
-            Some(libc::EAGAIN) => NetlinkError {
-                errno: Some(libc::ETIMEDOUT),
-                message: Some(format!("no answer from the kernel within {ACK_TIMEOUT:?}")),
-            },
-            Some(libc::ENOBUFS) => NetlinkError {
-                errno: Some(libc::ENOBUFS),
-                message: Some("acks lost (socket receive buffer overflowed); the outcome is unknown".into()),
-            },
-            _ => io_error("recv", &e),
-        })?;
-        wire::messages(&self.buf[..n.min(self.buf.len())]).for_each(|m| f(&m));
-        Ok(())
-    }
-
     /// Send a batch and collect one ack per element message. `Ok` holds the
     /// messages the kernel refused (empty: the batch was applied); `Err` a
     /// failure of the batch as a whole.
     fn exchange(&mut self, plan: &Plan) -> Result<Vec<Failure>, NetlinkError> {
-        self.drain();
-        self.send_buf(&plan.buf)?;
+        self.socket.drain();
+        self.socket.send(&plan.buf)?;
         let first = plan.first_seq();
         let count = plan.msgs.len();
         let mut acked = vec![false; count];
@@ -1094,7 +992,7 @@ impl Inner {
         let mut failures = Vec::new();
         let mut whole = None;
         while pending > 0 && whole.is_none() {
-            self.recv(|m| {
+            self.socket.recv(|m| {
                 if m.header.ty != wire::NLMSG_ERROR {
                     return;
                 }
@@ -1122,13 +1020,6 @@ impl Inner {
         }
         failures.sort_by_key(|f| f.msg);
         Ok(failures)
-    }
-}
-
-fn io_error(op: &str, e: &std::io::Error) -> NetlinkError {
-    NetlinkError {
-        errno: e.raw_os_error(),
-        message: Some(format!("netlink {op}: {e}")),
     }
 }
 

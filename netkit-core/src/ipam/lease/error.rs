@@ -147,6 +147,11 @@ impl LeaseError {
         matches!(self, Self::PoolExhausted { .. })
     }
 
+    /// A failed file operation of the shared file helpers.
+    pub(crate) fn from_path(e: crate::fsutil::paths::PathError) -> Self {
+        Self::io(e.op, e.path, e.cause)
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             op,

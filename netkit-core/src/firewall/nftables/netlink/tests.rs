@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use super::*;
 use crate::netlink::wire::{attrs, Attr, NLMSG_HDRLEN};

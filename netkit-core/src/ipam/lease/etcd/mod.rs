@@ -339,16 +339,9 @@ impl EtcdLeaseStore {
 /// they were read at.
 async fn subnet_kvs(client: &Client, keys: &Keys, options: GetOptions) -> Result<(Vec<KeyValue>, i64), LeaseError> {
     let prefix = keys.subnets();
-    let mut resp = client
-        .kv_client()
-        .get(prefix.clone(), Some(options.with_prefix()))
+    crate::store::etcd::changes::get_prefix(client, &prefix, options)
         .await
-        .map_err(|e| keys.error(format!("list {prefix}"), e))?;
-    let revision = resp.header().map(|h| h.revision()).ok_or_else(|| {
-        let err = etcd_client::Error::InvalidArgs("etcd answered without a response header".to_string());
-        keys.error(format!("list {prefix}"), err)
-    })?;
-    Ok((resp.take_kvs(), revision))
+        .map_err(|e| keys.error(format!("list {prefix}"), e))
 }
 
 /// The leases stored in subnet key-values, ordered by subnet.

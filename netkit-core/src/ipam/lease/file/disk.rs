@@ -9,23 +9,19 @@
 //!
 //! Every file is written to a temporary name, fsynced, renamed over its final name and the
 //! directory fsynced, so a reader (or a writer after `kill -9`) sees the old content or the
-//! new, never a mix. Readers take no lock.
+//! new, never a mix. Readers take no lock. The file primitives are `crate::fsutil::paths`,
+//! shared with the object store.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipnetwork::IpNetwork;
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::super::record::{parse_subnet_key, subnet_key};
 use super::super::{Lease, LeaseError, SubnetPlan};
-
-/// The prefix of temporary files.
-const TMP_PREFIX: &str = ".tmp-";
+use crate::fsutil::paths;
 
 /// The paths of one store directory.
 #[derive(Clone, Debug)]
@@ -60,34 +56,13 @@ impl Layout {
     /// dies). Each call opens the lock file anew, so threads of one process exclude each other
     /// as processes do.
     pub(super) fn lock(&self) -> Result<Flock<File>, LeaseError> {
-        let path = self.lock_file();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| LeaseError::io("open lock file", &path, e))?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(lock),
-                Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => return Err(LeaseError::io("lock", &path, errno.into())),
-            }
-        }
+        paths::lock(&self.lock_file()).map_err(LeaseError::from_path)
     }
 
     /// Remove temporary files left by writers that died mid-write. Call with the lock held:
     /// then no write is in progress.
     pub(super) fn remove_stale_temps(&self) -> Result<(), LeaseError> {
-        let dir = self.leases_dir();
-        for entry in read_dir(&dir)? {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(TMP_PREFIX) {
-                remove(&entry.path())?;
-            }
-        }
-        Ok(())
+        paths::remove_stale_temps(&self.leases_dir()).map_err(LeaseError::from_path)
     }
 
     /// Every lease file, keyed by the subnet's number in `plan`; expired ones included.
@@ -147,62 +122,25 @@ impl Layout {
 
     /// Remove the lease file of `subnet`; a missing file is fine.
     pub(super) fn remove_lease(&self, subnet: IpNetwork) -> Result<(), LeaseError> {
-        remove(&self.lease_file(subnet))?;
-        sync_dir(&self.leases_dir())
+        paths::remove_durably(&self.lease_file(subnet))
+            .map(drop)
+            .map_err(LeaseError::from_path)
     }
 }
 
 /// Read and parse one lease file; `None` when it does not exist.
 fn read_lease_file(path: &Path) -> Result<Option<Lease>, LeaseError> {
-    match fs::read(path) {
-        Ok(bytes) => Lease::from_json(&bytes, &path.display().to_string()).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LeaseError::io("read", path, e)),
+    match paths::read(path).map_err(LeaseError::from_path)? {
+        Some(bytes) => Lease::from_json(&bytes, &path.display().to_string()).map(Some),
+        None => Ok(None),
     }
 }
 
-/// Replace `path` (in directory `dir`) with `bytes`: write a temporary file in `dir`, fsync
-/// it, rename it over `path`, fsync `dir`.
+/// Replace `path` (in directory `dir`) with `bytes`, crash-safely (see [`paths::write_atomic`]).
 pub(super) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LeaseError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        "{TMP_PREFIX}{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| LeaseError::io("create", &tmp, e))?;
-        file.write_all(bytes).map_err(|e| LeaseError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| LeaseError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| LeaseError::io("rename into place", path, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
-}
-
-/// Make a directory's entries (renames, removals) durable.
-fn sync_dir(dir: &Path) -> Result<(), LeaseError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LeaseError::io("fsync directory", dir, e))
+    paths::write_atomic(dir, path, bytes).map_err(LeaseError::from_path)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, LeaseError> {
-    fs::read_dir(dir)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| LeaseError::io("read directory", dir, e))
-}
-
-fn remove(path: &Path) -> Result<(), LeaseError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LeaseError::io("remove", path, e)),
-        _ => Ok(()),
-    }
+    paths::read_dir(dir).map_err(LeaseError::from_path)
 }
