@@ -331,10 +331,14 @@ impl<B: Backend> Engine<B> {
             .iter_mut()
             .find(|s| s.name == service)
             .ok_or_else(|| FirewallError::NotFound(format!("service {service}")))?;
-        let present = svc.endpoints.contains(&ep);
+        // Endpoints are one per address and port; `local` is a property of the endpoint.
+        let present = svc.endpoints.iter().position(|e| e.same_backend(&ep));
         match (add, present) {
-            (true, false) => svc.endpoints.push(ep),
-            (false, true) => svc.endpoints.retain(|e| *e != ep),
+            (true, None) => svc.endpoints.push(ep),
+            (true, Some(i)) if svc.endpoints[i] != ep => svc.endpoints[i] = ep,
+            (false, Some(i)) => {
+                svc.endpoints.remove(i);
+            }
             _ => return Ok(()),
         }
         svc.validate()?;

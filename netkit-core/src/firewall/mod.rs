@@ -1,5 +1,14 @@
-//! Firewall and NAT for containers: masquerade, port mappings, services (ClusterIP and
-//! NodePort, with optional client affinity), isolation between networks.
+//! Firewall and NAT for containers: masquerade, port mappings, services (ClusterIP, NodePort
+//! and external IPs, with optional client affinity and kube-proxy's external traffic policies),
+//! isolation between networks.
+//!
+//! Services follow kube-proxy's semantics (see [`Service`]): a service without endpoints
+//! rejects new connections (TCP reset, ICMP port unreachable otherwise) to its address, node
+//! port and external IPs, whether they come from containers, from outside or from the host;
+//! with [`TrafficPolicy::Cluster`] node-port and external-IP connections go to every endpoint,
+//! masqueraded; with [`TrafficPolicy::Local`] only to [`Endpoint::local`] ones, with the
+//! client's address (none local: dropped). Both drivers implement all of it; the C API
+//! (netkit-ffi) does not expose the policy, external IPs and `local` yet.
 //!
 //! A [`Firewall`] lives in one network namespace (the caller names it; never implicitly the
 //! machine's own) and has two drivers:
@@ -54,8 +63,8 @@ pub use engine::default_state_dir;
 pub use error::FirewallError;
 pub use iptables::Iptables;
 pub use model::{
-    check_owner, Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, MAX_OWNER_LEN,
-    MAX_PORT_RANGE,
+    check_owner, Endpoint, Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, TrafficPolicy,
+    MAX_OWNER_LEN, MAX_PORT_RANGE,
 };
 pub use nftables::Nftables;
 
@@ -164,10 +173,12 @@ pub trait Firewall: Send + Sync {
     /// Remove everything `owner` holds; returns what it held. Idempotent.
     fn teardown(&self, owner: &str) -> impl Future<Output = Result<Rules, FirewallError>> + Send;
 
-    /// Add one endpoint to a service, touching no other service.
+    /// Add one endpoint to a service, touching no other service. An endpoint of the same
+    /// address and port with another [`Endpoint::local`] is replaced.
     fn add_endpoint(&self, service: &str, ep: Endpoint) -> impl Future<Output = Result<(), FirewallError>> + Send;
 
-    /// Remove one endpoint from a service (absent: no change).
+    /// Remove one endpoint (by address and port: `local` does not matter) from a service
+    /// (absent: no change).
     fn remove_endpoint(&self, service: &str, ep: Endpoint) -> impl Future<Output = Result<(), FirewallError>> + Send;
 
     /// What `owner` holds.

@@ -343,18 +343,39 @@ fn check_ifname(name: &str) -> Result<(), FirewallError> {
 }
 
 /// One backend of a service.
+///
+/// Two endpoints are the same backend when address and port agree (see
+/// [`Endpoint::same_backend`]); `local` is a property of that backend, not part of its
+/// identity: a service may not list one address and port twice, and
+/// [`Firewall::add_endpoint`](super::Firewall::add_endpoint) with another `local` replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Address.
     pub ip: IpAddr,
     /// Port.
     pub port: u16,
+    /// The endpoint runs on this node: the only kind a service with
+    /// [`TrafficPolicy::Local`] sends node-port and external-IP connections to. Default `false`
+    /// (state files written before the field existed load with `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 impl Endpoint {
-    /// An endpoint.
+    /// An endpoint (not [`local`](Self::local)).
     pub fn new(ip: IpAddr, port: u16) -> Self {
-        Self { ip, port }
+        Self { ip, port, local: false }
+    }
+
+    /// Mark it as running on this node (or not).
+    pub fn local(mut self, on: bool) -> Self {
+        self.local = on;
+        self
+    }
+
+    /// True when both name the same backend: the same address and port, whatever `local` says.
+    pub fn same_backend(&self, other: &Endpoint) -> bool {
+        (self.ip, self.port) == (other.ip, other.port)
     }
 }
 
@@ -367,16 +388,75 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// Where a service sends connections that reach it from outside the cluster network: at its
+/// node port or at one of its external IPs (Kubernetes' `externalTrafficPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficPolicy {
+    /// To any endpoint, masqueraded (to the address of the interface towards the endpoint), so
+    /// that replies come back through this node even from an endpoint on another node.
+    Cluster,
+    /// Only to [`local`](Endpoint::local) endpoints, with the client's own source address.
+    /// A service that has endpoints but none local drops these connections (as kube-proxy
+    /// does); its ClusterIP still reaches every endpoint.
+    Local,
+}
+
+impl TrafficPolicy {
+    /// "cluster" or "local".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Cluster => "cluster",
+            TrafficPolicy::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for TrafficPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TrafficPolicy {
+    type Err = FirewallError;
+    fn from_str(s: &str) -> Result<Self, FirewallError> {
+        match s.to_ascii_lowercase().as_str() {
+            "cluster" => Ok(TrafficPolicy::Cluster),
+            "local" => Ok(TrafficPolicy::Local),
+            _ => Err(FirewallError::invalid(format!(
+                "unknown traffic policy {s:?} (cluster or local)"
+            ))),
+        }
+    }
+}
+
 /// A virtual `vip:port` spread over endpoints with equal probability (a Kubernetes ClusterIP),
-/// optionally also on every local address at `node_port` (NodePort), optionally sticky per
-/// client address for `affinity`.
+/// optionally also on every local address at `node_port` (NodePort) and at `external_ips`
+/// (LoadBalancer addresses, `externalIPs`), optionally sticky per client address for
+/// `affinity`.
+///
+/// Node-port and external-IP connections follow `external_policy` (Kubernetes'
+/// `externalTrafficPolicy`):
+///
+/// * `None` (the default): as ClusterIP connections (every endpoint; masqueraded only with
+///   `masquerade`).
+/// * [`TrafficPolicy::Cluster`]: every endpoint, always masqueraded.
+/// * [`TrafficPolicy::Local`]: [`local`](Endpoint::local) endpoints only, source kept; none
+///   local (but some elsewhere): dropped.
+///
+/// A service without endpoints rejects new connections to its address, node port and external
+/// IPs (TCP reset, ICMP port unreachable for UDP and SCTP), from containers, from outside and
+/// from the host itself.
 ///
 /// ```
-/// use netkit_core::firewall::{Endpoint, Protocol, Service};
+/// use netkit_core::firewall::{Endpoint, Protocol, Service, TrafficPolicy};
 /// let svc = Service::new("default/web", Protocol::Tcp, "10.96.0.10".parse()?, 80)
 ///     .node_port(30080)
-///     .endpoint(Endpoint::new("10.88.0.5".parse()?, 8080))
-///     .endpoint(Endpoint::new("10.88.0.6".parse()?, 8080));
+///     .external_ip("192.0.2.80".parse()?)
+///     .external_policy(TrafficPolicy::Local)
+///     .endpoint(Endpoint::new("10.88.0.5".parse()?, 8080).local(true))
+///     .endpoint(Endpoint::new("10.77.0.6".parse()?, 8080));
 /// # svc.validate()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -396,10 +476,20 @@ pub struct Service {
     /// new connection.
     pub affinity: Option<Duration>,
     /// Masquerade connections to the endpoints (needed when a client may sit on an endpoint's
-    /// own network, or when endpoints live on other nodes).
+    /// own network, or when endpoints live on other nodes). Node-port and external-IP
+    /// connections of a service with [`TrafficPolicy::Local`] keep their source all the same.
     pub masquerade: bool,
     /// The endpoints; an empty service rejects connections.
     pub endpoints: Vec<Endpoint>,
+    /// How node-port and external-IP connections are handled (`None`: as ClusterIP ones).
+    /// A policy without node port or external IP changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_policy: Option<TrafficPolicy>,
+    /// More addresses the service answers on at `port` (LoadBalancer addresses, Kubernetes'
+    /// `externalIPs`): connections to them are handled like node-port ones. Unicast, of the
+    /// family of `vip`. Traffic to them must be routed to this node (or they are its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<IpAddr>,
 }
 
 impl Service {
@@ -414,6 +504,8 @@ impl Service {
             affinity: None,
             masquerade: false,
             endpoints: Vec::new(),
+            external_policy: None,
+            external_ips: Vec::new(),
         }
     }
 
@@ -441,7 +533,28 @@ impl Service {
         self
     }
 
-    /// Check name, ports, addresses (one family), no duplicate endpoints, affinity 1 s – 1 day.
+    /// Handle node-port and external-IP connections by `policy`.
+    pub fn external_policy(mut self, policy: TrafficPolicy) -> Self {
+        self.external_policy = Some(policy);
+        self
+    }
+
+    /// Also answer on `ip` at the service port (handled like the node port).
+    pub fn external_ip(mut self, ip: IpAddr) -> Self {
+        self.external_ips.push(ip);
+        self
+    }
+
+    /// The endpoints node-port and external-IP connections may go to, by index into
+    /// `endpoints`: the local ones with [`TrafficPolicy::Local`], every one otherwise.
+    pub fn external_endpoints(&self) -> Vec<usize> {
+        (0..self.endpoints.len())
+            .filter(|&i| self.external_policy != Some(TrafficPolicy::Local) || self.endpoints[i].local)
+            .collect()
+    }
+
+    /// Check name, ports, addresses (one family; external IPs unicast, not the VIP, listed
+    /// once), no endpoint address and port listed twice, affinity 1 s – 1 day.
     pub fn validate(&self) -> Result<(), FirewallError> {
         if self.name.is_empty()
             || self.name.len() > 100
@@ -469,8 +582,25 @@ impl Service {
                     self.vip
                 )));
             }
-            if self.endpoints[..i].contains(ep) {
+            if self.endpoints[..i].iter().any(|e| e.same_backend(ep)) {
                 return Err(FirewallError::invalid(format!("endpoint {ep} is listed twice")));
+            }
+        }
+        for (i, ip) in self.external_ips.iter().enumerate() {
+            check_unicast("external address", *ip)?;
+            if ip.is_ipv4() != self.vip.is_ipv4() {
+                return Err(FirewallError::invalid(format!(
+                    "external address {ip} and service address {} are of different families",
+                    self.vip
+                )));
+            }
+            if *ip == self.vip {
+                return Err(FirewallError::invalid(format!(
+                    "external address {ip} is the service address"
+                )));
+            }
+            if self.external_ips[..i].contains(ip) {
+                return Err(FirewallError::invalid(format!("external address {ip} is listed twice")));
             }
         }
         if let Some(t) = self.affinity {
@@ -636,6 +766,29 @@ mod tests {
     }
 
     #[test]
+    fn old_state_loads_and_new_fields_stay_out_of_old_json() {
+        // A service as state files held it before external policies and local endpoints.
+        let old = r#"{"name":"ns/web","protocol":"tcp","vip":"10.96.0.1","port":80,"node_port":30080,
+            "affinity":null,"masquerade":false,"endpoints":[{"ip":"10.88.0.5","port":8080}]}"#;
+        let svc: Service = serde_json::from_str(old).unwrap();
+        assert_eq!(svc.external_policy, None);
+        assert!(svc.external_ips.is_empty() && !svc.endpoints[0].local);
+        // Defaults are not written: such a service reads back as before.
+        let json = serde_json::to_string(&svc).unwrap();
+        assert!(!json.contains("local") && !json.contains("external"), "{json}");
+        let new = svc
+            .external_policy(TrafficPolicy::Local)
+            .external_ip(ip("192.0.2.80"))
+            .endpoint(Endpoint::new(ip("10.88.0.6"), 8080).local(true));
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(
+            json.contains(r#""external_policy":"local""#) && json.contains(r#""local":true"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Service>(&json).unwrap(), new);
+    }
+
+    #[test]
     fn port_mapping_validation() {
         let ok = PortMapping::new(Protocol::Tcp, 8080, ip("10.0.0.2"), 80);
         assert!(ok.validate().is_ok());
@@ -684,6 +837,22 @@ mod tests {
         assert!(Service::new("bad name", Protocol::Tcp, ip("10.96.0.1"), 80)
             .validate()
             .is_err());
+        // External IPs: unicast, of the VIP's family, not the VIP, once each.
+        let base = || Service::new("ns/web", Protocol::Tcp, ip("10.96.0.1"), 80);
+        assert!(base().external_ip(ip("192.0.2.80")).validate().is_ok());
+        for bad in ["fd00::80", "224.0.0.1", "0.0.0.0", "127.0.0.1", "10.96.0.1"] {
+            assert!(base().external_ip(ip(bad)).validate().is_err(), "{bad}");
+        }
+        let twice = base().external_ip(ip("192.0.2.80")).external_ip(ip("192.0.2.80"));
+        assert!(twice.validate().is_err());
+        // Local without node port or external IP is allowed (it changes nothing).
+        assert!(base().external_policy(TrafficPolicy::Local).validate().is_ok());
+        // One address and port once, whatever `local` says.
+        let ep = Endpoint::new(ip("10.88.0.5"), 80);
+        assert!(base().endpoint(ep).endpoint(ep.local(true)).validate().is_err());
+        assert!(ep.same_backend(&ep.local(true)) && !ep.same_backend(&Endpoint::new(ip("10.88.0.5"), 81)));
+        assert_eq!("Local".parse::<TrafficPolicy>().unwrap(), TrafficPolicy::Local);
+        assert!("nodes".parse::<TrafficPolicy>().is_err());
         assert!(check_owner("abc:eth0").is_ok() && check_owner("a b").is_err());
         for ok in ["default/web@1%2:eth0", "9x", &"a".repeat(MAX_OWNER_LEN)] {
             assert!(check_owner(ok).is_ok(), "{ok}");

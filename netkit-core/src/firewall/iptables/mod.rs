@@ -9,15 +9,18 @@
 //! one no owner needs is deleted. The layout (drawn in full in `render.rs`):
 //!
 //! * nat: `NETKIT-PREROUTING` and `NETKIT-OUTPUT` (both jump to `NETKIT-SERVICES`),
-//!   `NETKIT-SERVICES` (service addresses; then, for local destinations, `NETKIT-NODEPORTS`
-//!   and `NETKIT-HOSTPORTS`), `NETKIT-SVC-<id>` and `NETKIT-SEP-<id>-<n>` per service and
-//!   endpoint (`<id>` as in the nftables driver), `NETKIT-POSTROUTING` (hairpin, 127.0.0.1,
-//!   marked traffic, masquerades).
+//!   `NETKIT-SERVICES` (service addresses and external IPs; then, for local destinations,
+//!   `NETKIT-NODEPORTS` and `NETKIT-HOSTPORTS`), `NETKIT-SVC-<id>`, `NETKIT-EXT-<id>` (with an
+//!   external traffic policy) and `NETKIT-SEP-<id>-<n>` per service and endpoint (`<id>` as in
+//!   the nftables driver), `NETKIT-POSTROUTING` (hairpin, 127.0.0.1, marked traffic,
+//!   masquerades).
 //! * filter: `NETKIT-FORWARD` (isolated pairs), `NETKIT-INPUT` (IPv4: drops traffic to
 //!   127.0.0.0/8 that arrives from outside `lo` and was not DNATed there, kube-proxy's rule
 //!   against CVE-2020-8558; see the nftables driver) and `NETKIT-SERVICES` (a service without
-//!   endpoints drops its connections: iptables forbids DROP in the nat table, so this lives in
-//!   filter, reached from INPUT (through `NETKIT-INPUT`), OUTPUT and FORWARD).
+//!   endpoints rejects its connections, TCP with a reset, others with ICMP port unreachable;
+//!   one with `Local` policy and no local endpoint drops its node-port and external-IP
+//!   connections: iptables forbids DROP and REJECT in the nat table, so this lives in filter,
+//!   reached from INPUT (through `NETKIT-INPUT`), OUTPUT and FORWARD).
 //!
 //! The built-in chains get one jump each (`-m comment --comment netkit`, the firewall's name),
 //! inserted at the top: nat PREROUTING, OUTPUT, POSTROUTING; filter FORWARD, INPUT, OUTPUT.
@@ -61,8 +64,11 @@
 //! * Session affinity uses `xt_recent` lists named after the endpoint chains (like the
 //!   nftables driver's per-index sets: a client sticks to an endpoint *position*); a list holds
 //!   at most 100 addresses by default (the module parameter `ip_list_tot`).
-//! * A service without endpoints drops its connections in the filter table (INPUT, OUTPUT,
-//!   FORWARD), not in nat; a packet another rule DNATs elsewhere first is not dropped.
+//! * A service without endpoints rejects its connections in the filter table (INPUT, OUTPUT,
+//!   FORWARD), as the nftables driver does, but without its "new connections only"; a
+//!   `Local` service without local endpoints drops node-port and external-IP connections
+//!   there too (the nftables driver drops them in nat); a packet another rule DNATs
+//!   elsewhere first is not refused.
 //! * Endpoints per service: at most 10000 with the default prefix (chain names are limited to
 //!   28 characters; 100 with an 8-character prefix).
 //! * After the last owner goes, netkit's chains and jumps are gone and every other rule is as

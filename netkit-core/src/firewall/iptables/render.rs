@@ -6,13 +6,19 @@
 //!   PREROUTING  ─► P-PREROUTING ─► P-SERVICES
 //!   OUTPUT      ─► P-OUTPUT     ─► P-SERVICES
 //!   P-SERVICES:   -d vip -p proto --dport port          ─► P-SVC-<id>     (one per service)
+//!                 -d extip -p proto --dport port        ─► P-EXT-<id>     (P-SVC-<id> without
+//!                                                                          external policy)
 //!                 -m addrtype --dst-type LOCAL          ─► P-NODEPORTS
 //!                 -m addrtype --dst-type LOCAL          ─► P-HOSTPORTS
-//!   P-NODEPORTS:  -p proto --dport nodeport             ─► P-SVC-<id>
+//!   P-NODEPORTS:  -p proto --dport nodeport             ─► P-EXT-<id> (or P-SVC-<id>, as above)
 //!   P-HOSTPORTS:  -d hostip -p proto --dport port  DNAT  (mappings on one host address first)
 //!                 -p proto --dport port            DNAT  (then mappings on every address)
 //!   P-SVC-<id>:   [MARK masquerade] [-m recent --rcheck ─► P-SEP-<id>-<n>]…
 //!                 -m statistic --probability 1/(N-n)    ─► P-SEP-<id>-<n>  (last: unconditional)
+//!                 (no endpoints: no rule, the packet goes on un-NATed to filter P-SERVICES)
+//!   P-EXT-<id>:   Cluster: MARK masquerade, ─► P-SVC-<id>
+//!                 Local: as P-SVC-<id> over the local endpoints only, no MARK (none local: no
+//!                 rule, filter P-SERVICES drops)
 //!   P-SEP-<id>-<n>: [-s endpoint MARK] [-m recent --set] DNAT to endpoint
 //!   POSTROUTING ─► P-POSTROUTING: hairpin (ctstate DNAT, -o network -s subnet) MASQUERADE,
 //!                 [IPv4: -s 127.0.0.0/8 ctstate DNAT MASQUERADE], mark MASQUERADE,
@@ -21,8 +27,10 @@
 //!   FORWARD     ─► P-FORWARD: isolated pairs DROP (both ways), then ─► P-SERVICES
 //!   INPUT       ─► P-INPUT: [IPv4] traffic to 127.0.0.0/8 from outside lo, not DNATed: DROP
 //!                 (CVE-2020-8558, as kube-proxy), then ─► P-SERVICES
-//!   INPUT (via P-INPUT), OUTPUT ─► P-SERVICES: services without endpoints DROP (vip, and
-//!                 nodeport on a local address); iptables refuses DROP in the nat table
+//!   INPUT (via P-INPUT), OUTPUT ─► P-SERVICES: services without endpoints REJECT (vip,
+//!                 external IPs, nodeport on a local address; TCP: tcp-reset, else ICMP port
+//!                 unreachable); Local services with endpoints but none local DROP (external
+//!                 IPs, nodeport); iptables refuses DROP and REJECT in the nat table
 //! ```
 
 use std::fmt::Write;
@@ -30,7 +38,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::firewall::model::{Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service};
+use crate::firewall::model::{Isolation, Masquerade, Network, PortMapping, Protocol, Rules, Service, TrafficPolicy};
 use crate::firewall::nftables::ruleset::service_id;
 use crate::firewall::FirewallError;
 
@@ -164,6 +172,10 @@ impl Names {
 
     fn svc(&self, svc: &Service) -> String {
         self.chain(&format!("SVC-{}", service_id(&svc.name)))
+    }
+
+    fn ext(&self, svc: &Service) -> String {
+        self.chain(&format!("EXT-{}", service_id(&svc.name)))
     }
 
     fn sep(&self, svc: &Service, n: usize) -> Result<String, FirewallError> {
@@ -323,23 +335,58 @@ pub(crate) fn render(
         }
         for s in rules.services.iter().filter(|s| mine(s.vip)) {
             let svc_chain = names.svc(s);
-            let host = family.host(s.vip);
+            // Node-port and external-IP connections: through the external chain when the
+            // service has an external policy.
+            let ext_chain = match s.external_policy {
+                Some(_) => names.ext(s),
+                None => svc_chain.clone(),
+            };
             let (p, port) = (s.protocol, s.port);
-            services
-                .rules
-                .push(format!("-d {host} {} {cm} -j {svc_chain}", proto_port(p, port)));
+            services.rules.push(format!(
+                "-d {} {} {cm} -j {svc_chain}",
+                family.host(s.vip),
+                proto_port(p, port)
+            ));
+            for ip in &s.external_ips {
+                services.rules.push(format!(
+                    "-d {} {} {cm} -j {ext_chain}",
+                    family.host(*ip),
+                    proto_port(p, port)
+                ));
+            }
             if let Some(np) = s.node_port {
                 nodeports
                     .rules
-                    .push(format!("{} {cm} -j {svc_chain}", proto_port(p, np)));
+                    .push(format!("{} {cm} -j {ext_chain}", proto_port(p, np)));
             }
-            if s.endpoints.is_empty() {
-                filter_services
-                    .rules
-                    .push(format!("-d {host} {} {cm} -j DROP", proto_port(p, port)));
+            // iptables refuses DROP and REJECT in the nat table: a service without endpoints
+            // (rejected), or whose external connections have no local endpoint to go to
+            // (dropped), is let through un-NATed by its chains and refused here.
+            let refusal = if s.endpoints.is_empty() {
+                Some(reject(family, p))
+            } else if s.external_endpoints().is_empty() {
+                Some("-j DROP".to_string())
+            } else {
+                None
+            };
+            if let Some(verdict) = refusal {
+                if s.endpoints.is_empty() {
+                    filter_services.rules.push(format!(
+                        "-d {} {} {cm} {verdict}",
+                        family.host(s.vip),
+                        proto_port(p, port)
+                    ));
+                }
+                for ip in &s.external_ips {
+                    filter_services.rules.push(format!(
+                        "-d {} {} {cm} {verdict}",
+                        family.host(*ip),
+                        proto_port(p, port)
+                    ));
+                }
                 if let Some(np) = s.node_port {
                     filter_services.rules.push(format!(
-                        "-p {p} -m addrtype --dst-type LOCAL -m {p} --dport {np} {cm} -j DROP"
+                        "-p {p} -m addrtype --dst-type LOCAL -m {p} --dport {np} {cm} {verdict}"
                     ));
                 }
             }
@@ -413,6 +460,16 @@ fn masquerade(m: &Masquerade, cm: &str) -> (String, String) {
     )
 }
 
+/// The REJECT target as `iptables-save` prints it: a TCP reset for TCP, else ICMP port
+/// unreachable.
+fn reject(family: Family, p: Protocol) -> String {
+    match (p, family) {
+        (Protocol::Tcp, _) => "-j REJECT --reject-with tcp-reset".into(),
+        (_, Family::V4) => "-j REJECT --reject-with icmp-port-unreachable".into(),
+        (_, Family::V6) => "-j REJECT --reject-with icmp6-port-unreachable".into(),
+    }
+}
+
 fn isolation(i: &Isolation, cm: &str) -> [String; 2] {
     [
         format!("-i {} -o {} {cm} -j DROP", i.a, i.b),
@@ -420,33 +477,62 @@ fn isolation(i: &Isolation, cm: &str) -> [String; 2] {
     ]
 }
 
-/// The chains of one service: `P-SVC-<id>` and one `P-SEP-<id>-<n>` per endpoint.
-fn service(names: &Names, family: Family, mark: u32, s: &Service, cm: &str) -> Result<Vec<Chain>, FirewallError> {
-    let mut svc = Chain::new(names.svc(s));
-    let setmark = format!("-j MARK --set-xmark {mark:#x}/{mark:#x}");
-    if s.masquerade {
-        svc.rules.push(format!("{cm} {setmark}"));
-    }
-    let n = s.endpoints.len();
-    let seps: Vec<String> = (0..n).map(|i| names.sep(s, i)).collect::<Result<_, _>>()?;
+/// Rules of `chain` that send a connection to one of `seps` (endpoint chains): affinity first
+/// (a client seen lately goes where it went), then at random with equal chances.
+fn pick(chain: &mut Chain, family: Family, s: &Service, seps: &[&String], cm: &str) {
     let mask = family.recent_mask();
     if let Some(t) = s.affinity {
-        for sep in &seps {
-            svc.rules.push(format!(
+        for sep in seps {
+            chain.rules.push(format!(
                 "-m recent --rcheck --seconds {} --reap --name {sep} --mask {mask} --rsource {cm} -j {sep}",
                 t.as_secs()
             ));
         }
     }
-    let mut out = Vec::with_capacity(n + 1);
-    for (i, (ep, sep)) in s.endpoints.iter().zip(&seps).enumerate() {
+    let n = seps.len();
+    for (i, sep) in seps.iter().enumerate() {
         if i + 1 < n {
             let p = probability(1.0 / (n - i) as f64);
-            svc.rules
+            chain
+                .rules
                 .push(format!("-m statistic --mode random --probability {p} {cm} -j {sep}"));
         } else {
-            svc.rules.push(format!("{cm} -j {sep}"));
+            chain.rules.push(format!("{cm} -j {sep}"));
         }
+    }
+}
+
+/// The chains of one service: `P-SVC-<id>`, `P-EXT-<id>` with an external policy, and one
+/// `P-SEP-<id>-<n>` per endpoint.
+fn service(names: &Names, family: Family, mark: u32, s: &Service, cm: &str) -> Result<Vec<Chain>, FirewallError> {
+    let mut svc = Chain::new(names.svc(s));
+    let setmark = format!("-j MARK --set-xmark {mark:#x}/{mark:#x}");
+    let n = s.endpoints.len();
+    if s.masquerade && n > 0 {
+        svc.rules.push(format!("{cm} {setmark}"));
+    }
+    let seps: Vec<String> = (0..n).map(|i| names.sep(s, i)).collect::<Result<_, _>>()?;
+    let mask = family.recent_mask();
+    pick(&mut svc, family, s, &seps.iter().collect::<Vec<_>>(), cm);
+    let ext = s.external_policy.map(|policy| {
+        let mut ext = Chain::new(names.ext(s));
+        match policy {
+            _ if n == 0 => {}
+            TrafficPolicy::Cluster => {
+                ext.rules.push(format!("{cm} {setmark}"));
+                ext.rules.push(format!("{cm} -j {}", svc.name));
+            }
+            TrafficPolicy::Local => {
+                let local: Vec<&String> = s.external_endpoints().into_iter().map(|i| &seps[i]).collect();
+                // None local: nothing here, the filter table drops it.
+                pick(&mut ext, family, s, &local, cm);
+            }
+        }
+        ext
+    });
+    let mut out = Vec::with_capacity(n + 2);
+    out.extend(ext);
+    for (ep, sep) in s.endpoints.iter().zip(&seps) {
         let mut chain = Chain::new(sep.clone());
         chain.rules.push(format!("-s {} {cm} {setmark}", family.host(ep.ip)));
         if s.affinity.is_some() {
@@ -547,7 +633,7 @@ mod tests {
 
     use super::*;
     use crate::firewall::iptables::save;
-    use crate::firewall::model::Endpoint;
+    use crate::firewall::model::{Endpoint, TrafficPolicy};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -620,6 +706,115 @@ mod tests {
         assert!(svc[5].contains("--probability 0.50000000000"));
         assert!(!svc[6].contains("statistic"));
         assert!(chains[3].rules[2].ends_with("-j DNAT --to-destination 10.88.0.7:8080"));
+    }
+
+    fn svc_rules(svc: Service, family: Family) -> Ruleset {
+        let rules = Rules {
+            services: vec![svc],
+            ..Default::default()
+        };
+        render(&Names::new("NETKIT"), 0x2000, family, &[("o".into(), rules)])
+            .unwrap()
+            .unwrap()
+    }
+
+    fn chain<'a>(chains: &'a [Chain], suffix: &str) -> &'a [String] {
+        let name = format!("NETKIT-{suffix}");
+        &chains
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .rules
+    }
+
+    #[test]
+    fn services_without_endpoints_reject_in_filter() {
+        let s = Service::new("ns/web", Protocol::Tcp, ip("10.96.0.10"), 80)
+            .node_port(30080)
+            .external_ip(ip("192.0.2.80"));
+        let r = svc_rules(s.clone(), Family::V4);
+        assert_eq!(
+            chain(&r.filter, "SERVICES"),
+            [
+                "-d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment o -j REJECT --reject-with tcp-reset",
+                "-d 192.0.2.80/32 -p tcp -m tcp --dport 80 -m comment --comment o -j REJECT --reject-with tcp-reset",
+                "-p tcp -m addrtype --dst-type LOCAL -m tcp --dport 30080 -m comment --comment o -j REJECT --reject-with tcp-reset",
+            ]
+        );
+        let id = service_id("ns/web");
+        assert!(chain(&r.nat, &format!("SVC-{id}")).is_empty());
+        let mut udp = Service::new("ns/dns", Protocol::Udp, ip("fd96::10"), 53);
+        udp.masquerade = true;
+        let r = svc_rules(udp, Family::V6);
+        assert_eq!(
+            chain(&r.filter, "SERVICES"),
+            ["-d fd96::10/128 -p udp -m udp --dport 53 -m comment --comment o -j REJECT --reject-with icmp6-port-unreachable"]
+        );
+        // With an endpoint: nothing in filter.
+        let r = svc_rules(s.endpoint(Endpoint::new(ip("10.88.0.5"), 80)), Family::V4);
+        assert!(chain(&r.filter, "SERVICES").is_empty());
+    }
+
+    #[test]
+    fn external_policies() {
+        let id = service_id("ns/web");
+        let cm = "-m comment --comment o";
+        let base = Service::new("ns/web", Protocol::Tcp, ip("10.96.0.10"), 80)
+            .node_port(30080)
+            .external_ip(ip("192.0.2.80"))
+            .endpoint(Endpoint::new(ip("10.88.0.5"), 80))
+            .endpoint(Endpoint::new(ip("10.77.0.6"), 80));
+        // No policy: external IP and node port to the service chain.
+        let r = svc_rules(base.clone(), Family::V4);
+        assert!(chain(&r.nat, "SERVICES").contains(&format!(
+            "-d 192.0.2.80/32 -p tcp -m tcp --dport 80 {cm} -j NETKIT-SVC-{id}"
+        )));
+        assert_eq!(
+            chain(&r.nat, "NODEPORTS"),
+            [format!("-p tcp -m tcp --dport 30080 {cm} -j NETKIT-SVC-{id}")]
+        );
+        assert!(!r.nat.iter().any(|c| c.name.contains("-EXT-")));
+        // Cluster: through the external chain, which marks.
+        let r = svc_rules(base.clone().external_policy(TrafficPolicy::Cluster), Family::V4);
+        assert_eq!(
+            chain(&r.nat, "NODEPORTS"),
+            [format!("-p tcp -m tcp --dport 30080 {cm} -j NETKIT-EXT-{id}")]
+        );
+        assert_eq!(
+            chain(&r.nat, &format!("EXT-{id}")),
+            [
+                format!("{cm} -j MARK --set-xmark 0x2000/0x2000"),
+                format!("{cm} -j NETKIT-SVC-{id}")
+            ]
+        );
+        // Local: only the local endpoint, with affinity; none local: DROP in filter.
+        let mut local = base
+            .clone()
+            .external_policy(TrafficPolicy::Local)
+            .affinity(Duration::from_secs(9));
+        local.endpoints[1].local = true;
+        let r = svc_rules(local.clone(), Family::V4);
+        let sep = format!("NETKIT-SEP-{id}-1");
+        assert_eq!(
+            chain(&r.nat, &format!("EXT-{id}")),
+            [
+                format!(
+                    "-m recent --rcheck --seconds 9 --reap --name {sep} --mask 255.255.255.255 --rsource {cm} -j {sep}"
+                ),
+                format!("{cm} -j {sep}")
+            ]
+        );
+        assert!(chain(&r.filter, "SERVICES").is_empty());
+        local.endpoints[1].local = false;
+        let r = svc_rules(local, Family::V4);
+        assert!(chain(&r.nat, &format!("EXT-{id}")).is_empty());
+        assert_eq!(
+            chain(&r.filter, "SERVICES"),
+            [
+                format!("-d 192.0.2.80/32 -p tcp -m tcp --dport 80 {cm} -j DROP"),
+                format!("-p tcp -m addrtype --dst-type LOCAL -m tcp --dport 30080 {cm} -j DROP"),
+            ]
+        );
     }
 
     #[test]

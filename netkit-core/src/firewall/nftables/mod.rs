@@ -266,6 +266,18 @@ impl Backend for NftBackend {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
+        // A table made by an older netkit lacks the sets and chains of services without
+        // endpoints (ENOENT on an element of those sets): add them and try once more.
+        let err = match err {
+            FirewallError::Kernel {
+                errno: Some(libc::ENOENT),
+                ..
+            } => match self.run("apply", &(ruleset::checks(&self.table) + &services)) {
+                Ok(_) => return Ok(()),
+                Err(_) => err,
+            },
+            err => err,
+        };
         if batch.is_empty() {
             // Nothing to undo. When no element changed, a missing table shows only here, as an
             // ENOENT that may as well be about a chain or an element of a service.

@@ -3,19 +3,42 @@
 //!
 //! ```text
 //! prerouting / output (nat, dstnat) ─ jump services
-//! services:   daddr . l4proto . dport  vmap @service4/6   ─► goto svc-<id>
+//! services:   daddr . l4proto . dport  vmap @service4/6   ─► goto svc-<id>   (service address)
+//!                                                         ─► goto ext-<id>   (external IP; or
+//!                                                             svc-<id> without external policy)
 //!             fib daddr type local jump hostports
-//! hostports:  l4proto . dport vmap @nodeport4/6           ─► goto svc-<id>
+//! hostports:  l4proto . dport vmap @nodeport4/6           ─► goto ext-<id> (or svc-<id>, as above)
 //!             dnat to daddr . l4proto . dport map @hostipport4/6
 //!             dnat to l4proto . dport map @hostport4/6
 //! svc-<id>:   [mark for masquerade] [affinity: saddr @aff-<id>-<n> goto ep-<id>-<n>]
 //!             numgen random mod N vmap { 0 : goto ep-<id>-0, … }
+//!             (no endpoints: no rule, the packet goes on un-NATed to the filter checks below)
+//! ext-<id>:   Cluster: mark for masquerade, goto svc-<id>
+//!             Local:   [affinity, local endpoints only] numgen random mod L vmap
+//!                      { 0 : goto ep-<id>-<first local>, … }; no local endpoint: drop
+//!             (no endpoints: no rule)
 //! ep-<id>-<n>: [saddr == endpoint: mark] [update @aff-<id>-<n>] dnat to endpoint
 //! postrouting (nat, srcnat): hairpin and 127.0.0.1 masquerade of DNATed traffic, marked
 //!             traffic, then saddr . daddr @masqskip return, saddr . daddr @masq masquerade
 //! forward (filter): iifname . oifname @isolation drop
 //! input (filter): traffic to 127.0.0.0/8 from outside lo that no DNAT sent there: drop
+//!
+//! services without endpoints (filter, priority filter, new connections only; `reject` is not
+//! allowed in nat chains, so the nat chains above let the packet through and these refuse it):
+//! check-input:   jump endpoints-check
+//!                fib daddr type local, l4proto . dport @noendpointports4/6 ─► goto reject-noendpoints
+//! check-forward: jump endpoints-check
+//! check-output:  jump endpoints-check
+//! endpoints-check: daddr . l4proto . dport @noendpoints4/6 ─► goto reject-noendpoints
+//! reject-noendpoints: tcp: reject with tcp reset; else reject (ICMP port unreachable)
 //! ```
+//!
+//! `noendpoints4/6` hold the address and external IPs (`addr . proto . port`) and
+//! `noendpointports4/6` the node port (`proto . port`) of every service that has no endpoint;
+//! a service's elements come and go with its chains, when its endpoint count goes 0 ↔ n.
+//! These sets and chains are written as commands that can be run again on a table that has
+//! them (see [`checks`]): a table made by a netkit without them gets them with the next service
+//! change that needs them.
 //!
 //! The `input` rule is kube-proxy's answer to CVE-2020-8558: an interface that needs
 //! `route_localnet` (a port mapping answering on 127.0.0.1 DNATs from there to a container)
@@ -25,18 +48,19 @@
 
 use std::fmt::Write;
 
-use crate::firewall::model::Service;
+use crate::firewall::model::{Service, TrafficPolicy};
 
 /// The table's comment: it names the state directory the table belongs to (see [`state_of`]).
 fn comment(state_id: &str) -> String {
     format!("managed by netkit (state {state_id}): container port mappings, masquerade, services")
 }
 
-/// The table's fixed part, as one `table … { … }` block (create it only when the table is
-/// missing: nft appends rules when the block is applied again; [`create`] makes sure of it).
+/// The table's fixed part: one `table … { … }` block, then [`checks`] (create it only when the
+/// table is missing: nft appends the block's rules when it is applied again; [`create`] makes
+/// sure of it).
 pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
     let comment = comment(state_id);
-    format!(
+    let block = format!(
         r#"table inet {table} {{
     comment "{comment}"
     map hostport4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -98,7 +122,72 @@ pub(crate) fn skeleton(table: &str, mark: u32, state_id: &str) -> String {
     }}
 }}
 "#
-    )
+    );
+    block + &checks(table)
+}
+
+/// The sets and filter chains that make services without endpoints reject (see the module
+/// docs), as commands that run again on a table that has them (sets are declared, chains
+/// declared, flushed and refilled), so that an older table (made without them) gets them.
+pub(crate) fn checks(table: &str) -> String {
+    let mut s = String::new();
+    for (set, ty) in [
+        ("noendpoints4", "ipv4_addr . inet_proto . inet_service"),
+        ("noendpoints6", "ipv6_addr . inet_proto . inet_service"),
+        ("noendpointports4", "inet_proto . inet_service"),
+        ("noendpointports6", "inet_proto . inet_service"),
+    ] {
+        let _ = writeln!(s, "add set inet {table} {set} {{ type {ty}; }}");
+    }
+    let chains: [(&str, Option<&str>, &[&str]); 5] = [
+        (
+            "reject-noendpoints",
+            None,
+            &[
+                "meta l4proto tcp reject with tcp reset comment \"service without endpoints\"",
+                "reject comment \"service without endpoints\"",
+            ],
+        ),
+        (
+            "endpoints-check",
+            None,
+            &[
+                "ip daddr . meta l4proto . th dport @noendpoints4 goto reject-noendpoints",
+                "ip6 daddr . meta l4proto . th dport @noendpoints6 goto reject-noendpoints",
+            ],
+        ),
+        (
+            "check-input",
+            Some("input"),
+            &[
+                "ct state new jump endpoints-check",
+                "ct state new fib daddr type local meta nfproto ipv4 meta l4proto . th dport @noendpointports4 goto reject-noendpoints",
+                "ct state new fib daddr type local meta nfproto ipv6 meta l4proto . th dport @noendpointports6 goto reject-noendpoints",
+            ],
+        ),
+        ("check-forward", Some("forward"), &["ct state new jump endpoints-check"]),
+        ("check-output", Some("output"), &["ct state new jump endpoints-check"]),
+    ];
+    for (chain, hook, _) in &chains {
+        match hook {
+            Some(h) => {
+                let _ = writeln!(
+                    s,
+                    "add chain inet {table} {chain} {{ type filter hook {h} priority filter; policy accept; }}"
+                );
+            }
+            None => {
+                let _ = writeln!(s, "add chain inet {table} {chain}");
+            }
+        }
+        let _ = writeln!(s, "flush chain inet {table} {chain}");
+    }
+    for (chain, _, rules) in &chains {
+        for r in *rules {
+            let _ = writeln!(s, "add rule inet {table} {chain} {r}");
+        }
+    }
+    s
 }
 
 /// [`skeleton`], for a table that must not exist yet: a `create table` first (with the comment,
@@ -139,28 +228,80 @@ fn endpoint_target(svc: &Service, n: usize) -> String {
     ep.to_string()
 }
 
+/// The verdict-map elements of a service, `(map, key, verdict)`: its address, its external
+/// IPs and its node port, to `svc-<id>`, or (node port and external IPs of a service with an
+/// external policy) to `ext-<id>`.
+fn map_elements(svc: &Service) -> Vec<(String, String, String)> {
+    let id = service_id(&svc.name);
+    let (_, _, v) = family(svc);
+    let (p, port) = (svc.protocol, svc.port);
+    let external = if svc.external_policy.is_some() {
+        format!("goto ext-{id}")
+    } else {
+        format!("goto svc-{id}")
+    };
+    let mut out = vec![(
+        format!("service{v}"),
+        format!("{} . {p} . {port}", svc.vip),
+        format!("goto svc-{id}"),
+    )];
+    for ip in &svc.external_ips {
+        out.push((format!("service{v}"), format!("{ip} . {p} . {port}"), external.clone()));
+    }
+    if let Some(np) = svc.node_port {
+        out.push((format!("nodeport{v}"), format!("{p} . {np}"), external));
+    }
+    out
+}
+
+/// The elements of the filter sets that make a service without endpoints reject, `(set, key)`:
+/// its address and external IPs (`noendpoints4/6`), its node port (`noendpointports4/6`).
+/// None when it has endpoints.
+fn reject_elements(svc: &Service) -> Vec<(String, String)> {
+    if !svc.endpoints.is_empty() {
+        return Vec::new();
+    }
+    let (_, _, v) = family(svc);
+    let (p, port) = (svc.protocol, svc.port);
+    let mut out: Vec<(String, String)> = std::iter::once(svc.vip)
+        .chain(svc.external_ips.iter().copied())
+        .map(|ip| (format!("noendpoints{v}"), format!("{ip} . {p} . {port}")))
+        .collect();
+    if let Some(np) = svc.node_port {
+        out.push((format!("noendpointports{v}"), format!("{p} . {np}")));
+    }
+    out
+}
+
+/// Commands that delete `old`'s map and set elements that `new` does not have (`new`: `None`
+/// when the service goes). An element whose verdict changes goes too (the kernel refuses to
+/// overwrite a map element with other data); it is added back with the new verdict.
+fn delete_elements(table: &str, old: &Service, new: Option<&Service>, s: &mut String) {
+    let (keep_map, keep_set) = new.map(|n| (map_elements(n), reject_elements(n))).unwrap_or_default();
+    for e in map_elements(old).into_iter().filter(|e| !keep_map.contains(e)) {
+        let _ = writeln!(s, "delete element inet {table} {} {{ {} }}", e.0, e.1);
+    }
+    for e in reject_elements(old).into_iter().filter(|e| !keep_set.contains(e)) {
+        let _ = writeln!(s, "delete element inet {table} {} {{ {} }}", e.0, e.1);
+    }
+}
+
 /// Commands that remove a service's chains, sets and map elements (`old` as it was applied).
 pub(crate) fn remove_service(table: &str, old: &Service) -> String {
     let id = service_id(&old.name);
-    let (_, _, v) = family(old);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "delete element inet {table} service{v} {{ {} . {} . {} }}",
-        old.vip, old.protocol, old.port
-    );
-    if let Some(np) = old.node_port {
-        let _ = writeln!(
-            s,
-            "delete element inet {table} nodeport{v} {{ {} . {np} }}",
-            old.protocol
-        );
-    }
+    delete_elements(table, old, None, &mut s);
     let _ = writeln!(s, "flush chain inet {table} svc-{id}");
+    if old.external_policy.is_some() {
+        let _ = writeln!(s, "flush chain inet {table} ext-{id}");
+    }
     for n in 0..old.endpoints.len() {
         let _ = writeln!(s, "flush chain inet {table} ep-{id}-{n}");
     }
     let _ = writeln!(s, "delete chain inet {table} svc-{id}");
+    if old.external_policy.is_some() {
+        let _ = writeln!(s, "delete chain inet {table} ext-{id}");
+    }
     for n in 0..old.endpoints.len() {
         let _ = writeln!(s, "delete chain inet {table} ep-{id}-{n}");
         if old.affinity.is_some() {
@@ -170,37 +311,51 @@ pub(crate) fn remove_service(table: &str, old: &Service) -> String {
     s
 }
 
-/// Commands that make the kernel hold `svc`, replacing `old` (the same service as applied
-/// before, if any). Only this service's chains, sets and map elements are touched.
-pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: &Service) -> String {
+/// The rules that pick one of `picks` (indices of endpoints): affinity first (a client seen
+/// lately goes to the endpoint it went to), then one at random.
+fn pick_rules(table: &str, chain: &str, svc: &Service, picks: &[usize], s: &mut String) {
     let id = service_id(&svc.name);
-    let (ipk, addr_type, v) = family(svc);
-    let mut s = String::new();
-    // Drop map elements the new version does not keep (address, port or node port changed).
-    if let Some(o) = old {
-        if (o.vip, o.protocol, o.port) != (svc.vip, svc.protocol, svc.port) {
+    let (ipk, _, _) = family(svc);
+    if svc.affinity.is_some() {
+        for i in picks {
             let _ = writeln!(
                 s,
-                "delete element inet {table} service{} {{ {} . {} . {} }}",
-                family(o).2,
-                o.vip,
-                o.protocol,
-                o.port
+                "add rule inet {table} {chain} {ipk} saddr @aff-{id}-{i} goto ep-{id}-{i}"
             );
         }
-        if let Some(np) = o.node_port {
-            if o.node_port != svc.node_port || o.protocol != svc.protocol || family(o).2 != v {
-                let _ = writeln!(
-                    s,
-                    "delete element inet {table} nodeport{} {{ {} . {np} }}",
-                    family(o).2,
-                    o.protocol
-                );
-            }
-        }
     }
+    let arms: Vec<String> = picks
+        .iter()
+        .enumerate()
+        .map(|(k, i)| format!("{k} : goto ep-{id}-{i}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "add rule inet {table} {chain} numgen random mod {} vmap {{ {} }}",
+        picks.len(),
+        arms.join(", ")
+    );
+}
+
+/// Commands that make the kernel hold `svc`, replacing `old` (the same service as applied
+/// before, if any). Only this service's chains, sets and elements are touched.
+pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: &Service) -> String {
+    let id = service_id(&svc.name);
+    let (ipk, addr_type, _) = family(svc);
+    let mut s = String::new();
+    // Drop elements the new version does not keep (address, port, external IPs, node port or
+    // their verdicts changed; endpoints came to a service that had none).
+    if let Some(o) = old {
+        delete_elements(table, o, Some(svc), &mut s);
+    }
+    let had_ext = old.is_some_and(|o| o.external_policy.is_some());
+    let has_ext = svc.external_policy.is_some();
     let _ = writeln!(s, "add chain inet {table} svc-{id}");
     let _ = writeln!(s, "flush chain inet {table} svc-{id}");
+    if has_ext || had_ext {
+        let _ = writeln!(s, "add chain inet {table} ext-{id}");
+        let _ = writeln!(s, "flush chain inet {table} ext-{id}");
+    }
     let n = svc.endpoints.len();
     for i in 0..n {
         let _ = writeln!(s, "add chain inet {table} ep-{id}-{i}");
@@ -226,26 +381,32 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
             }
         }
     }
-    if svc.masquerade {
-        let _ = writeln!(s, "add rule inet {table} svc-{id} meta mark set meta mark or {mark:#x}");
+    if had_ext && !has_ext {
+        let _ = writeln!(s, "delete chain inet {table} ext-{id}");
     }
-    if n == 0 {
-        let _ = writeln!(s, "add rule inet {table} svc-{id} drop");
-    } else {
-        if svc.affinity.is_some() {
-            for i in 0..n {
-                let _ = writeln!(
-                    s,
-                    "add rule inet {table} svc-{id} {ipk} saddr @aff-{id}-{i} goto ep-{id}-{i}"
-                );
+    // Without endpoints the chains are empty: the packet goes on un-NATed, and the filter
+    // chains reject it (see `reject_elements`).
+    if n > 0 {
+        if svc.masquerade {
+            let _ = writeln!(s, "add rule inet {table} svc-{id} meta mark set meta mark or {mark:#x}");
+        }
+        let all: Vec<usize> = (0..n).collect();
+        pick_rules(table, &format!("svc-{id}"), svc, &all, &mut s);
+        match svc.external_policy {
+            None => {}
+            Some(TrafficPolicy::Cluster) => {
+                let _ = writeln!(s, "add rule inet {table} ext-{id} meta mark set meta mark or {mark:#x}");
+                let _ = writeln!(s, "add rule inet {table} ext-{id} goto svc-{id}");
+            }
+            Some(TrafficPolicy::Local) => {
+                let local = svc.external_endpoints();
+                if local.is_empty() {
+                    let _ = writeln!(s, "add rule inet {table} ext-{id} drop comment \"no local endpoint\"");
+                } else {
+                    pick_rules(table, &format!("ext-{id}"), svc, &local, &mut s);
+                }
             }
         }
-        let arms: Vec<String> = (0..n).map(|i| format!("{i} : goto ep-{id}-{i}")).collect();
-        let _ = writeln!(
-            s,
-            "add rule inet {table} svc-{id} numgen random mod {n} vmap {{ {} }}",
-            arms.join(", ")
-        );
     }
     for i in 0..n {
         let ep = svc.endpoints[i];
@@ -267,17 +428,15 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
             endpoint_target(svc, i)
         );
     }
-    let _ = writeln!(
-        s,
-        "add element inet {table} service{v} {{ {} . {} . {} comment \"{}\" : goto svc-{id} }}",
-        svc.vip, svc.protocol, svc.port, svc.name
-    );
-    if let Some(np) = svc.node_port {
+    for (map, key, verdict) in map_elements(svc) {
         let _ = writeln!(
             s,
-            "add element inet {table} nodeport{v} {{ {} . {np} comment \"{}\" : goto svc-{id} }}",
-            svc.protocol, svc.name
+            "add element inet {table} {map} {{ {key} comment \"{}\" : {verdict} }}",
+            svc.name
         );
+    }
+    for (set, key) in reject_elements(svc) {
+        let _ = writeln!(s, "add element inet {table} {set} {{ {key} comment \"{}\" }}", svc.name);
     }
     s
 }
@@ -430,13 +589,16 @@ mod tests {
         // No masquerade mark on the service chain, no affinity.
         assert!(!s.contains(&format!("add rule inet t svc-{id} meta mark")), "{s}");
         assert!(!s.contains("aff-"), "{s}");
-        // Without endpoints: a drop rule; with masquerade: the mark first.
-        let empty = apply_service("t", 0x2000, None, &web(&[]).masquerade(true));
+        assert!(!s.contains("noendpoint"), "{s}");
+        // Without endpoints: no rule at all (not even the masquerade mark), the filter sets
+        // hold its address and node port.
+        let empty = apply_service("t", 0x2000, None, &web(&[]).masquerade(true).node_port(30080));
+        assert!(lines(&empty, "add rule").is_empty(), "{empty}");
         assert_eq!(
-            lines(&empty, "add rule"),
+            lines(&empty, "add element inet t noendpoint"),
             [
-                format!("add rule inet t svc-{id} meta mark set meta mark or 0x2000"),
-                format!("add rule inet t svc-{id} drop")
+                "add element inet t noendpoints4 { 10.96.0.1 . tcp . 80 comment \"default/web\" }",
+                "add element inet t noendpointports4 { tcp . 30080 comment \"default/web\" }"
             ]
         );
         // IPv6.
@@ -536,6 +698,132 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_coming_and_going_move_the_reject_elements() {
+        let empty = web(&[]).node_port(30080).external_ip(ip("192.0.2.80"));
+        let one = web(&["10.88.0.2"]).node_port(30080).external_ip(ip("192.0.2.80"));
+        let s = apply_service("t", 1, Some(&empty), &one);
+        assert_eq!(
+            lines(&s, "delete element"),
+            [
+                "delete element inet t noendpoints4 { 10.96.0.1 . tcp . 80 }",
+                "delete element inet t noendpoints4 { 192.0.2.80 . tcp . 80 }",
+                "delete element inet t noendpointports4 { tcp . 30080 }"
+            ]
+        );
+        assert!(!s.contains("add element inet t noendpoint"), "{s}");
+        let s = apply_service("t", 1, Some(&one), &empty);
+        assert!(lines(&s, "delete element").is_empty(), "{s}");
+        assert_eq!(lines(&s, "add element inet t noendpoint").len(), 3, "{s}");
+        assert_eq!(
+            lines(&s, "delete chain"),
+            [format!("delete chain inet t ep-{}-0", service_id("default/web"))]
+        );
+        // Gone while empty: its elements go.
+        let s = remove_service("t", &empty);
+        assert_eq!(lines(&s, "delete element inet t noendpoint").len(), 3, "{s}");
+    }
+
+    #[test]
+    fn external_policies_and_ips() {
+        let id = service_id("default/web");
+        let base = web(&["10.88.0.2", "10.88.0.3"])
+            .node_port(30080)
+            .external_ip(ip("192.0.2.80"));
+        // No policy: external IP and node port go to the service chain, no external chain.
+        let s = apply_service("t", 0x2000, None, &base);
+        assert!(s.contains(&format!(
+            "add element inet t service4 {{ 192.0.2.80 . tcp . 80 comment \"default/web\" : goto svc-{id} }}"
+        )));
+        assert!(s.contains(&format!(
+            "add element inet t nodeport4 {{ tcp . 30080 comment \"default/web\" : goto svc-{id} }}"
+        )));
+        assert!(!s.contains("ext-"), "{s}");
+        // Cluster: both to ext-<id>, which marks then goes to the service chain; the VIP stays.
+        let cluster = base.clone().external_policy(TrafficPolicy::Cluster);
+        let s = apply_service("t", 0x2000, Some(&base), &cluster);
+        assert_eq!(
+            lines(&s, "delete element"),
+            [
+                "delete element inet t service4 { 192.0.2.80 . tcp . 80 }",
+                "delete element inet t nodeport4 { tcp . 30080 }"
+            ]
+        );
+        assert_eq!(
+            lines(&s, &format!("add rule inet t ext-{id}")),
+            [
+                format!("add rule inet t ext-{id} meta mark set meta mark or 0x2000"),
+                format!("add rule inet t ext-{id} goto svc-{id}")
+            ]
+        );
+        assert!(s.contains(&format!(
+            "192.0.2.80 . tcp . 80 comment \"default/web\" : goto ext-{id} }}"
+        )));
+        assert!(s.contains(&format!("tcp . 30080 comment \"default/web\" : goto ext-{id} }}")));
+        assert!(s.contains(&format!(
+            "10.96.0.1 . tcp . 80 comment \"default/web\" : goto svc-{id} }}"
+        )));
+        // Local: only the local endpoint (index 1), affinity included, no mark.
+        let mut local = base
+            .clone()
+            .external_policy(TrafficPolicy::Local)
+            .affinity(Duration::from_secs(60));
+        local.endpoints[1].local = true;
+        let s = apply_service("t", 0x2000, Some(&cluster), &local);
+        assert!(lines(&s, "delete element").is_empty(), "{s}");
+        assert_eq!(
+            lines(&s, &format!("add rule inet t ext-{id}")),
+            [
+                format!("add rule inet t ext-{id} ip saddr @aff-{id}-1 goto ep-{id}-1"),
+                format!("add rule inet t ext-{id} numgen random mod 1 vmap {{ 0 : goto ep-{id}-1 }}")
+            ]
+        );
+        // Local without a local endpoint: drop.
+        let mut none = local.clone();
+        none.endpoints[1].local = false;
+        let s = apply_service("t", 0x2000, Some(&local), &none);
+        assert_eq!(
+            lines(&s, &format!("add rule inet t ext-{id}")),
+            [format!("add rule inet t ext-{id} drop comment \"no local endpoint\"")]
+        );
+        // Back to no policy: elements back to svc-<id>, the external chain goes after them.
+        let s = apply_service(
+            "t",
+            0x2000,
+            Some(&none),
+            &base.clone().affinity(Duration::from_secs(60)),
+        );
+        assert_eq!(lines(&s, "delete element").len(), 2, "{s}");
+        assert_eq!(lines(&s, "delete chain"), [format!("delete chain inet t ext-{id}")]);
+        assert!(s.find("delete element").unwrap() < s.find("delete chain").unwrap());
+        let s = remove_service("t", &local);
+        assert_eq!(lines(&s, "delete element").len(), 3, "{s}");
+        assert!(s.contains(&format!("flush chain inet t ext-{id}\n")), "{s}");
+        assert!(s.contains(&format!("delete chain inet t ext-{id}\n")), "{s}");
+    }
+
+    #[test]
+    fn checks_are_commands_that_run_again() {
+        let c = checks("t");
+        for set in ["noendpoints4", "noendpoints6", "noendpointports4", "noendpointports6"] {
+            assert_eq!(lines(&c, &format!("add set inet t {set} ")).len(), 1, "{set}");
+        }
+        for chain in [
+            "reject-noendpoints",
+            "endpoints-check",
+            "check-input",
+            "check-forward",
+            "check-output",
+        ] {
+            assert!(c.contains(&format!("flush chain inet t {chain}\n")), "{chain}");
+        }
+        assert!(c.contains("add chain inet t check-output { type filter hook output priority filter; policy accept; }"));
+        assert!(c.contains("add rule inet t reject-noendpoints meta l4proto tcp reject with tcp reset"));
+        // Every chain is flushed before any rule is added.
+        assert!(c.rfind("flush chain").unwrap() < c.find("add rule").unwrap());
+        assert!(skeleton("t", 1, "ab").ends_with(&c));
+    }
+
+    #[test]
     fn remove_service_takes_everything_it_made() {
         let svc = web(&["10.88.0.2", "10.88.0.3"])
             .node_port(30080)
@@ -587,6 +875,24 @@ mod tests {
             web(&["10.88.0.3"]).node_port(30081).affinity(Duration::from_secs(60)),
             web(&["10.88.0.3"]).masquerade(true),
             web(&[]),
+            web(&[]).node_port(30080).external_ip(ip("192.0.2.80")),
+            web(&["10.88.0.2", "10.88.0.3"])
+                .node_port(30080)
+                .external_ip(ip("192.0.2.80"))
+                .external_policy(TrafficPolicy::Cluster),
+            web(&["10.88.0.2", "10.88.0.3"])
+                .node_port(30080)
+                .external_ip(ip("192.0.2.81"))
+                .external_policy(TrafficPolicy::Local)
+                .affinity(Duration::from_secs(60)),
+            web(&["10.88.0.2"])
+                .endpoint(Endpoint::new(ip("10.88.0.3"), 8080).local(true))
+                .node_port(30080)
+                .external_ip(ip("192.0.2.81"))
+                .external_policy(TrafficPolicy::Local)
+                .affinity(Duration::from_secs(60)),
+            web(&[]).node_port(30080).external_policy(TrafficPolicy::Local),
+            web(&["10.88.0.2"]).node_port(30081),
         ];
         let mut before: Option<&Service> = None;
         for svc in &steps {
@@ -596,9 +902,17 @@ mod tests {
         run(&remove_service("t", before.unwrap()));
         let left = run("list table inet t\n");
         assert!(
-            !left.contains("svc-") && !left.contains("ep-") && !left.contains("aff-"),
+            !left.contains("svc-") && !left.contains("ep-") && !left.contains("aff-") && !left.contains("ext-"),
             "{left}"
         );
+        // The checks run again on a table that has them; a table without them (an older
+        // netkit's) gets them.
+        run(&checks("t"));
+        run("delete chain inet t check-input\nflush chain inet t endpoints-check\ndelete set inet t noendpoints4\n");
+        run(&checks("t"));
+        run(&apply_service("t", 0x2000, None, &web(&[])));
+        let listed = run("list table inet t\n");
+        assert_eq!(listed.matches("jump endpoints-check").count(), 3, "{listed}");
         // The table is there: create refuses it rather than add its rules twice.
         let err = super::super::libnft::run(&ns, &create("t", 0x2000, "ab")).unwrap_err();
         assert_eq!(super::super::libnft::errno_of(&err), Some(libc::EEXIST), "{err}");
