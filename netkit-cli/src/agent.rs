@@ -356,7 +356,12 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
         if let Some(e) = v.get("store_error").and_then(serde_json::Value::as_str) {
             out.text(&format!("    store: {e}"));
         }
-        for (id, e) in v.get("failed").and_then(serde_json::Value::as_object).into_iter().flatten() {
+        for (id, e) in v
+            .get("failed")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             out.text(&format!("    {id}: {}", e.as_str().unwrap_or_default()));
         }
     }

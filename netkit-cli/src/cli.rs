@@ -212,6 +212,24 @@ pub enum Command {
         #[command(subcommand)]
         verb: crate::fw::FwVerb,
     },
+    /// Services across the cluster (kube-proxy's objects): Services and their endpoints in the
+    /// cluster store, which every node's `netkit agent --services` programs into its firewall.
+    #[command(
+        arg_required_else_help = false,
+        after_help = "A port is [NAME=]PORT[:TARGETPORT][/tcp|udp|sctp][@NODEPORT]; an endpoint IP@NODE.\n\n\
+        Examples:\n  \
+        netkit service --store etcd=http://10.0.0.1:2379 add default/web --cluster-ip 10.96.0.10 --type NodePort --port http=80:8080\n  \
+        netkit service --store etcd=http://10.0.0.1:2379 endpoints default/web add 10.244.1.5@node-1 10.244.2.7@node-2\n  \
+        netkit -j service --store file=/run/lab list"
+    )]
+    Service {
+        /// The cluster store.
+        #[command(flatten)]
+        opts: crate::service::ServiceOpts,
+        /// The verb.
+        #[command(subcommand)]
+        verb: crate::service::ServiceVerb,
+    },
     /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
     Completions {
         /// The shell.

@@ -38,6 +38,7 @@ pub mod output;
 pub mod progress;
 pub mod route;
 pub mod rule;
+pub mod service;
 pub mod sysctl;
 pub mod topo;
 pub mod words;
@@ -172,6 +173,7 @@ impl Session {
             Command::Sysctl { verb } => sysctl::run(self, global, &out, verb).await,
             Command::Monitor(args) => monitor::run(self, global, &out, args).await,
             Command::Agent(args) => agent::run(self, global, &out, *args).await,
+            Command::Service { opts, verb } => service::run(&out, &opts, verb).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

@@ -121,21 +121,35 @@ pub struct AddArgs {
 
 /// Parse `[NAME=]PORT[:TARGETPORT][/PROTO][@NODEPORT]`.
 pub fn parse_port(spec: &str) -> Result<ServicePort, CliError> {
-    let bad = |why: &str| CliError::usage(format!("service: --port {spec:?}: {why} ([NAME=]PORT[:TARGET][/PROTO][@NODEPORT])"));
+    let bad = |why: &str| {
+        CliError::usage(format!(
+            "service: --port {spec:?}: {why} ([NAME=]PORT[:TARGET][/PROTO][@NODEPORT])"
+        ))
+    };
     let (name, rest) = match spec.split_once('=') {
         Some((n, r)) => (Some(n), r),
         None => (None, spec),
     };
     let (rest, node_port) = match rest.split_once('@') {
-        Some((r, n)) => (r, Some(n.parse::<u16>().map_err(|_| bad("the node port is not a port"))?)),
+        Some((r, n)) => (
+            r,
+            Some(n.parse::<u16>().map_err(|_| bad("the node port is not a port"))?),
+        ),
         None => (rest, None),
     };
     let (rest, protocol) = match rest.split_once('/') {
-        Some((r, p)) => (r, p.parse::<Protocol>().map_err(|_| bad("the protocol is tcp, udp or sctp"))?),
+        Some((r, p)) => (
+            r,
+            p.parse::<Protocol>()
+                .map_err(|_| bad("the protocol is tcp, udp or sctp"))?,
+        ),
         None => (rest, Protocol::Tcp),
     };
     let (port, target) = match rest.split_once(':') {
-        Some((p, t)) => (p, Some(t.parse::<u16>().map_err(|_| bad("the target port is not a port"))?)),
+        Some((p, t)) => (
+            p,
+            Some(t.parse::<u16>().map_err(|_| bad("the target port is not a port"))?),
+        ),
         None => (rest, None),
     };
     let mut p = ServicePort::new(port.parse().map_err(|_| bad("the port is not a port"))?).protocol(protocol);
@@ -178,10 +192,12 @@ pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<
     let location: StoreLocation = location
         .parse()
         .map_err(|e: netkit_core::store::StoreError| CliError::usage(format!("service: --store: {e}")))?;
-    let store = AnyObjectStore::open(&location, &opts.etcd_prefix).await.map_err(|e| CliError::Io {
-        what: format!("service: open the store {location}"),
-        cause: std::io::Error::other(e.to_string()),
-    })?;
+    let store = AnyObjectStore::open(&location, &opts.etcd_prefix)
+        .await
+        .map_err(|e| CliError::Io {
+            what: format!("service: open the store {location}"),
+            cause: std::io::Error::other(e.to_string()),
+        })?;
     match verb {
         ServiceVerb::Add(a) => add(out, &store, a).await,
         ServiceVerb::Del { id } => {
@@ -198,7 +214,10 @@ pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<
             let eps = match verb {
                 None => catalog::get_endpoints(&store, &id).await.map_err(svc_err)?,
                 Some(EndpointsVerb::Add { endpoints, not_ready }) => {
-                    let eps: Vec<_> = endpoints.iter().map(|e| parse_endpoint(e, !not_ready)).collect::<Result<_, _>>()?;
+                    let eps: Vec<_> = endpoints
+                        .iter()
+                        .map(|e| parse_endpoint(e, !not_ready))
+                        .collect::<Result<_, _>>()?;
                     catalog::update_endpoints(&store, &id, |cur| {
                         for e in &eps {
                             cur.endpoints.retain(|c| c.ip != e.ip);
@@ -216,7 +235,10 @@ pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<
                 .map_err(svc_err)?,
                 Some(EndpointsVerb::Set { endpoints, not_ready }) => {
                     let mut eps = EndpointsSpec {
-                        endpoints: endpoints.iter().map(|e| parse_endpoint(e, !not_ready)).collect::<Result<_, _>>()?,
+                        endpoints: endpoints
+                            .iter()
+                            .map(|e| parse_endpoint(e, !not_ready))
+                            .collect::<Result<_, _>>()?,
                     };
                     eps.endpoints.sort();
                     catalog::put_endpoints(&store, &id, &eps).await.map_err(svc_err)?;
@@ -227,7 +249,12 @@ pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<
                 out.json(&serde_json::to_value(&eps).unwrap_or_default());
             } else {
                 for e in &eps.endpoints {
-                    out.text(&format!("{}@{}{}", e.ip, e.node, if e.ready { "" } else { " not-ready" }));
+                    out.text(&format!(
+                        "{}@{}{}",
+                        e.ip,
+                        e.node,
+                        if e.ready { "" } else { " not-ready" }
+                    ));
                 }
             }
             Ok(())
@@ -236,7 +263,10 @@ pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<
 }
 
 async fn add(out: &Output, store: &AnyObjectStore, a: AddArgs) -> Result<(), CliError> {
-    let mut spec = ServiceSpec::new(a.cluster_ip, a.ports.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?);
+    let mut spec = ServiceSpec::new(
+        a.cluster_ip,
+        a.ports.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
+    );
     spec.kind = a.kind.parse::<ServiceType>().map_err(svc_err)?;
     spec.external_traffic_policy = a.external_policy.parse::<ExternalTrafficPolicy>().map_err(svc_err)?;
     spec.external_ips = a.external_ips;
@@ -249,8 +279,18 @@ async fn add(out: &Output, store: &AnyObjectStore, a: AddArgs) -> Result<(), Cli
         out.json(&serde_json::to_value(&stored).unwrap_or_default());
     } else {
         for p in stored.ports.iter().filter(|p| p.node_port.is_some()) {
-            if !spec.ports.iter().any(|q| q.port == p.port && q.protocol == p.protocol && q.node_port.is_some()) {
-                out.text(&format!("{} {}/{}: node port {}", a.id, p.port, p.protocol, p.node_port.unwrap_or_default()));
+            if !spec
+                .ports
+                .iter()
+                .any(|q| q.port == p.port && q.protocol == p.protocol && q.node_port.is_some())
+            {
+                out.text(&format!(
+                    "{} {}/{}: node port {}",
+                    a.id,
+                    p.port,
+                    p.protocol,
+                    p.node_port.unwrap_or_default()
+                ));
             }
         }
     }
@@ -276,7 +316,11 @@ async fn list(out: &Output, store: &AnyObjectStore) -> Result<(), CliError> {
         let external = if spec.external_ips.is_empty() {
             "<none>".to_string()
         } else {
-            spec.external_ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",")
+            spec.external_ips
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         rows.push(format!(
             "{id:<32} {:<12} {:<15} {external:<15} {:<20} {ready}/{}",
@@ -308,14 +352,23 @@ mod tests {
     #[test]
     fn port_and_endpoint_words() {
         let p = parse_port("http=80:8080/tcp@30080").unwrap();
-        assert_eq!((p.name.as_deref(), p.port, p.target_port, p.protocol, p.node_port), (Some("http"), 80, Some(8080), Protocol::Tcp, Some(30080)));
+        assert_eq!(
+            (p.name.as_deref(), p.port, p.target_port, p.protocol, p.node_port),
+            (Some("http"), 80, Some(8080), Protocol::Tcp, Some(30080))
+        );
         let p = parse_port("53/udp").unwrap();
-        assert_eq!((p.name, p.port, p.target_port, p.protocol, p.node_port), (None, 53, None, Protocol::Udp, None));
+        assert_eq!(
+            (p.name, p.port, p.target_port, p.protocol, p.node_port),
+            (None, 53, None, Protocol::Udp, None)
+        );
         for bad in ["", "x", "80:y", "80/icmp", "80@z", "a=b"] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
         let e = parse_endpoint("10.244.1.5@node-1", true).unwrap();
-        assert_eq!((e.ip.to_string(), e.node.as_str(), e.ready), ("10.244.1.5".into(), "node-1", true));
+        assert_eq!(
+            (e.ip.to_string(), e.node.as_str(), e.ready),
+            ("10.244.1.5".into(), "node-1", true)
+        );
         assert!(parse_endpoint("10.244.1.5", true).is_err());
         assert!(parse_endpoint("x@n", true).is_err());
     }

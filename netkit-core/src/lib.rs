@@ -42,6 +42,7 @@ pub mod overlay;
 mod random;
 pub mod route;
 pub mod rule;
+pub mod service;
 pub mod store;
 pub mod sysctl;
 pub mod tc;

@@ -34,17 +34,22 @@ struct Lab {
     outside: netkit_test_support::cluster::Node,
     store: FileObjectStore,
     _servers: (Vec<Server>, Vec<UdpServer>),
-    cluster: Cluster,
+    _cluster: Cluster,
 }
 
 impl Lab {
     async fn new(tag: &str) -> Lab {
         let cluster = Cluster::new(tag, 1);
         let leases = cluster.dir().join("leases");
-        let nodes: Vec<ClusterNode> = (1..=3).map(|i| ClusterNode::new(&cluster, &format!("n{i}"), 0, i)).collect();
+        let nodes: Vec<ClusterNode> = (1..=3)
+            .map(|i| ClusterNode::new(&cluster, &format!("n{i}"), 0, i))
+            .collect();
         let mut agents = Vec::new();
         for n in &nodes {
-            agents.push(n.start_file(&leases, backend("host-gw").expect("a backend"), LONG).await);
+            agents.push(
+                n.start_file(&leases, backend("host-gw").expect("a backend"), LONG)
+                    .await,
+            );
         }
         for a in &agents {
             wait_peers(a, 2).await;
@@ -60,7 +65,9 @@ impl Lab {
         }
         let client_pod = nodes[0].pod(&cluster, "c1").await;
         let outside = cluster.node("out", 0, 200);
-        let store = FileObjectStore::open(cluster.dir().join("objects")).await.expect("the object store");
+        let store = FileObjectStore::open(cluster.dir().join("objects"))
+            .await
+            .expect("the object store");
         Lab {
             nodes,
             _agents: agents,
@@ -69,7 +76,7 @@ impl Lab {
             outside,
             store,
             _servers: (tcp, udp),
-            cluster,
+            _cluster: cluster,
         }
     }
 
@@ -109,9 +116,11 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
     catalog::put_service(&lab.store, "default/web", &spec).await.unwrap();
 
     // No endpoints: refused at once (a reset), not a black hole.
-    let refused = until("the empty service to refuse connections", || match tcp_hello_from(client, sa(VIP, 80)) {
-        Err(e) if e.contains("refused") => Ok(e),
-        other => Err(format!("{other:?}")),
+    let refused = until("the empty service to refuse connections", || {
+        match tcp_hello_from(client, sa(VIP, 80)) {
+            Err(e) if e.contains("refused") => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
     })
     .await;
     assert!(refused.contains("refused"), "{refused}");
@@ -121,25 +130,37 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
     catalog::put_endpoints(
         &lab.store,
         "default/web",
-        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(1), lab.endpoint(2)] },
+        &netkit_core::service::EndpointsSpec {
+            endpoints: vec![lab.endpoint(1), lab.endpoint(2)],
+        },
     )
     .await
     .unwrap();
     let seen = until("the cluster IP to spread over e2 and e3", || {
         let hellos = answers(client, sa(VIP, 80), 24)?;
         let names: BTreeSet<_> = hellos.iter().map(|h| h.name.clone()).collect();
-        (names == BTreeSet::from(["e2".to_string(), "e3".to_string()])).then_some(hellos).ok_or(format!("{names:?}"))
+        (names == BTreeSet::from(["e2".to_string(), "e3".to_string()]))
+            .then_some(hellos)
+            .ok_or(format!("{names:?}"))
     })
     .await;
-    assert!(seen.iter().all(|h| h.peer.ip() == IpAddr::V4(client_ip)), "the endpoints see the pod's address: {seen:?}");
+    assert!(
+        seen.iter().all(|h| h.peer.ip() == IpAddr::V4(client_ip)),
+        "the endpoints see the pod's address: {seen:?}"
+    );
 
     // The node port on every node, from outside the cluster (Cluster policy: masqueraded).
     let out = &lab.outside.ns;
     for n in &lab.nodes {
-        let hellos = answers(out, sa(n.node.ip, 30080), 8).unwrap_or_else(|e| panic!("node port on {}: {e}", n.name()));
+        // Each node's proxy applies the endpoints on its own time.
+        let hellos = until("the node port on every node", || answers(out, sa(n.node.ip, 30080), 8)).await;
         for h in &hellos {
             assert!(["e2", "e3"].contains(&h.name.as_str()), "{h:?}");
-            assert_ne!(h.peer.ip(), IpAddr::V4(lab.outside.ip), "Cluster policy masquerades: {h:?}");
+            assert_ne!(
+                h.peer.ip(),
+                IpAddr::V4(lab.outside.ip),
+                "Cluster policy masquerades: {h:?}"
+            );
         }
     }
 
@@ -147,12 +168,17 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
     // the endpoint sees the outside client's address.
     spec.external_traffic_policy = ExternalTrafficPolicy::Local;
     catalog::put_service(&lab.store, "default/web", &spec).await.unwrap();
-    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(0)).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(0))
+        .await
+        .unwrap();
     for (i, n) in lab.nodes.iter().enumerate() {
         let want = format!("e{}", i + 1);
         let hellos = until("Local: the node's own endpoint", || {
             let h = answers(out, sa(n.node.ip, 30080), 6)?;
-            h.iter().all(|h| h.name == want).then_some(h.clone()).ok_or(format!("{h:?}"))
+            h.iter()
+                .all(|h| h.name == want)
+                .then_some(h.clone())
+                .ok_or(format!("{h:?}"))
         })
         .await;
         assert!(
@@ -179,11 +205,27 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
 
     // Hairpin: a pod reaches itself through its own service (masqueraded, so the reply comes
     // back through the node).
-    let solo = ServiceSpec::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), vec![ServicePort::new(81).target_port(8080)]);
+    let solo = ServiceSpec::new(
+        IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)),
+        vec![ServicePort::new(81).target_port(8080)],
+    );
     catalog::put_service(&lab.store, "default/solo", &solo).await.unwrap();
-    catalog::add_endpoint(&lab.store, "default/solo", lab.endpoint(1)).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/solo", lab.endpoint(1))
+        .await
+        .unwrap();
     let e2 = &lab.pods[1];
-    let h = until("hairpin", || tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81))).await;
+    if std::env::var("SVC_DEBUG").is_ok() {
+        std::thread::sleep(Duration::from_secs(2));
+        eprintln!("PODS {:?} client {:?}", lab.pods.iter().map(|p| (p.1, p.2.clone())).collect::<Vec<_>>(), lab.client_pod.1);
+        eprintln!("TRY {:?}", tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81)));
+        let n2 = lab.nodes[1].name();
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("ip netns exec {} nft list chain inet netkit svc-cc9435ec2054; ip netns exec {} nft list ruleset | grep -A4 ep-cc94; ip netns exec {} grep 10.96.0.11 /proc/net/nf_conntrack; ip netns exec {} sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.cni0.rp_filter; ip netns exec {} nstat -az | grep -i -E drop.fail | grep -v ' 0 '; ip -n {} -d link show; ip -n {} addr; ip -n {} route", n2, n2, n2, n2, n2, n2, n2, n2)).output().unwrap();
+        eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    let h = until("hairpin", || {
+        tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81))
+    })
+    .await;
     assert_eq!(h.name, "e2");
     assert_ne!(h.peer.ip(), IpAddr::V4(e2.1), "hairpin traffic is masqueraded: {h:?}");
 
@@ -192,13 +234,20 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
     for p in &proxies {
         until("the service gone from the node", || {
             let st = p.status();
-            (st.services == 1 && st.synced && st.failed.is_empty()).then_some(()).ok_or(format!("{st:?}"))
+            (st.services == 1 && st.synced && st.failed.is_empty())
+                .then_some(())
+                .ok_or(format!("{st:?}"))
         })
         .await;
-        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default()).await.unwrap();
+        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default())
+            .await
+            .unwrap();
         assert!(!owners.iter().any(|o| o == "svc/default/web"), "{owners:?}");
     }
-    assert!(tcp_hello_from(client, sa(VIP, 80)).is_err(), "a deleted service answers no more");
+    assert!(
+        tcp_hello_from(client, sa(VIP, 80)).is_err(),
+        "a deleted service answers no more"
+    );
     for p in proxies {
         p.stop().await;
     }
@@ -210,13 +259,17 @@ async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
     let mut proxies = lab.proxies().await;
     let dns = ServiceSpec::new(
         IpAddr::V4(VIP),
-        vec![ServicePort::new(53).protocol(netkit_core::firewall::Protocol::Udp).target_port(8080)],
+        vec![ServicePort::new(53)
+            .protocol(netkit_core::firewall::Protocol::Udp)
+            .target_port(8080)],
     );
     catalog::put_service(&lab.store, "kube-system/dns", &dns).await.unwrap();
     catalog::put_endpoints(
         &lab.store,
         "kube-system/dns",
-        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(1), lab.endpoint(2)] },
+        &netkit_core::service::EndpointsSpec {
+            endpoints: vec![lab.endpoint(1), lab.endpoint(2)],
+        },
     )
     .await
     .unwrap();
@@ -224,12 +277,18 @@ async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
     let sock = udp_client(&lab.client_pod.0, sa(VIP, 53));
     let first = until("the UDP service to answer", || udp_hello(&sock)).await;
     for _ in 0..5 {
-        assert_eq!(udp_hello(&sock).unwrap().name, first.name, "a flow sticks to its endpoint");
+        assert_eq!(
+            udp_hello(&sock).unwrap().name,
+            first.name,
+            "a flow sticks to its endpoint"
+        );
     }
     // Its endpoint goes: the flow's next datagrams reach the other one (its conntrack entry
     // was dropped; without that they would go on to the gone endpoint for 30 s or more).
     let gone = lab.pods.iter().position(|p| p.2 == first.name).unwrap();
-    catalog::remove_endpoint(&lab.store, "kube-system/dns", IpAddr::V4(lab.pods[gone].1)).await.unwrap();
+    catalog::remove_endpoint(&lab.store, "kube-system/dns", IpAddr::V4(lab.pods[gone].1))
+        .await
+        .unwrap();
     let moved = until("the flow to move to the live endpoint", || {
         let h = udp_hello(&sock)?;
         (h.name != first.name).then_some(h.clone()).ok_or(format!("{h:?}"))
@@ -238,20 +297,36 @@ async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
     assert_ne!(moved.name, first.name);
 
     // The proxies stop; their rules stay: the service still answers.
-    let web = ServiceSpec::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 12)), vec![ServicePort::new(80).target_port(8080)]);
+    let web = ServiceSpec::new(
+        IpAddr::V4(Ipv4Addr::new(10, 96, 0, 12)),
+        vec![ServicePort::new(80).target_port(8080)],
+    );
     catalog::put_service(&lab.store, "default/web", &web).await.unwrap();
-    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(1)).await.unwrap();
+    catalog::add_endpoint(&lab.store, "default/web", lab.endpoint(1))
+        .await
+        .unwrap();
     let web_addr = sa(Ipv4Addr::new(10, 96, 0, 12), 80);
-    until("web on e2", || tcp_hello_from(&lab.client_pod.0, web_addr).map(|h| h.name).and_then(|n| if n == "e2" { Ok(()) } else { Err(n) })).await;
+    until("web on e2", || {
+        tcp_hello_from(&lab.client_pod.0, web_addr)
+            .map(|h| h.name)
+            .and_then(|n| if n == "e2" { Ok(()) } else { Err(n) })
+    })
+    .await;
     for p in proxies.drain(..) {
         p.stop().await;
     }
-    assert_eq!(tcp_hello_from(&lab.client_pod.0, web_addr).unwrap().name, "e2", "rules stay while no proxy runs");
+    assert_eq!(
+        tcp_hello_from(&lab.client_pod.0, web_addr).unwrap().name,
+        "e2",
+        "rules stay while no proxy runs"
+    );
     // Changes while they are down: web's endpoint moves to e3, dns is deleted.
     catalog::put_endpoints(
         &lab.store,
         "default/web",
-        &netkit_core::service::EndpointsSpec { endpoints: vec![lab.endpoint(2)] },
+        &netkit_core::service::EndpointsSpec {
+            endpoints: vec![lab.endpoint(2)],
+        },
     )
     .await
     .unwrap();
@@ -269,9 +344,15 @@ async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
             (st.synced && st.services == 1).then_some(()).ok_or(format!("{st:?}"))
         })
         .await;
-        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default()).await.unwrap();
+        let owners = netkit_core::firewall::recorded_owners(&p.ns, &Default::default())
+            .await
+            .unwrap();
         assert!(!owners.iter().any(|o| o.contains("dns")), "{}: {owners:?}", n.name());
-        assert!(owners.iter().any(|o| o == "svc/default/web"), "{}: {owners:?}", n.name());
+        assert!(
+            owners.iter().any(|o| o == "svc/default/web"),
+            "{}: {owners:?}",
+            n.name()
+        );
     }
     for p in proxies {
         p.stop().await;

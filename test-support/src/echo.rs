@@ -225,7 +225,9 @@ impl Drop for UdpServer {
 /// A UDP client socket made inside `from`, connected to `addr`: every [`udp_hello`] on it comes
 /// from the same source port (one flow, as conntrack sees it).
 pub fn udp_client(from: &NetNs, addr: SocketAddr) -> std::net::UdpSocket {
-    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
+    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("an address");
     let s = from
         .run(move || std::net::UdpSocket::bind(bind))
         .expect("enter netns")

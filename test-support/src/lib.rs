@@ -28,6 +28,7 @@ pub mod natlab;
 pub mod ns;
 pub mod overlay;
 mod rng;
+pub mod service;
 pub mod snapshot;
 pub mod store;
 mod wait;

@@ -314,7 +314,8 @@ pub(crate) fn write_replacing(path: &Path, text: &str) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().map_or_else(|| "status".into(), |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or_else(|| "status".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     std::fs::write(&tmp, text)?;

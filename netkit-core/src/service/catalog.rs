@@ -32,7 +32,8 @@ pub fn check_id(namespace: &str, name: &str) -> Result<String, ServiceError> {
     for (what, v) in [("namespace", namespace), ("name", name)] {
         let ok = !v.is_empty()
             && v.len() <= 63
-            && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !v.starts_with('-')
             && !v.ends_with('-');
         if !ok {
@@ -83,7 +84,10 @@ pub async fn put_service<S: ObjectStore>(store: &S, id: &str, spec: &ServiceSpec
     let result = claim_node_ports(store, id, &mut spec, &mut claimed).await;
     let result = match result {
         Ok(()) => store
-            .put(&format!("{SERVICES}/{id}"), &serde_json::to_value(&spec).expect("a spec is JSON"))
+            .put(
+                &format!("{SERVICES}/{id}"),
+                &serde_json::to_value(&spec).expect("a spec is JSON"),
+            )
             .await
             .map_err(ServiceError::from),
         Err(e) => Err(e),
@@ -96,7 +100,11 @@ pub async fn put_service<S: ObjectStore>(store: &S, id: &str, spec: &ServiceSpec
         return Err(e);
     }
     if let Some(old) = before {
-        let kept: Vec<_> = spec.ports.iter().filter_map(|p| p.node_port.map(|n| (p.protocol, n))).collect();
+        let kept: Vec<_> = spec
+            .ports
+            .iter()
+            .filter_map(|p| p.node_port.map(|n| (p.protocol, n)))
+            .collect();
         for p in &old.ports {
             if let Some(n) = p.node_port {
                 if !kept.contains(&(p.protocol, n)) {
@@ -119,7 +127,10 @@ async fn claim_node_ports<S: ObjectStore>(
     if !spec.has_node_ports() {
         return Ok(());
     }
-    let value = serde_json::to_value(Claim { service: id.to_string() }).expect("a claim is JSON");
+    let value = serde_json::to_value(Claim {
+        service: id.to_string(),
+    })
+    .expect("a claim is JSON");
     for i in 0..spec.ports.len() {
         let protocol = spec.ports[i].protocol;
         if let Some(port) = spec.ports[i].node_port {
@@ -222,7 +233,12 @@ pub async fn list_services<S: ObjectStore>(store: &S) -> Result<Vec<(String, Ser
     let objects = store.list(SERVICES).await?;
     Ok(objects
         .iter()
-        .filter_map(|o| Some((id_of_key(SERVICES, &o.key)?.to_string(), o.decode("service store").ok()?)))
+        .filter_map(|o| {
+            Some((
+                id_of_key(SERVICES, &o.key)?.to_string(),
+                o.decode("service store").ok()?,
+            ))
+        })
         .collect())
 }
 
@@ -232,7 +248,10 @@ pub async fn put_endpoints<S: ObjectStore>(store: &S, id: &str, endpoints: &Endp
     split(id)?;
     endpoints.validate()?;
     store
-        .put(&format!("{ENDPOINTS}/{id}"), &serde_json::to_value(endpoints).expect("endpoints are JSON"))
+        .put(
+            &format!("{ENDPOINTS}/{id}"),
+            &serde_json::to_value(endpoints).expect("endpoints are JSON"),
+        )
         .await?;
     Ok(())
 }
@@ -277,7 +296,11 @@ pub async fn update_endpoints<S: ObjectStore>(
 }
 
 /// Add (or replace, by address) one endpoint of `id`.
-pub async fn add_endpoint<S: ObjectStore>(store: &S, id: &str, endpoint: EndpointSpec) -> Result<EndpointsSpec, ServiceError> {
+pub async fn add_endpoint<S: ObjectStore>(
+    store: &S,
+    id: &str,
+    endpoint: EndpointSpec,
+) -> Result<EndpointsSpec, ServiceError> {
     update_endpoints(store, id, |eps| {
         eps.endpoints.retain(|e| e.ip != endpoint.ip);
         eps.endpoints.push(endpoint.clone());
@@ -287,7 +310,11 @@ pub async fn add_endpoint<S: ObjectStore>(store: &S, id: &str, endpoint: Endpoin
 }
 
 /// Remove the endpoint at `ip` from `id` (absent: no change).
-pub async fn remove_endpoint<S: ObjectStore>(store: &S, id: &str, ip: std::net::IpAddr) -> Result<EndpointsSpec, ServiceError> {
+pub async fn remove_endpoint<S: ObjectStore>(
+    store: &S,
+    id: &str,
+    ip: std::net::IpAddr,
+) -> Result<EndpointsSpec, ServiceError> {
     update_endpoints(store, id, |eps| eps.endpoints.retain(|e| e.ip != ip)).await
 }
 

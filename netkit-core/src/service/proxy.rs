@@ -229,14 +229,36 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         let result = if want.is_empty() {
             self.firewall.teardown(&owner).await.map(|_| ())
         } else {
-            let gone: Vec<_> = have.iter().filter(|h| !want.iter().any(|w| w.name == h.name)).cloned().collect();
+            let gone: Vec<_> = have
+                .iter()
+                .filter(|h| !want.iter().any(|w| w.name == h.name))
+                .cloned()
+                .collect();
             let changed: Vec<_> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
             let mut r = Ok(());
             if !gone.is_empty() {
-                r = self.firewall.remove(&owner, &Rules { services: gone, ..Default::default() }).await;
+                r = self
+                    .firewall
+                    .remove(
+                        &owner,
+                        &Rules {
+                            services: gone,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
             }
             if r.is_ok() && !changed.is_empty() {
-                r = self.firewall.add(&owner, &Rules { services: changed, ..Default::default() }).await;
+                r = self
+                    .firewall
+                    .add(
+                        &owner,
+                        &Rules {
+                            services: changed,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
             }
             r
         };
@@ -264,7 +286,11 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                     view.applied.insert(id.to_string(), rules.services);
                 }
                 view.failed.insert(id.to_string());
-                self.status.lock().expect("status lock").failed.insert(id.to_string(), err.to_string());
+                self.status
+                    .lock()
+                    .expect("status lock")
+                    .failed
+                    .insert(id.to_string(), err.to_string());
             }
         }
     }
@@ -274,8 +300,16 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
     async fn forget_flows(&self, id: &str, have: &[firewall::Service], want: &[firewall::Service]) {
         let mut gone = BTreeSet::new();
         for h in have.iter().filter(|h| h.protocol != Protocol::Tcp) {
-            let kept = want.iter().find(|w| w.name == h.name).map(|w| w.endpoints.as_slice()).unwrap_or_default();
-            for ep in h.endpoints.iter().filter(|e| !kept.iter().any(|k| k.ip == e.ip && k.port == e.port)) {
+            let kept = want
+                .iter()
+                .find(|w| w.name == h.name)
+                .map(|w| w.endpoints.as_slice())
+                .unwrap_or_default();
+            for ep in h
+                .endpoints
+                .iter()
+                .filter(|e| !kept.iter().any(|k| k.ip == e.ip && k.port == e.port))
+            {
                 gone.insert((h.protocol, ep.ip, ep.port));
             }
         }
@@ -285,15 +319,30 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         let ns = self.ns.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<usize, crate::conntrack::ConntrackError> {
             let ct = Conntrack::open(&ns)?;
-            let mut n = 0;
-            for (protocol, ip, port) in gone {
-                n += ct.delete(&Filter::new().protocol(protocol.number()).reply_src(ip).reply_src_port(port))?;
-            }
-            Ok(n)
+            // Only the flows a service sent there (destination NAT), not pods talking to the
+            // endpoint directly.
+            let doomed: Vec<_> = ct
+                .list(None)?
+                .into_iter()
+                .filter(|e| {
+                    e.status.dst_nat()
+                        && gone.iter().any(|(protocol, ip, port)| {
+                            Filter::new()
+                                .protocol(crate::conntrack::Protocol(protocol.number()))
+                                .reply_src(*ip)
+                                .reply_port_src(*port)
+                                .matches(e)
+                        })
+                })
+                .collect();
+            ct.delete_entries(&doomed)
         })
         .await;
         match result {
-            Ok(Ok(n)) if n > 0 => log::info!("node {}: service {id}: {n} flows to removed endpoints dropped", self.config.node),
+            Ok(Ok(n)) if n > 0 => log::info!(
+                "node {}: service {id}: {n} flows to removed endpoints dropped",
+                self.config.node
+            ),
             Ok(Ok(_)) => {}
             Ok(Err(cause)) => {
                 let err = ServiceError::Conntrack {
@@ -325,14 +374,21 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         let Some(path) = &self.config.status_file else { return };
         let text = serde_json::to_string_pretty(&*self.status.lock().expect("status lock")).expect("a status is JSON");
         if let Err(e) = crate::fsutil::write_replacing(path, &(text + "\n")) {
-            log::warn!("node {}: service proxy status {}: {e}", self.config.node, path.display());
+            log::warn!(
+                "node {}: service proxy status {}: {e}",
+                self.config.node,
+                path.display()
+            );
         }
     }
 }
 
 /// The decodable objects of a snapshot by id; others are logged and left out.
 fn decode_all<T: serde::de::DeserializeOwned + Validate>(objects: &[Object], prefix: &str) -> BTreeMap<String, T> {
-    objects.iter().filter_map(|o| decode(o, prefix).map(|v| (id_of_key(prefix, &o.key)?.to_string(), v))).collect()
+    objects
+        .iter()
+        .filter_map(|o| Some((id_of_key(prefix, &o.key)?.to_string(), decode(o, prefix)?)))
+        .collect()
 }
 
 fn decode<T: serde::de::DeserializeOwned + Validate>(o: &Object, prefix: &str) -> Option<T> {
@@ -340,7 +396,11 @@ fn decode<T: serde::de::DeserializeOwned + Validate>(o: &Object, prefix: &str) -
         log::warn!("service proxy: ignoring {}: not {prefix}/<namespace>/<name>", o.key);
         return None;
     };
-    match o.decode::<T>("service store").map_err(ServiceError::from).and_then(|v| v.check().map(|()| v)) {
+    match o
+        .decode::<T>("service store")
+        .map_err(ServiceError::from)
+        .and_then(|v| v.check().map(|()| v))
+    {
         Ok(v) => Some(v),
         Err(e) => {
             log::warn!("service proxy: ignoring {}: {e}", o.key);

@@ -26,7 +26,12 @@ pub fn id_of_owner(owner: &str) -> Option<&str> {
 /// connections keep the client's address (pod networks are routed, so replies come back
 /// through the client's node) except a pod reaching itself (hairpin), which the firewall
 /// masquerades.
-pub fn firewall_services(id: &str, spec: &ServiceSpec, endpoints: Option<&EndpointsSpec>, node: &str) -> Vec<firewall::Service> {
+pub fn firewall_services(
+    id: &str,
+    spec: &ServiceSpec,
+    endpoints: Option<&EndpointsSpec>,
+    node: &str,
+) -> Vec<firewall::Service> {
     let mut ready: Vec<_> = endpoints
         .map(|e| e.endpoints.as_slice())
         .unwrap_or_default()
@@ -90,7 +95,10 @@ mod tests {
             endpoints: vec![
                 EndpointSpec::new(ip("10.244.2.7"), "n2"),
                 EndpointSpec::new(ip("10.244.1.5"), "n1"),
-                EndpointSpec { ready: false, ..EndpointSpec::new(ip("10.244.1.6"), "n1") },
+                EndpointSpec {
+                    ready: false,
+                    ..EndpointSpec::new(ip("10.244.1.6"), "n1")
+                },
                 EndpointSpec::new(ip("fd00::5"), "n1"),
             ],
         };
@@ -98,21 +106,35 @@ mod tests {
         assert_eq!(fw.len(), 2);
         let http = &fw[0];
         assert_eq!(http.name, "default/web/http");
-        assert_eq!((http.protocol, http.vip, http.port, http.node_port), (Protocol::Tcp, ip("10.96.0.10"), 80, Some(30080)));
+        assert_eq!(
+            (http.protocol, http.vip, http.port, http.node_port),
+            (Protocol::Tcp, ip("10.96.0.10"), 80, Some(30080))
+        );
         assert_eq!(http.affinity, Some(Duration::from_secs(10_800)));
         assert_eq!(http.external_policy, Some(TrafficPolicy::Local));
         assert_eq!(
             http.endpoints,
-            vec![Endpoint::new(ip("10.244.1.5"), 8080).local(true), Endpoint::new(ip("10.244.2.7"), 8080)]
+            vec![
+                Endpoint::new(ip("10.244.1.5"), 8080).local(true),
+                Endpoint::new(ip("10.244.2.7"), 8080)
+            ]
         );
         let dns = &fw[1];
-        assert_eq!((dns.name.as_str(), dns.protocol, dns.port, dns.node_port), ("default/web/dns", Protocol::Udp, 53, None));
-        assert_eq!(dns.external_policy, None, "no node port, no external IP: no external path");
+        assert_eq!(
+            (dns.name.as_str(), dns.protocol, dns.port, dns.node_port),
+            ("default/web/dns", Protocol::Udp, 53, None)
+        );
+        assert_eq!(
+            dns.external_policy, None,
+            "no node port, no external IP: no external path"
+        );
         for s in &fw {
             s.validate().unwrap();
         }
         // Without endpoints: the services are there, empty (they reject).
-        assert!(firewall_services("default/web", &spec, None, "n1").iter().all(|s| s.endpoints.is_empty()));
+        assert!(firewall_services("default/web", &spec, None, "n1")
+            .iter()
+            .all(|s| s.endpoints.is_empty()));
         assert_eq!(owner("default/web"), "svc/default/web");
         assert_eq!(id_of_owner("svc/default/web"), Some("default/web"));
     }

@@ -237,8 +237,10 @@ impl ServiceSpec {
 
     /// The affinity timeout when affinity is on.
     pub fn affinity_seconds(&self) -> Option<u32> {
-        (self.session_affinity == SessionAffinity::ClientIP)
-            .then(|| self.session_affinity_timeout_seconds.unwrap_or(DEFAULT_AFFINITY_SECONDS))
+        (self.session_affinity == SessionAffinity::ClientIP).then(|| {
+            self.session_affinity_timeout_seconds
+                .unwrap_or(DEFAULT_AFFINITY_SECONDS)
+        })
     }
 
     /// True when its ports are exposed on the nodes' addresses too.
@@ -251,7 +253,8 @@ impl ServiceSpec {
     /// on NodePort and LoadBalancer services and unique, an affinity timeout of 1 s – 1 day.
     pub fn validate(&self) -> Result<(), ServiceError> {
         let unicast = |what: &str, ip: &IpAddr| {
-            if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || *ip == IpAddr::from([255, 255, 255, 255]) {
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || *ip == IpAddr::from([255, 255, 255, 255])
+            {
                 Err(ServiceError::invalid(format!("{what} {ip} is not a unicast address")))
             } else {
                 Ok(())
@@ -290,13 +293,20 @@ impl ServiceSpec {
                 }
                 None => {}
             }
-            for (what, v) in [("port", Some(p.port)), ("targetPort", p.target_port), ("nodePort", p.node_port)] {
+            for (what, v) in [
+                ("port", Some(p.port)),
+                ("targetPort", p.target_port),
+                ("nodePort", p.node_port),
+            ] {
                 if v == Some(0) {
                     return Err(ServiceError::invalid(format!("{what} 0 is not a port")));
                 }
             }
             if !ports.insert((p.port, p.protocol)) {
-                return Err(ServiceError::invalid(format!("port {}/{} is listed twice", p.port, p.protocol)));
+                return Err(ServiceError::invalid(format!(
+                    "port {}/{} is listed twice",
+                    p.port, p.protocol
+                )));
             }
             if let Some(np) = p.node_port {
                 if !self.has_node_ports() {
@@ -305,7 +315,10 @@ impl ServiceSpec {
                     )));
                 }
                 if !node_ports.insert((np, p.protocol)) {
-                    return Err(ServiceError::invalid(format!("nodePort {np}/{} is listed twice", p.protocol)));
+                    return Err(ServiceError::invalid(format!(
+                        "nodePort {np}/{} is listed twice",
+                        p.protocol
+                    )));
                 }
             }
         }
@@ -324,7 +337,8 @@ impl ServiceSpec {
 fn check_port_name(n: &str) -> Result<(), ServiceError> {
     let ok = !n.is_empty()
         && n.len() <= 15
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && n.bytes().any(|b| b.is_ascii_lowercase())
         && !n.starts_with('-')
         && !n.ends_with('-');
@@ -396,7 +410,10 @@ impl EndpointsSpec {
         let mut seen = BTreeSet::new();
         for e in &self.endpoints {
             if e.ip.is_unspecified() || e.ip.is_multicast() || e.ip.is_loopback() {
-                return Err(ServiceError::invalid(format!("endpoint {} is not a unicast address", e.ip)));
+                return Err(ServiceError::invalid(format!(
+                    "endpoint {} is not a unicast address",
+                    e.ip
+                )));
             }
             if !seen.insert(e.ip) {
                 return Err(ServiceError::invalid(format!("endpoint {} is listed twice", e.ip)));
@@ -447,27 +464,82 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let base = ServiceSpec::new(ip("10.96.0.10"), vec![ServicePort::new(80)]);
         let cases: Vec<(ServiceSpec, &str)> = vec![
-            (ServiceSpec { ports: vec![], ..base.clone() }, "1 to 100 ports"),
-            (ServiceSpec { cluster_ip: ip("0.0.0.0"), ..base.clone() }, "not a unicast"),
-            (ServiceSpec { ports: vec![ServicePort::new(80), ServicePort::new(81)], ..base.clone() }, "has no name"),
             (
-                ServiceSpec { ports: vec![ServicePort::new(80).named("a"), ServicePort::new(80).named("b")], ..base.clone() },
+                ServiceSpec {
+                    ports: vec![],
+                    ..base.clone()
+                },
+                "1 to 100 ports",
+            ),
+            (
+                ServiceSpec {
+                    cluster_ip: ip("0.0.0.0"),
+                    ..base.clone()
+                },
+                "not a unicast",
+            ),
+            (
+                ServiceSpec {
+                    ports: vec![ServicePort::new(80), ServicePort::new(81)],
+                    ..base.clone()
+                },
+                "has no name",
+            ),
+            (
+                ServiceSpec {
+                    ports: vec![ServicePort::new(80).named("a"), ServicePort::new(80).named("b")],
+                    ..base.clone()
+                },
                 "listed twice",
             ),
-            (ServiceSpec { ports: vec![ServicePort::new(80).node_port(30080)], ..base.clone() }, "on a ClusterIP service"),
-            (ServiceSpec { ports: vec![ServicePort::new(80).named("Http")], ..base.clone() }, "port name"),
-            (ServiceSpec { external_ips: vec![ip("fd00::1")], ..base.clone() }, "family"),
-            (ServiceSpec { session_affinity_timeout_seconds: Some(0), ..base.clone() }, "sessionAffinityTimeoutSeconds"),
-            (ServiceSpec { ports: vec![ServicePort::new(0)], ..base.clone() }, "0 is not a port"),
+            (
+                ServiceSpec {
+                    ports: vec![ServicePort::new(80).node_port(30080)],
+                    ..base.clone()
+                },
+                "on a ClusterIP service",
+            ),
+            (
+                ServiceSpec {
+                    ports: vec![ServicePort::new(80).named("Http")],
+                    ..base.clone()
+                },
+                "port name",
+            ),
+            (
+                ServiceSpec {
+                    external_ips: vec![ip("fd00::1")],
+                    ..base.clone()
+                },
+                "family",
+            ),
+            (
+                ServiceSpec {
+                    session_affinity_timeout_seconds: Some(0),
+                    ..base.clone()
+                },
+                "sessionAffinityTimeoutSeconds",
+            ),
+            (
+                ServiceSpec {
+                    ports: vec![ServicePort::new(0)],
+                    ..base.clone()
+                },
+                "0 is not a port",
+            ),
         ];
         for (spec, want) in cases {
             let err = spec.validate().expect_err(want).to_string();
             assert!(err.contains(want), "{err} (wanted {want})");
         }
         assert!(serde_json::from_str::<ServiceSpec>(r#"{"clusterIP": "10.96.0.1", "ports": [], "bogus": 1}"#).is_err());
-        let twice = EndpointsSpec { endpoints: vec![EndpointSpec::new(ip("10.0.0.1"), "n"); 2] };
+        let twice = EndpointsSpec {
+            endpoints: vec![EndpointSpec::new(ip("10.0.0.1"), "n"); 2],
+        };
         assert!(twice.validate().unwrap_err().to_string().contains("twice"));
-        let bad_node = EndpointsSpec { endpoints: vec![EndpointSpec::new(ip("10.0.0.1"), "a/b")] };
+        let bad_node = EndpointsSpec {
+            endpoints: vec![EndpointSpec::new(ip("10.0.0.1"), "a/b")],
+        };
         assert!(bad_node.validate().is_err());
     }
 }

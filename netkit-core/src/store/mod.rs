@@ -60,6 +60,7 @@
 //! # Ok(()) }
 //! ```
 
+mod any;
 mod api;
 mod error;
 #[cfg(feature = "etcd")]
@@ -69,6 +70,7 @@ mod key;
 mod object;
 mod watch;
 
+pub use any::{AnyObjectStore, StoreLocation, DEFAULT_ETCD_PREFIX};
 pub use api::ObjectStore;
 pub use error::StoreError;
 #[cfg(feature = "etcd")]

@@ -23,11 +23,12 @@
 //! forward (filter): iifname . oifname @isolation drop
 //! input (filter): traffic to 127.0.0.0/8 from outside lo that no DNAT sent there: drop
 //!
-//! services without endpoints (filter, priority filter, new connections only; `reject` is not
-//! allowed in nat chains, so the nat chains above let the packet through and these refuse it):
-//! check-input:   jump endpoints-check
+//! services without endpoints (filter, new connections only; `reject` is not allowed in nat
+//! chains, so the nat chains above let the packet through and these refuse it):
+//! check-prerouting (priority dstnat + 10, right after the DNAT; before the routing decision,
+//!                so a node without a route to the service address still refuses):
+//!                jump endpoints-check
 //!                fib daddr type local, l4proto . dport @noendpointports4/6 ─► goto reject-noendpoints
-//! check-forward: jump endpoints-check
 //! check-output:  jump endpoints-check
 //! endpoints-check: daddr . l4proto . dport @noendpoints4/6 ─► goto reject-noendpoints
 //! reject-noendpoints: tcp: reject with tcp reset; else reject (ICMP port unreachable)
@@ -139,7 +140,7 @@ pub(crate) fn checks(table: &str) -> String {
     ] {
         let _ = writeln!(s, "add set inet {table} {set} {{ type {ty}; }}");
     }
-    let chains: [(&str, Option<&str>, &[&str]); 5] = [
+    let chains: [(&str, Option<&str>, &[&str]); 4] = [
         (
             "reject-noendpoints",
             None,
@@ -157,23 +158,28 @@ pub(crate) fn checks(table: &str) -> String {
             ],
         ),
         (
-            "check-input",
-            Some("input"),
+            "check-prerouting",
+            Some("prerouting priority dstnat + 10"),
             &[
                 "ct state new jump endpoints-check",
                 "ct state new fib daddr type local meta nfproto ipv4 meta l4proto . th dport @noendpointports4 goto reject-noendpoints",
                 "ct state new fib daddr type local meta nfproto ipv6 meta l4proto . th dport @noendpointports6 goto reject-noendpoints",
             ],
         ),
-        ("check-forward", Some("forward"), &["ct state new jump endpoints-check"]),
         ("check-output", Some("output"), &["ct state new jump endpoints-check"]),
     ];
     for (chain, hook, _) in &chains {
         match hook {
             Some(h) => {
+                // `prerouting priority …` names its own priority; the others take filter's.
+                let hook = if h.contains("priority") {
+                    h.to_string()
+                } else {
+                    format!("{h} priority filter")
+                };
                 let _ = writeln!(
                     s,
-                    "add chain inet {table} {chain} {{ type filter hook {h} priority filter; policy accept; }}"
+                    "add chain inet {table} {chain} {{ type filter hook {hook}; policy accept; }}"
                 );
             }
             None => {
@@ -810,13 +816,15 @@ mod tests {
         for chain in [
             "reject-noendpoints",
             "endpoints-check",
-            "check-input",
-            "check-forward",
+            "check-prerouting",
             "check-output",
         ] {
             assert!(c.contains(&format!("flush chain inet t {chain}\n")), "{chain}");
         }
         assert!(c.contains("add chain inet t check-output { type filter hook output priority filter; policy accept; }"));
+        assert!(c.contains(
+            "add chain inet t check-prerouting { type filter hook prerouting priority dstnat + 10; policy accept; }"
+        ));
         assert!(c.contains("add rule inet t reject-noendpoints meta l4proto tcp reject with tcp reset"));
         // Every chain is flushed before any rule is added.
         assert!(c.rfind("flush chain").unwrap() < c.find("add rule").unwrap());
@@ -908,11 +916,11 @@ mod tests {
         // The checks run again on a table that has them; a table without them (an older
         // netkit's) gets them.
         run(&checks("t"));
-        run("delete chain inet t check-input\nflush chain inet t endpoints-check\ndelete set inet t noendpoints4\n");
+        run("delete chain inet t check-prerouting\nflush chain inet t endpoints-check\ndelete set inet t noendpoints4\n");
         run(&checks("t"));
         run(&apply_service("t", 0x2000, None, &web(&[])));
         let listed = run("list table inet t\n");
-        assert_eq!(listed.matches("jump endpoints-check").count(), 3, "{listed}");
+        assert_eq!(listed.matches("jump endpoints-check").count(), 2, "{listed}");
         // The table is there: create refuses it rather than add its rules twice.
         let err = super::super::libnft::run(&ns, &create("t", 0x2000, "ab")).unwrap_err();
         assert_eq!(super::super::libnft::errno_of(&err), Some(libc::EEXIST), "{err}");
