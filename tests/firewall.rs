@@ -12,16 +12,19 @@ use std::time::Duration;
 
 use netkit_core::firewall::{
     AnyFirewall, Driver, Endpoint, Firewall, FirewallError, Isolation, Masquerade, Network, PortMapping, Protocol,
-    Rules, Service, MAX_PORT_RANGE,
+    Rules, Service, TrafficPolicy, MAX_PORT_RANGE,
 };
 use netkit_core::NetNs;
 use netkit_examples::probe::{ping, ping_retry};
 use netkit_test_support::lit::ip;
 use netkit_test_support::{report_skip, tempdir};
 use netkit_tests::fwlab::dump::{self, mapping_entries, ruleset, ruleset_plain, service_snapshot};
-use netkit_tests::fwlab::echo::{self, sctp, tally, tcp, tcp_many, tcp_server, udp, udp_server};
+use netkit_tests::fwlab::echo::{
+    self, sctp, tally, tcp, tcp_many, tcp_refused, tcp_server, udp, udp_refused, udp_server,
+};
 use netkit_tests::fwlab::{
     cip, cip6, sa, subnet, subnet1, subnet6, Lab, LabSpec, BR0, BR1, D1, EXT, EXT2, EXT6, GW, GW6, OUT, OUT6,
+    REMOTE_EP, RLINK,
 };
 
 /// One `#[tokio::test]` per driver for each scenario `async fn NAME(driver, test_name)`:
@@ -51,6 +54,8 @@ per_driver!(
     port_mapping_ipv6,
     cluster_ip,
     service_affinity,
+    no_endpoints_reject,
+    external_traffic_policy,
     masquerade,
     masquerade_source_conflict,
     shared_masquerade_is_reasserted,
@@ -476,6 +481,250 @@ async fn service_affinity(d: Driver, _test: &str) {
         counts.len() >= 2,
         "without affinity 50 connections hit one endpoint: {counts:?}"
     );
+}
+
+/// An external IP of services (LoadBalancer address): not H's, O routes it through H.
+const EXTIP: &str = "203.0.113.80";
+
+/// A refusal comes at once (a reset or an ICMP error), not after a timeout.
+const QUICK: Duration = Duration::from_secs(1);
+
+fn assert_refused(got: Result<Duration, String>, what: &str) {
+    match got {
+        Ok(t) => assert!(t < QUICK, "{what}: refused, but only after {t:?}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+fn one_service(svc: &Service) -> Rules {
+    Rules {
+        services: vec![svc.clone()],
+        ..Default::default()
+    }
+}
+
+/// Services without endpoints refuse connections to their address, external IP and node port
+/// (TCP: ECONNREFUSED, UDP: a connected socket's recv gets ECONNREFUSED), from a pod (D1 on
+/// the second bridge), from outside (O) and from the node itself (H); with an endpoint they
+/// answer; without it again they refuse again.
+async fn no_endpoints_reject(d: Driver, _test: &str) {
+    let spec = LabSpec {
+        containers: 1,
+        second_bridge: true,
+        ipv6: false,
+    };
+    let lab = Lab::build("rej", spec).await;
+    let _web = tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await;
+    let _dns = udp_server(lab.c(1), "C1", sa(ANY4, 53)).await;
+    lab.outside_route("10.96.0.0/16").await;
+    lab.outside_route(&format!("{EXTIP}/32")).await;
+    let fw = lab.firewall(d).await;
+    // O routes the service addresses through H, and H its default back through O: H would
+    // send O redirects, and each redirect to O restarts the kernel's ICMP rate limit towards
+    // O (a redirect and an ICMP error share it), so the port unreachable would not be sent.
+    lab.hh
+        .sysctl_set_many(&[
+            ("net.ipv4.conf.all.send_redirects", "0"),
+            ("net.ipv4.conf.ext0.send_redirects", "0"),
+        ])
+        .await
+        .expect("no redirects from H");
+    let web = Service::new("default/web", Protocol::Tcp, ip(VIP), 80)
+        .node_port(30080)
+        .external_ip(ip(EXTIP));
+    let dns = Service::new("default/dns", Protocol::Udp, ip(VIP2), 53)
+        .node_port(30053)
+        .external_ip(ip(EXTIP));
+    fw.add("svc/default/web", &one_service(&web)).await.expect("add web");
+    fw.add("svc/default/dns", &one_service(&dns)).await.expect("add dns");
+    let clients = [("pod D1", lab.d1()), ("O", &*lab.outside), ("H", &*lab.host)];
+    let tcp_targets = [sa(ip(VIP), 80), sa(ip(EXTIP), 80), sa(EXT, 30080)];
+    let udp_targets = [sa(ip(VIP2), 53), sa(ip(EXTIP), 53), sa(EXT, 30053)];
+    let refused_everywhere = async || {
+        for (who, ns) in clients {
+            for t in tcp_targets {
+                assert_refused(tcp_refused(ns, t).await, &format!("{who} -> tcp {t}"));
+            }
+            for t in udp_targets {
+                assert_refused(udp_refused(ns, t).await, &format!("{who} -> udp {t}"));
+            }
+        }
+    };
+    refused_everywhere().await;
+
+    // An endpoint each: every address answers (C1).
+    fw.add_endpoint("default/web", Endpoint::new(cip(1), 80))
+        .await
+        .expect("add web's endpoint");
+    fw.add_endpoint("default/dns", Endpoint::new(cip(1), 53))
+        .await
+        .expect("add dns's endpoint");
+    for (who, ns) in clients {
+        for t in tcp_targets {
+            let got = tcp(ns, t).await.unwrap_or_else(|e| panic!("{who} -> tcp {t}: {e}"));
+            assert_eq!(got.name, "C1", "{who} -> tcp {t}");
+        }
+        for t in udp_targets {
+            let got = udp(ns, t).await.unwrap_or_else(|e| panic!("{who} -> udp {t}: {e}"));
+            assert_eq!(got.name, "C1", "{who} -> udp {t}");
+        }
+    }
+
+    // The last endpoint gone: refused again.
+    fw.remove_endpoint("default/web", Endpoint::new(cip(1), 80))
+        .await
+        .expect("remove web's endpoint");
+    fw.remove_endpoint("default/dns", Endpoint::new(cip(1), 53))
+        .await
+        .expect("remove dns's endpoint");
+    refused_everywhere().await;
+    fw.teardown("svc/default/web").await.expect("teardown web");
+    fw.teardown("svc/default/dns").await.expect("teardown dns");
+}
+
+/// `n` connections from `ns` to `addr`: which endpoints answered, and the source address each
+/// saw (every connection must succeed).
+async fn reached(
+    ns: &NetNs,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> std::collections::BTreeMap<String, BTreeSet<IpAddr>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<IpAddr>> = Default::default();
+    for (i, a) in tcp_many(ns, addr, n).await.into_iter().enumerate() {
+        let h = a.unwrap_or_else(|e| panic!("connection {i} of {n} to {addr} failed: {e}"));
+        out.entry(h.name).or_default().insert(h.peer.ip());
+    }
+    out
+}
+
+fn seen(pairs: &[(&str, IpAddr)]) -> std::collections::BTreeMap<String, BTreeSet<IpAddr>> {
+    pairs
+        .iter()
+        .map(|(n, ip)| (n.to_string(), BTreeSet::from([*ip])))
+        .collect()
+}
+
+/// External traffic policies with one local endpoint (C1) and one on another node (R, routed
+/// through H): node port and external IP reached from O go to C1 only with O's own address
+/// (Local), to both masqueraded to H's address on the way (Cluster), to both with O's address
+/// (no policy); the ClusterIP from a pod (D1) reaches both with D1's address whatever the
+/// policy; affinity holds on both paths; Local without a local endpoint drops.
+async fn external_traffic_policy(d: Driver, _test: &str) {
+    let spec = LabSpec {
+        containers: 1,
+        second_bridge: true,
+        ipv6: false,
+    };
+    let lab = Lab::build("etp", spec).await;
+    let remote = lab.remote_node().await;
+    let _servers = (
+        tcp_server(lab.c(1), "C1", sa(ANY4, 80)).await,
+        tcp_server(&remote, "R", sa(ANY4, 80)).await,
+    );
+    lab.outside_route(&format!("{EXTIP}/32")).await;
+    let fw = lab.firewall(d).await;
+    let (o, pod) = (&*lab.outside, lab.d1());
+    let base = Service::new("default/web", Protocol::Tcp, ip(VIP), 80)
+        .node_port(30080)
+        .external_ip(ip(EXTIP))
+        .endpoint(Endpoint::new(cip(1), 80).local(true))
+        .endpoint(Endpoint::new(REMOTE_EP, 80));
+    let external = [sa(EXT, 30080), sa(ip(EXTIP), 80)];
+    let owner = "svc/default/web";
+    let cluster_ip_keeps_the_pod = async || {
+        assert_eq!(
+            reached(pod, sa(ip(VIP), 80), 30).await,
+            seen(&[("C1", D1), ("R", D1)]),
+            "pod D1 -> ClusterIP"
+        );
+    };
+
+    fw.add(owner, &one_service(&base.clone().external_policy(TrafficPolicy::Local)))
+        .await
+        .expect("add Local");
+    for t in external {
+        assert_eq!(reached(o, t, 20).await, seen(&[("C1", OUT)]), "Local: O -> {t}");
+    }
+    cluster_ip_keeps_the_pod().await;
+
+    fw.add(
+        owner,
+        &one_service(&base.clone().external_policy(TrafficPolicy::Cluster)),
+    )
+    .await
+    .expect("add Cluster");
+    for t in external {
+        assert_eq!(
+            reached(o, t, 30).await,
+            seen(&[("C1", GW), ("R", RLINK)]),
+            "Cluster: O -> {t} (masqueraded)"
+        );
+    }
+    cluster_ip_keeps_the_pod().await;
+
+    // No policy: as the ClusterIP (no masquerade; R answers through H all the same).
+    fw.add(owner, &one_service(&base)).await.expect("add without policy");
+    for t in external {
+        assert_eq!(
+            reached(o, t, 30).await,
+            seen(&[("C1", OUT), ("R", OUT)]),
+            "None: O -> {t}"
+        );
+    }
+
+    // Affinity on both paths: Cluster sticks O to one endpoint, node port and external IP
+    // alike; Local still only to C1.
+    let sticky = base.clone().affinity(Duration::from_secs(60));
+    fw.add(
+        owner,
+        &one_service(&sticky.clone().external_policy(TrafficPolicy::Cluster)),
+    )
+    .await
+    .expect("add Cluster with affinity");
+    let first = reached(o, external[0], 20).await;
+    assert_eq!(first.len(), 1, "Cluster with affinity: {first:?}");
+    assert_eq!(
+        reached(o, external[1], 20).await,
+        first,
+        "the external IP keeps O's endpoint"
+    );
+    fw.add(
+        owner,
+        &one_service(&sticky.clone().external_policy(TrafficPolicy::Local)),
+    )
+    .await
+    .expect("add Local with affinity");
+    for t in external {
+        assert_eq!(
+            reached(o, t, 10).await,
+            seen(&[("C1", OUT)]),
+            "Local with affinity: O -> {t}"
+        );
+    }
+
+    // Local, the local endpoint no longer local: node port and external IP drop (a timeout,
+    // not a refusal); the ClusterIP still reaches both.
+    fw.add(owner, &one_service(&base.clone().external_policy(TrafficPolicy::Local)))
+        .await
+        .expect("add Local without affinity");
+    fw.add_endpoint("default/web", Endpoint::new(cip(1), 80))
+        .await
+        .expect("C1 no longer local");
+    let held = fw.rules(owner).await.expect("rules");
+    assert_eq!(held.services[0].endpoints.len(), 2, "replaced, not added: {held:?}");
+    for t in external {
+        let got = tcp_refused(o, t).await;
+        let e = got.expect_err("dropped, not refused");
+        assert!(e.contains("timed out"), "Local without local endpoint: O -> {t}: {e}");
+    }
+    cluster_ip_keeps_the_pod().await;
+    // And the pod's source is kept on the ClusterIP, reached from H too.
+    let from_h = reached(&lab.host, sa(ip(VIP), 80), 20).await;
+    assert!(
+        from_h.keys().all(|n| n == "C1" || n == "R"),
+        "H -> ClusterIP: {from_h:?}"
+    );
+    fw.teardown(owner).await.expect("teardown");
 }
 
 /// The iptables driver's affinity lists (`/proc/net/xt_recent`) of the service at `vip`, all

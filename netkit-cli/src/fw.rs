@@ -19,7 +19,8 @@
 //! masquerade CIDR
 //! network IFNAME SUBNET
 //! isolate IFNAME IFNAME
-//! service NAME VIP:PORT[/tcp|udp|sctp] [nodeport N] [affinity SECONDS] [masq] [endpoint IP:PORT]…
+//! service NAME VIP:PORT[/tcp|udp|sctp] [nodeport N] [affinity SECONDS] [masq] [policy cluster|local]
+//!         [extip IP]… [endpoint IP:PORT]… [localendpoint IP:PORT]…
 //! ```
 //!
 //! * `port` is CNI's `portMappings` entry (`hostIP`, `hostPort`, `containerIP`'s address,
@@ -31,7 +32,11 @@
 //! * `network IFNAME SUBNET` registers a container network behind a bridge (hairpin: a
 //!   container reaching a mapped host port; 127.0.0.1 mappings).
 //! * `service` is a ClusterIP (and with `nodeport`, a NodePort); the modifiers after it belong
-//!   to it: `masq` masquerades connections to its endpoints.
+//!   to it: `masq` masquerades connections to its endpoints; `extip` adds an external IP
+//!   (handled like the node port); `policy` is the external traffic policy of node-port and
+//!   external-IP connections (`cluster`: every endpoint, masqueraded; `local`: only the
+//!   endpoints given as `localendpoint`, source kept); without endpoints a service rejects
+//!   connections.
 //!
 //! `add` gives OWNER these objects as well (idempotent; a host port another owner maps is a
 //! conflict, exit code 1); `del OWNER WORDS` takes these objects from OWNER; `del OWNER` alone
@@ -47,7 +52,8 @@
 //! 80}], "masquerades": [{"source": "10.88.0.0/24", "network": "10.88.0.0/24"}], "networks":
 //! [{"interface": "br0", "subnet": "10.88.0.0/24"}], "isolations": [{"a": "br0", "b": "br1"}],
 //! "services": [{"name", "protocol", "vip", "port", "node_port", "affinity": null | {"secs",
-//! "nanos"}, "masquerade", "endpoints": [{"ip", "port"}]}]}]`: the keys of netkit-core's
+//! "nanos"}, "masquerade", "endpoints": [{"ip", "port", "local" (only when true)}],
+//! "external_policy" (only when set), "external_ips" (only when any)}]}]`: the keys of netkit-core's
 //! serialised [`Rules`] (the state directory's own format) plus `owner`. `del OWNER -j` prints
 //! the one object of what it removed; `gc -j` prints `{"removed": [OWNER…]}`.
 //!
@@ -110,7 +116,8 @@ const ADD_HELP: &str = concat!(
     "masquerade CIDR            (10.88.0.0/24: the subnet; 10.88.0.5/24: that address only)\n  ",
     "network IFNAME SUBNET      (a container network behind a bridge: hairpin, 127.0.0.1)\n  ",
     "isolate IFNAME IFNAME\n  ",
-    "service NAME VIP:PORT[/PROTO] [nodeport N] [affinity SECONDS] [masq] [endpoint IP:PORT]...\n\n",
+    "service NAME VIP:PORT[/PROTO] [nodeport N] [affinity SECONDS] [masq] [policy cluster|local]\n    ",
+    "        [extip IP]... [endpoint IP:PORT]... [localendpoint IP:PORT]...\n\n",
     "Examples:\n  ",
     "netkit -n host fw add c1:eth0 port 8080:10.88.0.2:80/tcp masquerade 10.88.0.0/24 network br0 10.88.0.0/24\n  ",
     "netkit -n host fw --driver iptables add c2:eth0 port 192.0.2.1:5353:10.88.0.3:53/udp\n  ",
@@ -299,24 +306,27 @@ pub fn parse_rules(context: &str, words: &[String]) -> Result<Rules, CliError> {
                 rules.services.push(Service::new(name, proto, sa.ip(), sa.port()));
                 in_service = true;
             }
-            "nodeport" | "affinity" | "masq" | "endpoint" if was_in_service => {
+            "nodeport" | "affinity" | "masq" | "policy" | "extip" | "endpoint" | "localendpoint" if was_in_service => {
                 let svc = rules.services.last_mut().expect("in a service");
                 match w {
                     "nodeport" => svc.node_port = Some(r.parse(w, "a port")?),
                     "affinity" => svc.affinity = Some(Duration::from_secs(r.parse(w, "seconds")?)),
                     "masq" => svc.masquerade = true,
+                    "policy" => svc.external_policy = Some(r.parse(w, "cluster or local")?),
+                    "extip" => svc.external_ips.push(r.parse(w, "an address")?),
                     _ => {
                         let v = r.value(w)?;
                         let ep: SocketAddr =
                             parse_word(v, "endpoint", "IP:PORT ([IP]:PORT for IPv6)").map_err(|e| r.error(e))?;
-                        svc.endpoints.push(Endpoint::new(ep.ip(), ep.port()));
+                        svc.endpoints
+                            .push(Endpoint::new(ep.ip(), ep.port()).local(w == "localendpoint"));
                     }
                 }
                 in_service = true;
             }
             other => {
                 let expected = if was_in_service {
-                    format!("{RULE_WORDS}, or nodeport, affinity, masq or endpoint of the service")
+                    format!("{RULE_WORDS}, or nodeport, affinity, masq, policy, extip, endpoint or localendpoint of the service")
                 } else {
                     RULE_WORDS.to_string()
                 };
@@ -388,8 +398,15 @@ pub fn rule_lines(rules: &Rules) -> Vec<String> {
         if s.masquerade {
             l += " masq";
         }
+        if let Some(p) = s.external_policy {
+            l += &format!(" policy {p}");
+        }
+        for ip in &s.external_ips {
+            l += &format!(" extip {ip}");
+        }
         for ep in &s.endpoints {
-            l += &format!(" endpoint {ep}");
+            let word = if ep.local { "localendpoint" } else { "endpoint" };
+            l += &format!(" {word} {ep}");
         }
         out.push(l);
     }
@@ -621,8 +638,9 @@ mod tests {
         let words = w(
             "port 8080:10.88.0.2:80/tcp port [::1]:53:[fd00::2]:53/udp masquerade 10.88.0.0/24 \
              masquerade 10.89.0.7/16 network br0 10.88.0.0/24 isolate br0 br1 \
-             service default/web 10.96.0.10:80 nodeport 30080 affinity 60 masq \
-             endpoint 10.88.0.2:8080 endpoint 10.88.0.3:8080 service dns [fd96::a]:53/udp",
+             service default/web 10.96.0.10:80 nodeport 30080 affinity 60 masq policy local \
+             extip 192.0.2.80 endpoint 10.88.0.2:8080 localendpoint 10.88.0.3:8080 \
+             service dns [fd96::a]:53/udp",
         );
         let rules = parse_rules("fw add x", &words).unwrap();
         assert_eq!(rules.port_mappings.len(), 2);
@@ -632,6 +650,9 @@ mod tests {
             (web.node_port, web.affinity, web.masquerade, web.endpoints.len()),
             (Some(30080), Some(Duration::from_secs(60)), true, 2)
         );
+        assert_eq!(web.external_policy, Some(netkit_core::firewall::TrafficPolicy::Local));
+        assert_eq!(web.external_ips, [IpAddr::from([192, 0, 2, 80])]);
+        assert!(!web.endpoints[0].local && web.endpoints[1].local);
         let again: Vec<String> = rule_lines(&rules)
             .join(" ")
             .split_whitespace()
@@ -653,6 +674,9 @@ mod tests {
             "isolate br0 br0",
             "service web 10.96.0.1:80 endpoint 10.0.0.1:1 endpoint 10.0.0.1:1",
             "service web 10.96.0.1:80 affinity 0",
+            "service web 10.96.0.1:80 policy nodes",
+            "service web 10.96.0.1:80 extip fd00::1",
+            "service web 10.96.0.1:80 endpoint 10.0.0.1:1 localendpoint 10.0.0.1:1",
             "sideways",
         ] {
             let e = parse_rules("fw add x", &w(bad)).unwrap_err();

@@ -100,7 +100,9 @@ type Endpoint struct {
 }
 
 // Service is a virtual address and port load-balanced over endpoints (a ClusterIP),
-// optionally on a port of every host address too (a NodePort).
+// optionally on a port of every host address too (a NodePort). External traffic policies,
+// external IPs and local endpoints (netkit-core only, for now) are not offered here: node-port
+// connections are handled as ClusterIP ones. Without endpoints a service rejects connections.
 type Service struct {
 	// Name (1-100 of letters, digits, "_.-/"). Required.
 	Name string

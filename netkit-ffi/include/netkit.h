@@ -573,7 +573,9 @@ typedef struct netkit_fw_endpoint {
 } netkit_fw_endpoint;
 
 // A service: a virtual address and port load-balanced over endpoints (ClusterIP), optionally
-// on a port of every host address too (NodePort).
+// on a port of every host address too (NodePort). External traffic policies, external IPs and
+// local endpoints are not in the C API yet: a service made here has none (node-port
+// connections are handled as ClusterIP ones). Without endpoints it rejects connections.
 typedef struct netkit_fw_service {
   // Name (1-100 of letters, digits, `_ . - /`). Required.
   const char *name;

@@ -100,7 +100,9 @@ pub struct netkit_fw_endpoint {
 }
 
 /// A service: a virtual address and port load-balanced over endpoints (ClusterIP), optionally
-/// on a port of every host address too (NodePort).
+/// on a port of every host address too (NodePort). External traffic policies, external IPs and
+/// local endpoints are not in the C API yet: a service made here has none (node-port
+/// connections are handled as ClusterIP ones). Without endpoints it rejects connections.
 #[repr(C)]
 #[derive(Debug)]
 pub struct netkit_fw_service {

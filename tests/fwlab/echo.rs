@@ -107,6 +107,60 @@ pub async fn udp(from: &NetNs, addr: SocketAddr) -> Result<Hello, String> {
     .map_err(|e| e.to_string())?
 }
 
+/// A TCP connection from inside `from` to `addr` that must be refused: how long the refusal
+/// took, or what happened instead (an answer, another error, a timeout after [`TIMEOUT`]).
+pub async fn tcp_refused(from: &NetNs, addr: SocketAddr) -> Result<std::time::Duration, String> {
+    from.exec(move || {
+        let start = std::time::Instant::now();
+        match std::net::TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(start.elapsed()),
+            Err(e) => Err(format!("connect {addr}: {e} after {:?}, not refused", start.elapsed())),
+            Ok(_) => Err(format!("connect {addr}: connected, not refused")),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A UDP request from inside `from` to `addr` that must be refused: a connected socket's
+/// `recv` returns ECONNREFUSED (an ICMP port unreachable came back). Two tries, like [`udp`].
+/// A send refused by the sender's own firewall (EPERM: the node itself) still needs the
+/// ECONNREFUSED.
+/// How long it took, or what happened instead.
+pub async fn udp_refused(from: &NetNs, addr: SocketAddr) -> Result<std::time::Duration, String> {
+    from.exec(move || {
+        let bind: SocketAddr = if addr.is_ipv4() {
+            "0.0.0.0:0".parse().expect("literal")
+        } else {
+            "[::]:0".parse().expect("literal")
+        };
+        let start = std::time::Instant::now();
+        let s = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+        s.connect(addr).map_err(|e| format!("connect udp {addr}: {e}"))?;
+        s.set_read_timeout(Some(TIMEOUT / 2)).map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for _ in 0..2 {
+            match s.send(b"hello") {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(start.elapsed()),
+                // Refused in the sender's own output hook: the send fails (EPERM), and the ICMP
+                // error comes to the socket all the same.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+                Err(e) => return Err(format!("send to {addr}: {e}")),
+                Ok(_) => {}
+            }
+            let mut buf = [0u8; 512];
+            match s.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(start.elapsed()),
+                Err(e) => last = format!("udp {addr}: {e}, not refused"),
+                Ok(n) => return Err(format!("udp {addr} answered {:?}", String::from_utf8_lossy(&buf[..n]))),
+            }
+        }
+        Err(last)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// SCTP (one-to-one style sockets through libc: Rust's std has no SCTP).
 pub mod sctp {
     use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -10,6 +10,8 @@
 //!                                  ext0 192.0.2.1/24, 192.0.2.3/24 (2001:db8::1/64)
 //!                                        │
 //!                                  O eth0 192.0.2.2/24 (2001:db8::2/64)
+//!
+//!  (remote_node) H rnode0 10.0.5.1/24 ─ R eth0 10.0.5.2/24, lo 10.90.0.2/32
 //! ```
 //!
 //! H forwards (ip_forward, and IPv6 forwarding with `ipv6`) and routes its default via O;
@@ -51,6 +53,13 @@ pub const GW6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd88, 0, 0, 0, 0, 0, 0, 1));
 pub const EXT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
 /// O's IPv6 address.
 pub const OUT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+
+/// H's address on the link to the remote node R (see [`Lab::remote_node`]).
+pub const RLINK: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 5, 1));
+/// R's address on that link.
+pub const RNODE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 5, 2));
+/// The address of the remote endpoint (on R's `lo`, routed by H through R).
+pub const REMOTE_EP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 90, 0, 2));
 
 /// The IPv4 address of container `i` (1-based): 10.88.0.(i+1).
 pub fn cip(i: usize) -> IpAddr {
@@ -300,6 +309,39 @@ impl Lab {
     /// nkbr0's network, as a firewall object (hairpin, 127.0.0.1).
     pub fn network(&self) -> Network {
         Network::new(BR0, subnet())
+    }
+
+    /// Another node R, with a pod address of its own: a veth `rnode0` from H (H [`RLINK`]/24,
+    /// R [`RNODE`]/24), [`REMOTE_EP`]/32 on R's `lo`, H routing it through R, R's default
+    /// route through H (so a reply to an address R does not know goes back through H, as it
+    /// would between nodes). R is deleted with the returned guard.
+    pub async fn remote_node(&self) -> NetNsGuard {
+        let r = NetNsGuard::create(&format!("{}-r", self.prefix)).expect("create remote node netns");
+        let hr = r.handle().await.expect("handle in R");
+        hr.link_set_up("lo").await.expect("lo up in R");
+        self.hh
+            .link_add(&Veth::new("rnode0", "eth0").peer_netns(&r).up())
+            .await
+            .expect("veth to R");
+        hr.link_set_up("eth0").await.expect("R eth0 up");
+        self.hh
+            .addr_add("rnode0", IpNetwork::new(RLINK, 24).expect("prefix"))
+            .await
+            .expect("H address towards R");
+        hr.addr_add("eth0", IpNetwork::new(RNODE, 24).expect("prefix"))
+            .await
+            .expect("R address");
+        hr.addr_add("lo", IpNetwork::new(REMOTE_EP, 32).expect("prefix"))
+            .await
+            .expect("R pod address");
+        hr.route_add(&Route::default_v4().gateway(RLINK))
+            .await
+            .expect("R default route");
+        self.hh
+            .route_add(&Route::new(IpNetwork::new(REMOTE_EP, 32).expect("prefix")).gateway(RNODE))
+            .await
+            .expect("H route to the remote endpoint");
+        r
     }
 
     /// Give O a route to `dst` through H (e.g. the service range).

@@ -258,3 +258,39 @@ async fn rebuild_sends_shared_elements_once() {
     lab.fw.teardown("b").await.unwrap();
     assert!(!lab.table_exists());
 }
+
+/// A table made by a netkit without the checks of services without endpoints (no
+/// `noendpoints*` sets, no `check-*` chains): the first service change that needs them adds
+/// them (libnftables says ENOENT on the set, the checks are added and the change run again).
+#[tokio::test]
+async fn an_older_table_gets_the_endpoint_checks() {
+    let lab = Lab::new("older").await;
+    let svc = |s: Service| Rules {
+        services: vec![s],
+        ..Default::default()
+    };
+    lab.fw.add("svc", &svc(web())).await.unwrap();
+    // What an older netkit's table lacks.
+    lab.nft(
+        "'delete chain inet netkit check-input; delete chain inet netkit check-forward; \
+         delete chain inet netkit check-output; delete chain inet netkit endpoints-check; \
+         delete chain inet netkit reject-noendpoints; delete set inet netkit noendpoints4; \
+         delete set inet netkit noendpointports4'",
+    );
+    let empty = Service::new("default/web", Protocol::Tcp, ip("10.96.0.1"), 80).node_port(30080);
+    lab.fw.add("svc", &svc(empty)).await.unwrap();
+    assert_eq!(
+        lab.elements("set", "noendpoints4"),
+        ["10.96.0.1 . tcp . 80 comment \"default/web\""]
+    );
+    assert_eq!(
+        lab.elements("set", "noendpointports4"),
+        ["tcp . 30080 comment \"default/web\""]
+    );
+    let table = lab.nft("list table inet netkit");
+    assert_eq!(table.matches("jump endpoints-check").count(), 3, "{table}");
+    // Endpoints back: the elements go.
+    lab.fw.add("svc", &svc(web().node_port(30080))).await.unwrap();
+    assert!(lab.elements("set", "noendpoints4").is_empty());
+    assert!(lab.elements("set", "noendpointports4").is_empty());
+}
