@@ -519,9 +519,11 @@ async fn no_endpoints_reject(d: Driver, _test: &str) {
     lab.outside_route("10.96.0.0/16").await;
     lab.outside_route(&format!("{EXTIP}/32")).await;
     let fw = lab.firewall(d).await;
-    // O routes the service addresses through H, and H its default back through O: H would
-    // send O redirects, and each redirect to O restarts the kernel's ICMP rate limit towards
-    // O (a redirect and an ICMP error share it), so the port unreachable would not be sent.
+    // O routes the service addresses through H, and H its default back through O. The
+    // iptables driver refuses in FORWARD, after routing: H would send O redirects, and each
+    // redirect to O restarts the kernel's ICMP rate limit towards O (a redirect and an ICMP
+    // error share it), so the port unreachable would not be sent. (nftables refuses in
+    // prerouting, before routing, and needs none of this.)
     lab.hh
         .sysctl_set_many(&[
             ("net.ipv4.conf.all.send_redirects", "0"),

@@ -214,14 +214,6 @@ async fn cluster_ips_node_ports_traffic_policies_affinity_and_hairpin() {
         .await
         .unwrap();
     let e2 = &lab.pods[1];
-    if std::env::var("SVC_DEBUG").is_ok() {
-        std::thread::sleep(Duration::from_secs(2));
-        eprintln!("PODS {:?} client {:?}", lab.pods.iter().map(|p| (p.1, p.2.clone())).collect::<Vec<_>>(), lab.client_pod.1);
-        eprintln!("TRY {:?}", tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81)));
-        let n2 = lab.nodes[1].name();
-        let out = std::process::Command::new("sh").arg("-c").arg(format!("ip netns exec {} nft list chain inet netkit svc-cc9435ec2054; ip netns exec {} nft list ruleset | grep -A4 ep-cc94; ip netns exec {} grep 10.96.0.11 /proc/net/nf_conntrack; ip netns exec {} sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.cni0.rp_filter; ip netns exec {} nstat -az | grep -i -E drop.fail | grep -v ' 0 '; ip -n {} -d link show; ip -n {} addr; ip -n {} route", n2, n2, n2, n2, n2, n2, n2, n2)).output().unwrap();
-        eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
     let h = until("hairpin", || {
         tcp_hello_from(&e2.0, sa(Ipv4Addr::new(10, 96, 0, 11), 81))
     })

@@ -140,39 +140,6 @@ pub fn read_answer(s: &mut TcpStream, addr: SocketAddr) -> Result<Hello, String>
     Hello::parse(text.trim())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_name_local_and_peer_and_stops_on_drop() {
-        let ns = NetNs::current().unwrap();
-        let server = Server::tcp(&ns, "S", "127.0.0.1:0".parse().unwrap());
-        let addr = server.listener.local_addr().unwrap();
-        for _ in 0..3 {
-            let h = tcp_hello(addr).unwrap();
-            assert_eq!((h.name.as_str(), h.local), ("S", addr));
-            assert!(h.peer.ip().is_loopback());
-        }
-        drop(server);
-        assert!(tcp_hello(addr).is_err(), "a dropped server still answers");
-    }
-
-    #[test]
-    fn parse_refuses_what_is_no_answer() {
-        assert!(Hello::parse("C1 10.0.0.1:80 10.0.0.2:4000").is_ok());
-        for bad in [
-            "",
-            "C1",
-            "C1 10.0.0.1:80",
-            "C1 x 10.0.0.2:1",
-            "C1 10.0.0.1:80 10.0.0.2:1 more",
-        ] {
-            assert!(Hello::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-}
-
 /// A UDP identity server: answers every datagram with the line of [`Hello`] (its name, the
 /// address it is bound to, the sender's address); stopped when dropped.
 pub struct UdpServer {
@@ -244,4 +211,37 @@ pub fn udp_hello(s: &std::net::UdpSocket) -> Result<Hello, String> {
     let mut buf = [0u8; 512];
     let n = s.recv(&mut buf).map_err(|e| format!("recv: {e}"))?;
     Hello::parse(std::str::from_utf8(&buf[..n]).map_err(|e| e.to_string())?.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_name_local_and_peer_and_stops_on_drop() {
+        let ns = NetNs::current().unwrap();
+        let server = Server::tcp(&ns, "S", "127.0.0.1:0".parse().unwrap());
+        let addr = server.listener.local_addr().unwrap();
+        for _ in 0..3 {
+            let h = tcp_hello(addr).unwrap();
+            assert_eq!((h.name.as_str(), h.local), ("S", addr));
+            assert!(h.peer.ip().is_loopback());
+        }
+        drop(server);
+        assert!(tcp_hello(addr).is_err(), "a dropped server still answers");
+    }
+
+    #[test]
+    fn parse_refuses_what_is_no_answer() {
+        assert!(Hello::parse("C1 10.0.0.1:80 10.0.0.2:4000").is_ok());
+        for bad in [
+            "",
+            "C1",
+            "C1 10.0.0.1:80",
+            "C1 x 10.0.0.2:1",
+            "C1 10.0.0.1:80 10.0.0.2:1 more",
+        ] {
+            assert!(Hello::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

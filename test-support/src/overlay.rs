@@ -344,7 +344,7 @@ impl ClusterNode {
 
     /// netkit-cni's configuration and the attachment of pod `tag` in `mode`.
     fn attachment(&self, pod: &NetNsGuard, tag: &str, mode: &str) -> (NetworkConfig, Attachment) {
-        let conf = serde_json::json!({
+        let mut conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "podnet",
             "type": "netkit-cni",
@@ -354,6 +354,11 @@ impl ClusterNode {
             "waitLinkFree": true,
             "ipam": {"type": "netkit-ipam", "dataDir": self.dir.join("ipam"), "subnetFile": self.subnet_file()}
         });
+        if mode == "bridge" {
+            // As Flannel's default configuration: a pod reaching itself through a service
+            // (hairpin) comes back out of the bridge port it came in by.
+            conf["hairpinMode"] = true.into();
+        }
         let conf = NetworkConfig::parse(conf.to_string().as_bytes()).expect("a valid network configuration");
         let host = NetNs::open(self.name()).unwrap_or_else(|e| panic!("open {}: {e}", self.name()));
         let att = Attachment::new(pod.path().display().to_string(), tag, "eth0").host(Host::in_netns(host));

@@ -12,8 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 
 use netkit_core::NetNs;
 
-use netkit_test_support::echo::transient;
-pub use netkit_test_support::echo::{tcp_hello, Hello, Server, TIMEOUT};
+pub use netkit_test_support::echo::{tcp_hello, Hello, Server, UdpServer, TIMEOUT};
 
 /// A TCP server named `name` listening on `addr` inside `ns` (netkit-test-support's identity
 /// server).
@@ -21,39 +20,10 @@ pub async fn tcp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> Server {
     Server::tcp(ns, name, addr)
 }
 
-/// A running UDP server; stopped when dropped.
-pub struct UdpServer(tokio::task::JoinHandle<()>);
-
-impl Drop for UdpServer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A UDP server named `name` bound to `addr` inside `ns`.
+/// A UDP server named `name` bound to `addr` inside `ns` (netkit-test-support's identity
+/// server); stopped when dropped.
 pub async fn udp_server(ns: &NetNs, name: &str, addr: SocketAddr) -> UdpServer {
-    let sock = ns
-        .exec(move || {
-            let s = UdpSocket::bind(addr)?;
-            s.set_nonblocking(true)?;
-            Ok::<_, std::io::Error>(s)
-        })
-        .await
-        .expect("enter netns")
-        .unwrap_or_else(|e| panic!("bind udp {addr} in {ns}: {e}"));
-    let sock = tokio::net::UdpSocket::from_std(sock).expect("tokio udp socket");
-    let name = name.to_string();
-    UdpServer(tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        loop {
-            let peer = match sock.recv_from(&mut buf).await {
-                Ok((_, peer)) => peer,
-                Err(e) if transient(&e) => continue,
-                Err(_) => return,
-            };
-            let _ = sock.send_to(Hello::line(&name, addr, peer).as_bytes(), peer).await;
-        }
-    }))
+    UdpServer::bind(ns, name, addr)
 }
 
 /// One TCP connection from inside `from` to `addr`.

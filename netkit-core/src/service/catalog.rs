@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::spec::{EndpointSpec, EndpointsSpec, ServiceSpec, NODE_PORT_MAX, NODE_PORT_MIN};
 use super::ServiceError;
 use crate::firewall::Protocol;
-use crate::store::{ObjectStore, StoreError};
+use crate::store::ObjectStore;
 
 /// The key prefix of services.
 pub const SERVICES: &str = "services";
@@ -316,10 +316,4 @@ pub async fn remove_endpoint<S: ObjectStore>(
     ip: std::net::IpAddr,
 ) -> Result<EndpointsSpec, ServiceError> {
     update_endpoints(store, id, |eps| eps.endpoints.retain(|e| e.ip != ip)).await
-}
-
-impl From<StoreError> for Box<ServiceError> {
-    fn from(e: StoreError) -> Self {
-        Box::new(ServiceError::Store(e))
-    }
 }

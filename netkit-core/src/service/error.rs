@@ -42,7 +42,7 @@ pub enum ServiceError {
         /// The service (`<namespace>/<name>`), or `*` for the whole set.
         service: String,
         /// The firewall's error.
-        cause: FirewallError,
+        cause: Box<FirewallError>,
     },
     /// Dropping the connection-tracking entries of a removed endpoint failed.
     #[error("conntrack, service {service}: {cause}")]
@@ -50,7 +50,7 @@ pub enum ServiceError {
         /// The service.
         service: String,
         /// The conntrack error.
-        cause: crate::conntrack::ConntrackError,
+        cause: Box<crate::conntrack::ConntrackError>,
     },
 }
 

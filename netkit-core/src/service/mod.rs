@@ -34,7 +34,9 @@
 //!   from pods and from the node go to a ready endpoint at its `targetPort`, chosen at random
 //!   (or kept per client address for `sessionAffinityTimeoutSeconds` with `ClientIP`
 //!   affinity), the client's address kept. A pod reaching itself through its service
-//!   (hairpin) is masqueraded so the reply comes back through the node.
+//!   (hairpin) is masqueraded so the reply comes back through the node; in netkit-cni's
+//!   bridge mode that needs `"hairpinMode": true` (as Flannel's default configuration has it):
+//!   the connection leaves the bridge by the port it came in by.
 //! * **NodePort** and **external IPs**: the same at `nodeIP:nodePort` on every node and at
 //!   `externalIP:port`. With `externalTrafficPolicy: Cluster` any endpoint, masqueraded to the
 //!   node's address; with `Local` only the node's own endpoints, the client's address kept

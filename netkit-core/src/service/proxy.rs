@@ -189,7 +189,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
     async fn reconcile(&self, view: &mut View) -> Result<(), ServiceError> {
         let fw_err = |cause| ServiceError::Firewall {
             service: "*".into(),
-            cause,
+            cause: Box::new(cause),
         };
         let owners = self.firewall.owners().await.map_err(fw_err)?;
         view.applied.clear();
@@ -278,7 +278,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             Err(cause) => {
                 let err = ServiceError::Firewall {
                     service: id.to_string(),
-                    cause,
+                    cause: Box::new(cause),
                 };
                 log::warn!("node {}: service proxy: {err}", self.config.node);
                 // What the firewall holds now is unknown: read it back next time.
@@ -347,7 +347,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             Ok(Err(cause)) => {
                 let err = ServiceError::Conntrack {
                     service: id.to_string(),
-                    cause,
+                    cause: Box::new(cause),
                 };
                 log::warn!("node {}: service proxy: {err}", self.config.node);
             }

@@ -63,9 +63,9 @@ impl fmt::Display for StoreLocation {
 pub enum AnyObjectStore {
     /// A directory on this host.
     File(FileObjectStore),
-    /// etcd (feature `etcd`).
+    /// etcd (feature `etcd`); boxed, its client is large.
     #[cfg(feature = "etcd")]
-    Etcd(EtcdObjectStore),
+    Etcd(Box<EtcdObjectStore>),
 }
 
 impl AnyObjectStore {
@@ -76,7 +76,7 @@ impl AnyObjectStore {
         match location {
             StoreLocation::File(dir) => Ok(Self::File(FileObjectStore::open(dir.join("cluster")).await?)),
             #[cfg(feature = "etcd")]
-            StoreLocation::Etcd(urls) => Ok(Self::Etcd(EtcdObjectStore::connect(urls, etcd_prefix).await?)),
+            StoreLocation::Etcd(urls) => Ok(Self::Etcd(Box::new(EtcdObjectStore::connect(urls, etcd_prefix).await?))),
             #[cfg(not(feature = "etcd"))]
             StoreLocation::Etcd(urls) => {
                 let _ = etcd_prefix;
