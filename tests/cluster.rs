@@ -632,3 +632,191 @@ fn bgp_two_segments_ipip_cross_subnet() {
         );
     }
 }
+
+// ---------------------------------------------------------------- Services (kube-proxy's job)
+
+/// `netkit ARGS…` from the lab (where etcd is); its stdout, or the failure.
+fn netkit_in_lab(cluster: &Cluster, args: &[&str]) -> Result<String, String> {
+    let out = cluster
+        .lab()
+        .ns()
+        .command(NETKIT)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("netkit {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `netkit service --store etcd=… ARGS…` from the lab; panics on failure.
+fn service(cluster: &Cluster, args: &[&str]) -> String {
+    let store = format!("etcd=http://{STORE_IP}:2379");
+    let mut full = vec!["service", "--store", &store];
+    full.extend(args);
+    netkit_in_lab(cluster, &full).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The service proxy's status `node`'s agent wrote (`--services`).
+fn services_status(node: &Node, dir: &Path) -> Value {
+    std::fs::read_to_string(dir.join(format!("{}.services.json", node.name())))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Who answers `n` TCP connections from `from` to `addr` (server names), or the first failure.
+fn answers(from: &NetNs, addr: std::net::SocketAddr, n: usize) -> Result<Vec<String>, String> {
+    (0..n)
+        .map(|_| netkit_test_support::echo::tcp_hello_from(from, addr).map(|h| h.name))
+        .collect()
+}
+
+#[test]
+fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
+    use std::net::SocketAddr;
+
+    use netkit_test_support::echo::Server;
+
+    let (cluster, mut etcd, dir) = lab_with_etcd("esv", 1);
+    let nodes: Vec<Node> = (1..=2).map(|i| cluster.node(&format!("n{i}"), 0, i)).collect();
+    let start = |n: &Node| agent_with(n, &dir, &["--backend", "host-gw", "--services"]);
+    let mut agents: Vec<KillOnDrop> = nodes.iter().map(start).collect();
+    for n in &nodes {
+        wait_peers(n, &dir, "host-gw", 1);
+    }
+    // A server pod on each node, a client pod on node 1.
+    let mut servers = Vec::new();
+    let mut eps = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let pod = cluster.pod(&format!("e{}", i + 1));
+        let ip = attach(n, &dir, &pod, &format!("e{}", i + 1));
+        servers.push(Server::tcp(
+            &pod,
+            &format!("e{}", i + 1),
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+        ));
+        eps.push((pod, ip, n.name().to_string()));
+    }
+    let client = cluster.pod("c1");
+    attach(&nodes[0], &dir, &client, "c1");
+    let outside = cluster.node("out", 0, 200);
+
+    // The service and its endpoints, written by the command.
+    service(
+        &cluster,
+        &[
+            "add",
+            "default/web",
+            "--cluster-ip",
+            "10.96.0.10",
+            "--type",
+            "NodePort",
+            "--port",
+            "http=80:8080@30080",
+        ],
+    );
+    let (ep1, ep2) = (
+        format!("{}@{}", eps[0].1, eps[0].2),
+        format!("{}@{}", eps[1].1, eps[1].2),
+    );
+    service(&cluster, &["endpoints", "default/web", "add", &ep1, &ep2]);
+    let listed: Value = serde_json::from_str(
+        &netkit_in_lab(
+            &cluster,
+            &[
+                "-j",
+                "service",
+                "--store",
+                &format!("etcd=http://{STORE_IP}:2379"),
+                "list",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(listed[0]["id"], "default/web", "{listed}");
+    assert_eq!(listed[0]["service"]["ports"][0]["nodePort"], 30080, "{listed}");
+    assert_eq!(
+        listed[0]["endpoints"]["endpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+
+    let vip = SocketAddr::from(([10, 96, 0, 10], 80));
+    wait_for(Duration::from_secs(30), "the cluster IP over both endpoints", || {
+        let names: std::collections::BTreeSet<_> = answers(&client, vip, 16)?.into_iter().collect();
+        (names.len() == 2).then_some(()).ok_or(format!("{names:?}"))
+    });
+    for n in &nodes {
+        let port = SocketAddr::new(IpAddr::V4(n.ip), 30080);
+        wait_for(Duration::from_secs(30), "the node port from outside", || {
+            answers(&outside.ns, port, 4)
+        });
+        let s = services_status(n, &dir);
+        assert_eq!(
+            (s["services"].as_u64(), s["synced"].as_bool()),
+            (Some(1), Some(true)),
+            "{s}"
+        );
+    }
+
+    // etcd goes away: the proxies say so, and the service keeps working. Node 1's agent is
+    // restarted meanwhile: its rules stay while it waits for etcd.
+    etcd.stop();
+    for n in &nodes {
+        wait_for(Duration::from_secs(30), "the proxy to notice the outage", || {
+            let s = services_status(n, &dir);
+            (s["synced"] == false && s["store_error"].is_string())
+                .then_some(())
+                .ok_or(s)
+        });
+    }
+    drop(agents.remove(0));
+    agents.insert(0, start(&nodes[0]));
+    assert_eq!(
+        answers(&client, vip, 8).map(|v| v.len()),
+        Ok(8),
+        "rules stay through the outage and the restart"
+    );
+
+    // etcd is back: a change made now reaches every node, the restarted one too.
+    etcd.resume();
+    service(&cluster, &["endpoints", "default/web", "del", &eps[0].1.to_string()]);
+    let status_file = dir.join(format!("{}.json", nodes[0].name())).display().to_string();
+    let status_out = wait_for(Duration::from_secs(30), "the restarted agent's proxy in sync", || {
+        let out = netkit_in_lab(&cluster, &["agent", "status", "--status-file", &status_file])?;
+        out.contains("services: 1 with 1 ready endpoints, in sync")
+            .then_some(out.clone())
+            .ok_or(out)
+    });
+    assert!(status_out.contains("lease 10.244."), "{status_out}");
+    // 32 connections, all to e2 (by chance with two endpoints: 1 in 4 billion).
+    let names: std::collections::BTreeSet<_> = answers(&client, vip, 32).unwrap().into_iter().collect();
+    assert_eq!(names, std::collections::BTreeSet::from(["e2".to_string()]));
+
+    // Deleted: gone from every node's firewall.
+    service(&cluster, &["del", "default/web"]);
+    for n in &nodes {
+        wait_for(Duration::from_secs(30), "the service gone", || {
+            let s = services_status(n, &dir);
+            (s["services"] == 0 && s["synced"] == true).then_some(()).ok_or(s)
+        });
+        let fw = NetNs::open(n.name()).unwrap();
+        let options = netkit_core::firewall::FirewallOptions::default();
+        let owners = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(netkit_core::firewall::recorded_owners(&fw, &options))
+            .unwrap();
+        assert!(
+            !owners.iter().any(|o| o.starts_with("svc/")),
+            "{}: {owners:?}",
+            n.name()
+        );
+    }
+    assert!(answers(&client, vip, 1).is_err(), "a deleted service answers no more");
+    drop(agents);
+}

@@ -101,7 +101,7 @@ pub struct AddArgs {
     /// The virtual address.
     #[arg(long, value_name = "IP")]
     pub cluster_ip: IpAddr,
-    /// A port: [NAME=]PORT[:TARGETPORT][/tcp|udp|sctp][@NODEPORT]; repeat for several (each named).
+    /// A port, `[NAME=]PORT[:TARGETPORT][/tcp|udp|sctp][@NODEPORT]`; repeat for several (each named).
     #[arg(long = "port", value_name = "SPEC", required = true)]
     pub ports: Vec<String>,
     /// ClusterIP, NodePort or LoadBalancer.

@@ -158,6 +158,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             st.synced = true;
             st.store_error = None;
         }
+        self.write_status();
         loop {
             let retry_failed = async {
                 if view.failed.is_empty() {

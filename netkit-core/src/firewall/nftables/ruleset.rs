@@ -38,7 +38,7 @@
 //! `noendpointports4/6` the node port (`proto . port`) of every service that has no endpoint;
 //! a service's elements come and go with its chains, when its endpoint count goes 0 ↔ n.
 //! These sets and chains are written as commands that can be run again on a table that has
-//! them (see [`checks`]): a table made by a netkit without them gets them with the next service
+//! them (see `checks`): a table made by a netkit without them gets them with the next service
 //! change that needs them.
 //!
 //! The `input` rule is kube-proxy's answer to CVE-2020-8558: an interface that needs
