@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use netkit_core::firewall::{self, Driver, Endpoint, Firewall, FirewallOptions, PortMapping, Protocol, Rules, Service};
 use netkit_core::link::Veth;
 use netkit_core::{NetNs, NetNsGuard};
+use netkit_test_support::unique;
 
 const PORTMAP: &str = "/usr/lib/cni/portmap";
 
@@ -33,10 +34,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn unique(tag: &str) -> String {
-    format!("nkb{}{tag}", std::process::id())
 }
 
 struct Scratch(PathBuf);

@@ -4,15 +4,10 @@
 //! reading).
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use netkit_core::link::Veth;
 use netkit_core::{Handle, NetNs, NetNsGuard};
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("nks{}x{}{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
+use netkit_test_support::unique;
 
 /// The inode of the network namespace a spawned program runs in.
 fn child_netns_ino(cmd: &mut std::process::Command) -> std::io::Result<u64> {

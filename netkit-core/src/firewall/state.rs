@@ -254,15 +254,14 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// Wait at most `timeout` for the lock from now on.
-    #[allow(dead_code)] // Wired to a public option by the firewall's options later.
+    /// Wait at most `timeout` for the lock from now on (the tests shorten it).
+    #[cfg(test)]
     pub(crate) fn set_lock_timeout(&mut self, timeout: Duration) {
         self.lock_timeout = timeout;
     }
 
     /// This state directory's identity: 16 lowercase hex digits, random, the same for every
     /// process and every open of the directory.
-    #[allow(dead_code)] // Not used inside the crate yet.
     pub(crate) fn id(&self) -> &str {
         &self.id
     }
