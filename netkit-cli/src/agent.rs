@@ -201,6 +201,11 @@ pub struct RunArgs {
     /// cluster store (the same --store; see `netkit service`) and program this node's firewall.
     #[arg(long)]
     pub services: bool,
+    /// With --services: answer ARP on this interface for LoadBalancer services' external IPv4
+    /// addresses (MetalLB's layer-2 mode: one node per address, chosen alike by every node
+    /// among those with a ready endpoint); none: announce nothing.
+    #[arg(long, value_name = "DEV")]
+    pub lb_iface: Option<String>,
     /// etcd: the key prefix of the cluster objects (Services, endpoints).
     #[arg(long, value_name = "PREFIX", default_value = netkit_core::store::DEFAULT_ETCD_PREFIX)]
     pub objects_prefix: String,
@@ -355,6 +360,19 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
         ));
         if let Some(e) = v.get("store_error").and_then(serde_json::Value::as_str) {
             out.text(&format!("    store: {e}"));
+        }
+        let announced: Vec<&str> = v
+            .get("announced")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if !announced.is_empty() {
+            out.text(&format!("    answering ARP for {}", announced.join(", ")));
+        }
+        if let Some(e) = v.get("announce_error").and_then(serde_json::Value::as_str) {
+            out.text(&format!("    LoadBalancer addresses: {e}"));
         }
         for (id, e) in v
             .get("failed")
@@ -563,6 +581,7 @@ async fn service_proxy(
         .map_err(|e| io("agent: the node's firewall".into(), &e))?;
     let mut config = ProxyConfig::new(node);
     config.status_file = Some(services_status_file(&a.status_file));
+    config.announce_iface = a.lb_iface.clone();
     Ok(Some(ServiceProxy::new(store, fw, ns, config)))
 }
 

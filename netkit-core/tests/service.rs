@@ -88,6 +88,29 @@ impl Lab {
         v
     }
 
+    /// Proxies that answer ARP for LoadBalancer addresses on `eth0`.
+    async fn announcing_proxies(&self) -> Vec<ProxyTask> {
+        let mut v = Vec::new();
+        for n in &self.nodes {
+            let mut config = netkit_core::service::ProxyConfig::new(n.name());
+            config.announce_iface = Some("eth0".into());
+            v.push(ProxyTask::start_with(self.store.clone(), config).await);
+        }
+        v
+    }
+
+    /// The nodes holding `ip` on `eth0`.
+    fn holders(&self, ip: Ipv4Addr) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                netkit_test_support::ip(&["-n", n.name(), "-4", "addr", "show", "dev", "eth0"])
+                    .contains(&format!("inet {ip}/32"))
+            })
+            .map(|n| n.name().to_string())
+            .collect()
+    }
+
     fn endpoint(&self, i: usize) -> EndpointSpec {
         EndpointSpec::new(IpAddr::V4(self.pods[i].1), self.nodes[i].name())
     }
@@ -346,6 +369,78 @@ async fn a_udp_flow_moves_when_its_endpoint_goes_and_restarts_reconcile() {
             n.name()
         );
     }
+    for p in proxies {
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_address_is_held_by_one_node_and_moves_with_its_endpoints() {
+    let lab = Lab::new("svl").await;
+    let proxies = lab.announcing_proxies().await;
+    let ext = Ipv4Addr::new(192, 168, 50, 240);
+    let mut lb = ServiceSpec::new(
+        IpAddr::V4(Ipv4Addr::new(10, 96, 0, 20)),
+        vec![ServicePort::new(80).target_port(8080)],
+    );
+    lb.kind = ServiceType::LoadBalancer;
+    lb.external_ips = vec![IpAddr::V4(ext)];
+    let stored = catalog::put_service(&lab.store, "default/lb", &lb).await.unwrap();
+    assert!(stored.ports[0].node_port.is_some(), "a LoadBalancer gets a node port");
+    // No endpoint yet: nobody holds the address.
+    assert_eq!(lab.holders(ext), Vec::<String>::new());
+    catalog::put_endpoints(
+        &lab.store,
+        "default/lb",
+        &netkit_core::service::EndpointsSpec {
+            endpoints: vec![lab.endpoint(0), lab.endpoint(1)],
+        },
+    )
+    .await
+    .unwrap();
+    // One node holds it, and a client outside the cluster (on the segment) reaches the service.
+    let holder = until("one node to hold the address", || match lab.holders(ext).as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let out = &lab.outside.ns;
+    let h = until("the LoadBalancer address from outside", || {
+        tcp_hello_from(out, sa(ext, 80))
+    })
+    .await;
+    assert!(["e1", "e2"].contains(&h.name.as_str()), "{h:?}");
+    // The holder's endpoint goes: the address moves to the node that still has one.
+    let gone = lab.nodes.iter().position(|n| n.name() == holder).unwrap();
+    let stays = 1 - gone;
+    catalog::remove_endpoint(&lab.store, "default/lb", IpAddr::V4(lab.pods[gone].1))
+        .await
+        .unwrap();
+    let new_holder = until("the address to move", || match lab.holders(ext).as_slice() {
+        [one] if *one != holder => Ok(one.clone()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    assert_eq!(new_holder, lab.nodes[stays].name());
+    let want = format!("e{}", stays + 1);
+    until("the service through the moved address", || {
+        let h = tcp_hello_from(out, sa(ext, 80))?;
+        (h.name == want).then_some(()).ok_or(h.name)
+    })
+    .await;
+    let st = proxies[stays].status();
+    assert_eq!(
+        (st.announced.clone(), st.announce_error.clone()),
+        (vec![IpAddr::V4(ext)], None),
+        "{st:?}"
+    );
+    // Deleted: nobody holds it any more.
+    catalog::delete_service(&lab.store, "default/lb").await.unwrap();
+    until("the address released", || {
+        let h = lab.holders(ext);
+        h.is_empty().then_some(()).ok_or(format!("{h:?}"))
+    })
+    .await;
     for p in proxies {
         p.stop().await;
     }

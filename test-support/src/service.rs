@@ -23,11 +23,18 @@ impl ProxyTask {
     /// Start a proxy for node `node` (its namespace is the node's name) on `store`, with the
     /// firewall netkit-cni uses in that namespace (the default options).
     pub async fn start<S: ObjectStore + 'static>(node: &str, store: S) -> ProxyTask {
+        ProxyTask::start_with(store, ProxyConfig::new(node)).await
+    }
+
+    /// [`ProxyTask::start`] with `config` (its `node` names the namespace too).
+    pub async fn start_with<S: ObjectStore + 'static>(store: S, config: ProxyConfig) -> ProxyTask {
+        let node = config.node.clone();
+        let node = node.as_str();
         let ns = NetNs::open(node).unwrap_or_else(|e| panic!("open {node}: {e}"));
         let fw: AnyFirewall = firewall::open(&ns, FirewallOptions::default())
             .await
             .unwrap_or_else(|e| panic!("the firewall of {node}: {e}"));
-        let proxy = ServiceProxy::new(store, fw, ns.clone(), ProxyConfig::new(node));
+        let proxy = ServiceProxy::new(store, fw, ns.clone(), config);
         let status = proxy.status();
         let (stop, mut rx) = watch::channel(false);
         let task = tokio::spawn(async move {

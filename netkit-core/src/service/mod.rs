@@ -41,12 +41,17 @@
 //!   `externalIP:port`. With `externalTrafficPolicy: Cluster` any endpoint, masqueraded to the
 //!   node's address; with `Local` only the node's own endpoints, the client's address kept
 //!   (a node without one drops the connection).
+//! * **LoadBalancer**: each external IPv4 address is held by one node with a ready endpoint
+//!   (chosen alike by every node), which answers ARP for it on
+//!   [`ProxyConfig::announce_iface`] (MetalLB's layer-2 mode) and sends a gratuitous ARP when it
+//!   takes it over.
 //! * **No endpoints**: connections are refused (TCP reset, ICMP port unreachable), not dropped.
 //! * **An endpoint removed from a UDP service**: the node's connection-tracking entries NATed to
 //!   it are deleted, so the flow moves to a live endpoint.
 //!
 //! Endpoints of the other address family than the cluster IP's are ignored.
 
+mod announce;
 pub mod catalog;
 mod error;
 mod proxy;

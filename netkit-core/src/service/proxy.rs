@@ -2,15 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::announce;
 use super::catalog::{id_of_key, ENDPOINTS, SERVICES};
 use super::render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
-use super::spec::{EndpointsSpec, ServiceSpec};
+use super::spec::{EndpointsSpec, ServiceSpec, ServiceType};
 use super::ServiceError;
 use crate::conntrack::{Conntrack, Filter};
 use crate::firewall::{self, Firewall, Protocol, Rules};
@@ -29,6 +31,10 @@ pub struct ProxyConfig {
     pub max_retry: Duration,
     /// Where to write the [`ProxyStatus`] (JSON) each time it changes; `None`: nowhere.
     pub status_file: Option<PathBuf>,
+    /// Answer ARP for LoadBalancer services' external IPv4 addresses on this interface
+    /// (MetalLB's layer-2 mode: one node per address, see [`ServiceProxy`]); `None`: announce
+    /// nothing.
+    pub announce_iface: Option<String>,
 }
 
 impl ProxyConfig {
@@ -39,6 +45,7 @@ impl ProxyConfig {
             retry: Duration::from_millis(200),
             max_retry: Duration::from_secs(5),
             status_file: None,
+            announce_iface: None,
         }
     }
 }
@@ -58,6 +65,12 @@ pub struct ProxyStatus {
     pub failed: BTreeMap<String, String>,
     /// The store's last error, while it lasts.
     pub store_error: Option<String>,
+    /// LoadBalancer addresses this node holds and answers ARP for.
+    #[serde(default)]
+    pub announced: Vec<IpAddr>,
+    /// The last failure to add or remove them, while it lasts.
+    #[serde(default)]
+    pub announce_error: Option<String>,
 }
 
 /// Follows `services/` and `endpoints/` in the cluster store and keeps this node's firewall
@@ -72,6 +85,11 @@ pub struct ProxyStatus {
 /// * **UDP**: when an endpoint leaves a UDP (or SCTP) service, the node's connection-tracking
 ///   entries NATed to it are deleted, so a flow moves to a live endpoint at its next datagram
 ///   instead of going on to the dead pod (kube-proxy's conntrack cleanup).
+/// * **LoadBalancer addresses** ([`ProxyConfig::announce_iface`]): for each external IPv4
+///   address of a LoadBalancer service, one node — among those with a ready endpoint of it, the
+///   one with the smallest hash of address and name, which every proxy computes alike — adds
+///   the address to the interface (a /32 labelled `<interface>:lb`) and sends a gratuitous ARP;
+///   clients outside the cluster reach the service through it (MetalLB's layer-2 mode).
 /// * **Failures**: a service the firewall refuses is reported in [`ProxyStatus::failed`] and
 ///   retried; the others go on. A broken watch is watched again after a pause, then
 ///   reconciled.
@@ -90,6 +108,8 @@ struct View {
     endpoints: BTreeMap<String, EndpointsSpec>,
     applied: BTreeMap<String, Vec<firewall::Service>>,
     failed: BTreeSet<String>,
+    /// The LoadBalancer addresses last made to hold; `None`: read the interface again.
+    announced: Option<BTreeSet<Ipv4Addr>>,
 }
 
 enum Change {
@@ -160,8 +180,11 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         }
         self.write_status();
         loop {
+            // Something to retry: a service the firewall refused, LoadBalancer addresses not
+            // (known to be) in place.
+            let idle = view.failed.is_empty() && (self.config.announce_iface.is_none() || view.announced.is_some());
             let retry_failed = async {
-                if view.failed.is_empty() {
+                if idle {
                     std::future::pending::<()>().await
                 }
                 tokio::time::sleep(self.config.retry.max(Duration::from_secs(1))).await
@@ -173,6 +196,9 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                     for id in std::mem::take(&mut view.failed) {
                         self.sync(view, &id).await;
                     }
+                    if view.announced.is_none() {
+                        self.announce(view).await;
+                    }
                     self.publish(view);
                     continue;
                 }
@@ -182,6 +208,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                 Change::Service(id) => self.sync(view, &id).await,
                 Change::Failed(e) => return e,
             }
+            self.announce(view).await;
             self.publish(view);
         }
     }
@@ -210,6 +237,8 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         for id in ids {
             self.sync(view, &id).await;
         }
+        view.announced = None;
+        self.announce(view).await;
         self.publish(view);
         Ok(())
     }
@@ -353,6 +382,62 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                 log::warn!("node {}: service proxy: {err}", self.config.node);
             }
             Err(e) => log::warn!("node {}: service proxy: conntrack task: {e}", self.config.node),
+        }
+    }
+
+    /// Hold exactly the LoadBalancer addresses this node answers for (see
+    /// [`ProxyConfig::announce_iface`]).
+    async fn announce(&self, view: &mut View) {
+        let Some(iface) = &self.config.announce_iface else {
+            return;
+        };
+        let mut want = BTreeSet::new();
+        for (id, spec) in view
+            .services
+            .iter()
+            .filter(|(_, s)| s.kind == ServiceType::LoadBalancer)
+        {
+            let nodes: BTreeSet<&str> = view
+                .endpoints
+                .get(id)
+                .map(|e| {
+                    e.endpoints
+                        .iter()
+                        .filter(|e| e.ready && e.ip.is_ipv4() == spec.cluster_ip.is_ipv4())
+                        .map(|e| e.node.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for ip in &spec.external_ips {
+                if let IpAddr::V4(v4) = ip {
+                    if announce::holder(*ip, nodes.iter().copied()) == Some(self.config.node.as_str()) {
+                        want.insert(*v4);
+                    }
+                }
+            }
+        }
+        if view.announced.as_ref() == Some(&want) {
+            return;
+        }
+        let result = match self.ns.handle().await {
+            Ok(h) => announce::apply(&h, &self.ns, iface, &want).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let mut st = self.status.lock().expect("status lock");
+        match result {
+            Ok(added) => {
+                for ip in added {
+                    log::info!("node {}: answering for {ip} on {iface}", self.config.node);
+                }
+                st.announced = want.iter().map(|ip| IpAddr::V4(*ip)).collect();
+                st.announce_error = None;
+                view.announced = Some(want);
+            }
+            Err(e) => {
+                log::warn!("node {}: LoadBalancer addresses on {iface}: {e}", self.config.node);
+                st.announce_error = Some(e);
+                view.announced = None;
+            }
         }
     }
 
