@@ -128,12 +128,16 @@ pub struct PodPolicy {
     pub egress: Vec<Allowed>,
 }
 
-/// What this node enforces: its pods (by `<namespace>/<name>`) that some policy selects.
-/// Local pods no policy selects are not here (nothing to enforce).
+/// What this node enforces: its pods (by `<namespace>/<name>`) that some policy selects, and
+/// the host-side interfaces of every local pod (isolated or not: the firewall must see and
+/// track their traffic before a policy comes, so that connections opened before it are
+/// known as established).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePolicy {
     /// The isolated local pods.
     pub pods: BTreeMap<String, PodPolicy>,
+    /// The host-side interfaces of every local pod.
+    pub interfaces: BTreeSet<String>,
 }
 
 impl NodePolicy {
@@ -189,6 +193,7 @@ pub fn compile(cluster: &Cluster, local: &[LocalPod]) -> Result<NodePolicy, Poli
     };
     let mut out = NodePolicy::default();
     for lp in local {
+        out.interfaces.insert(lp.interface.clone());
         let key = format!("{}/{}", lp.namespace, lp.name);
         let pod = cluster
             .pods

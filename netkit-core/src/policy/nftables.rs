@@ -47,11 +47,14 @@
 //! and a stateless bridge filter cannot tell replies from new connections. So the bridge family
 //! is not used: traffic between pods of one bridge goes through the same inet `forward` chain,
 //! via `br_netfilter` (`CONFIG_BRIDGE_NETFILTER`), which [`PolicyFirewall::apply`] turns on for
-//! each bridge an isolated pod's interface is a port of, with the bridge's own
+//! each bridge a local pod's interface is a port of ([`NodePolicy::interfaces`]: every local
+//! pod, isolated or not), with the bridge's own
 //! `nf_call_iptables`/`nf_call_ip6tables` options (so the machine-wide
 //! `net.bridge.bridge-nf-call-*` sysctls need not be on). A namespace without `br_netfilter`
 //! makes the apply fail with [`PolicyError::Unsupported`] instead of leaving bridged traffic
-//! unchecked. A side effect, as on any Kubernetes node: bridged IPv4/IPv6 traffic of those
+//! unchecked. Apply when a pod is attached, before a policy selects it: a connection that
+//! started while its bridge bypassed conntrack is seen mid-stream as new when a policy comes,
+//! and an isolated pod's side of it is then dropped. A side effect, as on any Kubernetes node: bridged IPv4/IPv6 traffic of those
 //! bridges also passes the other inet/ip tables and iptables chains of the namespace.
 //!
 //! **The kernel's state.** The firewall remembers the elements it sent. The first apply after
@@ -371,8 +374,9 @@ impl PolicyFirewall {
         .map_err(|e| PolicyError::Aborted(e.to_string()))?
     }
 
-    /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge an isolated pod's
-    /// interface is a port of (see the module docs); the count of bridges changed.
+    /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge a local pod's
+    /// interface is a port of (see the module docs); the count of bridges changed. An
+    /// interface that is gone (a pod being deleted) is skipped.
     async fn enable_bridges(&self, policy: &NodePolicy, done: &mut HashSet<u32>) -> Result<usize, PolicyError> {
         use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, LinkAttribute, LinkInfo, LinkMessage};
         use netlink_packet_route::RouteNetlinkMessage;
@@ -385,12 +389,12 @@ impl PolicyFirewall {
             errno: None,
         };
         let mut count = 0;
-        let names: BTreeSet<&str> = policy.pods.values().map(|p| p.interface.as_str()).collect();
-        for name in names {
-            let link = h
-                .link_get(name)
-                .await
-                .map_err(|e| fail(format!("look up pod interface {name}"), e.to_string()))?;
+        for name in &policy.interfaces {
+            let link = match h.link_get(name).await {
+                Ok(link) => link,
+                Err(e) if e.errno() == Some(libc::ENODEV) => continue,
+                Err(e) => return Err(fail(format!("look up pod interface {name}"), e.to_string())),
+            };
             let Some(master) = link.master else { continue };
             if done.contains(&master) {
                 continue;
