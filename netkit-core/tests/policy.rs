@@ -674,3 +674,65 @@ fn iptables_is_refused() {
     assert!(err.to_string().contains("network policy needs nftables"), "{err}");
     assert!(host.nft_ruleset().trim().is_empty(), "nothing was made");
 }
+
+/// IPv6: a dual-stack pod's IPv6 address is isolated and its IPv6 peers reach the kernel's
+/// ipv6 sets, by replacement and then by diff.
+#[test]
+fn ipv6_elements_reach_the_kernel() {
+    let host = HostNs::new("polv6");
+    host.ip(&["link", "add", "pw0", "type", "veth", "peer", "name", "pw1"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fw = rt
+        .block_on(PolicyFirewall::open(host.ns(), PolicyOptions::default()))
+        .unwrap();
+    let cluster = |except: &str| {
+        Cluster {
+        policies: [(
+            "a/web".to_string(),
+            policy(json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "fd00:1::/64", "except": [except]}}],
+                                                        "ports": [{"protocol": "UDP", "port": 53}]}]})),
+        )]
+        .into(),
+        pods: vec![PodInfo {
+            namespace: "a".into(),
+            name: "web".into(),
+            ips: vec!["10.210.0.2".parse().unwrap(), "fd00:2::2".parse().unwrap()],
+            labels: Labels::new(),
+        }],
+        namespaces: BTreeMap::new(),
+    }
+    };
+    let local = [LocalPod {
+        namespace: "a".into(),
+        name: "web".into(),
+        interface: "pw0".into(),
+    }];
+    let s = rt
+        .block_on(fw.apply(&compile(&cluster("fd00:1::/80"), &local).unwrap()))
+        .unwrap();
+    // Two isolations (v4, v6) and fd00:1::/64 minus its first /80: one range.
+    assert_eq!((s.added, s.replaced), (3, true), "{s:?}");
+    let r = host.nft_ruleset();
+    assert!(
+        r.contains("fd00:2::2 . fd00:1:0:0:1::-fd00:1::ffff:ffff:ffff:ffff . udp . 53"),
+        "{r}"
+    );
+    let s = rt
+        .block_on(fw.apply(&compile(&cluster("fd00:1::ff00:0:0/88"), &local).unwrap()))
+        .unwrap();
+    // The new hole (inside the old one) leaves the range after it as it was: one element
+    // comes (the part before the hole), none goes.
+    assert_eq!((s.added, s.removed, s.replaced), (1, 0, false), "{s:?}");
+    let r = host.nft_ruleset();
+    assert!(
+        r.contains("fd00:2::2 . fd00:1::-fd00:1::feff:ffff:ffff . udp . 53"),
+        "{r}"
+    );
+    assert!(
+        r.contains("fd00:2::2 . fd00:1:0:0:1::-fd00:1::ffff:ffff:ffff:ffff . udp . 53"),
+        "{r}"
+    );
+}
