@@ -39,6 +39,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod overlay;
+pub mod policy;
 mod random;
 pub mod route;
 pub mod rule;

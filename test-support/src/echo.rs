@@ -111,6 +111,95 @@ impl Drop for Server {
     }
 }
 
+/// A TCP server that echoes back every line of every connection until the client closes it
+/// (one thread per connection): a long-lived connection a test can use again and again.
+/// Stopped when dropped (open connections end when their client closes them).
+pub struct LineEcho {
+    listener: Arc<TcpListener>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineEcho {
+    /// A line echo server listening on `addr` inside `ns`.
+    #[track_caller]
+    pub fn tcp(ns: &NetNs, addr: SocketAddr) -> LineEcho {
+        let listener = ns
+            .run(move || TcpListener::bind(addr))
+            .expect("enter netns")
+            .unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"));
+        let listener = Arc::new(listener);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, flag) = (listener.clone(), stop.clone());
+        let thread = std::thread::spawn(move || loop {
+            let accepted = l.accept();
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            match accepted {
+                Ok((sock, _)) => {
+                    std::thread::spawn(move || {
+                        let mut reader = std::io::BufReader::new(match sock.try_clone() {
+                            Ok(s) => s,
+                            Err(_) => return,
+                        });
+                        let mut sock = sock;
+                        let mut line = String::new();
+                        while matches!(std::io::BufRead::read_line(&mut reader, &mut line), Ok(n) if n > 0) {
+                            if sock.write_all(line.as_bytes()).is_err() {
+                                return;
+                            }
+                            line.clear();
+                        }
+                    });
+                }
+                Err(e) if transient(&e) => {}
+                Err(_) => return,
+            }
+        });
+        LineEcho {
+            listener,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LineEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // SAFETY: shutdown on the listener's own descriptor, which `self.listener` keeps open.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connection made inside `from` to a [`LineEcho`] at `addr` (connect and read time out
+/// after [`TIMEOUT`]).
+pub fn echo_connect(from: &NetNs, addr: SocketAddr) -> Result<TcpStream, String> {
+    let s = from
+        .run(move || TcpStream::connect_timeout(&addr, TIMEOUT))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// Send `line` on a [`LineEcho`] connection and read it back.
+pub fn echo_line(s: &mut TcpStream, line: &str) -> Result<(), String> {
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut got = vec![0u8; line.len() + 1];
+    s.read_exact(&mut got).map_err(|e| format!("read: {e}"))?;
+    if got == format!("{line}\n").as_bytes() {
+        Ok(())
+    } else {
+        Err(format!("echoed {:?}", String::from_utf8_lossy(&got)))
+    }
+}
+
 /// An error of one connection (a peer that went away), after which a server goes on.
 pub fn transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};

@@ -4,8 +4,8 @@
 //! and isolated pairs are elements, so adding or removing one does not depend on how many
 //! exist; each service has its own chains, rewritten alone when its endpoints change.
 
-mod elements;
-mod libnft;
+pub(crate) mod elements;
+pub(crate) mod libnft;
 pub(crate) mod netlink;
 pub mod ruleset;
 #[cfg(test)]

@@ -1,0 +1,600 @@
+//! Network policy in nftables: one table, `inet netkit-policy`, whose rules never change; every
+//! pod, peer and port is an element of its sets, so neither the cost of a packet nor the cost
+//! of a change grows with the number of policies. [`PolicyFirewall::apply`] sends the
+//! difference between what the kernel holds and a new [`NodePolicy`] as element deletions and
+//! additions, one nf_tables transaction.
+//!
+//! ```text
+//!                  pod ──veth── host ──(routed mode: routed)──────────────┐
+//!                                 └──(bridge mode: cni0, bridged; the      │
+//!                                     bridge has nf_call_iptables and      │
+//!                                     nf_call_ip6tables on, so br_netfilter│
+//!                                     runs the inet hooks and conntrack)   │
+//!                                                                          ▼
+//! forward (filter):  ct state established,related accept     ◄── replies, then the rest of
+//!                    jump egress                                 an allowed connection
+//!                    jump ingress
+//! input (filter):    ct state established,related accept     ◄── pod to the node itself
+//!                    jump egress
+//! (output: nothing)                                           ◄── node to its pods (probes)
+//!
+//! egress:   ip saddr . ip daddr . meta l4proto . th dport @allow_out4 return
+//!           ip6 saddr . ip6 daddr . meta l4proto . th dport @allow_out6 return
+//!           ip saddr @isolated_out4 drop
+//!           ip6 saddr @isolated_out6 drop
+//! ingress:  ip daddr . ip saddr . meta l4proto . th dport @allow_in4 return
+//!           ip6 daddr . ip6 saddr . meta l4proto . th dport @allow_in6 return
+//!           ip daddr @isolated_in4 drop
+//!           ip6 daddr @isolated_in6 drop
+//!
+//! isolated_in4/out4 { ipv4_addr }              the local pods a policy isolates
+//! allow_in4/out4 { ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
+//!                   pod . peer range . protocol range . destination port range
+//! (and the same with ipv6_addr)
+//! ```
+//!
+//! A new connection passes the egress check of its source and the ingress check of its
+//! destination (each only for a local pod isolated in that direction), wherever it is
+//! forwarded: between two pods of this node (bridged or routed), to or from other nodes'
+//! pods, through the gateway. The allow lookup comes before the isolation lookup, so a packet
+//! whose ports cannot be read (`th dport` fails and the rule does not match) is dropped for an
+//! isolated pod, not let through. The allowed boxes of a pod are disjoint (the kernel's
+//! interval sets refuse overlapping elements), see [`super::compile`].
+//!
+//! **Bridged traffic.** The bridge family has connection tracking only with
+//! `nf_conntrack_bridge` (`CONFIG_NF_CONNTRACK_BRIDGE`); without it, a `ct` expression in a
+//! bridge table is refused with EPROTO (this is so on the 6.18 kernel netkit is tested on),
+//! and a stateless bridge filter cannot tell replies from new connections. So the bridge family
+//! is not used: traffic between pods of one bridge goes through the same inet `forward` chain,
+//! via `br_netfilter` (`CONFIG_BRIDGE_NETFILTER`), which [`PolicyFirewall::apply`] turns on for
+//! each bridge a local pod's interface is a port of ([`NodePolicy::interfaces`]: every local
+//! pod, isolated or not), with the bridge's own
+//! `nf_call_iptables`/`nf_call_ip6tables` options (so the machine-wide
+//! `net.bridge.bridge-nf-call-*` sysctls need not be on). A namespace without `br_netfilter`
+//! makes the apply fail with [`PolicyError::Unsupported`] instead of leaving bridged traffic
+//! unchecked. Apply when a pod is attached, before a policy selects it: a connection that
+//! started while its bridge bypassed conntrack is seen mid-stream as new when a policy comes,
+//! and an isolated pod's side of it is then dropped. A side effect, as on any Kubernetes node: bridged IPv4/IPv6 traffic of those
+//! bridges also passes the other inet/ip tables and iptables chains of the namespace.
+//!
+//! **The kernel's state.** The firewall remembers the elements it sent. The first apply after
+//! [`PolicyFirewall::open`] (whose table may hold anything: another process's, an older one's)
+//! replaces every element in one libnftables transaction (flush the sets, add the elements);
+//! the applies after it send only the difference, as one nf_tables netlink batch. When a batch
+//! fails (someone deleted the table or flushed a set) the next step is again the full
+//! replacement, the table made afresh if it is missing.
+//!
+//! iptables is not supported: [`PolicyFirewall::open`] with [`Driver::Iptables`] fails with
+//! "network policy needs nftables".
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::compile::{Allowed, Direction, NodePolicy};
+use super::PolicyError;
+use crate::firewall::nftables::elements::{self, Field};
+use crate::firewall::nftables::{libnft, netlink};
+use crate::firewall::Driver;
+use crate::{Handle, NetNs};
+
+/// The default table name.
+pub const DEFAULT_TABLE: &str = "netkit-policy";
+
+/// The table's comment; a table with another one (an older layout) is made afresh.
+const COMMENT: &str = "managed by netkit: network policy (layout 1)";
+
+/// How to open a [`PolicyFirewall`].
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// The `inet` table's name (default [`DEFAULT_TABLE`]).
+    pub table: String,
+    /// The firewall driver the node uses (`None`: nftables). Only nftables can enforce policy.
+    pub driver: Option<Driver>,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions {
+            table: DEFAULT_TABLE.to_string(),
+            driver: None,
+        }
+    }
+}
+
+/// What one [`PolicyFirewall::apply`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Elements added.
+    pub added: usize,
+    /// Elements removed (for a full replacement: the elements netkit knew of, 0 after open).
+    pub removed: usize,
+    /// Every element was replaced (the first apply, or after a failed batch), not a diff.
+    pub replaced: bool,
+    /// Bridges whose `nf_call_iptables`/`nf_call_ip6tables` were turned on.
+    pub bridges_enabled: usize,
+}
+
+/// One element of the table's sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Elem {
+    /// A pod address isolated in a direction.
+    Isolated(Direction, IpAddr),
+    /// An allowed box.
+    Allow(Direction, Allowed),
+}
+
+impl Elem {
+    fn set(&self) -> &'static str {
+        use Direction::{Egress, Ingress};
+        match *self {
+            Elem::Isolated(Ingress, ip) => pick(ip, "isolated_in4", "isolated_in6"),
+            Elem::Isolated(Egress, ip) => pick(ip, "isolated_out4", "isolated_out6"),
+            Elem::Allow(Ingress, a) => pick(a.pod, "allow_in4", "allow_in6"),
+            Elem::Allow(Egress, a) => pick(a.pod, "allow_out4", "allow_out6"),
+        }
+    }
+
+    fn to_element(self) -> elements::Element {
+        let (key, key_end) = match self {
+            Elem::Isolated(_, ip) => (vec![Field::Ip(ip)], None),
+            Elem::Allow(_, a) => (
+                vec![
+                    Field::Ip(a.pod),
+                    Field::Ip(a.peer.0),
+                    Field::Proto(a.proto.0),
+                    Field::Port(a.port.0),
+                ],
+                Some(vec![
+                    Field::Ip(a.pod),
+                    Field::Ip(a.peer.1),
+                    Field::Proto(a.proto.1),
+                    Field::Port(a.port.1),
+                ]),
+            ),
+        };
+        elements::Element {
+            set: self.set(),
+            key,
+            key_end,
+            data: None,
+            comment: String::new(),
+        }
+    }
+
+    /// The element in nft syntax (ranges as `a-b`).
+    fn to_nft(self) -> String {
+        match self {
+            Elem::Isolated(_, ip) => ip.to_string(),
+            Elem::Allow(_, a) => format!(
+                "{} . {}-{} . {}-{} . {}-{}",
+                a.pod, a.peer.0, a.peer.1, a.proto.0, a.proto.1, a.port.0, a.port.1
+            ),
+        }
+    }
+}
+
+fn pick(ip: IpAddr, v4: &'static str, v6: &'static str) -> &'static str {
+    if ip.is_ipv4() {
+        v4
+    } else {
+        v6
+    }
+}
+
+/// The sets of the table.
+const SETS: [&str; 8] = [
+    "isolated_in4",
+    "isolated_out4",
+    "isolated_in6",
+    "isolated_out6",
+    "allow_in4",
+    "allow_out4",
+    "allow_in6",
+    "allow_out6",
+];
+
+/// Every element `policy` needs.
+fn elements_of(policy: &NodePolicy) -> BTreeSet<Elem> {
+    let mut out = BTreeSet::new();
+    for p in policy.pods.values() {
+        for (dir, isolated, allowed) in [
+            (Direction::Ingress, p.ingress_isolated, &p.ingress),
+            (Direction::Egress, p.egress_isolated, &p.egress),
+        ] {
+            if isolated {
+                out.extend(p.ips.iter().map(|ip| Elem::Isolated(dir, *ip)));
+                out.extend(allowed.iter().map(|a| Elem::Allow(dir, *a)));
+            }
+        }
+    }
+    out
+}
+
+/// The table (its fixed part, sets empty) as one nft block, for a table that does not exist.
+pub fn ruleset(table: &str) -> String {
+    let mut s = format!("table inet {table} {{\n    comment \"{COMMENT}\"\n");
+    for v in ["4", "6"] {
+        let addr = if v == "4" { "ipv4_addr" } else { "ipv6_addr" };
+        for dir in ["in", "out"] {
+            let _ = writeln!(s, "    set isolated_{dir}{v} {{ type {addr}; }}");
+            let _ = writeln!(
+                s,
+                "    set allow_{dir}{v} {{ type {addr} . {addr} . inet_proto . inet_service; flags interval; }}"
+            );
+        }
+    }
+    s.push_str(
+        r#"    chain egress {
+        ip saddr . ip daddr . meta l4proto . th dport @allow_out4 return
+        ip6 saddr . ip6 daddr . meta l4proto . th dport @allow_out6 return
+        ip saddr @isolated_out4 drop comment "egress denied by network policy"
+        ip6 saddr @isolated_out6 drop comment "egress denied by network policy"
+    }
+    chain ingress {
+        ip daddr . ip saddr . meta l4proto . th dport @allow_in4 return
+        ip6 daddr . ip6 saddr . meta l4proto . th dport @allow_in6 return
+        ip daddr @isolated_in4 drop comment "ingress denied by network policy"
+        ip6 daddr @isolated_in6 drop comment "ingress denied by network policy"
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state established,related accept
+        jump egress
+        jump ingress
+    }
+    chain input {
+        type filter hook input priority filter; policy accept;
+        ct state established,related accept
+        jump egress
+    }
+}
+"#,
+    );
+    s
+}
+
+/// The enforcement of [`NodePolicy`]s in one namespace (see the [module docs](self)).
+/// Cheap to clone; applies are serialized.
+#[derive(Clone)]
+pub struct PolicyFirewall {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ns: NetNs,
+    table: String,
+    socket: netlink::NftSocket,
+    handle: Handle,
+    /// What the kernel holds, as far as this firewall knows (`None`: unknown, replace all).
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    known: Option<BTreeSet<Elem>>,
+    /// Bridges already given br_netfilter.
+    bridges: HashSet<u32>,
+}
+
+impl PolicyFirewall {
+    /// Open the policy firewall of `ns`: make its table when missing (or of another layout).
+    /// Refuses the iptables driver and a namespace without nftables
+    /// ([`PolicyError::Unsupported`]).
+    pub async fn open(ns: &NetNs, options: PolicyOptions) -> Result<PolicyFirewall, PolicyError> {
+        if options.driver == Some(Driver::Iptables) {
+            return Err(PolicyError::Unsupported(
+                "network policy needs nftables (the firewall driver is iptables)".into(),
+            ));
+        }
+        let unsupported = |why: String| PolicyError::Unsupported(format!("network policy needs nftables: {why}"));
+        libnft::available().map_err(unsupported)?;
+        let (ns2, table) = (ns.clone(), options.table.clone());
+        let socket = tokio::task::spawn_blocking(move || -> Result<_, PolicyError> {
+            let socket = netlink::NftSocket::open(&ns2).map_err(|e| unsupported(e.to_string()))?;
+            let found = socket.table_comment(&table).map_err(|e| unsupported(e.to_string()))?;
+            let mut text = String::new();
+            match found {
+                Some(Some(c)) if c == COMMENT => {}
+                Some(_) => {
+                    let _ = writeln!(text, "delete table inet {table}");
+                    text.push_str(&ruleset(&table));
+                }
+                None => text.push_str(&ruleset(&table)),
+            }
+            if !text.is_empty() {
+                libnft::run(&ns2, &text).map_err(|reason| kernel(&ns2, "create table", reason))?;
+            }
+            Ok(socket)
+        })
+        .await
+        .map_err(|e| PolicyError::Aborted(e.to_string()))??;
+        let handle = Handle::new(ns).await.map_err(|source| PolicyError::Netlink {
+            netns: ns.to_string(),
+            source,
+        })?;
+        Ok(PolicyFirewall {
+            inner: Arc::new(Inner {
+                ns: ns.clone(),
+                table: options.table,
+                socket,
+                handle,
+                state: tokio::sync::Mutex::new(State::default()),
+            }),
+        })
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// Enforce `policy` (replacing what the last apply enforced): the element difference in
+    /// one transaction (see the [module docs](self)), after turning br_netfilter on for the
+    /// bridges of the isolated pods' interfaces.
+    pub async fn apply(&self, policy: &NodePolicy) -> Result<ApplyStats, PolicyError> {
+        let mut state = self.inner.state.lock().await;
+        let mut stats = ApplyStats {
+            bridges_enabled: self.enable_bridges(policy, &mut state.bridges).await?,
+            ..Default::default()
+        };
+        let wanted = elements_of(policy);
+        let inner = self.inner.clone();
+        let known = state.known.take();
+        let (result, known) = tokio::task::spawn_blocking(move || {
+            let r = inner.apply_blocking(known.as_ref(), &wanted);
+            let known = match &r {
+                Ok(_) => Some(wanted),
+                // A failed diff: the kernel is as before (the batch is all or nothing), but
+                // the next apply replaces everything, in case the table went.
+                Err(_) => None,
+            };
+            (r, known)
+        })
+        .await
+        .map_err(|e| PolicyError::Aborted(e.to_string()))?;
+        state.known = known;
+        let (added, removed, replaced) = result?;
+        (stats.added, stats.removed, stats.replaced) = (added, removed, replaced);
+        Ok(stats)
+    }
+
+    /// Remove the table (no pod is isolated any more). The next apply makes it again.
+    pub async fn clear(&self) -> Result<(), PolicyError> {
+        let mut state = self.inner.state.lock().await;
+        state.known = None;
+        let (ns, t) = (self.inner.ns.clone(), self.inner.table.clone());
+        tokio::task::spawn_blocking(move || {
+            libnft::run(&ns, &format!("add table inet {t}\ndelete table inet {t}\n"))
+                .map(drop)
+                .map_err(|reason| kernel(&ns, "remove table", reason))
+        })
+        .await
+        .map_err(|e| PolicyError::Aborted(e.to_string()))?
+    }
+
+    /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge a local pod's
+    /// interface is a port of (see the module docs); the count of bridges changed. An
+    /// interface that is gone (a pod being deleted) is skipped.
+    async fn enable_bridges(&self, policy: &NodePolicy, done: &mut HashSet<u32>) -> Result<usize, PolicyError> {
+        use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let h = &self.inner.handle;
+        let netns = self.inner.ns.to_string();
+        let fail = |op: String, reason: String| PolicyError::Kernel {
+            netns: netns.clone(),
+            op,
+            reason,
+            errno: None,
+        };
+        let mut count = 0;
+        for name in &policy.interfaces {
+            let link = match h.link_get(name).await {
+                Ok(link) => link,
+                Err(e) if e.errno() == Some(libc::ENODEV) => continue,
+                Err(e) => return Err(fail(format!("look up pod interface {name}"), e.to_string())),
+            };
+            let Some(master) = link.master else { continue };
+            if done.contains(&master) {
+                continue;
+            }
+            let bridge = h
+                .link_get_by_index(master)
+                .await
+                .map_err(|e| fail(format!("look up the master of {name}"), e.to_string()))?;
+            if bridge.kind != crate::LinkKind::Bridge {
+                continue;
+            }
+            // br_netfilter: its sysctls exist in a namespace only with it.
+            let ns = self.inner.ns.clone();
+            let br_netfilter = tokio::task::spawn_blocking(move || {
+                crate::sysctl::get(&ns, "net.bridge.bridge-nf-call-iptables").is_ok()
+            })
+            .await
+            .map_err(|e| PolicyError::Aborted(e.to_string()))?;
+            if !br_netfilter {
+                return Err(PolicyError::Unsupported(format!(
+                    "pods on bridge {} need br_netfilter (CONFIG_BRIDGE_NETFILTER) for network policy: \
+                     the kernel has no bridge connection tracking of its own here",
+                    bridge.name
+                )));
+            }
+            let mut msg = LinkMessage::default();
+            msg.header.index = master;
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![
+                    InfoBridge::NfCallIpTables(true),
+                    InfoBridge::NfCallIp6Tables(true),
+                ])),
+            ]));
+            h.ack(RouteNetlinkMessage::NewLink(msg), 0)
+                .await
+                .map_err(|e| fail(format!("set nf_call_iptables of bridge {}", bridge.name), e.to_string()))?;
+            done.insert(master);
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+fn kernel(ns: &NetNs, op: &str, reason: String) -> PolicyError {
+    PolicyError::Kernel {
+        netns: ns.to_string(),
+        op: op.to_string(),
+        errno: libnft::errno_of(&reason),
+        reason: reason.trim().to_string(),
+    }
+}
+
+impl Inner {
+    /// The diff as one netlink batch when the kernel's elements are `known`, else (or when
+    /// the batch fails) everything replaced. (added, removed, replaced).
+    fn apply_blocking(
+        &self,
+        known: Option<&BTreeSet<Elem>>,
+        wanted: &BTreeSet<Elem>,
+    ) -> Result<(usize, usize, bool), PolicyError> {
+        let Some(known) = known else {
+            return self.replace(wanted).map(|n| (n, 0, true));
+        };
+        let removed: Vec<Elem> = known.difference(wanted).copied().collect();
+        let added: Vec<Elem> = wanted.difference(known).copied().collect();
+        let mut batch = netlink::Batch::new();
+        self.push(&mut batch, netlink::OpKind::Destroy, &removed)?;
+        self.push(&mut batch, netlink::OpKind::Create, &added)?;
+        if batch.is_empty() {
+            return Ok((0, 0, false));
+        }
+        match self.socket.send(&batch) {
+            Ok(()) => Ok((added.len(), removed.len(), false)),
+            // The table or a set went (or holds what this firewall did not put there):
+            // replace everything, which makes the table again when it is missing.
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EEXIST)) => {
+                self.replace(wanted).map(|n| (n, known.len(), true))
+            }
+            Err(e) => Err(PolicyError::Kernel {
+                netns: self.ns.to_string(),
+                op: "apply".into(),
+                errno: e.errno(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Append `elems` as `kind` operations, one per set.
+    fn push(&self, batch: &mut netlink::Batch, kind: netlink::OpKind, elems: &[Elem]) -> Result<(), PolicyError> {
+        for set in SETS {
+            let els = elems
+                .iter()
+                .filter(|e| e.set() == set)
+                .map(|e| elements::to_netlink(&e.to_element()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| PolicyError::invalid("element", e.to_string()))?;
+            if els.is_empty() {
+                continue;
+            }
+            match kind {
+                netlink::OpKind::Add => batch.add(&self.table, set, els),
+                netlink::OpKind::Create => batch.create(&self.table, set, els),
+                netlink::OpKind::Destroy => batch.destroy(&self.table, set, els),
+            };
+        }
+        Ok(())
+    }
+
+    /// Every set flushed and refilled with `wanted`, one libnftables transaction (the table
+    /// made first when it is missing). The number of elements added.
+    fn replace(&self, wanted: &BTreeSet<Elem>) -> Result<usize, PolicyError> {
+        let t = &self.table;
+        let mut text = String::new();
+        let found = self.socket.table_comment(t).map_err(|e| PolicyError::Kernel {
+            netns: self.ns.to_string(),
+            op: "look up table".into(),
+            errno: e.errno(),
+            reason: e.to_string(),
+        })?;
+        match found {
+            Some(Some(c)) if c == COMMENT => {
+                for set in SETS {
+                    let _ = writeln!(text, "flush set inet {t} {set}");
+                }
+            }
+            Some(_) => {
+                let _ = writeln!(text, "delete table inet {t}");
+                text.push_str(&ruleset(t));
+            }
+            None => text.push_str(&ruleset(t)),
+        }
+        for set in SETS {
+            let mut els = wanted.iter().filter(|e| e.set() == set).map(|e| e.to_nft()).peekable();
+            if els.peek().is_none() {
+                continue;
+            }
+            let _ = write!(text, "add element inet {t} {set} {{ ");
+            for (i, e) in els.enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(&e);
+            }
+            text.push_str(" }\n");
+        }
+        libnft::run(&self.ns, &text).map_err(|reason| kernel(&self.ns, "replace elements", reason))?;
+        Ok(wanted.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::compile::PodPolicy;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn elements_of_isolated_directions_only() {
+        let a = Allowed {
+            pod: ip("10.0.0.1"),
+            peer: (ip("10.1.0.0"), ip("10.1.0.255")),
+            proto: (6, 6),
+            port: (80, 90),
+        };
+        let mut np = NodePolicy::default();
+        np.pods.insert(
+            "a/web".into(),
+            PodPolicy {
+                interface: "veth0".into(),
+                ips: vec![ip("10.0.0.1")],
+                ingress_isolated: true,
+                egress_isolated: false,
+                ingress: vec![a],
+                egress: vec![],
+            },
+        );
+        let e: Vec<_> = elements_of(&np).into_iter().collect();
+        assert_eq!(
+            e,
+            [
+                Elem::Isolated(Direction::Ingress, ip("10.0.0.1")),
+                Elem::Allow(Direction::Ingress, a)
+            ]
+        );
+        assert_eq!(e[1].set(), "allow_in4");
+        assert_eq!(e[1].to_nft(), "10.0.0.1 . 10.1.0.0-10.1.0.255 . 6-6 . 80-90");
+        let nl = elements::to_netlink(&e[1].to_element()).unwrap();
+        assert!(nl.to_string().contains("10.0.0.1"), "{nl}");
+    }
+
+    #[test]
+    fn the_ruleset_has_every_set_and_fixed_chains() {
+        let r = ruleset("t");
+        for set in SETS {
+            assert!(r.contains(&format!("set {set} ")), "{set}");
+        }
+        assert!(r.contains("hook forward") && r.contains("hook input") && !r.contains("hook output"));
+    }
+}
