@@ -1,6 +1,6 @@
 //! Kubernetes NetworkPolicy on one node: the policy model ([`model`]), the pure compilation
 //! of the cluster's policies, pods and namespaces into what this node enforces
-//! ([`compile`]), and its enforcement in nftables ([`nftables`]: one table with fixed rules,
+//! ([`compile()`](compile())), and its enforcement in nftables ([`nftables`]: one table with fixed rules,
 //! everything else elements of its sets).
 //!
 //! ```no_run
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Following the cluster's store and attaching pods are the caller's (an agent's) job: it
-//! calls [`compile`] and [`PolicyFirewall::apply`] when a policy, a pod's labels or addresses,
+//! calls [`compile()`] and [`PolicyFirewall::apply`] when a policy, a pod's labels or addresses,
 //! a namespace's labels or the set of local pods change.
 
 pub mod compile;

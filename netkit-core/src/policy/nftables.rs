@@ -39,7 +39,7 @@
 //! pods, through the gateway. The allow lookup comes before the isolation lookup, so a packet
 //! whose ports cannot be read (`th dport` fails and the rule does not match) is dropped for an
 //! isolated pod, not let through. The allowed boxes of a pod are disjoint (the kernel's
-//! interval sets refuse overlapping elements), see [`super::compile`].
+//! interval sets refuse overlapping elements), see [`super::compile()`].
 //!
 //! **Bridged traffic.** The bridge family has connection tracking only with
 //! `nf_conntrack_bridge` (`CONFIG_NF_CONNTRACK_BRIDGE`); without it, a `ct` expression in a
