@@ -18,6 +18,7 @@ use netkit_core::overlay::{
 };
 
 use netkit_core::firewall::FirewallOptions;
+use netkit_core::policy::{ControllerConfig, PolicyController, PolicyFirewall, PolicyOptions};
 use netkit_core::service::{ProxyConfig, ServiceProxy};
 use netkit_core::store::{AnyObjectStore, StoreError, StoreLocation};
 use netkit_core::NetNs;
@@ -201,6 +202,10 @@ pub struct RunArgs {
     /// cluster store (the same --store; see `netkit service`) and program this node's firewall.
     #[arg(long)]
     pub services: bool,
+    /// Also run the policy controller: enforce the cluster store's network policies (see
+    /// `netkit policy`) for this node's pods, with nftables.
+    #[arg(long)]
+    pub policy: bool,
     /// With --services: answer ARP on this interface for LoadBalancer services' external IPv4
     /// addresses (MetalLB's layer-2 mode: one node per address, chosen alike by every node
     /// among those with a ready endpoint); none: announce nothing.
@@ -250,10 +255,17 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
     let services: Option<serde_json::Value> = std::fs::read(services_status_file(path))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    // The policy controller's, when it runs (`--policy`).
+    let policy: Option<serde_json::Value> = std::fs::read(path.with_extension("policy.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     if out.json {
         let mut v = serde_json::to_value(&s).unwrap_or_default();
         if let (Some(obj), Some(svc)) = (v.as_object_mut(), &services) {
             obj.insert("services".into(), svc.clone());
+        }
+        if let (Some(obj), Some(pol)) = (v.as_object_mut(), &policy) {
+            obj.insert("policy".into(), pol.clone());
         }
         out.json(&v);
         return Ok(());
@@ -466,13 +478,15 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
                 .map_err(store_err)?
                 .with_watch_interval(a.watch_interval);
             let proxy = service_proxy(global, &a, &location, &node_name).await?;
-            drive(cfg, h, s, proxy).await
+            let policy = policy_controller(global, &a, &location, &node_name).await?;
+            drive(cfg, h, s, proxy, policy).await
         }
         Some(("etcd", urls)) => {
             let urls: Vec<&str> = urls.split(',').filter(|u| !u.is_empty()).collect();
             let s = connect_etcd(&urls, &a.etcd_prefix, plan).await.map_err(store_err)?;
             let proxy = service_proxy(global, &a, &location, &node_name).await?;
-            drive(cfg, h, s, proxy).await
+            let policy = policy_controller(global, &a, &location, &node_name).await?;
+            drive(cfg, h, s, proxy, policy).await
         }
         _ => Err(CliError::usage(format!(
             "agent: --store {store:?}: etcd=URL[,URL…] or file=DIR"
@@ -506,6 +520,7 @@ async fn drive<S: LeaseStore + 'static>(
     h: netkit_core::Handle,
     store: S,
     proxy: Option<Proxy>,
+    policy: Option<PolicyController<AnyObjectStore>>,
 ) -> Result<(), CliError> {
     use tokio::signal::unix::{signal, SignalKind};
     let io = |cause| CliError::Io {
@@ -528,18 +543,77 @@ async fn drive<S: LeaseStore + 'static>(
         let rx = stop_rx.clone();
         tokio::spawn(async move { p.run(stopped(rx)).await })
     });
+    let policy_task = policy.map(|c| {
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { c.run(stopped(rx)).await })
+    });
     let agent = Agent::new(cfg, h, store).run(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
     let result = agent.await;
-    if let Some(t) = proxy_task {
+    for t in [proxy_task, policy_task].into_iter().flatten() {
         let _ = t.await;
     }
     result.map_err(|e| CliError::Io {
         what: "agent".into(),
         cause: std::io::Error::other(e.to_string()),
     })
+}
+
+/// The cluster store at `location`, retried while etcd is not up yet.
+async fn object_store(location: &StoreLocation, prefix: &str) -> Result<AnyObjectStore, CliError> {
+    loop {
+        match AnyObjectStore::open(location, prefix).await {
+            Ok(s) => return Ok(s),
+            Err(e @ StoreError::Etcd { .. }) => {
+                ::log::warn!(target: "netkit::agent", "etcd: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(CliError::Io {
+                    what: format!("agent: cluster store {location}"),
+                    cause: std::io::Error::other(e.to_string()),
+                })
+            }
+        }
+    }
+}
+
+/// The namespace of `-n` (or the current one): the node's.
+fn node_ns(global: &Global) -> Result<NetNs, CliError> {
+    match &global.netns {
+        Some(name) => NetNs::open(name),
+        None => NetNs::current(),
+    }
+    .map_err(|e| CliError::Io {
+        what: "agent: the node's namespace".into(),
+        cause: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The policy controller of `--policy`: the object store at the lease store's place, the
+/// node's nftables.
+async fn policy_controller(
+    global: &Global,
+    a: &RunArgs,
+    location: &StoreLocation,
+    node: &str,
+) -> Result<Option<PolicyController<AnyObjectStore>>, CliError> {
+    if !a.policy {
+        return Ok(None);
+    }
+    let ns = node_ns(global)?;
+    let store = object_store(location, &a.objects_prefix).await?;
+    let fw = PolicyFirewall::open(&ns, PolicyOptions::default())
+        .await
+        .map_err(|e| CliError::Io {
+            what: "agent: the node's policy firewall".into(),
+            cause: std::io::Error::other(e.to_string()),
+        })?;
+    let mut config = ControllerConfig::new(node);
+    config.status_file = Some(a.status_file.with_extension("policy.json"));
+    Ok(Some(PolicyController::new(store, fw, config)))
 }
 
 /// The service proxy on the cluster store, with the node's firewall.
@@ -561,21 +635,8 @@ async fn service_proxy(
         what,
         cause: std::io::Error::other(e.to_string()),
     };
-    let ns = match &global.netns {
-        Some(name) => NetNs::open(name),
-        None => NetNs::current(),
-    }
-    .map_err(|e| io("agent: the node's namespace".into(), &e))?;
-    let store = loop {
-        match AnyObjectStore::open(location, &a.objects_prefix).await {
-            Ok(s) => break s,
-            Err(e @ StoreError::Etcd { .. }) => {
-                ::log::warn!(target: "netkit::service", "etcd: {e}; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(io(format!("agent: cluster store {location}"), &e)),
-        }
-    };
+    let ns = node_ns(global)?;
+    let store = object_store(location, &a.objects_prefix).await?;
     let fw = netkit_core::firewall::open(&ns, FirewallOptions::default())
         .await
         .map_err(|e| io("agent: the node's firewall".into(), &e))?;

@@ -230,6 +230,25 @@ pub enum Command {
         #[command(subcommand)]
         verb: crate::service::ServiceVerb,
     },
+    /// Network policy across the cluster (Kubernetes NetworkPolicy): policies, the pods and
+    /// namespaces they select, in the cluster store; every node's `netkit agent --policy`
+    /// enforces them for its pods.
+    #[command(
+        arg_required_else_help = false,
+        after_help = "Examples:\n  \
+        netkit policy --store etcd=http://10.0.0.1:2379 add back/allow-shop -f allow-shop.json\n  \
+        netkit policy --store etcd=http://10.0.0.1:2379 pod set back/db --ip 10.244.1.5 --node node-1 --iface veth1a2b --label app=db\n  \
+        netkit policy --store etcd=http://10.0.0.1:2379 namespace front --label team=shop\n  \
+        netkit -j policy --store file=/run/lab list"
+    )]
+    Policy {
+        /// The cluster store.
+        #[command(flatten)]
+        opts: crate::service::ServiceOpts,
+        /// The verb.
+        #[command(subcommand)]
+        verb: crate::policy::PolicyVerb,
+    },
     /// Print a shell completion script (`netkit completions bash > /etc/bash_completion.d/netkit`).
     Completions {
         /// The shell.

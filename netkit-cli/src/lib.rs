@@ -35,6 +35,7 @@ pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod output;
+pub mod policy;
 pub mod progress;
 pub mod route;
 pub mod rule;
@@ -174,6 +175,7 @@ impl Session {
             Command::Monitor(args) => monitor::run(self, global, &out, args).await,
             Command::Agent(args) => agent::run(self, global, &out, *args).await,
             Command::Service { opts, verb } => service::run(&out, &opts, verb).await,
+            Command::Policy { opts, verb } => policy::run(&out, &opts, verb).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

@@ -313,18 +313,27 @@ impl ClusterNode {
     /// A pod as [`ClusterNode::pod`] attaches it, in netkit-cni's `mode` (`bridge`, or `routed`:
     /// a /32 route per pod on the node, as Calico has it).
     pub async fn pod_in_mode(&self, cluster: &Cluster, tag: &str, mode: &str) -> (NetNsGuard, Ipv4Addr) {
+        let (pod, ip, _) = self.pod_attached(cluster, tag, mode).await;
+        (pod, ip)
+    }
+
+    /// A pod as [`ClusterNode::pod_in_mode`] attaches it; also the host side of its interface
+    /// (the bridge port, or the routed veth).
+    pub async fn pod_attached(&self, cluster: &Cluster, tag: &str, mode: &str) -> (NetNsGuard, Ipv4Addr, String) {
         let pod = cluster.pod(tag);
         let (conf, att) = self.attachment(&pod, tag, mode);
         let r = attach::add(&conf, &att)
             .await
-            .unwrap_or_else(|e| panic!("attach pod {tag} on {}: {e}", self.name()))
-            .to_json();
+            .unwrap_or_else(|e| panic!("attach pod {tag} on {}: {e}", self.name()));
+        let n = r.result.interfaces.len();
+        let host_end = r.result.interfaces[n - 2].name.clone();
+        let r = r.to_json();
         let ip = r["ips"][0]["address"]
             .as_str()
             .and_then(|a| a.split('/').next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("pod {tag}: no IPv4 address in the result {r}"));
-        (pod, ip)
+        (pod, ip, host_end)
     }
 }
 

@@ -37,6 +37,9 @@ pub enum PolicyError {
         #[source]
         source: crate::NetlinkError,
     },
+    /// The cluster store failed (or a watch broke).
+    #[error("network policy store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// The worker running the change panicked or was cancelled.
     #[error("network policy: the operation did not complete: {0}")]
     Aborted(String),

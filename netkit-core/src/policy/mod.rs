@@ -17,11 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Following the cluster's store and attaching pods are the caller's (an agent's) job: it
-//! calls [`compile()`] and [`PolicyFirewall::apply`] when a policy, a pod's labels or addresses,
-//! a namespace's labels or the set of local pods change.
+//! [`PolicyController`] follows the cluster store (the schema is in [`catalog`]: policies,
+//! pods with their node, interface and labels, namespaces with their labels) and calls
+//! [`compile()`] and [`PolicyFirewall::apply`] when any of them changes; `netkit agent
+//! --policy` runs it on every node.
 
+pub mod catalog;
 pub mod compile;
+mod controller;
 mod error;
 pub mod model;
 pub mod nftables;
@@ -29,6 +32,7 @@ pub mod nftables;
 pub use compile::{
     compile, Allowed, Cluster, Direction, LocalPod, NodePolicy, PodInfo, PodPolicy, PolicyId, NAMESPACE_NAME_LABEL,
 };
+pub use controller::{ControllerConfig, ControllerStatus, PolicyController};
 pub use error::PolicyError;
 pub use model::{
     EgressRule, IngressRule, IpBlock, LabelSelector, LabelSelectorRequirement, Labels, NetworkPolicy, Operator, Peer,

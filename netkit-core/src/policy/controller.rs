@@ -1,0 +1,292 @@
+//! The policy controller: Felix's job on one node, fed from the cluster store.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{id_of_key, NamespaceRecord, PodRecord, NAMESPACES, PODS, POLICIES};
+use super::{compile, Cluster, LocalPod, NetworkPolicy, PodInfo, PolicyError, PolicyFirewall};
+use crate::store::{Object, ObjectEvent, ObjectStore, ObjectWatch, StoreError};
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This node's name, as pod records name their node.
+    pub node: String,
+    /// The first pause after a failure; doubled up to 5 s.
+    pub retry: Duration,
+    /// Where to write the [`ControllerStatus`] (JSON) when it changes; `None`: nowhere.
+    pub status_file: Option<PathBuf>,
+}
+
+impl ControllerConfig {
+    /// For node `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            retry: Duration::from_millis(200),
+            status_file: None,
+        }
+    }
+}
+
+/// What the controller has done, for `netkit agent status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerStatus {
+    /// Policies in the store.
+    pub policies: usize,
+    /// Pods of this node in the store.
+    pub local_pods: usize,
+    /// Of them, those some policy isolates.
+    pub isolated_pods: usize,
+    /// True once the firewall holds what the store says (until a watch breaks or an apply
+    /// fails).
+    pub synced: bool,
+    /// Applies that changed the firewall.
+    pub applied: u64,
+    /// Set elements added and removed in all.
+    pub elements_changed: u64,
+    /// The last failure, while it lasts.
+    pub error: Option<String>,
+}
+
+/// Follows `policies/`, `pods/` and `namespaces/` in the cluster store (see
+/// [`catalog`](super::catalog)) and keeps this node's [`PolicyFirewall`] equal to what they
+/// say for the node's pods: after each change (a burst of changes at once is one), the
+/// cluster is compiled again ([`compile()`]) and the firewall gets the difference (a few set
+/// elements, one transaction; the rules themselves never change). The firewall keeps its
+/// state while the store is unreachable; a broken watch is watched again after a pause and the
+/// node's view rebuilt from the new snapshots.
+pub struct PolicyController<S> {
+    store: S,
+    fw: PolicyFirewall,
+    config: ControllerConfig,
+    status: Arc<Mutex<ControllerStatus>>,
+}
+
+#[derive(Default)]
+struct View {
+    policies: BTreeMap<String, NetworkPolicy>,
+    pods: BTreeMap<String, PodRecord>,
+    namespaces: BTreeMap<String, NamespaceRecord>,
+}
+
+impl<S: ObjectStore> PolicyController<S> {
+    /// A controller programming `fw` (the node's policy firewall) from `store`.
+    pub fn new(store: S, fw: PolicyFirewall, config: ControllerConfig) -> Self {
+        Self {
+            store,
+            fw,
+            config,
+            status: Arc::default(),
+        }
+    }
+
+    /// What it has done so far.
+    pub fn status(&self) -> Arc<Mutex<ControllerStatus>> {
+        self.status.clone()
+    }
+
+    /// Run until `shutdown` completes; failures are retried and reported in the status. The
+    /// firewall keeps its state on shutdown.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut pause = self.config.retry;
+        loop {
+            let err = tokio::select! {
+                _ = &mut shutdown => return,
+                e = self.follow(&mut pause) => e,
+            };
+            log::warn!(
+                "node {}: policy controller: {err}; again in {pause:?}",
+                self.config.node
+            );
+            {
+                let mut st = self.status.lock().expect("status lock");
+                st.synced = false;
+                st.error = Some(err.to_string());
+            }
+            self.write_status();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn follow(&self, pause: &mut Duration) -> PolicyError {
+        let watches = tokio::try_join!(
+            self.store.watch(POLICIES),
+            self.store.watch(PODS),
+            self.store.watch(NAMESPACES)
+        );
+        let (mut pw, mut dw, mut nw) = match watches {
+            Ok(w) => w,
+            Err(e) => return e.into(),
+        };
+        let mut view = View {
+            policies: decode_all(pw.snapshot(), POLICIES, 2),
+            pods: decode_all(dw.snapshot(), PODS, 2),
+            namespaces: decode_all(nw.snapshot(), NAMESPACES, 1),
+        };
+        loop {
+            if let Err(e) = self.apply(&view).await {
+                return e;
+            }
+            *pause = self.config.retry;
+            // Wait for a change, then take every change already there before compiling again.
+            let mut first = true;
+            loop {
+                let event = if first {
+                    first = false;
+                    tokio::select! {
+                        e = pw.next_event() => Some((POLICIES, e)),
+                        e = dw.next_event() => Some((PODS, e)),
+                        e = nw.next_event() => Some((NAMESPACES, e)),
+                    }
+                } else {
+                    ready(&mut pw, POLICIES)
+                        .or_else(|| ready(&mut dw, PODS))
+                        .or_else(|| ready(&mut nw, NAMESPACES))
+                };
+                let Some((prefix, event)) = event else { break };
+                let event = match event {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => return e.into(),
+                    None => {
+                        return StoreError::Etcd {
+                            store: prefix.into(),
+                            op: format!("watch {prefix}"),
+                            cause: "the watch ended".into(),
+                        }
+                        .into()
+                    }
+                };
+                match prefix {
+                    POLICIES => apply_event(&mut view.policies, POLICIES, 2, event),
+                    PODS => apply_event(&mut view.pods, PODS, 2, event),
+                    _ => apply_event(&mut view.namespaces, NAMESPACES, 1, event),
+                }
+            }
+        }
+    }
+
+    /// Compile the view for this node and apply it.
+    async fn apply(&self, view: &View) -> Result<(), PolicyError> {
+        let cluster = Cluster {
+            policies: view.policies.clone(),
+            pods: view
+                .pods
+                .iter()
+                .filter_map(|(id, p)| {
+                    let (ns, name) = id.split_once('/')?;
+                    Some(PodInfo {
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                        ips: p.ips.clone(),
+                        labels: p.labels.clone(),
+                    })
+                })
+                .collect(),
+            namespaces: view
+                .namespaces
+                .iter()
+                .map(|(n, r)| (n.clone(), r.labels.clone()))
+                .collect(),
+        };
+        let local: Vec<LocalPod> = view
+            .pods
+            .iter()
+            .filter(|(_, p)| p.node == self.config.node)
+            .filter_map(|(id, p)| {
+                let (ns, name) = id.split_once('/')?;
+                Some(LocalPod {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    interface: p.interface.clone(),
+                })
+            })
+            .collect();
+        let node = compile(&cluster, &local)?;
+        let stats = self.fw.apply(&node).await?;
+        {
+            let mut st = self.status.lock().expect("status lock");
+            st.policies = view.policies.len();
+            st.local_pods = local.len();
+            st.isolated_pods = node.pods.len();
+            st.synced = true;
+            st.error = None;
+            let changed = (stats.added + stats.removed) as u64;
+            if changed > 0 || stats.replaced {
+                st.applied += 1;
+                st.elements_changed += changed;
+            }
+        }
+        self.write_status();
+        Ok(())
+    }
+
+    fn write_status(&self) {
+        let Some(path) = &self.config.status_file else { return };
+        let text = serde_json::to_string_pretty(&*self.status.lock().expect("status lock")).expect("a status is JSON");
+        if let Err(e) = crate::fsutil::write_replacing(path, &(text + "\n")) {
+            log::warn!("node {}: policy status {}: {e}", self.config.node, path.display());
+        }
+    }
+}
+
+/// An event the watch has ready now, without waiting.
+fn ready(w: &mut ObjectWatch, prefix: &'static str) -> Option<(&'static str, Option<Result<ObjectEvent, StoreError>>)> {
+    use futures::FutureExt;
+    w.next_event().now_or_never().map(|e| (prefix, e))
+}
+
+/// The id of `key` under `prefix` with `segments` segments (`ns/name`: 2, a namespace: 1).
+fn id_of(prefix: &str, key: &str, segments: usize) -> Option<String> {
+    if segments == 2 {
+        return id_of_key(prefix, key).map(str::to_string);
+    }
+    let id = key.strip_prefix(prefix)?.strip_prefix('/')?;
+    (!id.contains('/')).then(|| id.to_string())
+}
+
+fn decode<T: DeserializeOwned>(o: &Object) -> Option<T> {
+    match o.decode::<T>("policy store") {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::warn!("policy controller: ignoring {}: {e}", o.key);
+            None
+        }
+    }
+}
+
+fn decode_all<T: DeserializeOwned>(objects: &[Object], prefix: &str, segments: usize) -> BTreeMap<String, T> {
+    objects
+        .iter()
+        .filter_map(|o| Some((id_of(prefix, &o.key, segments)?, decode(o)?)))
+        .collect()
+}
+
+fn apply_event<T: DeserializeOwned>(map: &mut BTreeMap<String, T>, prefix: &str, segments: usize, event: ObjectEvent) {
+    match event {
+        ObjectEvent::Put(o) => {
+            if let Some(id) = id_of(prefix, &o.key, segments) {
+                match decode(&o) {
+                    Some(v) => map.insert(id, v),
+                    None => map.remove(&id),
+                };
+            }
+        }
+        ObjectEvent::Deleted { key, .. } => {
+            if let Some(id) = id_of(prefix, &key, segments) {
+                map.remove(&id);
+            }
+        }
+    }
+}
