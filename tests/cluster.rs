@@ -90,6 +90,11 @@ fn attach(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str) -> Ipv4Addr {
 
 /// ADD as [`attach`] does, in netkit-cni's `mode` (`bridge`, `routed`).
 fn attach_in(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) -> Ipv4Addr {
+    attach_full(node, dir, pod, id, mode).0
+}
+
+/// ADD as [`attach_in`] does; the pod's address and the host side of its interface.
+fn attach_full(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) -> (Ipv4Addr, String) {
     let conf = json!({
         "cniVersion": "1.0.0",
         "name": "podnet",
@@ -130,14 +135,17 @@ fn attach_in(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) ->
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Value = serde_json::from_slice(&out.stdout).expect("a CNI result");
-    r["ips"][0]["address"]
+    let ip = r["ips"][0]["address"]
         .as_str()
         .unwrap()
         .split('/')
         .next()
         .unwrap()
         .parse()
-        .unwrap()
+        .unwrap();
+    let ifaces = r["interfaces"].as_array().expect("interfaces in the result");
+    let host_end = ifaces[ifaces.len() - 2]["name"].as_str().unwrap().to_string();
+    (ip, host_end)
 }
 
 /// Every pod pings every other; the failures.
@@ -683,7 +691,7 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
 
     let (cluster, mut etcd, dir) = lab_with_etcd("esv", 1);
     let nodes: Vec<Node> = (1..=2).map(|i| cluster.node(&format!("n{i}"), 0, i)).collect();
-    let start = |n: &Node| agent_with(n, &dir, &["--backend", "host-gw", "--services"]);
+    let start = |n: &Node| agent_with(n, &dir, &["--backend", "host-gw", "--services", "--policy"]);
     let mut agents: Vec<KillOnDrop> = nodes.iter().map(start).collect();
     for n in &nodes {
         wait_peers(n, &dir, "host-gw", 1);
@@ -693,16 +701,16 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
     let mut eps = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let pod = cluster.pod(&format!("e{}", i + 1));
-        let ip = attach(n, &dir, &pod, &format!("e{}", i + 1));
+        let (ip, iface) = attach_full(n, &dir, &pod, &format!("e{}", i + 1), "bridge");
         servers.push(Server::tcp(
             &pod,
             &format!("e{}", i + 1),
             SocketAddr::from(([0, 0, 0, 0], 8080)),
         ));
-        eps.push((pod, ip, n.name().to_string()));
+        eps.push((pod, ip, n.name().to_string(), iface));
     }
     let client = cluster.pod("c1");
-    attach(&nodes[0], &dir, &client, "c1");
+    let (client_ip, client_iface) = attach_full(&nodes[0], &dir, &client, "c1", "bridge");
     let outside = cluster.node("out", 0, 200);
 
     // The service and its endpoints, written by the command.
@@ -797,6 +805,62 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
     // 32 connections, all to e2 (by chance with two endpoints: 1 in 4 billion).
     let names: std::collections::BTreeSet<_> = answers(&client, vip, 32).unwrap().into_iter().collect();
     assert_eq!(names, std::collections::BTreeSet::from(["e2".to_string()]));
+
+    // Network policy, from the command: e2 (app=api) takes connections only from app=web pods;
+    // c1 is app=web, e1 is not.
+    let store = format!("etcd=http://{STORE_IP}:2379");
+    let policy = |args: &[&str]| {
+        let mut full = vec!["policy", "--store", &store];
+        full.extend(args);
+        netkit_in_lab(&cluster, &full).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let records = [
+        (
+            "default/c1",
+            client_ip,
+            nodes[0].name(),
+            client_iface.as_str(),
+            "app=web",
+        ),
+        ("default/e1", eps[0].1, nodes[0].name(), eps[0].3.as_str(), "app=batch"),
+        ("default/e2", eps[1].1, nodes[1].name(), eps[1].3.as_str(), "app=api"),
+    ];
+    for (id, ip, node, iface, label) in records {
+        let ip = ip.to_string();
+        policy(&[
+            "pod", "set", id, "--ip", &ip, "--node", node, "--iface", iface, "--label", label,
+        ]);
+    }
+    let file = dir.join("api-from-web.json");
+    std::fs::write(
+        &file,
+        json!({"kind": "NetworkPolicy", "spec": {
+            "podSelector": {"matchLabels": {"app": "api"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 8080}]}]
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    policy(&["add", "default/api-from-web", "-f", &file.display().to_string()]);
+    let e2_addr = SocketAddr::new(IpAddr::V4(eps[1].1), 8080);
+    wait_for(Duration::from_secs(30), "e1 denied, c1 allowed", || {
+        let denied = netkit_test_support::echo::tcp_hello_from(&eps[0].0, e2_addr).is_err();
+        let allowed = netkit_test_support::echo::tcp_hello_from(&client, e2_addr).is_ok();
+        (denied && allowed)
+            .then_some(())
+            .ok_or(format!("e1 denied {denied}, c1 allowed {allowed}"))
+    });
+    let listed = policy(&["list"]);
+    assert!(listed.contains("default/api-from-web"), "{listed}");
+    let status_out = netkit_in_lab(&cluster, &["agent", "status", "--status-file", &status_file]).unwrap();
+    assert!(
+        status_out.contains("policy: 1 policies, 2 local pods (0 isolated), in sync"),
+        "{status_out}"
+    );
+    policy(&["del", "default/api-from-web"]);
+    wait_for(Duration::from_secs(30), "e1 allowed again", || {
+        netkit_test_support::echo::tcp_hello_from(&eps[0].0, e2_addr).map(|_| ())
+    });
 
     // Deleted: gone from every node's firewall.
     service(&cluster, &["del", "default/web"]);

@@ -395,6 +395,24 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
             out.text(&format!("    {id}: {}", e.as_str().unwrap_or_default()));
         }
     }
+    if let Some(v) = policy {
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        out.text(&format!(
+            "  policy: {} policies, {} local pods ({} isolated), {}, {} changes applied",
+            n("policies"),
+            n("local_pods"),
+            n("isolated_pods"),
+            if v.get("synced").and_then(serde_json::Value::as_bool) == Some(true) {
+                "in sync"
+            } else {
+                "NOT IN SYNC"
+            },
+            n("applied")
+        ));
+        if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+            out.text(&format!("    {e}"));
+        }
+    }
     Ok(())
 }
 
