@@ -47,6 +47,7 @@ pub enum PolicyVerb {
     List,
     /// Record a pod: its addresses, node, host-side interface and labels (what a runtime's
     /// integration writes when it attaches a pod).
+    #[command(arg_required_else_help = false)]
     Pod {
         /// The change.
         #[command(subcommand)]
