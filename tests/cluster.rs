@@ -90,12 +90,28 @@ fn attach(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str) -> Ipv4Addr {
 
 /// ADD as [`attach`] does, in netkit-cni's `mode` (`bridge`, `routed`).
 fn attach_in(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) -> Ipv4Addr {
-    attach_full(node, dir, pod, id, mode).0
+    attach_full(node, dir, pod, id, mode, None).0
 }
 
-/// ADD as [`attach_in`] does; the pod's address and the host side of its interface.
-fn attach_full(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) -> (Ipv4Addr, String) {
-    let conf = json!({
+/// A pod as Kubernetes names it for netkit-cni's `clusterStore`: namespace, name, labels.
+struct K8sPod<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    labels: Value,
+}
+
+/// ADD as [`attach_in`] does (with `k8s`, the configuration records the pod in the lab's etcd:
+/// `clusterStore`, `nodeName`, the `labels` capability, `K8S_POD_*` arguments); the pod's
+/// address and the host side of its interface.
+fn attach_full(
+    node: &Node,
+    dir: &Path,
+    pod: &NetNsGuard,
+    id: &str,
+    mode: &str,
+    k8s: Option<K8sPod>,
+) -> (Ipv4Addr, String) {
+    let mut conf = json!({
         "cniVersion": "1.0.0",
         "name": "podnet",
         "type": "netkit-cni",
@@ -108,9 +124,17 @@ fn attach_full(node: &Node, dir: &Path, pod: &NetNsGuard, id: &str, mode: &str) 
             "subnetFile": dir.join(format!("{}.env", node.name())),
         }
     });
+    let mut args = String::new();
+    if let Some(k) = &k8s {
+        conf["clusterStore"] = format!("etcd=http://{STORE_IP}:2379").into();
+        conf["nodeName"] = node.name().into();
+        conf["runtimeConfig"] = json!({"labels": k.labels});
+        args = format!("K8S_POD_NAMESPACE={};K8S_POD_NAME={}", k.namespace, k.name);
+    }
     let ns = NetNs::open(node.name()).unwrap();
     let mut child = ns
         .command(NETKIT_CNI)
+        .env("CNI_ARGS", args)
         .env("CNI_COMMAND", "ADD")
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", pod.path())
@@ -701,7 +725,13 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
     let mut eps = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let pod = cluster.pod(&format!("e{}", i + 1));
-        let (ip, iface) = attach_full(n, &dir, &pod, &format!("e{}", i + 1), "bridge");
+        let (name, app) = (format!("e{}", i + 1), ["batch", "api"][i]);
+        let k8s = K8sPod {
+            namespace: "default",
+            name: &name,
+            labels: json!({ "app": app }),
+        };
+        let (ip, iface) = attach_full(n, &dir, &pod, &name, "bridge", Some(k8s));
         servers.push(Server::tcp(
             &pod,
             &format!("e{}", i + 1),
@@ -710,7 +740,12 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
         eps.push((pod, ip, n.name().to_string(), iface));
     }
     let client = cluster.pod("c1");
-    let (client_ip, client_iface) = attach_full(&nodes[0], &dir, &client, "c1", "bridge");
+    let k8s = K8sPod {
+        namespace: "default",
+        name: "c1",
+        labels: json!({"app": "web"}),
+    };
+    let (client_ip, client_iface) = attach_full(&nodes[0], &dir, &client, "c1", "bridge", Some(k8s));
     let outside = cluster.node("out", 0, 200);
 
     // The service and its endpoints, written by the command.
@@ -814,23 +849,37 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
         full.extend(args);
         netkit_in_lab(&cluster, &full).unwrap_or_else(|e| panic!("{e}"))
     };
-    let records = [
-        (
-            "default/c1",
-            client_ip,
-            nodes[0].name(),
-            client_iface.as_str(),
-            "app=web",
-        ),
-        ("default/e1", eps[0].1, nodes[0].name(), eps[0].3.as_str(), "app=batch"),
-        ("default/e2", eps[1].1, nodes[1].name(), eps[1].3.as_str(), "app=api"),
-    ];
-    for (id, ip, node, iface, label) in records {
-        let ip = ip.to_string();
-        policy(&[
-            "pod", "set", id, "--ip", &ip, "--node", node, "--iface", iface, "--label", label,
-        ]);
-    }
+    // netkit-cni recorded the pods it attached (clusterStore): addresses, node, interface, labels.
+    let pods: Value =
+        serde_json::from_str(&netkit_in_lab(&cluster, &["-j", "policy", "--store", &store, "pod", "list"]).unwrap())
+            .unwrap();
+    let recorded: Vec<(String, String, String)> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["pod"]["node"].as_str().unwrap().to_string(),
+                p["pod"]["interface"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            (
+                "default/c1".to_string(),
+                nodes[0].name().to_string(),
+                client_iface.clone()
+            ),
+            ("default/e1".to_string(), nodes[0].name().to_string(), eps[0].3.clone()),
+            ("default/e2".to_string(), nodes[1].name().to_string(), eps[1].3.clone()),
+        ],
+        "{pods}"
+    );
+    assert_eq!(pods[2]["pod"]["labels"]["app"], "api", "{pods}");
+    assert_eq!(pods[0]["pod"]["ips"][0], client_ip.to_string(), "{pods}");
     let file = dir.join("api-from-web.json");
     std::fs::write(
         &file,
@@ -850,6 +899,24 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
             .then_some(())
             .ok_or(format!("e1 denied {denied}, c1 allowed {allowed}"))
     });
+    // e1 relabelled by the command: now allowed.
+    let e1_ip = eps[0].1.to_string();
+    policy(&[
+        "pod",
+        "set",
+        "default/e1",
+        "--ip",
+        &e1_ip,
+        "--node",
+        nodes[0].name(),
+        "--iface",
+        &eps[0].3,
+        "--label",
+        "app=web",
+    ]);
+    wait_for(Duration::from_secs(30), "e1 relabelled app=web: allowed", || {
+        netkit_test_support::echo::tcp_hello_from(&eps[0].0, e2_addr).map(|_| ())
+    });
     let listed = policy(&["list"]);
     assert!(listed.contains("default/api-from-web"), "{listed}");
     let status_out = netkit_in_lab(&cluster, &["agent", "status", "--status-file", &status_file]).unwrap();
@@ -857,6 +924,25 @@ fn services_from_the_command_through_etcd_an_outage_and_an_agent_restart() {
         status_out.contains("policy: 1 policies, 2 local pods (0 isolated), in sync"),
         "{status_out}"
     );
+    policy(&[
+        "pod",
+        "set",
+        "default/e1",
+        "--ip",
+        &e1_ip,
+        "--node",
+        nodes[0].name(),
+        "--iface",
+        &eps[0].3,
+        "--label",
+        "app=batch",
+    ]);
+    wait_for(Duration::from_secs(30), "e1 back to app=batch: denied", || {
+        netkit_test_support::echo::tcp_hello_from(&eps[0].0, e2_addr)
+            .is_err()
+            .then_some(())
+            .ok_or("allowed")
+    });
     policy(&["del", "default/api-from-web"]);
     wait_for(Duration::from_secs(30), "e1 allowed again", || {
         netkit_test_support::echo::tcp_hello_from(&eps[0].0, e2_addr).map(|_| ())

@@ -301,3 +301,61 @@ fn a_failed_add_undoes_only_what_it_made() {
     lab.del(&conf, c0);
     lab.assert_clean();
 }
+
+/// `clusterStore`: ADD records the pod (addresses, node, host end, labels) for network policy,
+/// DEL forgets it; a pod the runtime does not name is refused before anything changes; a
+/// store that cannot be written makes the ADD fail and be undone.
+#[test]
+fn the_cluster_store_records_the_pod_and_forgets_it() {
+    use netkit_core::policy::catalog;
+    use netkit_core::store::FileObjectStore;
+
+    let mut lab = Lab::new("atrec");
+    let dir = lab.host.dir().join("cluster");
+    let conf = lab.conf(
+        "bridge",
+        "10.205.0.0/24",
+        json!({"clusterStore": format!("file={}", dir.display()), "nodeName": "node-1",
+               "runtimeConfig": {"labels": {"app": "db", "tier": "back"}}}),
+    );
+    let c0 = lab.container();
+    let named = |i: usize| lab.att(i).arg("K8S_POD_NAMESPACE", "shop").arg("K8S_POD_NAME", "db-0");
+    let before = lab.state();
+    let e = lab.add(&conf, c0).expect_err("a pod the runtime does not name");
+    assert_eq!(e.kind, ErrorKind::InvalidAttachment, "{e}");
+    assert!(e.msg.contains("K8S_POD_NAME"), "{e}");
+    assert_eq!(before, lab.state(), "refused before anything changed");
+
+    let r = lab.rt.block_on(attach::add(&conf, &named(c0))).expect("ADD");
+    let store = lab.rt.block_on(FileObjectStore::open(dir.join("cluster"))).unwrap();
+    let pods = lab.rt.block_on(catalog::list_pods(&store)).unwrap();
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let (id, pod) = &pods[0];
+    assert_eq!(id, "shop/db-0");
+    assert_eq!(pod.node, "node-1");
+    assert_eq!(pod.ips, vec![r.result.ips[0].address.ip()]);
+    assert_eq!(pod.interface, r.result.interfaces[r.result.interfaces.len() - 2].name);
+    assert_eq!(pod.labels.get("tier").map(String::as_str), Some("back"));
+    lab.rt.block_on(attach::del(&conf, &named(c0))).expect("DEL");
+    assert!(
+        lab.rt.block_on(catalog::list_pods(&store)).unwrap().is_empty(),
+        "DEL forgets the pod"
+    );
+    lab.assert_clean();
+
+    // A store that cannot be written (a file where its directory should be): ADD fails, undone.
+    let blocked = lab.host.dir().join("blocked");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let conf = lab.conf(
+        "bridge",
+        "10.205.0.0/24",
+        json!({"clusterStore": format!("file={}", blocked.display()), "nodeName": "node-1"}),
+    );
+    let e = lab
+        .rt
+        .block_on(attach::add(&conf, &named(c0)))
+        .expect_err("an unwritable store");
+    assert_eq!(e.kind, ErrorKind::NotAvailable, "{e}");
+    lab.assert_no_eth0(c0);
+    lab.assert_clean();
+}

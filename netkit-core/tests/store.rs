@@ -141,6 +141,32 @@ mod etcd {
         check_object_store(&store).await;
     }
 
+    /// More than one etcd answer can carry (the client refuses a message over 4 MiB: 10,000
+    /// services' endpoints are ≈ 6 MB): list and a watch's snapshot read it whole, in pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_reads_a_prefix_larger_than_one_answer() {
+        let etcd = start().await;
+        let store = connect(&etcd).await;
+        let blob = "x".repeat(5000);
+        for chunk in (0..1100).collect::<Vec<u32>>().chunks(50) {
+            let puts = chunk.iter().map(|i| {
+                let value = json!({ "i": i, "blob": blob });
+                let store = &store;
+                async move { store.put(&format!("big/k{i:05}"), &value).await }
+            });
+            for r in futures::future::join_all(puts).await {
+                r.expect("put");
+            }
+        }
+        store.put("big-other/x", &json!(1)).await.unwrap();
+        let listed = store.list("big").await.expect("list more than 4 MiB");
+        assert_eq!(listed.len(), 1100);
+        assert!(listed.windows(2).all(|w| w[0].key < w[1].key), "sorted");
+        let w = store.watch("big").await.expect("watch more than 4 MiB");
+        assert_eq!(w.snapshot().len(), 1100);
+        assert_eq!(w.snapshot()[1099].value["i"], 1099);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn etcd_watch_reports_every_change_at_its_revision() {
         let etcd = start().await;

@@ -50,7 +50,16 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
     let att = env.attachment(Some(crate::trace::mark));
     match env.command {
         Command::Add => {
-            env.args.check_known(&["IP", "MAC"])?;
+            // The K8S_* keys Kubernetes' runtimes pass; the pod's namespace and name are what
+            // `clusterStore` records the pod under.
+            env.args.check_known(&[
+                "IP",
+                "MAC",
+                "K8S_POD_NAMESPACE",
+                "K8S_POD_NAME",
+                "K8S_POD_INFRA_CONTAINER_ID",
+                "K8S_POD_UID",
+            ])?;
             let result = attach::add(&conf, &att).await?;
             Ok(Some(result.to_json().to_string()))
         }

@@ -52,6 +52,7 @@ pub async fn add(conf: &NetworkConfig, att: &Attachment) -> Result<AttachResult,
         (None, None) => None,
     };
     let names = Names::new(&conf.name, &att.container_id, &att.ifname)?;
+    let pod = super::record::identity(conf, att)?;
     if conf.vlan.is_some() && conf.mode == Mode::Routed {
         return Err(AttachError::new(
             ErrorKind::InvalidConfig,
@@ -89,13 +90,24 @@ pub async fn add(conf: &NetworkConfig, att: &Attachment) -> Result<AttachResult,
         sides: &sides,
         mac,
     };
-    match step.attach(pool.as_ref(), &mut made).await {
-        Ok(result) => Ok(AttachResult {
-            version: conf.version,
-            result,
-        }),
-        Err(e) => Err(step.undo(&made, e).await),
+    let attached = match step.attach(pool.as_ref(), &mut made).await {
+        Ok(result) => result,
+        Err(e) => return Err(step.undo(&made, e).await),
+    };
+    // Last: the pod's record for network policy. Without it the pod would escape every
+    // policy, so an ADD that cannot write it is undone.
+    if let Some(pod) = &pod {
+        let ips = attached.ips.iter().map(|ip| ip.address.ip()).collect();
+        let host_end = names.host_veth();
+        if let Err(e) = pod.record(ips, &host_end).await {
+            return Err(step.undo(&made, e).await);
+        }
+        att.mark("recorded");
     }
+    Ok(AttachResult {
+        version: conf.version,
+        result: attached,
+    })
 }
 
 /// What every step of one ADD reads.

@@ -77,6 +77,12 @@ struct Raw {
     wait_link_free: bool,
     #[serde(default, rename = "ipv6LinkLocal")]
     ipv6_link_local: bool,
+    #[serde(default)]
+    cluster_store: Option<String>,
+    #[serde(default)]
+    cluster_store_prefix: Option<String>,
+    #[serde(default)]
+    node_name: Option<String>,
 }
 
 /// A validated network configuration (see [`NetworkConfig::parse`]).
@@ -139,6 +145,16 @@ pub struct NetworkConfig {
     pub raw: Value,
     /// The IPAM step `ipam.type` names: netkit's allocator in-process, or a delegated plugin.
     pub ipam: IpamStep,
+    /// `clusterStore` (`etcd=URL[,URL…]` or `file=DIR`): record each pod there (its addresses,
+    /// node, host-side interface and labels) for network policy; `None`: record nothing.
+    pub cluster_store: Option<crate::store::StoreLocation>,
+    /// `clusterStorePrefix`: etcd's key prefix of the cluster objects (default
+    /// [`DEFAULT_ETCD_PREFIX`](crate::store::DEFAULT_ETCD_PREFIX)).
+    pub cluster_store_prefix: String,
+    /// `nodeName`: this node's name in the cluster store (default: the host name).
+    pub node_name: Option<String>,
+    /// `runtimeConfig.labels` (the `labels` capability): the pod's labels, recorded with it.
+    pub labels: crate::policy::Labels,
 }
 
 /// Rate limits of an attachment (CNI's `bandwidth` capability: rates in bit/s, bursts in bits).
@@ -262,6 +278,18 @@ impl NetworkConfig {
             Some("iptables") => Some(Driver::Iptables),
             Some(b) => return Err(bad(format!("firewallBackend {b:?}: \"nftables\" or \"iptables\""))),
         };
+        let cluster_store = match raw.cluster_store.as_deref() {
+            None => None,
+            Some(l) => Some(
+                l.parse::<crate::store::StoreLocation>()
+                    .map_err(|e| bad(format!("clusterStore {l:?}: {e}")))?,
+            ),
+        };
+        let labels: crate::policy::Labels = match rc.get("labels").filter(|v| !v.is_null()) {
+            None => Default::default(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| bad(format!("runtimeConfig.labels: an object of strings: {e}")))?,
+        };
         // Read last, as the plugin always did: every other key is refused first.
         let ipam = IpamStep::of(&ipam_type, input)?;
         Ok(NetworkConfig {
@@ -287,6 +315,12 @@ impl NetworkConfig {
             firewall_name: raw.firewall_name,
             wait_link_free: raw.wait_link_free,
             ipv6_link_local: raw.ipv6_link_local,
+            cluster_store,
+            cluster_store_prefix: raw
+                .cluster_store_prefix
+                .unwrap_or_else(|| crate::store::DEFAULT_ETCD_PREFIX.to_string()),
+            node_name: raw.node_name,
+            labels,
             raw: net.raw,
             ipam,
         })

@@ -41,8 +41,15 @@ pub async fn del(conf: &NetworkConfig, att: &Attachment) -> Result<(), AttachErr
         att.mark("released");
         ipam_res.and(fw_res)
     };
-    let (links, released) = tokio::join!(del_links(conf, att, &names, &host), release);
-    released.and(links)
+    let forget = async {
+        match super::record::identity(conf, att) {
+            Ok(Some(pod)) => pod.forget().await,
+            // DEL of a pod the runtime does not name (or no clusterStore): nothing recorded.
+            Ok(None) | Err(_) => Ok(()),
+        }
+    };
+    let (links, released, forgotten) = tokio::join!(del_links(conf, att, &names, &host), release, forget);
+    released.and(links).and(forgotten)
 }
 
 /// DEL's links: the host end (its peer, the container end, goes with it), or, when there is no

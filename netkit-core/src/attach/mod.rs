@@ -56,6 +56,7 @@ pub mod error;
 mod fw;
 pub mod ipam;
 pub mod names;
+mod record;
 pub mod result;
 mod routed;
 mod sides;

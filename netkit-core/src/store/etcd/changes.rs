@@ -7,19 +7,60 @@ use std::collections::VecDeque;
 use etcd_client::{Client, Event, GetOptions, KeyValue, WatchOptions, WatchStream, Watcher};
 use futures::Stream;
 
+/// How many keys one read of [`get_prefix`] asks for: etcd answers each read in one message,
+/// and the client refuses a message over 4 MiB, so a large prefix is read in pages.
+const PAGE: i64 = 500;
+
 /// Every key-value under `prefix` (read with `options`, plus the prefix), and the revision of
-/// the store they were read at.
+/// the store they were read at: read in pages of [`PAGE`] keys, every page at the revision of
+/// the first, so the whole is one consistent snapshot however large.
 pub(crate) async fn get_prefix(
     client: &Client,
     prefix: &str,
     options: GetOptions,
 ) -> Result<(Vec<KeyValue>, i64), etcd_client::Error> {
-    let mut resp = client.kv_client().get(prefix, Some(options.with_prefix())).await?;
-    let revision = resp
-        .header()
-        .map(|h| h.revision())
-        .ok_or_else(|| etcd_client::Error::InvalidArgs("etcd answered without a response header".to_string()))?;
-    Ok((resp.take_kvs(), revision))
+    let end = prefix_end(prefix.as_bytes());
+    let mut kvs = Vec::new();
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = None;
+    loop {
+        let mut page = options.clone().with_range(end.clone()).with_limit(PAGE);
+        if let Some(r) = revision {
+            page = page.with_revision(r);
+        }
+        let mut resp = client.kv_client().get(from.clone(), Some(page)).await?;
+        let rev = resp
+            .header()
+            .map(|h| h.revision())
+            .ok_or_else(|| etcd_client::Error::InvalidArgs("etcd answered without a response header".to_string()))?;
+        revision.get_or_insert(rev);
+        let more = resp.more();
+        let batch = resp.take_kvs();
+        let Some(last) = batch.last() else { break };
+        // The next page starts right after the last key read.
+        from = last.key().to_vec();
+        from.push(0);
+        kvs.extend(batch);
+        if !more {
+            break;
+        }
+    }
+    Ok((kvs, revision.unwrap_or_default()))
+}
+
+/// The end of etcd's range for `prefix`: the prefix with its last byte below 0xff raised by
+/// one (etcd's own rule for prefix reads).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(&b) = end.last() {
+        if b < 0xff {
+            *end.last_mut().expect("not empty") = b + 1;
+            return end;
+        }
+        end.pop();
+    }
+    // An empty (or all-0xff) prefix: every key.
+    vec![0]
 }
 
 /// The changes under `prefix` from revision `start` on, one etcd event an item, with each
