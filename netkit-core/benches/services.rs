@@ -6,7 +6,7 @@
 //! NETKIT_BENCH_QUICK=1 sudo -E cargo bench -p netkit-core --features etcd --bench services   # smoke
 //! ```
 //!
-//! For each service count S (`NETKIT_BENCH_SVC_LEVELS`, default `10,10000`), a fresh lab
+//! For each service count S of `NETKIT_BENCH_SVC_LEVELS` (default `10,1000`), a fresh lab
 //! (test-support's `cluster`: a lab namespace whose bridge is the underlay) with a real etcd
 //! (Debian's `etcd-server`) on 192.168.50.250 inside it, and:
 //!
@@ -22,13 +22,19 @@
 //!    `remove_endpoint` of the same address, on a random service other than the probed one),
 //!    each timed from the store write returning (stamped on the writer's runtime) to
 //!    `ProxyStatus::applied` having grown on every node (the status handles polled every
-//!    ~100 µs by a thread of the bench); p50 and p99, and the write's own time.
-//! 3. **First packet**: `CONNS` new TCP connections, each connect + one byte echoed, from a client
-//!    namespace on the underlay to the probed service's cluster IP, routed through node 1,
-//!    whose nftables DNAT sends them to a real server in a pod behind node 1 (the probed
-//!    service's 10 endpoints are 10 addresses of that pod); p50 and p99.
-//! 4. **Floor**: the firewall operation alone for one service change (a second handle on node 1's
-//!    firewall, same state directory: one owner's service replaced with 11 then 10 endpoints).
+//!    ~100 µs by a thread of the bench); p50 and p99, and the write's own time. The three
+//!    proxies share this process, so their libnftables transactions run one after another on
+//!    netkit's single libnftables thread (separate processes would run them side by side).
+//! 3. **First packet**: `CONNS` new TCP connections (after 5 not counted), each connect + one
+//!    byte echoed, from a client namespace on the underlay to the probed service's cluster IP,
+//!    routed through node 1, whose nftables DNAT sends them to a real server in a pod behind
+//!    node 1 (the probed service's 10 endpoints are 10 addresses of that pod); p50 and p99.
+//! 4. **Floor**: the firewall operation alone for one service change (a second handle on node
+//!    1's firewall, same state directory: one owner's service replaced with 11, then 10
+//!    endpoints), `FLOOR` times; then 10 more under `strace -f -T` (when installed) for the
+//!    time spent inside the kernel's netlink calls: `sendmsg` (nf_tables transactions, validated
+//!    and committed inside the call) and `recvmsg` (answers, and the dumps libnftables reads
+//!    its cache from).
 //! 5. **kube-proxy** (`services/kube_proxy.rs`): the same S services in kube-proxy's iptables
 //!    layout in a separate node namespace (with its own pod and client): one
 //!    `iptables-restore --noflush --counters` of the whole table (the probed service last in
@@ -38,14 +44,23 @@
 //!    loaded). With `iptables-restore` (nf_tables backend) and `iptables-legacy-restore` where
 //!    the kernel has the legacy tables (otherwise skipped, saying so).
 //!
-//! Knobs `NETKIT_BENCH_SVC_*` (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `LEVELS`
-//! `10,10000` [`10,1000`], `CHANGES` 50 [10], `CONNS` 300 [100], `KP_CHANGES` 5 [3],
-//! `FLOOR` 50 [10] (floor iterations), `RESTORES` `iptables-restore,iptables-legacy-restore`.
+//! Then for each S of `NETKIT_BENCH_SVC_FW_LEVELS` (default `10000`) a **firewall-only** level:
+//! no etcd and no proxies — a proxy's initial sync is one libnftables transaction per service,
+//! each costing more the more services the table holds, so syncing 10,000 services through
+//! the proxy takes far longer than this bench may run (see BENCHMARKS.md). Node 1's firewall is
+//! loaded directly with exactly the firewall services the proxy makes for those services
+//! (`service::firewall_services`), 1,000 per transaction; then 3, 4 and 5 as above.
 //!
-//! Prints a markdown table with each figure next to its peer and the ratios, and the targets
-//! (met / MISSED). Needs root. Everything lives in namespaces this program makes (names
-//! `nk<pid>x…`); they are deleted (etcd killed first) on exit, error, panic or Ctrl-C, and
-//! those of an earlier run that was killed (with the etcd inside) at start.
+//! Knobs `NETKIT_BENCH_SVC_*` (defaults; `NETKIT_BENCH_QUICK=1` in brackets): `LEVELS`
+//! `10,1000` [`10,200`], `FW_LEVELS` `10000` [`1000`] (either may be empty), `CHANGES` 50 [10],
+//! `CONNS` 300 [100], `KP_CHANGES` 5 [3], `FLOOR` 20 [10],
+//! `RESTORES` `iptables-restore,iptables-legacy-restore`.
+//!
+//! Prints a markdown table with each level's figure side by side and the ratio of the largest
+//! S to the smallest, the kube-proxy peers, and the targets (met / MISSED). Needs root.
+//! Everything lives in namespaces this program makes (names `nk<pid>x…`); they are deleted
+//! (etcd killed first) on exit, error, panic or Ctrl-C, and those of an earlier run that was
+//! killed (with the etcd inside) at start.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -99,6 +114,7 @@ const CHANGE_WAIT: Duration = Duration::from_secs(10);
 struct Config {
     quick: bool,
     levels: Vec<usize>,
+    fw_levels: Vec<usize>,
     changes: usize,
     conns: usize,
     kp_changes: usize,
@@ -109,23 +125,33 @@ struct Config {
 fn config() -> Res<Config> {
     let quick = harness::quick();
     let q = |full: usize, small: usize| if quick { small } else { full };
-    let mut levels = Vec::new();
-    for l in harness::list("NETKIT_BENCH_SVC_LEVELS", if quick { "10,1000" } else { "10,10000" }) {
-        match l.parse::<usize>() {
-            Ok(n) if (2..=20_000).contains(&n) => levels.push(n),
-            _ => return Err(format!("NETKIT_BENCH_SVC_LEVELS: {l:?} is not a number from 2 to 20000").into()),
+    let numbers = |name: &str, default: &str| -> Res<Vec<usize>> {
+        let mut v = Vec::new();
+        // Set but blank: no level of this kind.
+        if std::env::var(name).is_ok_and(|v| v.trim().is_empty()) {
+            return Ok(v);
         }
-    }
-    if levels.is_empty() {
-        return Err("NETKIT_BENCH_SVC_LEVELS: no level".into());
+        for l in harness::list(name, default) {
+            match l.parse::<usize>() {
+                Ok(n) if (2..=20_000).contains(&n) => v.push(n),
+                _ => return Err(format!("{name}: {l:?} is not a number from 2 to 20000").into()),
+            }
+        }
+        Ok(v)
+    };
+    let levels = numbers("NETKIT_BENCH_SVC_LEVELS", if quick { "10,200" } else { "10,1000" })?;
+    let fw_levels = numbers("NETKIT_BENCH_SVC_FW_LEVELS", if quick { "1000" } else { "10000" })?;
+    if levels.is_empty() && fw_levels.is_empty() {
+        return Err("NETKIT_BENCH_SVC_LEVELS and _FW_LEVELS: no level".into());
     }
     Ok(Config {
         quick,
         levels,
+        fw_levels,
         changes: harness::knob(KNOBS, "CHANGES", q(50, 10), 2..=1000)?,
         conns: harness::knob(KNOBS, "CONNS", q(300, 100), 10..=100_000)?,
         kp_changes: harness::knob(KNOBS, "KP_CHANGES", q(5, 3), 1..=100)?,
-        floor: harness::knob(KNOBS, "FLOOR", q(50, 10), 2..=10_000)?,
+        floor: harness::knob(KNOBS, "FLOOR", q(20, 10), 2..=10_000)?,
         restores: harness::list("NETKIT_BENCH_SVC_RESTORES", "iptables-restore,iptables-legacy-restore"),
     })
 }
@@ -335,6 +361,15 @@ impl Site {
     fn first_packets(&self, to: SocketAddr, n: usize) -> Res<Vec<Duration>> {
         let _ = &self.server;
         let times = self.client.ns.run(move || -> Result<Vec<Duration>, String> {
+            // A few connections first, not counted: neighbour entries and the first route
+            // lookups are not what is measured.
+            for _ in 0..5 {
+                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
+                    .map_err(|e| format!("warm-up connection to {to}: {e}"))?;
+                s.write_all(b"x").map_err(|e| format!("send to {to}: {e}"))?;
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).map_err(|e| format!("echo from {to}: {e}"))?;
+            }
             let mut v = Vec::with_capacity(n);
             for k in 0..n {
                 if stopped() {
@@ -412,6 +447,9 @@ impl Lab {
 #[derive(Default)]
 struct Level {
     s: usize,
+    /// Whether proxies ran (else the firewall was loaded directly).
+    proxy: bool,
+    kernel: Option<KernelSplit>,
     load: Duration,
     sync: Vec<Duration>,
     change: Vec<Duration>,
@@ -438,6 +476,7 @@ struct KpFigures {
 async fn level(cfg: &Config, s: usize) -> Res<Level> {
     let mut fig = Level {
         s,
+        proxy: true,
         ..Default::default()
     };
     eprintln!("S={s}: lab, etcd");
@@ -543,10 +582,96 @@ async fn level(cfg: &Config, s: usize) -> Res<Level> {
 
     // 4. The firewall operation alone, on node 1's firewall.
     eprintln!("S={s}: floor");
-    let fw = firewall::open(&lab.nodes[0].ns, lab.fw_options(0)).await?;
-    let floor_vip = IpAddr::V4(Ipv4Addr::new(10, 100, 200, 1));
-    for k in 0..cfg.floor {
+    (fig.floor, fig.kernel) = floor(cfg, &lab.nodes[0].ns, lab.fw_options(0)).await?;
+
+    // 5. kube-proxy.
+    for (r, restore) in cfg.restores.iter().enumerate() {
         check_stop()?;
+        eprintln!("S={s}: kube-proxy layout, {restore}");
+        fig.kp.push(kube(cfg, &lab.cluster, s, restore, r).await?);
+    }
+    Ok(fig)
+}
+
+/// A level without proxies (their sync would take too long, see the docs): node 1's firewall
+/// loaded directly with exactly the firewall services the proxy makes for the same `s`
+/// services (`service::firewall_services`), 1,000 services per owner; then the floor, the
+/// first packets and kube-proxy as in [`level`].
+async fn fw_level(cfg: &Config, s: usize) -> Res<Level> {
+    let mut fig = Level {
+        s,
+        ..Default::default()
+    };
+    eprintln!("S={s} (firewall loaded directly): lab");
+    let cluster = Cluster::new(&format!("sf{s}"), 1);
+    let node = cluster.node("n1", 0, 1);
+    let site = Site::new(&cluster, &node, "s", 200)?;
+    let state = tempfile::Builder::new().prefix("netkit-bench-svc-").tempdir()?;
+    let options = FirewallOptions::default()
+        .driver(Driver::Nftables)
+        .state_dir(state.path().join("fw-node-1"));
+    let fw = firewall::open(&node.ns, options.clone()).await?;
+    eprintln!("S={s}: loading the firewall");
+    let t = Instant::now();
+    for chunk in (0..s).collect::<Vec<_>>().chunks(1000) {
+        check_stop()?;
+        let mut rules = Rules::default();
+        for &i in chunk {
+            let spec = ServiceSpec::new(IpAddr::V4(vip(i)), vec![ServicePort::new(PORT).target_port(TARGET)]);
+            let eps = EndpointsSpec {
+                endpoints: endpoints(i, s)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, ip)| EndpointSpec::new(IpAddr::V4(ip), &ep_node(i, s, j)))
+                    .collect(),
+            };
+            rules.services.extend(netkit_core::service::firewall_services(
+                &id(i),
+                &spec,
+                Some(&eps),
+                "node-1",
+            ));
+        }
+        fw.add(&format!("preload/{}", chunk[0]), &rules).await?;
+    }
+    fig.load = t.elapsed();
+    eprintln!(
+        "S={s}: firewall loaded in {:.0?}; {} connections through node-1",
+        fig.load, cfg.conns
+    );
+    let to = SocketAddr::new(IpAddr::V4(vip(s - 1)), PORT);
+    fig.first = site.first_packets(to, cfg.conns)?;
+    eprintln!("S={s}: floor");
+    (fig.floor, fig.kernel) = floor(cfg, &node.ns, options).await?;
+    for (r, restore) in cfg.restores.iter().enumerate() {
+        check_stop()?;
+        eprintln!("S={s}: kube-proxy layout, {restore}");
+        fig.kp.push(kube(cfg, &cluster, s, restore, r).await?);
+    }
+    drop(site);
+    drop(node);
+    Ok(fig)
+}
+
+/// What the kernel did during traced floor operations, per operation (strace -T of the
+/// process's netlink system calls: `sendmsg` carries a transaction, which the kernel
+/// validates and commits inside the call; `recvmsg`/`recvfrom` carry answers and the dumps
+/// libnftables reads its cache from; `sendto` dump requests).
+#[derive(Default, Clone)]
+struct KernelSplit {
+    ops: usize,
+    send: Duration,
+    recv: Duration,
+    calls: usize,
+}
+
+/// `cfg.floor` single-service changes on the firewall of `ns` (a second handle, same state
+/// directory): one owner's service replaced with 11, then 10 endpoints; each timed. Then,
+/// when `strace` is there, 10 more traced for the kernel's share.
+async fn floor(cfg: &Config, ns: &NetNs, options: FirewallOptions) -> Res<(Vec<Duration>, Option<KernelSplit>)> {
+    let fw = firewall::open(ns, options).await?;
+    let floor_vip = IpAddr::V4(Ipv4Addr::new(10, 100, 200, 1));
+    let rules = |k: usize| {
         let n = if k % 2 == 0 { EPS + 1 } else { EPS };
         let mut svc = Service::new("bench/floor/80", Protocol::Tcp, floor_vip, PORT);
         svc.endpoints = (0..n)
@@ -557,34 +682,121 @@ async fn level(cfg: &Config, s: usize) -> Res<Level> {
                 )
             })
             .collect();
-        let rules = Rules {
+        Rules {
             services: vec![svc],
             ..Default::default()
-        };
-        let t = Instant::now();
-        fw.add("bench/floor", &rules).await?;
-        fig.floor.push(t.elapsed());
-    }
-    fw.teardown("bench/floor").await?;
-
-    // 5. kube-proxy.
-    for (r, restore) in cfg.restores.iter().enumerate() {
+        }
+    };
+    let mut times = Vec::new();
+    for k in 0..cfg.floor {
         check_stop()?;
-        eprintln!("S={s}: kube-proxy layout, {restore}");
-        fig.kp.push(kube(cfg, &lab, s, restore, r).await?);
+        let r = rules(k);
+        let t = Instant::now();
+        fw.add("bench/floor", &r).await?;
+        times.push(t.elapsed());
     }
-    Ok(fig)
+    let split = match Strace::attach() {
+        Ok(tracer) => {
+            let traced = 10;
+            for k in 0..traced {
+                fw.add("bench/floor", &rules(cfg.floor + k)).await?;
+            }
+            Some(tracer.finish(traced)?)
+        }
+        Err(e) => {
+            eprintln!("no kernel split: {e}");
+            None
+        }
+    };
+    fw.teardown("bench/floor").await?;
+    Ok((times, split))
+}
+
+/// `strace -f -T` attached to every thread of this process, writing to a temp file.
+struct Strace {
+    child: netkit_test_support::KillOnDrop,
+    out: tempfile::NamedTempFile,
+}
+
+impl Strace {
+    fn attach() -> Res<Strace> {
+        let out = tempfile::NamedTempFile::new()?;
+        let me = std::process::id();
+        let mut cmd = std::process::Command::new("strace");
+        cmd.args(["-f", "-T", "-yy", "-qq", "-e", "trace=sendmsg,recvmsg,sendto,recvfrom"])
+            .args(["-e", "verbose=none", "-e", "abbrev=all", "-s", "0", "-o"])
+            .arg(out.path());
+        for t in std::fs::read_dir(format!("/proc/{me}/task"))? {
+            cmd.arg("-p").arg(t?.file_name());
+        }
+        let child = netkit_test_support::KillOnDrop::new(
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("strace: {e}"))?,
+        );
+        // Attached once every thread that was there has a tracer (bounded poll).
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut traced = true;
+            for t in std::fs::read_dir(format!("/proc/{me}/task"))? {
+                let status = std::fs::read_to_string(t?.path().join("status")).unwrap_or_default();
+                traced &= status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("TracerPid:"))
+                    .is_some_and(|v| v.trim() != "0");
+            }
+            if traced {
+                break;
+            }
+            if Instant::now() > end {
+                return Err("strace did not attach within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Strace { child, out })
+    }
+
+    /// Detach and add up the netlink calls of `ops` operations.
+    fn finish(mut self, ops: usize) -> Res<KernelSplit> {
+        // SIGINT: strace detaches cleanly and flushes its output.
+        // SAFETY: kill(2) on the pid of the strace child this value owns; no memory is touched.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.out.path())?;
+        let mut split = KernelSplit {
+            ops,
+            ..Default::default()
+        };
+        for line in text.lines().filter(|l| l.contains("NETLINK")) {
+            let Some(secs) = line
+                .rsplit_once('<')
+                .and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok())
+            else {
+                continue;
+            };
+            let d = Duration::from_secs_f64(secs);
+            split.calls += 1;
+            if line.contains("sendmsg(") {
+                split.send += d;
+            } else {
+                split.recv += d;
+            }
+        }
+        Ok(split)
+    }
 }
 
 /// kube-proxy's figures with `restore` on a node of its own (`r`: its index, for addresses).
-async fn kube(cfg: &Config, lab: &Lab, s: usize, restore: &str, r: usize) -> Res<KpFigures> {
+async fn kube(cfg: &Config, cluster: &Cluster, s: usize, restore: &str, r: usize) -> Res<KpFigures> {
     let mut fig = KpFigures {
         restore: restore.to_string(),
         ..Default::default()
     };
     let host = 10 + r as u8;
-    let node = lab.cluster.node(&format!("kp{r}"), 0, host);
-    let site = Site::new(&lab.cluster, &node, &format!("k{r}"), 210 + r as u8)?;
+    let node = cluster.node(&format!("kp{r}"), 0, host);
+    let site = Site::new(cluster, &node, &format!("k{r}"), 210 + r as u8)?;
     // The legacy tables may be missing from the kernel: a first restore says.
     if let Err(e) = kube_proxy::restore(&node.ns, restore, &kube_proxy::setup()) {
         fig.skipped = Some(e.to_string());
@@ -670,139 +882,164 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The figures of every level side by side, the ratio of the largest level that has the
+/// figure to the smallest, the peers, and the targets.
 fn print(levels: &[Level], report: &mut Report) {
-    let (lo, hi) = (&levels[0], levels.last().expect("a level"));
-    let (sl, sh) = (lo.s, hi.s);
-    println!("| measurement | S={sl} | S={sh} | S={sh} ÷ S={sl} |");
-    println!("|---|---:|---:|---:|");
-    let row = |what: &str, a: String, b: String, r: Option<f64>| {
-        println!("| {what} | {a} | {b} | {} |", fmt_ratio(r));
+    let heads: Vec<String> = levels
+        .iter()
+        .map(|l| format!("S={}{}", l.s, if l.proxy { "" } else { " (firewall only)" }))
+        .collect();
+    println!("| measurement | {} | largest ÷ smallest S |", heads.join(" | "));
+    println!("|---|{}---:|", "---:|".repeat(levels.len()));
+    // A row: each level's figure (None: not measured), shown by `show`.
+    let row = |what: &str, figs: Vec<Option<Duration>>, show: fn(Option<Duration>) -> String| {
+        let cells: Vec<String> = figs.iter().map(|f| show(*f)).collect();
+        let have: Vec<Duration> = figs.iter().flatten().copied().collect();
+        let r = if have.len() >= 2 {
+            ratio(have.last().copied(), have.first().copied())
+        } else {
+            None
+        };
+        println!("| {what} | {} | {} |", cells.join(" | "), fmt_ratio(r));
     };
+    let px = |l: &Level, v: Option<Duration>| if l.proxy { v } else { None };
     row(
-        "store load (services + endpoints, 64 writes in flight)",
-        msf(Some(lo.load)),
-        msf(Some(hi.load)),
-        ratio(Some(hi.load), Some(lo.load)),
+        "store load: services + endpoints written, 64 writes in flight",
+        levels.iter().map(|l| px(l, Some(l.load))).collect(),
+        msf,
+    );
+    row(
+        "firewall-only levels: the firewall loaded directly, 1,000 services per transaction",
+        levels
+            .iter()
+            .map(|l| if l.proxy { None } else { Some(l.load) })
+            .collect(),
+        msf,
     );
     for k in 0..3 {
-        let (a, b) = (lo.sync.get(k).copied(), hi.sync.get(k).copied());
         row(
-            &format!("netkit full sync, node-{}", k + 1),
-            msf(a),
-            msf(b),
-            ratio(b, a),
+            &format!("netkit proxy full sync, node-{}", k + 1),
+            levels.iter().map(|l| px(l, l.sync.get(k).copied())).collect(),
+            msf,
         );
     }
     for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
-        let (a, b) = (p(&lo.change, q), p(&hi.change, q));
         row(
             &format!("netkit endpoint change → applied on all 3 nodes, {name}"),
-            msf(a),
-            msf(b),
-            ratio(b, a),
+            levels.iter().map(|l| px(l, p(&l.change, q))).collect(),
+            msf,
         );
     }
-    let (a, b) = (p(&lo.write, 50.0), p(&hi.write, 50.0));
     row(
-        "  the store write itself (get + compare-and-swap), p50",
-        msf(a),
-        msf(b),
-        ratio(b, a),
+        "  the store write itself (catalog::add/remove_endpoint: get + compare-and-swap), p50",
+        levels.iter().map(|l| px(l, p(&l.write, 50.0))).collect(),
+        msf,
     );
-    let (a, b) = (p(&lo.floor, 50.0), p(&hi.floor, 50.0));
     row(
-        "  floor: the firewall operation alone (one service's endpoints), p50",
-        msf(a),
-        msf(b),
-        ratio(b, a),
+        "  floor: the firewall operation alone for one service change, p50",
+        levels.iter().map(|l| p(&l.floor, 50.0)).collect(),
+        msf,
+    );
+    row(
+        "    of which in the kernel: nf_tables transactions (sendmsg), per change",
+        levels
+            .iter()
+            .map(|l| l.kernel.as_ref().map(|k| k.send / k.ops as u32))
+            .collect(),
+        msf,
+    );
+    row(
+        "    of which in the kernel: reading answers and dumps (recvmsg), per change",
+        levels
+            .iter()
+            .map(|l| l.kernel.as_ref().map(|k| k.recv / k.ops as u32))
+            .collect(),
+        msf,
     );
     for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
-        let (a, b) = (p(&lo.first, q), p(&hi.first, q));
         row(
             &format!("netkit (nftables) first packet, {name}"),
-            us(a),
-            us(b),
-            ratio(b, a),
+            levels.iter().map(|l| p(&l.first, q)).collect(),
+            us,
         );
     }
-    for (i, kl) in lo.kp.iter().enumerate() {
-        let Some(kh) = hi.kp.get(i) else { continue };
-        let name = format!("kube-proxy via {}", kl.restore);
-        if let Some(why) = kl.skipped.as_ref().or(kh.skipped.as_ref()) {
-            row(&format!("{name}: skipped ({why})"), "–".into(), "–".into(), None);
+    let kp_names: Vec<String> = levels
+        .first()
+        .map(|l| l.kp.iter().map(|k| k.restore.clone()).collect())
+        .unwrap_or_default();
+    for (i, name) in kp_names.iter().enumerate() {
+        let kps: Vec<Option<&KpFigures>> = levels
+            .iter()
+            .map(|l| l.kp.get(i).filter(|k| k.skipped.is_none()))
+            .collect();
+        if let Some(why) = levels.iter().find_map(|l| l.kp.get(i)?.skipped.clone()) {
+            println!(
+                "| kube-proxy via {name}: skipped ({why}) | {}– |",
+                "– | ".repeat(levels.len())
+            );
             continue;
         }
-        row(
-            &format!("{name}: rules in the nat table (-A lines)"),
-            kl.rules.to_string(),
-            kh.rules.to_string(),
-            Some(kh.rules as f64 / kl.rules as f64),
+        let f = |g: fn(&KpFigures) -> Option<Duration>| kps.iter().map(|k| k.and_then(g)).collect::<Vec<_>>();
+        let rules: Vec<String> = kps
+            .iter()
+            .map(|k| k.map_or("–".into(), |k| k.rules.to_string()))
+            .collect();
+        println!(
+            "| kube-proxy via {name}: rules in the nat table (-A lines) | {} | |",
+            rules.join(" | ")
         );
         row(
-            &format!("{name}: full restore (empty table)"),
-            msf(Some(kl.full)),
-            msf(Some(kh.full)),
-            ratio(Some(kh.full), Some(kl.full)),
+            &format!("kube-proxy via {name}: full restore (empty table)"),
+            f(|k| Some(k.full)),
+            msf,
         );
         row(
-            &format!("{name}: full restore (replacing the same table)"),
-            msf(Some(kl.full_again)),
-            msf(Some(kh.full_again)),
-            ratio(Some(kh.full_again), Some(kl.full_again)),
-        );
-        let (a, b) = (p(&kl.partial, 50.0), p(&kh.partial, 50.0));
-        row(
-            &format!("{name}: partial sync, one endpoint change, p50"),
-            msf(a),
-            msf(b),
-            ratio(b, a),
+            &format!("kube-proxy via {name}: full restore (replacing the same table)"),
+            f(|k| Some(k.full_again)),
+            msf,
         );
         row(
-            &format!("{name}:   floor: an empty --noflush restore"),
-            msf(Some(kl.empty)),
-            msf(Some(kh.empty)),
-            ratio(Some(kh.empty), Some(kl.empty)),
+            &format!("kube-proxy via {name}: partial sync for one endpoint change, p50"),
+            f(|k| p(&k.partial, 50.0)),
+            msf,
         );
-        for (q, qn) in [(50.0, "p50"), (99.0, "p99")] {
-            let (a, b) = (p(&kl.first_last, q), p(&kh.first_last, q));
-            row(
-                &format!("{name}: first packet, probed service last, {qn}"),
-                us(a),
-                us(b),
-                ratio(b, a),
-            );
-        }
-        for (q, qn) in [(50.0, "p50"), (99.0, "p99")] {
-            let (a, b) = (p(&kl.first_middle, q), p(&kh.first_middle, q));
-            row(
-                &format!("{name}: first packet, probed service in the middle, {qn}"),
-                us(a),
-                us(b),
-                ratio(b, a),
-            );
+        row(
+            &format!("kube-proxy via {name}:   floor: an empty --noflush restore"),
+            f(|k| Some(k.empty)),
+            msf,
+        );
+        for (qn, g) in [
+            (
+                "probed service last, p50",
+                (|k: &KpFigures| p(&k.first_last, 50.0)) as fn(&KpFigures) -> Option<Duration>,
+            ),
+            ("probed service last, p99", |k: &KpFigures| p(&k.first_last, 99.0)),
+            ("probed service in the middle, p50", |k: &KpFigures| {
+                p(&k.first_middle, 50.0)
+            }),
+            ("probed service in the middle, p99", |k: &KpFigures| {
+                p(&k.first_middle, 99.0)
+            }),
+        ] {
+            row(&format!("kube-proxy via {name}: first packet, {qn}"), f(g), us);
         }
     }
     println!();
-    println!("Peers at S={sh}, kube-proxy ÷ netkit:");
+    let Some(top) = levels.last() else { return };
+    println!("Peers at S={}, kube-proxy ÷ netkit:", top.s);
     println!();
-    for kh in hi.kp.iter().filter(|k| k.skipped.is_none()) {
+    let big_proxy = levels.iter().rev().find(|l| l.proxy);
+    for kh in top.kp.iter().filter(|k| k.skipped.is_none()) {
         let name = &kh.restore;
         report.row(
-            &format!("one endpoint change: {name} partial sync p50 (one node) vs netkit p50 (all three nodes, store included)"),
+            &format!(
+                "one service change: {name} partial sync p50 vs netkit's firewall operation alone p50 (one node each)"
+            ),
             format!(
                 "{} vs {}: {}",
                 msf(p(&kh.partial, 50.0)),
-                msf(p(&hi.change, 50.0)),
-                fmt_ratio(ratio(p(&kh.partial, 50.0), p(&hi.change, 50.0)))
-            ),
-        );
-        report.row(
-            &format!("full sync: {name} full restore vs netkit node-1 full sync (store read included)"),
-            format!(
-                "{} vs {}: {}",
-                msf(Some(kh.full)),
-                msf(hi.sync.first().copied()),
-                fmt_ratio(ratio(Some(kh.full), hi.sync.first().copied()))
+                msf(p(&top.floor, 50.0)),
+                fmt_ratio(ratio(p(&kh.partial, 50.0), p(&top.floor, 50.0)))
             ),
         );
         report.row(
@@ -810,31 +1047,79 @@ fn print(levels: &[Level], report: &mut Report) {
             format!(
                 "{} vs {}: {}",
                 us(p(&kh.first_last, 50.0)),
-                us(p(&hi.first, 50.0)),
-                fmt_ratio(ratio(p(&kh.first_last, 50.0), p(&hi.first, 50.0)))
+                us(p(&top.first, 50.0)),
+                fmt_ratio(ratio(p(&kh.first_last, 50.0), p(&top.first, 50.0)))
             ),
         );
-    }
-    println!();
-    for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
-        let r = ratio(p(&hi.change, q), p(&lo.change, q));
-        report.target(
-            &format!("endpoint change → all nodes flat from S={sl} to S={sh}, {name} ≤ 1.25×"),
-            r.is_some_and(|r| r <= 1.25),
+        report.row(
+            &format!("first packet p99, probed service last: {name} vs netkit"),
             format!(
-                "{} → {}, {}",
-                msf(p(&lo.change, q)),
-                msf(p(&hi.change, q)),
-                fmt_ratio(r)
+                "{} vs {}: {}",
+                us(p(&kh.first_last, 99.0)),
+                us(p(&top.first, 99.0)),
+                fmt_ratio(ratio(p(&kh.first_last, 99.0), p(&top.first, 99.0)))
             ),
         );
     }
-    for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
-        let r = ratio(p(&hi.first, q), p(&lo.first, q));
+    if let Some(bp) = big_proxy {
+        for kh in bp.kp.iter().filter(|k| k.skipped.is_none()) {
+            report.row(
+                &format!(
+                    "full sync at S={}: {name} full restore vs netkit node-1's proxy sync (store read included)",
+                    bp.s,
+                    name = kh.restore
+                ),
+                format!(
+                    "{} vs {}: {}",
+                    msf(Some(kh.full)),
+                    msf(bp.sync.first().copied()),
+                    fmt_ratio(ratio(Some(kh.full), bp.sync.first().copied()))
+                ),
+            );
+        }
+    }
+    let proxied: Vec<&Level> = levels.iter().filter(|l| l.proxy).collect();
+    if let (Some(lo), Some(hi)) = (proxied.first(), proxied.last()) {
+        if lo.s != hi.s {
+            for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
+                let r = ratio(p(&hi.change, q), p(&lo.change, q));
+                report.target(
+                    &format!(
+                        "endpoint change → all nodes flat from S={} to S={}, {name} ≤ 1.25×",
+                        lo.s, hi.s
+                    ),
+                    r.is_some_and(|r| r <= 1.25),
+                    format!(
+                        "{} → {}, {}",
+                        msf(p(&lo.change, q)),
+                        msf(p(&hi.change, q)),
+                        fmt_ratio(r)
+                    ),
+                );
+            }
+        }
+    }
+    let (lo, hi) = (&levels[0], top);
+    if lo.s != hi.s {
+        for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
+            let r = ratio(p(&hi.first, q), p(&lo.first, q));
+            report.target(
+                &format!(
+                    "first-packet latency flat from S={} to S={}, {name} ≤ 1.25×",
+                    lo.s, hi.s
+                ),
+                r.is_some_and(|r| r <= 1.25),
+                format!("{} → {}, {}", us(p(&lo.first, q)), us(p(&hi.first, q)), fmt_ratio(r)),
+            );
+        }
+        let r = ratio(p(&hi.floor, 50.0), p(&lo.floor, 50.0));
         report.target(
-            &format!("first-packet latency flat from S={sl} to S={sh}, {name} ≤ 1.25×"),
+            &format!(
+                "one service change in the firewall (the floor of an endpoint change) flat from S={} to S={}, p50 ≤ 1.25×",
+                lo.s, hi.s
+            ),
             r.is_some_and(|r| r <= 1.25),
-            format!("{} → {}, {}", us(p(&lo.first, q)), us(p(&hi.first, q)), fmt_ratio(r)),
+            format!("{} → {}, {}", msf(p(&lo.floor, 50.0)), msf(p(&hi.floor, 50.0)), fmt_ratio(r)),
         );
     }
 }
@@ -843,6 +1128,10 @@ async fn bench(cfg: &Config, levels: &mut Vec<Level>) -> Res<()> {
     for &s in &cfg.levels {
         check_stop()?;
         levels.push(level(cfg, s).await?);
+    }
+    for &s in &cfg.fw_levels {
+        check_stop()?;
+        levels.push(fw_level(cfg, s).await?);
     }
     Ok(())
 }
