@@ -120,6 +120,7 @@ struct Config {
     kp_changes: usize,
     floor: usize,
     restores: Vec<String>,
+    restore_limit: Duration,
 }
 
 fn config() -> Res<Config> {
@@ -152,6 +153,7 @@ fn config() -> Res<Config> {
         conns: harness::knob(KNOBS, "CONNS", q(300, 100), 10..=100_000)?,
         kp_changes: harness::knob(KNOBS, "KP_CHANGES", q(5, 3), 1..=100)?,
         floor: harness::knob(KNOBS, "FLOOR", q(20, 10), 2..=10_000)?,
+        restore_limit: Duration::from_secs(harness::knob(KNOBS, "KP_LIMIT", q(120, 30), 1..=3600)? as u64),
         restores: harness::list("NETKIT_BENCH_SVC_RESTORES", "iptables-restore,iptables-legacy-restore"),
     })
 }
@@ -464,13 +466,13 @@ struct Level {
 struct KpFigures {
     restore: String,
     skipped: Option<String>,
-    full: Duration,
-    full_again: Duration,
+    /// `None`: killed after the time limit.
+    full: Option<Duration>,
     rules: usize,
     first_last: Vec<Duration>,
     first_middle: Vec<Duration>,
     partial: Vec<Duration>,
-    empty: Duration,
+    empty: Option<Duration>,
 }
 
 async fn level(cfg: &Config, s: usize) -> Res<Level> {
@@ -663,6 +665,8 @@ struct KernelSplit {
     send: Duration,
     recv: Duration,
     calls: usize,
+    /// fsync/fdatasync (the state directory's records).
+    sync: Duration,
 }
 
 /// `cfg.floor` single-service changes on the firewall of `ns` (a second handle, same state
@@ -723,9 +727,16 @@ impl Strace {
         let out = tempfile::NamedTempFile::new()?;
         let me = std::process::id();
         let mut cmd = std::process::Command::new("strace");
-        cmd.args(["-f", "-T", "-yy", "-qq", "-e", "trace=sendmsg,recvmsg,sendto,recvfrom"])
-            .args(["-e", "verbose=none", "-e", "abbrev=all", "-s", "0", "-o"])
-            .arg(out.path());
+        cmd.args([
+            "-f",
+            "-T",
+            "-yy",
+            "-qq",
+            "-e",
+            "trace=sendmsg,recvmsg,sendto,recvfrom,fsync,fdatasync",
+        ])
+        .args(["-e", "verbose=none", "-e", "abbrev=all", "-s", "0", "-o"])
+        .arg(out.path());
         for t in std::fs::read_dir(format!("/proc/{me}/task"))? {
             cmd.arg("-p").arg(t?.file_name());
         }
@@ -769,7 +780,7 @@ impl Strace {
             ops,
             ..Default::default()
         };
-        for line in text.lines().filter(|l| l.contains("NETLINK")) {
+        for line in text.lines() {
             let Some(secs) = line
                 .rsplit_once('<')
                 .and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok())
@@ -777,11 +788,23 @@ impl Strace {
                 continue;
             };
             let d = Duration::from_secs_f64(secs);
-            split.calls += 1;
-            if line.contains("sendmsg(") {
-                split.send += d;
-            } else {
-                split.recv += d;
+            // `PID syscall(args…) = result <secs>`
+            let call = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.split_once('('))
+                .map_or("", |(c, _)| c);
+            match call {
+                "fsync" | "fdatasync" => split.sync += d,
+                "sendmsg" if line.contains("NETLINK") => {
+                    split.calls += 1;
+                    split.send += d;
+                }
+                _ if line.contains("NETLINK") => {
+                    split.calls += 1;
+                    split.recv += d;
+                }
+                _ => {}
             }
         }
         Ok(split)
@@ -797,8 +820,9 @@ async fn kube(cfg: &Config, cluster: &Cluster, s: usize, restore: &str, r: usize
     let host = 10 + r as u8;
     let node = cluster.node(&format!("kp{r}"), 0, host);
     let site = Site::new(cluster, &node, &format!("k{r}"), 210 + r as u8)?;
+    let limit = cfg.restore_limit;
     // The legacy tables may be missing from the kernel: a first restore says.
-    if let Err(e) = kube_proxy::restore(&node.ns, restore, &kube_proxy::setup()) {
+    if let Err(e) = kube_proxy::restore(&node.ns, restore, &kube_proxy::setup(), limit) {
         fig.skipped = Some(e.to_string());
         eprintln!("SKIP kube-proxy with {restore}: {e}");
         return Ok(fig);
@@ -821,11 +845,24 @@ async fn kube(cfg: &Config, cluster: &Cluster, s: usize, restore: &str, r: usize
 
     let input = kube_proxy::full(&svcs, &last);
     fig.rules = input.lines().filter(|l| l.starts_with("-A ")).count();
-    fig.full = kube_proxy::restore(&node.ns, restore, &input)?;
+    fig.full = kube_proxy::restore(&node.ns, restore, &input, limit)?;
+    if fig.full.is_none() {
+        eprintln!(
+            "S={s}: {restore}: the full restore did not end within {limit:?}; killed, nothing else measured with it"
+        );
+        return Ok(fig);
+    }
     fig.first_last = site.first_packets(to, cfg.conns)?;
     check_stop()?;
-    let input = kube_proxy::full(&svcs, &middle);
-    fig.full_again = kube_proxy::restore(&node.ns, restore, &input)?;
+    // The probed service to the middle of KUBE-SERVICES: a partial sync (every sync rewrites
+    // KUBE-SERVICES whole; not counted).
+    kube_proxy::restore(
+        &node.ns,
+        restore,
+        &kube_proxy::partial(&svcs, &middle, probed, &[]),
+        limit,
+    )?
+    .ok_or("the reordering restore did not end in time")?;
     fig.first_middle = site.first_packets(to, cfg.conns)?;
 
     // Partial syncs: an endpoint added to a random service, then removed.
@@ -842,9 +879,11 @@ async fn kube(cfg: &Config, cluster: &Cluster, s: usize, restore: &str, r: usize
             stale.push(svcs[target].sep_chain(ep));
         }
         let input = kube_proxy::partial(&svcs, &middle, target, &stale);
-        fig.partial.push(kube_proxy::restore(&node.ns, restore, &input)?);
+        fig.partial.push(
+            kube_proxy::restore(&node.ns, restore, &input, limit)?.ok_or("a partial restore did not end in time")?,
+        );
     }
-    fig.empty = kube_proxy::restore(&node.ns, restore, "*nat\nCOMMIT\n")?;
+    fig.empty = kube_proxy::restore(&node.ns, restore, "*nat\nCOMMIT\n", limit)?;
     drop(site);
     drop(node);
     Ok(fig)
@@ -884,7 +923,7 @@ fn loadavg() -> String {
 
 /// The figures of every level side by side, the ratio of the largest level that has the
 /// figure to the smallest, the peers, and the targets.
-fn print(levels: &[Level], report: &mut Report) {
+fn print(levels: &[Level], limit: Duration, report: &mut Report) {
     let heads: Vec<String> = levels
         .iter()
         .map(|l| format!("S={}{}", l.s, if l.proxy { "" } else { " (firewall only)" }))
@@ -956,6 +995,14 @@ fn print(levels: &[Level], report: &mut Report) {
             .collect(),
         msf,
     );
+    row(
+        "    the state directory's fsync/fdatasync, per change",
+        levels
+            .iter()
+            .map(|l| l.kernel.as_ref().map(|k| k.sync / k.ops as u32))
+            .collect(),
+        msf,
+    );
     for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
         row(
             &format!("netkit (nftables) first packet, {name}"),
@@ -988,15 +1035,22 @@ fn print(levels: &[Level], report: &mut Report) {
             "| kube-proxy via {name}: rules in the nat table (-A lines) | {} | |",
             rules.join(" | ")
         );
-        row(
-            &format!("kube-proxy via {name}: full restore (empty table)"),
-            f(|k| Some(k.full)),
-            msf,
-        );
-        row(
-            &format!("kube-proxy via {name}: full restore (replacing the same table)"),
-            f(|k| Some(k.full_again)),
-            msf,
+        let full: Vec<String> = kps
+            .iter()
+            .map(|k| match k {
+                None => "–".into(),
+                Some(k) => k
+                    .full
+                    .map_or_else(|| format!("> {:.0} s (killed)", limit.as_secs_f64()), |d| msf(Some(d))),
+            })
+            .collect();
+        println!(
+            "| kube-proxy via {name}: full restore (empty table) | {} | {} |",
+            full.join(" | "),
+            fmt_ratio(ratio(
+                kps.iter().rev().find_map(|k| k.and_then(|k| k.full)),
+                kps.iter().find_map(|k| k.and_then(|k| k.full))
+            ))
         );
         row(
             &format!("kube-proxy via {name}: partial sync for one endpoint change, p50"),
@@ -1005,7 +1059,7 @@ fn print(levels: &[Level], report: &mut Report) {
         );
         row(
             &format!("kube-proxy via {name}:   floor: an empty --noflush restore"),
-            f(|k| Some(k.empty)),
+            f(|k| k.empty),
             msf,
         );
         for (qn, g) in [
@@ -1071,9 +1125,9 @@ fn print(levels: &[Level], report: &mut Report) {
                 ),
                 format!(
                     "{} vs {}: {}",
-                    msf(Some(kh.full)),
+                    msf(kh.full),
                     msf(bp.sync.first().copied()),
-                    fmt_ratio(ratio(Some(kh.full), bp.sync.first().copied()))
+                    fmt_ratio(ratio(kh.full, bp.sync.first().copied()))
                 ),
             );
         }
@@ -1199,7 +1253,7 @@ fn main() -> Res<()> {
     println!();
     let mut report = Report::default();
     if !levels.is_empty() {
-        print(&levels, &mut report);
+        print(&levels, cfg.restore_limit, &mut report);
     }
     report.print();
     result

@@ -245,10 +245,11 @@ pub fn partial(svcs: &[Svc], order: &[usize], changed: usize, stale: &[String]) 
 
 /// Run `restore` (`iptables-restore`, `iptables-legacy-restore`) in `ns` with kube-proxy's
 /// flags (`-w 5 --noflush --counters`) on `input`; how long the process took, from spawn to
-/// exit.
-pub fn restore(ns: &NetNs, restore: &str, input: &str) -> Res<Duration> {
+/// exit, or `None` when it was still running after `limit` (it is killed then, and the table
+/// is as before: a restore commits at its end).
+pub fn restore(ns: &NetNs, restore: &str, input: &str, limit: Duration) -> Res<Option<Duration>> {
     let t = Instant::now();
-    let mut child = ns
+    let child = ns
         .command(restore)
         .args(["-w", "5", "--noflush", "--counters"])
         .stdin(Stdio::piped())
@@ -256,9 +257,20 @@ pub fn restore(ns: &NetNs, restore: &str, input: &str) -> Res<Duration> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{restore}: {e}"))?;
+    let mut child = netkit_test_support::KillOnDrop::new(child);
     child.stdin.take().ok_or("no stdin")?.write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
+    // Bounded poll for its exit (the stdin pipe is closed above).
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if t.elapsed() > limit || super::stopped() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let took = t.elapsed();
+    let out = child.into_inner().wait_with_output()?;
     if !out.status.success() {
         return Err(format!(
             "{restore} failed ({}): {}",
@@ -267,5 +279,5 @@ pub fn restore(ns: &NetNs, restore: &str, input: &str) -> Res<Duration> {
         )
         .into());
     }
-    Ok(took)
+    Ok(Some(took))
 }
