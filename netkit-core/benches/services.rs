@@ -667,6 +667,9 @@ struct KernelSplit {
     calls: usize,
     /// fsync/fdatasync (the state directory's records).
     sync: Duration,
+    /// close of netlink sockets: after a transaction that removed something the kernel makes
+    /// the closing thread wait for its deferred clean-up (an RCU grace period).
+    close: Duration,
 }
 
 /// `cfg.floor` single-service changes on the firewall of `ns` (a second handle, same state
@@ -733,7 +736,7 @@ impl Strace {
             "-yy",
             "-qq",
             "-e",
-            "trace=sendmsg,recvmsg,sendto,recvfrom,fsync,fdatasync",
+            "trace=sendmsg,recvmsg,sendto,recvfrom,fsync,fdatasync,close",
         ])
         .args(["-e", "verbose=none", "-e", "abbrev=all", "-s", "0", "-o"])
         .arg(out.path());
@@ -796,6 +799,7 @@ impl Strace {
                 .map_or("", |(c, _)| c);
             match call {
                 "fsync" | "fdatasync" => split.sync += d,
+                "close" if line.contains("NETLINK") => split.close += d,
                 "sendmsg" if line.contains("NETLINK") => {
                     split.calls += 1;
                     split.send += d;
@@ -996,6 +1000,14 @@ fn print(levels: &[Level], limit: Duration, report: &mut Report) {
         msf,
     );
     row(
+        "    in the kernel: closing netlink sockets (waits for the clean-up of removed rules), per change",
+        levels
+            .iter()
+            .map(|l| l.kernel.as_ref().map(|k| k.close / k.ops as u32))
+            .collect(),
+        msf,
+    );
+    row(
         "    the state directory's fsync/fdatasync, per change",
         levels
             .iter()
@@ -1044,13 +1056,18 @@ fn print(levels: &[Level], limit: Duration, report: &mut Report) {
                     .map_or_else(|| format!("> {:.0} s (killed)", limit.as_secs_f64()), |d| msf(Some(d))),
             })
             .collect();
+        // The ratio of the largest level with a figure to the smallest; a lower bound when
+        // the largest level's restore was killed.
+        let done: Vec<Duration> = kps.iter().filter_map(|k| k.and_then(|k| k.full)).collect();
+        let killed_last = kps.last().is_some_and(|k| k.is_some_and(|k| k.full.is_none()));
+        let full_ratio = match (done.first(), done.last()) {
+            (Some(lo), _) if killed_last => format!("> {:.0}×", limit.as_secs_f64() / lo.as_secs_f64()),
+            (Some(lo), Some(hi)) if done.len() >= 2 => fmt_ratio(ratio(Some(*hi), Some(*lo))),
+            _ => "–".into(),
+        };
         println!(
-            "| kube-proxy via {name}: full restore (empty table) | {} | {} |",
-            full.join(" | "),
-            fmt_ratio(ratio(
-                kps.iter().rev().find_map(|k| k.and_then(|k| k.full)),
-                kps.iter().find_map(|k| k.and_then(|k| k.full))
-            ))
+            "| kube-proxy via {name}: full restore (empty table) | {} | {full_ratio} |",
+            full.join(" | ")
         );
         row(
             &format!("kube-proxy via {name}: partial sync for one endpoint change, p50"),

@@ -258,18 +258,29 @@ pub fn restore(ns: &NetNs, restore: &str, input: &str, limit: Duration) -> Res<O
         .spawn()
         .map_err(|e| format!("{restore}: {e}"))?;
     let mut child = netkit_test_support::KillOnDrop::new(child);
-    child.stdin.take().ok_or("no stdin")?.write_all(input.as_bytes())?;
-    // Bounded poll for its exit (the stdin pipe is closed above).
+    // Fed from a thread: iptables-restore works as it reads, so a large input blocks the
+    // writer for about as long as the restore takes.
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    // Bounded poll for its exit.
     loop {
         if child.try_wait()?.is_some() {
             break;
         }
         if t.elapsed() > limit || super::stopped() {
+            // Killed (and reaped) here; the writer then fails with a broken pipe.
+            drop(child);
+            let _ = writer.join();
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     let took = t.elapsed();
+    writer
+        .join()
+        .map_err(|_| "the stdin writer panicked")?
+        .map_err(|e| format!("{restore}: writing its input: {e}"))?;
     let out = child.into_inner().wait_with_output()?;
     if !out.status.success() {
         return Err(format!(
