@@ -524,7 +524,7 @@ async fn level(cfg: &Config, s: usize) -> Res<Level> {
     let mut target = 0;
     for k in 0..cfg.changes {
         check_stop()?;
-        let add = k % 2 == 0;
+        let add = k.is_multiple_of(2);
         if add {
             target = rng.below((s - 1) as u64) as usize;
         }
@@ -679,7 +679,7 @@ async fn floor(cfg: &Config, ns: &NetNs, options: FirewallOptions) -> Res<(Vec<D
     let fw = firewall::open(ns, options).await?;
     let floor_vip = IpAddr::V4(Ipv4Addr::new(10, 100, 200, 1));
     let rules = |k: usize| {
-        let n = if k % 2 == 0 { EPS + 1 } else { EPS };
+        let n = if k.is_multiple_of(2) { EPS + 1 } else { EPS };
         let mut svc = Service::new("bench/floor/80", Protocol::Tcp, floor_vip, PORT);
         svc.endpoints = (0..n)
             .map(|j| {
@@ -875,7 +875,7 @@ async fn kube(cfg: &Config, cluster: &Cluster, s: usize, restore: &str, r: usize
     for k in 0..cfg.kp_changes {
         check_stop()?;
         let mut stale = Vec::new();
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             target = rng.below((s - 1) as u64) as usize;
             svcs[target].eps.push(extra(k / 2));
         } else {
