@@ -1422,7 +1422,7 @@ fn bad_environments_get_the_right_code_and_change_nothing() {
         ("CNI_ARGS not KEY=VALUE", replaced("CNI_ARGS", "novalue"), Some(4)),
         (
             "CNI_ARGS with an unknown key",
-            replaced("CNI_ARGS", "K8S_POD_NAME=x"),
+            replaced("CNI_ARGS", "NOT_A_KEY=x"),
             Some(2),
         ),
         ("CNI_ARGS IP not an address", replaced("CNI_ARGS", "IP=banana"), Some(4)),
