@@ -18,18 +18,29 @@
 //!                    jump egress
 //! (output: nothing)                                           ◄── node to its pods (probes)
 //!
-//! egress:   ip saddr . ip daddr . meta l4proto . th dport @allow_out4 return
+//! egress:   ip saddr . ip daddr . meta l4proto . th dport @exact_out4 return
+//!           ip6 saddr . ip6 daddr . meta l4proto . th dport @exact_out6 return
+//!           ip saddr . ip daddr . meta l4proto . th dport @allow_out4 return
 //!           ip6 saddr . ip6 daddr . meta l4proto . th dport @allow_out6 return
 //!           ip saddr @isolated_out4 drop
 //!           ip6 saddr @isolated_out6 drop
-//! ingress:  ip daddr . ip saddr . meta l4proto . th dport @allow_in4 return
+//! ingress:  ip daddr . ip saddr . meta l4proto . th dport @exact_in4 return
+//!           ip6 daddr . ip6 saddr . meta l4proto . th dport @exact_in6 return
+//!           ip daddr . ip saddr . meta l4proto . th dport @allow_in4 return
 //!           ip6 daddr . ip6 saddr . meta l4proto . th dport @allow_in6 return
 //!           ip daddr @isolated_in4 drop
 //!           ip6 daddr @isolated_in6 drop
 //!
 //! isolated_in4/out4 { ipv4_addr }              the local pods a policy isolates
+//! exact_in4/out4 { ipv4_addr . ipv4_addr . inet_proto . inet_service }   (a hash set)
+//!                   pod . peer . protocol . port: an allowed box of one address, protocol, port
 //! allow_in4/out4 { ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
-//!                   pod . peer range . protocol range . destination port range
+//!                   pod . peer range . protocol range . destination port range: the other boxes
+//!
+//! Removing an element from a large interval set (pipapo) costs the kernel time that grows with
+//! the set (28 ms at 11,000 elements, see BENCHMARKS.md); single-address single-port boxes —
+//! what pod selectors and /32 peers on a port make — go to the hash sets, whose changes cost
+//! the same at any size.
 //! (and the same with ipv6_addr)
 //! ```
 //!
@@ -83,7 +94,7 @@ use crate::{Handle, NetNs};
 pub const DEFAULT_TABLE: &str = "netkit-policy";
 
 /// The table's comment; a table with another one (an older layout) is made afresh.
-const COMMENT: &str = "managed by netkit: network policy (layout 1)";
+const COMMENT: &str = "managed by netkit: network policy (layout 2: exact sets)";
 
 /// How to open a [`PolicyFirewall`].
 #[derive(Debug, Clone)]
@@ -131,6 +142,8 @@ impl Elem {
         match *self {
             Elem::Isolated(Ingress, ip) => pick(ip, "isolated_in4", "isolated_in6"),
             Elem::Isolated(Egress, ip) => pick(ip, "isolated_out4", "isolated_out6"),
+            Elem::Allow(Ingress, a) if a.is_exact() => pick(a.pod, "exact_in4", "exact_in6"),
+            Elem::Allow(Egress, a) if a.is_exact() => pick(a.pod, "exact_out4", "exact_out6"),
             Elem::Allow(Ingress, a) => pick(a.pod, "allow_in4", "allow_in6"),
             Elem::Allow(Egress, a) => pick(a.pod, "allow_out4", "allow_out6"),
         }
@@ -139,6 +152,15 @@ impl Elem {
     fn to_element(self) -> elements::Element {
         let (key, key_end) = match self {
             Elem::Isolated(_, ip) => (vec![Field::Ip(ip)], None),
+            Elem::Allow(_, a) if a.is_exact() => (
+                vec![
+                    Field::Ip(a.pod),
+                    Field::Ip(a.peer.0),
+                    Field::Proto(a.proto.0),
+                    Field::Port(a.port.0),
+                ],
+                None,
+            ),
             Elem::Allow(_, a) => (
                 vec![
                     Field::Ip(a.pod),
@@ -167,6 +189,7 @@ impl Elem {
     fn to_nft(self) -> String {
         match self {
             Elem::Isolated(_, ip) => ip.to_string(),
+            Elem::Allow(_, a) if a.is_exact() => format!("{} . {} . {} . {}", a.pod, a.peer.0, a.proto.0, a.port.0),
             Elem::Allow(_, a) => format!(
                 "{} . {}-{} . {}-{} . {}-{}",
                 a.pod, a.peer.0, a.peer.1, a.proto.0, a.proto.1, a.port.0, a.port.1
@@ -184,16 +207,28 @@ fn pick(ip: IpAddr, v4: &'static str, v6: &'static str) -> &'static str {
 }
 
 /// The sets of the table.
-const SETS: [&str; 8] = [
+const SETS: [&str; 12] = [
     "isolated_in4",
     "isolated_out4",
     "isolated_in6",
     "isolated_out6",
+    "exact_in4",
+    "exact_out4",
+    "exact_in6",
+    "exact_out6",
     "allow_in4",
     "allow_out4",
     "allow_in6",
     "allow_out6",
 ];
+
+impl Allowed {
+    /// One peer address, one protocol, one port: an element of a hash set (`exact_*`), whose
+    /// changes cost the same whatever its size, rather than of the interval set.
+    fn is_exact(&self) -> bool {
+        self.peer.0 == self.peer.1 && self.proto.0 == self.proto.1 && self.port.0 == self.port.1
+    }
+}
 
 /// Every element `policy` needs.
 fn elements_of(policy: &NodePolicy) -> BTreeSet<Elem> {
@@ -221,18 +256,26 @@ pub fn ruleset(table: &str) -> String {
             let _ = writeln!(s, "    set isolated_{dir}{v} {{ type {addr}; }}");
             let _ = writeln!(
                 s,
+                "    set exact_{dir}{v} {{ type {addr} . {addr} . inet_proto . inet_service; }}"
+            );
+            let _ = writeln!(
+                s,
                 "    set allow_{dir}{v} {{ type {addr} . {addr} . inet_proto . inet_service; flags interval; }}"
             );
         }
     }
     s.push_str(
         r#"    chain egress {
+        ip saddr . ip daddr . meta l4proto . th dport @exact_out4 return
+        ip6 saddr . ip6 daddr . meta l4proto . th dport @exact_out6 return
         ip saddr . ip daddr . meta l4proto . th dport @allow_out4 return
         ip6 saddr . ip6 daddr . meta l4proto . th dport @allow_out6 return
         ip saddr @isolated_out4 drop comment "egress denied by network policy"
         ip6 saddr @isolated_out6 drop comment "egress denied by network policy"
     }
     chain ingress {
+        ip daddr . ip saddr . meta l4proto . th dport @exact_in4 return
+        ip6 daddr . ip6 saddr . meta l4proto . th dport @exact_in6 return
         ip daddr . ip saddr . meta l4proto . th dport @allow_in4 return
         ip6 daddr . ip6 saddr . meta l4proto . th dport @allow_in6 return
         ip daddr @isolated_in4 drop comment "ingress denied by network policy"
@@ -587,6 +630,26 @@ mod tests {
         assert_eq!(e[1].to_nft(), "10.0.0.1 . 10.1.0.0-10.1.0.255 . 6-6 . 80-90");
         let nl = elements::to_netlink(&e[1].to_element()).unwrap();
         assert!(nl.to_string().contains("10.0.0.1"), "{nl}");
+    }
+
+    #[test]
+    fn single_address_port_boxes_go_to_the_hash_sets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let exact = Allowed {
+            pod: ip("10.0.0.1"),
+            peer: (ip("10.1.0.7"), ip("10.1.0.7")),
+            proto: (6, 6),
+            port: (8080, 8080),
+        };
+        let e = Elem::Allow(Direction::Ingress, exact);
+        assert_eq!(e.set(), "exact_in4");
+        assert_eq!(e.to_nft(), "10.0.0.1 . 10.1.0.7 . 6 . 8080");
+        assert!(e.to_element().key_end.is_none());
+        let ranged = Allowed {
+            port: (8080, 8081),
+            ..exact
+        };
+        assert_eq!(Elem::Allow(Direction::Egress, ranged).set(), "allow_out4");
     }
 
     #[test]
