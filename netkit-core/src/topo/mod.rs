@@ -48,7 +48,7 @@ mod reach;
 
 pub use apply::{apply, destroy, status, Progress, ProgressFn, Report, Status, TopoOptions, ROUTE_PROTOCOL, STATE_DIR};
 pub use model::{Endpoint, Lab, LinkDef, Nat, Node, PoolDef, RouteDef, VxlanDef};
-pub use parse::{parse, Format};
+pub use parse::{parse, Format, SCHEMA_VERSION};
 pub use pools::resolve;
 pub use reach::{ping_matrix, Probe};
 

@@ -2,6 +2,7 @@
 //! same layout with per-node L3 settings added.
 //!
 //! ```yaml
+//! version: 1                         # netkit's format only: the schema's version (default 1)
 //! name: demo
 //! topology:
 //!   defaults: {kind: linux}          # containerlab's inheritance: defaults < kinds < groups < node
@@ -18,6 +19,15 @@
 //!
 //! Container settings (`image`, `cmd`, `binds`, …) are ignored with one warning line each; any
 //! other unknown key is an error naming its path. Syntax errors carry the line and column.
+//!
+//! **Versions.** netkit's own format carries `version:` at the top, [`SCHEMA_VERSION`] (1) for
+//! this schema; a file without it is version 1 (files written before the key existed). A file
+//! of a version this netkit does not read is refused, naming both versions, rather than read
+//! with a meaning it was not written for. containerlab's files have no such key (a `version:`
+//! there is an unknown key, as containerlab itself would say).
+
+/// The version of netkit's topology schema this code reads and writes (`version: 1`).
+pub const SCHEMA_VERSION: u64 = 1;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -195,6 +205,16 @@ impl Reader {
         for (k, v) in entries(top, "(file)")? {
             match k.as_str() {
                 "name" => name = Some(string(v, "name")?),
+                "version" if format == Format::Netkit => match v.as_u64() {
+                    Some(SCHEMA_VERSION) => {}
+                    Some(n) => {
+                        return Err(invalid(
+                            "version",
+                            format!("this file is of schema version {n}; this netkit reads version {SCHEMA_VERSION}"),
+                        ))
+                    }
+                    None => return Err(invalid("version", "expected a number")),
+                },
                 "pools" => pools_v = Some(v),
                 "prefix" => prefix = Some(string(v, "prefix")?),
                 "topology" => topology = Some(v),
@@ -791,6 +811,20 @@ topology:
 
     fn err(text: &str) -> String {
         parse(text, Format::Netkit).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn netkit_files_carry_their_schema_version() {
+        let body = "name: v\ntopology:\n  nodes:\n    h1: {}\n";
+        assert!(parse(body, Format::Netkit).is_ok(), "no version: version 1");
+        assert!(parse(&format!("version: 1\n{body}"), Format::Netkit).is_ok());
+        let e = err(&format!("version: 2\n{body}"));
+        assert!(e.contains("schema version 2") && e.contains("reads version 1"), "{e}");
+        assert!(err(&format!("version: one\n{body}")).contains("expected a number"));
+        let clab = parse(&format!("version: 1\n{body}"), Format::Containerlab)
+            .unwrap_err()
+            .to_string();
+        assert!(clab.contains("unknown key"), "{clab}");
     }
 
     #[test]
