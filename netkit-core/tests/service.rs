@@ -428,12 +428,14 @@ async fn a_load_balancer_address_is_held_by_one_node_and_moves_with_its_endpoint
         (h.name == want).then_some(()).ok_or(h.name)
     })
     .await;
-    let st = proxies[stays].status();
-    assert_eq!(
-        (st.announced.clone(), st.announce_error.clone()),
-        (vec![IpAddr::V4(ext)], None),
-        "{st:?}"
-    );
+    // The status follows the kernel change (the gratuitous ARP is sent in between).
+    until("the new holder's status", || {
+        let st = proxies[stays].status();
+        (st.announced == vec![IpAddr::V4(ext)] && st.announce_error.is_none())
+            .then_some(())
+            .ok_or(format!("{st:?}"))
+    })
+    .await;
     // Deleted: nobody holds it any more.
     catalog::delete_service(&lab.store, "default/lb").await.unwrap();
     until("the address released", || {
