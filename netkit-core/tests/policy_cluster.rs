@@ -156,6 +156,13 @@ async fn across_nodes(mode: &str) {
     )
     .await
     .unwrap();
+    // Objects another writer got wrong, written past the catalog's checks: each is left out (a
+    // pod whose interface name is not one, a policy with a named port), the rest is enforced.
+    use netkit_core::store::ObjectStore;
+    let bad_pod = json!({"ips": ["10.244.9.9"], "node": nodes[0].name(), "interface": "../x y", "labels": {}});
+    store.put("pods/misc/bad", &bad_pod).await.unwrap();
+    let bad_policy = json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]});
+    store.put("policies/back/named-port", &bad_policy).await.unwrap();
     let controllers = [
         Controller::start(nodes[0].name(), store.clone()).await,
         Controller::start(nodes[1].name(), store.clone()).await,
@@ -247,5 +254,6 @@ async fn across_nodes(mode: &str) {
     for c in &controllers {
         let st = c.status();
         assert!(st.synced && st.error.is_none() && st.applied > 0, "{st:?}");
+        assert_eq!(st.policies, 0, "the named-port policy is left out: {st:?}");
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{id_of_key, NamespaceRecord, PodRecord, NAMESPACES, PODS, POLICIES};
-use super::{compile, Cluster, LocalPod, NetworkPolicy, PodInfo, PolicyError, PolicyFirewall};
+use super::{compile, Cluster, LocalPod, NetworkPolicy, PodInfo, PolicyError, PolicyFirewall, PolicyId};
 use crate::store::{Object, ObjectEvent, ObjectStore, ObjectWatch, StoreError};
 
 /// How the controller runs.
@@ -256,8 +256,39 @@ fn id_of(prefix: &str, key: &str, segments: usize) -> Option<String> {
     (!id.contains('/')).then(|| id.to_string())
 }
 
-fn decode<T: DeserializeOwned>(o: &Object) -> Option<T> {
-    match o.decode::<T>("policy store") {
+/// What the controller checks of an object from the store before it uses it: one invalid
+/// object is left out (and logged), it never stops the node's enforcement of the others, and
+/// nothing unchecked (an interface name, an address) reaches the kernel.
+trait Checked: DeserializeOwned {
+    fn check(&self, id: &str) -> Result<(), PolicyError>;
+}
+
+impl Checked for NetworkPolicy {
+    fn check(&self, id: &str) -> Result<(), PolicyError> {
+        PolicyId::parse(id)?;
+        self.validate()
+    }
+}
+
+impl Checked for PodRecord {
+    fn check(&self, id: &str) -> Result<(), PolicyError> {
+        PolicyId::parse(id)?;
+        self.validate(id)
+    }
+}
+
+impl Checked for NamespaceRecord {
+    fn check(&self, _id: &str) -> Result<(), PolicyError> {
+        Ok(())
+    }
+}
+
+fn decode<T: Checked>(o: &Object, id: &str) -> Option<T> {
+    let checked = o
+        .decode::<T>("policy store")
+        .map_err(PolicyError::from)
+        .and_then(|v| v.check(id).map(|()| v));
+    match checked {
         Ok(v) => Some(v),
         Err(e) => {
             log::warn!("policy controller: ignoring {}: {e}", o.key);
@@ -266,19 +297,24 @@ fn decode<T: DeserializeOwned>(o: &Object) -> Option<T> {
     }
 }
 
-fn decode_all<T: DeserializeOwned>(objects: &[Object], prefix: &str, segments: usize) -> BTreeMap<String, T> {
+fn decode_all<T: Checked>(objects: &[Object], prefix: &str, segments: usize) -> BTreeMap<String, T> {
     objects
         .iter()
-        .filter_map(|o| Some((id_of(prefix, &o.key, segments)?, decode(o)?)))
+        .filter_map(|o| {
+            let id = id_of(prefix, &o.key, segments)?;
+            let v = decode(o, &id)?;
+            Some((id, v))
+        })
         .collect()
 }
 
-fn apply_event<T: DeserializeOwned>(map: &mut BTreeMap<String, T>, prefix: &str, segments: usize, event: ObjectEvent) {
+fn apply_event<T: Checked>(map: &mut BTreeMap<String, T>, prefix: &str, segments: usize, event: ObjectEvent) {
     match event {
         ObjectEvent::Put(o) => {
             if let Some(id) = id_of(prefix, &o.key, segments) {
-                match decode(&o) {
+                match decode(&o, &id) {
                     Some(v) => map.insert(id, v),
+                    // An invalid new version: as if it were gone.
                     None => map.remove(&id),
                 };
             }

@@ -319,6 +319,9 @@ struct State {
     known: Option<BTreeSet<Elem>>,
     /// Bridges already given br_netfilter.
     bridges: HashSet<u32>,
+    /// Pod interfaces already looked at (their bridge, if any, is in `bridges`): an apply
+    /// looks up only interfaces that are new, not every local pod's each time.
+    seen: HashSet<String>,
 }
 
 impl PolicyFirewall {
@@ -378,8 +381,9 @@ impl PolicyFirewall {
     /// bridges of the isolated pods' interfaces.
     pub async fn apply(&self, policy: &NodePolicy) -> Result<ApplyStats, PolicyError> {
         let mut state = self.inner.state.lock().await;
+        let State { bridges, seen, .. } = &mut *state;
         let mut stats = ApplyStats {
-            bridges_enabled: self.enable_bridges(policy, &mut state.bridges).await?,
+            bridges_enabled: self.enable_bridges(policy, bridges, seen).await?,
             ..Default::default()
         };
         let wanted = elements_of(policy);
@@ -419,8 +423,15 @@ impl PolicyFirewall {
 
     /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge a local pod's
     /// interface is a port of (see the module docs); the count of bridges changed. An
-    /// interface that is gone (a pod being deleted) is skipped.
-    async fn enable_bridges(&self, policy: &NodePolicy, done: &mut HashSet<u32>) -> Result<usize, PolicyError> {
+    /// interface that is gone (a pod being deleted) is skipped. Interfaces in `seen` were
+    /// looked at by an earlier apply and are not asked about again; those no longer in the
+    /// policy are forgotten.
+    async fn enable_bridges(
+        &self,
+        policy: &NodePolicy,
+        done: &mut HashSet<u32>,
+        seen: &mut HashSet<String>,
+    ) -> Result<usize, PolicyError> {
         use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, LinkAttribute, LinkInfo, LinkMessage};
         use netlink_packet_route::RouteNetlinkMessage;
         let h = &self.inner.handle;
@@ -432,14 +443,22 @@ impl PolicyFirewall {
             errno: None,
         };
         let mut count = 0;
+        seen.retain(|name| policy.interfaces.contains(name));
         for name in &policy.interfaces {
+            if seen.contains(name) {
+                continue;
+            }
             let link = match h.link_get(name).await {
                 Ok(link) => link,
                 Err(e) if e.errno() == Some(libc::ENODEV) => continue,
                 Err(e) => return Err(fail(format!("look up pod interface {name}"), e.to_string())),
             };
-            let Some(master) = link.master else { continue };
+            let Some(master) = link.master else {
+                seen.insert(name.clone());
+                continue;
+            };
             if done.contains(&master) {
+                seen.insert(name.clone());
                 continue;
             }
             let bridge = h
@@ -447,6 +466,7 @@ impl PolicyFirewall {
                 .await
                 .map_err(|e| fail(format!("look up the master of {name}"), e.to_string()))?;
             if bridge.kind != crate::LinkKind::Bridge {
+                seen.insert(name.clone());
                 continue;
             }
             // br_netfilter: its sysctls exist in a namespace only with it.
@@ -476,6 +496,7 @@ impl PolicyFirewall {
                 .await
                 .map_err(|e| fail(format!("set nf_call_iptables of bridge {}", bridge.name), e.to_string()))?;
             done.insert(master);
+            seen.insert(name.clone());
             count += 1;
         }
         Ok(count)
