@@ -54,6 +54,8 @@
 //! namespaces this program makes (names `nk<pid>x…`), deleted on exit, error, panic or
 //! Ctrl-C, and those of an earlier run that was killed at start.
 
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/harness.rs"]
 mod harness;
 #[path = "policy/iptables.rs"]
@@ -64,17 +66,17 @@ mod iptables;
 mod measure;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netkit_core::policy::{
     compile, Cluster, IngressRule, IpBlock, LabelSelector, LocalPod, NetworkPolicy, NodePolicy, Peer, PodInfo,
     PolicyFirewall, PolicyOptions, PolicyPort, PolicyType, Protocol,
 };
-use netkit_core::{NetNs, NetNsGuard};
+use netkit_core::NetNsGuard;
 use netkit_test_support::{ip, unique};
 
+use echo::{first_packets, EchoServer};
 use harness::{check_stop, delete_namespaces, signals, stopped, Cleanup, Report, Res};
 use measure::percentile;
 
@@ -229,43 +231,6 @@ fn cluster(n: usize, allows: &[Vec<iptables::Allow>]) -> (Cluster, Vec<LocalPod>
 // ---------------------------------------------------------------------------
 // The host with its client and server
 
-struct EchoServer {
-    pod: NetNs,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EchoServer {
-    fn start(pod: &NetNs) -> Res<EchoServer> {
-        let listener = pod.run(|| TcpListener::bind(("0.0.0.0", PORT)))??;
-        let thread = std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                let mut b = [0u8; 1];
-                if s.read_exact(&mut b).is_ok() {
-                    if b[0] == b'q' {
-                        return;
-                    }
-                    let _ = s.write_all(&b);
-                }
-            }
-        });
-        Ok(EchoServer {
-            pod: pod.clone(),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self
-            .pod
-            .run(|| TcpStream::connect((Ipv4Addr::LOCALHOST, PORT)).and_then(|mut s| s.write_all(b"q")));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A host namespace routing between a client and a server pod (fields drop in order: the
 /// server stops before the namespaces go).
 struct Host {
@@ -298,7 +263,7 @@ impl Host {
         }
         ip(&["-n", &h, "link", "set", "lo", "up"]);
         netkit_core::sysctl::set(&host, "net.ipv4.ip_forward", "1")?;
-        let server = EchoServer::start(&server_ns)?;
+        let server = EchoServer::start(&server_ns, PORT)?;
         Ok(Host {
             _server: server,
             client,
@@ -307,33 +272,9 @@ impl Host {
         })
     }
 
-    /// `n` new connections client → server:8080 (connect, one byte each way, after 5 not
-    /// counted); each one's time.
+    /// `n` new connections client → server:8080 (see [`first_packets`]).
     fn first_packets(&self, n: usize) -> Res<Vec<Duration>> {
-        let to = SocketAddr::new(IpAddr::V4(SERVER), PORT);
-        let times = self.client.run(move || -> Result<Vec<Duration>, String> {
-            let one = |k: usize| -> Result<Duration, String> {
-                let t = Instant::now();
-                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
-                    .map_err(|e| format!("connection {k} to {to}: {e}"))?;
-                s.write_all(b"x").map_err(|e| format!("send to {to}: {e}"))?;
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).map_err(|e| format!("echo from {to}: {e}"))?;
-                Ok(t.elapsed())
-            };
-            for k in 0..5 {
-                one(k)?;
-            }
-            let mut v = Vec::with_capacity(n);
-            for k in 0..n {
-                if stopped() {
-                    return Err("interrupted".into());
-                }
-                v.push(one(k)?);
-            }
-            Ok(v)
-        })??;
-        Ok(times)
+        first_packets(&self.client, SocketAddr::new(IpAddr::V4(SERVER), PORT), n)
     }
 
     /// Whether a connection to a port the policy does not allow is dropped (times out) rather

@@ -62,8 +62,7 @@
 //! (etcd killed first) on exit, error, panic or Ctrl-C, and those of an earlier run that was
 //! killed (with the etcd inside) at start.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,6 +79,8 @@ use netkit_test_support::etcd::Etcd;
 use netkit_test_support::overlay::NsRuntime;
 use tokio::sync::oneshot;
 
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/harness.rs"]
 mod harness;
 #[path = "services/kube_proxy.rs"]
@@ -89,6 +90,7 @@ mod kube_proxy;
 #[path = "common/measure.rs"]
 mod measure;
 
+use echo::{first_packets, EchoServer};
 use harness::{check_stop, delete_namespaces, signals, stopped, Cleanup, Report, Res};
 use measure::percentile;
 
@@ -277,44 +279,6 @@ impl Drop for NodeProxy {
     }
 }
 
-/// A one-byte echo server on `0.0.0.0:8080` in a pod; stops when dropped.
-struct EchoServer {
-    pod: NetNs,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EchoServer {
-    fn start(pod: &NetNs) -> Res<EchoServer> {
-        let listener = pod.run(|| TcpListener::bind(("0.0.0.0", TARGET)))??;
-        let thread = std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                let mut b = [0u8; 1];
-                if s.read_exact(&mut b).is_ok() {
-                    if b[0] == b'q' {
-                        return;
-                    }
-                    let _ = s.write_all(&b);
-                }
-            }
-        });
-        Ok(EchoServer {
-            pod: pod.clone(),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self
-            .pod
-            .run(|| TcpStream::connect((Ipv4Addr::LOCALHOST, TARGET)).and_then(|mut s| s.write_all(b"q")));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A node that translates service addresses for a client: the node, a pod behind it (10.244.1.2–11,
 /// gateway 10.244.1.1 on the node) with an echo server, and a client namespace on the underlay
 /// routing 10.96.0.0/12 through the node.
@@ -351,7 +315,7 @@ impl Site {
             "via",
             &node.ip.to_string(),
         ]);
-        let server = EchoServer::start(&pod)?;
+        let server = EchoServer::start(&pod, TARGET)?;
         Ok(Site {
             server,
             client,
@@ -359,35 +323,10 @@ impl Site {
         })
     }
 
-    /// `n` new connections to `to` (connect, one byte each way); each one's time.
+    /// `n` new connections to `to` from the client (see [`first_packets`]).
     fn first_packets(&self, to: SocketAddr, n: usize) -> Res<Vec<Duration>> {
         let _ = &self.server;
-        let times = self.client.ns.run(move || -> Result<Vec<Duration>, String> {
-            // A few connections first, not counted: neighbour entries and the first route
-            // lookups are not what is measured.
-            for _ in 0..5 {
-                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
-                    .map_err(|e| format!("warm-up connection to {to}: {e}"))?;
-                s.write_all(b"x").map_err(|e| format!("send to {to}: {e}"))?;
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).map_err(|e| format!("echo from {to}: {e}"))?;
-            }
-            let mut v = Vec::with_capacity(n);
-            for k in 0..n {
-                if stopped() {
-                    return Err("interrupted".into());
-                }
-                let t = Instant::now();
-                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
-                    .map_err(|e| format!("connection {k} to {to}: {e}"))?;
-                s.write_all(b"x").map_err(|e| format!("send to {to}: {e}"))?;
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).map_err(|e| format!("echo from {to}: {e}"))?;
-                v.push(t.elapsed());
-            }
-            Ok(v)
-        })??;
-        Ok(times)
+        first_packets(&self.client.ns, to, n)
     }
 }
 
