@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use netkit_core::policy::catalog::{self, NamespaceRecord, PodRecord};
 use netkit_core::policy::{Labels, NetworkPolicy, PolicyError};
-use netkit_core::store::{AnyObjectStore, StoreLocation};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -128,19 +127,7 @@ pub fn read_policy(text: &str) -> Result<NetworkPolicy, CliError> {
 
 /// Run `netkit policy …`.
 pub async fn run(out: &Output, opts: &ServiceOpts, verb: PolicyVerb) -> Result<(), CliError> {
-    let location = opts
-        .store
-        .as_deref()
-        .ok_or_else(|| CliError::usage("policy: --store etcd=URL[,URL…]|file=DIR is required (or NETKIT_STORE)"))?;
-    let location: StoreLocation = location
-        .parse()
-        .map_err(|e: netkit_core::store::StoreError| CliError::usage(format!("policy: --store: {e}")))?;
-    let store = AnyObjectStore::open(&location, &opts.etcd_prefix)
-        .await
-        .map_err(|e| CliError::Io {
-            what: format!("policy: open the store {location}"),
-            cause: std::io::Error::other(e.to_string()),
-        })?;
+    let store = opts.open("policy").await?;
     match verb {
         PolicyVerb::Add { id, file } => {
             let text = if file.as_os_str() == "-" {

@@ -43,6 +43,26 @@ pub struct ServiceOpts {
     pub etcd_prefix: String,
 }
 
+impl ServiceOpts {
+    /// Open the store `--store` names; errors say `what` command asked (`service`, `policy`).
+    pub async fn open(&self, what: &str) -> Result<AnyObjectStore, CliError> {
+        let location = self.store.as_deref().ok_or_else(|| {
+            CliError::usage(format!(
+                "{what}: --store etcd=URL[,URL…]|file=DIR is required (or NETKIT_STORE)"
+            ))
+        })?;
+        let location: StoreLocation = location
+            .parse()
+            .map_err(|e: netkit_core::store::StoreError| CliError::usage(format!("{what}: --store: {e}")))?;
+        AnyObjectStore::open(&location, &self.etcd_prefix)
+            .await
+            .map_err(|e| CliError::Io {
+                what: format!("{what}: open the store {location}"),
+                cause: std::io::Error::other(e.to_string()),
+            })
+    }
+}
+
 /// `netkit service …`
 #[derive(Subcommand, Debug, Clone)]
 pub enum ServiceVerb {
@@ -185,19 +205,7 @@ fn svc_err(e: netkit_core::service::ServiceError) -> CliError {
 
 /// Run `netkit service …`.
 pub async fn run(out: &Output, opts: &ServiceOpts, verb: ServiceVerb) -> Result<(), CliError> {
-    let location = opts
-        .store
-        .as_deref()
-        .ok_or_else(|| CliError::usage("service: --store etcd=URL[,URL…]|file=DIR is required (or NETKIT_STORE)"))?;
-    let location: StoreLocation = location
-        .parse()
-        .map_err(|e: netkit_core::store::StoreError| CliError::usage(format!("service: --store: {e}")))?;
-    let store = AnyObjectStore::open(&location, &opts.etcd_prefix)
-        .await
-        .map_err(|e| CliError::Io {
-            what: format!("service: open the store {location}"),
-            cause: std::io::Error::other(e.to_string()),
-        })?;
+    let store = opts.open("service").await?;
     match verb {
         ServiceVerb::Add(a) => add(out, &store, a).await,
         ServiceVerb::Del { id } => {
