@@ -4,7 +4,7 @@
 //!
 //! | iproute2 | netkit |
 //! |---|---|
-//! | `ip addr add PREFIX dev DEV [brd +] [nodad] …` | [`Handle::addr_add`] / [`Handle::addr_add_index`], then `.await` the [`AddrRequest`] |
+//! | `ip addr add PREFIX dev DEV [brd +] [nodad] [proto N] …` | [`Handle::addr_add`] / [`Handle::addr_add_index`], then `.await` the [`AddrRequest`] |
 //! | `ip addr replace PREFIX dev DEV …` | [`Handle::addr_replace`] (or [`AddrRequest::replace`]) |
 //! | `ip addr del PREFIX dev DEV` | [`Handle::addr_del`] (idempotent) |
 //! | `ip addr show [dev DEV]` | [`Handle::addr_list`] |
@@ -170,6 +170,9 @@ pub struct Address {
     pub peer: Option<IpAddr>,
     /// IPv4 broadcast address (`brd`), if one is set.
     pub broadcast: Option<Ipv4Addr>,
+    /// Who added it (`IFA_PROTO`, `proto N`: 0 when nobody said, 1–3 the kernel's own);
+    /// lets a program find the addresses it added, of either family.
+    pub protocol: u8,
 }
 
 impl Address {
@@ -181,6 +184,7 @@ impl Address {
         let mut address = None;
         let mut label = None;
         let mut broadcast = None;
+        let mut protocol = 0;
         let mut flags = u32::from(msg.header.flags.bits());
         for attr in msg.attributes {
             match attr {
@@ -189,6 +193,7 @@ impl Address {
                 AddressAttribute::Label(l) => label = Some(l),
                 AddressAttribute::Broadcast(b) => broadcast = Some(b),
                 AddressAttribute::Flags(f) => flags = f.bits(),
+                AddressAttribute::Protocol(p) => protocol = u8::from(p),
                 _ => {}
             }
         }
@@ -208,6 +213,7 @@ impl Address {
             tentative: flags & IFA_F_TENTATIVE != 0,
             peer,
             broadcast,
+            protocol,
         })
     }
 
@@ -249,6 +255,7 @@ pub struct AddrRequest<'a> {
     broadcast: Broadcast,
     scope: Option<Scope>,
     metric: Option<u32>,
+    protocol: Option<u8>,
 }
 
 impl<'a> AddrRequest<'a> {
@@ -263,6 +270,7 @@ impl<'a> AddrRequest<'a> {
             broadcast: Broadcast::Auto,
             scope: None,
             metric: None,
+            protocol: None,
         }
     }
 
@@ -322,6 +330,13 @@ impl<'a> AddrRequest<'a> {
         self
     }
 
+    /// Record who added the address (`proto N`, `IFA_PROTO`; Linux 5.18 or later): listed
+    /// back in [`Address::protocol`], for either family (IPv6 addresses have no label).
+    pub fn protocol(mut self, protocol: u8) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
     /// Metric of the prefix route the kernel adds for this address (`metric N`).
     pub fn metric(mut self, metric: u32) -> Self {
         self.metric = Some(metric);
@@ -378,6 +393,9 @@ impl<'a> AddrRequest<'a> {
         }
         if let Some(m) = self.metric {
             msg.attributes.push(AddressAttribute::RoutePriority(m));
+        }
+        if let Some(p) = self.protocol {
+            msg.attributes.push(AddressAttribute::Protocol(p.into()));
         }
         msg
     }

@@ -241,6 +241,26 @@ async fn noprefixroute_scope_metric_and_index() {
             .find(|a| a.prefix == net("10.9.8.0/31"))
             .unwrap();
     assert_eq!(a.broadcast, None);
+    assert_eq!(a.protocol, 0, "nobody said who added it");
+
+    // `proto N` on both families (IPv6 addresses have no label to find them by).
+    t.h.addr_add("v0", net("10.9.9.1/32")).protocol(77).await.unwrap();
+    t.h.addr_add("v0", net("fd00:9:9::1/128"))
+        .nodad()
+        .protocol(77)
+        .await
+        .unwrap();
+    let ours: Vec<_> =
+        t.h.addr_list(Some("v0"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.protocol == 77)
+            .map(|a| a.prefix)
+            .collect();
+    assert_eq!(ours, vec![net("10.9.9.1/32"), net("fd00:9:9::1/128")]);
+    let shown = t.sh("ip -o addr show dev v0");
+    assert!(shown.contains("10.9.9.1/32") && shown.contains("proto 77"), "{shown}");
 }
 
 #[tokio::test]
