@@ -16,12 +16,14 @@
 //! ```
 //!
 //! `--port [NAME=]PORT[:TARGETPORT][/tcp|udp|sctp][@NODEPORT]`: a NodePort or LoadBalancer
-//! port without `@NODEPORT` gets a free one from 30000–32767 (printed). An endpoint is
+//! port without `@NODEPORT` gets a free one from 30000–32767 (printed); a LoadBalancer
+//! without `--external-ip` gets a free address of `--lb-pool CIDR` (printed). An endpoint is
 //! `IP@NODE` (the node's name in the lease store); `--not-ready` adds it not ready.
 
 use std::net::IpAddr;
 
 use clap::{Args, Subcommand};
+use ipnetwork::IpNetwork;
 use netkit_core::firewall::Protocol;
 use netkit_core::service::{
     catalog, EndpointSpec, EndpointsSpec, ExternalTrafficPolicy, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
@@ -134,9 +136,14 @@ pub struct AddArgs {
     /// masqueraded) or Local (this node's endpoints, the client's address kept).
     #[arg(long, value_name = "POLICY", default_value = "Cluster")]
     pub external_policy: String,
-    /// An external address of the service (repeat for several).
+    /// An external address of the service (repeat for several); a LoadBalancer's is claimed
+    /// (no other service may hold it).
     #[arg(long = "external-ip", value_name = "IP")]
     pub external_ips: Vec<IpAddr>,
+    /// A LoadBalancer service without --external-ip gets the first free address of these
+    /// pools (repeatable; printed).
+    #[arg(long = "lb-pool", value_name = "CIDR")]
+    pub lb_pools: Vec<IpNetwork>,
 }
 
 /// Parse `[NAME=]PORT[:TARGETPORT][/PROTO][@NODEPORT]`.
@@ -282,7 +289,9 @@ async fn add(out: &Output, store: &AnyObjectStore, a: AddArgs) -> Result<(), Cli
         spec.session_affinity = SessionAffinity::ClientIP;
         spec.session_affinity_timeout_seconds = Some(t);
     }
-    let stored = catalog::put_service(store, &a.id, &spec).await.map_err(svc_err)?;
+    let stored = catalog::put_service_in_pools(store, &a.id, &spec, &a.lb_pools)
+        .await
+        .map_err(svc_err)?;
     if out.json {
         out.json(&serde_json::to_value(&stored).unwrap_or_default());
     } else {
@@ -299,6 +308,11 @@ async fn add(out: &Output, store: &AnyObjectStore, a: AddArgs) -> Result<(), Cli
                     p.protocol,
                     p.node_port.unwrap_or_default()
                 ));
+            }
+        }
+        if spec.external_ips.is_empty() {
+            for ip in &stored.external_ips {
+                out.text(&format!("{} LoadBalancer address: {ip}", a.id));
             }
         }
     }

@@ -4,7 +4,7 @@
 //! pods, the nodes and a client namespace outside the cluster.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use netkit_core::service::{catalog, EndpointSpec, ExternalTrafficPolicy, ServicePort, ServiceSpec, ServiceType};
@@ -446,4 +446,302 @@ async fn a_load_balancer_address_is_held_by_one_node_and_moves_with_its_endpoint
     for p in proxies {
         p.stop().await;
     }
+}
+
+/// IPv6 beside the lab's IPv4: `fd00:50::<host>` on every node's `eth0` and on the outside
+/// client, `fd00:244:<host>::/64` on each node's bridge with a route to it on the other nodes,
+/// `::10` for the node's endpoint pod and `fd00:244:1::20` for the client pod. Returns the
+/// endpoint pods' addresses; their servers answer on `[addr]:8080` under the pods' tags.
+fn add_ipv6(lab: &Lab) -> (Vec<Ipv6Addr>, Vec<Server>) {
+    let node_ip = |i: usize| format!("fd00:50::{}", i + 1);
+    let pod_net = |i: usize| format!("fd00:244:{}::", i + 1);
+    let run = |ns: &str, args: &[&str]| {
+        let out = netkit_test_support::in_ns(ns, args);
+        assert!(
+            out.status.success(),
+            "{ns}: {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let name = n.name();
+        run(name, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        run(
+            name,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", node_ip(i)),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        );
+        run(
+            name,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{}1/64", pod_net(i)),
+                "dev",
+                "cni0",
+                "nodad",
+            ],
+        );
+        for j in (0..lab.nodes.len()).filter(|j| *j != i) {
+            run(
+                name,
+                &[
+                    "ip",
+                    "-6",
+                    "route",
+                    "add",
+                    &format!("{}/64", pod_net(j)),
+                    "via",
+                    &node_ip(j),
+                ],
+            );
+        }
+    }
+    let pod_ns = |ns: &NetNsGuard| ns.name().expect("a named namespace").to_string();
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for (i, (ns, _, tag)) in lab.pods.iter().enumerate() {
+        let a: Ipv6Addr = format!("{}10", pod_net(i)).parse().unwrap();
+        run(
+            &pod_ns(ns),
+            &["ip", "-6", "addr", "add", &format!("{a}/64"), "dev", "eth0", "nodad"],
+        );
+        run(
+            &pod_ns(ns),
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("{}1", pod_net(i)),
+            ],
+        );
+        servers.push(Server::tcp(ns, tag, SocketAddr::new(IpAddr::V6(a), 8080)));
+        addrs.push(a);
+    }
+    let client = pod_ns(&lab.client_pod.0);
+    run(
+        &client,
+        &["ip", "-6", "addr", "add", "fd00:244:1::20/64", "dev", "eth0", "nodad"],
+    );
+    run(
+        &client,
+        &["ip", "-6", "route", "add", "default", "via", "fd00:244:1::1"],
+    );
+    run(
+        lab.outside.name(),
+        &["ip", "-6", "addr", "add", "fd00:50::200/64", "dev", "eth0", "nodad"],
+    );
+    (addrs, servers)
+}
+
+/// The MAC of `eth0` in node `name`.
+fn mac_of(name: &str) -> String {
+    let link = netkit_test_support::ip(&["-n", name, "-o", "link", "show", "dev", "eth0"]);
+    link.split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {link}"))
+        .to_string()
+}
+
+/// IPv6 end to end: a cluster IP from a pod (source kept), a node port from outside, a
+/// LoadBalancer address held by one node, answered by neighbour discovery, and moved with an
+/// unsolicited neighbour advertisement (the outside client's neighbour entry follows at once,
+/// not after its reachable time); an empty service refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_cluster_ip_node_port_and_a_load_balancer_answered_by_ndp() {
+    let lab = Lab::new("sv6").await;
+    let (eps, _servers) = add_ipv6(&lab);
+    let client = &lab.client_pod.0;
+    let client_ip: IpAddr = "fd00:244:1::20".parse().unwrap();
+    until("IPv6 between pods on two nodes", || {
+        netkit_test_support::ping(client.name().unwrap(), &eps[1].to_string())
+            .then_some(())
+            .ok_or("no answer".to_string())
+    })
+    .await;
+    let proxies = lab.announcing_proxies().await;
+    let vip: IpAddr = "fd00:96::10".parse().unwrap();
+    let ext: IpAddr = "fd00:50::240".parse().unwrap();
+    let mut spec = ServiceSpec::new(vip, vec![ServicePort::new(80).target_port(8080)]);
+    spec.kind = ServiceType::LoadBalancer;
+    let pools = ["fd00:50::240/124".parse().unwrap()];
+    let stored = catalog::put_service_in_pools(&lab.store, "default/v6", &spec, &pools)
+        .await
+        .unwrap();
+    assert_eq!(stored.external_ips, vec![ext], "the pool's first address");
+    let node_port = stored.ports[0].node_port.expect("a node port");
+
+    // No endpoints: refused, and no node holds the address.
+    until("the empty IPv6 service to refuse", || {
+        match tcp_hello_from(client, SocketAddr::new(vip, 80)) {
+            Err(e) if e.contains("refused") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let holders = |ip: IpAddr| -> Vec<usize> {
+        (0..lab.nodes.len())
+            .filter(|i| {
+                netkit_test_support::ip(&["-n", lab.nodes[*i].name(), "-6", "addr", "show", "dev", "eth0"])
+                    .contains(&format!("inet6 {ip}/128"))
+            })
+            .collect()
+    };
+    assert_eq!(holders(ext), Vec::<usize>::new());
+
+    let endpoint = |i: usize| EndpointSpec::new(IpAddr::V6(eps[i]), lab.nodes[i].name());
+    catalog::put_endpoints(
+        &lab.store,
+        "default/v6",
+        &netkit_core::service::EndpointsSpec {
+            endpoints: vec![endpoint(0), endpoint(1)],
+        },
+    )
+    .await
+    .unwrap();
+    // The cluster IP from a pod: both endpoints, which see the pod's own address.
+    let seen = until("the IPv6 cluster IP to spread over e1 and e2", || {
+        let hellos = answers(client, SocketAddr::new(vip, 80), 24)?;
+        let names: BTreeSet<_> = hellos.iter().map(|h| h.name.clone()).collect();
+        (names == BTreeSet::from(["e1".to_string(), "e2".to_string()]))
+            .then_some(hellos)
+            .ok_or(format!("{names:?}"))
+    })
+    .await;
+    assert!(seen.iter().all(|h| h.peer.ip() == client_ip), "{seen:?}");
+    // The node port on node 3 (no endpoint there; Cluster: masqueraded to node 3's address).
+    let out = &lab.outside.ns;
+    let h = until("the IPv6 node port from outside", || {
+        tcp_hello_from(out, SocketAddr::new("fd00:50::3".parse().unwrap(), node_port))
+    })
+    .await;
+    assert_eq!(h.peer.ip(), "fd00:50::3".parse::<IpAddr>().unwrap(), "{h:?}");
+
+    // One holder; the outside client reaches the service through the address and resolved it
+    // to the holder's MAC.
+    let holder = until("one node to hold the IPv6 address", || match holders(ext).as_slice() {
+        [one] => Ok(*one),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let h = until("the IPv6 LoadBalancer address from outside", || {
+        tcp_hello_from(out, SocketAddr::new(ext, 80))
+    })
+    .await;
+    assert!(["e1", "e2"].contains(&h.name.as_str()), "{h:?}");
+    let neigh =
+        |ip: IpAddr| netkit_test_support::ip(&["-n", lab.outside.name(), "-6", "neigh", "show", &ip.to_string()]);
+    let holder_mac = mac_of(lab.nodes[holder].name());
+    assert!(neigh(ext).contains(&holder_mac), "{} not {holder_mac}", neigh(ext));
+
+    // The holder's endpoint goes: the address moves, and the outside client's neighbour entry
+    // moves with it (the unsolicited advertisement overrides it).
+    catalog::remove_endpoint(&lab.store, "default/v6", IpAddr::V6(eps[holder]))
+        .await
+        .unwrap();
+    let stays = 1 - holder;
+    until("the IPv6 address to move", || match holders(ext).as_slice() {
+        [one] if *one == stays => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let new_mac = mac_of(lab.nodes[stays].name());
+    until("the outside neighbour entry to follow", || {
+        let n = neigh(ext);
+        n.contains(&new_mac).then_some(()).ok_or(n)
+    })
+    .await;
+    let want = format!("e{}", stays + 1);
+    until("the service through the moved IPv6 address", || {
+        let h = tcp_hello_from(out, SocketAddr::new(ext, 80))?;
+        (h.name == want).then_some(()).ok_or(h.name)
+    })
+    .await;
+    catalog::delete_service(&lab.store, "default/v6").await.unwrap();
+    until("the IPv6 address released", || {
+        let h = holders(ext);
+        h.is_empty().then_some(()).ok_or(format!("{h:?}"))
+    })
+    .await;
+    for p in proxies {
+        p.stop().await;
+    }
+}
+
+/// The catalog's claims on a file store: LoadBalancer addresses from pools (the first free,
+/// skipping the IPv4 network address, never one address to two services), a named one held by
+/// another service refused, a full pool refused, addresses and node ports released with the
+/// service (and a released address handed out again).
+#[tokio::test]
+async fn load_balancer_addresses_come_from_pools_and_are_claimed_once() {
+    use netkit_core::service::ServiceError;
+    let dir = netkit_test_support::tempdir("svc-pools");
+    let store = FileObjectStore::open(dir.path()).await.unwrap();
+    let lb = |cluster: &str| {
+        let mut s = ServiceSpec::new(cluster.parse().unwrap(), vec![ServicePort::new(80)]);
+        s.kind = ServiceType::LoadBalancer;
+        s
+    };
+    let pools = ["192.0.2.0/30".parse().unwrap(), "fd00:50::/127".parse().unwrap()];
+    let a = catalog::put_service_in_pools(&store, "default/a", &lb("10.96.0.1"), &pools)
+        .await
+        .unwrap();
+    let b = catalog::put_service_in_pools(&store, "default/b", &lb("10.96.0.2"), &pools)
+        .await
+        .unwrap();
+    assert_eq!(a.external_ips, vec!["192.0.2.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(b.external_ips, vec!["192.0.2.2".parse::<IpAddr>().unwrap()]);
+    // Written again (same address kept, not a second one).
+    let a2 = catalog::put_service_in_pools(&store, "default/a", &a, &pools)
+        .await
+        .unwrap();
+    assert_eq!(a2.external_ips, a.external_ips);
+    // The IPv4 pool is full (.0 and .3 are its network and broadcast addresses).
+    let full = catalog::put_service_in_pools(&store, "default/c", &lb("10.96.0.3"), &pools).await;
+    assert!(matches!(full, Err(ServiceError::PoolExhausted { .. })), "{full:?}");
+    assert!(catalog::get_service(&store, "default/c").await.unwrap().is_none());
+    // An IPv6 service gets the IPv6 pool's address.
+    let v6 = catalog::put_service_in_pools(&store, "default/v6", &lb("fd00:96::1"), &pools)
+        .await
+        .unwrap();
+    assert_eq!(v6.external_ips, vec!["fd00:50::".parse::<IpAddr>().unwrap()]);
+    // Naming another service's address is refused, naming a free one claims it.
+    let mut named = lb("10.96.0.4");
+    named.external_ips = vec!["192.0.2.2".parse().unwrap()];
+    let taken = catalog::put_service(&store, "default/d", &named).await;
+    assert!(
+        matches!(&taken, Err(ServiceError::AddressTaken { holder, .. }) if holder == "default/b"),
+        "{taken:?}"
+    );
+    named.external_ips = vec!["198.51.100.7".parse().unwrap()];
+    catalog::put_service(&store, "default/d", &named).await.unwrap();
+    let mut thief = lb("10.96.0.5");
+    thief.external_ips = named.external_ips.clone();
+    assert!(catalog::put_service(&store, "default/e", &thief).await.is_err());
+    // Deleting b gives its address (and node port) back: the next service gets it.
+    let b_port = b.ports[0].node_port.unwrap();
+    assert!(catalog::delete_service(&store, "default/b").await.unwrap());
+    let c = catalog::put_service_in_pools(&store, "default/c", &lb("10.96.0.3"), &pools)
+        .await
+        .unwrap();
+    assert_eq!(c.external_ips, b.external_ips);
+    assert_eq!(c.ports[0].node_port, Some(b_port), "the lowest free node port: b's");
+    // A ClusterIP service's external IPs are not claimed (Kubernetes' externalIPs).
+    let mut plain = ServiceSpec::new("10.96.0.9".parse().unwrap(), vec![ServicePort::new(80)]);
+    plain.external_ips = vec!["192.0.2.1".parse().unwrap()];
+    catalog::put_service(&store, "default/g", &plain).await.unwrap();
 }

@@ -7,14 +7,23 @@
 //! services/<namespace>/<name>      a ServiceSpec
 //! endpoints/<namespace>/<name>     its EndpointsSpec
 //! nodeports/<protocol>-<port>      {"service": "<namespace>/<name>"}: who holds a node port
+//! lbaddresses/<address>            {"service": "<namespace>/<name>"}: who holds a LoadBalancer
+//!                                  address (IPv6 with `-` for `:`)
 //! ```
 //!
-//! A node port is claimed with an atomic create of its `nodeports/` key before the service is
-//! written, so two writers can never hand out one port twice; a service's claims go with it.
+//! A node port, and an external address of a LoadBalancer service, is claimed with an atomic
+//! create of its key before the service is written, so two writers can never hand out one port
+//! or one address twice; a service's claims go with it. A LoadBalancer service written without
+//! external addresses gets the first free one of the pools it is written with
+//! ([`put_service_in_pools`], MetalLB's controller's job); the nodes announce only addresses of
+//! their configured pools ([`ProxyConfig::lb_pools`](super::ProxyConfig::lb_pools)).
 
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use super::spec::{EndpointSpec, EndpointsSpec, ServiceSpec, NODE_PORT_MAX, NODE_PORT_MIN};
+use super::spec::{EndpointSpec, EndpointsSpec, ServiceSpec, ServiceType, NODE_PORT_MAX, NODE_PORT_MIN};
 use super::ServiceError;
 use crate::firewall::Protocol;
 use crate::store::ObjectStore;
@@ -25,6 +34,11 @@ pub const SERVICES: &str = "services";
 pub const ENDPOINTS: &str = "endpoints";
 /// The key prefix of node-port claims.
 pub const NODE_PORTS: &str = "nodeports";
+/// The key prefix of LoadBalancer address claims.
+pub const LB_ADDRESSES: &str = "lbaddresses";
+/// The most addresses of a pool tried for one service (a pool larger than this is searched
+/// from its start only this far).
+pub const MAX_POOL_SCAN: u32 = 65_536;
 
 /// A service's id: `<namespace>/<name>`, each a lower-case DNS label (1–63 of `a-z 0-9 -`,
 /// starting and ending with a letter or digit), as Kubernetes names them.
@@ -70,18 +84,46 @@ fn claim_key(protocol: Protocol, port: u16) -> String {
     format!("{NODE_PORTS}/{protocol}-{port}")
 }
 
+fn lb_claim_key(ip: IpAddr) -> String {
+    format!("{LB_ADDRESSES}/{}", ip.to_string().replace(':', "-"))
+}
+
 /// Write service `id` (`<namespace>/<name>`), creating or replacing it; returns the service as
 /// stored. Ports of a NodePort or LoadBalancer service that name no node port get the lowest
 /// free one in [`NODE_PORT_MIN`]–[`NODE_PORT_MAX`]; a named one held by another service is
 /// [`ServiceError::NodePortTaken`]. Node ports the service held before and no longer uses are
 /// released.
 pub async fn put_service<S: ObjectStore>(store: &S, id: &str, spec: &ServiceSpec) -> Result<ServiceSpec, ServiceError> {
+    put_service_in_pools(store, id, spec, &[]).await
+}
+
+/// [`put_service`], and a LoadBalancer service's external addresses: each is claimed (one
+/// held by another service is [`ServiceError::AddressTaken`]); one written without any gets
+/// the first address of `pools` no service holds (none left, or no pools:
+/// [`ServiceError::PoolExhausted`]). Addresses the service held before and no longer has are
+/// released.
+pub async fn put_service_in_pools<S: ObjectStore>(
+    store: &S,
+    id: &str,
+    spec: &ServiceSpec,
+    pools: &[IpNetwork],
+) -> Result<ServiceSpec, ServiceError> {
     split(id)?;
-    spec.validate()?;
     let mut spec = spec.clone();
+    if spec.kind == ServiceType::LoadBalancer && spec.external_ips.is_empty() {
+        // Validated with the address it will get: a stand-in of the cluster IP's family.
+        let mut probe = spec.clone();
+        probe.external_ips.push(probe.cluster_ip);
+        probe.validate()?;
+    } else {
+        spec.validate()?;
+    }
     let before = get_service(store, id).await?;
     let mut claimed = Vec::new();
-    let result = claim_node_ports(store, id, &mut spec, &mut claimed).await;
+    let mut result = claim_lb_addresses(store, id, &mut spec, pools, &mut claimed).await;
+    if result.is_ok() {
+        result = claim_node_ports(store, id, &mut spec, &mut claimed).await;
+    }
     let result = match result {
         Ok(()) => store
             .put(
@@ -112,8 +154,106 @@ pub async fn put_service<S: ObjectStore>(store: &S, id: &str, spec: &ServiceSpec
                 }
             }
         }
+        for ip in old.external_ips.iter().filter(|ip| !lb_claims(&spec).contains(ip)) {
+            release_key(store, id, &lb_claim_key(*ip)).await?;
+        }
     }
     Ok(spec)
+}
+
+/// The external addresses a service holds claims for (a LoadBalancer's).
+fn lb_claims(spec: &ServiceSpec) -> &[IpAddr] {
+    match spec.kind {
+        ServiceType::LoadBalancer => &spec.external_ips,
+        _ => &[],
+    }
+}
+
+/// Claim each external address of a LoadBalancer `spec`, or the first free one of `pools`
+/// when it has none; the keys this call created go to `claimed`.
+async fn claim_lb_addresses<S: ObjectStore>(
+    store: &S,
+    id: &str,
+    spec: &mut ServiceSpec,
+    pools: &[IpNetwork],
+    claimed: &mut Vec<String>,
+) -> Result<(), ServiceError> {
+    if spec.kind != ServiceType::LoadBalancer {
+        return Ok(());
+    }
+    let value = serde_json::to_value(Claim {
+        service: id.to_string(),
+    })
+    .expect("a claim is JSON");
+    for ip in spec.external_ips.clone() {
+        let key = lb_claim_key(ip);
+        match store.create(&key, &value).await {
+            Ok(_) => claimed.push(key),
+            Err(e) if e.is_already_exists() => {
+                let holder = claim_holder(store, &key).await?;
+                if holder.as_deref() != Some(id) {
+                    return Err(ServiceError::AddressTaken {
+                        ip,
+                        holder: holder.unwrap_or_else(|| "(gone)".into()),
+                    });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !spec.external_ips.is_empty() {
+        return Ok(());
+    }
+    let family = spec.cluster_ip.is_ipv4();
+    for pool in pools.iter().filter(|p| p.is_ipv4() == family) {
+        for ip in pool_addresses(*pool) {
+            let key = lb_claim_key(ip);
+            match store.create(&key, &value).await {
+                Ok(_) => {
+                    claimed.push(key);
+                    spec.external_ips.push(ip);
+                    return Ok(());
+                }
+                Err(e) if e.is_already_exists() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(ServiceError::PoolExhausted {
+        pools: pools.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        family: if family { "IPv4" } else { "IPv6" },
+    })
+}
+
+/// The usable addresses of a pool, in order: an IPv4 pool of /30 or wider leaves out its
+/// network and broadcast addresses; at most [`MAX_POOL_SCAN`].
+fn pool_addresses(pool: IpNetwork) -> impl Iterator<Item = IpAddr> {
+    let (first, last): (u128, u128) = match pool {
+        IpNetwork::V4(n) => {
+            let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+            match n.prefix() {
+                31 | 32 => (a.into(), b.into()),
+                _ => (u128::from(a) + 1, u128::from(b) - 1),
+            }
+        }
+        IpNetwork::V6(n) => {
+            let a = u128::from(n.network());
+            let size = if n.prefix() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - n.prefix())) - 1
+            };
+            (a, a + size)
+        }
+    };
+    let v4 = pool.is_ipv4();
+    (first..=last).take(MAX_POOL_SCAN as usize).map(move |x| {
+        if v4 {
+            IpAddr::from(std::net::Ipv4Addr::from(x as u32))
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::from(x))
+        }
+    })
 }
 
 /// Claim each node port of `spec` (choosing those it leaves out); the keys this call created go
@@ -182,7 +322,12 @@ async fn claim_holder<S: ObjectStore>(store: &S, key: &str) -> Result<Option<Str
 
 /// Delete the claim of `port` if `id` holds it.
 async fn release_claim<S: ObjectStore>(store: &S, id: &str, protocol: Protocol, port: u16) -> Result<(), ServiceError> {
-    let key = claim_key(protocol, port);
+    release_key(store, id, &claim_key(protocol, port)).await
+}
+
+/// Delete the claim at `key` if `id` holds it.
+async fn release_key<S: ObjectStore>(store: &S, id: &str, key: &str) -> Result<(), ServiceError> {
+    let key = key.to_string();
     if let Some(o) = store.get(&key).await? {
         if o.decode::<Claim>("service store")?.service == id {
             match store.delete_if(&key, o.revision).await {
@@ -204,7 +349,7 @@ pub async fn get_service<S: ObjectStore>(store: &S, id: &str) -> Result<Option<S
     }
 }
 
-/// Delete service `id`, its endpoints and its node-port claims; `false` when it did not exist
+/// Delete service `id`, its endpoints and its node-port and address claims; `false` when it did not exist
 /// (idempotent). Every step runs; the first error is returned.
 pub async fn delete_service<S: ObjectStore>(store: &S, id: &str) -> Result<bool, ServiceError> {
     split(id)?;
@@ -219,6 +364,11 @@ pub async fn delete_service<S: ObjectStore>(store: &S, id: &str) -> Result<bool,
             if let Err(e) = release_claim(store, id, p.protocol, n).await {
                 first.get_or_insert(e);
             }
+        }
+    }
+    for ip in spec.iter().flat_map(lb_claims) {
+        if let Err(e) = release_key(store, id, &lb_claim_key(*ip)).await {
+            first.get_or_insert(e);
         }
     }
     let existed = existed?;

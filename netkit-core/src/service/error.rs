@@ -23,6 +23,22 @@ pub enum ServiceError {
         /// The service holding it.
         holder: String,
     },
+    /// A LoadBalancer address is held by another service.
+    #[error("LoadBalancer address {ip} is held by service {holder}")]
+    AddressTaken {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// The service holding it.
+        holder: String,
+    },
+    /// A LoadBalancer service has no address and no pool has a free one of its family.
+    #[error("no free {family} LoadBalancer address in the pools [{pools}]")]
+    PoolExhausted {
+        /// The pools, comma-separated.
+        pools: String,
+        /// The family wanted.
+        family: &'static str,
+    },
     /// Every port of the node-port range is held.
     #[error("no free node port left in {min}-{max} for {protocol}")]
     NodePortsExhausted {

@@ -14,6 +14,7 @@
 //! | `services/<namespace>/<name>` | a [`ServiceSpec`] |
 //! | `endpoints/<namespace>/<name>` | its [`EndpointsSpec`] |
 //! | `nodeports/<protocol>-<port>` | `{"service": "<namespace>/<name>"}`: the node port's holder |
+//! | `lbaddresses/<address>` | `{"service": "<namespace>/<name>"}`: a LoadBalancer address's holder (`:` written `-`) |
 //!
 //! Namespaces and names are lower-case DNS labels. Field names and values are Kubernetes':
 //!
@@ -41,10 +42,17 @@
 //!   `externalIP:port`. With `externalTrafficPolicy: Cluster` any endpoint, masqueraded to the
 //!   node's address; with `Local` only the node's own endpoints, the client's address kept
 //!   (a node without one drops the connection).
-//! * **LoadBalancer**: each external IPv4 address is held by one node with a ready endpoint
-//!   (chosen alike by every node), which answers ARP for it on
-//!   [`ProxyConfig::announce_iface`] (MetalLB's layer-2 mode) and sends a gratuitous ARP when it
-//!   takes it over.
+//! * **LoadBalancer**: its external addresses come from configured pools (given when the
+//!   service is written, [`catalog::put_service_in_pools`], or named and claimed), and the
+//!   nodes announce those inside their pools ([`ProxyConfig::lb_pools`]) in one or both ways:
+//!   - layer 2 ([`ProxyConfig::announce_iface`], MetalLB's layer-2 mode): each address is held
+//!     by one node with a ready endpoint (chosen alike by every node), which answers ARP (IPv4)
+//!     or neighbour solicitations (IPv6) for it and sends a gratuitous ARP or an unsolicited
+//!     neighbour advertisement when it takes it over;
+//!   - BGP ([`ProxyConfig::announce_bgp`] into the overlay agent's BIRD, MetalLB's BGP mode and
+//!     Calico's service address advertisement): IPv4 addresses as /32s from every node while
+//!     the service has a ready endpoint (`Cluster`), or only from nodes with a ready local one
+//!     (`Local`).
 //! * **No endpoints**: connections are refused (TCP reset, ICMP port unreachable), not dropped.
 //! * **An endpoint removed from a UDP service**: the node's connection-tracking entries NATed to
 //!   it are deleted, so the flow moves to a live endpoint.
@@ -58,6 +66,7 @@ mod proxy;
 mod render;
 mod spec;
 
+pub use announce::PROTO_LB;
 pub use error::ServiceError;
 pub use proxy::{ProxyConfig, ProxyStatus, ServiceProxy};
 pub use render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};

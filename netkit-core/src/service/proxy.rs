@@ -2,17 +2,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
 use super::announce;
 use super::catalog::{id_of_key, ENDPOINTS, SERVICES};
 use super::render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
-use super::spec::{EndpointsSpec, ServiceSpec, ServiceType};
+use super::spec::{EndpointsSpec, ExternalTrafficPolicy, ServiceSpec, ServiceType};
 use super::ServiceError;
 use crate::conntrack::{Conntrack, Filter};
 use crate::firewall::{self, Firewall, Protocol, Rules};
@@ -31,10 +32,20 @@ pub struct ProxyConfig {
     pub max_retry: Duration,
     /// Where to write the [`ProxyStatus`] (JSON) each time it changes; `None`: nowhere.
     pub status_file: Option<PathBuf>,
-    /// Answer ARP for LoadBalancer services' external IPv4 addresses on this interface
-    /// (MetalLB's layer-2 mode: one node per address, see [`ServiceProxy`]); `None`: announce
-    /// nothing.
+    /// Answer ARP (IPv4) and neighbour solicitations (IPv6) for LoadBalancer services'
+    /// external addresses on this interface (MetalLB's layer-2 mode: one node per address, see
+    /// [`ServiceProxy`]); `None`: not by layer 2.
     pub announce_iface: Option<String>,
+    /// Announce LoadBalancer services' external IPv4 addresses by BGP: the set this node
+    /// should announce is sent here each time it changes; the overlay agent's BIRD takes it
+    /// ([`AgentConfig::announce`](crate::overlay::AgentConfig::announce)). `None`: not by
+    /// BGP.
+    pub announce_bgp: Option<tokio::sync::watch::Sender<BTreeSet<IpAddr>>>,
+    /// The configured LoadBalancer address pools: only external addresses inside one of them
+    /// are announced (others are listed in [`ProxyStatus::outside_pools`]), so a service
+    /// cannot make the nodes claim an arbitrary address. Empty: every LoadBalancer address
+    /// is announced.
+    pub lb_pools: Vec<IpNetwork>,
 }
 
 impl ProxyConfig {
@@ -46,6 +57,8 @@ impl ProxyConfig {
             max_retry: Duration::from_secs(5),
             status_file: None,
             announce_iface: None,
+            announce_bgp: None,
+            lb_pools: Vec::new(),
         }
     }
 }
@@ -65,9 +78,15 @@ pub struct ProxyStatus {
     pub failed: BTreeMap<String, String>,
     /// The store's last error, while it lasts.
     pub store_error: Option<String>,
-    /// LoadBalancer addresses this node holds and answers ARP for.
+    /// LoadBalancer addresses this node holds and answers ARP / neighbour solicitations for.
     #[serde(default)]
     pub announced: Vec<IpAddr>,
+    /// LoadBalancer addresses this node announces by BGP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_announced: Vec<IpAddr>,
+    /// LoadBalancer addresses announced by no node: no configured pool holds them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside_pools: Vec<IpAddr>,
     /// The last failure to add or remove them, while it lasts.
     #[serde(default)]
     pub announce_error: Option<String>,
@@ -85,11 +104,17 @@ pub struct ProxyStatus {
 /// * **UDP**: when an endpoint leaves a UDP (or SCTP) service, the node's connection-tracking
 ///   entries NATed to it are deleted, so a flow moves to a live endpoint at its next datagram
 ///   instead of going on to the dead pod (kube-proxy's conntrack cleanup).
-/// * **LoadBalancer addresses** ([`ProxyConfig::announce_iface`]): for each external IPv4
-///   address of a LoadBalancer service, one node — among those with a ready endpoint of it, the
-///   one with the smallest hash of address and name, which every proxy computes alike — adds
-///   the address to the interface (a /32 labelled `<interface>:lb`) and sends a gratuitous ARP;
-///   clients outside the cluster reach the service through it (MetalLB's layer-2 mode).
+/// * **LoadBalancer addresses**, those in a configured pool ([`ProxyConfig::lb_pools`]):
+///   - by layer 2 ([`ProxyConfig::announce_iface`], MetalLB's layer-2 mode): for each external
+///     address, one node — among those with a ready endpoint of it, the one with the smallest
+///     hash of address and name, which every proxy computes alike — adds the address to the
+///     interface (a /32 or /128 with `proto` [`PROTO_LB`](super::PROTO_LB)) and sends a gratuitous ARP or an unsolicited
+///     neighbour advertisement; clients outside the cluster reach the service through it;
+///   - by BGP ([`ProxyConfig::announce_bgp`], MetalLB's BGP mode, Calico's service address
+///     advertisement): while the service has a ready endpoint, every node announces its IPv4
+///     external addresses as /32s with itself as next hop when the external traffic policy is
+///     `Cluster`, only the nodes with a ready local endpoint when it is `Local`; the router
+///     learns one path per announcing node and a node that stops announcing is withdrawn.
 /// * **Failures**: a service the firewall refuses is reported in [`ProxyStatus::failed`] and
 ///   retried; the others go on. A broken watch is watched again after a pause, then
 ///   reconciled.
@@ -109,7 +134,7 @@ struct View {
     applied: BTreeMap<String, Vec<firewall::Service>>,
     failed: BTreeSet<String>,
     /// The LoadBalancer addresses last made to hold; `None`: read the interface again.
-    announced: Option<BTreeSet<Ipv4Addr>>,
+    announced: Option<BTreeSet<IpAddr>>,
 }
 
 enum Change {
@@ -385,13 +410,11 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         }
     }
 
-    /// Hold exactly the LoadBalancer addresses this node answers for (see
-    /// [`ProxyConfig::announce_iface`]).
-    async fn announce(&self, view: &mut View) {
-        let Some(iface) = &self.config.announce_iface else {
-            return;
-        };
-        let mut want = BTreeSet::new();
+    /// What this node announces for LoadBalancer services: (held on the interface, announced by
+    /// BGP, outside every pool). See [`ServiceProxy`].
+    fn lb_wanted(&self, view: &View) -> (BTreeSet<IpAddr>, BTreeSet<IpAddr>, BTreeSet<IpAddr>) {
+        let me = self.config.node.as_str();
+        let (mut l2, mut bgp, mut outside) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for (id, spec) in view
             .services
             .iter()
@@ -409,18 +432,50 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                 })
                 .unwrap_or_default();
             for ip in &spec.external_ips {
-                if let IpAddr::V4(v4) = ip {
-                    if announce::holder(*ip, nodes.iter().copied()) == Some(self.config.node.as_str()) {
-                        want.insert(*v4);
-                    }
+                if !self.config.lb_pools.is_empty() && !self.config.lb_pools.iter().any(|p| p.contains(*ip)) {
+                    outside.insert(*ip);
+                    continue;
+                }
+                if announce::holder(*ip, nodes.iter().copied()) == Some(me) {
+                    l2.insert(*ip);
+                }
+                let bgp_here = match spec.external_traffic_policy {
+                    ExternalTrafficPolicy::Cluster => !nodes.is_empty(),
+                    ExternalTrafficPolicy::Local => nodes.contains(me),
+                };
+                if bgp_here && ip.is_ipv4() {
+                    bgp.insert(*ip);
                 }
             }
         }
-        if view.announced.as_ref() == Some(&want) {
+        (l2, bgp, outside)
+    }
+
+    /// Announce exactly the LoadBalancer addresses this node should (see [`ServiceProxy`]).
+    async fn announce(&self, view: &mut View) {
+        let (l2, bgp, outside) = self.lb_wanted(view);
+        {
+            let mut st = self.status.lock().expect("status lock");
+            st.outside_pools = outside.into_iter().collect();
+            if let Some(tx) = &self.config.announce_bgp {
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != bgp;
+                    if changed {
+                        cur.clone_from(&bgp);
+                    }
+                    changed
+                });
+                st.bgp_announced = bgp.into_iter().collect();
+            }
+        }
+        let Some(iface) = &self.config.announce_iface else {
+            return;
+        };
+        if view.announced.as_ref() == Some(&l2) {
             return;
         }
         let result = match self.ns.handle().await {
-            Ok(h) => announce::apply(&h, &self.ns, iface, &want).await,
+            Ok(h) => announce::apply(&h, &self.ns, iface, &l2).await,
             Err(e) => Err(e.to_string()),
         };
         let mut st = self.status.lock().expect("status lock");
@@ -429,9 +484,9 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                 for ip in added {
                     log::info!("node {}: answering for {ip} on {iface}", self.config.node);
                 }
-                st.announced = want.iter().map(|ip| IpAddr::V4(*ip)).collect();
+                st.announced = l2.iter().copied().collect();
                 st.announce_error = None;
-                view.announced = Some(want);
+                view.announced = Some(l2);
             }
             Err(e) => {
                 log::warn!("node {}: LoadBalancer addresses on {iface}: {e}", self.config.node);
