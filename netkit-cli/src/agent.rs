@@ -206,11 +206,22 @@ pub struct RunArgs {
     /// `netkit policy`) for this node's pods, with nftables.
     #[arg(long)]
     pub policy: bool,
-    /// With --services: answer ARP on this interface for LoadBalancer services' external IPv4
-    /// addresses (MetalLB's layer-2 mode: one node per address, chosen alike by every node
-    /// among those with a ready endpoint); none: announce nothing.
+    /// With --services: answer ARP (IPv4) and neighbour solicitations (IPv6) on this interface
+    /// for LoadBalancer services' external addresses (MetalLB's layer-2 mode: one node per
+    /// address, chosen alike by every node among those with a ready endpoint); none: not by
+    /// layer 2.
     #[arg(long, value_name = "DEV")]
     pub lb_iface: Option<String>,
+    /// With --services and --backend bgp: announce LoadBalancer services' external IPv4
+    /// addresses as /32s through this node's BIRD (MetalLB's BGP mode: every node while the
+    /// service has a ready endpoint, only nodes with a local one under
+    /// externalTrafficPolicy Local).
+    #[arg(long)]
+    pub lb_bgp: bool,
+    /// With --services: the LoadBalancer address pools (repeatable); only addresses inside one
+    /// are announced. None given: every LoadBalancer address is.
+    #[arg(long, value_name = "CIDR")]
+    pub lb_pool: Vec<IpNetwork>,
     /// etcd: the key prefix of the cluster objects (Services, endpoints).
     #[arg(long, value_name = "PREFIX", default_value = netkit_core::store::DEFAULT_ETCD_PREFIX)]
     pub objects_prefix: String,
@@ -373,15 +384,23 @@ fn status(out: &Output, path: &std::path::Path) -> Result<(), CliError> {
         if let Some(e) = v.get("store_error").and_then(serde_json::Value::as_str) {
             out.text(&format!("    store: {e}"));
         }
-        let announced: Vec<&str> = v
-            .get("announced")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(serde_json::Value::as_str)
-            .collect();
-        if !announced.is_empty() {
-            out.text(&format!("    answering ARP for {}", announced.join(", ")));
+        let list = |key: &str| -> Vec<&str> {
+            v.get(key)
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .collect()
+        };
+        for (key, what) in [
+            ("announced", "answering ARP/NDP for"),
+            ("bgp_announced", "announcing by BGP"),
+            ("outside_pools", "in no LoadBalancer pool, not announced"),
+        ] {
+            let ips = list(key);
+            if !ips.is_empty() {
+                out.text(&format!("    {what} {}", ips.join(", ")));
+            }
         }
         if let Some(e) = v.get("announce_error").and_then(serde_json::Value::as_str) {
             out.text(&format!("    LoadBalancer addresses: {e}"));
@@ -465,6 +484,7 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
             ..Default::default()
         }),
     };
+    check_lb_flags(&a, &backend)?;
     let location: StoreLocation = store
         .parse()
         .map_err(|e: StoreError| CliError::usage(format!("agent: --store: {e}")))?;
@@ -495,14 +515,14 @@ async fn run_agent(session: &mut crate::Session, global: &Global, a: RunArgs) ->
                 .await
                 .map_err(store_err)?
                 .with_watch_interval(a.watch_interval);
-            let proxy = service_proxy(global, &a, &location, &node_name).await?;
+            let proxy = service_proxy(global, &a, &location, &node_name, &mut cfg).await?;
             let policy = policy_controller(global, &a, &location, &node_name).await?;
             drive(cfg, h, s, proxy, policy).await
         }
         Some(("etcd", urls)) => {
             let urls: Vec<&str> = urls.split(',').filter(|u| !u.is_empty()).collect();
             let s = connect_etcd(&urls, &a.etcd_prefix, plan).await.map_err(store_err)?;
-            let proxy = service_proxy(global, &a, &location, &node_name).await?;
+            let proxy = service_proxy(global, &a, &location, &node_name, &mut cfg).await?;
             let policy = policy_controller(global, &a, &location, &node_name).await?;
             drive(cfg, h, s, proxy, policy).await
         }
@@ -645,6 +665,7 @@ async fn service_proxy(
     a: &RunArgs,
     location: &StoreLocation,
     node: &str,
+    agent: &mut AgentConfig,
 ) -> Result<Option<Proxy>, CliError> {
     if !a.services {
         return Ok(None);
@@ -661,7 +682,29 @@ async fn service_proxy(
     let mut config = ProxyConfig::new(node);
     config.status_file = Some(services_status_file(&a.status_file));
     config.announce_iface = a.lb_iface.clone();
+    config.lb_pools = a.lb_pool.clone();
+    if a.lb_bgp {
+        let (tx, rx) = tokio::sync::watch::channel(Default::default());
+        config.announce_bgp = Some(tx);
+        agent.announce = Some(rx);
+    }
     Ok(Some(ServiceProxy::new(store, fw, ns, config)))
+}
+
+/// The LoadBalancer flags need the service proxy, and `--lb-bgp` the bgp backend.
+fn check_lb_flags(a: &RunArgs, backend: &BackendConfig) -> Result<(), CliError> {
+    if !a.services && (a.lb_bgp || a.lb_iface.is_some() || !a.lb_pool.is_empty()) {
+        return Err(CliError::usage(
+            "agent: --lb-iface, --lb-bgp and --lb-pool are for the service proxy: add --services",
+        ));
+    }
+    if a.lb_bgp && !matches!(backend, BackendConfig::Bgp(_)) {
+        return Err(CliError::usage(format!(
+            "agent: --lb-bgp announces through BIRD: it needs --backend bgp, not {}",
+            backend.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Where the service proxy writes its status: next to the agent's (`agent.json` →

@@ -1089,3 +1089,185 @@ async fn loans_pass_an_unwilling_lender_and_survive_the_lenders_departure() {
         a.stop().await.expect("clean stop");
     }
 }
+
+/// LoadBalancer addresses announced by BGP (MetalLB's BGP mode, Calico's service address
+/// advertisement): three nodes with the bgp backend peer with a router on their segment (BIRD,
+/// the route reflector), a service proxy on each hands its BIRD the addresses it announces, and
+/// a client on the router's other segment reaches the service through the router. `Cluster`:
+/// every node announces (three paths on the router); `Local`: only the nodes with a local
+/// endpoint (two), the client's address kept; no endpoint: withdrawn; an address outside the
+/// configured pool: never announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_addresses_announced_by_bgp_through_a_router() {
+    use std::collections::BTreeSet;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use netkit_core::overlay::bird::BirdControl;
+    use netkit_core::overlay::{BackendConfig, BgpBackendConfig};
+    use netkit_core::service::{
+        catalog, EndpointSpec, EndpointsSpec, ExternalTrafficPolicy, ProxyConfig, ServicePort, ServiceSpec, ServiceType,
+    };
+    use netkit_core::store::FileObjectStore;
+    use netkit_test_support::echo::{tcp_hello_from, Server};
+    use netkit_test_support::overlay::{wait_peers, ClusterNode};
+    use netkit_test_support::service::ProxyTask;
+    if !Path::new(BIRD).exists() {
+        report_skip(
+            "overlay_bird::load_balancer_addresses_announced_by_bgp",
+            "no /usr/sbin/bird",
+        );
+        return;
+    }
+    let cluster = Cluster::new("olbb", 2);
+    let leases = cluster.dir().join("leases");
+    let router = cluster.router().expect("two segments have a router");
+    let nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::new(&cluster, &format!("b{i}"), 0, i))
+        .collect();
+    let mut rr = BirdConfig::new("192.168.50.254".parse().unwrap(), ASN);
+    (rr.hold_time, rr.connect_retry) = (3, 1);
+    for n in &nodes {
+        rr.peers.push(BirdPeer {
+            name: n.name().to_string(),
+            ip: n.node.ip,
+            asn: ASN,
+            rr_client: true,
+            multihop: false,
+        });
+    }
+    let rr_dir = cluster.dir().join("rr");
+    let _rr = Bird::start(router, &rr_dir, &rr).expect("the router's bird");
+    let objects = FileObjectStore::open(cluster.dir().join("objects")).await.unwrap();
+    let pool: ipnetwork::IpNetwork = "203.0.113.0/24".parse().unwrap();
+    let (mut agents, mut proxies) = (Vec::new(), Vec::new());
+    for n in &nodes {
+        let backend = BackendConfig::Bgp(BgpBackendConfig {
+            dir: n.dir.join("bird"),
+            hold_time: 3,
+            reflectors: vec!["192.168.50.254".into()],
+            ..Default::default()
+        });
+        let (tx, rx) = tokio::sync::watch::channel(BTreeSet::new());
+        let mut cfg = n.config(backend, Duration::from_secs(3600));
+        cfg.announce = Some(rx);
+        let dir = leases.clone();
+        agents.push(
+            n.start(cfg, move || async move {
+                Ok(
+                    netkit_core::ipam::lease::FileLeaseStore::open(dir, netkit_test_support::lease::flannel())
+                        .await?
+                        .with_watch_interval(Duration::from_millis(50)),
+                )
+            })
+            .await,
+        );
+        let mut pc = ProxyConfig::new(n.name());
+        pc.announce_bgp = Some(tx);
+        pc.lb_pools = vec![pool];
+        proxies.push(ProxyTask::start_with(objects.clone(), pc).await);
+    }
+    for a in &agents {
+        wait_peers(a, 2).await;
+    }
+    // An endpoint pod on nodes 1 and 2 (routed mode), serving TCP 8080.
+    let mut pods = Vec::new();
+    let mut servers = Vec::new();
+    for (i, n) in nodes.iter().take(2).enumerate() {
+        let tag = format!("e{}", i + 1);
+        let (ns, ip) = n.pod_in_mode(&cluster, &tag, "routed").await;
+        servers.push(Server::tcp(
+            &ns,
+            &tag,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+        ));
+        pods.push((ns, ip));
+    }
+    let client = cluster.node("cl", 1, 200);
+    let ext = Ipv4Addr::new(203, 0, 113, 10);
+    let stray = Ipv4Addr::new(198, 51, 100, 10);
+    let mut spec = ServiceSpec::new(
+        IpAddr::V4(Ipv4Addr::new(10, 96, 0, 30)),
+        vec![ServicePort::new(80).target_port(8080)],
+    );
+    spec.kind = ServiceType::LoadBalancer;
+    spec.external_ips = vec![IpAddr::V4(ext), IpAddr::V4(stray)];
+    catalog::put_service(&objects, "default/lb", &spec).await.unwrap();
+    let endpoints = EndpointsSpec {
+        endpoints: (0..2)
+            .map(|i| EndpointSpec::new(IpAddr::V4(pods[i].1), nodes[i].name()))
+            .collect(),
+    };
+    catalog::put_endpoints(&objects, "default/lb", &endpoints)
+        .await
+        .unwrap();
+
+    // The router's paths to an address: the next hops BIRD learned.
+    let rr_control = BirdControl::new("router", &rr_dir);
+    let paths = |ip: Ipv4Addr| -> BTreeSet<String> {
+        let out = std::process::Command::new(netkit_core::overlay::bird::BIRDC)
+            .arg("-s")
+            .arg(rr_control.socket())
+            .args(["show", "route", &format!("{ip}/32")])
+            .output()
+            .expect("birdc");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with("192.168.50."))
+            .map(str::to_string)
+            .collect()
+    };
+    let node_ips =
+        |which: &[usize]| -> BTreeSet<String> { which.iter().map(|i| nodes[*i].node.ip.to_string()).collect() };
+    // Cluster: every node announces; the client reaches the service through the router.
+    wait_for(
+        Duration::from_secs(30),
+        "three paths to the address on the router",
+        || {
+            let p = paths(ext);
+            (p == node_ips(&[0, 1, 2])).then_some(()).ok_or(p)
+        },
+    );
+    let out = &client.ns;
+    let h = wait_for(
+        Duration::from_secs(15),
+        "the service from the router's other segment",
+        || tcp_hello_from(out, SocketAddr::new(IpAddr::V4(ext), 80)),
+    );
+    assert!(["e1", "e2"].contains(&h.name.as_str()), "{h:?}");
+    assert_eq!(paths(stray), BTreeSet::new(), "outside the pool: never announced");
+    assert!(
+        proxies[0].status().outside_pools.contains(&IpAddr::V4(stray)),
+        "{:?}",
+        proxies[0].status()
+    );
+    // Local: node 3 (no endpoint) withdraws; the endpoints see the client's own address.
+    spec.external_traffic_policy = ExternalTrafficPolicy::Local;
+    catalog::put_service(&objects, "default/lb", &spec).await.unwrap();
+    wait_for(Duration::from_secs(30), "node 3's path withdrawn", || {
+        let p = paths(ext);
+        (p == node_ips(&[0, 1])).then_some(()).ok_or(p)
+    });
+    // (Each node's proxy applies the change on its own: poll until the node the router picked
+    // has it.)
+    wait_for(Duration::from_secs(15), "Local to keep the client's address", || {
+        let h = tcp_hello_from(out, SocketAddr::new(IpAddr::V4(ext), 80))?;
+        (h.peer.ip() == IpAddr::V4(client.ip))
+            .then_some(())
+            .ok_or(format!("{h:?}"))
+    });
+    // No endpoints: withdrawn everywhere.
+    catalog::put_endpoints(&objects, "default/lb", &EndpointsSpec::default())
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the address withdrawn", || {
+        let p = paths(ext);
+        p.is_empty().then_some(()).ok_or(p)
+    });
+    for p in proxies {
+        p.stop().await;
+    }
+    for a in agents {
+        a.stop().await.expect("clean stop");
+    }
+    drop(servers);
+}

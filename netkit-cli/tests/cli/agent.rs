@@ -138,6 +138,14 @@ fn agent_usage_errors() {
         2,
     );
     assert!(e.contains("5y"), "{e}");
+    let base = ["agent", "--store", "file=/nonexistent/x", "--network", "10.244.0.0/16"];
+    let e = fails(&[&base[..], &["--lb-bgp"]].concat(), 2);
+    assert!(e.contains("add --services"), "{e}");
+    let e = fails(
+        &[&base[..], &["--services", "--lb-bgp", "--backend", "vxlan"]].concat(),
+        2,
+    );
+    assert!(e.contains("needs --backend bgp, not vxlan"), "{e}");
     let e = fails(&["agent", "status", "--status-file", "/nonexistent/agent.json"], 1);
     assert!(e.contains("agent.json"), "{e}");
 }

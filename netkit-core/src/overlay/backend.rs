@@ -246,6 +246,8 @@ struct BirdWants {
     encapsulated: BTreeSet<IpNetwork>,
     /// Peer addresses not on this node's segment (multihop sessions).
     remote: BTreeSet<IpAddr>,
+    /// Addresses announced besides the blocks (the service proxy's LoadBalancer addresses).
+    announce: BTreeSet<IpNetwork>,
 }
 
 /// The bgp backend's running state.
@@ -550,6 +552,7 @@ impl Backend {
         cfg.connect_retry = 1;
         cfg.blocks.extend_from_slice(&wants.blocks);
         cfg.kernel_skip.extend(wants.encapsulated.iter().copied());
+        cfg.announce.extend(wants.announce.iter().copied());
         let i_reflect = b.reflectors.contains(&self.node);
         // Reflectors outside the lease store (routers), by address.
         if !i_reflect {
@@ -609,6 +612,22 @@ impl Backend {
         if let Some(s) = &mut self.bgp {
             if s.wants.blocks != blocks {
                 s.wants.blocks = blocks;
+                s.stale = true;
+            }
+        }
+    }
+
+    /// Announce exactly `addrs` besides the blocks (as /32s; IPv6 ones are left out: the
+    /// sessions carry IPv4) from the next [`sync`](Self::sync) (bgp only).
+    pub(crate) fn set_announce(&mut self, addrs: &BTreeSet<IpAddr>) {
+        if let Some(s) = &mut self.bgp {
+            let want: BTreeSet<IpNetwork> = addrs
+                .iter()
+                .filter(|a| a.is_ipv4())
+                .map(|a| IpNetwork::from(*a))
+                .collect();
+            if s.wants.announce != want {
+                s.wants.announce = want;
                 s.stale = true;
             }
         }

@@ -15,6 +15,11 @@
 //!   the node's own blocks go out with its address as next hop and
 //!   reflected routes keep their origin's, so traffic goes straight to the owning node, never
 //!   through a reflector; a peer is marked as a route-reflector client when this node reflects;
+//! * addresses the node announces for something else than pods (the service proxy's
+//!   LoadBalancer addresses, [`BirdConfig::announce`]) are static routes of protocol
+//!   `services`: exported by BGP like the blocks (each with this node as next hop, so a router
+//!   learning one address from several nodes spreads or fails over between them), but kept
+//!   out of this node's kernel (the node's firewall, not a route, answers for them);
 //! * the kernel protocol exports the BGP-learned routes (protocol number 12, `proto bird`, which
 //!   tells them apart) and the blackholes, and imports nothing.
 
@@ -88,6 +93,9 @@ pub struct BirdConfig {
     /// Blocks learned by BGP that stay out of the kernel: the agent reaches them by
     /// encapsulation (crossSubnet) and installs their routes itself.
     pub kernel_skip: Vec<IpNetwork>,
+    /// Single addresses announced besides the blocks (IPv4 /32s: the LoadBalancer addresses
+    /// the service proxy wants this node to announce); never installed in this node's kernel.
+    pub announce: Vec<IpNetwork>,
     /// Its peers.
     pub peers: Vec<BirdPeer>,
     /// BGP hold time, seconds (90 by default; short in tests).
@@ -105,6 +113,7 @@ impl BirdConfig {
             asn,
             blocks: Vec::new(),
             kernel_skip: Vec::new(),
+            announce: Vec::new(),
             peers: Vec::new(),
             hold_time: 90,
             connect_retry: 5,
@@ -124,6 +133,13 @@ impl BirdConfig {
         c.push_str("protocol static blocks {\n  ipv4;\n");
         for b in self.blocks.iter().filter(|b| b.is_ipv4()) {
             let _ = writeln!(c, "  route {b} blackhole;");
+        }
+        c.push_str("}\n\n");
+        // A static protocol needs a destination; the blackhole never reaches this node's
+        // kernel (the kernel protocol exports only blocks and learned routes).
+        c.push_str("protocol static services {\n  ipv4;\n");
+        for a in self.announce.iter().filter(|a| a.is_ipv4()) {
+            let _ = writeln!(c, "  route {a} blackhole;");
         }
         c.push_str("}\n\n");
         c.push_str("protocol kernel {\n  ipv4 {\n    import none;\n    export filter {\n");
@@ -160,7 +176,7 @@ impl BirdConfig {
             let gateway = if p.multihop { "recursive" } else { "direct" };
             let _ = writeln!(
                 c,
-                "  ipv4 {{\n    import all;\n    export where proto = \"blocks\" || source = RTS_BGP;\n    gateway {gateway};\n  }};\n}}\n"
+                "  ipv4 {{\n    import all;\n    export where proto = \"blocks\" || proto = \"services\" || source = RTS_BGP;\n    gateway {gateway};\n  }};\n}}\n"
             );
         }
         c
@@ -478,6 +494,7 @@ mod tests {
             multihop: false,
         });
         c.kernel_skip.push("10.250.9.0/26".parse().unwrap());
+        c.announce.push("203.0.113.10/32".parse().unwrap());
         let text = c.render();
         for want in [
             "if net ~ [ 10.250.9.0/26 ] then reject;",
@@ -487,6 +504,8 @@ mod tests {
             "neighbor 192.168.50.2 as 64512;",
             "rr client;",
             "if source = RTS_BGP then accept;",
+            "protocol static services {\n  ipv4;\n  route 203.0.113.10/32 blackhole;",
+            "export where proto = \"blocks\" || proto = \"services\" || source = RTS_BGP;",
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }

@@ -40,7 +40,7 @@
 //! Every change is one log line (`log` crate, target `netkit::overlay`); [`Agent::status`]
 //! gives a channel of [`AgentStatus`], also written to [`AgentConfig::status_file`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -97,6 +97,11 @@ pub struct AgentConfig {
     /// Calico's block affinity (bgp backend only): claim more blocks as the node's pods fill
     /// them, give empty ones back (see [`super::blocks`]); `None`: one block, the lease's.
     pub blocks: Option<BlockPolicy>,
+    /// Addresses this node announces by BGP besides its blocks, as they change (bgp backend
+    /// only): what [`ServiceProxy`](crate::service::ServiceProxy) decides for LoadBalancer
+    /// addresses ([`ProxyConfig::announce_bgp`](crate::service::ProxyConfig::announce_bgp)).
+    /// Each change is one BIRD reload. `None`: only the blocks.
+    pub announce: Option<watch::Receiver<BTreeSet<IpAddr>>>,
 }
 
 impl AgentConfig {
@@ -115,6 +120,7 @@ impl AgentConfig {
             ttl: Duration::from_secs(24 * 3600),
             release_on_shutdown: false,
             blocks: None,
+            announce: None,
         }
     }
 }
@@ -252,6 +258,12 @@ impl<S: LeaseStore> Agent<S> {
         let mut bird_retry_at: Option<Instant> = None;
         let mut bird_retry = RETRY_MIN;
         let mut sessions_at = bird_exit.as_ref().map(|_| Instant::now() + Duration::from_secs(1));
+        let mut announce = self.cfg.announce.clone();
+        if let Some(rx) = &mut announce {
+            let want = rx.borrow_and_update().clone();
+            run.backend.set_announce(&want);
+            run.sync_backend().await;
+        }
         // No reconcile before the first watch's snapshot: with no peers known yet it would
         // take every entry of a running data path for stale.
         run.publish("running");
@@ -351,6 +363,16 @@ impl<S: LeaseStore> Agent<S> {
                     sessions_at = Some(Instant::now() + every);
                     if before != now {
                         run.publish("running");
+                    }
+                }
+                r = announce_changed(&mut announce) => {
+                    match r {
+                        Some(want) => {
+                            run.backend.set_announce(&want);
+                            run.sync_backend().await;
+                        }
+                        // The proxy is gone: what it asked for last stays announced.
+                        None => announce = None,
                     }
                 }
                 () = sleep_until(run.loans_recheck) => {
@@ -1103,6 +1125,17 @@ async fn next_lease_event(w: &mut Option<LeaseWatch>) -> Option<Result<LeaseEven
 }
 
 /// The pid of the BIRD `w` follows, once it has exited.
+/// The next addresses to announce; `None` when the sender is gone (pending without one).
+async fn announce_changed(rx: &mut Option<watch::Receiver<BTreeSet<IpAddr>>>) -> Option<BTreeSet<IpAddr>> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 async fn bird_exited(w: &Option<super::bird::BirdExit>) -> u32 {
     match w {
         Some(w) => {
