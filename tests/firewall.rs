@@ -68,6 +68,7 @@ per_driver!(
     bad_input_is_refused_and_changes_nothing,
     bad_input_overlap_same_owner,
     state_dirs_never_share_kernel_objects,
+    services_in_one_transaction,
 );
 
 const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -1653,4 +1654,63 @@ async fn state_dirs_never_share_kernel_objects(d: Driver, test: &str) {
         "the first firewall's mapping outlived its owner"
     );
     fw2.teardown("c2:eth0").await.expect("teardown of the second");
+}
+
+/// `set_services` for several owners at once (the service proxy's batched sync): every
+/// service answers, a changed one moves to its new endpoints and a dropped one stops, the
+/// owner left with nothing is gone; a name another owner has is refused and changes nothing.
+async fn services_in_one_transaction(d: Driver, _test: &str) {
+    let lab = Lab::build("sbat", LabSpec::containers(3)).await;
+    let _servers = echo_containers(&lab, 3).await;
+    let fw = lab.firewall(d).await;
+    let h = &lab.host;
+    let svc = |name: &str, vip: &str, eps: &[usize]| {
+        eps.iter().fold(Service::new(name, Protocol::Tcp, ip(vip), 80), |s, i| {
+            s.endpoint(Endpoint::new(cip(*i), 80))
+        })
+    };
+    let first = vec![
+        ("svc/a".to_string(), vec![svc("a", VIP, &[1])]),
+        ("svc/b".to_string(), vec![svc("b", VIP2, &[2])]),
+        ("svc/c".to_string(), vec![svc("c", VIP3, &[3])]),
+    ];
+    fw.set_services(&first).await.unwrap();
+    for (vip, want) in [(VIP, "C1"), (VIP2, "C2"), (VIP3, "C3")] {
+        let got = tally(&tcp_many(h, sa(ip(vip), 80), 3).await);
+        assert_eq!(got.keys().collect::<Vec<_>>(), vec![want], "{vip}: {got:?}");
+    }
+    // A name held by an owner outside the batch: refused, nothing changed.
+    fw.add(
+        "other",
+        &Rules {
+            services: vec![svc("x", VIP4, &[1])],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let clash = fw
+        .set_services(&[
+            ("svc/a".to_string(), vec![svc("a", VIP, &[2])]),
+            ("svc/y".to_string(), vec![svc("x", VIP4, &[3])]),
+        ])
+        .await;
+    assert!(matches!(clash, Err(FirewallError::Conflict { .. })), "{clash:?}");
+    let got = tally(&tcp_many(h, sa(ip(VIP), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C1"], "a unchanged: {got:?}");
+    // a moves to C2, b is dropped (its owner is gone), c stays.
+    fw.set_services(&[
+        ("svc/a".to_string(), vec![svc("a", VIP, &[2])]),
+        ("svc/b".to_string(), vec![]),
+    ])
+    .await
+    .unwrap();
+    let got = tally(&tcp_many(h, sa(ip(VIP), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C2"], "a moved: {got:?}");
+    assert!(tcp(h, sa(ip(VIP2), 80)).await.is_err(), "b is gone");
+    let got = tally(&tcp_many(h, sa(ip(VIP3), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C3"], "c stays: {got:?}");
+    let owners = fw.owners().await.unwrap();
+    assert!(!owners.contains(&"svc/b".to_string()), "{owners:?}");
+    assert_eq!(fw.rules("svc/a").await.unwrap().services, vec![svc("a", VIP, &[2])]);
 }

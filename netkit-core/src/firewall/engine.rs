@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::error::Result;
-use super::model::{check_owner, Endpoint, Rules};
+use super::model::{check_owner, Endpoint, Rules, Service};
 use super::state::StateDir;
 use super::{FirewallError, FirewallOptions};
 use crate::sysctl::{self, Family};
@@ -23,6 +23,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn rebuild(&self, all: &[(String, Rules)]) -> Result<()>;
     /// Remove every kernel object of ours (no owner is left). Idempotent.
     fn clear(&self) -> Result<()>;
+    /// Make the kernel hold the services of each `(old, new)` instead of the old ones, every
+    /// owner in one atomic transaction (the rules differ in their services only). `false`: the
+    /// driver cannot, and nothing was done (the engine goes owner by owner).
+    fn apply_services(&self, changes: &[(&Rules, &Rules)]) -> Result<bool> {
+        let _ = changes;
+        Ok(false)
+    }
     /// Bind the backend to the state directory with this id: the kernel objects it makes carry
     /// the id, and objects of the same name that carry another id (made for another state
     /// directory) are [`FirewallError::Foreign`]: using them would let one directory's last
@@ -351,6 +358,139 @@ impl<B: Backend> Engine<B> {
         } else {
             self.apply_shared(&owner, &old, &new)?;
             state.set_rules(&owner, &new)?;
+        }
+        Ok(())
+    }
+
+    /// See [`super::Firewall::set_services`].
+    pub(crate) fn set_services(&self, changes: &[(String, Vec<Service>)]) -> Result<()> {
+        let state = self.state();
+        let lock = state.lock()?;
+        let mut plan = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (owner, services) in changes {
+            check_owner(owner)?;
+            let old = state.rules(owner)?;
+            let mut new = old.clone();
+            new.services = services.clone();
+            let new = new.normalized();
+            new.validate()?;
+            for s in &new.services {
+                if !names.insert(s.name.clone()) {
+                    return Err(FirewallError::Conflict {
+                        what: format!("service {}", s.name),
+                        other: format!("service {}", s.name),
+                        owner: owner.clone(),
+                    });
+                }
+                match state.service_owner(&s.name)? {
+                    Some(o) if o != *owner && !changes.iter().any(|(c, _)| *c == o) => {
+                        return Err(FirewallError::Conflict {
+                            what: format!("service {}", s.name),
+                            other: format!("service {}", s.name),
+                            owner: o,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if new != old {
+                plan.push((owner.clone(), old, new));
+            }
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        // Intent first, as for an addition, but naming the old services too: until the kernel
+        // has changed, the state names everything it may hold.
+        let either = |old: &Rules, new: &Rules| {
+            let mut r = new.clone();
+            r.services.extend(
+                old.services
+                    .iter()
+                    .filter(|o| !new.services.iter().any(|n| n.name == o.name))
+                    .cloned(),
+            );
+            r
+        };
+        let undo = |upto: usize| {
+            for (owner, old, _) in &plan[..upto] {
+                let _ = state.set_rules(owner, old);
+            }
+        };
+        for (i, (owner, old, new)) in plan.iter().enumerate() {
+            if let Err(e) = state.set_rules(owner, &either(old, new)) {
+                undo(i);
+                return Err(e);
+            }
+        }
+        let pairs: Vec<(&Rules, &Rules)> = plan.iter().map(|(_, o, n)| (o, n)).collect();
+        match self.backend().apply_services(&pairs) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Owner by owner, through the usual paths.
+                undo(plan.len());
+                drop(lock);
+                return self.set_services_one_by_one(&plan);
+            }
+            Err(e) => {
+                undo(plan.len());
+                return Err(e);
+            }
+        }
+        for (owner, old, new) in &plan {
+            for s in old
+                .services
+                .iter()
+                .filter(|o| !new.services.iter().any(|n| n.name == o.name))
+            {
+                state.set_service_owner(&s.name, None)?;
+            }
+            for s in &new.services {
+                state.set_service_owner(&s.name, Some(owner))?;
+            }
+            state.set_rules(owner, new)?;
+        }
+        if state.no_owners()? {
+            self.backend().clear()?;
+        }
+        Ok(())
+    }
+
+    /// [`set_services`](Self::set_services) for a driver without batches: removals, then
+    /// additions, owner by owner.
+    fn set_services_one_by_one(&self, plan: &[(String, Rules, Rules)]) -> Result<()> {
+        for (owner, old, new) in plan {
+            let gone: Vec<Service> = old
+                .services
+                .iter()
+                .filter(|o| !new.services.iter().any(|n| n.name == o.name))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                self.remove(
+                    owner,
+                    &Rules {
+                        services: gone,
+                        ..Default::default()
+                    },
+                )?;
+            }
+            let changed: Vec<Service> = new
+                .services
+                .iter()
+                .filter(|n| !old.services.contains(n))
+                .cloned()
+                .collect();
+            if !changed.is_empty() {
+                self.add(
+                    owner,
+                    &Rules {
+                        services: changed,
+                        ..Default::default()
+                    },
+                )?;
+            }
         }
         Ok(())
     }

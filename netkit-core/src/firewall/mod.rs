@@ -202,6 +202,18 @@ pub trait Firewall: Send + Sync {
 
     /// Re-apply the whole wanted state (after a flush of the ruleset or a firewall reload).
     fn reconcile(&self) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// Make each owner of `changes` hold exactly its list of services (what else it holds
+    /// stays; an owner left with nothing is gone), for many owners at once: the nftables
+    /// driver applies them all in one transaction (a service proxy's first sync of thousands
+    /// of services is one kernel transaction, not thousands), the iptables driver one owner
+    /// after another. A service name another owner (not in `changes`) has, or one named twice,
+    /// is a [`FirewallError::Conflict`] and changes nothing. When the one transaction fails,
+    /// nothing changed and the error says why; apply owner by owner to find the culprit.
+    fn set_services(
+        &self,
+        changes: &[(String, Vec<Service>)],
+    ) -> impl Future<Output = Result<(), FirewallError>> + Send;
 }
 
 /// A firewall with the driver chosen at run time.
@@ -294,6 +306,9 @@ impl Firewall for AnyFirewall {
     async fn reconcile(&self) -> Result<(), FirewallError> {
         dispatch!(self, fw => fw.reconcile().await)
     }
+    async fn set_services(&self, changes: &[(String, Vec<Service>)]) -> Result<(), FirewallError> {
+        dispatch!(self, fw => fw.set_services(changes).await)
+    }
 }
 
 /// Implement [`Firewall`] for a driver type wrapping an `Engine` in field `0`.
@@ -371,6 +386,13 @@ macro_rules! firewall_via_engine {
             async fn reconcile(&self) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
                 let e = self.0.clone();
                 $crate::firewall::engine::blocking(move || e.reconcile()).await
+            }
+            async fn set_services(
+                &self,
+                changes: &[(String, Vec<$crate::firewall::Service>)],
+            ) -> ::std::result::Result<(), $crate::firewall::FirewallError> {
+                let (e, c) = (self.0.clone(), changes.to_vec());
+                $crate::firewall::engine::blocking(move || e.set_services(&c)).await
             }
         }
     };

@@ -68,7 +68,7 @@ mod spec;
 
 pub use announce::PROTO_LB;
 pub use error::ServiceError;
-pub use proxy::{ProxyConfig, ProxyStatus, ServiceProxy};
+pub use proxy::{ProxyConfig, ProxyStatus, ServiceProxy, SYNC_BATCH};
 pub use render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
 pub use spec::{
     EndpointSpec, EndpointsSpec, ExternalTrafficPolicy, ServicePort, ServiceSpec, ServiceType, SessionAffinity,

@@ -20,6 +20,11 @@ use crate::firewall::{self, Firewall, Protocol, Rules};
 use crate::store::{Object, ObjectEvent, ObjectStore};
 use crate::NetNs;
 
+/// Services per firewall transaction when the proxy reconciles (at start and after a broken
+/// watch): large enough that 10,000 services are a handful of transactions, small enough that
+/// one refused batch, applied again service by service, stays short.
+pub const SYNC_BATCH: usize = 1000;
+
 /// How the proxy runs.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -98,7 +103,8 @@ pub struct ProxyStatus {
 /// that service's chains only, one small transaction), never the whole set.
 ///
 /// * **Start and every new watch**: owners of services no longer in the store are torn down,
-///   every service is compared with what the firewall records and changed where it differs.
+///   every service is compared with what the firewall records and changed where it differs —
+///   up to [`SYNC_BATCH`] services per firewall transaction.
 ///   Rules stay in the kernel while the store is unreachable; a restarted proxy starts from
 ///   them.
 /// * **UDP**: when an endpoint leaves a UDP (or SCTP) service, the node's connection-tracking
@@ -238,7 +244,10 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         }
     }
 
-    /// Make the firewall hold exactly the view's services.
+    /// Make the firewall hold exactly the view's services: what differs goes to the firewall in
+    /// batches of [`SYNC_BATCH`] services, one transaction each (see [`Firewall::set_services`]);
+    /// a batch the firewall refuses is applied service by service, so one bad service is
+    /// reported alone and the others go in.
     async fn reconcile(&self, view: &mut View) -> Result<(), ServiceError> {
         let fw_err = |cause| ServiceError::Firewall {
             service: "*".into(),
@@ -248,24 +257,61 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         view.applied.clear();
         for o in owners.iter().filter(|o| o.starts_with(OWNER_PREFIX)) {
             let Some(id) = id_of_owner(o) else { continue };
-            if view.services.contains_key(id) {
-                let rules = self.firewall.rules(o).await.map_err(fw_err)?;
-                view.applied.insert(id.to_string(), rules.services);
-            } else {
-                // A service deleted while no proxy ran.
-                let old = self.firewall.teardown(o).await.map_err(fw_err)?;
-                self.forget_flows(id, &old.services, &[]).await;
+            let rules = self.firewall.rules(o).await.map_err(fw_err)?;
+            view.applied.insert(id.to_string(), rules.services);
+        }
+        view.failed.clear();
+        let mut changes: Vec<(String, Vec<firewall::Service>)> = view
+            .applied
+            .keys()
+            .filter(|id| !view.services.contains_key(*id))
+            .map(|id| (id.clone(), Vec::new()))
+            .collect();
+        for (id, spec) in &view.services {
+            let want = firewall_services(id, spec, view.endpoints.get(id), &self.config.node);
+            if view.applied.get(id).map(Vec::as_slice).unwrap_or_default() != want.as_slice() {
+                changes.push((id.clone(), want));
             }
         }
-        let ids: Vec<String> = view.services.keys().cloned().collect();
-        view.failed.clear();
-        for id in ids {
-            self.sync(view, &id).await;
+        for batch in changes.chunks(SYNC_BATCH) {
+            self.sync_batch(view, batch).await;
         }
         view.announced = None;
         self.announce(view).await;
         self.publish(view);
         Ok(())
+    }
+
+    /// Give the firewall these services' wanted rules in one transaction; when it refuses,
+    /// service by service ([`sync`](Self::sync)).
+    async fn sync_batch(&self, view: &mut View, batch: &[(String, Vec<firewall::Service>)]) {
+        let changes: Vec<(String, Vec<firewall::Service>)> =
+            batch.iter().map(|(id, want)| (owner(id), want.clone())).collect();
+        match self.firewall.set_services(&changes).await {
+            Ok(()) => {
+                for (id, want) in batch {
+                    let have = view.applied.remove(id).unwrap_or_default();
+                    self.forget_flows(id, &have, want).await;
+                    if !want.is_empty() {
+                        view.applied.insert(id.clone(), want.clone());
+                    }
+                    view.failed.remove(id);
+                    let mut st = self.status.lock().expect("status lock");
+                    st.applied += 1;
+                    st.failed.remove(id);
+                }
+            }
+            Err(e) => {
+                log::warn!(
+                    "node {}: service proxy: {} services in one transaction: {e}; one by one",
+                    self.config.node,
+                    batch.len()
+                );
+                for (id, _) in batch {
+                    self.sync(view, id).await;
+                }
+            }
+        }
     }
 
     /// Bring service `id` in the firewall to what the view says; a refusal goes to `failed`.

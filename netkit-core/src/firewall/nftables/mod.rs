@@ -328,6 +328,38 @@ impl Backend for NftBackend {
         })
     }
 
+    /// All the services' text in one libnftables transaction (one cache fetch, one table
+    /// validation); a missing table is made in the same transaction, and a table of an older
+    /// netkit gets the sets and chains it lacks (on ENOENT, once more with them).
+    fn apply_services(&self, changes: &[(&Rules, &Rules)]) -> Result<bool> {
+        let mut text = String::new();
+        for (old, new) in changes {
+            self.service_commands(old, new, &mut text);
+        }
+        if text.is_empty() {
+            return Ok(true);
+        }
+        let exists = self
+            .socket
+            .table_comment(&self.table)
+            .map_err(self.kernel_err("apply services"))?
+            .is_some();
+        if !exists {
+            let text = ruleset::create(&self.table, self.mark, &self.state_id) + &text;
+            return self.run("apply services", &text).map(|_| true);
+        }
+        match self.run("apply services", &text) {
+            Ok(_) => Ok(true),
+            Err(FirewallError::Kernel {
+                errno: Some(libc::ENOENT),
+                ..
+            }) => self
+                .run("apply services", &(ruleset::checks(&self.table) + &text))
+                .map(|_| true),
+            Err(e) => Err(e),
+        }
+    }
+
     fn claim(&mut self, state_id: &str) -> Result<()> {
         self.state_id = state_id.to_string();
         let theirs = self
