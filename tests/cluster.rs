@@ -531,7 +531,16 @@ fn bgp_two_reflectors_among_six_nodes() {
     let (cluster, _etcd, dir) = lab_with_etcd("e2r", 1);
     let nodes: Vec<Node> = (1..=6).map(|i| cluster.node(&format!("r{i}"), 0, i)).collect();
     let rr: Vec<String> = nodes[..2].iter().map(|n| n.name().to_string()).collect();
-    let extra = ["--reflector", &rr[0], "--reflector", &rr[1]];
+    let extra = [
+        "--reflector",
+        &rr[0],
+        "--reflector",
+        &rr[1],
+        "--services",
+        "--lb-bgp",
+        "--lb-pool",
+        "203.0.113.0/24",
+    ];
     let agents: Vec<BgpAgent> = nodes.iter().map(|n| BgpAgent::start(n, &dir, &extra)).collect();
     // Reflectors peer with everyone (5 sessions), clients with the reflectors (2): 9 sessions
     // instead of a full mesh's 15.
@@ -553,6 +562,47 @@ fn bgp_two_reflectors_among_six_nodes() {
         Vec::<String>::new(),
         "clients' pods through reflected routes"
     );
+    // A LoadBalancer service from the pool, with one endpoint: every node's agent announces
+    // its address through its BIRD (--lb-bgp), so a reflector learns it from the others.
+    let out = service(
+        &cluster,
+        &[
+            "add",
+            "default/lb",
+            "--cluster-ip",
+            "10.96.0.40",
+            "--port",
+            "80:8080",
+            "--type",
+            "LoadBalancer",
+            "--lb-pool",
+            "203.0.113.0/24",
+        ],
+    );
+    assert!(out.contains("LoadBalancer address: 203.0.113.1"), "{out}");
+    let ep = format!("{}@{}", pods[0].1, nodes[2].name());
+    service(&cluster, &["endpoints", "default/lb", "add", &ep]);
+    let bird_dir = dir.join(format!("{}-bird", nodes[0].name()));
+    wait_for(
+        Duration::from_secs(30),
+        "the reflector to learn the address from the others",
+        || {
+            let out = std::process::Command::new(netkit_core::overlay::bird::BIRDC)
+                .arg("-s")
+                .arg(bird_dir.join("bird.ctl"))
+                .args(["show", "route", "203.0.113.1/32"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let via: std::collections::BTreeSet<&str> = text
+                .split_whitespace()
+                .filter(|w| w.starts_with("192.168.50."))
+                .collect();
+            (via.len() >= 5).then_some(()).ok_or(text)
+        },
+    );
+    let st = services_status(&nodes[5], &dir);
+    assert_eq!(st["bgp_announced"], serde_json::json!(["203.0.113.1"]), "{st}");
     drop(agents);
 }
 
