@@ -538,18 +538,13 @@ async fn connect_etcd(
     prefix: &str,
     plan: SubnetPlan,
 ) -> Result<netkit_core::ipam::lease::EtcdLeaseStore, netkit_core::ipam::lease::LeaseError> {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match netkit_core::ipam::lease::EtcdLeaseStore::connect(urls, prefix, plan).await {
-            Ok(s) => return Ok(s),
-            Err(e @ netkit_core::ipam::lease::LeaseError::Etcd { .. }) => {
-                ::log::warn!(target: "netkit::overlay", "etcd: {e}; trying again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    use netkit_core::ipam::lease::{EtcdLeaseStore, LeaseError};
+    netkit_core::retry::until_up(
+        "etcd (leases)",
+        || EtcdLeaseStore::connect(urls, prefix, plan),
+        |e| matches!(e, LeaseError::Etcd { .. }),
+    )
+    .await
 }
 
 /// Run the agent (and with `--services` the service proxy) until SIGTERM or SIGINT.
@@ -601,21 +596,16 @@ async fn drive<S: LeaseStore + 'static>(
 
 /// The cluster store at `location`, retried while etcd is not up yet.
 async fn object_store(location: &StoreLocation, prefix: &str) -> Result<AnyObjectStore, CliError> {
-    loop {
-        match AnyObjectStore::open(location, prefix).await {
-            Ok(s) => return Ok(s),
-            Err(e @ StoreError::Etcd { .. }) => {
-                ::log::warn!(target: "netkit::agent", "etcd: {e}; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                return Err(CliError::Io {
-                    what: format!("agent: cluster store {location}"),
-                    cause: std::io::Error::other(e.to_string()),
-                })
-            }
-        }
-    }
+    netkit_core::retry::until_up(
+        "etcd (cluster objects)",
+        || AnyObjectStore::open(location, prefix),
+        |e| matches!(e, StoreError::Etcd { .. }),
+    )
+    .await
+    .map_err(|e| CliError::Io {
+        what: format!("agent: cluster store {location}"),
+        cause: std::io::Error::other(e.to_string()),
+    })
 }
 
 /// The namespace of `-n` (or the current one): the node's.

@@ -41,6 +41,7 @@ pub mod netns;
 pub mod overlay;
 pub mod policy;
 mod random;
+pub mod retry;
 pub mod route;
 pub mod rule;
 pub mod service;

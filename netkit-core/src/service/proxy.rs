@@ -141,6 +141,23 @@ struct View {
     failed: BTreeSet<String>,
     /// The LoadBalancer addresses last made to hold; `None`: read the interface again.
     announced: Option<BTreeSet<IpAddr>>,
+    /// The LoadBalancer services' ids (what [`ServiceProxy::announce`] looks at: a change
+    /// costs the number of LoadBalancer services, not of all services).
+    load_balancers: BTreeSet<String>,
+}
+
+impl View {
+    /// Keep [`View::load_balancers`] up to date for service `id`.
+    fn note_kind(&mut self, id: &str) {
+        match self.services.get(id) {
+            Some(s) if s.kind == ServiceType::LoadBalancer => {
+                self.load_balancers.insert(id.to_string());
+            }
+            _ => {
+                self.load_balancers.remove(id);
+            }
+        }
+    }
 }
 
 enum Change {
@@ -200,6 +217,12 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         };
         view.services = decode_all(sw.snapshot(), SERVICES);
         view.endpoints = decode_all(ew.snapshot(), ENDPOINTS);
+        view.load_balancers = view
+            .services
+            .iter()
+            .filter(|(_, s)| s.kind == ServiceType::LoadBalancer)
+            .map(|(id, _)| id.clone())
+            .collect();
         if let Err(e) = self.reconcile(view).await {
             return e;
         }
@@ -236,7 +259,10 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             };
             match change {
                 Change::Service(id) if id.is_empty() => continue,
-                Change::Service(id) => self.sync(view, &id).await,
+                Change::Service(id) => {
+                    view.note_kind(&id);
+                    self.sync(view, &id).await
+                }
                 Change::Failed(e) => return e,
             }
             self.announce(view).await;
@@ -462,9 +488,9 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
         let me = self.config.node.as_str();
         let (mut l2, mut bgp, mut outside) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for (id, spec) in view
-            .services
+            .load_balancers
             .iter()
-            .filter(|(_, s)| s.kind == ServiceType::LoadBalancer)
+            .filter_map(|id| Some((id, view.services.get(id)?)))
         {
             let nodes: BTreeSet<&str> = view
                 .endpoints
