@@ -377,16 +377,12 @@ pub struct NodeCompiler {
     revision: u64,
     /// Every (valid) policy by id, with its parsed id.
     policies: BTreeMap<String, (PolicyId, NetworkPolicy)>,
-    /// Policy ids by namespace.
-    policies_by_ns: BTreeMap<String, BTreeSet<String>>,
     /// The policies with a pod or namespace selector peer.
     peer_policies: BTreeSet<String>,
     /// Every pod, by `<namespace>/<name>`.
     pods: BTreeMap<String, PodInfo>,
     /// The local pods: their host-side interface.
     local: BTreeMap<String, String>,
-    /// Local pod keys by namespace.
-    local_by_ns: BTreeMap<String, BTreeSet<String>>,
     /// Namespace labels, as given.
     namespaces: BTreeMap<String, Labels>,
     /// For each local pod, the policies that select it.
@@ -411,11 +407,9 @@ impl Default for NodeCompiler {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             revision: 0,
             policies: BTreeMap::new(),
-            policies_by_ns: BTreeMap::new(),
             peer_policies: BTreeSet::new(),
             pods: BTreeMap::new(),
             local: BTreeMap::new(),
-            local_by_ns: BTreeMap::new(),
             namespaces: BTreeMap::new(),
             selecting: BTreeMap::new(),
             selected: BTreeMap::new(),
@@ -437,6 +431,13 @@ fn has_selector_peer(p: &NetworkPolicy) -> bool {
     peers
         .into_iter()
         .any(|peer| peer.pod_selector.is_some() || peer.namespace_selector.is_some())
+}
+
+/// The entries of `map` (keyed `<namespace>/<name>`) of namespace `ns`: a range of the map.
+fn in_namespace<'a, V>(map: &'a BTreeMap<String, V>, ns: &str) -> impl Iterator<Item = (&'a String, &'a V)> {
+    let prefix = format!("{ns}/");
+    map.range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
 }
 
 /// Every selector peer of `p`.
@@ -462,7 +463,7 @@ impl NodeCompiler {
         let mut c = Self::new();
         for (id, p) in &cluster.policies {
             let pid = checked_policy(id, p)?;
-            c.index_policy(id, &pid, p);
+            c.index_policy(id, p);
             c.policies.insert(id.clone(), (pid, p.clone()));
         }
         for pod in &cluster.pods {
@@ -511,17 +512,21 @@ impl NodeCompiler {
             Some((_, old)) => old.pod_selector == policy.pod_selector,
             None => false,
         };
-        self.index_policy(id, &pid, &policy);
+        self.index_policy(id, &policy);
         if same_selector {
             // The same pods: only they change.
             if let Some(sel) = self.selected.get(id) {
                 self.dirty.extend(sel.iter().cloned());
             }
         } else {
-            let locals = self.local_by_ns.get(&pid.namespace).cloned().unwrap_or_default();
+            let locals: Vec<String> = in_namespace(&self.local, &pid.namespace)
+                .map(|(k, _)| k.clone())
+                .collect();
             let mut now = BTreeSet::new();
             for key in locals {
-                let Some(pod) = self.pods.get(&key) else { continue };
+                let Some(pod) = self.pods.get(&key).filter(|p| p.namespace == pid.namespace) else {
+                    continue;
+                };
                 if policy.pod_selector.matches(&pod.labels) {
                     self.selecting.entry(key.clone()).or_default().insert(id.to_string());
                     now.insert(key);
@@ -538,14 +543,8 @@ impl NodeCompiler {
 
     /// Remove policy `id` (nothing when it is not in the view).
     pub fn remove_policy(&mut self, id: &str) {
-        let Some((pid, _)) = self.policies.remove(id) else {
+        if self.policies.remove(id).is_none() {
             return;
-        };
-        if let Some(ids) = self.policies_by_ns.get_mut(&pid.namespace) {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.policies_by_ns.remove(&pid.namespace);
-            }
         }
         self.peer_policies.remove(id);
         for key in self.selected.remove(id).unwrap_or_default() {
@@ -660,12 +659,8 @@ impl NodeCompiler {
         compile_pod(pod, interface, &selecting, &|| self.pods.values(), &ns_labels)
     }
 
-    /// Index policy `id` by namespace and selector peers (replacing its old entries).
-    fn index_policy(&mut self, id: &str, pid: &PolicyId, p: &NetworkPolicy) {
-        self.policies_by_ns
-            .entry(pid.namespace.clone())
-            .or_default()
-            .insert(id.to_string());
+    /// Index policy `id` by its selector peers (replacing its old entry).
+    fn index_policy(&mut self, id: &str, p: &NetworkPolicy) {
         if has_selector_peer(p) {
             self.peer_policies.insert(id.to_string());
         } else {
@@ -700,7 +695,6 @@ impl NodeCompiler {
                 self.dirty_interfaces.insert(i.clone());
             }
         }
-        let ns = key.split_once('/').map_or(key, |(ns, _)| ns).to_string();
         // The policies that selected it, and those that select it now.
         for id in self.selecting.remove(key).unwrap_or_default() {
             if let Some(s) = self.selected.get_mut(&id) {
@@ -708,23 +702,14 @@ impl NodeCompiler {
             }
         }
         if interface.is_none() {
-            if let Some(l) = self.local_by_ns.get_mut(&ns) {
-                l.remove(key);
-                if l.is_empty() {
-                    self.local_by_ns.remove(&ns);
-                }
-            }
             return;
         }
-        self.local_by_ns.entry(ns.clone()).or_default().insert(key.to_string());
         let Some(pod) = self.pods.get(key) else { return };
         let mut now = BTreeSet::new();
-        for id in self.policies_by_ns.get(&ns).into_iter().flatten() {
-            if let Some((_, p)) = self.policies.get(id) {
-                if p.pod_selector.matches(&pod.labels) {
-                    now.insert(id.clone());
-                    self.selected.entry(id.clone()).or_default().insert(key.to_string());
-                }
+        for (id, (pid, p)) in in_namespace(&self.policies, &pod.namespace) {
+            if pid.namespace == pod.namespace && p.pod_selector.matches(&pod.labels) {
+                now.insert(id.clone());
+                self.selected.entry(id.clone()).or_default().insert(key.to_string());
             }
         }
         self.selecting.insert(key.to_string(), now);
