@@ -289,6 +289,37 @@ fn diff_counts(
     Some((added, removed, counts))
 }
 
+/// The elements of `wanted` not in `known` and those of `known` not in `wanted`, both sorted
+/// (one pass over the two sorted sequences).
+fn sorted_difference<'a>(
+    wanted: impl Iterator<Item = &'a Elem>,
+    known: impl Iterator<Item = &'a Elem>,
+) -> (Vec<Elem>, Vec<Elem>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut w, mut k) = (wanted.peekable(), known.peekable());
+    loop {
+        match (w.peek(), k.peek()) {
+            (Some(a), Some(b)) if a == b => {
+                w.next();
+                k.next();
+            }
+            (Some(a), Some(b)) if a < b => {
+                added.push(**a);
+                w.next();
+            }
+            (_, Some(b)) => {
+                removed.push(**b);
+                k.next();
+            }
+            (Some(a), None) => {
+                added.push(**a);
+                w.next();
+            }
+            (None, None) => return (added, removed),
+        }
+    }
+}
+
 /// The table (its fixed part, sets empty) as one nft block, for a table that does not exist.
 pub fn ruleset(table: &str) -> String {
     let mut s = format!("table inet {table} {{\n    comment \"{COMMENT}\"\n");
@@ -684,8 +715,7 @@ impl Inner {
         let Some(known) = known else {
             return self.replace(wanted).map(|n| (n, 0, true));
         };
-        let removed: Vec<Elem> = known.keys().filter(|e| !wanted.contains_key(*e)).copied().collect();
-        let added: Vec<Elem> = wanted.keys().filter(|e| !known.contains_key(*e)).copied().collect();
+        let (added, removed) = sorted_difference(wanted.keys(), known.keys());
         if self.send_diff(&added, &removed)? {
             Ok((added.len(), removed.len(), false))
         } else {
@@ -841,6 +871,18 @@ mod tests {
             ..exact
         };
         assert_eq!(Elem::Allow(Direction::Egress, ranged).set(), "allow_out4");
+    }
+
+    #[test]
+    fn sorted_difference_both_ways() {
+        let e = |s: &str| Elem::Isolated(Direction::Ingress, ip(s));
+        let wanted = [e("10.0.0.1"), e("10.0.0.3"), e("10.0.0.4")];
+        let known = [e("10.0.0.2"), e("10.0.0.3"), e("10.0.0.5")];
+        assert_eq!(
+            sorted_difference(wanted.iter(), known.iter()),
+            (vec![e("10.0.0.1"), e("10.0.0.4")], vec![e("10.0.0.2"), e("10.0.0.5")])
+        );
+        assert_eq!(sorted_difference([].iter(), known.iter()), (vec![], known.to_vec()));
     }
 
     #[test]
