@@ -24,17 +24,22 @@
 //!
 //! 1. **netkit**: a fresh host with its client and server; first-packet latency without any
 //!    policy (the floor); `PolicyFirewall::open` (makes the table), `compile()` of the whole
-//!    cluster, the first `apply` (full load: one libnftables transaction); a check that a port
-//!    the policy does not allow is dropped (a connection to 8081 times out instead of being
-//!    refused); `CONNS` first packets (TCP connect + one byte echoed, a new connection each,
-//!    after 5 not counted) client → server, routed through the host's `forward` hook;
-//!    `CHANGES` rule changes: the first rule of pod `PODS-2`'s policy switches its port
-//!    (1001 ↔ 31001), then `compile()` of the whole cluster and `apply` (a diff of one element
-//!    removed and one added, one nf_tables batch) — compile, apply, and both, timed; then
-//!    `CHANGES` applies alone of the same change with `NodePolicy::interfaces` emptied (the
-//!    nf_tables batch without the `PODS` interface lookups); then `CHANGES` times a rule more
-//!    in that policy (one element added alone) and that rule less (one element removed alone),
-//!    each timed, without the interface lookups.
+//!    cluster (the reference compiler, timed for comparison), `NodeCompiler::from_cluster`
+//!    (the controller's full compile at start) and the first `apply_changes` (full load: one
+//!    libnftables transaction); a check that a port the policy does not allow is dropped (a
+//!    connection to 8081 times out instead of being refused); `CONNS` first packets (TCP
+//!    connect + one byte echoed, a new connection each, after 5 not counted) client → server,
+//!    routed through the host's `forward` hook; `CHANGES` rule changes, the controller's path:
+//!    the first rule of pod `PODS-2`'s policy switches its port (1001 ↔ 31001), the new policy
+//!    goes to the `NodeCompiler` (`set_policy`, then `changes()`: the recompile of what the
+//!    change touches) and `PolicyFirewall::apply_changes` sends the difference (one element
+//!    removed and one added, one nf_tables batch; checked) — compile, apply, and both, timed;
+//!    the compiler's output is checked against `compile()` of the final cluster. Then, through
+//!    the whole-policy `apply` (which compares every element), `CHANGES` applies of the same
+//!    change with `NodePolicy::interfaces` emptied (the nf_tables batch without the `PODS`
+//!    interface lookups), and `CHANGES` times a rule more in that policy (one element added
+//!    alone) and that rule less (one element removed alone), each timed, without the
+//!    interface lookups.
 //! 2. **iptables** (`policy/iptables.rs`): per `RESTORES` program (`iptables-restore`, nf_tables
 //!    backend, and `iptables-legacy-restore` when the kernel has the legacy tables; skipped by
 //!    name otherwise), a fresh host with the same pods: the whole policy in one
@@ -70,8 +75,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netkit_core::policy::{
-    compile, Cluster, IngressRule, IpBlock, LabelSelector, LocalPod, NetworkPolicy, NodePolicy, Peer, PodInfo,
-    PolicyFirewall, PolicyOptions, PolicyPort, PolicyType, Protocol,
+    compile, Cluster, IngressRule, IpBlock, LabelSelector, LocalPod, NetworkPolicy, NodeCompiler, NodePolicy, Peer,
+    PodInfo, PolicyFirewall, PolicyOptions, PolicyPort, PolicyType, Protocol,
 };
 use netkit_core::NetNsGuard;
 use netkit_test_support::{ip, unique};
@@ -297,6 +302,7 @@ struct NetkitFigures {
     baseline: Vec<Duration>,
     open: Duration,
     compile_full: Duration,
+    compiler_full: Duration,
     first_apply: Duration,
     dropped: bool,
     first: Vec<Duration>,
@@ -333,14 +339,13 @@ fn toggle(allows: &mut [Vec<iptables::Allow>], n: usize, k: usize) -> u16 {
     port
 }
 
-/// Change `k` in `allows` and the cluster's policy of that pod.
-fn change_rule(c: &mut Cluster, allows: &mut [Vec<iptables::Allow>], n: usize, k: usize) {
+/// Change `k` in `allows` and the cluster's policy of that pod; the policy's id.
+fn change_rule(c: &mut Cluster, allows: &mut [Vec<iptables::Allow>], n: usize, k: usize) -> String {
     let port = toggle(allows, n, k);
-    let p = c
-        .policies
-        .get_mut(&format!("default/pol-{}", n - 2))
-        .expect("the changed policy");
+    let id = format!("default/pol-{}", n - 2);
+    let p = c.policies.get_mut(&id).expect("the changed policy");
     p.ingress[0].ports[0].port = Some(port);
+    id
 }
 
 async fn netkit(cfg: &Config, r: usize) -> Res<NetkitFigures> {
@@ -361,8 +366,17 @@ async fn netkit(cfg: &Config, r: usize) -> Res<NetkitFigures> {
     let node = compile(&c, &local)?;
     f.compile_full = t.elapsed();
     f.elements = node.pods.values().map(|p| p.ips.len()).sum::<usize>() + node.allowed_count();
+    // The controller's path from here: a NodeCompiler made from the whole cluster, then its
+    // changes applied.
     let t = Instant::now();
-    let stats = fw.apply(&node).await?;
+    let mut nc = NodeCompiler::from_cluster(&c, &local)?;
+    f.compiler_full = t.elapsed();
+    if *nc.node() != node {
+        return Err("NodeCompiler::from_cluster differs from compile()".into());
+    }
+    let t = Instant::now();
+    let changes = nc.changes();
+    let stats = fw.apply_changes(nc.node(), &changes).await?;
     f.first_apply = t.elapsed();
     if !stats.replaced || stats.added != f.elements {
         return Err(format!("first apply: {stats:?}, {} elements expected", f.elements).into());
@@ -371,11 +385,12 @@ async fn netkit(cfg: &Config, r: usize) -> Res<NetkitFigures> {
     f.first = host.first_packets(cfg.conns)?;
     for k in 0..cfg.changes {
         check_stop()?;
-        change_rule(&mut c, &mut allows, n, k);
+        let id = change_rule(&mut c, &mut allows, n, k);
         let t0 = Instant::now();
-        let node = compile(&c, &local)?;
+        nc.set_policy(&id, c.policies[&id].clone())?;
+        let changes = nc.changes();
         let t1 = Instant::now();
-        let stats = fw.apply(&node).await?;
+        let stats = fw.apply_changes(nc.node(), &changes).await?;
         let t2 = Instant::now();
         f.compile.push(t1 - t0);
         f.apply.push(t2 - t1);
@@ -384,6 +399,9 @@ async fn netkit(cfg: &Config, r: usize) -> Res<NetkitFigures> {
         if stats.replaced || f.changed_elements != 2 {
             return Err(format!("rule change {k}: {stats:?}, one element out and one in expected").into());
         }
+    }
+    if *nc.node() != compile(&c, &local)? {
+        return Err("after the changes, the NodeCompiler's output differs from compile()".into());
     }
     let mut bare: Vec<NodePolicy> = Vec::with_capacity(2);
     for k in 0..2 {
@@ -555,38 +573,43 @@ fn print(levels: &[Level], report: &mut Report) {
     );
     row("netkit: open (the table made)", nk(|f| Some(f.open)), msf);
     row(
-        "netkit: compile() of the whole cluster",
+        "netkit: compile() of the whole cluster (the reference compiler)",
         nk(|f| Some(f.compile_full)),
         msf,
     );
     row(
-        "netkit: first apply (full load, one libnftables transaction)",
+        "netkit: NodeCompiler::from_cluster (the controller's full compile)",
+        nk(|f| Some(f.compiler_full)),
+        msf,
+    );
+    row(
+        "netkit: first apply_changes (full load, one libnftables transaction)",
         nk(|f| Some(f.first_apply)),
         msf,
     );
     let (mut targets, mut others) = (Vec::new(), Vec::new());
     for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
         let r = row(
-            &format!("netkit: one rule change, compile() + apply, {name}"),
+            &format!("netkit: one rule change, NodeCompiler + apply_changes, {name}"),
             levels.iter().map(|l| p(&l.netkit.change, q)).collect(),
             msf,
         );
         targets.push((format!("netkit rule change {name}"), r));
     }
     row(
-        "  compile() alone, p50",
+        "  NodeCompiler alone (set_policy + changes), p50",
         levels.iter().map(|l| p(&l.netkit.compile, 50.0)).collect(),
         msf,
     );
     for (q, name) in [(50.0, "p50"), (99.0, "p99")] {
         row(
-            &format!("  apply alone (2 elements changed), {name}"),
+            &format!("  apply_changes alone (2 elements changed), {name}"),
             levels.iter().map(|l| p(&l.netkit.apply, q)).collect(),
             msf,
         );
     }
     row(
-        "  apply without the pods' interface lookups (the nf_tables batch), p50",
+        "  whole-policy apply without the pods' interface lookups, p50",
         levels.iter().map(|l| p(&l.netkit.apply_bare, 50.0)).collect(),
         msf,
     );

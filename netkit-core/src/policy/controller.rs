@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{id_of_key, NamespaceRecord, PodRecord, NAMESPACES, PODS, POLICIES};
-use super::{compile, Cluster, LocalPod, NetworkPolicy, PodInfo, PolicyError, PolicyFirewall, PolicyId};
+use super::{Cluster, LocalPod, NetworkPolicy, NodeCompiler, PodInfo, PolicyError, PolicyFirewall, PolicyId};
 use crate::store::{Object, ObjectEvent, ObjectStore, ObjectWatch, StoreError};
 
 /// How the controller runs.
@@ -57,11 +57,14 @@ pub struct ControllerStatus {
 
 /// Follows `policies/`, `pods/` and `namespaces/` in the cluster store (see
 /// [`catalog`](super::catalog)) and keeps this node's [`PolicyFirewall`] equal to what they
-/// say for the node's pods: after each change (a burst of changes at once is one), the
-/// cluster is compiled again ([`compile()`]) and the firewall gets the difference (a few set
-/// elements, one transaction; the rules themselves never change). The firewall keeps its
-/// state while the store is unreachable; a broken watch is watched again after a pause and the
-/// node's view rebuilt from the new snapshots.
+/// say for the node's pods. The view lives in a [`NodeCompiler`], made from the watches'
+/// snapshots (a full compile); after each change (a burst of changes at once is one) it
+/// recompiles only the local pods the changes touch
+/// ([`NodeCompiler::changes`]) and the firewall gets their difference
+/// ([`PolicyFirewall::apply_changes`]: a few set elements, one transaction; the rules
+/// themselves never change). The firewall keeps its state while the store is unreachable; a
+/// broken watch is watched again after a pause and the node's view rebuilt from the new
+/// snapshots.
 pub struct PolicyController<S> {
     store: S,
     fw: PolicyFirewall,
@@ -130,13 +133,18 @@ impl<S: ObjectStore> PolicyController<S> {
             Ok(w) => w,
             Err(e) => return e.into(),
         };
-        let mut view = View {
+        let view = View {
             policies: decode_all(pw.snapshot(), POLICIES, 2),
             pods: decode_all(dw.snapshot(), PODS, 2),
             namespaces: decode_all(nw.snapshot(), NAMESPACES, 1),
         };
+        let mut compiler = match self.compiler_of(&view) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        drop(view);
         loop {
-            if let Err(e) = self.apply(&view).await {
+            if let Err(e) = self.apply(&mut compiler).await {
                 return e;
             }
             *pause = self.config.retry;
@@ -168,17 +176,13 @@ impl<S: ObjectStore> PolicyController<S> {
                         .into()
                     }
                 };
-                match prefix {
-                    POLICIES => apply_event(&mut view.policies, POLICIES, 2, event),
-                    PODS => apply_event(&mut view.pods, PODS, 2, event),
-                    _ => apply_event(&mut view.namespaces, NAMESPACES, 1, event),
-                }
+                self.apply_event(&mut compiler, prefix, event);
             }
         }
     }
 
-    /// Compile the view for this node and apply it.
-    async fn apply(&self, view: &View) -> Result<(), PolicyError> {
+    /// The compiler of the view from the snapshots (a full compile for this node).
+    fn compiler_of(&self, view: &View) -> Result<NodeCompiler, PolicyError> {
         let cluster = Cluster {
             policies: view.policies.clone(),
             pods: view
@@ -213,13 +217,65 @@ impl<S: ObjectStore> PolicyController<S> {
                 })
             })
             .collect();
-        let node = compile(&cluster, &local)?;
-        let stats = self.fw.apply(&node).await?;
+        NodeCompiler::from_cluster(&cluster, &local)
+    }
+
+    /// One event of the store into the compiler's view (an object that does not decode or
+    /// check is left out: as if it were gone).
+    fn apply_event(&self, compiler: &mut NodeCompiler, prefix: &str, event: ObjectEvent) {
+        let (key, object) = match event {
+            ObjectEvent::Put(o) => (o.key.clone(), Some(o)),
+            ObjectEvent::Deleted { key, .. } => (key, None),
+        };
+        match prefix {
+            POLICIES => {
+                let Some(id) = id_of(POLICIES, &key, 2) else { return };
+                match object.and_then(|o| decode::<NetworkPolicy>(&o, &id)) {
+                    Some(p) => {
+                        if let Err(e) = compiler.set_policy(&id, p) {
+                            log::warn!("policy controller: ignoring {key}: {e}");
+                            compiler.remove_policy(&id);
+                        }
+                    }
+                    None => compiler.remove_policy(&id),
+                }
+            }
+            PODS => {
+                let Some(id) = id_of(PODS, &key, 2) else { return };
+                let Some((ns, name)) = id.split_once('/') else { return };
+                match object.and_then(|o| decode::<PodRecord>(&o, &id)) {
+                    Some(p) => {
+                        let local = (p.node == self.config.node).then_some(p.interface);
+                        let info = PodInfo {
+                            namespace: ns.to_string(),
+                            name: name.to_string(),
+                            ips: p.ips,
+                            labels: p.labels,
+                        };
+                        compiler.set_pod(info, local);
+                    }
+                    None => compiler.remove_pod(ns, name),
+                }
+            }
+            _ => {
+                let Some(id) = id_of(NAMESPACES, &key, 1) else { return };
+                match object.and_then(|o| decode::<NamespaceRecord>(&o, &id)) {
+                    Some(n) => compiler.set_namespace(&id, n.labels),
+                    None => compiler.remove_namespace(&id),
+                }
+            }
+        }
+    }
+
+    /// Recompile what the changes since the last call touched and apply the difference.
+    async fn apply(&self, compiler: &mut NodeCompiler) -> Result<(), PolicyError> {
+        let changes = compiler.changes();
+        let stats = self.fw.apply_changes(compiler.node(), &changes).await?;
         {
             let mut st = self.status.lock().expect("status lock");
-            st.policies = view.policies.len();
-            st.local_pods = local.len();
-            st.isolated_pods = node.pods.len();
+            st.policies = compiler.policy_count();
+            st.local_pods = compiler.local_count();
+            st.isolated_pods = compiler.node().pods.len();
             st.synced = true;
             st.error = None;
             let changed = (stats.added + stats.removed) as u64;
@@ -306,23 +362,4 @@ fn decode_all<T: Checked>(objects: &[Object], prefix: &str, segments: usize) -> 
             Some((id, v))
         })
         .collect()
-}
-
-fn apply_event<T: Checked>(map: &mut BTreeMap<String, T>, prefix: &str, segments: usize, event: ObjectEvent) {
-    match event {
-        ObjectEvent::Put(o) => {
-            if let Some(id) = id_of(prefix, &o.key, segments) {
-                match decode(&o, &id) {
-                    Some(v) => map.insert(id, v),
-                    // An invalid new version: as if it were gone.
-                    None => map.remove(&id),
-                };
-            }
-        }
-        ObjectEvent::Deleted { key, .. } => {
-            if let Some(id) = id_of(prefix, &key, segments) {
-                map.remove(&id);
-            }
-        }
-    }
 }

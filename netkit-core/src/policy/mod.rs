@@ -17,10 +17,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`compile()`] compiles everything each time; [`NodeCompiler`] keeps the view and, after a
+//! change, recompiles only the local pods it touches, and [`PolicyFirewall::apply_changes`]
+//! sends just their difference.
+//!
 //! [`PolicyController`] follows the cluster store (the schema is in [`catalog`]: policies,
-//! pods with their node, interface and labels, namespaces with their labels) and calls
-//! [`compile()`] and [`PolicyFirewall::apply`] when any of them changes; `netkit agent
-//! --policy` runs it on every node.
+//! pods with their node, interface and labels, namespaces with their labels) with a
+//! [`NodeCompiler`], and calls [`NodeCompiler::changes`] and
+//! [`PolicyFirewall::apply_changes`] when any of them changes; `netkit agent --policy` runs
+//! it on every node.
 
 pub mod catalog;
 pub mod compile;
@@ -30,7 +35,8 @@ pub mod model;
 pub mod nftables;
 
 pub use compile::{
-    compile, Allowed, Cluster, Direction, LocalPod, NodePolicy, PodInfo, PodPolicy, PolicyId, NAMESPACE_NAME_LABEL,
+    compile, Allowed, Cluster, Direction, LocalPod, NodeChanges, NodeCompiler, NodePolicy, PodChange, PodInfo,
+    PodPolicy, PolicyId, NAMESPACE_NAME_LABEL,
 };
 pub use controller::{ControllerConfig, ControllerStatus, PolicyController};
 pub use error::PolicyError;

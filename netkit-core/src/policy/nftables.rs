@@ -73,17 +73,22 @@
 //! replaces every element in one libnftables transaction (flush the sets, add the elements);
 //! the applies after it send only the difference, as one nf_tables netlink batch. When a batch
 //! fails (someone deleted the table or flushed a set) the next step is again the full
-//! replacement, the table made afresh if it is missing.
+//! replacement, the table made afresh if it is missing. [`PolicyFirewall::apply`] finds the
+//! difference by comparing every element of the new policy with the known ones (its cost
+//! grows with the node's elements); [`PolicyFirewall::apply_changes`] takes it from a
+//! [`NodeCompiler`](super::NodeCompiler)'s [`NodeChanges`] (the elements of the changed pods
+//! only) when the firewall holds the output those changes start from, and is `apply` otherwise.
+//! Each known element is counted by the pods that need it (two pods may share an address).
 //!
 //! iptables is not supported: [`PolicyFirewall::open`] with [`Driver::Iptables`] fails with
 //! "network policy needs nftables".
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::compile::{Allowed, Direction, NodePolicy};
+use super::compile::{Allowed, Direction, NodeChanges, NodePolicy, PodPolicy, Revision};
 use super::PolicyError;
 use crate::firewall::nftables::elements::{self, Field};
 use crate::firewall::nftables::{libnft, netlink};
@@ -230,21 +235,89 @@ impl Allowed {
     }
 }
 
-/// Every element `policy` needs.
-fn elements_of(policy: &NodePolicy) -> BTreeSet<Elem> {
-    let mut out = BTreeSet::new();
+/// The elements one pod's policy needs (an element may come twice when two of its
+/// addresses are equal).
+fn pod_elements(p: &PodPolicy) -> impl Iterator<Item = Elem> + '_ {
+    [
+        (Direction::Ingress, p.ingress_isolated, &p.ingress),
+        (Direction::Egress, p.egress_isolated, &p.egress),
+    ]
+    .into_iter()
+    .filter(|(_, isolated, _)| *isolated)
+    .flat_map(move |(dir, _, allowed)| {
+        p.ips
+            .iter()
+            .map(move |ip| Elem::Isolated(dir, *ip))
+            .chain(allowed.iter().map(move |a| Elem::Allow(dir, *a)))
+    })
+}
+
+/// Every element `policy` needs, each with the number of pods (and addresses) that need it:
+/// two pods may share an address, and an element goes only when none needs it any more.
+fn elements_of(policy: &NodePolicy) -> BTreeMap<Elem, u32> {
+    let mut out = BTreeMap::new();
     for p in policy.pods.values() {
-        for (dir, isolated, allowed) in [
-            (Direction::Ingress, p.ingress_isolated, &p.ingress),
-            (Direction::Egress, p.egress_isolated, &p.egress),
-        ] {
-            if isolated {
-                out.extend(p.ips.iter().map(|ip| Elem::Isolated(dir, *ip)));
-                out.extend(allowed.iter().map(|a| Elem::Allow(dir, *a)));
-            }
+        for e in pod_elements(p) {
+            *out.entry(e).or_insert(0) += 1;
         }
     }
     out
+}
+
+/// The elements to add and to remove, and the new counts of the changed elements, when the
+/// kernel holds `known` and the counts change by `delta`; `None` when `delta` removes what
+/// `known` lacks (it was not computed from what the kernel holds).
+#[allow(clippy::type_complexity)]
+fn diff_counts(
+    known: &BTreeMap<Elem, u32>,
+    delta: BTreeMap<Elem, i64>,
+) -> Option<(Vec<Elem>, Vec<Elem>, Vec<(Elem, u32)>)> {
+    let (mut added, mut removed, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for (e, d) in delta {
+        if d == 0 {
+            continue;
+        }
+        let was = i64::from(known.get(&e).copied().unwrap_or(0));
+        let now = u32::try_from(was + d).ok()?;
+        if was == 0 && now > 0 {
+            added.push(e);
+        } else if was > 0 && now == 0 {
+            removed.push(e);
+        }
+        counts.push((e, now));
+    }
+    Some((added, removed, counts))
+}
+
+/// The elements of `wanted` not in `known` and those of `known` not in `wanted`, both sorted
+/// (one pass over the two sorted sequences).
+fn sorted_difference<'a>(
+    wanted: impl Iterator<Item = &'a Elem>,
+    known: impl Iterator<Item = &'a Elem>,
+) -> (Vec<Elem>, Vec<Elem>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut w, mut k) = (wanted.peekable(), known.peekable());
+    loop {
+        match (w.peek(), k.peek()) {
+            (Some(a), Some(b)) if a == b => {
+                w.next();
+                k.next();
+            }
+            (Some(a), Some(b)) if a < b => {
+                added.push(**a);
+                w.next();
+            }
+            (_, Some(b)) => {
+                removed.push(**b);
+                k.next();
+            }
+            (Some(a), None) => {
+                added.push(**a);
+                w.next();
+            }
+            (None, None) => return (added, removed),
+        }
+    }
 }
 
 /// The table (its fixed part, sets empty) as one nft block, for a table that does not exist.
@@ -316,12 +389,18 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    known: Option<BTreeSet<Elem>>,
+    /// The elements the kernel holds, with the number of pods that need each.
+    known: Option<BTreeMap<Elem, u32>>,
+    /// The [`NodeCompiler`](super::NodeCompiler) output the kernel holds, when the last
+    /// apply was [`PolicyFirewall::apply_changes`] and it succeeded.
+    applied: Option<Revision>,
     /// Bridges already given br_netfilter.
     bridges: HashSet<u32>,
     /// Pod interfaces already looked at (their bridge, if any, is in `bridges`): an apply
     /// looks up only interfaces that are new, not every local pod's each time.
     seen: HashSet<String>,
+    /// Pod interfaces that did not exist when looked at: every apply looks them up again.
+    missing: BTreeSet<String>,
 }
 
 impl PolicyFirewall {
@@ -378,12 +457,120 @@ impl PolicyFirewall {
 
     /// Enforce `policy` (replacing what the last apply enforced): the element difference in
     /// one transaction (see the [module docs](self)), after turning br_netfilter on for the
-    /// bridges of the isolated pods' interfaces.
+    /// bridges of the isolated pods' interfaces. It compares every element of `policy` with
+    /// what the kernel holds; [`apply_changes`](Self::apply_changes) sends a
+    /// [`NodeCompiler`](super::NodeCompiler)'s changes without that.
     pub async fn apply(&self, policy: &NodePolicy) -> Result<ApplyStats, PolicyError> {
         let mut state = self.inner.state.lock().await;
-        let State { bridges, seen, .. } = &mut *state;
+        self.apply_all(&mut state, policy, None).await
+    }
+
+    /// Enforce `node`, the output of a [`NodeCompiler`](super::NodeCompiler), whose last
+    /// [`changes`](super::NodeCompiler::changes) are `changes`. When this firewall enforces
+    /// the output those changes start from (its last apply was `apply_changes` with the same
+    /// compiler's previous changes, and it succeeded), only the elements of the changed pods
+    /// are compared and sent, and only new interfaces (and those missing so far) are looked
+    /// up: the cost follows the change, not the node. Otherwise (the first apply, another
+    /// compiler, a skipped output, a failed apply) it is [`apply`](Self::apply) of `node`.
+    pub async fn apply_changes(&self, node: &NodePolicy, changes: &NodeChanges) -> Result<ApplyStats, PolicyError> {
+        let mut state = self.inner.state.lock().await;
+        let applied = state.applied.take();
+        if state.known.is_none() || applied != Some(changes.from) {
+            return self.apply_all(&mut state, node, Some(changes.to)).await;
+        }
+        // The element difference of the changed pods, checked against what the kernel holds.
+        let mut delta: BTreeMap<Elem, i64> = BTreeMap::new();
+        for c in &changes.pods {
+            for e in c.before.iter().flat_map(pod_elements) {
+                *delta.entry(e).or_insert(0) -= 1;
+            }
+            for e in c.after.iter().flat_map(pod_elements) {
+                *delta.entry(e).or_insert(0) += 1;
+            }
+        }
+        let Some((added, removed, counts)) = state.known.as_ref().and_then(|known| diff_counts(known, delta)) else {
+            // Not what this firewall sent: compare everything instead.
+            return self.apply_all(&mut state, node, Some(changes.to)).await;
+        };
+        let State {
+            bridges, seen, missing, ..
+        } = &mut *state;
+        for name in &changes.interfaces_removed {
+            seen.remove(name);
+            missing.remove(name);
+        }
+        let candidates: BTreeSet<String> = changes
+            .interfaces_added
+            .iter()
+            .filter(|n| !seen.contains(*n))
+            .chain(missing.iter())
+            .cloned()
+            .collect();
         let mut stats = ApplyStats {
-            bridges_enabled: self.enable_bridges(policy, bridges, seen).await?,
+            bridges_enabled: self.enable_bridges(candidates, bridges, seen, missing).await?,
+            ..Default::default()
+        };
+        if added.is_empty() && removed.is_empty() {
+            state.applied = Some(changes.to);
+            return Ok(stats);
+        }
+        let inner = self.inner.clone();
+        let (a, r) = (added.len(), removed.len());
+        let sent = tokio::task::spawn_blocking(move || inner.send_diff(&added, &removed))
+            .await
+            .map_err(|e| PolicyError::Aborted(e.to_string()))?;
+        match sent {
+            Ok(true) => {
+                let known = state.known.get_or_insert_with(BTreeMap::new);
+                for (e, n) in counts {
+                    if n == 0 {
+                        known.remove(&e);
+                    } else {
+                        known.insert(e, n);
+                    }
+                }
+                state.applied = Some(changes.to);
+                (stats.added, stats.removed) = (a, r);
+                Ok(stats)
+            }
+            // The table or a set went: replace everything.
+            Ok(false) => {
+                state.known = None;
+                let full = self.apply_all(&mut state, node, Some(changes.to)).await?;
+                stats.added = full.added;
+                stats.removed = full.removed;
+                stats.replaced = full.replaced;
+                stats.bridges_enabled += full.bridges_enabled;
+                Ok(stats)
+            }
+            Err(e) => {
+                state.known = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`apply`](Self::apply) with the state locked; `to`: the compiler output `policy` is,
+    /// if it is one.
+    async fn apply_all(
+        &self,
+        state: &mut State,
+        policy: &NodePolicy,
+        to: Option<Revision>,
+    ) -> Result<ApplyStats, PolicyError> {
+        state.applied = None;
+        let State {
+            bridges, seen, missing, ..
+        } = state;
+        seen.retain(|name| policy.interfaces.contains(name));
+        let candidates = policy
+            .interfaces
+            .iter()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        let mut stats = ApplyStats {
+            bridges_enabled: self.enable_bridges(candidates, bridges, seen, missing).await?,
             ..Default::default()
         };
         let wanted = elements_of(policy);
@@ -404,6 +591,7 @@ impl PolicyFirewall {
         state.known = known;
         let (added, removed, replaced) = result?;
         (stats.added, stats.removed, stats.replaced) = (added, removed, replaced);
+        state.applied = to;
         Ok(stats)
     }
 
@@ -421,16 +609,17 @@ impl PolicyFirewall {
         .map_err(|e| PolicyError::Aborted(e.to_string()))?
     }
 
-    /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge a local pod's
-    /// interface is a port of (see the module docs); the count of bridges changed. An
-    /// interface that is gone (a pod being deleted) is skipped. Interfaces in `seen` were
-    /// looked at by an earlier apply and are not asked about again; those no longer in the
-    /// policy are forgotten.
+    /// Turn on `nf_call_iptables` and `nf_call_ip6tables` of every bridge one of the pod
+    /// interfaces `candidates` is a port of (see the module docs); the count of bridges
+    /// changed. Each candidate is looked up, and goes to `seen` (not asked about again) or,
+    /// when it does not exist yet (a pod being made or deleted), to `missing`, which holds
+    /// exactly the candidates that were missing.
     async fn enable_bridges(
         &self,
-        policy: &NodePolicy,
+        candidates: BTreeSet<String>,
         done: &mut HashSet<u32>,
         seen: &mut HashSet<String>,
+        missing: &mut BTreeSet<String>,
     ) -> Result<usize, PolicyError> {
         use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, LinkAttribute, LinkInfo, LinkMessage};
         use netlink_packet_route::RouteNetlinkMessage;
@@ -443,14 +632,17 @@ impl PolicyFirewall {
             errno: None,
         };
         let mut count = 0;
-        seen.retain(|name| policy.interfaces.contains(name));
-        for name in &policy.interfaces {
+        missing.clear();
+        for name in &candidates {
             if seen.contains(name) {
                 continue;
             }
             let link = match h.link_get(name).await {
                 Ok(link) => link,
-                Err(e) if e.errno() == Some(libc::ENODEV) => continue,
+                Err(e) if e.errno() == Some(libc::ENODEV) => {
+                    missing.insert(name.clone());
+                    continue;
+                }
                 Err(e) => return Err(fail(format!("look up pod interface {name}"), e.to_string())),
             };
             let Some(master) = link.master else {
@@ -517,27 +709,35 @@ impl Inner {
     /// the batch fails) everything replaced. (added, removed, replaced).
     fn apply_blocking(
         &self,
-        known: Option<&BTreeSet<Elem>>,
-        wanted: &BTreeSet<Elem>,
+        known: Option<&BTreeMap<Elem, u32>>,
+        wanted: &BTreeMap<Elem, u32>,
     ) -> Result<(usize, usize, bool), PolicyError> {
         let Some(known) = known else {
             return self.replace(wanted).map(|n| (n, 0, true));
         };
-        let removed: Vec<Elem> = known.difference(wanted).copied().collect();
-        let added: Vec<Elem> = wanted.difference(known).copied().collect();
-        let mut batch = netlink::Batch::new();
-        self.push(&mut batch, netlink::OpKind::Destroy, &removed)?;
-        self.push(&mut batch, netlink::OpKind::Create, &added)?;
-        if batch.is_empty() {
-            return Ok((0, 0, false));
-        }
-        match self.socket.send(&batch) {
-            Ok(()) => Ok((added.len(), removed.len(), false)),
+        let (added, removed) = sorted_difference(wanted.keys(), known.keys());
+        if self.send_diff(&added, &removed)? {
+            Ok((added.len(), removed.len(), false))
+        } else {
             // The table or a set went (or holds what this firewall did not put there):
             // replace everything, which makes the table again when it is missing.
-            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EEXIST)) => {
-                self.replace(wanted).map(|n| (n, known.len(), true))
-            }
+            self.replace(wanted).map(|n| (n, known.len(), true))
+        }
+    }
+
+    /// Remove `removed` and add `added`, one netlink batch; `false` when the kernel refused it
+    /// because the table or a set is missing or holds other elements (ENOENT, EEXIST: the
+    /// caller replaces everything).
+    fn send_diff(&self, added: &[Elem], removed: &[Elem]) -> Result<bool, PolicyError> {
+        let mut batch = netlink::Batch::new();
+        self.push(&mut batch, netlink::OpKind::Destroy, removed)?;
+        self.push(&mut batch, netlink::OpKind::Create, added)?;
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        match self.socket.send(&batch) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EEXIST)) => Ok(false),
             Err(e) => Err(PolicyError::Kernel {
                 netns: self.ns.to_string(),
                 op: "apply".into(),
@@ -570,7 +770,7 @@ impl Inner {
 
     /// Every set flushed and refilled with `wanted`, one libnftables transaction (the table
     /// made first when it is missing). The number of elements added.
-    fn replace(&self, wanted: &BTreeSet<Elem>) -> Result<usize, PolicyError> {
+    fn replace(&self, wanted: &BTreeMap<Elem, u32>) -> Result<usize, PolicyError> {
         let t = &self.table;
         let mut text = String::new();
         let found = self.socket.table_comment(t).map_err(|e| PolicyError::Kernel {
@@ -592,7 +792,7 @@ impl Inner {
             None => text.push_str(&ruleset(t)),
         }
         for set in SETS {
-            let mut els = wanted.iter().filter(|e| e.set() == set).map(|e| e.to_nft()).peekable();
+            let mut els = wanted.keys().filter(|e| e.set() == set).map(|e| e.to_nft()).peekable();
             if els.peek().is_none() {
                 continue;
             }
@@ -639,7 +839,7 @@ mod tests {
                 egress: vec![],
             },
         );
-        let e: Vec<_> = elements_of(&np).into_iter().collect();
+        let e: Vec<_> = elements_of(&np).into_keys().collect();
         assert_eq!(
             e,
             [
@@ -671,6 +871,36 @@ mod tests {
             ..exact
         };
         assert_eq!(Elem::Allow(Direction::Egress, ranged).set(), "allow_out4");
+    }
+
+    #[test]
+    fn sorted_difference_both_ways() {
+        let e = |s: &str| Elem::Isolated(Direction::Ingress, ip(s));
+        let wanted = [e("10.0.0.1"), e("10.0.0.3"), e("10.0.0.4")];
+        let known = [e("10.0.0.2"), e("10.0.0.3"), e("10.0.0.5")];
+        assert_eq!(
+            sorted_difference(wanted.iter(), known.iter()),
+            (vec![e("10.0.0.1"), e("10.0.0.4")], vec![e("10.0.0.2"), e("10.0.0.5")])
+        );
+        assert_eq!(sorted_difference([].iter(), known.iter()), (vec![], known.to_vec()));
+    }
+
+    #[test]
+    fn counted_elements_go_when_no_pod_needs_them() {
+        let e = Elem::Isolated(Direction::Ingress, ip("10.0.0.1"));
+        let f = Elem::Isolated(Direction::Ingress, ip("10.0.0.2"));
+        let known: BTreeMap<Elem, u32> = [(e, 2)].into();
+        // One of two pods with the address goes: the element stays.
+        assert_eq!(
+            diff_counts(&known, [(e, -1)].into()),
+            Some((vec![], vec![], vec![(e, 1)]))
+        );
+        assert_eq!(
+            diff_counts(&known, [(e, -2), (f, 1)].into()),
+            Some((vec![f], vec![e], vec![(e, 0), (f, 1)]))
+        );
+        // Removing what the kernel does not hold: not a diff of this state.
+        assert_eq!(diff_counts(&known, [(f, -1)].into()), None);
     }
 
     #[test]
