@@ -163,6 +163,17 @@ async fn across_nodes(mode: &str) {
     store.put("pods/misc/bad", &bad_pod).await.unwrap();
     let bad_policy = json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]});
     store.put("policies/back/named-port", &bad_policy).await.unwrap();
+    // A record left behind by a pod that is gone, whose address is db's now (written before
+    // db's record is written again, so db's is the newer), and a policy opening ports
+    // 8000-9999 to it: the address gets db's policies only (two pods' rules for one address
+    // would clash in the kernel and stop the node's enforcement).
+    let stale =
+        json!({"ips": [pods["db"].ip], "node": nodes[0].name(), "interface": "stale0", "labels": {"app": "old"}});
+    store.put("pods/back/stale", &stale).await.unwrap();
+    let db_record = store.get("pods/back/db").await.unwrap().expect("db's record");
+    store.put("pods/back/db", &db_record.value).await.unwrap();
+    let old_open = json!({"podSelector": {"matchLabels": {"app": "old"}}, "ingress": [{"ports": [{"port": 8000, "endPort": 9999}]}]});
+    store.put("policies/back/old-open", &old_open).await.unwrap();
     let controllers = [
         Controller::start(nodes[0].name(), store.clone()).await,
         Controller::start(nodes[1].name(), store.clone()).await,
@@ -207,8 +218,15 @@ async fn across_nodes(mode: &str) {
         tcp_ok(web, db, 8080).then_some(()).ok_or("denied".into())
     })
     .await;
-    assert!(!tcp_ok(web, db, 9090), "9090 is not allowed");
+    assert!(
+        !tcp_ok(web, db, 9090),
+        "9090 is not allowed (the stale pod's policy is not db's)"
+    );
     assert!(!tcp_ok(other, db, 8080), "ns misc is not team=shop");
+    for c in &controllers {
+        let st = c.status();
+        assert!(st.synced && st.error.is_none(), "{st:?}");
+    }
     // The connection opened before the policies still flows.
     echo_line(&mut open, "still here").expect("the connection opened before the policies still flows");
 
@@ -242,7 +260,7 @@ async fn across_nodes(mode: &str) {
     assert!(tcp_ok(other, dns, 8080), "the egress policy is in ns front only");
 
     // Policies deleted: everything flows again.
-    for id in ["back/deny", "back/allow-shop", "front/egress"] {
+    for id in ["back/deny", "back/allow-shop", "front/egress", "back/old-open"] {
         assert!(catalog::delete_policy(&store, id).await.unwrap());
     }
     until("no policy again", || {

@@ -1,7 +1,8 @@
 //! The policy controller: Felix's job on one node, fed from the cluster store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,7 +65,9 @@ pub struct ControllerStatus {
 /// ([`PolicyFirewall::apply_changes`]: a few set elements, one transaction; the rules
 /// themselves never change). The firewall keeps its state while the store is unreachable; a
 /// broken watch is watched again after a pause and the node's view rebuilt from the new
-/// snapshots.
+/// snapshots. Two local pod records with one address (a record that outlived its pod, the
+/// address handed out again) are not both enforced: the newest record is, the other is
+/// treated as a pod of another node and logged.
 pub struct PolicyController<S> {
     store: S,
     fw: PolicyFirewall,
@@ -77,6 +80,37 @@ struct View {
     policies: BTreeMap<String, NetworkPolicy>,
     pods: BTreeMap<String, PodRecord>,
     namespaces: BTreeMap<String, NamespaceRecord>,
+}
+
+/// This node's pod records, by id, with their store revisions. Two local pods claiming one
+/// address cannot both be enforced (their rules would be two sets of elements for one
+/// address): that happens when a pod's record outlives the pod and its address is handed out
+/// again. Then the newest record (highest revision; on a tie, the smaller id) is enforced on
+/// this node and the other is treated as a pod of no node here (it still counts as a peer for
+/// selectors), with a warning; when the newer one goes, the older is enforced again.
+#[derive(Default)]
+struct Locals {
+    pods: BTreeMap<String, (u64, PodRecord)>,
+}
+
+impl Locals {
+    /// The local pods enforced: those that hold every one of their addresses.
+    fn winners(&self) -> BTreeSet<String> {
+        let mut best: BTreeMap<IpAddr, (u64, &str)> = BTreeMap::new();
+        for (id, (rev, p)) in &self.pods {
+            for ip in &p.ips {
+                let e = best.entry(*ip).or_insert((*rev, id));
+                if *rev > e.0 || (*rev == e.0 && id.as_str() < e.1) {
+                    *e = (*rev, id);
+                }
+            }
+        }
+        self.pods
+            .iter()
+            .filter(|(id, (_, p))| p.ips.iter().all(|ip| best.get(ip).is_some_and(|b| b.1 == id.as_str())))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 impl<S: ObjectStore> PolicyController<S> {
@@ -138,7 +172,21 @@ impl<S: ObjectStore> PolicyController<S> {
             pods: decode_all(dw.snapshot(), PODS, 2),
             namespaces: decode_all(nw.snapshot(), NAMESPACES, 1),
         };
-        let mut compiler = match self.compiler_of(&view) {
+        let mut locals = Locals::default();
+        for o in dw.snapshot() {
+            let Some(id) = id_of(PODS, &o.key, 2) else { continue };
+            if let Some(p) = view.pods.get(&id).filter(|p| p.node == self.config.node) {
+                locals.pods.insert(id, (o.revision, p.clone()));
+            }
+        }
+        let enforced = locals.winners();
+        for id in locals.pods.keys().filter(|id| !enforced.contains(*id)) {
+            log::warn!(
+                "node {}: policy controller: pod {id} shares an address with a newer local pod: not enforced here",
+                self.config.node
+            );
+        }
+        let mut compiler = match self.compiler_of(&view, &enforced) {
             Ok(c) => c,
             Err(e) => return e,
         };
@@ -176,13 +224,14 @@ impl<S: ObjectStore> PolicyController<S> {
                         .into()
                     }
                 };
-                self.apply_event(&mut compiler, prefix, event);
+                self.apply_event(&mut compiler, &mut locals, prefix, event);
             }
         }
     }
 
-    /// The compiler of the view from the snapshots (a full compile for this node).
-    fn compiler_of(&self, view: &View) -> Result<NodeCompiler, PolicyError> {
+    /// The compiler of the view from the snapshots (a full compile for this node), the local
+    /// pods limited to `enforced` (see [`Locals`]).
+    fn compiler_of(&self, view: &View, enforced: &BTreeSet<String>) -> Result<NodeCompiler, PolicyError> {
         let cluster = Cluster {
             policies: view.policies.clone(),
             pods: view
@@ -207,7 +256,7 @@ impl<S: ObjectStore> PolicyController<S> {
         let local: Vec<LocalPod> = view
             .pods
             .iter()
-            .filter(|(_, p)| p.node == self.config.node)
+            .filter(|(id, p)| p.node == self.config.node && enforced.contains(*id))
             .filter_map(|(id, p)| {
                 let (ns, name) = id.split_once('/')?;
                 Some(LocalPod {
@@ -222,7 +271,7 @@ impl<S: ObjectStore> PolicyController<S> {
 
     /// One event of the store into the compiler's view (an object that does not decode or
     /// check is left out: as if it were gone).
-    fn apply_event(&self, compiler: &mut NodeCompiler, prefix: &str, event: ObjectEvent) {
+    fn apply_event(&self, compiler: &mut NodeCompiler, locals: &mut Locals, prefix: &str, event: ObjectEvent) {
         let (key, object) = match event {
             ObjectEvent::Put(o) => (o.key.clone(), Some(o)),
             ObjectEvent::Deleted { key, .. } => (key, None),
@@ -242,19 +291,37 @@ impl<S: ObjectStore> PolicyController<S> {
             }
             PODS => {
                 let Some(id) = id_of(PODS, &key, 2) else { return };
-                let Some((ns, name)) = id.split_once('/') else { return };
-                match object.and_then(|o| decode::<PodRecord>(&o, &id)) {
-                    Some(p) => {
-                        let local = (p.node == self.config.node).then_some(p.interface);
-                        let info = PodInfo {
-                            namespace: ns.to_string(),
-                            name: name.to_string(),
-                            ips: p.ips,
-                            labels: p.labels,
-                        };
-                        compiler.set_pod(info, local);
+                let before = locals.winners();
+                let revision = object.as_ref().map_or(0, |o| o.revision);
+                let record = object.and_then(|o| decode::<PodRecord>(&o, &id));
+                match &record {
+                    Some(p) if p.node == self.config.node => {
+                        locals.pods.insert(id.clone(), (revision, p.clone()));
                     }
-                    None => compiler.remove_pod(ns, name),
+                    _ => {
+                        locals.pods.remove(&id);
+                    }
+                }
+                let after = locals.winners();
+                match record {
+                    Some(p) => self.set_pod(compiler, &id, p, &after),
+                    None => {
+                        if let Some((ns, name)) = id.split_once('/') {
+                            compiler.remove_pod(ns, name);
+                        }
+                    }
+                }
+                // Local pods this change made (or stopped being) shadowed by another.
+                for other in before.symmetric_difference(&after).filter(|o| **o != id) {
+                    if let Some((_, p)) = locals.pods.get(other) {
+                        if !after.contains(other) {
+                            log::warn!(
+                                "node {}: policy controller: pod {other} shares an address with a newer local pod: not enforced here",
+                                self.config.node
+                            );
+                        }
+                        self.set_pod(compiler, other, p.clone(), &after);
+                    }
                 }
             }
             _ => {
@@ -265,6 +332,20 @@ impl<S: ObjectStore> PolicyController<S> {
                 }
             }
         }
+    }
+
+    /// Pod `id` into the compiler: local (with its interface) when it is on this node and in
+    /// `enforced`.
+    fn set_pod(&self, compiler: &mut NodeCompiler, id: &str, p: PodRecord, enforced: &BTreeSet<String>) {
+        let Some((ns, name)) = id.split_once('/') else { return };
+        let local = (p.node == self.config.node && enforced.contains(id)).then_some(p.interface);
+        let info = PodInfo {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            ips: p.ips,
+            labels: p.labels,
+        };
+        compiler.set_pod(info, local);
     }
 
     /// Recompile what the changes since the last call touched and apply the difference.

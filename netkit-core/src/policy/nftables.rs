@@ -78,7 +78,11 @@
 //! grows with the node's elements); [`PolicyFirewall::apply_changes`] takes it from a
 //! [`NodeCompiler`](super::NodeCompiler)'s [`NodeChanges`] (the elements of the changed pods
 //! only) when the firewall holds the output those changes start from, and is `apply` otherwise.
-//! Each known element is counted by the pods that need it (two pods may share an address).
+//! Each known element is counted by the pods (and addresses) that need it, and goes only when
+//! none needs it any more. Pods sharing an address with different
+//! rules cannot both be enforced (their interval elements would overlap, which the kernel
+//! refuses); [`PolicyController`](super::PolicyController) enforces only the newest local
+//! record of an address.
 //!
 //! iptables is not supported: [`PolicyFirewall::open`] with [`Driver::Iptables`] fails with
 //! "network policy needs nftables".
@@ -262,6 +266,17 @@ fn elements_of(policy: &NodePolicy) -> BTreeMap<Elem, u32> {
         }
     }
     out
+}
+
+/// Record the new `counts` of changed elements in `known` (a count of 0: gone).
+fn settle(known: &mut BTreeMap<Elem, u32>, counts: Vec<(Elem, u32)>) {
+    for (e, n) in counts {
+        if n == 0 {
+            known.remove(&e);
+        } else {
+            known.insert(e, n);
+        }
+    }
 }
 
 /// The elements to add and to remove, and the new counts of the changed elements, when the
@@ -457,7 +472,7 @@ impl PolicyFirewall {
 
     /// Enforce `policy` (replacing what the last apply enforced): the element difference in
     /// one transaction (see the [module docs](self)), after turning br_netfilter on for the
-    /// bridges of the isolated pods' interfaces. It compares every element of `policy` with
+    /// bridges of the node's pods' interfaces. It compares every element of `policy` with
     /// what the kernel holds; [`apply_changes`](Self::apply_changes) sends a
     /// [`NodeCompiler`](super::NodeCompiler)'s changes without that.
     pub async fn apply(&self, policy: &NodePolicy) -> Result<ApplyStats, PolicyError> {
@@ -492,6 +507,11 @@ impl PolicyFirewall {
             // Not what this firewall sent: compare everything instead.
             return self.apply_all(&mut state, node, Some(changes.to)).await;
         };
+        // Taken while anything may fail or be cancelled (an await): a failure or a dropped
+        // future leaves no known state, so the next apply replaces everything.
+        let Some(mut known) = state.known.take() else {
+            return self.apply_all(&mut state, node, Some(changes.to)).await;
+        };
         let State {
             bridges, seen, missing, ..
         } = &mut *state;
@@ -511,6 +531,10 @@ impl PolicyFirewall {
             ..Default::default()
         };
         if added.is_empty() && removed.is_empty() {
+            // Only counts changed (an element another pod needs too): nothing to send, but
+            // the counts must follow, or a later removal would take an element still needed.
+            settle(&mut known, counts);
+            state.known = Some(known);
             state.applied = Some(changes.to);
             return Ok(stats);
         }
@@ -521,21 +545,14 @@ impl PolicyFirewall {
             .map_err(|e| PolicyError::Aborted(e.to_string()))?;
         match sent {
             Ok(true) => {
-                let known = state.known.get_or_insert_with(BTreeMap::new);
-                for (e, n) in counts {
-                    if n == 0 {
-                        known.remove(&e);
-                    } else {
-                        known.insert(e, n);
-                    }
-                }
+                settle(&mut known, counts);
+                state.known = Some(known);
                 state.applied = Some(changes.to);
                 (stats.added, stats.removed) = (a, r);
                 Ok(stats)
             }
             // The table or a set went: replace everything.
             Ok(false) => {
-                state.known = None;
                 let full = self.apply_all(&mut state, node, Some(changes.to)).await?;
                 stats.added = full.added;
                 stats.removed = full.removed;
@@ -543,10 +560,7 @@ impl PolicyFirewall {
                 stats.bridges_enabled += full.bridges_enabled;
                 Ok(stats)
             }
-            Err(e) => {
-                state.known = None;
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -901,6 +915,16 @@ mod tests {
         );
         // Removing what the kernel does not hold: not a diff of this state.
         assert_eq!(diff_counts(&known, [(f, -1)].into()), None);
+        // A second pod with the address comes (nothing sent), then the first goes: the
+        // element stays, because the count followed the first change.
+        let mut known: BTreeMap<Elem, u32> = [(e, 1)].into();
+        let (added, removed, counts) = diff_counts(&known, [(e, 1)].into()).unwrap();
+        assert!(added.is_empty() && removed.is_empty());
+        settle(&mut known, counts);
+        let (_, removed, counts) = diff_counts(&known, [(e, -1)].into()).unwrap();
+        assert!(removed.is_empty(), "still needed by the second pod");
+        settle(&mut known, counts);
+        assert_eq!(known.get(&e), Some(&1));
     }
 
     #[test]
