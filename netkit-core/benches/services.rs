@@ -141,7 +141,10 @@ fn config() -> Res<Config> {
         }
         Ok(v)
     };
-    let levels = numbers("NETKIT_BENCH_SVC_LEVELS", if quick { "10,200" } else { "10,1000,10000" })?;
+    let levels = numbers(
+        "NETKIT_BENCH_SVC_LEVELS",
+        if quick { "10,200" } else { "10,1000,10000" },
+    )?;
     let fw_levels = numbers("NETKIT_BENCH_SVC_FW_LEVELS", "")?;
     if levels.is_empty() && fw_levels.is_empty() {
         return Err("NETKIT_BENCH_SVC_LEVELS and _FW_LEVELS: no level".into());
