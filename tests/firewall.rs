@@ -69,6 +69,7 @@ per_driver!(
     bad_input_overlap_same_owner,
     state_dirs_never_share_kernel_objects,
     services_in_one_transaction,
+    endpoint_changes,
 );
 
 const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -1713,4 +1714,61 @@ async fn services_in_one_transaction(d: Driver, _test: &str) {
     let owners = fw.owners().await.unwrap();
     assert!(!owners.contains(&"svc/b".to_string()), "{owners:?}");
     assert_eq!(fw.rules("svc/a").await.unwrap().services, vec![svc("a", VIP, &[2])]);
+}
+
+/// A service's endpoints change one by one (the service proxy's everyday work): traffic
+/// follows each change, an emptied service refuses, one endpoint back is reached again, and an
+/// endpoint reaching itself through the service is masqueraded (hairpin). With nftables the
+/// changes are set elements only: no rule of the table is rewritten (the rule handles stay).
+async fn endpoint_changes(d: Driver, _test: &str) {
+    let lab = Lab::build("epch", LabSpec::containers(3)).await;
+    let _servers = echo_containers(&lab, 3).await;
+    let fw = lab.firewall(d).await;
+    let h = &lab.host;
+    let web = Service::new("default/web", Protocol::Tcp, ip(VIP), 80).endpoint(Endpoint::new(cip(1), 80));
+    fw.add(
+        "svc/web",
+        &Rules {
+            services: vec![web],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let got = tally(&tcp_many(h, sa(ip(VIP), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C1"], "{got:?}");
+    // The rules with their handles (nftables), to see that none is rewritten below.
+    let handles = || -> Vec<String> {
+        match d {
+            Driver::Nftables => ruleset(h, d)
+                .lines()
+                .filter(|l| l.contains("# handle"))
+                .map(str::to_string)
+                .collect(),
+            Driver::Iptables => Vec::new(),
+        }
+    };
+    let before = handles();
+    for c in [2, 3] {
+        fw.add_endpoint("default/web", Endpoint::new(cip(c), 80)).await.unwrap();
+    }
+    let got = tally(&tcp_many(h, sa(ip(VIP), 80), 60).await);
+    share_check(&got, 60, &["C1", "C2", "C3"]);
+    for c in [1, 2, 3] {
+        fw.remove_endpoint("default/web", Endpoint::new(cip(c), 80))
+            .await
+            .unwrap();
+    }
+    assert_refused(tcp_refused(h, sa(ip(VIP), 80)).await, "the emptied service");
+    fw.add_endpoint("default/web", Endpoint::new(cip(2), 80)).await.unwrap();
+    let got = tally(&tcp_many(h, sa(ip(VIP), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C2"], "{got:?}");
+    // C2 through its own service: hairpin, masqueraded to the bridge address.
+    let hello = tcp(lab.c(2), sa(ip(VIP), 80)).await.expect("hairpin C2 -> VIP");
+    assert_eq!(
+        (hello.name.as_str(), hello.peer.ip()),
+        ("C2", GW),
+        "hairpin, masqueraded"
+    );
+    assert_eq!(handles(), before, "an endpoint change rewrote rules");
 }

@@ -262,7 +262,10 @@ async fn noprefixroute_scope_metric_and_index() {
     // (This machine's iproute2 does not print `proto` for addresses; the kernel's listing
     // above is what counts.)
     let shown = t.sh("ip -o addr show dev v0");
-    assert!(shown.contains("10.9.9.1/32") && shown.contains("fd00:9:9::1/128"), "{shown}");
+    assert!(
+        shown.contains("10.9.9.1/32") && shown.contains("fd00:9:9::1/128"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]

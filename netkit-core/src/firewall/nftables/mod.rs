@@ -5,6 +5,7 @@
 //! exist; each service has its own chains, rewritten alone when its endpoints change.
 
 pub(crate) mod elements;
+pub(crate) mod endpoints;
 pub(crate) mod libnft;
 pub(crate) mod netlink;
 pub mod ruleset;
@@ -147,8 +148,9 @@ impl NftBackend {
         Ok(())
     }
 
-    /// The nft text of the service changes from `old` to `new`.
-    fn service_commands(&self, old: &Rules, new: &Rules, out: &mut String) {
+    /// The nft text of the service changes from `old` to `new`; with `by_elements`, without
+    /// the endpoint-only changes of mapped services (sent as elements, see [`endpoints`]).
+    fn service_commands(&self, old: &Rules, new: &Rules, by_elements: bool, out: &mut String) {
         for o in &old.services {
             if !new.services.iter().any(|s| s.name == o.name) {
                 out.push_str(&ruleset::remove_service(&self.table, o));
@@ -156,9 +158,30 @@ impl NftBackend {
         }
         for s in &new.services {
             let before = old.services.iter().find(|o| o.name == s.name);
-            if before != Some(s) {
-                out.push_str(&ruleset::apply_service(&self.table, self.mark, before, s));
+            if before == Some(s) || (by_elements && before.is_some_and(|b| ruleset::endpoints_only(b, s))) {
+                continue;
             }
+            out.push_str(&ruleset::apply_service(&self.table, self.mark, before, s));
+        }
+    }
+
+    /// Send `base` with the endpoint operations `ops` in one batch; when that fails and there
+    /// were endpoint operations (the services' maps may be missing: a table made by an
+    /// earlier netkit, a set flushed by someone), send `base` alone. Returns whether the
+    /// endpoint operations went in, or the error of the last send.
+    fn send_with_endpoints(
+        &self,
+        base: netlink::Batch,
+        ops: &[endpoints::SetOp],
+    ) -> std::result::Result<bool, netlink::NftError> {
+        if ops.is_empty() {
+            return self.send(&base).map(|()| false);
+        }
+        let mut batch = base.clone();
+        endpoints::push(&mut batch, &self.table, ops);
+        match self.send(&batch) {
+            Ok(()) => Ok(true),
+            Err(_) => self.send(&base).map(|()| false),
         }
     }
 
@@ -236,6 +259,32 @@ fn also_failed(err: FirewallError, what: &str, undo: FirewallError) -> FirewallE
     noted(err, &format!("{what} failed too, the change is half made: {undo}"))
 }
 
+impl NftBackend {
+    /// Run services' text: a missing table is made in the same transaction, and a table of an
+    /// older netkit gets the sets and chains it lacks (on ENOENT, once more with them).
+    fn run_services_text(&self, text: &str) -> Result<()> {
+        let exists = self
+            .socket
+            .table_comment(&self.table)
+            .map_err(self.kernel_err("apply services"))?
+            .is_some();
+        if !exists {
+            let text = ruleset::create(&self.table, self.mark, &self.state_id) + text;
+            return self.run("apply services", &text).map(drop);
+        }
+        match self.run("apply services", text) {
+            Ok(_) => Ok(()),
+            Err(FirewallError::Kernel {
+                errno: Some(libc::ENOENT),
+                ..
+            }) => self
+                .run("apply services", &(ruleset::checks(&self.table) + text))
+                .map(drop),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Backend for NftBackend {
     /// Elements by netlink, services as nft text, in that order: the element batch is the
     /// part that fails in practice (a key another owner holds, a flushed table), and it fails
@@ -249,16 +298,20 @@ impl Backend for NftBackend {
         let removed = old.minus(new);
         let added = new.minus(old);
         let batch = self.element_batch(owner, &[(&removed, Destroy), (&added, Create), (held, Add)])?;
-        if let Err(e) = self.send(&batch) {
-            let missing = e.table_missing();
-            let err = self.kernel_err("apply")(e);
-            return match missing {
-                Some(sure) => self.apply_to_new_table(owner, (old, new, held), err, sure),
-                None => Err(err),
-            };
-        }
+        let (ep_ops, ep_undo) = endpoints::endpoint_ops(old, new).map_err(self.kernel_err("encode element"))?;
+        let by_elements = match self.send_with_endpoints(batch.clone(), &ep_ops) {
+            Ok(b) => b,
+            Err(e) => {
+                let missing = e.table_missing();
+                let err = self.kernel_err("apply")(e);
+                return match missing {
+                    Some(sure) => self.apply_to_new_table(owner, (old, new, held), err, sure),
+                    None => Err(err),
+                };
+            }
+        };
         let mut services = String::new();
-        self.service_commands(old, new, &mut services);
+        self.service_commands(old, new, by_elements, &mut services);
         if services.is_empty() {
             return Ok(());
         }
@@ -278,7 +331,7 @@ impl Backend for NftBackend {
             },
             err => err,
         };
-        if batch.is_empty() {
+        if batch.is_empty() && !by_elements {
             // Nothing to undo. When no element changed, a missing table shows only here, as an
             // ENOENT that may as well be about a chain or an element of a service.
             return match err {
@@ -289,7 +342,10 @@ impl Backend for NftBackend {
                 err => Err(err),
             };
         }
-        let undo = self.element_batch(owner, &[(&added, Destroy), (&removed, Add)])?;
+        let mut undo = self.element_batch(owner, &[(&added, Destroy), (&removed, Add)])?;
+        if by_elements {
+            endpoints::push(&mut undo, &self.table, &ep_undo);
+        }
         match self.send(&undo) {
             Ok(()) => Err(err),
             Err(e) => Err(also_failed(
@@ -310,7 +366,7 @@ impl Backend for NftBackend {
         text.push_str(&ruleset::skeleton(t, self.mark, &self.state_id));
         let empty = Rules::default();
         for (_, rules) in all {
-            self.service_commands(&empty, rules, &mut text);
+            self.service_commands(&empty, rules, false, &mut text);
         }
         self.run("reconcile", &text)?;
         let mut seen = HashSet::new();
@@ -332,32 +388,34 @@ impl Backend for NftBackend {
     /// validation); a missing table is made in the same transaction, and a table of an older
     /// netkit gets the sets and chains it lacks (on ENOENT, once more with them).
     fn apply_services(&self, changes: &[(&Rules, &Rules)]) -> Result<bool> {
+        // Endpoint-only changes as one element batch first (see `apply`), the rest as text.
+        let (mut ops, mut undo) = (Vec::new(), Vec::new());
+        for (old, new) in changes {
+            let (o, u) = endpoints::endpoint_ops(old, new).map_err(self.kernel_err("encode element"))?;
+            ops.extend(o);
+            undo.extend(u);
+        }
+        let by_elements = !ops.is_empty() && self.send_with_endpoints(netlink::Batch::new(), &ops).unwrap_or(false);
         let mut text = String::new();
         for (old, new) in changes {
-            self.service_commands(old, new, &mut text);
+            self.service_commands(old, new, by_elements, &mut text);
         }
         if text.is_empty() {
             return Ok(true);
         }
-        let exists = self
-            .socket
-            .table_comment(&self.table)
-            .map_err(self.kernel_err("apply services"))?
-            .is_some();
-        if !exists {
-            let text = ruleset::create(&self.table, self.mark, &self.state_id) + &text;
-            return self.run("apply services", &text).map(|_| true);
+        let result = self.run_services_text(&text);
+        if result.is_err() && by_elements {
+            let mut batch = netlink::Batch::new();
+            endpoints::push(&mut batch, &self.table, &undo);
+            if let Err(e) = self.send(&batch) {
+                return Err(also_failed(
+                    result.expect_err("checked"),
+                    "undoing the endpoint changes",
+                    self.kernel_err("undo")(e),
+                ));
+            }
         }
-        match self.run("apply services", &text) {
-            Ok(_) => Ok(true),
-            Err(FirewallError::Kernel {
-                errno: Some(libc::ENOENT),
-                ..
-            }) => self
-                .run("apply services", &(ruleset::checks(&self.table) + &text))
-                .map(|_| true),
-            Err(e) => Err(e),
-        }
+        result.map(|()| true)
     }
 
     fn claim(&mut self, state_id: &str) -> Result<()> {

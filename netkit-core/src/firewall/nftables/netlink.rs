@@ -70,6 +70,9 @@ const NFTA_LIST_ELEM: u16 = 1;
 
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// The element ends an interval (rbtree sets).
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NFTA_SET_ELEM_USERDATA: u16 = 6;
 /// 10, not 9 (9 is NFTA_SET_ELEM_OBJREF).
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
@@ -102,6 +105,9 @@ enum Field {
     Service(u16),
     /// `ifname`: 16 bytes, NUL padded.
     Ifname(String),
+    /// A 32-bit integer in network order: the key of an interval map on an integer
+    /// (`typeof numgen random mod N`), which nft converts to network order before the lookup.
+    U32Be(u32),
 }
 
 impl Field {
@@ -116,6 +122,7 @@ impl Field {
                 out.extend_from_slice(name.as_bytes());
                 out.resize(start + IFNAMSIZ, 0);
             }
+            Self::U32Be(v) => out.extend_from_slice(&v.to_be_bytes()),
         }
     }
 }
@@ -137,6 +144,7 @@ impl fmt::Display for Field {
             },
             Self::Service(p) => p.fmt(f),
             Self::Ifname(n) => write!(f, "{n:?}"),
+            Self::U32Be(v) => v.fmt(f),
         }
     }
 }
@@ -189,6 +197,11 @@ impl Data {
     /// An `inet_service` field: a port, big-endian.
     pub(crate) fn inet_service(self, port: u16) -> Self {
         self.with(Field::Service(port))
+    }
+
+    /// A 32-bit integer field in network order (see [`Element::interval_end`]).
+    pub(crate) fn u32_be(self, v: u32) -> Self {
+        self.with(Field::U32Be(v))
     }
 
     /// An `ifname` field: an interface name, NUL padded to IFNAMSIZ (16).
@@ -245,6 +258,7 @@ pub(crate) struct Element {
     key_end: Option<Data>,
     value: Option<Data>,
     comment: Option<String>,
+    interval_end: bool,
 }
 
 impl Element {
@@ -255,6 +269,17 @@ impl Element {
             key_end: None,
             value: None,
             comment: None,
+            interval_end: false,
+        }
+    }
+
+    /// The end of an interval of a one-field interval set (the rbtree backend): the first key
+    /// past the interval, flagged `NFT_SET_ELEM_INTERVAL_END`. An interval `[a, b]` is the
+    /// element `a` (with the map's value) and the end element `b + 1`; deleting it takes both.
+    pub(crate) fn interval_end(key: Data) -> Self {
+        Self {
+            interval_end: true,
+            ..Self::new(key)
         }
     }
 
@@ -319,6 +344,9 @@ impl fmt::Display for Element {
         self.key.fmt(f)?;
         if let Some(end) = &self.key_end {
             write!(f, "-{end}")?;
+        }
+        if self.interval_end {
+            f.write_str(" (interval end)")?;
         }
         if let Some(c) = &self.comment {
             write!(f, " comment {c:?}")?;
@@ -797,6 +825,11 @@ fn put_element(b: &mut wire::Builder, e: &Element, delete: bool) {
     put_data(b, NFTA_SET_ELEM_KEY, &e.key);
     if let Some(end) = &e.key_end {
         put_data(b, NFTA_SET_ELEM_KEY_END, end);
+    }
+    if e.interval_end {
+        b.attr_with(NFTA_SET_ELEM_FLAGS, |out| {
+            out.extend_from_slice(&NFT_SET_ELEM_INTERVAL_END.to_be_bytes())
+        });
     }
     if !delete {
         if let Some(value) = &e.value {

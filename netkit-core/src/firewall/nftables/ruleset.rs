@@ -10,7 +10,16 @@
 //! hostports:  l4proto . dport vmap @nodeport4/6           ─► goto ext-<id> (or svc-<id>, as above)
 //!             dnat to daddr . l4proto . dport map @hostipport4/6
 //!             dnat to l4proto . dport map @hostport4/6
-//! svc-<id>:   [mark for masquerade] [affinity: saddr @aff-<id>-<n> goto ep-<id>-<n>]
+//! svc-<id>, a service without affinity or Local policy ("mapped": its rules never change with
+//!             its endpoints, see below):
+//!             [mark for masquerade]
+//!             meta l4proto P dnat to numgen random mod 65536 map @eps-<id>
+//!             (no endpoints: the map is empty, the packet goes on un-NATed to the filter
+//!             checks below)
+//! eps-<id>:   map: typeof numgen random mod 65536 : daddr . P dport, flags interval; endpoint
+//!             i of N holds the interval [i·65536/N, (i+1)·65536/N − 1] (equal shares)
+//! svc-<id>, a service with affinity or Local policy (chains per endpoint):
+//!             [mark for masquerade] [affinity: saddr @aff-<id>-<n> goto ep-<id>-<n>]
 //!             numgen random mod N vmap { 0 : goto ep-<id>-0, … }
 //!             (no endpoints: no rule, the packet goes on un-NATed to the filter checks below)
 //! ext-<id>:   Cluster: mark for masquerade, goto svc-<id>
@@ -18,6 +27,10 @@
 //!                      { 0 : goto ep-<id>-<first local>, … }; no local endpoint: drop
 //!             (no endpoints: no rule)
 //! ep-<id>-<n>: [saddr == endpoint: mark] [update @aff-<id>-<n>] dnat to endpoint
+//! hairpin (nat, srcnat − 1): ct status dnat, saddr . daddr @hairpin4/6 masquerade — a mapped
+//!             service's endpoint `e` puts `e . e` there: a pod reaching itself through a
+//!             service is masqueraded (the pairs are only added; a stale one is harmless, it
+//!             can only match such a hairpin)
 //! postrouting (nat, srcnat): hairpin and 127.0.0.1 masquerade of DNATed traffic, marked
 //!             traffic, then saddr . daddr @masqskip return, saddr . daddr @masq masquerade
 //! forward (filter): iifname . oifname @isolation drop
@@ -33,6 +46,13 @@
 //! endpoints-check: daddr . l4proto . dport @noendpoints4/6 ─► goto reject-noendpoints
 //! reject-noendpoints: tcp: reject with tcp reset; else reject (ICMP port unreachable)
 //! ```
+//!
+//! **Endpoint changes of a mapped service** (the same service with other endpoints) are set
+//! element changes only, sent as one nf_tables netlink batch by the driver (the intervals of
+//! `eps-<id>`, the `noendpoints` elements when the count goes 0 ↔ n, hairpin pairs): no
+//! libnftables run (whose cache fetch grows with the whole ruleset) and no rule change (which
+//! makes the kernel validate the table's whole jump graph), so their cost does not grow with
+//! the number of services. Everything else about a service goes through the nft text below.
 //!
 //! `noendpoints4/6` hold the address and external IPs (`addr . proto . port`) and
 //! `noendpointports4/6` the node port (`proto . port`) of every service that has no endpoint;
@@ -137,10 +157,12 @@ pub(crate) fn checks(table: &str) -> String {
         ("noendpoints6", "ipv6_addr . inet_proto . inet_service"),
         ("noendpointports4", "inet_proto . inet_service"),
         ("noendpointports6", "inet_proto . inet_service"),
+        ("hairpin4", "ipv4_addr . ipv4_addr"),
+        ("hairpin6", "ipv6_addr . ipv6_addr"),
     ] {
         let _ = writeln!(s, "add set inet {table} {set} {{ type {ty}; }}");
     }
-    let chains: [(&str, Option<&str>, &[&str]); 4] = [
+    let chains: [(&str, Option<&str>, &[&str]); 5] = [
         (
             "reject-noendpoints",
             None,
@@ -167,19 +189,28 @@ pub(crate) fn checks(table: &str) -> String {
             ],
         ),
         ("check-output", Some("output"), &["ct state new jump endpoints-check"]),
+        (
+            "hairpin",
+            Some("nat postrouting priority srcnat - 1"),
+            &[
+                "ct status dnat ip saddr . ip daddr @hairpin4 masquerade",
+                "ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade",
+            ],
+        ),
     ];
     for (chain, hook, _) in &chains {
         match hook {
             Some(h) => {
-                // `prerouting priority …` names its own priority; the others take filter's.
-                let hook = if h.contains("priority") {
-                    h.to_string()
-                } else {
-                    format!("{h} priority filter")
+                // `prerouting priority …` names its own priority, `nat …` its type too; the
+                // others are filter chains at filter's priority.
+                let (ty, hook) = match h.strip_prefix("nat ") {
+                    Some(h) => ("nat", h.to_string()),
+                    None if h.contains("priority") => ("filter", h.to_string()),
+                    None => ("filter", format!("{h} priority filter")),
                 };
                 let _ = writeln!(
                     s,
-                    "add chain inet {table} {chain} {{ type filter hook {hook}; policy accept; }}"
+                    "add chain inet {table} {chain} {{ type {ty} hook {hook}; policy accept; }}"
                 );
             }
             None => {
@@ -227,6 +258,35 @@ fn family(svc: &Service) -> (&'static str, &'static str, u8) {
     } else {
         ("ip6", "ipv6_addr", 6)
     }
+}
+
+/// Whether `svc` is laid out with its endpoints in a map (see the module docs): every service
+/// but those with client affinity or the `Local` external policy.
+pub(crate) fn mapped(svc: &Service) -> bool {
+    svc.affinity.is_none() && svc.external_policy != Some(TrafficPolicy::Local)
+}
+
+/// Whether `old` and `new` differ in their endpoints only, both mapped: the change is set
+/// elements only.
+pub(crate) fn endpoints_only(old: &Service, new: &Service) -> bool {
+    mapped(old) && mapped(new) && old.endpoints != new.endpoints && {
+        let mut o = old.clone();
+        o.endpoints.clone_from(&new.endpoints);
+        o == *new
+    }
+}
+
+/// The interval of `numgen random mod 65536` values endpoint `i` of `n` gets, `(first, last)`;
+/// `None` for endpoints past the 65,536th (they get none).
+pub(crate) fn eps_interval(i: usize, n: usize) -> Option<(u32, u32)> {
+    let first = (i as u64 * 65536 / n as u64) as u32;
+    let next = ((i as u64 + 1) * 65536 / n as u64) as u32;
+    (next > first).then(|| (first, next - 1))
+}
+
+/// The endpoints map of a mapped service: `eps-<id>`.
+pub(crate) fn eps_map(svc: &Service) -> String {
+    format!("eps-{}", service_id(&svc.name))
 }
 
 fn endpoint_target(svc: &Service, n: usize) -> String {
@@ -297,6 +357,16 @@ pub(crate) fn remove_service(table: &str, old: &Service) -> String {
     let id = service_id(&old.name);
     let mut s = String::new();
     delete_elements(table, old, None, &mut s);
+    if mapped(old) {
+        let _ = writeln!(s, "flush chain inet {table} svc-{id}");
+        if old.external_policy.is_some() {
+            let _ = writeln!(s, "flush chain inet {table} ext-{id}");
+            let _ = writeln!(s, "delete chain inet {table} ext-{id}");
+        }
+        let _ = writeln!(s, "delete chain inet {table} svc-{id}");
+        let _ = writeln!(s, "delete map inet {table} eps-{id}");
+        return s;
+    }
     let _ = writeln!(s, "flush chain inet {table} svc-{id}");
     if old.external_policy.is_some() {
         let _ = writeln!(s, "flush chain inet {table} ext-{id}");
@@ -346,6 +416,13 @@ fn pick_rules(table: &str, chain: &str, svc: &Service, picks: &[usize], s: &mut 
 /// Commands that make the kernel hold `svc`, replacing `old` (the same service as applied
 /// before, if any). Only this service's chains, sets and elements are touched.
 pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: &Service) -> String {
+    // From one layout to the other: the old one goes whole, the new one comes whole.
+    if let Some(o) = old.filter(|o| mapped(o) != mapped(svc)) {
+        return remove_service(table, o) + &apply_service(table, mark, None, svc);
+    }
+    if mapped(svc) {
+        return apply_mapped(table, mark, old, svc);
+    }
     let id = service_id(&svc.name);
     let (ipk, addr_type, _) = family(svc);
     let mut s = String::new();
@@ -433,6 +510,69 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
             svc.protocol,
             endpoint_target(svc, i)
         );
+    }
+    for (map, key, verdict) in map_elements(svc) {
+        let _ = writeln!(
+            s,
+            "add element inet {table} {map} {{ {key} comment \"{}\" : {verdict} }}",
+            svc.name
+        );
+    }
+    for (set, key) in reject_elements(svc) {
+        let _ = writeln!(s, "add element inet {table} {set} {{ {key} comment \"{}\" }}", svc.name);
+    }
+    s
+}
+
+/// [`apply_service`] for a mapped service (`old`, if any, mapped too): its endpoints map
+/// refilled, its chains rewritten.
+fn apply_mapped(table: &str, mark: u32, old: Option<&Service>, svc: &Service) -> String {
+    let id = service_id(&svc.name);
+    let (ipk, _, v) = family(svc);
+    let p = svc.protocol;
+    let mut s = String::new();
+    if let Some(o) = old {
+        delete_elements(table, o, Some(svc), &mut s);
+    }
+    let had_ext = old.is_some_and(|o| o.external_policy.is_some());
+    let has_ext = svc.external_policy.is_some();
+    let _ = writeln!(
+        s,
+        "add map inet {table} eps-{id} {{ typeof numgen random mod 65536 : {ipk} daddr . {p} dport; flags interval; }}"
+    );
+    let _ = writeln!(s, "flush map inet {table} eps-{id}");
+    let _ = writeln!(s, "add chain inet {table} svc-{id}");
+    let _ = writeln!(s, "flush chain inet {table} svc-{id}");
+    if has_ext || had_ext {
+        let _ = writeln!(s, "add chain inet {table} ext-{id}");
+        let _ = writeln!(s, "flush chain inet {table} ext-{id}");
+    }
+    if had_ext && !has_ext {
+        let _ = writeln!(s, "delete chain inet {table} ext-{id}");
+    }
+    if svc.masquerade {
+        let _ = writeln!(s, "add rule inet {table} svc-{id} meta mark set meta mark or {mark:#x}");
+    }
+    let _ = writeln!(
+        s,
+        "add rule inet {table} svc-{id} meta l4proto {p} dnat {ipk} to numgen random mod 65536 map @eps-{id}"
+    );
+    if has_ext {
+        // Cluster (Local services are not mapped).
+        let _ = writeln!(s, "add rule inet {table} ext-{id} meta mark set meta mark or {mark:#x}");
+        let _ = writeln!(s, "add rule inet {table} ext-{id} goto svc-{id}");
+    }
+    let n = svc.endpoints.len();
+    let intervals: Vec<String> = (0..n)
+        .filter_map(|i| {
+            let (a, b) = eps_interval(i, n)?;
+            Some(format!("{a}-{b} : {} . {}", svc.endpoints[i].ip, svc.endpoints[i].port))
+        })
+        .collect();
+    if !intervals.is_empty() {
+        let _ = writeln!(s, "add element inet {table} eps-{id} {{ {} }}", intervals.join(", "));
+        let pairs: Vec<String> = svc.endpoints.iter().map(|e| format!("{} . {}", e.ip, e.ip)).collect();
+        let _ = writeln!(s, "add element inet {table} hairpin{v} {{ {} }}", pairs.join(", "));
     }
     for (map, key, verdict) in map_elements(svc) {
         let _ = writeln!(
@@ -562,44 +702,43 @@ mod tests {
         assert_ne!(id, service_id("default/web2"));
     }
 
+    /// A service with affinity: laid out with chains per endpoint.
+    fn sticky(endpoints: &[&str]) -> Service {
+        web(endpoints).affinity(Duration::from_secs(600))
+    }
+
     #[test]
     fn apply_service_for_a_new_service() {
         let svc = web(&["10.88.0.2", "10.88.0.3"]).node_port(30080);
         let id = service_id(&svc.name);
         let s = apply_service("t", 0x2000, None, &svc);
         assert!(lines(&s, "delete").is_empty(), "{s}");
-        assert_eq!(
-            lines(&s, "add chain"),
-            [
-                format!("add chain inet t svc-{id}"),
-                format!("add chain inet t ep-{id}-0"),
-                format!("add chain inet t ep-{id}-1")
-            ]
-        );
-        assert_eq!(lines(&s, "flush chain").len(), 3, "{s}");
+        assert_eq!(lines(&s, "add chain"), [format!("add chain inet t svc-{id}")]);
         assert!(s.contains(&format!(
-            "add rule inet t svc-{id} numgen random mod 2 vmap {{ 0 : goto ep-{id}-0, 1 : goto ep-{id}-1 }}"
+            "add map inet t eps-{id} {{ typeof numgen random mod 65536 : ip daddr . tcp dport; flags interval; }}"
         )));
         assert!(s.contains(&format!(
-            "add rule inet t ep-{id}-1 meta l4proto tcp dnat ip to 10.88.0.3:8080"
+            "add rule inet t svc-{id} meta l4proto tcp dnat ip to numgen random mod 65536 map @eps-{id}"
         )));
         assert!(s.contains(&format!(
-            "add rule inet t ep-{id}-0 ip saddr 10.88.0.2 meta mark set meta mark or 0x2000"
+            "add element inet t eps-{id} {{ 0-32767 : 10.88.0.2 . 8080, 32768-65535 : 10.88.0.3 . 8080 }}"
         )));
+        assert!(s.contains("add element inet t hairpin4 { 10.88.0.2 . 10.88.0.2, 10.88.0.3 . 10.88.0.3 }"));
         assert!(s.contains(&format!(
             "add element inet t service4 {{ 10.96.0.1 . tcp . 80 comment \"default/web\" : goto svc-{id} }}"
         )));
         assert!(s.contains(&format!(
             "add element inet t nodeport4 {{ tcp . 30080 comment \"default/web\" : goto svc-{id} }}"
         )));
-        // No masquerade mark on the service chain, no affinity.
+        // No masquerade mark on the service chain, no affinity, no endpoint chains.
         assert!(!s.contains(&format!("add rule inet t svc-{id} meta mark")), "{s}");
-        assert!(!s.contains("aff-"), "{s}");
+        assert!(!s.contains("aff-") && !s.contains("ep-"), "{s}");
         assert!(!s.contains("noendpoint"), "{s}");
-        // Without endpoints: no rule at all (not even the masquerade mark), the filter sets
-        // hold its address and node port.
+        // Without endpoints: the same rules (an empty map matches nothing: the packet goes on
+        // to the filter checks), the filter sets hold its address and node port.
         let empty = apply_service("t", 0x2000, None, &web(&[]).masquerade(true).node_port(30080));
-        assert!(lines(&empty, "add rule").is_empty(), "{empty}");
+        assert_eq!(lines(&empty, "add rule").len(), 2, "{empty}");
+        assert!(!empty.contains(&format!("add element inet t eps-{id}")), "{empty}");
         assert_eq!(
             lines(&empty, "add element inet t noendpoint"),
             [
@@ -611,29 +750,66 @@ mod tests {
         let v6 = Service::new("v6", Protocol::Udp, ip("fd96::1"), 53).endpoint(Endpoint::new(ip("fd00::2"), 53));
         let s = apply_service("t", 1, None, &v6);
         assert!(s.contains("add element inet t service6 { fd96::1 . udp . 53"), "{s}");
-        assert!(s.contains("dnat ip6 to [fd00::2]:53"), "{s}");
+        assert!(s.contains("ip6 daddr . udp dport; flags interval;"), "{s}");
+        assert!(s.contains("dnat ip6 to numgen random mod 65536 map @eps-"), "{s}");
+        assert!(s.contains("{ 0-65535 : fd00::2 . 53 }"), "{s}");
+        // With affinity: chains per endpoint.
+        let svc = sticky(&["10.88.0.2", "10.88.0.3"]);
+        let s = apply_service("t", 0x2000, None, &svc);
+        assert!(s.contains(&format!(
+            "add rule inet t svc-{id} numgen random mod 2 vmap {{ 0 : goto ep-{id}-0, 1 : goto ep-{id}-1 }}"
+        )));
+        assert!(s.contains(&format!(
+            "add rule inet t ep-{id}-1 meta l4proto tcp dnat ip to 10.88.0.3:8080"
+        )));
+        assert!(s.contains(&format!(
+            "add rule inet t ep-{id}-0 ip saddr 10.88.0.2 meta mark set meta mark or 0x2000"
+        )));
+        assert!(!s.contains("eps-"), "{s}");
     }
 
     #[test]
     fn apply_service_when_endpoints_change() {
-        let old = web(&["10.88.0.2", "10.88.0.3", "10.88.0.4"]);
-        let new = web(&["10.88.0.2", "10.88.0.5"]);
+        // Mapped: the map is refilled, nothing else but the hairpin pairs changes (the driver
+        // sends such a change as elements, without this text; see `endpoints`).
+        let (old, new) = (
+            web(&["10.88.0.2", "10.88.0.3", "10.88.0.4"]),
+            web(&["10.88.0.2", "10.88.0.5"]),
+        );
+        assert!(endpoints_only(&old, &new));
         let id = service_id(&new.name);
         let s = apply_service("t", 1, Some(&old), &new);
-        // The map element stays (same address and port); the third endpoint's chain goes.
+        assert!(lines(&s, "delete").is_empty(), "{s}");
+        assert!(s.contains(&format!("flush map inet t eps-{id}\n")), "{s}");
+        assert!(
+            s.contains("0-32767 : 10.88.0.2 . 8080, 32768-65535 : 10.88.0.5 . 8080"),
+            "{s}"
+        );
+        assert!(!s.contains("10.88.0.3"), "{s}");
+        // Chains per endpoint (affinity): the third endpoint's chain goes.
+        let (old, new) = (
+            sticky(&["10.88.0.2", "10.88.0.3", "10.88.0.4"]),
+            sticky(&["10.88.0.2", "10.88.0.5"]),
+        );
+        assert!(!endpoints_only(&old, &new));
+        let s = apply_service("t", 1, Some(&old), &new);
         assert!(lines(&s, "delete element").is_empty(), "{s}");
         assert_eq!(lines(&s, "delete chain"), [format!("delete chain inet t ep-{id}-2")]);
         assert!(s.contains(&format!("flush chain inet t ep-{id}-2\ndelete chain inet t ep-{id}-2")));
         assert!(s.contains("dnat ip to 10.88.0.5:8080"), "{s}");
         assert!(!s.contains("10.88.0.3"), "{s}");
         assert!(s.contains("numgen random mod 2 "), "{s}");
-        // More endpoints than before: nothing is deleted.
+        // More endpoints than before: nothing is deleted but the old affinity sets' surplus.
         let s = apply_service("t", 1, Some(&new), &old);
-        assert!(lines(&s, "delete").is_empty(), "{s}");
+        assert!(
+            lines(&s, "delete chain").is_empty() && lines(&s, "delete element").is_empty(),
+            "{s}"
+        );
         // Another address or port: the old map element goes.
-        let mut moved = new.clone();
+        let (a, mut moved) = (web(&["10.88.0.2"]), web(&["10.88.0.2"]));
         moved.vip = ip("10.96.0.9");
-        let s = apply_service("t", 1, Some(&new), &moved);
+        assert!(!endpoints_only(&a, &moved));
+        let s = apply_service("t", 1, Some(&a), &moved);
         assert_eq!(
             lines(&s, "delete element"),
             ["delete element inet t service4 { 10.96.0.1 . tcp . 80 }"]
@@ -646,7 +822,10 @@ mod tests {
         let plain = web(&["10.88.0.2", "10.88.0.3"]);
         let sticky = plain.clone().affinity(Duration::from_secs(600));
         let id = service_id(&plain.name);
+        // On: the mapped layout goes whole (map, chain, elements), the chains come.
         let on = apply_service("t", 1, Some(&plain), &sticky);
+        assert!(on.contains(&format!("delete map inet t eps-{id}\n")), "{on}");
+        assert!(on.find("delete map").unwrap() < on.find("add set").unwrap(), "{on}");
         assert_eq!(
             lines(&on, "add set"),
             [
@@ -656,7 +835,7 @@ mod tests {
         );
         assert!(on.contains(&format!("add rule inet t svc-{id} ip saddr @aff-{id}-1 goto ep-{id}-1")));
         assert!(on.contains(&format!("add rule inet t ep-{id}-0 update @aff-{id}-0 {{ ip saddr }}")));
-        assert!(lines(&on, "delete").is_empty(), "{on}");
+        // Off: the chains and sets go, the map comes.
         let off = apply_service("t", 1, Some(&sticky), &plain);
         assert!(lines(&off, "add set").is_empty(), "{off}");
         assert!(!off.contains("@aff-"), "{off}");
@@ -667,6 +846,7 @@ mod tests {
                 format!("delete set inet t aff-{id}-1")
             ]
         );
+        assert!(off.contains(&format!("add map inet t eps-{id} ")), "{off}");
         // Still on, one endpoint fewer: only the last set goes.
         let fewer = web(&["10.88.0.2"]).affinity(Duration::from_secs(600));
         let s = apply_service("t", 1, Some(&sticky), &fewer);
@@ -720,10 +900,7 @@ mod tests {
         let s = apply_service("t", 1, Some(&one), &empty);
         assert!(lines(&s, "delete element").is_empty(), "{s}");
         assert_eq!(lines(&s, "add element inet t noendpoint").len(), 3, "{s}");
-        assert_eq!(
-            lines(&s, "delete chain"),
-            [format!("delete chain inet t ep-{}-0", service_id("default/web"))]
-        );
+        assert!(lines(&s, "delete chain").is_empty(), "{s}");
         // Gone while empty: its elements go.
         let s = remove_service("t", &empty);
         assert_eq!(lines(&s, "delete element inet t noendpoint").len(), 3, "{s}");
@@ -775,7 +952,8 @@ mod tests {
             .affinity(Duration::from_secs(60));
         local.endpoints[1].local = true;
         let s = apply_service("t", 0x2000, Some(&cluster), &local);
-        assert!(lines(&s, "delete element").is_empty(), "{s}");
+        // (From the mapped layout to chains per endpoint: the old one goes whole first.)
+        assert!(s.contains(&format!("delete map inet t eps-{id}\n")), "{s}");
         assert_eq!(
             lines(&s, &format!("add rule inet t ext-{id}")),
             [
@@ -810,14 +988,25 @@ mod tests {
     #[test]
     fn checks_are_commands_that_run_again() {
         let c = checks("t");
-        for set in ["noendpoints4", "noendpoints6", "noendpointports4", "noendpointports6"] {
+        for set in [
+            "noendpoints4",
+            "noendpoints6",
+            "noendpointports4",
+            "noendpointports6",
+            "hairpin4",
+            "hairpin6",
+        ] {
             assert_eq!(lines(&c, &format!("add set inet t {set} ")).len(), 1, "{set}");
         }
+        assert!(
+            c.contains("add chain inet t hairpin { type nat hook postrouting priority srcnat - 1; policy accept; }")
+        );
         for chain in [
             "reject-noendpoints",
             "endpoints-check",
             "check-prerouting",
             "check-output",
+            "hairpin",
         ] {
             assert!(c.contains(&format!("flush chain inet t {chain}\n")), "{chain}");
         }
@@ -876,6 +1065,7 @@ mod tests {
         run(&create("t", 0x2000, "ab"));
         let steps = [
             web(&["10.88.0.2"]),
+            web(&["10.88.0.2", "10.88.0.4", "10.88.0.5"]),
             web(&["10.88.0.2", "10.88.0.3"]).node_port(30080),
             web(&["10.88.0.2", "10.88.0.3"])
                 .node_port(30080)
@@ -913,6 +1103,16 @@ mod tests {
             !left.contains("svc-") && !left.contains("ep-") && !left.contains("aff-") && !left.contains("ext-"),
             "{left}"
         );
+        // Mapped services of the other protocols and IPv6.
+        for svc in [
+            Service::new("u", Protocol::Udp, ip("10.96.0.53"), 53).endpoint(Endpoint::new(ip("10.88.0.9"), 53)),
+            Service::new("s6", Protocol::Sctp, ip("fd96::1"), 9).endpoint(Endpoint::new(ip("fd00::9"), 9)),
+        ] {
+            run(&apply_service("t", 0x2000, None, &svc));
+            run(&remove_service("t", &svc));
+        }
+        let left = run("list table inet t\n");
+        assert!(!left.contains("eps-") && !left.contains("svc-"), "{left}");
         // The checks run again on a table that has them; a table without them (an older
         // netkit's) gets them.
         run(&checks("t"));
