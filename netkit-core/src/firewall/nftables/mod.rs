@@ -2,7 +2,9 @@
 //!
 //! See [`ruleset`] for the table's layout. Port mappings, masquerade sources, container networks
 //! and isolated pairs are elements, so adding or removing one does not depend on how many
-//! exist; each service has its own chains, rewritten alone when its endpoints change.
+//! exist; each service has its own chains, written as nft text when it is made or changed, and
+//! the endpoints of a service without affinity or `Local` policy live in its own interval map,
+//! so their changes are elements too ([`endpoints`]).
 
 pub(crate) mod elements;
 pub(crate) mod endpoints;
@@ -286,7 +288,8 @@ impl NftBackend {
 }
 
 impl Backend for NftBackend {
-    /// Elements by netlink, services as nft text, in that order: the element batch is the
+    /// Elements by netlink (with the endpoint changes of mapped services, see [`endpoints`]),
+    /// the other service changes as nft text, in that order: the element batch is the
     /// part that fails in practice (a key another owner holds, a flushed table), and it fails
     /// before anything changed; its inverse is exact and cheap (one more batch), whereas the
     /// inverse of service text would be more text that can fail halfway. So when the service
