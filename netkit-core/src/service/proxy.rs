@@ -99,8 +99,10 @@ pub struct ProxyStatus {
 
 /// Follows `services/` and `endpoints/` in the cluster store and keeps this node's firewall
 /// equal to them: one firewall owner per service (`svc/<namespace>/<name>`, see
-/// [`firewall_services`]), changed service by service (an endpoint added or removed rewrites
-/// that service's chains only, one small transaction), never the whole set.
+/// [`firewall_services`]), changed service by service, never the whole set: with nftables an
+/// endpoint added or removed is a few set elements of that service's map (one netlink batch,
+/// the same cost with 10 or 10,000 services), other changes rewrite that service's chains only
+/// (see [`crate::firewall::nftables::ruleset`]).
 ///
 /// * **Start and every new watch**: owners of services no longer in the store are torn down,
 ///   every service is compared with what the firewall records and changed where it differs —
