@@ -4,7 +4,7 @@
 //! and isolated pairs are elements, so adding or removing one does not depend on how many
 //! exist; each service has its own chains, written as nft text when it is made or changed, and
 //! the endpoints of a service without affinity or `Local` policy live in its own interval map,
-//! so their changes are elements too ([`endpoints`]).
+//! so their changes are elements too (the `endpoints` module).
 
 pub(crate) mod elements;
 pub(crate) mod endpoints;
