@@ -294,3 +294,41 @@ async fn an_older_table_gets_the_endpoint_checks() {
     assert!(lab.elements("set", "noendpoints4").is_empty());
     assert!(lab.elements("set", "noendpointports4").is_empty());
 }
+
+/// An endpoint change whose map the kernel lacks (a table made by an earlier netkit, or a map
+/// deleted by someone) falls back to the text, which makes the map again: the change lands.
+#[tokio::test]
+async fn an_endpoint_change_without_its_map_falls_back_to_the_text() {
+    let lab = Lab::new("epfb").await;
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let web = |eps: &[&str]| {
+        eps.iter().fold(
+            Service::new("default/web", Protocol::Tcp, ip("10.96.0.1"), 80),
+            |s, e| s.endpoint(Endpoint::new(ip(e), 8080)),
+        )
+    };
+    let rules = |s: Service| Rules {
+        services: vec![s],
+        ..Default::default()
+    };
+    lab.fw.add("svc/web", &rules(web(&["10.88.0.2"]))).await.unwrap();
+    let id = ruleset::service_id("default/web");
+    let map = format!("eps-{id}");
+    assert_eq!(lab.elements("map", &map), ["0-65535 : 10.88.0.2 . 8080"]);
+    // The map goes (its rule first, which refers to it).
+    lab.nft(&format!("flush chain inet netkit svc-{id}"));
+    lab.nft(&format!("delete map inet netkit {map}"));
+    lab.fw
+        .add("svc/web", &rules(web(&["10.88.0.2", "10.88.0.3"])))
+        .await
+        .unwrap();
+    assert_eq!(
+        lab.elements("map", &map),
+        ["0-32767 : 10.88.0.2 . 8080", "32768-65535 : 10.88.0.3 . 8080"]
+    );
+    let chain = lab.nft(&format!("list chain inet netkit svc-{id}"));
+    assert!(chain.contains(&format!("map @{map}")), "{chain}");
+    // And the next change is elements again.
+    lab.fw.add("svc/web", &rules(web(&["10.88.0.3"]))).await.unwrap();
+    assert_eq!(lab.elements("map", &map), ["0-65535 : 10.88.0.3 . 8080"]);
+}
