@@ -44,6 +44,8 @@ struct Pod {
     name: String,
     labels: Labels,
     ip: IpAddr,
+    /// Its IPv6 address, in a dual-stack lab ([`Lab::dual_stack`]).
+    ip6: Option<IpAddr>,
     interface: String,
 }
 
@@ -73,12 +75,25 @@ fn policy(v: serde_json::Value) -> NetworkPolicy {
 impl Lab {
     /// Pods `(namespace, name, labels)` attached in `mode`; namespaces with `ns_labels`.
     fn new(tag: &str, mode: Mode, pods: &[PodSpec], ns_labels: &[(&str, &[(&str, &str)])]) -> Lab {
+        Lab::build(tag, mode, pods, ns_labels, false)
+    }
+
+    /// [`Lab::new`] with every pod also on `fd10:210::/64` (netkit-cni's dual-stack ranges).
+    fn dual_stack(tag: &str, mode: Mode, pods: &[PodSpec]) -> Lab {
+        Lab::build(tag, mode, pods, &[], true)
+    }
+
+    fn build(tag: &str, mode: Mode, pods: &[PodSpec], ns_labels: &[(&str, &[(&str, &str)])], dual: bool) -> Lab {
         let host = HostNs::new(tag);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
         let subnet = "10.210.0.0/24";
+        let mut ranges = vec![json!([{"subnet": subnet}])];
+        if dual {
+            ranges.push(json!([{"subnet": "fd10:210::/64"}]));
+        }
         let conf = json!({
             "cniVersion": "1.1.0",
             "name": "polnet",
@@ -89,7 +104,7 @@ impl Lab {
             "isDefaultGateway": true,
             "firewallBackend": "nftables",
             "firewallStateDir": host.fw_dir(),
-            "ipam": {"type": "netkit-ipam", "dataDir": host.ipam_dir(), "ranges": [[{"subnet": subnet}]]}
+            "ipam": {"type": "netkit-ipam", "dataDir": host.ipam_dir(), "ranges": ranges}
         });
         let conf = NetworkConfig::parse(conf.to_string().as_bytes()).expect("a configuration");
         let mut ctrs = Vec::new();
@@ -107,6 +122,7 @@ impl Lab {
                 name: name.to_string(),
                 labels: labels(l),
                 ip: r.result.ips[0].address.ip(),
+                ip6: r.result.ips.iter().map(|a| a.address.ip()).find(IpAddr::is_ipv6),
                 interface: r.result.interfaces[n - 2].name.clone(),
             });
             ctrs.push(ctr);
@@ -199,7 +215,7 @@ impl Lab {
                 .map(|p| PodInfo {
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
-                    ips: vec![p.ip],
+                    ips: std::iter::once(p.ip).chain(p.ip6).collect(),
                     labels: p.labels.clone(),
                 })
                 .collect(),
@@ -279,6 +295,83 @@ both_modes!(ip_block_with_except, ip_block_with_except_in);
 both_modes!(port_ranges, port_ranges_in);
 both_modes!(egress_deny_with_dns_allowed, egress_deny_with_dns_allowed_in);
 both_modes!(a_policy_added_while_a_connection_is_open, open_connection_in);
+both_modes!(ipv6_deny_all_then_allow_by_label, ipv6_deny_all_then_allow_by_label_in);
+
+/// IPv6 traffic between dual-stack pods: deny all ingress, then allow web from client on one
+/// port; IPv4 follows the same policy.
+fn ipv6_deny_all_then_allow_by_label_in(mode: Mode) {
+    let (web, client, other) = (0, 1, 2);
+    let mut lab = Lab::dual_stack(
+        "polsix",
+        mode,
+        &[
+            ("a", "web", &[("app", "web")]),
+            ("a", "client", &[("app", "client")]),
+            ("a", "other", &[("app", "other")]),
+        ],
+    );
+    assert!(lab.pods.iter().all(|p| p.ip6.is_some()), "dual-stack pods");
+    for port in [80, 81] {
+        // [::]: one socket for both families.
+        let s = Server::tcp(&lab.ctrs[web], "web", SocketAddr::new("::".parse().unwrap(), port));
+        lab.tcp.push(s);
+    }
+    // (from, to, port, family 6?, allowed?)
+    let check = |lab: &Lab, step: &str, probes: &[(usize, usize, u16, bool, bool)]| {
+        let bad: Vec<String> = probes
+            .iter()
+            .filter_map(|&(from, to, port, six, want)| {
+                let ip = if six {
+                    lab.pods[to].ip6.unwrap()
+                } else {
+                    lab.pods[to].ip
+                };
+                let got = tcp_hello_from(&lab.ctrs[from], SocketAddr::new(ip, port));
+                (got.is_ok() != want).then(|| format!("{from} -> {ip}:{port}: wanted allowed={want}, got {got:?}"))
+            })
+            .collect();
+        assert!(bad.is_empty(), "{mode:?} {step}:\n{}", bad.join("\n"));
+    };
+    lab.apply(&[]);
+    check(
+        &lab,
+        "no policy",
+        &[
+            (client, web, 80, true, true),
+            (other, web, 80, true, true),
+            (other, web, 81, false, true),
+        ],
+    );
+    let deny = policy(json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
+    let allow = policy(json!({
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": 80}]}]
+    }));
+    lab.apply(&[("a/deny", deny.clone())]);
+    check(
+        &lab,
+        "deny all",
+        &[
+            (client, web, 80, true, false),
+            (other, web, 80, true, false),
+            (client, web, 80, false, false),
+        ],
+    );
+    lab.apply(&[("a/deny", deny), ("a/web", allow)]);
+    check(
+        &lab,
+        "allow web from client on 80",
+        &[
+            (client, web, 80, true, true),
+            (client, web, 81, true, false),
+            (other, web, 80, true, false),
+            (client, web, 80, false, true),
+            (other, web, 80, false, false),
+        ],
+    );
+    lab.apply(&[]);
+    check(&lab, "policies removed", &[(other, web, 81, true, true)]);
+}
 
 fn deny_all_then_allow_by_label_in(mode: Mode) {
     let (web, client, other) = (Who::Pod(0), Who::Pod(1), Who::Pod(2));
