@@ -1714,6 +1714,35 @@ async fn services_in_one_transaction(d: Driver, _test: &str) {
     let owners = fw.owners().await.unwrap();
     assert!(!owners.contains(&"svc/b".to_string()), "{owners:?}");
     assert_eq!(fw.rules("svc/a").await.unwrap().services, vec![svc("a", VIP, &[2])]);
+    // c moves to another owner in one batch, the new owner named first: it keeps answering,
+    // and the new owner holds it.
+    fw.set_services(&[
+        ("svc/d".to_string(), vec![svc("c", VIP3, &[3])]),
+        ("svc/c".to_string(), vec![]),
+    ])
+    .await
+    .unwrap();
+    let got = tally(&tcp_many(h, sa(ip(VIP3), 80), 3).await);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["C3"], "c moved owners: {got:?}");
+    assert_eq!(fw.rules("svc/d").await.unwrap().services, vec![svc("c", VIP3, &[3])]);
+    let taken = fw
+        .add(
+            "svc/e",
+            &Rules {
+                services: vec![svc("c", VIP3, &[1])],
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(FirewallError::Conflict { ref owner, .. }) if owner == "svc/d"),
+        "{taken:?}"
+    );
+    // One owner named twice: refused.
+    let twice = fw
+        .set_services(&[("svc/a".to_string(), vec![]), ("svc/a".to_string(), vec![])])
+        .await;
+    assert!(matches!(twice, Err(FirewallError::Invalid { .. })), "{twice:?}");
 }
 
 /// A service's endpoints change one by one (the service proxy's everyday work): traffic

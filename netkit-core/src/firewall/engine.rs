@@ -368,8 +368,14 @@ impl<B: Backend> Engine<B> {
         let lock = state.lock()?;
         let mut plan = Vec::new();
         let mut names = std::collections::HashSet::new();
+        let mut owners = std::collections::HashSet::new();
         for (owner, services) in changes {
             check_owner(owner)?;
+            if !owners.insert(owner) {
+                return Err(FirewallError::Invalid {
+                    reason: format!("owner {owner:?} is named twice in one change of services"),
+                });
+            }
             let old = state.rules(owner)?;
             let mut new = old.clone();
             new.services = services.clone();
@@ -438,7 +444,8 @@ impl<B: Backend> Engine<B> {
                 return Err(e);
             }
         }
-        for (owner, old, new) in &plan {
+        // Every owner's removals first: a service may move from one owner to another.
+        for (_, old, new) in &plan {
             for s in old
                 .services
                 .iter()
@@ -446,6 +453,8 @@ impl<B: Backend> Engine<B> {
             {
                 state.set_service_owner(&s.name, None)?;
             }
+        }
+        for (owner, _, new) in &plan {
             for s in &new.services {
                 state.set_service_owner(&s.name, Some(owner))?;
             }
@@ -457,9 +466,10 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
-    /// [`set_services`](Self::set_services) for a driver without batches: removals, then
-    /// additions, owner by owner.
+    /// [`set_services`](Self::set_services) for a driver without batches: every owner's
+    /// removals, then every owner's additions.
     fn set_services_one_by_one(&self, plan: &[(String, Rules, Rules)]) -> Result<()> {
+        // Every owner's removals first: a service may move from one owner to another.
         for (owner, old, new) in plan {
             let gone: Vec<Service> = old
                 .services
@@ -476,6 +486,8 @@ impl<B: Backend> Engine<B> {
                     },
                 )?;
             }
+        }
+        for (owner, old, new) in plan {
             let changed: Vec<Service> = new
                 .services
                 .iter()

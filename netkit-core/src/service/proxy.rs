@@ -317,9 +317,10 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             batch.iter().map(|(id, want)| (owner(id), want.clone())).collect();
         match self.firewall.set_services(&changes).await {
             Ok(()) => {
+                let mut gone = BTreeSet::new();
                 for (id, want) in batch {
                     let have = view.applied.remove(id).unwrap_or_default();
-                    self.forget_flows(id, &have, want).await;
+                    gone.extend(gone_backends(&have, want));
                     if !want.is_empty() {
                         view.applied.insert(id.clone(), want.clone());
                     }
@@ -328,6 +329,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                     st.applied += 1;
                     st.failed.remove(id);
                 }
+                self.drop_flows(&format!("{} services", batch.len()), gone).await;
             }
             Err(e) => {
                 log::warn!(
@@ -427,21 +429,12 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
     /// Delete the connection-tracking entries of datagram services' endpoints that `have` had
     /// and `want` has not. Failures are logged: the entries time out by themselves.
     async fn forget_flows(&self, id: &str, have: &[firewall::Service], want: &[firewall::Service]) {
-        let mut gone = BTreeSet::new();
-        for h in have.iter().filter(|h| h.protocol != Protocol::Tcp) {
-            let kept = want
-                .iter()
-                .find(|w| w.name == h.name)
-                .map(|w| w.endpoints.as_slice())
-                .unwrap_or_default();
-            for ep in h
-                .endpoints
-                .iter()
-                .filter(|e| !kept.iter().any(|k| k.ip == e.ip && k.port == e.port))
-            {
-                gone.insert((h.protocol, ep.ip, ep.port));
-            }
-        }
+        self.drop_flows(id, gone_backends(have, want)).await;
+    }
+
+    /// Delete the DNATed connection-tracking entries to `gone` (protocol, endpoint address,
+    /// port): one conntrack dump whatever their number. `what` names the service(s) in logs.
+    async fn drop_flows(&self, id: &str, gone: BTreeSet<(Protocol, IpAddr, u16)>) {
         if gone.is_empty() {
             return;
         }
@@ -596,6 +589,27 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             );
         }
     }
+}
+
+/// The datagram services' endpoints (protocol, address, port) that `have` had and `want` has
+/// not: the connection-tracking entries NATed to them are to go.
+fn gone_backends(have: &[firewall::Service], want: &[firewall::Service]) -> BTreeSet<(Protocol, IpAddr, u16)> {
+    let mut gone = BTreeSet::new();
+    for h in have.iter().filter(|h| h.protocol != Protocol::Tcp) {
+        let kept = want
+            .iter()
+            .find(|w| w.name == h.name)
+            .map(|w| w.endpoints.as_slice())
+            .unwrap_or_default();
+        for ep in h
+            .endpoints
+            .iter()
+            .filter(|e| !kept.iter().any(|k| k.ip == e.ip && k.port == e.port))
+        {
+            gone.insert((h.protocol, ep.ip, ep.port));
+        }
+    }
+    gone
 }
 
 /// The decodable objects of a snapshot by id; others are logged and left out.

@@ -50,6 +50,13 @@ impl Nftables {
             if found.is_none() {
                 libnft::available().map_err(unavailable)?;
             }
+            // A table of an older layout (see `ruleset::LAYOUT`) is rebuilt from the state
+            // directory once, here: its services' kernel objects are not what this netkit's
+            // changes expect.
+            let outdated = found
+                .as_ref()
+                .and_then(|c| c.as_deref())
+                .is_some_and(|c| c.starts_with("managed by netkit") && ruleset::layout_of(c) < ruleset::LAYOUT);
             let backend = NftBackend {
                 ns: ns.clone(),
                 socket,
@@ -58,7 +65,15 @@ impl Nftables {
                 state_id: String::new(),
                 found,
             };
-            Ok(Nftables(Engine::new(&ns, &options, backend)?))
+            let engine = Engine::new(&ns, &options, backend)?;
+            if outdated {
+                log::info!(
+                    "nftables in {ns}: table inet {} has an older layout: rebuilding it from the state",
+                    options.name
+                );
+                engine.reconcile()?;
+            }
+            Ok(Nftables(engine))
         })
         .await
     }
@@ -153,11 +168,22 @@ impl NftBackend {
     /// The nft text of the service changes from `old` to `new`; with `by_elements`, without
     /// the endpoint-only changes of mapped services (sent as elements, see [`endpoints`]).
     fn service_commands(&self, old: &Rules, new: &Rules, by_elements: bool, out: &mut String) {
+        self.removal_commands(old, new, out);
+        self.change_commands(old, new, by_elements, out);
+    }
+
+    /// The nft text of the services of `old` that `new` has not.
+    fn removal_commands(&self, old: &Rules, new: &Rules, out: &mut String) {
         for o in &old.services {
             if !new.services.iter().any(|s| s.name == o.name) {
                 out.push_str(&ruleset::remove_service(&self.table, o));
             }
         }
+    }
+
+    /// The nft text of the services of `new` that are new or changed (see
+    /// [`service_commands`](Self::service_commands) for `by_elements`).
+    fn change_commands(&self, old: &Rules, new: &Rules, by_elements: bool, out: &mut String) {
         for s in &new.services {
             let before = old.services.iter().find(|o| o.name == s.name);
             if before == Some(s) || (by_elements && before.is_some_and(|b| ruleset::endpoints_only(b, s))) {
@@ -399,9 +425,13 @@ impl Backend for NftBackend {
             undo.extend(u);
         }
         let by_elements = !ops.is_empty() && self.send_with_endpoints(netlink::Batch::new(), &ops).unwrap_or(false);
+        // Every owner's removals first: a service may move from one owner to another.
         let mut text = String::new();
         for (old, new) in changes {
-            self.service_commands(old, new, by_elements, &mut text);
+            self.removal_commands(old, new, &mut text);
+        }
+        for (old, new) in changes {
+            self.change_commands(old, new, by_elements, &mut text);
         }
         if text.is_empty() {
             return Ok(true);

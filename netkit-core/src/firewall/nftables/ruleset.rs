@@ -73,7 +73,22 @@ use crate::firewall::model::{Service, TrafficPolicy};
 
 /// The table's comment: it names the state directory the table belongs to (see [`state_of`]).
 fn comment(state_id: &str) -> String {
-    format!("managed by netkit (state {state_id}): container port mappings, masquerade, services")
+    format!("managed by netkit (state {state_id}, layout {LAYOUT}): container port mappings, masquerade, services")
+}
+
+/// The version of the table's layout this netkit writes. 2: services without affinity or
+/// `Local` policy keep their endpoints in a map (`eps-<id>`), hairpin pairs in a set. A table
+/// of an older layout is rebuilt from the state directory when the firewall is opened (see
+/// [`layout_of`]).
+pub(crate) const LAYOUT: u32 = 2;
+
+/// The layout version in a table comment [`skeleton`] wrote: 1 when it names none (written
+/// before layouts were numbered).
+pub(crate) fn layout_of(comment: &str) -> u32 {
+    comment
+        .split_once(", layout ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The table's fixed part: one `table … { … }` block, then [`checks`] (create it only when the
@@ -242,7 +257,8 @@ pub(crate) fn create(table: &str, mark: u32, state_id: &str) -> String {
 /// 0.2, or not by netkit).
 pub(crate) fn state_of(comment: &str) -> Option<&str> {
     let rest = comment.strip_prefix("managed by netkit (state ")?;
-    let (id, _) = rest.split_once(')')?;
+    let end = rest.find([')', ','])?;
+    let id = &rest[..end];
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
@@ -672,7 +688,7 @@ mod tests {
         let (first, rest) = c.split_once('\n').unwrap();
         assert_eq!(
             first,
-            "create table inet t { comment \"managed by netkit (state ab): container port mappings, masquerade, services\"; }"
+            "create table inet t { comment \"managed by netkit (state ab, layout 2): container port mappings, masquerade, services\"; }"
         );
         assert_eq!(rest, skeleton("t", 1, "ab"));
     }
@@ -690,6 +706,11 @@ mod tests {
             "before 0.2"
         );
         assert_eq!(state_of("somebody else's table"), None);
+        // Layouts: numbered since 2; a comment without one is layout 1.
+        assert_eq!(state_of(&comment("00ff")), Some("00ff"));
+        assert_eq!(layout_of(&comment("00ff")), LAYOUT);
+        assert_eq!(layout_of("managed by netkit (state 00ff): container port mappings"), 1);
+        assert_eq!(layout_of("managed by netkit (state 00ff, layout 7): x"), 7);
         assert_eq!(state_of(""), None);
     }
 

@@ -123,7 +123,10 @@ async fn a_flushed_table_is_made_again_by_the_next_change() {
     );
     let table = lab.nft("list table inet netkit");
     let id = lab.fw.0.backend().state_id.clone();
-    assert!(table.contains(&format!("managed by netkit (state {id})")), "{table}");
+    assert!(
+        table.contains(&format!("managed by netkit (state {id}, layout {})", ruleset::LAYOUT)),
+        "{table}"
+    );
     assert_eq!(
         table.matches("jump services").count(),
         2,
@@ -331,4 +334,42 @@ async fn an_endpoint_change_without_its_map_falls_back_to_the_text() {
     // And the next change is elements again.
     lab.fw.add("svc/web", &rules(web(&["10.88.0.3"]))).await.unwrap();
     assert_eq!(lab.elements("map", &map), ["0-65535 : 10.88.0.3 . 8080"]);
+}
+
+/// A table of an older layout (layout 1: plain services in chains per endpoint, no `eps-`
+/// maps) is rebuilt from the state when the firewall is opened: its leftover chains go, the
+/// service is laid out anew and its next endpoint change is elements.
+#[tokio::test]
+async fn a_table_of_an_older_layout_is_rebuilt_on_open() {
+    let lab = Lab::new("lay1").await;
+    let rules = |s: Service| Rules {
+        services: vec![s],
+        ..Default::default()
+    };
+    lab.fw.add("svc/web", &rules(web())).await.unwrap();
+    let state_id = lab.fw.0.backend().state_id.clone();
+    let id = ruleset::service_id("default/web");
+    // The same table as layout 1 left it: the old comment, and the service's endpoint chain.
+    lab.nft("delete table inet netkit");
+    lab.nft(&format!(
+        "'add table inet netkit {{ comment \"managed by netkit (state {state_id}): container port mappings, masquerade, services\"; }}'"
+    ));
+    lab.nft(&format!("add chain inet netkit ep-{id}-0"));
+    let options = FirewallOptions::default()
+        .driver(Driver::Nftables)
+        .state_dir(lab._state.path());
+    let fw = Nftables::open(&lab.guard, options)
+        .await
+        .expect("open over an older table");
+    let table = lab.nft("list table inet netkit");
+    assert!(table.contains(&format!("layout {}", ruleset::LAYOUT)), "{table}");
+    assert!(!table.contains(&format!("ep-{id}-0")), "{table}");
+    assert_eq!(lab.elements("map", &format!("eps-{id}")), ["0-65535 : 10.88.0.2 . 80"]);
+    fw.add("svc/web", &rules(web().endpoint(Endpoint::new(ip("10.88.0.3"), 80))))
+        .await
+        .unwrap();
+    assert_eq!(
+        lab.elements("map", &format!("eps-{id}")),
+        ["0-32767 : 10.88.0.2 . 80", "32768-65535 : 10.88.0.3 . 80"]
+    );
 }
