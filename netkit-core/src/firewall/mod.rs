@@ -52,7 +52,7 @@
 mod engine;
 mod error;
 pub mod iptables;
-mod model;
+pub(crate) mod model;
 pub mod nftables;
 mod state;
 

@@ -15,10 +15,11 @@ use super::FirewallError;
 pub const MAX_PORT_RANGE: u16 = 1024;
 
 /// Transport protocols that port mappings and services accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// TCP.
+    /// TCP (the default).
+    #[default]
     Tcp,
     /// UDP.
     Udp,
@@ -63,6 +64,23 @@ impl FromStr for Protocol {
                 "unknown protocol {s:?} (tcp, udp or sctp)"
             ))),
         }
+    }
+}
+
+/// [`Protocol`] as Kubernetes writes it (`TCP`, `UDP`, `SCTP`), read in any case: for
+/// `#[serde(with = "…")]` on the fields of objects in Kubernetes' shape (services, policies).
+pub(crate) mod kubernetes_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Protocol;
+
+    pub fn serialize<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.as_str().to_ascii_uppercase())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::firewall::Protocol;
+
 use super::PolicyError;
 
 /// Labels of a pod or namespace.
@@ -98,38 +100,12 @@ pub struct IpBlock {
     pub except: Vec<IpNetwork>,
 }
 
-/// A transport protocol of a [`PolicyPort`] (Kubernetes' upper-case names).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Protocol {
-    /// TCP (the default).
-    #[default]
-    #[serde(rename = "TCP")]
-    Tcp,
-    /// UDP.
-    #[serde(rename = "UDP")]
-    Udp,
-    /// SCTP.
-    #[serde(rename = "SCTP")]
-    Sctp,
-}
-
-impl Protocol {
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-            Protocol::Sctp => 132,
-        }
-    }
-}
-
 /// Ports of one protocol: `port` alone, `port..=end_port`, or every port (`port` absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyPort {
-    /// The protocol (TCP when absent).
-    #[serde(default)]
+    /// The protocol (TCP when absent; Kubernetes' upper-case names, read in any case).
+    #[serde(default, with = "crate::firewall::model::kubernetes_name")]
     pub protocol: Protocol,
     /// The port (absent: all ports of the protocol). Numbers only: a named port is refused
     /// when read.

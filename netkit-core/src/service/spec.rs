@@ -96,7 +96,7 @@ pub struct ServicePort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `TCP` (default), `UDP` or `SCTP` (any case).
-    #[serde(default = "tcp", with = "protocol_name")]
+    #[serde(default = "tcp", with = "crate::firewall::model::kubernetes_name")]
     pub protocol: Protocol,
     /// The port on the cluster IP (and external IPs).
     pub port: u16,
@@ -110,22 +110,6 @@ pub struct ServicePort {
 
 fn tcp() -> Protocol {
     Protocol::Tcp
-}
-
-/// Protocols as Kubernetes writes them (`TCP`), read in any case.
-mod protocol_name {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::firewall::Protocol;
-
-    pub fn serialize<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&p.as_str().to_ascii_uppercase())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 impl ServicePort {
