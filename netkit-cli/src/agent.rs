@@ -219,7 +219,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub lb_bgp: bool,
     /// With --services: the LoadBalancer address pools (repeatable); only addresses inside one
-    /// are announced. None given: every LoadBalancer address is.
+    /// are announced (needed by --lb-iface and --lb-bgp).
     #[arg(long, value_name = "CIDR")]
     pub lb_pool: Vec<IpNetwork>,
     /// etcd: the key prefix of the cluster objects (Services, endpoints).
@@ -688,6 +688,14 @@ fn check_lb_flags(a: &RunArgs, backend: &BackendConfig) -> Result<(), CliError> 
             "agent: --lb-iface, --lb-bgp and --lb-pool are for the service proxy: add --services",
         ));
     }
+    if (a.lb_bgp || a.lb_iface.is_some()) && a.lb_pool.is_empty() {
+        return Err(CliError::usage(
+            "agent: --lb-iface and --lb-bgp announce only addresses of the LoadBalancer pools: add --lb-pool CIDR",
+        ));
+    }
+    if let Some(dev) = &a.lb_iface {
+        netkit_core::ifname::check(dev).map_err(|e| CliError::usage(format!("agent: --lb-iface: {e}")))?;
+    }
     if a.lb_bgp && !matches!(backend, BackendConfig::Bgp(_)) {
         return Err(CliError::usage(format!(
             "agent: --lb-bgp announces through BIRD: it needs --backend bgp, not {}",
@@ -704,9 +712,8 @@ fn services_status_file(agent_status: &std::path::Path) -> PathBuf {
 }
 
 fn hostname() -> Result<String, CliError> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|cause| CliError::Io {
+    netkit_core::sysctl::hostname().map_err(|cause| CliError::Io {
         what: "read the host name".into(),
         cause,
-    })?;
-    Ok(name.trim().to_string())
+    })
 }

@@ -88,12 +88,17 @@ impl Lab {
         v
     }
 
-    /// Proxies that answer ARP for LoadBalancer addresses on `eth0`.
+    /// Proxies that answer ARP/NDP on `eth0` for LoadBalancer addresses of their pools
+    /// (`192.168.50.240/28`, `fd00:50::240/124`).
     async fn announcing_proxies(&self) -> Vec<ProxyTask> {
         let mut v = Vec::new();
         for n in &self.nodes {
             let mut config = netkit_core::service::ProxyConfig::new(n.name());
             config.announce_iface = Some("eth0".into());
+            config.lb_pools = vec![
+                "192.168.50.240/28".parse().unwrap(),
+                "fd00:50::240/124".parse().unwrap(),
+            ];
             v.push(ProxyTask::start_with(self.store.clone(), config).await);
         }
         v

@@ -141,8 +141,30 @@ fn agent_usage_errors() {
     let base = ["agent", "--store", "file=/nonexistent/x", "--network", "10.244.0.0/16"];
     let e = fails(&[&base[..], &["--lb-bgp"]].concat(), 2);
     assert!(e.contains("add --services"), "{e}");
+    let e = fails(&[&base[..], &["--services", "--lb-bgp"]].concat(), 2);
+    assert!(e.contains("add --lb-pool"), "{e}");
     let e = fails(
-        &[&base[..], &["--services", "--lb-bgp", "--backend", "vxlan"]].concat(),
+        &[
+            &base[..],
+            &["--services", "--lb-iface", "a/b", "--lb-pool", "192.0.2.0/28"],
+        ]
+        .concat(),
+        2,
+    );
+    assert!(e.contains("--lb-iface"), "{e}");
+    let e = fails(
+        &[
+            &base[..],
+            &[
+                "--services",
+                "--lb-bgp",
+                "--lb-pool",
+                "192.0.2.0/28",
+                "--backend",
+                "vxlan",
+            ],
+        ]
+        .concat(),
         2,
     );
     assert!(e.contains("needs --backend bgp, not vxlan"), "{e}");

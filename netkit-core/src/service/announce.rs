@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
 
@@ -28,11 +29,15 @@ pub const PROTO_LB: u8 = 79;
 /// The label of the IPv4 addresses this module adds on `iface` (IFNAMSIZ bounds it: at most
 /// 15 bytes).
 pub(crate) fn label(iface: &str) -> String {
-    let mut l = format!("{iface}:lb");
-    if l.len() > 15 {
-        l = format!("{}:lb", &iface[..12.min(iface.len())]);
+    let mut stem = iface;
+    while stem.len() > 12 {
+        let mut end = stem.len() - 1;
+        while !stem.is_char_boundary(end) {
+            end -= 1;
+        }
+        stem = &stem[..end];
     }
-    l
+    format!("{stem}:lb")
 }
 
 /// The node that answers for `ip`, among `nodes`.
@@ -45,6 +50,7 @@ pub(crate) fn holder<'a>(ip: IpAddr, nodes: impl IntoIterator<Item = &'a str>) -
 /// Make `iface` in the node hold exactly `want` among the addresses this module manages;
 /// returns the addresses added. Every step runs; the first error is returned.
 pub(crate) async fn apply(h: &Handle, ns: &NetNs, iface: &str, want: &BTreeSet<IpAddr>) -> Result<Vec<IpAddr>, String> {
+    crate::ifname::check(iface).map_err(|e| e.to_string())?;
     let lbl = label(iface);
     let have: BTreeSet<IpAddr> = h
         .addr_list(Some(iface))
@@ -112,42 +118,16 @@ pub(crate) async fn apply(h: &Handle, ns: &NetNs, iface: &str, want: &BTreeSet<I
 /// address `mac`) to all nodes on `iface`, from `ip`, from the calling thread's namespace
 /// (RFC 4861 §7.2.6).
 fn unsolicited_na(iface: &str, mac: [u8; 6], ip: Ipv6Addr) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
     let ifindex = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
-    // SAFETY: socket(2) with constant arguments; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET6,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMPV6,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let set = |opt: libc::c_int, v: libc::c_int| -> std::io::Result<()> {
-        // SAFETY: `v` is a c_int that outlives the call; its size is passed.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                opt,
-                std::ptr::addr_of!(v).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
+    let sock = socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6)?;
     // Neighbour discovery is only accepted with a hop limit of 255.
-    set(libc::IPV6_MULTICAST_HOPS, 255)?;
-    set(libc::IPV6_MULTICAST_IF, ifindex as libc::c_int)?;
+    setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, 255)?;
+    setsockopt_int(
+        &sock,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_IF,
+        ifindex as libc::c_int,
+    )?;
     // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
     let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     from.sin6_family = libc::AF_INET6 as libc::sa_family_t;
@@ -175,42 +155,18 @@ fn unsolicited_na(iface: &str, mac: [u8; 6], ip: Ipv6Addr) -> std::io::Result<()
     to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     to.sin6_addr.s6_addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
     to.sin6_scope_id = ifindex;
-    // SAFETY: `pkt` and `to` are valid for the lengths given and outlive the call.
-    let n = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            pkt.as_ptr().cast(),
-            pkt.len(),
-            0,
-            std::ptr::addr_of!(to).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    send_to(&sock, &pkt, &to)
 }
 
 /// Broadcast a gratuitous ARP request for `ip` from `mac` on `iface` (`arping -U`), from the
 /// calling thread's namespace.
 fn gratuitous_arp(iface: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
     let ifindex = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
-    // SAFETY: socket(2) with constant arguments; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            i32::from((libc::ETH_P_ARP as u16).to_be()),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = socket(
+        libc::AF_PACKET,
+        libc::SOCK_DGRAM,
+        i32::from((libc::ETH_P_ARP as u16).to_be()),
+    )?;
     // ARP request, sender = target = ip (RFC 5227's announcement).
     let mut pkt = Vec::with_capacity(28);
     pkt.extend_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
@@ -228,15 +184,50 @@ fn gratuitous_arp(iface: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<()
     to.sll_ifindex = ifindex as i32;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: `pkt` and `to` are valid for the lengths given and outlive the call.
+    send_to(&sock, &pkt, &to)
+}
+
+/// A new socket (close-on-exec).
+fn socket(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> std::io::Result<OwnedFd> {
+    // SAFETY: socket(2) with plain integer arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(level, opt, v)` for an integer option.
+fn setsockopt_int(sock: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: `v` is a c_int that outlives the call; its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Send `pkt` to `to` (a `sockaddr_*` of the socket's family) in one datagram.
+fn send_to<A>(sock: &OwnedFd, pkt: &[u8], to: &A) -> std::io::Result<()> {
+    // SAFETY: `pkt` and `to` are valid for the lengths given and outlive the call; `A` is the
+    // socket address type the callers pass, plain old data of its full size.
     let n = unsafe {
         libc::sendto(
             sock.as_raw_fd(),
             pkt.as_ptr().cast(),
             pkt.len(),
             0,
-            std::ptr::addr_of!(to).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            std::ptr::from_ref(to).cast(),
+            std::mem::size_of::<A>() as libc::socklen_t,
         )
     };
     if n < 0 {
@@ -262,5 +253,6 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(label("eth0"), "eth0:lb");
         assert!(label("averyveryverylong").len() <= 15);
+        assert!(label("ééééééééé").len() <= 15, "cut on a character boundary");
     }
 }

@@ -16,7 +16,7 @@ use super::render::{firewall_services, id_of_owner, owner, OWNER_PREFIX};
 use super::spec::{EndpointsSpec, ExternalTrafficPolicy, ServiceSpec, ServiceType};
 use super::ServiceError;
 use crate::conntrack::{Conntrack, Filter};
-use crate::firewall::{self, Firewall, Protocol, Rules};
+use crate::firewall::{self, Firewall, Protocol};
 use crate::store::{Object, ObjectEvent, ObjectStore};
 use crate::NetNs;
 
@@ -47,9 +47,9 @@ pub struct ProxyConfig {
     /// BGP.
     pub announce_bgp: Option<tokio::sync::watch::Sender<BTreeSet<IpAddr>>>,
     /// The configured LoadBalancer address pools: only external addresses inside one of them
-    /// are announced (others are listed in [`ProxyStatus::outside_pools`]), so a service
-    /// cannot make the nodes claim an arbitrary address. Empty: every LoadBalancer address
-    /// is announced.
+    /// are announced (others are listed in [`ProxyStatus::outside_pools`]), so whoever can
+    /// write a service cannot make the nodes claim an arbitrary address (a gateway's, say).
+    /// Empty: nothing is announced.
     pub lb_pools: Vec<IpNetwork>,
 }
 
@@ -58,8 +58,8 @@ impl ProxyConfig {
     pub fn new(node: &str) -> Self {
         Self {
             node: node.to_string(),
-            retry: Duration::from_millis(200),
-            max_retry: Duration::from_secs(5),
+            retry: crate::retry::FIRST_PAUSE,
+            max_retry: crate::retry::MAX_PAUSE,
             status_file: None,
             announce_iface: None,
             announce_bgp: None,
@@ -357,42 +357,8 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
             return;
         }
         let owner = owner(id);
-        let result = if want.is_empty() {
-            self.firewall.teardown(&owner).await.map(|_| ())
-        } else {
-            let gone: Vec<_> = have
-                .iter()
-                .filter(|h| !want.iter().any(|w| w.name == h.name))
-                .cloned()
-                .collect();
-            let changed: Vec<_> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
-            let mut r = Ok(());
-            if !gone.is_empty() {
-                r = self
-                    .firewall
-                    .remove(
-                        &owner,
-                        &Rules {
-                            services: gone,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-            }
-            if r.is_ok() && !changed.is_empty() {
-                r = self
-                    .firewall
-                    .add(
-                        &owner,
-                        &Rules {
-                            services: changed,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-            }
-            r
-        };
+        // The owner holds this service's firewall services only: exactly `want` (none: gone).
+        let result = self.firewall.set_services(&[(owner.clone(), want.clone())]).await;
         match result {
             Ok(()) => {
                 self.forget_flows(id, &have, &want).await;
@@ -499,7 +465,7 @@ impl<S: ObjectStore, F: Firewall> ServiceProxy<S, F> {
                 })
                 .unwrap_or_default();
             for ip in &spec.external_ips {
-                if !self.config.lb_pools.is_empty() && !self.config.lb_pools.iter().any(|p| p.contains(*ip)) {
+                if !self.config.lb_pools.iter().any(|p| p.contains(*ip)) {
                     outside.insert(*ip);
                     continue;
                 }
