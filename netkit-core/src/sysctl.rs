@@ -654,6 +654,13 @@ fn user_hz() -> u64 {
     }
 }
 
+/// The host name of the calling process (`kernel.hostname` of its UTS namespace, which a
+/// network namespace does not change): the default node name of `netkit agent` and of the
+/// pod records netkit-cni writes, so both name the node alike.
+pub fn hostname() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

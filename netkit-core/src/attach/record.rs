@@ -39,9 +39,7 @@ pub(crate) fn identity(conf: &NetworkConfig, att: &Attachment) -> Result<Option<
     };
     let node = match &conf.node_name {
         Some(n) => n.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .map_err(AttachError::io)?,
+        None => crate::sysctl::hostname().map_err(AttachError::io)?,
     };
     Ok(Some(PodIdentity {
         id: format!("{ns}/{name}"),

@@ -41,14 +41,18 @@ pub struct PodRecord {
 }
 
 impl PodRecord {
-    /// Check the interface name and the node name.
+    /// Check the interface name, the node name (as the lease store names nodes) and that every
+    /// address is unicast.
     pub fn validate(&self, id: &str) -> Result<(), PolicyError> {
-        crate::ifname::check(&self.interface).map_err(|e| PolicyError::invalid(format!("pod {id}"), e.to_string()))?;
-        if crate::store::validate_key(&self.node).is_err() || self.node.contains('/') {
-            return Err(PolicyError::invalid(
-                format!("pod {id}"),
-                format!("node name {:?}", self.node),
-            ));
+        let bad = |what: String| PolicyError::invalid(format!("pod {id}"), what);
+        crate::ifname::check(&self.interface).map_err(|e| bad(e.to_string()))?;
+        crate::ipam::lease::request::validate_node(&self.node).map_err(|e| bad(e.to_string()))?;
+        // Its addresses become set elements: unicast ones only.
+        for ip in &self.ips {
+            let broadcast = *ip == std::net::IpAddr::from([255, 255, 255, 255]);
+            if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || broadcast {
+                return Err(bad(format!("address {ip} is not a unicast address")));
+            }
         }
         Ok(())
     }

@@ -423,14 +423,7 @@ impl Default for NodeCompiler {
 
 /// True when a rule of `p` has a pod or namespace selector peer.
 fn has_selector_peer(p: &NetworkPolicy) -> bool {
-    let peers = p
-        .ingress
-        .iter()
-        .flat_map(|r| &r.from)
-        .chain(p.egress.iter().flat_map(|r| &r.to));
-    peers
-        .into_iter()
-        .any(|peer| peer.pod_selector.is_some() || peer.namespace_selector.is_some())
+    selector_peers(p).next().is_some()
 }
 
 /// The entries of `map` (keyed `<namespace>/<name>`) of namespace `ns`: a range of the map.

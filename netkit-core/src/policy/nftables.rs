@@ -428,6 +428,14 @@ impl PolicyFirewall {
                 "network policy needs nftables (the firewall driver is iptables)".into(),
             ));
         }
+        // The name goes into nft text: letters, digits, '_' and '-' only.
+        let t = &options.table;
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(PolicyError::invalid(
+                format!("policy table {t:?}"),
+                "1-64 letters, digits, '_' or '-'",
+            ));
+        }
         let unsupported = |why: String| PolicyError::Unsupported(format!("network policy needs nftables: {why}"));
         libnft::available().map_err(unsupported)?;
         let (ns2, table) = (ns.clone(), options.table.clone());

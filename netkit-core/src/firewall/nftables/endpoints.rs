@@ -5,7 +5,7 @@
 //! number of services.
 
 use super::netlink::{self, Data, Element, OpKind};
-use super::ruleset::{endpoints_only, eps_interval, eps_map};
+use super::ruleset::{endpoints_only, eps_interval, eps_map, reject_keys};
 use crate::firewall::model::{Rules, Service};
 
 /// One operation on one set: `(set, kind, elements)`.
@@ -14,7 +14,7 @@ pub(crate) type SetOp = (String, OpKind, Vec<Element>);
 /// The operations that take the kernel from `old`'s endpoints to `new`'s for every service of
 /// `new` whose change is endpoints only ([`endpoints_only`]), and the operations that undo
 /// them (hairpin pairs are not taken back: a stale one is harmless).
-pub(crate) fn endpoint_ops(old: &Rules, new: &Rules) -> Result<(Vec<SetOp>, Vec<SetOp>), netlink::NftError> {
+pub(crate) fn endpoint_ops(old: &Rules, new: &Rules) -> (Vec<SetOp>, Vec<SetOp>) {
     let (mut ops, mut undo) = (Vec::new(), Vec::new());
     for s in &new.services {
         let Some(b) = old.services.iter().find(|o| o.name == s.name) else {
@@ -43,19 +43,19 @@ pub(crate) fn endpoint_ops(old: &Rules, new: &Rules) -> Result<(Vec<SetOp>, Vec<
             }
             _ => {}
         }
-        if !s.endpoints.is_empty() {
-            let v = if s.vip.is_ipv4() { 4 } else { 6 };
-            let pairs = s
-                .endpoints
-                .iter()
-                .map(|e| Element::new(Data::new().ip_addr(e.ip).ip_addr(e.ip)))
-                .collect();
-            ops.push((format!("hairpin{v}"), OpKind::Add, pairs));
-        }
+        // Pairs of the endpoints that came (the others' are there).
+        let v = if s.vip.is_ipv4() { 4 } else { 6 };
+        let pairs = s
+            .endpoints
+            .iter()
+            .filter(|e| !b.endpoints.iter().any(|o| o.ip == e.ip))
+            .map(|e| Element::new(Data::new().ip_addr(e.ip).ip_addr(e.ip)))
+            .collect();
+        ops.push((format!("hairpin{v}"), OpKind::Add, pairs));
     }
     ops.retain(|(_, _, els)| !els.is_empty());
     undo.retain(|(_, _, els)| !els.is_empty());
-    Ok((ops, undo))
+    (ops, undo)
 }
 
 /// Append `ops` to `batch` (table `table`).
@@ -89,21 +89,19 @@ fn intervals(svc: &Service, with_values: bool) -> Vec<Element> {
     out
 }
 
-/// The `noendpoints` elements of `svc` (as [`super::ruleset`] writes them for a service
-/// without endpoints): its address and external IPs, its node port.
+/// The `noendpoints` elements of `svc` ([`reject_keys`], grouped by set).
 fn reject_elements(svc: &Service) -> Vec<(String, Vec<Element>)> {
-    let v = if svc.vip.is_ipv4() { 4 } else { 6 };
-    let p = svc.protocol.number();
-    let addrs = std::iter::once(svc.vip)
-        .chain(svc.external_ips.iter().copied())
-        .map(|ip| Element::new(Data::new().ip_addr(ip).inet_proto(p).inet_service(svc.port)).comment(&svc.name))
-        .collect();
-    let mut out = vec![(format!("noendpoints{v}"), addrs)];
-    if let Some(np) = svc.node_port {
-        out.push((
-            format!("noendpointports{v}"),
-            vec![Element::new(Data::new().inet_proto(p).inet_service(np)).comment(&svc.name)],
-        ));
+    let mut out: Vec<(String, Vec<Element>)> = Vec::new();
+    for (set, ip, p, port) in reject_keys(svc) {
+        let key = match ip {
+            Some(ip) => Data::new().ip_addr(ip),
+            None => Data::new(),
+        };
+        let el = Element::new(key.inet_proto(p.number()).inet_service(port)).comment(&svc.name);
+        match out.iter_mut().find(|(s, _)| *s == set) {
+            Some((_, els)) => els.push(el),
+            None => out.push((set, vec![el])),
+        }
     }
     out
 }
@@ -151,7 +149,7 @@ mod tests {
 
     #[test]
     fn endpoint_changes_are_element_operations_and_their_undo() {
-        let (ops, undo) = endpoint_ops(&rules(web(&[])), &rules(web(&["10.0.0.1", "10.0.0.2"]))).unwrap();
+        let (ops, undo) = endpoint_ops(&rules(web(&[])), &rules(web(&["10.0.0.1", "10.0.0.2"])));
         let kinds: Vec<(&str, OpKind, usize)> = ops.iter().map(|(s, k, e)| (s.as_str(), *k, e.len())).collect();
         let map = eps_map(&web(&[]));
         assert_eq!(
@@ -168,11 +166,11 @@ mod tests {
         // Another change than endpoints (the port): not element operations.
         let mut other = web(&["10.0.0.1"]);
         other.port = 81;
-        let (ops, _) = endpoint_ops(&rules(web(&["10.0.0.1"])), &rules(other)).unwrap();
+        let (ops, _) = endpoint_ops(&rules(web(&["10.0.0.1"])), &rules(other));
         assert!(ops.is_empty());
         // A service with affinity is not mapped.
         let aff = |eps: &[&str]| web(eps).affinity(std::time::Duration::from_secs(60));
-        let (ops, _) = endpoint_ops(&rules(aff(&["10.0.0.1"])), &rules(aff(&["10.0.0.2"]))).unwrap();
+        let (ops, _) = endpoint_ops(&rules(aff(&["10.0.0.1"])), &rules(aff(&["10.0.0.2"])));
         assert!(ops.is_empty());
     }
 }

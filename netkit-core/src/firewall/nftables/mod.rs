@@ -327,7 +327,7 @@ impl Backend for NftBackend {
         let removed = old.minus(new);
         let added = new.minus(old);
         let batch = self.element_batch(owner, &[(&removed, Destroy), (&added, Create), (held, Add)])?;
-        let (ep_ops, ep_undo) = endpoints::endpoint_ops(old, new).map_err(self.kernel_err("encode element"))?;
+        let (ep_ops, ep_undo) = endpoints::endpoint_ops(old, new);
         let by_elements = match self.send_with_endpoints(batch.clone(), &ep_ops) {
             Ok(b) => b,
             Err(e) => {
@@ -420,7 +420,7 @@ impl Backend for NftBackend {
         // Endpoint-only changes as one element batch first (see `apply`), the rest as text.
         let (mut ops, mut undo) = (Vec::new(), Vec::new());
         for (old, new) in changes {
-            let (o, u) = endpoints::endpoint_ops(old, new).map_err(self.kernel_err("encode element"))?;
+            let (o, u) = endpoints::endpoint_ops(old, new);
             ops.extend(o);
             undo.extend(u);
         }

@@ -69,7 +69,9 @@
 
 use std::fmt::Write;
 
-use crate::firewall::model::{Service, TrafficPolicy};
+use std::net::IpAddr;
+
+use crate::firewall::model::{Protocol, Service, TrafficPolicy};
 
 /// The table's comment: it names the state directory the table belongs to (see [`state_of`]).
 fn comment(state_id: &str) -> String {
@@ -343,14 +345,26 @@ fn reject_elements(svc: &Service) -> Vec<(String, String)> {
     if !svc.endpoints.is_empty() {
         return Vec::new();
     }
+    reject_keys(svc)
+        .into_iter()
+        .map(|(set, ip, p, port)| match ip {
+            Some(ip) => (set, format!("{ip} . {p} . {port}")),
+            None => (set, format!("{p} . {port}")),
+        })
+        .collect()
+}
+
+/// The keys a service without endpoints puts in the reject sets, `(set, address, protocol,
+/// port)`: `address . protocol . port` in `noendpoints4/6` for its address and external IPs,
+/// `protocol . node port` (no address) in `noendpointports4/6`. Whatever its endpoints.
+pub(crate) fn reject_keys(svc: &Service) -> Vec<(String, Option<IpAddr>, Protocol, u16)> {
     let (_, _, v) = family(svc);
-    let (p, port) = (svc.protocol, svc.port);
-    let mut out: Vec<(String, String)> = std::iter::once(svc.vip)
+    let mut out: Vec<_> = std::iter::once(svc.vip)
         .chain(svc.external_ips.iter().copied())
-        .map(|ip| (format!("noendpoints{v}"), format!("{ip} . {p} . {port}")))
+        .map(|ip| (format!("noendpoints{v}"), Some(ip), svc.protocol, svc.port))
         .collect();
     if let Some(np) = svc.node_port {
-        out.push((format!("noendpointports{v}"), format!("{p} . {np}")));
+        out.push((format!("noendpointports{v}"), None, svc.protocol, np));
     }
     out
 }
@@ -527,6 +541,13 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
             endpoint_target(svc, i)
         );
     }
+    add_elements(table, svc, &mut s);
+    s
+}
+
+/// Commands that add `svc`'s verdict-map elements (address, external IPs, node port) and, when
+/// it has no endpoints, its reject elements.
+fn add_elements(table: &str, svc: &Service, s: &mut String) {
     for (map, key, verdict) in map_elements(svc) {
         let _ = writeln!(
             s,
@@ -537,7 +558,6 @@ pub(crate) fn apply_service(table: &str, mark: u32, old: Option<&Service>, svc: 
     for (set, key) in reject_elements(svc) {
         let _ = writeln!(s, "add element inet {table} {set} {{ {key} comment \"{}\" }}", svc.name);
     }
-    s
 }
 
 /// [`apply_service`] for a mapped service (`old`, if any, mapped too): its endpoints map
@@ -590,16 +610,7 @@ fn apply_mapped(table: &str, mark: u32, old: Option<&Service>, svc: &Service) ->
         let pairs: Vec<String> = svc.endpoints.iter().map(|e| format!("{} . {}", e.ip, e.ip)).collect();
         let _ = writeln!(s, "add element inet {table} hairpin{v} {{ {} }}", pairs.join(", "));
     }
-    for (map, key, verdict) in map_elements(svc) {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {map} {{ {key} comment \"{}\" : {verdict} }}",
-            svc.name
-        );
-    }
-    for (set, key) in reject_elements(svc) {
-        let _ = writeln!(s, "add element inet {table} {set} {{ {key} comment \"{}\" }}", svc.name);
-    }
+    add_elements(table, svc, &mut s);
     s
 }
 

@@ -67,7 +67,7 @@ mod etcd;
 mod file;
 mod plan;
 mod record;
-mod request;
+pub(crate) mod request;
 mod store;
 mod watch;
 
