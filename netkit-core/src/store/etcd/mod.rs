@@ -51,8 +51,9 @@ impl std::fmt::Debug for EtcdObjectStore {
 }
 
 impl EtcdObjectStore {
-    /// The key prefix used by the examples and tests: `/netkit/objects`.
-    pub const DEFAULT_PREFIX: &'static str = "/netkit/objects";
+    /// The default key prefix, `/netkit/objects` (the same as
+    /// [`DEFAULT_ETCD_PREFIX`](crate::store::DEFAULT_ETCD_PREFIX)).
+    pub const DEFAULT_PREFIX: &'static str = crate::store::DEFAULT_ETCD_PREFIX;
 
     /// How long connecting (and the first request) may take before failing.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
